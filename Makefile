@@ -1,0 +1,56 @@
+# upkeep: `make run` for users, `make test` for developers and CI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= upkeep.yaml
+
+.PHONY: run test lint typecheck unit services install dev-install bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Installs upkeep into .venv; re-runs when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+dev-install: $(VENV)/.dev-installed
+
+# The main job: a starter config for this machine if there is none, then every check.
+# upkeep's exit code is the worst status (0 ok, 1 warning, 2 critical, 3 unknown);
+# `make run` reports it rather than failing on a warning.
+run: install
+	@test -f $(CONFIG) || $(BIN)/upkeep init -c $(CONFIG)
+	@$(BIN)/upkeep check -c $(CONFIG); status=$$?; \
+	  echo "upkeep check exit status $$status (0 ok, 1 warning, 2 critical, 3 unknown)"; \
+	  test $$status -le 3
+
+services:
+	@bash scripts/ensure-services.sh
+
+lint: dev-install
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: dev-install
+	$(BIN)/mypy --strict src
+
+unit: dev-install
+	$(BIN)/pytest tests/unit -q
+
+test: dev-install services lint typecheck
+	$(BIN)/pytest -q
+
+bench: dev-install
+	$(BIN)/python benchmarks/checks.py
+
+docs: dev-install
+	$(BIN)/python -m upkeep.docs > docs/probes.md
+
+clean:
+	rm -rf $(VENV) .upkeep .mypy_cache .ruff_cache .pytest_cache
