@@ -1,0 +1,1 @@
+"""Config: ``upkeep.yaml`` parsed with positions, secrets expanded, validated as a whole."""

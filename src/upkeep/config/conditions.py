@@ -1,0 +1,253 @@
+"""The condition language of ``warn:`` and ``crit:``: safe expressions over metric names.
+
+Grammar (LALR, parsed with Lark — a well-kept parser library whose grammars read like
+the spec and whose errors carry columns; no ``eval``, no attribute access, no calls)::
+
+    expr       := or_expr
+    or_expr    := and_expr ("or" and_expr)*
+    and_expr   := not_expr ("and" not_expr)*
+    not_expr   := "not" not_expr | comparison
+    comparison := operand (("<" | "<=" | ">" | ">=" | "==" | "!=") operand)*
+    operand    := NUMBER | DURATION | STRING | true | false | NAME | `quoted name` | "(" expr ")"
+
+Comparisons chain as in mathematics (``80 < used_percent <= 90``). A duration literal
+takes the unit of the metric it is compared with, read from the metric's name:
+``*_ms`` → milliseconds, ``*days*`` → days, anything else → seconds. So
+``response_time_ms > 1.5s`` means 1500 and ``longest_s > 5m`` means 300.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from upkeep.config.durations import parse_duration
+
+GRAMMAR = r"""
+?start: or_expr
+?or_expr: and_expr (_OR and_expr)*      -> any_of
+?and_expr: not_expr (_AND not_expr)*    -> all_of
+?not_expr: _NOT not_expr                -> negation
+         | comparison
+?comparison: operand (COMPARATOR operand)*  -> compare
+?operand: DURATION                      -> duration
+        | NUMBER                        -> number
+        | STRING                        -> string
+        | _TRUE                         -> true
+        | _FALSE                        -> false
+        | NAME                          -> metric
+        | QUOTED_NAME                   -> quoted_metric
+        | "(" or_expr ")"
+
+_OR: "or"
+_AND: "and"
+_NOT: "not"
+_TRUE: "true"
+_FALSE: "false"
+COMPARATOR: "<=" | ">=" | "==" | "!=" | "<" | ">"
+DURATION.2: /\d+(\.\d+)?(ms|s|m|h|d|w|y)/
+NUMBER: /-?\d+(\.\d+)?([eE][+-]?\d+)?/
+STRING: /"(?:[^"\\]|\\.)*"/ | /'(?:[^'\\]|\\.)*'/
+NAME: /[A-Za-z_][A-Za-z0-9_]*/
+QUOTED_NAME: /`[^`]+`/
+%ignore /[ \t\r\n]+/
+"""
+
+Metrics = Mapping[str, Any]
+
+_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class ConditionSyntaxError(ValueError):
+    """The text is not a valid condition; ``column`` is 1-based within the condition."""
+
+    def __init__(self, message: str, column: int) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class ConditionEvaluationError(ValueError):
+    """A condition could not be evaluated against a result (missing metric, mixed types)."""
+
+
+@dataclass(frozen=True)
+class _Operand:
+    evaluate: Callable[[Metrics], Any]
+    metric: str | None = None
+    duration_s: float | None = None
+
+
+def _duration_in_unit_of(seconds: float, metric: str | None) -> float:
+    if metric is None:
+        return seconds
+    lowered = metric.lower()
+    if lowered.endswith("_ms"):
+        return seconds * 1000
+    if "days" in lowered:
+        return seconds / 86400
+    return seconds
+
+
+def _constant(value: Any) -> Callable[[Metrics], Any]:
+    return lambda _metrics: value
+
+
+def _lookup(name: str) -> Callable[[Metrics], Any]:
+    def read(metrics: Metrics) -> Any:
+        try:
+            return metrics[name]
+        except KeyError:
+            raise ConditionEvaluationError(
+                f"metric {name!r} was not returned by the probe"
+            ) from None
+
+    return read
+
+
+@cache
+def _parser() -> Any:
+    from lark import Lark
+
+    return Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
+
+
+def _build(tree: Any, names: set[str]) -> _Operand:
+    from lark import Token
+
+    if isinstance(tree, Token):  # pragma: no cover - every token is wrapped by an alias rule
+        raise ConditionSyntaxError(f"unexpected {tree!s}", tree.column or 1)
+    rule = tree.data
+    children = tree.children
+    if rule in ("any_of", "all_of", "compare") and len(children) == 1:
+        # Lark keeps an aliased rule even when it has one child; it is just its child.
+        return _build(children[0], names)
+    if rule == "number":
+        text = str(children[0])
+        value: float = float(text)
+        return _Operand(_constant(int(value) if value.is_integer() and "." not in text else value))
+    if rule == "duration":
+        seconds = parse_duration(str(children[0])).total_seconds()
+        return _Operand(_constant(seconds), duration_s=seconds)
+    if rule == "string":
+        raw = str(children[0])[1:-1]
+        return _Operand(_constant(raw.encode("utf-8").decode("unicode_escape")))
+    if rule == "true":
+        return _Operand(_constant(True))
+    if rule == "false":
+        return _Operand(_constant(False))
+    if rule in ("metric", "quoted_metric"):
+        name = str(children[0]).strip("`")
+        names.add(name)
+        return _Operand(_lookup(name), metric=name)
+    if rule == "negation":
+        inner = _build(children[0], names).evaluate
+        return _Operand(lambda metrics: not inner(metrics))
+    if rule == "any_of":
+        parts = [_build(child, names).evaluate for child in children]
+        return _Operand(lambda metrics: any(part(metrics) for part in parts))
+    if rule == "all_of":
+        parts = [_build(child, names).evaluate for child in children]
+        return _Operand(lambda metrics: all(part(metrics) for part in parts))
+    if rule == "compare":
+        return _build_comparison(children, names)
+    raise ConditionSyntaxError(f"unsupported construct {rule!r}", 1)  # pragma: no cover
+
+
+def _build_comparison(children: list[Any], names: set[str]) -> _Operand:
+    operands = [_build(child, names) for child in children[0::2]]
+    comparators = [str(token) for token in children[1::2]]
+    steps: list[
+        tuple[Callable[[Metrics], Any], Callable[[Any, Any], bool], Callable[[Metrics], Any], str]
+    ] = []
+    for index, symbol in enumerate(comparators):
+        left, right = operands[index], operands[index + 1]
+        # A duration literal takes the unit of the metric on the other side.
+        if left.duration_s is not None:
+            left = _Operand(_constant(_duration_in_unit_of(left.duration_s, right.metric)))
+        if right.duration_s is not None:
+            right = _Operand(_constant(_duration_in_unit_of(right.duration_s, left.metric)))
+        steps.append((left.evaluate, _COMPARATORS[symbol], right.evaluate, symbol))
+
+    def evaluate(metrics: Metrics) -> bool:
+        for read_left, compare, read_right, symbol in steps:
+            left_value, right_value = read_left(metrics), read_right(metrics)
+            if isinstance(left_value, str) != isinstance(right_value, str) and symbol not in (
+                "==",
+                "!=",
+            ):
+                raise ConditionEvaluationError(
+                    f"cannot compare {left_value!r} {symbol} {right_value!r}: a text and a number"
+                )
+            if not compare(left_value, right_value):
+                return False
+        return True
+
+    return _Operand(evaluate)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition: its source text, the metric names it reads, and its evaluator."""
+
+    source: str
+    metric_names: frozenset[str]
+    _evaluate: Callable[[Metrics], Any]
+
+    def holds(self, metrics: Metrics) -> bool:
+        """Given a probe's metrics, return whether the condition holds.
+
+        Raise ``ConditionEvaluationError`` if a metric it reads is missing or the values
+        cannot be compared.
+        """
+        return bool(self._evaluate(metrics))
+
+    def explain(self, metrics: Metrics) -> str:
+        """Given metrics, return the condition with the values it read, for messages."""
+        values = ", ".join(
+            f"{name}={metrics[name]!r}" for name in sorted(self.metric_names) if name in metrics
+        )
+        return f"{self.source} ({values})" if values else self.source
+
+
+def parse_condition(source: str) -> Condition:
+    """Given condition text, return the parsed ``Condition``.
+
+    Raise ``ConditionSyntaxError`` (with a 1-based column) if it is not valid.
+    """
+    from lark.exceptions import (
+        UnexpectedCharacters,
+        UnexpectedEOF,
+        UnexpectedInput,
+        UnexpectedToken,
+    )
+
+    if not source.strip():
+        raise ConditionSyntaxError("empty condition", 1)
+    try:
+        tree = _parser().parse(source)
+    except UnexpectedToken as error:
+        found = "end of condition" if error.token.type == "$END" else repr(str(error.token))
+        raise ConditionSyntaxError(
+            f"unexpected {found} in condition {source!r}",
+            error.column if error.column > 0 else len(source),
+        ) from None
+    except UnexpectedCharacters as error:
+        raise ConditionSyntaxError(
+            f"unexpected character {source[error.pos_in_stream or 0]!r} in condition {source!r}",
+            error.column,
+        ) from None
+    except (UnexpectedEOF, UnexpectedInput) as error:
+        raise ConditionSyntaxError(f"incomplete condition {source!r}", len(source)) from error
+    names: set[str] = set()
+    operand = _build(tree, names)
+    return Condition(source=source, metric_names=frozenset(names), _evaluate=operand.evaluate)

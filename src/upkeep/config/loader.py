@@ -1,0 +1,437 @@
+"""Load ``upkeep.yaml``: parse with positions, expand secrets, validate everything, compile.
+
+Nothing is applied from a config that has any error: ``load_config`` either returns a
+fully validated ``LoadedConfig`` or raises ``ConfigError`` listing every problem found,
+each with file, line, column, key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
+from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
+from upkeep.config.secrets import expand_tree
+from upkeep.config.yamlpos import Positions, YamlSyntaxError, load_yaml
+from upkeep.redaction import Redactor, SecretMarker
+
+if TYPE_CHECKING:
+    from upkeep.config.models import UpkeepConfig
+    from upkeep.probes.base import Probe, StrictModel, TargetBase
+
+CONFIG_ENV = "UPKEEP_CONFIG"
+DEFAULT_CONFIG = "upkeep.yaml"
+
+
+@dataclass(frozen=True)
+class CompiledCheck:
+    """A check ready to run: its target and probe resolved, its conditions parsed."""
+
+    name: str
+    target_name: str
+    target: TargetBase
+    probe: type[Probe[Any, Any]]
+    params: StrictModel
+    warn: Condition | None
+    crit: Condition | None
+    every: timedelta
+    timeout: timedelta
+    severity: str
+    labels: Mapping[str, str]
+    enabled: bool
+
+    @property
+    def probe_name(self) -> str:
+        """Return ``kind.probe``, e.g. ``postgres.connections``."""
+        return f"{self.probe.target_kind}.{self.probe.name}"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid config, its origin, the redactor knowing its secrets, and compiled checks."""
+
+    path: Path
+    config: UpkeepConfig
+    redactor: Redactor
+    checks: Mapping[str, CompiledCheck]
+
+    @property
+    def base_dir(self) -> Path:
+        """Return the directory relative paths in the config are resolved against."""
+        return self.path.parent
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Given ``-c FILE`` (or None), return the path: that, else ``$UPKEEP_CONFIG``, else ``./upkeep.yaml``."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_CONFIG)
+
+
+class _Collector:
+    def __init__(self, file: str, positions: Positions) -> None:
+        self.file = file
+        self.positions = positions
+        self.issues: list[ConfigIssue] = []
+
+    def add(
+        self, path: KeyPath, message: str, column_offset: int = 0, *, at_key: bool = False
+    ) -> None:
+        line, column = self.positions.find_key(path) if at_key else self.positions.find(path)
+        self.issues.append(ConfigIssue(self.file, line, column + column_offset, path, message))
+
+
+def _target_kind_names() -> tuple[str, ...]:
+    from upkeep.probes.registry import TARGET_KINDS
+
+    return tuple(TARGET_KINDS)
+
+
+def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
+    """Map a pydantic error location onto the keys really present in the data.
+
+    Pydantic puts union tags (``http``), aliases' field names and wrapper names into
+    ``loc``; only the keys that exist in the YAML can be found in the file.
+    """
+    path: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part.rstrip("_") in node:
+            path.append(part.rstrip("_"))
+            node = node[part.rstrip("_")]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
+            # A missing key or a union tag: the tag is skipped, a missing key is named.
+            if part in _target_kind_names():
+                continue
+            path.append(part)
+            node = None
+        else:
+            continue
+    return tuple(path)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid value"))
+    if kind == "extra_forbidden":
+        return "unknown key (not part of this section; check the spelling)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return (
+            f"unknown target kind {error.get('ctx', {}).get('tag')!r}; expected one of {expected}"
+        )
+    if kind == "union_tag_not_found":
+        return f"a target needs a kind: one of {', '.join(_target_kind_names())}"
+    return message.removeprefix("Value error, ")
+
+
+def _add_validation_errors(
+    collector: _Collector, error: ValidationError, raw: Any, prefix: KeyPath = ()
+) -> None:
+    for item in error.errors():
+        path = (*prefix, *_data_path(raw, tuple(item["loc"])))
+        collector.add(path, _describe(item), at_key=item.get("type") == "extra_forbidden")
+
+
+def _markers(annotation: Any) -> list[SecretMarker]:
+    """Return the SecretMarkers in an annotation, including inside ``dict[str, Annotated[...]]``."""
+    found = [
+        meta for meta in getattr(annotation, "__metadata__", ()) if isinstance(meta, SecretMarker)
+    ]
+    for argument in get_args(annotation):
+        found.extend(_markers(argument))
+    return found
+
+
+def _collect_secrets(model: BaseModel, redactor: Redactor) -> None:
+    """Walk a model and hand every secret-marked field value to the redactor."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        markers = [meta for meta in field.metadata if isinstance(meta, SecretMarker)]
+        markers += _markers(field.annotation)
+        if markers and value is not None:
+            for text in _strings(value):
+                if markers[0].part == "password":
+                    redactor.add_url(text)
+                else:
+                    redactor.add(text)
+            continue
+        children = (
+            value.values()
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else [value]
+        )
+        for child in children:
+            if isinstance(child, BaseModel):
+                _collect_secrets(child, redactor)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def _remove_path(data: Any, path: KeyPath) -> Any:
+    """Return a copy of ``data`` without the key or list item at ``path``."""
+    if not path:
+        return data
+    head, rest = path[0], path[1:]
+    if isinstance(data, dict) and head in data:
+        if not rest:
+            return {key: value for key, value in data.items() if key != head}
+        return {**data, head: _remove_path(data[head], rest)}
+    if isinstance(data, list) and isinstance(head, int) and 0 <= head < len(data):
+        if not rest:
+            return [item for index, item in enumerate(data) if index != head]
+        return [
+            _remove_path(item, rest) if index == head else item for index, item in enumerate(data)
+        ]
+    return data
+
+
+def _without_failing_entries(
+    data: dict[str, Any], error: ValidationError
+) -> tuple[dict[str, Any], set[tuple[str, str | int]]]:
+    """Given the config data and its validation error, return data that validates without
+    the failing parts, and the entries (``("checks", "a")``) that had to be set aside whole.
+
+    First only the failing keys inside entries are removed (a bad ``every`` falls back to
+    its default, an unknown key goes), so the rest of each entry is still checked; entries
+    that still fail (a missing required key) are then set aside whole.
+    """
+    pruned: Any = data
+    for item in error.errors():
+        path = _data_path(data, tuple(item["loc"]))
+        if len(path) >= 3:
+            pruned = _remove_path(pruned, path)
+    dropped: set[tuple[str, str | int]] = set()
+    from upkeep.config.models import UpkeepConfig
+
+    try:
+        UpkeepConfig.model_validate(pruned)
+    except ValidationError as second:
+        for item in second.errors():
+            path = _data_path(pruned, tuple(item["loc"]))
+            if len(path) >= 2 and isinstance(path[0], str):
+                dropped.add((path[0], path[1]))
+        for section, key in dropped:
+            pruned = _remove_path(pruned, (section, key))
+    return pruned, dropped
+
+
+def _compile_checks(
+    config: UpkeepConfig,
+    raw: dict[str, Any],
+    collector: _Collector,
+    dropped: set[tuple[str, str | int]],
+) -> dict[str, CompiledCheck]:
+    from upkeep.probes.registry import TARGET_KINDS
+
+    compiled: dict[str, CompiledCheck] = {}
+    for name, check in config.checks.items():
+        path: KeyPath = ("checks", name)
+        target = config.targets.get(check.target)
+        if target is None and ("targets", check.target) in dropped:
+            continue  # the target's own error is already listed
+        if target is None:
+            names = {*config.targets, *(str(key) for kind, key in dropped if kind == "targets")}
+            known = ", ".join(sorted(names)) or "none defined"
+            collector.add((*path, "target"), f"no target named {check.target!r} (targets: {known})")
+            continue
+        kind = TARGET_KINDS[target.kind]
+        probe_name = check.probe or kind.default_probe
+        probe_class = kind.probe(probe_name)
+        if probe_class is None:
+            choices = ", ".join(probe.name for probe in kind.probes)
+            collector.add(
+                (*path, "probe"),
+                f"{target.kind} targets have no probe {probe_name!r}; expected one of {choices}",
+            )
+            continue
+        raw_params = raw.get("checks", {}).get(name, {}).get("params", {})
+        try:
+            params = probe_class.Params.model_validate(check.params)
+        except ValidationError as error:
+            _add_validation_errors(collector, error, raw_params, (*path, "params"))
+            continue
+        probe = probe_class()
+        for problem in probe.validate(target, params):
+            collector.add((*path, "params"), problem)
+        conditions: dict[str, Condition | None] = {"warn": None, "crit": None}
+        for key in ("warn", "crit"):
+            source = getattr(check, key)
+            if source is None:
+                continue
+            try:
+                condition = parse_condition(source)
+            except ConditionSyntaxError as error:
+                collector.add((*path, key), str(error), column_offset=error.column - 1)
+                continue
+            if not probe_class.dynamic_metrics:
+                unknown = sorted(condition.metric_names - probe_class.metric_names())
+                if unknown:
+                    returns = ", ".join(spec.name for spec in probe_class.metrics)
+                    collector.add(
+                        (*path, key),
+                        f"unknown metric {', '.join(map(repr, unknown))} for probe "
+                        f"{target.kind}.{probe_class.name}; it returns: {returns}",
+                    )
+                    continue
+            conditions[key] = condition
+        compiled[name] = CompiledCheck(
+            name=name,
+            target_name=check.target,
+            target=target,
+            probe=probe_class,
+            params=params,
+            warn=conditions["warn"],
+            crit=conditions["crit"],
+            every=check.every,
+            timeout=check.timeout,
+            severity=check.severity,
+            labels={**target.labels, **check.labels},
+            enabled=check.enabled,
+        )
+    return compiled
+
+
+def _check_references(
+    config: UpkeepConfig, collector: _Collector, dropped: set[tuple[str, str | int]]
+) -> None:
+    def known(section: str, names: Mapping[str, Any]) -> set[str]:
+        return set(names) | {str(key) for kind, key in dropped if kind == section}
+
+    targets = known("targets", config.targets)
+    checks = known("checks", config.checks)
+    windows = known("windows", config.windows)
+    channels = known("channels", config.channels)
+    for name, runbook in config.runbooks.items():
+        if runbook.window is not None and runbook.window not in windows:
+            collector.add(("runbooks", name, "window"), f"no window named {runbook.window!r}")
+        for index, step in enumerate(runbook.steps):
+            step_path: KeyPath = ("runbooks", name, "steps", index)
+            if step.target is not None and step.target not in targets:
+                collector.add((*step_path, "target"), f"no target named {step.target!r}")
+            if step.checks is not None:
+                for check_name in step.checks.names:
+                    if check_name not in checks:
+                        collector.add(
+                            (*step_path, "checks", "names"), f"no check named {check_name!r}"
+                        )
+    for index, route in enumerate(config.routes):
+        escalations = (
+            route.escalate
+            if isinstance(route.escalate, list)
+            else [route.escalate]
+            if route.escalate
+            else []
+        )
+        for channel in [*route.notify, *(c for step in escalations for c in step.notify)]:
+            if channel not in channels:
+                names = ", ".join(sorted(channels)) or "none defined"
+                collector.add(
+                    ("routes", index), f"no channel named {channel!r} (channels: {names})"
+                )
+        for check_name in route.match.checks or []:
+            if check_name not in checks:
+                collector.add(
+                    ("routes", index, "match", "checks"), f"no check named {check_name!r}"
+                )
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Given a config path (or None for the default lookup), return the validated config.
+
+    Raise ``ConfigError`` listing every problem if the file is missing, is not YAML, or
+    fails validation anywhere; secrets never appear in the error text.
+    """
+    from upkeep.config.models import UpkeepConfig
+
+    config_path = find_config_path(path)
+    file = str(config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            [ConfigIssue(file, 0, 0, (), f"cannot read config: {error.strerror or error}")]
+        ) from None
+    try:
+        raw, positions = load_yaml(text, file)
+    except YamlSyntaxError as error:
+        raise ConfigError(
+            [ConfigIssue(file, error.line, error.column, (), f"not valid YAML: {error}")]
+        ) from None
+    collector = _Collector(file, positions)
+    if not isinstance(raw, dict):
+        collector.add((), "the config must be a mapping of sections (targets:, checks:, ...)")
+        raise ConfigError(collector.issues)
+
+    secrets: list[str] = []
+    reference_errors: list[Any] = []
+    expanded = expand_tree(
+        raw,
+        environ=os.environ if environ is None else environ,
+        base_dir=config_path.parent.resolve(),
+        secrets=secrets,
+        errors=reference_errors,
+    )
+    for reference_error in reference_errors:
+        collector.add(reference_error.path, str(reference_error))
+    redactor = Redactor()
+    redactor.extend(secrets)
+
+    dropped: set[tuple[str, str | int]] = set()
+    try:
+        config = UpkeepConfig.model_validate(expanded)
+    except ValidationError as error:
+        _add_validation_errors(collector, error, raw)
+        # Keep going without the broken entries, so errors elsewhere (a check naming a
+        # missing target, an unknown metric) are listed in the same run, not the next one.
+        pruned, dropped = _without_failing_entries(expanded, error)
+        try:
+            config = UpkeepConfig.model_validate(pruned)
+        except ValidationError:
+            raise ConfigError(_redacted(collector.issues, redactor)) from None
+
+    _collect_secrets(config, redactor)
+    compiled = _compile_checks(config, raw, collector, dropped)
+    _check_references(config, collector, dropped)
+    if collector.issues:
+        raise ConfigError(_redacted(collector.issues, redactor))
+    return LoadedConfig(path=config_path, config=config, redactor=redactor, checks=compiled)
+
+
+def _redacted(issues: list[ConfigIssue], redactor: Redactor) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(
+            issue.file, issue.line, issue.column, issue.path, redactor.redact(issue.message)
+        )
+        for issue in issues
+    ]

@@ -1,0 +1,229 @@
+"""The shape of ``upkeep.yaml``: pydantic models for every section of the spec.
+
+Unknown keys are errors everywhere (``extra="forbid"``). Targets are a union
+discriminated by ``kind`` over the models the probe registry lists; check ``params`` are
+validated against the chosen probe's own model by the loader, which knows the target.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from upkeep.config.cron import validate_cron
+from upkeep.config.durations import Duration
+from upkeep.probes.base import StrictModel, TargetBase
+from upkeep.probes.registry import TARGET_KINDS
+from upkeep.redaction import SecretMarker
+
+Severity = Literal["P1", "P2", "P3", "P4"]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200)]
+
+if TYPE_CHECKING:
+    AnyTarget = TargetBase
+else:
+    AnyTarget = Annotated[
+        Union[tuple(kind.model for kind in TARGET_KINDS.values())],  # noqa: UP007 - built at run time
+        Field(discriminator="kind"),
+    ]
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}; expected an IANA name such as Europe/Berlin"
+        ) from None
+    return value
+
+
+def _check_schedule(value: str) -> str:
+    validate_cron(value)
+    return value
+
+
+class CheckConfig(StrictModel):
+    """A probe of a target on a schedule, with conditions mapping its metrics to a status."""
+
+    target: str
+    probe: str | None = None
+    params: dict[str, Any] = {}
+    every: Duration = timedelta(minutes=1)
+    timeout: Duration = timedelta(seconds=10)
+    warn: str | None = None
+    crit: str | None = None
+    severity: Severity = "P3"
+    labels: dict[str, str] = {}
+    description: str | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> CheckConfig:
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be longer than 0s")
+        if self.every <= timedelta(0):
+            raise ValueError("every must be longer than 0s")
+        return self
+
+
+class CheckSelector(StrictModel):
+    """Which checks a runbook step runs: by name, by labels (all must match), or both."""
+
+    names: list[str] = []
+    labels: dict[str, str] = {}
+
+
+OnFailure = Literal["stop", "continue"]
+
+
+class StepConfig(StrictModel):
+    """One runbook step: exactly one of checks, task, command, manual or approval."""
+
+    name: str | None = None
+    checks: CheckSelector | None = None
+    task: str | None = None
+    target: str | None = None
+    with_: Annotated[dict[str, Any], Field(alias="with")] = {}
+    command: list[str] | None = None
+    env: Annotated[dict[str, str], SecretMarker()] = {}
+    manual: str | None = None
+    approval: str | None = None
+    on_failure: OnFailure | None = None
+    timeout: Duration | None = None
+    retries: int = Field(default=0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> StepConfig:
+        actions = [
+            key
+            for key in ("checks", "task", "command", "manual", "approval")
+            if getattr(self, key) is not None
+        ]
+        if len(actions) != 1:
+            found = ", ".join(actions) if actions else "none"
+            raise ValueError(
+                f"a step needs exactly one of checks, task, command, manual, approval (found: {found})"
+            )
+        if self.command is not None and not self.command:
+            raise ValueError("command needs at least the program to run")
+        return self
+
+
+class RunbookConfig(StrictModel):
+    """A named procedure: ordered steps, an optional schedule and window."""
+
+    description: str | None = None
+    schedule: Annotated[str, Field(description="cron")] | None = None
+    timezone: str | None = None
+    window: str | None = None
+    on_failure: OnFailure = "stop"
+    timeout: Duration | None = None
+    labels: dict[str, str] = {}
+    steps: Annotated[list[StepConfig], Field(min_length=1)]
+
+    _schedule = field_validator("schedule")(
+        lambda value: _check_schedule(value) if value is not None else value
+    )
+    _timezone = field_validator("timezone")(
+        lambda value: _check_timezone(value) if value is not None else value
+    )
+
+
+class RouteMatch(StrictModel):
+    """Which alerts a route takes: all given criteria must hold."""
+
+    severity: list[Severity] | None = None
+    labels: dict[str, str] = {}
+    checks: list[str] | None = None
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class EscalationConfig(StrictModel):
+    """Notify more channels when an alert stays unacknowledged for ``after``."""
+
+    after: Duration
+    notify: Annotated[list[str], Field(min_length=1)]
+
+
+class RouteConfig(StrictModel):
+    """Where matching alerts go, how often they repeat and how they escalate."""
+
+    match: RouteMatch = RouteMatch()
+    notify: Annotated[list[str], Field(min_length=1)]
+    repeat: Duration | None = None
+    escalate: EscalationConfig | list[EscalationConfig] | None = None
+    group_by: list[str] = []
+    group_wait: Duration = timedelta(seconds=0)
+    continue_: Annotated[bool, Field(alias="continue")] = False
+
+
+class MuteConfig(StrictModel):
+    """Which alerts a window mutes: all given criteria must hold."""
+
+    labels: dict[str, str] = {}
+    checks: list[str] | None = None
+    severity: list[Severity] | None = None
+
+
+class WindowConfig(StrictModel):
+    """A maintenance window: recurring (``schedule``) or one-off (``start``), for ``duration``."""
+
+    schedule: str | None = None
+    start: datetime | None = None
+    duration: Duration
+    timezone: str | None = None
+    mute: MuteConfig | None = None
+    description: str | None = None
+
+    _schedule = field_validator("schedule")(
+        lambda value: _check_schedule(value) if value is not None else value
+    )
+    _timezone = field_validator("timezone")(
+        lambda value: _check_timezone(value) if value is not None else value
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowConfig:
+        if (self.schedule is None) == (self.start is None):
+            raise ValueError("a window needs either schedule (recurring) or start (one-off)")
+        if self.duration <= timedelta(0):
+            raise ValueError("duration must be longer than 0s")
+        return self
+
+
+class RetentionConfig(StrictModel):
+    """How long the store keeps raw check results and hourly rollups."""
+
+    results: Duration = timedelta(days=90)
+    rollups: Duration = timedelta(days=2 * 365)
+
+
+class EngineConfig(StrictModel):
+    """How many checks may run at once."""
+
+    concurrency: int = Field(default=256, ge=1, le=10000)
+
+
+class UpkeepConfig(StrictModel):
+    """The whole of ``upkeep.yaml``."""
+
+    timezone: str = "UTC"
+    store: Annotated[str, SecretMarker(part="password")] = "sqlite:///.upkeep/upkeep.db"
+    retention: RetentionConfig = RetentionConfig()
+    engine: EngineConfig = EngineConfig()
+    targets: dict[Name, AnyTarget] = {}
+    checks: dict[Name, CheckConfig] = {}
+    runbooks: dict[Name, RunbookConfig] = {}
+    channels: dict[Name, Annotated[str, SecretMarker()]] = {}
+    routes: list[RouteConfig] = []
+    windows: dict[Name, WindowConfig] = {}
+
+    _timezone = field_validator("timezone")(_check_timezone)

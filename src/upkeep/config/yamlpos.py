@@ -1,0 +1,97 @@
+"""YAML loading that remembers where every key and value stood in the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from upkeep.config.errors import KeyPath
+
+
+@dataclass
+class Positions:
+    """Line and column (1-based) of every key path in a document."""
+
+    file: str
+    _by_path: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    _keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+
+    def record(self, path: KeyPath, node: yaml.Node) -> None:
+        """Given a key path and the YAML node found there, remember where the node starts."""
+        self._by_path[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def record_key(self, path: KeyPath, node: yaml.Node) -> None:
+        """Given a key path and its key node, remember where the key itself is written."""
+        self._keys[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def find_key(self, path: KeyPath) -> tuple[int, int]:
+        """Given a key path, return where its key is written (falling back to ``find``)."""
+        return self._keys.get(tuple(path)) or self.find(path)
+
+    def find(self, path: KeyPath) -> tuple[int, int]:
+        """Given a key path, return the position of it or of its nearest recorded parent."""
+        for length in range(len(path), -1, -1):
+            found = self._by_path.get(tuple(path[:length]))
+            if found:
+                return found
+        return (1, 1)
+
+
+class YamlSyntaxError(Exception):
+    """The text is not valid YAML; carries the position of the problem."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+def _construct(node: yaml.Node, path: KeyPath, positions: Positions) -> Any:
+    positions.record(path, node)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in result:
+                raise YamlSyntaxError(
+                    f"duplicate key {key!r}",
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
+            # A key's own position is where errors about the key (unknown, missing child) point.
+            positions.record((*path, key), key_node)
+            positions.record_key((*path, key), key_node)
+            result[key] = _construct(value_node, (*path, key), positions)
+            if not isinstance(value_node, yaml.ScalarNode):
+                # Errors about a block point at its key, not at its first child.
+                positions.record((*path, key), key_node)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, (*path, index), positions) for index, item in enumerate(node.value)
+        ]
+    constructor = yaml.SafeLoader(node.value if isinstance(node.value, str) else "")
+    try:
+        return constructor.construct_object(node, deep=True)
+    finally:
+        constructor.dispose()
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
+    """Given YAML text and its file name, return the data and the positions of every key.
+
+    Raise ``YamlSyntaxError`` with the line and column if the text is not valid YAML or
+    has a duplicate key (PyYAML silently keeps the last one; we refuse).
+    """
+    positions = Positions(file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlSyntaxError(str(error.problem or error), line, column) from error
+    if node is None:
+        return {}, positions
+    return _construct(node, (), positions), positions

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+
+from upkeep.config.conditions import (
+    ConditionEvaluationError,
+    ConditionSyntaxError,
+    parse_condition,
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "metrics", "expected"),
+    [
+        (
+            "status_code != 200 or response_time_ms > 1000",
+            {"status_code": 200, "response_time_ms": 1001},
+            True,
+        ),
+        (
+            "status_code != 200 or response_time_ms > 1000",
+            {"status_code": 200, "response_time_ms": 999},
+            False,
+        ),
+        ("usage_percent > 80 and usage_percent <= 90", {"usage_percent": 85.5}, True),
+        ("80 < used_percent <= 90", {"used_percent": 90}, True),
+        ("80 < used_percent <= 90", {"used_percent": 91}, False),
+        ("not valid", {"valid": False}, True),
+        ("not (a > 1 or b > 1)", {"a": 0, "b": 2}, False),
+        ("a > 1 or b > 1 and c > 1", {"a": 2, "b": 0, "c": 0}, True),  # and binds tighter
+        ("(a > 1 or b > 1) and c > 1", {"a": 2, "b": 0, "c": 0}, False),
+        ('version == "15.4"', {"version": "15.4"}, True),
+        ("version != '15.4'", {"version": "16.0"}, True),
+        ("valid == false", {"valid": False}, True),
+        ("x > -1.5e2", {"x": -100}, True),
+        ("`/` > 90", {"/": 95}, True),
+    ],
+)
+def test_conditions_evaluate(source: str, metrics: dict[str, object], expected: bool) -> None:
+    assert parse_condition(source).holds(metrics) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "metrics", "expected"),
+    [
+        ("response_time_ms > 1.5s", {"response_time_ms": 1499}, False),
+        ("response_time_ms > 1.5s", {"response_time_ms": 1501}, True),
+        ("response_time_ms < 500ms", {"response_time_ms": 499}, True),
+        ("longest_s > 5m", {"longest_s": 301}, True),
+        ("longest_s > 5m", {"longest_s": 299}, False),
+        ("days_left < 14d", {"days_left": 13.9}, True),
+        ("cert_days_left < 2w", {"cert_days_left": 15}, False),
+        ("oldest_analyze_s > 1d", {"oldest_analyze_s": 86401}, True),
+    ],
+)
+def test_duration_literals_take_the_unit_of_the_metric(
+    source: str, metrics: dict[str, object], expected: bool
+) -> None:
+    assert parse_condition(source).holds(metrics) is expected
+
+
+def test_metric_names_are_collected() -> None:
+    condition = parse_condition("status_code != 200 or (response_time_ms > 1s and not ok)")
+    assert condition.metric_names == {"status_code", "response_time_ms", "ok"}
+
+
+def test_keywords_are_not_names_but_names_may_start_with_them() -> None:
+    condition = parse_condition("order_count > 1 or notes > 2 and android == 1")
+    assert condition.metric_names == {"order_count", "notes", "android"}
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [
+        ("x >", 3),
+        ("x > > 3", 5),
+        ('__import__("os").system("id")', 11),
+        ("a.b > 1", 2),
+        ("x >= 3 +", 8),
+        ("x > 3; y", 6),
+        ("lambda: 1", 7),
+    ],
+)
+def test_anything_but_the_grammar_is_refused_with_a_column(source: str, column: int) -> None:
+    with pytest.raises(ConditionSyntaxError) as caught:
+        parse_condition(source)
+    assert caught.value.column == column
+
+
+def test_empty_condition_is_refused() -> None:
+    with pytest.raises(ConditionSyntaxError):
+        parse_condition("   ")
+
+
+def test_missing_metric_is_an_evaluation_error() -> None:
+    with pytest.raises(ConditionEvaluationError, match="cert_days_left"):
+        parse_condition("cert_days_left < 14").holds({"status_code": 200})
+
+
+def test_text_against_number_is_an_evaluation_error() -> None:
+    with pytest.raises(ConditionEvaluationError, match="text and a number"):
+        parse_condition("version > 3").holds({"version": "15.4"})
+
+
+def test_explain_shows_the_values_read() -> None:
+    condition = parse_condition("response_time_ms > 500")
+    assert condition.explain({"response_time_ms": 812.5, "status_code": 200}) == (
+        "response_time_ms > 500 (response_time_ms=812.5)"
+    )

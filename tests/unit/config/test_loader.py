@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from upkeep.config.errors import ConfigError
+from upkeep.config.loader import load_config
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+SPEC_ENV = {
+    "DATABASE_URL": "postgresql://app:Db-Pa55word@127.0.0.1:5432/test",
+    "SMTP_PASSWORD": "smtp-S3cret-value",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "upkeep.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def errors_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=environ or {})
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_the_spec_example_parses_whole() -> None:
+    loaded = load_config(FIXTURES / "spec-example.yaml", environ=SPEC_ENV)
+    config = loaded.config
+    assert set(config.targets) == {
+        "api",
+        "db",
+        "cache",
+        "orders-db",
+        "local",
+        "app-logs",
+        "site-cert",
+        "legacy",
+    }
+    assert config.targets["db"].kind == "postgres"
+    assert set(loaded.checks) == {"api-health", "db-connections", "root-disk", "cache-hit-rate"}
+    api = loaded.checks["api-health"]
+    assert api.every == timedelta(seconds=30)
+    assert api.timeout == timedelta(seconds=5)
+    assert api.probe_name == "http.request"
+    assert api.labels == {"env": "prod", "tier": "web"}
+    assert api.crit is not None and api.crit.metric_names == {"status_code", "response_time_ms"}
+    assert loaded.checks["root-disk"].params.model_dump() == {"path": "/"}
+    assert config.runbooks["monthly-dr-drill"].steps[0].with_ == {"rto": "15m", "rpo": "5m"}
+    assert config.routes[0].escalate is not None
+    assert config.windows["prod-maintenance"].duration == timedelta(hours=2)
+    # Everything that came from ${...} is a secret, and so is the password in a DSN.
+    assert loaded.redactor.redact(SPEC_ENV["DATABASE_URL"]) == "***"
+    assert "smtp-S3cret-value" not in loaded.redactor.redact(config.channels["oncall"])
+
+
+def test_every_error_is_reported_with_file_line_column_and_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  web: {kind: http, url: "http://127.0.0.1:1/"}
+  box: {kind: host, colour: blue}
+checks:
+  slow:
+    target: web
+    every: 30 seconds
+    warn: latency > 5
+  orphan:
+    target: nowhere
+  disk:
+    target: box
+    probe: disk
+    params: {path: /, deep: true}
+""",
+    )
+    found = errors_of(path)
+    file = str(path)
+    assert (
+        f"{file}:3:21: targets.box.colour: unknown key (not part of this section; check the spelling)"
+        in found
+    )
+    assert any(
+        line.startswith(f"{file}:7:12: checks.slow.every: '30 seconds' is not a duration")
+        for line in found
+    )
+    # Entries with model errors are set aside and the rest is still checked in the same run.
+    assert any(
+        line.startswith(
+            f"{file}:8:11: checks.slow.warn: unknown metric 'latency' for probe http.request"
+        )
+        and "response_time_ms" in line
+        for line in found
+    ), found
+    assert (
+        f"{file}:10:13: checks.orphan.target: no target named 'nowhere' (targets: box, web)"
+        in found
+    )
+    assert len(found) == 5, found
+    assert any(
+        line.startswith(f"{file}:14:23: checks.disk.params.deep: unknown key") for line in found
+    ), found
+
+
+def test_condition_syntax_error_points_into_the_condition(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  web: {kind: http, url: "http://127.0.0.1:1/"}
+checks:
+  web:
+    target: web
+    crit: status_code >> 200
+""",
+    )
+    (line,) = errors_of(path)
+    assert line.startswith(f"{path}:6:24: checks.web.crit: unexpected '>'")
+
+
+def test_unknown_kind_and_missing_fields(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  a: {kind: ftp, host: x}
+  b: {kind: tcp, host: 127.0.0.1}
+  c: {url: "http://x"}
+""",
+    )
+    found = errors_of(path)
+    assert any("targets.a: unknown target kind 'ftp'; expected one of" in line for line in found), (
+        found
+    )
+    assert any(
+        line.startswith(f"{path}:3:3: targets.b.port: required key is missing") for line in found
+    ), found
+    assert any("targets.c: a target needs a kind" in line for line in found), found
+
+
+def test_unknown_probe_for_a_kind(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "targets:\n  r: {kind: redis, url: 'redis://127.0.0.1'}\nchecks:\n  r: {target: r, probe: vacuum}\n",
+    )
+    (line,) = errors_of(path)
+    assert (
+        "checks.r.probe: redis targets have no probe 'vacuum'; expected one of ping, memory, stats"
+        in line
+    )
+
+
+def test_references_between_sections_are_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  box: {kind: host}
+runbooks:
+  nightly:
+    schedule: "0 2 * * *"
+    window: nope
+    steps:
+      - checks: {names: [missing-check]}
+      - task: files.cleanup
+        target: ghost
+channels:
+  ops: "json://127.0.0.1:9/"
+routes:
+  - notify: [ops, pager]
+""",
+    )
+    found = errors_of(path)
+    assert any("runbooks.nightly.window: no window named 'nope'" in line for line in found)
+    assert any(
+        "runbooks.nightly.steps[0].checks.names: no check named 'missing-check'" in line
+        for line in found
+    )
+    assert any(
+        "runbooks.nightly.steps[1].target: no target named 'ghost'" in line for line in found
+    )
+    assert any("routes[0]: no channel named 'pager' (channels: ops)" in line for line in found)
+
+
+def test_step_needs_exactly_one_action_and_schedules_are_cron(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+runbooks:
+  r:
+    schedule: "0 25 * * *"
+    steps:
+      - manual: look
+        command: [echo, hi]
+windows:
+  w: {duration: 1h}
+""",
+    )
+    found = errors_of(path)
+    assert any(
+        "runbooks.r.schedule: 25 is outside 0-23 in the hour field" in line for line in found
+    ), found
+    assert any("runbooks.r.steps[0]: a step needs exactly one of" in line for line in found), found
+    assert any("windows.w: a window needs either schedule" in line for line in found), found
+
+
+def test_yaml_syntax_and_duplicate_keys(tmp_path: Path) -> None:
+    (line,) = errors_of(write(tmp_path, "targets:\n  a: {kind: host\n"))
+    assert line.startswith(f"{tmp_path / 'upkeep.yaml'}:") and "not valid YAML" in line
+    (line,) = errors_of(write(tmp_path, "targets:\n  a: {kind: host}\n  a: {kind: host}\n"))
+    assert ":3:3: (top level): not valid YAML: duplicate key 'a'" in line
+
+
+def test_missing_file() -> None:
+    (line,) = errors_of(Path("/nonexistent/upkeep.yaml"))
+    assert "cannot read config" in line
+
+
+def test_secrets_from_env_and_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "redis.pass"
+    secret_file.write_text("file-Secret-42\n")
+    path = write(
+        tmp_path,
+        """\
+targets:
+  db: {kind: postgres, dsn: "postgresql://app:${PGPASS}@127.0.0.1/test"}
+  cache: {kind: redis, url: "redis://:${file:redis.pass}@127.0.0.1:6379/0"}
+  literal: {kind: http, url: "http://127.0.0.1/$${NOT_EXPANDED}"}
+""",
+    )
+    loaded = load_config(path, environ={"PGPASS": "env-Secret-17"})
+    assert loaded.config.targets["db"].dsn == "postgresql://app:env-Secret-17@127.0.0.1/test"  # type: ignore[attr-defined]
+    assert loaded.config.targets["cache"].url == "redis://:file-Secret-42@127.0.0.1:6379/0"  # type: ignore[attr-defined]
+    assert loaded.config.targets["literal"].url == "http://127.0.0.1/${NOT_EXPANDED}"  # type: ignore[attr-defined]
+    text = "failed: postgresql://app:env-Secret-17@127.0.0.1/test and file-Secret-42"
+    assert "Secret" not in loaded.redactor.redact(text)
+
+
+def test_missing_env_and_unreadable_secret_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  db: {kind: postgres, dsn: "${NO_SUCH_VAR}"}
+  cache: {kind: redis, url: "${file:/nonexistent/secret}"}
+""",
+    )
+    found = errors_of(path)
+    assert any(
+        ":2:29: targets.db.dsn: environment variable NO_SUCH_VAR is not set" in line
+        for line in found
+    ), found
+    assert any(
+        "targets.cache.url: cannot read secret file '/nonexistent/secret'" in line for line in found
+    ), found
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  t: {kind: tcp, host: "${HOST_SECRET}", port: "${PORT_SECRET}"}
+""",
+    )
+    found = errors_of(path, {"HOST_SECRET": "h0st-s3cret", "PORT_SECRET": "not-a-port-s3cret"})
+    assert found and not any("s3cret" in line for line in found), found
+
+
+def test_secret_marked_fields_are_masked_even_without_references(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  api: {kind: http, url: "https://user:Inline-Pa55@127.0.0.1/", headers: {Authorization: "Bearer tok-123456"}}
+  db: {kind: postgres, dsn: "postgresql://app:Pg-Inline-99@127.0.0.1/test"}
+""",
+    )
+    redactor = load_config(path, environ={}).redactor
+    masked = redactor.redact("Inline-Pa55 Bearer tok-123456 Pg-Inline-99 127.0.0.1")
+    assert masked == "*** *** *** 127.0.0.1"
