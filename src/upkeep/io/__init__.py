@@ -1,0 +1,1 @@
+"""The process's seams to the outside world: outbound HTTP and subprocesses."""

@@ -1,0 +1,1 @@
+"""Probes: one module per target kind; ``registry.TARGET_KINDS`` lists them all."""

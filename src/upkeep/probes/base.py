@@ -1,0 +1,140 @@
+"""The probe contract: every probe kind honours ``Probe`` and is listed in ``registry``.
+
+A probe measures one target and returns named metrics. It declares:
+
+* ``target_kind`` / ``name`` — how the config addresses it (``kind: postgres`` + ``probe: size``);
+* ``Params`` — a pydantic model of its ``params:`` (unknown keys are errors);
+* ``metrics`` — the metric names it returns, with type and unit, so conditions can be
+  checked before anything runs and docs can be generated;
+* ``run`` — the measurement, which raises ``TargetUnreachable`` when the target cannot be
+  reached (the check becomes ``critical``) and lets any other exception escape (the
+  engine turns it into ``unknown``).
+
+Target models live beside their probes (``probes/<kind>.py``) and mark secret fields with
+``SecretMarker`` so validation, docs and masking come from one declaration.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from upkeep.status import Status
+
+if TYPE_CHECKING:
+    from upkeep.io.http import HttpClient
+    from upkeep.redaction import Redactor
+
+MetricValue = float | int | bool | str
+MetricType = Literal["number", "bool", "string"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetBase(StrictModel):
+    """Fields every target kind shares."""
+
+    kind: str
+    labels: dict[str, str] = Field(
+        default={}, description="labels for selecting and routing; checks inherit them"
+    )
+    description: str | None = Field(default=None, description="free text for people")
+
+
+class NoParams(StrictModel):
+    """Params model of a probe that takes none."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric a probe returns: its name (unit in the name), type and meaning."""
+
+    name: str
+    type: MetricType
+    description: str
+
+
+class TargetUnreachable(Exception):  # noqa: N818 - reads as a state, like TimeoutError
+    """The target could not be reached or refused us; the check becomes ``critical``."""
+
+
+@dataclass
+class ProbeOutcome:
+    """What a probe measured.
+
+    ``status`` is set only by probes whose target reports its own status (a Nagios plugin's
+    exit code); the engine combines it with the check's conditions, taking the worse.
+    """
+
+    metrics: dict[str, MetricValue]
+    message: str = ""
+    status: Status | None = None
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe run may use: the deadline and the process-wide seams."""
+
+    timeout: timedelta
+    http: HttpClient
+    redactor: Redactor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timeout_s(self) -> float:
+        """Return the check's timeout in seconds, for client libraries that take floats."""
+        return self.timeout.total_seconds()
+
+
+TargetT = TypeVar("TargetT", bound=TargetBase)
+ParamsT = TypeVar("ParamsT", bound=StrictModel)
+
+
+class Probe(ABC, Generic[TargetT, ParamsT]):
+    """One kind of measurement of one kind of target."""
+
+    target_kind: ClassVar[str]
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Params: ClassVar[type[StrictModel]] = NoParams
+    metrics: ClassVar[tuple[MetricSpec, ...]]
+    # Probes whose metric names come from the target (Nagios perfdata labels) cannot have
+    # their conditions checked against a fixed list; the fixed ones are still listed.
+    dynamic_metrics: ClassVar[bool] = False
+
+    @classmethod
+    def metric_names(cls) -> frozenset[str]:
+        """Return the names of the metrics this probe always declares."""
+        return frozenset(spec.name for spec in cls.metrics)
+
+    def validate(self, target: TargetT, params: ParamsT) -> list[str]:
+        """Given a parsed target and params, return problems the models cannot express.
+
+        The default finds none; probes override it for cross-field rules.
+        """
+        del target, params
+        return []
+
+    @abstractmethod
+    async def run(self, target: TargetT, params: ParamsT, context: ProbeContext) -> ProbeOutcome:
+        """Given the target, params and context, measure and return the metrics.
+
+        Raise ``TargetUnreachable`` if the target cannot be reached; any other exception
+        means the probe itself failed and the check becomes ``unknown``.
+        """
+
+
+def metrics_from(values: Mapping[str, MetricValue]) -> dict[str, MetricValue]:
+    """Given metric values, return them with floats rounded to 3 decimals for stable output."""
+    return {
+        key: round(value, 3) if isinstance(value, float) else value for key, value in values.items()
+    }

@@ -1,0 +1,258 @@
+"""MySQL and MariaDB targets: reachability and connections.
+
+PyMySQL is synchronous, so each probe runs its whole session (connect, query, close) in a
+worker thread. Its socket timeouts, all taken from the check's timeout, are what bound the
+thread: a thread cannot be cancelled from outside, so an asyncio deadline alone would
+leave it running. PyMySQL is imported lazily to keep CLI start-up fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field
+
+from upkeep.probes.base import (
+    MetricSpec,
+    NoParams,
+    Probe,
+    ProbeContext,
+    ProbeOutcome,
+    TargetBase,
+    TargetUnreachable,
+    metrics_from,
+)
+from upkeep.redaction import SecretMarker
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+
+T = TypeVar("T")
+
+DEFAULT_PORT = 3306
+
+
+class MysqlTarget(TargetBase):
+    """A MySQL or MariaDB server, addressed as ``mysql://user:password@host:port/database``."""
+
+    kind: Literal["mysql"] = "mysql"
+    dsn: Annotated[str, SecretMarker(part="password"), Field(pattern=r"^(mysql|mariadb)://")]
+
+
+@dataclass(frozen=True)
+class _Address:
+    """The parts of a MySQL DSN that PyMySQL needs."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str | None
+
+
+def _parse_dsn(dsn: str) -> _Address:
+    """Given ``mysql://user:password@host:port/db``, return its parts; raise ValueError.
+
+    User and password may be percent-encoded; host defaults to 127.0.0.1, port to 3306,
+    user to root, and the database may be left out.
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError("a MySQL DSN starts with mysql:// or mariadb://")
+    # .port raises ValueError itself for a non-numeric or out-of-range port; its message
+    # does not include the DSN, so it is safe to pass on.
+    port = parts.port or DEFAULT_PORT
+    database = unquote(parts.path.lstrip("/")) or None
+    return _Address(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username) if parts.username else "root",
+        password=unquote(parts.password) if parts.password else "",
+        database=database,
+    )
+
+
+def _session(
+    target: MysqlTarget, context: ProbeContext, work: Callable[[Connection[Any]], T]
+) -> tuple[T, float]:
+    """Given a target and a function of a connection, connect, run it and close.
+
+    Return its result and the connect time in ms. Raise TargetUnreachable if the server
+    cannot be reached, rejects the login, does not answer within the timeout or drops
+    the session; other errors propagate. Runs in a worker thread (blocking I/O).
+    """
+    import pymysql
+
+    address = _parse_dsn(target.dsn)
+    timeout = context.timeout_s
+    started = time.perf_counter()
+    try:
+        connection = pymysql.connect(
+            host=address.host,
+            port=address.port,
+            user=address.user,
+            password=address.password,
+            database=address.database,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            write_timeout=timeout,
+            program_name="upkeep",
+        )
+    except pymysql.err.OperationalError as error:
+        raise _unreachable(address, error, timeout, "cannot connect to MySQL at") from error
+    connect_ms = (time.perf_counter() - started) * 1000
+    try:
+        try:
+            return work(connection), connect_ms
+        except pymysql.err.OperationalError as error:
+            # PyMySQL reports a read that timed out, and a server that went away, as
+            # "lost connection"; that is the target failing, not the probe.
+            if error.args and error.args[0] in _CONNECTION_LOST:
+                raise _unreachable(address, error, timeout, "lost MySQL at") from error
+            raise
+    finally:
+        connection.close()
+
+
+# CR_SERVER_GONE_ERROR and CR_SERVER_LOST, the client-side codes for a dropped session.
+_CONNECTION_LOST = frozenset({2006, 2013})
+
+
+def _unreachable(
+    address: _Address, error: Exception, timeout: float, what: str
+) -> TargetUnreachable:
+    """Given a connection-level PyMySQL error, return the TargetUnreachable to raise.
+
+    PyMySQL wraps socket timeouts in generic "lost connection" / "can't connect" errors;
+    the original exception (kept as context or ``original_exception``) tells them apart.
+    """
+    where = f"{address.host}:{address.port}"
+    cause = getattr(error, "original_exception", None) or error.__context__
+    if isinstance(cause, TimeoutError):
+        return TargetUnreachable(f"MySQL at {where} did not answer within {timeout:g}s")
+    return TargetUnreachable(f"{what} {where}: {_describe(error)}")
+
+
+def _describe(error: Exception) -> str:
+    """Given a PyMySQL error, return its message without the error-code tuple syntax."""
+    match error.args:
+        case (int(code), str(text)):
+            return f"{text} ({code})"
+        case _:
+            return " ".join(str(error).split()) or type(error).__name__
+
+
+def _fetch_one(connection: Connection[Any], query: str) -> tuple[Any, ...]:
+    """Given a connection and a query that yields one row, return it; RuntimeError if none."""
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a server query that always yields one row yielded none")
+    return tuple(row)
+
+
+def _status(connection: Connection[Any], *names: str) -> dict[str, int]:
+    """Given a connection and status variable names, return their global values as ints."""
+    placeholders = ", ".join(["%s"] * len(names))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({placeholders})", names)
+        rows = cursor.fetchall()
+    values = {str(name).lower(): int(value) for name, value in rows}
+    missing = [name for name in names if name.lower() not in values]
+    if missing:
+        raise RuntimeError(f"server does not report status variables {', '.join(missing)}")
+    return {name: values[name.lower()] for name in names}
+
+
+class _MysqlProbe(Probe[MysqlTarget, NoParams]):
+    """Shared by the MySQL probes: the DSN check that the target model cannot express."""
+
+    target_kind: ClassVar[str] = "mysql"
+
+    def validate(self, target: MysqlTarget, params: NoParams) -> list[str]:
+        """Given a target, return a problem if its DSN cannot be parsed, else none."""
+        try:
+            _parse_dsn(target.dsn)
+        except ValueError as error:
+            return [f"dsn: {error}"]
+        return []
+
+
+class PingProbe(_MysqlProbe):
+    """Connect, ask the server its version, and time the answer."""
+
+    name: ClassVar[str] = "ping"
+    summary: ClassVar[str] = "Connect and run a trivial query: round-trip time and server version."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("latency_ms", "number", "round trip of a trivial query on an open connection"),
+        MetricSpec("version", "string", "server version, e.g. 10.11.6-MariaDB"),
+    )
+
+    async def run(
+        self, target: MysqlTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return query latency and version; raise TargetUnreachable if down."""
+
+        def work(connection: Connection[Any]) -> tuple[str, float]:
+            started = time.perf_counter()
+            (version,) = _fetch_one(connection, "SELECT VERSION()")
+            return str(version), (time.perf_counter() - started) * 1000
+
+        (version, latency_ms), connect_ms = await asyncio.to_thread(_session, target, context, work)
+        return ProbeOutcome(
+            metrics_from({"latency_ms": latency_ms, "version": version}),
+            message=f"MySQL {version}: query {latency_ms:.1f} ms, connect {connect_ms:.1f} ms",
+        )
+
+
+class ConnectionsProbe(_MysqlProbe):
+    """Count client threads against ``max_connections``."""
+
+    name: ClassVar[str] = "connections"
+    summary: ClassVar[str] = "Connected and running threads, and their share of max_connections."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("active", "number", "Threads_running: threads executing (this probe included)"),
+        MetricSpec("idle", "number", "connected threads not running anything"),
+        MetricSpec("total", "number", "Threads_connected: open client connections"),
+        MetricSpec("max", "number", "the server's max_connections"),
+        MetricSpec("usage_percent", "number", "total as a percentage of max"),
+    )
+
+    async def run(
+        self, target: MysqlTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return connection counts; raise TargetUnreachable if down."""
+
+        def work(connection: Connection[Any]) -> tuple[dict[str, int], int]:
+            status = _status(connection, "Threads_running", "Threads_connected")
+            (maximum,) = _fetch_one(connection, "SELECT @@max_connections")
+            return status, int(maximum)
+
+        (status, maximum), _ = await asyncio.to_thread(_session, target, context, work)
+        running = status["Threads_running"]
+        connected = status["Threads_connected"]
+        # The two counters are read at slightly different moments; never report fewer
+        # than zero idle threads because of that.
+        idle = max(connected - running, 0)
+        usage = connected / maximum * 100.0 if maximum else 0.0
+        return ProbeOutcome(
+            metrics_from(
+                {
+                    "active": running,
+                    "idle": idle,
+                    "total": connected,
+                    "max": maximum,
+                    "usage_percent": usage,
+                }
+            ),
+            message=(
+                f"{connected} of {maximum} connections ({usage:.1f}%): "
+                f"{running} running, {idle} idle"
+            ),
+        )

@@ -1,0 +1,473 @@
+"""PostgreSQL targets: reachability, connections, long queries, replication, size, vacuum, cache.
+
+Every probe opens one short-lived connection (autocommit, so statistics views are read
+fresh rather than from a transaction snapshot), runs one or two catalog queries and closes
+it. psycopg is imported inside the functions that use it: importing it costs more than the
+rest of the CLI's start-up, and most commands never touch PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, LiteralString
+
+from upkeep.config.durations import Duration
+from upkeep.probes.base import (
+    MetricSpec,
+    NoParams,
+    Probe,
+    ProbeContext,
+    ProbeOutcome,
+    StrictModel,
+    TargetBase,
+    TargetUnreachable,
+    metrics_from,
+)
+from upkeep.redaction import SecretMarker
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+Row = tuple[Any, ...]
+
+
+class PostgresTarget(TargetBase):
+    """A PostgreSQL database, addressed by a libpq DSN (URL or ``key=value`` form)."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: Annotated[str, SecretMarker(part="password")]
+
+
+def _one_line(error: BaseException) -> str:
+    """Given a driver error, return its text on one line (libpq adds indented hint lines)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@asynccontextmanager
+async def _connect(
+    target: PostgresTarget, context: ProbeContext
+) -> AsyncIterator[AsyncConnection[Row]]:
+    """Given a target, yield an open autocommit connection and close it afterwards.
+
+    The whole block, connecting and querying, must finish within ``context.timeout_s``.
+    Raise TargetUnreachable if the server refuses, rejects the login or does not answer in
+    time; errors of the queries themselves propagate unchanged.
+    """
+    import psycopg
+
+    try:
+        async with asyncio.timeout(context.timeout_s):
+            try:
+                connection = await psycopg.AsyncConnection.connect(
+                    target.dsn,
+                    autocommit=True,
+                    # libpq takes whole seconds (and at least 2); the asyncio deadline
+                    # around this block enforces the exact, possibly shorter, timeout.
+                    connect_timeout=max(1, math.ceil(context.timeout_s)),
+                    application_name="upkeep",
+                )
+            except psycopg.OperationalError as error:
+                raise TargetUnreachable(
+                    f"cannot connect to PostgreSQL: {_one_line(error)}"
+                ) from error
+            try:
+                yield connection
+            finally:
+                await connection.close()
+    except TimeoutError as error:
+        raise TargetUnreachable(
+            f"PostgreSQL did not answer within {context.timeout_s:g}s"
+        ) from error
+
+
+async def _fetch_one(
+    connection: AsyncConnection[Row], query: LiteralString, params: tuple[Any, ...] = ()
+) -> Row:
+    """Given a connection and a query that yields one row, return that row.
+
+    Raise RuntimeError if the query yields no row, which would be a bug in the query.
+    """
+    cursor = await connection.execute(query, params or None)
+    row = await cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a catalog query that always yields one row yielded none")
+    return row
+
+
+def _percent(part: float, whole: float) -> float:
+    """Given a part and a whole, return part/whole as a percentage (0.0 if whole is 0)."""
+    return part / whole * 100.0 if whole else 0.0
+
+
+class PingProbe(Probe[PostgresTarget, NoParams]):
+    """Connect, ask the server its version, and time the answer."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "ping"
+    summary: ClassVar[str] = "Connect and run a trivial query: round-trip time and server version."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("latency_ms", "number", "round trip of a trivial query on an open connection"),
+        MetricSpec("version", "string", "server version, e.g. 16.3"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return query latency and version; raise TargetUnreachable if down."""
+        started = time.perf_counter()
+        async with _connect(target, context) as connection:
+            connected = time.perf_counter()
+            (server_version,) = await _fetch_one(
+                connection, "SELECT current_setting('server_version')"
+            )
+            answered = time.perf_counter()
+        # server_version reads like "16.3 (Debian 16.3-1)"; the first word is the version.
+        version = str(server_version).split()[0]
+        latency_ms = (answered - connected) * 1000
+        connect_ms = (connected - started) * 1000
+        return ProbeOutcome(
+            metrics_from({"latency_ms": latency_ms, "version": version}),
+            message=f"PostgreSQL {version}: query {latency_ms:.1f} ms, connect {connect_ms:.1f} ms",
+        )
+
+
+class ConnectionsProbe(Probe[PostgresTarget, NoParams]):
+    """Count client connections against ``max_connections``."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "connections"
+    summary: ClassVar[str] = "Client connections by state, and their share of max_connections."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("active", "number", "client backends running a query (this probe included)"),
+        MetricSpec("idle", "number", "client backends waiting, including idle in transaction"),
+        MetricSpec("total", "number", "all client backends"),
+        MetricSpec("max", "number", "the server's max_connections"),
+        MetricSpec("usage_percent", "number", "total as a percentage of max"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return connection counts; raise TargetUnreachable if down.
+
+        Only client backends count: background workers and WAL senders do not take
+        ``max_connections`` slots. Without pg_read_all_stats another role's backends have
+        no visible state, so they count in ``total`` but in neither ``active`` nor ``idle``.
+        """
+        async with _connect(target, context) as connection:
+            active, idle, idle_in_transaction, total, maximum = await _fetch_one(
+                connection,
+                """
+                SELECT count(*) FILTER (WHERE state = 'active'),
+                       count(*) FILTER (WHERE state LIKE 'idle%'),
+                       count(*) FILTER (WHERE state LIKE 'idle in transaction%'),
+                       count(*),
+                       current_setting('max_connections')::int
+                FROM pg_stat_activity
+                WHERE backend_type = 'client backend'
+                """,
+            )
+        usage = _percent(total, maximum)
+        return ProbeOutcome(
+            metrics_from(
+                {
+                    "active": int(active),
+                    "idle": int(idle),
+                    "total": int(total),
+                    "max": int(maximum),
+                    "usage_percent": usage,
+                }
+            ),
+            message=(
+                f"{total} of {maximum} connections ({usage:.1f}%): {active} active, "
+                f"{idle} idle ({idle_in_transaction} idle in transaction)"
+            ),
+        )
+
+
+class LongQueriesParams(StrictModel):
+    """Params of ``long_queries``: how long a query may run before it counts."""
+
+    over: Duration = timedelta(seconds=30)
+
+
+class LongQueriesProbe(Probe[PostgresTarget, LongQueriesParams]):
+    """Count queries that have been running for longer than ``over``."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "long_queries"
+    summary: ClassVar[str] = "Active queries running longer than `over` (default 30s)."
+    Params: ClassVar[type[StrictModel]] = LongQueriesParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("count", "number", "active queries running longer than `over`"),
+        MetricSpec("longest_s", "number", "run time of the longest of them (0 if none)"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: LongQueriesParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target and ``over``, return the count and longest run time of slow queries.
+
+        This probe's own backend is excluded. Raise TargetUnreachable if the server is down.
+        """
+        async with _connect(target, context) as connection:
+            count, longest_s = await _fetch_one(
+                connection,
+                """
+                SELECT count(*),
+                       coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)
+                           ::float8
+                FROM pg_stat_activity
+                WHERE state = 'active'
+                  AND backend_type = 'client backend'
+                  AND pid <> pg_backend_pid()
+                  AND clock_timestamp() - query_start > %s
+                """,
+                (params.over,),
+            )
+        over_s = params.over.total_seconds()
+        message = (
+            f"{count} queries running longer than {over_s:g}s, longest {longest_s:.1f}s"
+            if count
+            else f"no query running longer than {over_s:g}s"
+        )
+        return ProbeOutcome(
+            metrics_from({"count": int(count), "longest_s": float(longest_s)}), message=message
+        )
+
+
+class ReplicationProbe(Probe[PostgresTarget, NoParams]):
+    """Measure replication lag from whichever side of replication the target is on."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "replication"
+    summary: ClassVar[str] = "Replication lag in bytes and seconds, and the number of replicas."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("lag_bytes", "number", "WAL not yet replayed (worst replica on a primary)"),
+        MetricSpec("lag_s", "number", "replay delay in seconds (worst replica on a primary)"),
+        MetricSpec("replicas", "number", "standbys streaming from this server"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return its replication lag; raise TargetUnreachable if down.
+
+        On a primary the lag is the largest over ``pg_stat_replication`` (0 with no
+        replicas); its seconds are ``replay_lag`` as last reported by the replica, which
+        grows in steps of ``wal_receiver_status_interval`` (10 s by default) while replay
+        is stuck, so ``lag_bytes`` is the quicker signal.
+        On a standby it is received-but-unreplayed WAL and the age of the last replayed
+        transaction (0 while everything received is replayed, since an idle primary
+        sends nothing newer to compare with). ``replicas`` counts servers streaming from
+        this one, so a standby reports only cascading replicas.
+        """
+        async with _connect(target, context) as connection:
+            (in_recovery,) = await _fetch_one(connection, "SELECT pg_is_in_recovery()")
+            # pg_basebackup's WAL sender shows up in pg_stat_replication as 'backup';
+            # it is a copy in progress, not a replica. replay_lag keeps its last measured
+            # value for a while after a replica has caught up, so a replica that has
+            # replayed everything counts as 0 seconds behind, as it is.
+            replicas, worst_bytes, worst_s = await _fetch_one(
+                connection,
+                """
+                WITH here AS (
+                    SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                                ELSE pg_current_wal_lsn() END AS lsn
+                )
+                SELECT count(*),
+                       coalesce(max(greatest(pg_wal_lsn_diff(here.lsn, replay_lsn), 0)), 0)
+                           ::bigint,
+                       coalesce(max(CASE WHEN replay_lsn >= here.lsn THEN 0
+                                         ELSE extract(epoch FROM replay_lag) END), 0)::float8
+                FROM pg_stat_replication, here
+                WHERE state <> 'backup'
+                """,
+            )
+            if in_recovery:
+                lag_bytes, lag_s, replayed_any = await _fetch_one(
+                    connection,
+                    """
+                    SELECT coalesce(greatest(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),
+                                                             pg_last_wal_replay_lsn()), 0),
+                                    0)::bigint,
+                           CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+                                THEN 0
+                                ELSE coalesce(extract(epoch FROM clock_timestamp()
+                                                      - pg_last_xact_replay_timestamp()), 0)
+                           END::float8,
+                           pg_last_xact_replay_timestamp() IS NOT NULL
+                    """,
+                )
+                message = f"standby: {lag_bytes} bytes and {lag_s:.1f}s behind its primary"
+                if not replayed_any:
+                    message += " (no transaction replayed yet)"
+            else:
+                lag_bytes, lag_s = worst_bytes, worst_s
+                message = (
+                    f"primary with {replicas} replicas, worst {lag_bytes} bytes / {lag_s:.1f}s"
+                    if replicas
+                    else "primary with no replicas"
+                )
+        return ProbeOutcome(
+            metrics_from(
+                {"lag_bytes": int(lag_bytes), "lag_s": float(lag_s), "replicas": int(replicas)}
+            ),
+            message=message,
+        )
+
+
+class SizeProbe(Probe[PostgresTarget, NoParams]):
+    """Measure the database and its largest table."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "size"
+    summary: ClassVar[str] = "Size of the database and of its largest table (with indexes, TOAST)."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("bytes", "number", "pg_database_size of the connected database"),
+        MetricSpec(
+            "largest_table_bytes",
+            "number",
+            "largest user table incl. indexes and TOAST (0 if none)",
+        ),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return database and largest-table sizes; raise TargetUnreachable."""
+        async with _connect(target, context) as connection:
+            database, size, largest, largest_name = await _fetch_one(
+                connection,
+                """
+                SELECT current_database(),
+                       pg_database_size(current_database()),
+                       coalesce(max(pg_total_relation_size(relid)), 0),
+                       (SELECT schemaname || '.' || relname FROM pg_stat_user_tables
+                        ORDER BY pg_total_relation_size(relid) DESC LIMIT 1)
+                FROM pg_stat_user_tables
+                """,
+            )
+        message = f"database {database}: {_human_bytes(size)}"
+        if largest_name is not None:
+            message += f"; largest table {largest_name}: {_human_bytes(largest)}"
+        return ProbeOutcome(
+            metrics_from({"bytes": int(size), "largest_table_bytes": int(largest)}),
+            message=message,
+        )
+
+
+def _human_bytes(size: int) -> str:
+    """Given a byte count, return it in the largest binary unit that keeps it >= 1."""
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    units = ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    return f"{value:.1f} {units[0]}"
+
+
+class VacuumProbe(Probe[PostgresTarget, NoParams]):
+    """Report dead tuples and stale statistics across user tables."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "vacuum"
+    summary: ClassVar[str] = "Dead-tuple share, tables due for vacuum, age of the oldest analyze."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("dead_tuple_percent_max", "number", "highest dead/(live+dead) of any table"),
+        MetricSpec(
+            "tables_needing_vacuum", "number", "tables past the server's autovacuum threshold"
+        ),
+        MetricSpec(
+            "oldest_analyze_s",
+            "number",
+            "seconds since the least recently analysed table was last analysed",
+        ),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return vacuum and analyze health; raise TargetUnreachable if down.
+
+        A table needs vacuum when ``n_dead_tup`` exceeds ``autovacuum_vacuum_threshold +
+        autovacuum_vacuum_scale_factor * n_live_tup`` (server settings; per-table storage
+        parameters are not consulted). A table never analysed counts from when statistics
+        began: the database's stats reset, else the server's start.
+        """
+        async with _connect(target, context) as connection:
+            dead_max, needing, oldest_s, never_analysed, tables = await _fetch_one(
+                connection,
+                """
+                WITH since AS (
+                    SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS at
+                    FROM pg_stat_database WHERE datname = current_database()
+                )
+                SELECT coalesce(max(100.0 * n_dead_tup
+                                    / nullif(n_live_tup + n_dead_tup, 0)), 0)::float8,
+                       count(*) FILTER (WHERE n_dead_tup >
+                           current_setting('autovacuum_vacuum_threshold')::float8
+                           + current_setting('autovacuum_vacuum_scale_factor')::float8
+                             * n_live_tup),
+                       coalesce(extract(epoch FROM clock_timestamp() - min(coalesce(
+                           greatest(last_analyze, last_autoanalyze),
+                           (SELECT at FROM since)))), 0)::float8,
+                       count(*) FILTER (WHERE last_analyze IS NULL
+                                          AND last_autoanalyze IS NULL),
+                       count(*)
+                FROM pg_stat_user_tables
+                """,
+            )
+        return ProbeOutcome(
+            metrics_from(
+                {
+                    "dead_tuple_percent_max": float(dead_max),
+                    "tables_needing_vacuum": int(needing),
+                    "oldest_analyze_s": float(oldest_s),
+                }
+            ),
+            message=(
+                f"{tables} tables: {needing} need vacuum, worst {dead_max:.1f}% dead tuples; "
+                f"oldest analyze {oldest_s:.0f}s ago ({never_analysed} never analysed)"
+            ),
+        )
+
+
+class CacheHitProbe(Probe[PostgresTarget, NoParams]):
+    """Report how often the connected database found blocks in shared buffers."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "cache_hit"
+    summary: ClassVar[str] = "Buffer cache hit ratio of the connected database since stats reset."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("hit_percent", "number", "blocks found in shared buffers / blocks needed"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return its buffer hit percentage; raise TargetUnreachable if down.
+
+        With no block requested at all yet nothing has missed the cache, so it is 100.0.
+        """
+        async with _connect(target, context) as connection:
+            hits, reads = await _fetch_one(
+                connection,
+                """
+                SELECT coalesce(blks_hit, 0), coalesce(blks_read, 0)
+                FROM pg_stat_database WHERE datname = current_database()
+                """,
+            )
+        requested = int(hits) + int(reads)
+        hit_percent = _percent(int(hits), requested) if requested else 100.0
+        return ProbeOutcome(
+            metrics_from({"hit_percent": hit_percent}),
+            message=f"{hit_percent:.2f}% of {requested} block requests served from cache",
+        )
