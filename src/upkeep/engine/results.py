@@ -1,0 +1,79 @@
+"""A check result and how a probe's outcome becomes one: conditions, status, message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from upkeep.config.conditions import ConditionEvaluationError
+from upkeep.probes.base import MetricValue, ProbeOutcome
+from upkeep.status import Status, worst
+
+if TYPE_CHECKING:
+    from upkeep.config.loader import CompiledCheck
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One execution of one check: what was measured and what it means."""
+
+    check: str
+    target: str
+    probe: str
+    status: Status
+    metrics: dict[str, MetricValue]
+    message: str
+    duration_ms: float
+    at: datetime
+    condition: str | None = None
+    severity: str = "P3"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the SPEC's JSON shape of a result (``at`` as ISO 8601 with offset)."""
+        return {
+            "check": self.check,
+            "target": self.target,
+            "status": self.status.label,
+            "metrics": self.metrics,
+            "message": self.message,
+            "duration_ms": round(self.duration_ms, 3),
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The status a result gets, why, and which condition (with its values) fired."""
+
+    status: Status
+    message: str
+    condition: str | None
+
+
+def judge(check: CompiledCheck, outcome: ProbeOutcome) -> Verdict:
+    """Given a compiled check and the probe's outcome, return the verdict.
+
+    ``crit`` holding → critical, else ``warn`` holding → warning, else ok. A condition
+    that cannot be evaluated (missing metric, text against number) → unknown. A status the
+    probe reports itself (Nagios plugins) is combined with the conditions' status, the worse
+    one winning.
+    """
+    metrics = outcome.metrics
+    status = Status.OK
+    fired: str | None = None
+    try:
+        if check.crit is not None and check.crit.holds(metrics):
+            status, fired = Status.CRITICAL, f"crit: {check.crit.explain(metrics)}"
+        elif check.warn is not None and check.warn.holds(metrics):
+            status, fired = Status.WARNING, f"warn: {check.warn.explain(metrics)}"
+    except ConditionEvaluationError as error:
+        return Verdict(Status.UNKNOWN, f"cannot evaluate condition: {error}", None)
+    if outcome.status is not None:
+        combined = worst([status, outcome.status])
+        if combined is not status:
+            status, fired = combined, None
+    message = fired or outcome.message or status.label
+    return Verdict(status, message, fired)

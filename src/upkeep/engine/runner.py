@@ -1,0 +1,149 @@
+"""Run checks now, concurrently, each within its own timeout.
+
+Checks run concurrently under a concurrency limit; each one's timeout starts when it
+starts, so one target that accepts a connection and never answers costs its own timeout
+and nobody else's. ``run_many`` runs them in at most ``concurrency`` worker tasks rather
+than one task per check, so 10,000 checks never mean 10,000 live tasks. Probes are async
+(blocking clients run in threads), so a slow target never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from upkeep.engine.results import CheckResult, judge
+from upkeep.probes.base import MetricValue, ProbeContext, ProbeOutcome, TargetUnreachable
+from upkeep.status import Status
+
+if TYPE_CHECKING:
+    from upkeep.config.loader import CompiledCheck
+    from upkeep.io.http import HttpClient
+    from upkeep.redaction import Redactor
+
+logger = logging.getLogger(__name__)
+
+
+class CheckRunner:
+    """Runs compiled checks and turns every outcome (or failure) into a ``CheckResult``."""
+
+    def __init__(self, *, redactor: Redactor, http: HttpClient, concurrency: int = 256) -> None:
+        self._redactor = redactor
+        self._http = http
+        self._concurrency = concurrency
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def run_one(self, check: CompiledCheck) -> CheckResult:
+        """Given a check, run its probe within its timeout and return the judged result.
+
+        Never raises for a probe failure: unreachable and timed-out targets become
+        ``critical``, probe bugs become ``unknown``, each with the reason as message.
+        """
+        async with self._limit:
+            at = datetime.now(UTC)
+            started = time.perf_counter()
+            context = ProbeContext(timeout=check.timeout, http=self._http, redactor=self._redactor)
+            timeout_s = check.timeout.total_seconds()
+            # Overwritten on every path below: by the except clauses or by the verdict.
+            status = Status.UNKNOWN
+            message = ""
+            outcome: ProbeOutcome | None = None
+            try:
+                async with asyncio.timeout(timeout_s):
+                    outcome = await check.probe().run(check.target, check.params, context)
+            except TimeoutError:
+                status, message = Status.CRITICAL, f"timed out after {timeout_s:g}s"
+            except TargetUnreachable as error:
+                status, message = Status.CRITICAL, str(error) or "target unreachable"
+            except Exception as error:  # noqa: BLE001 - a probe bug must become `unknown`, not a crash
+                status, message = Status.UNKNOWN, f"probe failed: {type(error).__name__}: {error}"
+                logger.warning(
+                    "check %s: %s", check.name, self._redactor.redact(message), exc_info=False
+                )
+            duration_ms = (time.perf_counter() - started) * 1000
+
+        condition: str | None = None
+        metrics: dict[str, MetricValue] = {}
+        if outcome is not None:
+            verdict = judge(check, outcome)
+            status, message, condition = verdict.status, verdict.message, verdict.condition
+            metrics = outcome.metrics
+        if len(self._redactor):
+            redact = self._redactor.redact
+            metrics = {
+                key: redact(value) if isinstance(value, str) else value
+                for key, value in metrics.items()
+            }
+            message = redact(message)
+            condition = redact(condition) if condition else None
+        return CheckResult(
+            check=check.name,
+            target=check.target_name,
+            probe=check.probe_name,
+            status=status,
+            metrics=metrics,
+            message=message,
+            duration_ms=duration_ms,
+            at=at,
+            condition=condition or None,
+            severity=check.severity,
+            labels=check.labels,
+        )
+
+    async def run_many(self, checks: Iterable[CompiledCheck]) -> list[CheckResult]:
+        """Given checks, run them all concurrently and return results in the given order.
+
+        At most ``concurrency`` workers each take the next check as soon as they are free;
+        a check still acquires the shared limit, so ``run_one`` calls made meanwhile count.
+        """
+        pending = list(checks)
+        results: list[CheckResult | None] = [None] * len(pending)
+        queue = iter(enumerate(pending))
+
+        async def worker() -> None:
+            for index, check in queue:
+                results[index] = await self.run_one(check)
+
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(pending)))))
+        return [result for result in results if result is not None]
+
+
+def select_checks(
+    checks: Iterable[CompiledCheck], names: Iterable[str] = (), labels: dict[str, str] | None = None
+) -> list[CompiledCheck]:
+    """Given checks, names and labels, return the enabled checks matching both filters.
+
+    With no names every check qualifies; every given label must match exactly. Raise
+    KeyError naming the unknown names if a name matches no check.
+    """
+    pool = list(checks)
+    wanted = list(names)
+    known = {check.name for check in pool}
+    missing = [name for name in wanted if name not in known]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return [
+        check
+        for check in pool
+        if (check.name in wanted if wanted else check.enabled)
+        and all(check.labels.get(key) == value for key, value in (labels or {}).items())
+    ]
+
+
+async def run_checks(
+    checks: Iterable[CompiledCheck], *, redactor: Redactor, concurrency: int = 256
+) -> list[CheckResult]:
+    """Given checks, run them with a fresh HTTP client and return their results."""
+    from upkeep.io.http import HttpClient
+
+    http = HttpClient()
+    try:
+        return await CheckRunner(redactor=redactor, http=http, concurrency=concurrency).run_many(
+            checks
+        )
+    finally:
+        await http.close()

@@ -1,0 +1,115 @@
+"""Tables of the store. Alembic migrations in ``migrations/versions`` create and evolve them.
+
+Designed for months of results from thousands of checks:
+
+* ``checks`` is a small dimension table, so each result row carries a 4-byte id instead
+  of repeating names and labels;
+* ``check_results`` is append-only, indexed by (check_id, at) for history and by (at)
+  for retention pruning;
+* ``result_rollups`` keeps hourly/daily aggregates (counts per status, duration and
+  per-metric min/avg/max) that outlive the raw rows when retention prunes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes in, timezone-aware UTC datetimes out, on every backend.
+
+    Raise ValueError on a naive datetime: a time without a zone is a bug waiting to happen.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware datetimes")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("target", String(200), nullable=False),
+    Column("probe", String(100), nullable=False),
+    Column("labels", JSON, nullable=False, default=dict),
+    Column("first_seen", UTCDateTime, nullable=False),
+)
+
+check_results = Table(
+    "check_results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("check_id", Integer, ForeignKey("checks.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("run_id", BigInteger, nullable=True),
+    Index("ix_check_results_check_id_at", "check_id", "at"),
+    Index("ix_check_results_at", "at"),
+)
+
+result_rollups = Table(
+    "result_rollups",
+    metadata,
+    Column("check_id", Integer, ForeignKey("checks.id", ondelete="CASCADE"), primary_key=True),
+    Column("resolution", String(4), primary_key=True),
+    Column("bucket_start", UTCDateTime, primary_key=True),
+    Column("results", Integer, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("warning", Integer, nullable=False),
+    Column("critical", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("duration_ms_avg", Float, nullable=False),
+    Column("duration_ms_max", Float, nullable=False),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Index("ix_result_rollups_bucket_start", "bucket_start"),
+)

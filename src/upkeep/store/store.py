@@ -1,0 +1,480 @@
+"""The ``Store``: open (and migrate) the database, write results in batches, read history.
+
+SQLite is the default (``sqlite:///.upkeep/upkeep.db``, relative to the config file),
+opened in WAL mode with ``synchronous=NORMAL`` so readers never block the writer and a
+batch costs one fsync at checkpoint rather than one per row. PostgreSQL
+(``postgresql://…``) is for a store shared by several nodes; migrations there run under
+an advisory lock so two nodes starting at once don't race.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from upkeep.status import Status
+from upkeep.store.schema import check_results, checks, result_rollups
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from upkeep.engine.results import CheckResult
+
+SCHEMA_REVISION = "0001"
+"""The Alembic head this code expects; a test asserts it matches the migration scripts."""
+MIGRATION_LOCK_KEY = 0x75706B65  # "upke": the advisory lock that serialises migrations
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""Named timeout: how long a SQLite writer waits for another process's write lock."""
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""Named timeout: how long connecting to a PostgreSQL store may take."""
+CHECK_LOOKUP_CHUNK = 500
+"""Check names per ``IN (...)`` lookup: well under every backend's bound-parameter limit."""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why (no secrets)."""
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A result read back from the store."""
+
+    check: str
+    target: str
+    probe: str
+    status: Status
+    metrics: dict[str, Any]
+    message: str
+    duration_ms: float
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What a retention pass did."""
+
+    results_rolled_up: int
+    results_deleted: int
+    rollups_deleted: int
+
+
+def normalise_url(url: str, base_dir: Path) -> str:
+    """Given a store URL from the config, return a SQLAlchemy URL.
+
+    A relative SQLite path is resolved against ``base_dir`` (the config's directory) so the
+    store is the same wherever upkeep is started from; ``postgresql://`` selects psycopg 3.
+    """
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":
+            return f"sqlite:///{(base_dir / relative).resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """Results history over one SQLAlchemy engine; safe to share between threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._check_ids: dict[str, tuple[int, str, str, Any]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, base_dir: Path | None = None) -> Store:
+        """Given a store URL, return an open store with its schema at the current revision.
+
+        Raise ``StoreError`` if the database cannot be reached or migrated.
+        """
+        full_url = normalise_url(url, base_dir or Path.cwd())
+        connect_args: dict[str, Any] = {}
+        if full_url.startswith("sqlite:///"):
+            database = Path(full_url.removeprefix("sqlite:///"))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+        elif full_url.startswith("postgresql+psycopg://"):
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        engine = create_engine(full_url, connect_args=connect_args, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            store.migrate()
+        except (OperationalError, ProgrammingError) as error:
+            engine.dispose()
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            raise StoreError(
+                f"cannot open store {engine.url.render_as_string()}: {reason}"
+            ) from None
+        return store
+
+    def _current_revision(self, connection: Connection) -> str | None:
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError):
+            connection.rollback()
+            return None
+
+    def migrate(self) -> None:
+        """Bring the schema to the head revision; a no-op (without importing Alembic) if there."""
+        with self.engine.connect() as connection:
+            if self._current_revision(connection) == SCHEMA_REVISION:
+                return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def _check_id(self, connection: Connection, result: CheckResult) -> int:
+        labels = dict(result.labels)
+        cached = self._check_ids.get(result.check)
+        if cached is not None:
+            check_id, target, probe, known_labels = cached
+            if (target, probe, known_labels) == (result.target, result.probe, labels):
+                return check_id
+            connection.execute(
+                update(checks)
+                .where(checks.c.id == check_id)
+                .values(target=result.target, probe=result.probe, labels=labels)
+            )
+            self._check_ids[result.check] = (check_id, result.target, result.probe, labels)
+            return check_id
+        row = connection.execute(
+            select(checks.c.id, checks.c.target, checks.c.probe, checks.c.labels).where(
+                checks.c.name == result.check
+            )
+        ).first()
+        if row is None:
+            try:
+                with connection.begin_nested():
+                    check_id = connection.execute(
+                        insert(checks).values(
+                            name=result.check,
+                            target=result.target,
+                            probe=result.probe,
+                            labels=labels,
+                            first_seen=result.at,
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+            except IntegrityError:
+                # Another process registered the same check a moment ago; use its row.
+                check_id = connection.execute(
+                    select(checks.c.id).where(checks.c.name == result.check)
+                ).scalar_one()
+            self._check_ids[result.check] = (check_id, result.target, result.probe, labels)
+            return int(check_id)
+        self._check_ids[result.check] = (row.id, row.target, row.probe, row.labels)
+        return self._check_id(connection, result)
+
+    def _register_checks(self, connection: Connection, results: Sequence[CheckResult]) -> None:
+        """Given results, put every check they name that is not cached yet into the cache.
+
+        Known checks are read in one query per chunk and unknown ones inserted in one batch,
+        so the first write of N new checks costs a few statements rather than 3N; a check
+        another process registers at the same moment falls back to ``_check_id``'s path.
+        """
+        first: dict[str, CheckResult] = {}
+        for result in results:
+            if result.check not in self._check_ids and result.check not in first:
+                first[result.check] = result
+        if not first:
+            return
+        self._load_check_ids(connection, list(first))
+        new = [result for name, result in first.items() if name not in self._check_ids]
+        if not new:
+            return
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    insert(checks),
+                    [
+                        {
+                            "name": result.check,
+                            "target": result.target,
+                            "probe": result.probe,
+                            "labels": dict(result.labels),
+                            "first_seen": result.at,
+                        }
+                        for result in new
+                    ],
+                )
+        except IntegrityError:
+            pass  # some were registered by another process meanwhile: ``_check_id`` sorts them out
+        self._load_check_ids(connection, [result.check for result in new])
+
+    def _load_check_ids(self, connection: Connection, names: Sequence[str]) -> None:
+        columns = (checks.c.id, checks.c.name, checks.c.target, checks.c.probe, checks.c.labels)
+        for chunk in iter_chunks(names, CHECK_LOOKUP_CHUNK):
+            for row in connection.execute(select(*columns).where(checks.c.name.in_(chunk))):
+                self._check_ids[row.name] = (row.id, row.target, row.probe, row.labels)
+
+    def write_results(self, results: Sequence[CheckResult]) -> int:
+        """Given results, store them all in one transaction and return how many were written."""
+        if not results:
+            return 0
+        with self._lock:
+            try:
+                with self.engine.begin() as connection:
+                    self._register_checks(connection, results)
+                    check_id = self._check_id
+                    rows = [
+                        {
+                            "check_id": check_id(connection, result),
+                            "at": result.at,
+                            "status": int(result.status),
+                            "duration_ms": result.duration_ms,
+                            "message": result.message,
+                            "metrics": result.metrics,
+                        }
+                        for result in results
+                    ]
+                    connection.execute(insert(check_results), rows)
+            except BaseException:
+                # The cache may name rows this rolled-back transaction inserted or changed.
+                self._check_ids.clear()
+                raise
+        return len(rows)
+
+    def history(
+        self,
+        check: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[StoredResult]:
+        """Given a check name (or None for all) and a period, return results newest first."""
+        query = (
+            select(
+                checks.c.name,
+                checks.c.target,
+                checks.c.probe,
+                check_results.c.status,
+                check_results.c.metrics,
+                check_results.c.message,
+                check_results.c.duration_ms,
+                check_results.c.at,
+            )
+            .join(checks, checks.c.id == check_results.c.check_id)
+            .order_by(check_results.c.at.desc(), check_results.c.id.desc())
+            .limit(limit)
+        )
+        if check is not None:
+            query = query.where(checks.c.name == check)
+        if since is not None:
+            query = query.where(check_results.c.at >= since)
+        if until is not None:
+            query = query.where(check_results.c.at < until)
+        with self.engine.connect() as connection:
+            return [
+                StoredResult(
+                    check=row.name,
+                    target=row.target,
+                    probe=row.probe,
+                    status=Status(row.status),
+                    metrics=row.metrics,
+                    message=row.message,
+                    duration_ms=row.duration_ms,
+                    at=row.at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def known_checks(self) -> list[str]:
+        """Return the names of every check that has stored results."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(checks.c.name).order_by(checks.c.name)).scalars())
+
+    def count_results(self) -> int:
+        """Return how many raw results are stored."""
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(check_results)).scalar_one()
+            )
+
+    def prune(
+        self,
+        *,
+        keep_results: timedelta,
+        keep_rollups: timedelta,
+        now: datetime | None = None,
+        batch_hours: int = 24,
+    ) -> PruneReport:
+        """Given retention periods, roll up raw results older than ``keep_results`` into
+        hourly buckets, delete those raw rows, and delete rollups older than ``keep_rollups``.
+
+        Work is done a day of data per transaction so a large backlog never holds a long
+        write lock; rollups are merged, so pruning twice never double-counts.
+        """
+        moment = now or datetime.now(UTC)
+        cutoff = (moment - keep_results).replace(minute=0, second=0, microsecond=0)
+        rolled = deleted = 0
+        while True:
+            with self._lock, self.engine.begin() as connection:
+                oldest = connection.execute(
+                    select(func.min(check_results.c.at)).where(check_results.c.at < cutoff)
+                ).scalar()
+                if oldest is None:
+                    break
+                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+                start = oldest.replace(minute=0, second=0, microsecond=0)
+                end = min(cutoff, start + timedelta(hours=batch_hours))
+                rows = connection.execute(
+                    select(
+                        check_results.c.check_id,
+                        check_results.c.at,
+                        check_results.c.status,
+                        check_results.c.duration_ms,
+                        check_results.c.metrics,
+                    ).where(check_results.c.at >= start, check_results.c.at < end)
+                ).all()
+                self._merge_rollups(connection, _hourly_buckets(rows))
+                rolled += len(rows)
+                deleted += connection.execute(
+                    delete(check_results).where(
+                        check_results.c.at >= start, check_results.c.at < end
+                    )
+                ).rowcount
+        with self._lock, self.engine.begin() as connection:
+            rollups_deleted = connection.execute(
+                delete(result_rollups).where(result_rollups.c.bucket_start < moment - keep_rollups)
+            ).rowcount
+        return PruneReport(rolled, deleted, rollups_deleted)
+
+    def _merge_rollups(
+        self, connection: Connection, buckets: dict[tuple[int, datetime], _Bucket]
+    ) -> None:
+        for (check_id, bucket_start), bucket in buckets.items():
+            key = (
+                (result_rollups.c.check_id == check_id)
+                & (result_rollups.c.resolution == "1h")
+                & (result_rollups.c.bucket_start == bucket_start)
+            )
+            existing = connection.execute(select(result_rollups).where(key)).first()
+            if existing is not None:
+                bucket.absorb_row(existing._mapping)
+                connection.execute(delete(result_rollups).where(key))
+            connection.execute(
+                insert(result_rollups).values(
+                    check_id=check_id, resolution="1h", bucket_start=bucket_start, **bucket.values()
+                )
+            )
+
+    def rollups(self, check: str, resolution: str = "1h") -> list[dict[str, Any]]:
+        """Given a check name, return its rollup rows oldest first."""
+        query = (
+            select(result_rollups)
+            .join(checks, checks.c.id == result_rollups.c.check_id)
+            .where(checks.c.name == check, result_rollups.c.resolution == resolution)
+            .order_by(result_rollups.c.bucket_start)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+
+class _Bucket:
+    """Aggregates of one check over one hour."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0, 0]
+        self.duration_sum = 0.0
+        self.duration_max = 0.0
+        self.metrics: dict[str, list[float]] = {}  # name -> [min, sum, max, count]
+
+    @property
+    def results(self) -> int:
+        return sum(self.counts)
+
+    def add(self, status: int, duration_ms: float, metrics: dict[str, Any]) -> None:
+        self.counts[status] += 1
+        self.duration_sum += duration_ms
+        self.duration_max = max(self.duration_max, duration_ms)
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            stats = self.metrics.get(name)
+            if stats is None:
+                self.metrics[name] = [value, value, value, 1]
+            else:
+                stats[0] = min(stats[0], value)
+                stats[1] += value
+                stats[2] = max(stats[2], value)
+                stats[3] += 1
+
+    def absorb_row(self, row: Any) -> None:
+        for index, name in enumerate(("ok", "warning", "critical", "unknown")):
+            self.counts[index] += row[name]
+        self.duration_sum += row["duration_ms_avg"] * row["results"]
+        self.duration_max = max(self.duration_max, row["duration_ms_max"])
+        for name, stored in row["metrics"].items():
+            count = stored["count"]
+            mine = self.metrics.get(name)
+            if mine is None:
+                self.metrics[name] = [stored["min"], stored["avg"] * count, stored["max"], count]
+            else:
+                mine[0] = min(mine[0], stored["min"])
+                mine[1] += stored["avg"] * count
+                mine[2] = max(mine[2], stored["max"])
+                mine[3] += count
+
+    def values(self) -> dict[str, Any]:
+        ok, warning, critical, unknown = self.counts
+        return {
+            "results": self.results,
+            "ok": ok,
+            "warning": warning,
+            "critical": critical,
+            "unknown": unknown,
+            "duration_ms_avg": self.duration_sum / self.results if self.results else 0.0,
+            "duration_ms_max": self.duration_max,
+            "metrics": {
+                name: {"min": low, "avg": total / count, "max": high, "count": count}
+                for name, (low, total, high, count) in self.metrics.items()
+            },
+        }
+
+
+def _hourly_buckets(rows: Sequence[Any]) -> dict[tuple[int, datetime], _Bucket]:
+    buckets: dict[tuple[int, datetime], _Bucket] = defaultdict(_Bucket)
+    for row in rows:
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+        buckets[(row.check_id, at.replace(minute=0, second=0, microsecond=0))].add(
+            row.status, row.duration_ms, row.metrics
+        )
+    return buckets
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Given a sequence and a chunk size, yield consecutive slices of at most that size."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

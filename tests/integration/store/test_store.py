@@ -1,0 +1,162 @@
+"""The store on both backends: migrations, batched writes, history, retention with rollups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from upkeep.engine.results import CheckResult
+from upkeep.status import Status
+from upkeep.store.store import SCHEMA_REVISION, Store, StoreError, normalise_url
+
+
+def result(check: str, at: datetime, status: Status = Status.OK, **metrics: float) -> CheckResult:
+    return CheckResult(
+        check=check,
+        target="t",
+        probe="host.disk",
+        status=status,
+        metrics=dict(metrics) or {"used_percent": 10.0},
+        message=status.label,
+        duration_ms=2.0,
+        at=at,
+        labels={"env": "prod"},
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = Store.open("sqlite:///.upkeep/upkeep.db", tmp_path)
+        yield opened
+        opened.close()
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(dsn, tmp_path))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    opened = Store.open(f"{dsn}?options=-csearch_path%3D{schema}", tmp_path)
+    yield opened
+    opened.close()
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def test_schema_revision_matches_the_migration_scripts() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import upkeep.store.store as module
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_write_and_read_history(store: Store) -> None:
+    now = datetime.now(UTC)
+    batch = [result("disk", now - timedelta(minutes=minutes)) for minutes in range(10)]
+    batch.append(result("memory", now, Status.WARNING, used_percent=85.5))
+    assert store.write_results(batch) == 11
+    history = store.history("disk", since=now - timedelta(minutes=4, seconds=30))
+    assert [row.at for row in history] == [now - timedelta(minutes=m) for m in range(5)]
+    assert all(row.at.tzinfo is not None for row in history)
+    (memory,) = store.history("memory")
+    assert memory.status is Status.WARNING
+    assert memory.metrics == {"used_percent": 85.5}
+    assert memory.probe == "host.disk" and memory.target == "t"
+    assert len(store.history(None, since=now - timedelta(hours=1))) == 11
+    assert store.known_checks() == ["disk", "memory"]
+
+
+def test_check_dimension_follows_changes(store: Store) -> None:
+    now = datetime.now(UTC)
+    store.write_results([result("disk", now)])
+    moved = CheckResult(
+        check="disk",
+        target="other",
+        probe="host.disk",
+        status=Status.OK,
+        metrics={},
+        message="",
+        duration_ms=1.0,
+        at=now + timedelta(seconds=1),
+        labels={"env": "staging"},
+    )
+    store.write_results([moved])
+    assert [row.target for row in store.history("disk")] == ["other", "other"]
+
+
+def test_reopening_does_not_migrate_twice(store: Store, tmp_path: Path) -> None:
+    store.migrate()
+    store.migrate()
+    with store.engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == SCHEMA_REVISION
+        )
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        store.write_results([result("disk", datetime(2026, 1, 1))])  # noqa: DTZ001 - the point of the test
+
+
+def test_retention_rolls_up_then_deletes(store: Store) -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    old_hour = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    rows = [
+        result("disk", old_hour + timedelta(minutes=10), Status.OK, used_percent=10.0),
+        result("disk", old_hour + timedelta(minutes=20), Status.WARNING, used_percent=85.0),
+        result("disk", old_hour + timedelta(minutes=30), Status.CRITICAL, used_percent=95.0),
+        result("disk", old_hour + timedelta(hours=1, minutes=5), Status.OK, used_percent=20.0),
+        result("disk", now - timedelta(days=1), Status.OK, used_percent=30.0),
+    ]
+    store.write_results(rows)
+    report = store.prune(keep_results=timedelta(days=7), keep_rollups=timedelta(days=365), now=now)
+    assert (report.results_rolled_up, report.results_deleted) == (4, 4)
+    assert [row.metrics["used_percent"] for row in store.history("disk")] == [30.0]
+    first, second = store.rollups("disk")
+    assert first["bucket_start"] == old_hour
+    assert (first["results"], first["ok"], first["warning"], first["critical"]) == (3, 1, 1, 1)
+    assert first["metrics"]["used_percent"] == {
+        "min": 10.0,
+        "avg": 190.0 / 3,
+        "max": 95.0,
+        "count": 3,
+    }
+    assert second["results"] == 1
+    # A late arrival in an already rolled-up hour is merged, not double-counted or lost.
+    store.write_results(
+        [result("disk", old_hour + timedelta(minutes=50), Status.OK, used_percent=40.0)]
+    )
+    store.prune(keep_results=timedelta(days=7), keep_rollups=timedelta(days=365), now=now)
+    merged = store.rollups("disk")[0]
+    assert merged["results"] == 4 and merged["metrics"]["used_percent"]["max"] == 95.0
+    assert merged["metrics"]["used_percent"]["avg"] == pytest.approx(230.0 / 4)
+    # Rollups older than their own retention go too.
+    report = store.prune(keep_results=timedelta(days=7), keep_rollups=timedelta(days=10), now=now)
+    assert report.rollups_deleted == 2 and store.rollups("disk") == []
+
+
+def test_sqlite_store_is_in_wal_mode_next_to_the_config(tmp_path: Path) -> None:
+    opened = Store.open("sqlite:///.upkeep/upkeep.db", tmp_path)
+    try:
+        assert (tmp_path / ".upkeep" / "upkeep.db").exists()
+        with opened.engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        opened.close()
+
+
+def test_unreachable_postgres_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open store") as caught:
+        Store.open("postgresql://postgres:Store-Secret-9@127.0.0.1:1/none", tmp_path)
+    assert "Store-Secret-9" not in str(caught.value)
