@@ -1,0 +1,1 @@
+"""The command-line interface (typer + rich); heavy modules are imported inside commands."""

@@ -1,0 +1,108 @@
+"""``upkeep check`` and ``upkeep validate``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from upkeep.status import Status, worst
+
+EXIT_CONFIG_ERROR = 2
+"""``validate`` exits 2 on an invalid config, as the spec says."""
+
+
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    """Given ``k=v`` strings, return them as a dict; raise ValueError on a malformed pair."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--label expects key=value, got {pair!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def run_validate(config_path: Path | None) -> int:
+    """Given ``-c``, validate the config, print a summary or every error; return 0 or 2."""
+    from upkeep.cli.common import console, load_or_report
+
+    loaded = load_or_report(config_path)
+    if loaded is None:
+        return EXIT_CONFIG_ERROR
+    config = loaded.config
+    console().print(
+        f"{loaded.path}: valid - {len(config.targets)} targets, {len(config.checks)} checks, "
+        f"{len(config.runbooks)} runbooks, {len(config.channels)} channels, "
+        f"{len(config.routes)} routes, {len(config.windows)} windows",
+        markup=False,
+    )
+    return 0
+
+
+def run_check(
+    config_path: Path | None,
+    names: list[str],
+    label_pairs: list[str],
+    *,
+    json_output: bool,
+    store: bool,
+) -> int:
+    """Run the selected checks, store and print the results; return the worst status code.
+
+    A config, selection or store problem is reported and returns 3 (unknown), as a Nagios
+    plugin does when it cannot say.
+    """
+    from upkeep.cli.common import console, load_or_report, open_store, setup_logging
+    from upkeep.engine.runner import run_checks, select_checks
+
+    setup_logging()
+    err = console(stderr=True)
+    loaded = load_or_report(config_path)
+    if loaded is None:
+        return int(Status.UNKNOWN)
+    try:
+        labels = parse_labels(label_pairs)
+        selected = select_checks(loaded.checks.values(), names, labels)
+    except ValueError as error:
+        err.print(f"upkeep: {error}", markup=False)
+        return int(Status.UNKNOWN)
+    except KeyError as error:
+        err.print(f"upkeep: no check named {error.args[0]}", markup=False)
+        return int(Status.UNKNOWN)
+    if not selected:
+        err.print("upkeep: no checks match", markup=False)
+        return int(Status.UNKNOWN)
+
+    history = open_store(loaded) if store else None
+    if store and history is None:
+        return int(Status.UNKNOWN)
+    results = asyncio.run(
+        run_checks(selected, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency)
+    )
+    if history is not None:
+        try:
+            history.write_results(results)
+        finally:
+            history.close()
+    overall = worst([result.status for result in results])
+    if json_output:
+        import orjson
+
+        document = {"results": [result.to_json() for result in results], "worst": overall.label}
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+    else:
+        from upkeep.cli.output import results_table, summary_line
+
+        condition_names = {
+            check.name: frozenset().union(
+                *(condition.metric_names for condition in (check.warn, check.crit) if condition)
+            )
+            for check in selected
+        }
+        out = console()
+        out.print(results_table(results, condition_names, out.width))
+        out.print(
+            summary_line([result.status for result in results]) + f" - worst: {overall.label}",
+            markup=False,
+        )
+    return int(overall)

@@ -1,0 +1,77 @@
+"""Helpers shared by commands: loading the config once, consoles, redacted logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from upkeep.redaction import Redactor
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.store.store import Store
+
+_active = Redactor()
+
+
+def active_redactor() -> Redactor:
+    """Return the redactor of the config loaded in this process (empty before one is)."""
+    return _active
+
+
+class RedactingFilter(logging.Filter):
+    """Masks known secrets in every log record before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _active.redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup_logging(level: int = logging.WARNING) -> None:
+    """Send warnings to stderr through the redacting filter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def console(stderr: bool = False) -> Console:
+    """Return a rich console for stdout (or stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def load_or_report(path: Path | None) -> LoadedConfig | None:
+    """Given ``-c``, return the loaded config, or print every error to stderr and return None."""
+    from upkeep.config.errors import ConfigError
+    from upkeep.config.loader import load_config
+
+    try:
+        loaded = load_config(path)
+    except ConfigError as error:
+        err = console(stderr=True)
+        for issue in error.issues:
+            err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
+        err.print(f"{len(error.issues)} error(s); nothing was applied.")
+        return None
+    _active.merge(loaded.redactor)
+    return loaded
+
+
+def open_store(loaded: LoadedConfig) -> Store | None:
+    """Given a config, return its open store, or print why it cannot be opened and return None."""
+    from upkeep.store.store import Store, StoreError
+
+    try:
+        return Store.open(loaded.config.store, loaded.base_dir)
+    except StoreError as error:
+        console(stderr=True).print(f"upkeep: {_active.redact(str(error))}", markup=False)
+        return None

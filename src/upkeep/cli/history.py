@@ -1,0 +1,119 @@
+"""``upkeep history`` and ``upkeep prune``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """Given ``24h``/``7d`` or an ISO 8601 time, return the aware start time; raise ValueError."""
+    from upkeep.config.durations import parse_duration
+
+    moment = now or datetime.now(UTC)
+    try:
+        return moment - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since expects a duration (24h, 7d) or an ISO time, got {text!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def run_history(
+    config_path: Path | None, check: str | None, since: str, limit: int, *, json_output: bool
+) -> int:
+    """Print stored results for one or all checks since a time; return 0, or 2 on bad input."""
+    from upkeep.cli.common import console, load_or_report, open_store
+
+    loaded = load_or_report(config_path)
+    if loaded is None:
+        return 2
+    try:
+        start = parse_since(since)
+    except ValueError as error:
+        console(stderr=True).print(f"upkeep: {error}", markup=False)
+        return 2
+    store = open_store(loaded)
+    if store is None:
+        return 2
+    try:
+        if check is not None and check not in loaded.checks and check not in store.known_checks():
+            console(stderr=True).print(f"upkeep: no check named {check!r}", markup=False)
+            return 2
+        rows = store.history(check, since=start, limit=limit)
+    finally:
+        store.close()
+    if json_output:
+        import orjson
+
+        document = [
+            {
+                "check": row.check,
+                "target": row.target,
+                "status": row.status.label,
+                "metrics": row.metrics,
+                "message": row.message,
+                "duration_ms": round(row.duration_ms, 3),
+                "at": row.at.isoformat(),
+            }
+            for row in rows
+        ]
+        print(orjson.dumps({"results": document}, option=orjson.OPT_INDENT_2).decode())  # noqa: T201
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    from upkeep.cli.output import STYLE, format_value
+
+    table = Table(header_style="bold", pad_edge=False)
+    for column in ("at", "status", "check", "metrics", "message", "ms"):
+        table.add_column(column, justify="right" if column == "ms" else "left", overflow="fold")
+    zone = loaded.config.timezone
+    from zoneinfo import ZoneInfo
+
+    for row in rows:
+        table.add_row(
+            row.at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S"),
+            Text(row.status.label.upper(), style=STYLE[row.status]),
+            row.check,
+            " ".join(
+                f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
+            ),
+            row.message,
+            f"{row.duration_ms:.0f}",
+        )
+    out = console()
+    out.print(table)
+    out.print(
+        f"{len(rows)} result(s) since {start.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}",
+        markup=False,
+    )
+    return 0
+
+
+def run_prune(config_path: Path | None) -> int:
+    """Apply the config's retention to the store now; print what was done; return 0 or 2."""
+    from upkeep.cli.common import console, load_or_report, open_store
+
+    loaded = load_or_report(config_path)
+    if loaded is None:
+        return 2
+    store = open_store(loaded)
+    if store is None:
+        return 2
+    retention = loaded.config.retention
+    try:
+        report = store.prune(keep_results=retention.results, keep_rollups=retention.rollups)
+    finally:
+        store.close()
+    console().print(
+        f"rolled up {report.results_rolled_up} result(s) into hourly buckets, "
+        f"deleted {report.results_deleted} raw result(s) and {report.rollups_deleted} old rollup(s)",
+        markup=False,
+    )
+    return 0

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from upkeep.docs import render
+from upkeep.probes.registry import TARGET_KINDS
+
+SPEC_METRICS = {
+    ("http", "request"): {"status_code", "response_time_ms", "body_bytes", "cert_days_left"},
+    ("tcp", "connect"): {"connect_ms"},
+    ("postgres", "ping"): {"latency_ms", "version"},
+    ("postgres", "connections"): {"active", "idle", "total", "max", "usage_percent"},
+    ("postgres", "long_queries"): {"count", "longest_s"},
+    ("postgres", "replication"): {"lag_bytes", "lag_s", "replicas"},
+    ("postgres", "size"): {"bytes", "largest_table_bytes"},
+    ("postgres", "vacuum"): {"dead_tuple_percent_max", "tables_needing_vacuum", "oldest_analyze_s"},
+    ("postgres", "cache_hit"): {"hit_percent"},
+    ("mysql", "ping"): {"latency_ms", "version"},
+    ("mysql", "connections"): {"active", "idle", "total", "max", "usage_percent"},
+    ("redis", "ping"): {"latency_ms"},
+    ("redis", "memory"): {"used_bytes", "used_percent", "fragmentation_ratio"},
+    ("redis", "stats"): {"hit_rate_percent", "evicted_keys", "connected_clients", "keys"},
+    ("host", "disk"): {"used_percent", "free_bytes"},
+    ("host", "memory"): {"used_percent", "available_bytes"},
+    ("host", "cpu"): {"used_percent"},
+    ("host", "load"): {"load1", "load5", "load15", "load_per_cpu"},
+    ("host", "process"): {"count"},
+    ("host", "uptime"): {"seconds"},
+    ("logs", "errors"): {"count", "rate_per_min"},
+    ("logs", "size"): {"bytes", "files"},
+    ("tls", "expiry"): {"days_left", "valid"},
+    ("command", "run"): {"exit_code"},
+}
+SPEC_DEFAULTS = {
+    "http": "request",
+    "tcp": "connect",
+    "postgres": "ping",
+    "mysql": "ping",
+    "redis": "ping",
+    "host": "disk",
+    "logs": "errors",
+    "tls": "expiry",
+    "command": "run",
+}
+
+
+def test_the_registry_has_exactly_the_spec_probes_and_metric_names() -> None:
+    found = {
+        (kind.name, probe.name): probe.metric_names()
+        for kind in TARGET_KINDS.values()
+        for probe in kind.probes
+    }
+    assert found == SPEC_METRICS
+    assert {name: kind.default_probe for name, kind in TARGET_KINDS.items()} == SPEC_DEFAULTS
+
+
+def test_probe_classes_declare_their_own_kind() -> None:
+    for kind in TARGET_KINDS.values():
+        for probe in kind.probes:
+            assert probe.target_kind == kind.name, probe
+
+
+def test_committed_probe_reference_is_current() -> None:
+    committed = Path(__file__).parents[3] / "docs" / "probes.md"
+    assert committed.read_text(encoding="utf-8") == render(), (
+        "run `make docs` and commit docs/probes.md"
+    )
