@@ -36,6 +36,7 @@ services:
 
 lint: dev-install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: dev-install
 	$(BIN)/mypy --strict src

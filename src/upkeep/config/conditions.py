@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from upkeep.config.durations import parse_duration
@@ -219,10 +219,12 @@ class Condition:
         return f"{self.source} ({values})" if values else self.source
 
 
+@lru_cache(maxsize=4096)
 def parse_condition(source: str) -> Condition:
     """Given condition text, return the parsed ``Condition``.
 
-    Raise ``ConditionSyntaxError`` (with a 1-based column) if it is not valid.
+    Raise ``ConditionSyntaxError`` (with a 1-based column) if it is not valid. Cached by
+    text: a ``Condition`` is immutable and large configs repeat the same few conditions.
     """
     from lark.exceptions import (
         UnexpectedCharacters,

@@ -7,6 +7,7 @@ each with file, line, column, key path and what was expected.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,12 +162,22 @@ def _markers(annotation: Any) -> list[SecretMarker]:
     return found
 
 
-def _collect_secrets(model: BaseModel, redactor: Redactor) -> None:
-    """Walk a model and hand every secret-marked field value to the redactor."""
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
+@functools.cache
+def _field_markers(model_type: type[BaseModel]) -> tuple[tuple[str, tuple[SecretMarker, ...]], ...]:
+    """Return each field of a model class with its secret markers (cached: a config with
+    thousands of targets walks the same few classes thousands of times)."""
+    fields = []
+    for name, field in model_type.model_fields.items():
         markers = [meta for meta in field.metadata if isinstance(meta, SecretMarker)]
         markers += _markers(field.annotation)
+        fields.append((name, tuple(markers)))
+    return tuple(fields)
+
+
+def _collect_secrets(model: BaseModel, redactor: Redactor) -> None:
+    """Walk a model and hand every secret-marked field value to the redactor."""
+    for name, markers in _field_markers(type(model)):
+        value = getattr(model, name)
         if markers and value is not None:
             for text in _strings(value):
                 if markers[0].part == "password":

@@ -9,6 +9,10 @@ import yaml
 
 from upkeep.config.errors import KeyPath
 
+# libyaml's composer when PyYAML was built with it (about 10x faster on large configs);
+# both give nodes with the same line and column marks.
+_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class Positions:
@@ -48,7 +52,9 @@ class YamlSyntaxError(Exception):
         self.column = column
 
 
-def _construct(node: yaml.Node, path: KeyPath, positions: Positions) -> Any:
+def _construct(
+    node: yaml.Node, path: KeyPath, positions: Positions, scalars: yaml.constructor.SafeConstructor
+) -> Any:
     positions.record(path, node)
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
@@ -63,20 +69,17 @@ def _construct(node: yaml.Node, path: KeyPath, positions: Positions) -> Any:
             # A key's own position is where errors about the key (unknown, missing child) point.
             positions.record((*path, key), key_node)
             positions.record_key((*path, key), key_node)
-            result[key] = _construct(value_node, (*path, key), positions)
+            result[key] = _construct(value_node, (*path, key), positions, scalars)
             if not isinstance(value_node, yaml.ScalarNode):
                 # Errors about a block point at its key, not at its first child.
                 positions.record((*path, key), key_node)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _construct(item, (*path, index), positions) for index, item in enumerate(node.value)
+            _construct(item, (*path, index), positions, scalars)
+            for index, item in enumerate(node.value)
         ]
-    constructor = yaml.SafeLoader(node.value if isinstance(node.value, str) else "")
-    try:
-        return constructor.construct_object(node, deep=True)
-    finally:
-        constructor.dispose()
+    return scalars.construct_object(node, deep=True)
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
@@ -87,11 +90,13 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """
     positions = Positions(file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise YamlSyntaxError(str(error.problem or error), line, column) from error
     if node is None:
         return {}, positions
-    return _construct(node, (), positions), positions
+    # One constructor per document: it remembers every node it built, so a shared one
+    # would keep old configs alive in a long-running daemon.
+    return _construct(node, (), positions, yaml.constructor.SafeConstructor()), positions
