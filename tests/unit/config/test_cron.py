@@ -17,6 +17,9 @@ from upkeep.config.cron import validate_cron
         "0 3 * * FRIL",
         "0 0 1-15/2 JAN-MAR MON-FRI",
         "30 2 * * 0,6",
+        "0 0 29 2 *",
+        "0 0 * * fril",
+        "0 0 31 2 FRI",
     ],
 )
 def test_valid(expression: str) -> None:
@@ -36,6 +39,8 @@ def test_valid(expression: str) -> None:
         ("@fortnightly", "unknown schedule alias"),
         ("*/0 * * * *", "step 0"),
         ("0 5-2 * * *", "runs backwards"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 31 4,6,9,11 *", "never fires"),
     ],
 )
 def test_invalid(expression: str, fragment: str) -> None:
