@@ -7,7 +7,16 @@ Designed for months of results from thousands of checks:
 * ``check_results`` is append-only, indexed by (check_id, at) for history and by (at)
   for retention pruning;
 * ``result_rollups`` keeps hourly/daily aggregates (counts per status, duration and
-  per-metric min/avg/max) that outlive the raw rows when retention prunes them.
+  per-metric min/avg/max) that outlive the raw rows when retention prunes them;
+* ``runs`` and ``run_steps`` are the audit trail of runbook runs. A scheduled firing is
+  claimed by inserting its run: (runbook, scheduled_for) is unique, so two daemons on one
+  store can never both run the same firing;
+* ``maintenance_windows`` holds one-off windows added from the CLI or API; one named like a
+  config window is an extra opening of that window;
+* ``schedule_marks`` remembers up to when each schedule was evaluated, so firings missed
+  while no daemon ran are found on restart;
+* ``instances`` lists running upkeep processes and their heartbeats, so runs whose owner
+  died are marked ``interrupted`` instead of staying ``running`` forever.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -30,6 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -112,4 +123,76 @@ result_rollups = Table(
     Column("duration_ms_max", Float, nullable=False),
     Column("metrics", JSON, nullable=False, default=dict),
     Index("ix_result_rollups_bucket_start", "bucket_start"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("runbook", String(200), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("triggered_by", String(200), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("scheduled_for", UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("owner", String(200), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("detail", JSON, nullable=False, default=dict),
+    UniqueConstraint("runbook", "scheduled_for"),
+    Index("ix_runs_started_at", "started_at"),
+    Index("ix_runs_status", "status"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("output", Text, nullable=False, default=""),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("decision", String(20), nullable=True),
+    UniqueConstraint("run_id", "position"),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("mute", JSON, nullable=True),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_maintenance_windows_ends_at", "ends_at"),
+)
+
+schedule_marks = Table(
+    "schedule_marks",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("evaluated_until", UTCDateTime, nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("role", String(20), nullable=False),
 )

@@ -1,0 +1,580 @@
+"""The run log: runbook runs and their steps, one-off windows, schedule marks, instances.
+
+Every write is its own short transaction, so a run's record is current at every step and a
+crash leaves at most one step ``running`` — which the next start marks ``interrupted``
+once it knows the owner is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from upkeep.store.schema import instances, maintenance_windows, run_steps, runs, schedule_marks
+
+if TYPE_CHECKING:
+    import threading
+
+    from sqlalchemy import Engine
+
+ACTIVE_RUN_STATUSES = ("running", "waiting")
+"""Run statuses that mean "not finished": a dead owner turns them into ``interrupted``."""
+ACTIVE_STEP_STATUSES = ("running", "waiting", "pending")
+INSTANCE_STALE_AFTER = timedelta(seconds=60)
+"""An instance whose heartbeat is older than this is considered dead."""
+
+
+def new_instance_id() -> str:
+    """Return an id for this process: host, pid and a random token (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a run as stored."""
+
+    position: int
+    name: str
+    kind: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    output: str
+    detail: dict[str, Any]
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored, with its steps when asked for."""
+
+    id: int
+    runbook: str
+    trigger: str
+    triggered_by: str | None
+    status: str
+    dry_run: bool
+    scheduled_for: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    owner: str
+    message: str
+    detail: dict[str, Any]
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Return how long the run took, or None while it runs."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class OneOffWindow:
+    """A maintenance window added from the CLI or API."""
+
+    id: int
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    mute: dict[str, Any] | None
+    comment: str
+    created_by: str
+    created_at: datetime
+
+
+class RunLog:
+    """Reads and writes the run-related tables of a store; safe to share between threads."""
+
+    def __init__(self, engine: Engine, lock: threading.Lock) -> None:
+        self.engine = engine
+        self._lock = lock
+
+    # --- instances ---------------------------------------------------------------------
+
+    def register_instance(self, instance_id: str, role: str, now: datetime | None = None) -> None:
+        """Given this process's id and role, record it (or refresh it) with a heartbeat now."""
+        moment = now or datetime.now(UTC)
+        host, pid, _token = instance_id.rsplit(":", 2)
+        with self._lock, self.engine.begin() as connection:
+            updated = connection.execute(
+                update(instances)
+                .where(instances.c.id == instance_id)
+                .values(heartbeat_at=moment, role=role)
+            ).rowcount
+            if not updated:
+                connection.execute(
+                    insert(instances).values(
+                        id=instance_id,
+                        host=host,
+                        pid=int(pid),
+                        started_at=moment,
+                        heartbeat_at=moment,
+                        role=role,
+                    )
+                )
+
+    def unregister_instance(self, instance_id: str) -> None:
+        """Given this process's id, remove its row (a clean exit)."""
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(delete(instances).where(instances.c.id == instance_id))
+
+    def list_instances(self) -> list[dict[str, Any]]:
+        """Return every registered instance, newest heartbeat first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(instances).order_by(instances.c.heartbeat_at.desc()))
+            return [dict(row._mapping) for row in rows]
+
+    def owner_is_dead(self, owner: str, now: datetime | None = None) -> bool:
+        """Given a run's owner id, return whether that process is certainly gone.
+
+        Gone means: on this host with its pid no longer alive, or its heartbeat older than
+        ``INSTANCE_STALE_AFTER``, or no instance row at all for another host.
+        """
+        moment = now or datetime.now(UTC)
+        try:
+            host, pid_text, _token = owner.rsplit(":", 2)
+            pid = int(pid_text)
+        except ValueError:
+            return True
+        if host == socket.gethostname() and not _pid_alive(pid):
+            return True
+        with self.engine.connect() as connection:
+            heartbeat = connection.execute(
+                select(instances.c.heartbeat_at).where(instances.c.id == owner)
+            ).scalar()
+        if heartbeat is None:
+            # A live process on this host always registers before it owns a run.
+            return True
+        return bool(moment - heartbeat > INSTANCE_STALE_AFTER)
+
+    def interrupt_orphans(
+        self, is_dead: Callable[[str], bool] | None = None, now: datetime | None = None
+    ) -> list[int]:
+        """Mark every unfinished run whose owner is dead as ``interrupted``; return their ids.
+
+        Their unfinished steps become ``interrupted`` too, so nothing stays ``running``.
+        """
+        moment = now or datetime.now(UTC)
+        check = is_dead or (lambda owner: self.owner_is_dead(owner, moment))
+        with self.engine.connect() as connection:
+            candidates = connection.execute(
+                select(runs.c.id, runs.c.owner).where(runs.c.status.in_(ACTIVE_RUN_STATUSES))
+            ).all()
+        dead = [row.id for row in candidates if check(row.owner)]
+        if not dead:
+            return []
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES))
+                .values(
+                    status="interrupted",
+                    finished_at=moment,
+                    message="the process running it stopped before it finished",
+                )
+            )
+            connection.execute(
+                update(run_steps)
+                .where(run_steps.c.run_id.in_(dead), run_steps.c.status.in_(("running", "waiting")))
+                .values(status="interrupted", finished_at=moment)
+            )
+            connection.execute(
+                update(run_steps)
+                .where(run_steps.c.run_id.in_(dead), run_steps.c.status == "pending")
+                .values(status="not_run")
+            )
+        return dead
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        runbook: str,
+        trigger: str,
+        owner: str,
+        steps: Sequence[tuple[str, str]],
+        triggered_by: str | None = None,
+        scheduled_for: datetime | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> int | None:
+        """Given a runbook, its trigger and its steps (name, kind), record a ``running`` run.
+
+        Return its id, or None if the scheduled firing ``(runbook, scheduled_for)`` was
+        already claimed by another process (the claim is the unique key).
+        """
+        moment = now or datetime.now(UTC)
+        try:
+            with self._lock, self.engine.begin() as connection:
+                run_id = connection.execute(
+                    insert(runs).values(
+                        runbook=runbook,
+                        trigger=trigger,
+                        triggered_by=triggered_by,
+                        status="running",
+                        dry_run=dry_run,
+                        scheduled_for=scheduled_for,
+                        started_at=moment,
+                        owner=owner,
+                        message="",
+                        detail={},
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                if steps:
+                    connection.execute(
+                        insert(run_steps),
+                        [
+                            {
+                                "run_id": run_id,
+                                "position": position,
+                                "name": name,
+                                "kind": kind,
+                                "status": "pending",
+                                "attempts": 0,
+                                "output": "",
+                                "detail": {},
+                            }
+                            for position, (name, kind) in enumerate(steps)
+                        ],
+                    )
+        except IntegrityError:
+            if scheduled_for is None:
+                raise
+            return None
+        return int(run_id)
+
+    def record_missed(
+        self, runbook: str, scheduled_for: datetime, owner: str, reason: str
+    ) -> int | None:
+        """Given a firing nobody ran, record it as ``missed``; None if it was claimed already."""
+        moment = datetime.now(UTC)
+        try:
+            with self._lock, self.engine.begin() as connection:
+                return int(
+                    connection.execute(
+                        insert(runs).values(
+                            runbook=runbook,
+                            trigger="schedule",
+                            status="missed",
+                            dry_run=False,
+                            scheduled_for=scheduled_for,
+                            started_at=moment,
+                            finished_at=moment,
+                            owner=owner,
+                            message=reason,
+                            detail={},
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                )
+        except IntegrityError:
+            return None
+
+    def finish_run(
+        self, run_id: int, status: str, message: str = "", detail: dict[str, Any] | None = None
+    ) -> None:
+        """Given a run id, record its final status, message and detail."""
+        values: dict[str, Any] = {
+            "status": status,
+            "message": message,
+            "finished_at": datetime.now(UTC),
+        }
+        if detail is not None:
+            values["detail"] = detail
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def set_run_status(self, run_id: int, status: str) -> None:
+        """Given a run id, set its (unfinished) status: ``running`` or ``waiting``."""
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(update(runs).where(runs.c.id == run_id).values(status=status))
+
+    def update_step(self, run_id: int, position: int, **values: Any) -> None:
+        """Given a run id and step position, update the step's columns."""
+        with self._lock, self.engine.begin() as connection:
+            connection.execute(
+                update(run_steps)
+                .where(run_steps.c.run_id == run_id, run_steps.c.position == position)
+                .values(**values)
+            )
+
+    def decide(
+        self,
+        run_id: int,
+        decision: str,
+        by: str,
+        comment: str = "",
+        position: int | None = None,
+    ) -> StepRecord:
+        """Given a run waiting for approval, record ``approved`` or ``rejected`` by someone.
+
+        Return the decided step. Raise LookupError if the run has no step waiting for a
+        decision (or not the given one).
+        """
+        if decision not in ("approved", "rejected"):
+            raise ValueError("decision must be approved or rejected")
+        condition = and_(
+            run_steps.c.run_id == run_id,
+            run_steps.c.kind == "approval",
+            run_steps.c.status == "waiting",
+            run_steps.c.decision.is_(None),
+        )
+        if position is not None:
+            condition = and_(condition, run_steps.c.position == position)
+        with self._lock, self.engine.begin() as connection:
+            row = connection.execute(
+                select(run_steps).where(condition).order_by(run_steps.c.position)
+            ).first()
+            if row is None:
+                raise LookupError(f"run {run_id} has no step waiting for approval")
+            detail = dict(row.detail or {})
+            if comment:
+                detail["comment"] = comment
+            connection.execute(
+                update(run_steps)
+                .where(run_steps.c.id == row.id)
+                .values(
+                    decision=decision,
+                    decided_by=by,
+                    decided_at=datetime.now(UTC),
+                    detail=detail,
+                )
+            )
+        position_decided: int = row.position
+        return self.get_run_steps(run_id)[position_decided]
+
+    def step_decision(self, run_id: int, position: int) -> tuple[str | None, str | None]:
+        """Given a run and step, return (decision, decided_by) — (None, None) while undecided."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(run_steps.c.decision, run_steps.c.decided_by).where(
+                    run_steps.c.run_id == run_id, run_steps.c.position == position
+                )
+            ).first()
+        if row is None:
+            return None, None
+        return row.decision, row.decided_by
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """Given a run id, return the run with its steps, or None if there is none."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(runs).where(runs.c.id == run_id)).first()
+        if row is None:
+            return None
+        return _run_record(row, self.get_run_steps(run_id))
+
+    def get_run_steps(self, run_id: int) -> list[StepRecord]:
+        """Given a run id, return its steps in order."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.position)
+            ).all()
+        return [
+            StepRecord(
+                position=row.position,
+                name=row.name,
+                kind=row.kind,
+                status=row.status,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                attempts=row.attempts,
+                output=row.output,
+                detail=row.detail or {},
+                decided_by=row.decided_by,
+                decided_at=row.decided_at,
+                decision=row.decision,
+            )
+            for row in rows
+        ]
+
+    def list_runs(
+        self,
+        *,
+        runbook: str | None = None,
+        since: datetime | None = None,
+        statuses: Sequence[str] = (),
+        limit: int = 200,
+    ) -> list[RunRecord]:
+        """Given filters, return runs newest first (without their steps)."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        if runbook is not None:
+            query = query.where(runs.c.runbook == runbook)
+        if since is not None:
+            query = query.where(runs.c.started_at >= since)
+        if statuses:
+            query = query.where(runs.c.status.in_(list(statuses)))
+        with self.engine.connect() as connection:
+            return [_run_record(row, []) for row in connection.execute(query)]
+
+    def last_scheduled(self, runbook: str) -> datetime | None:
+        """Given a runbook, return the latest firing time recorded for it (run or missed)."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(runs.c.scheduled_for)
+                .where(runs.c.runbook == runbook, runs.c.scheduled_for.is_not(None))
+                .order_by(runs.c.scheduled_for.desc())
+                .limit(1)
+            ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def prune_runs(self, keep: timedelta, now: datetime | None = None) -> int:
+        """Given a retention period, delete finished runs that started before it; return how many."""
+        cutoff = (now or datetime.now(UTC)) - keep
+        with self._lock, self.engine.begin() as connection:
+            old = select(runs.c.id).where(
+                runs.c.started_at < cutoff, runs.c.status.not_in(ACTIVE_RUN_STATUSES)
+            )
+            connection.execute(delete(run_steps).where(run_steps.c.run_id.in_(old)))
+            return int(
+                connection.execute(
+                    delete(runs).where(
+                        runs.c.started_at < cutoff, runs.c.status.not_in(ACTIVE_RUN_STATUSES)
+                    )
+                ).rowcount
+            )
+
+    # --- schedule marks ---------------------------------------------------------------------
+
+    def schedule_mark(self, name: str) -> datetime | None:
+        """Given a schedule's name, return up to when it was evaluated, or None if never."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(schedule_marks.c.evaluated_until).where(schedule_marks.c.name == name)
+            ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def set_schedule_mark(self, name: str, until: datetime) -> None:
+        """Given a schedule's name, record that it was evaluated up to ``until`` (never backwards)."""
+        with self._lock, self.engine.begin() as connection:
+            updated = connection.execute(
+                update(schedule_marks)
+                .where(
+                    schedule_marks.c.name == name,
+                    or_(
+                        schedule_marks.c.evaluated_until < until,
+                        schedule_marks.c.evaluated_until.is_(None),
+                    ),
+                )
+                .values(evaluated_until=until)
+            ).rowcount
+            if updated:
+                return
+            exists = connection.execute(
+                select(schedule_marks.c.name).where(schedule_marks.c.name == name)
+            ).first()
+            if exists is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(
+                            insert(schedule_marks).values(name=name, evaluated_until=until)
+                        )
+                except IntegrityError:
+                    pass  # another instance marked it at the same moment
+
+    # --- one-off windows --------------------------------------------------------------------
+
+    def add_window(
+        self,
+        name: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        created_by: str,
+        comment: str = "",
+        mute: dict[str, Any] | None = None,
+    ) -> OneOffWindow:
+        """Given a name and a period, record a one-off window and return it.
+
+        A name that a config window has adds an extra opening of that window. Raise
+        ValueError if the period is empty.
+        """
+        if ends_at <= starts_at:
+            raise ValueError("a window must end after it starts")
+        created_at = datetime.now(UTC)
+        with self._lock, self.engine.begin() as connection:
+            window_id = connection.execute(
+                insert(maintenance_windows).values(
+                    name=name,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    mute=mute,
+                    comment=comment,
+                    created_by=created_by,
+                    created_at=created_at,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return OneOffWindow(
+            int(window_id), name, starts_at, ends_at, mute, comment, created_by, created_at
+        )
+
+    def remove_window(self, window_id: int) -> bool:
+        """Given a one-off window's id, delete it; return whether it existed."""
+        with self._lock, self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    delete(maintenance_windows).where(maintenance_windows.c.id == window_id)
+                ).rowcount
+            )
+
+    def list_windows(self, *, ending_after: datetime | None = None) -> list[OneOffWindow]:
+        """Return one-off windows (optionally only those ending after a moment), by start."""
+        query = select(maintenance_windows).order_by(
+            maintenance_windows.c.starts_at, maintenance_windows.c.id
+        )
+        if ending_after is not None:
+            query = query.where(maintenance_windows.c.ends_at > ending_after)
+        with self.engine.connect() as connection:
+            return [
+                OneOffWindow(
+                    row.id,
+                    row.name,
+                    row.starts_at,
+                    row.ends_at,
+                    row.mute,
+                    row.comment,
+                    row.created_by,
+                    row.created_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+
+def _run_record(row: Any, steps: list[StepRecord]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        runbook=row.runbook,
+        trigger=row.trigger,
+        triggered_by=row.triggered_by,
+        status=row.status,
+        dry_run=bool(row.dry_run),
+        scheduled_for=row.scheduled_for,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        owner=row.owner,
+        message=row.message,
+        detail=row.detail or {},
+        steps=steps,
+    )
