@@ -1,0 +1,1 @@
+"""Maintenance tasks: the contract in ``base``, the table in ``registry``, one module per kind."""

@@ -1,0 +1,215 @@
+"""The task contract: every maintenance action honours ``Task`` and is listed in ``registry``.
+
+A task changes something (deletes old files, restarts a service, rotates a log). It
+declares:
+
+* ``name`` — how a runbook step addresses it (``task: files.cleanup``);
+* ``Params`` — a pydantic model of the step's ``with:`` (unknown keys are errors; secret
+  fields carry ``SecretMarker`` so masking and docs come from the same declaration);
+* ``target_kinds`` — which target kinds it accepts (empty: it takes no target);
+* ``validate`` — cross-field rules the model cannot express, checked by ``upkeep validate``;
+* ``plan`` — the dry run: what it would change, changing nothing. A task whose effect
+  cannot be known in advance says so (``TaskPlan.predictable = False``) rather than
+  pretending nothing would happen;
+* ``run`` — the change itself, returning what it did and the phases it went through.
+
+``run`` raises ``TaskFailed`` for an expected failure (the message is shown to people) and
+lets any other exception escape (the runbook records it as a task bug).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from upkeep.probes.base import StrictModel, TargetBase
+
+if TYPE_CHECKING:
+    from upkeep.engine.results import CheckResult
+    from upkeep.io.http import HttpClient
+    from upkeep.redaction import Redactor
+
+
+class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like TimeoutError
+    """The task could not do its job; the message says why and is shown to people."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a task made or would make: ``action`` on ``subject``, with details."""
+
+    action: str
+    subject: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the change as a JSON-ready mapping."""
+        return {"action": self.action, "subject": self.subject, "detail": self.detail}
+
+
+@dataclass
+class TaskPlan:
+    """The dry run of a task: the changes it would make, or why they cannot be known."""
+
+    changes: list[Change] = field(default_factory=list)
+    predictable: bool = True
+    note: str = ""
+
+    def summary(self) -> str:
+        """Return one line for people: what would change, or why that cannot be said."""
+        if not self.predictable:
+            return (
+                f"effect cannot be predicted: {self.note}"
+                if self.note
+                else "effect cannot be predicted"
+            )
+        if not self.changes:
+            return self.note or "nothing to change"
+        head = f"would make {len(self.changes)} change(s)"
+        return f"{head}: {self.note}" if self.note else head
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the plan as a JSON-ready mapping (stored with the run)."""
+        return {
+            "predictable": self.predictable,
+            "note": self.note,
+            "changes": [change.as_dict() for change in self.changes],
+        }
+
+
+PhaseStatus = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One recorded phase of a task (``stop``, ``wait``, ``kill``, ``start``, ``verify``)."""
+
+    name: str
+    status: PhaseStatus
+    started_at: datetime
+    duration_ms: float
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the phase as a JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": round(self.duration_ms, 3),
+            "message": self.message,
+        }
+
+
+@dataclass
+class TaskOutcome:
+    """What a task did: the changes made, the phases, a message and optional figures."""
+
+    changes: list[Change] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    message: str = ""
+    figures: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the outcome as a JSON-ready mapping (stored with the step)."""
+        return {
+            "message": self.message,
+            "changes": [change.as_dict() for change in self.changes],
+            "phases": [phase.as_dict() for phase in self.phases],
+            "figures": self.figures,
+        }
+
+
+class PhaseRecorder:
+    """Times and records named phases; a failing phase is recorded before it propagates."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        self._outcome = outcome
+
+    async def run(self, name: str, action: Callable[[], Awaitable[str]]) -> str:
+        """Given a phase name and an action returning a message, run it and record it.
+
+        Return the action's message; re-raise its exception after recording ``failed``.
+        """
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            message = await action()
+        except BaseException as error:
+            self._outcome.phases.append(
+                Phase(
+                    name, "failed", started_at, (time.perf_counter() - started) * 1000, str(error)
+                )
+            )
+            raise
+        self._outcome.phases.append(
+            Phase(name, "ok", started_at, (time.perf_counter() - started) * 1000, message)
+        )
+        return message
+
+    def skip(self, name: str, message: str) -> None:
+        """Record a phase that did not need to run, with the reason."""
+        self._outcome.phases.append(Phase(name, "skipped", datetime.now(UTC), 0.0, message))
+
+
+CheckRunnerFunction = Callable[[str], Awaitable["CheckResult"]]
+
+
+@dataclass
+class TaskContext:
+    """Everything a task may use: its deadline, the process-wide seams, and named checks."""
+
+    timeout: timedelta
+    http: HttpClient
+    redactor: Redactor
+    run_check: CheckRunnerFunction
+    """Run a configured check by name now and return its result (``service.restart`` verifies)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timeout_s(self) -> float:
+        """Return the step's timeout in seconds, for client libraries that take floats."""
+        return self.timeout.total_seconds()
+
+
+TargetT = TypeVar("TargetT", bound=TargetBase | None)
+ParamsT = TypeVar("ParamsT", bound=StrictModel)
+
+
+class NoTaskParams(StrictModel):
+    """Params model of a task that takes none."""
+
+
+class Task(ABC, Generic[TargetT, ParamsT]):
+    """One kind of maintenance action."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Params: ClassVar[type[StrictModel]] = NoTaskParams
+    target_kinds: ClassVar[tuple[str, ...]] = ()
+    """Target kinds the task accepts; empty means it takes no target."""
+    target_required: ClassVar[bool] = False
+
+    def validate(self, target: TargetT, params: ParamsT) -> list[str]:
+        """Given a parsed target (or None) and params, return problems the models cannot express."""
+        del target, params
+        return []
+
+    @abstractmethod
+    async def plan(self, target: TargetT, params: ParamsT, context: TaskContext) -> TaskPlan:
+        """Given the target, params and context, return what ``run`` would change.
+
+        Must change nothing. Raise ``TaskFailed`` if even the plan cannot be made (a root
+        that does not exist, say).
+        """
+
+    @abstractmethod
+    async def run(self, target: TargetT, params: ParamsT, context: TaskContext) -> TaskOutcome:
+        """Given the target, params and context, make the change and return what was done.
+
+        Raise ``TaskFailed`` with a message for people if the task cannot do its job.
+        """

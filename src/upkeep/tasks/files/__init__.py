@@ -1,0 +1,1 @@
+"""File tasks: cleanup of old files inside one root."""

@@ -1,0 +1,1 @@
+"""HTTP tasks: one request with asserted answer."""

@@ -1,0 +1,18 @@
+"""The one explicit table of task kinds.
+
+Adding a task means: write ``tasks/<area>/<name>.py`` with its ``Params`` model and its
+``Task`` class, then list it here. Nothing is discovered implicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from upkeep.tasks.base import Task
+from upkeep.tasks.files.cleanup import FilesCleanup
+from upkeep.tasks.http.request import HttpRequest
+from upkeep.tasks.service.restart import ServiceRestart
+
+TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
+    task.name: task for task in (FilesCleanup, HttpRequest, ServiceRestart)
+}

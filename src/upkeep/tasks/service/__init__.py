@@ -1,0 +1,1 @@
+"""Service tasks: restart by command or pidfile, then verify."""

@@ -1,0 +1,75 @@
+"""service.restart's params and the problems validate reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from upkeep.tasks.service.restart import RestartParams, ServiceRestart
+
+START = ["/usr/sbin/service-ctl", "start"]
+
+
+def params(**values: Any) -> RestartParams:
+    return RestartParams.model_validate({"start": START, **values})
+
+
+def test_defaults() -> None:
+    step = params(pidfile="/run/app.pid")
+    assert step.stop is None
+    assert step.signal is None
+    assert step.stop_timeout == timedelta(seconds=30)
+    assert step.kill_after_timeout is True
+    assert step.start_timeout == timedelta(seconds=30)
+    assert step.verify is None
+    assert step.verify_retries == 3
+    assert step.verify_interval == timedelta(seconds=2)
+    assert step.env == {}
+
+
+def test_start_is_required_and_argv_must_not_be_empty() -> None:
+    with pytest.raises(ValidationError, match="start"):
+        RestartParams.model_validate({"pidfile": "/run/app.pid"})
+    with pytest.raises(ValidationError, match="start"):
+        params(start=[])
+    with pytest.raises(ValidationError, match="stop"):
+        params(stop=[""])
+    with pytest.raises(ValidationError, match="start"):
+        params(start="systemctl start app")
+
+
+@pytest.mark.parametrize(
+    ("given", "name"), [("term", "SIGTERM"), ("SIGQUIT", "SIGQUIT"), (" hup ", "SIGHUP")]
+)
+def test_signal_names_are_normalised(given: str, name: str) -> None:
+    assert params(pidfile="/run/app.pid", signal=given).signal == name
+
+
+def test_unknown_signals_and_non_positive_timeouts_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="not a signal name"):
+        params(pidfile="/run/app.pid", signal="SIGNOPE")
+    with pytest.raises(ValidationError, match="longer than zero"):
+        params(pidfile="/run/app.pid", stop_timeout="0s")
+    with pytest.raises(ValidationError, match="verify_retries"):
+        params(pidfile="/run/app.pid", verify_retries=-1)
+
+
+def test_validate_needs_a_stop_command_or_a_pidfile() -> None:
+    task = ServiceRestart()
+    (problem,) = task.validate(None, params())
+    assert "needs `stop` (a command) or `pidfile`" in problem
+    assert "never matches processes by name" in problem
+    assert task.validate(None, params(pidfile="/run/app.pid")) == []
+    assert task.validate(None, params(stop=["/usr/sbin/service-ctl", "stop"])) == []
+    assert task.validate(None, params(stop=["app-ctl", "stop"], pidfile="/run/app.pid")) == []
+
+
+def test_validate_rejects_a_signal_beside_a_stop_command_and_a_relative_pidfile() -> None:
+    task = ServiceRestart()
+    (problem,) = task.validate(None, params(stop=["app-ctl", "stop"], signal="HUP"))
+    assert "`signal` applies only without `stop`" in problem
+    (problem,) = task.validate(None, params(pidfile="run/app.pid"))
+    assert "must be an absolute path" in problem
