@@ -1,0 +1,112 @@
+"""Maintenance windows: whether a named window is open, and when it opens next.
+
+A window opens at each firing of its cron ``schedule`` (in its timezone, else the config's)
+and stays open for ``duration``; a config window with ``start`` instead is one opening.
+One-off windows added from the CLI or API are stored; one named like a config window is an
+extra opening of it, any other is a window of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from upkeep.engine.schedule import CronSchedule
+
+if TYPE_CHECKING:
+    from upkeep.config.models import UpkeepConfig, WindowConfig
+    from upkeep.store.runs import OneOffWindow
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One period a window is open: ``start`` inclusive, ``end`` exclusive."""
+
+    window: str
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        """Given a moment, return whether it falls inside this opening."""
+        return self.start <= moment < self.end
+
+
+def _aware(moment: datetime, zone: ZoneInfo) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+
+
+class WindowCalendar:
+    """The windows of one config plus the stored one-off windows."""
+
+    def __init__(self, config: UpkeepConfig, one_offs: Sequence[OneOffWindow] = ()) -> None:
+        self._config = config
+        self._one_offs = list(one_offs)
+        self._schedules: dict[str, CronSchedule] = {}
+        for name, window in config.windows.items():
+            if window.schedule is not None:
+                self._schedules[name] = CronSchedule(window.schedule, self._zone(window))
+
+    def _zone(self, window: WindowConfig) -> ZoneInfo:
+        return ZoneInfo(window.timezone or self._config.timezone)
+
+    def names(self) -> list[str]:
+        """Return every window name: config windows, then one-off names not in the config."""
+        extra = sorted({w.name for w in self._one_offs} - set(self._config.windows))
+        return [*self._config.windows, *extra]
+
+    def opening_at(self, name: str, moment: datetime) -> Opening | None:
+        """Given a window name and an aware moment, return the opening containing it, or None."""
+        for one_off in self._one_offs:
+            if one_off.name == name and one_off.starts_at <= moment < one_off.ends_at:
+                return Opening(name, one_off.starts_at, one_off.ends_at)
+        window = self._config.windows.get(name)
+        if window is None:
+            return None
+        if window.start is not None:
+            start = _aware(window.start, self._zone(window))
+            opening = Opening(name, start, start + window.duration)
+            return opening if opening.contains(moment) else None
+        schedule = self._schedules[name]
+        # The latest opening that could still be open started after (moment - duration):
+        # strictly after, since an opening's end is exclusive.
+        first = schedule.next_after(moment - window.duration)
+        if first <= moment:
+            # Several openings may overlap (duration longer than the period): take the latest.
+            latest = first
+            while (following := schedule.next_after(latest)) <= moment:
+                latest = following
+            return Opening(name, latest, latest + window.duration)
+        return None
+
+    def is_open(self, name: str, moment: datetime) -> bool:
+        """Given a window name and an aware moment, return whether the window is open then."""
+        return self.opening_at(name, moment) is not None
+
+    def next_opening(self, name: str, after: datetime) -> Opening | None:
+        """Given a window name and an aware moment, return its next opening strictly after it.
+
+        Return None if the window never opens again (a past one-off window, an unknown name).
+        """
+        candidates = [
+            Opening(name, one_off.starts_at, one_off.ends_at)
+            for one_off in self._one_offs
+            if one_off.name == name and one_off.starts_at > after
+        ]
+        window = self._config.windows.get(name)
+        if window is not None:
+            if window.start is not None:
+                start = _aware(window.start, self._zone(window))
+                if start > after:
+                    candidates.append(Opening(name, start, start + window.duration))
+            else:
+                start = self._schedules[name].next_after(after)
+                candidates.append(Opening(name, start, start + window.duration))
+        return min(candidates, key=lambda opening: opening.start, default=None)
+
+    def open_windows(self, moment: datetime) -> list[Opening]:
+        """Given an aware moment, return the openings of every window open then."""
+        found = [self.opening_at(name, moment) for name in self.names()]
+        return [opening for opening in found if opening is not None]

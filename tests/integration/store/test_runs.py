@@ -1,0 +1,247 @@
+"""RunLog on both backends: firing claims, orphans, schedule marks, pruning, one-off windows."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.store import test_store as backends
+from upkeep.store.runs import INSTANCE_STALE_AFTER, new_instance_id
+from upkeep.store.store import Store
+
+# The same two-backend fixture as the store tests: SQLite in tmp_path, PostgreSQL in a schema.
+store = backends.store
+
+STEPS = [("first", "command"), ("second", "manual")]
+HOST = socket.gethostname()
+
+
+def start(store: Store, runbook: str = "nightly", **options: object) -> int | None:
+    options.setdefault("owner", new_instance_id())
+    return store.runs.start_run(runbook=runbook, trigger="schedule", steps=STEPS, **options)  # type: ignore[arg-type]
+
+
+def dead_pid() -> int:
+    """Return the pid of a process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def test_a_scheduled_firing_is_claimed_once(store: Store) -> None:
+    firing = datetime(2030, 1, 5, 2, 0, tzinfo=UTC)
+    first = start(store, scheduled_for=firing)
+    assert first is not None
+    assert start(store, scheduled_for=firing) is None
+    assert start(store, "other", scheduled_for=firing) is not None
+    assert start(store, scheduled_for=firing + timedelta(days=1)) is not None
+    assert store.runs.record_missed("nightly", firing, "me", "down") is None
+    assert len(store.runs.list_runs(runbook="nightly")) == 2
+    assert store.runs.last_scheduled("nightly") == firing + timedelta(days=1)
+    record = store.runs.get_run(first)
+    assert record is not None
+    assert record.status == "running" and record.scheduled_for == firing
+    assert [(s.name, s.kind, s.status) for s in record.steps] == [
+        ("first", "command", "pending"),
+        ("second", "manual", "pending"),
+    ]
+
+
+def test_manual_runs_never_collide(store: Store) -> None:
+    ids = [start(store) for _ in range(3)]
+    assert None not in ids and len(set(ids)) == 3
+    assert store.runs.last_scheduled("nightly") is None
+
+
+def test_missed_firing_is_recorded_once(store: Store) -> None:
+    firing = datetime(2030, 2, 1, 9, 0, tzinfo=UTC)
+    missed = store.runs.record_missed("nightly", firing, "me", "upkeep was down")
+    assert missed is not None
+    assert start(store, scheduled_for=firing) is None
+    record = store.runs.get_run(missed)
+    assert record is not None
+    assert record.status == "missed" and record.message == "upkeep was down"
+    assert record.finished_at is not None
+
+
+# --- orphans --------------------------------------------------------------------------------
+
+
+def test_interrupt_orphans_dead_pid_on_this_host(store: Store) -> None:
+    dead_owner = f"{HOST}:{dead_pid()}:deadbeef"
+    live_owner = new_instance_id()  # this process
+    store.runs.register_instance(live_owner, "cli")
+    store.runs.register_instance(dead_owner, "cli")  # registered, heartbeat fresh, pid gone
+    orphan = start(store, owner=dead_owner)
+    alive = start(store, owner=live_owner)
+    assert orphan is not None and alive is not None
+    store.runs.update_step(orphan, 0, status="running", started_at=datetime.now(UTC))
+    store.runs.set_run_status(orphan, "waiting")
+
+    assert store.runs.owner_is_dead(dead_owner)
+    assert not store.runs.owner_is_dead(live_owner)
+    assert store.runs.interrupt_orphans() == [orphan]
+    assert store.runs.interrupt_orphans() == []
+
+    record = store.runs.get_run(orphan)
+    assert record is not None
+    assert record.status == "interrupted" and record.finished_at is not None
+    assert [s.status for s in record.steps] == ["interrupted", "not_run"]
+    assert record.steps[0].finished_at is not None
+    still = store.runs.get_run(alive)
+    assert still is not None and still.status == "running"
+    assert [s.status for s in still.steps] == ["pending", "pending"]
+
+
+def test_owner_liveness_rules(store: Store) -> None:
+    now = datetime.now(UTC)
+    unregistered_here = new_instance_id()  # a live pid, but it never registered
+    assert store.runs.owner_is_dead(unregistered_here)
+    assert store.runs.owner_is_dead("not-an-owner-id")
+    elsewhere = "another-host.example:4242:cafebabe"
+    assert store.runs.owner_is_dead(elsewhere)  # no row at all
+    store.runs.register_instance(elsewhere, "serve", now=now)
+    assert not store.runs.owner_is_dead(elsewhere, now)
+    later = now + INSTANCE_STALE_AFTER + timedelta(seconds=1)
+    assert store.runs.owner_is_dead(elsewhere, later)
+    run_id = start(store, owner=elsewhere)
+    assert store.runs.interrupt_orphans(now=now) == []
+    assert store.runs.interrupt_orphans(now=later) == [run_id]
+    assert [row["id"] for row in store.runs.list_instances()] == [elsewhere]
+    store.runs.unregister_instance(elsewhere)
+    assert store.runs.list_instances() == []
+
+
+def test_finished_runs_are_never_interrupted(store: Store) -> None:
+    owner = f"{HOST}:{dead_pid()}:0badf00d"
+    run_id = start(store, owner=owner)
+    assert run_id is not None
+    store.runs.finish_run(run_id, "succeeded", "all good", {"plan": []})
+    assert store.runs.interrupt_orphans() == []
+    record = store.runs.get_run(run_id)
+    assert record is not None and record.status == "succeeded"
+    assert record.detail == {"plan": []} and record.message == "all good"
+    assert record.duration_s is not None and record.duration_s >= 0
+
+
+# --- schedule marks ------------------------------------------------------------------------
+
+
+def test_schedule_marks_never_go_backwards(store: Store) -> None:
+    t0 = datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
+    assert store.runs.schedule_mark("runbook:nightly") is None
+    store.runs.set_schedule_mark("runbook:nightly", t0)
+    assert store.runs.schedule_mark("runbook:nightly") == t0
+    store.runs.set_schedule_mark("runbook:nightly", t0 + timedelta(hours=1))
+    store.runs.set_schedule_mark("runbook:nightly", t0 - timedelta(hours=5))
+    store.runs.set_schedule_mark("runbook:nightly", t0 + timedelta(minutes=30))
+    assert store.runs.schedule_mark("runbook:nightly") == t0 + timedelta(hours=1)
+    store.runs.set_schedule_mark("runbook:nightly", t0 + timedelta(hours=1))
+    assert store.runs.schedule_mark("runbook:nightly") == t0 + timedelta(hours=1)
+    assert store.runs.schedule_mark("runbook:other") is None
+
+
+# --- approvals ------------------------------------------------------------------------------
+
+
+def test_decide_needs_a_waiting_approval_step(store: Store) -> None:
+    run_id = store.runs.start_run(
+        runbook="gated",
+        trigger="cli",
+        owner=new_instance_id(),
+        steps=[("go?", "approval"), ("again?", "approval")],
+    )
+    assert run_id is not None
+    with pytest.raises(LookupError):
+        store.runs.decide(run_id, "approved", "alice")
+    with pytest.raises(ValueError, match="approved or rejected"):
+        store.runs.decide(run_id, "maybe", "alice")
+    store.runs.update_step(run_id, 1, status="waiting")
+    with pytest.raises(LookupError):
+        store.runs.decide(run_id, "approved", "alice", position=0)
+    assert store.runs.step_decision(run_id, 1) == (None, None)
+    decided = store.runs.decide(run_id, "rejected", "bob", "not now", position=1)
+    assert decided.position == 1 and decided.decision == "rejected"
+    assert decided.detail == {"comment": "not now"}
+    assert store.runs.step_decision(run_id, 1) == ("rejected", "bob")
+    with pytest.raises(LookupError):
+        store.runs.decide(run_id, "approved", "alice")
+    assert store.runs.step_decision(9999, 0) == (None, None)
+
+
+# --- pruning -------------------------------------------------------------------------------
+
+
+def test_prune_runs_keeps_active_and_recent_runs(store: Store) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(days=400)
+    old_done = start(store, now=old)
+    old_running = start(store, now=old)
+    old_waiting = start(store, now=old)
+    recent_done = start(store, now=now - timedelta(days=1))
+    assert None not in (old_done, old_running, old_waiting, recent_done)
+    for run_id in (old_done, recent_done):
+        store.runs.finish_run(run_id, "failed", "x")  # type: ignore[arg-type]
+    store.runs.set_run_status(old_waiting, "waiting")  # type: ignore[arg-type]
+    assert store.runs.prune_runs(timedelta(days=365), now=now) == 1
+    assert store.runs.get_run(old_done) is None  # type: ignore[arg-type]
+    assert store.runs.get_run_steps(old_done) == []  # type: ignore[arg-type]
+    left = {record.id for record in store.runs.list_runs()}
+    assert left == {old_running, old_waiting, recent_done}
+    assert store.runs.prune_runs(timedelta(days=365), now=now) == 0
+
+
+def test_list_runs_filters_and_order(store: Store) -> None:
+    now = datetime.now(UTC)
+    a = start(store, "a", now=now - timedelta(hours=3))
+    b = start(store, "b", now=now - timedelta(hours=2))
+    c = start(store, "a", now=now - timedelta(hours=1))
+    store.runs.finish_run(c, "succeeded")  # type: ignore[arg-type]
+    assert [r.id for r in store.runs.list_runs()] == [c, b, a]
+    assert [r.id for r in store.runs.list_runs(runbook="a")] == [c, a]
+    assert [r.id for r in store.runs.list_runs(since=now - timedelta(minutes=150))] == [c, b]
+    assert [r.id for r in store.runs.list_runs(statuses=["running"])] == [b, a]
+    assert [r.id for r in store.runs.list_runs(limit=1)] == [c]
+    assert store.runs.get_run(123456) is None
+
+
+# --- one-off windows ---------------------------------------------------------------------
+
+
+def test_windows_add_list_remove(store: Store) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    later = store.runs.add_window(
+        "hotfix", now + timedelta(days=1), now + timedelta(days=1, hours=1), created_by="alice"
+    )
+    current = store.runs.add_window(
+        "prod-maintenance",
+        now - timedelta(minutes=5),
+        now + timedelta(hours=1),
+        created_by="bob",
+        comment="patch night",
+        mute={"labels": {"env": "prod"}},
+    )
+    past = store.runs.add_window(
+        "old", now - timedelta(days=2), now - timedelta(days=1), created_by="carol"
+    )
+    listed = store.runs.list_windows()
+    assert [w.id for w in listed] == [past.id, current.id, later.id]
+    stored = listed[1]
+    assert stored.name == "prod-maintenance" and stored.comment == "patch night"
+    assert stored.mute == {"labels": {"env": "prod"}}
+    assert stored.created_by == "bob"
+    assert stored.starts_at == now - timedelta(minutes=5)
+    assert stored.ends_at == now + timedelta(hours=1)
+    assert [w.id for w in store.runs.list_windows(ending_after=now)] == [current.id, later.id]
+    assert store.runs.remove_window(current.id) is True
+    assert store.runs.remove_window(current.id) is False
+    assert [w.id for w in store.runs.list_windows()] == [past.id, later.id]
+    with pytest.raises(ValueError, match="end after it starts"):
+        store.runs.add_window("empty", now, now, created_by="alice")
