@@ -1,0 +1,355 @@
+"""``upkeep serve``: the daemon that runs the schedule, serves /healthz and /metrics.
+
+Lifecycle
+    Start: load the config (refuse to start on any error), open the store, register this
+    instance, serve HTTP on ``engine.listen``, then try to lead (``leader.py``). A standby
+    keeps serving /healthz and retries every ``engine.takeover_interval``. The leader first
+    marks runs whose owner died as ``interrupted``, records firings missed while nobody
+    ran, then runs the scheduler and an hourly retention pass.
+
+    SIGTERM / SIGINT: stop scheduling, let running checks and runbooks finish within
+    ``engine.drain_timeout``, cancel what is left (recorded ``cancelled``), flush results,
+    release the lead and exit 0.
+
+    SIGHUP: reload the config; if it is valid the scheduler restarts on it (running
+    runbooks finish on the old one), otherwise every error is logged and the old config
+    stays in force.
+
+    Lost lead (the PostgreSQL session died): stop scheduling at once, cancel running work,
+    and go back to standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from upkeep.engine.leader import Leadership, leadership_for
+from upkeep.engine.metrics import DaemonMetrics
+from upkeep.store.runs import new_instance_id
+
+if TYPE_CHECKING:
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.engine.scheduler import Scheduler
+    from upkeep.io.http import HttpClient
+    from upkeep.store.store import Store
+    from upkeep.web.app import DaemonState
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 15.0
+"""How often this instance refreshes its heartbeat row (stale after 60 s)."""
+ORPHAN_SWEEP_INTERVAL_S = 60.0
+"""How often the leader looks for runs whose owner died."""
+RETENTION_INTERVAL_S = 3600.0
+"""How often the leader applies the retention settings."""
+SERVER_START_TIMEOUT_S = 10.0
+"""How long the HTTP server may take to start listening."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Given ``host:port`` (IPv6 in brackets), return (host, port); raise ValueError if bad."""
+    host, _, port_text = listen.rpartition(":")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host.strip("[]"), port
+
+
+@dataclass
+class _Events:
+    stop: asyncio.Event
+    reload: asyncio.Event
+
+
+class Daemon:
+    """One ``upkeep serve`` process."""
+
+    def __init__(self, loaded: LoadedConfig, *, listen: str | None = None) -> None:
+        self.loaded = loaded
+        self.listen = listen or loaded.config.engine.listen
+        self.instance_id = new_instance_id()
+        self.metrics = DaemonMetrics()
+        self.exit_code = 0
+        self._store: Store | None = None
+        self._state: DaemonState | None = None
+        self._server: Any = None
+        self._retired: list[Scheduler] = []
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code.
+
+        Raise ``StoreError`` if the store cannot be opened at start.
+        """
+        from upkeep.store.store import Store
+        from upkeep.web.app import DaemonState
+
+        store = await asyncio.to_thread(Store.open, self.loaded.config.store, self.loaded.base_dir)
+        self._store = store
+        self._state = DaemonState(
+            instance_id=self.instance_id, loaded=self.loaded, store=store, metrics=self.metrics
+        )
+        events = _Events(asyncio.Event(), asyncio.Event())
+        self._install_signals(events)
+        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "standby")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        leadership = leadership_for(store)
+        try:
+            await self._start_server()
+            logger.info("upkeep serve: instance %s listening on %s", self.instance_id, self.listen)
+            await self._lead_or_wait(leadership, events)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await leadership.release()
+            await self._stop_server()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.runs.unregister_instance, self.instance_id)
+            store.close()
+            self._remove_signals()
+        return self.exit_code
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def _install_signals(self, events: _Events) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, events.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, events.reload.set)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    async def _start_server(self) -> None:
+        import uvicorn
+
+        from upkeep.web.app import create_app
+
+        if self._state is None:
+            raise RuntimeError("state is built before the server starts")
+        host, port = parse_listen(self.listen)
+
+        class _Server(uvicorn.Server):
+            # The daemon owns SIGTERM/SIGINT (it drains first); uvicorn must not take them.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:
+                yield
+
+        config = uvicorn.Config(
+            create_app(self._state),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        self._server = server
+        self._server_task = asyncio.create_task(server.serve(), name="http")
+        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
+            while not server.started:
+                if self._server_task.done():
+                    self._server_task.result()
+                    raise OSError(f"cannot listen on {self.listen}")
+                await asyncio.sleep(0.02)
+
+    async def _stop_server(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server_task, 10)
+
+    # --- leadership and the schedule ------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        if self._store is None or self._state is None:
+            return
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(
+                    self._store.runs.register_instance, self.instance_id, self._state.role
+                )
+            except Exception as error:  # noqa: BLE001 - a store hiccup must not kill the daemon
+                logger.warning("heartbeat failed: %s", self._redact(str(error)))
+
+    def _redact(self, text: str) -> str:
+        return self.loaded.redactor.redact(text)
+
+    async def _lead_or_wait(self, leadership: Leadership, events: _Events) -> None:
+        interval = self.loaded.config.engine.takeover_interval.total_seconds()
+        while not events.stop.is_set():
+            if await leadership.try_acquire():
+                await self._lead(leadership, events)
+                continue
+            if self._state is not None:
+                self._state.role = "standby"
+            await _wait_any(events.stop, timeout=interval)
+            if events.reload.is_set():
+                events.reload.clear()
+                self._reload()
+
+    def _reload(self) -> bool:
+        from upkeep.config.errors import ConfigError
+        from upkeep.config.loader import load_config
+
+        try:
+            fresh = load_config(self.loaded.path)
+        except ConfigError as error:
+            self.metrics.config_reloads.labels("rejected").inc()
+            logger.error("config reload rejected, keeping the running config:\n%s", error)
+            return False
+        self.loaded = fresh
+        if self._state is not None:
+            self._state.loaded = fresh
+        self.metrics.config_reloads.labels("applied").inc()
+        logger.info("config reloaded from %s", fresh.path)
+        return True
+
+    async def _lead(self, leadership: Leadership, events: _Events) -> None:
+        from upkeep.io.http import HttpClient
+
+        if self._store is None or self._state is None:
+            raise RuntimeError("the store is open before leading")
+        store = self._store
+        self._state.role = "leader"
+        self.metrics.leader.set(1)
+        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
+        interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
+        if interrupted:
+            logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+        http = HttpClient()
+        interval = self.loaded.config.engine.takeover_interval.total_seconds()
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        scheduler = self._new_scheduler(http)
+        schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        lost = False
+        try:
+            while True:
+                await _wait_any(events.stop, events.reload, timeout=interval)
+                if events.stop.is_set():
+                    break
+                if events.reload.is_set():
+                    events.reload.clear()
+                    if self._reload():
+                        scheduler.stop()
+                        await schedule_task
+                        self._retired.append(scheduler)
+                        scheduler = self._new_scheduler(http)
+                        schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
+                    continue
+                if not await leadership.still_held():
+                    logger.error("lost the lead (store session gone); stopping the schedule")
+                    lost = True
+                    break
+        finally:
+            scheduler.stop()
+            await asyncio.gather(schedule_task, return_exceptions=True)
+            drain = timedelta(0) if lost else self.loaded.config.engine.drain_timeout
+            for old in [*self._retired, scheduler]:
+                cancelled = await old.drain(drain)
+                if cancelled:
+                    logger.warning("cancelled running runbook(s): %s", ", ".join(cancelled))
+            self._retired.clear()
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+            await http.close()
+            self.metrics.leader.set(0)
+            self._state.role = "standby"
+            if lost:
+                await leadership.release()
+
+    def _new_scheduler(self, http: HttpClient) -> Scheduler:
+        from upkeep.engine.runbooks import RunbookExecutor
+        from upkeep.engine.runner import CheckRunner
+        from upkeep.engine.scheduler import Scheduler, SchedulerStats
+
+        if self._store is None or self._state is None:
+            raise RuntimeError("the store is open before scheduling")
+        loaded = self.loaded
+        checks = CheckRunner(
+            redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
+        )
+        executor = RunbookExecutor(
+            loaded, self._store, http=http, checks=checks, owner=self.instance_id
+        )
+        stats = self._state.stats or SchedulerStats()
+        self._state.stats = stats
+        self.metrics.checks_configured.set(
+            sum(1 for check in loaded.checks.values() if check.enabled)
+        )
+        return Scheduler(
+            loaded,
+            self._store,
+            checks=checks,
+            runbooks=executor,
+            owner=self.instance_id,
+            on_result=self.metrics.observe_result,
+            on_run=self.metrics.observe_run,
+            stats=stats,
+        )
+
+    async def _housekeeping(self) -> None:
+        """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
+        if self._store is None:
+            return
+        store = self._store
+        since_retention = RETENTION_INTERVAL_S
+        while True:
+            try:
+                await asyncio.to_thread(store.runs.interrupt_orphans)
+                if since_retention >= RETENTION_INTERVAL_S:
+                    since_retention = 0.0
+                    retention = self.loaded.config.retention
+                    report = await asyncio.to_thread(
+                        store.prune,
+                        keep_results=retention.results,
+                        keep_rollups=retention.rollups,
+                    )
+                    runs_deleted = await asyncio.to_thread(store.runs.prune_runs, retention.runs)
+                    logger.info(
+                        "retention: %d results rolled up, %d deleted, %d rollups and %d runs "
+                        "deleted",
+                        report.results_rolled_up,
+                        report.results_deleted,
+                        report.rollups_deleted,
+                        runs_deleted,
+                    )
+            except Exception as error:  # noqa: BLE001 - housekeeping failures are logged and retried
+                logger.warning("housekeeping failed: %s", self._redact(str(error)))
+            await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_S)
+            since_retention += ORPHAN_SWEEP_INTERVAL_S
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def serve(config_path: Path | None, listen: str | None = None) -> int:
+    """Given a config path, run the daemon until it is told to stop; return the exit code."""
+    from upkeep.config.loader import load_config
+
+    loaded = load_config(config_path)
+    daemon = Daemon(loaded, listen=listen)
+    started = datetime.now(UTC)
+    code = asyncio.run(daemon.run())
+    logger.info("upkeep serve stopped after %s", datetime.now(UTC) - started)
+    return code

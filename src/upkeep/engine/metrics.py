@@ -1,0 +1,100 @@
+"""What the daemon exports on ``/metrics`` (Prometheus text format, via prometheus_client).
+
+A registry of its own, not the global one, so tests and several daemons in one process
+never share counters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from upkeep.engine.results import CheckResult
+    from upkeep.engine.scheduler import SchedulerStats
+    from upkeep.store.runs import RunRecord
+
+LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class DaemonMetrics:
+    """The daemon's Prometheus metrics, fed by the scheduler's callbacks."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.leader = Gauge(
+            "upkeep_leader", "1 while this instance runs the schedule", registry=registry
+        )
+        self.checks_configured = Gauge(
+            "upkeep_checks_configured", "enabled checks in the loaded config", registry=registry
+        )
+        self.config_reloads = Counter(
+            "upkeep_config_reloads", "config reloads by outcome", ["outcome"], registry=registry
+        )
+        self.check_results = Counter(
+            "upkeep_check_results", "check results by status", ["status"], registry=registry
+        )
+        self.check_status = Gauge(
+            "upkeep_check_status",
+            "latest status of each check (0 ok, 1 warning, 2 critical, 3 unknown)",
+            ["check"],
+            registry=registry,
+        )
+        self.check_lag = Histogram(
+            "upkeep_check_lag_seconds",
+            "delay between a check's due time and its start",
+            buckets=LAG_BUCKETS_S,
+            registry=registry,
+        )
+        self.check_duration = Histogram(
+            "upkeep_check_duration_seconds",
+            "how long each check's probe took",
+            buckets=DURATION_BUCKETS_S,
+            registry=registry,
+        )
+        self.runbook_runs = Counter(
+            "upkeep_runbook_runs",
+            "finished runbook runs by runbook and status",
+            ["runbook", "status"],
+            registry=registry,
+        )
+        self.results_written = Gauge(
+            "upkeep_results_written", "check results written to the store", registry=registry
+        )
+        self.write_failures = Gauge(
+            "upkeep_store_write_failures", "failed batch writes to the store", registry=registry
+        )
+        self.checks_skipped = Gauge(
+            "upkeep_checks_skipped_busy",
+            "check slots skipped because the previous run was still going",
+            registry=registry,
+        )
+        self.runbooks_missed = Gauge(
+            "upkeep_runbooks_missed", "runbook firings recorded as missed", registry=registry
+        )
+        self.runbooks_deferred = Gauge(
+            "upkeep_runbooks_deferred", "runbook firings deferred to a window", registry=registry
+        )
+
+    def observe_result(self, result: CheckResult, lag_s: float) -> None:
+        """Given a check result and its lag, count it."""
+        label = result.status.label
+        self.check_results.labels(label).inc()
+        self.check_status.labels(result.check).set(int(result.status))
+        self.check_lag.observe(max(lag_s, 0.0))
+        self.check_duration.observe(result.duration_ms / 1000)
+
+    def observe_run(self, record: RunRecord) -> None:
+        """Given a finished run, count it."""
+        self.runbook_runs.labels(record.runbook, record.status).inc()
+
+    def update_from(self, stats: SchedulerStats) -> None:
+        """Given the scheduler's counters, copy them into the gauges (at scrape time)."""
+        self.results_written.set(stats.results_written)
+        self.write_failures.set(stats.write_failures)
+        self.checks_skipped.set(stats.checks_skipped_busy)
+        self.runbooks_missed.set(stats.runbooks_missed)
+        self.runbooks_deferred.set(stats.runbooks_deferred)

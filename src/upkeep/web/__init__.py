@@ -1,0 +1,1 @@
+"""The daemon's HTTP side: /healthz, /metrics and the REST API."""
