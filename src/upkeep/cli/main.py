@@ -92,19 +92,170 @@ def check(
 @app.command()
 def history(
     check_name: Annotated[
-        str | None, typer.Argument(metavar="[CHECK]", help="One check (default: all).")
+        str | None,
+        typer.Argument(metavar="[CHECK]", help="One check, or one runbook with --runs."),
     ] = None,
     since: Annotated[
         str, typer.Option(help="How far back: a duration (24h, 7d) or an ISO time.")
     ] = "24h",
-    limit: Annotated[int, typer.Option(help="At most this many results.")] = 200,
+    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 200,
+    runs: Annotated[bool, typer.Option("--runs", help="Show runbook runs, not results.")] = False,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show past results, newest first."""
+    """Show past check results (or runbook runs with --runs), newest first."""
+    if runs:
+        from upkeep.cli.runbooks import list_runs
+
+        raise typer.Exit(list_runs(config, check_name, since, limit, json_output=json_output))
     from upkeep.cli.history import run_history
 
     raise typer.Exit(run_history(config, check_name, since, limit, json_output=json_output))
+
+
+@app.command("run")
+def run_command(
+    runbook: Annotated[str, typer.Argument(help="The runbook to run.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what each step would do; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even though the runbook's window is closed.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a runbook now and record the run; exit 0 if it succeeded, 1 if not."""
+    from upkeep.cli.runbooks import run_runbook
+
+    raise typer.Exit(
+        run_runbook(config, runbook, dry_run=dry_run, yes=yes, force=force, json_output=json_output)
+    )
+
+
+@app.command()
+def runbooks(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List runbooks with their schedule, window and next firing."""
+    from upkeep.cli.runbooks import list_runbooks
+
+    raise typer.Exit(list_runbooks(config, json_output=json_output))
+
+
+@app.command()
+def schedule(
+    count: Annotated[int, typer.Option(help="Firings to show per schedule.")] = 3,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the next firings of every runbook and window, and how often checks run."""
+    from upkeep.cli.runbooks import show_schedule
+
+    raise typer.Exit(show_schedule(config, count=max(1, count), json_output=json_output))
+
+
+@app.command()
+def serve(
+    listen: Annotated[
+        str | None,
+        typer.Option(help="host:port for /healthz and /metrics (default: engine.listen)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the daemon: scheduled checks and runbooks, /healthz, /metrics and the API."""
+    from upkeep.cli.runbooks import run_serve
+
+    raise typer.Exit(run_serve(config, listen))
+
+
+runs_app = typer.Typer(help="Recorded runbook runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    runbook: Annotated[str | None, typer.Argument(help="Only this runbook.")] = None,
+    since: Annotated[str, typer.Option(help="How far back (24h, 7d) or an ISO time.")] = "7d",
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List runs newest first."""
+    from upkeep.cli.runbooks import list_runs
+
+    raise typer.Exit(list_runs(config, runbook, since, limit, json_output=json_output))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one run: trigger, every step's status, timing and output."""
+    from upkeep.cli.runbooks import show_run
+
+    raise typer.Exit(show_run(config, run_id, json_output=json_output))
+
+
+@app.command()
+def approve(
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run waiting for approval.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+    comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    step: Annotated[
+        int | None, typer.Option(help="The step number (default: the first waiting one).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Approve (or --reject) the approval step a run is waiting on."""
+    from upkeep.cli.runbooks import decide
+
+    raise typer.Exit(decide(config, run_id, reject=reject, comment=comment, step=step))
+
+
+window_app = typer.Typer(help="Maintenance windows.", no_args_is_help=True)
+app.add_typer(window_app, name="window")
+
+
+@window_app.command("add")
+def window_add(
+    name: Annotated[
+        str, typer.Argument(help="Window name; a config window's name adds an opening.")
+    ],
+    start: Annotated[str, typer.Option(help="ISO time (config timezone if none) or 'now'.")],
+    duration: Annotated[str, typer.Option(help="How long it stays open: 30m, 2h.")],
+    comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    mute_label: Annotated[
+        list[str] | None, typer.Option("--mute-label", help="Mute alerts with label k=v.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a one-off maintenance window."""
+    from upkeep.cli.runbooks import add_window
+
+    raise typer.Exit(
+        add_window(config, name, start, duration, comment=comment, mute_labels=mute_label or [])
+    )
+
+
+@window_app.command("list")
+def window_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List windows: config windows with their next opening, and one-off windows."""
+    from upkeep.cli.runbooks import list_windows
+
+    raise typer.Exit(list_windows(config, json_output=json_output))
+
+
+@window_app.command("remove")
+def window_remove(
+    window_id: Annotated[int, typer.Argument(metavar="ID", help="A one-off window's id.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a one-off window."""
+    from upkeep.cli.runbooks import remove_window
+
+    raise typer.Exit(remove_window(config, window_id))
 
 
 @app.command()

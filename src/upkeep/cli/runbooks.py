@@ -1,0 +1,734 @@
+"""``upkeep run``, ``runbooks``, ``schedule``, ``serve``, ``runs``, ``approve`` and ``window``."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.engine.runbooks import StepReport
+    from upkeep.engine.windows import WindowCalendar
+    from upkeep.store.runs import RunRecord
+
+EXIT_USAGE = 2
+"""Bad input (unknown runbook, malformed option) or a config error."""
+EXIT_FAILED = 1
+"""The run finished but failed, or was refused (window closed)."""
+RUN_STATUS_STYLE = {
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "cancelled": "bold yellow",
+    "interrupted": "bold yellow",
+    "missed": "yellow",
+    "running": "cyan",
+    "waiting": "cyan",
+}
+STEP_STATUS_STYLE = {
+    "ok": "green",
+    "done": "green",
+    "approved": "green",
+    "planned": "cyan",
+    "warning": "yellow",
+    "todo": "yellow",
+    "not_run": "dim",
+    "failed": "bold red",
+    "timed_out": "bold red",
+    "rejected": "bold red",
+    "expired": "bold red",
+    "interrupted": "yellow",
+    "cancelled": "yellow",
+}
+
+
+def who() -> str:
+    """Return the name of the person at this terminal, for run records and decisions."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _err(message: str) -> None:
+    from upkeep.cli.common import active_redactor, console
+
+    console(stderr=True).print(f"upkeep: {active_redactor().redact(message)}", markup=False)
+
+
+def _iso_local(moment: datetime | None, zone: ZoneInfo) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _load(config_path: Path | None, level: int | None = None) -> LoadedConfig | None:
+    import logging
+
+    from upkeep.cli.common import load_or_report, setup_logging
+
+    setup_logging(logging.WARNING if level is None else level)
+    return load_or_report(config_path)
+
+
+# --- upkeep run ---------------------------------------------------------------------------
+
+
+def run_runbook(
+    config_path: Path | None,
+    name: str,
+    *,
+    dry_run: bool,
+    yes: bool,
+    force: bool,
+    json_output: bool,
+) -> int:
+    """Run a runbook now and print each step as it ends; return 0 if it succeeded.
+
+    Refuse (exit 1) outside the runbook's window unless ``force``; ask before a real run
+    at a terminal unless ``yes``; manual items are asked at a terminal, else left ``todo``.
+    """
+    from upkeep.cli.common import console, open_store
+    from upkeep.engine.windows import WindowCalendar
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    runbook = loaded.config.runbooks.get(name)
+    if runbook is None:
+        known = ", ".join(sorted(loaded.config.runbooks)) or "none defined"
+        _err(f"no runbook named {name!r} (runbooks: {known})")
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        now = datetime.now(UTC)
+        zone = ZoneInfo(runbook.timezone or loaded.config.timezone)
+        if runbook.window is not None and not dry_run:
+            calendar = WindowCalendar(loaded.config, store.runs.list_windows(ending_after=now))
+            if not calendar.is_open(runbook.window, now) and not force:
+                opening = calendar.next_opening(runbook.window, now)
+                when = _iso_local(opening.start, zone) if opening else "never"
+                _err(
+                    f"runbook {name} runs only inside window {runbook.window}, which is closed; "
+                    f"it next opens {when}. Use --force to run it now anyway."
+                )
+                return EXIT_FAILED
+        interactive = sys.stdin.isatty() and not yes
+        if not dry_run and not yes:
+            if not interactive:
+                _err("not a terminal: pass --yes to run without confirmation (or --dry-run)")
+                return EXIT_USAGE
+            import typer
+
+            if not typer.confirm(f"Run runbook {name} now ({len(runbook.steps)} steps)?"):
+                _err("not run")
+                return EXIT_FAILED
+        record = asyncio.run(
+            _execute(
+                loaded, store, name, dry_run=dry_run, interactive=interactive, quiet=json_output
+            )
+        )
+    finally:
+        store.close()
+    if record is None:
+        _err("the run was not recorded")
+        return EXIT_FAILED
+    if json_output:
+        import orjson
+
+        from upkeep.web.app import run_to_json
+
+        print(orjson.dumps(run_to_json(record), option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+    else:
+        out = console()
+        style = RUN_STATUS_STYLE.get(record.status, "")
+        out.print(
+            f"run {record.id} [{style}]{record.status}[/] in {record.duration_s or 0:.1f}s: ",
+            end="",
+        )
+        out.print(record.message, markup=False)
+    return 0 if record.status == "succeeded" else EXIT_FAILED
+
+
+async def _execute(
+    loaded: LoadedConfig, store: Any, name: str, *, dry_run: bool, interactive: bool, quiet: bool
+) -> RunRecord | None:
+    from upkeep.cli.common import console
+    from upkeep.engine.runbooks import RunbookExecutor
+    from upkeep.engine.runner import CheckRunner
+    from upkeep.io.http import HttpClient
+    from upkeep.store.runs import new_instance_id
+
+    out = console()
+
+    def on_start(run_id: int) -> None:
+        if not quiet:
+            mode = "dry run" if dry_run else "run"
+            out.print(f"{mode} {run_id} of runbook {name}", markup=False)
+
+    def on_step(position: int, title: str, report: StepReport) -> None:
+        if quiet:
+            return
+        style = STEP_STATUS_STYLE.get(report.status, "")
+        out.print(f"  {position + 1}. [{style}]{report.status:<9}[/] ", end="")
+        out.print(title, markup=False)
+        for line in report.output.splitlines()[:40]:
+            out.print(f"       {line}", markup=False, highlight=False)
+        if report.status == "waiting":
+            out.print("       waiting for approval", markup=False)
+
+    async def confirm(text: str) -> bool:
+        import typer
+
+        return await asyncio.to_thread(typer.confirm, f"  manual: {text} - done?", default=False)
+
+    instance = new_instance_id()
+    await asyncio.to_thread(store.runs.register_instance, instance, "cli")
+    http = HttpClient()
+    heartbeat = asyncio.create_task(_heartbeat(store, instance))
+    try:
+        executor = RunbookExecutor(
+            loaded,
+            store,
+            http=http,
+            checks=CheckRunner(
+                redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
+            ),
+            owner=instance,
+            manual_confirm=confirm if interactive else None,
+            on_step=on_step,
+            on_start=on_start,
+        )
+        return await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await http.close()
+        await asyncio.to_thread(store.runs.unregister_instance, instance)
+
+
+async def _heartbeat(store: Any, instance: str) -> None:
+    from upkeep.engine.daemon import HEARTBEAT_INTERVAL_S
+
+    while True:
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+        await asyncio.to_thread(store.runs.register_instance, instance, "cli")
+
+
+# --- upkeep runbooks / schedule ----------------------------------------------------------------
+
+
+def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
+    """Print every runbook: schedule, window, steps and next firing; return 0 or 2."""
+    from upkeep.cli.common import console
+    from upkeep.engine.runbooks import step_kind
+    from upkeep.engine.schedule import CronSchedule
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for name, runbook in loaded.config.runbooks.items():
+        zone = ZoneInfo(runbook.timezone or loaded.config.timezone)
+        following = (
+            CronSchedule(runbook.schedule, zone).next_after(now) if runbook.schedule else None
+        )
+        rows.append(
+            {
+                "runbook": name,
+                "description": runbook.description or "",
+                "schedule": runbook.schedule,
+                "timezone": zone.key,
+                "window": runbook.window,
+                "steps": [step_kind(step) for step in runbook.steps],
+                "next": following.isoformat() if following else None,
+                "next_local": _iso_local(following, zone) if following else "-",
+            }
+        )
+    if json_output:
+        import orjson
+
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("runbook", "schedule", "window", "steps", "next firing", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            Text(row["runbook"]),
+            Text(row["schedule"] or "manual"),
+            Text(row["window"] or "-"),
+            Text(str(len(row["steps"]))),
+            Text(row["next_local"]),
+            Text(row["description"]),
+        )
+    console().print(table)
+    return 0
+
+
+def show_schedule(config_path: Path | None, *, count: int, json_output: bool) -> int:
+    """Print the next ``count`` firings of every runbook and window, and the check cadence."""
+    from upkeep.cli.common import console, open_store
+    from upkeep.engine.windows import WindowCalendar
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    config = loaded.config
+    now = datetime.now(UTC)
+    store = open_store(loaded)
+    one_offs = store.runs.list_windows(ending_after=now) if store is not None else []
+    if store is not None:
+        store.close()
+    calendar = WindowCalendar(config, one_offs)
+    entries = _schedule_entries(loaded, calendar, now, count)
+    entries.sort(key=lambda entry: entry["at"])
+    cadence: dict[str, int] = {}
+    for check in loaded.checks.values():
+        if check.enabled:
+            key = _describe_every(check.every)
+            cadence[key] = cadence.get(key, 0) + 1
+    if json_output:
+        import orjson
+
+        document = {"firings": entries, "checks": cadence}
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("when", "kind", "name", "note"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            Text(entry["local"]), Text(entry["kind"]), Text(entry["name"]), Text(entry["note"])
+        )
+    out = console()
+    out.print(table)
+    summary = ", ".join(f"{number} every {every}" for every, number in sorted(cadence.items()))
+    out.print(f"checks: {summary or 'none enabled'}", markup=False)
+    return 0
+
+
+def _schedule_entries(
+    loaded: LoadedConfig, calendar: WindowCalendar, now: datetime, count: int
+) -> list[dict[str, Any]]:
+    """Given a config and its windows, return the next ``count`` firings of each schedule."""
+    from upkeep.engine.schedule import CronSchedule
+
+    config = loaded.config
+    entries: list[dict[str, Any]] = []
+    for name, runbook in config.runbooks.items():
+        if runbook.schedule is None:
+            continue
+        zone = ZoneInfo(runbook.timezone or config.timezone)
+        schedule = CronSchedule(runbook.schedule, zone)
+        moment = now
+        for _ in range(count):
+            moment = schedule.next_after(moment)
+            note = ""
+            if runbook.window is not None and not calendar.is_open(runbook.window, moment):
+                opening = calendar.next_opening(runbook.window, moment)
+                note = (
+                    f"window {runbook.window} closed: deferred to {_iso_local(opening.start, zone)}"
+                    if opening
+                    else f"window {runbook.window} never opens: will be missed"
+                )
+            entries.append(
+                {
+                    "kind": "runbook",
+                    "name": name,
+                    "at": moment.isoformat(),
+                    "local": _iso_local(moment, zone),
+                    "note": note,
+                }
+            )
+    for name in calendar.names():
+        window = config.windows.get(name)
+        zone = ZoneInfo((window.timezone if window else None) or config.timezone)
+        moment = now
+        current = calendar.opening_at(name, now)
+        if current is not None:
+            entries.append(
+                {
+                    "kind": "window",
+                    "name": name,
+                    "at": current.start.isoformat(),
+                    "local": _iso_local(current.start, zone),
+                    "note": f"open now, until {_iso_local(current.end, zone)}",
+                }
+            )
+        for _ in range(count):
+            opening = calendar.next_opening(name, moment)
+            if opening is None:
+                break
+            moment = opening.start
+            entries.append(
+                {
+                    "kind": "window",
+                    "name": name,
+                    "at": opening.start.isoformat(),
+                    "local": _iso_local(opening.start, zone),
+                    "note": f"until {_iso_local(opening.end, zone)}",
+                }
+            )
+    return entries
+
+
+def _describe_every(every: timedelta) -> str:
+    seconds = every.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# --- upkeep serve ------------------------------------------------------------------------------
+
+
+def run_serve(config_path: Path | None, listen: str | None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; return its exit code."""
+    import logging
+
+    from upkeep.engine.daemon import Daemon, parse_listen
+    from upkeep.store.store import StoreError
+
+    loaded = _load(config_path, logging.INFO)
+    if loaded is None:
+        return EXIT_USAGE
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError:
+            _err(f"--listen expects host:port, got {listen!r}")
+            return EXIT_USAGE
+    try:
+        return asyncio.run(Daemon(loaded, listen=listen).run())
+    except StoreError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    except OSError as error:
+        _err(f"cannot serve: {error}")
+        return EXIT_USAGE
+
+
+# --- upkeep runs / approve ----------------------------------------------------------------------
+
+
+def list_runs(
+    config_path: Path | None, runbook: str | None, since: str, limit: int, *, json_output: bool
+) -> int:
+    """Print recorded runs newest first; return 0 or 2."""
+    from upkeep.cli.common import console, open_store
+    from upkeep.cli.history import parse_since
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    try:
+        start = parse_since(since)
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        records = store.runs.list_runs(runbook=runbook, since=start, limit=limit)
+    finally:
+        store.close()
+    if json_output:
+        import orjson
+
+        from upkeep.web.app import run_to_json
+
+        print(orjson.dumps([run_to_json(r) for r in records], option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    zone = ZoneInfo(loaded.config.timezone)
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "runbook", "status", "trigger", "started", "took", "message"):
+        # One line per run: the full message is in `upkeep runs show`.
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for record in records:
+        took = f"{record.duration_s:.1f}s" if record.duration_s is not None else "-"
+        trigger = record.trigger + (f" ({record.triggered_by})" if record.triggered_by else "")
+        if record.dry_run:
+            trigger += " dry-run"
+        table.add_row(
+            str(record.id),
+            Text(record.runbook),
+            Text(record.status, style=RUN_STATUS_STYLE.get(record.status, "")),
+            Text(trigger),
+            Text(_iso_local(record.started_at, zone)),
+            took,
+            Text(record.message),
+        )
+    out = console()
+    out.print(table)
+    out.print(f"{len(records)} run(s) since {_iso_local(start, zone)}", markup=False)
+    return 0
+
+
+def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int:
+    """Print one run with every step's status, timing and output; return 0, or 2 if unknown."""
+    from upkeep.cli.common import console, open_store
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        record = store.runs.get_run(run_id)
+    finally:
+        store.close()
+    if record is None:
+        _err(f"no run {run_id}")
+        return EXIT_USAGE
+    if json_output:
+        import orjson
+
+        from upkeep.web.app import run_to_json
+
+        print(orjson.dumps(run_to_json(record), option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        return 0
+    from rich.text import Text
+
+    zone = ZoneInfo(loaded.config.timezone)
+    out = console()
+    header = Text(f"run {record.id} of runbook {record.runbook}: ")
+    header.append(record.status, style=RUN_STATUS_STYLE.get(record.status, ""))
+    out.print(header)
+    trigger = record.trigger + (f" by {record.triggered_by}" if record.triggered_by else "")
+    lines = [
+        f"trigger:   {trigger}{' (dry run)' if record.dry_run else ''}",
+        f"scheduled: {_iso_local(record.scheduled_for, zone)}",
+        f"started:   {_iso_local(record.started_at, zone)}",
+        f"finished:  {_iso_local(record.finished_at, zone)}"
+        + (f" ({record.duration_s:.1f}s)" if record.duration_s is not None else ""),
+        f"message:   {record.message}",
+        f"owner:     {record.owner}",
+    ]
+    for line in lines:
+        out.print(line, markup=False)
+    for step in record.steps:
+        took = (
+            f" {(step.finished_at - step.started_at).total_seconds():.1f}s"
+            if step.started_at and step.finished_at
+            else ""
+        )
+        step_line = Text(f"{step.position + 1}. ")
+        step_line.append(f"{step.status:<11}", style=STEP_STATUS_STYLE.get(step.status, ""))
+        step_line.append(f" {step.kind:<8} {step.name}{took}")
+        if step.attempts > 1:
+            step_line.append(f" ({step.attempts} attempts)")
+        if step.decision:
+            step_line.append(f" - {step.decision} by {step.decided_by}")
+        out.print(step_line)
+        for output_line in step.output.splitlines():
+            out.print(f"     {output_line}", markup=False, highlight=False)
+    return 0
+
+
+def decide(
+    config_path: Path | None, run_id: int, *, reject: bool, comment: str, step: int | None
+) -> int:
+    """Approve (or reject) the step a run waits on; return 0, or 2 if nothing waits."""
+    from upkeep.cli.common import console, open_store
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    decision = "rejected" if reject else "approved"
+    try:
+        decided = store.runs.decide(
+            run_id,
+            decision,
+            who(),
+            comment,
+            position=None if step is None else step - 1,
+        )
+    except LookupError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    finally:
+        store.close()
+    console().print(
+        f"run {run_id} step {decided.position + 1} ({decided.name}): {decision} by {who()}",
+        markup=False,
+    )
+    return 0
+
+
+# --- upkeep window -------------------------------------------------------------------------------
+
+
+def add_window(
+    config_path: Path | None,
+    name: str,
+    start: str,
+    duration: str,
+    *,
+    comment: str,
+    mute_labels: list[str],
+) -> int:
+    """Add a one-off window (``start`` ISO time or ``now``); return 0, or 2 on bad input."""
+    from upkeep.cli.check import parse_labels
+    from upkeep.cli.common import console, open_store
+    from upkeep.config.durations import parse_duration
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    zone = ZoneInfo(loaded.config.timezone)
+    try:
+        if start == "now":
+            starts_at = datetime.now(UTC)
+        else:
+            parsed = datetime.fromisoformat(start)
+            starts_at = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+        length = parse_duration(duration)
+        labels = parse_labels(mute_labels)
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        window = store.runs.add_window(
+            name,
+            starts_at,
+            starts_at + length,
+            created_by=who(),
+            comment=comment,
+            mute={"labels": labels} if labels else None,
+        )
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    finally:
+        store.close()
+    extends = " (an extra opening of the config window)" if name in loaded.config.windows else ""
+    console().print(
+        f"window {window.id} {name}{extends}: {_iso_local(window.starts_at, zone)} to "
+        f"{_iso_local(window.ends_at, zone)}",
+        markup=False,
+    )
+    return 0
+
+
+def list_windows(config_path: Path | None, *, json_output: bool) -> int:
+    """Print config windows (next opening) and one-off windows not yet over; return 0 or 2."""
+    from upkeep.cli.common import console, open_store
+    from upkeep.engine.windows import WindowCalendar
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    now = datetime.now(UTC)
+    try:
+        one_offs = store.runs.list_windows(ending_after=now)
+    finally:
+        store.close()
+    calendar = WindowCalendar(loaded.config, one_offs)
+    zone = ZoneInfo(loaded.config.timezone)
+    rows: list[dict[str, Any]] = []
+    for name in calendar.names():
+        current = calendar.opening_at(name, now)
+        following = calendar.next_opening(name, now)
+        window = loaded.config.windows.get(name)
+        rows.append(
+            {
+                "id": None,
+                "name": name,
+                "source": "config" if window else "one-off",
+                "schedule": window.schedule if window else None,
+                "open_now": current is not None,
+                "until": current.end.isoformat() if current else None,
+                "next_opening": following.start.isoformat() if following else None,
+                "comment": (window.description or "") if window else "",
+            }
+        )
+    rows += [
+        {
+            "id": one_off.id,
+            "name": one_off.name,
+            "source": f"one-off by {one_off.created_by}",
+            "schedule": None,
+            "open_now": one_off.starts_at <= now < one_off.ends_at,
+            "until": one_off.ends_at.isoformat(),
+            "next_opening": one_off.starts_at.isoformat() if one_off.starts_at > now else None,
+            "comment": one_off.comment,
+        }
+        for one_off in one_offs
+    ]
+    if json_output:
+        import orjson
+
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "window", "source", "state", "next opening", "comment"):
+        table.add_column(column)
+
+    def local(text: str | None) -> str:
+        return _iso_local(datetime.fromisoformat(text), zone) if text else "-"
+
+    for row in rows:
+        state = f"open until {local(row['until'])}" if row["open_now"] else "closed"
+        table.add_row(
+            str(row["id"] or "-"),
+            Text(row["name"]),
+            Text(row["source"]),
+            Text(state, style="bold green" if row["open_now"] else ""),
+            Text(local(row["next_opening"])),
+            Text(row["comment"]),
+        )
+    console().print(table)
+    return 0
+
+
+def remove_window(config_path: Path | None, window_id: int) -> int:
+    """Remove a one-off window by id; return 0, or 2 if there is none."""
+    from upkeep.cli.common import console, open_store
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    store = open_store(loaded)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        removed = store.runs.remove_window(window_id)
+    finally:
+        store.close()
+    if not removed:
+        _err(f"no one-off window {window_id}")
+        return EXIT_USAGE
+    console().print(f"window {window_id} removed", markup=False)
+    return 0
