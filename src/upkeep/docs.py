@@ -6,6 +6,7 @@ the committed file differs from what this prints.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -16,13 +17,31 @@ from upkeep.config.durations import format_duration
 from upkeep.redaction import SecretMarker
 
 
+def _plain(annotation: Any) -> str:
+    """Given a type annotation, return it as people write it, without Annotated metadata."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _plain(arguments[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_plain(argument) for argument in arguments)
+    if origin is typing.Literal:
+        return " | ".join(repr(argument) for argument in arguments)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_plain(argument) for argument in arguments)}]"
+    if annotation is type(None):
+        return "None"
+    if getattr(annotation, "__name__", None) == "timedelta":
+        return "duration"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    text = str(annotation) if "[" in str(annotation) else text
-    for noise in ("typing.", "datetime.", "Annotated[", "upkeep.config.durations."):
-        text = text.replace(noise, "")
-    text = "duration" if "timedelta" in text else text
-    return text.replace("|", "\\|")
+    return _plain(annotation).replace("|", "\\|")
 
 
 def _default(field: Any) -> str:
@@ -41,7 +60,10 @@ def _fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[st
     for name, field in model.model_fields.items():
         if name in skip:
             continue
-        secret = any(isinstance(meta, SecretMarker) for meta in field.metadata)
+        # A marker may sit on the field or inside its annotation (``Annotated[str, …] | None``).
+        secret = any(isinstance(meta, SecretMarker) for meta in field.metadata) or (
+            "SecretMarker" in str(field.annotation)
+        )
         marker = " (secret)" if secret else ""
         description = (field.description or "").replace("\n", " ")
         rows.append(
@@ -66,7 +88,7 @@ def render() -> str:
         "",
     ]
     for kind in TARGET_KINDS.values():
-        lines += [f"## `{kind.name}` targets", "", (kind.model.__doc__ or "").strip(), ""]
+        lines += [f"## `{kind.name}` targets", "", inspect.cleandoc(kind.model.__doc__ or ""), ""]
         lines += _fields_table(kind.model, skip=("kind",))
         lines.append("")
         for probe in kind.probes:
@@ -84,7 +106,37 @@ def render() -> str:
                     "| *perfdata labels* | number | every perfdata label the plugin prints |"
                 )
             lines.append("")
+    lines += render_tasks()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_tasks() -> list[str]:
+    """Return the Markdown reference of every task kind: what it does, its target, its ``with:``."""
+    from upkeep.tasks.registry import TASK_KINDS
+
+    lines = [
+        "# Tasks",
+        "",
+        "Runbook steps `task: NAME` with `target:` and `with:`. Every task has a dry run",
+        "(`upkeep run RUNBOOK --dry-run`) that says what it would change and changes nothing.",
+        "",
+    ]
+    for name, task in TASK_KINDS.items():
+        targets = ", ".join(f"`{kind}`" for kind in task.target_kinds) or "none"
+        required = " (required)" if task.target_required else ""
+        lines += [
+            f"## `{name}`",
+            "",
+            task.summary,
+            "",
+            f"Target kinds: {targets}{required}.",
+            "",
+            "`with:`",
+            "",
+            *_fields_table(task.Params),
+            "",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

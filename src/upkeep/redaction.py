@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 MASK = "***"
 # Masking a two-character "secret" would shred every message that contains those letters;
@@ -30,16 +30,82 @@ class SecretMarker:
     part: str = "whole"
 
 
-def url_password(url: str) -> str | None:
-    """Given a URL or DSN, return its password (raw and percent-decoded forms) or None."""
+_PASSWORD_PARAMETERS = frozenset({"password", "sslpassword"})
+"""Query parameters (``?password=``) and libpq keywords that hold a password."""
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_USERINFO_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:([^@]*)@")
+
+
+def url_passwords(url: str) -> list[str]:
+    """Given a URL or DSN, return every password in it, as written and decoded.
+
+    Found are the password of the userinfo (``scheme://user:PASSWORD@host``, whole even
+    with an unencoded ``#``, ``/`` or ``?`` in it), the ``password`` and ``sslpassword``
+    query parameters (``?password=PASSWORD``) and libpq ``password=`` / ``sslpassword=``
+    keywords (``host=db password=PASSWORD``).
+    """
+    found: list[str] = []
     try:
         parts = urlsplit(url)
     except ValueError:
-        return None
-    if parts.password:
-        return parts.password
-    match = re.search(r"(?:^|\s)password=(\S+)", url)
-    return match.group(1) if match else None
+        parts = None
+    if parts is not None:
+        if parts.password:
+            found.append(parts.password)
+        # libpq (and people) read "user:pa#ss@host" as password "pa#ss"; urlsplit ends the
+        # netloc at the "#" ("/", "?") and sees a host and port instead. "host:80/x?a@b" is
+        # a port, not a password: digits before the first "/", "?" or "#".
+        whole = _USERINFO_PASSWORD.match(url)
+        written = whole.group(1) if whole else ""
+        if re.search(r"[/?#]", written) and not re.match(r"\d*[/?#]", written):
+            found.append(written)
+        if parts.query:
+            for key, values in parse_qs(parts.query).items():
+                if key.lower() in _PASSWORD_PARAMETERS:
+                    found.extend(values)
+            # parse_qs decodes; the text as written (percent-encoded) is what gets printed.
+            for pair in parts.query.split("&"):
+                key, _, value = pair.partition("=")
+                if unquote_plus(key).lower() in _PASSWORD_PARAMETERS and value:
+                    found.append(value)
+    for match in _KEYWORD_PASSWORD.finditer(url):
+        value = match.group(1)
+        if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found.append(value)
+    return list(dict.fromkeys(found))
+
+
+def url_password(url: str) -> str | None:
+    """Given a URL or DSN, return its first password (see ``url_passwords``) or None."""
+    passwords = url_passwords(url)
+    return passwords[0] if passwords else None
+
+
+def display_url(url: str) -> str:
+    """Given a URL or DSN, return it fit for a message: the userinfo password masked and the
+    query and fragment (where ``?password=`` may stand) left out.
+
+    A URL that does not parse, or whose ``@`` falls outside the host part (an unencoded
+    ``#``, ``/`` or ``?`` in the password), is shown as ``scheme://***``; a libpq keyword
+    DSN keeps its keywords with every password value masked.
+    """
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return _KEYWORD_PASSWORD.sub(
+            lambda match: match.group(0)[: match.start(1) - match.start(0)] + MASK, url
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{scheme}://{MASK}"
+    if "@" in f"{parts.path}{parts.query}{parts.fragment}" or "#" in parts.netloc:
+        return f"{scheme}://{MASK}"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}" if colon else user
+    return f"{scheme}://{userinfo}{at}{host}{parts.path}"
 
 
 @dataclass
@@ -59,9 +125,9 @@ class Redactor:
                 self._pattern = None
 
     def add_url(self, url: str | None) -> None:
-        """Given a URL or DSN, remember its password as a secret."""
+        """Given a URL or DSN, remember every password in it (``url_passwords``) as a secret."""
         if url:
-            self.add(url_password(url))
+            self.extend(url_passwords(url))
 
     def extend(self, values: Iterable[str]) -> None:
         """Given several secret values, remember each."""

@@ -8,8 +8,8 @@ from enum import IntEnum
 class Status(IntEnum):
     """The outcome of a check; the integer value is the Nagios exit code (0/1/2/3).
 
-    Ordering is by exit code, but ``worst`` ranks ``critical`` above ``unknown``, as
-    Nagios does when it aggregates: an unknown is less certain than a failure.
+    ``worst`` ranks critical > unknown > warning > ok: a critical is a known failure, and
+    an unknown could be anything (a critical included), so it outranks a known warning.
     """
 
     OK = 0
@@ -28,11 +28,14 @@ class Status(IntEnum):
         return cls[label.upper()]
 
 
-_SEVERITY_RANK = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
+_SEVERITY_RANK = {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}
 
 
 def worst(statuses: list[Status] | tuple[Status, ...]) -> Status:
-    """Given statuses, return the most severe (critical > warning > unknown > ok); ok if empty."""
+    """Given statuses, return the most severe (critical > unknown > warning > ok); ok if empty.
+
+    ``upkeep check`` exits with the worst status's code, so unknown + warning exits 3.
+    """
     result = Status.OK
     for status in statuses:
         if _SEVERITY_RANK[status] > _SEVERITY_RANK[result]:

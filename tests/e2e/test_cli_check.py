@@ -166,3 +166,127 @@ def test_store_keeps_every_result(upkeep: Upkeep, tmp_path: Path) -> None:
     upkeep("check")
     with sqlite3.connect(tmp_path / ".upkeep" / "upkeep.db") as connection:
         assert connection.execute("select count(*) from check_results").fetchone() == (6,)
+
+
+BRACKETS = """\
+targets:
+  plug: {kind: command, command: [/bin/sh, -c, "echo 'CRITICAL - [/dev/sda1] 97% used'; exit 2"]}
+  plug2: {kind: command, command: [/bin/sh, -c, "echo 'WARNING - [error] in [bold]x'; exit 1"]}
+checks:
+  p: {target: plug}
+  p2: {target: plug2}
+"""
+
+
+def test_brackets_in_messages_are_shown_as_written_not_read_as_markup(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    (tmp_path / "upkeep.yaml").write_text(BRACKETS)
+    checked = upkeep("check")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "CRITICAL - [/dev/sda1] 97% used" in checked.stdout
+    assert "WARNING - [error] in [bold]x" in checked.stdout
+    history = upkeep("history")
+    assert history.returncode == 0, history.stderr
+    assert "CRITICAL - [/dev/sda1] 97% used" in history.stdout
+    assert "WARNING - [error] in [bold]x" in history.stdout
+
+    (tmp_path / "upkeep.yaml").write_text(
+        "targets: {box: {kind: host}}\n"
+        'checks: {a: {target: box, probe: memory, warn: "used_percent > 5 [/x]"}}\n'
+    )
+    validated = upkeep("validate")
+    assert validated.returncode == 2
+    (line,) = [line for line in validated.stderr.splitlines() if line.startswith("error ")]
+    assert "checks.a.warn: unexpected character '[' in condition 'used_percent > 5 [/x]'" in line
+    assert "1 error(s); nothing was applied." in validated.stderr
+
+
+def test_unknown_outranks_warning_and_exits_3(upkeep: Upkeep, tmp_path: Path) -> None:
+    (tmp_path / "upkeep.yaml").write_text(
+        """\
+targets:
+  box: {kind: host}
+  plugin: {kind: command, command: [/bin/sh, -c, "echo 'UNKNOWN - cannot read sensor | t=5;1;10'; exit 3"]}
+checks:
+  warn: {target: box, probe: uptime, warn: seconds > 0}
+  plug: {target: plugin}
+"""
+    )
+    result = upkeep("check", "--json")
+    document = json.loads(result.stdout)
+    statuses = {item["check"]: item["status"] for item in document["results"]}
+    # The plugin's UNKNOWN stands although its perfdata breach the warn range (5 > 1).
+    assert statuses == {"warn": "warning", "plug": "unknown"}
+    assert document["worst"] == "unknown"
+    assert result.returncode == 3
+    assert upkeep("check", "warn").returncode == 1
+
+
+def test_relative_paths_are_relative_to_the_config_not_the_working_directory(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "etc" / "upkeep"
+    (config_dir / "logs").mkdir(parents=True)
+    (config_dir / "logs" / "app.log").write_text("2026-11-23T09:00:00Z ERROR boom\n")
+    (config_dir / "ca.pem").write_text("a CA bundle; only its existence matters to validate\n")
+    plugin = config_dir / "check.sh"
+    plugin.write_text("#!/bin/sh\necho 'OK - plugin found | x=1'\n")
+    plugin.chmod(0o755)
+    (config_dir / "upkeep.yaml").write_text(
+        """\
+targets:
+  app-logs: {kind: logs, path: logs}
+  plugin: {kind: command, command: [./check.sh]}
+  api: {kind: http, url: "https://127.0.0.1:1/", ca_file: ca.pem}
+checks:
+  log-size: {target: app-logs, probe: size, crit: files != 1}
+  plugin: {target: plugin}
+"""
+    )
+    # The working directory (tmp_path) holds none of logs/, check.sh or ca.pem.
+    assert upkeep("validate", "-c", "etc/upkeep/upkeep.yaml").returncode == 0
+    result = upkeep("check", "--json", "-c", "etc/upkeep/upkeep.yaml")
+    document = json.loads(result.stdout)
+    by_name = {item["check"]: item for item in document["results"]}
+    assert by_name["log-size"]["status"] == "ok", by_name["log-size"]
+    assert by_name["log-size"]["metrics"]["files"] == 1
+    assert by_name["plugin"]["status"] == "ok", by_name["plugin"]
+    assert by_name["plugin"]["message"] == "OK - plugin found"
+    assert result.returncode == 0
+
+    (config_dir / "ca.pem").unlink()
+    missing = upkeep("validate", "-c", "etc/upkeep/upkeep.yaml")
+    assert missing.returncode == 2
+    assert f"targets.api.ca_file: file not found: {config_dir.resolve() / 'ca.pem'}" in (
+        missing.stderr.replace("\n", "")
+    )
+
+
+def test_results_are_shown_when_storing_them_fails(upkeep: Upkeep, tmp_path: Path) -> None:
+    (tmp_path / "upkeep.yaml").write_text(HOST_ONLY)
+    assert upkeep("check", "disk-ok").returncode == 0  # creates the store
+    with sqlite3.connect(tmp_path / ".upkeep" / "upkeep.db") as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON check_results "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+        )
+
+    only_ok = upkeep("check", "disk-ok")
+    assert "disk-ok" in only_ok.stdout and "1 checks: 1 ok" in only_ok.stdout
+    assert "results were not stored: disk I/O error (simulated)" in only_ok.stderr
+    assert "internal error" not in only_ok.stderr
+    assert only_ok.returncode == 3  # lost results are never "ok"
+
+    as_json = upkeep("check", "--json")
+    assert json.loads(as_json.stdout)["worst"] == "warning"
+    assert as_json.returncode == 3  # nor "warning"
+
+    (tmp_path / "upkeep.yaml").write_text(
+        HOST_ONLY + "  always-critical: {target: box, probe: uptime, crit: seconds > 0}\n"
+    )
+    critical = upkeep("check")
+    assert "always-critical" in critical.stdout
+    assert critical.returncode == 2  # a critical result keeps its own code
+    with sqlite3.connect(tmp_path / ".upkeep" / "upkeep.db") as connection:
+        assert connection.execute("select count(*) from check_results").fetchone() == (1,)

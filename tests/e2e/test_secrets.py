@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.conftest import Upkeep
 
@@ -58,3 +61,77 @@ def test_secret_in_an_invalid_config_is_not_echoed(upkeep: Upkeep, tmp_path: Pat
     result = upkeep("validate", env={"PORT": SECRET})
     assert result.returncode == 2
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_mysql_dsn_that_does_not_parse_is_reported_without_its_password(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    (tmp_path / "upkeep.yaml").write_text(
+        """\
+targets:
+  db: {kind: mysql, dsn: "mysql://root:S3cr#tPassw0rd@127.0.0.1:3306/test"}
+  db2: {kind: mysql, dsn: "mysql://root:${MYPW}@127.0.0.1:3306/test"}
+checks:
+  c: {target: db}
+  c2: {target: db2}
+"""
+    )
+    result = upkeep("validate", env={"MYPW": "p@ss#w0rd/Xyzzy"})
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error ")]
+    assert len(errors) == 2, result.stderr
+    assert "upkeep.yaml:2:26: targets.db.dsn: the DSN does not read as mysql://" in errors[0]
+    assert "upkeep.yaml:3:27: targets.db2.dsn: the DSN" in errors[1]
+    assert "percent-encode" in output and "checks.c" not in output
+    for part in ("S3cr", "tPassw0rd", "Passw0rd", "p@ss", "w0rd", "Xyzzy"):
+        assert part not in output, part
+
+
+STORE_SECRET = "hunter22hunter"
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        f"postgresql://app@127.0.0.1:1/upkeep?password={STORE_SECRET}",
+        f"postgresql://127.0.0.1:1/upkeep?user=app&password={STORE_SECRET}&sslmode=disable",
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "history", "prune"])
+def test_a_password_in_the_store_url_query_is_never_shown(
+    upkeep: Upkeep, tmp_path: Path, store: str, command: str
+) -> None:
+    (tmp_path / "upkeep.yaml").write_text(
+        f'store: "{store}"\n'
+        "targets: {box: {kind: host}}\n"
+        "checks: {u: {target: box, probe: uptime}}\n"
+    )
+    result = upkeep(command)
+    assert result.returncode != 0
+    assert "cannot open store postgresql" in result.stderr
+    assert STORE_SECRET not in result.stdout + result.stderr
+
+
+def test_a_secret_label_value_is_never_stored(upkeep: Upkeep, tmp_path: Path) -> None:
+    (tmp_path / "upkeep.yaml").write_text(
+        """\
+targets:
+  box: {kind: host, labels: {owner: "${OWNER}"}}
+checks:
+  up: {target: box, probe: uptime, labels: {team: "team-${TEAM_SUFFIX}", env: prod}}
+"""
+    )
+    env = {"OWNER": SECRET, "TEAM_SUFFIX": FILE_SECRET}
+    # Selecting by the secret label still works: the config keeps the real value.
+    result = upkeep("check", "--label", f"owner={SECRET}", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [item["check"] for item in json.loads(result.stdout)["results"]] == ["up"]
+    files = list((tmp_path / ".upkeep").iterdir())
+    assert any(path.name == "upkeep.db" for path in files)
+    for path in files:  # the database, its WAL and shared memory
+        data = path.read_bytes()
+        assert SECRET.encode() not in data and FILE_SECRET.encode() not in data, path
+    with sqlite3.connect(tmp_path / ".upkeep" / "upkeep.db") as connection:
+        (labels,) = connection.execute("select labels from checks where name = 'up'").fetchone()
+    assert json.loads(labels) == {"owner": "***", "team": "team-***", "env": "prod"}

@@ -50,7 +50,10 @@ def run_check(
     """Run the selected checks, store and print the results; return the worst status code.
 
     A config, selection or store problem is reported and returns 3 (unknown), as a Nagios
-    plugin does when it cannot say.
+    plugin does when it cannot say. If storing the results fails, that is reported on
+    stderr and the results are still printed; the exit code is then the worst status's
+    if that is critical or unknown, else 3, so a run whose results were lost never
+    passes as ok or warning.
     """
     from upkeep.cli.common import console, load_or_report, open_store, setup_logging
     from upkeep.engine.runner import run_checks, select_checks
@@ -79,9 +82,21 @@ def run_check(
     results = asyncio.run(
         run_checks(selected, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency)
     )
+    stored = True
     if history is not None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             history.write_results(results)
+        except SQLAlchemyError as error:
+            stored = False
+            # The driver's first line, not str(error): that adds the SQL and its parameters.
+            cause = getattr(error, "orig", None) or error
+            reason = " ".join(str(cause).strip().split("\n", 1)[0].split())
+            err.print(
+                f"upkeep: results were not stored: {loaded.redactor.redact(reason)}",
+                markup=False,
+            )
         finally:
             history.close()
     overall = worst([result.status for result in results])
@@ -105,4 +120,6 @@ def run_check(
             summary_line([result.status for result in results]) + f" - worst: {overall.label}",
             markup=False,
         )
+    if not stored and overall in (Status.OK, Status.WARNING):
+        return int(Status.UNKNOWN)
     return int(overall)

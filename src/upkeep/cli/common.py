@@ -51,6 +51,8 @@ def console(stderr: bool = False) -> Console:
 
 def load_or_report(path: Path | None) -> LoadedConfig | None:
     """Given ``-c``, return the loaded config, or print every error to stderr and return None."""
+    from rich.text import Text
+
     from upkeep.config.errors import ConfigError
     from upkeep.config.loader import load_config
 
@@ -59,8 +61,9 @@ def load_or_report(path: Path | None) -> LoadedConfig | None:
     except ConfigError as error:
         err = console(stderr=True)
         for issue in error.issues:
-            err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
-        err.print(f"{len(error.issues)} error(s); nothing was applied.")
+            # The issue quotes config text ("[/x]" in a condition); it must not be markup.
+            err.print(Text.assemble(("error", "red"), " ", str(issue)), soft_wrap=True)
+        err.print(f"{len(error.issues)} error(s); nothing was applied.", markup=False)
         return None
     _active.merge(loaded.redactor)
     return loaded

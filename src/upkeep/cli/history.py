@@ -77,14 +77,18 @@ def run_history(
     from zoneinfo import ZoneInfo
 
     for row in rows:
+        # Text, not str: stored messages and metric values are plugin output, which rich
+        # would otherwise read as markup ("[/dev/sda1]" vanishes or fails to parse).
         table.add_row(
             row.at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S"),
             Text(row.status.label.upper(), style=STYLE[row.status]),
-            row.check,
-            " ".join(
-                f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
+            Text(row.check),
+            Text(
+                " ".join(
+                    f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
+                )
             ),
-            row.message,
+            Text(row.message),
             f"{row.duration_ms:.0f}",
         )
     out = console()

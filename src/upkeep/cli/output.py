@@ -102,13 +102,15 @@ def results_table(
         table.add_column(header, width=size, no_wrap=True, overflow="ellipsis")
     table.add_column("ms", width=ms_width, justify="right", no_wrap=True)
     for result, value, milliseconds in rows:
+        # Text, not str: rich would read "[/dev/sda1]" in a plugin's message as markup,
+        # dropping it or failing on it.
         table.add_row(
             Text(result.status.label.upper(), style=STYLE[result.status]),
-            result.check,
-            result.target,
-            value,
-            result.message,
-            milliseconds,
+            Text(result.check),
+            Text(result.target),
+            Text(value),
+            Text(result.message),
+            Text(milliseconds),
         )
     return table
 

@@ -19,6 +19,7 @@ takes the unit of the metric it is compared with, read from the metric's name:
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -114,6 +115,22 @@ def _lookup(name: str) -> Callable[[Metrics], Any]:
     return read
 
 
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPABLE = frozenset("\\\"'")
+
+
+def _unescape(body: str) -> str:
+    r"""Given the text between a string literal's quotes, return its value.
+
+    Only ``\\``, ``\"`` and ``\'`` are escapes (the ones the grammar needs); a backslash
+    before any other character is kept as written, and all other text, non-ASCII
+    included, is taken as is.
+    """
+    return _ESCAPE.sub(
+        lambda match: match.group(1) if match.group(1) in _ESCAPABLE else match.group(0), body
+    )
+
+
 @cache
 def _parser() -> Any:
     from lark import Lark
@@ -139,8 +156,7 @@ def _build(tree: Any, names: set[str]) -> _Operand:
         seconds = parse_duration(str(children[0])).total_seconds()
         return _Operand(_constant(seconds), duration_s=seconds)
     if rule == "string":
-        raw = str(children[0])[1:-1]
-        return _Operand(_constant(raw.encode("utf-8").decode("unicode_escape")))
+        return _Operand(_constant(_unescape(str(children[0])[1:-1])))
     if rule == "true":
         return _Operand(_constant(True))
     if rule == "false":

@@ -7,10 +7,11 @@ each with file, line, column, key path and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -26,6 +27,7 @@ from upkeep.redaction import Redactor, SecretMarker
 if TYPE_CHECKING:
     from upkeep.config.models import UpkeepConfig
     from upkeep.probes.base import Probe, StrictModel, TargetBase
+    from upkeep.tasks.base import Task
 
 CONFIG_ENV = "UPKEEP_CONFIG"
 DEFAULT_CONFIG = "upkeep.yaml"
@@ -55,13 +57,25 @@ class CompiledCheck:
 
 
 @dataclass(frozen=True)
+class CompiledTask:
+    """A runbook task step ready to run: its task class, target and parsed params."""
+
+    task: type[Task[Any, Any]]
+    target_name: str | None
+    target: TargetBase | None
+    params: StrictModel
+
+
+@dataclass(frozen=True)
 class LoadedConfig:
-    """A valid config, its origin, the redactor knowing its secrets, and compiled checks."""
+    """A valid config, its origin, the redactor knowing its secrets, compiled checks and
+    compiled task steps (keyed by runbook name and step index)."""
 
     path: Path
     config: UpkeepConfig
     redactor: Redactor
     checks: Mapping[str, CompiledCheck]
+    tasks: Mapping[tuple[str, int], CompiledTask] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -102,11 +116,15 @@ def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
     """Map a pydantic error location onto the keys really present in the data.
 
     Pydantic puts union tags (``http``), aliases' field names and wrapper names into
-    ``loc``; only the keys that exist in the YAML can be found in the file.
+    ``loc``; only the keys that exist in the YAML can be found in the file. The target
+    union's tag stands only at ``targets.<name>.<tag>`` (index 2); anywhere else a part
+    named like a kind (``host``, ``command``) is a real key and is named.
     """
     path: list[str | int] = []
     node = raw
-    for part in loc:
+    for index, part in enumerate(loc):
+        if index == 2 and loc[0] == "targets" and part in _target_kind_names():
+            continue  # the union tag, even when the target has a key of that name
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
@@ -117,9 +135,7 @@ def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part not in node:
-            # A missing key or a union tag: the tag is skipped, a missing key is named.
-            if part in _target_kind_names():
-                continue
+            # A missing key (union tags were skipped above): name it.
             path.append(part)
             node = None
         else:
@@ -145,10 +161,16 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 
 def _add_validation_errors(
-    collector: _Collector, error: ValidationError, raw: Any, prefix: KeyPath = ()
+    collector: _Collector,
+    error: ValidationError,
+    raw: Any,
+    prefix: KeyPath = (),
+    already_reported: frozenset[KeyPath] = frozenset(),
 ) -> None:
     for item in error.errors():
         path = (*prefix, *_data_path(raw, tuple(item["loc"])))
+        if path in already_reported:
+            continue  # an unset ${VAR} left "${VAR}" there; its own error says so
         collector.add(path, _describe(item), at_key=item.get("type") == "extra_forbidden")
 
 
@@ -167,9 +189,9 @@ def _field_markers(model_type: type[BaseModel]) -> tuple[tuple[str, tuple[Secret
     """Return each field of a model class with its secret markers (cached: a config with
     thousands of targets walks the same few classes thousands of times)."""
     fields = []
-    for name, field in model_type.model_fields.items():
-        markers = [meta for meta in field.metadata if isinstance(meta, SecretMarker)]
-        markers += _markers(field.annotation)
+    for name, model_field in model_type.model_fields.items():
+        markers = [meta for meta in model_field.metadata if isinstance(meta, SecretMarker)]
+        markers += _markers(model_field.annotation)
         fields.append((name, tuple(markers)))
     return tuple(fields)
 
@@ -180,6 +202,10 @@ def _collect_secrets(model: BaseModel, redactor: Redactor) -> None:
         value = getattr(model, name)
         if markers and value is not None:
             for text in _strings(value):
+                if text.startswith("${") and text.endswith("}") and text.count("${") == 1:
+                    # An unresolved reference (its error is listed): the name is no secret,
+                    # and masking it would hide which variable is missing.
+                    continue
                 if markers[0].part == "password":
                     redactor.add_url(text)
                 else:
@@ -301,7 +327,10 @@ def _compile_checks(
             try:
                 condition = parse_condition(source)
             except ConditionSyntaxError as error:
-                collector.add((*path, key), str(error), column_offset=error.column - 1)
+                # The error's column counts within the condition; the recorded position of
+                # a quoted scalar is its opening quote, one column before the text.
+                offset = error.column - 1 + collector.positions.value_offset((*path, key))
+                collector.add((*path, key), str(error), column_offset=offset)
                 continue
             if not probe_class.dynamic_metrics:
                 unknown = sorted(condition.metric_names - probe_class.metric_names())
@@ -329,6 +358,103 @@ def _compile_checks(
             enabled=check.enabled,
         )
     return compiled
+
+
+def _compile_tasks(
+    config: UpkeepConfig,
+    raw: dict[str, Any],
+    collector: _Collector,
+    dropped: set[tuple[str, str | int]],
+    redactor: Redactor,
+) -> dict[tuple[str, int], CompiledTask]:
+    from upkeep.tasks.registry import TASK_KINDS
+
+    compiled: dict[tuple[str, int], CompiledTask] = {}
+    for name, runbook in config.runbooks.items():
+        for index, step in enumerate(runbook.steps):
+            if step.task is None:
+                continue
+            path: KeyPath = ("runbooks", name, "steps", index)
+            task_class = TASK_KINDS.get(step.task)
+            if task_class is None:
+                choices = ", ".join(sorted(TASK_KINDS))
+                collector.add(
+                    (*path, "task"), f"unknown task {step.task!r}; expected one of {choices}"
+                )
+                continue
+            target = config.targets.get(step.target) if step.target is not None else None
+            if step.target is not None and target is None:
+                continue  # a missing target is reported by the reference check
+            if target is not None and target.kind not in task_class.target_kinds:
+                accepted = ", ".join(task_class.target_kinds) or "no target"
+                collector.add(
+                    (*path, "target"),
+                    f"task {step.task} takes {accepted}, not a {target.kind} target",
+                )
+                continue
+            if target is None and task_class.target_required:
+                accepted = ", ".join(task_class.target_kinds)
+                collector.add(path, f"task {step.task} needs a target ({accepted})")
+                continue
+            raw_params: Any = {}
+            raw_steps = raw.get("runbooks", {}).get(name, {}).get("steps", [])
+            if isinstance(raw_steps, list) and index < len(raw_steps):
+                raw_step = raw_steps[index]
+                raw_params = raw_step.get("with", {}) if isinstance(raw_step, dict) else {}
+            try:
+                params = task_class.Params.model_validate(step.with_)
+            except ValidationError as error:
+                _add_validation_errors(collector, error, raw_params, (*path, "with"))
+                continue
+            _collect_secrets(params, redactor)
+            for problem in task_class().validate(target, params):
+                collector.add((*path, "with"), problem)
+            compiled[(name, index)] = CompiledTask(task_class, step.target, target, params)
+    return compiled
+
+
+def _resolve_path(text: str, base_dir: Path) -> str:
+    """Given a path as written and the config's directory, return it absolute."""
+    path = Path(text)
+    if path.is_absolute():
+        return text
+    with contextlib.suppress(RuntimeError):  # no home to expand "~" to: keep it as written
+        path = path.expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _resolve_target_paths(
+    config: UpkeepConfig, base_dir: Path, collector: _Collector
+) -> UpkeepConfig:
+    """Given a valid config, return it with each target's ``path_fields`` resolved against
+    ``base_dir`` (the config file's directory), and list every missing ``required_files``.
+
+    Relative paths must not depend on where upkeep was started from, just as the store
+    path and ``${file:}`` do not. Targets are frozen, so a changed one is a copy, and so
+    is the config that holds it.
+    """
+    changed: dict[str, TargetBase] = {}
+    for name, target in config.targets.items():
+        update: dict[str, Any] = {}
+        for field_name in target.path_fields:
+            value = getattr(target, field_name)
+            if isinstance(value, str):
+                resolved = _resolve_path(value, base_dir)
+                if field_name in target.required_files and not Path(resolved).is_file():
+                    problem = "not a file" if Path(resolved).exists() else "file not found"
+                    collector.add(("targets", name, field_name), f"{problem}: {resolved}")
+                if resolved != value:
+                    update[field_name] = resolved
+            elif isinstance(value, list) and value and "/" in value[0]:
+                # An argv: only its program is a path, and a bare name is found on PATH.
+                program = _resolve_path(value[0], base_dir)
+                if program != value[0]:
+                    update[field_name] = [program, *value[1:]]
+        if update:
+            changed[name] = target.model_copy(update=update)
+    if not changed:
+        return config
+    return config.model_copy(update={"targets": {**config.targets, **changed}})
 
 
 def _check_references(
@@ -422,7 +548,8 @@ def load_config(
     try:
         config = UpkeepConfig.model_validate(expanded)
     except ValidationError as error:
-        _add_validation_errors(collector, error, raw)
+        unresolved = frozenset(tuple(item.path) for item in reference_errors)
+        _add_validation_errors(collector, error, raw, already_reported=unresolved)
         # Keep going without the broken entries, so errors elsewhere (a check naming a
         # missing target, an unknown metric) are listed in the same run, not the next one.
         pruned, dropped = _without_failing_entries(expanded, error)
@@ -431,12 +558,16 @@ def load_config(
         except ValidationError:
             raise ConfigError(_redacted(collector.issues, redactor)) from None
 
+    config = _resolve_target_paths(config, config_path.parent.resolve(), collector)
     _collect_secrets(config, redactor)
     compiled = _compile_checks(config, raw, collector, dropped)
+    tasks = _compile_tasks(config, raw, collector, dropped, redactor)
     _check_references(config, collector, dropped)
     if collector.issues:
         raise ConfigError(_redacted(collector.issues, redactor))
-    return LoadedConfig(path=config_path, config=config, redactor=redactor, checks=compiled)
+    return LoadedConfig(
+        path=config_path, config=config, redactor=redactor, checks=compiled, tasks=tasks
+    )
 
 
 def _redacted(issues: list[ConfigIssue], redactor: Redactor) -> list[ConfigIssue]:

@@ -200,16 +200,43 @@ class WindowConfig(StrictModel):
 
 
 class RetentionConfig(StrictModel):
-    """How long the store keeps raw check results and hourly rollups."""
+    """How long the store keeps raw check results, hourly rollups and runbook runs."""
 
     results: Duration = timedelta(days=90)
     rollups: Duration = timedelta(days=2 * 365)
+    runs: Duration = timedelta(days=365)
 
 
 class EngineConfig(StrictModel):
-    """How many checks may run at once."""
+    """How the engine and the daemon (``upkeep serve``) behave."""
 
     concurrency: int = Field(default=256, ge=1, le=10000)
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="host:port of /healthz and /metrics (loopback by default)",
+    )
+    drain_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="on SIGTERM, how long running steps may finish before they are cancelled",
+    )
+    missed_grace: Duration = Field(
+        default=timedelta(hours=1),
+        description="a runbook firing missed while no daemon ran still runs if this recent",
+    )
+    takeover_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how often a standby daemon tries to take over the schedule",
+    )
+    write_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description="the daemon writes check results in batches at most this far apart",
+    )
+    api_token: Annotated[str | None, SecretMarker()] = Field(
+        default=None,
+        description="if set, the API's changing endpoints (approve, reject) need "
+        "`Authorization: Bearer <token>`",
+    )
 
 
 class UpkeepConfig(StrictModel):

@@ -21,10 +21,22 @@ class Positions:
     file: str
     _by_path: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     _keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    _quoted: set[KeyPath] = field(default_factory=set)
 
     def record(self, path: KeyPath, node: yaml.Node) -> None:
-        """Given a key path and the YAML node found there, remember where the node starts."""
+        """Given a key path and the YAML node found there, remember where the node starts
+        (for a quoted scalar, where its opening quote is)."""
         self._by_path[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
+            self._quoted.add(path)
+        else:
+            # A path is recorded at its key first, then at its value: the last one counts.
+            self._quoted.discard(path)
+
+    def value_offset(self, path: KeyPath) -> int:
+        """Given a key path, return how many columns its value's text starts after the
+        recorded position: 1 for a quoted scalar (the opening quote), else 0."""
+        return 1 if tuple(path) in self._quoted else 0
 
     def record_key(self, path: KeyPath, node: yaml.Node) -> None:
         """Given a key path and its key node, remember where the key itself is written."""

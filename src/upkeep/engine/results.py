@@ -59,7 +59,7 @@ def judge(check: CompiledCheck, outcome: ProbeOutcome) -> Verdict:
     ``crit`` holding → critical, else ``warn`` holding → warning, else ok. A condition
     that cannot be evaluated (missing metric, text against number) → unknown. A status the
     probe reports itself (Nagios plugins) is combined with the conditions' status, the worse
-    one winning.
+    one winning by ``status.worst`` (critical > unknown > warning > ok).
     """
     metrics = outcome.metrics
     status = Status.OK

@@ -42,6 +42,7 @@ class CheckRunner:
 
         Never raises for a probe failure: unreachable and timed-out targets become
         ``critical``, probe bugs become ``unknown``, each with the reason as message.
+        Known secrets are masked in the result's metrics, message, condition and labels.
         """
         async with self._limit:
             at = datetime.now(UTC)
@@ -68,6 +69,7 @@ class CheckRunner:
 
         condition: str | None = None
         metrics: dict[str, MetricValue] = {}
+        labels = check.labels
         if outcome is not None:
             verdict = judge(check, outcome)
             status, message, condition = verdict.status, verdict.message, verdict.condition
@@ -80,6 +82,9 @@ class CheckRunner:
             }
             message = redact(message)
             condition = redact(condition) if condition else None
+            # A label value from ${VAR} is a secret like any other, and results (labels
+            # included) are stored and shown.
+            labels = {key: redact(value) for key, value in labels.items()}
         return CheckResult(
             check=check.name,
             target=check.target_name,
@@ -91,7 +96,7 @@ class CheckRunner:
             at=at,
             condition=condition or None,
             severity=check.severity,
-            labels=check.labels,
+            labels=labels,
         )
 
     async def run_many(self, checks: Iterable[CompiledCheck]) -> list[CheckResult]:

@@ -41,7 +41,18 @@ class StrictModel(BaseModel):
 
 
 class TargetBase(StrictModel):
-    """Fields every target kind shares."""
+    """Fields every target kind shares.
+
+    ``path_fields`` names the fields that hold a file-system path as written in the config;
+    the loader resolves a relative one (and ``~``) against the config file's directory,
+    as it does for the store and ``${file:}``. A list field is an argv: only its program
+    is a path, and only when written with a slash (``./check.sh``), since a bare name is
+    looked up on ``PATH``. ``required_files`` names those of them that must exist when the
+    config is loaded (a CA bundle; not a log directory, which may appear later).
+    """
+
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    required_files: ClassVar[tuple[str, ...]] = ()
 
     kind: str
     labels: dict[str, str] = Field(

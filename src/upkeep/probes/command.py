@@ -51,8 +51,11 @@ class CommandTarget(TargetBase):
     """A program run as argv (never through a shell) whose exit code is a Nagios status.
 
     ``env`` entries are added to upkeep's environment for the command; their values are
-    secrets and never appear in output.
+    secrets and never appear in output. A relative program with a slash (``./check.sh``)
+    is relative to the config file's directory; a bare name is looked up on ``PATH``.
     """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("command",)
 
     kind: Literal["command"] = "command"
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
@@ -329,8 +332,10 @@ class RunProbe(Probe[CommandTarget, StrictModel]):
     ) -> ProbeOutcome:
         """Given a command, run it within the timeout and return exit_code and perfdata.
 
-        The status is the worse of the exit-code status and every perfdata item's own
-        warn/crit thresholds. The message is the first output line before ``|`` (stderr's
+        The status is the worst (critical > unknown > warning > ok, see ``status.worst``)
+        of the exit-code status and every perfdata item's own warn/crit thresholds, so a
+        plugin that exits UNKNOWN stays unknown when a perfdata warn threshold is breached,
+        and becomes critical only when a crit threshold is. The message is the first output line before ``|`` (stderr's
         first line when stdout is empty). Raise TargetUnreachable if the program cannot be
         started or does not finish within the timeout.
         """
@@ -357,6 +362,8 @@ class RunProbe(Probe[CommandTarget, StrictModel]):
             if status is not Status.OK:
                 statuses.append(status)
                 reasons.append(reason)
+        # The plugin's own UNKNOWN is not lowered to a warning by a breached warn range:
+        # a plugin that could not measure properly may report anything as its value.
         status = worst(statuses)
 
         message = output.message or _first_line(result.stderr)

@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
+from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
@@ -39,9 +40,13 @@ class HostTarget(TargetBase):
 
 
 async def _in_thread(function: Callable[[], _T], context: ProbeContext, what: str) -> _T:
-    """Given a blocking call, run it in a thread; raise TargetUnreachable past the deadline."""
+    """Given a blocking call, run it in a thread; raise TargetUnreachable past the deadline.
+
+    The thread is a daemon abandoned at the deadline (``run_blocking``), so a call stuck on
+    a hung mount never keeps the process from exiting.
+    """
     try:
-        return await asyncio.wait_for(asyncio.to_thread(function), context.timeout_s)
+        return await run_blocking(function, timeout_s=context.timeout_s)
     except TimeoutError as error:
         raise TargetUnreachable(f"{what} did not answer within {context.timeout_s:g}s") from error
 

@@ -23,6 +23,9 @@ from upkeep.redaction import SecretMarker
 class HttpTarget(TargetBase):
     """An HTTP or HTTPS endpoint."""
 
+    path_fields: ClassVar[tuple[str, ...]] = ("ca_file",)
+    required_files: ClassVar[tuple[str, ...]] = ("ca_file",)
+
     kind: Literal["http"] = "http"
     url: Annotated[
         str,
@@ -37,7 +40,10 @@ class HttpTarget(TargetBase):
     )
     body: str | None = Field(default=None, description="request body")
     verify_tls: bool = Field(default=True, description="verify the certificate chain and host name")
-    ca_file: str | None = Field(default=None, description="CA bundle to verify against (PEM)")
+    ca_file: str | None = Field(
+        default=None,
+        description="CA bundle to verify against (PEM); relative to the config file's directory",
+    )
     follow_redirects: bool = True
 
 

@@ -22,7 +22,6 @@ timestamp of a file take the file's modification time.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import os
 import re
@@ -38,6 +37,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
@@ -90,8 +90,11 @@ class LogsTarget(TargetBase):
 
     ``pattern`` is a glob relative to the directory (``*.log``, ``app-*.log*``,
     ``**/*.log``); it is ignored when ``path`` is a file. Files ending in ``.gz`` that
-    the glob matches are read through gzip.
+    the glob matches are read through gzip. A relative ``path`` is relative to the config
+    file's directory.
     """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("path",)
 
     kind: Literal["logs"] = "logs"
     path: Annotated[str, Field(min_length=1)]
@@ -479,8 +482,9 @@ class ErrorsProbe(Probe[LogsTarget, ErrorsParams]):
 
         try:
             # The scan watches the deadline itself; the outer limit only covers a read
-            # that blocks (a hung network file system) between two of its looks.
-            result = await asyncio.wait_for(asyncio.to_thread(scan), context.timeout_s + 1.0)
+            # that blocks (a hung network file system) between two of its looks, and
+            # abandons that thread rather than waiting for it (see run_blocking).
+            result = await run_blocking(scan, timeout_s=context.timeout_s + 1.0)
         except (TimeoutError, _DeadlineExceeded) as error:
             raise TargetUnreachable(
                 f"reading {target.path} took longer than {context.timeout_s:g}s"
@@ -515,9 +519,8 @@ class SizeProbe(Probe[LogsTarget, StrictModel]):
     ) -> ProbeOutcome:
         """Given a logs target, return bytes and files; raise TargetUnreachable if missing."""
         try:
-            files = await asyncio.wait_for(
-                asyncio.to_thread(list_log_files, target.path, target.pattern),
-                context.timeout_s,
+            files = await run_blocking(
+                list_log_files, target.path, target.pattern, timeout_s=context.timeout_s
             )
         except TimeoutError as error:
             raise TargetUnreachable(

@@ -1,22 +1,22 @@
 """MySQL and MariaDB targets: reachability and connections.
 
-PyMySQL is synchronous, so each probe runs its whole session (connect, query, close) in a
-worker thread. Its socket timeouts, all taken from the check's timeout, are what bound the
-thread: a thread cannot be cancelled from outside, so an asyncio deadline alone would
-leave it running. PyMySQL is imported lazily to keep CLI start-up fast.
+PyMySQL is synchronous, so each probe runs its whole session (connect, query, close) on a
+daemon thread (``run_blocking``). Its socket timeouts, all taken from the check's timeout,
+are what bound the thread: a thread cannot be cancelled from outside, so past the deadline
+it is abandoned rather than waited for. PyMySQL is imported lazily to keep CLI start-up fast.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
@@ -38,10 +38,20 @@ DEFAULT_PORT = 3306
 
 
 class MysqlTarget(TargetBase):
-    """A MySQL or MariaDB server, addressed as ``mysql://user:password@host:port/database``."""
+    """A MySQL or MariaDB server, addressed as ``mysql://user:password@host:port/database``.
+
+    The DSN is parsed when the config is validated, so a malformed one is reported at
+    ``targets.<name>.dsn`` by ``upkeep validate`` rather than when a check runs.
+    """
 
     kind: Literal["mysql"] = "mysql"
     dsn: Annotated[str, SecretMarker(part="password"), Field(pattern=r"^(mysql|mariadb)://")]
+
+    @field_validator("dsn")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        _parse_dsn(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -55,18 +65,38 @@ class _Address:
     database: str | None
 
 
+_ENCODE_HINT = (
+    "percent-encode special characters in the user name and password "
+    "(# as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)"
+)
+
+
 def _parse_dsn(dsn: str) -> _Address:
     """Given ``mysql://user:password@host:port/db``, return its parts; raise ValueError.
 
     User and password may be percent-encoded; host defaults to 127.0.0.1, port to 3306,
-    user to root, and the database may be left out.
+    user to root, and the database may be left out. The ValueError's message never quotes
+    any part of the DSN: where parsing goes wrong is usually inside the password.
     """
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        raise ValueError(f"the DSN is not a valid URL; {_ENCODE_HINT}") from None
     if parts.scheme not in ("mysql", "mariadb"):
         raise ValueError("a MySQL DSN starts with mysql:// or mariadb://")
-    # .port raises ValueError itself for a non-numeric or out-of-range port; its message
-    # does not include the DSN, so it is safe to pass on.
-    port = parts.port or DEFAULT_PORT
+    # An unencoded "#", "/" or "?" in the password ends the netloc early and leaves the
+    # "@host" part behind it, in the path, query or fragment.
+    if "#" in dsn or "@" in f"{parts.path}{parts.query}":
+        raise ValueError(
+            f"the DSN does not read as mysql://user:password@host:port/database; {_ENCODE_HINT}"
+        )
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        # urlsplit's own message quotes the port text, which may be part of a password.
+        raise ValueError(
+            f"the DSN's port is not a number from 1 to 65535; {_ENCODE_HINT}"
+        ) from None
     database = unquote(parts.path.lstrip("/")) or None
     return _Address(
         host=parts.hostname or "127.0.0.1",
@@ -170,18 +200,27 @@ def _status(connection: Connection[Any], *names: str) -> dict[str, int]:
     return {name: values[name.lower()] for name in names}
 
 
+async def _run_session(
+    target: MysqlTarget, context: ProbeContext, work: Callable[[Connection[Any]], T]
+) -> tuple[T, float]:
+    """Given a target and a function of a connection, run ``_session`` on a daemon thread.
+
+    Raise TargetUnreachable if the whole session takes longer than the check's timeout
+    (each socket timeout alone may not); the thread is then abandoned, not waited for.
+    """
+    try:
+        return await run_blocking(_session, target, context, work, timeout_s=context.timeout_s)
+    except TimeoutError as error:
+        address = _parse_dsn(target.dsn)
+        raise TargetUnreachable(
+            f"MySQL at {address.host}:{address.port} did not answer within {context.timeout_s:g}s"
+        ) from error
+
+
 class _MysqlProbe(Probe[MysqlTarget, NoParams]):
-    """Shared by the MySQL probes: the DSN check that the target model cannot express."""
+    """Shared by the MySQL probes (the DSN is checked by ``MysqlTarget`` itself)."""
 
     target_kind: ClassVar[str] = "mysql"
-
-    def validate(self, target: MysqlTarget, params: NoParams) -> list[str]:
-        """Given a target, return a problem if its DSN cannot be parsed, else none."""
-        try:
-            _parse_dsn(target.dsn)
-        except ValueError as error:
-            return [f"dsn: {error}"]
-        return []
 
 
 class PingProbe(_MysqlProbe):
@@ -204,7 +243,7 @@ class PingProbe(_MysqlProbe):
             (version,) = _fetch_one(connection, "SELECT VERSION()")
             return str(version), (time.perf_counter() - started) * 1000
 
-        (version, latency_ms), connect_ms = await asyncio.to_thread(_session, target, context, work)
+        (version, latency_ms), connect_ms = await _run_session(target, context, work)
         return ProbeOutcome(
             metrics_from({"latency_ms": latency_ms, "version": version}),
             message=f"MySQL {version}: query {latency_ms:.1f} ms, connect {connect_ms:.1f} ms",
@@ -234,7 +273,7 @@ class ConnectionsProbe(_MysqlProbe):
             (maximum,) = _fetch_one(connection, "SELECT @@max_connections")
             return status, int(maximum)
 
-        (status, maximum), _ = await asyncio.to_thread(_session, target, context, work)
+        (status, maximum), _ = await _run_session(target, context, work)
         running = status["Threads_running"]
         connected = status["Threads_connected"]
         # The two counters are read at slightly different moments; never report fewer

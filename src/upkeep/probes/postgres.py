@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, LiteralString
 
+from pydantic import field_validator
+
 from upkeep.config.durations import Duration
 from upkeep.probes.base import (
     MetricSpec,
@@ -36,11 +38,49 @@ if TYPE_CHECKING:
 Row = tuple[Any, ...]
 
 
+_DSN_HINT = (
+    "write postgresql://user:password@host:port/database (percent-encode special characters "
+    "in the user name and password) or libpq key=value pairs"
+)
+
+
+def check_dsn(dsn: str) -> None:
+    """Given a DSN, return if libpq parses it and every port is a number; raise ValueError.
+
+    The message never quotes the DSN, nor libpq's own message, which quotes the text it
+    stumbled on (often part of a password whose special characters were not encoded).
+    psycopg is imported here, so only configs with PostgreSQL targets pay for it.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        options = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        raise ValueError(f"the DSN cannot be parsed; {_DSN_HINT}") from None
+    # libpq parses "postgresql://app:pa/ss@db/x" as host "app", port "pa": the parse
+    # succeeds and connecting fails later, quoting the port. Ports are checked here.
+    for port in str(options.get("port") or "").split(","):
+        text = port.strip()
+        if text and not (text.isdigit() and 1 <= int(text) <= 65535):
+            raise ValueError(f"the DSN's port is not a number from 1 to 65535; {_DSN_HINT}")
+
+
 class PostgresTarget(TargetBase):
-    """A PostgreSQL database, addressed by a libpq DSN (URL or ``key=value`` form)."""
+    """A PostgreSQL database, addressed by a libpq DSN (URL or ``key=value`` form).
+
+    The DSN is parsed by libpq when the config is validated, so a malformed one is
+    reported at ``targets.<name>.dsn`` by ``upkeep validate``, not when a check runs.
+    """
 
     kind: Literal["postgres"] = "postgres"
     dsn: Annotated[str, SecretMarker(part="password")]
+
+    @field_validator("dsn")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        check_dsn(value)
+        return value
 
 
 def _one_line(error: BaseException) -> str:

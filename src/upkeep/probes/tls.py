@@ -34,7 +34,14 @@ CLOSE_GRACE_S = 1.0
 
 
 class TlsTarget(TargetBase):
-    """A TLS endpoint: host and port, the name to ask for (SNI) and the CA to trust."""
+    """A TLS endpoint: host and port, the name to ask for (SNI) and the CA to trust.
+
+    A relative ``ca_file`` is relative to the config file's directory; a missing one is a
+    config error.
+    """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("ca_file",)
+    required_files: ClassVar[tuple[str, ...]] = ("ca_file",)
 
     kind: Literal["tls"] = "tls"
     host: Annotated[str, Field(min_length=1)]

@@ -4,11 +4,14 @@ SQLite is the default (``sqlite:///.upkeep/upkeep.db``, relative to the config f
 opened in WAL mode with ``synchronous=NORMAL`` so readers never block the writer and a
 batch costs one fsync at checkpoint rather than one per row. PostgreSQL
 (``postgresql://…``) is for a store shared by several nodes; migrations there run under
-an advisory lock so two nodes starting at once don't race.
+an advisory lock so two nodes starting at once don't race, and under a file lock beside
+the database for SQLite, so two commands opening a new store at once don't either.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -18,8 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 
+from upkeep.redaction import display_url
 from upkeep.status import Status
 from upkeep.store.schema import check_results, checks, result_rollups
 
@@ -27,8 +37,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from upkeep.engine.results import CheckResult
+    from upkeep.store.runs import RunLog
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 MIGRATION_LOCK_KEY = 0x75706B65  # "upke": the advisory lock that serialises migrations
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -112,7 +123,19 @@ class Store:
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         elif full_url.startswith("postgresql+psycopg://"):
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-        engine = create_engine(full_url, connect_args=connect_args, pool_pre_ping=True)
+        try:
+            engine = create_engine(full_url, connect_args=connect_args, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise StoreError(
+                f"cannot open store {display_url(full_url)}: expected sqlite:/// or postgresql://"
+            ) from None
+        except (ArgumentError, ValueError):
+            # Not the error's text: a URL that does not parse (an unencoded "/" or "#" in
+            # the password) makes it quote a piece of the password as the port.
+            raise StoreError(
+                f"cannot open store {display_url(full_url)}: not a valid database URL; "
+                "percent-encode special characters in the user name and password"
+            ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
@@ -121,9 +144,9 @@ class Store:
         except (OperationalError, ProgrammingError) as error:
             engine.dispose()
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            raise StoreError(
-                f"cannot open store {engine.url.render_as_string()}: {reason}"
-            ) from None
+            # Not engine.url: SQLAlchemy masks only the userinfo password, and a store URL
+            # may carry ``?password=`` in its query.
+            raise StoreError(f"cannot open store {display_url(full_url)}: {reason}") from None
         return store
 
     def _current_revision(self, connection: Connection) -> str | None:
@@ -143,13 +166,45 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as connection:
+        # Alembic reads the current revision again inside the lock, so whoever comes second
+        # finds the schema at head and changes nothing.
+        with self._sqlite_migration_lock(), self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                 )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``<database>.migrate-lock`` while the block runs (for a
+        SQLite file; otherwise do nothing).
+
+        Two processes opening a brand-new SQLite store at once would otherwise both create
+        the tables, and one fail with "table already exists": SQLite has no advisory lock,
+        and Alembic does not run SQLite DDL in one transaction. An ``flock`` is released by
+        the kernel when its holder exits, so a crash never leaves the store locked.
+        """
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.migrate-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @functools.cached_property
+    def runs(self) -> RunLog:
+        """Return the run log (runs, steps, one-off windows, schedule marks, instances)."""
+        from upkeep.store.runs import RunLog
+
+        return RunLog(self.engine, self._lock)
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -238,8 +293,9 @@ class Store:
             for row in connection.execute(select(*columns).where(checks.c.name.in_(chunk))):
                 self._check_ids[row.name] = (row.id, row.target, row.probe, row.labels)
 
-    def write_results(self, results: Sequence[CheckResult]) -> int:
-        """Given results, store them all in one transaction and return how many were written."""
+    def write_results(self, results: Sequence[CheckResult], run_id: int | None = None) -> int:
+        """Given results (and the run they belong to, if any), store them all in one
+        transaction and return how many were written."""
         if not results:
             return 0
         with self._lock:
@@ -255,6 +311,7 @@ class Store:
                             "duration_ms": result.duration_ms,
                             "message": result.message,
                             "metrics": result.metrics,
+                            "run_id": run_id,
                         }
                         for result in results
                     ]

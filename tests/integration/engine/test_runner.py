@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -161,3 +162,53 @@ def test_selection_by_names_and_labels() -> None:
     assert [check.name for check in select_checks(checks, ["c", "a"])] == ["a", "c"]
     with pytest.raises(KeyError, match="nope"):
         select_checks(checks, ["a", "nope"])
+
+
+HANG_S = 5.0
+
+
+def _hang_then(function):  # type: ignore[no-untyped-def]
+    """Given a blocking function, return one that first hangs like a dead NFS mount."""
+
+    def hung(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(HANG_S)
+        return function(*args, **kwargs)
+
+    return hung
+
+
+@pytest.mark.parametrize("probe", ["host.disk", "logs.size", "logs.errors", "mysql.ping"])
+def test_a_hung_blocking_call_does_not_hold_up_asyncio_run(
+    probe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    from upkeep.probes import host, logs, mysql
+
+    (tmp_path / "app.log").write_text("ERROR one\n")
+    if probe == "host.disk":
+        monkeypatch.setattr(psutil, "disk_usage", _hang_then(psutil.disk_usage))
+        check = compiled(
+            "d", host.DiskProbe, host.HostTarget(), timeout_s=0.5, params=host.DiskParams()
+        )
+    elif probe.startswith("logs."):
+        monkeypatch.setattr(logs, "list_log_files", _hang_then(logs.list_log_files))
+        target = logs.LogsTarget(path=str(tmp_path))
+        if probe == "logs.size":
+            check = compiled("l", logs.SizeProbe, target, timeout_s=0.5)
+        else:
+            params = logs.ErrorsParams()
+            check = compiled("l", logs.ErrorsProbe, target, timeout_s=0.5, params=params)
+    else:
+        monkeypatch.setattr(mysql, "_session", _hang_then(mysql._session))
+        target = mysql.MysqlTarget(dsn="mysql://root@127.0.0.1:1/test")
+        check = compiled("m", mysql.PingProbe, target, timeout_s=0.5)
+
+    started = time.perf_counter()
+    (result,) = asyncio.run(run_checks([check], redactor=Redactor()))
+    elapsed = time.perf_counter() - started
+
+    assert result.status is Status.CRITICAL
+    assert "0.5s" in result.message
+    # asyncio.run no longer joins the thread that is still stuck in the call.
+    assert elapsed < 2.0

@@ -138,6 +138,24 @@ async def test_exit_code_status_stands_when_thresholds_are_fine(tmp_path: Path) 
     assert outcome.message == "X WARNING"
 
 
+async def test_unknown_exit_code_stays_unknown_when_a_warn_threshold_is_breached(
+    tmp_path: Path,
+) -> None:
+    body = "echo 'UNKNOWN - cannot read sensor | t=5;1;10'\nexit 3\n"
+    outcome = await run_probe(RunProbe, CommandTarget, {"command": [script(tmp_path, "u", body)]})
+    assert outcome.status is Status.UNKNOWN
+    assert outcome.message == "UNKNOWN - cannot read sensor"
+
+
+async def test_unknown_exit_code_becomes_critical_when_a_crit_threshold_is_breached(
+    tmp_path: Path,
+) -> None:
+    body = "echo 'UNKNOWN - partial read | t=50;1;10'\nexit 3\n"
+    outcome = await run_probe(RunProbe, CommandTarget, {"command": [script(tmp_path, "u", body)]})
+    assert outcome.status is Status.CRITICAL
+    assert outcome.message == "UNKNOWN - partial read; perfdata: t=50 breaches critical 10"
+
+
 async def test_multi_line_output_with_quoted_labels_and_inside_ranges(tmp_path: Path) -> None:
     body = (
         "cat <<'EOF'\n"

@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
+from pydantic import ValidationError
 from pymysql.connections import Connection
 
 from tests.conftest import run_probe
-from upkeep.probes.base import NoParams, TargetUnreachable
+from upkeep.probes.base import TargetUnreachable
 from upkeep.probes.mysql import ConnectionsProbe, MysqlTarget, PingProbe, _parse_dsn
 
 pytestmark = pytest.mark.mysql
@@ -86,13 +87,24 @@ def test_dsn_parsing_decodes_credentials_and_fills_defaults() -> None:
     )
 
 
-def test_a_dsn_with_a_bad_port_is_a_validation_problem_that_hides_the_password() -> None:
-    target = MysqlTarget(dsn="mysql://app:hunter2-secret@db:notaport/orders")
-    problems = PingProbe().validate(target, NoParams())
-    assert len(problems) == 1
-    assert problems[0].startswith("dsn:")
-    assert "hunter2-secret" not in problems[0]
-    assert PingProbe().validate(MysqlTarget(dsn="mysql://root@127.0.0.1/test"), NoParams()) == []
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "mysql://app:hunter2-secret@db:notaport/orders",
+        "mysql://root:S3cr#tPassw0rd@127.0.0.1:3306/test",
+        "mysql://root:S3cr/tPassw0rd@127.0.0.1:3306/test",
+        "mysql://root:S3cr?tPassw0rd@127.0.0.1:3306/test",
+    ],
+)
+def test_a_malformed_dsn_is_a_target_error_that_quotes_no_part_of_it(dsn: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        MysqlTarget(dsn=dsn)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("dsn",)
+    assert "percent-encode" in error["msg"]
+    for fragment in ("hunter2", "secret", "notaport", "S3cr", "Passw0rd"):
+        assert fragment not in error["msg"]
+    assert MysqlTarget(dsn="mysql://root:S3cr%23tPassw0rd@127.0.0.1/test").dsn
 
 
 async def test_ping_reports_the_server_version_and_a_latency(mysql_dsn: str) -> None:

@@ -160,3 +160,62 @@ def test_unreachable_postgres_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open store") as caught:
         Store.open("postgresql://postgres:Store-Secret-9@127.0.0.1:1/none", tmp_path)
     assert "Store-Secret-9" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@127.0.0.1:1/upkeep?password=hunter22hunter&sslmode=disable",
+        "postgresql://127.0.0.1:1/upkeep?user=app&sslpassword=hunter22hunter&password=hunter22hunter",
+        "postgresql://app:hunter22hunter@127.0.0.1:1/upkeep",
+        # An unencoded "/" in the password: the rest of it parses as the host and port.
+        "postgresql://app:hunter22/hunter@127.0.0.1:1/upkeep",
+        "postgresql://app:hunter22#hunter@127.0.0.1:1/upkeep",
+    ],
+)
+def test_store_errors_show_the_url_without_any_password(tmp_path: Path, url: str) -> None:
+    with pytest.raises(StoreError, match="cannot open store postgresql") as caught:
+        Store.open(url, tmp_path)
+    assert "hunter" not in str(caught.value)
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from upkeep.store.store import Store
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+Store.open("sqlite:///.upkeep/upkeep.db", Path(sys.argv[1])).close()
+"""
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(4):
+        directory = tmp_path / f"attempt-{attempt}"
+        directory.mkdir()
+        # Every process has imported everything before the common start time, so they
+        # reach the migration together, as two `upkeep check` runs started at once do.
+        start = time.time() + 2.0
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AT_ONCE, str(directory), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, stderr
+        opened = Store.open("sqlite:///.upkeep/upkeep.db", directory)
+        try:
+            with opened.engine.connect() as connection:
+                revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+                assert revision.scalars().all() == [SCHEMA_REVISION]
+        finally:
+            opened.close()

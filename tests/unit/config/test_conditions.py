@@ -59,6 +59,23 @@ def test_duration_literals_take_the_unit_of_the_metric(
     assert parse_condition(source).holds(metrics) is expected
 
 
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ('version == "café"', "café"),
+        ("version == 'naïve ✓ 東京'", "naïve ✓ 東京"),
+        (r'version == "say \"hi\""', 'say "hi"'),
+        (r"version == 'it\'s'", "it's"),
+        (r'version == "a\\b"', "a\\b"),
+        (r'version == "C:\dir\n"', r"C:\dir\n"),
+    ],
+)
+def test_string_literals_keep_non_ascii_and_unescape_only_quotes_and_backslash(
+    source: str, value: str
+) -> None:
+    assert parse_condition(source).holds({"version": value}) is True
+
+
 def test_metric_names_are_collected() -> None:
     condition = parse_condition("status_code != 200 or (response_time_ms > 1s and not ok)")
     assert condition.metric_names == {"status_code", "response_time_ms", "ok"}

@@ -49,10 +49,16 @@ def test_probe_reported_status_combines_with_conditions_worse_wins() -> None:
     assert judge(check("used_percent > 80"), critical_plugin).message == "DISK CRITICAL"
     ok_plugin = ProbeOutcome({"used_percent": 85}, "DISK OK", status=Status.OK)
     assert judge(check("used_percent > 80"), ok_plugin).status is Status.WARNING
+    unknown_plugin = ProbeOutcome({"used_percent": 85}, "DISK UNKNOWN", status=Status.UNKNOWN)
+    assert judge(check("used_percent > 80"), unknown_plugin).status is Status.UNKNOWN
+    assert judge(check(crit="used_percent > 80"), unknown_plugin).status is Status.CRITICAL
 
 
-def test_worst_ranks_critical_over_unknown_over_ok() -> None:
-    assert worst([Status.OK, Status.UNKNOWN, Status.WARNING]) is Status.WARNING
+def test_worst_ranks_critical_over_unknown_over_warning_over_ok() -> None:
+    # An unknown could be anything, so it outranks a known warning (and exits 3).
+    assert worst([Status.OK, Status.UNKNOWN, Status.WARNING]) is Status.UNKNOWN
+    assert worst([Status.WARNING, Status.UNKNOWN]) is Status.UNKNOWN
+    assert worst([Status.OK, Status.WARNING]) is Status.WARNING
     assert worst([Status.UNKNOWN, Status.CRITICAL]) is Status.CRITICAL
     assert worst([Status.OK, Status.UNKNOWN]) is Status.UNKNOWN
     assert worst([]) is Status.OK

@@ -1,0 +1,703 @@
+"""``upkeep serve`` as real processes: health and metrics, drain, crash recovery, reload, leaders.
+
+Every test starts the console entry point (``python -m upkeep.cli.main serve``) on a free
+loopback port and talks to it only as an operator would: HTTP (/healthz, /metrics),
+signals (SIGTERM, SIGHUP, SIGKILL), the config file and the store. Runbook firings are
+made deterministic through the real catch-up path: a ``schedule_marks`` row written a few
+minutes in the past before the daemon starts makes the latest missed firing of a
+``* * * * *`` runbook run at once and the older ones be recorded ``missed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+import pytest
+import yaml
+from sqlalchemy import update
+
+from upkeep.engine.scheduler import runbook_mark
+from upkeep.store.runs import RunRecord
+from upkeep.store.schema import schedule_marks
+from upkeep.store.store import Store
+
+START_TIMEOUT_S = 20.0
+SERVE = (sys.executable, "-m", "upkeep.cli.main", "serve")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def minute_floor(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def avoid_minute_edge(margin_s: float) -> None:
+    """Sleep past the next minute boundary if it is closer than ``margin_s``.
+
+    The catch-up assertions name the latest firing (the current minute); a boundary in
+    the middle of a test would add a regular firing the test did not plan.
+    """
+    now = datetime.now(UTC)
+    left = 60 - (now.second + now.microsecond / 1e6)
+    if left < margin_s:
+        time.sleep(left + 0.3)
+
+
+def write_config(
+    path: Path,
+    *,
+    store: str,
+    listen: int,
+    checks: dict[str, dict[str, Any]] | None = None,
+    runbooks: dict[str, dict[str, Any]] | None = None,
+    targets: dict[str, dict[str, Any]] | None = None,
+    **engine: str,
+) -> Path:
+    document: dict[str, Any] = {
+        "store": store,
+        "engine": {
+            "listen": f"127.0.0.1:{listen}",
+            "takeover_interval": "1s",
+            "write_interval": "200ms",
+            **engine,
+        },
+        "targets": {"local": {"kind": "host"}, **(targets or {})},
+        "checks": checks or {},
+        "runbooks": runbooks or {},
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def beat(every: str = "1s") -> dict[str, Any]:
+    """A cheap check: the host's uptime, always ok."""
+    return {"target": "local", "probe": "uptime", "every": every, "warn": "seconds < 0"}
+
+
+def each_minute(*argv: str) -> dict[str, Any]:
+    """A runbook firing every minute with one command step."""
+    return {"schedule": "* * * * *", "steps": [{"name": "work", "command": list(argv)}]}
+
+
+@dataclass
+class Serve:
+    """One running ``upkeep serve``."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as answer:
+                return int(answer.status), answer.read()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read()
+
+    def health(self) -> dict[str, Any] | None:
+        """Return /healthz as JSON, or None while it does not answer."""
+        try:
+            status, body = self.get("/healthz")
+        except OSError:
+            return None
+        if status != 200:
+            return None
+        answer: dict[str, Any] = json.loads(body)
+        return answer
+
+    def role(self) -> str | None:
+        health = self.health()
+        return None if health is None else str(health["role"])
+
+    def metrics(self) -> str:
+        status, body = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"upkeep serve did not exit within {timeout}s; log:\n{self.log()}")
+
+    def wait_role(self, role: str, timeout: float = START_TIMEOUT_S) -> None:
+        def reached() -> bool:
+            if not self.alive():
+                pytest.fail(f"upkeep serve exited with {self.process.returncode}:\n{self.log()}")
+            return self.role() == role
+
+        wait_for(reached, timeout, f"role {role} on port {self.port}")
+
+
+ServeFactory = Callable[..., Serve]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeFactory]:
+    """Start real ``upkeep serve`` processes; every one is killed when the test ends."""
+    started: list[Serve] = []
+
+    def start(config: Path, port: int | None = None) -> Serve:
+        listen = port or yaml.safe_load(config.read_text())["engine"]["listen"].rsplit(":", 1)[1]
+        log_path = tmp_path / f"serve-{len(started)}.log"
+        log_file = log_path.open("wb")
+        environment = {key: value for key, value in os.environ.items() if key != "UPKEEP_CONFIG"}
+        environment.update({"NO_COLOR": "1", "COLUMNS": "200"})
+        process = subprocess.Popen(
+            [*SERVE, "-c", str(config), "--listen", f"127.0.0.1:{listen}"],
+            cwd=tmp_path,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        handle = Serve(process, int(listen), log_path, log_file)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        if handle.process.poll() is None:
+            handle.process.kill()
+        handle.process.wait(10)
+        handle.log_file.close()
+
+
+def open_store(url: str) -> Store:
+    return Store.open(url)
+
+
+def set_mark(store: Store, runbook: str, until: datetime) -> None:
+    """Write a runbook's schedule mark, backwards too (as if no daemon ran since ``until``)."""
+    store.runs.set_schedule_mark(runbook_mark(runbook), until)
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(schedule_marks)
+            .where(schedule_marks.c.name == runbook_mark(runbook))
+            .values(evaluated_until=until)
+        )
+
+
+def runs_of(store: Store, runbook: str) -> list[RunRecord]:
+    """Return the runs of a runbook, oldest firing first, with their steps."""
+    records = store.runs.list_runs(runbook=runbook, limit=1000)
+    full = [store.runs.get_run(record.id) for record in records]
+    return sorted(
+        (record for record in full if record is not None),
+        key=lambda record: (record.scheduled_for or record.started_at, record.id),
+    )
+
+
+def active_run(store: Store, runbook: str) -> RunRecord | None:
+    """Return the runbook's run whose first step is running, or None."""
+    for record in runs_of(store, runbook):
+        if record.status == "running" and record.steps and record.steps[0].status == "running":
+            return record
+    return None
+
+
+def step_processes(daemon: Serve, count: int) -> list[psutil.Process] | None:
+    """Return the daemon's ``sleep`` step commands once there are ``count`` of them."""
+    found = [
+        child
+        for child in psutil.Process(daemon.pid).children(recursive=True)
+        if child.name() == "sleep"
+    ]
+    return found if len(found) == count else None
+
+
+def minutes_between(after: datetime, until: datetime) -> list[datetime]:
+    """Return every whole minute strictly after ``after`` and at or before ``until``."""
+    moment = minute_floor(after) + timedelta(minutes=1)
+    found = []
+    while moment <= until:
+        found.append(moment)
+        moment += timedelta(minutes=1)
+    return found
+
+
+def results_since(store: Store, check: str, since: datetime) -> int:
+    return len(store.history(check, since=since, limit=10_000))
+
+
+def upkeep_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "UPKEEP_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "upkeep.cli.main", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+        cwd=config.parent,
+    )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store' / 'upkeep.db'}"
+
+
+@pytest.fixture
+def postgres_url(postgres_dsn: str) -> Iterator[str]:
+    """A database of its own: the leader's advisory lock is per database, so tests running
+    elsewhere against ``test`` can never steal or block the lead."""
+    import psycopg
+
+    name = f"upkeep_daemon_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_dsn.split('?', 1)[0].rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- 1. health, metrics, results ---------------------------------------------------------------
+
+
+def test_serve_answers_healthz_and_metrics_and_stores_check_results(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    config = write_config(
+        tmp_path / "upkeep.yaml", store=sqlite_url, listen=free_port(), checks={"beat": beat()}
+    )
+    daemon = serve(config)
+    daemon.wait_role("leader")
+
+    health = daemon.health()
+    assert health is not None
+    assert health["status"] == "ok"
+    assert health["role"] == "leader"
+    assert health["checks"] == 1
+    assert str(daemon.pid) in health["instance"]
+
+    store = open_store(sqlite_url)
+    try:
+        wait_for(
+            lambda: results_since(store, "beat", datetime.now(UTC) - timedelta(hours=1)) >= 3,
+            10,
+            "three stored results of an every-1s check",
+        )
+    finally:
+        store.close()
+
+    metrics = daemon.metrics()
+    assert 'upkeep_check_results_total{status="ok"}' in metrics
+    assert "upkeep_check_lag_seconds_bucket" in metrics
+    assert "upkeep_check_lag_seconds_count" in metrics
+    assert "upkeep_leader 1.0" in metrics
+
+    history = upkeep_cli(config, "history", "beat", "--json")
+    assert history.returncode == 0, history.stderr
+    results = json.loads(history.stdout)["results"]
+    assert len(results) >= 3
+    assert {row["check"] for row in results} == {"beat"}
+    assert {row["status"] for row in results} == {"ok"}
+
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(15) == 0
+
+
+# --- 2. SIGTERM drain ---------------------------------------------------------------------------
+
+
+def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    drain_s = 4
+    config = write_config(
+        tmp_path / "upkeep.yaml",
+        store=sqlite_url,
+        listen=free_port(),
+        runbooks={"short": each_minute("sleep", "2"), "long": each_minute("sleep", "30")},
+        drain_timeout=f"{drain_s}s",
+    )
+    avoid_minute_edge(15)
+    store = open_store(sqlite_url)
+    try:
+        started = datetime.now(UTC)
+        mark = started - timedelta(minutes=2, seconds=10)
+        for name in ("short", "long"):
+            set_mark(store, name, mark)
+        daemon = serve(config)
+        daemon.wait_role("leader")
+        wait_for(
+            lambda: active_run(store, "short") and active_run(store, "long"),
+            10,
+            "both caught-up runs to be running their command step",
+        )
+
+        steps = wait_for(
+            lambda: step_processes(daemon, count=2), 5, "both steps' commands to start"
+        )
+        assert sorted(child.cmdline()[-1] for child in steps) == ["2", "30"]
+
+        daemon.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert daemon.wait_exit(drain_s + 10) == 0
+        took = time.monotonic() - signalled
+        assert took < drain_s + 5, f"drain took {took:.1f}s with drain_timeout {drain_s}s"
+        # The cancelled step's command was killed, not left behind.
+        _gone, alive = psutil.wait_procs(steps, timeout=2)
+        assert not alive, alive
+
+        latest = minute_floor(started)
+        for name, run_status, step_status in (
+            ("short", "succeeded", "ok"),
+            ("long", "cancelled", "cancelled"),
+        ):
+            records = runs_of(store, name)
+            ran = [record for record in records if record.status != "missed"]
+            assert len(ran) == 1, [(r.scheduled_for, r.status) for r in records]
+            assert ran[0].scheduled_for == latest
+            assert ran[0].trigger == "schedule"
+            assert ran[0].status == run_status, ran[0].message
+            assert ran[0].finished_at is not None
+            assert [step.status for step in ran[0].steps] == [step_status]
+            # The older firings in the (mark, start] span were recorded, not run.
+            missed = [record.scheduled_for for record in records if record.status == "missed"]
+            assert missed == minutes_between(mark, latest)[:-1]
+            assert len(missed) in (1, 2)
+        assert "cancelled running runbook(s): long" in daemon.log()
+        assert not store.runs.list_runs(statuses=("running", "waiting"))
+    finally:
+        store.close()
+
+
+# --- 3. kill -9 and restart -------------------------------------------------------------------
+
+
+def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_up(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    port = free_port()
+    checks = {"beat": beat()}
+    config = write_config(
+        tmp_path / "upkeep.yaml",
+        store=sqlite_url,
+        listen=port,
+        checks=checks,
+        runbooks={"slow": each_minute("sleep", "20")},
+    )
+    avoid_minute_edge(20)
+    store = open_store(sqlite_url)
+    try:
+        started = datetime.now(UTC)
+        set_mark(store, "slow", started - timedelta(minutes=1, seconds=30))
+        first = serve(config)
+        first.wait_role("leader")
+        running = wait_for(lambda: active_run(store, "slow"), 10, "the slow run to start")
+
+        orphans = wait_for(lambda: step_processes(first, count=1), 5, "the step's command")
+        first.process.kill()
+        first.wait_exit(5)
+        for child in orphans:  # the step's process group outlives a SIGKILLed daemon
+            child.kill()
+        # Nothing cleaned up after a SIGKILL: the record still says running.
+        stuck = store.runs.get_run(running.id)
+        assert stuck is not None and stuck.status == "running"
+
+        # While it was down, a new runbook's schedule went unevaluated for five minutes.
+        write_config(
+            config,
+            store=sqlite_url,
+            listen=port,
+            checks=checks,
+            runbooks={"slow": each_minute("sleep", "20"), "tick": each_minute("true")},
+        )
+        down_since = datetime.now(UTC) - timedelta(minutes=5)
+        set_mark(store, "tick", down_since)
+        restarted_at = datetime.now(UTC)
+        second = serve(config)
+        second.wait_role("leader")
+
+        def interrupted() -> RunRecord | None:
+            record = store.runs.get_run(running.id)
+            return record if record is not None and record.status == "interrupted" else None
+
+        record = wait_for(interrupted, 5, "the orphaned run to become interrupted")
+        assert record.finished_at is not None
+        assert [step.status for step in record.steps] == ["interrupted"]
+        assert "marked 1 run(s) interrupted" in second.log()
+
+        latest = minute_floor(restarted_at)
+        firings = minutes_between(down_since, latest)
+        assert len(firings) == 5
+
+        def tick_done() -> list[RunRecord] | None:
+            records = [r for r in runs_of(store, "tick") if r.scheduled_for in firings]
+            done = [r for r in records if r.status in ("succeeded", "failed", "missed")]
+            return records if len(done) == len(firings) else None
+
+        records = wait_for(tick_done, 10, "every missed firing of tick to be recorded")
+        assert [r.scheduled_for for r in records] == firings
+        assert [r.status for r in records] == ["missed"] * 4 + ["succeeded"]
+        listed = upkeep_cli(config, "runs", "list", "tick", "--json")
+        assert listed.returncode == 0, listed.stderr
+        shown = [run for run in json.loads(listed.stdout) if run["status"] != "running"]
+        assert sorted(run["status"] for run in shown) == ["missed"] * 4 + ["succeeded"]
+        # No slow run stays running from the first process.
+        assert all(
+            r.status != "running" or r.owner != running.owner for r in runs_of(store, "slow")
+        )
+    finally:
+        store.close()
+
+
+# --- 4. SIGHUP reload --------------------------------------------------------------------------
+
+
+def test_sighup_applies_a_valid_config_and_keeps_the_old_one_on_errors(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "upkeep.yaml", store=sqlite_url, listen=port, checks={"first": beat()}
+    )
+    daemon = serve(config)
+    daemon.wait_role("leader")
+    store = open_store(sqlite_url)
+    try:
+        since = datetime.now(UTC) - timedelta(hours=1)
+        wait_for(lambda: results_since(store, "first", since), 10, "a result of first")
+
+        write_config(
+            config,
+            store=sqlite_url,
+            listen=port,
+            checks={"first": beat(), "second": beat()},
+        )
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: results_since(store, "second", since), 10, "a result of the added check")
+        health = daemon.health()
+        assert health is not None and health["checks"] == 2 and health["role"] == "leader"
+
+        config.write_text(
+            config.read_text() + "\nthis_key_does_not_exist: true\n", encoding="utf-8"
+        )
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "config reload rejected" in daemon.log(), 10, "the rejection in the log")
+        assert "this_key_does_not_exist" in daemon.log()
+        assert daemon.alive()
+
+        rejected_at = datetime.now(UTC)
+        wait_for(
+            lambda: (
+                results_since(store, "first", rejected_at) >= 2
+                and results_since(store, "second", rejected_at) >= 2
+            ),
+            10,
+            "the old checks to keep producing results after a rejected reload",
+        )
+        health = daemon.health()
+        assert health is not None and health["checks"] == 2 and health["role"] == "leader"
+        metrics = daemon.metrics()
+        assert 'upkeep_config_reloads_total{outcome="rejected"} 1.0' in metrics
+        assert 'upkeep_config_reloads_total{outcome="applied"} 1.0' in metrics
+        assert daemon.alive()
+    finally:
+        store.close()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(15) == 0
+
+
+def test_a_check_running_during_a_reload_still_stores_its_result(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    port = free_port()
+    settings: dict[str, Any] = {
+        "store": sqlite_url,
+        "listen": port,
+        "targets": {"slow": {"kind": "command", "command": ["sleep", "3"]}},
+        "checks": {"slowcheck": {"target": "slow", "every": "5s"}},
+    }
+    config = write_config(tmp_path / "upkeep.yaml", **settings)
+    daemon = serve(config)
+    daemon.wait_role("leader")
+    store = open_store(sqlite_url)
+    try:
+        wait_for(lambda: step_processes(daemon, count=1), 10, "the slow check to be running")
+        reloaded_at = datetime.now(UTC)
+        write_config(config, **settings)  # the same config: a valid reload
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in daemon.log(), 5, "the reload")
+
+        def started_before_reload() -> list[Any]:
+            return [row for row in store.history("slowcheck") if row.at < reloaded_at]
+
+        # The check started by the old scheduler finishes about 3 s later; its result is
+        # written then, not held back until the daemon stops.
+        rows = wait_for(started_before_reload, 8, "the in-flight check's result")
+        assert rows[0].status.label == "ok"
+    finally:
+        store.close()
+
+
+# --- 5. two instances on PostgreSQL ------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
+    tmp_path: Path, serve: ServeFactory, postgres_url: str
+) -> None:
+    ports = [free_port(), free_port()]
+    configs = [
+        write_config(
+            tmp_path / f"upkeep-{index}.yaml",
+            store=postgres_url,
+            listen=port,
+            checks={"beat": beat()},
+            runbooks={"tick": each_minute("true")},
+        )
+        for index, port in enumerate(ports)
+    ]
+    avoid_minute_edge(15)
+    store = open_store(postgres_url)
+    try:
+        mark = datetime.now(UTC) - timedelta(minutes=4, seconds=30)
+        set_mark(store, "tick", mark)
+        daemons = [serve(config) for config in configs]
+
+        def one_leader() -> list[str] | None:
+            roles = [daemon.role() for daemon in daemons]
+            return roles if sorted(map(str, roles)) == ["leader", "standby"] else None
+
+        wait_for(one_leader, START_TIMEOUT_S, "one leader and one standby")
+        time.sleep(2)  # several takeover attempts by the standby
+        roles = one_leader()
+        assert roles is not None, [daemon.role() for daemon in daemons]
+        leader, standby = (daemons[0], daemons[1]) if roles[0] == "leader" else daemons[::-1]
+        assert "upkeep_leader 0.0" in standby.metrics()
+
+        # The leader catches up: the latest firing runs, the older ones are missed.
+        wait_for(
+            lambda: any(r.status == "succeeded" for r in runs_of(store, "tick")),
+            10,
+            "the caught-up tick run",
+        )
+        # Rewind the mark as if nobody had evaluated the schedule: the next leader's catch-up
+        # will try to claim every one of these firings again, and must not run any twice.
+        set_mark(store, "tick", mark)
+
+        leader.process.kill()
+        leader.wait_exit(5)
+        killed_at = time.monotonic()
+        standby.wait_role("leader", timeout=10)
+        assert time.monotonic() - killed_at < 10
+        took_over = datetime.now(UTC)
+        wait_for(
+            lambda: results_since(store, "beat", took_over) >= 2,
+            10,
+            "check results from the new leader",
+        )
+
+        # Let one regular firing happen under the new leader.
+        now = datetime.now(UTC)
+        boundary = minute_floor(now) + timedelta(minutes=1)
+        time.sleep((boundary - now).total_seconds())
+        wait_for(
+            lambda: any(r.scheduled_for == boundary for r in runs_of(store, "tick")),
+            10,
+            "the new leader to run the next firing",
+        )
+        time.sleep(1)
+
+        records = runs_of(store, "tick")
+        keys = [(r.runbook, r.scheduled_for) for r in records]
+        assert len(keys) == len(set(keys)), keys
+        firings = minutes_between(mark, datetime.now(UTC))
+        assert [r.scheduled_for for r in records] == firings
+        ran = [r for r in records if r.status != "missed"]
+        assert all(r.status == "succeeded" for r in ran), [(r.scheduled_for, r.status) for r in ran]
+        # Firings before the first leader started were missed but for the latest; every
+        # later firing ran, once.
+        assert len(ran) >= 2
+        assert ran[-1].scheduled_for == boundary
+        assert ran[-1].owner != ran[0].owner
+        assert "claimed by another instance" in standby.log()
+        assert standby.alive()
+    finally:
+        store.close()
+
+
+# --- 6. two instances on SQLite ------------------------------------------------------------------
+
+
+def test_a_second_instance_on_the_same_sqlite_store_stays_standby(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    config = write_config(
+        tmp_path / "upkeep.yaml", store=sqlite_url, listen=free_port(), checks={"beat": beat()}
+    )
+    first = serve(config)
+    first.wait_role("leader")
+    second = serve(config, port=free_port())
+    second.wait_role("standby")
+    time.sleep(3)  # three takeover attempts
+    assert second.role() == "standby"
+    assert first.role() == "leader"
+    lock = Path(sqlite_url.removeprefix("sqlite:///") + ".leader.lock")
+    assert lock.read_text().strip() == str(first.pid)
+
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(15) == 0
+    second.wait_role("leader", timeout=5)
+    assert lock.read_text().strip() == str(second.pid)
+    store = open_store(sqlite_url)
+    try:
+        handed_over = datetime.now(UTC)
+        wait_for(
+            lambda: results_since(store, "beat", handed_over) >= 2, 10, "results from the second"
+        )
+    finally:
+        store.close()
