@@ -101,10 +101,9 @@ def run_check(
             history.close()
     overall = worst([result.status for result in results])
     if json_output:
-        import orjson
+        from upkeep.cli.common import print_json
 
-        document = {"results": [result.to_json() for result in results], "worst": overall.label}
-        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json({"results": [result.to_json() for result in results], "worst": overall.label})
     else:
         from upkeep.cli.output import results_table, summary_line
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from upkeep.redaction import Redactor
 
@@ -40,6 +40,13 @@ def setup_logging(level: int = logging.WARNING) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def print_json(document: Any) -> None:
+    """Print a JSON document (indented) on stdout: the ``--json`` output of every command."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def console(stderr: bool = False) -> Console:

@@ -49,7 +49,7 @@ def run_history(
     finally:
         store.close()
     if json_output:
-        import orjson
+        from upkeep.cli.common import print_json
 
         document = [
             {
@@ -63,7 +63,7 @@ def run_history(
             }
             for row in rows
         ]
-        print(orjson.dumps({"results": document}, option=orjson.OPT_INDENT_2).decode())  # noqa: T201
+        print_json({"results": document})
         return 0
     from rich.table import Table
     from rich.text import Text

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from upkeep.cli.common import print_json
+
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.runbooks import StepReport
@@ -140,11 +142,9 @@ def run_runbook(
         _err("the run was not recorded")
         return EXIT_FAILED
     if json_output:
-        import orjson
-
         from upkeep.web.app import run_to_json
 
-        print(orjson.dumps(run_to_json(record), option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json(run_to_json(record))
     else:
         out = console()
         style = RUN_STATUS_STYLE.get(record.status, "")
@@ -253,9 +253,7 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
             }
         )
     if json_output:
-        import orjson
-
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json(rows)
         return 0
     from rich.table import Table
     from rich.text import Text
@@ -299,10 +297,7 @@ def show_schedule(config_path: Path | None, *, count: int, json_output: bool) ->
             key = _describe_every(check.every)
             cadence[key] = cadence.get(key, 0) + 1
     if json_output:
-        import orjson
-
-        document = {"firings": entries, "checks": cadence}
-        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json({"firings": entries, "checks": cadence})
         return 0
     from rich.table import Table
     from rich.text import Text
@@ -449,11 +444,9 @@ def list_runs(
     finally:
         store.close()
     if json_output:
-        import orjson
-
         from upkeep.web.app import run_to_json
 
-        print(orjson.dumps([run_to_json(r) for r in records], option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json([run_to_json(r) for r in records])
         return 0
     from rich.table import Table
     from rich.text import Text
@@ -501,11 +494,9 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         _err(f"no run {run_id}")
         return EXIT_USAGE
     if json_output:
-        import orjson
-
         from upkeep.web.app import run_to_json
 
-        print(orjson.dumps(run_to_json(record), option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json(run_to_json(record))
         return 0
     from rich.text import Text
 
@@ -685,9 +676,7 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
         for one_off in one_offs
     ]
     if json_output:
-        import orjson
-
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())  # noqa: T201 - the command's output
+        print_json(rows)
         return 0
     from rich.table import Table
     from rich.text import Text

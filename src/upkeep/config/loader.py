@@ -202,9 +202,10 @@ def _collect_secrets(model: BaseModel, redactor: Redactor) -> None:
         value = getattr(model, name)
         if markers and value is not None:
             for text in _strings(value):
-                if text.startswith("${") and text.endswith("}") and text.count("${") == 1:
-                    # An unresolved reference (its error is listed): the name is no secret,
-                    # and masking it would hide which variable is missing.
+                if "${" in text:
+                    # Still holds an unresolved reference (its error is listed): the name is
+                    # no secret, and masking it would hide which variable is missing. Values
+                    # that came from references are in the redactor already.
                     continue
                 if markers[0].part == "password":
                     redactor.add_url(text)

@@ -244,11 +244,9 @@ class Daemon:
                 if events.reload.is_set():
                     events.reload.clear()
                     if self._reload():
-                        scheduler.stop()
-                        await schedule_task
-                        self._retired.append(scheduler)
-                        scheduler = self._new_scheduler(http)
-                        schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
+                        scheduler, schedule_task = await self._replace_scheduler(
+                            scheduler, schedule_task, http
+                        )
                     continue
                 if not await leadership.still_held():
                     logger.error("lost the lead (store session gone); stopping the schedule")
@@ -270,6 +268,21 @@ class Daemon:
             self._state.role = "standby"
             if lost:
                 await leadership.release()
+
+    async def _replace_scheduler(
+        self, scheduler: Scheduler, schedule_task: asyncio.Task[None], http: HttpClient
+    ) -> tuple[Scheduler, asyncio.Task[None]]:
+        """Stop a scheduler after a reload and start one on the new config.
+
+        The old one's running checks and runbooks finish on the old config; it is kept
+        only until they have, so reloads never pile up schedulers.
+        """
+        scheduler.stop()
+        await schedule_task
+        self._retired = [old for old in self._retired if not old.idle]
+        self._retired.append(scheduler)
+        fresh = self._new_scheduler(http)
+        return fresh, asyncio.create_task(fresh.run(), name="scheduler")
 
     def _new_scheduler(self, http: HttpClient) -> Scheduler:
         from upkeep.engine.runbooks import RunbookExecutor

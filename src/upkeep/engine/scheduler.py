@@ -140,6 +140,11 @@ class Scheduler:
             await asyncio.gather(loops[2], return_exceptions=True)
             await self._flush()
 
+    @property
+    def idle(self) -> bool:
+        """Return whether no check or runbook of this scheduler is still running."""
+        return not self._check_tasks and all(task.done() for task in self._runbook_tasks.values())
+
     def stop(self) -> None:
         """Ask the loops to stop scheduling new work."""
         self._stopping.set()
@@ -362,7 +367,11 @@ class Scheduler:
                     opening.start.isoformat(),
                 )
                 return opening.start
-        await asyncio.to_thread(run_log.set_schedule_mark, runbook_mark(name), now)
+        # Mark up to just before this firing, not past it: if the process dies before the
+        # claim below, the next start still finds this firing (and the claim's unique key
+        # stops it from running twice if it was claimed after all).
+        just_before = firing.scheduled_for - timedelta(microseconds=1)
+        await asyncio.to_thread(run_log.set_schedule_mark, runbook_mark(name), just_before)
         previous = self._runbook_tasks.get(name)
         if previous is not None and not previous.done():
             recorded = await asyncio.to_thread(

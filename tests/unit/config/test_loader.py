@@ -443,3 +443,13 @@ targets:
     assert f"{path}:2:57: targets.api.ca_file: file not found: {resolved}" in found
     assert f"{path}:3:47: targets.cert.ca_file: file not found: /nonexistent/ca.pem" in found
     assert f"{path}:4:46: targets.dir.ca_file: not a file: /" in found
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"${UNSET_SECRET_NAME}"', '"postgresql://app:${UNSET_SECRET_NAME}@127.0.0.1/test"'],
+)
+def test_an_unset_secret_variable_is_named_in_the_error(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"targets:\n  db: {{kind: postgres, dsn: {value}}}\n")
+    [error] = errors_of(path)
+    assert "UNSET_SECRET_NAME is not set (referenced as ${UNSET_SECRET_NAME})" in error

@@ -1,0 +1,96 @@
+"""The daemon's HTTP app against a real SQLite store: health, runs, approve/reject, token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import load_text
+from upkeep.engine.metrics import DaemonMetrics
+from upkeep.store.store import Store
+from upkeep.web.app import DaemonState, create_app
+
+CONFIG = """\
+engine: {api_token: "${API_TOKEN}"}
+runbooks:
+  deploy:
+    steps:
+      - approval: Ship it?
+"""
+TOKEN = "t0ken-for-the-api-7f3a"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[DaemonState]:
+    loaded = load_text(tmp_path, CONFIG, {"API_TOKEN": TOKEN})
+    store = Store.open(loaded.config.store, loaded.base_dir)
+    yield DaemonState(instance_id="host:1:abc", loaded=loaded, store=store, metrics=DaemonMetrics())
+    store.close()
+
+
+def client_for(state: DaemonState) -> httpx.AsyncClient:
+    # Talks to the ASGI app in process; no socket, no starlette TestClient.
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(state)), base_url="http://upkeep.test"
+    )
+
+
+def waiting_run(store: Store) -> int:
+    run_id = store.runs.start_run(
+        runbook="deploy", trigger="cli", owner="host:1:abc", steps=[("Ship it?", "approval")]
+    )
+    assert run_id is not None
+    store.runs.update_step(run_id, 0, status="waiting")
+    store.runs.set_run_status(run_id, "waiting")
+    return run_id
+
+
+async def test_healthz_reports_role_and_counts(state: DaemonState) -> None:
+    answer = await client_for(state).get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json()["role"] == "standby"
+    assert answer.json()["runbooks"] == 1
+
+
+async def test_metrics_are_prometheus_text(state: DaemonState) -> None:
+    answer = await client_for(state).get("/metrics")
+    assert answer.status_code == 200
+    assert "upkeep_leader" in answer.text
+
+
+async def test_approve_needs_the_token_then_records_the_decision(state: DaemonState) -> None:
+    run_id = waiting_run(state.store)
+    client = client_for(state)
+    refused = await client.post(f"/api/runs/{run_id}/approve", json={"by": "alice"})
+    assert refused.status_code == 401
+    wrong = await client.post(
+        f"/api/runs/{run_id}/approve", headers={"Authorization": "Bearer nope"}, json={}
+    )
+    assert wrong.status_code == 401
+    answer = await client.post(
+        f"/api/runs/{run_id}/approve",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"by": "alice", "comment": "looks good"},
+    )
+    assert answer.status_code == 200
+    step = answer.json()["steps"][0]
+    assert (step["decision"], step["decided_by"]) == ("approved", "alice")
+    assert state.store.runs.step_decision(run_id, 0) == ("approved", "alice")
+    again = await client.post(
+        f"/api/runs/{run_id}/reject", headers={"Authorization": f"Bearer {TOKEN}"}, json={}
+    )
+    assert again.status_code == 409
+
+
+async def test_reject_and_unknown_runs(state: DaemonState) -> None:
+    run_id = waiting_run(state.store)
+    client = client_for(state)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    answer = await client.post(f"/api/runs/{run_id}/reject", headers=headers, json={"by": "bob"})
+    assert answer.json()["steps"][0]["decision"] == "rejected"
+    assert (await client.get("/api/runs/999999")).status_code == 404
+    listed = (await client.get("/api/runs")).json()
+    assert [run["id"] for run in listed] == [run_id]
