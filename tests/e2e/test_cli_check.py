@@ -42,6 +42,9 @@ def test_init_detects_local_services_and_check_runs_them(
         assert expected in text
     assert upkeep("init").returncode == 1  # never overwrites without --force
     assert upkeep("validate").returncode == 0
+    planned = upkeep("run", "daily-health-check", "--dry-run")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "postgres-ping" in planned.stdout and "nothing changed" in planned.stdout
     checked = upkeep("check", "--json")
     document = json.loads(checked.stdout)
     assert set(document) == {"results", "worst"}

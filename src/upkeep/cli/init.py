@@ -148,6 +148,19 @@ SERVICE_BLOCKS: dict[str, tuple[str, str]] = {
 }
 
 
+STARTER_RUNBOOKS = """
+# `upkeep run daily-health-check --dry-run` shows what a run does; `upkeep serve` runs it
+# every morning, and every check on its `every:`.
+runbooks:
+  daily-health-check:
+    description: Morning health check
+    schedule: "0 9 * * *"
+    steps:
+      - checks: {}
+      - manual: Review overnight alerts and anything not ok above
+"""
+
+
 def render_config(found: list[Found], timezone: str) -> str:
     """Given detected services and a timezone, return the starter config text."""
     host = platform.node() or "this host"
@@ -196,6 +209,7 @@ def render_config(found: list[Found], timezone: str) -> str:
         f"{targets}"
         "\nchecks:\n"
         f"{checks}"
+        f"{STARTER_RUNBOOKS}"
     )
 
 
