@@ -214,11 +214,18 @@ async def _execute(
 
 
 async def _heartbeat(store: Any, instance: str) -> None:
+    import logging
+
     from upkeep.engine.daemon import HEARTBEAT_INTERVAL_S
 
     while True:
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-        await asyncio.to_thread(store.runs.register_instance, instance, "cli")
+        try:
+            await asyncio.to_thread(store.runs.register_instance, instance, "cli")
+        except Exception as error:  # noqa: BLE001 - a busy store must not end the heartbeat
+            # One missed beat is harmless (stale only after 60 s); stopping would let the
+            # daemon mark this live run interrupted.
+            logging.getLogger(__name__).warning("heartbeat failed, retrying: %s", error)
 
 
 # --- upkeep runbooks / schedule ----------------------------------------------------------------

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,6 +82,7 @@ class Daemon:
         self._state: DaemonState | None = None
         self._server: Any = None
         self._retired: list[Scheduler] = []
+        self._running_runbooks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -156,19 +158,22 @@ class Daemon:
         )
         server = _Server(config)
         self._server = server
-        self._server_task = asyncio.create_task(server.serve(), name="http")
+        # Bind here, not in uvicorn: uvicorn answers a busy port with sys.exit, which
+        # escapes the event loop; an OSError from bind is ours to report and clean up after.
+        listener = _bind(host, port)
+        self._server_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
         async with asyncio.timeout(SERVER_START_TIMEOUT_S):
             while not server.started:
                 if self._server_task.done():
-                    self._server_task.result()
-                    raise OSError(f"cannot listen on {self.listen}")
+                    self._server = None
+                    raise OSError(f"cannot serve on {self.listen}")
                 await asyncio.sleep(0.02)
 
     async def _stop_server(self) -> None:
         if self._server is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, SystemExit):
             await asyncio.wait_for(self._server_task, 10)
 
     # --- leadership and the schedule ------------------------------------------------------------
@@ -312,6 +317,7 @@ class Daemon:
             on_result=self.metrics.observe_result,
             on_run=self.metrics.observe_run,
             stats=stats,
+            running_runbooks=self._running_runbooks,
         )
 
     async def _housekeeping(self) -> None:
@@ -344,6 +350,21 @@ class Daemon:
                 logger.warning("housekeeping failed: %s", self._redact(str(error)))
             await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_S)
             since_retention += ORPHAN_SWEEP_INTERVAL_S
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Given a host and port, return a listening socket; raise OSError if it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    listener.setblocking(False)
+    return listener
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float) -> None:

@@ -100,6 +100,7 @@ class Scheduler:
         on_result: ResultListener | None = None,
         on_run: RunListener | None = None,
         stats: SchedulerStats | None = None,
+        running_runbooks: dict[str, asyncio.Task[None]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.store = store
@@ -113,7 +114,11 @@ class Scheduler:
         self._buffer_full = asyncio.Event()
         self._check_tasks: set[asyncio.Task[None]] = set()
         self._running_checks: set[str] = set()
-        self._runbook_tasks: dict[str, asyncio.Task[None]] = {}
+        # Shared between the schedulers of one daemon (the daemon passes one table), so a
+        # runbook still running on a scheduler retired by a reload still counts as running.
+        self._runbook_tasks: dict[str, asyncio.Task[None]] = (
+            {} if running_runbooks is None else running_runbooks
+        )
         self._stopping = asyncio.Event()
         self._writer_done = False
 
@@ -286,7 +291,11 @@ class Scheduler:
                 schedule.firings(mark + timedelta(microseconds=1), now + timedelta(microseconds=1)),
                 MAX_MISSED_RECORDS,
             )
-            if latest is not None and now - latest <= grace:
+            runbook = self.loaded.config.runbooks[name]
+            # A runbook bound to a window may have been waiting for it (a deferred firing
+            # lives only in memory): its latest firing is handed back to the window rather
+            # than written off, however old.
+            if latest is not None and (now - latest <= grace or runbook.window is not None):
                 to_run.append(_RunbookFiring(latest, name, latest, one_off=True))
                 first = [firing for firing in first if firing != latest]
                 count -= 1
@@ -296,7 +305,8 @@ class Scheduler:
                     name,
                     firing,
                     self.owner,
-                    f"missed: no daemon was running at {firing.isoformat()}",
+                    f"missed: no scheduler ran it at {firing.isoformat()} (upkeep was stopped "
+                    "or restarted before it ran, and a later firing superseded it)",
                 )
                 if recorded is not None:
                     self.stats.runbooks_missed += 1

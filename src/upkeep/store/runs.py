@@ -304,20 +304,38 @@ class RunLog:
         }
         if detail is not None:
             values["detail"] = detail
+        # Only an unfinished run takes a final status: one already marked interrupted (its
+        # owner looked dead) or cancelled keeps that record.
         with self._lock, self.engine.begin() as connection:
-            connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
+                .values(**values)
+            )
 
     def set_run_status(self, run_id: int, status: str) -> None:
         """Given a run id, set its (unfinished) status: ``running`` or ``waiting``."""
         with self._lock, self.engine.begin() as connection:
-            connection.execute(update(runs).where(runs.c.id == run_id).values(status=status))
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
+                .values(status=status)
+            )
 
     def update_step(self, run_id: int, position: int, **values: Any) -> None:
         """Given a run id and step position, update the step's columns."""
         with self._lock, self.engine.begin() as connection:
+            still_active = (
+                select(runs.c.id)
+                .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
+                .scalar_subquery()
+            )
             connection.execute(
                 update(run_steps)
-                .where(run_steps.c.run_id == run_id, run_steps.c.position == position)
+                .where(
+                    run_steps.c.run_id == still_active,
+                    run_steps.c.position == position,
+                )
                 .values(**values)
             )
 

@@ -123,7 +123,10 @@ async def test_a_latest_firing_older_than_the_grace_is_recorded_missed_not_run(
     loaded = load_text(
         tmp_path,
         'engine: {missed_grace: 10m}\nrunbooks:\n  nightly:\n    schedule: "0 3 * * *"\n'
-        '    steps: [{command: ["true"]}]\n',
+        '    steps: [{command: ["true"]}]\n'
+        '  windowed:\n    schedule: "0 3 * * *"\n    window: w\n'
+        '    steps: [{command: ["true"]}]\n'
+        'windows:\n  w: {schedule: "0 2 * * SUN", duration: 2h}\n',
     )
     store = Store.open(loaded.config.store, loaded.base_dir)
     http = HttpClient()
@@ -133,9 +136,15 @@ async def test_a_latest_firing_older_than_the_grace_is_recorded_missed_not_run(
         scheduler = Scheduler(loaded, store, checks=checks, runbooks=executor, owner="t:1:a")
         now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
         store.runs.set_schedule_mark(runbook_mark("nightly"), now - timedelta(days=2))
-        assert await scheduler.catch_up(now) == []
+        store.runs.set_schedule_mark(runbook_mark("windowed"), now - timedelta(days=2))
+        to_run = await scheduler.catch_up(now)
         runs = store.runs.list_runs(runbook="nightly")
         assert {run.status for run in runs} == {"missed"} and len(runs) == 2
+        # A windowed runbook may have been waiting for its window (deferrals live in
+        # memory): its latest firing goes back to the window instead of being written off.
+        latest = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+        assert [(item.name, item.scheduled_for) for item in to_run] == [("windowed", latest)]
+        assert len(store.runs.list_runs(runbook="windowed")) == 1
     finally:
         await http.close()
         store.close()

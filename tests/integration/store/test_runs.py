@@ -99,6 +99,14 @@ def test_interrupt_orphans_dead_pid_on_this_host(store: Store) -> None:
     assert still is not None and still.status == "running"
     assert [s.status for s in still.steps] == ["pending", "pending"]
 
+    # An owner that turns out alive after all cannot rewrite the interrupted record.
+    store.runs.update_step(orphan, 0, status="ok")
+    store.runs.set_run_status(orphan, "running")
+    store.runs.finish_run(orphan, "succeeded", "done after all")
+    kept = store.runs.get_run(orphan)
+    assert kept is not None and kept.status == "interrupted"
+    assert [s.status for s in kept.steps] == ["interrupted", "not_run"]
+
 
 def test_owner_liveness_rules(store: Store) -> None:
     now = datetime.now(UTC)

@@ -241,7 +241,7 @@ class HttpRequest(Task[HttpTarget | None, RequestParams]):
             raise TaskFailed(
                 context.redactor.redact(
                     f"{shown} answered HTTP {code}, but its body ({response.body_bytes} bytes) "
-                    f"does not contain {needle!r}"
+                    f'does not contain the expected text "{needle}"'
                 )
             )
         changes = (

@@ -39,6 +39,7 @@ import os
 import shlex
 import signal as signals
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,7 @@ from pydantic import Field, field_validator
 from upkeep.config.durations import Duration, format_duration
 from upkeep.io.process import ProcessResult, ProcessStartError, run_process
 from upkeep.probes.base import StrictModel
-from upkeep.redaction import SecretMarker
+from upkeep.redaction import Redactor, SecretMarker
 from upkeep.status import Status
 from upkeep.tasks.base import (
     Change,
@@ -267,7 +268,7 @@ class _Restart:
 
     def shown(self, argv: list[str]) -> str:
         """Given argv, return it as one shell-quoted line with known secrets masked."""
-        return self.context.redactor.redact(shlex.join(argv))
+        return _shown(argv, self.context.redactor)
 
     async def command(self, role: str, argv: list[str], timeout: timedelta) -> str:
         """Given a role, argv and timeout, run the command; return a message.
@@ -493,7 +494,7 @@ class ServiceRestart(Task[None, RestartParams]):
                 changes.append(
                     Change(
                         "run",
-                        f"stop: {context.redactor.redact(shlex.join(params.stop))}",
+                        f"stop: {_shown(params.stop, context.redactor)}",
                         f"within {stop_for}{watched}",
                     )
                 )
@@ -509,7 +510,7 @@ class ServiceRestart(Task[None, RestartParams]):
         changes.append(
             Change(
                 "run",
-                f"start: {context.redactor.redact(shlex.join(params.start))}",
+                f"start: {_shown(params.start, context.redactor)}",
                 f"within {format_duration(params.start_timeout)}",
             )
         )
@@ -534,3 +535,12 @@ class ServiceRestart(Task[None, RestartParams]):
             return await restart.run()
         except TaskFailed as error:
             raise TaskFailed(f"{error} [phases: {_trail(restart.outcome)}]") from error
+
+
+def _shown(argv: Sequence[str], redactor: Redactor) -> str:
+    """Given argv, return it quoted for people with every secret masked.
+
+    Each argument is redacted before quoting: quoting first can split a secret (a ``'``
+    becomes ``'"'"'``) so that the redactor no longer recognises it.
+    """
+    return shlex.join(redactor.redact(argument) for argument in argv)

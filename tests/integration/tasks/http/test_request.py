@@ -126,7 +126,9 @@ async def test_body_must_contain_the_expected_text(
 ) -> None:
     outcome = await run(task_context, url=f"{server.base}/hello", expect_body_contains="world")
     assert outcome.figures["status_code"] == 200
-    with pytest.raises(TaskFailed, match=r"body \(11 bytes\) does not contain 'planet'"):
+    with pytest.raises(
+        TaskFailed, match=r'body \(11 bytes\) does not contain the expected text "planet"'
+    ):
         await run(task_context, url=f"{server.base}/hello", expect_body_contains="planet")
 
 

@@ -73,3 +73,15 @@ def test_validate_rejects_a_signal_beside_a_stop_command_and_a_relative_pidfile(
     assert "`signal` applies only without `stop`" in problem
     (problem,) = task.validate(None, params(pidfile="run/app.pid"))
     assert "must be an absolute path" in problem
+
+
+def test_commands_are_shown_with_secrets_masked_even_when_quoting_would_split_them() -> None:
+    from upkeep.redaction import Redactor
+    from upkeep.tasks.service.restart import _shown
+
+    secret = "Xy'9kLmQ#2"
+    redactor = Redactor()
+    redactor.add(secret)
+    shown = _shown(["svc", "--password", secret, "--name", "it's"], redactor)
+    assert "9kLmQ" not in shown and "Xy" not in shown
+    assert shown == "svc --password '***' --name 'it'\"'\"'s'"
