@@ -148,6 +148,16 @@ class Redactor:
             self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
         return self._pattern.sub(MASK, text)
 
+    def redact_cut(self, text: str) -> str:
+        """Given text that was cut off at a size limit, return it redacted, also masking a
+        secret's beginning left at the very end by the cut (three characters or more)."""
+        masked = self.redact(text)
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            for length in range(min(len(secret) - 1, len(masked)), 2, -1):
+                if masked.endswith(secret[:length]):
+                    return masked[:-length] + MASK
+        return masked
+
     def redact_value(self, value: object) -> object:
         """Given a JSON-like value, return a copy with secrets masked in every string."""
         if isinstance(value, str):

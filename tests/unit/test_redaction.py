@@ -55,3 +55,11 @@ def test_a_query_password_is_masked_once_added() -> None:
 )
 def test_urls_are_shown_without_passwords_or_query(url: str, shown: str) -> None:
     assert display_url(url) == shown
+
+
+def test_a_secret_cut_off_at_the_end_is_masked() -> None:
+    redactor = Redactor()
+    redactor.add("Sup3rSecretValue")
+    assert redactor.redact_cut("token=Sup3rSec") == "token=***"
+    assert redactor.redact_cut("token=Sup3rSecretValue and Su") == "token=*** and Su"
+    assert redactor.redact_cut("nothing secret here") == "nothing secret here"

@@ -418,9 +418,12 @@ class RunbookExecutor:
             result = await run_process(argv, timeout_s=timeout.total_seconds(), env=step.env)
         except ProcessStartError as error:
             return StepReport("failed", str(error), {"argv": argv})
-        output = result.stdout.rstrip("\n")
+        # A cut at the size limit can leave a secret's beginning at the end of a stream,
+        # where plain redaction cannot recognise it.
+        tidy = self.loaded.redactor.redact_cut if result.truncated else self._redact
+        output = tidy(result.stdout).rstrip("\n")
         if result.stderr:
-            output += f"\n[stderr]\n{result.stderr.rstrip()}"
+            output += f"\n[stderr]\n{tidy(result.stderr).rstrip()}"
         detail = {
             "argv": argv,
             "exit_code": result.exit_code,

@@ -95,6 +95,31 @@ def statuses(record: RunRecord) -> list[str]:
     return [step.status for step in record.steps]
 
 
+async def test_a_secret_cut_by_the_output_cap_leaves_no_prefix(harness: Any) -> None:
+    from upkeep.io.process import MAX_OUTPUT_BYTES
+
+    code = (
+        "import os, sys; sys.stdout.write('x' * "
+        f"{MAX_OUTPUT_BYTES - 9}"
+        " + os.environ['TOKEN'] + 'y' * 100)"
+    )
+    h = harness(
+        f"""\
+runbooks:
+  cut:
+    steps:
+      - command: {py(code)}
+        env: {{TOKEN: "${{API_TOKEN}}"}}
+""",
+        {"API_TOKEN": SECRET},
+    )
+    record = await h.run("cut")
+    [step] = record.steps
+    assert step.detail["output_truncated"] is True
+    assert SECRET[:9] not in step.output
+    assert step.output.endswith("x***")
+
+
 # --- checks -------------------------------------------------------------------------------
 
 
