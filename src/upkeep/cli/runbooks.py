@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from upkeep.engine.runbooks import StepReport
     from upkeep.engine.windows import WindowCalendar
     from upkeep.store.runs import RunRecord
+    from upkeep.store.store import Store
 
 EXIT_USAGE = 2
 """Bad input (unknown runbook, malformed option) or a config error."""
@@ -75,6 +78,23 @@ def _load(config_path: Path | None, level: int | None = None) -> LoadedConfig | 
 
     setup_logging(logging.WARNING if level is None else level)
     return load_or_report(config_path)
+
+
+@contextlib.contextmanager
+def _opened(config_path: Path | None) -> Iterator[tuple[LoadedConfig, Store] | None]:
+    """Load the config and open its store for one command; yield None if either fails
+    (the reason is already printed). The store is closed when the block ends."""
+    from upkeep.cli.common import open_store
+
+    loaded = _load(config_path)
+    store = open_store(loaded) if loaded is not None else None
+    if loaded is None or store is None:
+        yield None
+        return
+    try:
+        yield loaded, store
+    finally:
+        store.close()
 
 
 # --- upkeep run ---------------------------------------------------------------------------
@@ -163,7 +183,7 @@ async def _execute(
     from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.runner import CheckRunner
     from upkeep.io.http import HttpClient
-    from upkeep.store.runs import new_instance_id
+    from upkeep.store.runs import keep_alive, new_instance_id
 
     out = console()
 
@@ -191,7 +211,9 @@ async def _execute(
     instance = new_instance_id()
     await asyncio.to_thread(store.runs.register_instance, instance, "cli")
     http = HttpClient()
-    heartbeat = asyncio.create_task(_heartbeat(store, instance))
+    heartbeat = asyncio.create_task(
+        keep_alive(store.runs, instance, lambda: "cli", loaded.redactor.redact)
+    )
     try:
         executor = RunbookExecutor(
             loaded,
@@ -211,21 +233,6 @@ async def _execute(
         await asyncio.gather(heartbeat, return_exceptions=True)
         await http.close()
         await asyncio.to_thread(store.runs.unregister_instance, instance)
-
-
-async def _heartbeat(store: Any, instance: str) -> None:
-    import logging
-
-    from upkeep.engine.daemon import HEARTBEAT_INTERVAL_S
-
-    while True:
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-        try:
-            await asyncio.to_thread(store.runs.register_instance, instance, "cli")
-        except Exception as error:  # noqa: BLE001 - a busy store must not end the heartbeat
-            # One missed beat is harmless (stale only after 60 s); stopping would let the
-            # daemon mark this live run interrupted.
-            logging.getLogger(__name__).warning("heartbeat failed, retrying: %s", error)
 
 
 # --- upkeep runbooks / schedule ----------------------------------------------------------------
@@ -432,24 +439,19 @@ def list_runs(
     config_path: Path | None, runbook: str | None, since: str, limit: int, *, json_output: bool
 ) -> int:
     """Print recorded runs newest first; return 0 or 2."""
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console
     from upkeep.cli.history import parse_since
 
-    loaded = _load(config_path)
-    if loaded is None:
-        return EXIT_USAGE
     try:
         start = parse_since(since)
     except ValueError as error:
         _err(str(error))
         return EXIT_USAGE
-    store = open_store(loaded)
-    if store is None:
-        return EXIT_USAGE
-    try:
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
         records = store.runs.list_runs(runbook=runbook, since=start, limit=limit)
-    finally:
-        store.close()
     if json_output:
         from upkeep.web.app import run_to_json
 
@@ -485,18 +487,13 @@ def list_runs(
 
 def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int:
     """Print one run with every step's status, timing and output; return 0, or 2 if unknown."""
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console
 
-    loaded = _load(config_path)
-    if loaded is None:
-        return EXIT_USAGE
-    store = open_store(loaded)
-    if store is None:
-        return EXIT_USAGE
-    try:
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
         record = store.runs.get_run(run_id)
-    finally:
-        store.close()
     if record is None:
         _err(f"no run {run_id}")
         return EXIT_USAGE
@@ -547,28 +544,20 @@ def decide(
     config_path: Path | None, run_id: int, *, reject: bool, comment: str, step: int | None
 ) -> int:
     """Approve (or reject) the step a run waits on; return 0, or 2 if nothing waits."""
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console
 
-    loaded = _load(config_path)
-    if loaded is None:
-        return EXIT_USAGE
-    store = open_store(loaded)
-    if store is None:
-        return EXIT_USAGE
     decision = "rejected" if reject else "approved"
-    try:
-        decided = store.runs.decide(
-            run_id,
-            decision,
-            who(),
-            comment,
-            position=None if step is None else step - 1,
-        )
-    except LookupError as error:
-        _err(str(error))
-        return EXIT_USAGE
-    finally:
-        store.close()
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        _, store = opened
+        try:
+            decided = store.runs.decide(
+                run_id, decision, who(), comment, position=None if step is None else step - 1
+            )
+        except LookupError as error:
+            _err(str(error))
+            return EXIT_USAGE
     console().print(
         f"run {run_id} step {decided.position + 1} ({decided.name}): {decision} by {who()}",
         markup=False,
@@ -636,20 +625,15 @@ def add_window(
 
 def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     """Print config windows (next opening) and one-off windows not yet over; return 0 or 2."""
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console
     from upkeep.engine.windows import WindowCalendar
 
-    loaded = _load(config_path)
-    if loaded is None:
-        return EXIT_USAGE
-    store = open_store(loaded)
-    if store is None:
-        return EXIT_USAGE
     now = datetime.now(UTC)
-    try:
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
         one_offs = store.runs.list_windows(ending_after=now)
-    finally:
-        store.close()
     calendar = WindowCalendar(loaded.config, one_offs)
     zone = ZoneInfo(loaded.config.timezone)
     rows: list[dict[str, Any]] = []
@@ -711,18 +695,13 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
 
 def remove_window(config_path: Path | None, window_id: int) -> int:
     """Remove a one-off window by id; return 0, or 2 if there is none."""
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console
 
-    loaded = _load(config_path)
-    if loaded is None:
-        return EXIT_USAGE
-    store = open_store(loaded)
-    if store is None:
-        return EXIT_USAGE
-    try:
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        _, store = opened
         removed = store.runs.remove_window(window_id)
-    finally:
-        store.close()
     if not removed:
         _err(f"no one-off window {window_id}")
         return EXIT_USAGE

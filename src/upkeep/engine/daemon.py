@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from upkeep.engine.leader import Leadership, leadership_for
 from upkeep.engine.metrics import DaemonMetrics
-from upkeep.store.runs import new_instance_id
+from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL_S = 15.0
-"""How often this instance refreshes its heartbeat row (stale after 60 s)."""
 ORPHAN_SWEEP_INTERVAL_S = 60.0
 """How often the leader looks for runs whose owner died."""
 RETENTION_INTERVAL_S = 3600.0
@@ -100,7 +98,11 @@ class Daemon:
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
         await asyncio.to_thread(store.runs.register_instance, self.instance_id, "standby")
-        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        state = self._state
+        heartbeat = asyncio.create_task(
+            keep_alive(store.runs, self.instance_id, lambda: state.role, self._redact),
+            name="heartbeat",
+        )
         leadership = leadership_for(store)
         try:
             await self._start_server()
@@ -177,18 +179,6 @@ class Daemon:
             await asyncio.wait_for(self._server_task, 10)
 
     # --- leadership and the schedule ------------------------------------------------------------
-
-    async def _heartbeat(self) -> None:
-        if self._store is None or self._state is None:
-            return
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-            try:
-                await asyncio.to_thread(
-                    self._store.runs.register_instance, self.instance_id, self._state.role
-                )
-            except Exception as error:  # noqa: BLE001 - a store hiccup must not kill the daemon
-                logger.warning("heartbeat failed: %s", self._redact(str(error)))
 
     def _redact(self, text: str) -> str:
         return self.loaded.redactor.redact(text)

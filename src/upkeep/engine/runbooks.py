@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from upkeep.status import Status, worst
 
@@ -234,7 +234,8 @@ class RunbookExecutor:
             report = StepReport(
                 raw_report.status,
                 _cap(self._redact(raw_report.output)),
-                _redact_tree(raw_report.detail, self._redact),
+                # redact_value keeps the shape: a dict comes back a dict.
+                cast("dict[str, Any]", self.loaded.redactor.redact_value(raw_report.detail)),
             )
             await asyncio.to_thread(
                 run_log.update_step,
@@ -491,13 +492,3 @@ class RunbookExecutor:
         if decision == "approved":
             return StepReport("approved", f"approved by {by}: {text}{suffix}", detail)
         return StepReport("rejected", f"rejected by {by}: {text}{suffix}", detail)
-
-
-def _redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redact_tree(item, redact) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_tree(item, redact) for item in value]
-    return value

@@ -7,6 +7,8 @@ once it knows the owner is gone.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import uuid
@@ -25,16 +27,36 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
+logger = logging.getLogger(__name__)
+
 ACTIVE_RUN_STATUSES = ("running", "waiting")
 """Run statuses that mean "not finished": a dead owner turns them into ``interrupted``."""
 ACTIVE_STEP_STATUSES = ("running", "waiting", "pending")
 INSTANCE_STALE_AFTER = timedelta(seconds=60)
 """An instance whose heartbeat is older than this is considered dead."""
+HEARTBEAT_INTERVAL_S = 15.0
+"""How often a live instance refreshes its heartbeat (well inside ``INSTANCE_STALE_AFTER``)."""
 
 
 def new_instance_id() -> str:
     """Return an id for this process: host, pid and a random token (pids get reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def keep_alive(
+    run_log: RunLog, instance_id: str, role: Callable[[], str], redact: Callable[[str], str]
+) -> None:
+    """Given a run log and this process's id, refresh its heartbeat forever (cancel to stop).
+
+    A failed beat is logged and retried: one missed beat is harmless, while stopping would
+    let another process mark this one's live runs ``interrupted``.
+    """
+    while True:
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+        try:
+            await asyncio.to_thread(run_log.register_instance, instance_id, role())
+        except Exception as error:  # noqa: BLE001 - a store hiccup must not end the heartbeat
+            logger.warning("heartbeat failed, retrying: %s", redact(str(error)))
 
 
 def _pid_alive(pid: int) -> bool:
