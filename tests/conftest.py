@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +60,31 @@ def mysql_dsn() -> str:
 def redis_url() -> str:
     require_service("Redis", 6379)
     return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Yield a store URL for each backend: SQLite under tmp_path, or a fresh PostgreSQL
+    schema (dropped afterwards) so tests never see each other's rows.
+    """
+    if request.param == "sqlite":
+        yield "sqlite:///.upkeep/upkeep.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    from upkeep.store.store import normalise_url
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(dsn, tmp_path))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{dsn}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -56,10 +56,28 @@ class CheckConfig(StrictModel):
     timeout: Duration = timedelta(seconds=10)
     warn: str | None = None
     crit: str | None = None
-    severity: Severity = "P3"
+    severity: Severity = Field(default="P3", description="severity of the alert when critical")
+    warn_severity: Severity = Field(
+        default="P4", description="severity of the alert while it is only a warning"
+    )
     labels: dict[str, str] = {}
     description: str | None = None
     enabled: bool = True
+    for_: Annotated[Duration, Field(alias="for")] = Field(
+        default=timedelta(0),
+        description="an alert stays pending until the check has failed for this long",
+    )
+    after: int = Field(
+        default=1, ge=1, le=1000, description="and for this many results in a row (hard state)"
+    )
+    clear_after: int = Field(
+        default=1, ge=1, le=1000, description="ok results in a row that resolve an alert"
+    )
+    depends_on: list[str] = Field(
+        default=[],
+        description="checks this one depends on: while one of them is critical, this "
+        "check's alerts are suppressed",
+    )
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> CheckConfig:
@@ -160,9 +178,27 @@ class RouteConfig(StrictModel):
     notify: Annotated[list[str], Field(min_length=1)]
     repeat: Duration | None = None
     escalate: EscalationConfig | list[EscalationConfig] | None = None
-    group_by: list[str] = []
+    group_by: list[str] = Field(
+        default=["check"],
+        description="alerts with equal values of these (check, target, severity or a label) "
+        "arriving within group_wait are sent as one message",
+    )
     group_wait: Duration = timedelta(seconds=0)
     continue_: Annotated[bool, Field(alias="continue")] = False
+    fallback: str | None = Field(
+        default=None,
+        description="a channel that gets the notification when a channel of this route "
+        "has failed fallback_after attempts (the original keeps retrying)",
+    )
+    fallback_after: int = Field(default=3, ge=1, le=100)
+
+    @property
+    def escalations(self) -> list[EscalationConfig]:
+        """Given the route, return its escalation steps, earliest first."""
+        if self.escalate is None:
+            return []
+        steps = self.escalate if isinstance(self.escalate, list) else [self.escalate]
+        return sorted(steps, key=lambda step: step.after)
 
 
 class MuteConfig(StrictModel):
@@ -239,6 +275,67 @@ class EngineConfig(StrictModel):
     )
 
 
+class FlappingConfig(StrictModel):
+    """Nagios-style flap detection over a check's last results."""
+
+    high: float = Field(
+        default=20.0, gt=0, le=100, description="percent state change that starts flapping"
+    )
+    low: float = Field(
+        default=5.0, ge=0, lt=100, description="percent state change that ends flapping"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FlappingConfig:
+        if self.low >= self.high:
+            raise ValueError("flapping.low must be lower than flapping.high")
+        return self
+
+
+def _default_response_targets() -> dict[Severity, timedelta]:
+    return {
+        "P1": timedelta(minutes=15),
+        "P2": timedelta(hours=1),
+        "P3": timedelta(hours=4),
+        "P4": timedelta(hours=24),
+    }
+
+
+class DeliveryConfig(StrictModel):
+    """How the outbox retries a notification a channel did not take."""
+
+    timeout: Duration = Field(
+        default=timedelta(seconds=15), description="named timeout of one delivery attempt"
+    )
+    backoff: Duration = Field(
+        default=timedelta(seconds=5), description="wait after the first failed attempt"
+    )
+    max_backoff: Duration = Field(
+        default=timedelta(minutes=10), description="the wait doubles up to this"
+    )
+    give_up_after: Duration = Field(
+        default=timedelta(days=2), description="a notification still undelivered is dead"
+    )
+
+
+class AlertingConfig(StrictModel):
+    """Alerting defaults: response targets, flapping, delivery and links."""
+
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the daemon's public address; messages link to runs and alerts there",
+    )
+    response_targets: dict[Severity, Duration] = Field(default_factory=_default_response_targets)
+    flapping: FlappingConfig = FlappingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @field_validator("response_targets", mode="after")
+    @classmethod
+    def _complete(cls, value: dict[Severity, timedelta]) -> dict[Severity, timedelta]:
+        return {**_default_response_targets(), **value}
+
+
 class UpkeepConfig(StrictModel):
     """The whole of ``upkeep.yaml``."""
 
@@ -252,5 +349,6 @@ class UpkeepConfig(StrictModel):
     channels: dict[Name, Annotated[str, SecretMarker()]] = {}
     routes: list[RouteConfig] = []
     windows: dict[Name, WindowConfig] = {}
+    alerting: AlertingConfig = AlertingConfig()
 
     _timezone = field_validator("timezone")(_check_timezone)

@@ -16,7 +16,11 @@ Designed for months of results from thousands of checks:
 * ``schedule_marks`` remembers up to when each schedule was evaluated, so firings missed
   while no daemon ran are found on restart;
 * ``instances`` lists running upkeep processes and their heartbeats, so runs whose owner
-  died are marked ``interrupted`` instead of staying ``running`` forever.
+  died are marked ``interrupted`` instead of staying ``running`` forever;
+* ``check_states`` keeps each check's recent statuses (flapping, soft/hard counts);
+  ``alerts`` is one row per alert (a fired one is an incident) with its timeline in
+  ``alert_events``; ``silences`` are muting rules added at run time; ``outbox`` is every
+  notification, persisted before it is sent and keyed so it is never sent twice.
 """
 
 from __future__ import annotations
@@ -195,4 +199,117 @@ instances = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("role", String(20), nullable=False),
+)
+
+# --- alerting (issue #4) -------------------------------------------------------------
+
+check_states = Table(
+    "check_states",
+    metadata,
+    Column("check", String(200), primary_key=True),
+    # The last FLAP_HISTORY statuses, oldest first, one letter each (o, w, c, u).
+    Column("history", String(64), nullable=False, default=""),
+    Column("flapping", Boolean, nullable=False, default=False),
+    Column("consecutive_bad", Integer, nullable=False, default=0),
+    Column("consecutive_ok", Integer, nullable=False, default=0),
+    Column("bad_since", UTCDateTime, nullable=True),
+    Column("last_status", SmallInteger, nullable=False, default=0),
+    Column("last_at", UTCDateTime, nullable=True),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("check", String(200), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("severity", String(2), nullable=False),
+    Column("labels", JSON, nullable=False, default=dict),
+    Column("state", String(12), nullable=False),  # pending | firing | resolved
+    Column("status", SmallInteger, nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    # The check's name while the alert is open, NULL once resolved: a unique column that
+    # allows any number of NULLs, so each check has at most one open alert on every backend.
+    Column("active", String(200), nullable=True, unique=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("last_result_at", UTCDateTime, nullable=False),
+    Column("flapping", Boolean, nullable=False, default=False),
+    Column("suppressed_by", String(200), nullable=True),
+    Column("held", String(20), nullable=True),  # why the firing notice waits: muted | dependency
+    Column("acked_by", String(200), nullable=True),
+    Column("acked_at", UTCDateTime, nullable=True),
+    Column("ack_expires_at", UTCDateTime, nullable=True),
+    Column("ack_comment", Text, nullable=True),
+    Column("first_acked_at", UTCDateTime, nullable=True),
+    # Escalation and repeat bookkeeping per matched route: {"0": {"last": iso, "steps": 1}}.
+    Column("routing", JSON, nullable=False, default=dict),
+    Column("escalation_base", UTCDateTime, nullable=True),
+    Column("response_missed", Boolean, nullable=False, default=False),
+    Index("ix_alerts_check_opened_at", "check", "opened_at"),
+    Index("ix_alerts_fired_at", "fired_at"),
+    Index("ix_alerts_state", "state"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("author", String(200), nullable=True),
+    Index("ix_alert_events_alert_id_at", "alert_id", "at"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+    Column("removed_by", String(200), nullable=True),
+    Index("ix_silences_ends_at", "ends_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The idempotency key: the same notification is enqueued once, and every delivery
+    # attempt of it carries this key, so a receiver can drop a repeat after a crash.
+    Column("key", String(128), nullable=False, unique=True),
+    Column("channel", String(200), nullable=False),
+    Column("alert_id", BigInteger, nullable=True),
+    Column("kind", String(20), nullable=False),
+    Column("group_key", String(400), nullable=False),
+    Column("severity", String(2), nullable=True),
+    Column("level", String(10), nullable=False, default="info"),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    # pending | sending | sent | dead | muted
+    Column("status", String(12), nullable=False),
+    Column("muted_by", String(250), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    # Rows sent together as one grouped message share a batch; a batch re-sent after a
+    # crash is the same message with the same key.
+    Column("batch", String(128), nullable=True),
+    Column("claimed_by", String(200), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("fallback", String(200), nullable=True),
+    Column("fallback_after", Integer, nullable=True),
+    Column("fallback_sent", Boolean, nullable=False, default=False),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_outbox_alert_id", "alert_id"),
 )

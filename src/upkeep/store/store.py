@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from upkeep.engine.results import CheckResult
+    from upkeep.store.alerts import AlertStore
     from upkeep.store.runs import RunLog
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 MIGRATION_LOCK_KEY = 0x75706B65  # "upke": the advisory lock that serialises migrations
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -205,6 +206,13 @@ class Store:
         from upkeep.store.runs import RunLog
 
         return RunLog(self.engine, self._lock)
+
+    @functools.cached_property
+    def alerts(self) -> AlertStore:
+        """Return the alerting tables (check states, alerts, events, silences)."""
+        from upkeep.store.alerts import AlertStore
+
+        return AlertStore(self.engine, self._lock)
 
     def close(self) -> None:
         """Release every pooled connection."""

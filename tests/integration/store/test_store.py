@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from upkeep.engine.results import CheckResult
 from upkeep.status import Status
-from upkeep.store.store import SCHEMA_REVISION, Store, StoreError, normalise_url
+from upkeep.store.store import SCHEMA_REVISION, Store, StoreError
 
 
 def result(check: str, at: datetime, status: Status = Status.OK, **metrics: float) -> CheckResult:
@@ -29,24 +28,11 @@ def result(check: str, at: datetime, status: Status = Status.OK, **metrics: floa
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = Store.open("sqlite:///.upkeep/upkeep.db", tmp_path)
-        yield opened
-        opened.close()
-        return
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(dsn, tmp_path))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    opened = Store.open(f"{dsn}?options=-csearch_path%3D{schema}", tmp_path)
+@pytest.fixture
+def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(store_url, tmp_path)
     yield opened
     opened.close()
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def test_schema_revision_matches_the_migration_scripts() -> None:

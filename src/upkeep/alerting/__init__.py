@@ -1,0 +1,1 @@
+"""Alerting: alert states from check results, routing, silences, escalation, incidents."""

@@ -1,0 +1,596 @@
+"""The alert manager: results in, alerts, timelines and queued notifications out.
+
+``process`` takes a batch of check results (from the daemon's writer, ``upkeep check`` or a
+runbook's checks step) and, in one store transaction, advances each check's state
+(``state.advance``), opens, fires, changes and resolves alerts, appends their events, and
+puts the notifications their routes ask for into the outbox. ``tick`` runs every few
+seconds in the daemon for what time alone causes: repeats, escalation steps, lapsed
+acknowledgements, the end of a mute or of a parent's outage, and missed response targets.
+
+Nothing here sends anything: the outbox does (``notify.dispatcher``), so a notification is
+stored in the same transaction as the change that caused it, and is never lost or doubled
+by a crash between the two. Notification keys count per alert and route
+(``a<alert>-r<route>-n<count>-<channel>``), so two processes handling the same alert at
+once produce the same keys, and the outbox keeps one of each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from upkeep.alerting.flapping import percent_state_change
+from upkeep.alerting.messages import MessageFacts, compose, human_duration
+from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
+from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
+from upkeep.notify.message import Notification
+from upkeep.status import Status
+from upkeep.store.alerts import AlertRecord, _alert, enqueue_notifications
+from upkeep.store.schema import alerts as alerts_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.config.models import CheckConfig, MuteConfig
+    from upkeep.engine.results import CheckResult
+    from upkeep.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 2.0
+"""How often the daemon runs ``tick``: the granularity of repeats and escalation steps."""
+
+
+@dataclass
+class AlertReport:
+    """What one ``process`` or ``tick`` call did."""
+
+    opened: int = 0
+    fired: int = 0
+    resolved: int = 0
+    escalated: int = 0
+    notifications: int = 0
+    muted: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+def _same_state(before: CheckState, after: CheckState) -> bool:
+    # ``last_at`` moves with every result; the rest reaches a fixed point for a check that
+    # stays healthy (or broken), which is what spares the store a write per result.
+    return (
+        before.history == after.history
+        and before.flapping == after.flapping
+        and before.consecutive_bad == after.consecutive_bad
+        and before.consecutive_ok == after.consecutive_ok
+        and before.bad_since == after.bad_since
+        and before.last_status == after.last_status
+    )
+
+
+class _Pass:
+    """One transaction's context: the connection, the time, a muter built on first use."""
+
+    def __init__(
+        self, connection: Connection, now: datetime, muter: Callable[[datetime], Muter]
+    ) -> None:
+        self.connection = connection
+        self.now = now
+        self._make_muter = muter
+        self._muter: Muter | None = None
+        self.report = AlertReport()
+
+    @property
+    def muter(self) -> Muter:
+        if self._muter is None:
+            self._muter = self._make_muter(self.now)
+        return self._muter
+
+
+class AlertManager:
+    """Turns results into alerts and notifications for one loaded config and store."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.store = store
+        self.alerts = store.alerts
+        self.clock = clock
+        self.zone = ZoneInfo(self.config.timezone)
+        flapping = self.config.alerting.flapping
+        self.policies = {
+            name: Policy(
+                hold_for=check.for_,
+                after=check.after,
+                clear_after=check.clear_after,
+                flap_low=flapping.low,
+                flap_high=flapping.high,
+            )
+            for name, check in self.config.checks.items()
+        }
+
+    # --- results ---------------------------------------------------------------------------
+
+    def process(self, results: Sequence[CheckResult]) -> AlertReport:
+        """Given check results, advance their checks' alerts and queue the notifications.
+
+        Results of checks no longer in the config are ignored. Everything a batch causes is
+        committed together, or (on an error, which propagates) not at all.
+        """
+        known = [result for result in results if result.check in self.config.checks]
+        if not known:
+            return AlertReport()
+        known.sort(key=lambda result: result.at)
+        names = {result.check for result in known}
+        parents = {parent for name in names for parent in self.config.checks[name].depends_on}
+        with self.alerts.transaction() as connection:
+            work = _Pass(connection, self.clock(), self._muter_factory)
+            states = self.alerts.states(connection, names | parents)
+            stored = set(states)
+            before = dict(states)
+            open_alerts = self.alerts.open_alerts(connection, names)
+            for result in known:
+                state = states.get(result.check) or CheckState(result.check)
+                alert = open_alerts.get(result.check)
+                step = advance(
+                    state,
+                    OpenAlert(alert.state, alert.status) if alert else None,
+                    result.status,
+                    result.at,
+                    self.policies[result.check],
+                )
+                states[result.check] = step.state
+                if step.transitions:
+                    updated = self._apply(work, result, alert, step, states)
+                    if updated is None:
+                        open_alerts.pop(result.check, None)
+                    else:
+                        open_alerts[result.check] = updated
+            changed = [
+                state
+                for name, state in states.items()
+                if name in names and (name not in before or not _same_state(before[name], state))
+            ]
+            self.alerts.save_states(connection, changed, stored)
+        return work.report
+
+    def _apply(
+        self,
+        work: _Pass,
+        result: CheckResult,
+        alert: AlertRecord | None,
+        step: Step,
+        states: dict[str, CheckState],
+    ) -> AlertRecord | None:
+        """Record one result's transitions on its check's alert; return the alert after them
+        (None once resolved).
+        """
+        connection = work.connection
+        check = self.config.checks[result.check]
+        transitions = step.transitions
+        at = result.at
+        was_firing = alert is not None and alert.state == "firing"
+        status = step.alert_status or result.status
+        columns: dict[str, Any] = {"last_result_at": at}
+        if status is not Status.OK:
+            # A resolving result keeps the alert's last failure as its status and severity,
+            # so the recovery notice goes where the failure went.
+            columns["status"] = status
+            columns["severity"] = self._severity(check, status)
+            columns["message"] = self.loaded.redactor.redact(result.message)
+        if alert is None:
+            if Transition.OPEN not in transitions:
+                return None
+            if status is Status.OK:
+                return None
+            alert_id = self.alerts.insert_alert(
+                connection,
+                check=result.check,
+                target=result.target,
+                labels=dict(result.labels),
+                state="pending",
+                opened_at=step.state.bad_since or at,
+                flapping=False,
+                routing={},
+                response_missed=False,
+                **columns,
+            )
+            self.alerts.add_event(connection, alert_id, at, "opened", str(columns["message"]))
+            work.report.opened += 1
+        else:
+            alert_id = alert.id
+            self.alerts.update_alert(connection, alert_id, **columns)
+        record = self._reload(connection, alert_id)
+
+        if Transition.CHANGE in transitions and alert is not None:
+            self.alerts.add_event(
+                connection,
+                alert_id,
+                at,
+                "changed",
+                f"{alert.status.label} -> {status.label}: {record.message}",
+            )
+            if was_firing and not record.flapping and record.held is None:
+                self._notify(work, record, "firing", detail=f"was {alert.status.label}")
+        if Transition.FLAP_START in transitions:
+            percent = percent_state_change(step.state.history)
+            self.alerts.update_alert(connection, alert_id, flapping=True)
+            self.alerts.add_event(
+                connection, alert_id, at, "flapping", f"started flapping ({percent:.0f}% change)"
+            )
+            record = self._reload(connection, alert_id)
+        if Transition.FIRE in transitions:
+            self.alerts.update_alert(
+                connection, alert_id, state="firing", fired_at=at, escalation_base=at
+            )
+            self.alerts.add_event(connection, alert_id, at, "firing", record.message)
+            work.report.fired += 1
+            record = self._reload(connection, alert_id)
+            blocking = self._critical_parent(check, states)
+            if blocking is not None:
+                self.alerts.update_alert(
+                    connection, alert_id, suppressed_by=blocking, held="dependency"
+                )
+                self.alerts.add_event(
+                    connection, alert_id, at, "suppressed", f"depends on {blocking}, critical"
+                )
+                return self._reload(connection, alert_id)
+            if not record.flapping:
+                self._notify(work, record, "firing")
+        if Transition.FLAP_START in transitions and record.held is None:
+            self._notify(
+                work,
+                record,
+                "flapping",
+                detail="started flapping: notices of each flip are held until it settles",
+            )
+        if Transition.FLAP_STOP in transitions:
+            self.alerts.update_alert(connection, alert_id, flapping=False)
+            self.alerts.add_event(connection, alert_id, at, "flapping_stopped")
+            record = self._reload(connection, alert_id)
+            if Transition.RESOLVE not in transitions and record.held is None:
+                self._notify(work, record, "firing", detail="stopped flapping and still failing")
+        if Transition.RESOLVE in transitions:
+            self._resolve(work, record, at)
+            return None
+        return self._reload(connection, alert_id)
+
+    def _resolve(self, work: _Pass, record: AlertRecord, at: datetime) -> None:
+        """Close an alert at ``at``; notify its recovery only if its firing was notified."""
+        connection = work.connection
+        self.alerts.update_alert(connection, record.id, state="resolved", resolved_at=at)
+        outage = human_duration(at - record.opened_at)
+        self.alerts.add_event(connection, record.id, at, "resolved", f"ok again after {outage}")
+        work.report.resolved += 1
+        if record.fired_at is not None and self._was_sent(record):
+            self._notify(work, self._reload(connection, record.id), "resolved")
+
+    # --- time ------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> AlertReport:
+        """Given the time (now by default), do what time alone causes to open alerts:
+        lapsed acknowledgements, released mutes and dependencies, repeats, escalation steps
+        and missed response targets, and resolve alerts of checks no longer configured.
+        """
+        moment = now or self.clock()
+        with self.alerts.transaction() as connection:
+            work = _Pass(connection, moment, self._muter_factory)
+            open_alerts = self.alerts.open_alerts(connection)
+            if not open_alerts:
+                return work.report
+            parents = {
+                record.suppressed_by for record in open_alerts.values() if record.suppressed_by
+            }
+            states = self.alerts.states(connection, parents)
+            for record in open_alerts.values():
+                self._tick_one(work, record, states)
+        return work.report
+
+    def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
+        connection, now = work.connection, work.now
+        if record.check not in self.config.checks:
+            self.alerts.update_alert(connection, record.id, state="resolved", resolved_at=now)
+            self.alerts.add_event(
+                connection, record.id, now, "resolved", "the check is no longer in the config"
+            )
+            work.report.resolved += 1
+            return
+        if record.state != "firing":
+            return
+        if record.acked_by and record.ack_expires_at and record.ack_expires_at <= now:
+            routing = {key: {**value, "steps": 0} for key, value in record.routing.items()}
+            self.alerts.update_alert(
+                connection,
+                record.id,
+                acked_by=None,
+                acked_at=None,
+                ack_expires_at=None,
+                ack_comment=None,
+                escalation_base=now,
+                routing=routing,
+            )
+            self.alerts.add_event(
+                connection,
+                record.id,
+                now,
+                "unacknowledged",
+                f"the acknowledgement by {record.acked_by} lapsed",
+            )
+            record = self._reload(connection, record.id)
+            if record.held is None:
+                self._notify(
+                    work,
+                    record,
+                    "escalation",
+                    detail=f"the acknowledgement by {record.acked_by or 'someone'} lapsed",
+                )
+                record = self._reload(connection, record.id)
+        if record.held == "dependency":
+            parent = states.get(record.suppressed_by or "")
+            if parent is not None and parent.last_status is Status.CRITICAL:
+                return
+            parent_name = record.suppressed_by or "its parent"
+            self.alerts.update_alert(connection, record.id, held=None, suppressed_by=None)
+            self.alerts.add_event(
+                connection, record.id, now, "unsuppressed", f"{parent_name} recovered"
+            )
+            record = self._reload(connection, record.id)
+            self._notify(
+                work, record, "firing", detail=f"{parent_name} recovered; this check still fails"
+            )
+            record = self._reload(connection, record.id)
+        if record.held == "muted":
+            if work.muter.muted_by(self._facts(record), now) is not None:
+                return
+            self.alerts.update_alert(connection, record.id, held=None)
+            self.alerts.add_event(connection, record.id, now, "unmuted", "the mute ended")
+            record = self._reload(connection, record.id)
+            self._notify(work, record, "unmuted", detail="the mute ended and it is still firing")
+            record = self._reload(connection, record.id)
+            if record.held is not None:
+                return
+        if record.flapping or record.held is not None:
+            return
+        self._repeat_and_escalate(work, record)
+
+    def _repeat_and_escalate(self, work: _Pass, record: AlertRecord) -> None:
+        connection, now = work.connection, work.now
+        facts = self._facts(record)
+        routes = matching_routes(self.config.routes, facts)
+        acked = record.acked_by is not None
+        for index in routes:
+            route = self.config.routes[index]
+            state = record.routing.get(str(index), {})
+            last = state.get("last")
+            if (
+                not acked
+                and route.repeat is not None
+                and last is not None
+                and now - datetime.fromisoformat(last) >= route.repeat
+            ):
+                self._notify(work, record, "repeat", routes=[index])
+                record = self._reload(connection, record.id)
+        if acked or record.fired_at is None:
+            return
+        base = record.escalation_base or record.fired_at
+        for index in routes:
+            route = self.config.routes[index]
+            steps = route.escalations
+            done = int(record.routing.get(str(index), {}).get("steps", 0))
+            for number in range(done, len(steps)):
+                escalation = steps[number]
+                if now - base < escalation.after:
+                    break
+                detail = (
+                    f"unacknowledged for {human_duration(now - base)}: "
+                    f"escalation step {number + 1} of {len(steps)}"
+                )
+                self._notify(
+                    work,
+                    record,
+                    "escalation",
+                    routes=[index],
+                    channels=escalation.notify,
+                    detail=detail,
+                )
+                record = self._reload(connection, record.id)
+                routing = dict(record.routing)
+                routing[str(index)] = {**routing.get(str(index), {}), "steps": number + 1}
+                self.alerts.update_alert(connection, record.id, routing=routing)
+                self.alerts.add_event(connection, record.id, now, "escalated", detail)
+                work.report.escalated += 1
+                record = self._reload(connection, record.id)
+        target = self.config.alerting.response_targets.get(record.severity)  # type: ignore[call-overload]
+        if (
+            target is not None
+            and record.first_acked_at is None
+            and not record.response_missed
+            and record.fired_at is not None
+            and now - record.fired_at > target
+        ):
+            detail = f"response target {human_duration(target)} for {record.severity} missed"
+            self.alerts.update_alert(connection, record.id, response_missed=True)
+            self.alerts.add_event(connection, record.id, now, "response_missed", detail)
+            without_escalation = [
+                index for index in routes if not self.config.routes[index].escalations
+            ]
+            if without_escalation:
+                self._notify(
+                    work,
+                    self._reload(connection, record.id),
+                    "escalation",
+                    routes=without_escalation,
+                    detail=detail,
+                )
+
+    # --- acknowledgement -----------------------------------------------------------------
+
+    def acknowledge(
+        self,
+        alert_id: int,
+        *,
+        author: str,
+        duration: timedelta | None = None,
+        comment: str = "",
+        now: datetime | None = None,
+    ) -> AlertRecord:
+        """Given an open alert, acknowledge it (for ``duration``, or until it resolves);
+        return the alert. Escalation stops; a lapsed acknowledgement re-escalates.
+
+        Raise ``AlertError`` if there is no such open alert.
+        """
+        moment = now or self.clock()
+        return self.alerts.acknowledge(
+            alert_id,
+            author=author,
+            at=moment,
+            expires_at=moment + duration if duration else None,
+            comment=self.loaded.redactor.redact(comment),
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _severity(self, check: CheckConfig, status: Status) -> str:
+        return check.warn_severity if status is Status.WARNING else check.severity
+
+    def _critical_parent(self, check: CheckConfig, states: dict[str, CheckState]) -> str | None:
+        for parent in check.depends_on:
+            state = states.get(parent)
+            if state is not None and state.last_status is Status.CRITICAL:
+                return parent
+        return None
+
+    def _reload(self, connection: Connection, alert_id: int) -> AlertRecord:
+        return _alert(
+            connection.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).one()
+        )
+
+    @staticmethod
+    def _was_sent(record: AlertRecord) -> bool:
+        return any(int(state.get("sent", 0)) > 0 for state in record.routing.values())
+
+    def _facts(self, record: AlertRecord) -> AlertFacts:
+        return AlertFacts(
+            record.check, record.target, record.severity, record.status.label, record.labels
+        )
+
+    def _muter_factory(self, now: datetime) -> Muter:
+        from upkeep.config.models import MuteConfig
+        from upkeep.engine.windows import WindowCalendar
+
+        one_offs = self.store.runs.list_windows(ending_after=now - timedelta(days=1))
+        mutes: dict[str, MuteConfig] = {
+            name: window.mute for name, window in self.config.windows.items() if window.mute
+        }
+        for one_off in one_offs:
+            if one_off.mute:
+                mutes[one_off.name] = MuteConfig.model_validate(one_off.mute)
+        silences = [
+            ActiveSilence(silence.id, silence.matchers, silence.starts_at, silence.ends_at)
+            for silence in self.alerts.silences(now=now)
+        ]
+        return Muter(WindowCalendar(self.config, one_offs), mutes, silences)
+
+    def _notify(
+        self,
+        work: _Pass,
+        record: AlertRecord,
+        kind: str,
+        *,
+        routes: list[int] | None = None,
+        channels: list[str] | None = None,
+        detail: str = "",
+    ) -> None:
+        """Queue ``kind`` notices of an alert on its routes (or the given ones), to the
+        routes' channels (or the given ones); a muted alert's notices are recorded as muted
+        and the alert is held until the mute ends.
+        """
+        facts = self._facts(record)
+        taken = matching_routes(self.config.routes, facts) if routes is None else routes
+        if not taken:
+            return
+        now = work.now
+        muted_by = work.muter.muted_by(facts, now)
+        title, body, level = compose(
+            kind,
+            MessageFacts(
+                record.id,
+                record.check,
+                record.target,
+                record.severity,
+                record.status,
+                record.message,
+                record.labels,
+                record.opened_at,
+                record.acked_by,
+            ),
+            now=now,
+            zone=self.zone,
+            public_url=self.config.alerting.public_url,
+            detail=detail,
+        )
+        title, body = self.loaded.redactor.redact(title), self.loaded.redactor.redact(body)
+        routing = {key: dict(value) for key, value in record.routing.items()}
+        for index in taken:
+            route = self.config.routes[index]
+            state = routing.setdefault(str(index), {"steps": 0, "sent": 0, "n": 0})
+            count = int(state.get("n", 0)) + 1
+            state["n"] = count
+            targets = channels or route.notify
+            notifications = [
+                Notification(
+                    key=f"a{record.id}-r{index}-n{count}-{channel}",
+                    channel=channel,
+                    kind=kind,
+                    group_key=group_key(index, route, facts),
+                    title=title,
+                    body=body,
+                    level=level,
+                    severity=record.severity,
+                    alert_id=record.id,
+                    fallback=route.fallback,
+                    fallback_after=route.fallback_after if route.fallback else None,
+                )
+                for channel in targets
+            ]
+            added = enqueue_notifications(
+                work.connection,
+                notifications,
+                now,
+                deliver_after=now + route.group_wait,
+                muted_by=muted_by,
+            )
+            if channels is None:
+                # Only a notice to the route's own channels restarts its repeat interval;
+                # an escalation to others does not remind the people the route notifies.
+                state["last"] = now.isoformat()
+            if muted_by is None:
+                state["sent"] = int(state.get("sent", 0)) + 1
+                work.report.notifications += added
+            else:
+                work.report.muted += added
+        columns: dict[str, Any] = {"routing": routing}
+        if muted_by is not None and kind != "resolved":
+            columns["held"] = "muted"
+        self.alerts.update_alert(work.connection, record.id, **columns)
+        if muted_by is not None:
+            self.alerts.add_event(
+                work.connection, record.id, now, "muted", f"{kind} notice muted by {muted_by}"
+            )
+        else:
+            sent_to = sorted({c for i in taken for c in (channels or self.config.routes[i].notify)})
+            self.alerts.add_event(
+                work.connection, record.id, now, "notified", f"{kind} to {', '.join(sent_to)}"
+            )

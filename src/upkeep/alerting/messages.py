@@ -1,0 +1,109 @@
+"""What a notification says: the severity, check, target, labels, the value against the
+condition, since when, and a link when the daemon has a public URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from upkeep.status import Status
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """The alert as a message shows it."""
+
+    alert_id: int
+    check: str
+    target: str
+    severity: str
+    status: Status
+    message: str
+    labels: Mapping[str, str]
+    opened_at: datetime
+    acked_by: str | None = None
+
+
+def human_duration(span: timedelta) -> str:
+    """Given a span, return it as ``1d 2h``, ``5m 3s`` or ``12s`` (two largest units)."""
+    seconds = max(int(span.total_seconds()), 0)
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    parts: list[str] = []
+    for suffix, size in units:
+        if seconds >= size or (suffix == "s" and not parts):
+            parts.append(f"{seconds // size}{suffix}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+LEVELS = {
+    Status.CRITICAL: "failure",
+    Status.UNKNOWN: "warning",
+    Status.WARNING: "warning",
+    Status.OK: "success",
+}
+
+
+def _footer(facts: MessageFacts, public_url: str | None) -> str:
+    link = f"{public_url.rstrip('/')}/api/alerts/{facts.alert_id}" if public_url else None
+    return f"alert #{facts.alert_id}" + (f" · {link}" if link else "")
+
+
+def _when(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
+    local = moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{local} ({human_duration(now - moment)} ago)"
+
+
+def compose(
+    kind: str,
+    facts: MessageFacts,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    public_url: str | None,
+    detail: str = "",
+) -> tuple[str, str, str]:
+    """Given a notification kind and the alert, return (title, body, level).
+
+    Kinds: firing, repeat, escalation, unmuted, flapping, resolved. ``detail`` is one
+    extra line (which escalation step, what ended the mute, why flapping stopped).
+    """
+    labels = ", ".join(f"{key}={value}" for key, value in sorted(facts.labels.items()))
+    state = facts.status.label.upper()
+    subject = f"{facts.check} ({facts.target})"
+    if kind == "resolved":
+        outage = human_duration(now - facts.opened_at)
+        title = f"[{facts.severity}] RESOLVED {subject} after {outage}"
+        lines = [
+            f"{facts.check} on {facts.target} is ok again.",
+            f"Out for {outage}, since {_when(facts.opened_at, zone, now)}.",
+        ]
+        level = "success"
+    else:
+        verb = {
+            "firing": "FIRING",
+            "repeat": "STILL FIRING",
+            "escalation": "ESCALATED",
+            "unmuted": "STILL FIRING",
+            "flapping": "FLAPPING",
+        }.get(kind, kind.upper())
+        title = f"[{facts.severity}] {verb} {subject}: {state}"
+        lines = [
+            f"{state} {facts.check} on {facts.target}",
+            facts.message,
+            f"since {_when(facts.opened_at, zone, now)}",
+        ]
+        level = LEVELS[facts.status]
+        if facts.acked_by:
+            lines.append(f"acknowledged by {facts.acked_by}")
+    if detail:
+        lines.append(detail)
+    if labels:
+        lines.append(f"labels: {labels}")
+    lines.append(_footer(facts, public_url))
+    return title, "\n".join(lines), level

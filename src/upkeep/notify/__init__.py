@@ -1,0 +1,1 @@
+"""Notifications: Apprise channels, message formatting, and the persistent outbox."""

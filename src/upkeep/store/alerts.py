@@ -1,0 +1,407 @@
+"""The alerting tables of a store: check states, alerts, their events, and silences.
+
+``AlertStore`` hands out one transaction (``transaction()``) in which the alert manager
+reads states, changes alerts, appends events and enqueues notifications together, so a
+crash either keeps all of a result's consequences or none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from upkeep.alerting.state import CheckState
+from upkeep.status import Status
+from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from upkeep.notify.message import Notification
+
+IN_CHUNK = 500
+"""Names per ``IN (...)``: well under every backend's bound-parameter limit."""
+
+
+class AlertError(Exception):
+    """An alert operation cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert as stored (a fired one is an incident)."""
+
+    id: int
+    check: str
+    target: str
+    severity: str
+    labels: dict[str, str]
+    state: str
+    status: Status
+    message: str
+    opened_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    last_result_at: datetime
+    flapping: bool
+    suppressed_by: str | None
+    held: str | None
+    acked_by: str | None
+    acked_at: datetime | None
+    ack_expires_at: datetime | None
+    ack_comment: str | None
+    first_acked_at: datetime | None
+    routing: dict[str, Any]
+    escalation_base: datetime | None
+    response_missed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the alert as JSON-ready data (datetimes as ISO 8601)."""
+        data: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Status):
+                value = value.label
+            data[name] = value
+        data.pop("routing")
+        return data
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One entry of an alert's timeline."""
+
+    id: int
+    alert_id: int
+    at: datetime
+    kind: str
+    detail: str
+    author: str | None
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A muting rule added at run time."""
+
+    id: int
+    matchers: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str
+    created_at: datetime
+    removed_at: datetime | None
+    removed_by: str | None
+
+    def active(self, moment: datetime) -> bool:
+        """Given an aware moment, return whether the silence mutes then."""
+        return self.removed_at is None and self.starts_at <= moment < self.ends_at
+
+
+def _alert(row: Any) -> AlertRecord:
+    values = dict(row._mapping)
+    values.pop("active", None)
+    values["status"] = Status(values["status"])
+    return AlertRecord(**values)
+
+
+def _chunks(names: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(names), IN_CHUNK):
+        yield names[start : start + IN_CHUNK]
+
+
+def enqueue_notifications(
+    connection: Connection,
+    notifications: Sequence[Notification],
+    now: datetime,
+    *,
+    deliver_after: datetime | None = None,
+    muted_by: str | None = None,
+) -> int:
+    """Given an open transaction and notifications, add those whose key is new to the
+    outbox (``pending``, or ``muted`` and never sent when ``muted_by`` is given); return
+    how many were added. A key already present is left as it is: enqueuing is idempotent.
+    """
+    added = 0
+    for notification in notifications:
+        exists = connection.execute(
+            select(outbox.c.id).where(outbox.c.key == notification.key)
+        ).first()
+        if exists is not None:
+            continue
+        values = {
+            "key": notification.key,
+            "channel": notification.channel,
+            "alert_id": notification.alert_id,
+            "kind": notification.kind,
+            "group_key": notification.group_key,
+            "severity": notification.severity,
+            "level": notification.level,
+            "title": notification.title,
+            "body": notification.body,
+            "status": "muted" if muted_by else "pending",
+            "muted_by": muted_by,
+            "created_at": now,
+            "next_attempt_at": deliver_after or now,
+            "attempts": 0,
+            "fallback": notification.fallback,
+            "fallback_after": notification.fallback_after,
+            "fallback_sent": False,
+        }
+        # A savepoint, so a concurrent insert of the same key loses quietly instead of
+        # aborting the whole transaction (PostgreSQL would otherwise refuse the rest).
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(outbox).values(**values))
+        except IntegrityError:
+            continue
+        added += 1
+    return added
+
+
+class AlertStore:
+    """Reads and writes the alerting tables; safe to share between threads."""
+
+    def __init__(self, engine: Engine, lock: threading.Lock) -> None:
+        self.engine = engine
+        self._lock = lock
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Yield a connection in one transaction, committed when the block ends cleanly."""
+        with self._lock, self.engine.begin() as connection:
+            yield connection
+
+    # --- check states --------------------------------------------------------------------
+
+    def states(self, connection: Connection, checks: Collection[str]) -> dict[str, CheckState]:
+        """Given check names, return the stored state of those that have one."""
+        found: dict[str, CheckState] = {}
+        for chunk in _chunks(sorted(set(checks))):
+            rows = connection.execute(select(check_states).where(check_states.c.check.in_(chunk)))
+            for row in rows:
+                values = dict(row._mapping)
+                values["last_status"] = Status(values["last_status"])
+                found[values["check"]] = CheckState(**values)
+        return found
+
+    def save_states(
+        self, connection: Connection, changed: Sequence[CheckState], existing: Collection[str]
+    ) -> None:
+        """Given states that changed and the names already stored, insert or update them."""
+        for state in changed:
+            values = {
+                "history": state.history,
+                "flapping": state.flapping,
+                "consecutive_bad": state.consecutive_bad,
+                "consecutive_ok": state.consecutive_ok,
+                "bad_since": state.bad_since,
+                "last_status": int(state.last_status),
+                "last_at": state.last_at,
+            }
+            if state.check in existing:
+                connection.execute(
+                    update(check_states).where(check_states.c.check == state.check).values(**values)
+                )
+            else:
+                connection.execute(insert(check_states).values(check=state.check, **values))
+
+    # --- alerts --------------------------------------------------------------------------
+
+    def open_alerts(
+        self, connection: Connection, checks: Collection[str] | None = None
+    ) -> dict[str, AlertRecord]:
+        """Return the open (pending or firing) alerts by check, of the given checks or all."""
+        found: dict[str, AlertRecord] = {}
+        if checks is None:
+            rows = connection.execute(select(alerts).where(alerts.c.active.is_not(None)))
+            return {record.check: record for record in map(_alert, rows)}
+        for chunk in _chunks(sorted(set(checks))):
+            rows = connection.execute(select(alerts).where(alerts.c.active.in_(chunk)))
+            found.update({record.check: record for record in map(_alert, rows)})
+        return found
+
+    def insert_alert(self, connection: Connection, **values: Any) -> int:
+        """Given an open transaction and the new alert's columns, insert it; return its id."""
+        values["active"] = values["check"]
+        values["status"] = int(values["status"])
+        return int(connection.execute(insert(alerts).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+
+    def update_alert(self, connection: Connection, alert_id: int, **values: Any) -> None:
+        """Given an open transaction, an alert id and columns, update them (``state`` of
+        ``resolved`` also frees the check for its next alert).
+        """
+        if values.get("state") == "resolved":
+            values["active"] = None
+        if isinstance(values.get("status"), Status):
+            values["status"] = int(values["status"])
+        connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+    def add_event(
+        self,
+        connection: Connection,
+        alert_id: int,
+        at: datetime,
+        kind: str,
+        detail: str = "",
+        author: str | None = None,
+    ) -> int:
+        """Given an open transaction, append an event to an alert's timeline; return its id."""
+        result = connection.execute(
+            insert(alert_events).values(
+                alert_id=alert_id, at=at, kind=kind, detail=detail, author=author
+            )
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def get(self, alert_id: int) -> AlertRecord | None:
+        """Given an alert id, return the alert, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        return _alert(row) if row is not None else None
+
+    def list_alerts(
+        self, *, open_only: bool = True, since: datetime | None = None, limit: int = 500
+    ) -> list[AlertRecord]:
+        """Return alerts, newest first: open ones only, or every one opened since a moment."""
+        query = select(alerts).order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
+        if open_only:
+            query = query.where(alerts.c.active.is_not(None))
+        if since is not None:
+            query = query.where(or_(alerts.c.opened_at >= since, alerts.c.active.is_not(None)))
+        with self.engine.connect() as connection:
+            return [_alert(row) for row in connection.execute(query)]
+
+    def events(self, alert_id: int) -> list[AlertEvent]:
+        """Given an alert id, return its timeline, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(alert_events)
+                .where(alert_events.c.alert_id == alert_id)
+                .order_by(alert_events.c.at, alert_events.c.id)
+            )
+            return [AlertEvent(**dict(row._mapping)) for row in rows]
+
+    def acknowledge(
+        self,
+        alert_id: int,
+        *,
+        author: str,
+        at: datetime,
+        expires_at: datetime | None,
+        comment: str,
+    ) -> AlertRecord:
+        """Given an open alert's id, record an acknowledgement; return the updated alert.
+
+        Raise ``AlertError`` if there is no such alert or it is already resolved.
+        """
+        with self.transaction() as connection:
+            row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+            if row is None:
+                raise AlertError(f"no alert #{alert_id}")
+            record = _alert(row)
+            if record.state == "resolved":
+                raise AlertError(f"alert #{alert_id} is already resolved")
+            self.update_alert(
+                connection,
+                alert_id,
+                acked_by=author,
+                acked_at=at,
+                ack_expires_at=expires_at,
+                ack_comment=comment or None,
+                first_acked_at=record.first_acked_at or at,
+            )
+            until = f" until {expires_at.isoformat()}" if expires_at else ""
+            detail = f"acknowledged{until}" + (f": {comment}" if comment else "")
+            self.add_event(connection, alert_id, at, "acknowledged", detail, author)
+            updated = connection.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+        return _alert(updated)
+
+    # --- silences ------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        matchers: Mapping[str, str],
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        author: str,
+        comment: str,
+        now: datetime | None = None,
+    ) -> Silence:
+        """Given matchers and a period, store a silence; return it.
+
+        Raise ``AlertError`` if it has no matcher or ends before it starts.
+        """
+        if not matchers:
+            raise AlertError("a silence needs at least one matcher (--match key=value)")
+        if ends_at <= starts_at:
+            raise AlertError("a silence must end after it starts")
+        created_at = now or datetime.now(UTC)
+        with self.transaction() as connection:
+            silence_id = connection.execute(
+                insert(silences).values(
+                    matchers=dict(matchers),
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    author=author,
+                    comment=comment,
+                    created_at=created_at,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return Silence(
+            int(silence_id),
+            dict(matchers),
+            starts_at,
+            ends_at,
+            author,
+            comment,
+            created_at,
+            None,
+            None,
+        )
+
+    def silences(
+        self,
+        *,
+        active_at: datetime | None = None,
+        include_ended: bool = False,
+        now: datetime | None = None,
+    ) -> list[Silence]:
+        """Return silences: those active at a moment, or every not-removed one not yet ended
+        at ``now`` (and ended or removed ones too with ``include_ended``), newest first.
+        """
+        query = select(silences).order_by(silences.c.id.desc())
+        if active_at is not None:
+            query = query.where(
+                and_(
+                    silences.c.removed_at.is_(None),
+                    silences.c.starts_at <= active_at,
+                    silences.c.ends_at > active_at,
+                )
+            )
+        elif not include_ended:
+            query = query.where(
+                and_(silences.c.removed_at.is_(None), silences.c.ends_at > (now or datetime.now(UTC)))
+            )
+        with self.engine.connect() as connection:
+            return [Silence(**dict(row._mapping)) for row in connection.execute(query)]
+
+    def remove_silence(self, silence_id: int, *, by: str, now: datetime | None = None) -> bool:
+        """Given a silence id, end it now; return False if there is no such active silence."""
+        with self.transaction() as connection:
+            changed = connection.execute(
+                update(silences)
+                .where(silences.c.id == silence_id, silences.c.removed_at.is_(None))
+                .values(removed_at=now or datetime.now(UTC), removed_by=by)
+            ).rowcount
+        return bool(changed)

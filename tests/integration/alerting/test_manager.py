@@ -1,0 +1,283 @@
+"""The alert manager against a real store: alerts, timelines and the outbox it fills."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.helpers import load_text
+from upkeep.alerting.manager import AlertManager
+from upkeep.config.loader import LoadedConfig
+from upkeep.engine.results import CheckResult
+from upkeep.status import Status
+from upkeep.store.schema import outbox
+from upkeep.store.store import Store
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+CONFIG = """
+targets:
+  web: {kind: tcp, host: 127.0.0.1, port: 1, labels: {env: prod}}
+  db: {kind: tcp, host: 127.0.0.1, port: 2, labels: {env: prod}}
+  staging: {kind: tcp, host: 127.0.0.1, port: 3, labels: {env: staging}}
+checks:
+  db-up: {target: db, severity: P1}
+  web-up: {target: web, severity: P2, depends_on: [db-up]}
+  web-slow: {target: web, severity: P2, after: 3, for: 2m, clear_after: 2}
+  staging-up: {target: staging, severity: P3}
+channels:
+  ops: "json://127.0.0.1:9/ops"
+  pager: "json://127.0.0.1:9/pager"
+  mail: "json://127.0.0.1:9/mail"
+routes:
+  - match: {severity: [P1, P2]}
+    notify: [ops]
+    repeat: 1h
+    escalate:
+      - {after: 30m, notify: [pager]}
+      - {after: 1h, notify: [mail]}
+    continue: true
+  - match: {labels: {env: staging}}
+    notify: [mail]
+  - notify: [ops]
+windows:
+  nightly:
+    schedule: "0 3 * * *"
+    duration: 1h
+    mute: {labels: {env: prod}}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path, store_url: str
+) -> Iterator[tuple[LoadedConfig, Store, AlertManager, Clock]]:
+    loaded = load_text(tmp_path, CONFIG)
+    store = Store.open(store_url, tmp_path)
+    clock = Clock()
+    yield loaded, store, AlertManager(loaded, store, clock=clock), clock
+    store.close()
+
+
+def result(check: str, status: Status, at: datetime, message: str = "") -> CheckResult:
+    target = {"db-up": "db", "web-up": "web", "web-slow": "web", "staging-up": "staging"}[check]
+    labels = {"env": "staging" if target == "staging" else "prod"}
+    return CheckResult(
+        check, target, "tcp.connect", status, {}, message or status.label, 1.0, at, labels=labels
+    )
+
+
+def queued(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(outbox).order_by(outbox.c.id))
+        return [dict(row._mapping) for row in rows]
+
+
+def test_a_critical_result_fires_and_queues_one_notice_per_channel_of_each_route(setup) -> None:
+    _loaded, store, manager, _clock = setup
+    report = manager.process([result("web-up", Status.CRITICAL, T0, "connection refused")])
+    assert (report.opened, report.fired) == (1, 1)
+    rows = queued(store)
+    # Route 0 (P2, continue) and then route 2 (catch-all) both take it.
+    assert [(row["channel"], row["kind"], row["status"]) for row in rows] == [
+        ("ops", "firing", "pending"),
+        ("ops", "firing", "pending"),
+    ]
+    assert len({row["key"] for row in rows}) == 2
+    body = rows[0]["body"]
+    assert "CRITICAL web-up on web" in body and "connection refused" in body
+    assert "env=prod" in body and "since 2026-11-23 12:00:00 UTC" in body
+    assert rows[0]["title"].startswith("[P2] FIRING web-up (web)")
+    assert rows[0]["level"] == "failure"
+    alert = store.alerts.list_alerts()[0]
+    assert alert.state == "firing" and alert.fired_at == T0
+    kinds = [event.kind for event in store.alerts.events(alert.id)]
+    assert kinds == ["opened", "firing", "notified"]
+
+
+def test_soft_states_do_not_notify_until_hard_and_recovery_notices_the_outage(setup) -> None:
+    _, store, manager, clock = setup
+    for index in range(4):
+        clock.now = T0 + timedelta(seconds=30 * index)
+        manager.process([result("web-slow", Status.WARNING, clock.now)])
+        assert queued(store) == []
+    # after: 3 holds since the third result, but for: 2m has not passed (90 s).
+    assert store.alerts.list_alerts()[0].state == "pending"
+    clock.now = T0 + timedelta(seconds=120)
+    manager.process([result("web-slow", Status.WARNING, clock.now)])
+    alert = store.alerts.list_alerts()[0]
+    assert alert.state == "firing" and alert.severity == "P4"  # warn_severity default
+    # P4 is not for the P1/P2 route: only the catch-all takes it.
+    assert [row["key"] for row in queued(store)] == [f"a{alert.id}-r2-n1-ops"]
+    for index, minute in enumerate([3, 4]):
+        clock.now = T0 + timedelta(minutes=minute)
+        manager.process([result("web-slow", Status.OK, clock.now)])
+        assert (store.alerts.list_alerts() == []) is (index == 1)
+    resolved = [row for row in queued(store) if row["kind"] == "resolved"]
+    assert len(resolved) == 1
+    assert "after 4m" in resolved[0]["title"]
+
+
+def test_a_child_of_a_critical_parent_is_suppressed_and_released_when_the_parent_recovers(
+    setup,
+) -> None:
+    _, store, manager, clock = setup
+    manager.process([result("db-up", Status.CRITICAL, T0), result("web-up", Status.CRITICAL, T0)])
+    alerts = {alert.check: alert for alert in store.alerts.list_alerts()}
+    assert alerts["web-up"].suppressed_by == "db-up" and alerts["web-up"].held == "dependency"
+    assert {row["alert_id"] for row in queued(store)} == {alerts["db-up"].id}
+    clock.now = T0 + timedelta(minutes=1)
+    manager.process([result("db-up", Status.OK, clock.now)])
+    manager.tick()
+    web = store.alerts.get(alerts["web-up"].id)
+    assert web is not None and web.held is None and web.suppressed_by is None
+    web_rows = [row for row in queued(store) if row["alert_id"] == web.id]
+    assert [row["kind"] for row in web_rows] == ["firing", "firing"]
+    assert "db-up recovered" in web_rows[0]["body"]
+
+
+def test_escalation_steps_fire_when_unacknowledged_and_an_ack_stops_them(setup) -> None:
+    _, store, manager, _clock = setup
+
+    def route0(store: Store) -> list[dict[str, Any]]:
+        return [row for row in queued(store) if "-r0-" in row["key"]]
+
+    manager.process([result("db-up", Status.CRITICAL, T0)])
+    alert_id = store.alerts.list_alerts()[0].id
+    manager.tick(T0 + timedelta(minutes=29))
+    assert [row["channel"] for row in route0(store) if row["kind"] == "escalation"] == []
+    manager.tick(T0 + timedelta(minutes=31))
+    assert [row["channel"] for row in route0(store) if row["kind"] == "escalation"] == ["pager"]
+    manager.tick(T0 + timedelta(minutes=32))  # no repeat of a step already taken
+    assert len([row for row in route0(store) if row["kind"] == "escalation"]) == 1
+    manager.acknowledge(
+        alert_id, author="alice", duration=timedelta(hours=2), now=T0 + timedelta(minutes=40)
+    )
+    manager.tick(T0 + timedelta(minutes=61))
+    assert len([row for row in route0(store) if row["kind"] == "escalation"]) == 1
+    # The ack lapses at 2h40: re-escalation at once, then the steps again from there.
+    manager.tick(T0 + timedelta(hours=2, minutes=41))
+    escalations = [row for row in route0(store) if row["kind"] == "escalation"]
+    assert [row["channel"] for row in escalations] == ["pager", "ops"]
+    assert "lapsed" in escalations[-1]["body"]
+    manager.tick(T0 + timedelta(hours=3, minutes=12))
+    escalations = [row for row in route0(store) if row["kind"] == "escalation"]
+    assert [row["channel"] for row in escalations] == ["pager", "ops", "pager"]
+    kinds = [event.kind for event in store.alerts.events(alert_id)]
+    assert kinds.count("escalated") == 2 and "unacknowledged" in kinds and "acknowledged" in kinds
+
+
+def test_repeat_while_firing_until_acknowledged(setup) -> None:
+    _, store, manager, _ = setup
+    manager.process([result("staging-up", Status.CRITICAL, T0)])
+    manager.tick(T0 + timedelta(hours=2))  # the staging route has no repeat
+    assert [row["kind"] for row in queued(store)] == ["firing"]
+    manager.process([result("db-up", Status.CRITICAL, T0)])
+    db_id = next(a.id for a in store.alerts.list_alerts() if a.check == "db-up")
+    manager.tick(T0 + timedelta(minutes=59))
+    assert [row for row in queued(store) if row["kind"] == "repeat"] == []
+    manager.tick(T0 + timedelta(minutes=61))
+    manager.tick(T0 + timedelta(minutes=62))
+    repeats = [row for row in queued(store) if row["kind"] == "repeat"]
+    assert [(row["channel"], row["alert_id"]) for row in repeats] == [("ops", db_id)]
+    assert "STILL FIRING" in repeats[0]["title"]
+    manager.acknowledge(db_id, author="carol", now=T0 + timedelta(minutes=70))
+    manager.tick(T0 + timedelta(hours=3))
+    assert len([row for row in queued(store) if row["kind"] == "repeat"]) == 1
+
+
+def test_a_window_mute_records_the_notice_and_notifies_when_the_window_ends(setup) -> None:
+    _, store, manager, clock = setup
+    clock.now = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
+    manager.process([result("web-up", Status.CRITICAL, clock.now)])
+    rows = queued(store)
+    assert {row["status"] for row in rows} == {"muted"}
+    assert {row["muted_by"] for row in rows} == {"window nightly"}
+    # A staging alert in the same window is not muted (the mute matches env=prod only).
+    manager.process([result("staging-up", Status.CRITICAL, clock.now)])
+    assert [row["status"] for row in queued(store) if row["channel"] == "mail"] == ["pending"]
+    clock.now = datetime(2026, 11, 24, 3, 59, tzinfo=UTC)
+    manager.tick()
+    assert not [row for row in queued(store) if row["kind"] == "unmuted"]
+    clock.now = datetime(2026, 11, 24, 4, 0, 1, tzinfo=UTC)
+    manager.tick()
+    unmuted = [row for row in queued(store) if row["kind"] == "unmuted"]
+    assert [row["status"] for row in unmuted] == ["pending", "pending"]
+    assert "the mute ended" in unmuted[0]["body"]
+
+
+def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup) -> None:
+    _, store, manager, clock = setup
+    store.alerts.add_silence(
+        {"check": "db-*"},
+        starts_at=T0,
+        ends_at=T0 + timedelta(hours=1),
+        author="bob",
+        comment="upgrade",
+    )
+    manager.process(
+        [result("db-up", Status.CRITICAL, T0), result("staging-up", Status.CRITICAL, T0)]
+    )
+    by_check = {a.check: a for a in store.alerts.list_alerts()}
+    muted = [row for row in queued(store) if row["alert_id"] == by_check["db-up"].id]
+    assert {(row["status"], row["muted_by"]) for row in muted} == {("muted", "silence #1")}
+    assert by_check["db-up"].held == "muted"
+    clock.now = T0 + timedelta(hours=1, seconds=1)
+    manager.tick()
+    assert store.alerts.get(by_check["db-up"].id).held is None  # type: ignore[union-attr]
+
+
+def test_flapping_sends_one_notice_instead_of_one_per_flip(setup) -> None:
+    _, store, manager, clock = setup
+    for index in range(20):
+        clock.now = T0 + timedelta(seconds=30 * index)
+        status = Status.CRITICAL if index % 2 == 0 else Status.OK
+        manager.process([result("staging-up", status, clock.now)])
+    kinds = [row["kind"] for row in queued(store)]
+    assert kinds.count("flapping") == 1
+    # Before detection every flip was news (firing/resolved pairs); after it, nothing more.
+    first_flap = kinds.index("flapping")
+    assert kinds[first_flap + 1 :] == []
+    alert = store.alerts.list_alerts()[0]
+    assert alert.flapping and alert.state == "firing"
+
+
+def test_processing_the_same_transition_twice_from_two_managers_queues_it_once(
+    setup, tmp_path: Path, store_url: str
+) -> None:
+    loaded, store, manager, _ = setup
+    other = AlertManager(loaded, Store.open(store_url, tmp_path))
+    manager.process([result("db-up", Status.CRITICAL, T0)])
+    manager.tick(T0 + timedelta(minutes=31))
+    other.tick(T0 + timedelta(minutes=31))
+    assert [row["channel"] for row in queued(store) if row["kind"] == "escalation"] == [
+        "pager",
+        "ops",
+    ]
+    other.store.close()
+
+
+def test_response_target_missed_is_recorded_once(setup) -> None:
+    _, store, manager, _ = setup
+    manager.process([result("staging-up", Status.CRITICAL, T0)])  # P3: 4h target
+    manager.tick(T0 + timedelta(hours=3))
+    manager.tick(T0 + timedelta(hours=4, minutes=1))
+    manager.tick(T0 + timedelta(hours=5))
+    alert = store.alerts.list_alerts()[0]
+    assert alert.response_missed
+    assert [e.kind for e in store.alerts.events(alert.id)].count("response_missed") == 1
+    # The staging route has no escalation, so the miss itself is notified there.
+    assert [row["kind"] for row in queued(store)] == ["firing", "escalation"]
