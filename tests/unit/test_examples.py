@@ -81,7 +81,12 @@ def _environ(monkeypatch: pytest.MonkeyPatch, text: str) -> dict[str, str]:
     values = {}
     for name in sorted(set(ENV_REFERENCE.findall(text))):
         # A URL-shaped dummy for whole channel URLs, a plain token otherwise.
-        values[name] = "json://127.0.0.1:9/dummy" if name.endswith("URL") else "dummy0secret"
+        if name.endswith("URL"):
+            values[name] = "json://127.0.0.1:9/dummy"
+        elif name.endswith("_SID"):
+            values[name] = "AC" + "0" * 32  # Apprise checks a Twilio account SID's shape
+        else:
+            values[name] = "dummy0secret"
         monkeypatch.setenv(name, values[name])
     return values
 

@@ -1,0 +1,135 @@
+"""``upkeep notify test`` and ``upkeep notify outbox``."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from upkeep.cli.common import print_json
+from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _iso_local, _load, _opened
+
+STATUS_STYLE = {
+    "pending": "yellow",
+    "sending": "cyan",
+    "sent": "green",
+    "dead": "bold red",
+    "muted": "dim",
+}
+
+
+def send_test(config_path: Path | None, channel: str) -> int:
+    """Given ``-c`` and a channel name, send it a test message now, not through the outbox.
+
+    Return 0 if the channel took it, 1 if not (the error is printed, redacted), 2 if the
+    config does not load or has no such channel (the known ones are listed).
+    """
+    from upkeep.cli.common import active_redactor, console
+    from upkeep.notify.channels import send
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    url = loaded.config.channels.get(channel)
+    if url is None:
+        known = ", ".join(sorted(loaded.config.channels)) or "none defined"
+        _err(f"no channel named {channel!r} (channels: {known})")
+        return EXIT_USAGE
+    host = socket.gethostname()
+    now = datetime.now(UTC)
+    result = send(
+        url,
+        f"upkeep test notification from {host}",
+        f"A test message from `upkeep notify test {channel}` on {host} at "
+        f"{now.isoformat(timespec='seconds')}. If you can read this, channel {channel} works.",
+        "info",
+        # A fresh key per test: two tests are two messages, not a repeat to drop.
+        f"test:{channel}:{uuid.uuid4().hex[:12]}",
+        loaded.config.alerting.delivery.timeout.total_seconds(),
+        active_redactor(),
+    )
+    if not result.ok:
+        _err(f"{channel}: {result.error}")
+        return EXIT_FAILED
+    console().print(f"sent to {channel}", markup=False)
+    return 0
+
+
+def list_outbox(
+    config_path: Path | None, *, status: str | None, limit: int, json_output: bool
+) -> int:
+    """Given ``-c`` and an optional status, print recent outbox rows newest first (a table,
+    or JSON); return 0, or 2 for an unknown status or a config/store that does not open."""
+    from upkeep.store.outbox import OUTBOX_STATUSES
+
+    if status is not None and status not in OUTBOX_STATUSES:
+        _err(f"no status {status!r} (statuses: {', '.join(OUTBOX_STATUSES)})")
+        return EXIT_USAGE
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        rows = store.outbox.list_rows(status=status, limit=max(1, limit))
+        counts = store.outbox.counts()
+    from upkeep.cli.common import active_redactor, console
+
+    redact = active_redactor().redact
+    if json_output:
+        print_json(
+            {
+                "counts": counts,
+                "rows": [
+                    {
+                        "id": row.id,
+                        "key": row.key,
+                        "channel": row.channel,
+                        "kind": row.kind,
+                        "alert_id": row.alert_id,
+                        "severity": row.severity,
+                        "title": redact(row.title),
+                        "status": row.status,
+                        "muted_by": row.muted_by,
+                        "attempts": row.attempts,
+                        "created_at": _iso(row.created_at),
+                        "next_attempt_at": _iso(row.next_attempt_at),
+                        "sent_at": _iso(row.sent_at),
+                        "last_error": redact(row.last_error) if row.last_error else None,
+                        "batch": row.batch,
+                    }
+                    for row in rows
+                ],
+            }
+        )
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    zone = ZoneInfo(loaded.config.timezone)
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "channel", "kind", "status", "attempts", "next attempt", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        waiting = row.status in ("pending", "sending")
+        table.add_row(
+            str(row.id),
+            row.channel,
+            row.kind,
+            Text(row.status, style=STATUS_STYLE.get(row.status, "")),
+            str(row.attempts),
+            _iso_local(row.next_attempt_at, zone) if waiting else "-",
+            # Stored redacted already; the config loaded now may know more secrets.
+            Text(redact(row.last_error or "")),
+        )
+    out = console()
+    if rows:
+        out.print(table)
+    else:
+        out.print("no notifications in the outbox" + (f" with status {status}" if status else ""))
+    out.print("  ".join(f"{name} {count}" for name, count in counts.items()), markup=False)
+    return 0
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,1 @@
+"""Test support shared across suites: real local receivers."""
