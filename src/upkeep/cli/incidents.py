@@ -1,0 +1,329 @@
+"""``upkeep incidents`` (list, show, note) and ``upkeep stats``."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from upkeep.cli.common import print_json
+from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures
+    from upkeep.store.alerts import AlertEvent
+
+STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
+EVENT_STYLE = {
+    "firing": "bold red",
+    "escalated": "bold red",
+    "resolved": "green",
+    "acknowledged": "cyan",
+    "unacknowledged": "yellow",
+    "note": "bold",
+}
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def human_duration(seconds: float | None) -> str:
+    """Given seconds (or None), return the two largest units (``3h 20m``), or ``-`` for None."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    for index, (unit, size) in enumerate(_UNITS[:-1]):
+        if whole >= size:
+            count, rest = divmod(whole, size)
+            smaller, smaller_size = _UNITS[index + 1]
+            remainder = rest // smaller_size
+            return f"{count}{unit} {remainder}{smaller}" if remainder else f"{count}{unit}"
+    raise AssertionError("unreachable: whole >= 60 matches the minute unit")
+
+
+def format_percent(value: float | None) -> str:
+    """Given a percentage (or None), return it truncated to 3 decimals, never rounded up to
+    100% (an incident must stay visible), or ``-`` for None."""
+    if value is None:
+        return "-"
+    truncated = math.floor(value * 1000) / 1000
+    return f"{truncated:.3f}".rstrip("0").rstrip(".") + "%"
+
+
+def _parse_filters(since: str, label_pairs: list[str]) -> tuple[datetime, dict[str, str]] | None:
+    from upkeep.cli.check import parse_labels
+    from upkeep.cli.history import parse_since
+
+    try:
+        return parse_since(since), parse_labels(label_pairs)
+    except ValueError as error:
+        _err(str(error))
+        return None
+
+
+def _acked_by(incident: IncidentSpan) -> str:
+    if incident.acked_by:
+        return incident.acked_by
+    # The acknowledgement expired or was withdrawn; who it was is in the timeline.
+    return "(expired)" if incident.first_acked_at is not None else "-"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def incident_to_json(incident: IncidentSpan, now: datetime) -> dict[str, Any]:
+    """Given an incident and the current time, return its ``--json`` form."""
+    return {
+        "id": incident.id,
+        "check": incident.check,
+        "target": incident.target,
+        "severity": incident.severity,
+        "state": incident.state,
+        "labels": dict(incident.labels),
+        "message": incident.message,
+        "opened_at": _iso(incident.opened_at),
+        "fired_at": _iso(incident.fired_at),
+        "resolved_at": _iso(incident.resolved_at),
+        "duration_s": incident.duration_s(now),
+        "ongoing": incident.resolved_at is None,
+        "first_acked_at": _iso(incident.first_acked_at),
+        "acked_by": incident.acked_by,
+    }
+
+
+def _event_to_json(event: AlertEvent) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat(),
+        "kind": event.kind,
+        "detail": event.detail,
+        "author": event.author,
+    }
+
+
+# --- upkeep incidents ----------------------------------------------------------------------------
+
+
+def list_incidents(
+    config_path: Path | None,
+    since: str,
+    label_pairs: list[str],
+    *,
+    open_only: bool,
+    json_output: bool,
+) -> int:
+    """Print the incidents overlapping ``since``..now (only unresolved ones with
+    ``open_only``) newest first; return 0, or 2 on bad input or an unusable config/store."""
+    from upkeep.alerting.stats import load_incidents
+    from upkeep.cli.common import console
+
+    filters = _parse_filters(since, label_pairs)
+    if filters is None:
+        return EXIT_USAGE
+    start, labels = filters
+    now = datetime.now(UTC)
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        incidents = load_incidents(store.engine, start, now, labels, open_only=open_only)
+    incidents.reverse()
+    if json_output:
+        print_json([incident_to_json(incident, now) for incident in incidents])
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    zone = ZoneInfo(loaded.config.timezone)
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "check", "target", "sev", "opened", "duration", "acked by", "state"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for incident in incidents:
+        duration = human_duration(incident.duration_s(now))
+        if incident.resolved_at is None:
+            duration = f"ongoing ({duration})"
+        table.add_row(
+            str(incident.id),
+            Text(incident.check),
+            Text(incident.target),
+            Text(incident.severity),
+            Text(_iso_local(incident.opened_at, zone)),
+            Text(duration),
+            Text(_acked_by(incident)),
+            Text(incident.state, style=STATE_STYLE.get(incident.state, "")),
+        )
+    out = console()
+    out.print(table)
+    which = "open incident(s)" if open_only else "incident(s)"
+    out.print(f"{len(incidents)} {which} since {_iso_local(start, zone)}", markup=False)
+    return 0
+
+
+def show_incident(config_path: Path | None, incident_id: int, *, json_output: bool) -> int:
+    """Print one incident and its timeline; return 0, or 2 if there is no such incident."""
+    from upkeep.alerting.stats import load_incident
+    from upkeep.cli.common import console
+
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        incident = load_incident(store.engine, incident_id)
+        events = store.alerts.events(incident_id) if incident is not None else []
+    if incident is None:
+        _err(f"no incident {incident_id}")
+        return EXIT_USAGE
+    now = datetime.now(UTC)
+    if json_output:
+        print_json(
+            {**incident_to_json(incident, now), "timeline": [_event_to_json(e) for e in events]}
+        )
+        return 0
+    from rich.text import Text
+
+    zone = ZoneInfo(loaded.config.timezone)
+    out = console()
+    header = Text(
+        f"incident {incident.id}: {incident.check} on {incident.target} ({incident.severity}) "
+    )
+    header.append(incident.state, style=STATE_STYLE.get(incident.state, ""))
+    out.print(header)
+    duration = human_duration(incident.duration_s(now))
+    lines = [
+        f"message:   {incident.message}",
+        f"opened:    {_iso_local(incident.opened_at, zone)}",
+        f"fired:     {_iso_local(incident.fired_at, zone)}",
+        f"resolved:  {_iso_local(incident.resolved_at, zone)}"
+        + (f" (after {duration})" if incident.resolved_at else f" (ongoing, {duration})"),
+        f"acked:     {_iso_local(incident.first_acked_at, zone)}"
+        + (f" by {incident.acked_by}" if incident.acked_by else ""),
+        "labels:    " + (", ".join(f"{k}={v}" for k, v in incident.labels.items()) or "-"),
+    ]
+    for line in lines:
+        out.print(line, markup=False)
+    out.print("timeline:", markup=False)
+    for event in events:
+        entry = Text(f"  {event.at.astimezone(zone):%Y-%m-%d %H:%M:%S}  ")
+        entry.append(f"{event.kind:<14}", style=EVENT_STYLE.get(event.kind, ""))
+        if event.author:
+            entry.append(f" {event.author}" + (":" if event.detail else ""))
+        if event.detail:
+            entry.append(f" {event.detail}")
+        out.print(entry)
+    return 0
+
+
+def note_incident(
+    config_path: Path | None, incident_id: int, text: str, *, author: str | None
+) -> int:
+    """Append a note to an incident's timeline; return 0, or 2 if there is no such incident
+    or the note is empty."""
+    from upkeep.cli.common import console
+
+    if not text.strip():
+        _err("the note is empty")
+        return EXIT_USAGE
+    writer = author or who()
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        _, store = opened
+        added = store.alerts.add_note(incident_id, text, writer, datetime.now(UTC))
+    if not added:
+        _err(f"no incident {incident_id}")
+        return EXIT_USAGE
+    console().print(f"note added to incident {incident_id} by {writer}", markup=False)
+    return 0
+
+
+# --- upkeep stats ---------------------------------------------------------------------------------
+
+
+def show_stats(
+    config_path: Path | None, since: str, label_pairs: list[str], *, json_output: bool
+) -> int:
+    """Print uptime, incidents, MTTR, MTBF, MTTA and response targets met per check and per
+    target over ``since``..now; return 0, or 2 on bad input or an unusable config/store."""
+    from upkeep.alerting.stats import compute_stats, first_seen, load_incidents
+    from upkeep.cli.common import console
+
+    filters = _parse_filters(since, label_pairs)
+    if filters is None:
+        return EXIT_USAGE
+    start, labels = filters
+    now = datetime.now(UTC)
+    if start >= now:
+        _err("--since must be in the past")
+        return EXIT_USAGE
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        incidents = load_incidents(store.engine, start, now, labels)
+        monitored = first_seen(store.engine, labels)
+    targets_by_severity = {
+        str(severity): target
+        for severity, target in loaded.config.alerting.response_targets.items()
+    }
+    figures = compute_stats(incidents, start, now, monitored, targets_by_severity)
+    checks = [figure for figure in figures if figure.scope == "check"]
+    targets = [figure for figure in figures if figure.scope == "target"]
+    if json_output:
+        print_json(
+            {
+                "since": start.isoformat(),
+                "until": now.isoformat(),
+                "checks": [figure.to_json() for figure in checks],
+                "targets": [figure.to_json() for figure in targets],
+            }
+        )
+        return 0
+    zone = ZoneInfo(loaded.config.timezone)
+    out = console()
+    if not figures:
+        out.print("no checks with results in the period", markup=False)
+        return 0
+    for title, rows in (("check", checks), ("target", targets)):
+        out.print(_stats_table(title, rows))
+        out.print()
+    out.print(
+        f"since {_iso_local(start, zone)}; MTTR and MTBF over outages, MTTA over incidents "
+        "that fired in the period",
+        markup=False,
+    )
+    return 0
+
+
+def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column(title, no_wrap=True, overflow="ellipsis")
+    for column in ("uptime", "incidents", "open", "MTTR", "MTBF", "MTTA", "acked", "response met"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for figure in rows:
+        uptime = format_percent(figure.uptime_percent)
+        style = "" if figure.downtime_s == 0 else "yellow"
+        judged = figure.response_met + figure.response_missed
+        response = (
+            f"{format_percent(figure.response_target_met_percent)} ({figure.response_met}/{judged})"
+            if judged
+            else "-"
+        )
+        table.add_row(
+            Text(figure.name),
+            Text(uptime, style=style),
+            str(figure.incidents),
+            str(figure.open_incidents),
+            human_duration(figure.mttr_s),
+            human_duration(figure.mtbf_s),
+            human_duration(figure.mtta_s),
+            f"{figure.acked}/{figure.acked + figure.unacked}",
+            response,
+        )
+    return table
