@@ -31,7 +31,8 @@ from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key,
 from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
 from upkeep.notify.message import Notification
 from upkeep.status import Status
-from upkeep.store.alerts import AlertRecord, _alert, enqueue_notifications
+from upkeep.store.alerts import AlertRecord, alert_from_row
+from upkeep.store.outbox import add_notifications
 from upkeep.store.schema import alerts as alerts_table
 
 if TYPE_CHECKING:
@@ -183,35 +184,9 @@ class AlertManager:
         at = result.at
         was_firing = alert is not None and alert.state == "firing"
         status = step.alert_status or result.status
-        columns: dict[str, Any] = {"last_result_at": at}
-        if status is not Status.OK:
-            # A resolving result keeps the alert's last failure as its status and severity,
-            # so the recovery notice goes where the failure went.
-            columns["status"] = status
-            columns["severity"] = self._severity(check, status)
-            columns["message"] = self.loaded.redactor.redact(result.message)
-        if alert is None:
-            if Transition.OPEN not in transitions:
-                return None
-            if status is Status.OK:
-                return None
-            alert_id = self.alerts.insert_alert(
-                connection,
-                check=result.check,
-                target=result.target,
-                labels=dict(result.labels),
-                state="pending",
-                opened_at=step.state.bad_since or at,
-                flapping=False,
-                routing={},
-                response_missed=False,
-                **columns,
-            )
-            self.alerts.add_event(connection, alert_id, at, "opened", str(columns["message"]))
-            work.report.opened += 1
-        else:
-            alert_id = alert.id
-            self.alerts.update_alert(connection, alert_id, **columns)
+        alert_id = self._open_or_update(work, result, alert, step, status)
+        if alert_id is None:
+            return None
         record = self._reload(connection, alert_id)
 
         if Transition.CHANGE in transitions and alert is not None:
@@ -266,6 +241,46 @@ class AlertManager:
             self._resolve(work, record, at)
             return None
         return self._reload(connection, alert_id)
+
+    def _open_or_update(
+        self,
+        work: _Pass,
+        result: CheckResult,
+        alert: AlertRecord | None,
+        step: Step,
+        status: Status,
+    ) -> int | None:
+        """Open the check's alert if this result opens one, else bring the open one up to
+        date; return its id, or None if there is no alert to speak of.
+        """
+        check = self.config.checks[result.check]
+        columns: dict[str, Any] = {"last_result_at": result.at}
+        if status is not Status.OK:
+            # A resolving result keeps the alert's last failure as its status and severity,
+            # so the recovery notice goes where the failure went.
+            columns["status"] = status
+            columns["severity"] = self._severity(check, status)
+            columns["message"] = self.loaded.redactor.redact(result.message)
+        if alert is not None:
+            self.alerts.update_alert(work.connection, alert.id, **columns)
+            return alert.id
+        if Transition.OPEN not in step.transitions or status is Status.OK:
+            return None
+        alert_id = self.alerts.insert_alert(
+            work.connection,
+            check=result.check,
+            target=result.target,
+            labels=dict(result.labels),
+            state="pending",
+            opened_at=step.state.bad_since or result.at,
+            flapping=False,
+            routing={},
+            response_missed=False,
+            **columns,
+        )
+        self.alerts.add_event(work.connection, alert_id, result.at, "opened", columns["message"])
+        work.report.opened += 1
+        return alert_id
 
     def _resolve(self, work: _Pass, record: AlertRecord, at: datetime) -> None:
         """Close an alert at ``at``; notify its recovery only if its firing was notified."""
@@ -473,7 +488,7 @@ class AlertManager:
         return None
 
     def _reload(self, connection: Connection, alert_id: int) -> AlertRecord:
-        return _alert(
+        return alert_from_row(
             connection.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).one()
         )
 
@@ -565,7 +580,7 @@ class AlertManager:
                 )
                 for channel in targets
             ]
-            added = enqueue_notifications(
+            added = add_notifications(
                 work.connection,
                 notifications,
                 now,

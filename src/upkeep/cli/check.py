@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from upkeep.status import Status, worst
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.engine.results import CheckResult
+    from upkeep.store.store import Store
 
 EXIT_CONFIG_ERROR = 2
 """``validate`` exits 2 on an invalid config, as the spec says."""
@@ -26,7 +34,7 @@ def run_validate(config_path: Path | None) -> int:
     """Given ``-c``, validate the config, print a summary or every error; return 0 or 2."""
     from upkeep.cli.common import console, load_or_report
 
-    loaded = load_or_report(config_path)
+    loaded = load_or_report(config_path, check_channels=True)
     if loaded is None:
         return EXIT_CONFIG_ERROR
     config = loaded.config
@@ -88,6 +96,7 @@ def run_check(
 
         try:
             history.write_results(results)
+            _process_alerts(loaded, history, results, err)
         except SQLAlchemyError as error:
             stored = False
             # The driver's first line, not str(error): that adds the SQL and its parameters.
@@ -122,3 +131,25 @@ def run_check(
     if not stored and overall in (Status.OK, Status.WARNING):
         return int(Status.UNKNOWN)
     return int(overall)
+
+
+def _process_alerts(
+    loaded: LoadedConfig, store: Store, results: list[CheckResult], err: Console
+) -> None:
+    """Advance the checks' alerts with these results and deliver what is due now, so
+    ``upkeep check`` from cron alerts like the daemon does. A delivery failure is reported
+    and left in the outbox for the next run or the daemon to retry.
+    """
+    from upkeep.alerting.manager import AlertManager
+
+    AlertManager(loaded, store).process(results)
+    if not loaded.config.channels:
+        return
+    from upkeep.notify.dispatcher import deliver_now
+
+    for report in deliver_now(loaded, store):
+        if not report.ok:
+            err.print(
+                f"upkeep: notification to {report.channel} not delivered yet: {report.error}",
+                markup=False,
+            )

@@ -56,15 +56,18 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
-def load_or_report(path: Path | None) -> LoadedConfig | None:
-    """Given ``-c``, return the loaded config, or print every error to stderr and return None."""
+def load_or_report(path: Path | None, *, check_channels: bool = False) -> LoadedConfig | None:
+    """Given ``-c``, return the loaded config, or print every error to stderr and return None.
+
+    ``check_channels`` also parses the channels' Apprise URLs (see ``load_config``).
+    """
     from rich.text import Text
 
     from upkeep.config.errors import ConfigError
     from upkeep.config.loader import load_config
 
     try:
-        loaded = load_config(path)
+        loaded = load_config(path, check_channels=check_channels)
     except ConfigError as error:
         err = console(stderr=True)
         for issue in error.issues:

@@ -266,6 +266,194 @@ def prune(config: ConfigOption = None) -> None:
     raise typer.Exit(run_prune(config))
 
 
+# --- alerts, acknowledgement and silences (issue #4) ------------------------------------------
+
+
+@app.command()
+def alerts(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every alert opened within --since, not only open ones.")
+    ] = False,
+    since: Annotated[str, typer.Option(help="With --all: how far back, e.g. 7d.")] = "7d",
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Alert state: open alerts with severity, since when, acknowledgement and what holds them."""
+    from upkeep.cli.alerts import list_alerts
+
+    raise typer.Exit(list_alerts(config, show_all=show_all, since=since, json_output=json_output))
+
+
+@app.command()
+def ack(
+    alert_id: Annotated[int, typer.Argument(metavar="ALERT", help="The alert's id.")],
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", help="Re-escalate if still firing after this long, e.g. 2h."),
+    ] = None,
+    comment: Annotated[str, typer.Option(help="What you are doing about it.")] = "",
+    author: Annotated[str | None, typer.Option(help="Who acknowledges (default: you).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge an alert: escalation stops (until --for lapses, if given)."""
+    from upkeep.cli.alerts import acknowledge
+
+    raise typer.Exit(acknowledge(config, alert_id, duration=for_, comment=comment, author=author))
+
+
+silence_app = typer.Typer(help="Silences: mute matching alerts for a while.", no_args_is_help=True)
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+def silence_add(
+    match: Annotated[
+        list[str],
+        typer.Option(
+            "--match", "-m", help="key=pattern (a label, check, target or severity; * globs)."
+        ),
+    ],
+    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 2h.")],
+    comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    start: Annotated[
+        str, typer.Option(help="ISO time (config timezone if none) or 'now'.")
+    ] = "now",
+    author: Annotated[str | None, typer.Option(help="Who (default: you).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a silence: matching alerts' notifications are recorded as muted, not sent."""
+    from upkeep.cli.alerts import add_silence
+
+    raise typer.Exit(
+        add_silence(config, match, duration=for_, start=start, comment=comment, author=author)
+    )
+
+
+@silence_app.command("list")
+def silence_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Ended and removed ones too.")] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List silences that have not ended."""
+    from upkeep.cli.alerts import list_silences
+
+    raise typer.Exit(list_silences(config, show_all=show_all, json_output=json_output))
+
+
+@silence_app.command("remove")
+def silence_remove(
+    silence_id: Annotated[int, typer.Argument(metavar="ID", help="The silence's id.")],
+    config: ConfigOption = None,
+) -> None:
+    """End a silence now."""
+    from upkeep.cli.alerts import remove_silence
+
+    raise typer.Exit(remove_silence(config, silence_id))
+
+
+# --- incidents and reliability figures (issue #4) ---------------------------------------------
+
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", help="Only alerts/checks with label k=v (repeatable)."),
+]
+incidents_app = typer.Typer(help="Incidents: alerts that fired, with their timelines.")
+app.add_typer(incidents_app, name="incidents")
+
+
+@incidents_app.callback(invoke_without_command=True)
+def incidents_list(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
+    label: LabelOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List incidents newest first (or: incidents show ID, incidents note ID TEXT)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from upkeep.cli.incidents import list_incidents
+
+    raise typer.Exit(
+        list_incidents(config, since, label or [], open_only=open_only, json_output=json_output)
+    )
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one incident and its timeline."""
+    from upkeep.cli.incidents import show_incident
+
+    raise typer.Exit(show_incident(config, incident_id, json_output=json_output))
+
+
+@incidents_app.command("note")
+def incidents_note(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The note.")],
+    author: Annotated[
+        str | None, typer.Option(help="Who writes it (default: the OS user).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a note to an incident's timeline."""
+    from upkeep.cli.incidents import note_incident
+
+    raise typer.Exit(note_incident(config, incident_id, text, author=author))
+
+
+@app.command()
+def stats(
+    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    label: LabelOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show uptime, incidents, MTTR, MTBF, MTTA and response targets met per check and target."""
+    from upkeep.cli.incidents import show_stats
+
+    raise typer.Exit(show_stats(config, since, label or [], json_output=json_output))
+
+
+# --- notification channels and the outbox (issue #4) ------------------------------------------
+
+notify_app = typer.Typer(help="Notification channels and the outbox.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test(
+    channel: Annotated[str, typer.Argument(help="The channel to send a test message to.")],
+    config: ConfigOption = None,
+) -> None:
+    """Send a test message to a channel now (not through the outbox); exit 0 if it was taken."""
+    from upkeep.cli.notify import send_test
+
+    raise typer.Exit(send_test(config, channel))
+
+
+@notify_app.command("outbox")
+def notify_outbox(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this status: pending, sending, sent, dead or muted."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many notifications.")] = 50,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List recent notifications in the outbox: channel, status, attempts, next try, last error."""
+    from upkeep.cli.notify import list_outbox
+
+    raise typer.Exit(list_outbox(config, status=status, limit=limit, json_output=json_output))
+
+
 def main() -> None:
     """Run the CLI; report unexpected failures in one redacted line and exit 3 (unknown)."""
     try:

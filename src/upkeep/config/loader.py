@@ -459,7 +459,11 @@ def _resolve_target_paths(
 
 
 def _check_references(
-    config: UpkeepConfig, collector: _Collector, dropped: set[tuple[str, str | int]]
+    config: UpkeepConfig,
+    collector: _Collector,
+    dropped: set[tuple[str, str | int]],
+    *,
+    check_channels: bool,
 ) -> None:
     def known(section: str, names: Mapping[str, Any]) -> set[str]:
         return set(names) | {str(key) for kind, key in dropped if kind == section}
@@ -468,6 +472,15 @@ def _check_references(
     checks = known("checks", config.checks)
     windows = known("windows", config.windows)
     channels = known("channels", config.channels)
+    if check_channels and config.channels:
+        # Apprise costs ~0.4 s to import; only the commands that send or judge a config
+        # whole (validate, serve, notify) pay for checking the URLs with it.
+        from upkeep.notify.channels import validate_channel_url
+
+        for name, url in config.channels.items():
+            problem = validate_channel_url(url)
+            if problem is not None:
+                collector.add(("channels", name), problem)
     for name, runbook in config.runbooks.items():
         if runbook.window is not None and runbook.window not in windows:
             collector.add(("runbooks", name, "window"), f"no window named {runbook.window!r}")
@@ -482,14 +495,13 @@ def _check_references(
                             (*step_path, "checks", "names"), f"no check named {check_name!r}"
                         )
     for index, route in enumerate(config.routes):
-        escalations = (
-            route.escalate
-            if isinstance(route.escalate, list)
-            else [route.escalate]
-            if route.escalate
-            else []
-        )
-        for channel in [*route.notify, *(c for step in escalations for c in step.notify)]:
+        escalations = route.escalations
+        fallback = [route.fallback] if route.fallback else []
+        for channel in [
+            *route.notify,
+            *(c for step in escalations for c in step.notify),
+            *fallback,
+        ]:
             if channel not in channels:
                 names = ", ".join(sorted(channels)) or "none defined"
                 collector.add(
@@ -500,15 +512,53 @@ def _check_references(
                 collector.add(
                     ("routes", index, "match", "checks"), f"no check named {check_name!r}"
                 )
+    for name, window in config.windows.items():
+        for check_name in (window.mute.checks or []) if window.mute else []:
+            if check_name not in checks:
+                collector.add(("windows", name, "mute", "checks"), f"no check named {check_name!r}")
+    _check_dependencies(config, collector, checks)
+
+
+def _check_dependencies(config: UpkeepConfig, collector: _Collector, checks: set[str]) -> None:
+    """Report ``depends_on`` names that are unknown, the check itself, or part of a cycle."""
+    for name, check in config.checks.items():
+        for parent in check.depends_on:
+            if parent == name:
+                collector.add(("checks", name, "depends_on"), "a check cannot depend on itself")
+            elif parent not in checks:
+                collector.add(("checks", name, "depends_on"), f"no check named {parent!r}")
+    reported: set[str] = set()
+    for start in config.checks:
+        seen: set[str] = set()
+        # Walk parents depth-first from each check; reaching the start again is a cycle.
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        while stack:
+            current, path = stack.pop()
+            seen.add(current)
+            parent_check = config.checks.get(current)
+            for parent in parent_check.depends_on if parent_check else []:
+                if parent == current:
+                    continue
+                if parent == start and start not in reported:
+                    cycle = " -> ".join([*path, parent])
+                    reported.update(path)
+                    collector.add(("checks", start, "depends_on"), f"dependency cycle: {cycle}")
+                elif parent not in seen:
+                    stack.append((parent, [*path, parent]))
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    check_channels: bool = False,
 ) -> LoadedConfig:
     """Given a config path (or None for the default lookup), return the validated config.
 
-    Raise ``ConfigError`` listing every problem if the file is missing, is not YAML, or
-    fails validation anywhere; secrets never appear in the error text.
+    With ``check_channels``, also parse every channel's Apprise URL (what ``validate`` and
+    ``serve`` do; other commands skip Apprise's import cost). Raise ``ConfigError`` listing
+    every problem if the file is missing, is not YAML, or fails validation anywhere;
+    secrets never appear in the error text.
     """
     from upkeep.config.models import UpkeepConfig
 
@@ -563,7 +613,7 @@ def load_config(
     _collect_secrets(config, redactor)
     compiled = _compile_checks(config, raw, collector, dropped)
     tasks = _compile_tasks(config, raw, collector, dropped, redactor)
-    _check_references(config, collector, dropped)
+    _check_references(config, collector, dropped, check_channels=check_channels)
     if collector.issues:
         raise ConfigError(_redacted(collector.issues, redactor))
     return LoadedConfig(

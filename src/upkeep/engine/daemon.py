@@ -36,9 +36,11 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
+    from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
+    from upkeep.notify.dispatcher import Dispatcher
     from upkeep.store.store import Store
     from upkeep.web.app import DaemonState
 
@@ -48,6 +50,8 @@ ORPHAN_SWEEP_INTERVAL_S = 60.0
 """How often the leader looks for runs whose owner died."""
 RETENTION_INTERVAL_S = 3600.0
 """How often the leader applies the retention settings."""
+DELIVERY_POLL_S = 1.0
+"""How often the leader looks for due notifications in the outbox."""
 SERVER_START_TIMEOUT_S = 10.0
 """How long the HTTP server may take to start listening."""
 
@@ -81,6 +85,8 @@ class Daemon:
         self._server: Any = None
         self._retired: list[Scheduler] = []
         self._running_runbooks: dict[str, asyncio.Task[None]] = {}
+        self._alerts: AlertManager | None = None
+        self._dispatcher: Dispatcher | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -201,7 +207,7 @@ class Daemon:
         from upkeep.config.loader import load_config
 
         try:
-            fresh = load_config(self.loaded.path)
+            fresh = load_config(self.loaded.path, check_channels=True)
         except ConfigError as error:
             self.metrics.config_reloads.labels("rejected").inc()
             logger.error("config reload rejected, keeping the running config:\n%s", error)
@@ -209,6 +215,10 @@ class Daemon:
         self.loaded = fresh
         if self._state is not None:
             self._state.loaded = fresh
+        if self._dispatcher is not None:
+            self._dispatcher.channels = dict(fresh.config.channels)
+            self._dispatcher.delivery = fresh.config.alerting.delivery
+            self._dispatcher.redactor = fresh.redactor
         self.metrics.config_reloads.labels("applied").inc()
         logger.info("config reloaded from %s", fresh.path)
         return True
@@ -218,17 +228,16 @@ class Daemon:
 
         if self._store is None or self._state is None:
             raise RuntimeError("the store is open before leading")
-        store = self._store
         self._state.role = "leader"
         self.metrics.leader.set(1)
-        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
-        interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
-        if interrupted:
-            logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+        await self._clean_up_after_the_dead(self._store)
         http = HttpClient()
         interval = self.loaded.config.engine.takeover_interval.total_seconds()
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         scheduler = self._new_scheduler(http)
+        alerting = asyncio.create_task(self._alert_ticks(), name="alert-ticks")
+        delivery_stop = asyncio.Event()
+        delivery = asyncio.create_task(self._deliveries(delivery_stop), name="deliveries")
         schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
         lost = False
         try:
@@ -257,12 +266,29 @@ class Daemon:
                     logger.warning("cancelled running runbook(s): %s", ", ".join(cancelled))
             self._retired.clear()
             housekeeping.cancel()
-            await asyncio.gather(housekeeping, return_exceptions=True)
+            alerting.cancel()
+            # Deliveries stop after the drain, so notices caused by the last results go out.
+            delivery_stop.set()
+            await asyncio.gather(housekeeping, alerting, delivery, return_exceptions=True)
             await http.close()
             self.metrics.leader.set(0)
             self._state.role = "standby"
             if lost:
                 await leadership.release()
+
+    async def _clean_up_after_the_dead(self, store: Store) -> None:
+        """On taking the lead: register as leader, mark runs of dead owners interrupted and
+        hand their outbox claims back, so their notices go out now, not after the lease.
+        """
+        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
+        interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
+        if interrupted:
+            logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+        released = await asyncio.to_thread(
+            store.outbox.release_dead_claims, store.runs.owner_is_dead
+        )
+        if released:
+            logger.warning("took back %d notification(s) a dead instance was sending", released)
 
     async def _replace_scheduler(
         self, scheduler: Scheduler, schedule_task: asyncio.Task[None], http: HttpClient
@@ -286,12 +312,20 @@ class Daemon:
 
         if self._store is None or self._state is None:
             raise RuntimeError("the store is open before scheduling")
+        from upkeep.alerting.manager import AlertManager
+
         loaded = self.loaded
         checks = CheckRunner(
             redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
         )
+        self._alerts = AlertManager(loaded, self._store)
         executor = RunbookExecutor(
-            loaded, self._store, http=http, checks=checks, owner=self.instance_id
+            loaded,
+            self._store,
+            http=http,
+            checks=checks,
+            owner=self.instance_id,
+            alerts=self._alerts,
         )
         stats = self._state.stats or SchedulerStats()
         self._state.stats = stats
@@ -308,7 +342,42 @@ class Daemon:
             on_run=self.metrics.observe_run,
             stats=stats,
             running_runbooks=self._running_runbooks,
+            alerts=self._alerts,
         )
+
+    async def _deliveries(self, stop: asyncio.Event) -> None:
+        """As the leader, deliver the outbox until ``stop``; a reload swaps the channels."""
+        from upkeep.notify.dispatcher import Dispatcher
+
+        if self._store is None:
+            return
+        config = self.loaded.config
+        self._dispatcher = Dispatcher(
+            self._store.outbox,
+            config.channels,
+            config.alerting.delivery,
+            self.loaded.redactor,
+            self.instance_id,
+        )
+        try:
+            await self._dispatcher.run(stop, poll_s=DELIVERY_POLL_S)
+        finally:
+            self._dispatcher = None
+
+    async def _alert_ticks(self) -> None:
+        """As the leader, run the alert manager's time-driven work every few seconds."""
+        from upkeep.alerting.manager import TICK_INTERVAL_S
+
+        while True:
+            manager = self._alerts
+            if manager is not None:
+                try:
+                    report = await asyncio.to_thread(manager.tick)
+                    if report.escalated:
+                        logger.info("escalated %d alert(s)", report.escalated)
+                except Exception as error:  # noqa: BLE001 - retried on the next tick
+                    logger.warning("alert tick failed: %s", self._redact(str(error)))
+            await asyncio.sleep(TICK_INTERVAL_S)
 
     async def _housekeeping(self) -> None:
         """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
@@ -371,7 +440,7 @@ def serve(config_path: Path | None, listen: str | None = None) -> int:
     """Given a config path, run the daemon until it is told to stop; return the exit code."""
     from upkeep.config.loader import load_config
 
-    loaded = load_config(config_path)
+    loaded = load_config(config_path, check_channels=True)
     daemon = Daemon(loaded, listen=listen)
     started = datetime.now(UTC)
     code = asyncio.run(daemon.run())

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from upkeep.engine.results import CheckResult
     from upkeep.engine.scheduler import SchedulerStats
     from upkeep.store.runs import RunRecord
+    from upkeep.store.store import Store
 
 LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -78,6 +79,23 @@ class DaemonMetrics:
         self.runbooks_deferred = Gauge(
             "upkeep_runbooks_deferred", "runbook firings deferred to a window", registry=registry
         )
+        self.alert_failures = Gauge(
+            "upkeep_alert_processing_failures",
+            "result batches whose alert processing failed (retried)",
+            registry=registry,
+        )
+        self.alerts_open = Gauge(
+            "upkeep_alerts_open",
+            "open alerts by state, severity and whether acknowledged",
+            ["state", "severity", "acknowledged"],
+            registry=registry,
+        )
+        self.outbox_rows = Gauge(
+            "upkeep_outbox_notifications",
+            "notifications in the outbox by status (pending, sending, sent, dead, muted)",
+            ["status"],
+            registry=registry,
+        )
 
     def observe_result(self, result: CheckResult, lag_s: float) -> None:
         """Given a check result and its lag, count it."""
@@ -98,3 +116,18 @@ class DaemonMetrics:
         self.checks_skipped.set(stats.checks_skipped_busy)
         self.runbooks_missed.set(stats.runbooks_missed)
         self.runbooks_deferred.set(stats.runbooks_deferred)
+        self.alert_failures.set(stats.alert_failures)
+
+    def update_alerting(self, store: Store) -> None:
+        """Given the store, set the alert and outbox gauges from it (at scrape time; blocking)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for record in store.alerts.list_alerts(open_only=True, limit=100_000):
+            key = (record.state, record.severity, "yes" if record.acked_by else "no")
+            counts[key] = counts.get(key, 0) + 1
+        self.alerts_open.clear()
+        for (state, severity, acknowledged), count in counts.items():
+            self.alerts_open.labels(state, severity, acknowledged).set(count)
+        for status in ("pending", "sending", "sent", "dead", "muted"):
+            self.outbox_rows.labels(status).set(0)
+        for status, count in store.outbox.counts().items():
+            self.outbox_rows.labels(status).set(count)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 from upkeep.status import Status, worst
 
 if TYPE_CHECKING:
+    from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.config.models import RunbookConfig, StepConfig
     from upkeep.engine.results import CheckResult
@@ -129,9 +130,11 @@ class RunbookExecutor:
         approval_poll_s: float = APPROVAL_POLL_S,
         on_step: StepListener | None = None,
         on_start: Callable[[int], None] | None = None,
+        alerts: AlertManager | None = None,
     ) -> None:
         self.loaded = loaded
         self.store = store
+        self.alerts = alerts
         self.http = http
         self.checks = checks
         self.owner = owner
@@ -329,7 +332,7 @@ class RunbookExecutor:
                 results = await self.checks.run_many(selected)
         except TimeoutError:
             return StepReport("timed_out", f"checks did not finish within {step.timeout}")
-        await asyncio.to_thread(self.store.write_results, results, run_id)
+        await self._record(results, run_id)
         worst_status = worst([result.status for result in results])
         lines = [f"{result.status.label:<8} {result.check}: {result.message}" for result in results]
         counts: dict[str, int] = {}
@@ -349,8 +352,24 @@ class RunbookExecutor:
         """
         check = self.loaded.checks[name]
         result = await self.checks.run_one(check)
-        await asyncio.to_thread(self.store.write_results, [result], run_id)
+        await self._record([result], run_id)
         return result
+
+    async def _record(self, results: list[CheckResult], run_id: int | None) -> None:
+        """Store results, then let the alert manager see them (its failure is logged: the
+        step's outcome does not depend on alerting).
+        """
+        await asyncio.to_thread(self.store.write_results, results, run_id)
+        if self.alerts is None:
+            return
+        try:
+            await asyncio.to_thread(self.alerts.process, results)
+        except Exception as error:  # noqa: BLE001 - alerting must not fail a runbook step
+            logger.error(
+                "could not process alerts of %d results: %s",
+                len(results),
+                self.loaded.redactor.redact(f"{type(error).__name__}: {error}"),
+            )
 
     async def _task_step(
         self, runbook: str, position: int, step: StepConfig, run_id: int, dry_run: bool

@@ -36,6 +36,7 @@ from upkeep.engine.schedule import CronSchedule, next_interval_firing
 from upkeep.engine.windows import WindowCalendar
 
 if TYPE_CHECKING:
+    from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.engine.results import CheckResult
     from upkeep.engine.runbooks import RunbookExecutor
@@ -66,6 +67,7 @@ class SchedulerStats:
     checks_skipped_busy: int = 0
     results_written: int = 0
     write_failures: int = 0
+    alert_failures: int = 0
     runbooks_started: int = 0
     runbooks_missed: int = 0
     runbooks_deferred: int = 0
@@ -101,6 +103,7 @@ class Scheduler:
         on_run: RunListener | None = None,
         stats: SchedulerStats | None = None,
         running_runbooks: dict[str, asyncio.Task[None]] | None = None,
+        alerts: AlertManager | None = None,
     ) -> None:
         self.loaded = loaded
         self.store = store
@@ -110,7 +113,11 @@ class Scheduler:
         self.on_result = on_result
         self.on_run = on_run
         self.stats = stats or SchedulerStats()
+        self.alerts = alerts
         self._buffer: list[CheckResult] = []
+        # Written results whose alert processing failed (a store hiccup): retried first
+        # on the next flush, so no transition is lost, and bounded like the write buffer.
+        self._alert_backlog: list[CheckResult] = []
         self._buffer_full = asyncio.Event()
         self._check_tasks: set[asyncio.Task[None]] = set()
         self._running_checks: set[str] = set()
@@ -242,11 +249,14 @@ class Scheduler:
             await self._flush()
 
     async def _flush(self) -> None:
-        if not self._buffer:
+        if not self._buffer and not self._alert_backlog:
             return
         batch, self._buffer = self._buffer, []
         try:
-            self.stats.results_written += await asyncio.to_thread(self.store.write_results, batch)
+            if batch:
+                self.stats.results_written += await asyncio.to_thread(
+                    self.store.write_results, batch
+                )
         except Exception as error:  # noqa: BLE001 - a store outage must not stop the checks
             self.stats.write_failures += 1
             logger.error(
@@ -256,6 +266,20 @@ class Scheduler:
             )
             # Keep them for the next attempt, but never grow without bound.
             self._buffer = (batch + self._buffer)[-WRITE_BATCH_LIMIT * 10 :]
+            return
+        if self.alerts is None:
+            return
+        pending, self._alert_backlog = self._alert_backlog + batch, []
+        try:
+            await asyncio.to_thread(self.alerts.process, pending)
+        except Exception as error:  # noqa: BLE001 - alerting failures are retried, never fatal
+            self.stats.alert_failures += 1
+            logger.error(
+                "could not process alerts of %d results: %s",
+                len(pending),
+                self.loaded.redactor.redact(f"{type(error).__name__}: {error}"),
+            )
+            self._alert_backlog = pending[-WRITE_BATCH_LIMIT * 10 :]
 
     # --- runbooks ----------------------------------------------------------------------------
 

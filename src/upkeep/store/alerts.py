@@ -15,16 +15,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from upkeep.alerting.state import CheckState
 from upkeep.status import Status
-from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
+from upkeep.store.schema import alert_events, alerts, check_states, silences
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-    from upkeep.notify.message import Notification
 
 IN_CHUNK = 500
 """Names per ``IN (...)``: well under every backend's bound-parameter limit."""
@@ -107,7 +104,8 @@ class Silence:
         return self.removed_at is None and self.starts_at <= moment < self.ends_at
 
 
-def _alert(row: Any) -> AlertRecord:
+def alert_from_row(row: Any) -> AlertRecord:
+    """Given an `alerts` row, return it as an AlertRecord."""
     values = dict(row._mapping)
     values.pop("active", None)
     values["status"] = Status(values["status"])
@@ -117,55 +115,6 @@ def _alert(row: Any) -> AlertRecord:
 def _chunks(names: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(names), IN_CHUNK):
         yield names[start : start + IN_CHUNK]
-
-
-def enqueue_notifications(
-    connection: Connection,
-    notifications: Sequence[Notification],
-    now: datetime,
-    *,
-    deliver_after: datetime | None = None,
-    muted_by: str | None = None,
-) -> int:
-    """Given an open transaction and notifications, add those whose key is new to the
-    outbox (``pending``, or ``muted`` and never sent when ``muted_by`` is given); return
-    how many were added. A key already present is left as it is: enqueuing is idempotent.
-    """
-    added = 0
-    for notification in notifications:
-        exists = connection.execute(
-            select(outbox.c.id).where(outbox.c.key == notification.key)
-        ).first()
-        if exists is not None:
-            continue
-        values = {
-            "key": notification.key,
-            "channel": notification.channel,
-            "alert_id": notification.alert_id,
-            "kind": notification.kind,
-            "group_key": notification.group_key,
-            "severity": notification.severity,
-            "level": notification.level,
-            "title": notification.title,
-            "body": notification.body,
-            "status": "muted" if muted_by else "pending",
-            "muted_by": muted_by,
-            "created_at": now,
-            "next_attempt_at": deliver_after or now,
-            "attempts": 0,
-            "fallback": notification.fallback,
-            "fallback_after": notification.fallback_after,
-            "fallback_sent": False,
-        }
-        # A savepoint, so a concurrent insert of the same key loses quietly instead of
-        # aborting the whole transaction (PostgreSQL would otherwise refuse the rest).
-        try:
-            with connection.begin_nested():
-                connection.execute(insert(outbox).values(**values))
-        except IntegrityError:
-            continue
-        added += 1
-    return added
 
 
 class AlertStore:
@@ -224,10 +173,10 @@ class AlertStore:
         found: dict[str, AlertRecord] = {}
         if checks is None:
             rows = connection.execute(select(alerts).where(alerts.c.active.is_not(None)))
-            return {record.check: record for record in map(_alert, rows)}
+            return {record.check: record for record in map(alert_from_row, rows)}
         for chunk in _chunks(sorted(set(checks))):
             rows = connection.execute(select(alerts).where(alerts.c.active.in_(chunk)))
-            found.update({record.check: record for record in map(_alert, rows)})
+            found.update({record.check: record for record in map(alert_from_row, rows)})
         return found
 
     def insert_alert(self, connection: Connection, **values: Any) -> int:
@@ -267,7 +216,7 @@ class AlertStore:
         """Given an alert id, return the alert, or None."""
         with self.engine.connect() as connection:
             row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-        return _alert(row) if row is not None else None
+        return alert_from_row(row) if row is not None else None
 
     def list_alerts(
         self, *, open_only: bool = True, since: datetime | None = None, limit: int = 500
@@ -279,7 +228,7 @@ class AlertStore:
         if since is not None:
             query = query.where(or_(alerts.c.opened_at >= since, alerts.c.active.is_not(None)))
         with self.engine.connect() as connection:
-            return [_alert(row) for row in connection.execute(query)]
+            return [alert_from_row(row) for row in connection.execute(query)]
 
     def events(self, alert_id: int) -> list[AlertEvent]:
         """Given an alert id, return its timeline, oldest first."""
@@ -290,6 +239,19 @@ class AlertStore:
                 .order_by(alert_events.c.at, alert_events.c.id)
             )
             return [AlertEvent(**dict(row._mapping)) for row in rows]
+
+    def add_note(self, alert_id: int, text: str, author: str, at: datetime) -> bool:
+        """Given an incident (a fired alert), append a ``note`` to its timeline and return
+        True; return False, writing nothing, if there is no such incident.
+        """
+        with self.transaction() as connection:
+            exists = connection.execute(
+                select(alerts.c.id).where(alerts.c.id == alert_id, alerts.c.fired_at.is_not(None))
+            ).first()
+            if exists is None:
+                return False
+            self.add_event(connection, alert_id, at, "note", text, author)
+        return True
 
     def acknowledge(
         self,
@@ -308,7 +270,7 @@ class AlertStore:
             row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
             if row is None:
                 raise AlertError(f"no alert #{alert_id}")
-            record = _alert(row)
+            record = alert_from_row(row)
             if record.state == "resolved":
                 raise AlertError(f"alert #{alert_id} is already resolved")
             self.update_alert(
@@ -324,7 +286,7 @@ class AlertStore:
             detail = f"acknowledged{until}" + (f": {comment}" if comment else "")
             self.add_event(connection, alert_id, at, "acknowledged", detail, author)
             updated = connection.execute(select(alerts).where(alerts.c.id == alert_id)).one()
-        return _alert(updated)
+        return alert_from_row(updated)
 
     # --- silences ------------------------------------------------------------------------
 
@@ -391,7 +353,9 @@ class AlertStore:
             )
         elif not include_ended:
             query = query.where(
-                and_(silences.c.removed_at.is_(None), silences.c.ends_at > (now or datetime.now(UTC)))
+                and_(
+                    silences.c.removed_at.is_(None), silences.c.ends_at > (now or datetime.now(UTC))
+                )
             )
         with self.engine.connect() as connection:
             return [Silence(**dict(row._mapping)) for row in connection.execute(query)]

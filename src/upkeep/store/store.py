@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from upkeep.engine.results import CheckResult
     from upkeep.store.alerts import AlertStore
+    from upkeep.store.outbox import OutboxStore
     from upkeep.store.runs import RunLog
 
 SCHEMA_REVISION = "0003"
@@ -206,6 +207,13 @@ class Store:
         from upkeep.store.runs import RunLog
 
         return RunLog(self.engine, self._lock)
+
+    @functools.cached_property
+    def outbox(self) -> OutboxStore:
+        """Return the outbox (notifications waiting for, or done with, delivery)."""
+        from upkeep.store.outbox import OutboxStore
+
+        return OutboxStore(self.engine, self._lock)
 
     @functools.cached_property
     def alerts(self) -> AlertStore:

@@ -1,7 +1,8 @@
 """The daemon's HTTP application: ``/healthz``, ``/metrics`` and the runs API.
 
 Served by uvicorn inside the daemon's event loop on ``engine.listen`` (loopback by
-default). Endpoints that change something (approve, reject) need
+default), and the alerts API: alerts with their timelines, acknowledgement, silences.
+Endpoints that change something (approve, reject, ack, silences) need
 ``Authorization: Bearer <engine.api_token>`` when a token is configured.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from upkeep.engine.scheduler import SchedulerStats
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,6 +127,10 @@ def create_app(state: DaemonState) -> FastAPI:
     async def metrics() -> Response:
         if state.stats is not None:
             state.metrics.update_from(state.stats)
+        try:
+            await asyncio.to_thread(state.metrics.update_alerting, state.store)
+        except Exception:  # noqa: BLE001 - the other metrics still answer when the store does not
+            logger.warning("could not read alert gauges from the store", exc_info=False)
         payload = await asyncio.to_thread(generate_latest, state.metrics.registry)
         return Response(content=payload, media_type=CONTENT_TYPE_LATEST)
 
@@ -165,4 +174,7 @@ def create_app(state: DaemonState) -> FastAPI:
         authorise(authorization)
         return await decide(run_id, "rejected", body or Decision())
 
+    from upkeep.web.alerts import alert_router
+
+    app.include_router(alert_router(state, authorise))
     return app

@@ -1,0 +1,268 @@
+"""``upkeep alerts``, ``upkeep ack`` and ``upkeep silence``: alert state, acknowledgement,
+and muting rules, read from and written to the store the daemon uses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from upkeep.cli.common import print_json
+from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
+
+if TYPE_CHECKING:
+    from upkeep.store.alerts import AlertRecord, Silence
+
+
+def _age(moment: datetime, now: datetime) -> str:
+    from upkeep.alerting.messages import human_duration
+
+    return human_duration(now - moment)
+
+
+def _ack_due(record: AlertRecord, targets: dict[str, timedelta], now: datetime) -> str:
+    """Given a firing alert, return when its response target falls due (or how late it is)."""
+    if record.fired_at is None or record.first_acked_at is not None:
+        return ""
+    target = targets.get(record.severity)
+    if target is None:
+        return ""
+    due = record.fired_at + target
+    return f"in {_age(now, due)}" if due > now else f"{_age(due, now)} late"
+
+
+def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_output: bool) -> int:
+    """Print open alerts (or, with ``show_all``, every alert opened since ``since``);
+    return 0, or 2 if the config or store cannot be opened or ``since`` is not a duration.
+    """
+    from rich.table import Table
+
+    from upkeep.cli.common import console
+    from upkeep.config.durations import parse_duration
+
+    now = datetime.now(UTC)
+    try:
+        opened_since = now - parse_duration(since) if show_all else None
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        records = store.alerts.list_alerts(open_only=not show_all, since=opened_since)
+    if json_output:
+        print_json({"alerts": [record.to_json() for record in records]})
+        return 0
+    zone = ZoneInfo(loaded.config.timezone)
+    targets = {str(k): v for k, v in loaded.config.alerting.response_targets.items()}
+    table = Table(title="alerts" if show_all else "open alerts")
+    for column in ("id", "sev", "state", "check", "target", "since", "ack", "message"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        state = record.state + (" (flapping)" if record.flapping else "")
+        if record.held:
+            state += f" [{record.held}" + (
+                f": {record.suppressed_by}]" if record.suppressed_by else "]"
+            )
+        if record.acked_by:
+            until = (
+                f" until {_iso_local(record.ack_expires_at, zone)}" if record.ack_expires_at else ""
+            )
+            ack = f"{record.acked_by}{until}"
+        else:
+            due = _ack_due(record, targets, now)
+            ack = f"due {due}" if due else ""
+        table.add_row(
+            str(record.id),
+            record.severity,
+            state,
+            record.check,
+            record.target,
+            f"{_iso_local(record.opened_at, zone)} ({_age(record.opened_at, now)})",
+            ack,
+            record.message,
+        )
+    out = console()
+    if not records:
+        out.print(
+            "no open alerts" if not show_all else f"no alerts since {since} ago", markup=False
+        )
+        return 0
+    out.print(table)
+    return 0
+
+
+def acknowledge(
+    config_path: Path | None,
+    alert_id: int,
+    *,
+    duration: str | None,
+    comment: str,
+    author: str | None,
+) -> int:
+    """Acknowledge an open alert (for a while, or until it resolves); return 0, or 2 if
+    there is no such open alert or the duration is not one.
+    """
+    from upkeep.alerting.manager import AlertManager
+    from upkeep.cli.common import console
+    from upkeep.config.durations import parse_duration
+    from upkeep.store.alerts import AlertError
+
+    try:
+        length = parse_duration(duration) if duration else None
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        manager = AlertManager(loaded, store)
+        try:
+            record = manager.acknowledge(
+                alert_id, author=author or who(), duration=length, comment=comment
+            )
+        except AlertError as error:
+            _err(str(error))
+            return EXIT_USAGE
+    zone = ZoneInfo(loaded.config.timezone)
+    until = (
+        f" until {_iso_local(record.ack_expires_at, zone)}"
+        if record.ack_expires_at
+        else " until it resolves"
+    )
+    console().print(
+        f"alert #{record.id} ({record.check}) acknowledged by {record.acked_by}{until}",
+        markup=False,
+    )
+    return 0
+
+
+def add_silence(
+    config_path: Path | None,
+    matchers: list[str],
+    *,
+    duration: str,
+    start: str,
+    comment: str,
+    author: str | None,
+) -> int:
+    """Add a silence muting alerts whose fields match every ``key=pattern``; return 0, or 2
+    on bad input.
+    """
+    from upkeep.alerting.routing import parse_matchers
+    from upkeep.cli.common import console
+    from upkeep.config.durations import parse_duration
+    from upkeep.store.alerts import AlertError
+
+    try:
+        parsed = parse_matchers(matchers)
+        length = parse_duration(duration)
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        zone = ZoneInfo(loaded.config.timezone)
+        try:
+            if start == "now":
+                starts_at = datetime.now(UTC)
+            else:
+                moment = datetime.fromisoformat(start)
+                starts_at = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+            silence = store.alerts.add_silence(
+                parsed,
+                starts_at=starts_at,
+                ends_at=starts_at + length,
+                author=author or who(),
+                comment=comment,
+            )
+        except (ValueError, AlertError) as error:
+            _err(str(error))
+            return EXIT_USAGE
+    console().print(
+        f"silence {silence.id} ({_matchers_text(silence)}) by {silence.author}: "
+        f"{_iso_local(silence.starts_at, zone)} to {_iso_local(silence.ends_at, zone)}",
+        markup=False,
+    )
+    return 0
+
+
+def _matchers_text(silence: Silence) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(silence.matchers.items()))
+
+
+def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool) -> int:
+    """Print silences not yet over (every one with ``show_all``); return 0 or 2."""
+    from rich.table import Table
+
+    from upkeep.cli.common import console
+
+    now = datetime.now(UTC)
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        found = store.alerts.silences(include_ended=show_all)
+    if json_output:
+        rows: list[dict[str, Any]] = [
+            {
+                "id": silence.id,
+                "matchers": silence.matchers,
+                "starts_at": silence.starts_at.isoformat(),
+                "ends_at": silence.ends_at.isoformat(),
+                "author": silence.author,
+                "comment": silence.comment,
+                "active": silence.active(now),
+                "removed_by": silence.removed_by,
+            }
+            for silence in found
+        ]
+        print_json({"silences": rows})
+        return 0
+    zone = ZoneInfo(loaded.config.timezone)
+    table = Table(title="silences")
+    for column in ("id", "matchers", "from", "until", "by", "state", "comment"):
+        table.add_column(column, overflow="fold")
+    for silence in found:
+        if silence.removed_at is not None:
+            state = f"removed by {silence.removed_by}"
+        elif silence.active(now):
+            state = "active"
+        else:
+            state = "ended" if silence.ends_at <= now else "scheduled"
+        table.add_row(
+            str(silence.id),
+            _matchers_text(silence),
+            _iso_local(silence.starts_at, zone),
+            _iso_local(silence.ends_at, zone),
+            silence.author,
+            state,
+            silence.comment,
+        )
+    if not found:
+        console().print("no silences", markup=False)
+        return 0
+    console().print(table)
+    return 0
+
+
+def remove_silence(config_path: Path | None, silence_id: int) -> int:
+    """End a silence now; return 0, or 2 if there is no such active silence."""
+    from upkeep.cli.common import console
+
+    with _opened(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        _, store = opened
+        removed = store.alerts.remove_silence(silence_id, by=who())
+    if not removed:
+        _err(f"no active silence {silence_id}")
+        return EXIT_USAGE
+    console().print(f"silence {silence_id} removed", markup=False)
+    return 0
