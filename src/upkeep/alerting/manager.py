@@ -86,6 +86,7 @@ class _Pass:
         self._make_muter = muter
         self._muter: Muter | None = None
         self.report = AlertReport()
+        self.run_id: int | None = None
 
     @property
     def muter(self) -> Muter:
@@ -124,8 +125,9 @@ class AlertManager:
 
     # --- results ---------------------------------------------------------------------------
 
-    def process(self, results: Sequence[CheckResult]) -> AlertReport:
-        """Given check results, advance their checks' alerts and queue the notifications.
+    def process(self, results: Sequence[CheckResult], run_id: int | None = None) -> AlertReport:
+        """Given check results (and the run that produced them, if any), advance their
+        checks' alerts and queue the notifications; messages link to that run.
 
         Results of checks no longer in the config are ignored. Everything a batch causes is
         committed together, or (on an error, which propagates) not at all.
@@ -138,6 +140,7 @@ class AlertManager:
         parents = {parent for name in names for parent in self.config.checks[name].depends_on}
         with self.alerts.transaction() as connection:
             work = _Pass(connection, self.clock(), self._muter_factory)
+            work.run_id = run_id
             states = self.alerts.states(connection, names | parents)
             stored = set(states)
             before = dict(states)
@@ -550,6 +553,7 @@ class AlertManager:
                 record.labels,
                 record.opened_at,
                 record.acked_by,
+                work.run_id,
             ),
             now=now,
             zone=self.zone,

@@ -25,6 +25,8 @@ class MessageFacts:
     labels: Mapping[str, str]
     opened_at: datetime
     acked_by: str | None = None
+    run_id: int | None = None
+    """The runbook run whose checks step produced the result, if one did."""
 
 
 def human_duration(span: timedelta) -> str:
@@ -49,9 +51,14 @@ LEVELS = {
 }
 
 
-def _footer(facts: MessageFacts, public_url: str | None) -> str:
-    link = f"{public_url.rstrip('/')}/api/alerts/{facts.alert_id}" if public_url else None
-    return f"alert #{facts.alert_id}" + (f" · {link}" if link else "")
+def _footer(facts: MessageFacts, public_url: str | None) -> list[str]:
+    if not public_url:
+        return [f"alert #{facts.alert_id}"]
+    base = public_url.rstrip("/")
+    lines = [f"alert #{facts.alert_id} · {base}/api/alerts/{facts.alert_id}"]
+    if facts.run_id is not None:
+        lines.append(f"run #{facts.run_id} · {base}/api/runs/{facts.run_id}")
+    return lines
 
 
 def _when(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
@@ -105,5 +112,5 @@ def compose(
         lines.append(detail)
     if labels:
         lines.append(f"labels: {labels}")
-    lines.append(_footer(facts, public_url))
+    lines.extend(_footer(facts, public_url))
     return title, "\n".join(lines), level

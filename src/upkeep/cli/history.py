@@ -113,11 +113,20 @@ def run_prune(config_path: Path | None) -> int:
     retention = loaded.config.retention
     try:
         report = store.prune(keep_results=retention.results, keep_rollups=retention.rollups)
+        runs_deleted = store.runs.prune_runs(retention.runs)
+        alerts_deleted, notices_deleted = store.alerts.prune(
+            keep_alerts=retention.alerts, keep_notifications=retention.notifications
+        )
     finally:
         store.close()
     console().print(
         f"rolled up {report.results_rolled_up} result(s) into hourly buckets, "
         f"deleted {report.results_deleted} raw result(s) and {report.rollups_deleted} old rollup(s)",
+        markup=False,
+    )
+    console().print(
+        f"deleted {runs_deleted} old run(s), {alerts_deleted} resolved alert(s) and "
+        f"{notices_deleted} finished notification(s)",
         markup=False,
     )
     return 0

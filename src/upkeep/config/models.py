@@ -236,11 +236,20 @@ class WindowConfig(StrictModel):
 
 
 class RetentionConfig(StrictModel):
-    """How long the store keeps raw check results, hourly rollups and runbook runs."""
+    """How long the store keeps raw check results, hourly rollups, runbook runs, resolved
+    alerts and finished notifications."""
 
     results: Duration = timedelta(days=90)
     rollups: Duration = timedelta(days=2 * 365)
     runs: Duration = timedelta(days=365)
+    alerts: Duration = Field(
+        default=timedelta(days=2 * 365),
+        description="resolved alerts (incidents) and their timelines are kept this long",
+    )
+    notifications: Duration = Field(
+        default=timedelta(days=90),
+        description="sent, dead and muted notifications are kept this long in the outbox",
+    )
 
 
 class EngineConfig(StrictModel):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -397,13 +398,22 @@ class Daemon:
                         keep_rollups=retention.rollups,
                     )
                     runs_deleted = await asyncio.to_thread(store.runs.prune_runs, retention.runs)
+                    alerts_deleted, notices_deleted = await asyncio.to_thread(
+                        functools.partial(
+                            store.alerts.prune,
+                            keep_alerts=retention.alerts,
+                            keep_notifications=retention.notifications,
+                        )
+                    )
                     logger.info(
-                        "retention: %d results rolled up, %d deleted, %d rollups and %d runs "
-                        "deleted",
+                        "retention: %d results rolled up, %d deleted; deleted %d rollups, %d runs, "
+                        "%d resolved alerts, %d finished notifications",
                         report.results_rolled_up,
                         report.results_deleted,
                         report.rollups_deleted,
                         runs_deleted,
+                        alerts_deleted,
+                        notices_deleted,
                     )
             except Exception as error:  # noqa: BLE001 - housekeeping failures are logged and retried
                 logger.warning("housekeeping failed: %s", self._redact(str(error)))

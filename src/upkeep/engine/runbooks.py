@@ -363,7 +363,7 @@ class RunbookExecutor:
         if self.alerts is None:
             return
         try:
-            await asyncio.to_thread(self.alerts.process, results)
+            await asyncio.to_thread(self.alerts.process, results, run_id)
         except Exception as error:  # noqa: BLE001 - alerting must not fail a runbook step
             logger.error(
                 "could not process alerts of %d results: %s",

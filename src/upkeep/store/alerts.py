@@ -11,14 +11,14 @@ import contextlib
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 
 from upkeep.alerting.state import CheckState
 from upkeep.status import Status
-from upkeep.store.schema import alert_events, alerts, check_states, silences
+from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -287,6 +287,34 @@ class AlertStore:
             self.add_event(connection, alert_id, at, "acknowledged", detail, author)
             updated = connection.execute(select(alerts).where(alerts.c.id == alert_id)).one()
         return alert_from_row(updated)
+
+    def prune(
+        self, *, keep_alerts: timedelta, keep_notifications: timedelta, now: datetime | None = None
+    ) -> tuple[int, int]:
+        """Delete alerts resolved before ``keep_alerts`` ago (with their timelines) and
+        finished notifications (sent, dead, muted) created before ``keep_notifications``
+        ago; return (alerts deleted, notifications deleted). Open alerts and notifications
+        still to be delivered are never touched.
+        """
+        moment = now or datetime.now(UTC)
+        alert_cutoff, notice_cutoff = moment - keep_alerts, moment - keep_notifications
+        with self.transaction() as connection:
+            old = select(alerts.c.id).where(
+                alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff
+            )
+            connection.execute(delete(alert_events).where(alert_events.c.alert_id.in_(old)))
+            removed_alerts = connection.execute(
+                delete(alerts).where(
+                    alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff
+                )
+            ).rowcount
+            removed_notices = connection.execute(
+                delete(outbox).where(
+                    outbox.c.status.in_(("sent", "dead", "muted")),
+                    outbox.c.created_at < notice_cutoff,
+                )
+            ).rowcount
+        return int(removed_alerts), int(removed_notices)
 
     # --- silences ------------------------------------------------------------------------
 

