@@ -174,3 +174,14 @@ def test_example_daily_runbooks_dry_run(
         result = _cli("run", name, "--dry-run", "-c", str(copy), cwd=tmp_path)
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
     assert (tmp_path / ".upkeep").is_dir()  # the store lives beside the copied config
+
+
+def test_the_readme_config_is_valid_with_its_channels(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## A config") :]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    (tmp_path / "upkeep.yaml").write_text(section[start : section.index("```", start)])
+    environ = {"DATABASE_URL": "postgresql://app@127.0.0.1/app", "SMTP_PASSWORD": "dummy0secret"}
+    loaded = load_config(tmp_path / "upkeep.yaml", environ=environ, check_channels=True)
+    assert loaded.config.routes[0].escalations[1].notify == ["hook"]
+    assert loaded.config.checks["api-up"].depends_on == ["db-connections"]
