@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import print_json
@@ -210,20 +210,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
         loaded, store = opened
         found = store.alerts.silences(include_ended=show_all)
     if json_output:
-        rows: list[dict[str, Any]] = [
-            {
-                "id": silence.id,
-                "matchers": silence.matchers,
-                "starts_at": silence.starts_at.isoformat(),
-                "ends_at": silence.ends_at.isoformat(),
-                "author": silence.author,
-                "comment": silence.comment,
-                "active": silence.active(now),
-                "removed_by": silence.removed_by,
-            }
-            for silence in found
-        ]
-        print_json({"silences": rows})
+        print_json({"silences": [silence.to_json(now) for silence in found]})
         return 0
     zone = ZoneInfo(loaded.config.timezone)
     table = Table(title="silences")

@@ -103,6 +103,19 @@ class Silence:
         """Given an aware moment, return whether the silence mutes then."""
         return self.removed_at is None and self.starts_at <= moment < self.ends_at
 
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        """Given the time, return the silence as JSON-ready data, with whether it mutes now."""
+        return {
+            "id": self.id,
+            "matchers": self.matchers,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "author": self.author,
+            "comment": self.comment,
+            "active": self.active(now),
+            "removed_by": self.removed_by,
+        }
+
 
 def alert_from_row(row: Any) -> AlertRecord:
     """Given an `alerts` row, return it as an AlertRecord."""

@@ -93,17 +93,8 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
     @router.get("/api/silences")
     async def list_silences() -> list[dict[str, Any]]:
         found = await asyncio.to_thread(state.store.alerts.silences)
-        return [
-            {
-                "id": silence.id,
-                "matchers": silence.matchers,
-                "starts_at": silence.starts_at.isoformat(),
-                "ends_at": silence.ends_at.isoformat(),
-                "author": silence.author,
-                "comment": silence.comment,
-            }
-            for silence in found
-        ]
+        now = datetime.now(UTC)
+        return [silence.to_json(now) for silence in found]
 
     @router.post("/api/silences", status_code=201)
     async def add_silence(
