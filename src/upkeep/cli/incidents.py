@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures
-    from upkeep.store.alerts import AlertEvent
 
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 EVENT_STYLE = {
@@ -96,15 +95,6 @@ def incident_to_json(incident: IncidentSpan, now: datetime) -> dict[str, Any]:
     }
 
 
-def _event_to_json(event: AlertEvent) -> dict[str, Any]:
-    return {
-        "at": event.at.isoformat(),
-        "kind": event.kind,
-        "detail": event.detail,
-        "author": event.author,
-    }
-
-
 # --- upkeep incidents ----------------------------------------------------------------------------
 
 
@@ -174,13 +164,18 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         loaded, store = opened
         incident = load_incident(store.engine, incident_id)
         events = store.alerts.events(incident_id) if incident is not None else []
+        deliveries = store.outbox.for_alert(incident_id) if incident is not None else []
     if incident is None:
         _err(f"no incident {incident_id}")
         return EXIT_USAGE
     now = datetime.now(UTC)
     if json_output:
         print_json(
-            {**incident_to_json(incident, now), "timeline": [_event_to_json(e) for e in events]}
+            {
+                **incident_to_json(incident, now),
+                "timeline": [event.to_json() for event in events],
+                "notifications": [row.delivery_json() for row in deliveries],
+            }
         )
         return 0
     from rich.text import Text
@@ -214,6 +209,17 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         if event.detail:
             entry.append(f" {event.detail}")
         out.print(entry)
+    if deliveries:
+        out.print("notifications:", markup=False)
+    for row in deliveries:
+        outcome = row.status
+        if row.status == "sent" and row.sent_at:
+            outcome = f"sent {_iso_local(row.sent_at, zone)}"
+        elif row.status == "muted":
+            outcome = f"muted by {row.muted_by}"
+        elif row.last_error:
+            outcome = f"{row.status} after {row.attempts} attempt(s): {row.last_error}"
+        out.print(f"  {row.kind:<11} -> {row.channel:<16} {outcome}", markup=False)
     return 0
 
 

@@ -84,6 +84,15 @@ class AlertEvent:
     detail: str
     author: str | None
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the event as JSON-ready data (``at`` as ISO 8601)."""
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "detail": self.detail,
+            "author": self.author,
+        }
+
 
 @dataclass(frozen=True)
 class Silence:

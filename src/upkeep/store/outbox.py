@@ -77,6 +77,23 @@ class OutboxRow:
     fallback_after: int | None
     fallback_sent: bool
 
+    def delivery_json(self) -> dict[str, Any]:
+        """Return what happened to this notification: channel, kind, status, attempts,
+        when sent or next tried, the last error (already redacted) and what muted it.
+        """
+        return {
+            "channel": self.channel,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "next_attempt_at": (
+                self.next_attempt_at.isoformat() if self.status == "pending" else None
+            ),
+            "last_error": self.last_error,
+            "muted_by": self.muted_by,
+        }
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -52,17 +52,11 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
         if record is None:
             raise HTTPException(status_code=404, detail=f"no alert {alert_id}")
         events = await asyncio.to_thread(state.store.alerts.events, alert_id)
+        deliveries = await asyncio.to_thread(state.store.outbox.for_alert, alert_id)
         return {
             **record.to_json(),
-            "timeline": [
-                {
-                    "at": event.at.isoformat(),
-                    "kind": event.kind,
-                    "detail": event.detail,
-                    "author": event.author,
-                }
-                for event in events
-            ],
+            "timeline": [event.to_json() for event in events],
+            "notifications": [row.delivery_json() for row in deliveries],
         }
 
     @router.post("/api/alerts/{alert_id}/ack")

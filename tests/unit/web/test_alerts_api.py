@@ -23,6 +23,10 @@ targets:
   api: {kind: tcp, host: 127.0.0.1, port: 1, labels: {env: prod}}
 checks:
   api-up: {target: api, severity: P1}
+channels:
+  ops: "json://127.0.0.1:9/hook"
+routes:
+  - notify: [ops]
 """
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -55,7 +59,11 @@ async def test_alerts_are_listed_and_shown_with_their_timeline(state: DaemonStat
     listed = (await client.get("/api/alerts")).json()
     assert [(a["check"], a["state"], a["severity"]) for a in listed] == [("api-up", "firing", "P1")]
     shown = (await client.get(f"/api/alerts/{listed[0]['id']}")).json()
-    assert [event["kind"] for event in shown["timeline"]] == ["opened", "firing"]
+    assert [event["kind"] for event in shown["timeline"]] == ["opened", "firing", "notified"]
+    # What happened to each notice, per channel: queued here, since nothing delivered it.
+    assert [(n["channel"], n["kind"], n["status"]) for n in shown["notifications"]] == [
+        ("ops", "firing", "pending")
+    ]
     assert (await client.get("/api/alerts/999")).status_code == 404
 
 
@@ -94,4 +102,5 @@ async def test_silences_are_added_listed_and_removed(state: DaemonState) -> None
 async def test_metrics_show_open_alerts_and_the_outbox(state: DaemonState) -> None:
     text = (await client_for(state).get("/metrics")).text
     assert 'upkeep_alerts_open{acknowledged="no",severity="P1",state="firing"} 1.0' in text
-    assert 'upkeep_outbox_notifications{status="pending"} 0.0' in text
+    assert 'upkeep_outbox_notifications{status="pending"} 1.0' in text
+    assert 'upkeep_outbox_notifications{status="dead"} 0.0' in text
