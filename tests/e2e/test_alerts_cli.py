@@ -48,6 +48,8 @@ def test_a_failing_check_opens_an_alert_that_can_be_acknowledged_and_silenced(
     again = json.loads(upkeep("alerts", "--json").stdout)["alerts"][0]
     assert again["acked_by"] == "alice" and again["ack_comment"] == "on it"
     assert upkeep("ack", "999").returncode == 2
+    zero = upkeep("ack", str(alert_id), "--for", "0s")
+    assert zero.returncode == 2 and "longer than 0s" in zero.stderr
 
     added = upkeep("silence", "add", "--match", "env=prod", "--for", "2h", "--comment", "deploy")
     assert added.returncode == 0, added.stderr

@@ -17,7 +17,7 @@ once produce the same keys, and the outbox keeps one of each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key,
 from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
 from upkeep.notify.message import Notification
 from upkeep.status import Status
-from upkeep.store.alerts import AlertRecord, alert_from_row
+from upkeep.store.alerts import AlertError, AlertRecord, alert_from_row
 from upkeep.store.outbox import add_notifications
 from upkeep.store.schema import alerts as alerts_table
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_DEPENDENCY_GRACE = timedelta(minutes=1)
+"""At most this long a child's firing notice waits for its parents' results."""
 TICK_INTERVAL_S = 2.0
 """How often the daemon runs ``tick``: the granularity of repeats and escalation steps."""
 
@@ -122,6 +124,7 @@ class AlertManager:
             )
             for name, check in self.config.checks.items()
         }
+        self.depths = _dependency_depths(self.config.checks)
 
     # --- results ---------------------------------------------------------------------------
 
@@ -135,7 +138,9 @@ class AlertManager:
         known = [result for result in results if result.check in self.config.checks]
         if not known:
             return AlertReport()
-        known.sort(key=lambda result: result.at)
+        # Parents before children, then by time: a child's firing in this batch sees its
+        # parent's result of this batch, whatever order the results came in.
+        known.sort(key=lambda result: (self.depths[result.check], result.at))
         names = {result.check for result in known}
         parents = {parent for name in names for parent in self.config.checks[name].depends_on}
         with self.alerts.transaction() as connection:
@@ -216,17 +221,21 @@ class AlertManager:
             self.alerts.add_event(connection, alert_id, at, "firing", record.message)
             work.report.fired += 1
             record = self._reload(connection, alert_id)
+            if record.ack_expires_at is not None and record.ack_expires_at <= work.now:
+                # An acknowledgement given while pending that lapsed before it fired would
+                # re-escalate two seconds after the firing notice: it is simply over.
+                self.alerts.update_alert(
+                    connection, alert_id, acked_by=None, acked_at=None, ack_expires_at=None
+                )
+                record = self._reload(connection, alert_id)
             blocking = self._critical_parent(check, states)
             if blocking is not None:
-                self.alerts.update_alert(
-                    connection, alert_id, suppressed_by=blocking, held="dependency"
-                )
-                self.alerts.add_event(
-                    connection, alert_id, at, "suppressed", f"depends on {blocking}, critical"
-                )
+                self._suppress(work, record, blocking)
                 return self._reload(connection, alert_id)
             if not record.flapping:
-                self._notify(work, record, "firing")
+                # A parent's probe may take longer to fail than this child's: the notice
+                # waits that long, and ``tick`` mutes it if the parent turns critical.
+                self._notify(work, record, "firing", delay=self._dependency_grace(check))
         if Transition.FLAP_START in transitions and record.held is None:
             self._notify(
                 work,
@@ -309,8 +318,11 @@ class AlertManager:
             if not open_alerts:
                 return work.report
             parents = {
-                record.suppressed_by for record in open_alerts.values() if record.suppressed_by
-            }
+                parent
+                for record in open_alerts.values()
+                if record.check in self.config.checks
+                for parent in self.config.checks[record.check].depends_on
+            } | {record.suppressed_by for record in open_alerts.values() if record.suppressed_by}
             states = self.alerts.states(connection, parents)
             for record in open_alerts.values():
                 self._tick_one(work, record, states)
@@ -327,7 +339,13 @@ class AlertManager:
             return
         if record.state != "firing":
             return
+        if record.held is None:
+            blocking = self._critical_parent(self.config.checks[record.check], states)
+            if blocking is not None:
+                self._suppress(work, record, blocking)
+                return
         if record.acked_by and record.ack_expires_at and record.ack_expires_at <= now:
+            lapsed_by = record.acked_by
             routing = {key: {**value, "steps": 0} for key, value in record.routing.items()}
             self.alerts.update_alert(
                 connection,
@@ -352,7 +370,7 @@ class AlertManager:
                     work,
                     record,
                     "escalation",
-                    detail=f"the acknowledgement by {record.acked_by or 'someone'} lapsed",
+                    detail=f"the acknowledgement by {lapsed_by} lapsed",
                 )
                 record = self._reload(connection, record.id)
         if record.held == "dependency":
@@ -360,7 +378,7 @@ class AlertManager:
             if parent is not None and parent.last_status is Status.CRITICAL:
                 return
             parent_name = record.suppressed_by or "its parent"
-            self.alerts.update_alert(connection, record.id, held=None, suppressed_by=None)
+            self._release(work, record, suppressed_by=None)
             self.alerts.add_event(
                 connection, record.id, now, "unsuppressed", f"{parent_name} recovered"
             )
@@ -372,7 +390,7 @@ class AlertManager:
         if record.held == "muted":
             if work.muter.muted_by(self._facts(record), now) is not None:
                 return
-            self.alerts.update_alert(connection, record.id, held=None)
+            self._release(work, record)
             self.alerts.add_event(connection, record.id, now, "unmuted", "the mute ended")
             record = self._reload(connection, record.id)
             self._notify(work, record, "unmuted", detail="the mute ended and it is still firing")
@@ -435,8 +453,7 @@ class AlertManager:
             target is not None
             and record.first_acked_at is None
             and not record.response_missed
-            and record.fired_at is not None
-            and now - record.fired_at > target
+            and now - base > target
         ):
             detail = f"response target {human_duration(target)} for {record.severity} missed"
             self.alerts.update_alert(connection, record.id, response_missed=True)
@@ -470,11 +487,13 @@ class AlertManager:
         Raise ``AlertError`` if there is no such open alert.
         """
         moment = now or self.clock()
+        if duration is not None and duration <= timedelta(0):
+            raise AlertError("an acknowledgement's duration must be longer than 0s")
         return self.alerts.acknowledge(
             alert_id,
             author=author,
             at=moment,
-            expires_at=moment + duration if duration else None,
+            expires_at=moment + duration if duration is not None else None,
             comment=self.loaded.redactor.redact(comment),
         )
 
@@ -482,6 +501,43 @@ class AlertManager:
 
     def _severity(self, check: CheckConfig, status: Status) -> str:
         return check.warn_severity if status is Status.WARNING else check.severity
+
+    def _suppress(self, work: _Pass, record: AlertRecord, parent: str) -> None:
+        """Hold a firing alert while its parent is critical: its notices still waiting are
+        muted, and repeats and escalation pause until the parent recovers.
+        """
+        self.alerts.update_alert(
+            work.connection, record.id, suppressed_by=parent, held="dependency"
+        )
+        muted = self.alerts.mute_pending_notices(work.connection, record.id, f"dependency {parent}")
+        detail = f"depends on {parent}, which is critical"
+        if muted:
+            detail += f"; {muted} waiting notice(s) muted"
+        self.alerts.add_event(work.connection, record.id, work.now, "suppressed", detail)
+
+    def _release(self, work: _Pass, record: AlertRecord, **columns: Any) -> None:
+        """End a hold (mute or dependency). Nobody could act while nobody was told, so the
+        escalation steps and the response target count from now.
+        """
+        routing = {key: {**value, "steps": 0} for key, value in record.routing.items()}
+        self.alerts.update_alert(
+            work.connection,
+            record.id,
+            held=None,
+            escalation_base=work.now,
+            routing=routing,
+            **columns,
+        )
+
+    def _dependency_grace(self, check: CheckConfig) -> timedelta:
+        """Return how long a child's firing notice waits for its parents' results: the
+        longest parent timeout, at most ``MAX_DEPENDENCY_GRACE``."""
+        timeouts = [
+            self.config.checks[parent].timeout
+            for parent in check.depends_on
+            if parent in self.config.checks
+        ]
+        return min(max(timeouts, default=timedelta(0)), MAX_DEPENDENCY_GRACE)
 
     def _critical_parent(self, check: CheckConfig, states: dict[str, CheckState]) -> str | None:
         for parent in check.depends_on:
@@ -530,6 +586,7 @@ class AlertManager:
         routes: list[int] | None = None,
         channels: list[str] | None = None,
         detail: str = "",
+        delay: timedelta = timedelta(0),
     ) -> None:
         """Queue ``kind`` notices of an alert on its routes (or the given ones), to the
         routes' channels (or the given ones); a muted alert's notices are recorded as muted
@@ -554,6 +611,7 @@ class AlertManager:
                 record.opened_at,
                 record.acked_by,
                 work.run_id,
+                record.resolved_at,
             ),
             now=now,
             zone=self.zone,
@@ -588,7 +646,9 @@ class AlertManager:
                 work.connection,
                 notifications,
                 now,
-                deliver_after=now + route.group_wait,
+                deliver_after=self._group_due(
+                    work, route.group_wait, notifications, now + max(route.group_wait, delay)
+                ),
                 muted_by=muted_by,
             )
             if channels is None:
@@ -613,3 +673,40 @@ class AlertManager:
             self.alerts.add_event(
                 work.connection, record.id, now, "notified", f"{kind} to {', '.join(sent_to)}"
             )
+
+    def _group_due(
+        self,
+        work: _Pass,
+        group_wait: timedelta,
+        notifications: Sequence[Notification],
+        default: datetime,
+    ) -> datetime:
+        """Return when new notices of a group are due: with the group's first notice still
+        waiting (so alerts arriving within ``group_wait`` of it go out with it, as one
+        message), else ``default``.
+        """
+        if group_wait <= timedelta(0) or not notifications:
+            return default
+        first = notifications[0]
+        waiting = self.alerts.group_due(work.connection, first.channel, first.group_key, work.now)
+        return min(waiting, default) if waiting is not None else default
+
+
+def _dependency_depths(checks: Mapping[str, CheckConfig]) -> dict[str, int]:
+    """Given the checks, return each one's depth in the dependency graph (0: no parents);
+    the loader has refused cycles, and an unknown parent counts as none.
+    """
+    depths: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str]) -> int:
+        if name in depths:
+            return depths[name]
+        check = checks.get(name)
+        parents = [p for p in (check.depends_on if check else []) if p in checks and p not in seen]
+        value = 1 + max((depth(p, seen | {name}) for p in parents), default=-1)
+        depths[name] = value
+        return value
+
+    for name in checks:
+        depth(name, frozenset())
+    return depths

@@ -26,6 +26,7 @@ class MessageFacts:
     opened_at: datetime
     acked_by: str | None = None
     run_id: int | None = None
+    resolved_at: datetime | None = None
     """The runbook run whose checks step produced the result, if one did."""
 
 
@@ -84,7 +85,7 @@ def compose(
     state = facts.status.label.upper()
     subject = f"{facts.check} ({facts.target})"
     if kind == "resolved":
-        outage = human_duration(now - facts.opened_at)
+        outage = human_duration((facts.resolved_at or now) - facts.opened_at)
         title = f"[{facts.severity}] RESOLVED {subject} after {outage}"
         lines = [
             f"{facts.check} on {facts.target} is ok again.",

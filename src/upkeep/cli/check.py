@@ -142,7 +142,12 @@ def _process_alerts(
     """
     from upkeep.alerting.manager import AlertManager
 
-    AlertManager(loaded, store).process(results)
+    manager = AlertManager(loaded, store)
+    manager.process(results)
+    # Without a daemon, each run is also the clock: repeats, escalation steps, lapsed
+    # acknowledgements and ended mutes happen here (their keys make a daemon's tick and
+    # this one write each notice once).
+    manager.tick()
     if not loaded.config.channels:
         return
     from upkeep.notify.dispatcher import deliver_now

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from upkeep.io.threads import run_blocking
-from upkeep.notify.channels import LEVELS, DeliveryResult, send
+from upkeep.notify.channels import LEVELS, send
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -126,7 +127,10 @@ class Dispatcher:
         """
         reports: list[DeliveryReport] = []
         running: set[asyncio.Task[DeliveryReport]] = set()
-        exhausted = False
+        # A read first: claiming takes the store's write lock (SQLite), which the results
+        # writer should not meet every second when nothing is due.
+        due = await asyncio.to_thread(self.outbox.next_due)
+        exhausted = due is None or due > (now or _now())
         try:
             while True:
                 free = self.concurrency - len(running)
@@ -169,7 +173,21 @@ class Dispatcher:
                 timeout_s=timeout_s + SEND_GRACE_S,
             )
         except TimeoutError:
-            result = DeliveryResult(False, f"no answer within {timeout_s:g} s")
+            # The send's thread cannot be stopped and may still deliver: the retry waits
+            # until the claim would have run out, long past any socket timeout, so a late
+            # success is not followed at once by a second copy.
+            error = f"no answer within {timeout_s:g} s"
+            marked = await asyncio.to_thread(
+                functools.partial(
+                    self.outbox.mark_failed,
+                    batch,
+                    now or _now(),
+                    error,
+                    self.delivery,
+                    not_before=batch.claimed_until,
+                )
+            )
+            return self._report(batch, marked.status or "lost", error, marked.next_attempt_at)
         if result.ok:
             sent = await asyncio.to_thread(self.outbox.mark_sent, batch, now or _now())
             return self._report(batch, "sent" if sent else "lost")
@@ -272,14 +290,19 @@ def deliver_now(
     """
     from upkeep.store.runs import new_instance_id
 
+    owner = new_instance_id()
+    # Registered, so a daemon taking the lead meanwhile sees a live owner and leaves its
+    # claims alone instead of sending them a second time.
+    store.runs.register_instance(owner, "cli")
     dispatcher = Dispatcher(
         store.outbox,
         loaded.config.channels,
         loaded.config.alerting.delivery,
         loaded.redactor,
-        new_instance_id(),
+        owner,
     )
     try:
         return asyncio.run(dispatcher.deliver_due(now))
     finally:
         dispatcher.outbox.release(dispatcher.owner)
+        store.runs.unregister_instance(owner)

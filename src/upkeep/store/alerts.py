@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 
 from upkeep.alerting.state import CheckState
 from upkeep.status import Status
+from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
 from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
 
 if TYPE_CHECKING:
@@ -148,8 +149,13 @@ class AlertStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """Yield a connection in one transaction, committed when the block ends cleanly."""
+        """Yield a connection in one transaction, committed when the block ends cleanly,
+        holding the alerting lock from its start: every read in it sees what no other
+        process can change before it commits (the daemon and a cron ``upkeep check`` may
+        process results of the same checks at once).
+        """
         with self._lock, self.engine.begin() as connection:
+            serialise(connection, ALERTING_LOCK_KEY)
             yield connection
 
     # --- check states --------------------------------------------------------------------
@@ -216,6 +222,40 @@ class AlertStore:
         if isinstance(values.get("status"), Status):
             values["status"] = int(values["status"])
         connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+    def mute_pending_notices(self, connection: Connection, alert_id: int, muted_by: str) -> int:
+        """Given an open transaction, mark an alert's notices that no dispatcher has taken
+        yet as ``muted`` (recorded, never sent); return how many.
+        """
+        return int(
+            connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.alert_id == alert_id,
+                    outbox.c.status == "pending",
+                    outbox.c.batch.is_(None),
+                )
+                .values(status="muted", muted_by=muted_by)
+            ).rowcount
+        )
+
+    def group_due(
+        self, connection: Connection, channel: str, group_key: str, now: datetime
+    ) -> datetime | None:
+        """Return when the earliest notice of a group still waiting for its group's wait
+        to end is due, or None if none is waiting.
+        """
+        value = connection.execute(
+            select(func.min(outbox.c.next_attempt_at)).where(
+                outbox.c.channel == channel,
+                outbox.c.group_key == group_key,
+                outbox.c.status == "pending",
+                outbox.c.batch.is_(None),
+                outbox.c.attempts == 0,
+                outbox.c.next_attempt_at > now,
+            )
+        ).scalar()
+        return value if isinstance(value, datetime) else None
 
     def add_event(
         self,
@@ -325,6 +365,12 @@ class AlertStore:
                 alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff
             )
             connection.execute(delete(alert_events).where(alert_events.c.alert_id.in_(old)))
+            # The notices of a deleted alert go with it, whatever their own retention.
+            connection.execute(
+                delete(outbox).where(
+                    outbox.c.alert_id.in_(old), outbox.c.status.in_(("sent", "dead", "muted"))
+                )
+            )
             removed_alerts = connection.execute(
                 delete(alerts).where(
                     alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff

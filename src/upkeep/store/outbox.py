@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from upkeep.store.locks import OUTBOX_CLAIM_LOCK_KEY, serialise
 from upkeep.store.schema import outbox
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from upkeep.notify.message import Notification
 
 OUTBOX_STATUSES = ("pending", "sending", "sent", "dead", "muted")
-CLAIM_LOCK_KEY = 0x75706B6F  # "upko": the advisory lock that serialises claims on PostgreSQL
 MAX_BATCH_ROWS = 50
 """At most this many notifications are joined into one message; more wait for the next."""
 INSERT_CHUNK = 200
@@ -258,7 +258,7 @@ class OutboxStore:
             and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
         )
         with self._lock, self.engine.begin() as connection:
-            postgres = self._serialise_claims(connection)
+            postgres = serialise(connection, OUTBOX_CLAIM_LOCK_KEY)
             # Enough due rows to find ``limit`` batches even when each fills a whole batch;
             # the first ``limit`` distinct batches (or groups) among them are claimed.
             query = (
@@ -332,17 +332,6 @@ class OutboxStore:
                 )
         return sorted(batches, key=lambda batch: min(row.id for row in batch.rows))
 
-    def _serialise_claims(self, connection: Connection) -> bool:
-        """Take the claim lock for this transaction; return whether this is PostgreSQL."""
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-            return True
-        # pysqlite would begin the transaction only at the first write, after our reads:
-        # another process could claim the same rows in between. IMMEDIATE takes the write
-        # lock now (waiting up to the busy timeout), so the reads see what we will update.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        return False
-
     def release(self, owner: str) -> int:
         """Given a dispatcher's id, hand its claimed rows back (``pending``, due now, same
         batch) and return how many: a clean stop need not wait for its leases to run out."""
@@ -399,7 +388,13 @@ class OutboxStore:
         return bool(changed)
 
     def mark_failed(
-        self, batch: Batch, now: datetime, error: str, delivery: DeliveryConfig
+        self,
+        batch: Batch,
+        now: datetime,
+        error: str,
+        delivery: DeliveryConfig,
+        *,
+        not_before: datetime | None = None,
     ) -> MarkResult:
         """Given a batch whose delivery failed, count the attempt and schedule the next.
 
@@ -407,8 +402,10 @@ class OutboxStore:
         oldest row is older than ``give_up_after``. A row with a fallback channel whose
         attempts reach ``fallback_after`` (or that just died) gets a copy enqueued for the
         fallback channel, once; the original keeps retrying. ``error`` must be redacted.
+        ``not_before`` puts the next attempt no earlier than that (a send abandoned at its
+        deadline may still be finishing in its thread).
         """
-        return self._fail(batch, now, error, delivery, dead=False)
+        return self._fail(batch, now, error, delivery, dead=False, not_before=not_before)
 
     def mark_dead(
         self, batch: Batch, now: datetime, error: str, delivery: DeliveryConfig
@@ -418,7 +415,14 @@ class OutboxStore:
         return self._fail(batch, now, error, delivery, dead=True)
 
     def _fail(
-        self, batch: Batch, now: datetime, error: str, delivery: DeliveryConfig, *, dead: bool
+        self,
+        batch: Batch,
+        now: datetime,
+        error: str,
+        delivery: DeliveryConfig,
+        *,
+        dead: bool,
+        not_before: datetime | None = None,
     ) -> MarkResult:
         with self._lock, self.engine.begin() as connection:
             query = select(outbox).where(self._held(batch))
@@ -430,7 +434,7 @@ class OutboxStore:
             attempts = max(row.attempts for row in rows) + 1
             oldest = min(row.created_at for row in rows)
             dead = dead or now - oldest > delivery.give_up_after
-            next_attempt = now + backoff_delay(attempts, delivery)
+            next_attempt = max(now + backoff_delay(attempts, delivery), not_before or now)
             connection.execute(
                 update(outbox)
                 .where(self._held(batch))
@@ -527,7 +531,10 @@ class OutboxStore:
         return {status: found.get(status, 0) for status in OUTBOX_STATUSES}
 
     def next_due(self) -> datetime | None:
-        """Return when the earliest ``pending`` row is due, or None if none is pending."""
-        query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+        """Return when the earliest row is due to be claimed: a ``pending`` row's next
+        attempt, or a ``sending`` row's lease end; None if there is none."""
+        pending = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+        sending = select(func.min(outbox.c.claimed_until)).where(outbox.c.status == "sending")
         with self.engine.connect() as connection:
-            return connection.execute(query).scalar()
+            moments = [connection.execute(query).scalar() for query in (pending, sending)]
+        return min((moment for moment in moments if moment is not None), default=None)

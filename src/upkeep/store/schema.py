@@ -250,6 +250,9 @@ alerts = Table(
     Index("ix_alerts_check_opened_at", "check", "opened_at"),
     Index("ix_alerts_fired_at", "fired_at"),
     Index("ix_alerts_state", "state"),
+    # Never reuse the id of a pruned alert: notification keys are built from it, and a
+    # reused one would collide with the old alert's keys and its notices be dropped.
+    sqlite_autoincrement=True,
 )
 
 alert_events = Table(

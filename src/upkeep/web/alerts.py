@@ -73,6 +73,8 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
             duration = parse_duration(request.for_) if request.for_ else None
         except ValueError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
+        if duration is not None and duration.total_seconds() <= 0:
+            raise HTTPException(status_code=422, detail="for must be longer than 0s")
         manager = AlertManager(state.loaded, state.store)
         try:
             record = await asyncio.to_thread(

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("response_missed", sa.Boolean, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
         sa.UniqueConstraint("active", name="uq_alerts_active"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_alerts_check_opened_at", "alerts", ["check", "opened_at"])
     op.create_index("ix_alerts_fired_at", "alerts", ["fired_at"])
