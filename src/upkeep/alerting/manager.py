@@ -32,6 +32,7 @@ from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transitio
 from upkeep.notify.message import Notification
 from upkeep.status import Status
 from upkeep.store.alerts import AlertError, AlertRecord, alert_from_row
+from upkeep.store.locks import ALERTING_LOCK_KEY
 from upkeep.store.outbox import add_notifications
 from upkeep.store.schema import alerts as alerts_table
 
@@ -49,6 +50,14 @@ MAX_DEPENDENCY_GRACE = timedelta(minutes=1)
 """At most this long a child's firing notice waits for its parents' results."""
 TICK_INTERVAL_S = 2.0
 """How often the daemon runs ``tick``: the granularity of repeats and escalation steps."""
+
+
+class AlertProcessingError(Exception):
+    """Results were stored but their alerts were not processed; retry ``process``."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"{written} result(s) stored without their alert processing")
+        self.written = written
 
 
 @dataclass
@@ -135,6 +144,43 @@ class AlertManager:
         Results of checks no longer in the config are ignored. Everything a batch causes is
         committed together, or (on an error, which propagates) not at all.
         """
+        with self.alerts.transaction() as connection:
+            return self.process_in(connection, results, run_id)
+
+    def record(
+        self, results: Sequence[CheckResult], run_id: int | None = None
+    ) -> tuple[int, AlertReport]:
+        """Given results, store them and process their alerts in one transaction, so a
+        crash keeps both or neither; return (results written, what alerting did).
+
+        If that fails, store the results alone (a failure of alerting must not cost the
+        history) and raise ``AlertProcessingError`` with the count, so the caller can retry
+        the alerting part; a failure to store raises as ``Store.write_results`` does.
+        """
+        report = AlertReport()
+
+        def alerting(connection: Connection) -> None:
+            nonlocal report
+            report = self.process_in(connection, results, run_id)
+
+        try:
+            written = self.store.write_results(
+                results, run_id, then=alerting, lock_key=ALERTING_LOCK_KEY
+            )
+        except Exception as error:
+            logger.warning(
+                "storing results with their alerts failed, storing them alone: %s",
+                self.loaded.redactor.redact(f"{type(error).__name__}: {error}"),
+            )
+            written = self.store.write_results(results, run_id)
+            raise AlertProcessingError(written) from error
+        return written, report
+
+    def process_in(
+        self, connection: Connection, results: Sequence[CheckResult], run_id: int | None = None
+    ) -> AlertReport:
+        """``process`` inside a transaction the caller holds, with the alerting lock taken
+        at its start."""
         known = [result for result in results if result.check in self.config.checks]
         if not known:
             return AlertReport()
@@ -143,36 +189,35 @@ class AlertManager:
         known.sort(key=lambda result: (self.depths[result.check], result.at))
         names = {result.check for result in known}
         parents = {parent for name in names for parent in self.config.checks[name].depends_on}
-        with self.alerts.transaction() as connection:
-            work = _Pass(connection, self.clock(), self._muter_factory)
-            work.run_id = run_id
-            states = self.alerts.states(connection, names | parents)
-            stored = set(states)
-            before = dict(states)
-            open_alerts = self.alerts.open_alerts(connection, names)
-            for result in known:
-                state = states.get(result.check) or CheckState(result.check)
-                alert = open_alerts.get(result.check)
-                step = advance(
-                    state,
-                    OpenAlert(alert.state, alert.status) if alert else None,
-                    result.status,
-                    result.at,
-                    self.policies[result.check],
-                )
-                states[result.check] = step.state
-                if step.transitions:
-                    updated = self._apply(work, result, alert, step, states)
-                    if updated is None:
-                        open_alerts.pop(result.check, None)
-                    else:
-                        open_alerts[result.check] = updated
-            changed = [
-                state
-                for name, state in states.items()
-                if name in names and (name not in before or not _same_state(before[name], state))
-            ]
-            self.alerts.save_states(connection, changed, stored)
+        work = _Pass(connection, self.clock(), self._muter_factory)
+        work.run_id = run_id
+        states = self.alerts.states(connection, names | parents)
+        stored = set(states)
+        before = dict(states)
+        open_alerts = self.alerts.open_alerts(connection, names)
+        for result in known:
+            state = states.get(result.check) or CheckState(result.check)
+            alert = open_alerts.get(result.check)
+            step = advance(
+                state,
+                OpenAlert(alert.state, alert.status) if alert else None,
+                result.status,
+                result.at,
+                self.policies[result.check],
+            )
+            states[result.check] = step.state
+            if step.transitions:
+                updated = self._apply(work, result, alert, step, states)
+                if updated is None:
+                    open_alerts.pop(result.check, None)
+                else:
+                    open_alerts[result.check] = updated
+        changed = [
+            state
+            for name, state in states.items()
+            if name in names and (name not in before or not _same_state(before[name], state))
+        ]
+        self.alerts.save_states(connection, changed, stored)
         return work.report
 
     def _apply(
@@ -620,12 +665,25 @@ class AlertManager:
         )
         title, body = self.loaded.redactor.redact(title), self.loaded.redactor.redact(body)
         routing = {key: dict(value) for key, value in record.routing.items()}
+        queued: set[str] = set()
         for index in taken:
             route = self.config.routes[index]
             state = routing.setdefault(str(index), {"steps": 0, "sent": 0, "n": 0})
+            targets = channels or route.notify
+            if kind == "repeat":
+                # A reminder while the last notice to that channel has not gone out yet (the
+                # channel is down) would only pile up: one undelivered notice is enough.
+                targets = [
+                    channel
+                    for channel in targets
+                    if not self.alerts.has_undelivered(work.connection, record.id, channel)
+                ]
+                if not targets:
+                    # The interval starts again: the next reminder is a whole one away.
+                    state["last"] = now.isoformat()
+                    continue
             count = int(state.get("n", 0)) + 1
             state["n"] = count
-            targets = channels or route.notify
             notifications = [
                 Notification(
                     key=f"a{record.id}-r{index}-n{count}-{channel}",
@@ -655,6 +713,7 @@ class AlertManager:
                 # Only a notice to the route's own channels restarts its repeat interval;
                 # an escalation to others does not remind the people the route notifies.
                 state["last"] = now.isoformat()
+            queued.update(notification.channel for notification in notifications)
             if muted_by is None:
                 state["sent"] = int(state.get("sent", 0)) + 1
                 work.report.notifications += added
@@ -668,10 +727,13 @@ class AlertManager:
             self.alerts.add_event(
                 work.connection, record.id, now, "muted", f"{kind} notice muted by {muted_by}"
             )
-        else:
-            sent_to = sorted({c for i in taken for c in (channels or self.config.routes[i].notify)})
+        elif queued:
             self.alerts.add_event(
-                work.connection, record.id, now, "notified", f"{kind} to {', '.join(sent_to)}"
+                work.connection,
+                record.id,
+                now,
+                "notified",
+                f"{kind} to {', '.join(sorted(queued))}",
             )
 
     def _group_due(

@@ -95,8 +95,7 @@ def run_check(
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
-            history.write_results(results)
-            _process_alerts(loaded, history, results, err)
+            _record_and_alert(loaded, history, results, err)
         except SQLAlchemyError as error:
             stored = False
             # The driver's first line, not str(error): that adds the SQL and its parameters.
@@ -133,17 +132,27 @@ def run_check(
     return int(overall)
 
 
-def _process_alerts(
+def _record_and_alert(
     loaded: LoadedConfig, store: Store, results: list[CheckResult], err: Console
 ) -> None:
-    """Advance the checks' alerts with these results and deliver what is due now, so
-    ``upkeep check`` from cron alerts like the daemon does. A delivery failure is reported
-    and left in the outbox for the next run or the daemon to retry.
+    """Store the results with their alerts (one transaction), run the alerts' clock, and
+    deliver what is due now, so ``upkeep check`` from cron alerts like the daemon does. A
+    failure of alerting is reported after the results are stored; a delivery failure is
+    reported and left in the outbox for the next run or the daemon to retry.
     """
-    from upkeep.alerting.manager import AlertManager
+    from upkeep.alerting.manager import AlertManager, AlertProcessingError
 
     manager = AlertManager(loaded, store)
-    manager.process(results)
+    try:
+        manager.record(results)
+    except AlertProcessingError as error:
+        # The driver's first line, not str(error): that adds the SQL and its parameters.
+        cause = getattr(error.__cause__, "orig", None) or error.__cause__ or error
+        reason = " ".join(str(cause).strip().split("\n", 1)[0].split())
+        err.print(
+            f"upkeep: alerts were not processed: {loaded.redactor.redact(reason)}", markup=False
+        )
+        return
     # Without a daemon, each run is also the clock: repeats, escalation steps, lapsed
     # acknowledgements and ended mutes happen here (their keys make a daemon's tick and
     # this one write each notice once).

@@ -356,20 +356,19 @@ class RunbookExecutor:
         return result
 
     async def _record(self, results: list[CheckResult], run_id: int | None) -> None:
-        """Store results, then let the alert manager see them (its failure is logged: the
-        step's outcome does not depend on alerting).
+        """Store results with their alerts in one transaction; if alerting fails, the
+        results are stored alone and the failure is logged (the step's outcome does not
+        depend on alerting; the check's next result catches its alert up).
         """
-        await asyncio.to_thread(self.store.write_results, results, run_id)
+        from upkeep.alerting.manager import AlertProcessingError
+
         if self.alerts is None:
+            await asyncio.to_thread(self.store.write_results, results, run_id)
             return
         try:
-            await asyncio.to_thread(self.alerts.process, results, run_id)
-        except Exception as error:  # noqa: BLE001 - alerting must not fail a runbook step
-            logger.error(
-                "could not process alerts of %d results: %s",
-                len(results),
-                self.loaded.redactor.redact(f"{type(error).__name__}: {error}"),
-            )
+            await asyncio.to_thread(self.alerts.record, results, run_id)
+        except AlertProcessingError as error:
+            logger.error("alerts of run %s: %s", run_id, error)
 
     async def _task_step(
         self, runbook: str, position: int, step: StepConfig, run_id: int, dry_run: bool

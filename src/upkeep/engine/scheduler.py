@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from upkeep.alerting.manager import AlertProcessingError
 from upkeep.engine.schedule import CronSchedule, next_interval_firing
 from upkeep.engine.windows import WindowCalendar
 
@@ -252,11 +253,21 @@ class Scheduler:
         if not self._buffer and not self._alert_backlog:
             return
         batch, self._buffer = self._buffer, []
+        if self.alerts is not None and self._alert_backlog:
+            await self._retry_alerts()
+        if not batch:
+            return
         try:
-            if batch:
-                self.stats.results_written += await asyncio.to_thread(
-                    self.store.write_results, batch
-                )
+            if self.alerts is None:
+                written = await asyncio.to_thread(self.store.write_results, batch)
+            else:
+                written, _ = await asyncio.to_thread(self.alerts.record, batch)
+            self.stats.results_written += written
+        except AlertProcessingError as error:
+            # Stored, but their alerts were not processed: retried first on the next flush.
+            self.stats.results_written += error.written
+            self.stats.alert_failures += 1
+            self._alert_backlog = (self._alert_backlog + batch)[-WRITE_BATCH_LIMIT * 10 :]
         except Exception as error:  # noqa: BLE001 - a store outage must not stop the checks
             self.stats.write_failures += 1
             logger.error(
@@ -266,10 +277,12 @@ class Scheduler:
             )
             # Keep them for the next attempt, but never grow without bound.
             self._buffer = (batch + self._buffer)[-WRITE_BATCH_LIMIT * 10 :]
-            return
+
+    async def _retry_alerts(self) -> None:
+        """Process the alerts of results stored earlier without them."""
         if self.alerts is None:
             return
-        pending, self._alert_backlog = self._alert_backlog + batch, []
+        pending, self._alert_backlog = self._alert_backlog, []
         try:
             await asyncio.to_thread(self.alerts.process, pending)
         except Exception as error:  # noqa: BLE001 - alerting failures are retried, never fatal

@@ -239,6 +239,19 @@ class AlertStore:
             ).rowcount
         )
 
+    def has_undelivered(self, connection: Connection, alert_id: int, channel: str) -> bool:
+        """Return whether an alert has a notice for a channel still waiting to be sent."""
+        row = connection.execute(
+            select(outbox.c.id)
+            .where(
+                outbox.c.alert_id == alert_id,
+                outbox.c.channel == channel,
+                outbox.c.status.in_(("pending", "sending")),
+            )
+            .limit(1)
+        ).first()
+        return row is not None
+
     def group_due(
         self, connection: Connection, channel: str, group_key: str, now: datetime
     ) -> datetime | None:

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from sqlalchemy.exc import (
 
 from upkeep.redaction import display_url
 from upkeep.status import Status
+from upkeep.store.locks import serialise
 from upkeep.store.schema import check_results, checks, result_rollups
 
 if TYPE_CHECKING:
@@ -309,14 +310,28 @@ class Store:
             for row in connection.execute(select(*columns).where(checks.c.name.in_(chunk))):
                 self._check_ids[row.name] = (row.id, row.target, row.probe, row.labels)
 
-    def write_results(self, results: Sequence[CheckResult], run_id: int | None = None) -> int:
+    def write_results(
+        self,
+        results: Sequence[CheckResult],
+        run_id: int | None = None,
+        *,
+        then: Callable[[Connection], None] | None = None,
+        lock_key: int | None = None,
+    ) -> int:
         """Given results (and the run they belong to, if any), store them all in one
-        transaction and return how many were written."""
+        transaction and return how many were written.
+
+        ``then`` runs inside that transaction after the insert (the alert manager's work,
+        committed with the results or not at all); ``lock_key`` takes that cross-process
+        lock at the transaction's start (see ``locks.serialise``).
+        """
         if not results:
             return 0
         with self._lock:
             try:
                 with self.engine.begin() as connection:
+                    if lock_key is not None:
+                        serialise(connection, lock_key)
                     self._register_checks(connection, results)
                     check_id = self._check_id
                     rows = [
@@ -332,6 +347,8 @@ class Store:
                         for result in results
                     ]
                     connection.execute(insert(check_results), rows)
+                    if then is not None:
+                        then(connection)
             except BaseException:
                 # The cache may name rows this rolled-back transaction inserted or changed.
                 self._check_ids.clear()

@@ -189,6 +189,8 @@ def test_repeat_while_firing_until_acknowledged(setup) -> None:
     db_id = next(a.id for a in store.alerts.list_alerts() if a.check == "db-up")
     manager.tick(T0 + timedelta(minutes=59))
     assert [row for row in queued(store) if row["kind"] == "repeat"] == []
+    with store.engine.begin() as connection:  # delivered: a reminder is due after 1h
+        connection.execute(outbox.update().values(status="sent"))
     manager.tick(T0 + timedelta(minutes=61))
     manager.tick(T0 + timedelta(minutes=62))
     repeats = [row for row in queued(store) if row["kind"] == "repeat"]
@@ -502,3 +504,52 @@ def test_two_processes_handling_one_check_at_once_open_one_alert(
     finally:
         for store in stores:
             store.close()
+
+
+def test_results_and_their_alerts_are_stored_together(setup) -> None:
+    _, store, manager, _ = setup
+    written, report = manager.record([result("db-up", Status.CRITICAL, T0)])
+    assert (written, report.fired) == (1, 1)
+    assert [r.check for r in store.history("db-up")] == ["db-up"]
+    assert [a.check for a in store.alerts.list_alerts()] == ["db-up"]
+
+
+def test_a_failure_of_alerting_keeps_the_results_and_leaves_no_half_alert(
+    setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upkeep.alerting.manager import AlertProcessingError
+
+    _, store, manager, _ = setup
+    real = manager.process_in
+
+    def half_then_fail(connection: Any, results: Any, run_id: Any = None) -> Any:
+        real(connection, results, run_id)  # opens the alert and queues its notice ...
+        raise RuntimeError("disk full")  # ... then the transaction fails
+
+    monkeypatch.setattr(manager, "process_in", half_then_fail)
+    with pytest.raises(AlertProcessingError) as caught:
+        manager.record([result("db-up", Status.CRITICAL, T0)])
+    assert caught.value.written == 1
+    assert [r.check for r in store.history("db-up")] == ["db-up"]  # the history is kept
+    assert store.alerts.list_alerts() == [] and queued(store) == []  # nothing half-done
+    monkeypatch.undo()
+    manager.process([result("db-up", Status.CRITICAL, T0)])  # the retry catches up
+    assert [a.state for a in store.alerts.list_alerts()] == ["firing"]
+
+
+def test_reminders_do_not_pile_up_while_a_channel_is_down(setup) -> None:
+    _, store, manager, _ = setup
+    manager.process([result("db-up", Status.CRITICAL, T0)])  # P1: ops, repeat 1h
+    for hour in range(1, 6):
+        manager.tick(T0 + timedelta(hours=hour, seconds=1))
+    # The firing notice to ops has not gone out (nothing delivers here): no reminder joins it.
+    assert [
+        row["kind"] for row in queued(store) if "-r0-" in row["key"] and row["channel"] == "ops"
+    ] == ["firing"]
+    with store.engine.begin() as connection:
+        connection.execute(outbox.update().values(status="sent"))
+    # Once delivered, reminders come every hour again: one now, none half an hour later.
+    manager.tick(T0 + timedelta(hours=6, seconds=2))
+    manager.tick(T0 + timedelta(hours=6, minutes=30))
+    reminders = [row for row in queued(store) if row["kind"] == "repeat" and "-r0-" in row["key"]]
+    assert len(reminders) == 1
