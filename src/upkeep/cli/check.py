@@ -159,8 +159,12 @@ def _record_and_alert(
     manager.tick()
     if not loaded.config.channels:
         return
+    import logging
+
     from upkeep.notify.dispatcher import deliver_now
 
+    # The lines below say what failed; the dispatcher's own log line would say it twice.
+    logging.getLogger("upkeep.notify.dispatcher").setLevel(logging.ERROR)
     for report in deliver_now(loaded, store):
         if not report.ok:
             err.print(

@@ -222,7 +222,22 @@ def send(
     error = "; ".join(message for message in messages if message) or (
         f"{plugin.service_name} did not take the message ({status})"
     )
-    return DeliveryResult(False, _cut(masks.redact(error)))
+    return DeliveryResult(False, _cut(masks.redact(_concise(error))))
+
+
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")
+_READ_TIMEOUT = re.compile(r"Read timed out[^\"')]*")
+
+
+def _concise(error: str) -> str:
+    """Given Apprise's error text, return its first sentence plus the operating system's
+    reason when urllib3's wrapping hides it (``... [Errno 111] Connection refused``)."""
+    reason = _OS_ERROR.search(error) or _READ_TIMEOUT.search(error)
+    if reason is None:
+        return error
+    first = error.split(";", 1)[0].rstrip(". ")
+    detail = reason.group(1) if reason.re is _OS_ERROR else reason.group(0)
+    return f"{first}: {detail.strip().rstrip('.')}"
 
 
 def _cut(text: str) -> str:

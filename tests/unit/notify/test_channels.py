@@ -59,6 +59,8 @@ def test_a_refused_connection_is_an_error_without_the_password() -> None:
     result = send(url, "t", "b", "failure", "k", 1.0, Redactor())
     assert not result.ok
     assert "127.0.0.1" in result.error and "Hook-Password-9" not in result.error
+    # The reason the operating system gave, not urllib3's wrapping of it.
+    assert result.error.endswith("127.0.0.1: Connection refused"), result.error
 
 
 def test_config_reports_a_channel_that_is_not_an_apprise_url(tmp_path: Path) -> None:
