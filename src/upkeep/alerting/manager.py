@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from upkeep.alerting.flapping import percent_state_change
+from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
 from upkeep.alerting.messages import MessageFacts, compose, human_duration
 from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
 from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
@@ -196,7 +196,7 @@ class AlertManager:
         before = dict(states)
         open_alerts = self.alerts.open_alerts(connection, names)
         for result in known:
-            state = states.get(result.check) or CheckState(result.check)
+            state = states.get(result.check) or self._new_state(result.check)
             alert = open_alerts.get(result.check)
             step = advance(
                 state,
@@ -212,10 +212,12 @@ class AlertManager:
                     open_alerts.pop(result.check, None)
                 else:
                     open_alerts[result.check] = updated
+        # A check with no stored state is taken as healthy for ever: one whose results are
+        # ok stays at that fixed point and costs no write, from its very first result.
         changed = [
             state
             for name, state in states.items()
-            if name in names and (name not in before or not _same_state(before[name], state))
+            if name in names and not _same_state(before.get(name) or self._new_state(name), state)
         ]
         self.alerts.save_states(connection, changed, stored)
         return work.report
@@ -357,6 +359,9 @@ class AlertManager:
         and missed response targets, and resolve alerts of checks no longer configured.
         """
         moment = now or self.clock()
+        if not self.alerts.any_open():
+            # Most ticks find nothing to do: they need not take the store's write lock.
+            return AlertReport()
         with self.alerts.transaction() as connection:
             work = _Pass(connection, moment, self._muter_factory)
             open_alerts = self.alerts.open_alerts(connection)
@@ -543,6 +548,15 @@ class AlertManager:
         )
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _new_state(self, check: str) -> CheckState:
+        """Return the state of a check never seen failing: a full history of ok results,
+        recovered, so its first ok result changes nothing (and is not written)."""
+        return CheckState(
+            check,
+            history="o" * FLAP_HISTORY,
+            consecutive_ok=self.policies[check].clear_after if check in self.policies else 1,
+        )
 
     def _severity(self, check: CheckConfig, status: Status) -> str:
         return check.warn_severity if status is Status.WARNING else check.severity

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from upkeep.alerting.state import CheckState
 from upkeep.status import Status
@@ -174,7 +174,10 @@ class AlertStore:
     def save_states(
         self, connection: Connection, changed: Sequence[CheckState], existing: Collection[str]
     ) -> None:
-        """Given states that changed and the names already stored, insert or update them."""
+        """Given states that changed and the names already stored, insert or update them
+        (one statement each way, executed for many rows)."""
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         for state in changed:
             values = {
                 "history": state.history,
@@ -186,13 +189,27 @@ class AlertStore:
                 "last_at": state.last_at,
             }
             if state.check in existing:
-                connection.execute(
-                    update(check_states).where(check_states.c.check == state.check).values(**values)
-                )
+                updates.append({"name": state.check, **values})
             else:
-                connection.execute(insert(check_states).values(check=state.check, **values))
+                inserts.append({"check": state.check, **values})
+        if updates:
+            connection.execute(
+                update(check_states).where(check_states.c.check == bindparam("name")), updates
+            )
+        if inserts:
+            connection.execute(insert(check_states), inserts)
 
     # --- alerts --------------------------------------------------------------------------
+
+    def any_open(self) -> bool:
+        """Return whether any alert is open (a read without the alerting lock)."""
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(
+                    select(alerts.c.id).where(alerts.c.active.is_not(None)).limit(1)
+                ).first()
+                is not None
+            )
 
     def open_alerts(
         self, connection: Connection, checks: Collection[str] | None = None
