@@ -226,7 +226,7 @@ def send(
 
 
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")
-_READ_TIMEOUT = re.compile(r"Read timed out[^\"')]*")
+_READ_TIMEOUT = re.compile(r"Read timed out\.?(?: \(read timeout=[\d.]+\))?")
 
 
 def _concise(error: str) -> str:
@@ -237,7 +237,7 @@ def _concise(error: str) -> str:
         return error
     first = error.split(";", 1)[0].rstrip(". ")
     detail = reason.group(1) if reason.re is _OS_ERROR else reason.group(0)
-    return f"{first}: {detail.strip().rstrip('.')}"
+    return f"{first}: {detail.strip()}"
 
 
 def _cut(text: str) -> str:
