@@ -1,0 +1,1 @@
+"""Log tasks: lossless rotation, compression, retention."""

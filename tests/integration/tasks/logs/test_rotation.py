@@ -1,0 +1,141 @@
+"""Lossless rotation under a real writer appending through O_APPEND."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from upkeep.tasks.logs import rotation
+from upkeep.tasks.logs.rotation import RotationResult, recover, rotate
+
+WRITER = r"""
+import os, sys, time
+path, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+start = time.monotonic()
+number = 0
+# One write per line, as a logger does; paced in batches to hold the rate.
+while (elapsed := time.monotonic() - start) < seconds:
+    target = int(rate * elapsed) + 1000
+    while number < target:
+        os.write(fd, b"line %09d some payload to make it a log line\n" % number)
+        number += 1
+    time.sleep(0.005)
+os.close(fd)
+print(number, time.monotonic() - start)
+"""
+
+
+def _content(archive: Path) -> bytes:
+    data = archive.read_bytes()
+    if archive.suffix == ".zst":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    if archive.suffix == ".gz":
+        return gzip.decompress(data)
+    return data
+
+
+def _carry(log: Path) -> bytes:
+    state = json.loads((log.parent / ".upkeep-rotate" / f"{log.name}.json").read_text())
+    return base64.b64decode(state["carry"])
+
+
+def _assert_every_line_once_in_order(stream: bytes, count: int) -> None:
+    lines = stream.split(b"\n")
+    assert lines[-1] == b""
+    numbers = [int(line.split()[1]) for line in lines[:-1]]
+    assert len(numbers) == count, f"{count - len(numbers)} lines lost (or doubled)"
+    assert numbers == list(range(count))
+
+
+def test_a_fast_writer_loses_and_doubles_no_line_over_30_rotations(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log), "60000", "30"], stdout=subprocess.PIPE, text=True
+    )
+    results: list[RotationResult] = []
+    moment = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    while writer.poll() is None:
+        time.sleep(1.0)
+        result = rotate(log, moment=moment + timedelta(seconds=len(results)))
+        if result is not None:
+            results.append(result)
+    out, _ = writer.communicate(timeout=30)
+    written, seconds = out.split()
+    count = int(written)
+    assert count / float(seconds) >= 50_000, (
+        f"the writer managed only {count / float(seconds):.0f} lines/s"
+    )
+    assert len(results) >= 25
+    assert {result.method for result in results} == {"collapse"}
+    archives = b"".join(_content(result.archive) for result in results)
+    # Every archive holds whole lines; the part line at the last cut waits in the state.
+    for result in results:
+        assert _content(result.archive).endswith(b"\n")
+    _assert_every_line_once_in_order(archives + _carry(log) + log.read_bytes(), count)
+
+
+def test_a_crash_between_recording_and_making_the_cut_is_finished_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(b"line %09d x\n" % n for n in range(100_000)))
+
+    real = rotation.collapse_prefix
+    calls: list[int] = []
+
+    def crash(fd: int, length: int) -> None:
+        calls.append(length)
+        if len(calls) == 1:  # the filesystem probe on a scratch file
+            real(fd, length)
+            return
+        raise KeyboardInterrupt("killed")  # the process dies before cutting the log
+
+    monkeypatch.setattr(rotation, "collapse_prefix", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC))
+    monkeypatch.undo()
+    archives = sorted(tmp_path.glob("app.log-*"))
+    assert len(archives) == 1  # the verified archive exists; the log still has everything
+    with open(log, "ab") as handle:  # the writer went on meanwhile
+        handle.write(b"".join(b"line %09d x\n" % n for n in range(100_000, 100_500)))
+    assert recover(log) is True
+    assert recover(log) is False
+    stream = _content(archives[0]) + _carry(log) + log.read_bytes()
+    _assert_every_line_once_in_order(stream, 100_500)
+    assert not list(tmp_path.glob(".upkeep-tmp-*"))
+
+
+def test_where_collapse_is_impossible_it_truncates_and_reports_the_window(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")  # noqa: S108 - a tmpfs on purpose: it cannot collapse ranges
+    if not shm.is_dir():
+        pytest.skip("no tmpfs at /dev/shm")
+    directory = shm / f"upkeep-{os.getpid()}-{tmp_path.name}"
+    directory.mkdir()
+    try:
+        log = directory / "app.log"
+        log.write_bytes(b"".join(b"line %09d x\n" % n for n in range(10_000)))
+        result = rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC), compression="gzip")
+        assert result is not None and result.method == "truncate"
+        assert 0 <= result.loss_window_s < 0.5
+        assert log.stat().st_size == 0
+        _assert_every_line_once_in_order(_content(result.archive), 10_000)
+        assert result.archive.name == "app.log-20261123-000000.gz"
+        log.write_bytes(b"x\n" * 5000)
+        with pytest.raises(rotation.RotationError):
+            rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC), mode="collapse")
+    finally:
+        for item in sorted(directory.rglob("*"), reverse=True):
+            item.rmdir() if item.is_dir() else item.unlink()
+        directory.rmdir()
