@@ -11,8 +11,9 @@ from typing import Any
 from upkeep.tasks.base import Task
 from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
+from upkeep.tasks.logs.rotate import LogsRotate
 from upkeep.tasks.service.restart import ServiceRestart
 
 TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
-    task.name: task for task in (FilesCleanup, HttpRequest, ServiceRestart)
+    task.name: task for task in (FilesCleanup, HttpRequest, LogsRotate, ServiceRestart)
 }

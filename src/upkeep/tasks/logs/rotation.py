@@ -48,6 +48,8 @@ CHUNK_BYTES = 1 << 20
 """Read and compress this much at a time: memory stays bounded whatever the log's size."""
 MAX_CARRY_BYTES = 1 << 20
 """A part line longer than this (a log without newlines) is archived split, not carried."""
+HEAD_BYTES = 64
+"""How many of a log's first bytes after a cut are remembered, to know it is still the same."""
 STATE_DIR = ".upkeep-rotate"
 TEMP_PREFIX = ".upkeep-tmp-"
 
@@ -65,7 +67,7 @@ class RotationResult:
 
     archive: Path
     bytes_archived: int
-    method: Literal["collapse", "truncate"]
+    method: Literal["collapse", "truncate", "rename"]
     loss_window_s: float = 0.0
     """For ``truncate``: the time appends could have been lost in (0 for ``collapse``)."""
 
@@ -98,15 +100,35 @@ class _State:
         self.path = log.parent / STATE_DIR / f"{log.name}.json"
         self.carry = b""
         self.pending: dict[str, Any] | None = None
+        # The file the carry belongs to and its first bytes after the cut: a file replaced
+        # or truncated by someone else since then does not continue the carried line.
+        self.inode: int | None = None
+        self.head = b""
         if self.path.exists():
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.carry = base64.b64decode(data.get("carry", ""))
             self.pending = data.get("pending")
+            self.inode = data.get("inode")
+            self.head = base64.b64decode(data.get("head", ""))
+
+    def carried_line(self, fd: int) -> bytes:
+        """Return the carry as it starts the next archive: as is when the file continues
+        it, or as a line of its own (newline added) when the file was replaced since."""
+        if not self.carry:
+            return b""
+        if os.fstat(fd).st_ino == self.inode and os.pread(fd, len(self.head), 0) == self.head:
+            return self.carry
+        return self.carry if self.carry.endswith(b"\n") else self.carry + b"\n"
 
     def save(self) -> None:
         """Write the state atomically (temporary file, fsync, rename, fsync directory)."""
         self.path.parent.mkdir(exist_ok=True)
-        document = {"carry": base64.b64encode(self.carry).decode(), "pending": self.pending}
+        document = {
+            "carry": base64.b64encode(self.carry).decode(),
+            "pending": self.pending,
+            "inode": self.inode,
+            "head": base64.b64encode(self.head).decode(),
+        }
         temporary = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}")
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(document, handle)
@@ -234,6 +256,8 @@ def recover(log: Path) -> bool:
         os.close(fd)
     state.carry = base64.b64decode(state.pending["fragment"])
     state.pending = None
+    with open(log, "rb") as handle:
+        state.inode, state.head = os.fstat(handle.fileno()).st_ino, handle.read(HEAD_BYTES)
     state.save()
     return True
 
@@ -291,7 +315,7 @@ def _rotate_collapse(
     writer = _ArchiveWriter(final, compression)
     prefix = hashlib.sha256()
     try:
-        writer.write(state.carry)
+        writer.write(state.carried_line(fd))
         held = b""
         position = 0
         while position < cut:
@@ -322,6 +346,7 @@ def _rotate_collapse(
     state.save()
     collapse_prefix(fd, cut)
     state.carry, state.pending = held, None
+    state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
     state.save()
     return RotationResult(final, writer.size, "collapse")
 
@@ -347,7 +372,7 @@ def _rotate_truncate(
     final = archive_name(log, directory, moment, compression)
     writer = _ArchiveWriter(final, compression)
     try:
-        writer.write(state.carry)
+        writer.write(state.carried_line(fd))
         position = 0
         while True:
             chunk = os.pread(fd, CHUNK_BYTES, position)
@@ -366,3 +391,20 @@ def _rotate_truncate(
     state.carry, state.pending = b"", None
     state.save()
     return RotationResult(final, writer.size, "truncate", window)
+
+
+def compress_file(source: Path, final: Path, compression: Compression) -> int:
+    """Given a file no one writes to any more, write it to ``final`` compressed (under a
+    temporary name, fsynced, verified, then renamed) and return its uncompressed size;
+    the source is left for the caller to remove. Raise RotationError if it does not verify.
+    """
+    writer = _ArchiveWriter(final, compression)
+    try:
+        with open(source, "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                writer.write(chunk)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.size
