@@ -11,9 +11,10 @@ from typing import Any
 from upkeep.tasks.base import Task
 from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
+from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
 from upkeep.tasks.service.restart import ServiceRestart
 
 TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
-    task.name: task for task in (FilesCleanup, HttpRequest, LogsRotate, ServiceRestart)
+    task.name: task for task in (FilesCleanup, HttpRequest, LogsRetain, LogsRotate, ServiceRestart)
 }

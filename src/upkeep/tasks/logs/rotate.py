@@ -125,11 +125,11 @@ def _logs(target: LogsTarget) -> list[Path]:
     return found
 
 
-_ARCHIVE = re.compile(r"^(?P<log>.+)-(?P<stamp>\d{8}-\d{6})(?:\.\d+)?(?:\.zst|\.gz)?$")
+ARCHIVE_NAME = re.compile(r"^(?P<log>.+)-(?P<stamp>\d{8}-\d{6})(?:\.\d+)?(?:\.zst|\.gz)?$")
 
 
 def _is_archive_name(name: str) -> bool:
-    return _ARCHIVE.match(name) is not None
+    return ARCHIVE_NAME.match(name) is not None
 
 
 def archives_of(log: Path, directory: Path) -> list[Path]:
@@ -137,7 +137,7 @@ def archives_of(log: Path, directory: Path) -> list[Path]:
     never links), oldest first."""
     found = []
     for path in directory.glob(f"{glob_escape(log.name)}-*"):
-        match = _ARCHIVE.match(path.name)
+        match = ARCHIVE_NAME.match(path.name)
         if match is None or match.group("log") != log.name:
             continue
         if stat.S_ISREG(path.lstat().st_mode):

@@ -1,0 +1,107 @@
+"""logs.retain: per-class retention, verified copies to a second store, nothing else touched."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from upkeep.probes.logs import LogsTarget
+from upkeep.tasks.base import TaskContext
+from upkeep.tasks.logs.retain import LogsRetain, RetainParams
+
+DAY = 86400.0
+CLASSES = [
+    {"match": "error*", "keep": "90d"},
+    {"match": "security*", "keep": "1y"},
+    {"match": "*", "keep": "30d", "keep_count": 3},
+]
+
+
+def _archive(directory: Path, log: str, days_old: float, index: int = 0) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() - days_old * DAY))
+    path = directory / f"{log}-{stamp}{'.' + str(index) if index else ''}.zst"
+    path.write_bytes(f"{log} {days_old}".encode())
+    moment = time.time() - days_old * DAY
+    os.utime(path, (moment, moment))
+    return path
+
+
+def _target(directory: Path) -> LogsTarget:
+    return LogsTarget(kind="logs", path=str(directory))
+
+
+async def test_each_class_keeps_its_own_period_and_nothing_else_is_touched(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old_app = _archive(logs, "app.log", 40)
+    recent_app = _archive(logs, "app.log", 10)
+    old_error = _archive(logs, "error.log", 100)
+    kept_error = _archive(logs, "error.log", 60)
+    kept_security = _archive(logs, "security.log", 200)
+    live = logs / "app.log"
+    live.write_bytes(b"live")
+    foreign = logs / "notes-20200101-000000.txt"
+    foreign.write_bytes(b"not an archive name")
+    elsewhere = tmp_path / "elsewhere.zst"
+    elsewhere.write_bytes(b"x")
+    link = logs / "app.log-20000101-000000.zst"
+    link.symlink_to(elsewhere)
+    params = RetainParams.model_validate({"classes": CLASSES})
+    plan = await LogsRetain().plan(_target(logs), params, task_context)
+    assert sorted(Path(c.subject).name for c in plan.changes if c.action == "delete") == sorted(
+        [old_app.name, old_error.name]
+    )
+    assert old_app.exists()  # the dry run deleted nothing
+    outcome = await LogsRetain().run(_target(logs), params, task_context)
+    assert outcome.figures["deleted"] == 2
+    assert not old_app.exists() and not old_error.exists()
+    for path in (recent_app, kept_error, kept_security, live, foreign, elsewhere):
+        assert path.exists()
+    assert link.is_symlink()
+
+
+async def test_keep_count_keeps_the_newest(tmp_path: Path, task_context: TaskContext) -> None:
+    archives = [
+        _archive(tmp_path, "app.log", days, index) for index, days in enumerate([5, 4, 3, 2, 1])
+    ]
+    params = RetainParams.model_validate({"classes": CLASSES})
+    await LogsRetain().run(_target(tmp_path), params, task_context)
+    assert [path.exists() for path in archives] == [False, False, True, True, True]
+
+
+async def test_archives_are_deleted_only_once_their_copy_is_proven(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    logs, store = tmp_path / "logs", tmp_path / "second-store"
+    logs.mkdir()
+    old = _archive(logs, "app.log", 40)
+    older = _archive(logs, "app.log", 50)
+    recent = _archive(logs, "app.log", 1)
+    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(store)})
+    assert LogsRetain().validate(_target(logs), params) == []
+    outcome = await LogsRetain().run(_target(logs), params, task_context)
+    assert outcome.figures["copied"] == 3 and outcome.figures["deleted"] == 2
+    assert not old.exists() and not older.exists() and recent.exists()
+    assert (store / old.name).read_bytes() == b"app.log 40"
+    assert not list(store.glob(".upkeep-tmp-*"))
+    # A copy damaged in the second store: the local archive stays until a good copy exists.
+    doomed = _archive(logs, "app.log", 45)
+    (store / doomed.name).write_bytes(b"damaged")
+    outcome = await LogsRetain().run(_target(logs), params, task_context)
+    assert doomed.exists() is False  # the damaged copy was replaced by a verified one first
+    assert (store / doomed.name).read_bytes() == b"app.log 45"
+    assert outcome.figures["deleted"] == 1
+
+
+def test_a_relative_or_same_archive_directory_is_refused(tmp_path: Path) -> None:
+    relative = RetainParams.model_validate({"classes": CLASSES, "archive_to": "backup"})
+    same = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(tmp_path)})
+    assert LogsRetain().validate(_target(tmp_path), relative) == [
+        "archive_to must be an absolute directory"
+    ]
+    assert LogsRetain().validate(_target(tmp_path), same) == [
+        "archive_to must not be the log directory itself"
+    ]
