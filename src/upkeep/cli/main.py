@@ -352,6 +352,49 @@ def silence_remove(
     raise typer.Exit(remove_silence(config, silence_id))
 
 
+# --- logs (issue #5) ------------------------------------------------------------------------
+
+logs_app = typer.Typer(help="Logs: analysis.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+
+
+@logs_app.command("analyze")
+def logs_analyze(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Log files (plain, .gz, .zst).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="A logs target of the config instead of paths.")
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--format", help="auto, combined (access logs), json or plain.")
+    ] = "auto",
+    pattern: Annotated[
+        list[str] | None, typer.Option("--pattern", "-p", help="A regex to count (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only the last 1h, 24h, 7d.")] = None,
+    top: Annotated[int, typer.Option(help="How many endpoints to list.")] = 20,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Levels, patterns, security events; for access logs requests, error rate and
+    p50/p95/p99 per endpoint and per 5 minutes."""
+    from upkeep.cli.logs import analyze_logs
+
+    raise typer.Exit(
+        analyze_logs(
+            config,
+            paths or [],
+            target=target,
+            log_format=log_format,
+            patterns=pattern or [],
+            since=since,
+            top=top,
+            json_output=json_output,
+        )
+    )
+
+
 # --- incidents and reliability figures (issue #4) ---------------------------------------------
 
 LabelOption = Annotated[

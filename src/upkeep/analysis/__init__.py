@@ -1,0 +1,1 @@
+"""Analysis of stored results and of logs."""

@@ -1,0 +1,283 @@
+"""Reading logs for what matters: levels, patterns, security events, and for access logs
+request counts, error rates and response-time percentiles per endpoint and per 5 minutes.
+
+Formats, per line (``auto`` decides per file from its first lines):
+
+* ``combined``: nginx/Apache combined access logs, optionally followed by the request time
+  in seconds (nginx ``$request_time``) or ``rt=…``, as most setups log it;
+* ``json``: one JSON object per line (``level``/``severity``, ``message``/``msg``,
+  ``time``/``timestamp``/``ts``; access fields ``path``/``status``/``duration_ms`` or
+  ``request_time``);
+* ``plain``: anything else, its level found as a word (ERROR, WARN, INFO, …).
+
+Files ending in ``.gz`` or ``.zst`` are read through gzip or zstd. Everything streams: memory
+grows with the number of endpoints and response times, not with the file's size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Literal, cast
+
+Format = Literal["auto", "combined", "json", "plain"]
+BIN = timedelta(minutes=5)
+
+COMBINED = re.compile(
+    rb'^(?P<host>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)[^"]*" '
+    rb'(?P<status>\d{3}) (?P<bytes>\d+|-)(?: "[^"]*" "[^"]*")?(?: (?:rt=)?(?P<rt>\d+(?:\.\d+)?))?'
+)
+LEVEL = re.compile(rb"\b(CRITICAL|FATAL|ERROR|WARN(?:ING)?|INFO|DEBUG)\b")
+SECURITY = re.compile(
+    rb"(Failed password|authentication failure|Invalid user|AUTH_FAILED|"
+    rb"Failed publickey|BREAK-IN ATTEMPT|Unauthorized|permission denied)",
+    re.IGNORECASE,
+)
+ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,}|[0-9a-f]{16,})(?=/|$)")
+LEVEL_NAMES = {b"WARNING": "WARN", b"FATAL": "CRITICAL"}
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """Given a log (plain, ``.gz`` or ``.zst``), return a binary stream of its text."""
+    if path.suffix == ".gz":
+        # GzipFile is a binary stream; typeshed does not declare it an IO[bytes].
+        return cast("IO[bytes]", gzip.open(path, "rb"))
+    if path.suffix == ".zst":
+        import zstandard
+
+        raw = open(path, "rb")  # noqa: SIM115 - handed to the reader, closed with it
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")
+
+
+def endpoint_of(path: str) -> str:
+    """Given a request path, return its endpoint: no query, ids as ``:id``."""
+    return ID_SEGMENT.sub("/:id", path.split("?", 1)[0]) or "/"
+
+
+@dataclass
+class EndpointFigures:
+    """Requests, errors and response times of one endpoint (or one time bin)."""
+
+    requests: int = 0
+    errors: int = 0
+    times_ms: array[float] = field(default_factory=lambda: array("d"))
+
+    def add(self, status: int, time_ms: float | None) -> None:
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+        if time_ms is not None:
+            self.times_ms.append(time_ms)
+
+    def summary(self) -> dict[str, Any]:
+        """Return count, error rate (5xx) and p50/p95/p99 (None without response times)."""
+        ordered = sorted(self.times_ms)
+
+        def percentile(share: float) -> float | None:
+            if not ordered:
+                return None
+            return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3)
+
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate_percent": round(100 * self.errors / self.requests, 3)
+            if self.requests
+            else 0.0,
+            "p50_ms": percentile(0.50),
+            "p95_ms": percentile(0.95),
+            "p99_ms": percentile(0.99),
+        }
+
+
+@dataclass
+class Analysis:
+    """What one pass over some logs found."""
+
+    lines: int = 0
+    formats: Counter[str] = field(default_factory=Counter)
+    levels: Counter[str] = field(default_factory=Counter)
+    patterns: Counter[str] = field(default_factory=Counter)
+    security: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    endpoints: defaultdict[str, EndpointFigures] = field(
+        default_factory=lambda: defaultdict(EndpointFigures)
+    )
+    bins: defaultdict[datetime, EndpointFigures] = field(
+        default_factory=lambda: defaultdict(EndpointFigures)
+    )
+
+    def to_json(self, top: int = 20) -> dict[str, Any]:
+        """Return the findings as JSON-ready data (the ``top`` busiest endpoints)."""
+        busiest = sorted(self.endpoints.items(), key=lambda item: -item[1].requests)[:top]
+        return {
+            "lines": self.lines,
+            "formats": dict(self.formats),
+            "levels": dict(self.levels),
+            "patterns": dict(self.patterns),
+            "security_events": dict(self.security),
+            "requests": sum(figures.requests for figures in self.endpoints.values()),
+            "statuses": {str(code): count for code, count in sorted(self.statuses.items())},
+            "endpoints": {name: figures.summary() for name, figures in busiest},
+            "bins": {
+                start.isoformat(): figures.summary() for start, figures in sorted(self.bins.items())
+            },
+        }
+
+
+class _Clock:
+    """Parses access-log times, caching by text (a busy log repeats each second)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[bytes, datetime | None] = {}
+
+    def bin_of(self, text: bytes) -> datetime | None:
+        if text in self._cache:
+            return self._cache[text]
+        try:
+            moment = datetime.strptime(text.decode(), "%d/%b/%Y:%H:%M:%S %z")
+        except ValueError:
+            value = None
+        else:
+            moment = moment.astimezone(UTC)
+            value = moment.replace(minute=moment.minute - moment.minute % 5, second=0)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[text] = value
+        return value
+
+
+def _detect(first: Sequence[bytes]) -> str:
+    sample = [line for line in first if line.strip()][:20]
+    if sample and all(COMBINED.match(line) for line in sample):
+        return "combined"
+    if sample and all(line.lstrip().startswith(b"{") for line in sample):
+        return "json"
+    return "plain"
+
+
+def analyze(
+    paths: Sequence[Path],
+    *,
+    log_format: Format = "auto",
+    patterns: Sequence[str] = (),
+    since: datetime | None = None,
+) -> Analysis:
+    """Given log files, return what they hold. ``patterns`` are regular expressions counted
+    per line; ``since`` drops access-log lines (and JSON lines with a time) before it."""
+    result = Analysis()
+    compiled = [(pattern, re.compile(pattern.encode())) for pattern in patterns]
+    clock = _Clock()
+    since_bin = since.astimezone(UTC) if since else None
+    for path in paths:
+        with open_log(path) as stream:
+            lines = _lines(stream)
+            head = [line for _, line in zip(range(20), lines, strict=False)]
+            kind = log_format if log_format != "auto" else _detect(head)
+            result.formats[kind] += 1
+            for line in _chain(head, lines):
+                result.lines += 1
+                for name, regex in compiled:
+                    if regex.search(line):
+                        result.patterns[name] += 1
+                if kind == "combined":
+                    _access(result, line, clock, since_bin)
+                elif kind == "json":
+                    _json_line(result, line, since_bin)
+                else:
+                    _plain(result, line)
+    return result
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    yield from stream
+
+
+def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from head
+    yield from rest
+
+
+def _plain(result: Analysis, line: bytes) -> None:
+    level = LEVEL.search(line)
+    if level is not None:
+        word = level.group(1)
+        result.levels[LEVEL_NAMES.get(word, word.decode())] += 1
+    security = SECURITY.search(line)
+    if security is not None:
+        result.security[security.group(1).decode()] += 1
+
+
+def _access(result: Analysis, line: bytes, clock: _Clock, since: datetime | None) -> None:
+    match = COMBINED.match(line)
+    if match is None:
+        _plain(result, line)
+        return
+    start = clock.bin_of(match.group("time"))
+    if since is not None and start is not None and start + BIN <= since:
+        return
+    status = int(match.group("status"))
+    seconds = match.group("rt")
+    time_ms = float(seconds) * 1000 if seconds is not None else None
+    result.statuses[status] += 1
+    result.endpoints[endpoint_of(match.group("path").decode(errors="replace"))].add(status, time_ms)
+    if start is not None:
+        result.bins[start].add(status, time_ms)
+    if status in (401, 403):
+        result.security[f"HTTP {status}"] += 1
+
+
+def _json_line(result: Analysis, line: bytes, since: datetime | None) -> None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        _plain(result, line)
+        return
+    if not isinstance(record, dict):
+        return
+    stamp = record.get("time") or record.get("timestamp") or record.get("ts")
+    if since is not None and isinstance(stamp, str):
+        try:
+            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None and moment < since:
+            return
+    level = record.get("level") or record.get("severity")
+    if isinstance(level, str):
+        name = level.upper()
+        result.levels[{"WARNING": "WARN", "FATAL": "CRITICAL"}.get(name, name)] += 1
+    message = str(record.get("message") or record.get("msg") or "")
+    security = SECURITY.search(message.encode())
+    if security is not None:
+        result.security[security.group(1).decode()] += 1
+    status = record.get("status")
+    path = record.get("path")
+    if isinstance(status, int) and isinstance(path, str):
+        duration = record.get("duration_ms")
+        if duration is None and isinstance(record.get("request_time"), int | float):
+            duration = float(record["request_time"]) * 1000
+        result.statuses[status] += 1
+        result.endpoints[endpoint_of(path)].add(
+            status, float(duration) if isinstance(duration, int | float) else None
+        )
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Given counts, return a one-line chart of them."""
+    if not values:
+        return ""
+    top = max(values) or 1
+    return "".join(SPARK[min(len(SPARK) - 1, value * len(SPARK) // (top + 1))] for value in values)
