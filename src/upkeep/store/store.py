@@ -160,10 +160,19 @@ class Store:
             return None
 
     def migrate(self) -> None:
-        """Bring the schema to the head revision; a no-op (without importing Alembic) if there."""
-        with self.engine.connect() as connection:
-            if self._current_revision(connection) == SCHEMA_REVISION:
-                return
+        """Bring the schema to the head revision; a no-op (without importing Alembic) if there.
+
+        On SQLite the first look happens under the migration lock too: a process's first
+        connection switches a new database to WAL, and several switching at once while
+        another creates the tables get "database is locked" without waiting for it.
+        """
+        with self._sqlite_migration_lock():
+            with self.engine.connect() as connection:
+                if self._current_revision(connection) == SCHEMA_REVISION:
+                    return
+            self._upgrade()
+
+    def _upgrade(self) -> None:
         from alembic import command
         from alembic.config import Config
 
@@ -171,7 +180,7 @@ class Store:
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         # Alembic reads the current revision again inside the lock, so whoever comes second
         # finds the schema at head and changes nothing.
-        with self._sqlite_migration_lock(), self.engine.begin() as connection:
+        with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
