@@ -36,7 +36,7 @@ from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.logs.rotate import ARCHIVE_NAME
-from upkeep.tasks.logs.rotation import CHUNK_BYTES, TEMP_PREFIX
+from upkeep.tasks.logs.rotation import CHUNK_BYTES, TEMP_PREFIX, fsync_dir
 
 
 class LogClass(StrictModel):
@@ -108,6 +108,15 @@ def _class_of(log: str, classes: list[LogClass]) -> LogClass | None:
     return next((item for item in classes if fnmatch.fnmatchcase(log, item.match)), None)
 
 
+def _reason(rule: LogClass | None) -> str:
+    """Return why a class expires an archive, for the dry run."""
+    if rule is None:
+        return ""
+    if rule.keep is not None:
+        return f"class {rule.match!r}: keep {format_duration(rule.keep)}"
+    return f"class {rule.match!r}: keep the newest {rule.keep_count}"
+
+
 def _expired(archives: list[_Archive], classes: list[LogClass], now: float) -> list[_Archive]:
     by_log: dict[str, list[_Archive]] = {}
     for archive in archives:
@@ -144,11 +153,7 @@ def _copy_verified(source: Path, directory: Path) -> str:
         temporary.unlink(missing_ok=True)
         raise TaskFailed(f"the copy of {source.name} in {directory} does not match; kept locally")
     temporary.replace(final)
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_dir(directory)
     return expected
 
 
@@ -191,15 +196,9 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
                 if not (destination / archive.path.name).exists()
             ]
         for archive in _expired(archives, params.classes, time.time()):
-            rule = _class_of(archive.log, params.classes)
-            why = (
-                f"class {rule.match!r}: keep {format_duration(rule.keep)}"
-                if rule is not None and rule.keep is not None
-                else f"class {rule.match!r}: keep the newest {rule.keep_count}"
-                if rule is not None
-                else ""
+            changes.append(
+                Change("delete", str(archive.path), _reason(_class_of(archive.log, params.classes)))
             )
-            changes.append(Change("delete", str(archive.path), why))
         return TaskPlan(changes=changes, note=f"{len(archives)} archive(s) under {root}")
 
     async def run(

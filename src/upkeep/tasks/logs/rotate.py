@@ -20,6 +20,7 @@ only files with exactly that name shape for a log of the target, and only regula
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import re
 import signal
@@ -136,18 +137,13 @@ def archives_of(log: Path, directory: Path) -> list[Path]:
     """Given a log and its archive directory, return its archives (regular files only,
     never links), oldest first."""
     found = []
-    for path in directory.glob(f"{glob_escape(log.name)}-*"):
+    for path in directory.glob(f"{glob.escape(log.name)}-*"):
         match = ARCHIVE_NAME.match(path.name)
         if match is None or match.group("log") != log.name:
             continue
         if stat.S_ISREG(path.lstat().st_mode):
             found.append(path)
     return sorted(found, key=lambda path: (path.lstat().st_mtime, path.name))
-
-
-def glob_escape(text: str) -> str:
-    """Return ``text`` with glob metacharacters escaped."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 class LogsRotate(Task[LogsTarget, RotateParams]):

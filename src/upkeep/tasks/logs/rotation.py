@@ -85,7 +85,8 @@ def collapse_prefix(fd: int, length: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (fsync the directory)."""
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
@@ -135,7 +136,7 @@ class _State:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
 
 def _compressor(raw: IO[bytes], compression: Compression) -> IO[bytes]:
@@ -202,7 +203,7 @@ class _ArchiveWriter:
             self.temporary.unlink(missing_ok=True)
             raise RotationError(f"archive {self.final.name} did not verify; nothing changed")
         self.temporary.replace(self.final)
-        _fsync_dir(self.final.parent)
+        fsync_dir(self.final.parent)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
