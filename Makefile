@@ -48,6 +48,7 @@ test: dev-install services lint typecheck
 	$(BIN)/pytest -q
 
 bench: dev-install
+	UPKEEP_BENCH_TOOLS=1 bash scripts/ensure-services.sh
 	$(BIN)/python benchmarks/checks.py
 
 docs: dev-install

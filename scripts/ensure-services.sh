@@ -32,14 +32,28 @@ start_if_down MariaDB 3306 as_root start-stop-daemon --start --oknodo --backgrou
 start_if_down Redis 6379 as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || failed=1
 start_if_down RabbitMQ 5672 as_root rabbitmq-server -detached || failed=1
 
-# Real Nagios plugins for the `command` probe tests (Debian's monitoring-plugins-basic).
-if [ ! -x /usr/lib/nagios/plugins/check_dummy ]; then
-  echo "install monitoring-plugins-basic"
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq monitoring-plugins-basic >/dev/null 2>&1; then
+# Installs a Debian package when the file it provides is missing; apt's lists are
+# refreshed only when a first try fails (a fresh machine has stale or no lists).
+ensure_package() {
+  local package=$1 provides=$2
+  [ -e "$provides" ] && { echo "ok   $package ($provides)"; return 0; }
+  echo "install $package"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null 2>&1; then
     as_root apt-get update -qq >/dev/null 2>&1 || true
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq monitoring-plugins-basic >/dev/null 2>&1 || { echo "FAIL cannot install monitoring-plugins-basic" >&2; failed=1; }
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null 2>&1 \
+      || { echo "FAIL cannot install $package" >&2; return 1; }
   fi
+  [ -e "$provides" ] && echo "ok   $package ($provides)"
+}
+
+# Real peers the tests use: Nagios plugins for the `command` probe, OpenSSH's sshd and
+# sftp-server for SFTP log archival, logrotate as the rotation peer.
+ensure_package monitoring-plugins-basic /usr/lib/nagios/plugins/check_dummy || failed=1
+ensure_package openssh-server /usr/sbin/sshd || failed=1
+ensure_package logrotate /usr/sbin/logrotate || failed=1
+# Only the benchmarks need GoAccess (the log-analysis peer).
+if [ "${UPKEEP_BENCH_TOOLS:-0}" = 1 ]; then
+  ensure_package goaccess /usr/bin/goaccess || failed=1
 fi
-[ -x /usr/lib/nagios/plugins/check_dummy ] && echo "ok   Nagios plugins in /usr/lib/nagios/plugins"
 
 exit $failed

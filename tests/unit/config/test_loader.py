@@ -452,3 +452,29 @@ def test_an_unset_secret_variable_is_named_in_the_error(tmp_path: Path, value: s
     path = write(tmp_path, f"targets:\n  db: {{kind: postgres, dsn: {value}}}\n")
     [error] = errors_of(path)
     assert "UNSET_SECRET_NAME is not set (referenced as ${UNSET_SECRET_NAME})" in error
+
+
+def test_task_params_secrets_are_masked_sftp_url_and_password(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+targets:
+  app-logs: {kind: logs, path: /var/log/app}
+runbooks:
+  weekly:
+    steps:
+      - task: logs.retain
+        target: app-logs
+        with:
+          classes: [{match: "*", keep: 30d}]
+          archive_to: "sftp://logs:Url-Pa55word@127.0.0.1/srv/logs"
+      - task: logs.retain
+        target: app-logs
+        with:
+          classes: [{match: "*", keep: 30d}]
+          archive_to: "sftp://logs@127.0.0.1/srv/logs"
+          sftp: {password: Field-Pa55word}
+""",
+    )
+    redactor = load_config(path, environ={}).redactor
+    assert redactor.redact("Url-Pa55word Field-Pa55word logs@127.0.0.1") == "*** *** logs@127.0.0.1"

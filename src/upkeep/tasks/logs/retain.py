@@ -6,10 +6,11 @@ logs seven years. ``classes`` say that per log name (the first class whose ``mat
 matches the log an archive came from wins); each class has ``keep`` (age) and/or
 ``keep_count`` (the newest N).
 
-With ``archive_to`` (a local directory), every archive is first copied there (under a
-temporary name, fsynced, renamed) and the copy's sha256 compared with the original's; an
-archive past retention is deleted locally only if its copy is there and its checksum
-matches at that moment. Without ``archive_to``, past retention means deleted.
+With ``archive_to`` (an absolute local directory, or ``sftp://user@host[:port]/dir`` with
+``sftp:`` login options), every archive is first copied there (under a temporary name,
+made durable, renamed) and the copy read back and its sha256 compared with the original's;
+an archive past retention is deleted locally only if its copy reads back with a matching
+checksum at that moment. Without ``archive_to``, past retention means deleted.
 
 Only files with the archive name shape ``<log>-YYYYmmdd-HHMMSS[.N][.zst|.gz]`` directly in
 the target's directory are considered; links are never followed or deleted, and nothing
@@ -20,23 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
 import os
-import shutil
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
 
 from upkeep.config.durations import Duration, format_duration
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
+from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
+from upkeep.tasks.copies import CopyStore, SftpOptions, location_problems, open_store, sha256_of
 from upkeep.tasks.logs.rotate import ARCHIVE_NAME
-from upkeep.tasks.logs.rotation import CHUNK_BYTES, TEMP_PREFIX, fsync_dir
 
 
 class LogClass(StrictModel):
@@ -57,9 +57,13 @@ class RetainParams(StrictModel):
     """Params of ``logs.retain``."""
 
     classes: list[LogClass] = Field(min_length=1, description="first match wins")
-    archive_to: str | None = Field(
-        default=None, description="a directory that gets a verified copy of every archive"
+    # A password may sit in an sftp:// URL: it is masked like a DSN's.
+    archive_to: Annotated[str | None, SecretMarker(part="password")] = Field(
+        default=None,
+        description="an absolute directory or sftp://user@host[:port]/dir that gets a "
+        "verified copy of every archive",
     )
+    sftp: SftpOptions | None = Field(default=None, description="login for an sftp:// archive_to")
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,6 @@ class _Archive:
     log: str
     mtime: float
     size: int
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file, read in bounded chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _root(target: LogsTarget) -> Path:
@@ -137,26 +132,6 @@ def _expired(archives: list[_Archive], classes: list[LogClass], now: float) -> l
     return doomed
 
 
-def _copy_verified(source: Path, directory: Path) -> str:
-    """Copy ``source`` into ``directory`` (temporary name, fsync, rename) unless an equal
-    copy is there; return the checksum. Raise TaskFailed if the copy does not match."""
-    expected = sha256_of(source)
-    final = directory / source.name
-    if final.exists() and sha256_of(final) == expected:
-        return expected
-    temporary = directory / f"{TEMP_PREFIX}{source.name}"
-    with open(source, "rb") as reader, open(temporary, "wb") as writer:
-        shutil.copyfileobj(reader, writer, CHUNK_BYTES)
-        writer.flush()
-        os.fsync(writer.fileno())
-    if sha256_of(temporary) != expected:
-        temporary.unlink(missing_ok=True)
-        raise TaskFailed(f"the copy of {source.name} in {directory} does not match; kept locally")
-    temporary.replace(final)
-    fsync_dir(directory)
-    return expected
-
-
 class LogsRetain(Task[LogsTarget, RetainParams]):
     """Apply per-class retention to rotated archives, copying them to a second store first."""
 
@@ -173,11 +148,14 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         """Return problems: a relative ``archive_to``, or one inside the log directory."""
         problems = []
         if params.archive_to is not None:
-            destination = Path(params.archive_to)
-            if not destination.is_absolute():
-                problems.append("archive_to must be an absolute directory")
-            elif destination.resolve() == Path(target.path).resolve():
-                problems.append("archive_to must not be the log directory itself")
+            problems += location_problems(params.archive_to, params.sftp)
+            if not problems and "://" not in params.archive_to:
+                root = Path(target.path)
+                root = root.parent if root.is_file() else root
+                if Path(params.archive_to).resolve() == root.resolve():
+                    problems.append("archive_to must not be the log directory itself")
+        elif params.sftp is not None:
+            problems.append("sftp options are given but archive_to is not an sftp:// URL")
         return problems
 
     async def plan(
@@ -188,18 +166,17 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         root = await asyncio.to_thread(_root, target)
         archives = await asyncio.to_thread(_archives, root)
         changes = []
+        note = f"{len(archives)} archive(s) under {root}"
         if params.archive_to is not None:
-            destination = Path(params.archive_to)
-            changes += [
-                Change("copy", str(archive.path), f"to {destination}")
-                for archive in archives
-                if not (destination / archive.path.name).exists()
-            ]
+            copies, problem = await asyncio.to_thread(_planned_copies, archives, params)
+            changes += copies
+            if problem:
+                note += f"; {problem}"
         for archive in _expired(archives, params.classes, time.time()):
             changes.append(
                 Change("delete", str(archive.path), _reason(_class_of(archive.log, params.classes)))
             )
-        return TaskPlan(changes=changes, note=f"{len(archives)} archive(s) under {root}")
+        return TaskPlan(changes=changes, note=note)
 
     async def run(
         self, target: LogsTarget, params: RetainParams, context: TaskContext
@@ -210,41 +187,62 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         return await asyncio.to_thread(self._run, target, params)
 
     def _run(self, target: LogsTarget, params: RetainParams) -> TaskOutcome:
-        outcome = TaskOutcome()
         root = _root(target)
         archives = _archives(root)
-        verified: dict[Path, str] = {}
-        if params.archive_to is not None:
-            destination = Path(params.archive_to)
-            destination.mkdir(parents=True, exist_ok=True)
-            for archive in archives:
-                existed = (destination / archive.path.name).exists()
-                verified[archive.path] = _copy_verified(archive.path, destination)
-                if not existed:
-                    outcome.changes.append(
-                        Change("copy", str(archive.path), f"to {destination}, sha256 verified")
-                    )
-        deleted = kept = 0
-        for archive in _expired(archives, params.classes, time.time()):
-            info = archive.path.lstat()
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            if params.archive_to is not None:
-                copy = Path(params.archive_to) / archive.path.name
-                # Proven now, not only when copied: the second store may have lost it since.
-                if not copy.exists() or sha256_of(copy) != verified.get(archive.path):
-                    kept += 1
-                    continue
-            archive.path.unlink()
-            deleted += 1
-            outcome.changes.append(Change("delete", str(archive.path), "past retention"))
-        outcome.figures = {
-            "archives": len(archives),
-            "copied": sum(1 for change in outcome.changes if change.action == "copy"),
-            "deleted": deleted,
-            "kept_unproven": kept,
-        }
-        outcome.message = (
-            f"{len(archives)} archive(s): copied {outcome.figures['copied']}, deleted {deleted}"
-        )
-        return outcome
+        if params.archive_to is None:
+            return _apply(archives, params, None)
+        with open_store(params.archive_to, params.sftp) as store:
+            return _apply(archives, params, store)
+
+
+def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[list[Change], str]:
+    """Return the copies a run would make and, if the second store could not be looked at,
+    why (every archive is then listed as a copy)."""
+    assert params.archive_to is not None  # noqa: S101 - the caller checked
+    problem = ""
+    with open_store(params.archive_to, params.sftp) as store:
+        try:
+            missing = [archive for archive in archives if not store.has(archive.path.name)]
+        except TaskFailed as error:
+            missing, problem = archives, f"could not list the second store: {error}"
+        return [
+            Change("copy", str(archive.path), f"to {store.description}") for archive in missing
+        ], problem
+
+
+def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | None) -> TaskOutcome:
+    """Copy every archive to ``store`` (if any) and prove it, then delete what retention
+    expires and whose copy still reads back intact; raise TaskFailed if a copy fails."""
+    outcome = TaskOutcome()
+    checksums: dict[Path, str] = {}
+    copied = 0
+    if store is not None:
+        for archive in archives:
+            checksums[archive.path] = sha256_of(archive.path)
+            if store.put(archive.path, checksums[archive.path]):
+                copied += 1
+                outcome.changes.append(
+                    Change("copy", str(archive.path), f"to {store.description}, sha256 verified")
+                )
+    deleted = kept = 0
+    for archive in _expired(archives, params.classes, time.time()):
+        info = archive.path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        # Proven now, not only when copied: the second store may have lost it since.
+        if store is not None and not store.proven(archive.path.name, checksums[archive.path]):
+            kept += 1
+            continue
+        archive.path.unlink()
+        deleted += 1
+        outcome.changes.append(Change("delete", str(archive.path), "past retention"))
+    outcome.figures = {
+        "archives": len(archives),
+        "copied": copied,
+        "deleted": deleted,
+        "kept_unproven": kept,
+    }
+    outcome.message = f"{len(archives)} archive(s): copied {copied}, deleted {deleted}"
+    if kept:
+        outcome.message += f", kept {kept} whose copy could not be proven"
+    return outcome

@@ -100,7 +100,7 @@ def test_a_relative_or_same_archive_directory_is_refused(tmp_path: Path) -> None
     relative = RetainParams.model_validate({"classes": CLASSES, "archive_to": "backup"})
     same = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(tmp_path)})
     assert LogsRetain().validate(_target(tmp_path), relative) == [
-        "archive_to must be an absolute directory"
+        "a local destination must be an absolute directory"
     ]
     assert LogsRetain().validate(_target(tmp_path), same) == [
         "archive_to must not be the log directory itself"
