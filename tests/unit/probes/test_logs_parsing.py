@@ -11,14 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from upkeep.probes.logs import (
-    ErrorsParams,
-    LogsTarget,
-    count_recent_matches,
-    parse_epoch,
-    parse_iso,
-    parse_timestamp,
-)
+from upkeep.analysis.timestamps import parse_epoch, parse_iso, parse_timestamp
+from upkeep.probes.logs import ErrorsParams, LogsTarget, count_recent_matches
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
