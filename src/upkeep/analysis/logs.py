@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+from upkeep.analysis.timestamps import parse_timestamp
+
 Format = Literal["auto", "combined", "json", "plain"]
 BIN = timedelta(minutes=5)
 
@@ -116,6 +118,20 @@ class Analysis:
         default_factory=lambda: defaultdict(EndpointFigures)
     )
 
+    def merge(self, other: Analysis) -> None:
+        """Add another pass's findings (its endpoints, not its 5-minute bins) to this one."""
+        self.lines += other.lines
+        self.formats.update(other.formats)
+        self.levels.update(other.levels)
+        self.patterns.update(other.patterns)
+        self.security.update(other.security)
+        self.statuses.update(other.statuses)
+        for name, figures in other.endpoints.items():
+            mine = self.endpoints[name]
+            mine.requests += figures.requests
+            mine.errors += figures.errors
+            mine.times_ms.extend(figures.times_ms)
+
     def to_json(self, top: int = 20) -> dict[str, Any]:
         """Return the findings as JSON-ready data (the ``top`` busiest endpoints)."""
         busiest = sorted(self.endpoints.items(), key=lambda item: -item[1].requests)[:top]
@@ -134,7 +150,7 @@ class Analysis:
         }
 
 
-class _Clock:
+class Clock:
     """Parses access-log times, caching by text (a busy log repeats each second)."""
 
     def __init__(self) -> None:
@@ -156,7 +172,8 @@ class _Clock:
         return value
 
 
-def _detect(first: Sequence[bytes]) -> str:
+def detect_format(first: Sequence[bytes]) -> str:
+    """Given a file's first lines, return its format: combined, json or plain."""
     sample = [line for line in first if line.strip()][:20]
     if sample and all(COMBINED.match(line) for line in sample):
         return "combined"
@@ -176,26 +193,47 @@ def analyze(
     per line; ``since`` drops access-log lines (and JSON lines with a time) before it."""
     result = Analysis()
     compiled = [(pattern, re.compile(pattern.encode())) for pattern in patterns]
-    clock = _Clock()
+    clock = Clock()
     since_bin = since.astimezone(UTC) if since else None
+    now = datetime.now(UTC)
     for path in paths:
         with open_log(path) as stream:
             lines = _lines(stream)
             head = [line for _, line in zip(range(20), lines, strict=False)]
-            kind = log_format if log_format != "auto" else _detect(head)
+            kind = log_format if log_format != "auto" else detect_format(head)
             result.formats[kind] += 1
+            stamp: datetime | None = None
             for line in _chain(head, lines):
-                result.lines += 1
-                for name, regex in compiled:
-                    if regex.search(line):
-                        result.patterns[name] += 1
-                if kind == "combined":
-                    _access(result, line, clock, since_bin)
-                elif kind == "json":
-                    _json_line(result, line, since_bin)
-                else:
-                    _plain(result, line)
+                if since_bin is not None and kind == "plain":
+                    # A plain line has no fixed time field: its own timestamp, else the
+                    # previous line's (a stack trace belongs to the line that began it).
+                    stamp = parse_timestamp(line.decode("utf-8", "replace"), now=now) or stamp
+                    if stamp is not None and stamp < since_bin:
+                        continue
+                feed_line(result, kind, line, clock, compiled, since_bin)
     return result
+
+
+def feed_line(
+    result: Analysis,
+    kind: str,
+    line: bytes,
+    clock: Clock,
+    compiled: Sequence[tuple[str, re.Pattern[bytes]]],
+    since: datetime | None = None,
+) -> None:
+    """Given one line of a log of ``kind`` (combined, json, plain), add what it holds to
+    ``result``; access and JSON lines stamped before ``since`` are left out."""
+    result.lines += 1
+    for name, regex in compiled:
+        if regex.search(line):
+            result.patterns[name] += 1
+    if kind == "combined":
+        _access(result, line, clock, since)
+    elif kind == "json":
+        _json_line(result, line, since)
+    else:
+        _plain(result, line)
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -217,7 +255,7 @@ def _plain(result: Analysis, line: bytes) -> None:
         result.security[security.group(1).decode()] += 1
 
 
-def _access(result: Analysis, line: bytes, clock: _Clock, since: datetime | None) -> None:
+def _access(result: Analysis, line: bytes, clock: Clock, since: datetime | None) -> None:
     match = COMBINED.match(line)
     if match is None:
         _plain(result, line)

@@ -1,12 +1,17 @@
-"""Log files: how many recent lines match an error pattern, and how much space logs take.
+"""Log files: errors, levels, security events and request figures within a window, and
+how much space logs take.
 
-The errors probe reads every line's own timestamp rather than trusting file times, so a
-log that is appended to all day does not count the morning's errors in the evening's
-one-hour window. How a line's time is read is in ``upkeep.analysis.timestamps``.
+Every probe reads each line's own timestamp rather than trusting file times, so a log
+that is appended to all day does not count the morning's errors in the evening's one-hour
+window (how a line's time is read: ``upkeep.analysis.timestamps``). ``errors`` reads the
+recent files whole on every run; ``levels``, ``security`` and ``access`` go through the
+analyzer (``upkeep.analysis.logs``, as ``upkeep logs analyze``) and a tail that reads only
+what was appended since their last run (``upkeep.analysis.tail``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import os
 import re
@@ -15,17 +20,20 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from io import BufferedIOBase
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import IO, Annotated, ClassVar, Literal
 
+import zstandard
 from pydantic import Field, field_validator
 
+from upkeep.analysis.logs import Analysis, EndpointFigures, Format, open_log
+from upkeep.analysis.tail import TAILS, TailReport
 from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.config.durations import Duration, format_duration
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
+    MetricValue,
     Probe,
     ProbeContext,
     ProbeOutcome,
@@ -46,8 +54,8 @@ class LogsTarget(TargetBase):
     """A log file, or a directory whose files matching ``pattern`` are the logs.
 
     ``pattern`` is a glob relative to the directory (``*.log``, ``app-*.log*``,
-    ``**/*.log``); it is ignored when ``path`` is a file. Files ending in ``.gz`` that
-    the glob matches are read through gzip. A relative ``path`` is relative to the config
+    ``**/*.log``); it is ignored when ``path`` is a file. Files ending in ``.gz`` or
+    ``.zst`` that the glob matches are read through gzip or zstd. A relative ``path`` is relative to the config
     file's directory.
     """
 
@@ -172,13 +180,7 @@ def list_log_files(path: str, pattern: str) -> list[LogFile]:
     return found
 
 
-def _open_log(path: Path) -> BufferedIOBase:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return path.open("rb")
-
-
-def _decoded_lines(handle: BufferedIOBase, deadline: float) -> Iterator[str]:
+def _decoded_lines(handle: IO[bytes], deadline: float) -> Iterator[str]:
     for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES), b"")):
         if number % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
             raise _DeadlineExceeded
@@ -207,7 +209,7 @@ def scan_files(
     """Given files, return the count of matching lines not older than ``since``.
 
     Files last modified before ``since`` are skipped unread: none of their lines can be
-    newer. A damaged or truncated gzip archive contributes the lines before the damage and
+    newer. A damaged or truncated gzip or zstd archive contributes the lines before the damage and
     is named in ``problems``. Raise TargetUnreachable if a file may not be read, and
     ``_DeadlineExceeded`` once ``deadline`` (``time.monotonic``) has passed.
     """
@@ -218,7 +220,7 @@ def scan_files(
         if log.mtime < since:
             continue
         try:
-            with _open_log(log.path) as handle:
+            with open_log(log.path) as handle:
                 read += 1
                 try:
                     count += count_recent_matches(
@@ -229,7 +231,7 @@ def scan_files(
                         initial=log.mtime,
                         local_tz=local_tz,
                     )
-                except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as error:
                     problems.append(f"{log.path.name}: {error}")
         except FileNotFoundError:
             continue  # Rotated away between listing and reading.
@@ -322,3 +324,238 @@ class SizeProbe(Probe[LogsTarget, StrictModel]):
             {"bytes": total, "files": len(files)},
             message=f"{len(files)} files, {total} bytes",
         )
+
+
+# ---------------------------------------------------------------------------------------
+# Window probes on the analyzer (levels, security events, access figures)
+
+
+class WindowParams(StrictModel):
+    """Params shared by the analyzer probes: the window and the log format."""
+
+    window: Duration = Field(default=timedelta(minutes=5), description="how far back to look")
+    format: Format = Field(default="auto", description="auto, combined, json or plain")
+
+    @field_validator("window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("the window must be at least 1m (lines are counted per minute)")
+        return value
+
+
+class LevelsParams(WindowParams):
+    """Params of the levels probe: optionally, one more pattern to count."""
+
+    window: Duration = Field(default=timedelta(hours=1), description="how far back to look")
+    pattern: str | None = Field(default=None, description="a regular expression to count too")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"{value!r} is not a valid regular expression: {error}") from None
+        return value
+
+
+class AccessParams(WindowParams):
+    """Params of the access probe: optionally, only the endpoints a glob matches."""
+
+    endpoint: str | None = Field(
+        default=None, description="glob on the endpoint (ids as :id): /api/orders*"
+    )
+
+
+async def _window(
+    probe: str,
+    target: LogsTarget,
+    params: WindowParams,
+    patterns: tuple[str, ...],
+    context: ProbeContext,
+) -> tuple[Analysis, TailReport]:
+    """Refresh this check's tail of the target and return the window's sum; raise
+    TargetUnreachable if the path is missing or unreadable, or reading runs out of time."""
+    key = (probe, target.path, target.pattern, params.model_dump_json())
+    tail = TAILS.get(key, params.format, patterns)
+    now = datetime.now(UTC)
+    deadline = time.monotonic() + context.timeout_s
+
+    def refresh() -> TailReport:
+        files = list_log_files(target.path, target.pattern)
+        try:
+            return tail.refresh(
+                [log.path for log in files], horizon=params.window, now=now, deadline=deadline
+            )
+        except PermissionError as error:
+            raise TargetUnreachable(str(error)) from error
+
+    try:
+        report = await run_blocking(refresh, timeout_s=context.timeout_s + 1.0)
+    except TimeoutError as error:
+        raise TargetUnreachable(
+            f"reading {target.path} took longer than {context.timeout_s:g}s"
+        ) from error
+    if not report.complete:
+        # What was read is kept: the next run carries on from there.
+        raise TargetUnreachable(
+            f"{target.path}: {report.bytes_read} bytes read within {context.timeout_s:g}s, "
+            "not yet caught up; the next run continues where this one stopped"
+        )
+    return tail.window(now - params.window), report
+
+
+class LevelsProbe(Probe[LogsTarget, LevelsParams]):
+    """Lines per level (and one pattern) within a window, read incrementally."""
+
+    target_kind: ClassVar[str] = "logs"
+    name: ClassVar[str] = "levels"
+    summary: ClassVar[str] = (
+        "Lines by level (CRITICAL, ERROR, WARN) and matching a pattern within a window, in "
+        "plain, JSON and access logs; each run reads only what was appended."
+    )
+    Params: ClassVar[type[StrictModel]] = LevelsParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("lines", "number", "lines stamped within the window"),
+        MetricSpec("critical", "number", "CRITICAL and FATAL lines"),
+        MetricSpec("errors", "number", "ERROR lines, CRITICAL included"),
+        MetricSpec("warnings", "number", "WARN and WARNING lines"),
+        MetricSpec("matches", "number", "lines matching pattern (0 without one)"),
+        MetricSpec("errors_per_min", "number", "errors divided by the window in minutes"),
+    )
+
+    async def run(
+        self, target: LogsTarget, params: LevelsParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a logs target, return the level counts of the window."""
+        patterns = (params.pattern,) if params.pattern else ()
+        found, report = await _window(self.name, target, params, patterns, context)
+        critical = found.levels["CRITICAL"]
+        errors = found.levels["ERROR"] + critical
+        matches = found.patterns[params.pattern] if params.pattern else 0
+        message = (
+            f"{errors} errors ({critical} critical), {found.levels['WARN']} warnings in "
+            f"{found.lines} lines of the last {format_duration(params.window)} "
+            f"({report.files} files)"
+        )
+        if params.pattern:
+            message += f"; {matches} matching /{params.pattern}/"
+        return ProbeOutcome(
+            metrics_from(
+                {
+                    "lines": found.lines,
+                    "critical": critical,
+                    "errors": errors,
+                    "warnings": found.levels["WARN"],
+                    "matches": matches,
+                    "errors_per_min": errors / (params.window.total_seconds() / 60),
+                }
+            ),
+            message=message,
+        )
+
+
+FAILED_LOGIN_KINDS = frozenset(
+    {"Failed password", "authentication failure", "Invalid user", "AUTH_FAILED", "Failed publickey"}
+)
+
+
+class SecurityProbe(Probe[LogsTarget, WindowParams]):
+    """Security events within a window: failed logins, break-in attempts, denied requests."""
+
+    target_kind: ClassVar[str] = "logs"
+    name: ClassVar[str] = "security"
+    summary: ClassVar[str] = (
+        "Security events within a window: failed logins (sshd, PAM, AUTH_FAILED), break-in "
+        "attempts, and 401/403 answers in access logs."
+    )
+    Params: ClassVar[type[StrictModel]] = WindowParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("events", "number", "all security events in the window"),
+        MetricSpec("failed_logins", "number", "failed password/key logins, invalid users"),
+        MetricSpec("denied_requests", "number", "HTTP 401 and 403 answers"),
+    )
+
+    async def run(
+        self, target: LogsTarget, params: WindowParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a logs target, return the security events of the window, by kind."""
+        found, _ = await _window(self.name, target, params, (), context)
+        # The analyzer names what it matched as written; case differs between daemons.
+        by_kind = {kind.casefold(): count for kind, count in found.security.items()}
+        failed = sum(by_kind.get(kind.casefold(), 0) for kind in FAILED_LOGIN_KINDS)
+        denied = found.security["HTTP 401"] + found.security["HTTP 403"]
+        total = sum(found.security.values())
+        top = ", ".join(f"{kind} {count}" for kind, count in found.security.most_common(4))
+        return ProbeOutcome(
+            {"events": total, "failed_logins": failed, "denied_requests": denied},
+            message=(
+                f"{total} security events in the last {format_duration(params.window)}"
+                + (f": {top}" if top else "")
+            ),
+        )
+
+
+class AccessProbe(Probe[LogsTarget, AccessParams]):
+    """Requests, 5xx rate and response-time percentiles of access logs within a window."""
+
+    target_kind: ClassVar[str] = "logs"
+    name: ClassVar[str] = "access"
+    summary: ClassVar[str] = (
+        "Access logs (nginx/Apache combined with a request time, or JSON): requests, 5xx "
+        "rate and p50/p95/p99 response time within a window, for all or some endpoints."
+    )
+    Params: ClassVar[type[StrictModel]] = AccessParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("requests", "number", "requests in the window"),
+        MetricSpec("requests_per_min", "number", "requests divided by the window in minutes"),
+        MetricSpec("errors", "number", "5xx answers"),
+        MetricSpec("error_rate_percent", "number", "5xx answers as a percentage of requests"),
+        MetricSpec("p50_ms", "number", "median response time (absent if none are logged)"),
+        MetricSpec("p95_ms", "number", "95th percentile response time"),
+        MetricSpec("p99_ms", "number", "99th percentile response time"),
+    )
+
+    async def run(
+        self, target: LogsTarget, params: AccessParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a logs target, return the window's request figures; the percentiles are 0
+        without requests and absent when requests carry no response time."""
+        found, _ = await _window(self.name, target, params, (), context)
+        total = EndpointFigures()
+        slowest: tuple[float, str] | None = None
+        for name, figures in found.endpoints.items():
+            if params.endpoint is not None and not fnmatch.fnmatchcase(name, params.endpoint):
+                continue
+            total.requests += figures.requests
+            total.errors += figures.errors
+            total.times_ms.extend(figures.times_ms)
+            p95 = figures.summary()["p95_ms"]
+            if p95 is not None and figures.requests >= 10 and (slowest is None or p95 > slowest[0]):
+                slowest = (p95, name)
+        summary = total.summary()
+        values: dict[str, MetricValue] = {
+            "requests": total.requests,
+            "requests_per_min": total.requests / (params.window.total_seconds() / 60),
+            "errors": total.errors,
+            "error_rate_percent": summary["error_rate_percent"],
+        }
+        for name in ("p50_ms", "p95_ms", "p99_ms"):
+            if total.requests == 0:
+                values[name] = 0.0
+            elif summary[name] is not None:
+                values[name] = summary[name]
+        scope = f" to {params.endpoint}" if params.endpoint else ""
+        message = (
+            f"{total.requests} requests{scope} in the last {format_duration(params.window)}, "
+            f"5xx {summary['error_rate_percent']:g} %"
+        )
+        if summary["p95_ms"] is not None:
+            message += f", p95 {summary['p95_ms']:g} ms"
+        elif total.requests:
+            message += ", no response times in the log"
+        if slowest is not None and params.endpoint is None:
+            message += f"; slowest {slowest[1]} (p95 {slowest[0]:g} ms)"
+        return ProbeOutcome(metrics_from(values), message=message)

@@ -68,7 +68,17 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 host.UptimeProbe,
             ),
         ),
-        TargetKind("logs", logs.LogsTarget, (logs.ErrorsProbe, logs.SizeProbe)),
+        TargetKind(
+            "logs",
+            logs.LogsTarget,
+            (
+                logs.ErrorsProbe,
+                logs.SizeProbe,
+                logs.LevelsProbe,
+                logs.SecurityProbe,
+                logs.AccessProbe,
+            ),
+        ),
         TargetKind("tls", tls.TlsTarget, (tls.ExpiryProbe,)),
         TargetKind("command", command.CommandTarget, (command.RunProbe,)),
     )

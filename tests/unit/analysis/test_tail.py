@@ -1,0 +1,172 @@
+"""LogTail: each byte read once, rotation followed, nothing counted twice."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from upkeep.analysis.tail import LogTail
+from upkeep.tasks.logs import rotation
+
+HOUR = timedelta(hours=1)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _lines(count: int, level: str = "ERROR", age: timedelta = timedelta(0), start: int = 0) -> str:
+    moment = datetime.now(UTC) - age
+    return "".join(f"{_stamp(moment)} {level} line {start + index}\n" for index in range(count))
+
+
+def _refresh(tail: LogTail, *paths: Path, deadline_s: float = 30.0) -> tuple[int, bool]:
+    report = tail.refresh(
+        list(paths),
+        horizon=HOUR,
+        now=datetime.now(UTC),
+        deadline=time.monotonic() + deadline_s,
+    )
+    return report.bytes_read, report.complete
+
+
+def _errors(tail: LogTail) -> int:
+    return tail.window(datetime.now(UTC) - HOUR).levels["ERROR"]
+
+
+def test_each_refresh_reads_only_what_was_appended(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    first = _lines(30)
+    log.write_text(first)
+    tail = LogTail("auto", ())
+    assert _refresh(tail, log) == (len(first), True)
+    assert _errors(tail) == 30
+    second = _lines(5, start=30)
+    last = f"{_stamp(datetime.now(UTC))} ERROR half a line\n"
+    with open(log, "a") as handle:
+        handle.write(second + last[:-4])  # the writer is mid-line
+    assert _refresh(tail, log) == (len(second), True)
+    assert _errors(tail) == 35  # the unfinished line waits for its newline
+    with open(log, "a") as handle:
+        handle.write(last[-4:])
+    read, _ = _refresh(tail, log)
+    assert read == len(last)
+    assert _errors(tail) == 36
+
+
+def test_lines_older_than_the_window_are_not_counted(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(4, age=3 * HOUR) + _lines(3, age=timedelta(minutes=10)))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    assert _errors(tail) == 3
+    assert tail.window(datetime.now(UTC) - timedelta(minutes=5)).levels["ERROR"] == 0
+
+
+def test_a_renamed_log_keeps_its_lines_and_the_new_one_is_read_from_its_start(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(10))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    os.rename(log, tmp_path / "app.log-20261201-000000")  # rename-mode rotation
+    log.write_text(_lines(4, start=10))
+    _refresh(tail, log)  # the pattern no longer lists the archive
+    assert _errors(tail) == 14
+
+
+def test_a_collapse_rotation_is_followed_without_counting_twice(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000))  # several filesystem blocks
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    assert _errors(tail) == 2000
+    result = rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    assert result is not None and result.method == "collapse"
+    assert log.stat().st_size < 4096 * 2  # the archived prefix is gone from the log
+    with open(log, "a") as handle:
+        handle.write(_lines(7, start=2000))
+    read, _ = _refresh(tail, log)
+    assert read == len(_lines(7, start=2000))  # resumed exactly after what it had read
+    assert _errors(tail) == 2007
+
+
+def test_a_truncated_log_is_read_again_from_its_start_keeping_what_was_counted(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(50))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    os.truncate(log, 0)  # logrotate's copytruncate
+    with open(log, "a") as handle:
+        handle.write(_lines(3, start=50))
+    _refresh(tail, log)
+    assert _errors(tail) == 53
+
+
+def test_a_refresh_out_of_time_keeps_its_place_and_the_next_carries_on(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(20_000))
+    tail = LogTail("auto", ())
+    read, complete = _refresh(tail, log, deadline_s=-1.0)
+    assert not complete and 0 < read < log.stat().st_size
+    partial = _errors(tail)
+    assert 0 < partial < 20_000
+    read_rest, complete = _refresh(tail, log)
+    assert complete and read + read_rest == log.stat().st_size
+    assert _errors(tail) == 20_000
+
+
+def test_formats_are_detected_per_file_even_in_short_files(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    access = tmp_path / "access.log"
+    clf = now.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    access.write_text(
+        f'127.0.0.1 - - [{clf}] "GET /api/orders/17 HTTP/1.1" 200 12 "-" "curl" 0.120\n'
+        f'127.0.0.1 - - [{clf}] "GET /api/orders/18 HTTP/1.1" 502 12 "-" "curl" 0.900\n'
+    )
+    events = tmp_path / "events.log"
+    events.write_text(
+        f'{{"level": "warning", "msg": "slow", "time": "{now.isoformat()}"}}\n'
+        f'{{"level": "error", "msg": "AUTH_FAILED for bob", "time": "{now.isoformat()}"}}\n'
+    )
+    tail = LogTail("auto", ())
+    _refresh(tail, access, events)
+    found = tail.window(now - HOUR)
+    assert found.endpoints["/api/orders/:id"].requests == 2
+    assert found.endpoints["/api/orders/:id"].errors == 1
+    assert found.levels["WARN"] == 1 and found.levels["ERROR"] == 1
+    assert found.security["AUTH_FAILED"] == 1
+
+
+def test_old_files_are_skipped_unread(tmp_path: Path) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(_lines(10, age=5 * HOUR))
+    moment = (datetime.now(UTC) - 5 * HOUR).timestamp()
+    os.utime(log, (moment, moment))
+    tail = LogTail("auto", ())
+    assert _refresh(tail, log) == (0, True)
+
+
+def test_compressed_archives_fill_the_window_once_and_later_rotations_are_not_recounted(
+    tmp_path: Path,
+) -> None:
+    import zstandard
+
+    archive = tmp_path / "app.log-20261201-090000.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(_lines(6).encode()))
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2, start=6))
+    tail = LogTail("auto", ())
+    _refresh(tail, log, archive)
+    assert _errors(tail) == 8  # history from the archive, plus the live file
+    # A rotation after the tail started: the new archive holds lines already counted.
+    rotated = tmp_path / "app.log-20261201-100000.zst"
+    rotated.write_bytes(zstandard.ZstdCompressor().compress(log.read_bytes()))
+    log.write_text(_lines(1, start=8))
+    _refresh(tail, log, archive, rotated)
+    assert _errors(tail) == 9
