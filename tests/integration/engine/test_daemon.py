@@ -701,3 +701,113 @@ def test_a_second_instance_on_the_same_sqlite_store_stays_standby(
         )
     finally:
         store.close()
+
+
+# --- 7. Log maintenance on schedule (#5) ------------------------------------------------------
+
+
+def test_the_daemon_rotates_retains_and_watches_logs_on_schedule(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    import base64
+
+    import zstandard
+
+    logs, second_store = tmp_path / "logs", tmp_path / "second-store"
+    logs.mkdir()
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    content = "".join(f"{stamp} ERROR failure {n}\n" for n in range(2000)).encode()
+    (logs / "app.log").write_bytes(content)
+    expired = logs / "app.log-20250101-000000.zst"
+    expired.write_bytes(zstandard.ZstdCompressor().compress(b"old\n"))
+    long_ago = (now - timedelta(days=400)).timestamp()
+    os.utime(expired, (long_ago, long_ago))
+    audit = logs / "audit.log-20250101-000000.zst"  # seven years for audit: kept
+    audit.write_bytes(expired.read_bytes())
+    os.utime(audit, (long_ago, long_ago))
+    port = free_port()
+    config = write_config(
+        tmp_path / "upkeep.yaml",
+        store=sqlite_url,
+        listen=port,
+        targets={"app-logs": {"kind": "logs", "path": str(logs)}},
+        checks={
+            "app-errors": {
+                "target": "app-logs",
+                "probe": "levels",
+                "every": "1s",
+                "params": {"window": "1h"},
+                "warn": "errors > 0",
+            }
+        },
+        runbooks={
+            "logs": {
+                "schedule": "* * * * *",
+                "steps": [
+                    # Whatever the order of the first scheduled check and this firing, the
+                    # check's tail has read the whole log before it is rotated.
+                    {"checks": {"names": ["app-errors"]}},
+                    {
+                        "task": "logs.rotate",
+                        "target": "app-logs",
+                        "with": {"compress": "zstd", "min_size": "1KB"},
+                    },
+                    {
+                        "task": "logs.retain",
+                        "target": "app-logs",
+                        "with": {
+                            "classes": [
+                                {"match": "audit*", "keep": "7y"},
+                                {"match": "security*", "keep": "1y"},
+                                {"match": "error*", "keep": "90d"},
+                                {"match": "*", "keep": "30d"},
+                            ],
+                            "archive_to": str(second_store),
+                        },
+                    },
+                ],
+            }
+        },
+    )
+    avoid_minute_edge(15)
+    store = open_store(sqlite_url)
+    try:
+        set_mark(store, "logs", datetime.now(UTC) - timedelta(seconds=90))
+        daemon = serve(config)
+        daemon.wait_role("leader")
+
+        def finished() -> RunRecord | None:
+            done = [r for r in runs_of(store, "logs") if r.status in ("succeeded", "failed")]
+            return done[0] if done else None
+
+        run = wait_for(finished, 30, "the scheduled log runbook to finish")
+        assert run.status == "succeeded", [(step.status, step.output) for step in run.steps]
+        archives = sorted(logs.glob("app.log-2026*.zst"))
+        assert len(archives) == 1
+        with archives[0].open("rb") as raw:
+            archived = zstandard.ZstdDecompressor().stream_reader(raw).read()
+        # The archive holds whole lines up to the last block, the part line cut there waits
+        # in the rotation state for the next archive, and the log keeps the rest.
+        state = json.loads((logs / ".upkeep-rotate" / "app.log.json").read_text())
+        carry = base64.b64decode(state["carry"])
+        assert archived + carry + (logs / "app.log").read_bytes() == content
+        assert not expired.exists() and audit.exists()
+        assert sorted(path.name for path in second_store.iterdir()) == sorted(
+            [archives[0].name, expired.name, audit.name]
+        )
+        # The levels check saw every error exactly once across the rotation.
+        assert run.finished_at is not None
+        rotated_at = run.finished_at
+
+        def after_rotation() -> dict[str, Any] | None:
+            shown = upkeep_cli(config, "history", "app-errors", "--json", "--limit", "1")
+            results = json.loads(shown.stdout)["results"]
+            if results and datetime.fromisoformat(results[0]["at"]) > rotated_at:
+                return dict(results[0])
+            return None
+
+        latest = wait_for(after_rotation, 10, "a levels result after the rotation")
+        assert latest["status"] == "warning" and latest["metrics"]["errors"] == 2000, latest
+    finally:
+        store.close()
