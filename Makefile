@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= upkeep.yaml
 
-.PHONY: run test lint typecheck unit services install dev-install bench docs clean
+.PHONY: run test lint typecheck unit services install dev-install bench bench-tools bench-logs docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,16 @@ unit: dev-install
 test: dev-install services lint typecheck
 	$(BIN)/pytest -q
 
-bench: dev-install
-	UPKEEP_BENCH_TOOLS=1 bash scripts/ensure-services.sh
+# The peers the benchmarks compare against (logrotate, GoAccess) come from Debian's packages.
+bench-tools:
+	@UPKEEP_BENCH_TOOLS=1 bash scripts/ensure-services.sh
+
+bench: dev-install bench-tools
 	$(BIN)/python benchmarks/checks.py
+
+bench-logs: dev-install bench-tools
+	$(BIN)/python benchmarks/logs.py
+	$(BIN)/python benchmarks/logs_analyze.py --lines 1000000
 
 docs: dev-install
 	$(BIN)/python -m upkeep.docs > docs/probes.md
