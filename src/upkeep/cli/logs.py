@@ -1,16 +1,18 @@
-"""``upkeep logs analyze``: levels, patterns, security events and access-log figures."""
+"""``upkeep logs analyze``: levels, patterns, security events and access-log figures;
+``upkeep logs rotate|retain``: the log tasks now, outside a runbook."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from upkeep.cli.common import print_json
-from upkeep.cli.runbooks import EXIT_USAGE, _err, _load
+from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
     from upkeep.analysis.logs import Analysis, Format
+    from upkeep.config.loader import LoadedConfig
 
 
 def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> list[Path] | None:
@@ -127,3 +129,121 @@ def _print(result: Analysis, top: int) -> None:
             f"{sparkline(counts)} (max {max(counts)})",
             markup=False,
         )
+
+
+def run_log_task(
+    config_path: Path | None,
+    task_name: str,
+    targets: list[str],
+    *,
+    dry_run: bool,
+    json_output: bool,
+) -> int:
+    """Run (or with ``dry_run`` plan) ``logs.rotate`` or ``logs.retain`` now on logs targets,
+    with the params of the runbook steps that use that task on each target (the task's
+    defaults for a rotation no step configures); return 0, 1 if a task failed, 2 on bad input.
+    """
+    import asyncio
+
+    from upkeep.probes.logs import LogsTarget
+
+    loaded = _load(config_path)
+    if loaded is None:
+        return EXIT_USAGE
+    logs_targets = {
+        name: target
+        for name, target in loaded.config.targets.items()
+        if isinstance(target, LogsTarget)
+    }
+    unknown = [name for name in targets if name not in logs_targets]
+    if unknown:
+        _err(f"no logs target named {', '.join(unknown)}")
+        return EXIT_USAGE
+    jobs = _jobs(loaded, task_name, targets, logs_targets)
+    if isinstance(jobs, str):
+        _err(jobs)
+        return EXIT_USAGE
+    reports = asyncio.run(_run_jobs(loaded, jobs, dry_run=dry_run))
+    if json_output:
+        print_json({"task": task_name, "dry_run": dry_run, "targets": reports})
+    else:
+        _print_reports(task_name, reports, dry_run=dry_run)
+    return EXIT_FAILED if any(report["status"] == "failed" for report in reports) else 0
+
+
+def _jobs(
+    loaded: LoadedConfig, task_name: str, targets: list[str], logs_targets: dict[str, Any]
+) -> list[tuple[str, Any, Any]] | str:
+    """Return (target name, target, params) to run, one per distinct configured step, or
+    why there is nothing to run."""
+    from upkeep.tasks.registry import TASK_KINDS
+
+    configured: dict[str, list[Any]] = {}
+    for compiled in loaded.tasks.values():
+        if compiled.task.name == task_name and compiled.target_name in logs_targets:
+            own = configured.setdefault(compiled.target_name, [])
+            if all(params != compiled.params for params in own):
+                own.append(compiled.params)
+    chosen = targets or sorted(configured)
+    if not chosen:
+        return f"no runbook step uses {task_name}; name a logs target"
+    jobs = []
+    for name in chosen:
+        params_list = configured.get(name)
+        if not params_list:
+            task_class = TASK_KINDS[task_name]
+            try:
+                params_list = [task_class.Params.model_validate({})]
+            except ValueError:
+                return f"no runbook step configures {task_name} for {name}, and it needs params"
+        jobs += [(name, logs_targets[name], params) for params in params_list]
+    return jobs
+
+
+async def _run_jobs(
+    loaded: LoadedConfig, jobs: list[tuple[str, Any, Any]], *, dry_run: bool
+) -> list[dict[str, Any]]:
+    from datetime import timedelta
+
+    from upkeep.io.http import HttpClient
+    from upkeep.tasks.base import TaskContext, TaskFailed
+    from upkeep.tasks.registry import TASK_KINDS
+
+    async def no_checks(name: str) -> Any:
+        raise TaskFailed(f"log tasks run no checks (asked for {name})")
+
+    http = HttpClient()
+    reports: list[dict[str, Any]] = []
+    try:
+        context = TaskContext(
+            timeout=timedelta(hours=1), http=http, redactor=loaded.redactor, run_check=no_checks
+        )
+        for name, target, params in jobs:
+            task = next(kind() for kind in TASK_KINDS.values() if isinstance(params, kind.Params))
+            try:
+                if dry_run:
+                    plan = await task.plan(target, params, context)
+                    result = {"status": "planned", **plan.as_dict(), "message": plan.summary()}
+                else:
+                    outcome = await task.run(target, params, context)
+                    result = {"status": "ok", **outcome.as_dict()}
+            except TaskFailed as error:
+                result = {"status": "failed", "message": loaded.redactor.redact(str(error))}
+            reports.append({"target": name, **result})
+    finally:
+        await http.close()
+    return reports
+
+
+def _print_reports(task_name: str, reports: list[dict[str, Any]], *, dry_run: bool) -> None:
+    from upkeep.cli.common import console
+
+    out = console()
+    for report in reports:
+        verb = "would" if dry_run else report["status"]
+        out.print(
+            f"{task_name} {report['target']}: {verb} — {report.get('message') or ''}", markup=False
+        )
+        for change in report.get("changes", []):
+            detail = f" ({change['detail']})" if change.get("detail") else ""
+            out.print(f"  {change['action']} {change['subject']}{detail}", markup=False)

@@ -354,8 +354,45 @@ def silence_remove(
 
 # --- logs (issue #5) ------------------------------------------------------------------------
 
-logs_app = typer.Typer(help="Logs: analysis.", no_args_is_help=True)
+logs_app = typer.Typer(help="Logs: rotation, retention, analysis.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="List every action; change nothing.")]
+LogsTargetsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Logs targets (default: every one a runbook step rotates/retains)."),
+]
+
+
+@logs_app.command("rotate")
+def logs_rotate(
+    targets: LogsTargetsArgument = None,
+    dry_run: DryRunOption = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rotate logs now, with the params of the runbook steps that rotate them (else the
+    defaults: lossless copytruncate, zstd); exit 1 if a rotation failed."""
+    from upkeep.cli.logs import run_log_task
+
+    raise typer.Exit(
+        run_log_task(config, "logs.rotate", targets or [], dry_run=dry_run, json_output=json_output)
+    )
+
+
+@logs_app.command("retain")
+def logs_retain(
+    targets: LogsTargetsArgument = None,
+    dry_run: DryRunOption = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Apply log retention and archival now, as the runbook steps configure it; exit 1 if
+    a copy could not be made or proven."""
+    from upkeep.cli.logs import run_log_task
+
+    raise typer.Exit(
+        run_log_task(config, "logs.retain", targets or [], dry_run=dry_run, json_output=json_output)
+    )
 
 
 @logs_app.command("analyze")
