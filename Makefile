@@ -57,6 +57,7 @@ bench: dev-install bench-tools
 bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs.py
 	$(BIN)/python benchmarks/logs_analyze.py --lines 1000000
+	$(BIN)/python benchmarks/logs_probe.py
 
 docs: dev-install
 	$(BIN)/python -m upkeep.docs > docs/probes.md

@@ -107,10 +107,13 @@ def running_sshd(directory: Path) -> Iterator[SshServer]:
     if os.geteuid() == 0:
         # sshd checks for its privilege-separation directory even in debug mode.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    # Its log goes to a file: a pipe nobody reads could fill and stall the server.
+    log_path = directory / "sshd.log"
+    log_file = log_path.open("wb")
     process = subprocess.Popen(
         [SSHD, "-D", "-e", "-f", str(config)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -118,8 +121,8 @@ def running_sshd(directory: Path) -> Iterator[SshServer]:
             with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
                 break
             if process.poll() is not None or time.monotonic() > deadline:
-                error = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"sshd did not start on {HOST}:{port}: {error.strip()}")
+                error = log_path.read_text(errors="replace").strip()
+                raise RuntimeError(f"sshd did not start on {HOST}:{port}: {error}")
             time.sleep(0.05)
         yield SshServer(port, getpass.getuser(), client_key, known_hosts, process)
     finally:
@@ -129,5 +132,4 @@ def running_sshd(directory: Path) -> Iterator[SshServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr:
-            process.stderr.close()
+        log_file.close()

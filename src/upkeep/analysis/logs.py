@@ -277,7 +277,7 @@ def _access(result: Analysis, line: bytes, clock: Clock, since: datetime | None)
 def _json_line(result: Analysis, line: bytes, since: datetime | None) -> None:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the parser's depth is no record either
         _plain(result, line)
         return
     if not isinstance(record, dict):

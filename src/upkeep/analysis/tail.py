@@ -2,27 +2,33 @@
 
 The logs probes run every minute or so over files that only grow; reading each file whole
 every time would cost a gigabyte log a gigabyte of reading per check. A ``LogTail`` keeps,
-per file (by device and inode, so a rename is followed), how far it has read, and per
-minute what the lines stamped in that minute held (an ``Analysis`` per minute). A run reads
-only what was appended since, drops the minutes that fell out of the longest window asked
-for, and sums the minutes inside the window.
+per file (by device and inode, so a rename is followed), how far it has read and the last
+bytes it read (a fingerprint), and per minute what the lines stamped in that minute held
+(an ``Analysis`` per minute). A refresh reads only what was appended since, drops the
+minutes that fell out of the window, and sums the minutes inside it (to the minute: the
+first minute counts whole).
 
-Rotation, by the way it shows:
+Before reading on, a refresh checks that the fingerprint still ends where reading stopped.
+If it does not, the file was rotated in place:
 
-* **renamed** (``rename`` mode): the inode moves to the archive name; what was read of it
-  stays counted until it ages out, and a new inode at the log's path is read from its start;
-* **shrunk in place** (``copytruncate``): if upkeep's collapse-range rotation cut a prefix,
-  the bytes after the cut are unchanged, so the last bytes read are looked for at each
-  block-aligned position the cut could have left them; found, reading resumes right after
-  them (nothing counted twice). Not found (truncated to zero and written again), reading
-  starts at 0 and what was counted before stays counted;
-* **gone**: its minutes stay until they age out.
+* **collapsed** (upkeep's lossless ``copytruncate``): the bytes after the cut are unchanged
+  and moved down by whole filesystem blocks, so the fingerprint is looked for at each
+  position the cut could have left it; found, reading resumes right after it;
+* **truncated, or collapsed past what was read**: reading starts again at 0. What was
+  appended between the last refresh and the rotation is in the new archive beside the log
+  (``<log>-…`` or ``<log>.…``): the fingerprint is looked for in the newest ones and the
+  lines after it are counted. The part line upkeep's collapse carried is joined to the
+  file's first bytes, so that line counts whole.
 
-Compressed archives (``.gz``, ``.zst``) the target's pattern lists are read once, on the
-first refresh, to fill the window with lines from before the tail started; one that appears
-later holds lines the tail already read in the live file, and is not read. The state lives
-in the process (the daemon keeps it between runs); a one-shot ``upkeep check`` reads each
-recent file in full.
+A file that is no longer listed (renamed away) is looked for among the archives beside it
+by inode, and read to its end; else its gap is recovered from the archives as above. Its
+minutes stay until they age out.
+
+Archives the target's pattern lists (compressed, or named like one: ``app.log-20261201-…``,
+``app.log.1``) are read once, on the first complete refresh, to fill the window with lines
+from before the tail started; one appearing later holds lines already read live (or
+recovered above) and is not read again. The state lives in the process (the daemon keeps it
+between runs); a one-shot ``upkeep check`` reads each recent file in full.
 """
 
 from __future__ import annotations
@@ -32,47 +38,69 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
 from upkeep.analysis.timestamps import parse_timestamp
+from upkeep.tasks.logs.rotation import carried_part_line
 
 READ_BYTES = 1 << 20
 """Read this much at a time: memory stays bounded whatever was appended."""
 MAX_LINE_BYTES = 1 << 20
 """A line longer than this without a newline is cut and counted in pieces."""
 FINGERPRINT_BYTES = 256
-"""How many of the last bytes read identify the read position after a collapse."""
+"""How many of the last bytes read identify the read position after a rotation."""
 MAX_REALIGN_PROBES = 65_536
 """At most this many block-aligned positions are tried after a file shrank."""
+GAP_ARCHIVES = 3
+"""After a rotation, the newest this many archives beside the log are searched for the gap."""
+GAP_SLACK_S = 5.0
+"""An archive older than the last refresh by more than this cannot hold the gap."""
 DEADLINE_CHECK_LINES = 4096
 """Lines read between looks at the clock."""
 MAX_TAILS = 256
 """Tails kept per process (one per logs check); the least recently used goes first."""
 COMPRESSED_SUFFIXES = (".gz", ".zst")
+ARCHIVE_SHAPE = re.compile(r"(?:-\d{8}(?:-\d{6})?|\.\d+)(?:\.\d+)?(?:\.gz|\.zst)?$")
+"""``app.log-20261201-093000[.1][.zst]``, ``app.log-20261201``, ``app.log.1[.gz]``."""
+
+
+def is_archive_name(name: str) -> bool:
+    """Return whether a file name is a rotated archive's rather than a live log's."""
+    return name.endswith(COMPRESSED_SUFFIXES) or ARCHIVE_SHAPE.search(name) is not None
 
 
 @dataclass
 class _FileState:
     path: Path
+    archive: bool
     offset: int = 0
+    """Live file: bytes consumed. Archive: lines consumed."""
+    done: bool = False
+    """Archive: read to its end (or not to be read)."""
     fingerprint: bytes = b""
     kind: str | None = None
     last_stamp: datetime | None = None
     head: list[bytes] = field(default_factory=list)
+    prefix: bytes = b""
+    """A carried part line that begins the next line read."""
+    read_at: float = 0.0
+    """When this file was last read (epoch seconds)."""
 
 
 @dataclass(frozen=True)
 class TailReport:
-    """How a refresh went: files looked at, bytes read, whether it caught up."""
+    """How a refresh went: files looked at, bytes read, whether it caught up, and the
+    window it was asked for."""
 
     files: int
     bytes_read: int
     complete: bool
+    found: Analysis
 
 
 class LogTail:
@@ -90,9 +118,10 @@ class LogTail:
     def refresh(
         self, paths: Sequence[Path], *, horizon: timedelta, now: datetime, deadline: float
     ) -> TailReport:
-        """Given the target's files now, read what was appended since the last refresh and
-        forget minutes older than ``horizon``; stop at ``deadline`` (``time.monotonic``),
-        keeping what was read so the next refresh carries on."""
+        """Given the target's files now, read what was appended since the last refresh,
+        forget minutes older than ``horizon`` and return the window ``now - horizon`` on.
+        Stop at ``deadline`` (``time.monotonic``), keeping what was read so the next refresh
+        carries on. Raise PermissionError naming a file that may not be read."""
         with self._lock:
             cutoff = _minute(now - horizon)
             for minute in [minute for minute in self._minutes if minute < cutoff]:
@@ -102,10 +131,7 @@ class LogTail:
             complete = True
             for path in paths:
                 try:
-                    if path.name.endswith(COMPRESSED_SUFFIXES):
-                        done, count = self._archive(path, seen, horizon, now, deadline)
-                    else:
-                        done, count = self._live(path, seen, horizon, now, deadline)
+                    done, count = self._refresh_file(path, seen, horizon, now, deadline)
                 except FileNotFoundError:
                     continue  # rotated away between listing and opening
                 except PermissionError as error:
@@ -114,98 +140,152 @@ class LogTail:
                 if not done:
                     complete = False
                     break
-            self._primed = True
-            # A file no longer listed keeps its minutes; only its read position goes.
-            for key in [key for key in self._files if key not in seen]:
-                del self._files[key]
-            return TailReport(len(seen), read, complete)
-
-    def _live(
-        self,
-        path: Path,
-        seen: set[tuple[int, int]],
-        horizon: timedelta,
-        now: datetime,
-        deadline: float,
-    ) -> tuple[bool, int]:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            key = (info.st_dev, info.st_ino)
-            seen.add(key)
-            state = self._files.get(key)
-            if state is None:
-                state = self._files[key] = _FileState(path)
-                if info.st_mtime < (now - horizon).timestamp():
-                    state.offset = info.st_size  # nothing in it is recent
-                    return True, 0
-                state.last_stamp = datetime.fromtimestamp(info.st_mtime, UTC)
-            state.path = path
-            if info.st_size < state.offset:
-                # Collapse cuts whole filesystem blocks (f_bsize), as upkeep's rotation does.
-                block = os.fstatvfs(handle.fileno()).f_bsize
-                self._realign(handle, state, info.st_size, block)
-            return self._read(handle, state, info.st_size, now, deadline)
-
-    def _archive(
-        self,
-        path: Path,
-        seen: set[tuple[int, int]],
-        horizon: timedelta,
-        now: datetime,
-        deadline: float,
-    ) -> tuple[bool, int]:
-        """Read a compressed archive once, and only on the first refresh: it fills the
-        window with lines from before the tail started. One appearing later is a rotation
-        of lines the tail already read live."""
-        info = path.stat()
-        key = (info.st_dev, info.st_ino)
-        seen.add(key)
-        if key in self._files:
-            return True, 0
-        state = self._files[key] = _FileState(path, offset=info.st_size)
-        if self._primed or info.st_mtime < (now - horizon).timestamp():
-            return True, 0
-        state.last_stamp = datetime.fromtimestamp(info.st_mtime, UTC)
-        with open_log(path) as stream:
-            for number, line in enumerate(stream, start=1):
-                self._line(state, line[:MAX_LINE_BYTES].rstrip(b"\n"), now)
-                if number % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
-                    self._settle(state, now)
-                    return False, info.st_size
-        self._settle(state, now)
-        return True, info.st_size
+            if complete:
+                # Only a refresh that saw every file may forget the ones it did not see.
+                self._primed = True
+                for key in [key for key in self._files if key not in seen]:
+                    gone = self._files.pop(key)
+                    if not gone.archive:
+                        read += self._follow_renamed(key, gone, now)
+            return TailReport(len(seen), read, complete, self._window(now - horizon))
 
     def window(self, since: datetime) -> Analysis:
         """Return the sum of the minutes from ``since``'s minute on."""
+        with self._lock:
+            return self._window(since)
+
+    def _window(self, since: datetime) -> Analysis:
         start = _minute(since)
         total = Analysis()
-        with self._lock:
-            for minute, found in self._minutes.items():
-                if minute >= start:
-                    total.merge(found)
+        for minute, found in self._minutes.items():
+            if minute >= start:
+                total.merge(found)
         return total
 
-    def _realign(self, handle: BinaryIO, state: _FileState, size: int, block: int) -> None:
-        """The file shrank: find where the last bytes read went, else start again at 0.
+    # --- files ---------------------------------------------------------------------------
 
-        A collapse of ``k`` blocks moved the byte at ``old`` to ``old - k * block`` and left
-        the bytes before it as they were, so the fingerprint ends there for the right ``k``.
-        """
-        old, fingerprint = state.offset, state.fingerprint
-        state.offset, state.fingerprint = 0, b""
-        width = len(fingerprint)
-        if not width or block <= 0:
+    def _refresh_file(
+        self,
+        path: Path,
+        seen: set[tuple[int, int]],
+        horizon: timedelta,
+        now: datetime,
+        deadline: float,
+    ) -> tuple[bool, int]:
+        info = path.stat()
+        key = (info.st_dev, info.st_ino)
+        seen.add(key)
+        state = self._files.get(key)
+        if state is None:
+            state = self._files[key] = _FileState(path, archive=is_archive_name(path.name))
+            recent = info.st_mtime >= (now - horizon).timestamp()
+            if state.archive:
+                # Later archives are rotations of what was read live.
+                state.done = self._primed or not recent
+            elif not recent:
+                state.offset = info.st_size  # nothing in it is recent
+                state.fingerprint = _bytes_before(path, info.st_size)
+                return True, 0
+            state.last_stamp = datetime.fromtimestamp(info.st_mtime, UTC)
+        state.path = path
+        if state.archive:
+            return self._read_archive(state, now, deadline)
+        with open(path, "rb") as handle:
+            opened = os.fstat(handle.fileno())
+            if (opened.st_dev, opened.st_ino) != key:
+                return True, 0  # replaced between stat and open: the next refresh sees it
+            if not self._continues(handle, state, opened.st_size):
+                self._after_rotation(handle, state, opened.st_size, now)
+            return self._read(handle, state, opened.st_size, now, deadline)
+
+    def _continues(self, handle: BinaryIO, state: _FileState, size: int) -> bool:
+        """Return whether the file still holds what was read, where it was read."""
+        if state.offset == 0:
+            return True
+        if size < state.offset:
+            return False
+        width = len(state.fingerprint)
+        handle.seek(state.offset - width)
+        return handle.read(width) == state.fingerprint
+
+    def _after_rotation(
+        self, handle: BinaryIO, state: _FileState, size: int, now: datetime
+    ) -> None:
+        """The file was cut or truncated: resume after the fingerprint if a collapse left it
+        in the file; else start at 0, count the gap from the new archive, and join the part
+        line upkeep's collapse carried."""
+        # Collapse cuts whole filesystem blocks (f_bsize), as upkeep's rotation does.
+        block = os.fstatvfs(handle.fileno()).f_bsize
+        position = _realign(handle, state.offset, state.fingerprint, size, block)
+        if position is not None:
+            state.offset = position
             return
-        k = max(1, -(-(old - size) // block))  # the smallest cut that fits in ``size``
-        for _ in range(MAX_REALIGN_PROBES):
-            position = old - k * block
-            if position < width:
-                return
-            handle.seek(position - width)
-            if handle.read(width) == fingerprint:
-                state.offset, state.fingerprint = position, fingerprint
-                return
-            k += 1
+        self._recover_gap(state, now)
+        state.offset, state.fingerprint = 0, b""
+        state.prefix = carried_part_line(state.path, handle.fileno())
+
+    def _follow_renamed(self, key: tuple[int, int], state: _FileState, now: datetime) -> int:
+        """A live file left the listing: read the rest of it where it went (same inode
+        beside it), else count its gap from the archives; return the bytes read."""
+        for candidate in _archives_beside(state.path):
+            try:
+                info = candidate.stat()
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == key:
+                with open(candidate, "rb") as handle:
+                    _, count = self._read(handle, state, info.st_size, now, float("inf"))
+                return count
+        self._recover_gap(state, now)
+        return 0
+
+    def _recover_gap(self, state: _FileState, now: datetime) -> None:
+        """Count the lines after ``state``'s fingerprint in the newest archive beside the
+        file that holds it (the lines appended between the last refresh and a rotation)."""
+        if not state.fingerprint:
+            return
+        newest = sorted(
+            (
+                candidate
+                for candidate in _archives_beside(state.path)
+                if _mtime(candidate) >= state.read_at - GAP_SLACK_S
+            ),
+            key=_mtime,
+            reverse=True,
+        )[:GAP_ARCHIVES]
+        for candidate in newest:
+            try:
+                with open_log(candidate) as stream:
+                    rest = _after(_chunks(stream), state.fingerprint)
+                    if rest is None:
+                        continue
+                    gap = _FileState(candidate, archive=True, kind=state.kind)
+                    gap.last_stamp = state.last_stamp
+                    for line in _split_lines(rest):
+                        self._line(gap, line, now)
+                    self._settle(gap, now)
+                    state.last_stamp = gap.last_stamp
+                    return
+            except (OSError, EOFError, ValueError):
+                continue  # a damaged or vanished archive: try the next
+
+    def _read_archive(self, state: _FileState, now: datetime, deadline: float) -> tuple[bool, int]:
+        """Read an archive's lines once (resuming after ``state.offset`` lines)."""
+        if state.done:
+            return True, 0
+        size = state.path.stat().st_size
+        with open_log(state.path) as stream:
+            for number, line in enumerate(_split_lines(_chunks(stream)), start=1):
+                if number <= state.offset:
+                    continue
+                self._line(state, line, now)
+                state.offset = number
+                if number % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
+                    self._settle(state, now)
+                    return False, 0
+        self._settle(state, now)
+        state.done = True
+        return True, size
 
     def _read(
         self, handle: BinaryIO, state: _FileState, size: int, now: datetime, deadline: float
@@ -214,6 +294,7 @@ class LogTail:
         reached ``size`` before the deadline, and the bytes consumed."""
         handle.seek(state.offset)
         start = state.offset
+        state.read_at = time.time()
         pending = b""
         lines = 0
         while state.offset + len(pending) < size:
@@ -228,10 +309,13 @@ class LogTail:
                 cut = len(pending) - 1
             block, pending = pending[: cut + 1], pending[cut + 1 :]
             used = 0
-            # Split on newlines only: a stray carriage return is part of its line.
-            for line in block[:-1].split(b"\n") if block.endswith(b"\n") else [block]:
-                self._line(state, line, now)
+            for line in _block_lines(block):
                 used += len(line) + 1
+                if state.prefix:
+                    self._line(state, state.prefix + line, now)
+                    state.prefix = b""
+                else:
+                    self._line(state, line, now)
                 lines += 1
                 if lines % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
                     self._advance(state, block[:used])
@@ -245,17 +329,19 @@ class LogTail:
         state.offset += len(consumed)
         state.fingerprint = (state.fingerprint + consumed)[-FINGERPRINT_BYTES:]
 
+    # --- lines ---------------------------------------------------------------------------
+
     def _line(self, state: _FileState, line: bytes, now: datetime) -> None:
         if state.kind is None:
             state.head.append(line)
-            if len(state.head) < 20 and self.log_format == "auto":
-                return
-            self._settle(state, now)
+            if len(state.head) >= 20 or self.log_format != "auto":
+                self._settle(state, now)
             return
         self._classified(state, line, now)
 
     def _settle(self, state: _FileState, now: datetime) -> None:
-        """A file shorter than the detection sample: decide its format from what there is."""
+        """Decide the file's format from the lines held back for it (fewer than the
+        detection sample in a short file) and count them."""
         if state.kind is None and state.head:
             state.kind = self.log_format if self.log_format != "auto" else detect_format(state.head)
             head, state.head = state.head, []
@@ -268,16 +354,117 @@ class LogTail:
         stamp = parse_timestamp(text.decode("utf-8", "replace"), now=now)
         if stamp is not None:
             state.last_stamp = stamp
-        moment = state.last_stamp or now
-        minute = _minute(moment)
+        minute = _minute(state.last_stamp or now)
         bucket = self._minutes.get(minute)
         if bucket is None:
             bucket = self._minutes[minute] = Analysis()
         feed_line(bucket, state.kind or "plain", line.rstrip(b"\r"), self._clock, self._compiled)
 
 
+# --- helpers (pure, or reading only) ------------------------------------------------------
+
+
 def _minute(moment: datetime) -> int:
     return int(moment.timestamp()) // 60
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _bytes_before(path: Path, offset: int) -> bytes:
+    with open(path, "rb") as handle:
+        start = max(0, offset - FINGERPRINT_BYTES)
+        handle.seek(start)
+        return handle.read(offset - start)
+
+
+def _archives_beside(log: Path) -> list[Path]:
+    """Return the archive-shaped files next to ``log`` whose names start with its name."""
+    try:
+        entries = list(os.scandir(log.parent))
+    except OSError:
+        return []
+    return [
+        Path(entry.path)
+        for entry in entries
+        if entry.name.startswith((f"{log.name}-", f"{log.name}."))
+        and is_archive_name(entry.name)
+        and entry.is_file(follow_symlinks=False)
+    ]
+
+
+def _realign(handle: BinaryIO, old: int, fingerprint: bytes, size: int, block: int) -> int | None:
+    """Return where the bytes read up to ``old`` end now, if a collapse of whole blocks
+    moved them there, else None.
+
+    A collapse of ``k`` blocks moved the byte at ``old`` to ``old - k * block`` and left the
+    bytes before it as they were, so the fingerprint ends there for the right ``k``; when
+    fewer bytes than the fingerprint remain before that point, its tail must match them.
+    """
+    width = len(fingerprint)
+    if not width or block <= 0:
+        return None
+    k = max(1, -(-(old - size) // block))  # the smallest cut that fits in ``size``
+    for _ in range(MAX_REALIGN_PROBES):
+        position = old - k * block
+        if position <= 0:
+            return None
+        handle.seek(max(0, position - width))
+        if handle.read(min(width, position)) == fingerprint[-position:]:
+            return position
+        k += 1
+    return None
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(READ_BYTES):
+        yield chunk
+
+
+def _after(chunks: Iterable[bytes], fingerprint: bytes) -> Iterator[bytes] | None:
+    """Return the bytes after the first occurrence of ``fingerprint`` in the stream (as an
+    iterator of chunks), or None if it does not occur."""
+    iterator = iter(chunks)
+    window = b""
+    for chunk in iterator:
+        window += chunk
+        found = window.find(fingerprint)
+        if found >= 0:
+            return _prepended(window[found + len(fingerprint) :], iterator)
+        window = window[-(len(fingerprint) - 1) :] if len(fingerprint) > 1 else b""
+    return None
+
+
+def _prepended(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the lines (without newlines) of a stream of chunks; a last line without a
+    newline is yielded too, and one longer than MAX_LINE_BYTES in pieces."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        cut = pending.rfind(b"\n")
+        if cut < 0:
+            if len(pending) >= MAX_LINE_BYTES:
+                yield pending
+                pending = b""
+            continue
+        yield from pending[:cut].split(b"\n")
+        pending = pending[cut + 1 :]
+    if pending:
+        yield pending
+
+
+def _block_lines(block: bytes) -> list[bytes]:
+    # Split on newlines only: a stray carriage return is part of its line.
+    return block[:-1].split(b"\n") if block.endswith(b"\n") else [block]
 
 
 class TailCache:

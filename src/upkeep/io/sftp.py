@@ -14,8 +14,9 @@ import contextlib
 import hashlib
 import posixpath
 import stat
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -43,7 +44,7 @@ class SftpLocation:
     host: str
     port: int
     username: str
-    password: str | None
+    password: str | None = field(repr=False)
     directory: str
 
     @classmethod
@@ -78,7 +79,7 @@ class SftpCredentials:
     known_hosts file its host key must be in."""
 
     identity_file: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     known_hosts: str
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     operation_timeout_s: float = OPERATION_TIMEOUT_S
@@ -130,7 +131,7 @@ class SftpSession:
                 allow_agent=False,
                 look_for_keys=False,
             )
-            sftp = client.open_sftp()
+            sftp = _open_sftp(client, credentials)
         except paramiko.BadHostKeyException:
             client.close()
             raise SftpError(
@@ -145,9 +146,6 @@ class SftpSession:
             raise SftpError(
                 f"{location.display()}: {error.strerror or type(error).__name__}"
             ) from None
-        channel = sftp.get_channel()
-        if channel is not None:
-            channel.settimeout(credentials.operation_timeout_s)
         self._client, self._sftp = client, sftp
 
     def close(self) -> None:
@@ -229,6 +227,29 @@ class SftpSession:
         with contextlib.suppress(OSError, paramiko.SSHException):
             request = self.sftp._request  # type: ignore[attr-defined]
             request(paramiko.sftp.CMD_EXTENDED, "fsync@openssh.com", handle.handle)
+
+
+def _open_sftp(client: paramiko.SSHClient, credentials: SftpCredentials) -> paramiko.SFTPClient:
+    """Open the SFTP subsystem within the connect timeout. paramiko's own ``open_sftp``
+    waits for the server's answer without a limit, so a watchdog closes the channel if the
+    answer does not come; every later request has the operation timeout."""
+    transport = client.get_transport()
+    if transport is None:
+        raise paramiko.SSHException("not connected")
+    channel = transport.open_session(timeout=credentials.connect_timeout_s)
+    channel.settimeout(credentials.operation_timeout_s)
+    watchdog = threading.Timer(credentials.connect_timeout_s, channel.close)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
+    except EOFError:
+        raise paramiko.SSHException(
+            f"no SFTP answer within {credentials.connect_timeout_s:g}s"
+        ) from None
+    finally:
+        watchdog.cancel()
 
 
 @contextlib.contextmanager

@@ -384,6 +384,8 @@ async def _window(
     deadline = time.monotonic() + context.timeout_s
 
     def refresh() -> TailReport:
+        # The window is summed in this worker thread too, under the tail's lock: the event
+        # loop never waits on a lock or merges a window's response times.
         files = list_log_files(target.path, target.pattern)
         try:
             return tail.refresh(
@@ -404,7 +406,7 @@ async def _window(
             f"{target.path}: {report.bytes_read} bytes read within {context.timeout_s:g}s, "
             "not yet caught up; the next run continues where this one stopped"
         )
-    return tail.window(now - params.window), report
+    return report.found, report
 
 
 class LevelsProbe(Probe[LogsTarget, LevelsParams]):
@@ -418,7 +420,7 @@ class LevelsProbe(Probe[LogsTarget, LevelsParams]):
     )
     Params: ClassVar[type[StrictModel]] = LevelsParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("lines", "number", "lines stamped within the window"),
+        MetricSpec("lines", "number", "lines stamped within the window (to the minute)"),
         MetricSpec("critical", "number", "CRITICAL and FATAL lines"),
         MetricSpec("errors", "number", "ERROR lines, CRITICAL included"),
         MetricSpec("warnings", "number", "WARN and WARNING lines"),
@@ -473,7 +475,7 @@ class SecurityProbe(Probe[LogsTarget, WindowParams]):
     )
     Params: ClassVar[type[StrictModel]] = WindowParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("events", "number", "all security events in the window"),
+        MetricSpec("events", "number", "all security events in the window (to the minute)"),
         MetricSpec("failed_logins", "number", "failed password/key logins, invalid users"),
         MetricSpec("denied_requests", "number", "HTTP 401 and 403 answers"),
     )
@@ -509,7 +511,7 @@ class AccessProbe(Probe[LogsTarget, AccessParams]):
     )
     Params: ClassVar[type[StrictModel]] = AccessParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("requests", "number", "requests in the window"),
+        MetricSpec("requests", "number", "requests in the window (to the minute)"),
         MetricSpec("requests_per_min", "number", "requests divided by the window in minutes"),
         MetricSpec("errors", "number", "5xx answers"),
         MetricSpec("error_rate_percent", "number", "5xx answers as a percentage of requests"),

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Protocol
 
+import paramiko
 from pydantic import Field
 
 from upkeep.config.durations import Duration
@@ -81,18 +82,25 @@ def location_problems(destination: str, options: SftpOptions | None) -> list[str
     return []
 
 
+class CopyConflict(TaskFailed):
+    """A different file of the same name is already in the second store. It is never
+    overwritten: it may be the only copy of another log's archive."""
+
+
 class CopyStore(Protocol):
     """Where verified copies go."""
 
     description: str
 
     def has(self, name: str) -> bool:
-        """Return whether a file of that name is there (not whether it is intact)."""
+        """Return whether a file of that name is there (not whether it is intact); never
+        creates or changes anything (dry runs use it)."""
         ...
 
     def put(self, source: Path, expected_sha256: str) -> bool:
         """Make sure an intact copy of ``source`` is there; return True if one was written.
-        Raise TaskFailed if the copy, read back, does not match ``expected_sha256``."""
+        Raise CopyConflict if a different file has that name, TaskFailed if the copy, read
+        back, does not match ``expected_sha256``."""
         ...
 
     def proven(self, name: str, expected_sha256: str) -> bool:
@@ -118,8 +126,14 @@ class LocalDirectoryStore:
     def put(self, source: Path, expected_sha256: str) -> bool:
         """Copy (temporary name, fsync, rename) unless an intact copy is there."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.proven(source.name, expected_sha256):
-            return False
+        final = self.directory / source.name
+        if final.exists():
+            if os.path.samefile(final, source):
+                # A link or mount that leads back to the original proves nothing.
+                raise TaskFailed(f"{final} is {source} itself, not a second copy")
+            if sha256_of(final) == expected_sha256:
+                return False
+            raise CopyConflict(f"a different {source.name} is already in {self.directory}")
         temporary = self.directory / f"{TEMP_PREFIX}{source.name}"
         with open(source, "rb") as reader, open(temporary, "wb") as writer:
             shutil.copyfileobj(reader, writer, CHUNK_BYTES)
@@ -130,7 +144,7 @@ class LocalDirectoryStore:
             raise TaskFailed(
                 f"the copy of {source.name} in {self.directory} does not match; kept locally"
             )
-        temporary.replace(self.directory / source.name)
+        temporary.replace(final)
         fsync_dir(self.directory)
         return True
 
@@ -150,32 +164,43 @@ class SftpStore:
         self.description = location.display()
         self._session = SftpSession(location, credentials)
         self._names: set[str] | None = None
+        self._directory_ready = False
 
-    def _open(self) -> SftpSession:
-        if self._names is None:
-            try:
+    def _open(self, *, create: bool) -> SftpSession:
+        """Connect once; with ``create``, make the remote directory where missing."""
+        try:
+            if self._names is None:
                 self._session.open()
+                try:
+                    self._names = set(self._session.sftp.listdir(self._session.location.directory))
+                    self._directory_ready = True
+                except FileNotFoundError:
+                    self._names = set()
+            if create and not self._directory_ready:
                 self._session.make_directory()
-                self._names = set(self._session.sftp.listdir(self._session.location.directory))
-            except (SftpError, OSError) as error:
-                self._session.close()
-                raise TaskFailed(f"second store {self.description}: {error}") from None
+                self._directory_ready = True
+        except (SftpError, OSError, paramiko.SSHException) as error:
+            self._session.close()
+            self._names = None
+            raise TaskFailed(f"second store {self.description}: {error}") from None
         return self._session
 
     def has(self, name: str) -> bool:
         """Return whether ``name`` is listed in the remote directory."""
-        self._open()
+        self._open(create=False)
         return self._names is not None and name in self._names
 
     def put(self, source: Path, expected_sha256: str) -> bool:
         """Upload (temporary name, fsync, rename), then read it back and compare."""
-        session = self._open()
-        if self.has(source.name) and self.proven(source.name, expected_sha256):
-            return False
+        session = self._open(create=True)
+        if self.has(source.name):
+            if self.proven(source.name, expected_sha256):
+                return False
+            raise CopyConflict(f"a different {source.name} is already on {self.description}")
         try:
             with open(source, "rb") as reader:
                 session.upload(reader, source.name, f"{TEMP_PREFIX}{source.name}")
-            if self._sha256(source.name) != expected_sha256:
+            if session.sha256(source.name) != expected_sha256:
                 session.remove(source.name)
                 raise TaskFailed(
                     f"the copy of {source.name} on {self.description} does not match; kept locally"
@@ -188,14 +213,11 @@ class SftpStore:
 
     def proven(self, name: str, expected_sha256: str) -> bool:
         """Return whether the remote copy reads back with the expected checksum."""
-        self._open()
+        session = self._open(create=False)
         try:
-            return self._sha256(name) == expected_sha256
+            return session.sha256(name) == expected_sha256
         except SftpError as error:
             raise TaskFailed(f"reading {name} back from {self.description}: {error}") from None
-
-    def _sha256(self, name: str) -> str | None:
-        return self._session.sha256(name)
 
     def close(self) -> None:
         """Close the SFTP connection."""

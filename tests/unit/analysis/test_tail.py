@@ -170,3 +170,109 @@ def test_compressed_archives_fill_the_window_once_and_later_rotations_are_not_re
     log.write_text(_lines(1, start=8))
     _refresh(tail, log, archive, rotated)
     assert _errors(tail) == 9
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(text)
+
+
+def test_lines_appended_between_a_refresh_and_a_collapse_are_counted_from_the_archive(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _append(log, _lines(300, start=2000))  # written after the last refresh ...
+    result = rotation.rotate(log, moment=datetime.now(UTC), compression="zstd")
+    assert result is not None and result.method == "collapse"  # ... and rotated away
+    _append(log, _lines(5, start=2300))
+    _refresh(tail, log)  # the pattern lists only the live log
+    assert _errors(tail) == 2305
+
+
+def test_lines_appended_before_a_rename_are_read_where_the_file_went(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(100))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _append(log, _lines(40, start=100))
+    os.rename(log, tmp_path / "app.log-20261201-100000")
+    log.write_text(_lines(3, start=140))
+    _refresh(tail, log)
+    assert _errors(tail) == 143
+
+
+def test_a_log_truncated_and_grown_past_the_old_offset_is_noticed(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(50))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    log.write_text(_lines(80, start=50))  # truncated and rewritten, longer than before
+    _refresh(tail, log)
+    assert _errors(tail) == 130
+
+
+def test_a_collapse_that_leaves_less_than_a_fingerprint_is_followed(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    block = os.statvfs(tmp_path).f_bsize
+    line = _lines(1)
+    count = block // len(line) + 2  # just past one block
+    log.write_text(_lines(count))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    assert 0 < log.stat().st_size < 256
+    _append(log, _lines(2, start=count))
+    _refresh(tail, log)
+    assert _errors(tail) == count + 2
+
+
+def test_a_refresh_out_of_time_keeps_the_places_of_files_it_did_not_reach(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text(_lines(20_000))
+    second.write_text(_lines(10))
+    tail = LogTail("auto", ())
+    _refresh(tail, first, second)
+    _append(first, _lines(20_000, start=20_000))
+    _, complete = _refresh(tail, first, second, deadline_s=-1.0)
+    assert not complete
+    _refresh(tail, first, second)
+    assert _errors(tail) == 40_010
+
+
+def test_an_archive_read_out_of_time_is_finished_on_the_next_refresh(tmp_path: Path) -> None:
+    import zstandard
+
+    archive = tmp_path / "app.log-20261201-090000.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(_lines(20_000).encode()))
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2, start=20_000))
+    tail = LogTail("auto", ())
+    _, complete = _refresh(tail, archive, log, deadline_s=-1.0)
+    assert not complete
+    _, complete = _refresh(tail, archive, log)
+    assert complete and _errors(tail) == 20_002
+
+
+def test_uncompressed_archives_appearing_later_are_not_counted_again(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    result = rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    assert result is not None
+    _refresh(tail, log, result.archive)  # a pattern like app.log* lists the archive too
+    assert _errors(tail) == 2000
+
+
+def test_a_line_too_deeply_nested_for_the_parser_is_counted_once(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    stamp = datetime.now(UTC).isoformat()
+    good = f'{{"level": "error", "msg": "x", "time": "{stamp}"}}\n'
+    log.write_text(good * 25 + "[" * 100_000 + "]" * 100_000 + "\n" + good)
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _refresh(tail, log)
+    assert _errors(tail) == 26

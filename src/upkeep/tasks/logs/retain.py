@@ -10,7 +10,10 @@ With ``archive_to`` (an absolute local directory, or ``sftp://user@host[:port]/d
 ``sftp:`` login options), every archive is first copied there (under a temporary name,
 made durable, renamed) and the copy read back and its sha256 compared with the original's;
 an archive past retention is deleted locally only if its copy reads back with a matching
-checksum at that moment. Without ``archive_to``, past retention means deleted.
+checksum at that moment. A different file already under an archive's name there (damaged,
+or another log's archive of the same name) is never overwritten: that archive stays, the
+others go on, and the run fails naming it. Without ``archive_to``, past retention means
+deleted.
 
 Only files with the archive name shape ``<log>-YYYYmmdd-HHMMSS[.N][.zst|.gz]`` directly in
 the target's directory are considered; links are never followed or deleted, and nothing
@@ -35,7 +38,14 @@ from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-from upkeep.tasks.copies import CopyStore, SftpOptions, location_problems, open_store, sha256_of
+from upkeep.tasks.copies import (
+    CopyConflict,
+    CopyStore,
+    SftpOptions,
+    location_problems,
+    open_store,
+    sha256_of,
+)
 from upkeep.tasks.logs.rotate import ARCHIVE_NAME
 
 
@@ -215,11 +225,18 @@ def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | No
     expires and whose copy still reads back intact; raise TaskFailed if a copy fails."""
     outcome = TaskOutcome()
     checksums: dict[Path, str] = {}
+    conflicts: list[str] = []
     copied = 0
     if store is not None:
         for archive in archives:
-            checksums[archive.path] = sha256_of(archive.path)
-            if store.put(archive.path, checksums[archive.path]):
+            checksum = sha256_of(archive.path)
+            try:
+                written = store.put(archive.path, checksum)
+            except CopyConflict as error:
+                conflicts.append(str(error))
+                continue  # no proven copy: this archive stays, the others go on
+            checksums[archive.path] = checksum
+            if written:
                 copied += 1
                 outcome.changes.append(
                     Change("copy", str(archive.path), f"to {store.description}, sha256 verified")
@@ -230,7 +247,10 @@ def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | No
         if not stat.S_ISREG(info.st_mode):
             continue
         # Proven now, not only when copied: the second store may have lost it since.
-        if store is not None and not store.proven(archive.path.name, checksums[archive.path]):
+        if store is not None and (
+            archive.path not in checksums
+            or not store.proven(archive.path.name, checksums[archive.path])
+        ):
             kept += 1
             continue
         archive.path.unlink()
@@ -245,4 +265,6 @@ def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | No
     outcome.message = f"{len(archives)} archive(s): copied {copied}, deleted {deleted}"
     if kept:
         outcome.message += f", kept {kept} whose copy could not be proven"
+    if conflicts:
+        raise TaskFailed(f"{outcome.message}; " + "; ".join(conflicts) + " (kept locally)")
     return outcome

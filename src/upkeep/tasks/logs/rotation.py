@@ -139,6 +139,21 @@ class _State:
         fsync_dir(self.path.parent)
 
 
+def carried_part_line(log: Path, fd: int) -> bytes:
+    """Given a log and an open descriptor of it, return the part line upkeep's last collapse
+    of it carried (the start of the line the file now begins with), or b"" if there is none
+    or the file no longer continues it (replaced or truncated since)."""
+    try:
+        state = _State(log)
+    except (OSError, ValueError):
+        return b""
+    if not state.carry or state.inode is None:
+        return b""
+    if os.fstat(fd).st_ino == state.inode and os.pread(fd, len(state.head), 0) == state.head:
+        return state.carry
+    return b""
+
+
 def _compressor(raw: IO[bytes], compression: Compression) -> IO[bytes]:
     if compression == "zstd":
         import zstandard

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -73,7 +72,7 @@ async def test_archives_go_to_sftp_and_are_deleted_only_once_proven(
     assert all(
         sshd.url(remote) in change.detail for change in plan.changes if change.action == "copy"
     )
-    assert not remote.exists() or not list(remote.iterdir())  # the dry run wrote nothing
+    assert not remote.exists() and not remote.parent.exists()  # the dry run created nothing
 
     outcome = await LogsRetain().run(_target(logs), params, task_context)
     assert outcome.figures == {"archives": 2, "copied": 2, "deleted": 1, "kept_unproven": 0}
@@ -84,20 +83,22 @@ async def test_archives_go_to_sftp_and_are_deleted_only_once_proven(
     assert again.figures["copied"] == 0 and again.figures["deleted"] == 0
 
 
-async def test_a_damaged_remote_copy_is_replaced_before_the_original_goes(
+async def test_a_different_remote_file_of_the_same_name_is_never_overwritten(
     tmp_path: Path, sshd: SshServer, task_context: TaskContext
 ) -> None:
     logs, remote = tmp_path / "logs", tmp_path / "offsite"
     logs.mkdir()
     remote.mkdir()
     old = _archive(logs, "app.log", 40)
-    content = old.read_bytes()
-    (remote / old.name).write_bytes(content[:100])  # a short copy from an earlier failed run
-    outcome = await LogsRetain().run(_target(logs), _params(sshd, remote), task_context)
-    assert outcome.figures["copied"] == 1 and outcome.figures["deleted"] == 1
-    assert hashlib.sha256((remote / old.name).read_bytes()).digest() == (
-        hashlib.sha256(content).digest()
+    other = _archive(logs, "error.log", 40)
+    (remote / old.name).write_bytes(b"another log's archive of that name")
+    with pytest.raises(TaskFailed, match=f"a different {old.name} is already on sftp://"):
+        await LogsRetain().run(_target(logs), _params(sshd, remote), task_context)
+    assert (
+        old.exists() and (remote / old.name).read_bytes() == b"another log's archive of that name"
     )
+    # The other archive went on: copied, proven, deleted.
+    assert not other.exists() and (remote / other.name).is_file()
     assert not [path for path in remote.iterdir() if path.name.startswith(".upkeep-tmp-")]
 
 

@@ -6,8 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from upkeep.probes.logs import LogsTarget
-from upkeep.tasks.base import TaskContext
+from upkeep.tasks.base import TaskContext, TaskFailed
 from upkeep.tasks.logs.retain import LogsRetain, RetainParams
 
 DAY = 86400.0
@@ -87,13 +89,50 @@ async def test_archives_are_deleted_only_once_their_copy_is_proven(
     assert not old.exists() and not older.exists() and recent.exists()
     assert (store / old.name).read_bytes() == b"app.log 40"
     assert not list(store.glob(".upkeep-tmp-*"))
-    # A copy damaged in the second store: the local archive stays until a good copy exists.
+    # A different file under an archive's name in the second store (damaged, or another
+    # log's archive of the same name) is never overwritten: the local archive stays.
     doomed = _archive(logs, "app.log", 45)
     (store / doomed.name).write_bytes(b"damaged")
+    with pytest.raises(TaskFailed, match=f"a different {doomed.name} is already in"):
+        await LogsRetain().run(_target(logs), params, task_context)
+    assert doomed.exists() and (store / doomed.name).read_bytes() == b"damaged"
+    (store / doomed.name).unlink()  # the operator sorts it out
     outcome = await LogsRetain().run(_target(logs), params, task_context)
-    assert doomed.exists() is False  # the damaged copy was replaced by a verified one first
-    assert (store / doomed.name).read_bytes() == b"app.log 45"
+    assert not doomed.exists() and (store / doomed.name).read_bytes() == b"app.log 45"
     assert outcome.figures["deleted"] == 1
+
+
+async def test_two_logs_with_one_archive_name_never_overwrite_each_others_copy(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
+    site_a.mkdir()
+    site_b.mkdir()
+    first = _archive(site_a, "access.log", 40)
+    second = site_b / first.name  # rotated in the same second on another site
+    second.write_bytes(b"site b's own lines")
+    os.utime(second, (first.stat().st_mtime, first.stat().st_mtime))
+    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(store)})
+    await LogsRetain().run(_target(site_a), params, task_context)
+    assert not first.exists()
+    with pytest.raises(TaskFailed, match="kept locally"):
+        await LogsRetain().run(_target(site_b), params, task_context)
+    assert second.read_bytes() == b"site b's own lines"
+    assert (store / first.name).read_bytes() == b"access.log 40"
+
+
+async def test_a_second_store_that_leads_back_to_the_log_directory_proves_nothing(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = _archive(logs, "app.log", 40)
+    looped = tmp_path / "looped"
+    looped.symlink_to(logs)
+    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(looped)})
+    with pytest.raises(TaskFailed, match="not a second copy"):
+        await LogsRetain().run(_target(logs), params, task_context)
+    assert old.exists()
 
 
 def test_a_relative_or_same_archive_directory_is_refused(tmp_path: Path) -> None:
