@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -236,14 +237,20 @@ def test_concurrent_claimers_never_share_a_row(open_store: OpenStore) -> None:
     stores[0].outbox.enqueue([note(f"c{i}", group=f"g{i % 30}") for i in range(150)], T0)
     claimed: list[list[int]] = [[] for _ in stores]
     errors: list[BaseException] = []
+    # All claimers start together, and each pauses between claims as a dispatcher does
+    # while it sends: on a loaded machine one thread could otherwise drain the outbox
+    # before the others were scheduled, and the test would show nothing concurrent.
+    start = threading.Barrier(len(stores))
 
     def work(index: int) -> None:
         outbox = stores[index].outbox
         try:
+            start.wait(30)
             while batches := outbox.claim_due(f"w{index}", T0, LEASE, limit=3):
                 for batch in batches:
                     claimed[index].extend(row.id for row in batch.rows)
                     assert outbox.mark_sent(batch, T0)
+                time.sleep(0.002)
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             errors.append(error)
 
