@@ -48,7 +48,16 @@ LEVEL_NAMES = {b"WARNING": "WARN", b"FATAL": "CRITICAL"}
 
 
 def open_log(path: Path) -> IO[bytes]:
-    """Given a log (plain, ``.gz`` or ``.zst``), return a binary stream of its text."""
+    """Given a log (plain, ``.gz``, ``.zst``, ``.xz`` or ``.bz2``), return a binary stream
+    of its text."""
+    if path.suffix == ".xz":
+        import lzma
+
+        return cast("IO[bytes]", lzma.open(path, "rb"))
+    if path.suffix == ".bz2":
+        import bz2
+
+        return cast("IO[bytes]", bz2.open(path, "rb"))
     if path.suffix == ".gz":
         # GzipFile is a binary stream; typeshed does not declare it an IO[bytes].
         return cast("IO[bytes]", gzip.open(path, "rb"))

@@ -29,6 +29,13 @@ Archives the target's pattern lists (compressed, or named like one: ``app.log-20
 from before the tail started; one appearing later holds lines already read live (or
 recovered above) and is not read again. The state lives in the process (the daemon keeps it
 between runs); a one-shot ``upkeep check`` reads each recent file in full.
+
+Where upkeep's collapse rotation cut the file, its rotation state says by how much, so the
+read position moves by exactly that (no search that a log of identical lines could fool).
+Known gaps, each costing only the lines written between one refresh and a rotation: an
+archive written to another directory (``archive_dir``), a log that was empty at the last
+refresh and then copied and truncated, and writes that reach a renamed file after the tail
+followed it (a writer slow to reopen).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,9 +52,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, BinaryIO
 
+import zstandard
+
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
 from upkeep.analysis.timestamps import parse_timestamp
-from upkeep.tasks.logs.rotation import carried_part_line
+from upkeep.tasks.logs.rotation import carried_part_line, collapsed_bytes
 
 READ_BYTES = 1 << 20
 """Read this much at a time: memory stays bounded whatever was appended."""
@@ -64,9 +74,15 @@ DEADLINE_CHECK_LINES = 4096
 """Lines read between looks at the clock."""
 MAX_TAILS = 256
 """Tails kept per process (one per logs check); the least recently used goes first."""
-COMPRESSED_SUFFIXES = (".gz", ".zst")
-ARCHIVE_SHAPE = re.compile(r"(?:-\d{8}(?:-\d{6})?|\.\d+)(?:\.\d+)?(?:\.gz|\.zst)?$")
-"""``app.log-20261201-093000[.1][.zst]``, ``app.log-20261201``, ``app.log.1[.gz]``."""
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")
+ARCHIVE_SHAPE = re.compile(
+    r"(?:-\d{8}(?:\d{2})?(?:-\d{6})?|-\d{4}-\d{2}-\d{2}|\.\d+)(?:\.\d+)?"
+    r"(?:\.gz|\.zst|\.xz|\.bz2)?$"
+)
+"""upkeep's ``app.log-20261201-093000[.1][.zst]``; logrotate's ``app.log-20261201``,
+``app.log-2026120110`` (hourly), ``app.log-2026-12-01`` and ``app.log.1[.gz]``."""
+RENAMED_PREFIX = ".upkeep-tmp-renamed-"
+"""Where upkeep's rename mode keeps a log between the rename and its compression."""
 
 
 def is_archive_name(name: str) -> bool:
@@ -90,6 +106,12 @@ class _FileState:
     """A carried part line that begins the next line read."""
     read_at: float = 0.0
     """When this file was last read (epoch seconds)."""
+    collapsed: int | None = None
+    """What upkeep's rotation state said had been collapsed out of the file at the last
+    read: the difference at the next read is exactly how far the read position moved."""
+    stream_offset: int = -1
+    """Where the fingerprint ends in the byte stream the next archive will hold (offset,
+    plus the carried part line it begins with); -1: at ``offset`` or later."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,7 @@ class LogTail:
         self._clock = Clock()
         self._lock = threading.Lock()
         self._primed = False
+        self._created = time.time()
 
     def refresh(
         self, paths: Sequence[Path], *, horizon: timedelta, now: datetime, deadline: float
@@ -180,8 +203,9 @@ class LogTail:
             state = self._files[key] = _FileState(path, archive=is_archive_name(path.name))
             recent = info.st_mtime >= (now - horizon).timestamp()
             if state.archive:
-                # Later archives are rotations of what was read live.
-                state.done = self._primed or not recent
+                # Archives made since the tail started are rotations of what it read live
+                # (or recovered from them after a rotation): only older ones fill the window.
+                state.done = self._primed or not recent or info.st_mtime >= self._created
             elif not recent:
                 state.offset = info.st_size  # nothing in it is recent
                 state.fingerprint = _bytes_before(path, info.st_size)
@@ -196,6 +220,7 @@ class LogTail:
                 return True, 0  # replaced between stat and open: the next refresh sees it
             if not self._continues(handle, state, opened.st_size):
                 self._after_rotation(handle, state, opened.st_size, now)
+            state.collapsed = collapsed_bytes(path, handle.fileno())
             return self._read(handle, state, opened.st_size, now, deadline)
 
     def _continues(self, handle: BinaryIO, state: _FileState, size: int) -> bool:
@@ -204,9 +229,9 @@ class LogTail:
             return True
         if size < state.offset:
             return False
-        width = len(state.fingerprint)
+        width = min(len(state.fingerprint), state.offset)
         handle.seek(state.offset - width)
-        return handle.read(width) == state.fingerprint
+        return handle.read(width) == state.fingerprint[len(state.fingerprint) - width :]
 
     def _after_rotation(
         self, handle: BinaryIO, state: _FileState, size: int, now: datetime
@@ -216,13 +241,29 @@ class LogTail:
         line upkeep's collapse carried."""
         # Collapse cuts whole filesystem blocks (f_bsize), as upkeep's rotation does.
         block = os.fstatvfs(handle.fileno()).f_bsize
-        position = _realign(handle, state.offset, state.fingerprint, size, block)
+        position = None
+        collapsed = collapsed_bytes(state.path, handle.fileno())
+        if collapsed is not None and state.collapsed is not None and collapsed > state.collapsed:
+            # upkeep's rotation says how much it cut: trust that alone (a search could
+            # match falsely on a log whose lines repeat with the block size).
+            moved = state.offset - (collapsed - state.collapsed)
+            if moved > 0 and _ends_at(handle, moved, state.fingerprint):
+                position = moved
+        else:
+            position = _realign(handle, state.offset, state.fingerprint, size, block)
         if position is not None:
+            # The next archive will begin with the part line carried at this cut and then
+            # the file's bytes: the fingerprint must be findable there too.
+            carried = carried_part_line(state.path, handle.fileno())
+            handle.seek(max(0, position - FINGERPRINT_BYTES))
+            head = handle.read(min(position, FINGERPRINT_BYTES))
             state.offset = position
+            state.fingerprint = (carried + head)[-FINGERPRINT_BYTES:]
+            state.stream_offset = len(carried) + position
             return
         self._recover_gap(state, now)
-        state.offset, state.fingerprint = 0, b""
         state.prefix = carried_part_line(state.path, handle.fileno())
+        state.offset, state.fingerprint, state.stream_offset = 0, b"", len(state.prefix)
 
     def _follow_renamed(self, key: tuple[int, int], state: _FileState, now: datetime) -> int:
         """A live file left the listing: read the rest of it where it went (same inode
@@ -240,49 +281,65 @@ class LogTail:
         return 0
 
     def _recover_gap(self, state: _FileState, now: datetime) -> None:
-        """Count the lines after ``state``'s fingerprint in the newest archive beside the
-        file that holds it (the lines appended between the last refresh and a rotation)."""
+        """Count what was appended between the last refresh and a rotation: the lines after
+        ``state``'s fingerprint in the archive that holds it, and every newer archive beside
+        the file whole (more than one rotation since). A damaged archive counts up to the
+        damage, once."""
         if not state.fingerprint:
             return
-        newest = sorted(
+        recent = sorted(
             (
                 candidate
                 for candidate in _archives_beside(state.path)
                 if _mtime(candidate) >= state.read_at - GAP_SLACK_S
             ),
-            key=_mtime,
-            reverse=True,
-        )[:GAP_ARCHIVES]
-        for candidate in newest:
+            key=lambda candidate: (_mtime(candidate), candidate.name),
+        )[-GAP_ARCHIVES:]
+        gap = _FileState(state.path, archive=True, kind=state.kind)
+        gap.last_stamp = state.last_stamp
+        # An archive holds the stream from the file's start (after any carried part line),
+        # so the fingerprint ends no earlier than where reading stopped.
+        at_least = state.stream_offset if state.stream_offset >= 0 else state.offset
+        found = False
+        for candidate in recent:
             try:
                 with open_log(candidate) as stream:
-                    rest = _after(_chunks(stream), state.fingerprint)
-                    if rest is None:
-                        continue
-                    gap = _FileState(candidate, archive=True, kind=state.kind)
-                    gap.last_stamp = state.last_stamp
+                    rest: Iterator[bytes] = _chunks(stream)
+                    if not found:
+                        after = _after(rest, state.fingerprint, at_least)
+                        if after is None:
+                            continue
+                        rest, found = after, True
                     for line in _split_lines(rest):
                         self._line(gap, line, now)
-                    self._settle(gap, now)
-                    state.last_stamp = gap.last_stamp
-                    return
-            except (OSError, EOFError, ValueError):
+            except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError):
+                if found:
+                    break  # what was read stays counted; the rest of this gap is lost
                 continue  # a damaged or vanished archive: try the next
+        self._settle(gap, now)
+        if found:
+            state.last_stamp = gap.last_stamp
 
     def _read_archive(self, state: _FileState, now: datetime, deadline: float) -> tuple[bool, int]:
         """Read an archive's lines once (resuming after ``state.offset`` lines)."""
         if state.done:
             return True, 0
         size = state.path.stat().st_size
-        with open_log(state.path) as stream:
-            for number, line in enumerate(_split_lines(_chunks(stream)), start=1):
-                if number <= state.offset:
-                    continue
-                self._line(state, line, now)
-                state.offset = number
-                if number % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
-                    self._settle(state, now)
-                    return False, 0
+        try:
+            with open_log(state.path) as stream:
+                for number, line in enumerate(_split_lines(_chunks(stream)), start=1):
+                    if number <= state.offset:
+                        continue
+                    self._line(state, line, now)
+                    state.offset = number
+                    if number % DEADLINE_CHECK_LINES == 0 and time.monotonic() > deadline:
+                        self._settle(state, now)
+                        return False, 0
+        except (EOFError, zlib.error, zstandard.ZstdError, OSError) as error:
+            if isinstance(error, (FileNotFoundError, PermissionError)):
+                raise
+            # Damaged: the lines before the damage are counted, once; it is not read again.
+            pass
         self._settle(state, now)
         state.done = True
         return True, size
@@ -327,6 +384,8 @@ class LogTail:
 
     def _advance(self, state: _FileState, consumed: bytes) -> None:
         state.offset += len(consumed)
+        if state.stream_offset >= 0:
+            state.stream_offset += len(consumed)
         state.fingerprint = (state.fingerprint + consumed)[-FINGERPRINT_BYTES:]
 
     # --- lines ---------------------------------------------------------------------------
@@ -388,13 +447,23 @@ def _archives_beside(log: Path) -> list[Path]:
         entries = list(os.scandir(log.parent))
     except OSError:
         return []
-    return [
-        Path(entry.path)
-        for entry in entries
-        if entry.name.startswith((f"{log.name}-", f"{log.name}."))
-        and is_archive_name(entry.name)
-        and entry.is_file(follow_symlinks=False)
-    ]
+    found = []
+    for entry in entries:
+        name = entry.name.removeprefix(RENAMED_PREFIX)
+        if (
+            name.startswith((f"{log.name}-", f"{log.name}."))
+            and is_archive_name(name)
+            and entry.is_file(follow_symlinks=False)
+        ):
+            found.append(Path(entry.path))
+    return found
+
+
+def _ends_at(handle: BinaryIO, position: int, fingerprint: bytes) -> bool:
+    """Return whether the bytes before ``position`` are the fingerprint's tail."""
+    width = min(len(fingerprint), position)
+    handle.seek(position - width)
+    return handle.read(width) == fingerprint[len(fingerprint) - width :]
 
 
 def _realign(handle: BinaryIO, old: int, fingerprint: bytes, size: int, block: int) -> int | None:
@@ -425,17 +494,26 @@ def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _after(chunks: Iterable[bytes], fingerprint: bytes) -> Iterator[bytes] | None:
-    """Return the bytes after the first occurrence of ``fingerprint`` in the stream (as an
-    iterator of chunks), or None if it does not occur."""
+def _after(
+    chunks: Iterable[bytes], fingerprint: bytes, at_least: int = -1
+) -> Iterator[bytes] | None:
+    """Return the bytes after the first occurrence of ``fingerprint`` that ends at or after
+    position ``at_least`` of the stream (as an iterator of chunks), or None. The bound keeps
+    a repetitive log from matching an earlier, identical stretch."""
     iterator = iter(chunks)
     window = b""
+    window_start = 0
+    minimum = max(at_least, len(fingerprint))
     for chunk in iterator:
         window += chunk
-        found = window.find(fingerprint)
+        search_from = max(0, minimum - len(fingerprint) - window_start)
+        found = window.find(fingerprint, search_from)
         if found >= 0:
             return _prepended(window[found + len(fingerprint) :], iterator)
-        window = window[-(len(fingerprint) - 1) :] if len(fingerprint) > 1 else b""
+        keep = len(fingerprint) - 1
+        if len(window) > keep:
+            window_start += len(window) - keep
+            window = window[-keep:] if keep else b""
     return None
 
 

@@ -276,3 +276,83 @@ def test_a_line_too_deeply_nested_for_the_parser_is_counted_once(tmp_path: Path)
     _refresh(tail, log)
     _refresh(tail, log)
     assert _errors(tail) == 26
+
+
+def test_two_rotations_between_refreshes_count_both_archives(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _append(log, _lines(300, start=2000))
+    rotation.rotate(log, moment=datetime.now(UTC), compression="zstd")
+    _append(log, _lines(300, start=2300))
+    rotation.rotate(log, moment=datetime.now(UTC) + timedelta(seconds=1), compression="zstd")
+    _append(log, _lines(5, start=2600))
+    _refresh(tail, log)
+    assert _errors(tail) == 2605
+
+
+def test_a_log_of_identical_lines_is_followed_by_the_rotations_own_count(
+    tmp_path: Path,
+) -> None:
+    line = "ERROR database connection refused by upstream pool worker xyzwv\n"
+    assert len(line) == 64  # divides the block size: every block-aligned guess would match
+    log = tmp_path / "app.log"
+    log.write_text(line * 100)
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _append(log, line * 200)
+    rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    _refresh(tail, log)
+    assert tail.window(datetime(2000, 1, 1, tzinfo=UTC)).levels["ERROR"] == 300
+
+
+def test_refreshes_after_a_realign_close_to_the_start_keep_working(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    block = os.statvfs(tmp_path).f_bsize
+    count = block // len(_lines(1)) + 2
+    log.write_text(_lines(count))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    for index in range(3):
+        _append(log, _lines(1, start=count + index))
+        assert _refresh(tail, log)[1]
+    assert _errors(tail) == count + 3
+
+
+def test_a_damaged_archive_counts_up_to_the_damage_once(tmp_path: Path) -> None:
+    import zstandard
+
+    good = zstandard.ZstdCompressor().compress(_lines(50).encode())
+    damaged = bytearray(
+        zstandard.ZstdCompressor(write_checksum=True).compress(_lines(500).encode())
+    )
+    for index in range(20, len(damaged) - 10, 7):
+        damaged[index] ^= 0x55
+    archive = tmp_path / "app.log-20261201-090000.zst"
+    archive.write_bytes(good + bytes(damaged))
+    tail = LogTail("auto", ())
+    assert _refresh(tail, archive)[1]
+    first = _errors(tail)  # what decoded before the damage (buffering may take all of it)
+    for _ in range(2):
+        assert _refresh(tail, archive)[1]
+    assert _errors(tail) == first < 550
+
+
+def test_logrotate_names_are_archives(tmp_path: Path) -> None:
+    from upkeep.analysis.tail import is_archive_name
+
+    for name in (
+        "app.log-20261201-093000.zst",
+        "app.log-20261201",
+        "app.log-2026120110",
+        "app.log-2026-12-01",
+        "app.log.1",
+        "app.log.2.gz",
+        "app.log-20261201.xz",
+        "app.log.3.bz2",
+    ):
+        assert is_archive_name(name), name
+    for name in ("app.log", "access.log", "app-2.log", "events.jsonl"):
+        assert not is_archive_name(name), name

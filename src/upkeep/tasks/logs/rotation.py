@@ -105,12 +105,16 @@ class _State:
         # or truncated by someone else since then does not continue the carried line.
         self.inode: int | None = None
         self.head = b""
+        # Bytes collapsed out of this inode so far: lets a reader of the log (the logs
+        # probes' tail) find where its read position went after a cut.
+        self.collapsed = 0
         if self.path.exists():
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.carry = base64.b64decode(data.get("carry", ""))
             self.pending = data.get("pending")
             self.inode = data.get("inode")
             self.head = base64.b64decode(data.get("head", ""))
+            self.collapsed = int(data.get("collapsed", 0))
 
     def carried_line(self, fd: int) -> bytes:
         """Return the carry as it starts the next archive: as is when the file continues
@@ -129,6 +133,7 @@ class _State:
             "pending": self.pending,
             "inode": self.inode,
             "head": base64.b64encode(self.head).decode(),
+            "collapsed": self.collapsed,
         }
         temporary = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}")
         with open(temporary, "w", encoding="utf-8") as handle:
@@ -152,6 +157,21 @@ def carried_part_line(log: Path, fd: int) -> bytes:
     if os.fstat(fd).st_ino == state.inode and os.pread(fd, len(state.head), 0) == state.head:
         return state.carry
     return b""
+
+
+def collapsed_bytes(log: Path, fd: int) -> int | None:
+    """Given a log and an open descriptor of it, return how many bytes upkeep's collapse
+    rotations have cut from the front of this very file (same inode): 0 if upkeep never
+    rotated it, None if unknown."""
+    try:
+        state = _State(log)
+    except (OSError, ValueError):
+        return None
+    if not state.path.exists():
+        return 0
+    if state.inode is None or state.inode != os.fstat(fd).st_ino:
+        return None
+    return state.collapsed
 
 
 def _compressor(raw: IO[bytes], compression: Compression) -> IO[bytes]:
@@ -361,6 +381,7 @@ def _rotate_collapse(
     }
     state.save()
     collapse_prefix(fd, cut)
+    state.collapsed = (state.collapsed if state.inode == os.fstat(fd).st_ino else 0) + cut
     state.carry, state.pending = held, None
     state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
     state.save()
