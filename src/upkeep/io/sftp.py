@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-import paramiko
+if TYPE_CHECKING:
+    import paramiko
+
 
 CONNECT_TIMEOUT_S = 10.0
 """Named default: TCP connect, SSH banner and authentication each get this long."""
@@ -108,6 +110,8 @@ class SftpSession:
 
     def open(self) -> None:
         """Connect and authenticate; raise SftpError saying why if that fails."""
+        import paramiko  # here, not at the top: every config load would pay ~0.1 s for it
+
         credentials, location = self._credentials, self.location
         known_hosts = Path(credentials.known_hosts).expanduser()
         client = paramiko.SSHClient()
@@ -222,6 +226,8 @@ class SftpSession:
             self.sftp.remove(remote)
 
     def _fsync(self, handle: paramiko.SFTPFile) -> None:
+        import paramiko
+
         # paramiko has no public call for OpenSSH's fsync@openssh.com extension; without it
         # a server crash right after the rename could leave an empty file behind a good name.
         with contextlib.suppress(OSError, paramiko.SSHException):
@@ -233,6 +239,8 @@ def _open_sftp(client: paramiko.SSHClient, credentials: SftpCredentials) -> para
     """Open the SFTP subsystem within the connect timeout. paramiko's own ``open_sftp``
     waits for the server's answer without a limit, so a watchdog closes the channel if the
     answer does not come; every later request has the operation timeout."""
+    import paramiko
+
     transport = client.get_transport()
     if transport is None:
         raise paramiko.SSHException("not connected")
@@ -256,6 +264,8 @@ def _open_sftp(client: paramiko.SSHClient, credentials: SftpCredentials) -> para
 def _translated(remote: str) -> Iterator[None]:
     """Turn paramiko's errors into SftpError naming the remote path (a missing file passes
     through as FileNotFoundError for the caller to handle)."""
+    import paramiko
+
     try:
         yield
     except FileNotFoundError:

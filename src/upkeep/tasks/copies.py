@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Protocol
 
-import paramiko
 from pydantic import Field
 
 from upkeep.config.durations import Duration
@@ -168,6 +167,8 @@ class SftpStore:
 
     def _open(self, *, create: bool) -> SftpSession:
         """Connect once; with ``create``, make the remote directory where missing."""
+        import paramiko
+
         try:
             if self._names is None:
                 self._session.open()
