@@ -432,6 +432,117 @@ def logs_analyze(
     )
 
 
+# --- backups and drills (issue #6) ---------------------------------------------------------
+
+backup_app = typer.Typer(
+    help="Backups: list, create, verify, restore, prune.", no_args_is_help=True
+)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("list")
+def backup_list(
+    source: Annotated[str | None, typer.Argument(help="One source.")] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Complete backups in the repository, with their verification; failed attempts."""
+    from upkeep.cli.backup import backup_list as run
+
+    raise typer.Exit(run(config, source, json_output=json_output))
+
+
+@backup_app.command("create")
+def backup_create(
+    sources: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Back up now: dump, zstd, encrypt (with backups.key), manifest, copy, retention;
+    exit 1 if any source failed."""
+    from upkeep.cli.backup import backup_create as run
+
+    raise typer.Exit(run(config, sources or [], json_output=json_output))
+
+
+@backup_app.command("verify")
+def backup_verify(
+    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    restore: Annotated[
+        bool, typer.Option("--restore", help="Restore into a scratch copy and compare.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-hash a backup against its manifest (and with --restore, restore and compare row
+    counts and file hashes); exit 1 if anything differs."""
+    from upkeep.cli.backup import backup_verify as run
+
+    raise typer.Exit(run(config, backup_id, restore=restore, json_output=json_output))
+
+
+@backup_app.command("restore")
+def backup_restore(
+    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="A source or target (default: the backup's).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    safety_backup: Annotated[
+        bool,
+        typer.Option(
+            "--safety-backup/--no-safety-backup",
+            help="Back up what is there before overwriting it.",
+        ),
+    ] = True,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Restore a backup (asks first, takes a safety backup, records everything)."""
+    from upkeep.cli.backup import backup_restore as run
+
+    raise typer.Exit(
+        run(config, backup_id, to=to, yes=yes, safety=safety_backup, json_output=json_output)
+    )
+
+
+@backup_app.command("prune")
+def backup_prune(
+    sources: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would go and why; remove nothing.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Apply backups.retention (restic-style keep rules; never the newest verified)."""
+    from upkeep.cli.backup import backup_prune as run
+
+    raise typer.Exit(run(config, sources or [], dry_run=dry_run, json_output=json_output))
+
+
+@app.command("drill")
+def drill(
+    target: Annotated[str, typer.Argument(help="A backup source, or a target one backs up.")],
+    rto: Annotated[str | None, typer.Option(help="Objective, e.g. 15m.")] = None,
+    rpo: Annotated[str | None, typer.Option(help="Objective, e.g. 24h.")] = None,
+    take_backup: Annotated[
+        bool, typer.Option("--take-backup", help="Take a new backup first.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Restore drill: restore the newest backup into a scratch copy, validate, measure RTO
+    and RPO against the objectives, record the report; exit 1 if it did not pass."""
+    from upkeep.cli.backup import run_drill
+
+    raise typer.Exit(
+        run_drill(
+            config, target, rto=rto, rpo=rpo, take_backup=take_backup, json_output=json_output
+        )
+    )
+
+
 # --- incidents and reliability figures (issue #4) ---------------------------------------------
 
 LabelOption = Annotated[

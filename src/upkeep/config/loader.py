@@ -458,6 +458,31 @@ def _resolve_target_paths(
     return config.model_copy(update={"targets": {**config.targets, **changed}})
 
 
+def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) -> UpkeepConfig:
+    """List the backups section's reference problems; return the config with its backup
+    paths resolved against the config's directory."""
+    from upkeep.tasks.backup.config import backup_problems, resolved
+
+    kinds = {name: target.kind for name, target in config.targets.items()}
+    for path, problem in backup_problems(config.backups, kinds):
+        collector.add(path, problem)
+    backups = resolved(config.backups, lambda text: _resolve_path(text, base_dir))
+    # A backup target reads the section's repository unless it names its own.
+    targets = dict(config.targets)
+    for name, target in config.targets.items():
+        if target.kind != "backup":
+            continue
+        source = getattr(target, "source", None)
+        if source not in backups.sources:
+            known = ", ".join(sorted(backups.sources)) or "none configured"
+            collector.add(
+                ("targets", name, "source"), f"no backup source named {source!r} (sources: {known})"
+            )
+        if getattr(target, "repository", None) is None:
+            targets[name] = target.model_copy(update={"repository": backups.repository})
+    return config.model_copy(update={"backups": backups, "targets": targets})
+
+
 def _check_references(
     config: UpkeepConfig,
     collector: _Collector,
@@ -610,6 +635,7 @@ def load_config(
             raise ConfigError(_redacted(collector.issues, redactor)) from None
 
     config = _resolve_target_paths(config, config_path.parent.resolve(), collector)
+    config = _check_backups(config, config_path.parent.resolve(), collector)
     _collect_secrets(config, redactor)
     compiled = _compile_checks(config, raw, collector, dropped)
     tasks = _compile_tasks(config, raw, collector, dropped, redactor)

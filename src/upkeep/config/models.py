@@ -18,6 +18,7 @@ from upkeep.config.durations import Duration
 from upkeep.probes.base import StrictModel, TargetBase
 from upkeep.probes.registry import TARGET_KINDS
 from upkeep.redaction import SecretMarker
+from upkeep.tasks.backup.config import BackupsConfig
 
 Severity = Literal["P1", "P2", "P3", "P4"]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200)]
@@ -359,5 +360,6 @@ class UpkeepConfig(StrictModel):
     routes: list[RouteConfig] = []
     windows: dict[Name, WindowConfig] = {}
     alerting: AlertingConfig = AlertingConfig()
+    backups: BackupsConfig = BackupsConfig()
 
     _timezone = field_validator("timezone")(_check_timezone)

@@ -383,7 +383,12 @@ class RunbookExecutor:
             return await self.run_named_check(name, run_id)
 
         context = TaskContext(
-            timeout=timeout, http=self.http, redactor=self.loaded.redactor, run_check=run_check
+            timeout=timeout,
+            http=self.http,
+            redactor=self.loaded.redactor,
+            run_check=run_check,
+            config=self.loaded.config,
+            store=self.store,
         )
         started = time.perf_counter()
         try:

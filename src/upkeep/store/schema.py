@@ -316,3 +316,41 @@ outbox = Table(
     Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_outbox_alert_id", "alert_id"),
 )
+
+backups = Table(
+    "backups",
+    metadata,
+    # The repository's id for a complete backup; failed attempts get an id of their own.
+    Column("id", String(64), primary_key=True),
+    Column("source", String(200), nullable=False),
+    # ok | failed | removed
+    Column("status", String(12), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("raw_bytes", BigInteger, nullable=True),
+    Column("stored_bytes", BigInteger, nullable=True),
+    Column("location", Text, nullable=False, default=""),
+    Column("copies", JSON, nullable=False, default=list),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("verified_ok", Boolean, nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("detail", JSON, nullable=False, default=dict),
+    Index("ix_backups_source_started_at", "source", "started_at"),
+)
+
+backup_events = Table(
+    "backup_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # verify | restore | drill | prune
+    Column("kind", String(12), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("backup_id", String(64), nullable=True),
+    # ok | failed (a drill that restored but missed an objective is failed too)
+    Column("status", String(12), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("detail", JSON, nullable=False, default=dict),
+    Index("ix_backup_events_source_kind", "source", "kind"),
+)

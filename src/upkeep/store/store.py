@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
     from upkeep.engine.results import CheckResult
     from upkeep.store.alerts import AlertStore
+    from upkeep.store.backups import BackupCatalog
     from upkeep.store.outbox import OutboxStore
     from upkeep.store.runs import RunLog
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 MIGRATION_LOCK_KEY = 0x75706B65  # "upke": the advisory lock that serialises migrations
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -231,6 +232,13 @@ class Store:
         from upkeep.store.alerts import AlertStore
 
         return AlertStore(self.engine, self._lock)
+
+    @functools.cached_property
+    def backups(self) -> BackupCatalog:
+        """Return the backup catalog (attempts, verifications, restores, drills)."""
+        from upkeep.store.backups import BackupCatalog
+
+        return BackupCatalog(self.engine, self._lock)
 
     def close(self) -> None:
         """Release every pooled connection."""

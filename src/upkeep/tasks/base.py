@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from upkeep.probes.base import StrictModel, TargetBase
 
 if TYPE_CHECKING:
+    from upkeep.config.models import UpkeepConfig
     from upkeep.engine.results import CheckResult
     from upkeep.io.http import HttpClient
     from upkeep.redaction import Redactor
+    from upkeep.store.store import Store
 
 
 class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like TimeoutError
@@ -168,6 +170,10 @@ class TaskContext:
     redactor: Redactor
     run_check: CheckRunnerFunction
     """Run a configured check by name now and return its result (``service.restart`` verifies)."""
+    config: UpkeepConfig | None = None
+    """The whole config, for tasks that act on a section of it (backups)."""
+    store: Store | None = None
+    """The store, for tasks that keep a record of their own (the backup catalog)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

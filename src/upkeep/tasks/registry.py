@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from upkeep.tasks.backup.tasks import BackupCreate, BackupDrill, BackupPrune, BackupVerify
 from upkeep.tasks.base import Task
 from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
@@ -16,5 +17,16 @@ from upkeep.tasks.logs.rotate import LogsRotate
 from upkeep.tasks.service.restart import ServiceRestart
 
 TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
-    task.name: task for task in (FilesCleanup, HttpRequest, LogsRetain, LogsRotate, ServiceRestart)
+    task.name: task
+    for task in (
+        BackupCreate,
+        BackupDrill,
+        BackupPrune,
+        BackupVerify,
+        FilesCleanup,
+        HttpRequest,
+        LogsRetain,
+        LogsRotate,
+        ServiceRestart,
+    )
 }

@@ -45,6 +45,18 @@ ADDED_METRICS = {
         "p99_ms",
     },
 }
+# The backup target kind of the backups issue (#6).
+ADDED_METRICS |= {
+    ("backup", "freshness"): {
+        "age_s",
+        "last_verified_age_s",
+        "size_bytes",
+        "size_change_percent",
+        "backups",
+        "last_attempt_ok",
+    },
+    ("backup", "drill"): {"age_s", "passed", "rto_s", "rpo_s", "rto_met", "rpo_met"},
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",
@@ -55,6 +67,7 @@ SPEC_DEFAULTS = {
     "logs": "errors",
     "tls": "expiry",
     "command": "run",
+    "backup": "freshness",
 }
 
 

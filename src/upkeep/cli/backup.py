@@ -1,0 +1,397 @@
+"""``upkeep backup list|create|verify|restore|prune`` and ``upkeep drill``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from upkeep.cli.common import console, open_store, print_json
+from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
+
+if TYPE_CHECKING:
+    from upkeep.store.store import Store
+    from upkeep.tasks.backup.service import BackupEnv
+
+
+@contextlib.contextmanager
+def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
+    from zoneinfo import ZoneInfo
+
+    from upkeep.tasks.backup.service import BackupEnv
+
+    loaded = _load(config_path)
+    if loaded is None:
+        yield None
+        return
+    store: Store | None = open_store(loaded)
+    try:
+        yield BackupEnv(
+            loaded.config.backups,
+            loaded.config.targets,
+            store.backups if store is not None else None,
+            ZoneInfo(loaded.config.timezone),
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+@contextlib.contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """Yield a callback that advances a byte-counting progress bar (none off a terminal
+    or with --json)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    out = console(stderr=True)
+    if not out.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda count: progress.advance(task, count)
+
+
+def backup_list(config_path: Path | None, source: str | None, *, json_output: bool) -> int:
+    """Print the repository's complete backups (newest last) with their verification."""
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        if source is not None and source not in env.config.sources:
+            _err(f"no backup source named {source!r}")
+            return EXIT_USAGE
+        backups = env.repository.backups(source)
+        failures = (
+            [record for record in env.catalog.records(source) if record.status == "failed"]
+            if env.catalog is not None
+            else []
+        )
+        rows = [_row(backup) for backup in backups]
+        if json_output:
+            print_json(
+                {"backups": rows, "failed_attempts": [record.to_json() for record in failures[:20]]}
+            )
+            return 0
+        from rich.table import Table
+
+        table = Table("source", "taken (UTC)", "dumped", "stored", "verified", "label")
+        table.add_column("id", no_wrap=True)
+        for row in rows:
+            table.add_row(
+                row["source"],
+                row["started_at"][:16].replace("T", " "),
+                _size(row["raw_bytes"]),
+                _size(row["stored_bytes"]),
+                row["verified"],
+                row["label"] or "",
+                row["id"],
+            )
+        out = console()
+        out.print(table)
+        out.print(f"{len(rows)} backup(s) in {env.repository.root}", markup=False)
+        for record in failures[:5]:
+            out.print(
+                f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
+                f"{record.message}",
+                markup=False,
+            )
+        return 0
+
+
+def _row(backup: Any) -> dict[str, Any]:
+    verification = backup.verification()
+    if verification is None:
+        verified = "never"
+    else:
+        verdict = "ok" if verification.get("ok") else "FAILED"
+        how = "restore" if verification.get("restored") else "hash"
+        verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
+    data = backup.manifest["data"]
+    return {
+        "id": backup.id,
+        "source": backup.source,
+        "started_at": backup.manifest["started_at"],
+        "raw_bytes": data["raw_bytes"],
+        "stored_bytes": data["stored_bytes"],
+        "encrypted": data.get("encrypted", False),
+        "verified": verified,
+        "label": backup.manifest.get("label"),
+        "path": str(backup.path),
+    }
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def backup_create(config_path: Path | None, sources: list[str], *, json_output: bool) -> int:
+    """Back up the named sources (default: all); exit 1 if any failed."""
+    from upkeep.tasks.backup.service import BackupFailed, create
+
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        names = sources or sorted(env.config.sources)
+        if not names:
+            _err("no backup sources configured (backups.sources)")
+            return EXIT_USAGE
+        unknown = [name for name in names if name not in env.config.sources]
+        if unknown:
+            _err(f"no backup source named {', '.join(unknown)}")
+            return EXIT_USAGE
+        results: list[dict[str, Any]] = []
+        for name in names:
+            try:
+                with _progress(f"backing up {name}", not json_output) as progress:
+                    report = create(env, name, progress=progress)
+            except BackupFailed as error:
+                results.append({"source": name, "ok": False, "error": str(error)})
+                continue
+            results.append(
+                {
+                    "source": name,
+                    "ok": True,
+                    **_row(report.backup),
+                    "duration_s": report.backup.manifest["duration_s"],
+                    "copied": report.copied,
+                    "removed": [d.candidate.id for d in report.pruned if not d.keep],
+                }
+            )
+        if json_output:
+            print_json({"results": results})
+        else:
+            out = console()
+            for result in results:
+                if result["ok"]:
+                    out.print(
+                        f"ok     {result['source']}: backup {result['id']}, "
+                        f"{_size(result['raw_bytes'])} dumped, {_size(result['stored_bytes'])} "
+                        f"stored, {result['duration_s']:.1f}s"
+                        + (
+                            f"; removed {', '.join(result['removed'])}" if result["removed"] else ""
+                        ),
+                        markup=False,
+                    )
+                else:
+                    out.print(f"FAILED {result['source']}: {result['error']}", markup=False)
+        return EXIT_FAILED if any(not result["ok"] for result in results) else 0
+
+
+def backup_verify(
+    config_path: Path | None, backup_id: str, *, restore: bool, json_output: bool
+) -> int:
+    """Verify one backup; exit 1 if anything does not match."""
+    from upkeep.tasks.backup.service import BackupFailed, verify
+
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        try:
+            with _progress(f"verifying {backup_id}", not json_output) as progress:
+                report = verify(env, backup_id, restore=restore, progress=progress)
+        except BackupFailed as error:
+            _err(str(error))
+            return EXIT_USAGE
+        document = {
+            "id": backup_id,
+            "ok": report.ok,
+            "restored": report.restored,
+            "problems": report.problems,
+            **report.figures,
+        }
+        if json_output:
+            print_json(document)
+        else:
+            out = console()
+            how = "restored into a scratch copy and compared" if restore else "re-hashed"
+            if report.ok:
+                out.print(
+                    f"ok: backup {backup_id} {how} ({report.figures['duration_s']:.1f}s)",
+                    markup=False,
+                )
+            else:
+                out.print(f"FAILED: backup {backup_id} ({how}):", markup=False)
+                for problem in report.problems:
+                    out.print(f"  {problem}", markup=False)
+        return 0 if report.ok else EXIT_FAILED
+
+
+def backup_prune(
+    config_path: Path | None, sources: list[str], *, dry_run: bool, json_output: bool
+) -> int:
+    """Apply retention (or list what it would do); exit 1 if a source refused."""
+    from upkeep.tasks.backup.service import BackupFailed, prune
+
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        names = sources or sorted(env.config.sources)
+        if env.config.retention.is_empty():
+            _err("no retention rules (backups.retention): nothing would be removed")
+            return 0
+        documents: list[dict[str, Any]] = []
+        failed = False
+        out = console()
+        for name in names:
+            try:
+                decisions = prune(env, name, dry_run=dry_run)
+            except BackupFailed as error:
+                failed = True
+                documents.append({"source": name, "error": str(error)})
+                if not json_output:
+                    out.print(f"refused {name}: {error}", markup=False)
+                continue
+            rows = [{"id": d.candidate.id, "keep": d.keep, "reasons": d.reasons} for d in decisions]
+            documents.append({"source": name, "dry_run": dry_run, "backups": rows})
+            if not json_output:
+                verb = "would remove" if dry_run else "removed"
+                for decision in decisions:
+                    action = "keep  " if decision.keep else verb
+                    why = ", ".join(decision.reasons) if decision.keep else "no rule keeps it"
+                    out.print(f"{action} {name} {decision.candidate.id}  ({why})", markup=False)
+        if json_output:
+            print_json({"sources": documents})
+        return EXIT_FAILED if failed else 0
+
+
+def backup_restore(
+    config_path: Path | None,
+    backup_id: str,
+    *,
+    to: str | None,
+    yes: bool,
+    safety: bool,
+    json_output: bool,
+) -> int:
+    """Restore a backup over its source (or ``to``) after confirmation and a safety
+    backup; exit 1 if it failed, 2 if refused."""
+    import sys
+
+    from upkeep.tasks.backup.service import BackupFailed, restore
+
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        try:
+            backup = env.repository.get(backup_id)
+        except Exception as error:  # noqa: BLE001 - RepositoryError; shown as a usage error
+            _err(str(error))
+            return EXIT_USAGE
+        destination = to or backup.source
+        if not yes:
+            if not sys.stdin.isatty():
+                _err("restoring overwrites data: confirm at a terminal or pass --yes")
+                return EXIT_USAGE
+            import typer
+
+            safety_note = (
+                "after a safety backup of what is there now"
+                if safety
+                else "WITHOUT a safety backup"
+            )
+            if not typer.confirm(
+                f"Restore backup {backup_id} ({backup.manifest['started_at'][:19]}) over "
+                f"{destination}, {safety_note}?"
+            ):
+                _err("not restored")
+                return EXIT_USAGE
+        try:
+            with _progress(f"restoring {backup_id}", not json_output) as progress:
+                report = restore(env, backup_id, to=to, safety=safety, progress=progress)
+        except BackupFailed as error:
+            _err(str(error))
+            return EXIT_FAILED
+        document = {
+            "id": backup_id,
+            "to": report.destination,
+            "safety_backup": report.safety_backup,
+            "message": report.message,
+            "duration_s": report.duration_s,
+        }
+        if json_output:
+            print_json(document)
+        else:
+            console().print(
+                f"restored {backup_id} into {report.destination} in {report.duration_s:.1f}s"
+                + (f"; safety backup {report.safety_backup}" if report.safety_backup else ""),
+                markup=False,
+            )
+        return 0
+
+
+def run_drill(
+    config_path: Path | None,
+    target: str,
+    *,
+    rto: str | None,
+    rpo: str | None,
+    take_backup: bool,
+    json_output: bool,
+) -> int:
+    """Run a restore drill of a source (or of the source backing up a target); exit 1 if
+    it did not pass."""
+    from upkeep.config.durations import parse_duration
+    from upkeep.tasks.backup.service import BackupFailed, drill
+    from upkeep.tasks.backup.tasks import drill_summary
+
+    try:
+        rto_value = parse_duration(rto) if rto else None
+        rpo_value = parse_duration(rpo) if rpo else None
+    except ValueError as error:
+        _err(str(error))
+        return EXIT_USAGE
+    with _env(config_path) as env:
+        if env is None:
+            return EXIT_USAGE
+        try:
+            name = env.source_for(target)
+            with _progress(f"drill {name}", not json_output) as progress:
+                report = drill(
+                    env,
+                    name,
+                    rto=rto_value,
+                    rpo=rpo_value,
+                    take_backup=take_backup,
+                    progress=progress,
+                )
+        except BackupFailed as error:
+            _err(str(error))
+            return EXIT_USAGE
+        if json_output:
+            print_json(report.to_json())
+        else:
+            out = console()
+            verdict = "PASSED" if report.passed else "FAILED"
+            out.print(f"drill of {name}: {verdict}, {drill_summary(report)}", markup=False)
+            if report.backup_id:
+                out.print(f"  restored backup {report.backup_id}", markup=False)
+            for item in report.validations:
+                mark = "ok  " if item["ok"] else "FAIL"
+                detail = item.get("value") if item["ok"] else item.get("problem")
+                out.print(f"  {mark} {item['query']} -> {detail}", markup=False)
+            for problem in report.problems:
+                out.print(f"  problem: {problem}", markup=False)
+        return 0 if report.passed else EXIT_FAILED

@@ -1,0 +1,194 @@
+"""Backups as ordinary checks: is the newest one fresh, proven, of a plausible size, and
+did the last restore drill meet its objectives?
+
+A ``backup`` target names a source of the ``backups:`` section; the probes read its
+repository directory (the manifests, ``verified.json``, ``last-attempt.json`` and
+``last-drill.json`` the backup operations write), so they work from any process that
+sees the repository, and a failed or missing backup is a failing check that alerts
+through the routes like any other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from upkeep.io.threads import run_blocking
+from upkeep.probes.base import (
+    MetricSpec,
+    MetricValue,
+    Probe,
+    ProbeContext,
+    ProbeOutcome,
+    StrictModel,
+    TargetBase,
+    TargetUnreachable,
+    metrics_from,
+)
+
+
+class BackupTarget(TargetBase):
+    """The backups of one source in the ``backups:`` section."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("repository",)
+
+    kind: Literal["backup"] = "backup"
+    source: Annotated[str, Field(min_length=1, description="a source of backups.sources")]
+    repository: str | None = Field(
+        default=None, description="the repository directory (default: backups.repository)"
+    )
+
+
+def _repository(target: BackupTarget) -> Path:
+    if target.repository is None:
+        raise TargetUnreachable("no repository: set backups.repository or the target's own")
+    return Path(target.repository)
+
+
+def _age(moment: str | None, now: datetime) -> float | None:
+    if not moment:
+        return None
+    return round((now - datetime.fromisoformat(moment)).total_seconds(), 3)
+
+
+class FreshnessProbe(Probe[BackupTarget, StrictModel]):
+    """Age, verification and size of a source's newest backup."""
+
+    target_kind: ClassVar[str] = "backup"
+    name: ClassVar[str] = "freshness"
+    summary: ClassVar[str] = (
+        "The newest complete backup's age and size, its change against the one before, how "
+        "long since a backup was last verified, and whether the last attempt succeeded."
+    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("age_s", "number", "seconds since the newest complete backup started"),
+        MetricSpec(
+            "last_verified_age_s",
+            "number",
+            "seconds since a backup last verified ok (absent: never)",
+        ),
+        MetricSpec("size_bytes", "number", "stored size of the newest backup"),
+        MetricSpec(
+            "size_change_percent", "number", "dump size against the previous backup's (0 if none)"
+        ),
+        MetricSpec("backups", "number", "complete backups in the repository"),
+        MetricSpec("last_attempt_ok", "bool", "whether the last backup attempt succeeded"),
+    )
+
+    async def run(
+        self, target: BackupTarget, params: StrictModel, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a backup target, return the newest backup's figures; raise
+        TargetUnreachable if there is no complete backup at all."""
+        root = _repository(target)
+        try:
+            return await run_blocking(_freshness, root, target.source, timeout_s=context.timeout_s)
+        except TimeoutError as error:
+            raise TargetUnreachable(
+                f"reading {root} took longer than {context.timeout_s:g}s"
+            ) from error
+
+
+def _freshness(root: Path, source: str) -> ProbeOutcome:
+    from upkeep.tasks.backup.repository import Repository
+    from upkeep.tasks.backup.service import read_attempt
+
+    now = datetime.now(UTC)
+    backups = Repository(root).backups(source)
+    attempt = read_attempt(root, source)
+    if not backups:
+        reason = f"; last attempt: {attempt['message']}" if attempt else ""
+        raise TargetUnreachable(f"no complete backup of {source} in {root}{reason}")
+    newest = backups[-1]
+    values: dict[str, MetricValue] = {
+        "age_s": round((now - newest.taken_at).total_seconds(), 3),
+        "size_bytes": int(newest.manifest["data"]["stored_bytes"]),
+        "backups": len(backups),
+        "last_attempt_ok": bool(attempt.get("ok")) if attempt else True,
+    }
+    if len(backups) > 1:
+        before = int(backups[-2].manifest["data"]["raw_bytes"])
+        now_bytes = int(newest.manifest["data"]["raw_bytes"])
+        values["size_change_percent"] = (
+            (now_bytes - before) * 100.0 / before if before else (100.0 if now_bytes else 0.0)
+        )
+    else:
+        values["size_change_percent"] = 0.0
+    verified = [
+        record["at"]
+        for backup in backups
+        if (record := backup.verification()) is not None and record.get("ok")
+    ]
+    if verified:
+        values["last_verified_age_s"] = _age(max(verified), now) or 0.0
+    message = (
+        f"newest backup {newest.id}, {values['age_s']:.0f}s old, "
+        f"{values['size_bytes']} bytes ({values['size_change_percent']:+.1f} %)"
+    )
+    if not verified:
+        message += "; never verified"
+    if attempt and not attempt.get("ok"):
+        message += f"; last attempt failed: {attempt.get('message')}"
+    return ProbeOutcome(metrics_from(values), message=message)
+
+
+class DrillProbe(Probe[BackupTarget, StrictModel]):
+    """The last restore drill of a source: when, whether it passed, its RTO and RPO."""
+
+    target_kind: ClassVar[str] = "backup"
+    name: ClassVar[str] = "drill"
+    summary: ClassVar[str] = (
+        "The last restore drill: its age, whether it passed, measured RTO and RPO, and "
+        "whether each met its objective."
+    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("age_s", "number", "seconds since the last drill finished"),
+        MetricSpec("passed", "bool", "restored, matched the manifest, validated, objectives met"),
+        MetricSpec("rto_s", "number", "seconds from the start of the restore to a validated copy"),
+        MetricSpec("rpo_s", "number", "age of the restored data at drill time"),
+        MetricSpec("rto_met", "bool", "RTO within its objective (absent without one)"),
+        MetricSpec("rpo_met", "bool", "RPO within its objective (absent without one)"),
+    )
+
+    async def run(
+        self, target: BackupTarget, params: StrictModel, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a backup target, return the last drill's figures; raise TargetUnreachable
+        if no drill has run."""
+        from upkeep.tasks.backup.service import read_drill
+
+        root = _repository(target)
+        report = await run_blocking(read_drill, root, target.source, timeout_s=context.timeout_s)
+        if report is None:
+            raise TargetUnreachable(f"no restore drill of {target.source} has run")
+        return ProbeOutcome(metrics_from(_drill_values(report)), message=_drill_message(report))
+
+
+def _drill_values(report: dict[str, Any]) -> dict[str, MetricValue]:
+    values: dict[str, MetricValue] = {
+        "age_s": _age(report.get("finished_at"), datetime.now(UTC)) or 0.0,
+        "passed": bool(report.get("passed")),
+    }
+    for name in ("rto_s", "rpo_s"):
+        if report.get(name) is not None:
+            values[name] = float(report[name])
+    for name in ("rto_met", "rpo_met"):
+        if report.get(name) is not None:
+            values[name] = bool(report[name])
+    return values
+
+
+def _drill_message(report: dict[str, Any]) -> str:
+    verdict = "passed" if report.get("passed") else "failed"
+    parts = [f"last drill {verdict}"]
+    if report.get("rto_s") is not None:
+        parts.append(f"RTO {report['rto_s']:.1f}s")
+    if report.get("rpo_s") is not None:
+        parts.append(f"RPO {report['rpo_s']:.0f}s")
+    problems = report.get("problems") or []
+    if problems:
+        parts.append("; ".join(str(problem) for problem in problems[:3]))
+    return ", ".join(parts)

@@ -1,0 +1,1 @@
+"""Backups: sources, the repository, verification, retention and restore drills."""

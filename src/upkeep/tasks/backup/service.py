@@ -1,0 +1,743 @@
+"""Backup operations shared by the tasks (``backup.create``, ``backup.verify``,
+``backup.prune``, ``backup.drill``) and ``upkeep backup`` / ``upkeep drill``.
+
+Everything here blocks (dumps, hashing, compression): callers on an event loop run it in a
+worker thread. Every operation leaves a record: the repository (complete backups only),
+``<repository>/<source>/last-attempt.json`` and ``last-drill.json`` (read by the ``backup``
+target's probes, so a failure is an ordinary failing check that alerts through the routes),
+and the store's catalog when there is a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import zstandard
+
+from upkeep.tasks.backup import crypto
+from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
+from upkeep.tasks.backup.repository import (
+    TEMP_PREFIX,
+    Backup,
+    Repository,
+    RepositoryError,
+    new_id,
+    read_raw,
+    record_verification,
+    scratch_directory,
+    stored_sha256,
+)
+from upkeep.tasks.backup.retention import Candidate, Decision, decide
+from upkeep.tasks.backup.sources import (
+    FilesSource,
+    MysqlSource,
+    PostgresSource,
+    RedisSource,
+    Source,
+    SourceError,
+    SqliteSource,
+    compare,
+)
+from upkeep.tasks.logs.rotation import fsync_dir
+
+if TYPE_CHECKING:
+    from upkeep.probes.base import TargetBase
+    from upkeep.store.backups import BackupCatalog
+
+LAST_ATTEMPT = "last-attempt.json"
+LAST_DRILL = "last-drill.json"
+Progress = Callable[[int], None]
+
+
+class BackupFailed(Exception):  # noqa: N818 - reads as an outcome, like TaskFailed
+    """A backup operation failed; the message says which step and why."""
+
+
+@dataclass
+class BackupEnv:
+    """What the operations need: the section, the targets, the catalog and the zone."""
+
+    config: BackupsConfig
+    targets: Mapping[str, TargetBase]
+    catalog: BackupCatalog | None = None
+    zone: tzinfo = UTC
+
+    @property
+    def repository(self) -> Repository:
+        """Return the local repository."""
+        return Repository(Path(self.config.repository))
+
+    def scratch_base(self) -> Path:
+        """Return where scratch restores go."""
+        return Path(self.config.scratch or Path(self.config.repository) / ".scratch")
+
+    def source_config(self, name: str) -> BackupSourceConfig:
+        """Return a source's config: a configured one, else the defaults for a database
+        target of that name (``task: backup.drill, target: db`` works without a
+        ``backups.sources`` entry); raise BackupFailed naming the known ones."""
+        found = self.config.sources.get(name)
+        if found is None and getattr(self.targets.get(name), "kind", None) in DATABASE_KINDS:
+            return BackupSourceConfig(target=name)
+        if found is None:
+            known = ", ".join(sorted(self.config.sources)) or "none configured"
+            raise BackupFailed(f"no backup source named {name!r} (sources: {known})")
+        return found
+
+    def source_for(self, name_or_target: str) -> str:
+        """Given a source name, or a target some source backs up, return the source name."""
+        if name_or_target in self.config.sources:
+            return name_or_target
+        for name, source in self.config.sources.items():
+            if source.target == name_or_target:
+                return name
+        if getattr(self.targets.get(name_or_target), "kind", None) in DATABASE_KINDS:
+            return name_or_target
+        raise BackupFailed(f"no backup source named or backing up {name_or_target!r}")
+
+    def source(self, name: str, *, target: str | None = None) -> Source:
+        """Return the dumper/restorer of a source (``target`` overrides its target)."""
+        config = self.source_config(name)
+        if config.sqlite is not None:
+            return SqliteSource(Path(config.sqlite))
+        if config.paths is not None:
+            return FilesSource([Path(path) for path in config.paths])
+        target_name = target or config.target
+        assert target_name is not None  # noqa: S101 - the model requires one of the three
+        found = self.targets.get(target_name)
+        if found is None:
+            raise BackupFailed(f"no target named {target_name!r}")
+        from upkeep.probes.mysql import MysqlTarget
+        from upkeep.probes.postgres import PostgresTarget
+        from upkeep.probes.redis import RedisTarget
+
+        if isinstance(found, PostgresTarget):
+            return PostgresSource(found.dsn, dump_format=config.format, jobs=config.jobs)
+        if isinstance(found, MysqlTarget):
+            return MysqlSource(found.dsn)
+        if isinstance(found, RedisTarget):
+            return RedisSource(found.url)
+        raise BackupFailed(f"a {found.kind} target cannot be backed up")
+
+
+@dataclass
+class CreateReport:
+    """What ``create`` did."""
+
+    backup: Backup
+    copied: list[str] = field(default_factory=list)
+    copy_error: str | None = None
+    pruned: list[Decision] = field(default_factory=list)
+
+
+def create(
+    env: BackupEnv,
+    name: str,
+    *,
+    progress: Progress | None = None,
+    prune_after: bool = True,
+    label: str | None = None,
+) -> CreateReport:
+    """Back up source ``name`` into the repository, copy what the second destination lacks,
+    then apply retention; return what was done. Raise BackupFailed if the backup could not
+    be made (nothing partial is left, and the failure is recorded) or could not be copied
+    (the local backup stands)."""
+    config = env.source_config(name)
+    source = env.source(name)
+    started_at = datetime.now(UTC)
+    details = (
+        {"source_details": source.details(), "label": label}
+        if label
+        else {"source_details": source.details()}
+    )
+    try:
+        with (
+            scratch_directory(env.scratch_base(), f"dump-{name}") as work,
+            source.dump(work) as dump,
+        ):
+            backup = env.repository.write(
+                name,
+                dump.chunks,
+                details=details,
+                secret=env.config.key,
+                progress=progress,
+                started_at=started_at,
+                finish=dump.finish,
+            )
+    except (SourceError, RepositoryError, OSError, zstandard.ZstdError) as error:
+        message = _one_line(error)
+        _attempt(env, name, ok=False, at=started_at, message=message)
+        if env.catalog is not None:
+            env.catalog.add(_failed_record(name, started_at, message, env.repository.root))
+        raise BackupFailed(f"backup of {name} failed: {message}") from None
+    del config
+    _attempt(env, name, ok=True, at=started_at, message=f"backup {backup.id}", backup=backup)
+    if env.catalog is not None:
+        env.catalog.add(_record(backup))
+    report = CreateReport(backup)
+    if env.config.copy_to is not None:
+        try:
+            report.copied = copy_out(env, name)
+        except BackupFailed as error:
+            report.copy_error = str(error)
+    if prune_after and not env.config.retention.is_empty():
+        report.pruned = prune(env, name, dry_run=False)
+    if report.copy_error is not None:
+        _attempt(env, name, ok=False, at=started_at, message=report.copy_error, backup=backup)
+        raise BackupFailed(
+            f"backup {backup.id} is complete here, but {report.copy_error}; the next run copies it"
+        )
+    return report
+
+
+def copy_out(env: BackupEnv, name: str) -> list[str]:
+    """Copy every local backup of ``name`` the second destination lacks (data, then the
+    manifest, each verified by sha256 there); return the ids copied."""
+    from upkeep.tasks.base import TaskFailed
+    from upkeep.tasks.copies import open_store, sha256_of
+
+    destination = env.config.copy_to
+    if destination is None:
+        return []
+    copied = []
+    with open_store(destination, env.config.sftp) as store:
+        try:
+            for backup in env.repository.backups(name):
+                files = [backup.data_path, backup.path / "manifest.json"]
+                remote_names = [f"{backup.source}--{backup.id}--{path.name}" for path in files]
+                if all(store.has(remote) for remote in remote_names):
+                    continue
+                with scratch_directory(env.scratch_base(), "copy") as staging:
+                    for path, remote in zip(files, remote_names, strict=True):
+                        # The second store names a file by its own name: stage a hard link
+                        # (or a copy across file systems) under the remote name.
+                        staged = staging / remote
+                        try:
+                            os.link(path, staged)
+                        except OSError:
+                            staged.write_bytes(path.read_bytes())
+                        store.put(staged, sha256_of(staged))
+                copied.append(backup.id)
+                if env.catalog is not None:
+                    env.catalog.mark(
+                        backup.id, copies=[{"destination": store.description, "status": "ok"}]
+                    )
+        except TaskFailed as error:
+            raise BackupFailed(f"copy to {store.description} failed: {error}") from None
+    return copied
+
+
+def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
+    """Apply the retention rules to ``name``'s backups; return every decision (newest
+    first). Refuse (BackupFailed) when the newest attempt failed: retention runs only after
+    a successful backup."""
+    last = read_attempt(env.repository.root, name)
+    if last is not None and not last.get("ok") and not dry_run:
+        raise BackupFailed(
+            f"the last backup of {name} failed ({last.get('message')}); nothing is pruned "
+            "until a backup succeeds"
+        )
+    backups = env.repository.backups(name)
+    candidates = [Candidate(backup.id, backup.taken_at, _verified_ok(backup)) for backup in backups]
+    decisions = decide(candidates, env.config.retention, now=datetime.now(UTC), zone=env.zone)
+    if dry_run:
+        return decisions
+    by_id = {backup.id: backup for backup in backups}
+    started = datetime.now(UTC)
+    removed = []
+    for decision in decisions:
+        if not decision.keep:
+            env.repository.remove(by_id[decision.candidate.id])
+            removed.append(decision.candidate.id)
+            if env.catalog is not None:
+                env.catalog.mark(decision.candidate.id, status="removed")
+    if env.catalog is not None and removed:
+        env.catalog.add_event(
+            kind="prune",
+            source=name,
+            backup_id=None,
+            status="ok",
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            message=f"removed {len(removed)} backup(s)",
+            detail={"removed": removed},
+        )
+    return decisions
+
+
+@dataclass
+class VerifyReport:
+    """What verifying one backup found."""
+
+    backup: Backup
+    ok: bool
+    problems: list[str]
+    restored: bool
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def verify(
+    env: BackupEnv, backup_id: str, *, restore: bool, progress: Progress | None = None
+) -> VerifyReport:
+    """Re-hash a backup's stored file and its decoded dump against the manifest and, with
+    ``restore``, restore it into a scratch copy and compare what it holds; record and
+    return the result (a failed verification is a report, not an exception)."""
+    backup = _get(env, backup_id)
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    problems: list[str] = []
+    figures: dict[str, Any] = {}
+    data = backup.manifest["data"]
+    try:
+        found = stored_sha256(backup)
+    except OSError as error:
+        problems.append(f"the data file cannot be read: {_one_line(error)}")
+        found = ""
+    if found and found != data["stored_sha256"]:
+        problems.append(
+            f"the stored file changed: sha256 {found[:16]}…, manifest {data['stored_sha256'][:16]}…"
+        )
+    if not problems:
+        digest = hashlib.sha256()
+        size = 0
+
+        def hashed() -> Iterator[bytes]:
+            nonlocal size
+            for piece in read_raw(backup, env.config.key):
+                digest.update(piece)
+                size += len(piece)
+                if progress is not None:
+                    progress(len(piece))
+                yield piece
+
+        try:
+            if restore:
+                source = env.source(backup.source)
+                with (
+                    scratch_directory(env.scratch_base(), f"verify-{backup.source}") as work,
+                    source.scratch_restore(_drained(hashed()), work, backup.manifest) as restored,
+                ):
+                    problems += compare(backup.manifest, restored)
+                    figures["restored_into"] = restored.location
+            else:
+                for _ in hashed():
+                    pass
+        except (crypto.DecryptionError, zstandard.ZstdError, RepositoryError) as error:
+            problems.append(f"the data does not decode: {_one_line(error)}")
+        except SourceError as error:
+            problems.append(f"the restore failed: {_one_line(error)}")
+        else:
+            if digest.hexdigest() != data["raw_sha256"] or size != data["raw_bytes"]:
+                problems.append(
+                    f"the decoded dump differs from the manifest ({size} bytes, sha256 "
+                    f"{digest.hexdigest()[:16]}…)"
+                )
+    figures["duration_s"] = round(time.monotonic() - began, 3)
+    ok = not problems
+    result = {
+        "at": datetime.now(UTC).isoformat(),
+        "ok": ok,
+        "restored": restore,
+        "problems": problems,
+        **figures,
+    }
+    record_verification(backup, result)
+    if env.catalog is not None:
+        with contextlib.suppress(Exception):  # a catalog row may predate the store
+            env.catalog.mark(backup.id, verified_at=datetime.now(UTC), verified_ok=ok)
+        env.catalog.add_event(
+            kind="verify",
+            source=backup.source,
+            backup_id=backup.id,
+            status="ok" if ok else "failed",
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            message="verified" if ok else "; ".join(problems),
+            detail=result,
+        )
+    return VerifyReport(backup, ok, problems, restore, figures)
+
+
+@dataclass
+class DrillReport:
+    """What a restore drill measured."""
+
+    source: str
+    backup_id: str | None
+    passed: bool
+    restored: bool
+    rto_s: float | None
+    rpo_s: float | None
+    rto_objective_s: float | None
+    rpo_objective_s: float | None
+    problems: list[str]
+    validations: list[dict[str, Any]]
+    took_backup: bool
+    backup_s: float | None
+    started_at: datetime
+    finished_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "source": self.source,
+            "backup_id": self.backup_id,
+            "passed": self.passed,
+            "restored": self.restored,
+            "rto_s": self.rto_s,
+            "rpo_s": self.rpo_s,
+            "rto_objective_s": self.rto_objective_s,
+            "rpo_objective_s": self.rpo_objective_s,
+            "rto_met": _met(self.rto_s, self.rto_objective_s),
+            "rpo_met": _met(self.rpo_s, self.rpo_objective_s),
+            "problems": self.problems,
+            "validations": self.validations,
+            "took_backup": self.took_backup,
+            "backup_s": self.backup_s,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+        }
+
+
+def drill(
+    env: BackupEnv,
+    name: str,
+    *,
+    rto: timedelta | None = None,
+    rpo: timedelta | None = None,
+    take_backup: bool = False,
+    progress: Progress | None = None,
+) -> DrillReport:
+    """Restore ``name``'s newest backup (a new one first with ``take_backup``) into a
+    scratch copy, compare it with its manifest, run the source's validation queries, and
+    measure RTO (from the start of the restore to a validated copy) and RPO (the restored
+    data's age at drill time) against the objectives (params, else the source's). Record
+    the report and return it; the scratch copy is always removed."""
+    config = env.source_config(name)
+    started_at = datetime.now(UTC)
+    rto = rto or config.rto
+    rpo = rpo or config.rpo
+    problems: list[str] = []
+    validations: list[dict[str, Any]] = []
+    backup: Backup | None = None
+    backup_s = None
+    if take_backup:
+        began = time.monotonic()
+        try:
+            backup = create(env, name, progress=progress, prune_after=False).backup
+        except BackupFailed as error:
+            problems.append(str(error))
+        backup_s = round(time.monotonic() - began, 3)
+    if backup is None and not problems:
+        existing = env.repository.backups(name)
+        if existing:
+            backup = existing[-1]
+        else:
+            problems.append(f"there is no backup of {name} to restore")
+    rto_s = rpo_s = None
+    restored = False
+    if backup is not None:
+        drill_time = datetime.now(UTC)
+        rpo_s = round((drill_time - backup.taken_at).total_seconds(), 3)
+        began = time.monotonic()
+        try:
+            source = env.source(name)
+            with scratch_directory(env.scratch_base(), f"drill-{name}") as work:
+                raw = read_raw(backup, env.config.key)
+                with source.scratch_restore(raw, work, backup.manifest) as copy:
+                    restored = True
+                    problems += compare(backup.manifest, copy)
+                    for query in config.validate_queries:
+                        validations.append(_validate(copy.run_query, query))
+                    problems += [
+                        f"validation {item['query']!r}: {item['problem']}"
+                        for item in validations
+                        if not item["ok"]
+                    ]
+                    rto_s = round(time.monotonic() - began, 3)
+        except (SourceError, RepositoryError, crypto.DecryptionError, zstandard.ZstdError) as error:
+            problems.append(f"the restore failed: {_one_line(error)}")
+    rto_objective = rto.total_seconds() if rto else None
+    rpo_objective = rpo.total_seconds() if rpo else None
+    if _met(rto_s, rto_objective) is False:
+        problems.append(f"RTO {rto_s:.1f}s exceeds the objective of {rto_objective:g}s")
+    if _met(rpo_s, rpo_objective) is False:
+        problems.append(f"RPO {rpo_s:.1f}s exceeds the objective of {rpo_objective:g}s")
+    report = DrillReport(
+        source=name,
+        backup_id=backup.id if backup else None,
+        passed=not problems and restored,
+        restored=restored,
+        rto_s=rto_s,
+        rpo_s=rpo_s,
+        rto_objective_s=rto_objective,
+        rpo_objective_s=rpo_objective,
+        problems=problems,
+        validations=validations,
+        took_backup=take_backup,
+        backup_s=backup_s,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+    )
+    _write_json(env.repository.root / name / LAST_DRILL, report.to_json())
+    if env.catalog is not None:
+        env.catalog.add_event(
+            kind="drill",
+            source=name,
+            backup_id=report.backup_id,
+            status="ok" if report.passed else "failed",
+            started_at=started_at,
+            finished_at=report.finished_at,
+            message="passed" if report.passed else "; ".join(problems),
+            detail=report.to_json(),
+        )
+    return report
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did."""
+
+    backup: Backup
+    destination: str
+    safety_backup: str | None
+    message: str
+    duration_s: float
+
+
+def restore(
+    env: BackupEnv,
+    backup_id: str,
+    *,
+    to: str | None,
+    safety: bool = True,
+    progress: Progress | None = None,
+) -> RestoreReport:
+    """Restore a backup over its source (or over ``to``, a target of the same kind),
+    after taking a safety backup of what is there now; record and return what was done.
+    Raise BackupFailed if the safety backup or the restore fails (a failed safety backup
+    stops the restore before anything is touched)."""
+    backup = _get(env, backup_id)
+    name = backup.source
+    target = None
+    if to is not None and to != name:
+        if to in env.config.sources:
+            name = to
+        else:
+            target = to
+    source = env.source(name, target=target)
+    expected = backup.manifest.get("source_details", {}).get("kind")
+    if expected and source.kind != expected:
+        raise BackupFailed(f"backup {backup_id} is a {expected} dump; {to} is {source.kind}")
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    safety_id = None
+    if safety:
+        safety_name = name if target is None else None
+        if safety_name is None:
+            raise BackupFailed(
+                f"a safety backup needs {to!r} to be a configured backup source; "
+                "add it to backups.sources, or pass --no-safety-backup"
+            )
+        safety_id = create(
+            env,
+            safety_name,
+            progress=None,
+            prune_after=False,
+            label=f"before restoring {backup_id}",
+        ).backup.id
+    try:
+        with scratch_directory(env.scratch_base(), f"restore-{name}") as work:
+            raw = read_raw(backup, env.config.key)
+            message = source.restore(_progressed(raw, progress), work, backup.manifest)
+    except (SourceError, RepositoryError, crypto.DecryptionError, zstandard.ZstdError) as error:
+        failure = _one_line(error)
+        if env.catalog is not None:
+            env.catalog.add_event(
+                kind="restore",
+                source=name,
+                backup_id=backup_id,
+                status="failed",
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                message=failure,
+                detail={"safety_backup": safety_id, "to": to or name},
+            )
+        raise BackupFailed(
+            f"restore of {backup_id} failed: {failure}"
+            + (f"; the safety backup {safety_id} holds what was there before" if safety_id else "")
+        ) from None
+    duration = round(time.monotonic() - began, 3)
+    if env.catalog is not None:
+        env.catalog.add_event(
+            kind="restore",
+            source=name,
+            backup_id=backup_id,
+            status="ok",
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            message=message,
+            detail={"safety_backup": safety_id, "to": to or name, "duration_s": duration},
+        )
+    return RestoreReport(backup, to or name, safety_id, message, duration)
+
+
+# --- records read by the backup target's probes ------------------------------------------
+
+
+def read_attempt(root: Path, name: str) -> dict[str, Any] | None:
+    """Return the last backup attempt's record of a source, or None."""
+    return _read_json(root / name / LAST_ATTEMPT)
+
+
+def read_drill(root: Path, name: str) -> dict[str, Any] | None:
+    """Return the last drill's report of a source, or None."""
+    return _read_json(root / name / LAST_DRILL)
+
+
+def _attempt(
+    env: BackupEnv,
+    name: str,
+    *,
+    ok: bool,
+    at: datetime,
+    message: str,
+    backup: Backup | None = None,
+) -> None:
+    _write_json(
+        env.repository.root / name / LAST_ATTEMPT,
+        {
+            "ok": ok,
+            "at": at.isoformat(),
+            "message": message,
+            "backup_id": backup.id if backup else None,
+        },
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+    fsync_dir(path.parent)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _get(env: BackupEnv, backup_id: str) -> Backup:
+    try:
+        return env.repository.get(backup_id)
+    except RepositoryError as error:
+        raise BackupFailed(str(error)) from None
+
+
+def _verified_ok(backup: Backup) -> bool:
+    verification = backup.verification()
+    return bool(verification and verification.get("ok"))
+
+
+def _met(measured: float | None, objective: float | None) -> bool | None:
+    if measured is None or objective is None:
+        return None
+    return measured <= objective
+
+
+def _validate(
+    run_query: Callable[[str], list[tuple[Any, ...]]] | None, query: str
+) -> dict[str, Any]:
+    if run_query is None:
+        return {"query": query, "ok": False, "problem": "this kind of source takes no queries"}
+    try:
+        rows = run_query(query)
+    except Exception as error:  # noqa: BLE001 - any driver error fails the validation, named
+        return {"query": query, "ok": False, "problem": _one_line(error)}
+    if not rows or not rows[0]:
+        return {"query": query, "ok": False, "problem": "returned no rows"}
+    value = rows[0][0]
+    if not value:
+        return {"query": query, "ok": False, "problem": f"returned {value!r}"}
+    return {"query": query, "ok": True, "value": str(value)}
+
+
+def _drained(data: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield ``data``, then read whatever the consumer left, so the hash covers it all."""
+    iterator = iter(data)
+    yield from iterator
+    for _ in iterator:
+        pass
+
+
+def _progressed(data: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:
+    for piece in data:
+        if progress is not None:
+            progress(len(piece))
+        yield piece
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _record(backup: Backup) -> Any:
+    from upkeep.store.backups import BackupRecord
+
+    data = backup.manifest["data"]
+    return BackupRecord(
+        id=backup.id,
+        source=backup.source,
+        status="ok",
+        started_at=backup.taken_at,
+        finished_at=datetime.fromisoformat(backup.manifest["finished_at"]),
+        raw_bytes=int(data["raw_bytes"]),
+        stored_bytes=int(data["stored_bytes"]),
+        location=str(backup.path),
+        copies=[],
+        verified_at=None,
+        verified_ok=None,
+        message="",
+        detail={
+            key: backup.manifest.get(key)
+            for key in ("duration_s", "dump_s", "tool_versions", "row_counts", "source_details")
+        },
+    )
+
+
+def _failed_record(name: str, started_at: datetime, message: str, root: Path) -> Any:
+    from upkeep.store.backups import BackupRecord
+
+    return BackupRecord(
+        id=f"failed-{new_id(started_at)}",
+        source=name,
+        status="failed",
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        raw_bytes=None,
+        stored_bytes=None,
+        location=str(root),
+        copies=[],
+        verified_at=None,
+        verified_ok=None,
+        message=message,
+        detail={},
+    )

@@ -1,0 +1,857 @@
+"""What can be backed up, and how each kind is dumped, restored into a scratch copy and
+compared with its manifest.
+
+Every source dumps to one byte stream (the repository compresses and stores it) and
+records in the manifest what a restore must reproduce: row counts per table for
+databases, keys per database for Redis, path/size/sha256 per file for files. Passwords
+never reach an argv (``ps`` shows those): libpq and the MariaDB client take them from the
+environment.
+
+* PostgreSQL — ``pg_dump`` in custom format (``-Z 0``: zstd compresses better and on more
+  cores) or directory format with ``jobs`` parallel workers (tarred into the stream). The
+  dump runs in a snapshot exported from a repeatable-read transaction, and the row counts
+  are taken in that same snapshot, so they are exactly the dump's.
+* MySQL/MariaDB — ``mariadb-dump --single-transaction`` of one database (no ``USE``, so a
+  restore can go to any database); row counts from a consistent-snapshot transaction
+  opened just before.
+* Redis — ``redis-cli --rdb``: the server forks and streams an RDB snapshot, as it does to
+  a replica, without blocking; keys per database from ``INFO keyspace``.
+* SQLite — the online backup API into a scratch copy (consistent while others write),
+  whose row counts are recorded, then streamed.
+* Files — a tar stream of the paths (sizes and sha256 per file recorded while reading).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import sqlite3
+import tarfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, unquote, urlsplit
+
+from upkeep.io.process import ProcessFailed, StreamedProcess
+
+CHUNK_BYTES = 1 << 20
+DUMP_TIMEOUT_S = 6 * 3600.0
+"""Named default: a dump or restore command is killed after this long."""
+CONNECT_TIMEOUT_S = 10
+"""Named default: connecting to a database to count rows or make a scratch database."""
+SCRATCH_PREFIX = "upkeep_scratch_"
+
+
+class SourceError(Exception):
+    """A dump or restore failed; the message says which step and why (never a password)."""
+
+
+@dataclass
+class Dump:
+    """A running dump: its byte stream, then what the manifest should add."""
+
+    chunks: Iterable[bytes]
+    finish: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Restored:
+    """What a scratch restore holds, to compare with the manifest."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    location: str = ""
+    run_query: Callable[[str], list[tuple[Any, ...]]] | None = None
+
+
+class Source(ABC):
+    """One kind of thing to back up."""
+
+    kind: str
+
+    @abstractmethod
+    def details(self) -> dict[str, Any]:
+        """Return what the manifest says about the source (no secrets)."""
+
+    @abstractmethod
+    def dump(self, work: Path) -> contextlib.AbstractContextManager[Dump]:
+        """Start a dump; ``work`` is a scratch directory the dump may use."""
+
+    @abstractmethod
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> contextlib.AbstractContextManager[Restored]:
+        """Restore the raw dump into a scratch copy (removed when the block ends)."""
+
+    @abstractmethod
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Restore the raw dump over the source itself; return what was done."""
+
+
+def compare(manifest: dict[str, Any], restored: Restored) -> list[str]:
+    """Return every difference between what the manifest recorded and what the restore
+    holds (empty if it matches)."""
+    problems = []
+    expected_counts: dict[str, int] = manifest.get("row_counts") or {}
+    for table, count in sorted(expected_counts.items()):
+        found = restored.counts.get(table)
+        if found is None:
+            problems.append(f"{table}: missing after restore (expected {count} rows)")
+        elif found != count:
+            problems.append(f"{table}: {found} rows after restore, {count} in the manifest")
+    for table in sorted(set(restored.counts) - set(expected_counts)):
+        if expected_counts:
+            problems.append(f"{table}: restored but not in the manifest")
+    expected_files: dict[str, dict[str, Any]] = manifest.get("files") or {}
+    for name, facts in sorted(expected_files.items()):
+        found_file = restored.files.get(name)
+        if found_file is None:
+            problems.append(f"{name}: missing after restore")
+        elif found_file["sha256"] != facts["sha256"]:
+            problems.append(f"{name}: content differs (sha256 {found_file['sha256'][:12]}…)")
+    return problems
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        with StreamedProcess(argv, timeout_s=CONNECT_TIMEOUT_S) as process:
+            text = b"".join(process.chunks()).decode(errors="replace").strip()
+            process.check()
+            return text
+    except (ProcessFailed, OSError) as error:
+        return f"unknown ({error})"
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _pg_parts(dsn: str) -> tuple[dict[str, Any], str | None]:
+    """Return the DSN's libpq options without the password, and the password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    options = conninfo_to_dict(dsn)
+    password = options.pop("password", None)
+    return options, str(password) if password is not None else None
+
+
+def _pg_conninfo(options: dict[str, Any], **changes: Any) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(**{**options, **changes})
+
+
+class PostgresSource(Source):
+    """A PostgreSQL database through pg_dump and pg_restore."""
+
+    kind = "postgres"
+
+    def __init__(self, dsn: str, *, dump_format: str = "custom", jobs: int = 1) -> None:
+        self.dsn = dsn
+        self.dump_format = dump_format
+        self.jobs = max(1, jobs)
+        self.options, self.password = _pg_parts(dsn)
+        self.env = {"PGPASSWORD": self.password} if self.password else {}
+        self.env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_S)
+
+    def details(self) -> dict[str, Any]:
+        """Return kind, host, port, database, format and jobs."""
+        return {
+            "kind": self.kind,
+            "host": str(self.options.get("host", "")),
+            "port": str(self.options.get("port", "")),
+            "database": str(self.options.get("dbname", "")),
+            "dump_format": self.dump_format,
+            "jobs": self.jobs,
+        }
+
+    def _connect(self, dbname: str | None = None, *, autocommit: bool = False) -> Any:
+        import psycopg
+
+        changes = {"dbname": dbname} if dbname else {}
+        try:
+            return psycopg.connect(
+                _pg_conninfo(self.options, **changes),
+                password=self.password,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                autocommit=autocommit,
+            )
+        except psycopg.Error as error:
+            raise SourceError(f"cannot connect to PostgreSQL: {_pg_message(error)}") from None
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """pg_dump inside an exported snapshot; the counts come from the same snapshot."""
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = connection.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            server = connection.execute("SHOW server_version").fetchone()[0]
+            conninfo = _pg_conninfo(self.options)
+            common = ["--no-password", f"--snapshot={snapshot}", f"--dbname={conninfo}"]
+            versions = {"pg_dump": _version(["pg_dump", "--version"]), "server": server}
+
+            def finish() -> dict[str, Any]:
+                return {"row_counts": _pg_counts(connection), "tool_versions": versions}
+
+            if self.dump_format == "directory":
+                target = work / "dump"
+                argv = ["pg_dump", "--format=directory", "--compress=0", f"--jobs={self.jobs}"]
+                with StreamedProcess(
+                    [*argv, f"--file={target}", *common],
+                    timeout_s=DUMP_TIMEOUT_S,
+                    env=self.env,
+                    stdout=False,
+                ) as process:
+                    _checked(process, "pg_dump")
+                yield Dump(tar_stream([target], base=target), finish)
+            else:
+                argv = ["pg_dump", "--format=custom", "--compress=0", *common]
+                with StreamedProcess(argv, timeout_s=DUMP_TIMEOUT_S, env=self.env) as process:
+
+                    def chunks() -> Iterator[bytes]:
+                        yield from process.chunks()
+                        _checked(process, "pg_dump")
+
+                    yield Dump(chunks(), finish)
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Restore into a new database beside the source, count, then drop it."""
+        scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+        import psycopg
+
+        admin = self._connect(autocommit=True)
+        try:
+            admin.execute(f'CREATE DATABASE "{scratch}"')
+        except psycopg.Error as error:
+            admin.close()
+            raise SourceError(f"cannot create a scratch database: {_pg_message(error)}") from None
+        try:
+            self._pg_restore(raw, work, manifest, dbname=scratch, clean=False)
+            connection = self._connect(scratch)
+            try:
+                counts = _pg_counts(connection)
+
+                def run_query(sql: str) -> list[tuple[Any, ...]]:
+                    with connection.transaction():
+                        return list(connection.execute(sql).fetchall())
+
+                yield Restored(counts=counts, location=f"database {scratch}", run_query=run_query)
+            finally:
+                connection.close()
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            admin.close()
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """pg_restore --clean --if-exists over the source database."""
+        database = str(self.options.get("dbname", ""))
+        self._pg_restore(raw, work, manifest, dbname=database, clean=True)
+        return f"restored into database {database}"
+
+    def _pg_restore(
+        self,
+        raw: Iterable[bytes],
+        work: Path,
+        manifest: dict[str, Any],
+        *,
+        dbname: str,
+        clean: bool,
+    ) -> None:
+        # pg_restore runs jobs in parallel only from a file or directory, not from stdin.
+        if manifest.get("source_details", {}).get("dump_format") == "directory":
+            source = work / "restore"
+            extract_tar(raw, source)
+        else:
+            source = work / "dump.custom"
+            with open(source, "wb") as handle:
+                for piece in raw:
+                    handle.write(piece)
+        argv = [
+            "pg_restore",
+            "--no-password",
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            f"--jobs={self.jobs}",
+            f"--dbname={_pg_conninfo(self.options, dbname=dbname)}",
+        ]
+        if clean:
+            argv += ["--clean", "--if-exists"]
+        with StreamedProcess(
+            [*argv, str(source)], timeout_s=DUMP_TIMEOUT_S, env=self.env, stdout=False
+        ) as process:
+            _checked(process, "pg_restore")
+
+
+def _pg_counts(connection: Any) -> dict[str, int]:
+    from psycopg import sql
+
+    tables = connection.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+    ).fetchall()
+    counts = {}
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        counts[f"{schema}.{table}"] = int(connection.execute(query).fetchone()[0])
+    return counts
+
+
+def _pg_message(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+# --- MySQL / MariaDB ----------------------------------------------------------------------
+
+
+class MysqlSource(Source):
+    """One MySQL/MariaDB database through mariadb-dump and the mariadb client."""
+
+    kind = "mysql"
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 3306
+        self.user = unquote(parts.username or "root")
+        self.password = unquote(parts.password) if parts.password else None
+        self.database = unquote(parts.path.lstrip("/"))
+        if not self.database:
+            raise SourceError("a MySQL backup needs a database in the DSN: mysql://…/name")
+        self.env = {"MYSQL_PWD": self.password} if self.password else {}
+
+    def details(self) -> dict[str, Any]:
+        """Return kind, host, port and database."""
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "port": str(self.port),
+            "database": self.database,
+        }
+
+    def _client_args(self, *, client: bool = False) -> list[str]:
+        # mariadb-dump has no --connect-timeout; its whole run is bounded by DUMP_TIMEOUT_S.
+        timeout = [f"--connect-timeout={CONNECT_TIMEOUT_S}"] if client else []
+        return [
+            f"--host={self.host}",
+            f"--port={self.port}",
+            f"--user={self.user}",
+            "--protocol=TCP",
+            *timeout,
+        ]
+
+    def _connect(self, database: str | None) -> Any:
+        import pymysql
+
+        try:
+            return pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password or "",
+                database=database,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                autocommit=True,
+            )
+        except pymysql.MySQLError as error:
+            raise SourceError(f"cannot connect to MySQL: {error.args[-1]}") from None
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """mariadb-dump --single-transaction; counts from a consistent snapshot just before."""
+        del work
+        connection = self._connect(self.database)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                counts = _mysql_counts(cursor, self.database)
+                cursor.execute("SELECT VERSION()")
+                server = str(cursor.fetchone()[0])
+                cursor.execute("COMMIT")
+        finally:
+            connection.close()
+        versions = {"mariadb-dump": _version(["mariadb-dump", "--version"]), "server": server}
+        argv = [
+            "mariadb-dump",
+            *self._client_args(),
+            "--single-transaction",
+            "--quick",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            self.database,
+        ]
+        with StreamedProcess(argv, timeout_s=DUMP_TIMEOUT_S, env=self.env) as process:
+
+            def chunks() -> Iterator[bytes]:
+                yield from process.chunks()
+                _checked(process, "mariadb-dump")
+
+            yield Dump(chunks(), lambda: {"row_counts": counts, "tool_versions": versions})
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Load into a new database on the same server, count, then drop it."""
+        import pymysql
+
+        del work, manifest
+        scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+        admin = self._connect(None)
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE `{scratch}`")
+            self._load(raw, scratch)
+            connection = self._connect(scratch)
+            try:
+                with connection.cursor() as cursor:
+                    counts = _mysql_counts(cursor, scratch)
+
+                def run_query(query: str) -> list[tuple[Any, ...]]:
+                    with connection.cursor() as cursor:
+                        cursor.execute(query)
+                        return list(cursor.fetchall())
+
+                yield Restored(counts=counts, location=f"database {scratch}", run_query=run_query)
+            finally:
+                connection.close()
+        finally:
+            with contextlib.suppress(pymysql.MySQLError), admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{scratch}`")
+            admin.close()
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Load the dump into the source database (its tables are dropped and recreated)."""
+        del work, manifest
+        self._load(raw, self.database)
+        return f"restored into database {self.database}"
+
+    def _load(self, raw: Iterable[bytes], database: str) -> None:
+        argv = ["mariadb", *self._client_args(client=True), "--batch", database]
+        with StreamedProcess(
+            argv, timeout_s=DUMP_TIMEOUT_S, env=self.env, stdin=True, stdout=False
+        ) as process:
+            process.feed(raw)
+            _checked(process, "mariadb")
+
+
+def _mysql_counts(cursor: Any, database: str) -> dict[str, int]:
+    cursor.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
+        (database,),
+    )
+    counts = {}
+    for (table,) in cursor.fetchall():
+        escaped = str(table).replace("`", "``")
+        cursor.execute(f"SELECT COUNT(*) FROM `{escaped}`")
+        counts[str(table)] = int(cursor.fetchone()[0])
+    return counts
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+class RedisSource(Source):
+    """A Redis server through an RDB snapshot (``redis-cli --rdb``)."""
+
+    kind = "redis"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.password = unquote(parts.password) if parts.password else None
+        self.username = unquote(parts.username) if parts.username else None
+        self.env = {"REDISCLI_AUTH": self.password} if self.password else {}
+
+    def details(self) -> dict[str, Any]:
+        """Return kind, host and port."""
+        return {"kind": self.kind, "host": self.host, "port": str(self.port)}
+
+    def _cli(self) -> list[str]:
+        argv = ["redis-cli", "-h", self.host, "-p", str(self.port)]
+        if self.username:
+            argv += ["--user", self.username]
+        return argv
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """Fetch an RDB snapshot to a scratch file, then stream it."""
+        keys = _redis_keyspace(self.host, self.port, self.username, self.password)
+        target = work / "dump.rdb"
+        with StreamedProcess(
+            [*self._cli(), "--rdb", str(target)], timeout_s=DUMP_TIMEOUT_S, env=self.env
+        ) as process:
+            for _ in process.chunks():
+                pass
+            _checked(process, "redis-cli --rdb")
+        versions = {"redis-cli": _version(["redis-cli", "--version"])}
+        yield Dump(file_chunks(target), lambda: {"row_counts": keys, "tool_versions": versions})
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Start a private redis-server on the snapshot (loopback, free port), count keys."""
+        del manifest
+        (work / "dump.rdb").write_bytes(b"".join(raw))
+        port = _free_port()
+        argv = [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(work),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        with StreamedProcess(argv, timeout_s=DUMP_TIMEOUT_S, stdout=False) as server:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    counts = _redis_keyspace("127.0.0.1", port, None, None)
+                    break
+                except SourceError:
+                    if server.process.poll() is not None or time.monotonic() > deadline:
+                        raise SourceError(
+                            f"the snapshot does not load in redis-server: {server.error_text()}"
+                        ) from None
+                    time.sleep(0.05)
+            yield Restored(counts=counts, location=f"redis-server on 127.0.0.1:{port}")
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Refuse: a live Redis cannot take an RDB over the network; say how instead."""
+        del raw, work, manifest
+        raise SourceError(
+            "a running Redis server cannot load an RDB file over the network: stop it, put "
+            "the restored dump.rdb (upkeep backup export) in its dir, and start it"
+        )
+
+
+def _redis_keyspace(host: str, port: int, user: str | None, password: str | None) -> dict[str, int]:
+    import redis
+
+    try:
+        client = redis.Redis(
+            host=host,
+            port=port,
+            username=user,
+            password=password,
+            socket_timeout=CONNECT_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+        )
+        try:
+            info = client.info("keyspace")
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as error:
+        raise SourceError(f"cannot read Redis's keyspace: {error}") from None
+    return {name: int(facts["keys"]) for name, facts in info.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- SQLite -------------------------------------------------------------------------------
+
+
+class SqliteSource(Source):
+    """A SQLite database file through the online backup API."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def details(self) -> dict[str, Any]:
+        """Return kind and path."""
+        return {"kind": self.kind, "path": str(self.path)}
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """Copy with the backup API (consistent while others write), count, stream."""
+        if not self.path.is_file():
+            raise SourceError(f"no SQLite database at {self.path}")
+        copy = work / "copy.sqlite"
+        source = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
+        try:
+            target = sqlite3.connect(copy)
+            try:
+                source.backup(target)
+                counts = _sqlite_counts(target)
+            finally:
+                target.close()
+        except sqlite3.Error as error:
+            raise SourceError(f"SQLite backup of {self.path} failed: {error}") from None
+        finally:
+            source.close()
+        versions = {"sqlite": sqlite3.sqlite_version}
+        yield Dump(file_chunks(copy), lambda: {"row_counts": counts, "tool_versions": versions})
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Write the copy out, check its integrity, count rows."""
+        del manifest
+        copy = work / "restored.sqlite"
+        with open(copy, "wb") as handle:
+            for piece in raw:
+                handle.write(piece)
+        connection = sqlite3.connect(copy)
+        try:
+            verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
+            if verdict != "ok":
+                raise SourceError(f"the restored database fails integrity_check: {verdict}")
+
+            def run_query(query: str) -> list[tuple[Any, ...]]:
+                return list(connection.execute(query).fetchall())
+
+            yield Restored(
+                counts=_sqlite_counts(connection), location=str(copy), run_query=run_query
+            )
+        except sqlite3.DatabaseError as error:
+            raise SourceError(f"the restored file is not a usable database: {error}") from None
+        finally:
+            connection.close()
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Write the copy beside the database and rename it over (atomic)."""
+        del work, manifest
+        temporary = self.path.with_name(f".upkeep-restore-{self.path.name}")
+        with open(temporary, "wb") as handle:
+            for piece in raw:
+                handle.write(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(self.path)
+        return f"restored {self.path}"
+
+
+def _sqlite_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    tables = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
+    return {
+        table: int(
+            connection.execute(
+                f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}"'
+            ).fetchone()[0]
+        )
+        for table in tables
+    }
+
+
+# --- Files --------------------------------------------------------------------------------
+
+
+class FilesSource(Source):
+    """Files and directories as one tar stream."""
+
+    kind = "files"
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def details(self) -> dict[str, Any]:
+        """Return kind and paths."""
+        return {"kind": self.kind, "paths": [str(path) for path in self.paths]}
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """Tar the paths, hashing every file as it is read."""
+        del work
+        missing = [str(path) for path in self.paths if not path.exists()]
+        if missing:
+            raise SourceError(f"nothing to back up at {', '.join(missing)}")
+        files: dict[str, dict[str, Any]] = {}
+        yield Dump(tar_stream(self.paths, base=None, files=files), lambda: {"files": files})
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Extract into the scratch directory and hash every file."""
+        del manifest
+        target = work / "files"
+        extract_tar(raw, target)
+        yield Restored(files=_hash_tree(target), location=str(target))
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Extract beside, then move each file over its original path."""
+        target = work / "files"
+        extract_tar(raw, target)
+        restored = 0
+        for name in manifest.get("files", {}):
+            source, destination = target / name, Path("/") / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, destination)
+            restored += 1
+        return f"restored {restored} files"
+
+
+def _archive_name(path: Path) -> str:
+    """Return the name a file gets in the tar: its absolute path without the leading /
+    (not resolved: a symbolic link is stored under its own name, as a link)."""
+    return os.path.abspath(path).lstrip("/")
+
+
+class _HashingReader:
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def tar_stream(
+    paths: list[Path], *, base: Path | None, files: dict[str, dict[str, Any]] | None = None
+) -> Iterator[bytes]:
+    """Yield a tar of ``paths`` (names relative to ``base``, else absolute without the /),
+    written by a thread into a pipe so memory stays bounded; regular files are hashed into
+    ``files`` as they are read. Symbolic links are stored as links, never followed."""
+    read_end, write_end = os.pipe()
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with (
+                os.fdopen(write_end, "wb", buffering=CHUNK_BYTES) as sink,
+                tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as archive,
+            ):
+                for root in paths:
+                    for path in _walk(root):
+                        if base is not None and path == base:
+                            continue  # the directory itself: its contents are what count
+                        name = (
+                            str(path.relative_to(base)) if base is not None else _archive_name(path)
+                        )
+                        info = archive.gettarinfo(str(path), arcname=name)
+                        if info.isreg():
+                            with open(path, "rb") as handle:
+                                reader = _HashingReader(handle)
+                                archive.addfile(info, reader)
+                            if files is not None:
+                                files[name] = {
+                                    "size": info.size,
+                                    "sha256": reader.digest.hexdigest(),
+                                }
+                        else:
+                            archive.addfile(info)
+        except BaseException as error:  # noqa: BLE001 - handed to the reading side
+            failure.append(error)
+
+    thread = threading.Thread(target=writer, name="upkeep-tar", daemon=True)
+    thread.start()
+    with os.fdopen(read_end, "rb") as source:
+        while chunk := source.read(CHUNK_BYTES):
+            yield chunk
+    thread.join()
+    if failure:
+        raise SourceError(f"reading the files failed: {failure[0]}")
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    yield root
+    if root.is_dir() and not root.is_symlink():
+        for directory, subdirectories, names in os.walk(root):
+            subdirectories.sort()
+            for name in sorted([*subdirectories, *names]):
+                yield Path(directory) / name
+
+
+def extract_tar(raw: Iterable[bytes], target: Path) -> None:
+    """Extract a tar stream into ``target`` with the ``data`` filter (no absolute paths,
+    no links or devices leading outside, no special permissions)."""
+    target.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    failure: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with (
+                os.fdopen(read_end, "rb") as source,
+                tarfile.open(fileobj=source, mode="r|") as archive,
+            ):
+                archive.extractall(target, filter="data")
+        except BaseException as error:  # noqa: BLE001 - handed to the writing side
+            failure.append(error)
+
+    thread = threading.Thread(target=reader, name="upkeep-untar", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(write_end, "wb") as sink:
+            for piece in raw:
+                sink.write(piece)
+    except BrokenPipeError:
+        pass  # the reader stopped; its error says why
+    thread.join()
+    if failure:
+        raise SourceError(f"the archive does not extract: {failure[0]}")
+
+
+def _hash_tree(root: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    digest.update(chunk)
+            found[str(path.relative_to(root))] = {
+                "size": path.stat().st_size,
+                "sha256": digest.hexdigest(),
+            }
+    return found
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    """Yield a file's bytes in bounded chunks."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+def _checked(process: StreamedProcess, name: str) -> None:
+    try:
+        process.check()
+    except ProcessFailed as error:
+        raise SourceError(f"{name} failed: {error}") from None
