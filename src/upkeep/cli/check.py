@@ -11,6 +11,7 @@ from upkeep.status import Status, worst
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.results import CheckResult
     from upkeep.store.store import Store
@@ -153,6 +154,14 @@ def _record_and_alert(
             f"upkeep: alerts were not processed: {loaded.redactor.redact(reason)}", markup=False
         )
         return
+    tick_and_deliver(loaded, store, manager, err)
+
+
+def tick_and_deliver(
+    loaded: LoadedConfig, store: Store, manager: AlertManager, err: Console
+) -> None:
+    """Run the alerts' clock once and deliver the notices due now, reporting (not raising)
+    what could not be delivered: what the daemon does, for one-shot commands."""
     # Without a daemon, each run is also the clock: repeats, escalation steps, lapsed
     # acknowledgements and ended mutes happen here (their keys make a daemon's tick and
     # this one write each notice once).

@@ -208,6 +208,11 @@ async def _execute(
 
         return await asyncio.to_thread(typer.confirm, f"  manual: {text} - done?", default=False)
 
+    from upkeep.alerting.manager import AlertManager
+
+    # Results of checks steps (and of the checks the backup tasks run) alert through the
+    # routes, as in the daemon; due notices are delivered when the run ends.
+    alerts = AlertManager(loaded, store)
     instance = new_instance_id()
     await asyncio.to_thread(store.runs.register_instance, instance, "cli")
     http = HttpClient()
@@ -226,8 +231,14 @@ async def _execute(
             manual_confirm=confirm if interactive else None,
             on_step=on_step,
             on_start=on_start,
+            alerts=alerts,
         )
-        return await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
+        record = await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
+        if not dry_run:
+            from upkeep.cli.check import tick_and_deliver
+
+            await asyncio.to_thread(tick_and_deliver, loaded, store, alerts, console(stderr=True))
+        return record
     finally:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)

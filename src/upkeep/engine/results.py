@@ -75,5 +75,8 @@ def judge(check: CompiledCheck, outcome: ProbeOutcome) -> Verdict:
         combined = worst([status, outcome.status])
         if combined is not status:
             status, fired = combined, None
-    message = fired or outcome.message or status.label
+    # The condition says why the status; the probe's own words say what it saw (a
+    # drill's missed objective, a backup's last error), as a Nagios plugin's output does.
+    said = f"{fired}: {outcome.message}" if fired and outcome.message else None
+    message = said or fired or outcome.message or status.label
     return Verdict(status, message, fired)

@@ -24,12 +24,16 @@ def test_crit_then_warn_then_ok(used: float, expected: Status) -> None:
     assert verdict.status is expected
 
 
-def test_the_condition_that_fired_is_the_message() -> None:
+def test_the_condition_that_fired_leads_the_message_and_the_probe_says_the_rest() -> None:
     verdict = judge(
         check("used_percent > 80", "used_percent > 90"), ProbeOutcome({"used_percent": 95.5}, "mem")
     )
-    assert verdict.message == "crit: used_percent > 90 (used_percent=95.5)"
-    assert verdict.condition == verdict.message
+    assert verdict.message == "crit: used_percent > 90 (used_percent=95.5): mem"
+    assert verdict.condition == "crit: used_percent > 90 (used_percent=95.5)"
+    bare = judge(
+        check("used_percent > 80", "used_percent > 90"), ProbeOutcome({"used_percent": 95.5})
+    )
+    assert bare.message == bare.condition
 
 
 def test_ok_keeps_the_probe_message() -> None:

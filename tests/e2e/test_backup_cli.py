@@ -1,0 +1,130 @@
+"""``upkeep backup …`` and ``upkeep drill`` as an operator runs them, and a missed drill
+objective alerting through the routes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.e2e.conftest import Upkeep
+from tests.support.receivers import webhook
+
+
+def _database(path: Path, rows: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, total INT)")
+    connection.execute("DELETE FROM orders")
+    connection.executemany("INSERT INTO orders (total) VALUES (?)", [(n,) for n in range(rows)])
+    connection.commit()
+    connection.close()
+
+
+def _rows(path: Path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute("SELECT count(*) FROM orders").fetchone()[0])
+    finally:
+        connection.close()
+
+
+CONFIG = """\
+targets:
+  app-backups: {{kind: backup, source: app}}
+checks:
+  app-backup-fresh:
+    target: app-backups
+    every: 1h
+    crit: age_s > 1d or not last_attempt_ok
+  app-drill:
+    target: app-backups
+    probe: drill
+    every: 1d
+    crit: not passed
+    severity: P2
+channels:
+  ops: "{hook}"
+routes:
+  - notify: [ops]
+backups:
+  repository: repo
+  key: "${{BACKUP_KEY}}"
+  retention: {{keep_last: 3}}
+  sources:
+    app:
+      sqlite: data/app.db
+      rto: 10m
+      rpo: 1d
+      validate: ["SELECT count(*) > 0 FROM orders"]
+    etc: {{paths: [data/etc]}}
+runbooks:
+  dr-drill:
+    steps:
+      - task: backup.drill
+        with: {{source: app, rpo: 1ms}}
+"""
+SECRET = "the-backup-key-s3cret"
+
+
+def test_backup_create_list_verify_drill_prune_restore(upkeep: Upkeep, tmp_path: Path) -> None:
+    database = tmp_path / "data" / "app.db"
+    _database(database, 120)
+    (tmp_path / "data" / "etc").mkdir()
+    (tmp_path / "data" / "etc" / "app.conf").write_text("port = 80\n")
+    env = {"BACKUP_KEY": SECRET}
+    with webhook() as receiver:
+        (tmp_path / "upkeep.yaml").write_text(CONFIG.format(hook=receiver.url()))
+        assert upkeep("validate", env=env).returncode == 0
+
+        created = upkeep("backup", "create", env=env)
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert "ok     app: backup" in created.stdout and "ok     etc: backup" in created.stdout
+        listed = json.loads(upkeep("backup", "list", "app", "--json", env=env).stdout)
+        (first,) = listed["backups"]
+        assert first["encrypted"] is True and first["verified"] == "never"
+
+        verified = upkeep("backup", "verify", first["id"], "--restore", env=env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "restored into a scratch copy and compared" in verified.stdout
+        wrong_key = upkeep("backup", "verify", first["id"], env={"BACKUP_KEY": "another-key"})
+        assert wrong_key.returncode == 1 and "fails authentication" in wrong_key.stdout
+
+        drill = upkeep("drill", "app", env=env)
+        assert drill.returncode == 0, drill.stdout + drill.stderr
+        assert "drill of app: PASSED" in drill.stdout and "(within 10m)" in drill.stdout
+        assert "ok   SELECT count(*) > 0 FROM orders -> 1" in drill.stdout
+
+        _database(database, 5)  # someone deletes most orders
+        planned = upkeep("backup", "prune", "app", "--dry-run", env=env)
+        assert planned.returncode == 0 and "keep   app" in planned.stdout
+
+        refused = upkeep("backup", "restore", first["id"], env=env)
+        assert refused.returncode == 2 and "--yes" in refused.stderr
+        restored = upkeep("backup", "restore", first["id"], "--yes", "--json", env=env)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        report = json.loads(restored.stdout)
+        assert report["to"] == "app" and report["safety_backup"]
+        assert _rows(database) == 120
+        safety = [
+            b
+            for b in json.loads(upkeep("backup", "list", "app", "--json", env=env).stdout)[
+                "backups"
+            ]
+            if b["id"] == report["safety_backup"]
+        ]
+        assert safety and safety[0]["label"] == f"before restoring {first['id']}"
+
+        # The runbook's drill misses its RPO of 1 ms: the step fails, the drill check runs
+        # at once and its alert goes out through the route.
+        run = upkeep("run", "dr-drill", "--yes", env=env)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "RPO" in run.stdout and "over 1ms" in run.stdout
+        bodies = [json.dumps(delivery.json()) for delivery in receiver.deliveries]
+        assert any("FIRING app-drill" in body and "RPO" in body for body in bodies), bodies
+
+        for output in (created, verified, drill, restored, run):
+            assert SECRET not in output.stdout + output.stderr
+        assert SECRET.encode() not in b"".join(
+            path.read_bytes() for path in (tmp_path / "repo").rglob("*") if path.is_file()
+        )
