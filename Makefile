@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= upkeep.yaml
 
-.PHONY: run test lint typecheck unit services install dev-install bench bench-tools bench-logs docs clean
+.PHONY: run test lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench-tools:
 
 bench: dev-install bench-tools
 	$(BIN)/python benchmarks/checks.py
+
+bench-backup: dev-install services
+	$(BIN)/python benchmarks/backup.py
 
 bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs.py

@@ -128,3 +128,19 @@ def test_backup_create_list_verify_drill_prune_restore(upkeep: Upkeep, tmp_path:
         assert SECRET.encode() not in b"".join(
             path.read_bytes() for path in (tmp_path / "repo").rglob("*") if path.is_file()
         )
+
+
+def test_upkeep_backs_up_its_own_config_and_store(upkeep: Upkeep, tmp_path: Path) -> None:
+    (tmp_path / "upkeep.yaml").write_text(
+        "targets:\n  box: {kind: host}\nchecks:\n  up: {target: box, probe: uptime}\n"
+        "backups:\n  repository: repo\n  sources:\n    self: {upkeep: true}\n"
+    )
+    assert upkeep("check").returncode == 0  # the store now holds a result
+    created = upkeep("backup", "create", "self", "--json")
+    assert created.returncode == 0, created.stdout + created.stderr
+    (result,) = json.loads(created.stdout)["results"]
+    manifest = json.loads((Path(result["path"]) / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"upkeep.yaml", "store.sqlite"}
+    assert manifest["store_row_counts"]["check_results"] >= 1
+    verified = upkeep("backup", "verify", result["id"], "--restore")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

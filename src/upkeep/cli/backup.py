@@ -27,11 +27,15 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
         return
     store: Store | None = open_store(loaded)
     try:
+        from upkeep.store.store import normalise_url
+
         yield BackupEnv(
             loaded.config.backups,
             loaded.config.targets,
             store.backups if store is not None else None,
             ZoneInfo(loaded.config.timezone),
+            config_path=loaded.path,
+            store_url=normalise_url(loaded.config.store, loaded.base_dir),
         )
     finally:
         if store is not None:

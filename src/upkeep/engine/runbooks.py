@@ -389,6 +389,7 @@ class RunbookExecutor:
             run_check=run_check,
             config=self.loaded.config,
             store=self.store,
+            config_path=self.loaded.path,
         )
         started = time.perf_counter()
         try:

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from upkeep.probes.base import StrictModel, TargetBase
@@ -174,6 +175,8 @@ class TaskContext:
     """The whole config, for tasks that act on a section of it (backups)."""
     store: Store | None = None
     """The store, for tasks that keep a record of their own (the backup catalog)."""
+    config_path: Path | None = None
+    """The config file the run was loaded from (backing up upkeep itself)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

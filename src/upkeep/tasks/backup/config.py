@@ -31,7 +31,7 @@ from upkeep.redaction import SecretMarker
 from upkeep.tasks.backup.retention import RetentionRules
 from upkeep.tasks.copies import SftpOptions
 
-SOURCE_KINDS = ("target", "sqlite", "paths")
+SOURCE_KINDS = ("target", "sqlite", "paths", "upkeep")
 
 
 class BackupSourceConfig(StrictModel):
@@ -40,6 +40,9 @@ class BackupSourceConfig(StrictModel):
     target: str | None = Field(default=None, description="a postgres, mysql or redis target")
     sqlite: str | None = Field(default=None, description="a SQLite database file")
     paths: list[str] | None = Field(default=None, description="files and directories")
+    upkeep: Literal[True] | None = Field(
+        default=None, description="upkeep's own config file and store"
+    )
     format: Literal["custom", "directory"] = Field(
         default="custom", description="PostgreSQL: pg_dump format (directory allows jobs)"
     )
@@ -58,7 +61,7 @@ class BackupSourceConfig(StrictModel):
     def _one_kind(self) -> BackupSourceConfig:
         given = [name for name in SOURCE_KINDS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("a backup source has exactly one of target, sqlite or paths")
+            raise ValueError("a backup source has exactly one of target, sqlite, paths or upkeep")
         if self.paths is not None and not self.paths:
             raise ValueError("paths must list at least one file or directory")
         return self

@@ -45,6 +45,7 @@ from upkeep.tasks.backup.sources import (
     Source,
     SourceError,
     SqliteSource,
+    UpkeepSource,
     compare,
 )
 from upkeep.tasks.logs.rotation import fsync_dir
@@ -70,6 +71,10 @@ class BackupEnv:
     targets: Mapping[str, TargetBase]
     catalog: BackupCatalog | None = None
     zone: tzinfo = UTC
+    config_path: Path | None = None
+    """upkeep's own config file (for an ``upkeep: true`` source)."""
+    store_url: str | None = None
+    """upkeep's own store, as a full URL (for an ``upkeep: true`` source)."""
 
     @property
     def repository(self) -> Repository:
@@ -110,6 +115,10 @@ class BackupEnv:
             return SqliteSource(Path(config.sqlite))
         if config.paths is not None:
             return FilesSource([Path(path) for path in config.paths])
+        if config.upkeep:
+            if self.config_path is None or self.store_url is None:
+                raise BackupFailed("backing up upkeep itself needs its config file and store")
+            return UpkeepSource(self.config_path, self.store_url)
         target_name = target or config.target
         assert target_name is not None  # noqa: S101 - the model requires one of the three
         found = self.targets.get(target_name)

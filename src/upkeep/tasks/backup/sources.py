@@ -725,6 +725,82 @@ class FilesSource(Source):
         return f"restored {restored} files"
 
 
+class UpkeepSource(Source):
+    """upkeep's own config file and store: the config as it is, the store as a consistent
+    copy (SQLite's backup API, or pg_dump of a PostgreSQL store)."""
+
+    kind = "upkeep"
+
+    def __init__(self, config_path: Path, store_url: str) -> None:
+        self.config_path = config_path
+        self.store_url = store_url
+
+    def details(self) -> dict[str, Any]:
+        """Return kind, the config's path and the store's kind (never its URL)."""
+        return {
+            "kind": self.kind,
+            "config": str(self.config_path),
+            "store": "sqlite" if self.store_url.startswith("sqlite") else "postgresql",
+        }
+
+    @contextlib.contextmanager
+    def dump(self, work: Path) -> Iterator[Dump]:
+        """Gather the config and a store copy in a scratch directory, then tar it."""
+        import shutil
+
+        bundle = work / "upkeep"
+        bundle.mkdir()
+        shutil.copy2(self.config_path, bundle / self.config_path.name)
+        if self.store_url.startswith("sqlite:///"):
+            database = Path(self.store_url.removeprefix("sqlite:///"))
+            with SqliteSource(database).dump(work) as dump:
+                with open(bundle / "store.sqlite", "wb") as handle:
+                    for piece in dump.chunks:
+                        handle.write(piece)
+                counts = dump.finish()["row_counts"]
+        else:
+            dsn = self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            with PostgresSource(dsn).dump(work) as dump:
+                with open(bundle / "store.pgdump", "wb") as handle:
+                    for piece in dump.chunks:
+                        handle.write(piece)
+                counts = dump.finish()["row_counts"]
+        files: dict[str, dict[str, Any]] = {}
+        yield Dump(
+            tar_stream([bundle], base=bundle, files=files),
+            lambda: {"files": files, "store_row_counts": counts},
+        )
+
+    @contextlib.contextmanager
+    def scratch_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Iterator[Restored]:
+        """Extract and hash every file; a SQLite store copy must pass integrity_check."""
+        del manifest
+        target = work / "upkeep"
+        extract_tar(raw, target)
+        store = target / "store.sqlite"
+        if store.exists():
+            connection = sqlite3.connect(store)
+            try:
+                verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                connection.close()
+            if verdict != "ok":
+                raise SourceError(f"the store copy fails integrity_check: {verdict}")
+        yield Restored(files=_hash_tree(target), location=str(target))
+
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+        """Extract beside the config (never over the running store) and say where."""
+        del work, manifest
+        target = self.config_path.parent / f"upkeep-restored-{secrets.token_hex(4)}"
+        extract_tar(raw, target)
+        return (
+            f"extracted into {target}: stop upkeep, put the config and the store copy in "
+            "place, and start it again"
+        )
+
+
 def _archive_name(path: Path) -> str:
     """Return the name a file gets in the tar: its absolute path without the leading /
     (not resolved: a symbolic link is stored under its own name, as a link)."""

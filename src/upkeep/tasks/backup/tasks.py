@@ -53,8 +53,18 @@ def env_of(context: TaskContext) -> service.BackupEnv:
     config = context.config
     if config is None:
         raise TaskFailed("backup tasks need the whole config (run them from a runbook)")
+    from upkeep.store.store import normalise_url
+
     catalog = context.store.backups if context.store is not None else None
-    return service.BackupEnv(config.backups, config.targets, catalog, ZoneInfo(config.timezone))
+    base = context.config_path.parent if context.config_path is not None else None
+    return service.BackupEnv(
+        config.backups,
+        config.targets,
+        catalog,
+        ZoneInfo(config.timezone),
+        config_path=context.config_path,
+        store_url=normalise_url(config.store, base) if base is not None else None,
+    )
 
 
 def source_name(context: TaskContext, target: TargetBase | None, params: SourceParams) -> str:
