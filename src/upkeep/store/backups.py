@@ -7,7 +7,7 @@ The repository stays the truth about what can be restored; the catalog is the hi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +30,14 @@ class BackupRecord:
     status: str
     started_at: datetime
     finished_at: datetime | None
-    raw_bytes: int | None
-    stored_bytes: int | None
-    location: str
-    copies: list[dict[str, Any]]
-    verified_at: datetime | None
-    verified_ok: bool | None
-    message: str
-    detail: dict[str, Any]
+    raw_bytes: int | None = None
+    stored_bytes: int | None = None
+    location: str = ""
+    copies: list[dict[str, Any]] = field(default_factory=list)
+    verified_at: datetime | None = None
+    verified_ok: bool | None = None
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as JSON-ready data."""

@@ -268,16 +268,16 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
             removed.append(decision.candidate.id)
             if env.catalog is not None:
                 env.catalog.mark(decision.candidate.id, status="removed")
-    if env.catalog is not None and removed:
-        env.catalog.add_event(
-            kind="prune",
-            source=name,
-            backup_id=None,
-            status="ok",
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            message=f"removed {len(removed)} backup(s)",
-            detail={"removed": removed},
+    if removed:
+        _event(
+            env,
+            "prune",
+            name,
+            None,
+            True,
+            started,
+            f"removed {len(removed)} backup(s)",
+            {"removed": removed},
         )
     return decisions
 
@@ -362,16 +362,16 @@ def verify(
     if env.catalog is not None:
         with contextlib.suppress(Exception):  # a catalog row may predate the store
             env.catalog.mark(backup.id, verified_at=datetime.now(UTC), verified_ok=ok)
-        env.catalog.add_event(
-            kind="verify",
-            source=backup.source,
-            backup_id=backup.id,
-            status="ok" if ok else "failed",
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            message="verified" if ok else "; ".join(problems),
-            detail=result,
-        )
+    _event(
+        env,
+        "verify",
+        backup.source,
+        backup.id,
+        ok,
+        started,
+        "verified" if ok else "; ".join(problems),
+        result,
+    )
     return VerifyReport(backup, ok, problems, restore, figures)
 
 
@@ -497,17 +497,16 @@ def drill(
         finished_at=datetime.now(UTC),
     )
     _write_json(env.repository.root / name / LAST_DRILL, report.to_json())
-    if env.catalog is not None:
-        env.catalog.add_event(
-            kind="drill",
-            source=name,
-            backup_id=report.backup_id,
-            status="ok" if report.passed else "failed",
-            started_at=started_at,
-            finished_at=report.finished_at,
-            message="passed" if report.passed else "; ".join(problems),
-            detail=report.to_json(),
-        )
+    _event(
+        env,
+        "drill",
+        name,
+        report.backup_id,
+        report.passed,
+        started_at,
+        "passed" if report.passed else "; ".join(problems),
+        report.to_json(),
+    )
     return report
 
 
@@ -569,33 +568,31 @@ def restore(
             message = source.restore(_progressed(raw, progress), work, backup.manifest)
     except (SourceError, RepositoryError, crypto.DecryptionError, zstandard.ZstdError) as error:
         failure = _one_line(error)
-        if env.catalog is not None:
-            env.catalog.add_event(
-                kind="restore",
-                source=name,
-                backup_id=backup_id,
-                status="failed",
-                started_at=started,
-                finished_at=datetime.now(UTC),
-                message=failure,
-                detail={"safety_backup": safety_id, "to": to or name},
-            )
+        _event(
+            env,
+            "restore",
+            name,
+            backup_id,
+            False,
+            started,
+            failure,
+            {"safety_backup": safety_id, "to": to or name},
+        )
         raise BackupFailed(
             f"restore of {backup_id} failed: {failure}"
             + (f"; the safety backup {safety_id} holds what was there before" if safety_id else "")
         ) from None
     duration = round(time.monotonic() - began, 3)
-    if env.catalog is not None:
-        env.catalog.add_event(
-            kind="restore",
-            source=name,
-            backup_id=backup_id,
-            status="ok",
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            message=message,
-            detail={"safety_backup": safety_id, "to": to or name, "duration_s": duration},
-        )
+    _event(
+        env,
+        "restore",
+        name,
+        backup_id,
+        True,
+        started,
+        message,
+        {"safety_backup": safety_id, "to": to or name, "duration_s": duration},
+    )
     return RestoreReport(backup, to or name, safety_id, message, duration)
 
 
@@ -652,6 +649,30 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _event(
+    env: BackupEnv,
+    kind: str,
+    source: str,
+    backup_id: str | None,
+    ok: bool,
+    started_at: datetime,
+    message: str,
+    detail: dict[str, Any],
+) -> None:
+    """Record a verification, restore, drill or prune in the catalog (if there is one)."""
+    if env.catalog is not None:
+        env.catalog.add_event(
+            kind=kind,
+            source=source,
+            backup_id=backup_id,
+            status="ok" if ok else "failed",
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            message=message,
+            detail=detail,
+        )
 
 
 def _get(env: BackupEnv, backup_id: str) -> Backup:
@@ -721,10 +742,6 @@ def _record(backup: Backup) -> Any:
         raw_bytes=int(data["raw_bytes"]),
         stored_bytes=int(data["stored_bytes"]),
         location=str(backup.path),
-        copies=[],
-        verified_at=None,
-        verified_ok=None,
-        message="",
         detail={
             key: backup.manifest.get(key)
             for key in ("duration_s", "dump_s", "tool_versions", "row_counts", "source_details")
@@ -741,12 +758,6 @@ def _failed_record(name: str, started_at: datetime, message: str, root: Path) ->
         status="failed",
         started_at=started_at,
         finished_at=datetime.now(UTC),
-        raw_bytes=None,
-        stored_bytes=None,
         location=str(root),
-        copies=[],
-        verified_at=None,
-        verified_ok=None,
         message=message,
-        detail={},
     )
