@@ -117,6 +117,9 @@ def run_prune(config_path: Path | None) -> int:
         alerts_deleted, notices_deleted = store.alerts.prune(
             keep_alerts=retention.alerts, keep_notifications=retention.notifications
         )
+        # Backup history (removed and failed backups, verifications, drills, restores)
+        # is kept as long as runs: the repository itself keeps the backups.
+        backup_rows = store.backups.prune(datetime.now(UTC) - retention.runs)
     finally:
         store.close()
     console().print(
@@ -125,8 +128,8 @@ def run_prune(config_path: Path | None) -> int:
         markup=False,
     )
     console().print(
-        f"deleted {runs_deleted} old run(s), {alerts_deleted} resolved alert(s) and "
-        f"{notices_deleted} finished notification(s)",
+        f"deleted {runs_deleted} old run(s), {alerts_deleted} resolved alert(s), "
+        f"{notices_deleted} finished notification(s) and {backup_rows} old backup record(s)",
         markup=False,
     )
     return 0

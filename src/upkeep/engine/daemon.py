@@ -405,6 +405,11 @@ class Daemon:
                             keep_notifications=retention.notifications,
                         )
                     )
+                    backup_rows = await asyncio.to_thread(
+                        store.backups.prune, datetime.now(UTC) - retention.runs
+                    )
+                    if backup_rows:
+                        logger.info("retention: %d backup record(s) deleted", backup_rows)
                     logger.info(
                         "retention: %d results rolled up, %d deleted; deleted %d rollups, %d runs, "
                         "%d resolved alerts, %d finished notifications",
