@@ -209,3 +209,21 @@ def test_retention_runs_after_a_successful_backup_and_keeps_the_newest_verified(
     assert [d.candidate.id for d in third.pruned if not d.keep] == [second.backup.id]
     removed = env.catalog.get(second.backup.id) if env.catalog else None
     assert removed is not None and removed.status == "removed"
+
+
+def test_copies_to_a_local_second_destination_are_verified_and_caught_up(
+    sqlite_database: Path, backup_env: EnvFactory, tmp_path: Path
+) -> None:
+    second = tmp_path / "second-disk"
+    env = backup_env({"app": {"sqlite": str(sqlite_database)}}, copy_to=str(second))
+    first = service.create(env, "app")
+    assert first.copied == [first.backup.id]
+    names = sorted(path.name for path in second.iterdir())
+    assert names == [
+        f"app--{first.backup.id}--data.zst",
+        f"app--{first.backup.id}--manifest.json",
+    ]
+    (second / names[0]).unlink()  # the second disk lost a file
+    again = service.create(env, "app")
+    assert sorted(again.copied) == sorted([first.backup.id, again.backup.id])
+    assert (second / names[0]).read_bytes() == first.backup.data_path.read_bytes()
