@@ -120,8 +120,11 @@ class Repository:
                     continue
                 try:
                     manifest = json.loads((Path(entry.path) / MANIFEST).read_text())
-                except (OSError, ValueError):
-                    continue
+                    datetime.fromisoformat(manifest["started_at"])
+                    int(manifest["data"]["raw_bytes"]), int(manifest["data"]["stored_bytes"])
+                    str(manifest["data"]["file"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # no manifest, or not one of ours: not a backup
                 found.append(Backup(name, entry.name, Path(entry.path), manifest))
         return sorted(found, key=lambda backup: (backup.taken_at, backup.id))
 

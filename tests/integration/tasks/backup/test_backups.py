@@ -227,3 +227,13 @@ def test_copies_to_a_local_second_destination_are_verified_and_caught_up(
     again = service.create(env, "app")
     assert sorted(again.copied) == sorted([first.backup.id, again.backup.id])
     assert (second / names[0]).read_bytes() == first.backup.data_path.read_bytes()
+
+
+def test_a_directory_with_a_broken_manifest_is_not_a_backup(
+    sqlite_database: Path, backup_env: EnvFactory
+) -> None:
+    env = backup_env({"app": {"sqlite": str(sqlite_database)}})
+    good = service.create(env, "app").backup
+    broken = service.create(env, "app").backup
+    (broken.path / "manifest.json").write_text('{"id": "x", "data": {}}')
+    assert [backup.id for backup in env.repository.backups("app")] == [good.id]
