@@ -516,7 +516,9 @@ class RedisSource(Source):
     ) -> Iterator[Restored]:
         """Start a private redis-server on the snapshot (loopback, free port), count keys."""
         del manifest
-        (work / "dump.rdb").write_bytes(b"".join(raw))
+        with open(work / "dump.rdb", "wb") as handle:
+            for piece in raw:
+                handle.write(piece)
         port = _free_port()
         argv = [
             "redis-server",
