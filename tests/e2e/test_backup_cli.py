@@ -144,3 +144,20 @@ def test_upkeep_backs_up_its_own_config_and_store(upkeep: Upkeep, tmp_path: Path
     assert manifest["store_row_counts"]["check_results"] >= 1
     verified = upkeep("backup", "verify", result["id"], "--restore")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_failed_backup_from_the_cli_alerts_through_the_routes(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    env = {"BACKUP_KEY": SECRET}
+    with webhook() as receiver:
+        (tmp_path / "upkeep.yaml").write_text(CONFIG.format(hook=receiver.url()))
+        failed = upkeep("backup", "create", "app", env=env)  # data/app.db does not exist
+        assert failed.returncode == 1 and "FAILED app: backup of app failed" in failed.stdout
+        assert "no SQLite database" in failed.stdout
+        titles = [delivery.json()["title"] for delivery in receiver.deliveries]
+        assert any("FIRING app-backup-fresh" in title for title in titles), titles
+        body = next(
+            d.json()["message"] for d in receiver.deliveries if "fresh" in d.json()["title"]
+        )
+        assert "no complete backup of app" in body and "no SQLite database" in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,14 +12,23 @@ from upkeep.cli.common import console, open_store, print_json
 from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
+    from upkeep.config.loader import LoadedConfig
     from upkeep.store.store import Store
     from upkeep.tasks.backup.service import BackupEnv
 
 
+@dataclass
+class _Session:
+    env: BackupEnv
+    loaded: LoadedConfig
+    store: Store | None
+
+
 @contextlib.contextmanager
-def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
+def _session(config_path: Path | None) -> Iterator[_Session | None]:
     from zoneinfo import ZoneInfo
 
+    from upkeep.store.store import normalise_url
     from upkeep.tasks.backup.service import BackupEnv
 
     loaded = _load(config_path)
@@ -27,9 +37,7 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
         return
     store: Store | None = open_store(loaded)
     try:
-        from upkeep.store.store import normalise_url
-
-        yield BackupEnv(
+        env = BackupEnv(
             loaded.config.backups,
             loaded.config.targets,
             store.backups if store is not None else None,
@@ -37,9 +45,42 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
             config_path=loaded.path,
             store_url=normalise_url(loaded.config.store, loaded.base_dir),
         )
+        yield _Session(env, loaded, store)
     finally:
         if store is not None:
             store.close()
+
+
+@contextlib.contextmanager
+def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
+    with _session(config_path) as session:
+        yield session.env if session is not None else None
+
+
+def _alert(session: _Session, sources: list[str]) -> None:
+    """Run the checks on the ``backup`` targets of ``sources`` now, store them with their
+    alerts and deliver what is due: a failed backup or drill alerts at once, as from a
+    runbook."""
+    import asyncio
+
+    from upkeep.cli.check import _record_and_alert
+    from upkeep.engine.runner import run_checks
+
+    config = session.loaded.config
+    selected = [
+        check
+        for check in session.loaded.checks.values()
+        if getattr(config.targets.get(check.target_name), "source", None) in sources
+        and config.targets[check.target_name].kind == "backup"
+    ]
+    if not selected or session.store is None:
+        return
+    results = asyncio.run(
+        run_checks(
+            selected, redactor=session.loaded.redactor, concurrency=config.engine.concurrency
+        )
+    )
+    _record_and_alert(session.loaded, session.store, results, console(stderr=True))
 
 
 @contextlib.contextmanager
@@ -155,9 +196,10 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
     """Back up the named sources (default: all); exit 1 if any failed."""
     from upkeep.tasks.backup.service import BackupFailed, create
 
-    with _env(config_path) as env:
-        if env is None:
+    with _session(config_path) as session:
+        if session is None:
             return EXIT_USAGE
+        env = session.env
         names = sources or sorted(env.config.sources)
         if not names:
             _err("no backup sources configured (backups.sources)")
@@ -184,6 +226,7 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                     "removed": [d.candidate.id for d in report.pruned if not d.keep],
                 }
             )
+        _alert(session, names)
         if json_output:
             print_json({"results": results})
         else:
@@ -210,15 +253,17 @@ def backup_verify(
     """Verify one backup; exit 1 if anything does not match."""
     from upkeep.tasks.backup.service import BackupFailed, verify
 
-    with _env(config_path) as env:
-        if env is None:
+    with _session(config_path) as session:
+        if session is None:
             return EXIT_USAGE
+        env = session.env
         try:
             with _progress(f"verifying {backup_id}", not json_output) as progress:
                 report = verify(env, backup_id, restore=restore, progress=progress)
         except BackupFailed as error:
             _err(str(error))
             return EXIT_USAGE
+        _alert(session, [report.backup.source])
         document = {
             "id": backup_id,
             "ok": report.ok,
@@ -367,9 +412,10 @@ def run_drill(
     except ValueError as error:
         _err(str(error))
         return EXIT_USAGE
-    with _env(config_path) as env:
-        if env is None:
+    with _session(config_path) as session:
+        if session is None:
             return EXIT_USAGE
+        env = session.env
         try:
             name = env.source_for(target)
             with _progress(f"drill {name}", not json_output) as progress:
@@ -384,6 +430,7 @@ def run_drill(
         except BackupFailed as error:
             _err(str(error))
             return EXIT_USAGE
+        _alert(session, [name])
         if json_output:
             print_json(report.to_json())
         else:
