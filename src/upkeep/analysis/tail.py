@@ -56,7 +56,7 @@ import zstandard
 
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
 from upkeep.analysis.timestamps import parse_timestamp
-from upkeep.tasks.logs.rotation import carried_part_line, collapsed_bytes
+from upkeep.tasks.logs.rotation import RENAMED_PREFIX, carried_part_line, collapsed_bytes
 
 READ_BYTES = 1 << 20
 """Read this much at a time: memory stays bounded whatever was appended."""
@@ -81,8 +81,6 @@ ARCHIVE_SHAPE = re.compile(
 )
 """upkeep's ``app.log-20261201-093000[.1][.zst]``; logrotate's ``app.log-20261201``,
 ``app.log-2026120110`` (hourly), ``app.log-2026-12-01`` and ``app.log.1[.gz]``."""
-RENAMED_PREFIX = ".upkeep-tmp-renamed-"
-"""Where upkeep's rename mode keeps a log between the rename and its compression."""
 
 
 def is_archive_name(name: str) -> bool:

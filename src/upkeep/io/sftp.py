@@ -202,14 +202,16 @@ class SftpSession:
                     digest.update(chunk)
         return digest.hexdigest()
 
-    def upload(self, source: BinaryIO, name: str, temporary_name: str) -> int:
-        """Write ``source`` to ``temporary_name``, make it durable, rename it to ``name``;
-        return the bytes written. A crash leaves only the temporary name, never a short
-        file under the final one."""
+    def upload(self, source: BinaryIO, name: str, temporary_name: str, *, mode: int = 0o600) -> int:
+        """Write ``source`` to ``temporary_name`` (created exclusively: a file or link
+        already there is an error, never written through), give it ``mode``, make it
+        durable, rename it to ``name``; return the bytes written. A crash leaves only the
+        temporary name, never a short file under the final one."""
         temporary, final = self.path(temporary_name), self.path(name)
         written = 0
         with _translated(temporary):
-            with self.sftp.open(temporary, "wb") as handle:
+            with self.sftp.open(temporary, "wxb") as handle:
+                handle.chmod(mode)
                 handle.set_pipelined(True)
                 while chunk := source.read(CHUNK_BYTES):
                     handle.write(chunk)

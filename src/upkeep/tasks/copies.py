@@ -4,20 +4,31 @@ disk, a mount) or an SFTP server.
 Every copy is written under a temporary name, made durable, renamed, and then read back
 and compared by sha256; ``proven`` reads it back again at the moment a caller is about to
 delete its original, so a copy lost or damaged since it was made is caught.
+
+Both ends may be directories others write. The original is read only through a
+descriptor the caller opened and checked (``CopySource``), so what is copied is what was
+listed; a local copy is created under an unguessable name with ``O_EXCL``, given the
+original's mode and owner, and renamed into place without replacing anything; a remote one
+is created exclusively under an unguessable name and given the original's mode. A link
+planted at a copy's name is a conflict, never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
-import shutil
+import secrets
+import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, BinaryIO, Protocol, Self
 
 from pydantic import Field
 
 from upkeep.config.durations import Duration
+from upkeep.io.safefs import TEMP_PREFIX, Directory, Identity, open_regular
 from upkeep.io.sftp import (
     CONNECT_TIMEOUT_S,
     OPERATION_TIMEOUT_S,
@@ -29,7 +40,9 @@ from upkeep.io.sftp import (
 from upkeep.probes.base import StrictModel
 from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import TaskFailed
-from upkeep.tasks.logs.rotation import CHUNK_BYTES, TEMP_PREFIX, fsync_dir
+
+CHUNK_BYTES = 1 << 20
+"""Read and hash this much at a time."""
 
 
 class SftpOptions(StrictModel):
@@ -52,12 +65,99 @@ class SftpOptions(StrictModel):
 
 
 def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file, read in bounded chunks."""
+    """Return the hex sha256 of a regular file (never through a link), in bounded chunks."""
+    descriptor = open_regular(path)
+    try:
+        return sha256_of_descriptor(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sha256_of_descriptor(fd: int) -> str:
+    """Return the hex sha256 of an open file's whole content (read with pread: the
+    descriptor's offset is left alone)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
+    position = 0
+    while chunk := os.pread(fd, CHUNK_BYTES, position):
+        digest.update(chunk)
+        position += len(chunk)
     return digest.hexdigest()
+
+
+class _PositionalReader(io.RawIOBase):
+    """A reader over a descriptor that keeps its own position (pread), so several readers
+    of one descriptor never move each other."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = os.pread(self._fd, len(buffer), self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+@dataclass
+class CopySource:
+    """An original to copy, held open: it is read only through this descriptor, so a name
+    swapped for a link after it was checked changes nothing."""
+
+    name: str
+    """The name the copy gets at the destination."""
+    fd: int
+    info: os.stat_result
+    sha256: str
+
+    @classmethod
+    def open(
+        cls, directory: Directory, name: str, *, expect: Identity | None = None, as_name: str = ""
+    ) -> Self:
+        """Given an open directory and a name in it (and the inode a listing saw), open
+        that regular file and hash it. Raise UnsafeFileError if it is a link, not a regular
+        file or another inode; FileNotFoundError if it is gone."""
+        fd = directory.open_file(name, expect=expect)
+        try:
+            return cls(as_name or name, fd, os.fstat(fd), sha256_of_descriptor(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def from_path(cls, path: Path, *, as_name: str = "") -> Self:
+        """Given a path (its directory trusted, the file itself never a link), open and
+        hash that regular file."""
+        fd = open_regular(path)
+        try:
+            return cls(as_name or path.name, fd, os.fstat(fd), sha256_of_descriptor(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @property
+    def identity(self) -> Identity:
+        """Return the original's inode."""
+        return Identity.of(self.info)
+
+    def reader(self) -> BinaryIO:
+        """Return a reader of the whole content from its start (the caller closes it)."""
+        return io.BufferedReader(_PositionalReader(self.fd), CHUNK_BYTES)
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def location_problems(destination: str, options: SftpOptions | None) -> list[str]:
@@ -96,10 +196,10 @@ class CopyStore(Protocol):
         creates or changes anything (dry runs use it)."""
         ...
 
-    def put(self, source: Path, expected_sha256: str) -> bool:
-        """Make sure an intact copy of ``source`` is there; return True if one was written.
-        Raise CopyConflict if a different file has that name, TaskFailed if the copy, read
-        back, does not match ``expected_sha256``."""
+    def put(self, source: CopySource) -> bool:
+        """Make sure an intact copy of ``source`` is there under ``source.name``; return
+        True if one was written. Raise CopyConflict if something else has that name (a
+        different file, a link), TaskFailed if the copy, read back, does not match."""
         ...
 
     def proven(self, name: str, expected_sha256: str) -> bool:
@@ -112,48 +212,98 @@ class CopyStore(Protocol):
 
 
 class LocalDirectoryStore:
-    """Copies in a directory on this machine."""
+    """Copies in a directory on this machine (its path is the operator's; nothing in it is
+    followed through a link)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.description = str(directory)
+        self._opened: Directory | None = None
+
+    def _open(self, *, create: bool) -> Directory | None:
+        if self._opened is None:
+            try:
+                self._opened = Directory.open(self.directory, create=create, mode=0o750)
+            except FileNotFoundError:
+                return None
+            except OSError as error:
+                raise TaskFailed(f"second store {self.directory}: {error.strerror}") from None
+        return self._opened
 
     def has(self, name: str) -> bool:
         """Return whether ``name`` is in the directory."""
-        return (self.directory / name).exists()
+        directory = self._open(create=False)
+        return directory is not None and directory.exists(name)
 
-    def put(self, source: Path, expected_sha256: str) -> bool:
-        """Copy (temporary name, fsync, rename) unless an intact copy is there."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / source.name
-        if final.exists():
-            if os.path.samefile(final, source):
+    def put(self, source: CopySource) -> bool:
+        """Copy (unguessable temporary name, the original's mode and owner, fsync, rename
+        without replacing) unless an intact copy is there."""
+        directory = self._open(create=True)
+        assert directory is not None  # noqa: S101 - created when missing
+        existing = directory.lstat(source.name)
+        if existing is not None:
+            if Identity.of(existing) == source.identity:
                 # A link or mount that leads back to the original proves nothing.
-                raise TaskFailed(f"{final} is {source} itself, not a second copy")
-            if sha256_of(final) == expected_sha256:
+                raise TaskFailed(
+                    f"{directory.path / source.name} is the original itself, not a second copy"
+                )
+            if not stat.S_ISREG(existing.st_mode):
+                raise CopyConflict(
+                    f"{source.name} in {self.directory} is not a regular file (a link?); "
+                    "it is never overwritten"
+                )
+            if self.proven(source.name, source.sha256):
                 return False
             raise CopyConflict(f"a different {source.name} is already in {self.directory}")
-        temporary = self.directory / f"{TEMP_PREFIX}{source.name}"
-        with open(source, "rb") as reader, open(temporary, "wb") as writer:
-            shutil.copyfileobj(reader, writer, CHUNK_BYTES)
-            writer.flush()
-            os.fsync(writer.fileno())
-        if sha256_of(temporary) != expected_sha256:
-            temporary.unlink(missing_ok=True)
-            raise TaskFailed(
-                f"the copy of {source.name} in {self.directory} does not match; kept locally"
+        temporary = directory.create_temporary(source.name)
+        try:
+            temporary.take_ownership_of(source.info)
+            with source.reader() as reader:
+                while chunk := reader.read(CHUNK_BYTES):
+                    temporary.write(chunk)
+            temporary.finish()
+            written = directory.open_file(
+                temporary.name, expect=Identity.of(os.fstat(temporary.fd))
             )
-        temporary.replace(final)
-        fsync_dir(self.directory)
+            try:
+                matches = sha256_of_descriptor(written) == source.sha256
+            finally:
+                os.close(written)
+            if not matches:
+                raise TaskFailed(
+                    f"the copy of {source.name} in {self.directory} does not match; kept locally"
+                )
+            try:
+                temporary.commit(source.name)
+            except FileExistsError:
+                raise CopyConflict(
+                    f"{source.name} appeared in {self.directory} while it was being copied"
+                ) from None
+        except BaseException:
+            temporary.abort()
+            raise
         return True
 
     def proven(self, name: str, expected_sha256: str) -> bool:
-        """Return whether the copy reads back with the expected checksum."""
-        copy = self.directory / name
-        return copy.is_file() and sha256_of(copy) == expected_sha256
+        """Return whether the copy (a regular file, not a link) reads back with the
+        expected checksum."""
+        directory = self._open(create=False)
+        if directory is None:
+            return False
+        try:
+            descriptor = directory.open_file(name)
+        except OSError:
+            return False
+        try:
+            return sha256_of_descriptor(descriptor) == expected_sha256
+        finally:
+            os.close(descriptor)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Close the directory."""
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
 
 class SftpStore:
@@ -191,17 +341,21 @@ class SftpStore:
         self._open(create=False)
         return self._names is not None and name in self._names
 
-    def put(self, source: Path, expected_sha256: str) -> bool:
-        """Upload (temporary name, fsync, rename), then read it back and compare."""
+    def put(self, source: CopySource) -> bool:
+        """Upload (exclusive unguessable temporary name, the original's mode, fsync,
+        rename), then read it back and compare."""
         session = self._open(create=True)
         if self.has(source.name):
-            if self.proven(source.name, expected_sha256):
+            if self.proven(source.name, source.sha256):
                 return False
             raise CopyConflict(f"a different {source.name} is already on {self.description}")
+        temporary = f"{TEMP_PREFIX}{source.name}.{secrets.token_hex(16)}"
         try:
-            with open(source, "rb") as reader:
-                session.upload(reader, source.name, f"{TEMP_PREFIX}{source.name}")
-            if session.sha256(source.name) != expected_sha256:
+            with source.reader() as reader:
+                session.upload(
+                    reader, source.name, temporary, mode=stat.S_IMODE(source.info.st_mode) & 0o777
+                )
+            if session.sha256(source.name) != source.sha256:
                 session.remove(source.name)
                 raise TaskFailed(
                     f"the copy of {source.name} on {self.description} does not match; kept locally"

@@ -211,7 +211,7 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
     """Copy every local backup of ``name`` the second destination lacks (data, then the
     manifest, each verified by sha256 there); return the ids copied."""
     from upkeep.tasks.base import TaskFailed
-    from upkeep.tasks.copies import open_store, sha256_of
+    from upkeep.tasks.copies import CopySource, open_store
 
     destination = env.config.copy_to
     if destination is None:
@@ -224,16 +224,9 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
                 remote_names = [f"{backup.source}--{backup.id}--{path.name}" for path in files]
                 if all(store.has(remote) for remote in remote_names):
                     continue
-                with scratch_directory(env.scratch_base(), "copy") as staging:
-                    for path, remote in zip(files, remote_names, strict=True):
-                        # The second store names a file by its own name: stage a hard link
-                        # (or a copy across file systems) under the remote name.
-                        staged = staging / remote
-                        try:
-                            os.link(path, staged)
-                        except OSError:
-                            staged.write_bytes(path.read_bytes())
-                        store.put(staged, sha256_of(staged))
+                for path, remote in zip(files, remote_names, strict=True):
+                    with CopySource.from_path(path, as_name=remote) as source:
+                        store.put(source)
                 copied.append(backup.id)
                 if env.catalog is not None:
                     env.catalog.mark(

@@ -17,15 +17,16 @@ deleted.
 
 Only files with the archive name shape ``<log>-YYYYmmdd-HHMMSS[.N][.zst|.gz]`` directly in
 the target's directory are considered; links are never followed or deleted, and nothing
-outside the directory is touched. The dry run lists every copy and deletion.
+outside the directory is touched: archives are listed, opened, copied and deleted relative
+to the directory's descriptor (``upkeep.io.safefs``), each only as the inode listed, and a
+copy keeps the archive's mode and owner. The dry run lists every copy and deletion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
-import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +35,18 @@ from typing import Annotated, ClassVar
 from pydantic import Field, model_validator
 
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io.safefs import Directory, Identity, UnsafeFileError
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.copies import (
     CopyConflict,
+    CopySource,
     CopyStore,
     SftpOptions,
     location_problems,
     open_store,
-    sha256_of,
 )
 from upkeep.tasks.logs.rotate import ARCHIVE_NAME
 
@@ -82,9 +84,16 @@ class _Archive:
     log: str
     mtime: float
     size: int
+    identity: Identity
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
-def _root(target: LogsTarget) -> Path:
+def _root(target: LogsTarget) -> Directory:
+    """Open the target's directory (its path is the operator's, followed as written);
+    raise TaskFailed if it is not a directory, is a link, or is ``/``."""
     root = Path(target.path)
     if root.is_file():
         root = root.parent
@@ -92,21 +101,28 @@ def _root(target: LogsTarget) -> Path:
         raise TaskFailed(f"{root} is not a directory")
     if root.resolve() == Path("/"):
         raise TaskFailed("refusing / as a log root")
-    return root
+    try:
+        return Directory.open(root)
+    except OSError as error:
+        raise TaskFailed(f"{root} cannot be opened: {error.strerror}") from None
 
 
-def _archives(root: Path) -> list[_Archive]:
+def _archives(root: Directory) -> list[_Archive]:
     found = []
-    with os.scandir(root) as entries:
-        for entry in entries:
-            match = ARCHIVE_NAME.match(entry.name)
-            if match is None or not entry.is_file(follow_symlinks=False):
-                continue
-            info = entry.stat(follow_symlinks=False)
-            found.append(
-                _Archive(Path(entry.path), match.group("log"), info.st_mtime, info.st_size)
+    for entry in root.entries():
+        match = ARCHIVE_NAME.match(entry.name)
+        if match is None or not entry.is_file:
+            continue
+        found.append(
+            _Archive(
+                root.path / entry.name,
+                match.group("log"),
+                entry.info.st_mtime,
+                entry.info.st_size,
+                entry.identity,
             )
-    return sorted(found, key=lambda archive: (archive.mtime, archive.path.name))
+        )
+    return sorted(found, key=lambda archive: (archive.mtime, archive.name))
 
 
 def _class_of(log: str, classes: list[LogClass]) -> LogClass | None:
@@ -173,12 +189,15 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
     ) -> TaskPlan:
         """Return every copy and deletion the run would make, making none."""
         del context
-        root = await asyncio.to_thread(_root, target)
-        archives = await asyncio.to_thread(_archives, root)
+        return await asyncio.to_thread(self._plan, target, params)
+
+    def _plan(self, target: LogsTarget, params: RetainParams) -> TaskPlan:
+        with contextlib.closing(_root(target)) as root:
+            archives = _archives(root)
         changes = []
-        note = f"{len(archives)} archive(s) under {root}"
+        note = f"{len(archives)} archive(s) under {root.path}"
         if params.archive_to is not None:
-            copies, problem = await asyncio.to_thread(_planned_copies, archives, params)
+            copies, problem = _planned_copies(archives, params)
             changes += copies
             if problem:
                 note += f"; {problem}"
@@ -197,12 +216,12 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         return await asyncio.to_thread(self._run, target, params)
 
     def _run(self, target: LogsTarget, params: RetainParams) -> TaskOutcome:
-        root = _root(target)
-        archives = _archives(root)
-        if params.archive_to is None:
-            return _apply(archives, params, None)
-        with open_store(params.archive_to, params.sftp) as store:
-            return _apply(archives, params, store)
+        with contextlib.closing(_root(target)) as root:
+            archives = _archives(root)
+            if params.archive_to is None:
+                return _apply(root, archives, params, None)
+            with open_store(params.archive_to, params.sftp) as store:
+                return _apply(root, archives, params, store)
 
 
 def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[list[Change], str]:
@@ -212,7 +231,7 @@ def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[lis
     problem = ""
     with open_store(params.archive_to, params.sftp) as store:
         try:
-            missing = [archive for archive in archives if not store.has(archive.path.name)]
+            missing = [archive for archive in archives if not store.has(archive.name)]
         except TaskFailed as error:
             missing, problem = archives, f"could not list the second store: {error}"
         return [
@@ -220,22 +239,31 @@ def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[lis
         ], problem
 
 
-def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | None) -> TaskOutcome:
+def _apply(
+    root: Directory, archives: list[_Archive], params: RetainParams, store: CopyStore | None
+) -> TaskOutcome:
     """Copy every archive to ``store`` (if any) and prove it, then delete what retention
     expires and whose copy still reads back intact; raise TaskFailed if a copy fails."""
     outcome = TaskOutcome()
-    checksums: dict[Path, str] = {}
+    checksums: dict[str, str] = {}
     conflicts: list[str] = []
     copied = 0
     if store is not None:
         for archive in archives:
-            checksum = sha256_of(archive.path)
             try:
-                written = store.put(archive.path, checksum)
-            except CopyConflict as error:
-                conflicts.append(str(error))
-                continue  # no proven copy: this archive stays, the others go on
-            checksums[archive.path] = checksum
+                source = CopySource.open(root, archive.name, expect=archive.identity)
+            except FileNotFoundError:
+                continue  # removed since it was listed: nothing to keep or copy
+            except UnsafeFileError as error:
+                conflicts.append(f"{archive.name}: {error.strerror}")
+                continue
+            with source:
+                try:
+                    written = store.put(source)
+                except CopyConflict as error:
+                    conflicts.append(str(error))
+                    continue  # no proven copy: this archive stays, the others go on
+            checksums[archive.name] = source.sha256
             if written:
                 copied += 1
                 outcome.changes.append(
@@ -243,17 +271,14 @@ def _apply(archives: list[_Archive], params: RetainParams, store: CopyStore | No
                 )
     deleted = kept = 0
     for archive in _expired(archives, params.classes, time.time()):
-        info = archive.path.lstat()
-        if not stat.S_ISREG(info.st_mode):
-            continue
         # Proven now, not only when copied: the second store may have lost it since.
         if store is not None and (
-            archive.path not in checksums
-            or not store.proven(archive.path.name, checksums[archive.path])
+            archive.name not in checksums or not store.proven(archive.name, checksums[archive.name])
         ):
             kept += 1
             continue
-        archive.path.unlink()
+        if not root.unlink(archive.name, expect=archive.identity):
+            continue  # gone or replaced since it was listed: not ours to delete
         deleted += 1
         outcome.changes.append(Change("delete", str(archive.path), "past retention"))
     outcome.figures = {

@@ -15,18 +15,27 @@ and its last archive is at least ``every`` old (both optional), in one of two mo
 Archives are named ``<log>-YYYYmmdd-HHMMSS[.N].zst`` (or ``.gz``) in ``archive_dir``
 (default: beside the log). Retention (``keep`` by age, ``keep_count`` by number) deletes
 only files with exactly that name shape for a log of the target, and only regular files.
+
+The log directory may be writable by others, so every file is handled through
+``upkeep.io.safefs``: logs are listed and opened relative to directory descriptors, never
+through a link (a linked log or a linked subdirectory is skipped and reported), never on
+another mount, only as the inode listed and only without other hard links; archives keep
+the log's mode and owner. A log refused that way fails the step after the others are
+rotated. The writer's pid comes from its pidfile through ``upkeep.io.signals``: never pid
+0, 1 or -1, never upkeep or its process group, only the process the pidfile was written
+for, checked before anything is renamed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
+import contextlib
 import os
 import re
-import signal
+import secrets
 import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -34,11 +43,13 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessStartError, run_process
+from upkeep.io.safefs import Directory, Entry, FoundFile, UnsafeFileError, walk_files
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-from upkeep.tasks.files.cleanup import format_bytes
+from upkeep.tasks.files.cleanup import format_bytes, glob_regex
 from upkeep.tasks.logs import rotation
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -99,31 +110,8 @@ class RotateParams(StrictModel):
     @classmethod
     def _signal(cls, value: str | None) -> str | None:
         if value is not None:
-            name = value.upper() if value.upper().startswith("SIG") else f"SIG{value.upper()}"
-            if not hasattr(signal.Signals, name):
-                raise ValueError(f"{value!r} is not a signal name such as HUP or USR1")
+            signals_io.parse_signal(value)
         return value
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    log: Path
-    size: int
-    reason: str
-
-
-def _logs(target: LogsTarget) -> list[Path]:
-    root = Path(target.path)
-    if root.is_file() and not root.is_symlink():
-        return [root]
-    if not root.is_dir():
-        raise TaskFailed(f"{root} does not exist or is not a directory")
-    found = []
-    for path in sorted(root.glob(target.pattern)):
-        info = path.lstat()
-        if stat.S_ISREG(info.st_mode) and not _is_archive_name(path.name):
-            found.append(path)
-    return found
 
 
 ARCHIVE_NAME = re.compile(r"^(?P<log>.+)-(?P<stamp>\d{8}-\d{6})(?:\.\d+)?(?:\.zst|\.gz)?$")
@@ -133,17 +121,140 @@ def _is_archive_name(name: str) -> bool:
     return ARCHIVE_NAME.match(name) is not None
 
 
-def archives_of(log: Path, directory: Path) -> list[Path]:
-    """Given a log and its archive directory, return its archives (regular files only,
-    never links), oldest first."""
+def open_target(target: LogsTarget) -> tuple[Directory, str | None]:
+    """Given a logs target, return its directory, open, and for a one-file target the
+    file's name. The target's path is the operator's and is followed as written; nothing
+    below it is. Raise TaskFailed if it is missing, a link to a file, or neither a
+    directory nor a regular file."""
+    root = Path(target.path)
+    try:
+        info = os.stat(root)
+        if stat.S_ISDIR(info.st_mode):
+            return Directory.open(root), None
+        if stat.S_ISREG(info.st_mode) and not root.is_symlink():
+            return Directory.open(root.parent), root.name
+    except FileNotFoundError:
+        raise TaskFailed(f"{root} does not exist") from None
+    except OSError as error:
+        raise TaskFailed(f"{root} cannot be opened: {error.strerror}") from None
+    raise TaskFailed(f"{root} is neither a directory nor a regular file (a link?)")
+
+
+def list_logs(root: Directory, only: str | None, pattern: str) -> tuple[list[FoundFile], list[str]]:
+    """Given a target's open directory (and its one file, if it names one) and its glob,
+    return the live logs to rotate (regular files, never archives, never through a link
+    or across a mount) and, for the record, what matched but was left alone and why."""
+    if only is not None:
+        info = root.lstat(only)
+        if info is None:
+            return [], []
+        if not stat.S_ISREG(info.st_mode):
+            return [], [f"{only}: not a regular file"]
+        return [FoundFile(only, info)], []
+    regex = glob_regex(pattern)
+    depth = None if "**" in pattern else pattern.count("/")
+    walk = walk_files(
+        root,
+        lambda relative: regex.fullmatch(relative) is not None,
+        max_depth=depth,
+        skip_dirs=frozenset({rotation.STATE_DIR}),
+    )
+    logs = [found for found in walk.files if not _is_archive_name(found.name)]
+    return logs, [f"{relative}: {reason}" for relative, reason in walk.skipped]
+
+
+def archive_entries(log_name: str, directory: Directory) -> list[Entry]:
+    """Given a log's name and its archive directory, return its archives (regular files
+    only, never links), oldest first."""
     found = []
-    for path in directory.glob(f"{glob.escape(log.name)}-*"):
-        match = ARCHIVE_NAME.match(path.name)
-        if match is None or match.group("log") != log.name:
+    for entry in directory.entries():
+        match = ARCHIVE_NAME.match(entry.name)
+        if match is None or match.group("log") != log_name or not entry.is_file:
             continue
-        if stat.S_ISREG(path.lstat().st_mode):
-            found.append(path)
-    return sorted(found, key=lambda path: (path.lstat().st_mtime, path.name))
+        found.append(entry)
+    return sorted(found, key=lambda entry: (entry.info.st_mtime, entry.name))
+
+
+def archives_of(log: Path, directory: Path) -> list[Path]:
+    """Given a log and its archive directory, return its archives' paths (regular files
+    only, never links), oldest first."""
+    with Directory.open(directory) as opened:
+        return [directory / entry.name for entry in archive_entries(log.name, opened)]
+
+
+class _Places:
+    """The directories one run works in: the target's root, each log's own directory and
+    each log's archive directory, opened once, closed together."""
+
+    def __init__(self, target: LogsTarget, params: RotateParams) -> None:
+        self.params = params
+        self.pattern = target.pattern
+        self.root, self.only = open_target(target)
+        self._stack = contextlib.ExitStack()
+        self._stack.callback(self.root.close)
+        self._parents: dict[str, Directory] = {}
+        self._archives: dict[str, Directory] = {}
+
+    def parent(self, log: FoundFile) -> Directory:
+        """Return the open directory a log is in."""
+        if not log.parent:
+            return self.root
+        if log.parent not in self._parents:
+            directory = self.root.descend(log.parent)
+            self._stack.callback(directory.close)
+            self._parents[log.parent] = directory
+        return self._parents[log.parent]
+
+    def archives(self, log: FoundFile, *, create: bool) -> Directory | None:
+        """Return the open archive directory of a log (None if it does not exist and
+        ``create`` is off): beside the log, a path below its directory, or an absolute
+        directory of the operator's."""
+        parent = self.parent(log)
+        setting = self.params.archive_dir
+        if setting is None:
+            return parent
+        key = f"{log.parent}\0{setting}"
+        if key not in self._archives:
+            mode = stat.S_IMODE(os.fstat(parent.fd).st_mode)
+            try:
+                if Path(setting).is_absolute():
+                    directory = Directory.open(setting, create=create, mode=mode)
+                elif create:
+                    directory = parent.make_path(setting, mode=mode)
+                else:
+                    directory = parent.descend(setting)
+            except FileNotFoundError:
+                return None
+            self._stack.callback(directory.close)
+            self._archives[key] = directory
+        return self._archives[key]
+
+    def close(self) -> None:
+        """Close every directory opened."""
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def _places(target: LogsTarget, params: RotateParams) -> Iterator[_Places]:
+    places = _Places(target, params)
+    try:
+        yield places
+    finally:
+        places.close()
+
+
+def _expired(
+    archives: list[Entry], params: RotateParams, now: float, extra: int = 0
+) -> list[Entry]:
+    doomed: list[Entry] = []
+    if params.keep is not None:
+        doomed += [
+            entry for entry in archives if now - entry.info.st_mtime > params.keep.total_seconds()
+        ]
+    if params.keep_count is not None:
+        surplus = len(archives) + extra - params.keep_count
+        doomed += [entry for entry in archives[: max(surplus, 0)] if entry not in doomed]
+    return doomed
 
 
 class LogsRotate(Task[LogsTarget, RotateParams]):
@@ -160,153 +271,247 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
 
     def validate(self, target: LogsTarget, params: RotateParams) -> list[str]:
         """Return problems: rename mode without a way to reopen, a reopen signal without a
-        pidfile, reopen settings in copytruncate mode."""
+        pidfile, a relative pidfile, reopen settings in copytruncate mode, an archive_dir
+        that climbs out of the log directory."""
         problems = []
         if params.mode == "rename":
             if not params.reopen_command and not params.reopen_signal:
                 problems.append("rename mode needs reopen_signal (with pidfile) or reopen_command")
             if params.reopen_signal and not params.pidfile:
                 problems.append("reopen_signal needs the writer's pidfile")
+            if params.pidfile is not None and not Path(params.pidfile).is_absolute():
+                problems.append(f"pidfile {params.pidfile!r} must be an absolute path")
         elif params.reopen_signal or params.reopen_command or params.pidfile:
             problems.append("reopen settings apply to mode: rename only")
+        if params.archive_dir is not None and not Path(params.archive_dir).is_absolute():
+            parts = Path(params.archive_dir).parts
+            if ".." in parts:
+                problems.append(
+                    f"archive_dir {params.archive_dir!r} climbs out of the log directory; "
+                    "give a path below it or an absolute one"
+                )
         return problems
 
-    def _directory(self, log: Path, params: RotateParams) -> Path:
-        if params.archive_dir is None:
-            return log.parent
-        directory = Path(params.archive_dir)
-        return directory if directory.is_absolute() else log.parent / directory
-
-    def _candidates(self, target: LogsTarget, params: RotateParams, now: float) -> list[_Candidate]:
+    def _candidates(
+        self, places: _Places, params: RotateParams, now: float
+    ) -> tuple[list[tuple[FoundFile, str]], list[str]]:
         minimum = parse_size(params.min_size) if params.min_size is not None else 1
         chosen = []
-        for log in _logs(target):
-            size = log.stat().st_size
-            if size < minimum:
+        logs, refused = list_logs(places.root, places.only, places.pattern)
+        for log in logs:
+            if log.info.st_size < minimum:
                 continue
-            reason = f"{format_bytes(size)}"
+            reason = f"{format_bytes(log.info.st_size)}"
             if params.every is not None:
-                archives = archives_of(log, self._directory(log, params))
-                if archives and now - archives[-1].lstat().st_mtime < params.every.total_seconds():
+                directory = places.archives(log, create=False)
+                archives = archive_entries(log.name, directory) if directory else []
+                if archives and now - archives[-1].info.st_mtime < params.every.total_seconds():
                     continue
                 reason += f", last archive older than {format_duration(params.every)}"
-            chosen.append(_Candidate(log, size, reason))
-        return chosen
+            chosen.append((log, reason))
+        return chosen, refused
 
-    def _expired(self, log: Path, params: RotateParams, now: float, extra: int = 0) -> list[Path]:
-        archives = archives_of(log, self._directory(log, params))
-        doomed: list[Path] = []
-        if params.keep is not None:
-            doomed += [
-                path
-                for path in archives
-                if now - path.lstat().st_mtime > params.keep.total_seconds()
+    def _plan(self, target: LogsTarget, params: RotateParams) -> TaskPlan:
+        now = time.time()
+        with _places(target, params) as places:
+            candidates, refused = self._candidates(places, params, now)
+            changes = [
+                Change("rotate", str(places.root.path / log.relative), f"{params.mode}, {reason}")
+                for log, reason in candidates
             ]
-        if params.keep_count is not None:
-            surplus = len(archives) + extra - params.keep_count
-            doomed += [path for path in archives[: max(surplus, 0)] if path not in doomed]
-        return doomed
+            chosen = {log.relative for log, _ in candidates}
+            for log in list_logs(places.root, places.only, places.pattern)[0]:
+                directory = places.archives(log, create=False)
+                if directory is None:
+                    continue
+                extra = 1 if log.relative in chosen else 0
+                changes += [
+                    Change("delete", str(directory.path / entry.name), "archive past retention")
+                    for entry in _expired(archive_entries(log.name, directory), params, now, extra)
+                ]
+            note = f"{len(candidates)} log(s) to rotate"
+            if params.mode == "rename" and params.reopen_signal and params.pidfile:
+                note += f"; {_pid_note(params)}"
+            if refused:
+                note += f"; left alone: {'; '.join(refused[:5])}"
+        return TaskPlan(changes=changes, note=note)
 
     async def plan(
         self, target: LogsTarget, params: RotateParams, context: TaskContext
     ) -> TaskPlan:
         """Return each log that would be rotated and each archive retention would delete."""
         del context
-        now = time.time()
-        candidates = await asyncio.to_thread(self._candidates, target, params, now)
-        changes = [
-            Change("rotate", str(candidate.log), f"{params.mode}, {candidate.reason}")
-            for candidate in candidates
-        ]
-        for log in await asyncio.to_thread(_logs, target):
-            extra = 1 if any(candidate.log == log for candidate in candidates) else 0
-            changes += [
-                Change("delete", str(path), "archive past retention")
-                for path in self._expired(log, params, now, extra)
-            ]
-        return TaskPlan(changes=changes, note=f"{len(candidates)} log(s) to rotate")
+        return await asyncio.to_thread(self._plan, target, params)
 
     async def run(
         self, target: LogsTarget, params: RotateParams, context: TaskContext
     ) -> TaskOutcome:
-        """Rotate, then apply retention; raise TaskFailed if an archive does not verify or
-        the writer cannot be told to reopen (the log is then left as it was)."""
+        """Rotate, then apply retention; raise TaskFailed if an archive does not verify,
+        the writer cannot be told to reopen (the log is then left as it was), or a log
+        could not be rotated safely (a link, another inode, hard-linked; after the others)."""
         outcome = TaskOutcome()
         now = time.time()
         rotated = 0
         lost_window = 0.0
-        for candidate in await asyncio.to_thread(self._candidates, target, params, now):
-            try:
-                result = await self._rotate_one(candidate.log, params, context)
-            except rotation.RotationError as error:
-                raise TaskFailed(str(error)) from error
-            if result is None:
-                continue
-            rotated += 1
-            lost_window = max(lost_window, result.loss_window_s)
-            outcome.changes.append(
-                Change(
-                    "rotate",
-                    str(candidate.log),
-                    f"{result.method}: {format_bytes(result.bytes_archived)} to {result.archive.name}",
+        failures: list[str] = []
+        with _places(target, params) as places:
+            candidates, refused = await asyncio.to_thread(self._candidates, places, params, now)
+            for log, _reason in candidates:
+                try:
+                    result = await self._rotate_one(places, log, params, context)
+                except rotation.RotationError as error:
+                    if params.mode == "rename":
+                        raise TaskFailed(str(error)) from error
+                    failures.append(str(error))
+                    continue
+                except UnsafeFileError as error:
+                    failures.append(
+                        f"refusing to rotate {places.root.path / log.relative}: {error.strerror}"
+                    )
+                    continue
+                if result is None:
+                    continue
+                rotated += 1
+                lost_window = max(lost_window, result.loss_window_s)
+                outcome.changes.append(
+                    Change(
+                        "rotate",
+                        str(places.root.path / log.relative),
+                        f"{result.method}: {format_bytes(result.bytes_archived)} to {result.archive.name}",
+                    )
                 )
-            )
-        deleted = 0
-        for log in await asyncio.to_thread(_logs, target):
-            for path in self._expired(log, params, time.time()):
-                path.unlink(missing_ok=True)
-                deleted += 1
-                outcome.changes.append(Change("delete", str(path), "archive past retention"))
+            deleted = await asyncio.to_thread(self._retain, places, params, outcome)
         outcome.figures = {
             "rotated": rotated,
             "archives_deleted": deleted,
             "loss_window_ms": round(lost_window * 1000, 3),
+            "refused": len(failures),
         }
         outcome.message = f"rotated {rotated} log(s), deleted {deleted} old archive(s)"
+        if refused:
+            outcome.message += f"; left alone: {'; '.join(refused[:5])}"
+        if failures:
+            raise TaskFailed(f"{outcome.message}; " + "; ".join(failures[:5]))
         return outcome
 
+    def _retain(self, places: _Places, params: RotateParams, outcome: TaskOutcome) -> int:
+        deleted = 0
+        logs, _ = list_logs(places.root, places.only, places.pattern)
+        for log in logs:
+            directory = places.archives(log, create=False)
+            if directory is None:
+                continue
+            for entry in _expired(archive_entries(log.name, directory), params, time.time()):
+                if directory.unlink(entry.name, expect=entry.identity):
+                    deleted += 1
+                    outcome.changes.append(
+                        Change("delete", str(directory.path / entry.name), "archive past retention")
+                    )
+        return deleted
+
     async def _rotate_one(
-        self, log: Path, params: RotateParams, context: TaskContext
+        self, places: _Places, log: FoundFile, params: RotateParams, context: TaskContext
     ) -> rotation.RotationResult | None:
-        directory = self._directory(log, params)
-        directory.mkdir(parents=True, exist_ok=True)
+        parent = await asyncio.to_thread(places.parent, log)
+        archives = await asyncio.to_thread(places.archives, log, create=True)
+        assert archives is not None  # noqa: S101 - created when missing
         moment = datetime.now(UTC)
         if params.mode == "copytruncate":
             return await asyncio.to_thread(
-                rotation.rotate,
-                log,
+                rotation.rotate_in,
+                parent,
+                log.name,
                 moment=moment,
-                archive_dir=directory,
+                expect=log.identity,
+                archive_dir=archives,
                 compression=params.compress,
             )
-        return await self._rename(log, params, directory, moment, context)
+        return await self._rename(parent, log, params, archives, moment, context)
 
     async def _rename(
         self,
-        log: Path,
+        parent: Directory,
+        log: FoundFile,
         params: RotateParams,
-        directory: Path,
+        archives: Directory,
         moment: datetime,
         context: TaskContext,
     ) -> rotation.RotationResult:
-        info = log.stat()
-        raw = rotation.archive_name(log, log.parent, moment, "none")
-        raw = raw.with_name(f"{rotation.TEMP_PREFIX}renamed-{raw.name}")
-        os.rename(log, raw)
-        descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(info.st_mode))
-        os.close(descriptor)
-        with_owner = (info.st_uid, info.st_gid)
-        if (os.geteuid() == 0) and with_owner != (0, 0):
-            os.chown(log, *with_owner)
-        await self._reopen(params, context)
-        # Writes that were in flight when it reopened still land in the renamed file.
-        await asyncio.sleep(REOPEN_WAIT_S)
-        final = rotation.archive_name(log, directory, moment, params.compress)
-        size = await asyncio.to_thread(rotation.compress_file, raw, final, params.compress)
-        raw.unlink()
-        return rotation.RotationResult(final, size, "rename")
+        # Whom to signal is settled before anything moves: a pidfile that cannot be
+        # trusted leaves the log exactly as it was.
+        writer = self._writer(params)
+        stamp = moment.strftime("%Y%m%d-%H%M%S")
+        renamed = f"{rotation.RENAMED_PREFIX}{log.name}-{stamp}.{secrets.randbelow(10**12):012d}"
+        try:
+            parent.rename(log.name, renamed, expect=log.identity)
+        except (UnsafeFileError, FileExistsError, FileNotFoundError) as error:
+            raise rotation.RotationError(
+                f"refusing to rotate {parent.path / log.name}: {error.strerror}"
+            ) from None
+        try:
+            fd = parent.open_file(renamed, expect=log.identity, single_link=True)
+        except (UnsafeFileError, FileNotFoundError) as error:
+            # Something was swapped in at the last instant: put it back untouched.
+            with contextlib.suppress(OSError):
+                parent.rename(renamed, log.name)
+            raise rotation.RotationError(
+                f"refusing to rotate {parent.path / log.name}: {error.strerror}"
+            ) from None
+        try:
+            info = os.fstat(fd)
+            parent.create_file(log.name, like=info)
+            await self._reopen(params, context, writer)
+            # Writes that were in flight when it reopened still land in the renamed file.
+            await asyncio.sleep(REOPEN_WAIT_S)
+            archive, size = await asyncio.to_thread(
+                rotation.compress_descriptor, fd, archives, log.name, moment, params.compress, info
+            )
+        finally:
+            os.close(fd)
+        parent.unlink(renamed, expect=log.identity)
+        await asyncio.to_thread(self._finish_renamed, parent, log.name, archives, params, moment)
+        return rotation.RotationResult(archive, size, "rename")
 
-    async def _reopen(self, params: RotateParams, context: TaskContext) -> None:
+    @staticmethod
+    def _finish_renamed(
+        parent: Directory, name: str, archives: Directory, params: RotateParams, moment: datetime
+    ) -> None:
+        """Archive what an interrupted rename rotation left (renamed, never compressed);
+        called after the writer has reopened, so nothing writes there any more."""
+        for entry in parent.entries():
+            if not entry.name.startswith(f"{rotation.RENAMED_PREFIX}{name}-") or not entry.is_file:
+                continue
+            try:
+                fd = parent.open_file(entry.name, expect=entry.identity, single_link=True)
+            except (UnsafeFileError, FileNotFoundError):
+                continue
+            try:
+                rotation.compress_descriptor(
+                    fd, archives, name, moment, params.compress, os.fstat(fd)
+                )
+            finally:
+                os.close(fd)
+            parent.unlink(entry.name, expect=entry.identity)
+
+    @staticmethod
+    def _writer(params: RotateParams) -> signals_io.PidfileProcess | None:
+        """Return the writer to signal (checked now), or None when a command reopens."""
+        if params.reopen_command or not (params.reopen_signal and params.pidfile):
+            return None
+        try:
+            writer = signals_io.read_pidfile(params.pidfile)
+        except signals_io.PidfileError as error:
+            raise TaskFailed(f"cannot tell the writer to reopen: {error}") from None
+        if not writer.running:
+            raise TaskFailed(f"cannot tell the writer to reopen: {writer.reason}")
+        return writer
+
+    async def _reopen(
+        self,
+        params: RotateParams,
+        context: TaskContext,
+        writer: signals_io.PidfileProcess | None,
+    ) -> None:
         if params.reopen_command:
             try:
                 result = await run_process(params.reopen_command, timeout_s=context.timeout_s)
@@ -317,13 +522,26 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                     f"reopen command exited {result.exit_code}: {result.stderr.strip()[:200]}"
                 )
             return
-        if params.reopen_signal and params.pidfile:
-            name = params.reopen_signal.upper()
-            number = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}")
-            try:
-                pid = int(Path(params.pidfile).read_text().strip())
-                os.kill(pid, number)
-            except (OSError, ValueError) as error:
-                raise TaskFailed(
-                    f"cannot signal the writer from {params.pidfile}: {error}"
-                ) from error
+        if writer is None or params.reopen_signal is None:
+            return
+        number = signals_io.parse_signal(params.reopen_signal)
+        try:
+            sent = signals_io.send_signal(writer.process, number)
+        except (signals_io.PidfileError, PermissionError) as error:
+            raise TaskFailed(f"cannot signal the writer from {params.pidfile}: {error}") from error
+        if not sent:
+            raise TaskFailed(
+                f"the writer (pid {writer.pid} from {params.pidfile}) exited before it was "
+                "told to reopen"
+            )
+
+
+def _pid_note(params: RotateParams) -> str:
+    """Return whom the rename would signal, for the dry run."""
+    try:
+        writer = signals_io.read_pidfile(params.pidfile or "")
+    except signals_io.PidfileError as error:
+        return f"would refuse to signal: {error}"
+    if not writer.running:
+        return f"would fail: {writer.reason}"
+    return f"would send {params.reopen_signal} to pid {writer.pid} (from {params.pidfile})"

@@ -23,11 +23,20 @@ removed and the rotation done again. Nothing half-written ever carries an archiv
 Where the filesystem cannot collapse (tmpfs, btrfs), the file is copied and truncated like
 logrotate, catching up with appends until the last moment, and the loss window (from the
 last read to the truncation) is measured and reported.
+
+Log directories are writable by others, so all file work goes through ``upkeep.io.safefs``:
+the log is opened relative to its directory's descriptor, never through a link, only if it
+is the inode the listing saw and has no other hard link; archives and the state are
+written under unguessable temporary names (``O_EXCL``), an archive gets the log's mode and
+owner (a 0600 log never becomes a world-readable archive), the state file is 0600 in a
+0700 directory that must belong to upkeep's user, and nothing is renamed over an existing
+name.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import ctypes
 import ctypes.util
@@ -36,6 +45,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,15 +53,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+from upkeep.io.safefs import (
+    STATE_DIR_MODE,
+    TEMP_PREFIX,
+    Directory,
+    Identity,
+    TemporaryFile,
+    UnsafeFileError,
+)
+
 FALLOC_FL_COLLAPSE_RANGE = 0x08
 CHUNK_BYTES = 1 << 20
 """Read and compress this much at a time: memory stays bounded whatever the log's size."""
 MAX_CARRY_BYTES = 1 << 20
 """A part line longer than this (a log without newlines) is archived split, not carried."""
+MAX_STATE_BYTES = 8 << 20
+"""A state file holds at most two carried part lines in base64: more is not ours."""
 HEAD_BYTES = 64
 """How many of a log's first bytes after a cut are remembered, to know it is still the same."""
+ARCHIVE_NAME_ATTEMPTS = 1000
+"""How many ``.N`` names an archive may try when others of the same second exist."""
 STATE_DIR = ".upkeep-rotate"
-TEMP_PREFIX = ".upkeep-tmp-"
+RENAMED_PREFIX = f"{TEMP_PREFIX}renamed-"
+"""Where rename mode keeps a log between its rename and its compression
+(``.upkeep-tmp-renamed-<log>-YYYYmmdd-HHMMSS.<random digits>``)."""
 
 Compression = Literal["zstd", "gzip", "none"]
 SUFFIXES: dict[str, str] = {"zstd": ".zst", "gzip": ".gz", "none": ""}
@@ -94,11 +119,34 @@ def fsync_dir(directory: Path) -> None:
         os.close(descriptor)
 
 
+def _state_directory(directory: Directory, *, create: bool) -> Directory | None:
+    """Return the log directory's state directory, or None if there is none (and
+    ``create`` is off). Raise RotationError if it is not upkeep's: a directory someone
+    else owns or can write would let them feed upkeep a forged state."""
+    try:
+        state_dir = directory.child(STATE_DIR, create=create, mode=STATE_DIR_MODE)
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as error:
+        raise RotationError(
+            f"{directory.path / STATE_DIR} is {error.strerror}; refusing to use it"
+        ) from None
+    info = os.fstat(state_dir.fd)
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        state_dir.close()
+        raise RotationError(
+            f"{directory.path / STATE_DIR} belongs to uid {info.st_uid} or can be written by "
+            f"others (mode {stat.S_IMODE(info.st_mode):o}); refusing to trust the rotation "
+            "state in it: remove it and upkeep makes its own"
+        )
+    return state_dir
+
+
 class _State:
     """The per-log state file: the carried part line and a pending cut, if any."""
 
-    def __init__(self, log: Path) -> None:
-        self.path = log.parent / STATE_DIR / f"{log.name}.json"
+    def __init__(self, directory: Directory, log_name: str, *, create: bool = True) -> None:
+        self.file_name = f"{log_name}.json"
         self.carry = b""
         self.pending: dict[str, Any] | None = None
         # The file the carry belongs to and its first bytes after the cut: a file replaced
@@ -108,13 +156,34 @@ class _State:
         # Bytes collapsed out of this inode so far: lets a reader of the log (the logs
         # probes' tail) find where its read position went after a cut.
         self.collapsed = 0
-        if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+        self.exists = False
+        self._directory = _state_directory(directory, create=create)
+        if self._directory is None:
+            return
+        try:
+            raw = self._directory.read_bytes(self.file_name, limit=MAX_STATE_BYTES)
+        except (UnsafeFileError, ValueError) as error:
+            self.close()
+            raise RotationError(f"rotation state {self.file_name}: {error}") from None
+        if raw is None:
+            return
+        try:
+            data = json.loads(raw.decode("utf-8"))
             self.carry = base64.b64decode(data.get("carry", ""))
             self.pending = data.get("pending")
             self.inode = data.get("inode")
             self.head = base64.b64decode(data.get("head", ""))
             self.collapsed = int(data.get("collapsed", 0))
+        except (ValueError, TypeError, AttributeError, binascii.Error) as error:
+            self.close()
+            raise RotationError(
+                f"rotation state {self._where()} is damaged ({error}); move it away to start "
+                "afresh (the next archive then lacks at most one carried part line)"
+            ) from None
+        self.exists = True
+
+    def _where(self) -> str:
+        return str(self._directory.path / self.file_name) if self._directory else self.file_name
 
     def carried_line(self, fd: int) -> bytes:
         """Return the carry as it starts the next archive: as is when the file continues
@@ -126,8 +195,9 @@ class _State:
         return self.carry if self.carry.endswith(b"\n") else self.carry + b"\n"
 
     def save(self) -> None:
-        """Write the state atomically (temporary file, fsync, rename, fsync directory)."""
-        self.path.parent.mkdir(exist_ok=True)
+        """Write the state atomically (0600 temporary file, fsync, rename, fsync dir)."""
+        if self._directory is None:
+            raise RotationError("the rotation state was opened read-only")
         document = {
             "carry": base64.b64encode(self.carry).decode(),
             "pending": self.pending,
@@ -135,24 +205,42 @@ class _State:
             "head": base64.b64encode(self.head).decode(),
             "collapsed": self.collapsed,
         }
-        temporary = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(self.path)
-        fsync_dir(self.path.parent)
+        self._directory.write_atomic(self.file_name, json.dumps(document).encode())
+
+    def close(self) -> None:
+        """Release the state directory."""
+        if self._directory is not None:
+            self._directory.close()
+            self._directory = None
+
+
+@contextlib.contextmanager
+def _state_of(directory: Directory, log_name: str, *, create: bool = True) -> Iterator[_State]:
+    state = _State(directory, log_name, create=create)
+    try:
+        yield state
+    finally:
+        state.close()
+
+
+def _read_state(log: Path) -> _State | None:
+    """Open a log's state read-only for a reader of the log (the tail); None if unknown."""
+    try:
+        with (
+            Directory.open(log.parent) as directory,
+            _state_of(directory, log.name, create=False) as state,
+        ):
+            return state  # its fields are read; the directory is closed on the way out
+    except (OSError, RotationError):
+        return None
 
 
 def carried_part_line(log: Path, fd: int) -> bytes:
     """Given a log and an open descriptor of it, return the part line upkeep's last collapse
     of it carried (the start of the line the file now begins with), or b"" if there is none
     or the file no longer continues it (replaced or truncated since)."""
-    try:
-        state = _State(log)
-    except (OSError, ValueError):
-        return b""
-    if not state.carry or state.inode is None:
+    state = _read_state(log)
+    if state is None or not state.carry or state.inode is None:
         return b""
     if os.fstat(fd).st_ino == state.inode and os.pread(fd, len(state.head), 0) == state.head:
         return state.carry
@@ -163,11 +251,10 @@ def collapsed_bytes(log: Path, fd: int) -> int | None:
     """Given a log and an open descriptor of it, return how many bytes upkeep's collapse
     rotations have cut from the front of this very file (same inode): 0 if upkeep never
     rotated it, None if unknown."""
-    try:
-        state = _State(log)
-    except (OSError, ValueError):
+    state = _read_state(log)
+    if state is None:
         return None
-    if not state.path.exists():
+    if not state.exists:
         return 0
     if state.inode is None or state.inode != os.fstat(fd).st_ino:
         return None
@@ -188,78 +275,108 @@ def _compressor(raw: IO[bytes], compression: Compression) -> IO[bytes]:
     return raw
 
 
-def _decompressed(path: Path, compression: Compression) -> Iterator[bytes]:
-    with open(path, "rb") as raw:
-        if compression == "zstd":
-            import zstandard
+def decompressed(raw: IO[bytes], compression: Compression) -> Iterator[bytes]:
+    """Given an open archive and its compression, yield its content in bounded chunks."""
+    if compression == "zstd":
+        import zstandard
 
-            with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-                while chunk := reader.read(CHUNK_BYTES):
-                    yield chunk
-        elif compression == "gzip":
-            with gzip.GzipFile(fileobj=raw, mode="rb") as reader:
-                while chunk := reader.read(CHUNK_BYTES):
-                    yield chunk
-        else:
-            while chunk := raw.read(CHUNK_BYTES):
+        with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            while chunk := reader.read(CHUNK_BYTES):
                 yield chunk
+    elif compression == "gzip":
+        with gzip.GzipFile(fileobj=raw, mode="rb") as reader:
+            while chunk := reader.read(CHUNK_BYTES):
+                yield chunk
+    else:
+        while chunk := raw.read(CHUNK_BYTES):
+            yield chunk
+
+
+def archive_name(
+    log_name: str, directory: Directory, moment: datetime, compression: Compression
+) -> str:
+    """Return a date-stamped archive name for a log that is free in ``directory``
+    (``app.log`` → ``app.log-20261123-140501.zst``, then ``…-140501.1.zst``)."""
+    stamp = moment.strftime("%Y%m%d-%H%M%S")
+    suffix = SUFFIXES[compression]
+    candidate = f"{log_name}-{stamp}{suffix}"
+    number = 0
+    while directory.exists(candidate):
+        number += 1
+        if number > ARCHIVE_NAME_ATTEMPTS:
+            raise RotationError(f"no free archive name for {log_name} at {stamp}")
+        candidate = f"{log_name}-{stamp}.{number}{suffix}"
+    return candidate
 
 
 class _ArchiveWriter:
-    """Writes an archive under a temporary name; ``commit`` verifies it and names it."""
+    """Writes an archive under an unguessable temporary name with the log's mode and
+    owner; ``commit`` verifies it and gives it a free archive name."""
 
-    def __init__(self, final: Path, compression: Compression) -> None:
-        self.final = final
+    def __init__(
+        self,
+        directory: Directory,
+        log_name: str,
+        moment: datetime,
+        compression: Compression,
+        like: os.stat_result,
+    ) -> None:
+        self.directory = directory
+        self.log_name = log_name
+        self.moment = moment
         self.compression = compression
-        self.temporary = final.with_name(f"{TEMP_PREFIX}{final.name}")
-        self._raw = open(self.temporary, "wb")  # noqa: SIM115 - closed in commit/abort
-        self._stream = _compressor(self._raw, compression)
+        self.temporary: TemporaryFile = directory.create_temporary(log_name)
+        try:
+            self.temporary.take_ownership_of(like)
+            self._stream = _compressor(self.temporary.handle, compression)
+        except BaseException:
+            self.temporary.abort()
+            raise
         self._hash = hashlib.sha256()
         self.size = 0
+        self.final = ""
+
+    @property
+    def path(self) -> Path:
+        """Return where the archive is (once committed)."""
+        return self.directory.path / self.final
 
     def write(self, data: bytes) -> None:
         self._stream.write(data)
         self._hash.update(data)
         self.size += len(data)
 
-    def commit(self) -> None:
+    def commit(self) -> Path:
         """Finish, fsync and verify (decompress and compare the hash) the archive, then
-        give it its name; raise RotationError (removing the temporary) if it does not
-        verify."""
-        if self._stream is not self._raw:
+        give it a free archive name and return its path; raise RotationError (removing the
+        temporary) if it does not verify."""
+        if self._stream is not self.temporary.handle:
             self._stream.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
+        self.temporary.finish()
         check = hashlib.sha256()
-        for chunk in _decompressed(self.temporary, self.compression):
-            check.update(chunk)
+        descriptor = self.directory.open_file(
+            self.temporary.name, expect=Identity.of(os.fstat(self.temporary.fd))
+        )
+        with os.fdopen(descriptor, "rb") as reader:
+            for chunk in decompressed(reader, self.compression):
+                check.update(chunk)
         if check.digest() != self._hash.digest():
-            self.temporary.unlink(missing_ok=True)
-            raise RotationError(f"archive {self.final.name} did not verify; nothing changed")
-        self.temporary.replace(self.final)
-        fsync_dir(self.final.parent)
+            self.temporary.abort()
+            raise RotationError(f"the archive of {self.log_name} did not verify; nothing changed")
+        for _ in range(ARCHIVE_NAME_ATTEMPTS):
+            final = archive_name(self.log_name, self.directory, self.moment, self.compression)
+            try:
+                self.final = self.temporary.commit(final)
+            except FileExistsError:
+                continue  # taken since we looked: the next number
+            return self.path
+        raise RotationError(f"no free archive name for {self.log_name}")
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
-            if self._stream is not self._raw:
+            if self._stream is not self.temporary.handle:
                 self._stream.close()
-        with contextlib.suppress(Exception):
-            self._raw.close()
-        self.temporary.unlink(missing_ok=True)
-
-
-def archive_name(log: Path, directory: Path, moment: datetime, compression: Compression) -> Path:
-    """Return a date-stamped archive path for a log that does not exist yet
-    (``app.log`` → ``app.log-20261123-140501.zst``, then ``…-140501.1.zst``)."""
-    stamp = moment.strftime("%Y%m%d-%H%M%S")
-    suffix = SUFFIXES[compression]
-    candidate = directory / f"{log.name}-{stamp}{suffix}"
-    number = 0
-    while candidate.exists():
-        number += 1
-        candidate = directory / f"{log.name}-{stamp}.{number}{suffix}"
-    return candidate
+        self.temporary.abort()
 
 
 def _prefix_sha256(fd: int, length: int) -> str:
@@ -274,28 +391,89 @@ def _prefix_sha256(fd: int, length: int) -> str:
     return digest.hexdigest()
 
 
-def recover(log: Path) -> bool:
-    """Given a log, finish a rotation a crash interrupted (perform or confirm its pending
-    cut) and remove temporary archives; return whether there was anything to finish."""
-    state = _State(log)
-    for leftover in log.parent.glob(f"{TEMP_PREFIX}{log.name}-*"):
-        leftover.unlink(missing_ok=True)
-    if state.pending is None:
-        return False
-    cut = int(state.pending["cut"])
-    fd = os.open(log, os.O_RDWR)
+def _open_log(directory: Directory, name: str, expect: Identity | None) -> int:
+    """Open a log for rotation: relative to its directory, never through a link, only the
+    listed inode, only a file without other hard links. Raise RotationError otherwise."""
     try:
+        return directory.open_file(name, os.O_RDWR, expect=expect, single_link=True)
+    except UnsafeFileError as error:
+        raise RotationError(
+            f"refusing to rotate {directory.path / name}: {error.strerror}"
+        ) from None
+
+
+def recover_in(
+    directory: Directory,
+    name: str,
+    *,
+    archive_dir: Directory | None = None,
+    expect: Identity | None = None,
+) -> bool:
+    """Given a log's directory and name, finish a rotation a crash interrupted (perform or
+    confirm its pending cut) and remove its temporary archives; return whether there was a
+    cut to finish. Raise RotationError if the log or the state cannot be trusted."""
+    for place in {id(directory): directory, id(archive_dir): archive_dir}.values():
+        if place is not None:
+            place.remove_temporaries(name)
+    with _state_of(directory, name, create=False) as state:
+        if state.pending is None:
+            return False
+        cut = int(state.pending["cut"])
+        fd = _open_log(directory, name, expect)
+        try:
+            size = os.fstat(fd).st_size
+            if size > cut and _prefix_sha256(fd, cut) == state.pending["prefix_sha256"]:
+                collapse_prefix(fd, cut)
+            state.carry = base64.b64decode(state.pending["fragment"])
+            state.pending = None
+            state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
+        finally:
+            os.close(fd)
+        state.save()
+    return True
+
+
+def rotate_in(
+    directory: Directory,
+    name: str,
+    *,
+    moment: datetime,
+    expect: Identity | None = None,
+    archive_dir: Directory | None = None,
+    compression: Compression = "zstd",
+    mode: Literal["auto", "collapse", "truncate"] = "auto",
+) -> RotationResult | None:
+    """Given a log's open directory and name (and the inode a listing saw), move what it
+    holds to a verified, compressed, date-stamped archive and remove it from the log
+    without losing or doubling a byte; return what was done, or None if the log holds less
+    than one filesystem block.
+
+    ``mode``: ``collapse`` requires FALLOC_FL_COLLAPSE_RANGE (raise RotationError where the
+    filesystem lacks it), ``truncate`` copies and truncates (with a measured loss window),
+    ``auto`` collapses where it can. Raise RotationError if the archive does not verify
+    (the log is then unchanged), or if the log is a link, not a regular file, another inode
+    than ``expect``, or hard-linked elsewhere (nothing is touched then).
+    """
+    archives = archive_dir or directory
+    recover_in(directory, name, archive_dir=archives, expect=expect)
+    fd = _open_log(directory, name, expect)
+    try:
+        block = os.fstatvfs(fd).f_bsize
         size = os.fstat(fd).st_size
-        if size > cut and _prefix_sha256(fd, cut) == state.pending["prefix_sha256"]:
-            collapse_prefix(fd, cut)
+        if size <= block:
+            return None
+        if mode == "truncate":
+            return _rotate_truncate(directory, name, fd, archives, moment, compression)
+        try:
+            return _rotate_collapse(directory, name, fd, block, size, archives, moment, compression)
+        except OSError as error:
+            if mode == "collapse" or error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise RotationError(
+                    f"cannot collapse {directory.path / name}: {error.strerror}"
+                ) from error
+            return _rotate_truncate(directory, name, fd, archives, moment, compression)
     finally:
         os.close(fd)
-    state.carry = base64.b64decode(state.pending["fragment"])
-    state.pending = None
-    with open(log, "rb") as handle:
-        state.inode, state.head = os.fstat(handle.fileno()).st_ino, handle.read(HEAD_BYTES)
-    state.save()
-    return True
 
 
 def rotate(
@@ -306,142 +484,147 @@ def rotate(
     compression: Compression = "zstd",
     mode: Literal["auto", "collapse", "truncate"] = "auto",
 ) -> RotationResult | None:
-    """Given a log a writer appends to, move what it holds to a verified, compressed,
-    date-stamped archive and remove it from the log without losing or doubling a byte;
-    return what was done, or None if the log holds less than one filesystem block.
+    """``rotate_in`` for a log given by path (its directory is the caller's, trusted as
+    written; the log itself is still never followed through a link)."""
+    with Directory.open(log.parent) as directory:
+        if archive_dir is None:
+            return rotate_in(directory, log.name, moment=moment, compression=compression, mode=mode)
+        with Directory.open(archive_dir, create=True) as archives:
+            return rotate_in(
+                directory,
+                log.name,
+                moment=moment,
+                archive_dir=archives,
+                compression=compression,
+                mode=mode,
+            )
 
-    ``mode``: ``collapse`` requires FALLOC_FL_COLLAPSE_RANGE (raise RotationError where the
-    filesystem lacks it), ``truncate`` copies and truncates (with a measured loss window),
-    ``auto`` collapses where it can. Raise RotationError if the archive does not verify
-    (the log is then unchanged).
-    """
-    recover(log)
-    directory = archive_dir or log.parent
-    fd = os.open(log, os.O_RDWR)
-    try:
-        block = os.fstatvfs(fd).f_bsize
-        size = os.fstat(fd).st_size
-        if size <= block:
-            return None
-        if mode == "truncate":
-            return _rotate_truncate(log, fd, directory, moment, compression)
-        try:
-            return _rotate_collapse(log, fd, block, size, directory, moment, compression)
-        except OSError as error:
-            if mode == "collapse" or error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise RotationError(f"cannot collapse {log}: {error.strerror}") from error
-            return _rotate_truncate(log, fd, directory, moment, compression)
-    finally:
-        os.close(fd)
+
+def recover(log: Path) -> bool:
+    """``recover_in`` for a log given by path."""
+    with Directory.open(log.parent) as directory:
+        return recover_in(directory, log.name)
 
 
 def _rotate_collapse(
-    log: Path,
+    directory: Directory,
+    name: str,
     fd: int,
     block: int,
     size: int,
-    directory: Path,
+    archives: Directory,
     moment: datetime,
     compression: Compression,
 ) -> RotationResult:
-    state = _State(log)
-    # Strictly before the end: the kernel refuses a range that reaches EOF.
-    cut = ((size - 1) // block) * block
-    final = archive_name(log, directory, moment, compression)
-    writer = _ArchiveWriter(final, compression)
-    prefix = hashlib.sha256()
-    try:
-        writer.write(state.carried_line(fd))
-        held = b""
-        position = 0
-        while position < cut:
-            chunk = os.pread(fd, min(CHUNK_BYTES, cut - position), position)
-            if not chunk:
-                raise RotationError(f"{log} shrank while it was being rotated")
-            prefix.update(chunk)
-            position += len(chunk)
-            data = held + chunk
-            end = data.rfind(b"\n") + 1
-            if end == 0 and len(data) > MAX_CARRY_BYTES:
-                end = len(data)  # no newline for a megabyte: archive it split
-            writer.write(data[:end])
-            held = data[end:]
-        # Probe the filesystem before naming the archive: if it cannot collapse, nothing
-        # is left behind and the caller falls back to truncating.
-        _probe_collapse(log.parent)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    state.pending = {
-        "cut": cut,
-        "prefix_sha256": prefix.hexdigest(),
-        "archive": final.name,
-        "fragment": base64.b64encode(held).decode(),
-    }
-    state.save()
-    collapse_prefix(fd, cut)
-    state.collapsed = (state.collapsed if state.inode == os.fstat(fd).st_ino else 0) + cut
-    state.carry, state.pending = held, None
-    state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
-    state.save()
-    return RotationResult(final, writer.size, "collapse")
+    with _state_of(directory, name) as state:
+        # Strictly before the end: the kernel refuses a range that reaches EOF.
+        cut = ((size - 1) // block) * block
+        writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
+        prefix = hashlib.sha256()
+        try:
+            writer.write(state.carried_line(fd))
+            held = b""
+            position = 0
+            while position < cut:
+                chunk = os.pread(fd, min(CHUNK_BYTES, cut - position), position)
+                if not chunk:
+                    raise RotationError(
+                        f"{directory.path / name} shrank while it was being rotated"
+                    )
+                prefix.update(chunk)
+                position += len(chunk)
+                data = held + chunk
+                end = data.rfind(b"\n") + 1
+                if end == 0 and len(data) > MAX_CARRY_BYTES:
+                    end = len(data)  # no newline for a megabyte: archive it split
+                writer.write(data[:end])
+                held = data[end:]
+            # Probe the filesystem before naming the archive: if it cannot collapse, nothing
+            # is left behind and the caller falls back to truncating.
+            _probe_collapse(directory)
+            archive = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        state.pending = {
+            "cut": cut,
+            "prefix_sha256": prefix.hexdigest(),
+            "archive": writer.final,
+            "fragment": base64.b64encode(held).decode(),
+        }
+        state.save()
+        collapse_prefix(fd, cut)
+        state.collapsed = (state.collapsed if state.inode == os.fstat(fd).st_ino else 0) + cut
+        state.carry, state.pending = held, None
+        state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
+        state.save()
+    return RotationResult(archive, writer.size, "collapse")
 
 
-def _probe_collapse(directory: Path) -> None:
+def _probe_collapse(directory: Directory) -> None:
     """Raise OSError if the filesystem of ``directory`` cannot collapse a range (tried on
     a scratch file there, so the log itself is untouched)."""
-    scratch = directory / f"{TEMP_PREFIX}probe-{os.getpid()}"
-    probe = os.open(scratch, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    scratch = directory.create_temporary("probe")
     try:
-        block = os.fstatvfs(probe).f_bsize
-        os.pwrite(probe, b"\0" * (2 * block), 0)
-        collapse_prefix(probe, block)
+        block = os.fstatvfs(scratch.fd).f_bsize
+        os.pwrite(scratch.fd, b"\0" * (2 * block), 0)
+        collapse_prefix(scratch.fd, block)
     finally:
-        os.close(probe)
-        scratch.unlink()
+        scratch.abort()
 
 
 def _rotate_truncate(
-    log: Path, fd: int, directory: Path, moment: datetime, compression: Compression
+    directory: Directory,
+    name: str,
+    fd: int,
+    archives: Directory,
+    moment: datetime,
+    compression: Compression,
 ) -> RotationResult:
-    state = _State(log)
-    final = archive_name(log, directory, moment, compression)
-    writer = _ArchiveWriter(final, compression)
+    with _state_of(directory, name) as state:
+        writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
+        try:
+            writer.write(state.carried_line(fd))
+            position = 0
+            while True:
+                chunk = os.pread(fd, CHUNK_BYTES, position)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                position += len(chunk)
+            # Appends between this last read and the truncation are lost: keep it short.
+            last_read = time.perf_counter()
+            os.ftruncate(fd, 0)
+            window = time.perf_counter() - last_read
+            archive = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        state.carry, state.pending = b"", None
+        state.save()
+    return RotationResult(archive, writer.size, "truncate", window)
+
+
+def compress_descriptor(
+    source_fd: int,
+    archives: Directory,
+    log_name: str,
+    moment: datetime,
+    compression: Compression,
+    like: os.stat_result,
+) -> tuple[Path, int]:
+    """Given an open file no one writes to any more, write it to a free archive name in
+    ``archives`` compressed (temporary name with ``like``'s mode and owner, fsynced,
+    verified, then named); return the archive's path and the uncompressed size. Raise
+    RotationError if it does not verify."""
+    writer = _ArchiveWriter(archives, log_name, moment, compression, like)
     try:
-        writer.write(state.carried_line(fd))
         position = 0
-        while True:
-            chunk = os.pread(fd, CHUNK_BYTES, position)
-            if not chunk:
-                break
+        while chunk := os.pread(source_fd, CHUNK_BYTES, position):
             writer.write(chunk)
             position += len(chunk)
-        # Appends between this last read and the truncation are lost: keep it short.
-        last_read = time.perf_counter()
-        os.ftruncate(fd, 0)
-        window = time.perf_counter() - last_read
-        writer.commit()
+        archive = writer.commit()
     except BaseException:
         writer.abort()
         raise
-    state.carry, state.pending = b"", None
-    state.save()
-    return RotationResult(final, writer.size, "truncate", window)
-
-
-def compress_file(source: Path, final: Path, compression: Compression) -> int:
-    """Given a file no one writes to any more, write it to ``final`` compressed (under a
-    temporary name, fsynced, verified, then renamed) and return its uncompressed size;
-    the source is left for the caller to remove. Raise RotationError if it does not verify.
-    """
-    writer = _ArchiveWriter(final, compression)
-    try:
-        with open(source, "rb") as handle:
-            while chunk := handle.read(CHUNK_BYTES):
-                writer.write(chunk)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.size
+    return archive, writer.size

@@ -22,11 +22,14 @@ wasted on a fast one. This task only ever touches the process the service itself
   times ``verify_interval`` apart; critical or unknown after the last attempt fails the
   restart (warning passes: the service is up).
 
-A pidfile is trusted only as far as it can be: a missing pidfile or one whose pid is not
-running means the service is not running (stop, wait and kill are skipped and the start
-goes ahead); a pid that started after the pidfile was last written belongs to some other
-process that reused the number, and is treated the same way. Content that is not a pid,
-pid 0 or 1, or upkeep's own pid make the task refuse.
+A pidfile is trusted only as far as it can be (``upkeep.io.signals``, shared with
+``logs.rotate``): a missing pidfile or one whose pid is not running means the service is
+not running (stop, wait and kill are skipped and the start goes ahead); a pid that started
+after the pidfile was last written belongs to some other process that reused the number,
+and is treated the same way. A pidfile that is a link or not a regular file, content that
+is not a pid, pid 0 or 1, upkeep's own pid, process group or parents, and a process not
+running as the (non-root) pidfile's owner make the task refuse. Signals go through a
+pidfd, so a pid reused after the check is never hit.
 
 Every phase is recorded, skipped ones with the reason. ``TaskFailed`` carries only a
 message, so its message ends with the trail of phases reached.
@@ -35,12 +38,10 @@ message, so its message ends with the trail of phases reached.
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import signal as signals
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -48,7 +49,9 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator
 
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessResult, ProcessStartError, run_process
+from upkeep.io.signals import PidfileProcess
 from upkeep.probes.base import StrictModel
 from upkeep.redaction import Redactor, SecretMarker
 from upkeep.status import Status
@@ -67,9 +70,6 @@ POLL_INTERVAL_S = 0.05
 """How often a stopping process is looked at: short against any stop_timeout worth having."""
 KILL_WAIT_S = 5.0
 """Named timeout: after SIGKILL, how long the kernel gets to take the process down."""
-PID_REUSE_TOLERANCE_S = 2.0
-"""A pid whose process started more than this after its pidfile was written is a reuse of
-the number by another process (the slack covers clock granularity of the start time)."""
 OUTPUT_TAIL_CHARS = 400
 """How much of a failed command's output a message quotes (its end, where errors are)."""
 DEFAULT_SIGNAL = "SIGTERM"
@@ -142,59 +142,13 @@ class RestartParams(StrictModel):
 # Pidfiles and processes
 
 
-@dataclass(frozen=True)
-class PidState:
-    """What a pidfile says: the live process it names, or why there is none."""
-
-    pid: int | None
-    process: Any
-    """The ``psutil.Process`` that wrote the pidfile, or None when it is not running."""
-    reason: str = ""
-
-
-def read_pidfile(path: str) -> PidState:
-    """Given a pidfile path, return the running process it names, or why none runs.
-
-    Raise TaskFailed if the file cannot be read, does not hold a pid, or holds pid 0, 1
-    or upkeep's own.
-    """
-    import psutil
-
+def read_pidfile(path: str) -> PidfileProcess:
+    """Given a pidfile path, return the running process it names, or why none runs
+    (``upkeep.io.signals.read_pidfile``). Raise TaskFailed if it cannot be trusted."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        written = Path(path).stat().st_mtime
-    except FileNotFoundError:
-        return PidState(None, None, f"not running: no pidfile at {path}")
-    except OSError as error:
-        raise TaskFailed(f"pidfile {path} cannot be read: {error.strerror}") from error
-    lines = text.strip().splitlines()
-    first = lines[0].strip() if lines else ""
-    if not first.isdigit():
-        raise TaskFailed(
-            f"pidfile {path} does not hold a pid (it starts {first[:20]!r}); "
-            "refusing to guess which process to stop"
-        )
-    pid = int(first)
-    if pid <= 1:
-        raise TaskFailed(f"pidfile {path} holds pid {pid}; refusing to signal it")
-    if pid == os.getpid():
-        raise TaskFailed(f"pidfile {path} holds upkeep's own pid {pid}; refusing to signal it")
-    try:
-        process = psutil.Process(pid)
-        started = float(process.create_time())
-        zombie = process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return PidState(pid, None, f"not running: pid {pid} from {path} does not exist")
-    if zombie:
-        return PidState(pid, None, f"not running: pid {pid} from {path} has already exited")
-    if started > written + PID_REUSE_TOLERANCE_S:
-        return PidState(
-            pid,
-            None,
-            f"not running: pid {pid} started after {path} was written, "
-            "so it is another process that reused the number",
-        )
-    return PidState(pid, process)
+        return signals_io.read_pidfile(path)
+    except signals_io.PidfileError as error:
+        raise TaskFailed(str(error)) from None
 
 
 def has_exited(process: Any) -> bool:
@@ -220,22 +174,20 @@ async def wait_for_exit(process: Any, timeout_s: float) -> bool:
 
 
 def send_signal(process: Any, signal_name: str) -> bool:
-    """Given a ``psutil.Process`` and a signal name, send it; return False if already gone.
+    """Given a checked ``psutil.Process`` and a signal name, send it to that very process;
+    return False if it has already exited.
 
     Raise TaskFailed if upkeep may not signal the process.
     """
-    import psutil
-
     try:
-        process.send_signal(signals.Signals[signal_name])
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied as error:
+        return signals_io.send_signal(process, signals.Signals[signal_name])
+    except signals_io.PidfileError as error:
+        raise TaskFailed(str(error)) from None
+    except PermissionError as error:
         raise TaskFailed(
             f"no permission to send {signal_name} to pid {process.pid} "
             "(upkeep must run as the service's user or root)"
         ) from error
-    return True
 
 
 # ---------------------------------------------------------------------------------------

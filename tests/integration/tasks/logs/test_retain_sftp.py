@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from tests.support.sshd import SshServer, running_sshd
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import TaskContext, TaskFailed
 from upkeep.tasks.copies import LocalDirectoryStore
-from upkeep.tasks.logs.retain import LogsRetain, RetainParams, _apply, _archives
+from upkeep.tasks.logs.retain import LogsRetain, RetainParams, _apply, _archives, _root
 
 DAY = 86400.0
 CLASSES = [{"match": "*", "keep": "30d"}]
@@ -148,7 +149,8 @@ def test_an_archive_whose_copy_is_gone_by_deletion_time_is_kept(tmp_path: Path) 
     logs.mkdir()
     old = _archive(logs, "app.log", 40)
     params = RetainParams.model_validate({"classes": CLASSES})
-    outcome = _apply(_archives(logs), params, _ForgetfulStore(tmp_path / "store"))
+    with contextlib.closing(_root(_target(logs))) as root:
+        outcome = _apply(root, _archives(root), params, _ForgetfulStore(tmp_path / "store"))
     assert outcome.figures["kept_unproven"] == 1 and outcome.figures["deleted"] == 0
     assert old.exists()
     assert "could not be proven" in outcome.message

@@ -103,8 +103,11 @@ for number in range(40000):
         time.sleep(0.001)
 print("done")
 """
+    # A service runs in a session of its own, never in upkeep's process group.
     writer = subprocess.Popen(
-        [sys.executable, "-c", writer_code, str(log), str(pidfile)], stdout=subprocess.PIPE
+        [sys.executable, "-c", writer_code, str(log), str(pidfile)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     while not pidfile.exists() or not pidfile.read_text():
         time.sleep(0.05)
