@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 from array import array
 from collections import Counter, defaultdict
@@ -31,6 +32,8 @@ from typing import IO, Any, Literal, cast
 from upkeep.analysis.timestamps import parse_timestamp
 
 Format = Literal["auto", "combined", "json", "plain"]
+STREAM_BUFFER_BYTES = 1 << 16
+"""Read buffer of a decompressed log stream."""
 BIN = timedelta(minutes=5)
 
 COMBINED = re.compile(
@@ -47,26 +50,61 @@ ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,}|[0-9a-f]{16,})(?=/|
 LEVEL_NAMES = {b"WARNING": "WARN", b"FATAL": "CRITICAL"}
 
 
+class _OwnedStream(io.RawIOBase):
+    """A decompressing reader that also closes the file under it."""
+
+    def __init__(self, inner: IO[bytes], raw: IO[bytes]) -> None:
+        self._inner = inner
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._inner.close()
+            finally:
+                self._raw.close()
+        super().close()
+
+
 def open_log(path: Path) -> IO[bytes]:
     """Given a log (plain, ``.gz``, ``.zst``, ``.xz`` or ``.bz2``), return a binary stream
-    of its text."""
-    if path.suffix == ".xz":
-        import lzma
+    of its text. Only a regular file is opened, never through a link as its last part (a
+    log directory is writable by others: a link there could lead to any file) and never a
+    FIFO or device (a read would block). Raise UnsafeFileError (an OSError) otherwise."""
+    from upkeep.io.safefs import open_regular
 
-        return cast("IO[bytes]", lzma.open(path, "rb"))
-    if path.suffix == ".bz2":
-        import bz2
+    raw = os.fdopen(open_regular(path), "rb")
+    try:
+        if path.suffix == ".xz":
+            import lzma
 
-        return cast("IO[bytes]", bz2.open(path, "rb"))
-    if path.suffix == ".gz":
-        # GzipFile is a binary stream; typeshed does not declare it an IO[bytes].
-        return cast("IO[bytes]", gzip.open(path, "rb"))
-    if path.suffix == ".zst":
-        import zstandard
+            # Closed by _OwnedStream with the file under it.
+            inner: IO[bytes] = cast("IO[bytes]", lzma.LZMAFile(raw, "rb"))  # noqa: SIM115
+        elif path.suffix == ".bz2":
+            import bz2
 
-        raw = open(path, "rb")  # noqa: SIM115 - handed to the reader, closed with it
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(path, "rb")
+            inner = cast("IO[bytes]", bz2.BZ2File(raw, "rb"))
+        elif path.suffix == ".gz":
+            # GzipFile is a binary stream; typeshed does not declare it an IO[bytes].
+            inner = cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb"))
+        elif path.suffix == ".zst":
+            import zstandard
+
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        else:
+            return raw
+    except BaseException:
+        raw.close()
+        raise
+    return io.BufferedReader(_OwnedStream(inner, raw), STREAM_BUFFER_BYTES)
 
 
 def endpoint_of(path: str) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 import time
 import zlib
@@ -56,6 +57,7 @@ import zstandard
 
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
 from upkeep.analysis.timestamps import parse_timestamp
+from upkeep.io.safefs import UnsafeFileError, open_regular
 from upkeep.tasks.logs.rotation import RENAMED_PREFIX, carried_part_line, collapsed_bytes
 
 READ_BYTES = 1 << 20
@@ -155,6 +157,8 @@ class LogTail:
                     done, count = self._refresh_file(path, seen, horizon, now, deadline)
                 except FileNotFoundError:
                     continue  # rotated away between listing and opening
+                except UnsafeFileError:
+                    continue  # swapped for a link since it was listed: never followed
                 except PermissionError as error:
                     raise PermissionError(f"log file {str(path)!r} cannot be read") from error
                 read += count
@@ -193,7 +197,9 @@ class LogTail:
         now: datetime,
         deadline: float,
     ) -> tuple[bool, int]:
-        info = path.stat()
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            return True, 0  # replaced by a link or something else since it was listed
         key = (info.st_dev, info.st_ino)
         seen.add(key)
         state = self._files.get(key)
@@ -212,7 +218,7 @@ class LogTail:
         state.path = path
         if state.archive:
             return self._read_archive(state, now, deadline)
-        with open(path, "rb") as handle:
+        with _open_regular(path) as handle:
             opened = os.fstat(handle.fileno())
             if (opened.st_dev, opened.st_ino) != key:
                 return True, 0  # replaced between stat and open: the next refresh sees it
@@ -268,11 +274,11 @@ class LogTail:
         beside it), else count its gap from the archives; return the bytes read."""
         for candidate in _archives_beside(state.path):
             try:
-                info = candidate.stat()
+                info = candidate.lstat()
             except OSError:
                 continue
             if (info.st_dev, info.st_ino) == key:
-                with open(candidate, "rb") as handle:
+                with _open_regular(candidate) as handle:
                     _, count = self._read(handle, state, info.st_size, now, float("inf"))
                 return count
         self._recover_gap(state, now)
@@ -427,13 +433,19 @@ def _minute(moment: datetime) -> int:
 
 def _mtime(path: Path) -> float:
     try:
-        return path.stat().st_mtime
+        return path.lstat().st_mtime
     except OSError:
         return 0.0
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a listed log only as a regular file, never through a link planted in its place
+    since the listing (an UnsafeFileError, an OSError, otherwise)."""
+    return os.fdopen(open_regular(path), "rb")
+
+
 def _bytes_before(path: Path, offset: int) -> bytes:
-    with open(path, "rb") as handle:
+    with _open_regular(path) as handle:
         start = max(0, offset - FINGERPRINT_BYTES)
         handle.seek(start)
         return handle.read(offset - start)

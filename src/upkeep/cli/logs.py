@@ -21,7 +21,9 @@ def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> l
         if missing:
             _err(f"no such file: {', '.join(missing)}")
             return None
-        return paths
+        # Paths typed by the operator are theirs to follow; files found in a target's
+        # directory are not (see list_log_files).
+        return [path.resolve() for path in paths]
     loaded = _load(config_path)
     if loaded is None:
         return None
@@ -31,10 +33,14 @@ def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> l
     if not isinstance(found, LogsTarget):
         _err(f"no logs target named {target!r}")
         return None
-    root = Path(found.path)
-    if root.is_file():
-        return [root]
-    return sorted(path for path in root.glob(found.pattern) if path.is_file())
+    from upkeep.probes.base import TargetUnreachable
+    from upkeep.probes.logs import list_log_files
+
+    try:
+        return [log.path for log in list_log_files(found.path, found.pattern)]
+    except TargetUnreachable as error:
+        _err(str(error))
+        return None
 
 
 def analyze_logs(

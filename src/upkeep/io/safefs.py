@@ -140,7 +140,7 @@ def mount_id(fd: int) -> int | None:
     return int.from_bytes(buffer.raw[_STATX_MNT_ID_OFFSET : _STATX_MNT_ID_OFFSET + 8], "little")
 
 
-def _mount_key(fd: int) -> tuple[int, int | None]:
+def mount_key(fd: int) -> tuple[int, int | None]:
     """Return what identifies the mount of ``fd``: the device and, where known, the mount
     id (a bind mount of the same filesystem shares the device but not the mount id)."""
     return os.fstat(fd).st_dev, mount_id(fd)
@@ -209,7 +209,7 @@ class Directory:
         self.fd = fd
         self.path = path
         self.cross_mounts = cross_mounts
-        self._mount = _mount_key(fd)
+        self._mount = mount_key(fd)
 
     # --- opening -----------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class Directory:
                     raise
                 os.close(fd)
                 fd = child
-                if not self.cross_mounts and _mount_key(fd) != self._mount:
+                if not self.cross_mounts and mount_key(fd) != self._mount:
                     raise UnsafeFileError(
                         errno.EXDEV, "another mount", str(self.path.joinpath(*parts))
                     )
@@ -365,7 +365,7 @@ class Directory:
         except OSError:
             return False
         try:
-            return _mount_key(fd) != self._mount
+            return mount_key(fd) != self._mount
         finally:
             os.close(fd)
 
@@ -748,3 +748,77 @@ def read_regular(path: Path | str, *, limit: int) -> bytes:
     if data is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     return data
+
+
+# --- globs ------------------------------------------------------------------------------
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
+    """Given a pattern and the index of ``[``, return the regex class and the index after it.
+
+    Return None when the bracket is not closed (it is then a literal ``[``, as in fnmatch).
+    """
+    end = start + 1
+    if end < len(pattern) and pattern[end] == "!":
+        end += 1
+    if end < len(pattern) and pattern[end] == "]":
+        end += 1
+    while end < len(pattern) and pattern[end] != "]":
+        end += 1
+    if end >= len(pattern):
+        return None
+    body = pattern[start + 1 : end].replace("\\", "\\\\")
+    # Escape characters that newer re versions reserve for set operations.
+    body = re.sub(r"([&~|])", r"\\\1", body)
+    if body.startswith("!"):
+        return f"[^/{body[1:]}]", end + 1
+    if body.startswith("^"):
+        body = "\\" + body
+    # A path separator is never matched by a class, as in Path.glob.
+    return f"(?!/)[{body}]", end + 1
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Given a glob, return a regex that matches a whole relative path (``/``-separated).
+
+    ``*`` and ``?`` do not cross ``/``; ``**/`` matches zero or more directories and a
+    ``**`` elsewhere matches anything; ``[...]`` and ``[!...]`` are character classes.
+    """
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if pattern.startswith("**/", index):
+            out.append("(?:[^/]*/)*")
+            index += 3
+        elif pattern.startswith("**", index):
+            out.append(".*")
+            index += 2
+        elif char == "*":
+            out.append("[^/]*")
+            index += 1
+        elif char == "?":
+            out.append("[^/]")
+            index += 1
+        elif char == "[" and (bracket := _bracket(pattern, index)) is not None:
+            out.append(bracket[0])
+            index = bracket[1]
+        else:
+            out.append(re.escape(char))
+            index += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_walk(
+    root: Directory, pattern: str, *, skip_dirs: frozenset[str] = frozenset()
+) -> WalkResult:
+    """Given an open root and a glob relative to it (``*.log``, ``*/*.log``,
+    ``**/*.gz``: ``Path.glob``'s meaning), return the regular files it matches, walking
+    only as deep as the pattern reaches (see ``walk_files`` for what is never followed)."""
+    regex = glob_regex(pattern)
+    return walk_files(
+        root,
+        lambda relative: regex.fullmatch(relative) is not None,
+        max_depth=None if "**" in pattern else pattern.count("/"),
+        skip_dirs=skip_dirs,
+    )

@@ -15,6 +15,7 @@ import fnmatch
 import gzip
 import os
 import re
+import stat
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,7 @@ from upkeep.analysis.logs import Analysis, EndpointFigures, Format, open_log
 from upkeep.analysis.tail import TAILS, TailReport
 from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io.safefs import UnsafeFileError
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -147,37 +149,37 @@ class LogFile:
 def list_log_files(path: str, pattern: str) -> list[LogFile]:
     """Given a target's path and glob, return its regular files, sorted by path.
 
+    The path is the operator's and is followed as written; below it, nothing is followed
+    through a link and no other mount is entered (``upkeep.io.safefs.walk_files``): a link
+    planted in a log directory cannot make a probe read another file.
     Raise TargetUnreachable if the path does not exist, is neither a file nor a
     directory, or cannot be listed. Files that vanish while listing (rotation) are left out.
     """
+    from upkeep.io.safefs import Directory, glob_walk
+
     root = Path(path)
     try:
-        if root.is_file():
-            candidates: Iterable[Path] = [root]
-        elif root.is_dir():
-            # glob skips directories it may not read without a word; an empty answer
-            # would then pass for "no errors", so refuse it here instead.
-            if not os.access(root, os.R_OK | os.X_OK):
-                raise TargetUnreachable(f"log path {path!r} cannot be listed: permission denied")
-            candidates = sorted(root.glob(pattern))
-        elif root.exists():
+        info = os.stat(root)
+        if stat.S_ISREG(info.st_mode):
+            return [LogFile(root, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))]
+        if not stat.S_ISDIR(info.st_mode):
             raise TargetUnreachable(f"log path {path!r} is neither a file nor a directory")
-        else:
-            raise TargetUnreachable(f"log path {path!r} does not exist")
+        with Directory.open(root) as directory:
+            walk = glob_walk(directory, pattern, skip_dirs=frozenset({".upkeep-rotate"}))
+    except FileNotFoundError:
+        raise TargetUnreachable(f"log path {path!r} does not exist") from None
     except PermissionError as error:
         raise TargetUnreachable(f"log path {path!r} cannot be listed: permission denied") from error
-    found: list[LogFile] = []
-    for candidate in candidates:
-        try:
-            info = candidate.stat()
-        except FileNotFoundError:
-            continue
-        except PermissionError as error:
-            raise TargetUnreachable(f"log file {str(candidate)!r} cannot be read") from error
-        if not candidate.is_file():
-            continue
-        found.append(LogFile(candidate, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC)))
-    return found
+    except OSError as error:
+        raise TargetUnreachable(f"log path {path!r} cannot be listed: {error.strerror}") from error
+    return [
+        LogFile(
+            root / found.relative,
+            found.info.st_size,
+            datetime.fromtimestamp(found.info.st_mtime, UTC),
+        )
+        for found in walk.files
+    ]
 
 
 def _decoded_lines(handle: IO[bytes], deadline: float) -> Iterator[str]:
@@ -235,6 +237,8 @@ def scan_files(
                     problems.append(f"{log.path.name}: {error}")
         except FileNotFoundError:
             continue  # Rotated away between listing and reading.
+        except UnsafeFileError:
+            continue  # Swapped for a link or a FIFO since the listing: never read.
         except PermissionError as error:
             raise TargetUnreachable(f"log file {str(log.path)!r} cannot be read") from error
     return ScanResult(count, len(files), read, tuple(problems))

@@ -13,6 +13,10 @@ modification time is more than ``older_than`` ago. Nothing else is ever removed:
   that was listed (device, inode and inode change time), still a regular file, still old
   enough. A file that has vanished meanwhile (rotated, removed by someone else) is
   counted, not an error.
+* Mount points are not crossed (``cross_mounts: false``, the default): a directory on
+  another mount than the root, a bind mount of the same filesystem included (compared by
+  mount id, not only by device), is skipped with the reason, so a disk or a bind mount
+  someone put under the root is never emptied.
 * FIFOs, sockets and devices are skipped.
 * The root itself is never removed, and ``/`` is refused as a root. With
   ``remove_empty_dirs`` a subdirectory goes only if the cleanup empties it, or it was
@@ -46,6 +50,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from upkeep.config.durations import Duration, format_duration
+from upkeep.io.safefs import glob_regex, mount_key
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
@@ -76,6 +81,10 @@ class CleanupParams(StrictModel):
     )
     max_files: int = Field(
         default=DEFAULT_MAX_FILES, ge=1, description="refuse to delete more files than this"
+    )
+    cross_mounts: bool = Field(
+        default=False,
+        description="also descend into directories on other mounts (bind mounts included)",
     )
 
     @field_validator("pattern")
@@ -110,62 +119,6 @@ def pattern_problem(pattern: str) -> str | None:
             "write a plain relative glob such as *.log or archive/**/*.gz"
         )
     return None
-
-
-def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
-    """Given a pattern and the index of ``[``, return the regex class and the index after it.
-
-    Return None when the bracket is not closed (it is then a literal ``[``, as in fnmatch).
-    """
-    end = start + 1
-    if end < len(pattern) and pattern[end] == "!":
-        end += 1
-    if end < len(pattern) and pattern[end] == "]":
-        end += 1
-    while end < len(pattern) and pattern[end] != "]":
-        end += 1
-    if end >= len(pattern):
-        return None
-    body = pattern[start + 1 : end].replace("\\", "\\\\")
-    # Escape characters that newer re versions reserve for set operations.
-    body = re.sub(r"([&~|])", r"\\\1", body)
-    if body.startswith("!"):
-        return f"[^/{body[1:]}]", end + 1
-    if body.startswith("^"):
-        body = "\\" + body
-    # A path separator is never matched by a class, as in Path.glob.
-    return f"(?!/)[{body}]", end + 1
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Given a glob, return a regex that matches a whole relative path (``/``-separated).
-
-    ``*`` and ``?`` do not cross ``/``; ``**/`` matches zero or more directories and a
-    ``**`` elsewhere matches anything; ``[...]`` and ``[!...]`` are character classes.
-    """
-    out: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            out.append("(?:[^/]*/)*")
-            index += 3
-        elif pattern.startswith("**", index):
-            out.append(".*")
-            index += 2
-        elif char == "*":
-            out.append("[^/]*")
-            index += 1
-        elif char == "?":
-            out.append("[^/]")
-            index += 1
-        elif char == "[" and (bracket := _bracket(pattern, index)) is not None:
-            out.append(bracket[0])
-            index = bracket[1]
-        else:
-            out.append(re.escape(char))
-            index += 1
-    return re.compile("".join(out), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -239,6 +192,7 @@ class Settings:
     recursive: bool
     remove_empty_dirs: bool
     max_files: int
+    cross_mounts: bool = False
 
     def is_old(self, mtime: float, now: float) -> bool:
         """Given a modification time and now (epoch seconds), return True if old enough."""
@@ -252,11 +206,13 @@ def _join(parent: str, name: str) -> str:
 class _Walk:
     """One listing pass: descends directories by descriptor, never through links."""
 
-    def __init__(self, settings: Settings, now: float, deadline: float) -> None:
+    def __init__(self, settings: Settings, now: float, deadline: float, mount: object) -> None:
         self.settings = settings
         self.now = now
         self.deadline = deadline
         self.listing = Listing(settings.root)
+        self.mount = mount
+        """The root's mount: a subdirectory on another is not entered (``cross_mounts``)."""
 
     def _check_clock(self) -> None:
         if time.monotonic() > self.deadline:
@@ -319,6 +275,10 @@ class _Walk:
             # ELOOP/ENOTDIR: replaced by a link since the entry was read; EACCES: unreadable.
             self.listing.skipped.append((relative, f"directory not read: {error.strerror}"))
             return False
+        if not self.settings.cross_mounts and mount_key(child_fd) != self.mount:
+            os.close(child_fd)
+            self.listing.skipped.append((relative, "a mount point, not crossed (cross_mounts)"))
+            return False
         found_before = len(self.listing.files) + len(self.listing.dirs)
         try:
             emptied = self.scan(child_fd, relative)
@@ -353,8 +313,8 @@ def list_candidates(settings: Settings, now: float, deadline: float) -> Listing:
     Raise TaskFailed if the root cannot be listed, more than ``max_files`` files match,
     or the deadline passes.
     """
-    walk = _Walk(settings, now, deadline)
     root_fd = _open_root(settings.root)
+    walk = _Walk(settings, now, deadline, mount_key(root_fd))
     try:
         walk.scan(root_fd, "")
     except PermissionError as error:
@@ -364,18 +324,23 @@ def list_candidates(settings: Settings, now: float, deadline: float) -> Listing:
     return walk.listing
 
 
-def _open_dir(root_fd: int, relative_dir: str) -> int:
-    """Given the root's descriptor and a relative directory, open it without following links.
+def _open_dir(root_fd: int, relative_dir: str, *, cross_mounts: bool = False) -> int:
+    """Given the root's descriptor and a relative directory, open it without following links
+    or (unless allowed) crossing a mount.
 
     Raise FileNotFoundError if it is gone, another OSError if a part is no longer a
-    directory (a link swapped in) or cannot be opened.
+    directory (a link swapped in), is a mount put there since the listing, or cannot be
+    opened.
     """
+    mount = mount_key(root_fd)
     fd = os.dup(root_fd)
     try:
         for part in relative_dir.split("/") if relative_dir else []:
             child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
+            if not cross_mounts and mount_key(fd) != mount:
+                raise OSError(errno.EXDEV, "a mount point, not crossed")
     except BaseException:
         os.close(fd)
         raise
@@ -434,7 +399,7 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
     try:
         for relative_dir, files in by_dir.items():
             try:
-                dir_fd = _open_dir(root_fd, relative_dir)
+                dir_fd = _open_dir(root_fd, relative_dir, cross_mounts=settings.cross_mounts)
             except FileNotFoundError:
                 done.vanished += len(files)
                 continue
@@ -449,7 +414,7 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
         for relative in listing.dirs:
             parent, _, name = relative.rpartition("/")
             try:
-                parent_fd = _open_dir(root_fd, parent)
+                parent_fd = _open_dir(root_fd, parent, cross_mounts=settings.cross_mounts)
             except OSError:
                 continue
             try:
@@ -532,6 +497,7 @@ def settings_for(target: LogsTarget | None, params: CleanupParams) -> Settings:
         recursive=params.recursive,
         remove_empty_dirs=params.remove_empty_dirs,
         max_files=params.max_files,
+        cross_mounts=params.cross_mounts,
     )
 
 

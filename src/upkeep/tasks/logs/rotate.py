@@ -45,11 +45,11 @@ from pydantic import Field, field_validator
 from upkeep.config.durations import Duration, format_duration
 from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessStartError, run_process
-from upkeep.io.safefs import Directory, Entry, FoundFile, UnsafeFileError, walk_files
+from upkeep.io.safefs import Directory, Entry, FoundFile, UnsafeFileError, glob_walk
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-from upkeep.tasks.files.cleanup import format_bytes, glob_regex
+from upkeep.tasks.files.cleanup import format_bytes
 from upkeep.tasks.logs import rotation
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -151,14 +151,7 @@ def list_logs(root: Directory, only: str | None, pattern: str) -> tuple[list[Fou
         if not stat.S_ISREG(info.st_mode):
             return [], [f"{only}: not a regular file"]
         return [FoundFile(only, info)], []
-    regex = glob_regex(pattern)
-    depth = None if "**" in pattern else pattern.count("/")
-    walk = walk_files(
-        root,
-        lambda relative: regex.fullmatch(relative) is not None,
-        max_depth=depth,
-        skip_dirs=frozenset({rotation.STATE_DIR}),
-    )
+    walk = glob_walk(root, pattern, skip_dirs=frozenset({rotation.STATE_DIR}))
     logs = [found for found in walk.files if not _is_archive_name(found.name)]
     return logs, [f"{relative}: {reason}" for relative, reason in walk.skipped]
 
