@@ -292,6 +292,8 @@ class Directory:
             try:
                 return _openat2(self.fd, relative, flags | os.O_NOFOLLOW, mode, resolve)
             except OSError as error:
+                if error.errno == errno.ENOTDIR and self._is_link(relative):
+                    error.errno = errno.ELOOP  # O_DIRECTORY on a link says ENOTDIR
                 if error.errno in (errno.ELOOP, errno.EXDEV):
                     raise UnsafeFileError(
                         error.errno,
@@ -300,6 +302,13 @@ class Directory:
                     ) from None
                 raise
         return self._open_by_parts(parts, flags, mode)
+
+    def _is_link(self, relative: str) -> bool:
+        try:
+            info = os.stat(relative, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISLNK(info.st_mode)
 
     def _open_by_parts(self, parts: list[str], flags: int, mode: int) -> int:
         """The same as ``openat2`` beneath, one ``O_NOFOLLOW`` component at a time, for
@@ -357,6 +366,16 @@ class Directory:
     def exists(self, name: str) -> bool:
         """Return whether ``name`` exists here (a dangling link exists)."""
         return self.lstat(name) is not None
+
+    def leads_to_directory(self, entry: Entry) -> bool:
+        """Return whether ``entry`` is a link whose target is a directory (looked at with
+        stat only, to say why a walk did not enter it; nothing is opened)."""
+        if not stat.S_ISLNK(entry.info.st_mode):
+            return False
+        try:
+            return stat.S_ISDIR(os.stat(entry.name, dir_fd=self.fd).st_mode)
+        except OSError:
+            return False
 
     def is_mount_point(self, name: str) -> bool:
         """Return whether the subdirectory ``name`` is on another mount than this one."""
@@ -701,12 +720,11 @@ def walk_files(
                 with child:
                     visit(child, relative, depth + 1)
             elif matches(relative):
-                kind = (
-                    "symbolic link, not followed"
-                    if entry.info.st_mode and stat.S_ISLNK(entry.info.st_mode)
-                    else "not a regular file"
-                )
-                result.skipped.append((relative, kind))
+                link = stat.S_ISLNK(entry.info.st_mode)
+                reason = "symbolic link, not followed" if link else "not a regular file"
+                result.skipped.append((relative, reason))
+            elif (max_depth is None or depth < max_depth) and directory.leads_to_directory(entry):
+                result.skipped.append((relative, "not entered: a link to a directory"))
 
     visit(root, "", 0)
     result.files.sort(key=lambda found: found.relative)

@@ -369,3 +369,28 @@ def test_listing_past_its_deadline_fails(tree: Path) -> None:
     settings = _settings(tree, pattern="*", older_than="7d")
     with pytest.raises(TaskFailed, match="did not finish within the step's timeout"):
         list_candidates(settings, time.time(), time.monotonic() - 1)
+
+
+async def test_a_bind_mount_under_the_root_is_never_emptied_unless_allowed(
+    tree: Path, tmp_path: Path, task_context: TaskContext
+) -> None:
+    """Finding 4 of issue #11: a bind mount under the root was emptied."""
+    from tests.support.mounts import bind_mount
+
+    elsewhere = tmp_path / "elsewhere"
+    precious = write(elsewhere / "precious.log", "keep\n", age_days=30)
+    write(elsewhere / "nested" / "more.log", "keep too\n", age_days=30)
+    (tree / "mnt").mkdir()
+    with bind_mount(elsewhere, tree / "mnt"):
+        wide = params(root=str(tree), pattern="*.log", older_than="7d", recursive=True)
+        plan = await FilesCleanup().plan(None, wide, task_context)
+        assert "mnt: a mount point, not crossed" in plan.note
+        outcome = await FilesCleanup().run(None, wide, task_context)
+        assert precious.exists() and (elsewhere / "nested" / "more.log").exists()
+        assert not (tree / "old.log").exists() and not (tree / "sub" / "deep.log").exists()
+        assert "a mount point, not crossed" in outcome.message
+        crossing = params(
+            root=str(tree), pattern="*.log", older_than="7d", recursive=True, cross_mounts=True
+        )
+        await FilesCleanup().run(None, crossing, task_context)
+        assert not precious.exists()

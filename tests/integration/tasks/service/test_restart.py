@@ -567,3 +567,30 @@ async def test_start_command_timeout_is_enforced(
             task_context,
         )
     assert time.monotonic() - started < 5
+
+
+async def test_a_pidfile_that_is_a_link_or_names_someone_else_s_process_is_refused(
+    service: Service, task_context: TaskContext, tmp_path: Path
+) -> None:
+    """Issue #11: the pidfile checks are shared with logs.rotate (upkeep.io.signals)."""
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        elsewhere = tmp_path / "elsewhere.pid"
+        elsewhere.write_text(f"{stranger.pid}\n")
+        service.pidfile.symlink_to(elsewhere)
+        run = params(pidfile=str(service.pidfile), start=service.argv("start"))
+        with pytest.raises(TaskFailed, match="symbolic link"):
+            await ServiceRestart().run(None, run, task_context)
+        service.pidfile.unlink()
+        service.pidfile.write_text(f"{stranger.pid}\n")
+        os.chown(service.pidfile, 65534, 65534)  # the service user wrote it; the pid is root's
+        with pytest.raises(TaskFailed, match="may only name its own processes"):
+            await ServiceRestart().run(None, run, task_context)
+        os.chown(service.pidfile, 0, 0)
+        service.pidfile.write_text(f"{os.getppid()}\n")
+        with pytest.raises(TaskFailed, match="parent processes|own process group"):
+            await ServiceRestart().run(None, run, task_context)
+        assert stranger.poll() is None and is_alive(os.getppid())
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -1,0 +1,132 @@
+"""A pidfile written by someone else never aims upkeep's signals (issue #11, finding 3).
+
+`upkeep run rotate --yes` runs a rename-mode logs.rotate whose writer pidfile holds what
+an attacker wrote: 0 (upkeep's own process group), -1 (every process), 1 (init), the pid
+of the process that started upkeep, a process of another user. Each is refused before
+anything is renamed, the run fails saying why, and every process is still alive.
+
+The CLI runs in a session of its own: were it to signal 0 or -1 after all, the damage
+stays in its own group rather than taking the test runner down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+RUN_TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A root-owned process in its own session: what an attacker would like killed."""
+    process = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _setup(tmp_path: Path, pidfile: Path) -> Path:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes(b"2026-12-01T10:00:00Z INFO served\n" * 3000)
+    (tmp_path / "upkeep.yaml").write_text(
+        f"""\
+targets:
+  app-logs: {{kind: logs, path: {logs}}}
+runbooks:
+  rotate:
+    steps:
+      - task: logs.rotate
+        target: app-logs
+        with: {{mode: rename, reopen_signal: HUP, pidfile: {pidfile}}}
+"""
+    )
+    return logs
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> str:
+    """Return what the CLI printed, with the terminal's line wrapping undone."""
+    return " ".join((done.stdout + done.stderr).split())
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "UPKEEP_CONFIG"}
+    environment.update({"COLUMNS": "200", "NO_COLOR": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "upkeep.cli.main", *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("0\n", "not a single process"),
+        ("-1\n", "does not hold a pid"),
+        ("1\n", "init"),
+        ("parent", "upkeep's parent processes"),
+        ("  \n", "does not hold a pid"),
+        ("12x\n", "does not hold a pid"),
+    ],
+)
+def test_a_pidfile_never_aims_the_reopen_signal_at_anyone_but_its_writer(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], content: str, reason: str
+) -> None:
+    pidfile = tmp_path / "writer.pid"
+    pidfile.write_text(f"{os.getpid()}\n" if content == "parent" else content)
+    logs = _setup(tmp_path, pidfile)
+    before = (logs / "app.log").read_bytes()
+    started = time.time()
+    done = _run(tmp_path, "run", "rotate", "--yes")
+    assert done.returncode != 0
+    assert done.returncode > 0, f"upkeep was killed by signal {-done.returncode}"
+    assert reason in _said(done)
+    assert "refusing" in _said(done) or "does not hold a pid" in _said(done)
+    assert (logs / "app.log").read_bytes() == before  # nothing was renamed
+    assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+    assert sleeper.poll() is None
+    assert psutil.Process(os.getpid()).is_running()
+    assert time.time() - started < RUN_TIMEOUT_S
+
+
+def test_a_service_user_s_pidfile_cannot_name_a_root_process(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    pidfile = tmp_path / "writer.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    os.chown(pidfile, 65534, 65534)  # written by the service's user (nobody)
+    old = time.time() + 5  # written after the sleeper started: not a reused pid
+    os.utime(pidfile, (old, old))
+    logs = _setup(tmp_path, pidfile)
+    done = _run(tmp_path, "run", "rotate", "--yes")
+    assert done.returncode != 0
+    assert "may only name its own processes" in _said(done)
+    assert sleeper.poll() is None
+    assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+
+
+def test_a_linked_pidfile_is_not_trusted(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    real = tmp_path / "elsewhere.pid"
+    real.write_text(f"{sleeper.pid}\n")
+    pidfile = tmp_path / "writer.pid"
+    pidfile.symlink_to(real)
+    logs = _setup(tmp_path, pidfile)
+    done = _run(tmp_path, "run", "rotate", "--yes")
+    assert done.returncode != 0
+    assert "symbolic link" in _said(done)
+    assert sleeper.poll() is None
+    assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
