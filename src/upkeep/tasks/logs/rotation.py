@@ -157,11 +157,11 @@ class _State:
         # probes' tail) find where its read position went after a cut.
         self.collapsed = 0
         self.exists = False
-        self._directory = _state_directory(directory, create=create)
-        if self._directory is None:
+        self.directory = _state_directory(directory, create=create)
+        if self.directory is None:
             return
         try:
-            raw = self._directory.read_bytes(self.file_name, limit=MAX_STATE_BYTES)
+            raw = self.directory.read_bytes(self.file_name, limit=MAX_STATE_BYTES)
         except (UnsafeFileError, ValueError) as error:
             self.close()
             raise RotationError(f"rotation state {self.file_name}: {error}") from None
@@ -183,7 +183,7 @@ class _State:
         self.exists = True
 
     def _where(self) -> str:
-        return str(self._directory.path / self.file_name) if self._directory else self.file_name
+        return str(self.directory.path / self.file_name) if self.directory else self.file_name
 
     def carried_line(self, fd: int) -> bytes:
         """Return the carry as it starts the next archive: as is when the file continues
@@ -196,7 +196,7 @@ class _State:
 
     def save(self) -> None:
         """Write the state atomically (0600 temporary file, fsync, rename, fsync dir)."""
-        if self._directory is None:
+        if self.directory is None:
             raise RotationError("the rotation state was opened read-only")
         document = {
             "carry": base64.b64encode(self.carry).decode(),
@@ -205,13 +205,13 @@ class _State:
             "head": base64.b64encode(self.head).decode(),
             "collapsed": self.collapsed,
         }
-        self._directory.write_atomic(self.file_name, json.dumps(document).encode())
+        self.directory.write_atomic(self.file_name, json.dumps(document).encode())
 
     def close(self) -> None:
         """Release the state directory."""
-        if self._directory is not None:
-            self._directory.close()
-            self._directory = None
+        if self.directory is not None:
+            self.directory.close()
+            self.directory = None
 
 
 @contextlib.contextmanager
@@ -416,6 +416,8 @@ def recover_in(
         if place is not None:
             place.remove_temporaries(name)
     with _state_of(directory, name, create=False) as state:
+        if state.directory is not None:
+            state.directory.remove_temporaries(state.file_name)
         if state.pending is None:
             return False
         cut = int(state.pending["cut"])
