@@ -648,21 +648,10 @@ def rename_noreplace(old_dir_fd: int, old: str, new_dir_fd: int, new: str) -> No
 
 
 @dataclass(frozen=True)
-class FoundFile:
-    """A regular file a walk found: where (relative to the walked root) and what it was."""
+class FoundFile(Entry):
+    """A regular file a walk found: its entry and where it is below the walked root."""
 
-    relative: str
-    info: os.stat_result
-
-    @property
-    def identity(self) -> Identity:
-        """Return the inode the walk saw."""
-        return Identity.of(self.info)
-
-    @property
-    def name(self) -> str:
-        """Return the file's own name."""
-        return self.relative.rsplit("/", 1)[-1]
+    relative: str = ""
 
     @property
     def parent(self) -> str:
@@ -702,7 +691,7 @@ def walk_files(
                 continue
             if entry.is_file:
                 if matches(relative):
-                    result.files.append(FoundFile(relative, entry.info))
+                    result.files.append(FoundFile(entry.name, entry.info, relative))
             elif entry.is_dir:
                 if (max_depth is not None and depth >= max_depth) or entry.name in skip_dirs:
                     continue

@@ -150,7 +150,7 @@ def list_logs(root: Directory, only: str | None, pattern: str) -> tuple[list[Fou
             return [], []
         if not stat.S_ISREG(info.st_mode):
             return [], [f"{only}: not a regular file"]
-        return [FoundFile(only, info)], []
+        return [FoundFile(only, info, only)], []
     walk = glob_walk(root, pattern, skip_dirs=frozenset({rotation.STATE_DIR}))
     logs = [found for found in walk.files if not _is_archive_name(found.name)]
     return logs, [f"{relative}: {reason}" for relative, reason in walk.skipped]
