@@ -145,10 +145,20 @@ class Daemon:
         import uvicorn
 
         from upkeep.web.app import create_app
+        from upkeep.web.guard import listen_refusal
+        from upkeep.web.server import connection_limits, protocol_for, raise_open_file_limit
 
         if self._state is None:
             raise RuntimeError("state is built before the server starts")
         host, port = parse_listen(self.listen)
+        engine = self.loaded.config.engine
+        refusal = listen_refusal(engine, host)
+        if refusal is not None:
+            raise OSError(refusal)
+        self._state.listen = self.listen
+        # Checks, step commands and the store need descriptors too; the HTTP server gets a
+        # quarter of the (raised) limit at most, so a flood of connections cannot take them.
+        limits = connection_limits(engine.http, raise_open_file_limit())
 
         class _Server(uvicorn.Server):
             # The daemon owns SIGTERM/SIGINT (it drains first); uvicorn must not take them.
@@ -164,6 +174,10 @@ class Daemon:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            http=protocol_for(limits),
+            # Headers beyond 16 KiB are a 400 from h11 before anything else reads them.
+            h11_max_incomplete_event_size=16 * 1024,
+            server_header=False,
         )
         server = _Server(config)
         self._server = server
