@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from upkeep.web.guard import ApiGuard, GuardSettings
-from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, Word
+from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -167,7 +167,9 @@ def create_app(state: DaemonState) -> FastAPI:
         return Response(content=payload, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/runs")
-    async def list_runs(limit: int = 50, runbook: Word | None = None) -> list[dict[str, Any]]:
+    async def list_runs(
+        limit: int = 50, runbook: RunbookName | None = None
+    ) -> list[dict[str, Any]]:
         records = await asyncio.to_thread(
             state.store.runs.list_runs, runbook=runbook, limit=max(1, min(limit, 1000))
         )

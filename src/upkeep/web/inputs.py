@@ -41,7 +41,9 @@ def _one_line(value: str) -> str:
 Comment = Annotated[str, Field(max_length=2000), AfterValidator(_printable)]
 """A free comment recorded with a change."""
 Word = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
-"""A label name, a matcher pattern or a runbook name."""
+"""A label name or a matcher pattern."""
+RunbookName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200)]
+"""A runbook's name, spelled as the config allows (so a garbled one is a 422)."""
 
 
 class ApiBody(BaseModel):
