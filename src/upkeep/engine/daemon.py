@@ -55,6 +55,9 @@ DELIVERY_POLL_S = 1.0
 """How often the leader looks for due notifications in the outbox."""
 SERVER_START_TIMEOUT_S = 10.0
 """How long the HTTP server may take to start listening."""
+LISTEN_BACKLOG = 1024
+"""Connections the kernel completes while the server is busy: a burst of clients waits
+there instead of timing out on SYN retries (the connection limit applies once accepted)."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -447,7 +450,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(128)
+        listener.listen(LISTEN_BACKLOG)
     except OSError as error:
         listener.close()
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
