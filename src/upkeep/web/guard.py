@@ -3,21 +3,22 @@
 ``ApiGuard`` is an ASGI middleware that runs before FastAPI sees a request, so nothing a
 client sends is parsed, or even read, before it has passed:
 
-1. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` pass untouched: monitoring scrapes
+1. A query string must be ASCII (400), on every path.
+2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` pass untouched: monitoring scrapes
    them without a credential, and they hold no secret, no output and no message.
-2. Everything else is the API. Its ``Host`` must name this server: an IP address, a
+3. Everything else is the API. Its ``Host`` must name this server: an IP address, a
    loopback name, the listen host, a host of ``engine.allowed_hosts`` or of
    ``alerting.public_url`` (421 otherwise). A DNS-rebinding page can only ever send the
    attacker's own name; an IP address cannot be rebound.
-3. It needs ``Authorization: Bearer <token>`` naming a configured token (401 otherwise,
+4. It needs ``Authorization: Bearer <token>`` naming a configured token (401 otherwise,
    and always while no token is configured). Tokens are compared by their SHA-256 in
    constant time; a header that is not ASCII, or not a bearer token, is a 401 like any
    wrong one. The token's name becomes the request's actor, ``api:<name>``.
-4. A request that changes something (any method but GET, HEAD, OPTIONS) must not come
+5. A request that changes something (any method but GET, HEAD, OPTIONS) must not come
    from another site (``Origin`` other than the server's own, or ``Sec-Fetch-Site``
    ``cross-site``/``same-site``: 403) and carries JSON only (``Content-Type:
    application/json``; 415 otherwise), which a cross-site form cannot send.
-5. A body larger than ``engine.http.max_body_bytes`` is refused (413) unread when its
+6. A body larger than ``engine.http.max_body_bytes`` is refused (413) unread when its
    ``Content-Length`` says so, and as soon as the cap is passed when it is chunked; a body
    that does not arrive within ``engine.http.body_timeout`` is a 408. Each refusal closes
    the connection, so an unread body is never drained.
@@ -243,6 +244,13 @@ class ApiGuard:
         """Given an ASGI request, answer it with a refusal or hand it to the application."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not scope.get("query_string", b"").isascii():
+            # h11 refuses such a request line itself; another HTTP parser may pass it on,
+            # and Starlette fails to decode it (a 500).
+            await _refuse(
+                send, RefusedError(400, "the query string is not ASCII (percent-encode it)")
+            )
             return
         if scope["method"] in ("GET", "HEAD") and scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
