@@ -417,21 +417,25 @@ def slow_connection(port: int) -> socket.socket | None:
 
 
 def closed_by_server(client: socket.socket) -> bool:
-    """Return whether the server has closed this connection (EOF or reset)."""
+    """Return whether the server has closed this connection (EOF or reset), reading past
+    whatever it sent before (the rest of an answer)."""
     poller = select.poll()
     poller.register(client, select.POLLIN)
-    if not poller.poll(0):
-        return False
-    try:
-        return client.recv(1024) == b""
-    except OSError:
-        return True
+    while poller.poll(0):
+        try:
+            if client.recv(65536) == b"":
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, start: Any) -> None:
     """The issue's attack: 1,024 open files and a flood of connections that never finish
     their request head. Before, /healthz timed out and checks got "Too many open files"."""
-    config = write_config(tmp_path / "upkeep.yaml", http={"header_timeout": "1500ms"})
+    config = write_config(
+        tmp_path / "upkeep.yaml", http={"header_timeout": "1500ms", "idle_timeout": "500ms"}
+    )
     daemon = start(config, open_files=1024)
     baseline = daemon.open_files()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -462,8 +466,14 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
         still_open = [client for client in flood if not closed_by_server(client)]
         assert not still_open, f"{len(still_open)} of {len(flood)} slow connections still open"
         assert closed_by_server(trickler)
-        assert daemon.open_files() <= baseline + 2
+        assert daemon.open_files() <= baseline + 8  # the store may open a connection or two
         assert "Too many open files" not in daemon.log()
+        # A kept-alive connection that goes quiet is closed after the idle timeout.
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.9)
+            assert closed_by_server(kept)
     finally:
         for client in [*flood, trickler]:
             client.close()

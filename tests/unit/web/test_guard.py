@@ -7,6 +7,7 @@ out of range. Nothing may change, nothing may be a 500, and a refusal reads no b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -378,3 +379,44 @@ async def test_a_422_does_not_echo_the_input(state: DaemonState) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert invalid_json.status_code == 422 and "SECRET-MARKER" not in invalid_json.text
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> None:
+    slow = state_for(tmp_path, CONFIG.replace("max_body_bytes: 4096", "body_timeout: 200ms"))
+    app = create_app(slow)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/silences", "raw_path": b"/api/silences",
+        "query_string": b"", "root_path": "", "headers": head(ALICE, content_length="100"),
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 9464),
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+    chunks = iter([b"{"])
+
+    async def receive() -> dict[str, Any]:
+        for chunk in chunks:
+            return {"type": "http.request", "body": chunk, "more_body": True}
+        await asyncio.sleep(3600)  # the rest never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with asyncio.timeout(5):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 408
+    slow.store.close()
+
+
+async def test_a_reload_that_replaces_the_tokens_applies_at_once(
+    state: DaemonState, tmp_path: Path
+) -> None:
+    api = client(state)
+    assert (await api.get("/api/runs")).status_code == 200
+    state.loaded = load_text(tmp_path, NO_TOKEN_CONFIG.replace(
+        "runbooks:", 'engine: {api_tokens: {bob: "bob-token-0123456789abcd"}}\nrunbooks:'
+    ), {})  # fmt: skip
+    assert (await api.get("/api/runs")).status_code == 401
+    assert (
+        await client(state, token="bob-token-0123456789abcd").get("/api/runs")
+    ).status_code == 200
