@@ -431,25 +431,26 @@ def closed_by_server(client: socket.socket) -> bool:
 
 
 def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, start: Any) -> None:
-    """The issue's attack: 1,024 open files and a flood of connections that never finish
-    their request head. Before, /healthz timed out and checks got "Too many open files"."""
+    """The issue's attack: 1,024 open files and a burst of 3,000 connections that never
+    finish their request head. Before, /healthz timed out, every slow connection stayed
+    open and the daemon logged "Too many open files" (so did its HTTP checks)."""
     config = write_config(
         tmp_path / "upkeep.yaml", http={"header_timeout": "1500ms", "idle_timeout": "500ms"}
     )
     daemon = start(config, open_files=1024)
     baseline = daemon.open_files()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
     flood: list[socket.socket] = []
     trickler = slow_connection(daemon.port)
     assert trickler is not None
     health_times: list[float] = []
     most_open = 0
     try:
-        for round_number in range(6):
+        for round_number, burst in enumerate([3000, 250, 250, 250]):
             flood += [
                 client
-                for client in (slow_connection(daemon.port) for _ in range(250))
+                for client in (slow_connection(daemon.port) for _ in range(burst))
                 if client is not None
             ]
             with contextlib.suppress(OSError):
@@ -458,9 +459,9 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
             assert daemon.healthy(), f"/healthz failed in round {round_number}:\n{daemon.log()}"
             health_times.append(time.monotonic() - started)
             most_open = max(most_open, daemon.open_files())
-        # 1,500 connections were opened; at most a quarter of 1,024 files are spent on them.
+        # 3,750 connections were opened; at most a quarter of 1,024 files are spent on them.
         assert most_open <= baseline + 256 + 8, (baseline, most_open)
-        assert max(health_times) < 1.0, health_times
+        assert max(health_times) < 2.0, health_times  # before: timed out after 10 s
         # After the header timeout, every slow connection has been closed by the server.
         time.sleep(1.5 + 0.5)
         still_open = [client for client in flood if not closed_by_server(client)]
@@ -468,6 +469,7 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
         assert closed_by_server(trickler)
         assert daemon.open_files() <= baseline + 8  # the store may open a connection or two
         assert "Too many open files" not in daemon.log()
+        assert "out of system resource" not in daemon.log()
         # A kept-alive connection that goes quiet is closed after the idle timeout.
         with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as kept:
             kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

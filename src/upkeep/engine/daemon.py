@@ -56,8 +56,8 @@ DELIVERY_POLL_S = 1.0
 SERVER_START_TIMEOUT_S = 10.0
 """How long the HTTP server may take to start listening."""
 LISTEN_BACKLOG = 1024
-"""Connections the kernel completes while the server is busy: a burst of clients waits
-there instead of timing out on SYN retries (the connection limit applies once accepted)."""
+"""The kernel's queue of connections completed but not yet accepted (no descriptor of
+ours is spent on them)."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -149,7 +149,12 @@ class Daemon:
 
         from upkeep.web.app import create_app
         from upkeep.web.guard import listen_refusal
-        from upkeep.web.server import connection_limits, protocol_for, raise_open_file_limit
+        from upkeep.web.server import (
+            ACCEPT_BACKLOG,
+            connection_limits,
+            protocol_for,
+            raise_open_file_limit,
+        )
 
         if self._state is None:
             raise RuntimeError("state is built before the server starts")
@@ -178,6 +183,7 @@ class Daemon:
             lifespan="off",
             timeout_graceful_shutdown=5,
             http=protocol_for(limits),
+            backlog=ACCEPT_BACKLOG,
             # Headers beyond 16 KiB are a 400 from h11 before anything else reads them.
             h11_max_incomplete_event_size=16 * 1024,
             server_header=False,
@@ -194,6 +200,10 @@ class Daemon:
                     self._server = None
                     raise OSError(f"cannot serve on {self.listen}")
                 await asyncio.sleep(0.02)
+        # asyncio listens with its accept batch (ACCEPT_BACKLOG, small so a flood cannot take
+        # a burst of descriptors); the kernel's queue of completed connections may be longer,
+        # so a health probe behind a flood waits there instead of having its SYN dropped.
+        listener.listen(LISTEN_BACKLOG)
 
     async def _stop_server(self) -> None:
         if self._server is None:
@@ -445,12 +455,14 @@ class Daemon:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Given a host and port, return a listening socket; raise OSError if it cannot bind."""
+    from upkeep.web.server import ACCEPT_BACKLOG
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(LISTEN_BACKLOG)
+        listener.listen(ACCEPT_BACKLOG)
     except OSError as error:
         listener.close()
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

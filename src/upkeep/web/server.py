@@ -40,6 +40,10 @@ FILES_PER_CONNECTION_SHARE = 4
 step commands, the store and log files."""
 OPEN_FILES_CEILING = 1 << 20
 """Raising the soft open-file limit stops here even when the hard limit is unlimited."""
+ACCEPT_BACKLOG = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go before
+any of them is served or closed: kept small, a flood of connects cannot take a burst of
+descriptors past the connection limit (2,048, uvicorn's default, took all of 1,024)."""
 
 
 @dataclass
