@@ -435,7 +435,7 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
     finish their request head. Before, /healthz timed out, every slow connection stayed
     open and the daemon logged "Too many open files" (so did its HTTP checks)."""
     config = write_config(
-        tmp_path / "upkeep.yaml", http={"header_timeout": "1500ms", "idle_timeout": "500ms"}
+        tmp_path / "upkeep.yaml", http={"header_timeout": "1500ms", "idle_timeout": "300ms"}
     )
     daemon = start(config, open_files=1024)
     baseline = daemon.open_files()
@@ -461,10 +461,18 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
             most_open = max(most_open, daemon.open_files())
         # 3,750 connections were opened; at most a quarter of 1,024 files are spent on them.
         assert most_open <= baseline + 256 + 8, (baseline, most_open)
-        assert max(health_times) < 2.0, health_times  # before: timed out after 10 s
+        assert max(health_times) < 5.0, health_times  # before: timed out after 10 s
         # After the header timeout, every slow connection has been closed by the server.
-        time.sleep(1.5 + 0.5)
-        still_open = [client for client in flood if not closed_by_server(client)]
+        time.sleep(1.5)
+        still_open = list(flood)
+
+        def all_closed() -> bool:
+            still_open[:] = [client for client in still_open if not closed_by_server(client)]
+            return not still_open
+
+        deadline = time.monotonic() + 5
+        while not all_closed() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not still_open, f"{len(still_open)} of {len(flood)} slow connections still open"
         assert closed_by_server(trickler)
         assert daemon.open_files() <= baseline + 8  # the store may open a connection or two
@@ -474,8 +482,10 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
         with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as kept:
             kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
-            time.sleep(0.9)
-            assert closed_by_server(kept)
+            deadline = time.monotonic() + 1.3  # the idle timeout, not the header one (1.5 s)
+            while not closed_by_server(kept):
+                assert time.monotonic() < deadline, "a quiet kept-alive connection stayed open"
+                time.sleep(0.05)
     finally:
         for client in [*flood, trickler]:
             client.close()
