@@ -1,20 +1,44 @@
-"""``upkeep init``: a starter config for this machine.
+"""``upkeep init``: a starter config for this machine, and an API token for its daemon.
 
 Host checks always; PostgreSQL, Redis and MariaDB/MySQL when they answer on their
 default local ports, detected with the same ping probes the checks use.
+
+The daemon's API refuses every request without a token, so ``init`` generates one
+(256 random bits), prints it once and stores only its SHA-256 in
+``.upkeep/api-token.sha256`` beside the config (mode 0600, created exclusively, never
+through a link, in a directory nobody else can write). The config names it as
+``engine.api_tokens.admin: ${file:.upkeep/api-token.sha256}``. The digest is no
+credential: a copy of the config directory, a backup or a world-readable file does not
+let anyone call the API, and nobody can recover the token from it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import platform
+import secrets
+import stat
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 DETECT_TIMEOUT_S = 2.0
 """Named timeout: how long a candidate service gets to answer a ping during detection."""
+STATE_DIRECTORY = ".upkeep"
+"""Beside the config: the SQLite store and the API token's digest."""
+TOKEN_FILE = "api-token.sha256"  # noqa: S105 - a file name; the file holds a digest
+"""The file in ``STATE_DIRECTORY`` holding ``sha256:<hex>`` of the generated token."""
+TOKEN_NAME = "admin"  # noqa: S105 - a token's name, not a token
+"""The generated token's name: what it changes is recorded as made by ``api:admin``."""
+TOKEN_PREFIX = "upk_"  # noqa: S105 - the fixed start of every generated token
+"""Generated tokens start with this, so a leaked one is recognisable (secret scanners)."""
+
+
+class TokenFileError(Exception):
+    """The token file cannot be written safely; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +186,8 @@ runbooks:
 
 
 def render_config(found: list[Found], timezone: str) -> str:
-    """Given detected services and a timezone, return the starter config text."""
+    """Given detected services and a timezone, return the starter config text (its API
+    token is read from ``.upkeep/api-token.sha256`` beside it)."""
     host = platform.node() or "this host"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     found_text = (
@@ -205,6 +230,13 @@ def render_config(found: list[Found], timezone: str) -> str:
         f"# Reference: docs/probes.md lists every probe and metric.\n"
         f"timezone: {timezone}\n"
         "store: sqlite:///.upkeep/upkeep.db\n"
+        "\nengine:\n"
+        "  listen: 127.0.0.1:9464\n"
+        "  # /healthz and /metrics answer anyone; the API (/api/...) needs\n"
+        "  # `Authorization: Bearer <token>`. `upkeep init` showed the token once; the file\n"
+        "  # holds only its SHA-256. More tokens: one line each, `name: <token or sha256:hex>`.\n"
+        "  api_tokens:\n"
+        f"    {TOKEN_NAME}: ${{file:{STATE_DIRECTORY}/{TOKEN_FILE}}}\n"
         "\ntargets:\n"
         f"{targets}"
         "\nchecks:\n"
@@ -213,8 +245,97 @@ def render_config(found: list[Found], timezone: str) -> str:
     )
 
 
+def new_token() -> str:
+    """Return a new API token: ``upk_`` and 256 random bits, URL-safe base64."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _private_directory(directory: Path) -> int:
+    """Given the state directory, create it (0700) if missing; return an open descriptor
+    of it. Raise TokenFileError if it is a link, not a directory, not ours, or writable by
+    others (who could swap the token file for their own)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise TokenFileError(
+            f"cannot use {directory} for the API token: {error.strerror or error} "
+            "(a symlink or a file there is refused)"
+        ) from None
+    info = os.fstat(handle)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        os.close(handle)
+        raise TokenFileError(
+            f"{directory} is not a private directory of yours (owner uid {info.st_uid}, mode "
+            f"{stat.filemode(info.st_mode)}); others could replace the API token in it. "
+            "Make it yours and not group/world writable, then run init again"
+        )
+    return handle
+
+
+def write_token_digest(directory: Path, token: str) -> Path | None:
+    """Given the state directory and a new token, write ``sha256:<hex>`` of it to the
+    token file (0600, created exclusively, never through a link); return the file, or
+    None if a private token file of ours is already there (it stays in force).
+
+    Raise TokenFileError if the file cannot be written safely.
+    """
+    path = directory / TOKEN_FILE
+    directory_handle = _private_directory(directory)
+    try:
+        try:
+            handle = os.open(
+                TOKEN_FILE,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=directory_handle,
+            )
+        except FileExistsError:
+            info = os.stat(TOKEN_FILE, dir_fd=directory_handle, follow_symlinks=False)
+            if (
+                stat.S_ISREG(info.st_mode)
+                and info.st_uid == os.geteuid()
+                and not info.st_mode & 0o077
+            ):
+                return None
+            raise TokenFileError(
+                f"{path} exists and is not a private file of yours (a symlink, or readable or "
+                "owned by others); it is left alone. Remove it and run init again"
+            ) from None
+        except OSError as error:
+            raise TokenFileError(f"cannot create {path}: {error.strerror or error}") from None
+        try:
+            os.fchmod(handle, 0o600)
+            digest = hashlib.sha256(token.encode("ascii")).hexdigest()
+            os.write(handle, f"sha256:{digest}\n".encode("ascii"))
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    finally:
+        os.close(directory_handle)
+    return path
+
+
+def _write_config(path: Path, text: str) -> None:
+    """Write the config through a fresh private file in its directory, then rename it into
+    place (a link planted at a temporary name is never followed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def run_init(config_path: Path | None, *, force: bool) -> int:
-    """Write the starter config unless one exists (or ``force``); return 0, or 1 if it exists."""
+    """Write the starter config unless one exists (or ``force``), and an API token unless
+    one is there; return 0, 1 if the config exists, or 2 if a file cannot be written safely.
+    """
     from upkeep.cli.common import console
     from upkeep.config.loader import find_config_path
 
@@ -225,10 +346,34 @@ def run_init(config_path: Path | None, *, force: bool) -> int:
         return 1
     found = asyncio.run(detect_services())
     text = render_config(found, local_timezone())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    token = new_token()
+    try:
+        written = write_token_digest(path.parent / STATE_DIRECTORY, token)
+        _write_config(path, text)
+    except (TokenFileError, OSError) as error:
+        console(stderr=True).print(f"upkeep init: {error}", markup=False)
+        return 2
     names = ", ".join(item.kind for item in found) or "none"
-    out.print(f"wrote {path}: host checks, local services found: {names}", markup=False)
+    out.print(
+        f"wrote {path}: host checks, local services found: {names}", markup=False, soft_wrap=True
+    )
+    token_file = path.parent / STATE_DIRECTORY / TOKEN_FILE
+    if written is None:
+        out.print(
+            f"kept the API token whose SHA-256 is in {token_file} (named {TOKEN_NAME})",
+            markup=False,
+        )
+        return 0
+    out.print(
+        f"API token {TOKEN_NAME!r}, shown only now (only its SHA-256 is kept, in "
+        f"{token_file}); store it where your API clients read secrets:",
+        markup=False,
+        soft_wrap=True,
+    )
+    out.print(f"  {token}", markup=False, soft_wrap=True)
+    out.print(
+        f"use it: curl -H 'Authorization: Bearer {token}' http://127.0.0.1:9464/api/runs",
+        markup=False,
+        soft_wrap=True,
+    )
     return 0

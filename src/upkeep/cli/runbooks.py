@@ -423,16 +423,21 @@ def run_serve(config_path: Path | None, listen: str | None) -> int:
 
     from upkeep.engine.daemon import Daemon, parse_listen
     from upkeep.store.store import StoreError
+    from upkeep.web.guard import listen_refusal
 
     loaded = _load(config_path, logging.INFO)
     if loaded is None:
         return EXIT_USAGE
-    if listen is not None:
-        try:
-            parse_listen(listen)
-        except ValueError:
-            _err(f"--listen expects host:port, got {listen!r}")
-            return EXIT_USAGE
+    try:
+        host, _ = parse_listen(listen or loaded.config.engine.listen)
+    except ValueError:
+        where = "--listen" if listen is not None else "engine.listen"
+        _err(f"{where} expects host:port, got {listen or loaded.config.engine.listen!r}")
+        return EXIT_USAGE
+    refusal = listen_refusal(loaded.config.engine, host)
+    if refusal is not None:
+        _err(refusal)
+        return EXIT_USAGE
     try:
         return asyncio.run(Daemon(loaded, listen=listen).run())
     except StoreError as error:

@@ -7,11 +7,12 @@ validated against the chosen probe's own model by the loader, which knows the ta
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from upkeep.config.cron import validate_cron
 from upkeep.config.durations import Duration
@@ -253,6 +254,76 @@ class RetentionConfig(StrictModel):
     )
 
 
+LEGACY_TOKEN_NAME = "default"  # noqa: S105 - a token's name, not a token
+"""The name of the token given as ``engine.api_token``."""
+MIN_TOKEN_LENGTH = 16
+"""A token shorter than this is refused: the API is worth more than a guessable word."""
+_TOKEN_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")
+_HOST_NAME = (
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$"
+)
+
+
+def check_api_token(value: str) -> str:
+    """Given an API token setting, return it; raise ValueError if it is neither a digest
+    (``sha256:`` and 64 lower-case hex digits) nor a token of at least 16 printable ASCII
+    characters (a header can carry nothing else, so no client could present it)."""
+    if value.startswith("sha256:"):
+        if not _TOKEN_DIGEST.match(value):
+            raise ValueError("a token digest is sha256: followed by 64 lower-case hex digits")
+        return value
+    if len(value) < MIN_TOKEN_LENGTH or not _TOKEN_TEXT.match(value):
+        raise ValueError(
+            f"a token needs at least {MIN_TOKEN_LENGTH} printable ASCII characters and no "
+            "spaces; `upkeep init` generates one"
+        )
+    return value
+
+
+ApiToken = Annotated[str, AfterValidator(check_api_token)]
+"""An API token setting: the token, or ``sha256:<hex>`` of it."""
+
+
+class HttpServerConfig(StrictModel):
+    """Limits that keep clients, slow or large, from starving the daemon's HTTP server."""
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="a request body larger than this is refused (413) before it is read",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=4,
+        le=65536,
+        description="open connections at most (never more than a quarter of the open-file "
+        "limit); beyond it the oldest connection still sending its request is closed",
+    )
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a connection that has not sent a whole request head this long after "
+        "it opened (or after its last answer) is closed",
+    )
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="a kept-alive connection that sends nothing this long is closed",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="a request body that has not arrived whole this long after its head "
+        "is refused (408)",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> HttpServerConfig:
+        for name in ("header_timeout", "idle_timeout", "body_timeout"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be longer than 0s")
+        return self
+
+
 class EngineConfig(StrictModel):
     """How the engine and the daemon (``upkeep serve``) behave."""
 
@@ -260,7 +331,8 @@ class EngineConfig(StrictModel):
     listen: str = Field(
         default="127.0.0.1:9464",
         pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
-        description="host:port of /healthz and /metrics (loopback by default)",
+        description="host:port of /healthz, /metrics and the API (loopback by default; "
+        "any other address needs an API token)",
     )
     drain_timeout: Duration = Field(
         default=timedelta(seconds=30),
@@ -278,11 +350,35 @@ class EngineConfig(StrictModel):
         default=timedelta(seconds=1),
         description="the daemon writes check results in batches at most this far apart",
     )
-    api_token: Annotated[str | None, SecretMarker()] = Field(
+    api_token: Annotated[ApiToken | None, SecretMarker()] = Field(
         default=None,
-        description="if set, the API's changing endpoints (approve, reject) need "
-        "`Authorization: Bearer <token>`",
+        description="an API token named `default` (kept for older configs; `api_tokens` "
+        "names each one): the token itself or `sha256:<hex digest>` of it",
     )
+    api_tokens: dict[Name, Annotated[ApiToken, SecretMarker()]] = Field(
+        default={},
+        description="named API tokens: every `/api/*` request needs `Authorization: Bearer "
+        "<token>`, and what it changes is recorded as done by `api:<name>`; each value is "
+        "the token itself or `sha256:<hex digest>` of it (`upkeep init` writes one)",
+    )
+    allowed_hosts: list[Annotated[str, Field(pattern=_HOST_NAME, max_length=253)]] = Field(
+        default=[],
+        description="host names the API answers to besides loopback, IP addresses, this "
+        "machine's name and the host of alerting.public_url (a DNS-rebinding guard)",
+    )
+    http: HttpServerConfig = Field(
+        default=HttpServerConfig(),
+        description="limits of the HTTP server: body size, connections, timeouts",
+    )
+
+    @model_validator(mode="after")
+    def _one_default(self) -> EngineConfig:
+        if self.api_token is not None and LEGACY_TOKEN_NAME in self.api_tokens:
+            raise ValueError(
+                f"api_token is the token named {LEGACY_TOKEN_NAME!r}; api_tokens must not "
+                "name another one so"
+            )
+        return self
 
 
 class FlappingConfig(StrictModel):

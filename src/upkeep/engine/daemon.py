@@ -55,6 +55,9 @@ DELIVERY_POLL_S = 1.0
 """How often the leader looks for due notifications in the outbox."""
 SERVER_START_TIMEOUT_S = 10.0
 """How long the HTTP server may take to start listening."""
+LISTEN_BACKLOG = 1024
+"""The kernel's queue of connections completed but not yet accepted (no descriptor of
+ours is spent on them)."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -145,10 +148,25 @@ class Daemon:
         import uvicorn
 
         from upkeep.web.app import create_app
+        from upkeep.web.guard import listen_refusal
+        from upkeep.web.server import (
+            ACCEPT_BACKLOG,
+            connection_limits,
+            protocol_for,
+            raise_open_file_limit,
+        )
 
         if self._state is None:
             raise RuntimeError("state is built before the server starts")
         host, port = parse_listen(self.listen)
+        engine = self.loaded.config.engine
+        refusal = listen_refusal(engine, host)
+        if refusal is not None:
+            raise OSError(refusal)
+        self._state.listen = self.listen
+        # Checks, step commands and the store need descriptors too; the HTTP server gets a
+        # quarter of the (raised) limit at most, so a flood of connections cannot take them.
+        limits = connection_limits(engine.http, raise_open_file_limit())
 
         class _Server(uvicorn.Server):
             # The daemon owns SIGTERM/SIGINT (it drains first); uvicorn must not take them.
@@ -164,6 +182,11 @@ class Daemon:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            http=protocol_for(limits),
+            backlog=ACCEPT_BACKLOG,
+            # Headers beyond 16 KiB are a 400 from h11 before anything else reads them.
+            h11_max_incomplete_event_size=16 * 1024,
+            server_header=False,
         )
         server = _Server(config)
         self._server = server
@@ -177,6 +200,10 @@ class Daemon:
                     self._server = None
                     raise OSError(f"cannot serve on {self.listen}")
                 await asyncio.sleep(0.02)
+        # asyncio listens with its accept batch (ACCEPT_BACKLOG, small so a flood cannot take
+        # a burst of descriptors); the kernel's queue of completed connections may be longer,
+        # so a health probe behind a flood waits there instead of having its SYN dropped.
+        listener.listen(LISTEN_BACKLOG)
 
     async def _stop_server(self) -> None:
         if self._server is None:
@@ -428,12 +455,14 @@ class Daemon:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Given a host and port, return a listening socket; raise OSError if it cannot bind."""
+    from upkeep.web.server import ACCEPT_BACKLOG
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(128)
+        listener.listen(ACCEPT_BACKLOG)
     except OSError as error:
         listener.close()
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

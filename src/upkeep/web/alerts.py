@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import Field
+
+from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, Word, api_duration
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
 
+MAX_MATCHERS = 32
+"""A silence matches on at most this many fields."""
 
-class Acknowledgement(BaseModel):
-    """The body of an acknowledge request."""
 
-    by: str = Field(default="api", max_length=200)
-    comment: str = Field(default="", max_length=2000)
+class Acknowledgement(ApiBody):
+    """The body of an acknowledge request: for how long (until resolved if absent), why."""
+
+    comment: Comment = ""
     for_: str | None = Field(default=None, alias="for", max_length=40)
 
 
-class SilenceRequest(BaseModel):
-    """The body of a request adding a silence."""
+class SilenceRequest(ApiBody):
+    """The body of a request adding a silence: what it matches, for how long, why."""
 
-    matchers: dict[str, str] = Field(min_length=1)
+    matchers: dict[Word, Word] = Field(min_length=1, max_length=MAX_MATCHERS)
     for_: str = Field(alias="for", max_length=40)
-    by: str = Field(default="api", max_length=200)
-    comment: str = Field(default="", max_length=2000)
+    comment: Comment = ""
 
 
-def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) -> APIRouter:
-    """Given the daemon's state and its bearer-token check, return the alerts API routes."""
+def alert_router(state: DaemonState) -> APIRouter:
+    """Given the daemon's state, return the alerts API routes (the guard has admitted every
+    request that reaches them; ``actor`` names its token)."""
     router = APIRouter()
 
     @router.get("/api/alerts")
@@ -47,7 +50,7 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
         return [record.to_json() for record in records]
 
     @router.get("/api/alerts/{alert_id}")
-    async def show_alert(alert_id: int) -> dict[str, Any]:
+    async def show_alert(alert_id: RecordId) -> dict[str, Any]:
         record = await asyncio.to_thread(state.store.alerts.get, alert_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no alert {alert_id}")
@@ -61,25 +64,18 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
 
     @router.post("/api/alerts/{alert_id}/ack")
     async def acknowledge(
-        alert_id: int, body: Acknowledgement | None = None, authorization: str | None = Header(None)
+        alert_id: RecordId, by: Actor, body: Acknowledgement | None = None
     ) -> dict[str, Any]:
         from upkeep.alerting.manager import AlertManager
-        from upkeep.config.durations import parse_duration
         from upkeep.store.alerts import AlertError
 
-        authorise(authorization)
         request = body or Acknowledgement()
-        try:
-            duration = parse_duration(request.for_) if request.for_ else None
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
-        if duration is not None and duration.total_seconds() <= 0:
-            raise HTTPException(status_code=422, detail="for must be longer than 0s")
+        duration = api_duration(request.for_, "for") if request.for_ is not None else None
         manager = AlertManager(state.loaded, state.store)
         try:
             record = await asyncio.to_thread(
                 lambda: manager.acknowledge(
-                    alert_id, author=request.by, duration=duration, comment=request.comment
+                    alert_id, author=by, duration=duration, comment=request.comment
                 )
             )
         except AlertError as error:
@@ -93,17 +89,10 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
         return [silence.to_json(now) for silence in found]
 
     @router.post("/api/silences", status_code=201)
-    async def add_silence(
-        body: SilenceRequest, authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
-        from upkeep.config.durations import parse_duration
+    async def add_silence(body: SilenceRequest, by: Actor) -> dict[str, Any]:
         from upkeep.store.alerts import AlertError
 
-        authorise(authorization)
-        try:
-            length = parse_duration(body.for_)
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        length = api_duration(body.for_, "for")
         now = datetime.now(UTC)
         try:
             silence = await asyncio.to_thread(
@@ -111,7 +100,7 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
                     body.matchers,
                     starts_at=now,
                     ends_at=now + length,
-                    author=body.by,
+                    author=by,
                     comment=body.comment,
                 )
             )
@@ -120,10 +109,7 @@ def alert_router(state: DaemonState, authorise: Callable[[str | None], None]) ->
         return {"id": silence.id, "ends_at": silence.ends_at.isoformat()}
 
     @router.delete("/api/silences/{silence_id}")
-    async def remove_silence(
-        silence_id: int, by: str = "api", authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
-        authorise(authorization)
+    async def remove_silence(silence_id: RecordId, by: Actor) -> dict[str, Any]:
         removed = await asyncio.to_thread(
             lambda: state.store.alerts.remove_silence(silence_id, by=by)
         )

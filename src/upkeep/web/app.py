@@ -1,23 +1,27 @@
-"""The daemon's HTTP application: ``/healthz``, ``/metrics`` and the runs API.
+"""The daemon's HTTP application: ``/healthz``, ``/metrics``, the runs and alerts API.
 
 Served by uvicorn inside the daemon's event loop on ``engine.listen`` (loopback by
-default), and the alerts API: alerts with their timelines, acknowledgement, silences.
-Endpoints that change something (approve, reject, ack, silences) need
-``Authorization: Bearer <engine.api_token>`` when a token is configured.
+default; see ``upkeep.web.server``). ``/healthz`` and ``/metrics`` answer anyone; every
+``/api/*`` request, reading or changing, passes ``upkeep.web.guard.ApiGuard`` first: a
+named API token, a Host of this server, JSON from the same origin for changes, a capped
+body. A change is recorded as made by the token's name (``api:<name>``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Header, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+
+from upkeep.web.guard import ApiGuard, GuardSettings
+from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -41,13 +45,47 @@ class DaemonState:
     role: str = "standby"
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: SchedulerStats | None = None
+    listen: str | None = None
+    """The address served (``--listen`` or ``engine.listen``); its host is an allowed Host."""
 
 
-class Decision(BaseModel):
+class Decision(ApiBody):
     """The body of an approve or reject request."""
 
-    by: str = Field(default="api", max_length=200)
-    comment: str = Field(default="", max_length=2000)
+    comment: Comment = ""
+
+
+def _guard_settings(state: DaemonState) -> Any:
+    """Return a function giving the guard's settings for the config in force (a reload
+    replaces ``state.loaded``; the settings follow it)."""
+    cache: dict[str, tuple[object, GuardSettings]] = {}
+
+    def settings() -> GuardSettings:
+        loaded = state.loaded
+        listen = state.listen or loaded.config.engine.listen
+        found = cache.get(listen)
+        if found is None or found[0] is not loaded:
+            found = (loaded, GuardSettings.from_config(loaded.config, listen))
+            cache.clear()
+            cache[listen] = found
+        return found[1]
+
+    return settings
+
+
+async def _validation_failed(request: Request, error: Exception) -> Response:
+    """Answer a request that does not validate with where and why, never with its input
+    (which may be large, or a secret sent to the wrong field)."""
+    problems = error.errors() if isinstance(error, RequestValidationError) else []
+    detail = [
+        {
+            "loc": list(problem.get("loc", ())),
+            "msg": problem.get("msg"),
+            "type": problem.get("type"),
+        }
+        for problem in problems
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 def run_to_json(record: RunRecord) -> dict[str, Any]:
@@ -91,14 +129,8 @@ def run_to_json(record: RunRecord) -> dict[str, Any]:
 def create_app(state: DaemonState) -> FastAPI:
     """Given the daemon's state, return the FastAPI application serving it."""
     app = FastAPI(title="upkeep", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-
-    def authorise(authorization: str | None) -> None:
-        token = state.loaded.config.engine.api_token
-        if token is None:
-            return
-        expected = f"Bearer {token}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
-            raise HTTPException(status_code=401, detail="a valid bearer token is required")
+    app.add_middleware(ApiGuard, settings=_guard_settings(state))
+    app.add_exception_handler(RequestValidationError, _validation_failed)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -135,24 +167,24 @@ def create_app(state: DaemonState) -> FastAPI:
         return Response(content=payload, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/runs")
-    async def list_runs(limit: int = 50, runbook: str | None = None) -> list[dict[str, Any]]:
+    async def list_runs(
+        limit: int = 50, runbook: RunbookName | None = None
+    ) -> list[dict[str, Any]]:
         records = await asyncio.to_thread(
             state.store.runs.list_runs, runbook=runbook, limit=max(1, min(limit, 1000))
         )
         return [run_to_json(record) for record in records]
 
     @app.get("/api/runs/{run_id}")
-    async def show_run(run_id: int) -> dict[str, Any]:
+    async def show_run(run_id: RecordId) -> dict[str, Any]:
         record = await asyncio.to_thread(state.store.runs.get_run, run_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no run {run_id}")
         return run_to_json(record)
 
-    async def decide(run_id: int, decision: str, body: Decision) -> dict[str, Any]:
+    async def decide(run_id: int, decision: str, body: Decision, by: str) -> dict[str, Any]:
         try:
-            await asyncio.to_thread(
-                state.store.runs.decide, run_id, decision, body.by, body.comment
-            )
+            await asyncio.to_thread(state.store.runs.decide, run_id, decision, by, body.comment)
         except LookupError as error:
             raise HTTPException(status_code=409, detail=str(error)) from None
         record = await asyncio.to_thread(state.store.runs.get_run, run_id)
@@ -161,20 +193,14 @@ def create_app(state: DaemonState) -> FastAPI:
         return run_to_json(record)
 
     @app.post("/api/runs/{run_id}/approve")
-    async def approve(
-        run_id: int, body: Decision | None = None, authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
-        authorise(authorization)
-        return await decide(run_id, "approved", body or Decision())
+    async def approve(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+        return await decide(run_id, "approved", body or Decision(), by)
 
     @app.post("/api/runs/{run_id}/reject")
-    async def reject(
-        run_id: int, body: Decision | None = None, authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
-        authorise(authorization)
-        return await decide(run_id, "rejected", body or Decision())
+    async def reject(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+        return await decide(run_id, "rejected", body or Decision(), by)
 
     from upkeep.web.alerts import alert_router
 
-    app.include_router(alert_router(state, authorise))
+    app.include_router(alert_router(state))
     return app

@@ -1,0 +1,99 @@
+"""What the API accepts from a client: ids, texts, durations and the request's actor.
+
+Every value a client sends is bounded here, so a bad one is a 4xx naming the field and
+never reaches the store or date arithmetic as something that fails there (a 500).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from upkeep.web.guard import ACTOR_KEY
+
+MAX_RECORD_ID = 2**63 - 1
+"""Ids are 64-bit signed integers in every store."""
+MAX_API_DURATION = timedelta(days=365)
+"""The longest acknowledgement or silence the API grants: a year. Longer is a mistake or
+an attempt to mute an alert for good; remove the check instead."""
+
+RecordId = Annotated[int, Path(ge=1, le=MAX_RECORD_ID, description="a record's id")]
+"""A run, alert or silence id in a path: 1 to 2^63-1, else 422."""
+
+
+def _printable(value: str) -> str:
+    """Given a text, return it; raise ValueError if it holds a control character other
+    than a newline or tab (a NUL cannot even be stored in PostgreSQL)."""
+    if any(not character.isprintable() and character not in "\n\t" for character in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\t" in value:
+        raise ValueError("must be one line")
+    return _printable(value)
+
+
+Comment = Annotated[str, Field(max_length=2000), AfterValidator(_printable)]
+"""A free comment recorded with a change."""
+Word = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
+"""A label name or a matcher pattern."""
+RunbookName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200)]
+"""A runbook's name, spelled as the config allows (so a garbled one is a 422)."""
+
+
+class ApiBody(BaseModel):
+    """A request body: unknown fields are errors, and ``by`` is refused with a reason.
+
+    The actor of a change is the name of the API token that made it; a body cannot say
+    who it is from (older clients sent ``by``: they learn why it no longer works).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_actor(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "by" in data:
+            raise ValueError(
+                "'by' is not accepted: a change is recorded as made by the API token's "
+                "name (api:<name>)"
+            )
+        return data
+
+
+def actor(request: Request) -> str:
+    """Given a request the guard admitted, return its actor (``api:<token name>``)."""
+    found = request.scope.get(ACTOR_KEY)
+    if not isinstance(found, str):
+        raise HTTPException(status_code=401, detail="a valid API token is required")
+    return found
+
+
+Actor = Annotated[str, Depends(actor)]
+"""The request's actor, ``api:<token name>``, as the guard identified it."""
+
+
+def api_duration(text: str, field: str) -> timedelta:
+    """Given a duration literal from a client, return it; raise HTTPException 422 unless
+    it parses and is longer than 0s and at most ``MAX_API_DURATION``."""
+    from upkeep.config.durations import format_duration, parse_duration
+
+    try:
+        length = parse_duration(text)
+    except ValueError as error:
+        raise HTTPException(status_code=422, detail=f"{field}: {error}") from None
+    except OverflowError:
+        length = timedelta.max
+    if length <= timedelta(0):
+        raise HTTPException(status_code=422, detail=f"{field} must be longer than 0s")
+    if length > MAX_API_DURATION:
+        raise HTTPException(
+            status_code=422,
+            detail=f"{field} must be at most {format_duration(MAX_API_DURATION)} (1y)",
+        )
+    return length

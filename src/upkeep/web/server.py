@@ -1,0 +1,183 @@
+"""The daemon's HTTP server: uvicorn on its h11 protocol, with limits no slow client beats.
+
+uvicorn's h11 protocol times out an idle kept-alive connection, but not one that never
+finishes its request head (a byte every few seconds keeps it open for good), and it
+accepts connections until the process runs out of file descriptors, when /healthz stops
+answering and checks fail with "Too many open files". ``GuardedH11Protocol`` adds:
+
+- a header timeout: a connection must deliver a whole request head within
+  ``engine.http.header_timeout`` of opening (or of its previous answer), or it is closed;
+- an idle timeout (``engine.http.idle_timeout``) between requests;
+- a connection limit (``engine.http.max_connections``, never above a quarter of the
+  open-file limit): at the limit, the oldest connection still waiting for a request head
+  is closed to make room, so a new request (a health probe) is served while an attacker's
+  idle connections churn; only when every connection is busy with a request is the new one
+  closed at once;
+- a connection whose answer went out while its body was still arriving is closed rather
+  than drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+if TYPE_CHECKING:
+    from upkeep.config.models import HttpServerConfig
+
+logger = logging.getLogger(__name__)
+
+FILES_PER_CONNECTION_SHARE = 4
+"""At most 1/4 of the open-file limit goes to HTTP connections; the rest stays for checks,
+step commands, the store and log files."""
+OPEN_FILES_CEILING = 1 << 20
+"""Raising the soft open-file limit stops here even when the hard limit is unlimited."""
+ACCEPT_BACKLOG = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go before
+any of them is served or closed: kept small, a flood of connects cannot take a burst of
+descriptors past the connection limit (2,048, uvicorn's default, took all of 1,024)."""
+
+
+@dataclass
+class ConnectionLimits:
+    """The limits of one server and its connections still waiting for a request head,
+    oldest first (shared by every connection of that server)."""
+
+    max_connections: int
+    header_timeout_s: float
+    idle_timeout_s: float
+    waiting: OrderedDict[GuardedH11Protocol, None] = field(default_factory=OrderedDict)
+    evicted: int = 0
+    """Connections closed to make room for a newer one."""
+    refused: int = 0
+    """Connections closed at once because every other one was busy with a request."""
+    timed_out: int = 0
+    """Connections closed because their request head did not arrive in time."""
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit of open files to the hard limit (capped at a million); return
+    the soft limit in force afterwards. A failure to raise it leaves it as it was."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_CEILING)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            logger.warning("could not raise the open-file limit from %d: %s", soft, error)
+            return soft
+        return target
+    return OPEN_FILES_CEILING if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limits(settings: HttpServerConfig, open_files: int) -> ConnectionLimits:
+    """Given the HTTP settings and the open-file limit, return the connection limits."""
+    allowed = max(4, open_files // FILES_PER_CONNECTION_SHARE)
+    if settings.max_connections > allowed:
+        logger.warning(
+            "engine.http.max_connections %d is more than a quarter of the open-file limit "
+            "(%d); serving at most %d connections",
+            settings.max_connections,
+            open_files,
+            allowed,
+        )
+    return ConnectionLimits(
+        max_connections=min(settings.max_connections, allowed),
+        header_timeout_s=settings.header_timeout.total_seconds(),
+        idle_timeout_s=settings.idle_timeout.total_seconds(),
+    )
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout, an idle timeout and a connection
+    limit (see the module). Subclassed per server by ``protocol_for``."""
+
+    limits: ClassVar[ConnectionLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn takes whole seconds here; a float works the same and keeps tests fast.
+        self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Given a new connection, make room for it (or close it) and start its clock."""
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
+            self.limits.refused += 1
+            transport.abort()
+            return
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Given a closed connection, forget it."""
+        self._head_arrived()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Given bytes from the client, parse them; stop the head clock once a head is in."""
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._head_arrived()
+
+    def on_response_complete(self) -> None:
+        """After an answer: close a connection still sending a body, else wait for the
+        next request head on the clock."""
+        body_unread = self.conn.their_state is h11.SEND_BODY
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if body_unread:
+            self.transport.close()
+        elif self.conn.their_state is h11.IDLE:
+            self._await_head()
+
+    def _await_head(self) -> None:
+        self._head_arrived()
+        self.limits.waiting[self] = None
+        self._head_deadline = self.loop.call_later(
+            self.limits.header_timeout_s, self._head_timed_out
+        )
+
+    def _head_arrived(self) -> None:
+        self.limits.waiting.pop(self, None)
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        self.limits.waiting.pop(self, None)
+        if not self.transport.is_closing():
+            self.limits.timed_out += 1
+            self.transport.close()
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection still waiting for a request head; return False if
+        there is none (every other connection is busy with a request)."""
+        for victim in self.limits.waiting:
+            if victim is not self:
+                victim._head_arrived()
+                self.limits.evicted += 1
+                with contextlib.suppress(Exception):
+                    victim.transport.abort()
+                return True
+        return False
+
+
+def protocol_for(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+    """Given one server's limits, return the protocol class its connections use."""
+    chosen = limits
+
+    class ServerH11Protocol(GuardedH11Protocol):
+        limits = chosen
+
+    return ServerH11Protocol

@@ -1,0 +1,90 @@
+"""`upkeep init` generates the API token: shown once, only its digest kept, 0600, and
+never written through a link someone planted (as root, beside directories others write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.conftest import Upkeep
+
+TOKEN_PATTERN = re.compile(r"upk_[A-Za-z0-9_-]{43}")
+
+
+def test_init_shows_a_token_once_and_keeps_only_its_digest(upkeep: Upkeep, tmp_path: Path) -> None:
+    created = upkeep("init")
+    assert created.returncode == 0, created.stderr
+    tokens = set(TOKEN_PATTERN.findall(created.stdout))
+    assert len(tokens) == 1, created.stdout
+    token = tokens.pop()
+    assert f"curl -H 'Authorization: Bearer {token}' http://127.0.0.1:9464/api/runs" in (
+        created.stdout
+    )
+    directory = tmp_path / ".upkeep"
+    token_file = directory / "api-token.sha256"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert token_file.read_text() == f"sha256:{digest}\n"
+    config = (tmp_path / "upkeep.yaml").read_text()
+    assert token not in config and digest not in config
+    engine = yaml.safe_load(config)["engine"]
+    assert engine["api_tokens"] == {"admin": "${file:.upkeep/api-token.sha256}"}
+    assert stat.S_IMODE((tmp_path / "upkeep.yaml").stat().st_mode) & 0o077 == 0
+    assert upkeep("validate").returncode == 0
+    # Again with --force: the config is rewritten, the token in force stays (not shown again).
+    again = upkeep("init", "--force")
+    assert again.returncode == 0, again.stderr
+    assert not TOKEN_PATTERN.search(again.stdout) and "kept the API token" in again.stdout
+    assert token_file.read_text() == f"sha256:{digest}\n"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".upkeep.yaml")] == []
+
+
+def test_init_refuses_a_link_planted_at_the_token_file(upkeep: Upkeep, tmp_path: Path) -> None:
+    directory = tmp_path / ".upkeep"
+    directory.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    # A dangling link: following it would create the attacker's chosen file.
+    (directory / "api-token.sha256").symlink_to(victim)
+    refused = upkeep("init")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "api-token.sha256 exists and is not a private file of yours" in refused.stderr
+    assert not victim.exists() and not (tmp_path / "upkeep.yaml").exists()
+    assert not TOKEN_PATTERN.search(refused.stdout + refused.stderr)
+    # A link to an existing file: it is neither written nor trusted as the token in force.
+    victim.write_text("precious\n")
+    refused = upkeep("init")
+    assert refused.returncode == 2
+    assert victim.read_text() == "precious\n" and not (tmp_path / "upkeep.yaml").exists()
+
+
+def test_init_refuses_a_state_directory_that_is_a_link_or_shared(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / ".upkeep").symlink_to(elsewhere)
+    refused = upkeep("init")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "a symlink or a file there is refused" in refused.stderr
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "upkeep.yaml").exists()
+    (tmp_path / ".upkeep").unlink()
+    (tmp_path / ".upkeep").mkdir()
+    os.chmod(tmp_path / ".upkeep", 0o777)  # noqa: S103 - the shared directory under test
+    refused = upkeep("init")
+    assert refused.returncode == 2
+    assert "not a private directory of yours" in refused.stderr
+    assert list((tmp_path / ".upkeep").iterdir()) == []
+    # A token file others may read is not trusted either.
+    os.chmod(tmp_path / ".upkeep", 0o700)
+    loose = tmp_path / ".upkeep" / "api-token.sha256"
+    loose.write_text("sha256:" + "0" * 64 + "\n")
+    loose.chmod(0o644)
+    refused = upkeep("init")
+    assert refused.returncode == 2 and "not a private file of yours" in refused.stderr
