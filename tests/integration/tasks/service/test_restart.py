@@ -588,7 +588,7 @@ async def test_a_pidfile_that_is_a_link_or_names_someone_else_s_process_is_refus
             await ServiceRestart().run(None, run, task_context)
         os.chown(service.pidfile, 0, 0)
         service.pidfile.write_text(f"{os.getppid()}\n")
-        with pytest.raises(TaskFailed, match="parent processes|own process group"):
+        with pytest.raises(TaskFailed, match=r"parent processes|own process group"):
             await ServiceRestart().run(None, run, task_context)
         assert stranger.poll() is None and is_alive(os.getppid())
     finally:
