@@ -19,8 +19,6 @@ import hashlib
 import os
 import platform
 import secrets
-import stat
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,86 +248,46 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def _private_directory(directory: Path) -> int:
-    """Given the state directory, create it (0700) if missing; return an open descriptor
-    of it. Raise TokenFileError if it is a link, not a directory, not ours, or writable by
-    others (who could swap the token file for their own)."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as error:
-        raise TokenFileError(
-            f"cannot use {directory} for the API token: {error.strerror or error} "
-            "(a symlink or a file there is refused)"
-        ) from None
-    info = os.fstat(handle)
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        os.close(handle)
-        raise TokenFileError(
-            f"{directory} is not a private directory of yours (owner uid {info.st_uid}, mode "
-            f"{stat.filemode(info.st_mode)}); others could replace the API token in it. "
-            "Make it yours and not group/world writable, then run init again"
-        )
-    return handle
-
-
 def write_token_digest(directory: Path, token: str) -> Path | None:
     """Given the state directory and a new token, write ``sha256:<hex>`` of it to the
-    token file (0600, created exclusively, never through a link); return the file, or
-    None if a private token file of ours is already there (it stays in force).
+    token file (0600, in a private 0700 directory, never through a link); return the file,
+    or None if a private token file of ours is already there (it stays in force).
 
     Raise TokenFileError if the file cannot be written safely.
     """
+    from upkeep.io.safefs import UnsafeFileError, is_private_file, open_private_directory
+
     path = directory / TOKEN_FILE
-    directory_handle = _private_directory(directory)
     try:
-        try:
-            handle = os.open(
-                TOKEN_FILE,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=directory_handle,
-            )
-        except FileExistsError:
-            info = os.stat(TOKEN_FILE, dir_fd=directory_handle, follow_symlinks=False)
-            if (
-                stat.S_ISREG(info.st_mode)
-                and info.st_uid == os.geteuid()
-                and not info.st_mode & 0o077
-            ):
-                return None
-            raise TokenFileError(
-                f"{path} exists and is not a private file of yours (a symlink, or readable or "
-                "owned by others); it is left alone. Remove it and run init again"
-            ) from None
-        except OSError as error:
-            raise TokenFileError(f"cannot create {path}: {error.strerror or error}") from None
-        try:
-            os.fchmod(handle, 0o600)
+        with open_private_directory(directory) as state:
+            existing = state.lstat(TOKEN_FILE)
+            if existing is not None:
+                if is_private_file(existing):
+                    return None
+                raise TokenFileError(
+                    f"{path} exists and is not a private file of yours (a symlink, or readable "
+                    "or owned by others); it is left alone. Remove it and run init again"
+                )
             digest = hashlib.sha256(token.encode("ascii")).hexdigest()
-            os.write(handle, f"sha256:{digest}\n".encode("ascii"))
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-    finally:
-        os.close(directory_handle)
+            state.write_atomic(TOKEN_FILE, f"sha256:{digest}\n".encode("ascii"), mode=0o600)
+    except UnsafeFileError as error:
+        raise TokenFileError(
+            f"cannot use {directory} for the API token: {error.strerror} "
+            "(a symlink, or a directory others can write, is refused); make it yours and "
+            "not group/world writable, then run init again"
+        ) from None
+    except OSError as error:
+        raise TokenFileError(f"cannot create {path}: {error.strerror or error}") from None
     return path
 
 
 def _write_config(path: Path, text: str) -> None:
-    """Write the config through a fresh private file in its directory, then rename it into
-    place (a link planted at a temporary name is never followed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write the config (0600) through an unguessable temporary file in its directory,
+    then rename it into place (a link planted at any name is never followed)."""
+    from upkeep.io.safefs import Directory
+
+    with Directory.open(path.parent, create=True) as directory:
+        directory.write_atomic(path.name, text.encode("utf-8"), mode=0o600)
 
 
 def run_init(config_path: Path | None, *, force: bool) -> int:

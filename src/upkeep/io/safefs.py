@@ -248,6 +248,19 @@ class Directory:
                 os.mkdir(name, mode, dir_fd=self.fd)
         return self.descend(name)
 
+    def private_child(self, name: str, *, create: bool = True) -> Directory:
+        """Given a name here, open the subdirectory upkeep keeps its own state in, creating
+        it 0700 if missing (and ``create``). Raise UnsafeFileError if it is a link, another
+        mount, not owned by upkeep's user or writable by others (who could then swap what
+        upkeep wrote there); FileNotFoundError if it is missing and ``create`` is off."""
+        directory = self.child(name, create=create, mode=STATE_DIR_MODE)
+        try:
+            require_private(directory)
+        except BaseException:
+            directory.close()
+            raise
+        return directory
+
     def duplicate(self) -> Directory:
         """Return another handle on this same directory (closed independently)."""
         return Directory(os.dup(self.fd), self.path, cross_mounts=self.cross_mounts)
@@ -555,6 +568,38 @@ class Directory:
 
     def __repr__(self) -> str:
         return f"Directory({str(self.path)!r}, fd={self.fd})"
+
+
+def require_private(directory: Directory) -> None:
+    """Raise UnsafeFileError unless ``directory`` belongs to upkeep's user and nobody else
+    can write it."""
+    info = os.fstat(directory.fd)
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeFileError(
+            errno.EPERM,
+            f"not a private directory of upkeep's (owner uid {info.st_uid}, mode "
+            f"{stat.S_IMODE(info.st_mode):o}); others could replace what upkeep keeps there",
+            str(directory.path),
+        )
+
+
+def open_private_directory(path: Path | str, *, create: bool = True) -> Directory:
+    """Given the path of a directory upkeep keeps its own state in (the store's and API
+    token's ``.upkeep``), open it (see ``Directory.private_child``): its parent is the
+    operator's path, the directory itself is never a link."""
+    path = Path(path)
+    with Directory.open(path.parent, create=create, mode=STATE_DIR_MODE) as parent:
+        return parent.private_child(path.name, create=create)
+
+
+def is_private_file(info: os.stat_result) -> bool:
+    """Return whether a stat result is a regular file of upkeep's user that nobody else
+    may read or write."""
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and not info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    )
 
 
 class TemporaryFile:

@@ -45,7 +45,6 @@ import gzip
 import hashlib
 import json
 import os
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +53,6 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from upkeep.io.safefs import (
-    STATE_DIR_MODE,
     TEMP_PREFIX,
     Directory,
     Identity,
@@ -124,22 +122,14 @@ def _state_directory(directory: Directory, *, create: bool) -> Directory | None:
     ``create`` is off). Raise RotationError if it is not upkeep's: a directory someone
     else owns or can write would let them feed upkeep a forged state."""
     try:
-        state_dir = directory.child(STATE_DIR, create=create, mode=STATE_DIR_MODE)
+        return directory.private_child(STATE_DIR, create=create)
     except FileNotFoundError:
         return None
     except UnsafeFileError as error:
         raise RotationError(
-            f"{directory.path / STATE_DIR} is {error.strerror}; refusing to use it"
+            f"{directory.path / STATE_DIR} is {error.strerror}; refusing to trust the "
+            "rotation state in it: remove it and upkeep makes its own"
         ) from None
-    info = os.fstat(state_dir.fd)
-    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        state_dir.close()
-        raise RotationError(
-            f"{directory.path / STATE_DIR} belongs to uid {info.st_uid} or can be written by "
-            f"others (mode {stat.S_IMODE(info.st_mode):o}); refusing to trust the rotation "
-            "state in it: remove it and upkeep makes its own"
-        )
-    return state_dir
 
 
 class _State:
