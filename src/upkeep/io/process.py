@@ -138,10 +138,11 @@ class _Launch:
         kind, _, value = line.partition(" ")
         if kind == "started":
             return None
-        if kind == "error" and value.isdigit():
-            reason = os.strerror(int(value))
-        else:
-            reason = "the process supervisor failed"
+        reason = (
+            os.strerror(int(value))
+            if kind == "error" and value.isdigit()
+            else "the process supervisor failed"
+        )
         return ProcessStartError(f"cannot start {self.argv[0]!r}: {reason}")
 
     def exit_code(self, line: str) -> int | None:
@@ -276,54 +277,15 @@ async def run_process(
         launch.close()
         raise ProcessStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from error
     launch.spawned()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = asyncio.get_running_loop().time() + timeout_s
     readers = asyncio.gather(
         _read_capped(process.stdout, max_output_bytes),
         _read_capped(process.stderr, max_output_bytes),
     )
     control_writer: asyncio.StreamWriter | None = None
-    timed_out = False
-    exit_code: int | None = None
-    stdout = stderr = b""
-    out_cut = err_cut = False
     try:
         control, control_writer = await asyncio.open_unix_connection(sock=launch.ours)
-        try:
-            first = await asyncio.wait_for(_read_line(control), START_TIMEOUT_S + timeout_s)
-        except TimeoutError:
-            first = ""
-        failure = launch.start_error(first)
-        if failure is not None:
-            raise failure
-        try:
-            last = await asyncio.wait_for(_read_line(control), max(0.0, deadline - loop.time()))
-            # The command has exited; the supervisor ends the rest of its tree, which
-            # closes the pipes (a detached daemon holding them gets the whole deadline).
-            settle = KILL_GRACE_S + SUPERVISOR_MARGIN_S
-            if leave_detached:
-                settle = max(settle, deadline - loop.time())
-            (stdout, out_cut), (stderr, err_cut) = await asyncio.wait_for(
-                asyncio.shield(readers), settle
-            )
-        except TimeoutError:
-            timed_out = True
-            await _end(process, launch)
-            if leave_detached:
-                await asyncio.to_thread(launch.sweep)
-            try:
-                (stdout, out_cut), (stderr, err_cut) = await asyncio.wait_for(
-                    readers, KILL_GRACE_S
-                )
-            except TimeoutError:
-                # Only a process that escaped both supervisor and sweep holds the pipes.
-                readers.cancel()
-        else:
-            exit_code = launch.exit_code(last)
-            await _end(process, launch)
-            if exit_code is None:
-                # No report: the supervisor was killed; _end swept its tree.
-                exit_code = -signal.SIGKILL
+        outcome = await _outcome(process, launch, control, readers, deadline, leave_detached)
     finally:
         if process.returncode is None:
             await asyncio.shield(_end(process, launch))
@@ -335,15 +297,67 @@ async def run_process(
             with contextlib.suppress(OSError):
                 await control_writer.wait_closed()
         launch.close()
+    exit_code, timed_out, (stdout, out_cut), (stderr, err_cut) = outcome
     return ProcessResult(
         argv=tuple(argv),
-        exit_code=None if timed_out else exit_code,
+        exit_code=exit_code,
         stdout=stdout.decode("utf-8", "replace"),
         stderr=stderr.decode("utf-8", "replace"),
         elapsed_ms=(time.perf_counter() - started) * 1000,
         timed_out=timed_out,
         truncated=out_cut or err_cut,
     )
+
+
+_Captured = tuple[bytes, bool]
+
+
+async def _outcome(
+    process: asyncio.subprocess.Process,
+    launch: _Launch,
+    control: asyncio.StreamReader,
+    readers: asyncio.Future[tuple[_Captured, _Captured]],
+    deadline: float,
+    leave_detached: bool,
+) -> tuple[int | None, bool, _Captured, _Captured]:
+    """Wait for a launched command; return (exit code, timed out, stdout, stderr).
+
+    Raise ProcessStartError if the supervisor says the command could not start.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        first = await asyncio.wait_for(
+            _read_line(control), START_TIMEOUT_S + max(0.0, deadline - loop.time())
+        )
+    except TimeoutError:
+        first = ""
+    failure = launch.start_error(first)
+    if failure is not None:
+        raise failure
+    nothing: _Captured = (b"", False)
+    try:
+        last = await asyncio.wait_for(_read_line(control), max(0.0, deadline - loop.time()))
+        # The command has exited; the supervisor ends the rest of its tree, which closes
+        # the pipes (a detached daemon still holding them gets the whole deadline).
+        settle = KILL_GRACE_S + SUPERVISOR_MARGIN_S
+        if leave_detached:
+            settle = max(settle, deadline - loop.time())
+        stdout, stderr = await asyncio.wait_for(asyncio.shield(readers), settle)
+    except TimeoutError:
+        await _end(process, launch)
+        if leave_detached:
+            await asyncio.to_thread(launch.sweep)
+        try:
+            stdout, stderr = await asyncio.wait_for(readers, KILL_GRACE_S)
+        except TimeoutError:
+            # Only a process that escaped both supervisor and sweep holds the pipes.
+            readers.cancel()
+            stdout = stderr = nothing
+        return None, True, stdout, stderr
+    exit_code = launch.exit_code(last)
+    await _end(process, launch)
+    # No report means the supervisor was killed (and _end swept its tree).
+    return -signal.SIGKILL if exit_code is None else exit_code, False, stdout, stderr
 
 
 # --- StreamedProcess: the thread seam for streams of bytes ---------------------------------
@@ -445,8 +459,6 @@ class StreamedProcess:
     def wait(self) -> int:
         """Wait for the exit (within the deadline) and return the exit code; the rest of
         the command's tree has ended by then. Raise ProcessFailed past the deadline."""
-        import subprocess
-
         if self._exit_code is not None:
             return self._exit_code
         try:

@@ -36,6 +36,7 @@ of the command's environment shadows a standard one).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -172,10 +173,8 @@ class Supervisor:
 
     def tell(self, line: str) -> None:
         """Send one line to upkeep; a closed control socket (upkeep gone) is ignored."""
-        try:
+        with contextlib.suppress(OSError):
             os.write(self.control, f"{line}\n".encode())
-        except OSError:
-            pass
 
     def reap(self) -> None:
         """Collect every exited child (ours are all the command's tree): no zombies."""
