@@ -61,9 +61,8 @@ def _alert(session: _Session, sources: list[str]) -> None:
     """Run the checks on the ``backup`` targets of ``sources`` now, store them with their
     alerts and deliver what is due: a failed backup or drill alerts at once, as from a
     runbook."""
-    import asyncio
-
     from upkeep.cli.check import _record_and_alert
+    from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
 
     config = session.loaded.config
@@ -75,7 +74,7 @@ def _alert(session: _Session, sources: list[str]) -> None:
     ]
     if not selected or session.store is None:
         return
-    results = asyncio.run(
+    results = run_async(
         run_checks(
             selected, redactor=session.loaded.redactor, concurrency=config.engine.concurrency
         )

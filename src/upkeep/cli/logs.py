@@ -143,8 +143,7 @@ def run_log_task(
     with the params of the runbook steps that use that task on each target (the task's
     defaults for a rotation no step configures); return 0, 1 if a task failed, 2 on bad input.
     """
-    import asyncio
-
+    from upkeep.cli.interrupts import run_async
     from upkeep.probes.logs import LogsTarget
 
     loaded = _load(config_path)
@@ -163,7 +162,7 @@ def run_log_task(
     if isinstance(jobs, str):
         _err(jobs)
         return EXIT_USAGE
-    reports = asyncio.run(_run_jobs(loaded, jobs, dry_run=dry_run))
+    reports = run_async(_run_jobs(loaded, jobs, dry_run=dry_run))
     if json_output:
         print_json({"task": task_name, "dry_run": dry_run, "targets": reports})
     else:

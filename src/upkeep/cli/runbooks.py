@@ -115,6 +115,7 @@ def run_runbook(
     at a terminal unless ``yes``; manual items are asked at a terminal, else left ``todo``.
     """
     from upkeep.cli.common import console, open_store
+    from upkeep.cli.interrupts import run_async
     from upkeep.engine.windows import WindowCalendar
 
     loaded = _load(config_path)
@@ -151,7 +152,7 @@ def run_runbook(
             if not typer.confirm(f"Run runbook {name} now ({len(runbook.steps)} steps)?"):
                 _err("not run")
                 return EXIT_FAILED
-        record = asyncio.run(
+        record = run_async(
             _execute(
                 loaded, store, name, dry_run=dry_run, interactive=interactive, quiet=json_output
             )
