@@ -209,36 +209,64 @@ def live_launches() -> int:
 
 # --- run_process: the async seam ------------------------------------------------------------
 
+_Captured = tuple[bytes, bool]
 
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
-    if stream is None:
-        return b"", False
-    kept = bytearray()
-    truncated = False
-    while chunk := await stream.read(65536):
-        room = cap - len(kept)
+
+class _Capture(asyncio.SubprocessProtocol):
+    """Keeps up to ``cap`` bytes of stdout and of stderr, counts the rest, and tells when
+    the supervisor has exited and when each pipe has closed (separately: a pipe can
+    outlive the process that held it)."""
+
+    def __init__(self, cap: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.cap = cap
+        self.kept = {1: bytearray(), 2: bytearray()}
+        self.cut = {1: False, 2: False}
+        self.closed = {1: loop.create_future(), 2: loop.create_future()}
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        kept = self.kept[fd]
+        room = self.cap - len(kept)
         if room > 0:
-            kept.extend(chunk[:room])
-        if len(chunk) > room:
-            truncated = True
-    return bytes(kept), truncated
+            kept.extend(data[:room])
+        if len(data) > room:
+            self.cut[fd] = True
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self.closed and not self.closed[fd].done():
+            self.closed[fd].set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def output(self, fd: int) -> _Captured:
+        return bytes(self.kept[fd]), self.cut[fd]
+
+    async def pipes_closed(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for stdout and stderr to close; return whether they did."""
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*self.closed.values())), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 async def _read_line(reader: asyncio.StreamReader) -> str:
     return (await reader.readline()).decode("ascii", "replace").strip()
 
 
-async def _end(process: asyncio.subprocess.Process, launch: _Launch) -> None:
+async def _end(transport: asyncio.SubprocessTransport, capture: _Capture, launch: _Launch) -> None:
     """Ask the supervisor to end the tree and wait for it to exit; past the margin, kill
     it. Then, if it did not exit cleanly (something killed it), sweep by launch id."""
     launch.stop()
     try:
-        await asyncio.wait_for(process.wait(), KILL_GRACE_S + SUPERVISOR_MARGIN_S)
+        await asyncio.wait_for(asyncio.shield(capture.exited), KILL_GRACE_S + SUPERVISOR_MARGIN_S)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-    if process.returncode != 0:
+        transport.kill()
+        await asyncio.shield(capture.exited)
+    if transport.get_returncode() != 0:
         await asyncio.to_thread(launch.sweep)
 
 
@@ -262,8 +290,11 @@ async def run_process(
     """
     launch = _Launch(argv, leave_detached)
     started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    capture = _Capture(max_output_bytes)
     try:
-        process = await asyncio.create_subprocess_exec(
+        transport, _ = await loop.subprocess_exec(
+            lambda: capture,
             *launch.command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -277,27 +308,24 @@ async def run_process(
         launch.close()
         raise ProcessStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from error
     launch.spawned()
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    readers = asyncio.gather(
-        _read_capped(process.stdout, max_output_bytes),
-        _read_capped(process.stderr, max_output_bytes),
-    )
+    deadline = loop.time() + timeout_s
     control_writer: asyncio.StreamWriter | None = None
     try:
         control, control_writer = await asyncio.open_unix_connection(sock=launch.ours)
-        outcome = await _outcome(process, launch, control, readers, deadline, leave_detached)
+        exit_code, timed_out = await _outcome(
+            transport, capture, launch, control, deadline, leave_detached
+        )
     finally:
-        if process.returncode is None:
-            await asyncio.shield(_end(process, launch))
-        if not readers.done():
-            readers.cancel()
-            await asyncio.gather(readers, return_exceptions=True)
+        if transport.get_returncode() is None:
+            await asyncio.shield(_end(transport, capture, launch))
+        # Closes our ends of the pipes even if something still holds theirs.
+        transport.close()
         if control_writer is not None:
             control_writer.close()
             with contextlib.suppress(OSError):
                 await control_writer.wait_closed()
         launch.close()
-    exit_code, timed_out, (stdout, out_cut), (stderr, err_cut) = outcome
+    (stdout, out_cut), (stderr, err_cut) = capture.output(1), capture.output(2)
     return ProcessResult(
         argv=tuple(argv),
         exit_code=exit_code,
@@ -309,18 +337,16 @@ async def run_process(
     )
 
 
-_Captured = tuple[bytes, bool]
-
-
 async def _outcome(
-    process: asyncio.subprocess.Process,
+    transport: asyncio.SubprocessTransport,
+    capture: _Capture,
     launch: _Launch,
     control: asyncio.StreamReader,
-    readers: asyncio.Future[tuple[_Captured, _Captured]],
     deadline: float,
     leave_detached: bool,
-) -> tuple[int | None, bool, _Captured, _Captured]:
-    """Wait for a launched command; return (exit code, timed out, stdout, stderr).
+) -> tuple[int | None, bool]:
+    """Wait for a launched command; return (exit code, timed out). Its output is in
+    ``capture`` once this returns.
 
     Raise ProcessStartError if the supervisor says the command could not start.
     """
@@ -333,31 +359,34 @@ async def _outcome(
         first = ""
     failure = launch.start_error(first)
     if failure is not None:
-        raise failure
-    nothing: _Captured = (b"", False)
+        await _end(transport, capture, launch)
+        returncode = transport.get_returncode() or 0
+        if returncode >= 0 or first:
+            raise failure
+        # Killed before it could say "started" (by the command itself): no start error.
     try:
         last = await asyncio.wait_for(_read_line(control), max(0.0, deadline - loop.time()))
-        # The command has exited; the supervisor ends the rest of its tree, which closes
-        # the pipes (a detached daemon still holding them gets the whole deadline).
-        settle = KILL_GRACE_S + SUPERVISOR_MARGIN_S
-        if leave_detached:
-            settle = max(settle, deadline - loop.time())
-        stdout, stderr = await asyncio.wait_for(asyncio.shield(readers), settle)
     except TimeoutError:
-        await _end(process, launch)
+        await _end(transport, capture, launch)
         if leave_detached:
             await asyncio.to_thread(launch.sweep)
-        try:
-            stdout, stderr = await asyncio.wait_for(readers, KILL_GRACE_S)
-        except TimeoutError:
-            # Only a process that escaped both supervisor and sweep holds the pipes.
-            readers.cancel()
-            stdout = stderr = nothing
-        return None, True, stdout, stderr
+        await capture.pipes_closed(KILL_GRACE_S)
+        return None, True
     exit_code = launch.exit_code(last)
-    await _end(process, launch)
-    # No report means the supervisor was killed (and _end swept its tree).
-    return -signal.SIGKILL if exit_code is None else exit_code, False, stdout, stderr
+    if exit_code is None:
+        # The supervisor ended without a report: something killed it. _end sweeps what it
+        # left by launch id, which closes the pipes.
+        exit_code = -signal.SIGKILL
+    await _end(transport, capture, launch)
+    # The command has exited and the supervisor has ended the rest of its tree, so the
+    # pipes close; a detached daemon still holding them (leave_detached) gets the rest
+    # of the deadline, then the tree is swept like a timeout.
+    if leave_detached and not await capture.pipes_closed(max(0.0, deadline - loop.time())):
+        await asyncio.to_thread(launch.sweep)
+        await capture.pipes_closed(KILL_GRACE_S)
+        return None, True
+    await capture.pipes_closed(KILL_GRACE_S)
+    return exit_code, False
 
 
 # --- StreamedProcess: the thread seam for streams of bytes ---------------------------------
@@ -417,8 +446,11 @@ class StreamedProcess:
             first = ""
         failure = self._launch.start_error(first)
         if failure is not None:
-            self.close()
-            raise failure
+            self.kill()
+            if (self.process.returncode is not None and self.process.returncode >= 0) or first:
+                self.close()
+                raise failure
+            # Killed before it could say "started" (by the command itself): no start error.
 
     def _read_control(self) -> str:
         return self._control.readline().decode("ascii", "replace").strip()

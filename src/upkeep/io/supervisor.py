@@ -192,26 +192,29 @@ class Supervisor:
         """Return the processes below us that have not exited yet."""
         return [entry for entry in descendants(os.getpid()) if entry.state not in ("Z", "X")]
 
+    def settled(self) -> bool:
+        """Reap what has exited; return whether nothing at all is left below us (not even
+        a zombie: one whose parent is still alive comes to us when that parent ends)."""
+        self.reap()
+        return not descendants(os.getpid())
+
     def end_tree(self) -> None:
-        """SIGTERM every descendant, SIGKILL what is left after the grace period, reap all."""
+        """SIGTERM every descendant, SIGKILL what is left after the grace period, and reap
+        every one, so nothing (not even a zombie) is left below us."""
         for entry in self.living():
             if signal_entry(entry, signal.SIGTERM):
                 signal_entry(entry, signal.SIGCONT)
         deadline = time.monotonic() + self.grace_s
         while time.monotonic() < deadline:
-            self.reap()
-            if not self.living():
+            if self.settled():
                 return
             time.sleep(PASS_PAUSE_S)
         for _ in range(KILL_PASSES):
-            left = self.living()
-            if not left:
-                break
-            for entry in left:
+            for entry in self.living():
                 signal_entry(entry, signal.SIGKILL)
             time.sleep(PASS_PAUSE_S)
-            self.reap()
-        self.reap()
+            if self.settled():
+                return
 
     def report(self) -> None:
         """Tell upkeep how the command ended: ``exit CODE`` or ``signal NUMBER``."""
