@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.cli.common import console, open_store, print_json
+from upkeep.cli.output import cells, untrusted
 from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
@@ -140,22 +141,26 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         table.add_column("id", no_wrap=True)
         for row in rows:
             table.add_row(
-                row["source"],
-                row["started_at"][:16].replace("T", " "),
-                _size(row["raw_bytes"]),
-                _size(row["stored_bytes"]),
-                row["verified"],
-                row["label"] or "",
-                row["id"],
+                *cells(
+                    row["source"],
+                    row["started_at"][:16].replace("T", " "),
+                    _size(row["raw_bytes"]),
+                    _size(row["stored_bytes"]),
+                    row["verified"],
+                    row["label"] or "",
+                    row["id"],
+                )
             )
         out = console()
         out.print(table)
         out.print(f"{len(rows)} backup(s) in {env.repository.root}", markup=False)
         for record in failures[:5]:
             out.print(
-                f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
-                f"{record.message}",
-                markup=False,
+                untrusted(
+                    f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
+                    f"{record.message}",
+                    one_line=True,
+                )
             )
         return 0
 

@@ -664,10 +664,10 @@ def main() -> None:
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the last line of defence: never a raw traceback with secrets
         from upkeep.cli.common import active_redactor
+        from upkeep.cli.output import safe_text
 
-        sys.stderr.write(
-            f"upkeep: internal error: {active_redactor().redact(f'{type(error).__name__}: {error}')}\n"
-        )
+        reason = active_redactor().redact(f"{type(error).__name__}: {error}")
+        sys.stderr.write(f"upkeep: internal error: {safe_text(reason)}\n")
         sys.exit(3)
 
 
