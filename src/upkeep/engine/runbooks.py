@@ -448,9 +448,10 @@ class RunbookExecutor:
             result = await run_process(argv, timeout_s=timeout.total_seconds(), env=step.env)
         except ProcessStartError as error:
             return StepReport("failed", str(error), {"argv": argv})
-        # A cut at the size limit can leave a secret's beginning at the end of a stream,
-        # where plain redaction cannot recognise it.
-        tidy = self.loaded.redactor.redact_cut if result.truncated else self._redact
+        # Each stream ends where it was cut: at the size limit, at a kill, or where the
+        # command stopped writing (`head -c` of a key file). A secret's beginning left
+        # there is masked too; plain redaction cannot recognise it.
+        tidy = self.loaded.redactor.redact_cut
         output = tidy(result.stdout).rstrip("\n")
         if result.stderr:
             output += f"\n[stderr]\n{tidy(result.stderr).rstrip()}"
