@@ -36,16 +36,19 @@ of the command's environment shadows a standard one).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import signal
 import sys
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and collections cost milliseconds to import, once per command
+    import signal
     from collections.abc import Iterable
+else:
+    # The C module under ``signal``: the same functions and numbers, without the enum
+    # classes whose import costs more than the rest of this program's start.
+    import _signal as signal
 
 PR_SET_CHILD_SUBREAPER = 36
 """From <linux/prctl.h>."""
@@ -173,8 +176,10 @@ class Supervisor:
 
     def tell(self, line: str) -> None:
         """Send one line to upkeep; a closed control socket (upkeep gone) is ignored."""
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs milliseconds to import, once per command
             os.write(self.control, f"{line}\n".encode())
+        except OSError:
+            pass
 
     def reap(self) -> None:
         """Collect every exited child (ours are all the command's tree): no zombies."""
