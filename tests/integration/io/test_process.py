@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -339,6 +340,34 @@ def test_a_streamed_command_past_its_deadline_fails_and_ends(tmp_path: Path) -> 
         streamed.check()
     sleeper = read_pid(pidfile)
     try:
+        assert gone(sleeper, within=0)
+    finally:
+        kill_quietly(sleeper)
+
+
+def test_end_all_launches_reaches_a_stream_in_a_worker_thread(tmp_path: Path) -> None:
+    """The CLI's signal handler ends a backup dump that a worker thread is streaming."""
+    pidfile = tmp_path / "sleeper.pid"
+    failures: list[BaseException] = []
+
+    def dump() -> None:
+        with StreamedProcess(
+            ["sh", "-c", f"{hidden_sleeper(pidfile)}; sleep {SLEEPER_S}"], timeout_s=600
+        ) as streamed:
+            try:
+                b"".join(streamed.chunks())
+                streamed.check()
+            except ProcessFailed as error:
+                failures.append(error)
+
+    worker = threading.Thread(target=dump)
+    worker.start()
+    sleeper = read_pid(pidfile)
+    try:
+        assert seam.end_all_launches() == 1
+        worker.join(10)
+        assert not worker.is_alive(), "the streaming thread is still waiting"
+        assert [str(error) for error in failures] == [f"sh exited -{signal.SIGTERM}: "]
         assert gone(sleeper, within=0)
     finally:
         kill_quietly(sleeper)
