@@ -17,6 +17,10 @@ MASK = "***"
 # Masking a two-character "secret" would shred every message that contains those letters;
 # anything this short is not a secret worth the name, so it is left alone.
 MIN_SECRET_LENGTH = 4
+MIN_CUT_PREFIX = 3
+"""How much of a secret's beginning, left at the very end of cut-off text, is masked."""
+_ARMOR = re.compile(r"^-----(?:BEGIN|END) [A-Z0-9 ]+-----$")
+"""A PEM armor line (``-----BEGIN PRIVATE KEY-----``): the same in every key, not secret."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,22 @@ class Redactor:
     _pattern: re.Pattern[str] | None = None
 
     def add(self, value: str | None) -> None:
-        """Given a secret value, remember it (and its percent-decoded form) for masking."""
+        """Given a secret value, remember it (and its percent-decoded form) for masking.
+
+        A value of several lines (a PEM key from ``${file:}``) is also remembered line by
+        line: a command that prints one line of it, or its output wrapped, cut or with
+        other line endings, shows no line of it. Blank lines, PEM armor lines and lines
+        shorter than ``MIN_SECRET_LENGTH`` are not secrets on their own.
+        """
         if not value:
             return
-        for candidate in {value, unquote(value)}:
+        candidates = {value, unquote(value)}
+        if "\n" in value or "\r" in value:
+            for line in re.split(r"\r\n|\r|\n", value):
+                piece = line.strip()
+                if not _ARMOR.match(piece):
+                    candidates.add(piece)
+        for candidate in candidates:
             if len(candidate) >= MIN_SECRET_LENGTH and candidate not in self._secrets:
                 self._secrets.add(candidate)
                 self._pattern = None
@@ -149,13 +165,18 @@ class Redactor:
         return self._pattern.sub(MASK, text)
 
     def redact_cut(self, text: str) -> str:
-        """Given text that was cut off at a size limit, return it redacted, also masking a
-        secret's beginning left at the very end by the cut (three characters or more)."""
+        """Given text that was cut off (at a size limit, or where a command stopped
+        writing: ``head -c``, a kill), return it redacted, also masking a secret's (or a
+        secret line's) beginning left at the very end by the cut: ``MIN_CUT_PREFIX``
+        characters or more, before any U+FFFD a cut inside a UTF-8 character leaves and
+        before trailing whitespace (``head -c 100 key.pem; echo``)."""
         masked = self.redact(text)
+        body = masked.rstrip("\ufffd \t\r\n")
+        tail = masked[len(body) :]
         for secret in sorted(self._secrets, key=len, reverse=True):
-            for length in range(min(len(secret) - 1, len(masked)), 2, -1):
-                if masked.endswith(secret[:length]):
-                    return masked[:-length] + MASK
+            for length in range(min(len(secret) - 1, len(body)), MIN_CUT_PREFIX - 1, -1):
+                if body.endswith(secret[:length]):
+                    return body[:-length] + MASK + tail
         return masked
 
     def redact_value(self, value: object) -> object:

@@ -63,3 +63,44 @@ def test_a_secret_cut_off_at_the_end_is_masked() -> None:
     assert redactor.redact_cut("token=Sup3rSec") == "token=***"
     assert redactor.redact_cut("token=Sup3rSecretValue and Su") == "token=*** and Su"
     assert redactor.redact_cut("nothing secret here") == "nothing secret here"
+
+
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgK0lPb1J5mZ8xQ2Vd\n"
+    "hRb3fE9yW1cTqk7QeVb2nC2hRANCAAQhT2cM3lq8jFQe2c0Vn6vQyFz0pQ2aH1Wc\n"
+    "Xy9=\n"
+    "-----END PRIVATE KEY-----"
+)
+BODY = PEM.splitlines()[1:-1]
+
+
+def test_each_line_of_a_multi_line_secret_is_masked_on_its_own() -> None:
+    redactor = Redactor()
+    redactor.add(PEM)
+    assert redactor.redact(PEM) == "***"
+    # One line printed alone, the key indented, with CRLF, or inside a JSON string.
+    assert redactor.redact(f"line: {BODY[1]}") == "line: ***"
+    indented = "\n".join(f"    {line}" for line in PEM.splitlines())
+    assert redactor.redact(indented).split("\n")[1:4] == ["    ***"] * 3
+    assert all(line not in redactor.redact(PEM.replace("\n", "\r\n")) for line in BODY)
+    assert all(line not in redactor.redact(PEM.replace("\n", "\\n")) for line in BODY)
+
+
+def test_armor_and_blank_lines_of_a_multi_line_secret_are_not_secrets() -> None:
+    redactor = Redactor()
+    redactor.add(PEM + "\n\n  \nok\n")
+    assert redactor.redact("-----BEGIN PRIVATE KEY-----") == "-----BEGIN PRIVATE KEY-----"
+    assert redactor.redact("is it ok") == "is it ok"
+
+
+def test_a_secret_line_cut_where_output_stops_is_masked() -> None:
+    redactor = Redactor()
+    redactor.add(PEM)
+    cut = PEM[:100]  # `head -c 100 key.pem`: armor, a whole line, the start of the next
+    masked = redactor.redact_cut(cut)
+    assert masked == "-----BEGIN PRIVATE KEY-----\n***\n***"
+    assert redactor.redact_cut(cut + "\n") == "-----BEGIN PRIVATE KEY-----\n***\n***\n"
+    # A cut inside a UTF-8 character leaves U+FFFD after the secret's beginning.
+    redactor.add("pässwörd-long")
+    assert redactor.redact_cut("x pässw\ufffd") == "x ***\ufffd"

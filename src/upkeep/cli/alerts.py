@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import print_json
+from upkeep.cli.output import cells
 from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
 
 if TYPE_CHECKING:
@@ -76,14 +77,16 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
             due = _ack_due(record, targets, now)
             ack = f"due {due}" if due else ""
         table.add_row(
-            str(record.id),
-            record.severity,
-            state,
-            record.check,
-            record.target,
-            f"{_iso_local(record.opened_at, zone)} ({_age(record.opened_at, now)})",
-            ack,
-            record.message,
+            *cells(
+                str(record.id),
+                record.severity,
+                state,
+                record.check,
+                record.target,
+                f"{_iso_local(record.opened_at, zone)} ({_age(record.opened_at, now)})",
+                ack,
+                record.message,
+            )
         )
     out = console()
     if not records:
@@ -224,13 +227,15 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
         else:
             state = "ended" if silence.ends_at <= now else "scheduled"
         table.add_row(
-            str(silence.id),
-            _matchers_text(silence),
-            _iso_local(silence.starts_at, zone),
-            _iso_local(silence.ends_at, zone),
-            silence.author,
-            state,
-            silence.comment,
+            *cells(
+                str(silence.id),
+                _matchers_text(silence),
+                _iso_local(silence.starts_at, zone),
+                _iso_local(silence.ends_at, zone),
+                silence.author,
+                state,
+                silence.comment,
+            )
         )
     if not found:
         console().print("no silences", markup=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.cli.common import console, open_store, print_json
+from upkeep.cli.output import cells, untrusted
 from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
@@ -61,9 +62,8 @@ def _alert(session: _Session, sources: list[str]) -> None:
     """Run the checks on the ``backup`` targets of ``sources`` now, store them with their
     alerts and deliver what is due: a failed backup or drill alerts at once, as from a
     runbook."""
-    import asyncio
-
     from upkeep.cli.check import _record_and_alert
+    from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
 
     config = session.loaded.config
@@ -75,7 +75,7 @@ def _alert(session: _Session, sources: list[str]) -> None:
     ]
     if not selected or session.store is None:
         return
-    results = asyncio.run(
+    results = run_async(
         run_checks(
             selected, redactor=session.loaded.redactor, concurrency=config.engine.concurrency
         )
@@ -141,22 +141,26 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         table.add_column("id", no_wrap=True)
         for row in rows:
             table.add_row(
-                row["source"],
-                row["started_at"][:16].replace("T", " "),
-                _size(row["raw_bytes"]),
-                _size(row["stored_bytes"]),
-                row["verified"],
-                row["label"] or "",
-                row["id"],
+                *cells(
+                    row["source"],
+                    row["started_at"][:16].replace("T", " "),
+                    _size(row["raw_bytes"]),
+                    _size(row["stored_bytes"]),
+                    row["verified"],
+                    row["label"] or "",
+                    row["id"],
+                )
             )
         out = console()
         out.print(table)
         out.print(f"{len(rows)} backup(s) in {env.repository.root}", markup=False)
         for record in failures[:5]:
             out.print(
-                f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
-                f"{record.message}",
-                markup=False,
+                untrusted(
+                    f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
+                    f"{record.message}",
+                    one_line=True,
+                )
             )
         return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +87,9 @@ def run_check(
     history = open_store(loaded) if store else None
     if store and history is None:
         return int(Status.UNKNOWN)
-    results = asyncio.run(
+    from upkeep.cli.interrupts import run_async
+
+    results = run_async(
         run_checks(selected, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency)
     )
     stored = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +25,13 @@ def active_redactor() -> Redactor:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks known secrets in every log record before any handler formats it."""
+    """Masks known secrets in every log record before any handler formats it, and shows
+    its control characters escaped (a log line quotes commands, servers and files)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _active.redact(record.getMessage())
+        from upkeep.cli.output import safe_text
+
+        record.msg = safe_text(_active.redact(record.getMessage()), one_line=True)
         record.args = None
         return True
 
@@ -42,18 +46,29 @@ def setup_logging(level: int = logging.WARNING) -> None:
     root.setLevel(level)
 
 
+_JSON_RAW_CONTROL = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def print_json(document: Any) -> None:
-    """Print a JSON document (indented) on stdout: the ``--json`` output of every command."""
+    """Print a JSON document (indented) on stdout: the ``--json`` output of every command.
+
+    JSON escapes C0 characters itself; DEL, C1 and the bidi overrides, which it may leave
+    raw, are written as ``\\uXXXX`` too (they can only stand inside strings), so the
+    document is as safe to show on a terminal as the tables are.
+    """
     import orjson
 
-    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+    text = _JSON_RAW_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    sys.stdout.write(text + "\n")
 
 
 def console(stderr: bool = False) -> Console:
-    """Return a rich console for stdout (or stderr)."""
-    from rich.console import Console
+    """Return the console for stdout (or stderr): ``upkeep.cli.output.make_console``, with
+    markup off and every control character escaped."""
+    from upkeep.cli.output import make_console
 
-    return Console(stderr=stderr, highlight=False)
+    return make_console(stderr=stderr)
 
 
 def load_or_report(path: Path | None, *, check_channels: bool = False) -> LoadedConfig | None:

@@ -68,7 +68,7 @@ def run_history(
     from rich.table import Table
     from rich.text import Text
 
-    from upkeep.cli.output import STYLE, format_value
+    from upkeep.cli.output import STYLE, cells, format_value
 
     table = Table(header_style="bold", pad_edge=False)
     for column in ("at", "status", "check", "metrics", "message", "ms"):
@@ -77,19 +77,19 @@ def run_history(
     from zoneinfo import ZoneInfo
 
     for row in rows:
-        # Text, not str: stored messages and metric values are plugin output, which rich
-        # would otherwise read as markup ("[/dev/sda1]" vanishes or fails to parse).
+        # Escaped Text cells: stored messages and metric values are plugin output, which
+        # rich would read as markup and a terminal as escape sequences.
         table.add_row(
-            row.at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S"),
-            Text(row.status.label.upper(), style=STYLE[row.status]),
-            Text(row.check),
-            Text(
+            *cells(
+                row.at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S"),
+                Text(row.status.label.upper(), style=STYLE[row.status]),
+                row.check,
                 " ".join(
                     f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
-                )
-            ),
-            Text(row.message),
-            f"{row.duration_ms:.0f}",
+                ),
+                row.message,
+                f"{row.duration_ms:.0f}",
+            )
         )
     out = console()
     out.print(table)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import print_json
+from upkeep.cli.output import cells, untrusted
 from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
 
 if TYPE_CHECKING:
@@ -137,14 +138,16 @@ def list_incidents(
         if incident.resolved_at is None:
             duration = f"ongoing ({duration})"
         table.add_row(
-            str(incident.id),
-            Text(incident.check),
-            Text(incident.target),
-            Text(incident.severity),
-            Text(_iso_local(incident.opened_at, zone)),
-            Text(duration),
-            Text(_acked_by(incident)),
-            Text(incident.state, style=STATE_STYLE.get(incident.state, "")),
+            *cells(
+                str(incident.id),
+                incident.check,
+                incident.target,
+                incident.severity,
+                _iso_local(incident.opened_at, zone),
+                duration,
+                _acked_by(incident),
+                Text(incident.state, style=STATE_STYLE.get(incident.state, "")),
+            )
         )
     out = console()
     out.print(table)
@@ -182,8 +185,9 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
 
     zone = ZoneInfo(loaded.config.timezone)
     out = console()
-    header = Text(
-        f"incident {incident.id}: {incident.check} on {incident.target} ({incident.severity}) "
+    header = untrusted(
+        f"incident {incident.id}: {incident.check} on {incident.target} ({incident.severity}) ",
+        one_line=True,
     )
     header.append(incident.state, style=STATE_STYLE.get(incident.state, ""))
     out.print(header)
@@ -199,15 +203,18 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         "labels:    " + (", ".join(f"{k}={v}" for k, v in incident.labels.items()) or "-"),
     ]
     for line in lines:
-        out.print(line, markup=False)
-    out.print("timeline:", markup=False)
+        out.print(untrusted(line, one_line=True))
+    out.print("timeline:")
     for event in events:
         entry = Text(f"  {event.at.astimezone(zone):%Y-%m-%d %H:%M:%S}  ")
         entry.append(f"{event.kind:<14}", style=EVENT_STYLE.get(event.kind, ""))
+        said = ""
         if event.author:
-            entry.append(f" {event.author}" + (":" if event.detail else ""))
+            said += f" {event.author}" + (":" if event.detail else "")
         if event.detail:
-            entry.append(f" {event.detail}")
+            said += f" {event.detail}"
+        # Authors and notes come from people and API clients: one escaped line each.
+        entry.append_text(untrusted(said, one_line=True))
         out.print(entry)
     if deliveries:
         out.print("notifications:", markup=False)
@@ -219,7 +226,7 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
             outcome = f"muted by {row.muted_by}"
         elif row.last_error:
             outcome = f"{row.status} after {row.attempts} attempt(s): {row.last_error}"
-        out.print(f"  {row.kind:<11} -> {row.channel:<16} {outcome}", markup=False)
+        out.print(untrusted(f"  {row.kind:<11} -> {row.channel:<16} {outcome}", one_line=True))
     return 0
 
 
@@ -322,14 +329,16 @@ def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
             else "-"
         )
         table.add_row(
-            Text(figure.name),
-            Text(uptime, style=style),
-            str(figure.incidents),
-            str(figure.open_incidents),
-            human_duration(figure.mttr_s),
-            human_duration(figure.mtbf_s),
-            human_duration(figure.mtta_s),
-            f"{figure.acked}/{figure.acked + figure.unacked}",
-            response,
+            *cells(
+                figure.name,
+                Text(uptime, style=style),
+                str(figure.incidents),
+                str(figure.open_incidents),
+                human_duration(figure.mttr_s),
+                human_duration(figure.mtbf_s),
+                human_duration(figure.mtta_s),
+                f"{figure.acked}/{figure.acked + figure.unacked}",
+                response,
+            )
         )
     return table

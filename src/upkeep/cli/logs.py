@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.cli.common import print_json
+from upkeep.cli.output import cells, untrusted
 from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
@@ -104,10 +105,13 @@ def _print(result: Analysis, top: int) -> None:
         ("security events", result.security),
     ):
         if counter:
+            # Names come from the log lines themselves: escaped, on one line.
             out.print(
-                f"{title}: "
-                + ", ".join(f"{name} {count}" for name, count in counter.most_common()),
-                markup=False,
+                untrusted(
+                    f"{title}: "
+                    + ", ".join(f"{name} {count}" for name, count in counter.most_common()),
+                    one_line=True,
+                )
             )
     if not result.endpoints:
         return
@@ -118,7 +122,7 @@ def _print(result: Analysis, top: int) -> None:
     for name, figures in busiest:
         summary = figures.summary()
         table.add_row(
-            name,
+            *cells(name),
             str(summary["requests"]),
             f"{summary['error_rate_percent']:.2f}",
             *(
@@ -149,8 +153,7 @@ def run_log_task(
     with the params of the runbook steps that use that task on each target (the task's
     defaults for a rotation no step configures); return 0, 1 if a task failed, 2 on bad input.
     """
-    import asyncio
-
+    from upkeep.cli.interrupts import run_async
     from upkeep.probes.logs import LogsTarget
 
     loaded = _load(config_path)
@@ -169,7 +172,7 @@ def run_log_task(
     if isinstance(jobs, str):
         _err(jobs)
         return EXIT_USAGE
-    reports = asyncio.run(_run_jobs(loaded, jobs, dry_run=dry_run))
+    reports = run_async(_run_jobs(loaded, jobs, dry_run=dry_run))
     if json_output:
         print_json({"task": task_name, "dry_run": dry_run, "targets": reports})
     else:
@@ -248,8 +251,12 @@ def _print_reports(task_name: str, reports: list[dict[str, Any]], *, dry_run: bo
     for report in reports:
         verb = "would" if dry_run else report["status"]
         out.print(
-            f"{task_name} {report['target']}: {verb} — {report.get('message') or ''}", markup=False
+            untrusted(
+                f"{task_name} {report['target']}: {verb} — {report.get('message') or ''}",
+                one_line=True,
+            )
         )
         for change in report.get("changes", []):
             detail = f" ({change['detail']})" if change.get("detail") else ""
-            out.print(f"  {change['action']} {change['subject']}{detail}", markup=False)
+            # File names are whatever the directory holds: one escaped line each.
+            out.print(untrusted(f"  {change['action']} {change['subject']}{detail}", one_line=True))

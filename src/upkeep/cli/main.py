@@ -646,18 +646,28 @@ def notify_outbox(
 
 
 def main() -> None:
-    """Run the CLI; report unexpected failures in one redacted line and exit 3 (unknown)."""
+    """Run the CLI; report unexpected failures in one redacted line and exit 3 (unknown).
+
+    SIGTERM and SIGINT end every command's process tree, unwind (a runbook run is recorded
+    ``cancelled``) and exit 143 and 130 (see ``upkeep.cli.interrupts``).
+    """
+    from upkeep.cli import interrupts
+
+    interrupts.install()
     try:
         app()
+    except interrupts.Interrupted as interrupted:
+        sys.stderr.write(f"upkeep: {interrupted}\n")
+        sys.exit(interrupted.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write("upkeep: interrupted\n")
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the last line of defence: never a raw traceback with secrets
         from upkeep.cli.common import active_redactor
+        from upkeep.cli.output import safe_text
 
-        sys.stderr.write(
-            f"upkeep: internal error: {active_redactor().redact(f'{type(error).__name__}: {error}')}\n"
-        )
+        reason = active_redactor().redact(f"{type(error).__name__}: {error}")
+        sys.stderr.write(f"upkeep: internal error: {safe_text(reason)}\n")
         sys.exit(3)
 
 

@@ -106,6 +106,8 @@ def list_outbox(
     from rich.table import Table
     from rich.text import Text
 
+    from upkeep.cli.output import cells
+
     zone = ZoneInfo(loaded.config.timezone)
     table = Table(box=None, pad_edge=False)
     for column in ("id", "channel", "kind", "status", "attempts", "next attempt", "last error"):
@@ -113,14 +115,17 @@ def list_outbox(
     for row in rows:
         waiting = row.status in ("pending", "sending")
         table.add_row(
-            str(row.id),
-            row.channel,
-            row.kind,
-            Text(row.status, style=STATUS_STYLE.get(row.status, "")),
-            str(row.attempts),
-            _iso_local(row.next_attempt_at, zone) if waiting else "-",
-            # Stored redacted already; the config loaded now may know more secrets.
-            Text(redact(row.last_error or "")),
+            *cells(
+                str(row.id),
+                row.channel,
+                row.kind,
+                Text(row.status, style=STATUS_STYLE.get(row.status, "")),
+                str(row.attempts),
+                _iso_local(row.next_attempt_at, zone) if waiting else "-",
+                # Stored redacted already; the config loaded now may know more secrets.
+                # A server's error text: escaped like every cell.
+                redact(row.last_error or ""),
+            )
         )
     out = console()
     if rows:

@@ -1,17 +1,118 @@
-"""Rendering results for people: a table readable at a glance, and the summary line."""
+"""Rendering for people: the terminal-safe output layer, the results table, the summary line.
+
+Text upkeep prints comes from commands, plugins, probes, log files, stored records and
+servers, so none of it may reach a terminal raw: an ``ESC`` sequence can clear the screen,
+retitle the window or forge a line, ``\r`` can overwrite one, and a bidi override can
+reorder what a line seems to say. The rules, applied by this module:
+
+* ``safe_text`` shows every control character escaped: C0 except newline and tab, ``\r``,
+  DEL, C1 (U+0080-U+009F) and the bidi overrides and isolates (U+202A-U+202E,
+  U+2066-U+2069); ``ESC[2J`` prints as ``\x1b[2J``. With ``one_line`` the newline is
+  escaped too (``\n``), for fields that must stay on their line (a message in a table).
+* ``untrusted`` wraps such text in a rich ``Text``: never read as markup (``[bold]`` in a
+  command's output stays ``[bold]``) and escaped before layout, so columns line up.
+* ``make_console`` is the only console the CLI prints through: markup, emoji codes and
+  highlighting are off, and it escapes every piece of text it renders as a last line of
+  defence, so a renderer that forgot ``untrusted`` still prints nothing raw. Styles are
+  given as ``Text`` styles, never as markup in strings.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from upkeep.status import Status
 
 if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.segment import Segment
     from rich.table import Table
+    from rich.text import Text
 
     from upkeep.engine.results import CheckResult
+
+_CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+"""Characters never printed raw: C0 but tab and newline, DEL, C1, bidi overrides/isolates."""
+_UNSAFE = re.compile(f"[{_CONTROL}]")
+_UNSAFE_ONE_LINE = re.compile(f"[{_CONTROL}\n]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    character = match.group()
+    named = _NAMED.get(character)
+    if named is not None:
+        return named
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def safe_text(text: str, *, one_line: bool = False) -> str:
+    """Given text from anywhere, return it fit for a terminal: every control character
+    (see the module docstring) shown as an escape (``\\x1b``, ``\\r``, ``\\u202e``); newline
+    and tab are kept, the newline escaped too with ``one_line``."""
+    return (_UNSAFE_ONE_LINE if one_line else _UNSAFE).sub(_escape, text)
+
+
+def output_lines(text: str) -> list[str]:
+    """Given multi-line text from anywhere, return its lines, split on ``\\n`` only:
+    ``str.splitlines`` also splits on ``\\r``, C1 NEL and U+2028, which must stay visible
+    (escaped) on their line instead of starting a new one."""
+    return text.split("\n") if text else []
+
+
+def untrusted(text: str, style: str = "", *, one_line: bool = False) -> Text:
+    """Given text from anywhere and a style, return a rich ``Text`` of it escaped
+    (``safe_text``) that is never read as markup."""
+    from rich.text import Text
+
+    return Text(safe_text(text, one_line=one_line), style=style)
+
+
+def cells(*values: object) -> list[Text]:
+    """Given a table row's values, return them as escaped one-line ``Text`` cells; a
+    ``Text`` keeps its style, anything else is shown as ``str(value)``."""
+    from rich.text import Text
+
+    row = []
+    for value in values:
+        if isinstance(value, Text):
+            row.append(untrusted(value.plain, str(value.style or ""), one_line=True))
+        else:
+            row.append(untrusted("" if value is None else str(value), one_line=True))
+    return row
+
+
+@functools.cache
+def _safe_console_class() -> type[Console]:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        """A console that escapes control characters in every piece of text it renders
+        (rich's own control segments, such as a progress bar's cursor moves, pass)."""
+
+        def render(
+            self, renderable: RenderableType, options: ConsoleOptions | None = None
+        ) -> Iterable[Segment]:
+            for segment in super().render(renderable, options):
+                if segment.control or not _UNSAFE.search(segment.text):
+                    yield segment
+                else:
+                    yield Segment(safe_text(segment.text), segment.style, segment.control)
+
+    return SafeConsole
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """Return the console the CLI prints through (stdout, or stderr): markup, emoji and
+    highlighting off, every rendered text escaped (see the module docstring)."""
+    return _safe_console_class()(stderr=stderr, markup=False, emoji=False, highlight=False)
+
 
 STYLE = {
     Status.OK: "bold green",
@@ -102,15 +203,17 @@ def results_table(
         table.add_column(header, width=size, no_wrap=True, overflow="ellipsis")
     table.add_column("ms", width=ms_width, justify="right", no_wrap=True)
     for result, value, milliseconds in rows:
-        # Text, not str: rich would read "[/dev/sda1]" in a plugin's message as markup,
-        # dropping it or failing on it.
+        # Escaped Text, not str: rich would read "[/dev/sda1]" in a plugin's message as
+        # markup, and an escape sequence in it would reach the terminal.
         table.add_row(
-            Text(result.status.label.upper(), style=STYLE[result.status]),
-            Text(result.check),
-            Text(result.target),
-            Text(value),
-            Text(result.message),
-            Text(milliseconds),
+            *cells(
+                Text(result.status.label.upper(), style=STYLE[result.status]),
+                result.check,
+                result.target,
+                value,
+                result.message,
+                milliseconds,
+            )
         )
     return table
 

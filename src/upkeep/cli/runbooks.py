@@ -61,8 +61,9 @@ def who() -> str:
 
 def _err(message: str) -> None:
     from upkeep.cli.common import active_redactor, console
+    from upkeep.cli.output import untrusted
 
-    console(stderr=True).print(f"upkeep: {active_redactor().redact(message)}", markup=False)
+    console(stderr=True).print(untrusted(f"upkeep: {active_redactor().redact(message)}"))
 
 
 def _iso_local(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -115,6 +116,7 @@ def run_runbook(
     at a terminal unless ``yes``; manual items are asked at a terminal, else left ``todo``.
     """
     from upkeep.cli.common import console, open_store
+    from upkeep.cli.interrupts import run_async
     from upkeep.engine.windows import WindowCalendar
 
     loaded = _load(config_path)
@@ -148,10 +150,13 @@ def run_runbook(
                 return EXIT_USAGE
             import typer
 
-            if not typer.confirm(f"Run runbook {name} now ({len(runbook.steps)} steps)?"):
+            from upkeep.cli.output import safe_text
+
+            question = f"Run runbook {safe_text(name)} now ({len(runbook.steps)} steps)?"
+            if not typer.confirm(question):
                 _err("not run")
                 return EXIT_FAILED
-        record = asyncio.run(
+        record = run_async(
             _execute(
                 loaded, store, name, dry_run=dry_run, interactive=interactive, quiet=json_output
             )
@@ -166,20 +171,26 @@ def run_runbook(
 
         print_json(run_to_json(record))
     else:
-        out = console()
+        from rich.text import Text
+
+        from upkeep.cli.output import untrusted
+
         style = RUN_STATUS_STYLE.get(record.status, "")
-        out.print(
-            f"run {record.id} [{style}]{record.status}[/] in {record.duration_s or 0:.1f}s: ",
-            end="",
-        )
-        out.print(record.message, markup=False)
+        line = Text(f"run {record.id} ")
+        line.append(record.status, style=style)
+        line.append(f" in {record.duration_s or 0:.1f}s: ")
+        line.append_text(untrusted(record.message, one_line=True))
+        console().print(line)
     return 0 if record.status == "succeeded" else EXIT_FAILED
 
 
 async def _execute(
     loaded: LoadedConfig, store: Any, name: str, *, dry_run: bool, interactive: bool, quiet: bool
 ) -> RunRecord | None:
+    from rich.text import Text
+
     from upkeep.cli.common import console
+    from upkeep.cli.output import output_lines, safe_text, untrusted
     from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.runner import CheckRunner
     from upkeep.io.http import HttpClient
@@ -190,23 +201,28 @@ async def _execute(
     def on_start(run_id: int) -> None:
         if not quiet:
             mode = "dry run" if dry_run else "run"
-            out.print(f"{mode} {run_id} of runbook {name}", markup=False)
+            out.print(untrusted(f"{mode} {run_id} of runbook {name}"))
 
     def on_step(position: int, title: str, report: StepReport) -> None:
         if quiet:
             return
-        style = STEP_STATUS_STYLE.get(report.status, "")
-        out.print(f"  {position + 1}. [{style}]{report.status:<9}[/] ", end="")
-        out.print(title, markup=False)
-        for line in report.output.splitlines()[:40]:
-            out.print(f"       {line}", markup=False, highlight=False)
+        line = Text(f"  {position + 1}. ")
+        line.append(f"{report.status:<9}", style=STEP_STATUS_STYLE.get(report.status, ""))
+        line.append(" ")
+        line.append_text(untrusted(title, one_line=True))
+        out.print(line)
+        # The command's own output: every line escaped (no "\r" overwrites a line, no
+        # escape sequence reaches the terminal), each indented under its step.
+        for output_line in output_lines(report.output)[:40]:
+            out.print(untrusted(f"       {output_line}", one_line=True))
         if report.status == "waiting":
-            out.print("       waiting for approval", markup=False)
+            out.print("       waiting for approval")
 
     async def confirm(text: str) -> bool:
         import typer
 
-        return await asyncio.to_thread(typer.confirm, f"  manual: {text} - done?", default=False)
+        prompt = f"  manual: {safe_text(text, one_line=True)} - done?"
+        return await asyncio.to_thread(typer.confirm, prompt, default=False)
 
     from upkeep.alerting.manager import AlertManager
 
@@ -281,19 +297,22 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
         print_json(rows)
         return 0
     from rich.table import Table
-    from rich.text import Text
+
+    from upkeep.cli.output import cells
 
     table = Table(box=None, pad_edge=False)
     for column in ("runbook", "schedule", "window", "steps", "next firing", "description"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            Text(row["runbook"]),
-            Text(row["schedule"] or "manual"),
-            Text(row["window"] or "-"),
-            Text(str(len(row["steps"]))),
-            Text(row["next_local"]),
-            Text(row["description"]),
+            *cells(
+                row["runbook"],
+                row["schedule"] or "manual",
+                row["window"] or "-",
+                str(len(row["steps"])),
+                row["next_local"],
+                row["description"],
+            )
         )
     console().print(table)
     return 0
@@ -325,15 +344,14 @@ def show_schedule(config_path: Path | None, *, count: int, json_output: bool) ->
         print_json({"firings": entries, "checks": cadence})
         return 0
     from rich.table import Table
-    from rich.text import Text
+
+    from upkeep.cli.output import cells
 
     table = Table(box=None, pad_edge=False)
     for column in ("when", "kind", "name", "note"):
         table.add_column(column)
     for entry in entries:
-        table.add_row(
-            Text(entry["local"]), Text(entry["kind"]), Text(entry["name"]), Text(entry["note"])
-        )
+        table.add_row(*cells(entry["local"], entry["kind"], entry["name"], entry["note"]))
     out = console()
     out.print(table)
     summary = ", ".join(f"{number} every {every}" for every, number in sorted(cadence.items()))
@@ -476,6 +494,8 @@ def list_runs(
     from rich.table import Table
     from rich.text import Text
 
+    from upkeep.cli.output import cells
+
     zone = ZoneInfo(loaded.config.timezone)
     table = Table(box=None, pad_edge=False)
     for column in ("id", "runbook", "status", "trigger", "started", "took", "message"):
@@ -487,13 +507,15 @@ def list_runs(
         if record.dry_run:
             trigger += " dry-run"
         table.add_row(
-            str(record.id),
-            Text(record.runbook),
-            Text(record.status, style=RUN_STATUS_STYLE.get(record.status, "")),
-            Text(trigger),
-            Text(_iso_local(record.started_at, zone)),
-            took,
-            Text(record.message),
+            *cells(
+                str(record.id),
+                record.runbook,
+                Text(record.status, style=RUN_STATUS_STYLE.get(record.status, "")),
+                trigger,
+                _iso_local(record.started_at, zone),
+                took,
+                record.message,
+            )
         )
     out = console()
     out.print(table)
@@ -520,9 +542,11 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         return 0
     from rich.text import Text
 
+    from upkeep.cli.output import output_lines, untrusted
+
     zone = ZoneInfo(loaded.config.timezone)
     out = console()
-    header = Text(f"run {record.id} of runbook {record.runbook}: ")
+    header = untrusted(f"run {record.id} of runbook {record.runbook}: ", one_line=True)
     header.append(record.status, style=RUN_STATUS_STYLE.get(record.status, ""))
     out.print(header)
     trigger = record.trigger + (f" by {record.triggered_by}" if record.triggered_by else "")
@@ -536,7 +560,9 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         f"owner:     {record.owner}",
     ]
     for line in lines:
-        out.print(line, markup=False)
+        # Each field on its own line: a message, trigger or owner (some come from API
+        # clients) can neither add a line nor hide one.
+        out.print(untrusted(line, one_line=True))
     for step in record.steps:
         took = (
             f" {(step.finished_at - step.started_at).total_seconds():.1f}s"
@@ -545,14 +571,16 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         )
         step_line = Text(f"{step.position + 1}. ")
         step_line.append(f"{step.status:<11}", style=STEP_STATUS_STYLE.get(step.status, ""))
-        step_line.append(f" {step.kind:<8} {step.name}{took}")
+        described = f" {step.kind:<8} {step.name}{took}"
         if step.attempts > 1:
-            step_line.append(f" ({step.attempts} attempts)")
+            described += f" ({step.attempts} attempts)"
         if step.decision:
-            step_line.append(f" - {step.decision} by {step.decided_by}")
+            described += f" - {step.decision} by {step.decided_by}"
+        step_line.append_text(untrusted(described, one_line=True))
         out.print(step_line)
-        for output_line in step.output.splitlines():
-            out.print(f"     {output_line}", markup=False, highlight=False)
+        # The command's output as stored: every line escaped and indented under its step.
+        for output_line in output_lines(step.output):
+            out.print(untrusted(f"     {output_line}", one_line=True))
     return 0
 
 
@@ -688,6 +716,8 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from upkeep.cli.output import cells
+
     table = Table(box=None, pad_edge=False)
     for column in ("id", "window", "source", "state", "next opening", "comment"):
         table.add_column(column)
@@ -698,12 +728,14 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     for row in rows:
         state = f"open until {local(row['until'])}" if row["open_now"] else "closed"
         table.add_row(
-            str(row["id"] or "-"),
-            Text(row["name"]),
-            Text(row["source"]),
-            Text(state, style="bold green" if row["open_now"] else ""),
-            Text(local(row["next_opening"])),
-            Text(row["comment"]),
+            *cells(
+                str(row["id"] or "-"),
+                row["name"],
+                row["source"],
+                Text(state, style="bold green" if row["open_now"] else ""),
+                local(row["next_opening"]),
+                row["comment"],
+            )
         )
     console().print(table)
     return 0

@@ -159,8 +159,10 @@ class RunbookExecutor:
         """Given a runbook name and how it was triggered, run it and return the stored run.
 
         Return None if ``scheduled_for`` names a firing another process has claimed.
-        Cancellation (a draining daemon) records the current step and the run as
-        ``cancelled`` before it propagates. Raise KeyError if there is no such runbook.
+        Cancellation (a draining daemon, a signalled CLI) records the current step and the
+        run as ``cancelled`` (with the cancel message as the reason, if one was given)
+        before it propagates; a command step's process tree has ended by then. Raise
+        KeyError if there is no such runbook.
         """
         runbook = self.loaded.config.runbooks[name]
         # A title is made from config text, which may hold a secret: redact it too.
@@ -189,9 +191,12 @@ class RunbookExecutor:
             status = "failed"
             message = f"runbook timed out after {runbook.timeout}"
             plan = []
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
+            # The canceller may say why (the CLI: "interrupted by SIGTERM"); the daemon's
+            # drain does not.
+            why = str(cancelled.args[0]) if cancelled.args else "upkeep is shutting down"
             await asyncio.shield(
-                asyncio.to_thread(self._cancel_run, run_id, "cancelled: upkeep is shutting down")
+                asyncio.to_thread(self._cancel_run, run_id, self._redact(f"cancelled: {why}"))
             )
             raise
         await asyncio.to_thread(
@@ -443,9 +448,10 @@ class RunbookExecutor:
             result = await run_process(argv, timeout_s=timeout.total_seconds(), env=step.env)
         except ProcessStartError as error:
             return StepReport("failed", str(error), {"argv": argv})
-        # A cut at the size limit can leave a secret's beginning at the end of a stream,
-        # where plain redaction cannot recognise it.
-        tidy = self.loaded.redactor.redact_cut if result.truncated else self._redact
+        # Each stream ends where it was cut: at the size limit, at a kill, or where the
+        # command stopped writing (`head -c` of a key file). A secret's beginning left
+        # there is masked too; plain redaction cannot recognise it.
+        tidy = self.loaded.redactor.redact_cut
         output = tidy(result.stdout).rstrip("\n")
         if result.stderr:
             output += f"\n[stderr]\n{tidy(result.stderr).rstrip()}"

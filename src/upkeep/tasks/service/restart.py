@@ -229,8 +229,13 @@ class _Restart:
         """
         shown = self.shown(argv)
         try:
+            # The start command's job is to leave the service running behind it; every
+            # other command's leftovers end with it (see upkeep.io.process).
             result = await run_process(
-                argv, timeout_s=timeout.total_seconds(), env=self.params.env or None
+                argv,
+                timeout_s=timeout.total_seconds(),
+                env=self.params.env or None,
+                leave_detached=role == "start",
             )
         except ProcessStartError as error:
             raise TaskFailed(self.context.redactor.redact(f"{role} command: {error}")) from error
