@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
+from upkeep.config.files import FileReadError, read_text_file
 from upkeep.config.secrets import expand_tree
 from upkeep.config.yamlpos import Positions, YamlSyntaxError, load_yaml
 from upkeep.redaction import Redactor, SecretMarker
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "UPKEEP_CONFIG"
 DEFAULT_CONFIG = "upkeep.yaml"
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+"""The largest config file read: about 50,000 checks; loading time and memory grow with it."""
 
 
 @dataclass(frozen=True)
@@ -590,16 +593,16 @@ def load_config(
     config_path = find_config_path(path)
     file = str(config_path)
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as error:
+        text = read_text_file(config_path, MAX_CONFIG_BYTES)
+    except FileReadError as error:
         raise ConfigError(
-            [ConfigIssue(file, 0, 0, (), f"cannot read config: {error.strerror or error}")]
+            [ConfigIssue(file, error.line, error.column, (), f"cannot read config: {error}")]
         ) from None
     try:
         raw, positions = load_yaml(text, file)
     except YamlSyntaxError as error:
         raise ConfigError(
-            [ConfigIssue(file, error.line, error.column, (), f"not valid YAML: {error}")]
+            [ConfigIssue(file, error.line, error.column, error.path, str(error))]
         ) from None
     collector = _Collector(file, positions)
     if not isinstance(raw, dict):
