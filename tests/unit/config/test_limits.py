@@ -1,0 +1,349 @@
+"""No config input crashes or hangs ``load_config``: every one is a ``ConfigError`` naming
+the file, the line and (where there is one) the key.
+
+The inputs are the hostile ones of issue #11 and their variants: files that are not UTF-8,
+are not regular files or are huge; durations and numbers past any sense; secrets that are
+devices, FIFOs or too large; conditions that nest without end. The last tests walk every
+config model, so a field added later cannot escape the bounds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import typing
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import pytest
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from upkeep.config.errors import ConfigError
+from upkeep.config.loader import MAX_CONFIG_BYTES, load_config
+from upkeep.config.models import UpkeepConfig
+from upkeep.config.secrets import MAX_EXPANDED_CHARS, MAX_SECRET_BYTES
+from upkeep.probes.registry import TARGET_KINDS
+from upkeep.tasks.registry import TASK_KINDS
+
+DISK_CHECK = "targets:\n  box: {kind: host}\nchecks:\n  disk:\n    target: box\n    probe: disk\n"
+
+
+def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Load ``path``; return the error lines, failing the test if it loads or takes long."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=environ or {})
+    assert time.monotonic() - started < 5.0
+    return [str(issue) for issue in caught.value.issues]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "upkeep.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the config file itself ----------------------------------------------------------------------
+
+
+def test_a_config_that_is_not_utf8_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "upkeep.yaml"
+    path.write_bytes((DISK_CHECK + "    description: caf\xe9\n").encode("latin-1"))
+    [issue] = issues_of(path)
+    assert issue.startswith(f"{path}:7:21: ")
+    assert "not UTF-8 text: byte 0xe9 at offset" in issue
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = {"fifo": tmp_path / "upkeep.yaml", "device": Path("/dev/zero"), "directory": tmp_path}[
+        kind
+    ]
+    if kind == "fifo":
+        os.mkfifo(path)
+    [issue] = issues_of(path)
+    assert issue.startswith(f"{path}:") and "cannot read config" in issue
+    assert "not a regular file" in issue
+
+
+def test_a_config_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "upkeep.yaml"
+    with path.open("wb") as file:
+        file.truncate(MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
+    [issue] = issues_of(path)
+    assert "cannot read config: larger than 8 MiB" in issue
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key"),
+    [
+        ("checks:\n  c: {target: box, probe: disk, every: 99999999999999y}\n", "checks.c.every"),
+        (
+            "checks:\n  c: {target: box, probe: disk, timeout: " + "9" * 400 + "s}\n",
+            "checks.c.timeout",
+        ),
+        ("checks:\n  c: {target: box, probe: disk, for: 101y}\n", "checks.c.for"),
+        ("retention: {results: 1000000d}\n", "retention.results"),
+        ("engine: {drain_timeout: 5300w}\n", "engine.drain_timeout"),
+        ("alerting: {response_targets: {P1: 200y}}\n", "alerting.response_targets.P1"),
+        ("alerting: {delivery: {max_backoff: 100y1ms}}\n", "alerting.delivery.max_backoff"),
+        ("windows:\n  w: {schedule: '@daily', duration: 10000y}\n", "windows.w.duration"),
+        ("routes:\n  - {notify: [x], repeat: 999999999999y}\n", "routes[0].repeat"),
+    ],
+)
+def test_a_duration_past_100_years_is_an_error_naming_the_key(
+    tmp_path: Path, snippet: str, key: str
+) -> None:
+    found = issues_of(write(tmp_path, "targets:\n  box: {kind: host}\n" + snippet))
+    assert any(
+        f": {key}: " in issue and "longer than 100y, the longest duration" in issue
+        for issue in found
+    ), found
+
+
+def test_durations_up_to_100_years_are_taken(tmp_path: Path) -> None:
+    loaded = load_config(
+        write(
+            tmp_path,
+            DISK_CHECK + "    every: 100y\nretention: {results: 36500d}\n",
+        ),
+        environ={},
+    )
+    assert loaded.checks["disk"].every == timedelta(days=36500)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "message"),
+    [
+        ("engine: {concurrency: 99999999999999999999999}\n", "engine.concurrency", "too large"),
+        ("engine: {concurrency: " + "9" * 5000 + "}\n", "engine.concurrency", "too large"),
+        ("alerting: {flapping: {high: .nan}}\n", "alerting.flapping.high", "not a finite"),
+        ("alerting: {flapping: {high: 1.0e+999}}\n", "alerting.flapping.high", "not a finite"),
+        (
+            "windows:\n  w: {start: 9999-12-31T23:00:00, duration: 2h}\n",
+            "windows.w",
+            "between the years 1970 and 9000",
+        ),
+        (
+            "runbooks:\n  r:\n    steps:\n      - task: logs.rotate\n        target: l\n"
+            "        with: {min_size: " + "9" * 400 + "G}\n",
+            "runbooks.r.steps[0].with.min_size",
+            "between 0 and 1 PiB",
+        ),
+    ],
+)
+def test_numbers_past_their_range_are_errors_naming_the_key(
+    tmp_path: Path, snippet: str, key: str, message: str
+) -> None:
+    text = "targets:\n  box: {kind: host}\n  l: {kind: logs, path: /tmp}\n" + snippet
+    found = issues_of(write(tmp_path, text))
+    assert any(f": {key}: " in issue and message in issue for issue in found), found
+
+
+# --- conditions --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("(" * 5000 + "used_percent > 1" + ")" * 5000, "at most 4,096 characters"),
+        ("not " * 50000 + "used_percent > 1", "at most 4,096 characters"),
+        ("(" * 40 + "used_percent > 1" + ")" * 40, "nests deeper than 32 levels"),
+        ("not " * 33 + "used_percent > 1", "nests deeper than 32 levels"),
+        ("used_percent > 99999999y", "longer than 100y"),
+    ],
+)
+def test_conditions_are_bounded_in_length_and_depth(
+    tmp_path: Path, condition: str, message: str
+) -> None:
+    found = issues_of(write(tmp_path, DISK_CHECK + f"    warn: '{condition}'\n"))
+    assert any(
+        ":7:" in issue and "checks.disk.warn: " in issue and message in issue for issue in found
+    ), found
+
+
+# --- secrets ----------------------------------------------------------------------------------------
+
+
+def secret_issue(tmp_path: Path, reference: str, environ: dict[str, str] | None = None) -> str:
+    found = issues_of(write(tmp_path, DISK_CHECK + f"    description: '{reference}'\n"), environ)
+    [issue] = found
+    assert issue.startswith(f"{tmp_path / 'upkeep.yaml'}:7:18: checks.disk.description: "), issue
+    return issue
+
+
+def test_a_secret_file_that_is_a_device_fifo_or_directory_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "'/dev/zero': a character device, not a regular file" in secret_issue(
+        tmp_path, "${file:/dev/zero}"
+    )
+    assert "a FIFO (named pipe), not a regular file" in secret_issue(tmp_path, f"${{file:{fifo}}}")
+    assert "a directory, not a regular file" in secret_issue(tmp_path, f"${{file:{tmp_path}}}")
+
+
+def test_a_secret_file_over_the_cap_or_not_utf8_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (MAX_SECRET_BYTES + 1))
+    assert "larger than 64 KiB" in secret_issue(tmp_path, "${file:big}")
+    latin = tmp_path / "latin"
+    latin.write_bytes("pässword".encode("latin-1"))
+    issue = secret_issue(tmp_path, "${file:latin}")
+    assert "not UTF-8 text: byte 0xe4 at offset 1" in issue
+    assert "pässword" not in issue
+
+
+def test_an_environment_value_that_is_not_utf8_or_too_long_is_refused(tmp_path: Path) -> None:
+    # os.environ keeps bytes that are not UTF-8 as lone surrogates.
+    assert "environment variable BAD is not valid UTF-8" in secret_issue(
+        tmp_path, "${BAD}", {"BAD": "caf\udce9"}
+    )
+    assert "environment variable HUGE is longer than 64 KiB" in secret_issue(
+        tmp_path, "${HUGE}", {"HUGE": "x" * (MAX_SECRET_BYTES + 1)}
+    )
+
+
+def test_references_cannot_expand_a_small_config_into_a_huge_one(tmp_path: Path) -> None:
+    value = "x" * MAX_SECRET_BYTES
+    count = MAX_EXPANDED_CHARS // MAX_SECRET_BYTES + 1
+    references = "${BIG}" * count
+    found = issues_of(
+        write(tmp_path, DISK_CHECK + f"    description: '{references}'\n"), {"BIG": value}
+    )
+    [issue] = found  # said once, not once per reference
+    assert "references add more than 4 Mi characters in all" in issue
+    assert value not in issue
+
+
+def test_a_secret_file_named_many_times_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upkeep.config import secrets
+
+    (tmp_path / "token").write_text("t0ken-value\n", encoding="utf-8")
+    reads: list[Path] = []
+    real = secrets.read_text_file
+
+    def counting(path: Path, limit: int) -> str:
+        reads.append(path)
+        return real(path, limit)
+
+    monkeypatch.setattr(secrets, "read_text_file", counting)
+    channels = "".join(f"  c{index}: 'json://h/?t=${{file:token}}'\n" for index in range(50))
+    loaded = load_config(write(tmp_path, "channels:\n" + channels), environ={})
+    assert len(loaded.config.channels) == 50 and len(reads) == 1
+
+
+# --- every field of every model --------------------------------------------------------------------
+
+
+def config_models() -> list[type[BaseModel]]:
+    """Every model a config is validated against: sections, targets, probe and task params."""
+    found: list[type[BaseModel]] = []
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in found:
+                return
+            found.append(annotation)
+            for model_field in annotation.model_fields.values():
+                visit(model_field.annotation)
+            return
+        for argument in typing.get_args(annotation):
+            visit(argument)
+
+    visit(UpkeepConfig)
+    for kind in TARGET_KINDS.values():
+        visit(kind.model)
+        for probe in kind.probes:
+            visit(probe.Params)
+    for task in TASK_KINDS.values():
+        visit(task.Params)
+    return found
+
+
+def shaped(annotation: Any, wanted: type, value: Any) -> Any:
+    """Given a field's annotation, return ``value`` placed where the ``wanted`` type sits
+    in it: alone, or as the item of a list or the value of a dict."""
+    if annotation is wanted:
+        return value
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is list:
+        inner = shaped(arguments[0], wanted, value)
+        return None if inner is None else [inner]
+    if origin is dict:
+        inner = shaped(arguments[1], wanted, value)
+        key = typing.get_args(arguments[0])[0] if typing.get_args(arguments[0]) else "key"
+        return None if inner is None else {key: inner}
+    for argument in arguments:
+        inner = shaped(argument, wanted, value)
+        if inner is not None:
+            return inner
+    return None
+
+
+def fields_of_type(wanted: type) -> list[tuple[type[BaseModel], str, list[Any]]]:
+    """Return (model, field, constraints) for every field whose type is ``wanted``, alone,
+    optional, or inside a list or dict."""
+    found = []
+    for model in config_models():
+        for name, model_field in model.model_fields.items():
+
+            def holds(annotation: Any, metadata: list[Any]) -> list[Any] | None:
+                if annotation is wanted:
+                    return metadata
+                extra = []
+                for item in getattr(annotation, "__metadata__", ()):
+                    # Annotated[int, Field(le=...)] keeps its bounds inside the FieldInfo.
+                    extra.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+                for argument in typing.get_args(annotation):
+                    inner = holds(argument, [*metadata, *extra])
+                    if inner is not None:
+                        return inner
+                return None
+
+            constraints = holds(model_field.annotation, list(model_field.metadata))
+            if constraints is not None:
+                found.append((model, model_field.alias or name, constraints))
+    return found
+
+
+def test_every_duration_field_refuses_more_than_100_years() -> None:
+    fields = fields_of_type(timedelta)
+    assert len(fields) > 30  # the walk reaches targets, probes and tasks
+    for model, key, _ in fields:
+        annotation = next(
+            model_field.annotation
+            for name, model_field in model.model_fields.items()
+            if key in (name, model_field.alias)
+        )
+        with pytest.raises(ValidationError, match="longer than 100y"):
+            model.model_validate({key: shaped(annotation, timedelta, "101y")})
+
+
+def test_every_integer_and_float_field_has_an_upper_bound() -> None:
+    # The YAML reader caps integers at 64 bits; each field must say its own sensible range.
+    unbounded = [
+        f"{model.__name__}.{key}"
+        for number in (int, float)
+        for model, key, constraints in fields_of_type(number)
+        if not any(
+            isinstance(item, annotated_types.Le | annotated_types.Lt) for item in constraints
+        )
+        and key != "min_size"  # a size, checked by parse_size (at most 1 PiB)
+    ]
+    assert unbounded == []
+
+
+def test_every_datetime_field_is_bounded_within_the_calendar() -> None:
+    fields = fields_of_type(datetime)
+    assert [(model.__name__, key) for model, key, _ in fields] == [("WindowConfig", "start")]
