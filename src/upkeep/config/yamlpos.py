@@ -5,6 +5,7 @@ recursion, so that every limit holds *while* reading, before anything grows:
 
 * nesting is at most ``MAX_DEPTH`` levels, counted after aliases are put in place;
 * an alias (``*name``) may not refer to the node that contains it (``a: &a [*a]``);
+* a single value is at most ``MAX_SCALAR_CHARS`` characters;
 * all aliases together may repeat at most ``MAX_ALIAS_NODES`` nodes, so a "billion
   laughs" document is refused after reading its few hundred bytes, not after building
   its billion strings. Ordinary anchors and merge keys (``<<: *defaults``) stay well
@@ -34,6 +35,9 @@ MAX_DEPTH = 64
 """The deepest nesting of lists and mappings a config may have (aliases included)."""
 MAX_ALIAS_NODES = 100_000
 """How many nodes all aliases of a document may repeat together."""
+MAX_SCALAR_CHARS = 64 * 1024
+"""The longest single value (or key) a config may hold, in characters; fields with a
+narrower meaning (conditions, schedules, patterns) have narrower bounds of their own."""
 INTEGER_LIMIT = 2**63 - 1
 """The largest integer (in magnitude) a config may hold: what a 64-bit store column takes."""
 _INTEGER_DIGITS = 64  # more digits than any in-range integer has, in any base YAML allows
@@ -307,6 +311,10 @@ def _key_text(node: _Node) -> str:
         raise YamlSyntaxError(
             f"a key must be a plain value such as a name, not a {node.kind}", node.line, node.column
         )
+    if len(node.children) > MAX_SCALAR_CHARS:
+        raise YamlSyntaxError(
+            f"a key is at most {MAX_SCALAR_CHARS // 1024} Ki characters", node.line, node.column
+        )
     return node.children
 
 
@@ -316,6 +324,13 @@ _SCALARS = yaml.constructor.SafeConstructor()
 def _scalar(node: _Node) -> Any:
     """Given a scalar node, return its value: text, int, float, bool, None or a timestamp."""
     text = node.children if isinstance(node.children, str) else ""
+    if len(text) > MAX_SCALAR_CHARS:
+        raise YamlSyntaxError(
+            f"a value is at most {MAX_SCALAR_CHARS // 1024} Ki characters; this one has "
+            f"{len(text):,}",
+            node.line,
+            node.column,
+        )
     if node.tag in (_STR, _MERGE):
         return text
     if node.tag == _NULL:

@@ -153,7 +153,8 @@ def test_numbers_past_their_range_are_errors_naming_the_key(
     ("condition", "message"),
     [
         ("(" * 5000 + "used_percent > 1" + ")" * 5000, "at most 4,096 characters"),
-        ("not " * 50000 + "used_percent > 1", "at most 4,096 characters"),
+        ("not " * 10000 + "used_percent > 1", "at most 4,096 characters"),
+        ("not " * 50000 + "used_percent > 1", "a value is at most 64 Ki characters"),
         ("(" * 40 + "used_percent > 1" + ")" * 40, "nests deeper than 32 levels"),
         ("not " * 33 + "used_percent > 1", "nests deeper than 32 levels"),
         ("used_percent > 99999999y", "longer than 100y"),
@@ -166,6 +167,49 @@ def test_conditions_are_bounded_in_length_and_depth(
     assert any(
         ":7:" in issue and "checks.disk.warn: " in issue and message in issue for issue in found
     ), found
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("a{4294967295}", "is not a usable regular expression"),
+        ("(" * 1000 + "a" + ")" * 1000, "nests its groups too deeply"),
+        ("a" * 5000, "a pattern is at most 4,096 characters"),
+        ("(unclosed", "is not a valid regular expression"),
+    ],
+)
+def test_a_regular_expression_that_re_cannot_take_is_an_error_naming_the_key(
+    tmp_path: Path, pattern: str, message: str
+) -> None:
+    text = (
+        "targets:\n  l: {kind: logs, path: /tmp}\nchecks:\n  errors:\n    target: l\n"
+        f"    probe: errors\n    params: {{pattern: '{pattern}'}}\n"
+    )
+    found = issues_of(write(tmp_path, text))
+    assert any(
+        ":7:" in issue and "checks.errors.params.pattern: " in issue and message in issue
+        for issue in found
+    ), found
+
+
+def test_a_schedule_past_1000_characters_is_refused(tmp_path: Path) -> None:
+    schedule = ",".join(["1"] * 600) + " * * * *"
+    text = f"runbooks:\n  r:\n    schedule: '{schedule}'\n    steps: [{{manual: look}}]\n"
+    found = issues_of(write(tmp_path, text))
+    assert any(
+        "runbooks.r.schedule: " in issue and "at most 1,000 characters" in issue for issue in found
+    ), found
+
+
+def test_a_single_value_past_64_ki_characters_is_refused_at_its_line(tmp_path: Path) -> None:
+    found = issues_of(write(tmp_path, DISK_CHECK + "    description: " + "x" * 70_000 + "\n"))
+    assert found == [
+        f"{tmp_path / 'upkeep.yaml'}:7:18: checks.disk.description: a value is at most 64 Ki "
+        "characters; this one has 70,000"
+    ]
 
 
 # --- secrets ----------------------------------------------------------------------------------------
