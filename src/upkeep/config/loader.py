@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -237,21 +237,50 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _remove_path(data: Any, path: KeyPath) -> Any:
-    """Return a copy of ``data`` without the key or list item at ``path``."""
-    if not path:
-        return data
-    head, rest = path[0], path[1:]
-    if isinstance(data, dict) and head in data:
-        if not rest:
-            return {key: value for key, value in data.items() if key != head}
-        return {**data, head: _remove_path(data[head], rest)}
-    if isinstance(data, list) and isinstance(head, int) and 0 <= head < len(data):
-        if not rest:
-            return [item for index, item in enumerate(data) if index != head]
-        return [
-            _remove_path(item, rest) if index == head else item for index, item in enumerate(data)
-        ]
+_REMOVE = object()
+"""Marks a key or item to drop in the tree ``_remove_paths`` builds."""
+
+
+def _remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
+    """Return a copy of ``data`` without the keys or list items at ``paths``, in one pass.
+
+    All paths are taken in the original's terms (removing item 1 of a list does not make
+    its item 2 the new 1), and each container is copied at most once, so thousands of
+    failing entries cost one walk of the data, not one walk each.
+    """
+    tree: dict[Any, Any] = {}
+    for path in paths:
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if child is _REMOVE:
+                break  # a parent goes already
+            node = child
+        else:
+            node[path[-1]] = _REMOVE
+    return _prune(data, tree)
+
+
+def _prune(data: Any, tree: dict[Any, Any]) -> Any:
+    # The recursion follows the paths, which the YAML loader's depth bound limits.
+    if isinstance(data, dict):
+        kept: dict[str, Any] = {}
+        for key, value in data.items():
+            below = tree.get(key)
+            if below is _REMOVE:
+                continue
+            kept[key] = _prune(value, below) if below else value
+        return kept
+    if isinstance(data, list):
+        items = []
+        for index, item in enumerate(data):
+            below = tree.get(index)
+            if below is _REMOVE:
+                continue
+            items.append(_prune(item, below) if below else item)
+        return items
     return data
 
 
@@ -265,11 +294,8 @@ def _without_failing_entries(
     its default, an unknown key goes), so the rest of each entry is still checked; entries
     that still fail (a missing required key) are then set aside whole.
     """
-    pruned: Any = data
-    for item in error.errors():
-        path = _data_path(data, tuple(item["loc"]))
-        if len(path) >= 3:
-            pruned = _remove_path(pruned, path)
+    failing = (_data_path(data, tuple(item["loc"])) for item in error.errors())
+    pruned: Any = _remove_paths(data, (path for path in failing if len(path) >= 3))
     dropped: set[tuple[str, str | int]] = set()
     from upkeep.config.models import UpkeepConfig
 
@@ -280,8 +306,7 @@ def _without_failing_entries(
             path = _data_path(pruned, tuple(item["loc"]))
             if len(path) >= 2 and isinstance(path[0], str):
                 dropped.add((path[0], path[1]))
-        for section, key in dropped:
-            pruned = _remove_path(pruned, (section, key))
+        pruned = _remove_paths(pruned, dropped)
     return pruned, dropped
 
 
