@@ -413,3 +413,44 @@ def test_list_items_are_set_aside_by_their_original_index() -> None:
     data = {"routes": ["r0", "r1", "r2", "r3"], "keep": {"a": [1, 2, 3]}}
     pruned = _remove_paths(data, [("routes", 1), ("routes", 2), ("keep", "a", 0), ("keep", "a")])
     assert pruned == {"routes": ["r0", "r3"], "keep": {}}
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+
+def dependency_config(tmp_path: Path, depends: dict[str, list[str]]) -> Path:
+    checks = "".join(
+        f"  {name}: {{target: box, probe: disk, depends_on: [{', '.join(parents)}]}}\n"
+        for name, parents in depends.items()
+    )
+    return write(tmp_path, "targets:\n  box: {kind: host}\nchecks:\n" + checks)
+
+
+def test_dependency_cycles_are_each_reported_once_at_the_check_they_return_to(
+    tmp_path: Path,
+) -> None:
+    found = issues_of(
+        dependency_config(
+            tmp_path, {"a": ["b", "c"], "b": ["a"], "c": ["a"], "d": ["d"], "e": ["a"]}
+        )
+    )
+    messages = [issue.split(": ", 1)[1] for issue in found]
+    assert messages == [
+        "checks.a.depends_on: dependency cycle: a -> b -> a",
+        "checks.a.depends_on: dependency cycle: a -> c -> a",
+        "checks.d.depends_on: a check cannot depend on itself",
+    ]
+
+
+def test_a_long_dependency_chain_is_checked_in_one_walk(tmp_path: Path) -> None:
+    # A chain of 2,000 checks: walking from each check anew took minutes with the cycle
+    # closed and 13 s without (4,000: over 5 minutes, and 54 s).
+    count = 2000
+    chain = {f"c{index}": [f"c{index + 1}"] for index in range(count - 1)}
+    loaded = load_config(dependency_config(tmp_path, {**chain, f"c{count - 1}": []}), environ={})
+    assert len(loaded.checks) == count
+    [issue] = issues_of(dependency_config(tmp_path, {**chain, f"c{count - 1}": ["c0"]}))
+    assert issue.endswith(
+        "checks.c0.depends_on: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> "
+        "... (2000 checks) ... -> c1994 -> c1995 -> c1996 -> c1997 -> c1998 -> c1999 -> c0"
+    )
