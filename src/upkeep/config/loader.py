@@ -319,14 +319,16 @@ def _compile_checks(
     from upkeep.probes.registry import TARGET_KINDS
 
     compiled: dict[str, CompiledCheck] = {}
+    known_targets = _some(
+        [*config.targets, *(str(key) for kind, key in dropped if kind == "targets")]
+    )
     for name, check in config.checks.items():
         path: KeyPath = ("checks", name)
         target = config.targets.get(check.target)
         if target is None and ("targets", check.target) in dropped:
             continue  # the target's own error is already listed
         if target is None:
-            names = {*config.targets, *(str(key) for kind, key in dropped if kind == "targets")}
-            known = ", ".join(sorted(names)) or "none defined"
+            known = known_targets or "none defined"
             collector.add((*path, "target"), f"no target named {check.target!r} (targets: {known})")
             continue
         kind = TARGET_KINDS[target.kind]
@@ -442,6 +444,18 @@ def _compile_tasks(
     return compiled
 
 
+_NAMES_SHOWN = 20
+
+
+def _some(names: Iterable[str]) -> str:
+    """Given names, return them sorted and comma-separated, the first ``_NAMES_SHOWN`` only:
+    an error per check must not each list all of ten thousand targets."""
+    ordered = sorted(set(names))
+    if len(ordered) <= _NAMES_SHOWN:
+        return ", ".join(ordered)
+    return f"{', '.join(ordered[:_NAMES_SHOWN])}, ... ({len(ordered)} in all)"
+
+
 def _resolve_path(text: str, base_dir: Path) -> str:
     """Given a path as written and the config's directory, return it absolute."""
     path = Path(text)
@@ -497,12 +511,13 @@ def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) 
     backups = resolved(config.backups, lambda text: _resolve_path(text, base_dir))
     # A backup target reads the section's repository unless it names its own.
     targets = dict(config.targets)
+    known_sources = _some(backups.sources)
     for name, target in config.targets.items():
         if target.kind != "backup":
             continue
         source = getattr(target, "source", None)
         if source not in backups.sources:
-            known = ", ".join(sorted(backups.sources)) or "none configured"
+            known = known_sources or "none configured"
             collector.add(
                 ("targets", name, "source"), f"no backup source named {source!r} (sources: {known})"
             )
@@ -547,6 +562,7 @@ def _check_references(
                         collector.add(
                             (*step_path, "checks", "names"), f"no check named {check_name!r}"
                         )
+    known_channels = _some(channels)
     for index, route in enumerate(config.routes):
         escalations = route.escalations
         fallback = [route.fallback] if route.fallback else []
@@ -556,7 +572,7 @@ def _check_references(
             *fallback,
         ]:
             if channel not in channels:
-                names = ", ".join(sorted(channels)) or "none defined"
+                names = known_channels or "none defined"
                 collector.add(
                     ("routes", index), f"no channel named {channel!r} (channels: {names})"
                 )

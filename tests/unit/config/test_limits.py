@@ -454,3 +454,18 @@ def test_a_long_dependency_chain_is_checked_in_one_walk(tmp_path: Path) -> None:
         "checks.c0.depends_on: dependency cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> "
         "... (2000 checks) ... -> c1994 -> c1995 -> c1996 -> c1997 -> c1998 -> c1999 -> c0"
     )
+
+
+def test_an_error_per_entry_lists_a_few_known_names_not_all(tmp_path: Path) -> None:
+    # Listing every target in every error made 20,000 bad checks print gigabytes.
+    count = 2000
+    targets = "".join(f"  t{index}: {{kind: host}}\n" for index in range(count))
+    checks = "".join(f"  c{index}: {{target: missing{index}}}\n" for index in range(count))
+    found = issues_of(write(tmp_path, f"targets:\n{targets}checks:\n{checks}"))
+    assert len(found) == count
+    assert all(len(issue) < 400 for issue in found), max(found, key=len)
+    assert found[0].endswith(
+        "checks.c0.target: no target named 'missing0' (targets: t0, t1, t10, t100, t1000, "
+        "t1001, t1002, t1003, t1004, t1005, t1006, t1007, t1008, t1009, t101, t1010, t1011, "
+        "t1012, t1013, t1014, ... (2000 in all))"
+    )
