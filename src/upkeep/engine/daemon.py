@@ -256,16 +256,20 @@ class Daemon:
         fresh = await self._load_for_reload(stop)
         if fresh is None:
             return False
-        self.loaded = fresh
-        if self._state is not None:
-            self._state.loaded = fresh
-        if self._dispatcher is not None:
-            self._dispatcher.channels = dict(fresh.config.channels)
-            self._dispatcher.delivery = fresh.config.alerting.delivery
-            self._dispatcher.redactor = fresh.redactor
+        self._use(fresh)
         self.metrics.config_reloads.labels("applied").inc()
         logger.info("config reloaded from %s", fresh.path)
         return True
+
+    def _use(self, loaded: LoadedConfig) -> None:
+        """Make ``loaded`` the config in force for everything but the schedule."""
+        self.loaded = loaded
+        if self._state is not None:
+            self._state.loaded = loaded
+        if self._dispatcher is not None:
+            self._dispatcher.channels = dict(loaded.config.channels)
+            self._dispatcher.delivery = loaded.config.alerting.delivery
+            self._dispatcher.redactor = loaded.redactor
 
     async def _lead(self, leadership: Leadership, events: _Events) -> None:
         from upkeep.io.http import HttpClient
@@ -291,10 +295,9 @@ class Daemon:
                     break
                 if events.reload.is_set():
                     events.reload.clear()
-                    if await self._reload(events.stop):
-                        scheduler, schedule_task = await self._replace_scheduler(
-                            scheduler, schedule_task, http
-                        )
+                    scheduler, schedule_task = await self._reload_schedule(
+                        scheduler, schedule_task, http, events.stop
+                    )
                     continue
                 if not await leadership.still_held():
                     logger.error("lost the lead (store session gone); stopping the schedule")
@@ -333,6 +336,34 @@ class Daemon:
         )
         if released:
             logger.warning("took back %d notification(s) a dead instance was sending", released)
+
+    async def _reload_schedule(
+        self,
+        scheduler: Scheduler,
+        schedule_task: asyncio.Task[None],
+        http: HttpClient,
+        stop: asyncio.Event,
+    ) -> tuple[Scheduler, asyncio.Task[None]]:
+        """As the leader, reload the config and restart the schedule on it; return the
+        scheduler now running. Should the schedule fail to start on a config that loaded,
+        the previous config takes over again, schedule included."""
+        previous = self.loaded
+        if not await self._reload(stop):
+            return scheduler, schedule_task
+        try:
+            return await self._replace_scheduler(scheduler, schedule_task, http)
+        except Exception as error:  # noqa: BLE001 - the previous config takes over again
+            logger.error(
+                "the schedule could not start on the reloaded config (%s: %s); "
+                "back to the previous config",
+                type(error).__name__,
+                self._redact(str(error)),
+            )
+            self._use(previous)
+            if scheduler not in self._retired:
+                self._retired.append(scheduler)  # stopped either way; drained at the end
+            fresh = self._new_scheduler(http)
+            return fresh, asyncio.create_task(fresh.run(), name="scheduler")
 
     async def _replace_scheduler(
         self, scheduler: Scheduler, schedule_task: asyncio.Task[None], http: HttpClient

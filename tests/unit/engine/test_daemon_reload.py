@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -119,3 +120,51 @@ async def test_a_valid_file_is_applied(daemon: Daemon, tmp_path: Path) -> None:
         )
         == 1
     )
+
+
+class StandInScheduler:
+    """Stands in for a Scheduler: records that it was stopped, runs until then."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.stopped = asyncio.Event()
+        self.idle = True
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    async def run(self) -> None:
+        await self.stopped.wait()
+
+
+async def test_a_schedule_that_cannot_start_on_the_new_config_falls_back_to_the_previous(
+    daemon: Daemon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    previous = daemon.loaded
+    built: list[StandInScheduler] = []
+
+    def new_scheduler(_http: object) -> StandInScheduler:
+        if daemon.loaded is not previous:
+            raise RuntimeError("cannot schedule this")
+        built.append(StandInScheduler(daemon.loaded))
+        return built[-1]
+
+    monkeypatch.setattr(daemon, "_new_scheduler", new_scheduler)
+    old = new_scheduler(None)
+    old_task = asyncio.create_task(old.run())
+    (tmp_path / "upkeep.yaml").write_text(
+        CONFIG + "  load: {target: box, probe: load}\n", encoding="utf-8"
+    )
+    with caplog.at_level(logging.ERROR):
+        scheduler, task = await daemon._reload_schedule(
+            cast(Any, old), old_task, cast(Any, None), asyncio.Event()
+        )
+    assert old.stopped.is_set() and old_task.done()
+    assert scheduler is built[-1] and built[-1].loaded is previous
+    assert daemon.loaded is previous
+    assert "back to the previous config" in caplog.text and "cannot schedule this" in caplog.text
+    scheduler.stop()
+    await task
