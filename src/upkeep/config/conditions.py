@@ -59,6 +59,12 @@ QUOTED_NAME: /`[^`]+`/
 
 Metrics = Mapping[str, Any]
 
+MAX_CONDITION_LENGTH = 4096
+"""The longest condition text accepted, in characters."""
+MAX_CONDITION_DEPTH = 32
+"""How deeply parentheses and ``not`` may nest: building and evaluating a condition recurse
+once per level, and this keeps both far inside Python's recursion limit."""
+
 _COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -153,7 +159,10 @@ def _build(tree: Any, names: set[str]) -> _Operand:
         value: float = float(text)
         return _Operand(_constant(int(value) if value.is_integer() and "." not in text else value))
     if rule == "duration":
-        seconds = parse_duration(str(children[0])).total_seconds()
+        try:
+            seconds = parse_duration(str(children[0])).total_seconds()
+        except ValueError as error:  # longer than the longest duration accepted
+            raise ConditionSyntaxError(str(error), children[0].column or 1) from None
         return _Operand(_constant(seconds), duration_s=seconds)
     if rule == "string":
         return _Operand(_constant(_unescape(str(children[0])[1:-1])))
@@ -235,6 +244,37 @@ class Condition:
         return f"{self.source} ({values})" if values else self.source
 
 
+def _check_depth(source: str) -> None:
+    """Given condition text, raise ``ConditionSyntaxError`` at the first token that nests
+    deeper than ``MAX_CONDITION_DEPTH`` (parentheses plus the ``not``s in force).
+
+    Counted on the token stream, before parsing, so no recursion depends on the input;
+    text the lexer refuses is left for the parser to report.
+    """
+    from lark.exceptions import UnexpectedInput
+
+    nots = [0]  # per open parenthesis: how many "not" apply to what follows
+    try:
+        for token in _parser().lex(source):
+            if token.type == "LPAR":
+                nots.append(0)
+            elif token.type == "RPAR":
+                if len(nots) > 1:
+                    nots.pop()
+            elif token.type == "_NOT":
+                nots[-1] += 1
+            elif token.type in ("_AND", "_OR"):
+                nots[-1] = 0  # a "not" binds tighter than and/or: it ends here
+            if len(nots) - 1 + sum(nots) > MAX_CONDITION_DEPTH:
+                raise ConditionSyntaxError(
+                    f"the condition nests deeper than {MAX_CONDITION_DEPTH} levels of "
+                    "parentheses and 'not'",
+                    token.column or 1,
+                )
+    except UnexpectedInput:
+        return
+
+
 @lru_cache(maxsize=4096)
 def parse_condition(source: str) -> Condition:
     """Given condition text, return the parsed ``Condition``.
@@ -251,6 +291,13 @@ def parse_condition(source: str) -> Condition:
 
     if not source.strip():
         raise ConditionSyntaxError("empty condition", 1)
+    if len(source) > MAX_CONDITION_LENGTH:
+        raise ConditionSyntaxError(
+            f"a condition is at most {MAX_CONDITION_LENGTH:,} characters; this one has "
+            f"{len(source):,}",
+            1,
+        )
+    _check_depth(source)
     try:
         tree = _parser().parse(source)
     except UnexpectedToken as error:

@@ -143,10 +143,17 @@ def _span(
     return set(range(first, last + 1, step))
 
 
+MAX_CRON_LENGTH = 1000
+"""The longest schedule text accepted: every minute listed one by one is under 200."""
+
+
 @lru_cache(maxsize=512)
 def parse_cron(expression: str) -> CronFields:
     """Given a schedule (5 fields or an alias), return the fields it names; raise ValueError
-    saying why if it is malformed, or if no date in any year matches it (``0 0 31 2 *``)."""
+    saying why if it is malformed, longer than ``MAX_CRON_LENGTH``, or if no date in any
+    year matches it (``0 0 31 2 *``)."""
+    if len(expression) > MAX_CRON_LENGTH:
+        raise ValueError(f"a schedule is at most {MAX_CRON_LENGTH:,} characters")
     fields = expand_alias(expression).split()
     if len(fields) != 5:
         raise ValueError(

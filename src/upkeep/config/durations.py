@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 UNIT_SECONDS: dict[str, float] = {
     "ms": 0.001,
@@ -18,6 +18,10 @@ UNIT_SECONDS: dict[str, float] = {
     "y": 365 * 86400.0,
 }
 
+MAX_DURATION = timedelta(days=100 * 365)
+"""The longest duration accepted anywhere (100y): anything longer is surely a mistake, and
+every time computed from a duration (now + every, a deadline) stays within the calendar."""
+
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+$")
 
@@ -26,7 +30,8 @@ def parse_duration(text: str) -> timedelta:
     """Given ``"90s"``, ``"1h30m"`` or ``"500ms"``, return the timedelta; raise ValueError.
 
     Units: ms, s, m (minutes), h, d, w, y (365 days). Parts may be combined, largest first
-    or not; a bare number is rejected because its unit would be a guess.
+    or not; a bare number is rejected because its unit would be a guess, and so is a
+    duration longer than ``MAX_DURATION``.
     """
     compact = text.strip().replace(" ", "")
     if not compact or not _WHOLE.match(compact):
@@ -35,7 +40,15 @@ def parse_duration(text: str) -> timedelta:
             "500ms, 30s, 5m, 2h, 7d, 1y (parts may be combined: 1h30m)"
         )
     seconds = sum(float(number) * UNIT_SECONDS[unit] for number, unit in _PART.findall(compact))
+    # Compared as a float first: timedelta itself overflows far below what a float holds.
+    if not seconds <= MAX_DURATION.total_seconds():
+        raise ValueError(_too_long(text))
     return timedelta(seconds=seconds)
+
+
+def _too_long(text: str) -> str:
+    shown = text if len(text) <= 40 else f"{text[:40]}..."
+    return f"{shown!r} is longer than 100y, the longest duration upkeep accepts"
 
 
 def format_duration(value: timedelta) -> str:
@@ -64,9 +77,19 @@ def _coerce(value: Any) -> Any:
     return value
 
 
+def _bounded(value: timedelta) -> timedelta:
+    # A timedelta given as such (not as text) is held to the same bounds.
+    if value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    if value > MAX_DURATION:
+        raise ValueError(_too_long(format_duration(value)))
+    return value
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(_coerce),
+    AfterValidator(_bounded),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 """A config field holding a duration literal; parses to a timedelta."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
+from upkeep.config.files import FileReadError, read_text_file
 from upkeep.config.secrets import expand_tree
 from upkeep.config.yamlpos import Positions, YamlSyntaxError, load_yaml
 from upkeep.redaction import Redactor, SecretMarker
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "UPKEEP_CONFIG"
 DEFAULT_CONFIG = "upkeep.yaml"
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+"""The largest config file read: about 50,000 checks; loading time and memory grow with it."""
 
 
 @dataclass(frozen=True)
@@ -234,21 +237,50 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _remove_path(data: Any, path: KeyPath) -> Any:
-    """Return a copy of ``data`` without the key or list item at ``path``."""
-    if not path:
-        return data
-    head, rest = path[0], path[1:]
-    if isinstance(data, dict) and head in data:
-        if not rest:
-            return {key: value for key, value in data.items() if key != head}
-        return {**data, head: _remove_path(data[head], rest)}
-    if isinstance(data, list) and isinstance(head, int) and 0 <= head < len(data):
-        if not rest:
-            return [item for index, item in enumerate(data) if index != head]
-        return [
-            _remove_path(item, rest) if index == head else item for index, item in enumerate(data)
-        ]
+_REMOVE = object()
+"""Marks a key or item to drop in the tree ``_remove_paths`` builds."""
+
+
+def _remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
+    """Return a copy of ``data`` without the keys or list items at ``paths``, in one pass.
+
+    All paths are taken in the original's terms (removing item 1 of a list does not make
+    its item 2 the new 1), and each container is copied at most once, so thousands of
+    failing entries cost one walk of the data, not one walk each.
+    """
+    tree: dict[Any, Any] = {}
+    for path in paths:
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if child is _REMOVE:
+                break  # a parent goes already
+            node = child
+        else:
+            node[path[-1]] = _REMOVE
+    return _prune(data, tree)
+
+
+def _prune(data: Any, tree: dict[Any, Any]) -> Any:
+    # The recursion follows the paths, which the YAML loader's depth bound limits.
+    if isinstance(data, dict):
+        kept: dict[str, Any] = {}
+        for key, value in data.items():
+            below = tree.get(key)
+            if below is _REMOVE:
+                continue
+            kept[key] = _prune(value, below) if below else value
+        return kept
+    if isinstance(data, list):
+        items = []
+        for index, item in enumerate(data):
+            below = tree.get(index)
+            if below is _REMOVE:
+                continue
+            items.append(_prune(item, below) if below else item)
+        return items
     return data
 
 
@@ -262,11 +294,8 @@ def _without_failing_entries(
     its default, an unknown key goes), so the rest of each entry is still checked; entries
     that still fail (a missing required key) are then set aside whole.
     """
-    pruned: Any = data
-    for item in error.errors():
-        path = _data_path(data, tuple(item["loc"]))
-        if len(path) >= 3:
-            pruned = _remove_path(pruned, path)
+    failing = (_data_path(data, tuple(item["loc"])) for item in error.errors())
+    pruned: Any = _remove_paths(data, (path for path in failing if len(path) >= 3))
     dropped: set[tuple[str, str | int]] = set()
     from upkeep.config.models import UpkeepConfig
 
@@ -277,8 +306,7 @@ def _without_failing_entries(
             path = _data_path(pruned, tuple(item["loc"]))
             if len(path) >= 2 and isinstance(path[0], str):
                 dropped.add((path[0], path[1]))
-        for section, key in dropped:
-            pruned = _remove_path(pruned, (section, key))
+        pruned = _remove_paths(pruned, dropped)
     return pruned, dropped
 
 
@@ -291,14 +319,16 @@ def _compile_checks(
     from upkeep.probes.registry import TARGET_KINDS
 
     compiled: dict[str, CompiledCheck] = {}
+    known_targets = _some(
+        [*config.targets, *(str(key) for kind, key in dropped if kind == "targets")]
+    )
     for name, check in config.checks.items():
         path: KeyPath = ("checks", name)
         target = config.targets.get(check.target)
         if target is None and ("targets", check.target) in dropped:
             continue  # the target's own error is already listed
         if target is None:
-            names = {*config.targets, *(str(key) for kind, key in dropped if kind == "targets")}
-            known = ", ".join(sorted(names)) or "none defined"
+            known = known_targets or "none defined"
             collector.add((*path, "target"), f"no target named {check.target!r} (targets: {known})")
             continue
         kind = TARGET_KINDS[target.kind]
@@ -414,6 +444,18 @@ def _compile_tasks(
     return compiled
 
 
+_NAMES_SHOWN = 20
+
+
+def _some(names: Iterable[str]) -> str:
+    """Given names, return them sorted and comma-separated, the first ``_NAMES_SHOWN`` only:
+    an error per check must not each list all of ten thousand targets."""
+    ordered = sorted(set(names))
+    if len(ordered) <= _NAMES_SHOWN:
+        return ", ".join(ordered)
+    return f"{', '.join(ordered[:_NAMES_SHOWN])}, ... ({len(ordered)} in all)"
+
+
 def _resolve_path(text: str, base_dir: Path) -> str:
     """Given a path as written and the config's directory, return it absolute."""
     path = Path(text)
@@ -469,12 +511,13 @@ def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) 
     backups = resolved(config.backups, lambda text: _resolve_path(text, base_dir))
     # A backup target reads the section's repository unless it names its own.
     targets = dict(config.targets)
+    known_sources = _some(backups.sources)
     for name, target in config.targets.items():
         if target.kind != "backup":
             continue
         source = getattr(target, "source", None)
         if source not in backups.sources:
-            known = ", ".join(sorted(backups.sources)) or "none configured"
+            known = known_sources or "none configured"
             collector.add(
                 ("targets", name, "source"), f"no backup source named {source!r} (sources: {known})"
             )
@@ -519,6 +562,7 @@ def _check_references(
                         collector.add(
                             (*step_path, "checks", "names"), f"no check named {check_name!r}"
                         )
+    known_channels = _some(channels)
     for index, route in enumerate(config.routes):
         escalations = route.escalations
         fallback = [route.fallback] if route.fallback else []
@@ -528,7 +572,7 @@ def _check_references(
             *fallback,
         ]:
             if channel not in channels:
-                names = ", ".join(sorted(channels)) or "none defined"
+                names = known_channels or "none defined"
                 collector.add(
                     ("routes", index), f"no channel named {channel!r} (channels: {names})"
                 )
@@ -552,24 +596,60 @@ def _check_dependencies(config: UpkeepConfig, collector: _Collector, checks: set
                 collector.add(("checks", name, "depends_on"), "a check cannot depend on itself")
             elif parent not in checks:
                 collector.add(("checks", name, "depends_on"), f"no check named {parent!r}")
-    reported: set[str] = set()
-    for start in config.checks:
-        seen: set[str] = set()
-        # Walk parents depth-first from each check; reaching the start again is a cycle.
-        stack: list[tuple[str, list[str]]] = [(start, [start])]
-        while stack:
-            current, path = stack.pop()
-            seen.add(current)
-            parent_check = config.checks.get(current)
-            for parent in parent_check.depends_on if parent_check else []:
-                if parent == current:
-                    continue
-                if parent == start and start not in reported:
-                    cycle = " -> ".join([*path, parent])
-                    reported.update(path)
-                    collector.add(("checks", start, "depends_on"), f"dependency cycle: {cycle}")
-                elif parent not in seen:
-                    stack.append((parent, [*path, parent]))
+    _report_cycles(config, collector)
+
+
+_CYCLE_SHOWN = 6  # names shown at each end of a long cycle
+
+
+def _report_cycles(config: UpkeepConfig, collector: _Collector) -> None:
+    """Report every dependency cycle once, at the check where the walk found it.
+
+    One depth-first walk over all checks (iterative, each check and each edge visited
+    once): walking from each check anew took minutes for a chain of a few thousand.
+    """
+    done: set[str] = set()
+    for root in config.checks:
+        if root in done:
+            continue
+        path: list[str] = [root]  # the checks being walked, each depending on the next
+        position = {root: 0}
+        pending = [iter(_parents(config, root))]
+        while pending:
+            parent = next(pending[-1], None)
+            if parent is None:
+                finished = path.pop()
+                del position[finished]
+                done.add(finished)
+                pending.pop()
+            elif parent in position:
+                # Only the ends of a long cycle are copied: back edges may be many.
+                start = position[parent]
+                length = len(path) - start
+                shown = (
+                    [
+                        *path[start : start + _CYCLE_SHOWN],
+                        f"... ({length} checks) ...",
+                        *path[-_CYCLE_SHOWN:],
+                    ]
+                    if length > 2 * _CYCLE_SHOWN
+                    else path[start:]
+                )
+                collector.add(
+                    ("checks", parent, "depends_on"),
+                    f"dependency cycle: {' -> '.join([*shown, parent])}",
+                )
+            elif parent not in done:
+                position[parent] = len(path)
+                path.append(parent)
+                pending.append(iter(_parents(config, parent)))
+
+
+def _parents(config: UpkeepConfig, name: str) -> list[str]:
+    check = config.checks.get(name)
+    if check is None:
+        return []
+    return [parent for parent in check.depends_on if parent != name and parent in config.checks]
 
 
 def load_config(
@@ -590,16 +670,16 @@ def load_config(
     config_path = find_config_path(path)
     file = str(config_path)
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as error:
+        text = read_text_file(config_path, MAX_CONFIG_BYTES)
+    except FileReadError as error:
         raise ConfigError(
-            [ConfigIssue(file, 0, 0, (), f"cannot read config: {error.strerror or error}")]
+            [ConfigIssue(file, error.line, error.column, (), f"cannot read config: {error}")]
         ) from None
     try:
         raw, positions = load_yaml(text, file)
     except YamlSyntaxError as error:
         raise ConfigError(
-            [ConfigIssue(file, error.line, error.column, (), f"not valid YAML: {error}")]
+            [ConfigIssue(file, error.line, error.column, error.path, str(error))]
         ) from None
     collector = _Collector(file, positions)
     if not isinstance(raw, dict):

@@ -234,6 +234,9 @@ class WindowConfig(StrictModel):
             raise ValueError("a window needs either schedule (recurring) or start (one-off)")
         if self.duration <= timedelta(0):
             raise ValueError("duration must be longer than 0s")
+        if self.start is not None and not 1970 <= self.start.year <= 9000:
+            # The window's end (start + duration) and its timezone must stay in the calendar.
+            raise ValueError("start must be a date between the years 1970 and 9000")
         return self
 
 

@@ -11,9 +11,11 @@ Lifecycle
     ``engine.drain_timeout``, cancel what is left (recorded ``cancelled``), flush results,
     release the lead and exit 0.
 
-    SIGHUP: reload the config; if it is valid the scheduler restarts on it (running
-    runbooks finish on the old one), otherwise every error is logged and the old config
-    stays in force.
+    SIGHUP: reload the config on a worker thread (the event loop keeps serving /healthz
+    and running checks meanwhile); if it is valid the scheduler restarts on it (running
+    runbooks finish on the old one). On any failure (every config error, an unexpected
+    exception, a load past ``RELOAD_TIMEOUT_S``) the reason is logged, the reload counts
+    as rejected, and the old config stays in force.
 
     Lost lead (the PostgreSQL session died): stop scheduling at once, cancel running work,
     and go back to standby.
@@ -58,6 +60,11 @@ SERVER_START_TIMEOUT_S = 10.0
 LISTEN_BACKLOG = 1024
 """The kernel's queue of connections completed but not yet accepted (no descriptor of
 ours is spent on them)."""
+RELOAD_TIMEOUT_S = 60.0
+"""How long a SIGHUP reload may take to read and check the config before it is given up
+(a ``${file:}`` on a hung network mount); the running config stays in force."""
+RELOAD_ISSUES_LOGGED = 100
+"""How many errors of a rejected reload are logged (``upkeep validate`` lists them all)."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -91,6 +98,7 @@ class Daemon:
         self._running_runbooks: dict[str, asyncio.Task[None]] = {}
         self._alerts: AlertManager | None = None
         self._dispatcher: Dispatcher | None = None
+        self.reload_timeout_s = RELOAD_TIMEOUT_S
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -228,28 +236,67 @@ class Daemon:
             await _wait_any(events.stop, timeout=interval)
             if events.reload.is_set():
                 events.reload.clear()
-                self._reload()
+                await self._reload(events.stop)
 
-    def _reload(self) -> bool:
+    async def _load_for_reload(self, stop: asyncio.Event) -> LoadedConfig | None:
+        """Load the config file again on a worker thread; return it, or None if it is not
+        to be applied (the reason logged and counted as a rejected reload).
+
+        Never raises: whatever goes wrong in loading must not end the daemon. A stop
+        request while loading abandons the load.
+        """
         from upkeep.config.errors import ConfigError
         from upkeep.config.loader import load_config
+        from upkeep.io.threads import run_blocking
 
+        load = functools.partial(load_config, self.loaded.path, check_channels=True)
+        loading = asyncio.ensure_future(run_blocking(load, timeout_s=self.reload_timeout_s))
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            fresh = load_config(self.loaded.path, check_channels=True)
+            await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not loading.done():
+            loading.cancel()  # the worker thread is abandoned, not waited for
+            await asyncio.gather(loading, return_exceptions=True)
+            logger.warning("config reload abandoned: the daemon is stopping")
+            return None
+        reason: str | None = None
+        try:
+            return loading.result()
         except ConfigError as error:
-            self.metrics.config_reloads.labels("rejected").inc()
-            logger.error("config reload rejected, keeping the running config:\n%s", error)
+            # The issues are redacted with the secrets of the file they come from.
+            shown = [str(issue) for issue in error.issues[:RELOAD_ISSUES_LOGGED]]
+            if len(error.issues) > RELOAD_ISSUES_LOGGED:
+                shown.append(f"... and {len(error.issues) - RELOAD_ISSUES_LOGGED} more")
+            reason = "\n".join(shown)
+        except TimeoutError:
+            reason = f"reading and checking the config took longer than {self.reload_timeout_s:g}s"
+        except Exception as error:  # noqa: BLE001 - a failed reload must leave the daemon running
+            reason = self._redact(f"unexpected {type(error).__name__}: {error}")
+        self.metrics.config_reloads.labels("rejected").inc()
+        logger.error("config reload rejected, keeping the running config:\n%s", reason)
+        return None
+
+    async def _reload(self, stop: asyncio.Event) -> bool:
+        """Load the config again and apply it if it is valid; return whether it was."""
+        fresh = await self._load_for_reload(stop)
+        if fresh is None:
             return False
-        self.loaded = fresh
-        if self._state is not None:
-            self._state.loaded = fresh
-        if self._dispatcher is not None:
-            self._dispatcher.channels = dict(fresh.config.channels)
-            self._dispatcher.delivery = fresh.config.alerting.delivery
-            self._dispatcher.redactor = fresh.redactor
+        self._use(fresh)
         self.metrics.config_reloads.labels("applied").inc()
         logger.info("config reloaded from %s", fresh.path)
         return True
+
+    def _use(self, loaded: LoadedConfig) -> None:
+        """Make ``loaded`` the config in force for everything but the schedule."""
+        self.loaded = loaded
+        if self._state is not None:
+            self._state.loaded = loaded
+        if self._dispatcher is not None:
+            self._dispatcher.channels = dict(loaded.config.channels)
+            self._dispatcher.delivery = loaded.config.alerting.delivery
+            self._dispatcher.redactor = loaded.redactor
 
     async def _lead(self, leadership: Leadership, events: _Events) -> None:
         from upkeep.io.http import HttpClient
@@ -275,10 +322,9 @@ class Daemon:
                     break
                 if events.reload.is_set():
                     events.reload.clear()
-                    if self._reload():
-                        scheduler, schedule_task = await self._replace_scheduler(
-                            scheduler, schedule_task, http
-                        )
+                    scheduler, schedule_task = await self._reload_schedule(
+                        scheduler, schedule_task, http, events.stop
+                    )
                     continue
                 if not await leadership.still_held():
                     logger.error("lost the lead (store session gone); stopping the schedule")
@@ -317,6 +363,34 @@ class Daemon:
         )
         if released:
             logger.warning("took back %d notification(s) a dead instance was sending", released)
+
+    async def _reload_schedule(
+        self,
+        scheduler: Scheduler,
+        schedule_task: asyncio.Task[None],
+        http: HttpClient,
+        stop: asyncio.Event,
+    ) -> tuple[Scheduler, asyncio.Task[None]]:
+        """As the leader, reload the config and restart the schedule on it; return the
+        scheduler now running. Should the schedule fail to start on a config that loaded,
+        the previous config takes over again, schedule included."""
+        previous = self.loaded
+        if not await self._reload(stop):
+            return scheduler, schedule_task
+        try:
+            return await self._replace_scheduler(scheduler, schedule_task, http)
+        except Exception as error:  # noqa: BLE001 - the previous config takes over again
+            logger.error(
+                "the schedule could not start on the reloaded config (%s: %s); "
+                "back to the previous config",
+                type(error).__name__,
+                self._redact(str(error)),
+            )
+            self._use(previous)
+            if scheduler not in self._retired:
+                self._retired.append(scheduler)  # stopped either way; drained at the end
+            fresh = self._new_scheduler(http)
+            return fresh, asyncio.create_task(fresh.run(), name="scheduler")
 
     async def _replace_scheduler(
         self, scheduler: Scheduler, schedule_task: asyncio.Task[None], http: HttpClient

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,32 @@ class Opening:
     def contains(self, moment: datetime) -> bool:
         """Given a moment, return whether it falls inside this opening."""
         return self.start <= moment < self.end
+
+
+_PRECISION = timedelta(seconds=1)
+
+
+def _latest_firing(schedule: CronSchedule, *, after: datetime, until: datetime) -> datetime | None:
+    """Given a schedule and a span, return its latest firing strictly after ``after`` and at
+    or before ``until``, or None if there is none.
+
+    Several openings may overlap (a duration longer than the period); the latest is the one
+    that counts. It is found by bisection on "is there a firing in (t, until]", which holds
+    for every t before the latest firing and for none after: a few dozen ``next_after``
+    calls however long the window is, where walking the firings one by one would take a
+    minute-by-minute schedule with a month-long duration tens of thousands of steps.
+    """
+    if schedule.next_after(after) > until:
+        return None
+    low, high = after, until  # a firing is in (low, until]; none is in (high, until]
+    while high - low > _PRECISION:
+        middle = low + (high - low) / 2
+        if schedule.next_after(middle) <= until:
+            low = middle
+        else:
+            high = middle
+    # Firings are whole seconds apart at least: (low, high] holds only the latest.
+    return schedule.next_after(low)
 
 
 def _aware(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -69,17 +95,8 @@ class WindowCalendar:
             start = _aware(window.start, self._zone(window))
             opening = Opening(name, start, start + window.duration)
             return opening if opening.contains(moment) else None
-        schedule = self._schedules[name]
-        # The latest opening that could still be open started after (moment - duration):
-        # strictly after, since an opening's end is exclusive.
-        first = schedule.next_after(moment - window.duration)
-        if first <= moment:
-            # Several openings may overlap (duration longer than the period): take the latest.
-            latest = first
-            while (following := schedule.next_after(latest)) <= moment:
-                latest = following
-            return Opening(name, latest, latest + window.duration)
-        return None
+        latest = _latest_firing(self._schedules[name], after=moment - window.duration, until=moment)
+        return Opening(name, latest, latest + window.duration) if latest is not None else None
 
     def is_open(self, name: str, moment: datetime) -> bool:
         """Given a window name and an aware moment, return whether the window is open then."""

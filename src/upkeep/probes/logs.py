@@ -52,6 +52,33 @@ DEADLINE_CHECK_LINES = 4096
 """How many lines are read between looks at the clock."""
 
 
+MAX_PATTERN_LENGTH = 4096
+"""The longest regular expression a probe takes, in characters (compiling grows with it)."""
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Given a regular expression from the config, return why it cannot be used, or None.
+
+    Beside syntax errors, ``re`` raises OverflowError for a repetition count past its
+    limit (``a{4294967295}``) and RecursionError for parentheses nested a few hundred
+    deep; both are answers about the pattern, not failures of ours.
+    """
+    shown = pattern if len(pattern) <= 60 else f"{pattern[:60]}..."
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return (
+            f"a pattern is at most {MAX_PATTERN_LENGTH:,} characters; this one has {len(pattern):,}"
+        )
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return f"{shown!r} is not a valid regular expression: {error}"
+    except OverflowError as error:
+        return f"{shown!r} is not a usable regular expression: {error}"
+    except RecursionError:
+        return f"{shown!r} nests its groups too deeply"
+    return None
+
+
 class LogsTarget(TargetBase):
     """A log file, or a directory whose files matching ``pattern`` are the logs.
 
@@ -86,10 +113,8 @@ class ErrorsParams(StrictModel):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"{value!r} is not a valid regular expression: {error}") from error
+        if problem := regex_problem(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("window")
@@ -357,11 +382,8 @@ class LevelsParams(WindowParams):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"{value!r} is not a valid regular expression: {error}") from None
+        if value is not None and (problem := regex_problem(value)):
+            raise ValueError(problem)
         return value
 
 

@@ -583,6 +583,119 @@ def test_a_check_running_during_a_reload_still_stores_its_result(
         store.close()
 
 
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def timed_health(daemon: Serve, what: str) -> float:
+    """Ask /healthz once; return how long the answer took (failing if none came)."""
+    started = time.monotonic()
+    if daemon.health() is None:
+        state = "died" if not daemon.alive() else "stopped answering /healthz"
+        pytest.fail(f"upkeep serve {state} on a reload of {what}:\n{daemon.log()[-3000:]}")
+    return time.monotonic() - started
+
+
+def reload_and_watch_health(daemon: Serve, rejections: int, what: str) -> list[float]:
+    """Send SIGHUP and ask /healthz every 50 ms until the log shows the ``rejections``-th
+    rejected reload; return how long each answer took."""
+    daemon.signal(signal.SIGHUP)
+    latencies: list[float] = []
+    deadline = time.monotonic() + 20
+    while daemon.log().count("config reload rejected") < rejections:
+        if not daemon.alive():
+            pytest.fail(f"upkeep serve died on a reload of {what}:\n{daemon.log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no rejection of {what} within 20 s:\n{daemon.log()}")
+        latencies.append(timed_health(daemon, what))
+        time.sleep(0.05)
+    latencies.append(timed_health(daemon, what))
+    return latencies
+
+
+def test_sighup_with_hostile_files_keeps_the_daemon_its_config_and_its_health(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "upkeep.yaml", store=sqlite_url, listen=port, checks={"first": beat()}
+    )
+    good = config.read_bytes()
+    os.mkfifo(tmp_path / "fifo-secret")
+    disk = "targets:\n  box: {kind: host}\nchecks:\n  disk:\n    target: box\n    probe: disk\n"
+    # A valid shape that takes a while to check, and is rejected at its very end.
+    many_checks = "".join(
+        f"  c{n}: {{target: local, probe: uptime, every: 1m, warn: 'seconds < {n}'}}\n"
+        for n in range(3000)
+    )
+    slow = good.decode().replace("checks:\n", "checks:\n" + many_checks, 1)
+    hostile: dict[str, tuple[bytes, str]] = {
+        "a file that is not UTF-8": (
+            (disk + "    description: caf\xe9\n").encode("latin-1"),
+            "not UTF-8 text: byte 0xe9",
+        ),
+        "a duration of 99999999999999y": (
+            (disk + "    every: 99999999999999y\n").encode(),
+            "checks.disk.every: '99999999999999y' is longer than 100y",
+        ),
+        "a recursive alias": (b"a: &a [*a]\n", "recursive alias"),
+        "a billion laughs": (billion_laughs().encode(), "aliases repeat more than 100,000 nodes"),
+        "a FIFO as secret file": (
+            (disk + "    description: '${file:fifo-secret}'\n").encode(),
+            "a FIFO (named pipe), not a regular file",
+        ),
+        "/dev/zero as secret file": (
+            (disk + "    description: '${file:/dev/zero}'\n").encode(),
+            "'/dev/zero': a character device, not a regular file",
+        ),
+        "a condition of 5,000 parentheses": (
+            (disk + "    warn: '" + "(" * 5000 + "used_percent > 1" + ")" * 5000 + "'\n").encode(),
+            "checks.disk.warn: a condition is at most 4,096 characters",
+        ),
+        "a slow config with an error at its end": (
+            (slow + "\nthis_key_does_not_exist: true\n").encode(),
+            "this_key_does_not_exist",
+        ),
+    }
+    daemon = serve(config)
+    daemon.wait_role("leader")
+    store = open_store(sqlite_url)
+    try:
+        since = datetime.now(UTC) - timedelta(hours=1)
+        wait_for(lambda: results_since(store, "first", since), 10, "a result of first")
+        for rejections, (what, (content, reason)) in enumerate(hostile.items(), start=1):
+            config.write_bytes(content)
+            latencies = reload_and_watch_health(daemon, rejections, what)
+            # /healthz kept answering while the file was read and checked.
+            assert max(latencies) < 1.0, (what, max(latencies))
+            assert reason in daemon.log(), (what, daemon.log()[-3000:])
+        assert "Traceback" not in daemon.log()
+
+        # The running config stayed in force: its check still runs, nothing else does.
+        rejected_at = datetime.now(UTC)
+        wait_for(
+            lambda: results_since(store, "first", rejected_at) >= 2,
+            10,
+            "the old check to keep producing results after the rejected reloads",
+        )
+        health = daemon.health()
+        assert health is not None and health["checks"] == 1 and health["role"] == "leader"
+        metrics = daemon.metrics()
+        assert f'upkeep_config_reloads_total{{outcome="rejected"}} {len(hostile)}.0' in metrics
+
+        # A good file is still taken after all that.
+        second = b"  second: {target: local, probe: uptime, every: 1s, warn: 'seconds < 0'}\n"
+        config.write_bytes(good.replace(b"checks:\n", b"checks:\n" + second, 1))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: results_since(store, "second", since), 10, "a result of the added check")
+    finally:
+        store.close()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(15) == 0
+
+
 # --- 5. two instances on PostgreSQL ------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from upkeep.config.conditions import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_LENGTH,
     ConditionEvaluationError,
     ConditionSyntaxError,
     parse_condition,
@@ -124,3 +126,44 @@ def test_explain_shows_the_values_read() -> None:
     assert condition.explain({"response_time_ms": 812.5, "status_code": 200}) == (
         "response_time_ms > 500 (response_time_ms=812.5)"
     )
+
+
+def test_nesting_up_to_the_bound_parses_and_evaluates() -> None:
+    # Building and evaluating recurse once per level; the bound keeps both well inside
+    # Python's recursion limit.
+    nested = "(" * MAX_CONDITION_DEPTH + "a > 1" + ")" * MAX_CONDITION_DEPTH
+    negated = "not " * MAX_CONDITION_DEPTH + "a > 1"
+    mixed = "not (" * (MAX_CONDITION_DEPTH // 2) + "a > 1" + ")" * (MAX_CONDITION_DEPTH // 2)
+    assert parse_condition(nested).holds({"a": 2})
+    assert parse_condition(negated).holds({"a": 2})  # an even number of nots
+    assert parse_condition(mixed).holds({"a": 2})
+    # "not" binds tighter than and/or: a long flat chain is not deep.
+    assert parse_condition(" and ".join(["not a > 5"] * 200)).holds({"a": 2})
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [
+        ("(" * (MAX_CONDITION_DEPTH + 1) + "a > 1" + ")" * (MAX_CONDITION_DEPTH + 1), 33),
+        ("not " * (MAX_CONDITION_DEPTH + 1) + "a > 1", 129),
+        ("a > 1 or " + "not (" * 17 + "a > 1" + ")" * 17, 90),
+    ],
+)
+def test_nesting_past_the_bound_is_refused_where_it_goes_past(source: str, column: int) -> None:
+    with pytest.raises(ConditionSyntaxError, match="nests deeper than 32 levels") as caught:
+        parse_condition(source)
+    assert caught.value.column == column
+
+
+def test_a_condition_past_the_length_bound_is_refused_before_parsing() -> None:
+    source = "(" * 100_000 + "a > 1" + ")" * 100_000
+    with pytest.raises(ConditionSyntaxError, match="at most 4,096 characters"):
+        parse_condition(source)
+    assert len(" or ".join(["a > 1"] * 455)) <= MAX_CONDITION_LENGTH
+    assert parse_condition(" or ".join(["a > 1"] * 455)).holds({"a": 2})
+
+
+def test_a_duration_literal_past_100_years_is_a_syntax_error_with_its_column() -> None:
+    with pytest.raises(ConditionSyntaxError, match="longer than 100y") as caught:
+        parse_condition("age_s > 101y")
+    assert caught.value.column == 9

@@ -23,16 +23,31 @@ from pydantic import Field
 from upkeep.config.durations import Duration
 from upkeep.probes.base import StrictModel
 
+MAX_KEEP = 100_000
+"""The most backups a keep-rule may name: far more than any repository holds."""
+
 
 class RetentionRules(StrictModel):
     """Keep-rules in the manner of ``restic forget``; nothing set keeps everything."""
 
-    keep_last: int | None = Field(default=None, ge=0, description="the newest N backups")
-    keep_hourly: int | None = Field(default=None, ge=0, description="newest of each of N hours")
-    keep_daily: int | None = Field(default=None, ge=0, description="newest of each of N days")
-    keep_weekly: int | None = Field(default=None, ge=0, description="newest of each of N weeks")
-    keep_monthly: int | None = Field(default=None, ge=0, description="newest of each of N months")
-    keep_yearly: int | None = Field(default=None, ge=0, description="newest of each of N years")
+    keep_last: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="the newest N backups"
+    )
+    keep_hourly: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="newest of each of N hours"
+    )
+    keep_daily: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="newest of each of N days"
+    )
+    keep_weekly: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="newest of each of N weeks"
+    )
+    keep_monthly: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="newest of each of N months"
+    )
+    keep_yearly: int | None = Field(
+        default=None, ge=0, le=MAX_KEEP, description="newest of each of N years"
+    )
     keep_within: Duration | None = Field(default=None, description="everything younger than this")
 
     def is_empty(self) -> bool:

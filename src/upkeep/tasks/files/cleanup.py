@@ -80,7 +80,10 @@ class CleanupParams(StrictModel):
         description="also remove subdirectories left empty (needs recursive; never the root)",
     )
     max_files: int = Field(
-        default=DEFAULT_MAX_FILES, ge=1, description="refuse to delete more files than this"
+        default=DEFAULT_MAX_FILES,
+        ge=1,
+        le=100_000_000,
+        description="refuse to delete more files than this",
     )
     cross_mounts: bool = Field(
         default=False,

@@ -56,7 +56,7 @@ class LogClass(StrictModel):
 
     match: str = Field(description="glob on the log's name: error*.log, audit*, *")
     keep: Duration | None = Field(default=None, description="delete archives older than this")
-    keep_count: int | None = Field(default=None, ge=0, description="keep the newest N")
+    keep_count: int | None = Field(default=None, ge=0, le=100_000, description="keep the newest N")
 
     @model_validator(mode="after")
     def _some_rule(self) -> LogClass:

@@ -58,15 +58,24 @@ REOPEN_WAIT_S = 1.0
 """In ``rename`` mode, how long to wait after the reopen signal before compressing."""
 
 
+MAX_SIZE = 1024**5
+"""The largest size accepted (1 PiB): no log is larger, and the arithmetic stays exact."""
+
+
 def parse_size(value: str | int) -> int:
     """Given ``10MB``, ``512K``, ``1.5G`` or a number of bytes, return bytes; raise
-    ValueError on anything else."""
+    ValueError on anything else, a negative size, or one larger than ``MAX_SIZE``."""
     if isinstance(value, int):
-        return value
-    match = SIZE.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not a size such as 10MB, 512K or 1G")
-    return int(float(match.group(1)) * SIZE_FACTORS[match.group(2).upper()])
+        size: float = value
+    else:
+        match = SIZE.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a size such as 10MB, 512K or 1G")
+        size = float(match.group(1)) * SIZE_FACTORS[match.group(2).upper()]
+    # Compared as a number first: a float too large (or infinite) has no int.
+    if not 0 <= size <= MAX_SIZE:
+        raise ValueError("a size is between 0 and 1 PiB (1024T)")
+    return int(size)
 
 
 class RotateParams(StrictModel):
@@ -86,7 +95,7 @@ class RotateParams(StrictModel):
     )
     keep: Duration | None = Field(default=None, description="delete archives older than this")
     keep_count: int | None = Field(
-        default=None, ge=0, description="keep at most this many archives per log"
+        default=None, ge=0, le=100_000, description="keep at most this many archives per log"
     )
     archive_dir: str | None = Field(
         default=None, description="where archives go (default: beside each log)"

@@ -103,7 +103,7 @@ class RestartParams(StrictModel):
         default=None, min_length=1, description="name of a configured check to run after start"
     )
     verify_retries: int = Field(
-        default=3, ge=0, description="further verify attempts after a failing one"
+        default=3, ge=0, le=100, description="further verify attempts after a failing one"
     )
     verify_interval: Duration = Field(
         default=timedelta(seconds=2), description="pause between verify attempts"
