@@ -91,16 +91,23 @@ async def test_rename_mode_tells_a_real_writer_to_reopen_and_loses_nothing(
 import os, signal, sys, time
 path, pidfile = sys.argv[1], sys.argv[2]
 handle = open(path, "ab", buffering=0)
+reopened = False
 def reopen(*_):
-    global handle
+    global handle, reopened
     handle.close()
     handle = open(path, "ab", buffering=0)
+    reopened = True
 signal.signal(signal.SIGHUP, reopen)
 open(pidfile, "w").write(str(os.getpid()))
 for number in range(40000):
     handle.write(b"line %09d\n" % number)
     if number % 100 == 0:
         time.sleep(0.001)
+# A service runs on after its lines: a loaded machine must not let it exit before the
+# rotation signals it (an exited writer is refused, not signalled).
+deadline = time.time() + 30
+while not reopened and time.time() < deadline:
+    time.sleep(0.01)
 print("done")
 """
     # A service runs in a session of its own, never in upkeep's process group.
