@@ -317,8 +317,22 @@ class Directory:
                         "a symbolic link" if error.errno == errno.ELOOP else "another mount",
                         str(self.path / relative),
                     ) from None
+                # O_DIRECTORY | O_NOFOLLOW on a link as the last part fails with ENOTDIR:
+                # say it is a link, as the part-by-part path does.
+                if error.errno == errno.ENOTDIR and self._is_link(relative):
+                    raise UnsafeFileError(
+                        errno.ELOOP, "a symbolic link", str(self.path / relative)
+                    ) from None
                 raise
         return self._open_by_parts(parts, flags, mode)
+
+    def _is_link(self, relative: str) -> bool:
+        """Return whether the last part of ``relative`` is a symbolic link (for an error's
+        wording only: nothing is opened through the answer)."""
+        try:
+            return stat.S_ISLNK(os.stat(relative, dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except OSError:
+            return False
 
     def _open_by_parts(self, parts: list[str], flags: int, mode: int) -> int:
         """The same as ``openat2`` beneath, one ``O_NOFOLLOW`` component at a time, for
