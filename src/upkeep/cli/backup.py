@@ -390,7 +390,7 @@ def backup_restore(
                 else "WITHOUT a safety backup"
             )
             if not typer.confirm(
-                f"Restore backup {backup_id} ({backup.manifest['started_at'][:19]}) over "
+                f"Restore backup {backup_id} ({backup.taken_at.isoformat()[:19]}) over "
                 f"{destination}, {safety_note}?"
             ):
                 _err("not restored")

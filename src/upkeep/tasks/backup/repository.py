@@ -464,9 +464,13 @@ class Repository:
         with self._source_dir(source, create=False) as directory:
             if directory is None:
                 return []
+            fcntl.flock(directory.fd, fcntl.LOCK_EX)
             return self._clean(directory)
 
     def _clean(self, directory: Directory) -> list[Path]:
+        """Remove the temporaries of ``directory`` no write holds; the caller holds the
+        source directory's lock, so no write is between making its temporary and locking
+        it."""
         removed = []
         for entry in directory.entries():
             if not entry.name.startswith(TEMP_PREFIX):
@@ -517,6 +521,9 @@ class Repository:
         started_at = started_at or datetime.now(UTC)
         with self._source_dir(source, create=True) as directory:
             assert directory is not None  # noqa: S101 - created
+            # The source directory's lock covers the clean-up and the making and locking
+            # of our temporary, so another write's clean-up never takes it in between.
+            fcntl.flock(directory.fd, fcntl.LOCK_EX)
             self._clean(directory)
             backup_id = new_id(started_at)
             temporary = f"{TEMP_PREFIX}{backup_id}.{secrets.token_hex(16)}"
@@ -525,6 +532,7 @@ class Repository:
                 with directory.child(temporary) as inside:
                     # Held until the rename: a concurrent write's clean-up leaves it alone.
                     fcntl.flock(inside.fd, fcntl.LOCK_EX)
+                    fcntl.flock(directory.fd, fcntl.LOCK_UN)
                     manifest = self._fill(
                         inside,
                         source,

@@ -240,7 +240,7 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
     """Apply the retention rules to ``name``'s backups; return every decision (newest
     first). Refuse (BackupFailed) when the newest attempt failed: retention runs only after
     a successful backup."""
-    last = read_attempt(env.repository.root, name)
+    last = env.repository.read_record(name, LAST_ATTEMPT)
     if last is not None and not last.get("ok") and not dry_run:
         raise BackupFailed(
             f"the last backup of {name} failed ({last.get('message')}); nothing is pruned "
