@@ -274,18 +274,29 @@ class Member:
         return self.kind == "file" and bool(self.mode & (stat.S_ISUID | stat.S_ISGID))
 
 
-@dataclass
 class Extracted:
-    """What an extraction wrote, in archive order."""
+    """What an extraction wrote, in archive order; a name the archive holds twice (two
+    configured paths that overlap) counts once, as its later member, as in tar."""
 
-    members: list[Member] = field(default_factory=list)
+    def __init__(self) -> None:
+        self._members: dict[str, Member] = {}
+
+    def add(self, member: Member) -> None:
+        """Record a member written, replacing an earlier one of the same name."""
+        self._members.pop(member.name, None)
+        self._members[member.name] = member
+
+    @property
+    def members(self) -> list[Member]:
+        """Return the members, each name once, in the order they were last written."""
+        return list(self._members.values())
 
     @property
     def files(self) -> dict[str, dict[str, object]]:
         """Return size and sha256 of every regular file, by member name."""
         return {
             member.name: {"size": member.size, "sha256": member.sha256}
-            for member in self.members
+            for member in self._members.values()
             if member.kind == "file"
         }
 
@@ -408,15 +419,15 @@ def extract(
                 folder, _, leaf = member.name.rpartition("/")
                 if member.kind == "directory":
                     destination.make_path(member.name).close()
-                    extracted.members.append(member)
+                    extracted.add(member)
                     continue
                 directory = parents.get(folder)
                 if member.kind == "link":
                     _write_link(directory, leaf, member)
-                    extracted.members.append(member)
+                    extracted.add(member)
                     continue
                 with _file_content(archive, header, destination, written) as source:
-                    extracted.members.append(_write_file(source, directory, leaf, member))
+                    extracted.add(_write_file(source, directory, leaf, member))
                 written.add(member.name)
     except tarfile.TarError as error:
         raise ArchiveError(f"the archive does not extract: {error}") from None

@@ -42,7 +42,6 @@ from urllib.parse import quote, unquote, urlsplit
 from upkeep.io.process import ProcessFailed, StreamedProcess
 from upkeep.io.safefs import Directory, UnsafeFileError, open_regular
 from upkeep.tasks.backup.archive import (
-    ArchiveError,
     Member,
     extract,
     install,
@@ -62,11 +61,6 @@ SCRATCH_PREFIX = "upkeep_scratch_"
 
 class SourceError(Exception):
     """A dump or restore failed; the message says which step and why (never a password)."""
-
-
-SOURCE_ERRORS = (SourceError, ArchiveError)
-"""What a dump, a scratch restore or a restore raises when it fails (the archive module
-sits below this one and has its own)."""
 
 
 @dataclass

@@ -234,3 +234,17 @@ def test_a_sqlite_restore_never_writes_through_a_link_beside_the_database(
         assert connection.execute("SELECT count(*) FROM orders").fetchone()[0] == 700
     finally:
         connection.close()
+
+
+def test_overlapping_paths_back_up_and_restore_each_file_once(
+    file_tree: Path, backup_env: EnvFactory
+) -> None:
+    env = backup_env({"etc": {"paths": [str(file_tree), str(file_tree / "nginx")]}})
+    backup = service.create(env, "etc").backup
+    assert service.verify(env, backup.id, restore=True).ok
+    (file_tree / "nginx" / "nginx.conf").write_text("changed\n")
+    (file_tree / "link").unlink()
+    report = service.restore(env, backup.id, to=None)
+    assert (file_tree / "nginx" / "nginx.conf").read_text() == "worker_processes 2;\n"
+    assert os.readlink(file_tree / "link") == "nginx/nginx.conf"
+    assert report.message == "restored 4 files, 1 links, 3 directories"
