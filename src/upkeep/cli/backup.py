@@ -15,6 +15,7 @@ from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
     from upkeep.store.store import Store
+    from upkeep.tasks.backup.repository import Backup
     from upkeep.tasks.backup.service import BackupEnv
 
 
@@ -116,14 +117,17 @@ def _progress(label: str, enabled: bool) -> Iterator[Callable[[int], None] | Non
 
 
 def backup_list(config_path: Path | None, source: str | None, *, json_output: bool) -> int:
-    """Print the repository's complete backups (newest last) with their verification."""
+    """Print the repository's backups (newest last): each intact, with its verification,
+    or damaged, with why (a data file missing, a link or of the wrong size, a manifest
+    that fails authentication); and a warning if others can write the repository."""
     with _env(config_path) as env:
         if env is None:
             return EXIT_USAGE
         if source is not None and source not in env.config.sources:
             _err(f"no backup source named {source!r}")
             return EXIT_USAGE
-        backups = env.repository.backups(source)
+        backups = env.repository.inventory(source)
+        exposed = env.repository.exposure() if env.config.key is None else []
         failures = (
             [record for record in env.catalog.records(source) if record.status == "failed"]
             if env.catalog is not None
@@ -132,12 +136,16 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         rows = [_row(backup) for backup in backups]
         if json_output:
             print_json(
-                {"backups": rows, "failed_attempts": [record.to_json() for record in failures[:20]]}
+                {
+                    "backups": rows,
+                    "failed_attempts": [record.to_json() for record in failures[:20]],
+                    "repository_exposed": exposed,
+                }
             )
             return 0
         from rich.table import Table
 
-        table = Table("source", "taken (UTC)", "dumped", "stored", "verified", "label")
+        table = Table("source", "taken (UTC)", "dumped", "stored", "status", "verified", "label")
         table.add_column("id", no_wrap=True)
         for row in rows:
             table.add_row(
@@ -146,6 +154,7 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
                     row["started_at"][:16].replace("T", " "),
                     _size(row["raw_bytes"]),
                     _size(row["stored_bytes"]),
+                    "ok" if row["intact"] else f"DAMAGED: {row['problem']}",
                     row["verified"],
                     row["label"] or "",
                     row["id"],
@@ -153,7 +162,18 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
             )
         out = console()
         out.print(table)
-        out.print(f"{len(rows)} backup(s) in {env.repository.root}", markup=False)
+        damaged = sum(1 for row in rows if not row["intact"])
+        out.print(
+            f"{len(rows)} backup(s) in {env.repository.root}"
+            + (f", {damaged} DAMAGED (not counted, never restored)" if damaged else ""),
+            markup=False,
+        )
+        for problem in exposed:
+            out.print(
+                f"warning: {problem}: without backups.key anyone who can write the "
+                "repository can forge a backup",
+                markup=False,
+            )
         for record in failures[:5]:
             out.print(
                 untrusted(
@@ -165,7 +185,9 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         return 0
 
 
-def _row(backup: Any) -> dict[str, Any]:
+def _row(backup: Backup) -> dict[str, Any]:
+    """Return one backup as a row: what the manifest says only when it is intact (a
+    damaged backup's manifest may be forged or another backup's)."""
     verification = backup.verification()
     if verification is None:
         verified = "never"
@@ -173,21 +195,25 @@ def _row(backup: Any) -> dict[str, Any]:
         verdict = "ok" if verification.get("ok") else "FAILED"
         how = "restore" if verification.get("restored") else "hash"
         verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
-    data = backup.manifest["data"]
+    data = backup.manifest.get("data", {}) if backup.intact else {}
     return {
         "id": backup.id,
         "source": backup.source,
-        "started_at": backup.manifest["started_at"],
-        "raw_bytes": data["raw_bytes"],
-        "stored_bytes": data["stored_bytes"],
+        "started_at": backup.taken_at.isoformat(),
+        "intact": backup.intact,
+        "problem": backup.problem,
+        "raw_bytes": data.get("raw_bytes"),
+        "stored_bytes": data.get("stored_bytes"),
         "encrypted": data.get("encrypted", False),
         "verified": verified,
-        "label": backup.manifest.get("label"),
+        "label": backup.manifest.get("label") if backup.intact else None,
         "path": str(backup.path),
     }
 
 
-def _size(count: int) -> str:
+def _size(count: int | None) -> str:
+    if count is None:
+        return "?"
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":
@@ -366,7 +392,7 @@ def backup_restore(
                 else "WITHOUT a safety backup"
             )
             if not typer.confirm(
-                f"Restore backup {backup_id} ({backup.manifest['started_at'][:19]}) over "
+                f"Restore backup {backup_id} ({backup.taken_at.isoformat()[:19]}) over "
                 f"{destination}, {safety_note}?"
             ):
                 _err("not restored")

@@ -509,7 +509,8 @@ def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) 
     for path, problem in backup_problems(config.backups, kinds):
         collector.add(path, problem)
     backups = resolved(config.backups, lambda text: _resolve_path(text, base_dir))
-    # A backup target reads the section's repository unless it names its own.
+    # A backup target reads the section's repository, with its key (which authenticates
+    # the manifests and records), unless it names its own.
     targets = dict(config.targets)
     known_sources = _some(backups.sources)
     for name, target in config.targets.items():
@@ -521,8 +522,13 @@ def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) 
             collector.add(
                 ("targets", name, "source"), f"no backup source named {source!r} (sources: {known})"
             )
+        update: dict[str, Any] = {}
         if getattr(target, "repository", None) is None:
-            targets[name] = target.model_copy(update={"repository": backups.repository})
+            update["repository"] = backups.repository
+        if getattr(target, "key", None) is None and backups.key is not None:
+            update["key"] = backups.key
+        if update:
+            targets[name] = target.model_copy(update=update)
     return config.model_copy(update={"backups": backups, "targets": targets})
 
 

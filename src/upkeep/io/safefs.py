@@ -234,10 +234,20 @@ class Directory:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return cls(fd, path, cross_mounts=cross_mounts)
 
-    def child(self, name: str, *, create: bool = False, mode: int = STATE_DIR_MODE) -> Directory:
+    def child(
+        self,
+        name: str,
+        *,
+        create: bool = False,
+        mode: int = STATE_DIR_MODE,
+        cross_mounts: bool | None = None,
+    ) -> Directory:
         """Given a name in this directory, open that subdirectory without following a link
         or crossing a mount (unless this directory allows it); with ``create``, make it
-        with ``mode`` if it is missing.
+        with ``mode`` if it is missing. ``cross_mounts`` (default: as this directory) says
+        whether the subdirectory's own descendants may cross mounts: False on a child of a
+        directory that allows crossing opens a configured mount point and confines what is
+        below it to that mount.
 
         Raise UnsafeFileError if it is a link or on another mount, FileNotFoundError if it
         does not exist (and ``create`` is off), another OSError if it cannot be opened.
@@ -246,7 +256,16 @@ class Directory:
         if create:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, mode, dir_fd=self.fd)
-        return self.descend(name)
+        opened = self.descend(name)
+        if cross_mounts is None or cross_mounts == opened.cross_mounts:
+            return opened
+        # The mount of reference is the child's own: what is below it stays on it.
+        return Directory(opened.detach(), opened.path, cross_mounts=cross_mounts)
+
+    def detach(self) -> int:
+        """Return the descriptor and give up ownership of it (this handle is closed)."""
+        fd, self.fd = self.fd, -1
+        return fd
 
     def private_child(self, name: str, *, create: bool = True) -> Directory:
         """Given a name here, open the subdirectory upkeep keeps its own state in, creating
@@ -313,15 +332,22 @@ class Directory:
                         "a symbolic link" if error.errno == errno.ELOOP else "another mount",
                         str(self.path / relative),
                     ) from None
+                # O_DIRECTORY | O_NOFOLLOW on a link as the last part fails with ENOTDIR:
+                # say it is a link, as the part-by-part path does.
+                if error.errno == errno.ENOTDIR and self._is_link(relative):
+                    raise UnsafeFileError(
+                        errno.ELOOP, "a symbolic link", str(self.path / relative)
+                    ) from None
                 raise
         return self._open_by_parts(parts, flags, mode)
 
     def _is_link(self, relative: str) -> bool:
+        """Return whether the last part of ``relative`` is a symbolic link (for an error's
+        wording only: nothing is opened through the answer)."""
         try:
-            info = os.stat(relative, dir_fd=self.fd, follow_symlinks=False)
+            return stat.S_ISLNK(os.stat(relative, dir_fd=self.fd, follow_symlinks=False).st_mode)
         except OSError:
             return False
-        return stat.S_ISLNK(info.st_mode)
 
     def _open_by_parts(self, parts: list[str], flags: int, mode: int) -> int:
         """The same as ``openat2`` beneath, one ``O_NOFOLLOW`` component at a time, for
@@ -513,6 +539,59 @@ class Directory:
         except BaseException:
             temporary.abort()
             raise
+
+    def symlink(
+        self,
+        target: str,
+        name: str,
+        *,
+        replace: bool = False,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        """Make ``name`` a symbolic link to ``target`` (stored as written, absolute or not;
+        never resolved here): the link is made under an unguessable temporary name, given
+        ``owner`` (uid, gid; when root), then renamed into place, replacing what is there
+        (a file or a link, never followed) only with ``replace``.
+
+        Raise FileExistsError if ``name`` exists and ``replace`` is off, another OSError
+        (IsADirectoryError...) if it cannot be made.
+        """
+        _check_name(name)
+        for _ in range(8):
+            temporary = f"{TEMP_PREFIX}link.{secrets.token_hex(TEMP_RANDOM_HEX // 2)}"
+            try:
+                os.symlink(target, temporary, dir_fd=self.fd)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(self.path))
+        try:
+            if owner is not None and os.geteuid() == 0:
+                os.chown(temporary, *owner, dir_fd=self.fd, follow_symlinks=False)
+            if replace:
+                os.rename(temporary, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            else:
+                rename_noreplace(self.fd, temporary, self.fd, name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=self.fd)
+            raise
+        self.fsync()
+
+    def remove_tree(self, name: str) -> bool:
+        """Remove the subdirectory ``name`` and everything in it, without following a link
+        anywhere (``shutil.rmtree`` on descriptors); a link or a file of that name is
+        unlinked itself. Return False if nothing had that name."""
+        import shutil
+
+        info = self.lstat(name)
+        if info is None:
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            return self.unlink(name)
+        shutil.rmtree(name, dir_fd=self.fd)
+        return True
 
     def unlink(self, name: str, *, expect: Identity | None = None) -> bool:
         """Remove ``name`` (a link is removed itself, never its target); with ``expect``,

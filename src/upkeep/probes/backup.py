@@ -6,6 +6,12 @@ repository directory (the manifests, ``verified.json``, ``last-attempt.json`` an
 ``last-drill.json`` the backup operations write), so they work from any process that
 sees the repository, and a failed or missing backup is a failing check that alerts
 through the routes like any other.
+
+They believe only what the files prove (``Repository.inventory``): a backup whose data
+file is missing, a link, or not the manifest's size, or whose manifest fails
+authentication with the key, is damaged, never the newest good one; the freshness check
+goes by the newest intact backup and turns critical on its own when the newest backup is
+damaged (warning when an older one is).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from upkeep.probes.base import (
     TargetUnreachable,
     metrics_from,
 )
+from upkeep.redaction import SecretMarker
+from upkeep.status import Status
 
 
 class BackupTarget(TargetBase):
@@ -39,6 +47,11 @@ class BackupTarget(TargetBase):
     source: Annotated[str, Field(min_length=1, description="a source of backups.sources")]
     repository: str | None = Field(
         default=None, description="the repository directory (default: backups.repository)"
+    )
+    key: Annotated[str | None, SecretMarker()] = Field(
+        default=None,
+        description="the key that authenticates the repository's manifests and records "
+        "(default: backups.key)",
     )
 
 
@@ -60,21 +73,27 @@ class FreshnessProbe(Probe[BackupTarget, StrictModel]):
     target_kind: ClassVar[str] = "backup"
     name: ClassVar[str] = "freshness"
     summary: ClassVar[str] = (
-        "The newest complete backup's age and size, its change against the one before, how "
-        "long since a backup was last verified, and whether the last attempt succeeded."
+        "The newest intact backup's age and size, its change against the one before, how "
+        "long since a backup was last verified, whether the last attempt succeeded, and "
+        "damaged backups (data file missing, a link or of the wrong size; manifest not "
+        "authentic): critical by itself when the newest backup is damaged, warning when "
+        "an older one is."
     )
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("age_s", "number", "seconds since the newest complete backup started"),
+        MetricSpec("age_s", "number", "seconds since the newest intact backup started"),
         MetricSpec(
             "last_verified_age_s",
             "number",
-            "seconds since a backup last verified ok (absent: never)",
+            "seconds since an intact backup last verified ok, its data unchanged since "
+            "(absent: never)",
         ),
-        MetricSpec("size_bytes", "number", "stored size of the newest backup"),
+        MetricSpec("size_bytes", "number", "stored size of the newest intact backup"),
         MetricSpec(
             "size_change_percent", "number", "dump size against the previous backup's (0 if none)"
         ),
-        MetricSpec("backups", "number", "complete backups in the repository"),
+        MetricSpec("backups", "number", "intact backups in the repository"),
+        MetricSpec("damaged", "number", "damaged backups in the repository"),
+        MetricSpec("newest_intact", "bool", "whether the newest backup is intact"),
         MetricSpec("last_attempt_ok", "bool", "whether the last backup attempt succeeded"),
     )
 
@@ -85,28 +104,43 @@ class FreshnessProbe(Probe[BackupTarget, StrictModel]):
         TargetUnreachable if there is no complete backup at all."""
         root = _repository(target)
         try:
-            return await run_blocking(_freshness, root, target.source, timeout_s=context.timeout_s)
+            return await run_blocking(
+                _freshness, root, target.source, target.key, timeout_s=context.timeout_s
+            )
         except TimeoutError as error:
             raise TargetUnreachable(
                 f"reading {root} took longer than {context.timeout_s:g}s"
             ) from error
 
 
-def _freshness(root: Path, source: str) -> ProbeOutcome:
+def _freshness(root: Path, source: str, key: str | None) -> ProbeOutcome:
     from upkeep.tasks.backup.repository import Repository
     from upkeep.tasks.backup.service import read_attempt
 
     now = datetime.now(UTC)
-    backups = Repository(root).backups(source)
-    attempt = read_attempt(root, source)
+    inventory = Repository(root, key).inventory(source)
+    backups = [backup for backup in inventory if backup.intact]
+    damaged = [backup for backup in inventory if not backup.intact]
+    attempt = read_attempt(root, source, key)
+    newest_damaged = bool(inventory) and not inventory[-1].intact
+    damage = (
+        f"newest backup {inventory[-1].id} is damaged: {inventory[-1].problem}"
+        if newest_damaged
+        else f"{len(damaged)} damaged backup(s), {damaged[-1].id}: {damaged[-1].problem}"
+        if damaged
+        else ""
+    )
     if not backups:
         reason = f"; last attempt: {attempt['message']}" if attempt else ""
+        reason += f"; {damage}" if damage else ""
         raise TargetUnreachable(f"no complete backup of {source} in {root}{reason}")
     newest = backups[-1]
     values: dict[str, MetricValue] = {
         "age_s": round((now - newest.taken_at).total_seconds(), 3),
         "size_bytes": int(newest.manifest["data"]["stored_bytes"]),
         "backups": len(backups),
+        "damaged": len(damaged),
+        "newest_intact": not newest_damaged,
         "last_attempt_ok": bool(attempt.get("ok")) if attempt else True,
     }
     if len(backups) > 1:
@@ -125,14 +159,20 @@ def _freshness(root: Path, source: str) -> ProbeOutcome:
     if verified:
         values["last_verified_age_s"] = _age(max(verified), now) or 0.0
     message = (
-        f"newest backup {newest.id}, {values['age_s']:.0f}s old, "
+        f"newest {'intact ' if damaged else ''}backup {newest.id}, {values['age_s']:.0f}s old, "
         f"{values['size_bytes']} bytes ({values['size_change_percent']:+.1f} %)"
     )
     if not verified:
         message += "; never verified"
     if attempt and not attempt.get("ok"):
         message += f"; last attempt failed: {attempt.get('message')}"
-    return ProbeOutcome(metrics_from(values), message=message)
+    status = None
+    if damage:
+        message = f"{damage}; {message}"
+        # No condition needs writing for this: a damaged newest backup is a lost restore
+        # point now, an older one a warning until retention or an operator removes it.
+        status = Status.CRITICAL if newest_damaged else Status.WARNING
+    return ProbeOutcome(metrics_from(values), message=message, status=status)
 
 
 class DrillProbe(Probe[BackupTarget, StrictModel]):
@@ -161,9 +201,13 @@ class DrillProbe(Probe[BackupTarget, StrictModel]):
         from upkeep.tasks.backup.service import read_drill
 
         root = _repository(target)
-        report = await run_blocking(read_drill, root, target.source, timeout_s=context.timeout_s)
+        report = await run_blocking(
+            read_drill, root, target.source, target.key, timeout_s=context.timeout_s
+        )
         if report is None:
-            raise TargetUnreachable(f"no restore drill of {target.source} has run")
+            raise TargetUnreachable(
+                f"no restore drill of {target.source} has run (or its record fails authentication)"
+            )
         return ProbeOutcome(metrics_from(_drill_values(report)), message=_drill_message(report))
 
 

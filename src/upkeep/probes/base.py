@@ -83,7 +83,8 @@ class ProbeOutcome:
     """What a probe measured.
 
     ``status`` is set only by probes whose target reports its own status (a Nagios plugin's
-    exit code); the engine combines it with the check's conditions, taking the worse.
+    exit code) or that find something no condition should be needed for (a damaged newest
+    backup); the engine combines it with the check's conditions, taking the worse.
     """
 
     metrics: dict[str, MetricValue]

@@ -54,6 +54,9 @@ ADDED_METRICS |= {
         "size_change_percent",
         "backups",
         "last_attempt_ok",
+        # Issue #11: a damaged backup is never the newest good one.
+        "damaged",
+        "newest_intact",
     },
     ("backup", "drill"): {"age_s", "passed", "rto_s", "rpo_s", "rto_met", "rpo_met"},
 }

@@ -10,13 +10,26 @@ Hoang, Reyhanitabar, Rogaway and Vizár, as Tink's streaming AEAD and age use it
 The key is scrypt(secret, salt). The chunk counter in the nonce stops reordering and
 dropping chunks; the ``last`` flag stops truncation at a chunk boundary. Any changed byte
 fails authentication of its chunk, and decryption says which.
+
+The manifest and the records beside it (``verified.json``, ``last-attempt.json``,
+``last-drill.json``) are authenticated too, with HMAC-SHA256 under a second key derived
+from the same secret (scrypt with its own fixed salt, so it is never the data key): the
+MAC covers the document's canonical JSON and the place it belongs to (``manifest`` of
+``db/20260101T000000Z-abc123``), so a manifest cannot be edited, forged without the
+secret, or moved to another backup or source. It cannot stop an older authentic record
+being put back in place of a newer one: records carry their own time for that.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,8 +46,82 @@ SCRYPT_N = 2**15
 a key from a secret store, not a password typed by a person, so no more is needed."""
 
 
+AUTHENTICATION_FIELD = "authentication"
+"""The field of a sealed document that holds its MAC."""
+AUTHENTICATION_ALGORITHM = "HMAC-SHA256"
+_AUTHENTICATION_SALT = b"upkeep backup manifests and records, HMAC-SHA256, v1"
+"""A fixed salt: one derivation per secret and process, not one per backup, so listing a
+hundred backups costs one scrypt; a per-backup salt would cost a hundred."""
+
+
 class DecryptionError(Exception):
     """The data is not ours, the key is wrong, or a byte was changed, dropped or added."""
+
+
+class AuthenticationError(Exception):
+    """A sealed document's MAC is missing or wrong: forged, edited, moved, or sealed with
+    another secret."""
+
+
+@lru_cache(maxsize=4)
+def _authentication_key(secret: str) -> bytes:
+    return Scrypt(salt=_AUTHENTICATION_SALT, length=32, n=SCRYPT_N, r=8, p=1).derive(
+        secret.encode()
+    )
+
+
+def _canonical(document: dict[str, Any], context: str) -> bytes:
+    """Return the bytes a MAC covers: the place and the document as canonical JSON (sorted
+    keys, no spaces, ASCII), so re-parsing and re-writing never changes them."""
+    return json.dumps(
+        {"context": context, "document": document},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    ).encode()
+
+
+def _mac(document: dict[str, Any], secret: str, context: str) -> str:
+    return hmac.new(
+        _authentication_key(secret), _canonical(document, context), hashlib.sha256
+    ).hexdigest()
+
+
+def seal(document: dict[str, Any], secret: str, *, context: str) -> dict[str, Any]:
+    """Given a JSON document, the secret and the place it belongs to, return it with an
+    ``authentication`` field holding its HMAC-SHA256."""
+    body = {key: value for key, value in document.items() if key != AUTHENTICATION_FIELD}
+    return {
+        **body,
+        AUTHENTICATION_FIELD: {
+            "algorithm": AUTHENTICATION_ALGORITHM,
+            "mac": _mac(body, secret, context),
+        },
+    }
+
+
+def unseal(document: dict[str, Any], secret: str, *, context: str) -> dict[str, Any]:
+    """Given a sealed document, the secret and the place it was read from, return it
+    without its ``authentication`` field; raise AuthenticationError if the MAC is missing
+    or does not match (compared in constant time)."""
+    found = document.get(AUTHENTICATION_FIELD)
+    if not isinstance(found, dict) or found.get("algorithm") != AUTHENTICATION_ALGORITHM:
+        raise AuthenticationError("it carries no authentication")
+    body = {key: value for key, value in document.items() if key != AUTHENTICATION_FIELD}
+    try:
+        expected = _mac(body, secret, context)
+    except (ValueError, TypeError):
+        raise AuthenticationError("it is not canonical JSON") from None
+    if not hmac.compare_digest(expected, str(found.get("mac", ""))):
+        raise AuthenticationError("its MAC does not match")
+    return body
+
+
+def unsealed_unchecked(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a document without its ``authentication`` field, unchecked (no secret to
+    check it with: the caller trusts the repository instead)."""
+    return {key: value for key, value in document.items() if key != AUTHENTICATION_FIELD}
 
 
 def _key(secret: str, salt: bytes) -> bytes:

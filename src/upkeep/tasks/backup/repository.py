@@ -1,49 +1,81 @@
-"""The backup repository: one directory per backup, complete or absent.
+"""The backup repository: one directory per backup, and a backup is only what the files on
+disk prove.
 
-Layout::
+Layout (every directory 0700, every file 0600, made by upkeep)::
 
     <repository>/<source>/<id>/data.zst[.enc]   the dump, zstd-compressed (then encrypted)
     <repository>/<source>/<id>/manifest.json    written last: its presence makes a backup
     <repository>/<source>/<id>/verified.json    the last verification's result
-    <repository>/<source>/.upkeep-tmp-<id>/     a backup being written (never listed)
+    <repository>/<source>/last-attempt.json     the last backup attempt
+    <repository>/<source>/last-drill.json       the last restore drill
+    <repository>/<source>/.upkeep-tmp-<id>.<random>/   a backup being written (never listed)
 
-A backup is written into a temporary directory: the data streams through zstd (several
-threads) and, with a key, chunked AES-GCM; the file is fsynced, the manifest (sizes,
-sha256 of the raw dump and of the stored file, source details, tool versions, row counts,
-timings) written and fsynced, and only then is the directory renamed to its id and the
-parent fsynced. A kill, a full disk or a crash at any point leaves a temporary directory,
-which the next write removes; nothing incomplete is ever listed.
+A backup is written into a temporary directory with an unguessable name: the data streams
+through zstd (several threads) and, with a key, chunked AES-GCM; the file is fsynced, the
+manifest (sizes, sha256 of the raw dump and of the stored file, source details, tool
+versions, row counts, timings) written and fsynced, and only then is the directory renamed
+to its id (never over anything) and the parent fsynced. A kill, a full disk or a crash at
+any point leaves a temporary directory, which the next write removes; nothing incomplete
+is ever listed.
+
+Reading trusts nothing but the files: every listing (``inventory``) checks, without
+following any link, that the backup directory is a directory, that ``manifest.json`` is a
+regular file holding a manifest of this very source and id, that it is authenticated with
+the key when there is one (HMAC-SHA256, ``crypto.seal``), and that the data file is a
+regular file of exactly the manifest's ``stored_bytes``. A backup failing any of that is
+listed as damaged with the reason, and ``backups()`` (what freshness, drills, copies and
+retention count) leaves it out. A verification counts only if it is authenticated, names
+this backup and its stored sha256, and the data file has not changed (inode, size, ctime)
+since. Re-hashing everything stays ``backup verify``'s.
+
+Without a key nothing can be authenticated: anyone who can write the repository can forge
+a backup, so it must be upkeep's alone (``exposure`` says when it is not, and a restore of
+an unauthenticated backup refuses then).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import zstandard
 
+from upkeep.io.safefs import (
+    STATE_DIR_MODE,
+    TEMP_PREFIX,
+    Directory,
+    UnsafeFileError,
+    rename_noreplace,
+)
 from upkeep.tasks.backup import crypto
-from upkeep.tasks.logs.rotation import fsync_dir
 
 ZSTD_LEVEL = 3
 """zstd level: level 3 compresses a SQL dump about as well as gzip -6 at several times the
 speed (``benchmarks/backup.py``)."""
 ZSTD_THREADS = max(1, min(4, os.cpu_count() or 1))
 CHUNK_BYTES = 1 << 20
-TEMP_PREFIX = ".upkeep-tmp-"
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
+DATA_NAMES = {False: "data.zst", True: "data.zst.enc"}
+"""The data file's name, by whether it is encrypted: a manifest cannot point elsewhere."""
+MANIFEST_LIMIT = 64 << 20
+"""A manifest larger than this is not one of ours (a files backup of 100 000 files
+records about 15 MB)."""
+RECORD_LIMIT = 1 << 20
+STALE_TEMPORARY_S = 3600.0
+"""A record's temporary file older than this was left by a crash and is removed."""
 ID_SHAPE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 SOURCE_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -54,30 +86,48 @@ class RepositoryError(Exception):
 
 @dataclass(frozen=True)
 class Backup:
-    """A complete backup as its manifest describes it."""
+    """A backup directory as the files on disk show it: intact (``problem`` is None) or
+    damaged, with why."""
 
     source: str
     id: str
     path: Path
     manifest: dict[str, Any]
+    """The manifest (authenticated when the repository has a key); empty if unreadable."""
+    problem: str | None = None
+    """Why this is not a usable backup, or None if it is intact."""
+    verified: dict[str, Any] | None = None
+    """The last verification, if it is valid for the data file as it is now."""
+    authenticated: bool = False
+    """Whether the manifest was authenticated with the key."""
+
+    @property
+    def intact(self) -> bool:
+        """Return whether every cheap check passed."""
+        return self.problem is None
 
     @property
     def taken_at(self) -> datetime:
-        """Return when the dump started (UTC)."""
-        return datetime.fromisoformat(self.manifest["started_at"])
+        """Return when the dump started (UTC): the manifest's time if intact, else the
+        time in the id (a damaged manifest's own claims are not believed)."""
+        if self.intact:
+            return datetime.fromisoformat(self.manifest["started_at"])
+        return id_time(self.id)
+
+    @property
+    def data_name(self) -> str:
+        """Return the data file's name."""
+        return DATA_NAMES[bool(self.manifest.get("data", {}).get("encrypted"))]
 
     @property
     def data_path(self) -> Path:
         """Return the stored data file."""
-        return self.path / str(self.manifest["data"]["file"])
+        return self.path / self.data_name
 
     def verification(self) -> dict[str, Any] | None:
-        """Return the last verification's record, or None if never verified."""
-        try:
-            document: dict[str, Any] = json.loads((self.path / VERIFIED).read_text())
-        except (OSError, ValueError):
-            return None
-        return document
+        """Return the last verification's record if it is valid for the data as it is
+        now, else None."""
+        return self.verified
 
 
 def new_id(moment: datetime) -> str:
@@ -85,65 +135,367 @@ def new_id(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+def id_time(backup_id: str) -> datetime:
+    """Return the time a backup id was made for."""
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def context_of(kind: str, source: str, backup_id: str | None = None) -> str:
+    """Return the place a sealed document belongs to (part of what its MAC covers)."""
+    return f"{kind} of {source}/{backup_id}" if backup_id else f"{kind} of {source}"
+
+
+def _data_identity(info: os.stat_result) -> dict[str, int]:
+    """Return what says a data file is unchanged: its inode, size and ctime (which no one
+    but the kernel sets)."""
+    return {"inode": info.st_ino, "size": info.st_size, "ctime_ns": info.st_ctime_ns}
+
+
 class Repository:
-    """A local backup repository rooted at a directory."""
+    """A local backup repository rooted at a directory, with the key that authenticates
+    its manifests and records (None: nothing is authenticated)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: str | None = None) -> None:
         self.root = root
+        self.key = key
 
-    def _source_dir(self, source: str) -> Path:
+    # --- opening ---------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the repository (0700) if it is missing."""
+        root = self._open_root(create=True)
+        if root is not None:
+            root.close()
+
+    def _check_source(self, source: str) -> None:
         if not SOURCE_SHAPE.match(source):
             raise RepositoryError(f"not a usable source name: {source!r}")
-        return self.root / source
 
-    def backups(self, source: str | None = None) -> list[Backup]:
-        """Return complete backups (of one source, or all), oldest first; directories
-        without a readable manifest are not backups and are left out."""
-        if not self.root.is_dir():
+    def _open_root(self, *, create: bool) -> Directory | None:
+        """Open the repository (trusted as configured), creating it 0700 with ``create``;
+        return None if it does not exist."""
+        try:
+            return Directory.open(self.root, create=create, mode=STATE_DIR_MODE)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise RepositoryError(f"cannot open the repository {self.root}: {error}") from None
+
+    @contextlib.contextmanager
+    def _source_dir(self, source: str, *, create: bool) -> Iterator[Directory | None]:
+        """Yield the source's directory (never through a link), or None if missing."""
+        self._check_source(source)
+        root = self._open_root(create=create)
+        if root is None:
+            yield None
+            return
+        with root:
+            try:
+                directory = root.child(source, create=create)
+            except FileNotFoundError:
+                yield None
+                return
+            except OSError as error:
+                raise RepositoryError(f"{self.root / source}: {error.strerror}") from None
+            with directory:
+                yield directory
+
+    # --- listing ---------------------------------------------------------------------------
+
+    def inventory(self, source: str | None = None) -> list[Backup]:
+        """Return every backup directory (of one source, or all), oldest first, each intact
+        or damaged with its reason. Temporary directories and names that are not backup ids
+        are left out."""
+        root = self._open_root(create=False)
+        if root is None:
             return []
-        sources = (
-            [source]
-            if source
-            else sorted(
-                entry.name
-                for entry in os.scandir(self.root)
-                if entry.is_dir(follow_symlinks=False) and SOURCE_SHAPE.match(entry.name)
-            )
-        )
         found: list[Backup] = []
-        for name in sources:
-            directory = self._source_dir(name)
-            if not directory.is_dir():
-                continue
-            for entry in sorted(os.scandir(directory), key=lambda item: item.name):
-                if not ID_SHAPE.match(entry.name) or not entry.is_dir(follow_symlinks=False):
-                    continue
+        with root:
+            if source is not None:
+                self._check_source(source)
+                names = [source]
+            else:
+                names = [
+                    entry.name
+                    for entry in root.entries()
+                    if entry.is_dir and SOURCE_SHAPE.match(entry.name)
+                ]
+            for name in names:
                 try:
-                    manifest = json.loads((Path(entry.path) / MANIFEST).read_text())
-                    datetime.fromisoformat(manifest["started_at"])
-                    int(manifest["data"]["raw_bytes"]), int(manifest["data"]["stored_bytes"])
-                    str(manifest["data"]["file"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # no manifest, or not one of ours: not a backup
-                found.append(Backup(name, entry.name, Path(entry.path), manifest))
+                    directory = root.child(name)
+                except (FileNotFoundError, UnsafeFileError, NotADirectoryError):
+                    continue
+                with directory:
+                    for entry in directory.entries():
+                        if ID_SHAPE.match(entry.name):
+                            found.append(self._examine(directory, name, entry.name, entry.info))
         return sorted(found, key=lambda backup: (backup.taken_at, backup.id))
 
+    def backups(self, source: str | None = None) -> list[Backup]:
+        """Return the intact backups (of one source, or all), oldest first: what can be
+        counted on. Damaged ones are in ``inventory``."""
+        return [backup for backup in self.inventory(source) if backup.intact]
+
     def get(self, backup_id: str) -> Backup:
-        """Return the backup with that id; raise RepositoryError if there is none."""
-        for backup in self.backups():
+        """Return the backup with that id, intact or damaged; raise RepositoryError if no
+        directory has that id."""
+        for backup in self.inventory():
             if backup.id == backup_id:
                 return backup
         raise RepositoryError(f"no backup {backup_id} in {self.root}")
 
+    def _examine(
+        self, source_dir: Directory, source: str, backup_id: str, info: os.stat_result
+    ) -> Backup:
+        """Return what one backup directory is, from its files alone."""
+        path = self.root / source / backup_id
+
+        def damaged(problem: str, manifest: dict[str, Any] | None = None) -> Backup:
+            return Backup(source, backup_id, path, manifest or {}, problem)
+
+        if not stat.S_ISDIR(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a directory"
+            return damaged(f"{backup_id} is {kind}")
+        try:
+            directory = source_dir.child(backup_id)
+        except (OSError, ValueError) as error:
+            return damaged(f"{backup_id} cannot be opened: {getattr(error, 'strerror', error)}")
+        with directory:
+            try:
+                text = directory.read_bytes(MANIFEST, limit=MANIFEST_LIMIT)
+            except UnsafeFileError as error:
+                return damaged(f"{MANIFEST} is {error.strerror}, not followed")
+            except ValueError:
+                return damaged(f"{MANIFEST} is larger than any manifest")
+            except OSError as error:
+                return damaged(f"{MANIFEST} cannot be read: {error.strerror}")
+            if text is None:
+                return damaged(f"no {MANIFEST} (an interrupted removal, or tampering)")
+            manifest = _parsed_manifest(text)
+            if manifest is None:
+                return damaged(f"{MANIFEST} is not a manifest")
+            authenticated = False
+            if self.key is not None:
+                try:
+                    manifest = crypto.unseal(
+                        manifest, self.key, context=context_of("manifest", source, backup_id)
+                    )
+                except crypto.AuthenticationError as error:
+                    return damaged(
+                        f"{MANIFEST} fails authentication ({error}): forged, edited, moved "
+                        "from another backup, or written with another key"
+                    )
+                authenticated = True
+            else:
+                manifest = crypto.unsealed_unchecked(manifest)
+            if manifest.get("id") != backup_id or manifest.get("source") != source:
+                return damaged(
+                    f"{MANIFEST} describes {manifest.get('source')}/{manifest.get('id')}, "
+                    f"not {source}/{backup_id}",
+                    manifest,
+                )
+            data = manifest["data"]
+            name = DATA_NAMES[bool(data.get("encrypted"))]
+            if data.get("file") != name:
+                return damaged(f"{MANIFEST} names {data.get('file')!r} as data, not {name}")
+            found = directory.lstat(name)
+            stored = int(data["stored_bytes"])
+            if found is None:
+                return damaged(f"{name} is missing", manifest)
+            if stat.S_ISLNK(found.st_mode):
+                return damaged(f"{name} is a symbolic link, not followed", manifest)
+            if not stat.S_ISREG(found.st_mode):
+                return damaged(f"{name} is not a regular file", manifest)
+            if found.st_size != stored:
+                return damaged(
+                    f"{name} is {found.st_size} bytes, the manifest says {stored}", manifest
+                )
+            verified = self._verification(directory, source, backup_id, manifest, found)
+            return Backup(
+                source, backup_id, path, manifest, None, verified, authenticated=authenticated
+            )
+
+    def _verification(
+        self,
+        directory: Directory,
+        source: str,
+        backup_id: str,
+        manifest: dict[str, Any],
+        data_info: os.stat_result,
+    ) -> dict[str, Any] | None:
+        """Return the last verification if it is valid now: authenticated (with a key),
+        about this backup and its stored sha256, the data file unchanged since."""
+        record = self._read(directory, VERIFIED, context_of("verification", source, backup_id))
+        if record is None:
+            return None
+        if (
+            record.get("backup_id") != backup_id
+            or record.get("stored_sha256") != manifest["data"].get("stored_sha256")
+            or record.get("data_file") != _data_identity(data_info)
+        ):
+            return None
+        return record
+
+    def exposure(self, backup: Backup | None = None) -> list[str]:
+        """Return who besides upkeep could have written the repository (and ``backup``'s
+        files): every directory or file on the way that another user owns or that group or
+        others may write. Empty when only upkeep (or root) can."""
+        me = os.geteuid()
+        problems: list[str] = []
+        places: list[tuple[Path, os.stat_result | None]] = []
+        try:
+            places.append((self.root, os.stat(self.root)))
+        except OSError:
+            return problems
+        if backup is not None:
+            for path in (
+                backup.path.parent,
+                backup.path,
+                backup.path / MANIFEST,
+                backup.data_path,
+            ):
+                try:
+                    places.append((path, os.lstat(path)))
+                except OSError:
+                    continue
+        for path, info in places:
+            assert info is not None  # noqa: S101 - only found ones are listed
+            if info.st_uid not in (0, me):
+                problems.append(f"{path} belongs to uid {info.st_uid}")
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                problems.append(f"{path} is writable by group or others")
+        return problems
+
+    # --- records ---------------------------------------------------------------------------
+
+    def _read(self, directory: Directory, name: str, context: str) -> dict[str, Any] | None:
+        """Return a record of ``directory`` (authenticated with the key when there is one),
+        or None if it is missing, a link, not JSON, or fails authentication."""
+        try:
+            text = directory.read_bytes(name, limit=RECORD_LIMIT)
+            document = json.loads(text) if text is not None else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(document, dict):
+            return None
+        if self.key is None:
+            return crypto.unsealed_unchecked(document)
+        try:
+            return crypto.unseal(document, self.key, context=context)
+        except crypto.AuthenticationError:
+            return None
+
+    def _write(
+        self, directory: Directory, name: str, context: str, document: dict[str, Any]
+    ) -> None:
+        """Write a record atomically (0600, a temporary renamed over, never through a
+        link), sealed with the key when there is one."""
+        sealed = crypto.seal(document, self.key, context=context) if self.key else document
+        directory.write_atomic(name, json.dumps(sealed, indent=2).encode())
+
+    def read_record(self, source: str, name: str) -> dict[str, Any] | None:
+        """Return a source's record (``last-attempt.json``...), or None if missing or not
+        authentic."""
+        try:
+            with self._source_dir(source, create=False) as directory:
+                if directory is None:
+                    return None
+                return self._read(directory, name, context_of(name, source))
+        except RepositoryError:
+            return None
+
+    def write_record(self, source: str, name: str, document: dict[str, Any]) -> None:
+        """Write a source's record (creating the repository 0700 if needed)."""
+        with self._source_dir(source, create=True) as directory:
+            assert directory is not None  # noqa: S101 - created
+            self._write(directory, name, context_of(name, source), document)
+
+    def record_verification(
+        self, backup: Backup, result: dict[str, Any], data_info: os.stat_result
+    ) -> None:
+        """Store a verification's result beside the backup, bound to it: its id, its stored
+        sha256 and the data file as it was hashed (``data_info``)."""
+        record = {
+            **result,
+            "backup_id": backup.id,
+            "stored_sha256": backup.manifest["data"]["stored_sha256"],
+            "data_file": _data_identity(data_info),
+        }
+        with self._source_dir(backup.source, create=False) as directory:
+            if directory is None:
+                raise RepositoryError(f"{self.root / backup.source} is gone")
+            with directory.child(backup.id) as inside:
+                self._write(
+                    inside, VERIFIED, context_of("verification", backup.source, backup.id), record
+                )
+
+    # --- data ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open_data(self, backup: Backup) -> Iterator[tuple[int, os.stat_result]]:
+        """Yield the data file's descriptor and its ``fstat``: opened without following a
+        link anywhere below the repository. Raise RepositoryError if it is not there as the
+        manifest says (a link, another file, another size)."""
+        with self._source_dir(backup.source, create=False) as directory:
+            if directory is None:
+                raise RepositoryError(f"{self.root / backup.source} is gone")
+            try:
+                fd = directory.open_file(f"{backup.id}/{backup.data_name}")
+            except OSError as error:
+                raise RepositoryError(
+                    f"{backup.data_path}: {error.strerror or error}; not followed"
+                ) from None
+        try:
+            info = os.fstat(fd)
+            stored = int(backup.manifest["data"]["stored_bytes"])
+            if info.st_size != stored:
+                raise RepositoryError(
+                    f"{backup.data_name} is {info.st_size} bytes, the manifest says {stored}"
+                )
+            yield fd, info
+        finally:
+            os.close(fd)
+
+    # --- writing ---------------------------------------------------------------------------
+
     def clean_temporaries(self, source: str) -> list[Path]:
-        """Remove what interrupted writes of ``source`` left; return what was removed."""
-        directory = self._source_dir(source)
+        """Remove what interrupted writes of ``source`` left (never a write still under
+        way: each holds a lock on its directory); return what was removed."""
+        with self._source_dir(source, create=False) as directory:
+            if directory is None:
+                return []
+            fcntl.flock(directory.fd, fcntl.LOCK_EX)
+            return self._clean(directory)
+
+    def _clean(self, directory: Directory) -> list[Path]:
+        """Remove the temporaries of ``directory`` no write holds; the caller holds the
+        source directory's lock, so no write is between making its temporary and locking
+        it."""
         removed = []
-        if directory.is_dir():
-            for entry in os.scandir(directory):
-                if entry.name.startswith(TEMP_PREFIX):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    removed.append(Path(entry.path))
+        for entry in directory.entries():
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            if entry.is_dir:
+                try:
+                    inside = directory.child(entry.name)
+                except OSError:
+                    continue
+                with inside:
+                    try:
+                        fcntl.flock(inside.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # another process is writing this one
+                    with contextlib.suppress(OSError):
+                        directory.remove_tree(entry.name)
+                        removed.append(directory.path / entry.name)
+            elif (
+                entry.is_file
+                and time.time() - entry.info.st_mtime > STALE_TEMPORARY_S
+                and directory.unlink(entry.name, expect=entry.identity)
+            ):
+                # A record's temporary from a crash; a fresh one may be another process's
+                # write under way.
+                removed.append(directory.path / entry.name)
         return removed
 
     def write(
@@ -162,106 +514,175 @@ class Repository:
         ``details`` go into the manifest; ``finish`` is called once the data is written and
         returns more manifest fields (row counts, tool versions, the source's own checks);
         an exception from it, from ``data`` or from the disk removes the partial backup and
-        propagates. ``progress`` is called with raw bytes as they pass.
+        propagates. ``progress`` is called with raw bytes as they pass. With ``secret`` the
+        data is encrypted and the manifest sealed (with the repository's key, which callers
+        pass as the secret).
         """
         started_at = started_at or datetime.now(UTC)
-        directory = self._source_dir(source)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.clean_temporaries(source)
-        backup_id = new_id(started_at)
-        temporary = directory / f"{TEMP_PREFIX}{backup_id}"
-        temporary.mkdir()
-        data_name = "data.zst" + (".enc" if secret else "")
+        with self._source_dir(source, create=True) as directory:
+            assert directory is not None  # noqa: S101 - created
+            # The source directory's lock covers the clean-up and the making and locking
+            # of our temporary, so another write's clean-up never takes it in between.
+            fcntl.flock(directory.fd, fcntl.LOCK_EX)
+            self._clean(directory)
+            backup_id = new_id(started_at)
+            temporary = f"{TEMP_PREFIX}{backup_id}.{secrets.token_hex(16)}"
+            os.mkdir(temporary, STATE_DIR_MODE, dir_fd=directory.fd)
+            try:
+                with directory.child(temporary) as inside:
+                    # Held until the rename: a concurrent write's clean-up leaves it alone.
+                    fcntl.flock(inside.fd, fcntl.LOCK_EX)
+                    fcntl.flock(directory.fd, fcntl.LOCK_UN)
+                    manifest = self._fill(
+                        inside,
+                        source,
+                        backup_id,
+                        data,
+                        details,
+                        secret,
+                        progress,
+                        started_at,
+                        finish,
+                    )
+                    rename_noreplace(directory.fd, temporary, directory.fd, backup_id)
+                directory.fsync()
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    directory.remove_tree(temporary)
+                raise
+        return Backup(
+            source,
+            backup_id,
+            self.root / source / backup_id,
+            manifest,
+            authenticated=bool(secret),
+        )
+
+    def _fill(
+        self,
+        inside: Directory,
+        source: str,
+        backup_id: str,
+        data: Iterable[bytes],
+        details: dict[str, Any],
+        secret: str | None,
+        progress: Callable[[int], None] | None,
+        started_at: datetime,
+        finish: Callable[[], dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """Write the data file and the manifest into the temporary directory; return the
+        manifest (unsealed)."""
+        data_name = DATA_NAMES[bool(secret)]
         began = time.monotonic()
-        try:
-            raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
-            raw_bytes = 0
+        raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
+        raw_bytes = 0
 
-            def counted() -> Iterator[bytes]:
-                nonlocal raw_bytes
-                for piece in data:
-                    raw_hash.update(piece)
-                    raw_bytes += len(piece)
-                    if progress is not None:
-                        progress(len(piece))
-                    yield piece
+        def counted() -> Iterator[bytes]:
+            nonlocal raw_bytes
+            for piece in data:
+                raw_hash.update(piece)
+                raw_bytes += len(piece)
+                if progress is not None:
+                    progress(len(piece))
+                yield piece
 
-            stored = _compressed(counted())
-            if secret:
-                stored = crypto.encrypt(stored, secret)
-            stored_bytes = 0
-            with open(temporary / data_name, "wb") as handle:
-                for piece in stored:
-                    handle.write(piece)
-                    stored_hash.update(piece)
-                    stored_bytes += len(piece)
-                handle.flush()
-                os.fsync(handle.fileno())
-            dumped_s = time.monotonic() - began
-            extra = finish() if finish is not None else {}
-            manifest = {
-                "format": 1,
-                "id": backup_id,
-                "source": source,
-                "started_at": started_at.isoformat(),
-                "finished_at": datetime.now(UTC).isoformat(),
-                "duration_s": round(time.monotonic() - began, 3),
-                "dump_s": round(dumped_s, 3),
-                **details,
-                **extra,
-                "data": {
-                    "file": data_name,
-                    "compression": f"zstd-{ZSTD_LEVEL}",
-                    "encrypted": bool(secret),
-                    "raw_bytes": raw_bytes,
-                    "raw_sha256": raw_hash.hexdigest(),
-                    "stored_bytes": stored_bytes,
-                    "stored_sha256": stored_hash.hexdigest(),
-                },
-            }
-            _write_durably(temporary / MANIFEST, json.dumps(manifest, indent=2).encode())
-            fsync_dir(temporary)
-            final = directory / backup_id
-            temporary.rename(final)
-            fsync_dir(directory)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
-        return Backup(source, backup_id, final, manifest)
+        stored = _compressed(counted())
+        if secret:
+            stored = crypto.encrypt(stored, secret)
+        stored_bytes = 0
+        fd = os.open(
+            data_name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=inside.fd,
+        )
+        with os.fdopen(fd, "wb") as handle:
+            for piece in stored:
+                handle.write(piece)
+                stored_hash.update(piece)
+                stored_bytes += len(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        dumped_s = time.monotonic() - began
+        extra = finish() if finish is not None else {}
+        manifest = {
+            "format": 1,
+            "id": backup_id,
+            "source": source,
+            "started_at": started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "duration_s": round(time.monotonic() - began, 3),
+            "dump_s": round(dumped_s, 3),
+            **details,
+            **extra,
+            "data": {
+                "file": data_name,
+                "compression": f"zstd-{ZSTD_LEVEL}",
+                "encrypted": bool(secret),
+                "raw_bytes": raw_bytes,
+                "raw_sha256": raw_hash.hexdigest(),
+                "stored_bytes": stored_bytes,
+                "stored_sha256": stored_hash.hexdigest(),
+            },
+        }
+        written = (
+            crypto.seal(manifest, secret, context=context_of("manifest", source, backup_id))
+            if secret
+            else manifest
+        )
+        inside.write_atomic(MANIFEST, json.dumps(written, indent=2).encode())
+        inside.fsync()
+        return manifest
 
     def remove(self, backup: Backup) -> None:
         """Delete a backup: its manifest first, so a crash halfway leaves no backup that
-        looks complete, then the rest."""
-        (backup.path / MANIFEST).unlink(missing_ok=True)
-        fsync_dir(backup.path)
-        shutil.rmtree(backup.path)
-        fsync_dir(backup.path.parent)
+        looks complete, then the rest (never following a link)."""
+        with self._source_dir(backup.source, create=False) as directory:
+            if directory is None:
+                return
+            info = directory.lstat(backup.id)
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                with directory.child(backup.id) as inside:
+                    inside.unlink(MANIFEST)
+                    inside.fsync()
+            directory.remove_tree(backup.id)
+            directory.fsync()
 
 
-def record_verification(backup: Backup, result: dict[str, Any]) -> None:
-    """Store the last verification's result beside the backup (atomically)."""
-    temporary = backup.path / f"{TEMP_PREFIX}{VERIFIED}"
-    _write_durably(temporary, json.dumps(result, indent=2).encode())
-    temporary.replace(backup.path / VERIFIED)
-    fsync_dir(backup.path)
+def _parsed_manifest(text: bytes) -> dict[str, Any] | None:
+    """Return the manifest in ``text`` if it has the fields a backup needs, else None."""
+    try:
+        manifest = json.loads(text)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("data"), dict):
+            return None
+        started = datetime.fromisoformat(manifest["started_at"])
+        int(manifest["data"]["raw_bytes"]), int(manifest["data"]["stored_bytes"])
+        str(manifest["data"]["file"]), str(manifest["data"]["stored_sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if started.tzinfo is None:
+        return None
+    return manifest
 
 
-def stored_sha256(backup: Backup) -> str:
-    """Return the sha256 of the stored data file, read in full."""
+def stored_sha256(repository: Repository, backup: Backup) -> tuple[str, os.stat_result]:
+    """Return the sha256 of the stored data file, read in full, and the file's ``fstat``
+    as it was read. Raise RepositoryError if it is not there as the manifest says."""
     digest = hashlib.sha256()
-    with open(backup.data_path, "rb") as handle:
+    with repository.open_data(backup) as (fd, info), os.fdopen(os.dup(fd), "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), info
 
 
-def read_raw(backup: Backup, secret: str | None) -> Iterator[bytes]:
+def read_raw(repository: Repository, backup: Backup, secret: str | None) -> Iterator[bytes]:
     """Yield the backup's raw dump: decrypted (with ``secret``) and decompressed. Raise
-    RepositoryError if it is encrypted and no secret is given, crypto.DecryptionError or
-    zstandard.ZstdError if the data is damaged."""
+    RepositoryError if it is encrypted and no secret is given or the data file is not as
+    the manifest says, crypto.DecryptionError or zstandard.ZstdError if the data is
+    damaged."""
     if backup.manifest["data"].get("encrypted") and not secret:
         raise RepositoryError(f"backup {backup.id} is encrypted and no key is configured")
-    with open(backup.data_path, "rb") as handle:
+    with repository.open_data(backup) as (fd, _info), os.fdopen(os.dup(fd), "rb") as handle:
         stored: Iterator[bytes] = _pieces(handle)
         if backup.manifest["data"].get("encrypted"):
             assert secret is not None  # noqa: S101 - checked above
@@ -269,7 +690,7 @@ def read_raw(backup: Backup, secret: str | None) -> Iterator[bytes]:
         yield from _decompressed(stored)
 
 
-def _pieces(handle: IO[bytes]) -> Iterator[bytes]:
+def _pieces(handle: Any) -> Iterator[bytes]:
     while chunk := handle.read(CHUNK_BYTES):
         yield chunk
 
@@ -292,20 +713,15 @@ def _decompressed(stored: Iterable[bytes]) -> Iterator[bytes]:
         raise zstandard.ZstdError("the compressed data ends early")
 
 
-def _write_durably(path: Path, content: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 @contextlib.contextmanager
 def scratch_directory(base: Path, label: str) -> Iterator[Path]:
-    """Yield a fresh directory under ``base`` for a restore; remove it afterwards."""
-    base.mkdir(parents=True, exist_ok=True)
-    path = base / f"{TEMP_PREFIX}{label}-{secrets.token_hex(4)}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    """Yield a fresh directory (0700, unguessable name) under ``base`` (made 0700 if
+    missing) for a dump or restore; remove it afterwards, never following a link."""
+    with Directory.open(base, create=True, mode=STATE_DIR_MODE) as parent:
+        name = f"{TEMP_PREFIX}{label}.{secrets.token_hex(16)}"
+        os.mkdir(name, STATE_DIR_MODE, dir_fd=parent.fd)
+        try:
+            yield parent.path / name
+        finally:
+            with contextlib.suppress(OSError):
+                parent.remove_tree(name)

@@ -4,16 +4,16 @@
 Everything here blocks (dumps, hashing, compression): callers on an event loop run it in a
 worker thread. Every operation leaves a record: the repository (complete backups only),
 ``<repository>/<source>/last-attempt.json`` and ``last-drill.json`` (read by the ``backup``
-target's probes, so a failure is an ordinary failing check that alerts through the routes),
-and the store's catalog when there is a store.
+target's probes, so a failure is an ordinary failing check that alerts through the routes;
+authenticated with the key when there is one), and the store's catalog when there is a
+store. Only intact backups (``Repository.backups``) are copied, drilled, counted by
+retention or restored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from upkeep.tasks.backup import crypto
+from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
 from upkeep.tasks.backup.repository import (
-    TEMP_PREFIX,
     Backup,
     Repository,
     RepositoryError,
     new_id,
     read_raw,
-    record_verification,
     scratch_directory,
     stored_sha256,
 )
@@ -48,7 +47,6 @@ from upkeep.tasks.backup.sources import (
     UpkeepSource,
     compare,
 )
-from upkeep.tasks.logs.rotation import fsync_dir
 
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
@@ -78,8 +76,8 @@ class BackupEnv:
 
     @property
     def repository(self) -> Repository:
-        """Return the local repository."""
-        return Repository(Path(self.config.repository))
+        """Return the local repository (with the key that authenticates it, if any)."""
+        return Repository(Path(self.config.repository), self.config.key)
 
     def scratch_base(self) -> Path:
         """Return where scratch restores go."""
@@ -168,6 +166,7 @@ def create(
         else {"source_details": source.details()}
     )
     try:
+        env.repository.ensure()
         with (
             scratch_directory(env.scratch_base(), f"dump-{name}") as work,
             source.dump(work) as dump,
@@ -181,7 +180,7 @@ def create(
                 started_at=started_at,
                 finish=dump.finish,
             )
-    except (SourceError, RepositoryError, OSError, zstandard.ZstdError) as error:
+    except (SourceError, ArchiveError, RepositoryError, OSError, zstandard.ZstdError) as error:
         message = _one_line(error)
         _attempt(env, name, ok=False, at=started_at, message=message)
         if env.catalog is not None:
@@ -241,15 +240,14 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
     """Apply the retention rules to ``name``'s backups; return every decision (newest
     first). Refuse (BackupFailed) when the newest attempt failed: retention runs only after
     a successful backup."""
-    last = read_attempt(env.repository.root, name)
+    last = env.repository.read_record(name, LAST_ATTEMPT)
     if last is not None and not last.get("ok") and not dry_run:
         raise BackupFailed(
             f"the last backup of {name} failed ({last.get('message')}); nothing is pruned "
             "until a backup succeeds"
         )
-    backups = env.repository.backups(name)
-    candidates = [Candidate(backup.id, backup.taken_at, _verified_ok(backup)) for backup in backups]
-    decisions = decide(candidates, env.config.retention, now=datetime.now(UTC), zone=env.zone)
+    backups = env.repository.inventory(name)
+    decisions = _retention(env, backups)
     if dry_run:
         return decisions
     by_id = {backup.id: backup for backup in backups}
@@ -275,6 +273,41 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
     return decisions
 
 
+def _retention(env: BackupEnv, backups: list[Backup]) -> list[Decision]:
+    """Decide which backups stay, newest first. The rules count intact backups only, so a
+    damaged one never takes an intact one's place (as a day's newest, one of the last N,
+    or the newest verified); a damaged backup stays while the rules would keep it were it
+    intact (for inspection), then goes like any other."""
+    now = datetime.now(UTC)
+    rules = env.config.retention
+
+    def candidate(backup: Backup) -> Candidate:
+        return Candidate(backup.id, backup.taken_at, _verified_ok(backup))
+
+    intact = decide(
+        [candidate(backup) for backup in backups if backup.intact], rules, now=now, zone=env.zone
+    )
+    problems = {backup.id: backup.problem for backup in backups if not backup.intact}
+    if not problems:
+        return intact
+    damaged = [
+        decision
+        for decision in decide([candidate(b) for b in backups], rules, now=now, zone=env.zone)
+        if decision.candidate.id in problems
+    ]
+    for decision in damaged:
+        if decision.keep:
+            decision.reasons = [
+                f"damaged ({problems[decision.candidate.id]}), kept for inspection while "
+                f"{', '.join(decision.reasons)}"
+            ]
+    return sorted(
+        intact + damaged,
+        key=lambda decision: (decision.candidate.taken_at, decision.candidate.id),
+        reverse=True,
+    )
+
+
 @dataclass
 class VerifyReport:
     """What verifying one backup found."""
@@ -297,10 +330,17 @@ def verify(
     began = time.monotonic()
     problems: list[str] = []
     figures: dict[str, Any] = {}
+    if not backup.intact:
+        # Not a backup: say why, and record nothing inside a directory that is not ours.
+        problems.append(f"backup {backup.id} is damaged: {backup.problem}")
+        figures["duration_s"] = round(time.monotonic() - began, 3)
+        _event(env, "verify", backup.source, backup.id, False, started, problems[0], {})
+        return VerifyReport(backup, False, problems, restore, figures)
     data = backup.manifest["data"]
+    data_info = None
     try:
-        found = stored_sha256(backup)
-    except OSError as error:
+        found, data_info = stored_sha256(env.repository, backup)
+    except (OSError, RepositoryError) as error:
         problems.append(f"the data file cannot be read: {_one_line(error)}")
         found = ""
     if found and found != data["stored_sha256"]:
@@ -308,40 +348,9 @@ def verify(
             f"the stored file changed: sha256 {found[:16]}…, manifest {data['stored_sha256'][:16]}…"
         )
     if not problems:
-        digest = hashlib.sha256()
-        size = 0
-
-        def hashed() -> Iterator[bytes]:
-            nonlocal size
-            for piece in read_raw(backup, env.config.key):
-                digest.update(piece)
-                size += len(piece)
-                if progress is not None:
-                    progress(len(piece))
-                yield piece
-
-        try:
-            if restore:
-                source = env.source(backup.source)
-                with (
-                    scratch_directory(env.scratch_base(), f"verify-{backup.source}") as work,
-                    source.scratch_restore(_drained(hashed()), work, backup.manifest) as restored,
-                ):
-                    problems += compare(backup.manifest, restored)
-                    figures["restored_into"] = restored.location
-            else:
-                for _ in hashed():
-                    pass
-        except (crypto.DecryptionError, zstandard.ZstdError, RepositoryError) as error:
-            problems.append(f"the data does not decode: {_one_line(error)}")
-        except SourceError as error:
-            problems.append(f"the restore failed: {_one_line(error)}")
-        else:
-            if digest.hexdigest() != data["raw_sha256"] or size != data["raw_bytes"]:
-                problems.append(
-                    f"the decoded dump differs from the manifest ({size} bytes, sha256 "
-                    f"{digest.hexdigest()[:16]}…)"
-                )
+        problems += _decoded_problems(
+            env, backup, restore=restore, progress=progress, figures=figures
+        )
     figures["duration_s"] = round(time.monotonic() - began, 3)
     ok = not problems
     result = {
@@ -351,7 +360,8 @@ def verify(
         "problems": problems,
         **figures,
     }
-    record_verification(backup, result)
+    if data_info is not None:
+        env.repository.record_verification(backup, result, data_info)
     if env.catalog is not None:
         with contextlib.suppress(Exception):  # a catalog row may predate the store
             env.catalog.mark(backup.id, verified_at=datetime.now(UTC), verified_ok=ok)
@@ -366,6 +376,55 @@ def verify(
         result,
     )
     return VerifyReport(backup, ok, problems, restore, figures)
+
+
+def _decoded_problems(
+    env: BackupEnv,
+    backup: Backup,
+    *,
+    restore: bool,
+    progress: Progress | None,
+    figures: dict[str, Any],
+) -> list[str]:
+    """Decode the backup (decrypt, decompress) and, with ``restore``, restore it into a
+    scratch copy; return how it differs from the manifest."""
+    data = backup.manifest["data"]
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    size = 0
+
+    def hashed() -> Iterator[bytes]:
+        nonlocal size
+        for piece in read_raw(env.repository, backup, env.config.key):
+            digest.update(piece)
+            size += len(piece)
+            if progress is not None:
+                progress(len(piece))
+            yield piece
+
+    try:
+        if restore:
+            source = env.source(backup.source)
+            with (
+                scratch_directory(env.scratch_base(), f"verify-{backup.source}") as work,
+                source.scratch_restore(_drained(hashed()), work, backup.manifest) as restored,
+            ):
+                problems += compare(backup.manifest, restored)
+                figures["restored_into"] = restored.location
+        else:
+            for _ in hashed():
+                pass
+    except (crypto.DecryptionError, zstandard.ZstdError, RepositoryError) as error:
+        problems.append(f"the data does not decode: {_one_line(error)}")
+    except (SourceError, ArchiveError) as error:
+        problems.append(f"the restore failed: {_one_line(error)}")
+    else:
+        if digest.hexdigest() != data["raw_sha256"] or size != data["raw_bytes"]:
+            problems.append(
+                f"the decoded dump differs from the manifest ({size} bytes, sha256 "
+                f"{digest.hexdigest()[:16]}…)"
+            )
+    return problems
 
 
 @dataclass
@@ -386,6 +445,9 @@ class DrillReport:
     backup_s: float | None
     started_at: datetime
     finished_at: datetime
+    notes: list[str] = field(default_factory=list)
+    """What the drill passed over (newer damaged backups), without failing for it: the
+    freshness check is what alerts on a damaged backup."""
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -406,6 +468,7 @@ class DrillReport:
             "backup_s": self.backup_s,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
+            "notes": self.notes,
         }
 
 
@@ -438,12 +501,11 @@ def drill(
         except BackupFailed as error:
             problems.append(str(error))
         backup_s = round(time.monotonic() - began, 3)
+    notes: list[str] = []
     if backup is None and not problems:
-        existing = env.repository.backups(name)
-        if existing:
-            backup = existing[-1]
-        else:
-            problems.append(f"there is no backup of {name} to restore")
+        backup, notes = _newest_intact(env, name)
+        if backup is None:
+            problems.append(f"there is no intact backup of {name} to restore")
     rto_s = rpo_s = None
     restored = False
     if backup is not None:
@@ -453,7 +515,7 @@ def drill(
         try:
             source = env.source(name)
             with scratch_directory(env.scratch_base(), f"drill-{name}") as work:
-                raw = read_raw(backup, env.config.key)
+                raw = read_raw(env.repository, backup, env.config.key)
                 with source.scratch_restore(raw, work, backup.manifest) as copy:
                     restored = True
                     problems += compare(backup.manifest, copy)
@@ -465,7 +527,13 @@ def drill(
                         if not item["ok"]
                     ]
                     rto_s = round(time.monotonic() - began, 3)
-        except (SourceError, RepositoryError, crypto.DecryptionError, zstandard.ZstdError) as error:
+        except (
+            SourceError,
+            ArchiveError,
+            RepositoryError,
+            crypto.DecryptionError,
+            zstandard.ZstdError,
+        ) as error:
             problems.append(f"the restore failed: {_one_line(error)}")
     rto_objective = rto.total_seconds() if rto else None
     rpo_objective = rpo.total_seconds() if rpo else None
@@ -488,8 +556,9 @@ def drill(
         backup_s=backup_s,
         started_at=started_at,
         finished_at=datetime.now(UTC),
+        notes=notes,
     )
-    _write_json(env.repository.root / name / LAST_DRILL, report.to_json())
+    env.repository.write_record(name, LAST_DRILL, report.to_json())
     _event(
         env,
         "drill",
@@ -501,6 +570,21 @@ def drill(
         report.to_json(),
     )
     return report
+
+
+def _newest_intact(env: BackupEnv, name: str) -> tuple[Backup | None, list[str]]:
+    """Return the newest intact backup of ``name`` (None if there is none) and a note for
+    each newer one passed over as damaged."""
+    existing = env.repository.inventory(name)
+    intact = [candidate for candidate in existing if candidate.intact]
+    if not intact:
+        return None, []
+    newest = intact[-1]
+    return newest, [
+        f"newer backup {newer.id} is damaged ({newer.problem}): not restored"
+        for newer in existing
+        if not newer.intact and newer.taken_at > newest.taken_at
+    ]
 
 
 @dataclass
@@ -524,9 +608,25 @@ def restore(
 ) -> RestoreReport:
     """Restore a backup over its source (or over ``to``, a target of the same kind),
     after taking a safety backup of what is there now; record and return what was done.
-    Raise BackupFailed if the safety backup or the restore fails (a failed safety backup
-    stops the restore before anything is touched)."""
+
+    Refused (BackupFailed, nothing touched) if the backup is damaged, if it is not
+    authenticated and the repository is writable by anyone but upkeep, or if the source
+    refuses it (a files backup holding a path outside the source's configured paths, or
+    one that would be written through a link); the safety backup is taken only after those
+    checks. Raise BackupFailed if the safety backup or the restore fails (a failed safety
+    backup stops the restore before anything is touched).
+    """
     backup = _get(env, backup_id)
+    if not backup.intact:
+        raise BackupFailed(f"backup {backup_id} is damaged ({backup.problem}); not restored")
+    if not backup.authenticated:
+        exposed = env.repository.exposure(backup)
+        if exposed:
+            raise BackupFailed(
+                f"backup {backup_id} is not authenticated (no backups.key) and "
+                f"{'; '.join(exposed)}: anyone who can write there could have forged it; "
+                "not restored (make the repository root's own, 0700)"
+            )
     name = backup.source
     target = None
     if to is not None and to != name:
@@ -538,43 +638,63 @@ def restore(
     expected = backup.manifest.get("source_details", {}).get("kind")
     if expected and source.kind != expected:
         raise BackupFailed(f"backup {backup_id} is a {expected} dump; {to} is {source.kind}")
+    safety_name = name if target is None else None
+    if safety and safety_name is None:
+        raise BackupFailed(
+            f"a safety backup needs {to!r} to be a configured backup source; "
+            "add it to backups.sources, or pass --no-safety-backup"
+        )
     started = datetime.now(UTC)
     began = time.monotonic()
     safety_id = None
-    if safety:
-        safety_name = name if target is None else None
-        if safety_name is None:
-            raise BackupFailed(
-                f"a safety backup needs {to!r} to be a configured backup source; "
-                "add it to backups.sources, or pass --no-safety-backup"
+    failures = (
+        SourceError,
+        ArchiveError,
+        RepositoryError,
+        crypto.DecryptionError,
+        zstandard.ZstdError,
+    )
+    with scratch_directory(env.scratch_base(), f"restore-{name}") as work:
+        try:
+            raw = read_raw(env.repository, backup, env.config.key)
+            apply = source.prepare_restore(_progressed(raw, progress), work, backup.manifest)
+        except failures as error:
+            failure = _one_line(error)
+            _event(env, "restore", name, backup_id, False, started, failure, {"to": to or name})
+            raise BackupFailed(f"restore of {backup_id} refused: {failure}") from None
+        if safety:
+            assert safety_name is not None  # noqa: S101 - checked above
+            # After the checks, before the first write: it holds everything the restore
+            # can overwrite, since a restore writes only where this source backs up.
+            safety_id = create(
+                env,
+                safety_name,
+                progress=None,
+                prune_after=False,
+                label=f"before restoring {backup_id}",
+            ).backup.id
+        try:
+            message = apply()
+        except (*failures, OSError) as error:
+            failure = _one_line(error)
+            _event(
+                env,
+                "restore",
+                name,
+                backup_id,
+                False,
+                started,
+                failure,
+                {"safety_backup": safety_id, "to": to or name},
             )
-        safety_id = create(
-            env,
-            safety_name,
-            progress=None,
-            prune_after=False,
-            label=f"before restoring {backup_id}",
-        ).backup.id
-    try:
-        with scratch_directory(env.scratch_base(), f"restore-{name}") as work:
-            raw = read_raw(backup, env.config.key)
-            message = source.restore(_progressed(raw, progress), work, backup.manifest)
-    except (SourceError, RepositoryError, crypto.DecryptionError, zstandard.ZstdError) as error:
-        failure = _one_line(error)
-        _event(
-            env,
-            "restore",
-            name,
-            backup_id,
-            False,
-            started,
-            failure,
-            {"safety_backup": safety_id, "to": to or name},
-        )
-        raise BackupFailed(
-            f"restore of {backup_id} failed: {failure}"
-            + (f"; the safety backup {safety_id} holds what was there before" if safety_id else "")
-        ) from None
+            raise BackupFailed(
+                f"restore of {backup_id} failed: {failure}"
+                + (
+                    f"; the safety backup {safety_id} holds what was there before"
+                    if safety_id
+                    else ""
+                )
+            ) from None
     duration = round(time.monotonic() - began, 3)
     _event(
         env,
@@ -592,14 +712,16 @@ def restore(
 # --- records read by the backup target's probes ------------------------------------------
 
 
-def read_attempt(root: Path, name: str) -> dict[str, Any] | None:
-    """Return the last backup attempt's record of a source, or None."""
-    return _read_json(root / name / LAST_ATTEMPT)
+def read_attempt(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
+    """Return the last backup attempt's record of a source, or None if there is none or it
+    fails authentication with ``key``."""
+    return Repository(root, key).read_record(name, LAST_ATTEMPT)
 
 
-def read_drill(root: Path, name: str) -> dict[str, Any] | None:
-    """Return the last drill's report of a source, or None."""
-    return _read_json(root / name / LAST_DRILL)
+def read_drill(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
+    """Return the last drill's report of a source, or None if there is none or it fails
+    authentication with ``key``."""
+    return Repository(root, key).read_record(name, LAST_DRILL)
 
 
 def _attempt(
@@ -611,8 +733,9 @@ def _attempt(
     message: str,
     backup: Backup | None = None,
 ) -> None:
-    _write_json(
-        env.repository.root / name / LAST_ATTEMPT,
+    env.repository.write_record(
+        name,
+        LAST_ATTEMPT,
         {
             "ok": ok,
             "at": at.isoformat(),
@@ -620,25 +743,6 @@ def _attempt(
             "backup_id": backup.id if backup else None,
         },
     )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    fsync_dir(path.parent)
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -18,28 +18,38 @@ environment.
   a replica, without blocking; keys per database from ``INFO keyspace``.
 * SQLite — the online backup API into a scratch copy (consistent while others write),
   whose row counts are recorded, then streamed.
-* Files — a tar stream of the paths (sizes and sha256 per file recorded while reading).
+* Files — a tar stream of the paths (sizes and sha256 per file recorded while reading),
+  read and restored through directory descriptors (``archive``): links stored and
+  restored as links, a restore writes only under the source's configured paths.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import socket
 import sqlite3
-import tarfile
-import threading
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from upkeep.io.process import ProcessFailed, StreamedProcess
+from upkeep.io.safefs import Directory, UnsafeFileError, open_regular
+from upkeep.tasks.backup.archive import (
+    Member,
+    extract,
+    install,
+    normalised_roots,
+    place,
+    plan_install,
+    tar_stream,
+)
 
 CHUNK_BYTES = 1 << 20
 DUMP_TIMEOUT_S = 6 * 3600.0
@@ -93,6 +103,16 @@ class Source(ABC):
     @abstractmethod
     def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
         """Restore the raw dump over the source itself; return what was done."""
+
+    def prepare_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Callable[[], str]:
+        """Check and stage a restore without touching the source; return the step that
+        restores (and returns what was done). Raise SourceError (or ArchiveError) if the
+        restore is refused: then nothing was written over the source.
+
+        The default stages nothing: a database restore streams when the step runs."""
+        return lambda: self.restore(raw, work, manifest)
 
 
 def compare(manifest: dict[str, Any], restored: Restored) -> list[str]:
@@ -273,7 +293,8 @@ class PostgresSource(Source):
         # pg_restore runs jobs in parallel only from a file or directory, not from stdin.
         if manifest.get("source_details", {}).get("dump_format") == "directory":
             source = work / "restore"
-            extract_tar(raw, source)
+            with Directory.open(work) as scratch, scratch.child(source.name, create=True) as into:
+                extract(raw, into, links=False)
         else:
             source = work / "dump.custom"
             with open(source, "wb") as handle:
@@ -603,8 +624,12 @@ class SqliteSource(Source):
     @contextlib.contextmanager
     def dump(self, work: Path) -> Iterator[Dump]:
         """Copy with the backup API (consistent while others write), count, stream."""
-        if not self.path.is_file():
-            raise SourceError(f"no SQLite database at {self.path}")
+        try:
+            os.close(open_regular(self.path))
+        except UnsafeFileError as error:
+            raise SourceError(f"{self.path}: {error.strerror}; not followed") from None
+        except OSError:
+            raise SourceError(f"no SQLite database at {self.path}") from None
         copy = work / "copy.sqlite"
         source = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
         try:
@@ -649,15 +674,22 @@ class SqliteSource(Source):
             connection.close()
 
     def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
-        """Write the copy beside the database and rename it over (atomic)."""
+        """Write the copy beside the database under an unguessable temporary name (never
+        through a link: the database's directory is often the application's to write),
+        give it the database's owner and mode, and rename it over (atomic)."""
         del work, manifest
-        temporary = self.path.with_name(f".upkeep-restore-{self.path.name}")
-        with open(temporary, "wb") as handle:
-            for piece in raw:
-                handle.write(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(self.path)
+        with Directory.open(self.path.parent, cross_mounts=True) as directory:
+            existing = directory.lstat(self.path.name)
+            temporary = directory.create_temporary("restore")
+            try:
+                if existing is not None and stat.S_ISREG(existing.st_mode):
+                    temporary.take_ownership_of(existing)
+                for piece in raw:
+                    temporary.write(piece)
+                temporary.commit(self.path.name, replace=True)
+            except BaseException:
+                temporary.abort()
+                raise
         return f"restored {self.path}"
 
 
@@ -696,35 +728,69 @@ class FilesSource(Source):
 
     @contextlib.contextmanager
     def dump(self, work: Path) -> Iterator[Dump]:
-        """Tar the paths, hashing every file as it is read."""
+        """Tar the paths through directory descriptors, hashing every file as it is read;
+        what is left out (another mount, a FIFO, a file swapped for a link) is recorded."""
         del work
-        missing = [str(path) for path in self.paths if not path.exists()]
+        missing = [str(path) for path in self.paths if not os.path.lexists(path)]
         if missing:
             raise SourceError(f"nothing to back up at {', '.join(missing)}")
         files: dict[str, dict[str, Any]] = {}
-        yield Dump(tar_stream(self.paths, base=None, files=files), lambda: {"files": files})
+        skipped: list[dict[str, str]] = []
+        yield Dump(
+            tar_stream(self.paths, base=None, files=files, skipped=skipped),
+            lambda: {"files": files, "skipped": skipped},
+        )
 
     @contextlib.contextmanager
     def scratch_restore(
         self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
     ) -> Iterator[Restored]:
-        """Extract into the scratch directory and hash every file."""
+        """Extract into the scratch directory (links as links), hashing every file."""
         del manifest
-        target = work / "files"
-        extract_tar(raw, target)
-        yield Restored(files=_hash_tree(target), location=str(target))
+        with Directory.open(work) as scratch, scratch.child("files", create=True) as into:
+            extracted = extract(raw, into)
+        yield Restored(files=extracted.files, location=str(work / "files"))
+
+    def prepare_restore(
+        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+    ) -> Callable[[], str]:
+        """Stage the archive in the scratch directory, refusing any member outside the
+        configured paths and any file that differs from the manifest, then check the live
+        paths (no link or mount on the way, nothing but files and links replaced); return
+        the step that installs it. Nothing is written over the paths before that step."""
+        roots = normalised_roots(self.paths)
+
+        def check(member: Member) -> None:
+            place([member], roots)
+
+        with Directory.open(work) as scratch, scratch.child("stage", create=True) as stage:
+            extracted = extract(raw, stage, check=check)
+        expected: dict[str, dict[str, Any]] = manifest.get("files") or {}
+        found = extracted.files
+        differ = sorted(
+            name
+            for name in set(expected) | set(found)
+            if name not in expected
+            or name not in found
+            or found[name]["sha256"] != expected[name].get("sha256")
+        )
+        if differ:
+            raise SourceError(
+                f"the archive does not match its manifest at {', '.join(differ[:10])}; "
+                "nothing was restored"
+            )
+        placed = place(extracted.members, roots)
+        plan_install(placed)
+
+        def apply() -> str:
+            with Directory.open(work / "stage") as stage:
+                return install(stage, placed).summary()
+
+        return apply
 
     def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
-        """Extract beside, then move each file over its original path."""
-        target = work / "files"
-        extract_tar(raw, target)
-        restored = 0
-        for name in manifest.get("files", {}):
-            source, destination = target / name, Path("/") / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, destination)
-            restored += 1
-        return f"restored {restored} files"
+        """Stage, check and install (see ``prepare_restore``)."""
+        return self.prepare_restore(raw, work, manifest)()
 
 
 class UpkeepSource(Source):
@@ -780,9 +846,10 @@ class UpkeepSource(Source):
         """Extract and hash every file; a SQLite store copy must pass integrity_check."""
         del manifest
         target = work / "upkeep"
-        extract_tar(raw, target)
+        with Directory.open(work) as scratch, scratch.child(target.name, create=True) as into:
+            extracted = extract(raw, into, links=False)
         store = target / "store.sqlite"
-        if store.exists():
+        if "store.sqlite" in extracted.files:
             connection = sqlite3.connect(store)
             try:
                 verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
@@ -790,135 +857,21 @@ class UpkeepSource(Source):
                 connection.close()
             if verdict != "ok":
                 raise SourceError(f"the store copy fails integrity_check: {verdict}")
-        yield Restored(files=_hash_tree(target), location=str(target))
+        yield Restored(files=extracted.files, location=str(target))
 
     def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
         """Extract beside the config (never over the running store) and say where."""
         del work, manifest
-        target = self.config_path.parent / f"upkeep-restored-{secrets.token_hex(4)}"
-        extract_tar(raw, target)
+        target = self.config_path.parent / f"upkeep-restored-{secrets.token_hex(8)}"
+        with (
+            Directory.open(target.parent) as beside,
+            beside.child(target.name, create=True) as into,
+        ):
+            extract(raw, into, links=False)
         return (
             f"extracted into {target}: stop upkeep, put the config and the store copy in "
             "place, and start it again"
         )
-
-
-def _archive_name(path: Path) -> str:
-    """Return the name a file gets in the tar: its absolute path without the leading /
-    (not resolved: a symbolic link is stored under its own name, as a link)."""
-    return os.path.abspath(path).lstrip("/")
-
-
-class _HashingReader:
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self.digest.update(data)
-        return data
-
-
-def tar_stream(
-    paths: list[Path], *, base: Path | None, files: dict[str, dict[str, Any]] | None = None
-) -> Iterator[bytes]:
-    """Yield a tar of ``paths`` (names relative to ``base``, else absolute without the /),
-    written by a thread into a pipe so memory stays bounded; regular files are hashed into
-    ``files`` as they are read. Symbolic links are stored as links, never followed."""
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            with (
-                os.fdopen(write_end, "wb", buffering=CHUNK_BYTES) as sink,
-                tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as archive,
-            ):
-                for root in paths:
-                    for path in _walk(root):
-                        if base is not None and path == base:
-                            continue  # the directory itself: its contents are what count
-                        name = (
-                            str(path.relative_to(base)) if base is not None else _archive_name(path)
-                        )
-                        info = archive.gettarinfo(str(path), arcname=name)
-                        if info.isreg():
-                            with open(path, "rb") as handle:
-                                reader = _HashingReader(handle)
-                                archive.addfile(info, reader)
-                            if files is not None:
-                                files[name] = {
-                                    "size": info.size,
-                                    "sha256": reader.digest.hexdigest(),
-                                }
-                        else:
-                            archive.addfile(info)
-        except BaseException as error:  # noqa: BLE001 - handed to the reading side
-            failure.append(error)
-
-    thread = threading.Thread(target=writer, name="upkeep-tar", daemon=True)
-    thread.start()
-    with os.fdopen(read_end, "rb") as source:
-        while chunk := source.read(CHUNK_BYTES):
-            yield chunk
-    thread.join()
-    if failure:
-        raise SourceError(f"reading the files failed: {failure[0]}")
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    yield root
-    if root.is_dir() and not root.is_symlink():
-        for directory, subdirectories, names in os.walk(root):
-            subdirectories.sort()
-            for name in sorted([*subdirectories, *names]):
-                yield Path(directory) / name
-
-
-def extract_tar(raw: Iterable[bytes], target: Path) -> None:
-    """Extract a tar stream into ``target`` with the ``data`` filter (no absolute paths,
-    no links or devices leading outside, no special permissions)."""
-    target.mkdir(parents=True, exist_ok=True)
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
-
-    def reader() -> None:
-        try:
-            with (
-                os.fdopen(read_end, "rb") as source,
-                tarfile.open(fileobj=source, mode="r|") as archive,
-            ):
-                archive.extractall(target, filter="data")
-        except BaseException as error:  # noqa: BLE001 - handed to the writing side
-            failure.append(error)
-
-    thread = threading.Thread(target=reader, name="upkeep-untar", daemon=True)
-    thread.start()
-    try:
-        with os.fdopen(write_end, "wb") as sink:
-            for piece in raw:
-                sink.write(piece)
-    except BrokenPipeError:
-        pass  # the reader stopped; its error says why
-    thread.join()
-    if failure:
-        raise SourceError(f"the archive does not extract: {failure[0]}")
-
-
-def _hash_tree(root: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(CHUNK_BYTES):
-                    digest.update(chunk)
-            found[str(path.relative_to(root))] = {
-                "size": path.stat().st_size,
-                "sha256": digest.hexdigest(),
-            }
-    return found
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

@@ -217,7 +217,8 @@ class BackupVerify(_BackupTask):
         env = env_of(context)
         backup_id = params.backup
         if backup_id is None:
-            backups = env.repository.backups(name)
+            # The newest backup, damaged or not: a damaged newest one fails verification.
+            backups = env.repository.inventory(name)
             if not backups:
                 raise TaskFailed(f"there is no backup of {name} to verify")
             backup_id = backups[-1].id

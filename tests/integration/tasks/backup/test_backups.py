@@ -121,7 +121,8 @@ def test_any_changed_byte_is_detected_and_named(
         backup.data_path.write_bytes(bytes(damaged))
         report = service.verify(env, backup.id, restore=False)
         assert not report.ok and "the stored file changed" in report.problems[0], offset
-    # Damage with a manifest rewritten to match: the decryption catches it.
+    # Damage with a manifest rewritten to match, without the key: the manifest's MAC
+    # catches it, and the backup is no longer counted.
     damaged = bytearray(original)
     damaged[len(original) // 2] ^= 0x01
     backup.data_path.write_bytes(bytes(damaged))
@@ -132,15 +133,30 @@ def test_any_changed_byte_is_detected_and_named(
     manifest["data"]["stored_sha256"] = hashlib.sha256(bytes(damaged)).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
     report = service.verify(env, backup.id, restore=False)
+    assert not report.ok and "manifest.json fails authentication" in report.problems[0]
+    assert env.repository.backups("app") == []
+    # The same, re-sealed with the key (what only the key's holder can do): the data's own
+    # authenticated encryption still catches it.
+    _reseal(manifest_path, manifest, backup.source, backup.id)
+    report = service.verify(env, backup.id, restore=False)
     assert not report.ok and "does not decode" in report.problems[0]
     assert "fails authentication" in report.problems[0]
     # Intact data, but a restore that does not hold what the manifest says.
     backup.data_path.write_bytes(original)
     manifest["data"]["stored_sha256"] = hashlib.sha256(original).hexdigest()
     manifest["row_counts"]["orders"] = 701
-    manifest_path.write_text(json.dumps(manifest))
+    _reseal(manifest_path, manifest, backup.source, backup.id)
     report = service.verify(env, backup.id, restore=True)
     assert report.problems == ["orders: 700 rows after restore, 701 in the manifest"]
+
+
+def _reseal(path: Path, manifest: dict[str, Any], source: str, backup_id: str) -> None:
+    """Write ``manifest`` sealed with the key, as only the key's holder could."""
+    from upkeep.tasks.backup import crypto
+    from upkeep.tasks.backup.repository import context_of
+
+    sealed = crypto.seal(manifest, KEY, context=context_of("manifest", source, backup_id))
+    path.write_text(json.dumps(sealed))
 
 
 def test_a_failed_backup_leaves_nothing_and_is_recorded(

@@ -53,3 +53,23 @@ def test_truncation_at_a_chunk_boundary_and_appended_data_are_caught() -> None:
 def test_not_ours() -> None:
     with pytest.raises(crypto.DecryptionError, match="bad header"):
         _opened(b"plain zstd data, not sealed")
+
+
+def test_a_sealed_document_opens_only_unchanged_in_its_place_with_its_secret() -> None:
+    document = {"id": "x", "data": {"stored_bytes": 10, "ratio": 0.1}, "label": "é"}
+    sealed = crypto.seal(document, KEY, context="manifest of db/x")
+    assert crypto.unseal(sealed, KEY, context="manifest of db/x") == document
+    # A re-parsed, re-ordered copy is the same document.
+    reordered = dict(reversed(list(sealed.items())))
+    assert crypto.unseal(reordered, KEY, context="manifest of db/x") == document
+    edited = {**sealed, "label": "other"}
+    failures = [
+        (edited, KEY, "manifest of db/x"),
+        (sealed, KEY, "manifest of db/y"),  # moved to another backup
+        (sealed, "another-secret", "manifest of db/x"),
+        (document, KEY, "manifest of db/x"),  # never sealed
+        ({**sealed, "authentication": {"algorithm": "none"}}, KEY, "manifest of db/x"),
+    ]
+    for candidate, secret, context in failures:
+        with pytest.raises(crypto.AuthenticationError):
+            crypto.unseal(candidate, secret, context=context)
