@@ -74,6 +74,9 @@ class IntegrityReport:
     ok: bool
     problems: tuple[str, ...]
     seconds: float
+    unchecked: str | None = None
+    """Why the check could not run at all (the store did not answer), else None; the
+    store is then neither known sound nor known damaged."""
 
     @property
     def reason(self) -> str:
@@ -476,7 +479,8 @@ class Store:
         contents are not compared with their tables, which ``integrity_check`` does at
         several times the cost). PostgreSQL, which keeps its own pages consistent: the
         server answers, is not a read-only standby, and lets this role write the results
-        table. Raise nothing: an error while checking is a problem found.
+        table. Raise nothing: an error saying the file is damaged is a problem found; any
+        other error (the store does not answer) leaves it ``unchecked``.
         """
         started = time.perf_counter()
         problems: list[str] = []
@@ -500,6 +504,10 @@ class Store:
                     if not writable:
                         problems.append("this role may not write the results table")
         except (DBAPIError, OSError) as error:
+            if not is_corruption(error):
+                return IntegrityReport(
+                    True, (), time.perf_counter() - started, unchecked=error_reason(error)
+                )
             problems.append(error_reason(error))
         return IntegrityReport(not problems, tuple(problems), time.perf_counter() - started)
 
