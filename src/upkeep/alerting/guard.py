@@ -292,7 +292,8 @@ class StoreGuard:
         self, results: Sequence[CheckResult], error: AlertProcessingError
     ) -> Recorded:
         """The store kept the results but not their alerts: process those in the spill."""
-        reason = f"alerts cannot be stored: {self._describe(error.__cause__ or error)}"
+        cause = self._describe(error.__cause__ or error)
+        reason = f"alerts cannot be stored: {cause}"
         logger.error("%s; alerting from the spill", reason)
         self._note_write_failure(reason)
         try:
@@ -306,7 +307,7 @@ class StoreGuard:
             raise error from None
         self._mark_reported(episode.token, batch)
         self._set(alarm_ok=True, spill=spill.location, episode_since=episode.since)
-        return Recorded(error.written, report, True, reason, spill.location)
+        return Recorded(error.written, report, True, cause, spill.location)
 
     # --- time and delivery ------------------------------------------------------------------
 

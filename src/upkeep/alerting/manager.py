@@ -11,7 +11,12 @@ Nothing here sends anything: the outbox does (``notify.dispatcher``), so a notif
 stored in the same transaction as the change that caused it, and is never lost or doubled
 by a crash between the two. Notification keys count per alert and route
 (``a<alert>-r<route>-n<count>-<channel>``), so two processes handling the same alert at
-once produce the same keys, and the outbox keeps one of each.
+once produce the same keys, and the outbox keeps one of each. A manager working on the
+spill while the store is down (``alerting/guard.py``) prefixes its keys with the
+episode's (``s<episode>-a…``).
+
+Besides the configured checks it knows upkeep's own (``alerting/system.py``):
+``upkeep:store``, raised while the store cannot take results or fails its integrity check.
 """
 
 from __future__ import annotations

@@ -177,8 +177,9 @@ def record_and_alert(
         except ResultsNotRecordedError as error:
             say(f"results were not stored: {error}")
             return False
-        if not outcome.stored:
-            say(f"results were not stored: {outcome.reason}")
+        if not outcome.stored or outcome.spill is not None:
+            what = "results were" if not outcome.stored else "alerts were"
+            say(f"{what} not stored: {outcome.reason}")
             say(
                 f"alerting continues from {location_label(outcome.spill)} until the store "
                 "takes writes again"

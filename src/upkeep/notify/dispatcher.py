@@ -127,7 +127,7 @@ class Dispatcher:
 
         ``now`` fixes the clock for claims and marks (tests drive time with it); by
         default each step reads the real clock. Store errors propagate; a failed delivery
-        is a report, never an exception.
+        is a report, never an exception. While ``paused`` says so, nothing is claimed.
         """
         reports: list[DeliveryReport] = []
         if self.paused is not None and self.paused():

@@ -6,6 +6,10 @@ batch costs one fsync at checkpoint rather than one per row. PostgreSQL
 (``postgresql://…``) is for a store shared by several nodes; migrations there run under
 an advisory lock so two nodes starting at once don't race, and under a file lock beside
 the database for SQLite, so two commands opening a new store at once don't either.
+
+``check_integrity`` says whether the store is sound (SQLite: ``PRAGMA quick_check``;
+PostgreSQL: reachable, not a read-only standby, results writable by this role). While
+the store cannot take results, ``store/spill.py`` keeps alerting going without it.
 """
 
 from __future__ import annotations

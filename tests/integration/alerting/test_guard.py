@@ -71,10 +71,12 @@ def loaded_for(tmp_path: Path, store: str, receiver: WebhookReceiver) -> LoadedC
 
 
 class Refusal:
-    """Makes a store refuse new results, as a full disk would, and take them again."""
+    """Makes a store refuse new rows of a table (results by default), as a full disk
+    would, and take them again."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, table: str = "check_results") -> None:
         self.store = store
+        self.table = table
         self.postgres = store.engine.dialect.name == "postgresql"
 
     def refuse(self) -> None:
@@ -89,27 +91,22 @@ class Refusal:
                 )
                 connection.execute(
                     text(
-                        "CREATE TRIGGER refuse BEFORE INSERT ON check_results "
+                        f"CREATE TRIGGER refuse BEFORE INSERT ON {self.table} "
                         "FOR EACH ROW EXECUTE FUNCTION refuse_results()"
                     )
                 )
             else:
                 connection.execute(
                     text(
-                        "CREATE TRIGGER refuse BEFORE INSERT ON check_results BEGIN "
+                        f"CREATE TRIGGER refuse BEFORE INSERT ON {self.table} BEGIN "
                         "SELECT RAISE(ABORT, 'database or disk is full'); END"
                     )
                 )
 
     def allow(self) -> None:
+        statement = "DROP TRIGGER refuse" + (f" ON {self.table}" if self.postgres else "")
         with self.store.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "DROP TRIGGER refuse ON check_results"
-                    if self.postgres
-                    else "DROP TRIGGER refuse"
-                )
-            )
+            connection.execute(text(statement))
 
 
 def deliver_spill(guard: StoreGuard) -> None:
@@ -182,6 +179,40 @@ def test_results_the_store_refuses_are_alerted_from_the_spill_and_written_back_o
                 select(alerts).where(alerts.c.active.is_not(None))
             ).all()
         assert open_alerts == []
+    finally:
+        guard.close()
+        store.close()
+
+
+def test_alerts_the_store_refuses_are_processed_in_the_spill_and_written_back(
+    tmp_path: Path, store_url: str, receiver: WebhookReceiver
+) -> None:
+    """The results table takes rows but the outbox does not: the results stay in the
+    store, their alerts are processed and delivered from the spill."""
+    loaded = loaded_for(tmp_path, store_url, receiver)
+    store = Store.open(store_url, tmp_path)
+    refusal = Refusal(store, "outbox")
+    guard = StoreGuard(loaded, store)
+    try:
+        refusal.refuse()
+        outcome = guard.record([result("db-up", Status.CRITICAL)])
+        assert outcome.stored and outcome.spill is not None  # results in the store
+        assert guard.spilling and guard.health.status == "degraded"
+        deliver_spill(guard)
+        assert titles(receiver) == ["[P1] FIRING db-up (db)", "[P1] FIRING upkeep"]
+
+        refusal.allow()
+        assert guard.record([result("db-up", Status.OK)]).stored
+        deliver_now(loaded, store)
+        assert titles(receiver) == [
+            "[P1] FIRING db-up (db)",
+            "[P1] FIRING upkeep",
+            "[P1] RESOLVED db-up (db)",
+            "[P1] RESOLVED upkeep",
+        ]
+        assert set(receiver.keys().values()) == {1}
+        assert [r.status for r in store.history("db-up")] == [Status.OK, Status.CRITICAL]
+        assert {row["status"] for row in rows(store)} == {"sent"}
     finally:
         guard.close()
         store.close()
