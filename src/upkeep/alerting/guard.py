@@ -473,6 +473,11 @@ class StoreGuard:
         self._episode = None
 
     def _begin(self, spill: Spill, reason: str) -> Episode:
+        current = spill.episode()
+        if current != self._episode:
+            # Another process (a cron check, the daemon) wrote the last episode back and
+            # started the next one meanwhile: work in that one, with its keys.
+            self._episode, self._spill_manager = current, None
         if self._episode is None:
             source = self.main
             if source is None:
