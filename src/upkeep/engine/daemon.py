@@ -331,14 +331,20 @@ class Daemon:
     async def _clean_up_after_the_dead(self, store: Store) -> None:
         """On taking the lead: register as leader, mark runs of dead owners interrupted and
         hand their outbox claims back, so their notices go out now, not after the lease.
+        A store that takes no writes (full, read-only) is logged and led anyway: the alarm
+        works from the spill, and housekeeping sweeps again every minute.
         """
-        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
-        interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
-        if interrupted:
-            logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
-        released = await asyncio.to_thread(
-            store.outbox.release_dead_claims, store.runs.owner_is_dead
-        )
+        try:
+            await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
+            interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
+            if interrupted:
+                logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+            released = await asyncio.to_thread(
+                store.outbox.release_dead_claims, store.runs.owner_is_dead
+            )
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            logger.error("could not clean up after dead instances: %s", self._redact(str(error)))
+            return
         if released:
             logger.warning("took back %d notification(s) a dead instance was sending", released)
 

@@ -470,21 +470,17 @@ def _seed(connection: Connection, main: Store, now: datetime) -> list[int]:
     ):
         if rows:
             connection.execute(insert(table), rows)
-    notices = [_unclaimed(row) for row in waiting]
+    notices = [_copied(row) for row in waiting]
     if notices:
         connection.execute(insert(outbox), notices)
     return [int(row["id"]) for row in open_alerts]
 
 
-def _unclaimed(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Return an outbox row without its id and claim: a notice another process was sending
-    is due again, as the same batch (the same key) if it had one."""
-    values = {key: value for key, value in row.items() if key != "id"}
-    if values["status"] == "sending":
-        values["status"] = "pending"
-    values["claimed_by"] = None
-    values["claimed_until"] = None
-    return values
+def _copied(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return an outbox row without its id, claim included: a notice some dispatcher was
+    sending when the store failed may have reached the service already, so it is sent
+    again only when that claim's lease runs out, as the store itself would have done."""
+    return {key: value for key, value in row.items() if key != "id"}
 
 
 # --- importing ---------------------------------------------------------------------------
@@ -626,7 +622,7 @@ def _import_notices(
     that one was still waiting (the spill then knows better)."""
     written = 0
     for row in rows:
-        values = _unclaimed(row)
+        values = _copied(row)
         if values["alert_id"] is not None:
             values["alert_id"] = ids.get(values["alert_id"])
         existing = connection.execute(

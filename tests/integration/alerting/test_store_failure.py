@@ -7,6 +7,9 @@ sending anything twice.
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,61 @@ def test_a_full_disk_under_the_store_still_alerts_and_reconciles_without_doubles
             assert states == {DISK_CHECK: "resolved", "upkeep:store": "resolved"}
         finally:
             store.close()
+
+
+def test_a_daemon_restarted_on_a_full_store_carries_on_from_the_spill(
+    tmp_path: Path, serve: ServeFactory
+) -> None:
+    """A restart in the middle of the outage (the new daemon starts on the full disk)
+    finds the spill file: no alert is raised twice, and the recovery is announced once."""
+    with small_tmpfs(tmp_path / "disk", "8m") as disk, WebhookReceiver() as receiver:
+        url = f"sqlite:///{disk / 'upkeep.db'}"
+        checks = {
+            DISK_CHECK: {
+                "target": "box",
+                "probe": "disk",
+                "params": {"path": str(disk)},
+                "every": "1s",
+                "crit": "free_bytes < 4096",
+                "severity": "P1",
+            }
+        }
+        config = _config(
+            tmp_path / "upkeep.yaml",
+            store=url,
+            receiver=receiver,
+            checks=checks,
+            spill_dir=tmp_path / "spill",
+        )
+        first = serve(config)
+        first.wait_role("leader")
+        wait_for(lambda: _stored(url, DISK_CHECK), 20, "a first result of the disk check")
+        filler = fill(disk)
+        wait_for(lambda: _has_title(receiver, "FIRING upkeep:store"), 20, "the store alert")
+        wait_for(lambda: _has_title(receiver, f"FIRING {DISK_CHECK}"), 20, "the disk alert")
+        spill = Path(_health(first)["store"]["spill"])
+        # Killed once both are recorded sent: a kill mid-send would re-send under the
+        # same key (the daemon's kill -9 test covers that), which is not the point here.
+        wait_for(lambda: _spill_statuses(spill) == ["sent", "sent"], 10, "both recorded sent")
+        first.signal(signal.SIGKILL)
+        first.wait_exit(10)
+
+        second = serve(config)
+        second.wait_role("leader")
+        wait_for(lambda: _health(second)["status"] == "degraded", 20, "the restart degraded")
+        time.sleep(3)  # several rounds of results, all into the spill the first one left
+        assert len(receiver.deliveries) == 2, _titles(receiver)
+
+        filler.unlink()
+        wait_for(lambda: _has_title(receiver, "RESOLVED upkeep:store"), 20, "the store's recovery")
+        wait_for(lambda: _has_title(receiver, f"RESOLVED {DISK_CHECK}"), 20, "the disk's recovery")
+        assert set(receiver.keys().values()) == {1}, _titles(receiver)
+        assert len(receiver.deliveries) == 4, _titles(receiver)
+
+
+def _spill_statuses(spill: Path) -> list[str]:
+    with sqlite3.connect(spill, timeout=5) as connection:
+        return sorted(row[0] for row in connection.execute("SELECT status FROM outbox"))
 
 
 def _corrupt_middle(database: Path) -> None:
