@@ -185,7 +185,8 @@ def record_and_alert(
                 "takes writes again"
             )
         _tick_and_deliver_guarded(loaded, guard, err)
-        return outcome.stored and guard.health.integrity_ok is not False
+        sound = outcome.stored and outcome.spill is None
+        return sound and guard.health.integrity_ok is not False
     finally:
         guard.close()
 

@@ -400,12 +400,6 @@ class Spill:
                 ).rowcount
             )
 
-    def counts(self) -> dict[str, int]:
-        """Return how many results and notices (by status) the spill holds."""
-        found = self.store.outbox.counts()
-        found["results"] = self.store.count_results()
-        return found
-
     # --- reconciling -----------------------------------------------------------------------
 
     def reconcile(self, main: Store, now: datetime | None = None) -> ReconcileReport | None:
