@@ -44,6 +44,22 @@ def require_service(name: str, port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _spill_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every spill file the suite makes (``store/spill.py``) in a temporary
+    directory: by default it would go to /run/upkeep, outside the test's own files.
+    Subprocesses (the CLI, ``upkeep serve``) inherit it through the environment."""
+    from upkeep.store.spill import SPILL_DIR_ENV
+
+    previous = os.environ.get(SPILL_DIR_ENV)
+    os.environ[SPILL_DIR_ENV] = str(tmp_path_factory.mktemp("spill"))
+    yield
+    if previous is None:
+        os.environ.pop(SPILL_DIR_ENV, None)
+    else:
+        os.environ[SPILL_DIR_ENV] = previous
+
+
 @pytest.fixture
 def postgres_dsn() -> str:
     require_service("PostgreSQL", 5432)

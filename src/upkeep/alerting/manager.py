@@ -11,7 +11,12 @@ Nothing here sends anything: the outbox does (``notify.dispatcher``), so a notif
 stored in the same transaction as the change that caused it, and is never lost or doubled
 by a crash between the two. Notification keys count per alert and route
 (``a<alert>-r<route>-n<count>-<channel>``), so two processes handling the same alert at
-once produce the same keys, and the outbox keeps one of each.
+once produce the same keys, and the outbox keeps one of each. A manager working on the
+spill while the store is down (``alerting/guard.py``) prefixes its keys with the
+episode's (``s<episode>-a…``).
+
+Besides the configured checks it knows upkeep's own (``alerting/system.py``):
+``upkeep:store``, raised while the store cannot take results or fails its integrity check.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
 from upkeep.alerting.messages import MessageFacts, compose, human_duration
 from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
 from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
+from upkeep.alerting.system import system_checks
 from upkeep.notify.message import Notification
 from upkeep.status import Status
 from upkeep.store.alerts import AlertError, AlertRecord, alert_from_row
@@ -115,13 +121,20 @@ class AlertManager:
         store: Store,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        key_prefix: str = "",
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.store = store
         self.alerts = store.alerts
         self.clock = clock
+        # A manager working on the spill while the store is down gives its notices keys of
+        # their own (``s<episode>-a…``): they are copied into the store later, where alert
+        # ids are assigned anew, and must never collide with the keys the store makes.
+        self.key_prefix = key_prefix
         self.zone = ZoneInfo(self.config.timezone)
+        # The configured checks and upkeep's own (``upkeep:store``), whose names cannot clash.
+        self.checks: dict[str, CheckConfig] = {**system_checks(self.config), **self.config.checks}
         flapping = self.config.alerting.flapping
         self.policies = {
             name: Policy(
@@ -131,9 +144,9 @@ class AlertManager:
                 flap_low=flapping.low,
                 flap_high=flapping.high,
             )
-            for name, check in self.config.checks.items()
+            for name, check in self.checks.items()
         }
-        self.depths = _dependency_depths(self.config.checks)
+        self.depths = _dependency_depths(self.checks)
 
     # --- results ---------------------------------------------------------------------------
 
@@ -181,14 +194,14 @@ class AlertManager:
     ) -> AlertReport:
         """``process`` inside a transaction the caller holds, with the alerting lock taken
         at its start."""
-        known = [result for result in results if result.check in self.config.checks]
+        known = [result for result in results if result.check in self.checks]
         if not known:
             return AlertReport()
         # Parents before children, then by time: a child's firing in this batch sees its
         # parent's result of this batch, whatever order the results came in.
         known.sort(key=lambda result: (self.depths[result.check], result.at))
         names = {result.check for result in known}
-        parents = {parent for name in names for parent in self.config.checks[name].depends_on}
+        parents = {parent for name in names for parent in self.checks[name].depends_on}
         work = _Pass(connection, self.clock(), self._muter_factory)
         work.run_id = run_id
         states = self.alerts.states(connection, names | parents)
@@ -234,7 +247,7 @@ class AlertManager:
         (None once resolved).
         """
         connection = work.connection
-        check = self.config.checks[result.check]
+        check = self.checks[result.check]
         transitions = step.transitions
         at = result.at
         was_firing = alert is not None and alert.state == "firing"
@@ -312,7 +325,7 @@ class AlertManager:
         """Open the check's alert if this result opens one, else bring the open one up to
         date; return its id, or None if there is no alert to speak of.
         """
-        check = self.config.checks[result.check]
+        check = self.checks[result.check]
         columns: dict[str, Any] = {"last_result_at": result.at}
         if status is not Status.OK:
             # A resolving result keeps the alert's last failure as its status and severity,
@@ -370,8 +383,8 @@ class AlertManager:
             parents = {
                 parent
                 for record in open_alerts.values()
-                if record.check in self.config.checks
-                for parent in self.config.checks[record.check].depends_on
+                if record.check in self.checks
+                for parent in self.checks[record.check].depends_on
             } | {record.suppressed_by for record in open_alerts.values() if record.suppressed_by}
             states = self.alerts.states(connection, parents)
             for record in open_alerts.values():
@@ -380,7 +393,7 @@ class AlertManager:
 
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
-        if record.check not in self.config.checks:
+        if record.check not in self.checks:
             self.alerts.update_alert(connection, record.id, state="resolved", resolved_at=now)
             self.alerts.add_event(
                 connection, record.id, now, "resolved", "the check is no longer in the config"
@@ -390,7 +403,7 @@ class AlertManager:
         if record.state != "firing":
             return
         if record.held is None:
-            blocking = self._critical_parent(self.config.checks[record.check], states)
+            blocking = self._critical_parent(self.checks[record.check], states)
             if blocking is not None:
                 self._suppress(work, record, blocking)
                 return
@@ -592,9 +605,7 @@ class AlertManager:
         """Return how long a child's firing notice waits for its parents' results: the
         longest parent timeout, at most ``MAX_DEPENDENCY_GRACE``."""
         timeouts = [
-            self.config.checks[parent].timeout
-            for parent in check.depends_on
-            if parent in self.config.checks
+            self.checks[parent].timeout for parent in check.depends_on if parent in self.checks
         ]
         return min(max(timeouts, default=timedelta(0)), MAX_DEPENDENCY_GRACE)
 
@@ -700,7 +711,7 @@ class AlertManager:
             state["n"] = count
             notifications = [
                 Notification(
-                    key=f"a{record.id}-r{index}-n{count}-{channel}",
+                    key=f"{self.key_prefix}a{record.id}-r{index}-n{count}-{channel}",
                     channel=channel,
                     kind=kind,
                     group_key=group_key(index, route, facts),

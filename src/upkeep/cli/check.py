@@ -10,6 +10,7 @@ from upkeep.status import Status, worst
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.results import CheckResult
@@ -57,13 +58,16 @@ def run_check(
 ) -> int:
     """Run the selected checks, store and print the results; return the worst status code.
 
-    A config, selection or store problem is reported and returns 3 (unknown), as a Nagios
-    plugin does when it cannot say. If storing the results fails, that is reported on
-    stderr and the results are still printed; the exit code is then the worst status's
-    if that is critical or unknown, else 3, so a run whose results were lost never
-    passes as ok or warning.
+    A config or selection problem is reported and returns 3 (unknown), as a Nagios plugin
+    does when it cannot say. The results are always printed. If the store cannot take them
+    (it cannot be opened, is full, read-only, damaged or unreachable), that is said on
+    stderr with the reason, their alerts are processed and delivered from the spill
+    (``alerting/guard.py``), and the exit code is the worst status's if that is critical
+    or unknown, else 3: a run whose results were lost never passes as ok or warning. A
+    store that fails its integrity check (run when the last pass is older than
+    ``alerting.store_failure.integrity_interval``) counts the same.
     """
-    from upkeep.cli.common import console, load_or_report, open_store, setup_logging
+    from upkeep.cli.common import console, load_or_report, setup_logging
     from upkeep.engine.runner import run_checks, select_checks
 
     setup_logging()
@@ -84,31 +88,19 @@ def run_check(
         err.print("upkeep: no checks match", markup=False)
         return int(Status.UNKNOWN)
 
-    history = open_store(loaded) if store else None
-    if store and history is None:
-        return int(Status.UNKNOWN)
+    history, open_error = _open_history(loaded, err) if store else (None, None)
     from upkeep.cli.interrupts import run_async
 
     results = run_async(
         run_checks(selected, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency)
     )
-    stored = True
-    if history is not None:
-        from sqlalchemy.exc import SQLAlchemyError
-
+    sound = True
+    if store:
         try:
-            _record_and_alert(loaded, history, results, err)
-        except SQLAlchemyError as error:
-            stored = False
-            # The driver's first line, not str(error): that adds the SQL and its parameters.
-            cause = getattr(error, "orig", None) or error
-            reason = " ".join(str(cause).strip().split("\n", 1)[0].split())
-            err.print(
-                f"upkeep: results were not stored: {loaded.redactor.redact(reason)}",
-                markup=False,
-            )
+            sound = record_and_alert(loaded, history, results, err, open_error=open_error)
         finally:
-            history.close()
+            if history is not None:
+                history.close()
     overall = worst([result.status for result in results])
     if json_output:
         from upkeep.cli.common import print_json
@@ -129,33 +121,100 @@ def run_check(
             summary_line([result.status for result in results]) + f" - worst: {overall.label}",
             markup=False,
         )
-    if not stored and overall in (Status.OK, Status.WARNING):
+    if not sound and overall in (Status.OK, Status.WARNING):
         return int(Status.UNKNOWN)
     return int(overall)
+
+
+def _open_history(loaded: LoadedConfig, err: Console) -> tuple[Store | None, str | None]:
+    """Open the config's store; if it cannot be, say why and return (None, the reason):
+    the checks still run, and alerting works from the spill."""
+    from upkeep.store.store import Store, StoreError
+
+    try:
+        return Store.open(loaded.config.store, loaded.base_dir), None
+    except StoreError as error:
+        reason = loaded.redactor.redact(str(error))
+        err.print(f"upkeep: {reason}", markup=False)
+        return None, reason
+
+
+def record_and_alert(
+    loaded: LoadedConfig,
+    store: Store | None,
+    results: list[CheckResult],
+    err: Console,
+    *,
+    open_error: str | None = None,
+) -> bool:
+    """Store the results with their alerts, run the alerts' clock and deliver what is due
+    now, so ``upkeep check`` from cron alerts like the daemon does; return whether the
+    store is sound (took the results and passed its integrity check).
+
+    If the store does not take them, the results and their alerts go to the spill and
+    are delivered from there; every problem is said on stderr (never raised). A failure
+    of alerting alone is reported after the results are stored; a delivery failure is
+    reported and left in the outbox for the next run or the daemon to retry.
+    """
+    from upkeep.alerting.guard import ResultsNotRecordedError, StoreGuard, location_label
+    from upkeep.alerting.manager import AlertProcessingError
+
+    def say(text: str) -> None:
+        err.print(f"upkeep: {loaded.redactor.redact(text)}", markup=False)
+
+    guard = StoreGuard(loaded, store, open_error=open_error)
+    try:
+        integrity = guard.check_integrity(only_if_due=True)
+        if integrity is not None and integrity.unchecked is None and not integrity.ok:
+            say(f"the store failed its integrity check: {integrity.reason}")
+        try:
+            outcome = guard.record(results)
+        except AlertProcessingError as error:
+            cause = error.__cause__ or error
+            from upkeep.store.store import error_reason
+
+            say(f"alerts were not processed: {error_reason(cause)}")
+            return guard.health.integrity_ok is not False
+        except ResultsNotRecordedError as error:
+            say(f"results were not stored: {error}")
+            return False
+        if not outcome.stored or outcome.spill is not None:
+            what = "results were" if not outcome.stored else "alerts were"
+            say(f"{what} not stored: {outcome.reason}")
+            say(
+                f"alerting continues from {location_label(outcome.spill)} until the store "
+                "takes writes again"
+            )
+        _tick_and_deliver_guarded(loaded, guard, err)
+        sound = outcome.stored and outcome.spill is None
+        return sound and guard.health.integrity_ok is not False
+    finally:
+        guard.close()
 
 
 def _record_and_alert(
     loaded: LoadedConfig, store: Store, results: list[CheckResult], err: Console
 ) -> None:
-    """Store the results with their alerts (one transaction), run the alerts' clock, and
-    deliver what is due now, so ``upkeep check`` from cron alerts like the daemon does. A
-    failure of alerting is reported after the results are stored; a delivery failure is
-    reported and left in the outbox for the next run or the daemon to retry.
-    """
-    from upkeep.alerting.manager import AlertManager, AlertProcessingError
+    """``record_and_alert`` for a store that is open (the backup commands' way in)."""
+    record_and_alert(loaded, store, results, err)
 
-    manager = AlertManager(loaded, store)
+
+def _tick_and_deliver_guarded(loaded: LoadedConfig, guard: StoreGuard, err: Console) -> None:
+    """Run the alerts' clock where the alerts are (store or spill) and deliver what is
+    due there, reporting what fails."""
     try:
-        manager.record(results)
-    except AlertProcessingError as error:
-        # The driver's first line, not str(error): that adds the SQL and its parameters.
-        cause = getattr(error.__cause__, "orig", None) or error.__cause__ or error
-        reason = " ".join(str(cause).strip().split("\n", 1)[0].split())
+        guard.tick()
+    except Exception as error:  # noqa: BLE001 - reported; the next run ticks again
+        from upkeep.store.store import error_reason
+
         err.print(
-            f"upkeep: alerts were not processed: {loaded.redactor.redact(reason)}", markup=False
+            f"upkeep: the alerts' clock did not run: {loaded.redactor.redact(error_reason(error))}",
+            markup=False,
         )
+    target = guard.spill_store or guard.main
+    if target is None or not loaded.config.channels:
         return
-    tick_and_deliver(loaded, store, manager, err)
+    _deliver(loaded, target, err)
 
 
 def tick_and_deliver(
@@ -169,13 +228,28 @@ def tick_and_deliver(
     manager.tick()
     if not loaded.config.channels:
         return
+    _deliver(loaded, store, err)
+
+
+def _deliver(loaded: LoadedConfig, store: Store, err: Console) -> None:
+    """Deliver what ``store``'s outbox has due now, reporting what was not delivered."""
     import logging
 
     from upkeep.notify.dispatcher import deliver_now
 
     # The lines below say what failed; the dispatcher's own log line would say it twice.
     logging.getLogger("upkeep.notify.dispatcher").setLevel(logging.ERROR)
-    for report in deliver_now(loaded, store):
+    try:
+        reports = deliver_now(loaded, store)
+    except Exception as error:  # noqa: BLE001 - the outbox keeps them for the next run
+        from upkeep.store.store import error_reason
+
+        err.print(
+            f"upkeep: notifications not delivered: {loaded.redactor.redact(error_reason(error))}",
+            markup=False,
+        )
+        return
+    for report in reports:
         if not report.ok:
             err.print(
                 f"upkeep: notification to {report.channel} not delivered yet: {report.error}",

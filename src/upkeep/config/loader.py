@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from upkeep.alerting.system import SYSTEM_CHECKS
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
 from upkeep.config.files import FileReadError, read_text_file
@@ -583,13 +584,13 @@ def _check_references(
                     ("routes", index), f"no channel named {channel!r} (channels: {names})"
                 )
         for check_name in route.match.checks or []:
-            if check_name not in checks:
+            if check_name not in checks and check_name not in SYSTEM_CHECKS:
                 collector.add(
                     ("routes", index, "match", "checks"), f"no check named {check_name!r}"
                 )
     for name, window in config.windows.items():
         for check_name in (window.mute.checks or []) if window.mute else []:
-            if check_name not in checks:
+            if check_name not in checks and check_name not in SYSTEM_CHECKS:
                 collector.add(("windows", name, "mute", "checks"), f"no check named {check_name!r}")
     _check_dependencies(config, collector, checks)
 

@@ -427,6 +427,35 @@ class DeliveryConfig(StrictModel):
     )
 
 
+class StoreFailureConfig(StrictModel):
+    """What happens while the store cannot take results: the alert that says so, and where
+    alerting keeps its state until the store is back (the spill)."""
+
+    severity: Severity = Field(
+        default="P1", description="severity of the `upkeep:store` alert (store unwritable)"
+    )
+    labels: dict[str, str] = Field(
+        default={}, description="labels of the `upkeep:store` alert, for routes and silences"
+    )
+    spill_dir: str | None = Field(
+        default=None,
+        description="private directory of the spill file (relative to the config file); "
+        "default: /run/upkeep as root, else $XDG_RUNTIME_DIR/upkeep, /dev/shm or the "
+        "temporary directory, preferring one on another file system than the store; "
+        "memory if none is usable",
+    )
+    integrity_interval: Duration = Field(
+        default=timedelta(hours=1),
+        description="how often the store's integrity is checked (SQLite: PRAGMA quick_check)",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> StoreFailureConfig:
+        if self.integrity_interval <= timedelta(0):
+            raise ValueError("integrity_interval must be longer than 0s")
+        return self
+
+
 class AlertingConfig(StrictModel):
     """Alerting defaults: response targets, flapping, delivery and links."""
 
@@ -438,6 +467,7 @@ class AlertingConfig(StrictModel):
     response_targets: dict[Severity, Duration] = Field(default_factory=_default_response_targets)
     flapping: FlappingConfig = FlappingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    store_failure: StoreFailureConfig = StoreFailureConfig()
 
     @field_validator("response_targets", mode="after")
     @classmethod

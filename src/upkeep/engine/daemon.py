@@ -29,6 +29,7 @@ import functools
 import logging
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
+    from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.scheduler import Scheduler
@@ -99,6 +101,8 @@ class Daemon:
         self._alerts: AlertManager | None = None
         self._dispatcher: Dispatcher | None = None
         self.reload_timeout_s = RELOAD_TIMEOUT_S
+        self._guard: StoreGuard | None = None
+        self._leading_blind = False
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -110,12 +114,20 @@ class Daemon:
 
         store = await asyncio.to_thread(Store.open, self.loaded.config.store, self.loaded.base_dir)
         self._store = store
+        guard = await asyncio.to_thread(self._new_guard, store)
         self._state = DaemonState(
-            instance_id=self.instance_id, loaded=self.loaded, store=store, metrics=self.metrics
+            instance_id=self.instance_id,
+            loaded=self.loaded,
+            store=store,
+            metrics=self.metrics,
+            store_health=lambda: guard.health,
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
-        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "standby")
+        try:
+            await asyncio.to_thread(store.runs.register_instance, self.instance_id, "standby")
+        except Exception as error:  # noqa: BLE001 - a full or read-only store must not stop the alarm
+            logger.error("cannot register this instance in the store: %s", self._redact(str(error)))
         state = self._state
         heartbeat = asyncio.create_task(
             keep_alive(store.runs, self.instance_id, lambda: state.role, self._redact),
@@ -133,9 +145,20 @@ class Daemon:
             await self._stop_server()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(store.runs.unregister_instance, self.instance_id)
+            await asyncio.to_thread(guard.close)
             store.close()
             self._remove_signals()
         return self.exit_code
+
+    def _new_guard(self, store: Store) -> StoreGuard:
+        """Return the guard that records results (in the store, or in the spill while
+        the store fails) and keeps the store's health for /healthz and /metrics."""
+        from upkeep.alerting.guard import StoreGuard
+
+        guard = StoreGuard(self.loaded, store, on_change=self.metrics.observe_store_health)
+        self.metrics.observe_store_health(guard.health)
+        self._guard = guard
+        return guard
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -327,6 +350,8 @@ class Daemon:
                     )
                     continue
                 if not await leadership.still_held():
+                    if await self._lead_without_store(leadership):
+                        continue
                     logger.error("lost the lead (store session gone); stopping the schedule")
                     lost = True
                     break
@@ -350,17 +375,49 @@ class Daemon:
             if lost:
                 await leadership.release()
 
+    async def _lead_without_store(self, leadership: Leadership) -> bool:
+        """The lead's lock session is gone; return whether to keep running the schedule.
+
+        If the store does not answer at all, checks keep running and alert from the spill
+        (``alerting/guard.py``) until it answers again; then the lock is taken again, or,
+        if another daemon took it meanwhile, the lead is given up. Stopping instead would
+        silence every alarm for as long as the store is down. The price: another daemon
+        that still reaches the store (a network split) leads too, and the alarm may come
+        twice, from both; never not at all.
+        """
+        if self._store is None:
+            return False
+        if await asyncio.to_thread(_answers, self._store):
+            self._leading_blind = False
+            if await leadership.try_acquire():
+                logger.warning("the store answers again: lead taken back")
+                return True
+            return False
+        if not self._leading_blind:
+            logger.error(
+                "the store does not answer: the schedule keeps running and alerting works "
+                "from the spill until it does"
+            )
+        self._leading_blind = True
+        return True
+
     async def _clean_up_after_the_dead(self, store: Store) -> None:
         """On taking the lead: register as leader, mark runs of dead owners interrupted and
         hand their outbox claims back, so their notices go out now, not after the lease.
+        A store that takes no writes (full, read-only) is logged and led anyway: the alarm
+        works from the spill, and housekeeping sweeps again every minute.
         """
-        await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
-        interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
-        if interrupted:
-            logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
-        released = await asyncio.to_thread(
-            store.outbox.release_dead_claims, store.runs.owner_is_dead
-        )
+        try:
+            await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
+            interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
+            if interrupted:
+                logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+            released = await asyncio.to_thread(
+                store.outbox.release_dead_claims, store.runs.owner_is_dead
+            )
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            logger.error("could not clean up after dead instances: %s", self._redact(str(error)))
+            return
         if released:
             logger.warning("took back %d notification(s) a dead instance was sending", released)
 
@@ -421,6 +478,8 @@ class Daemon:
             redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
         )
         self._alerts = AlertManager(loaded, self._store)
+        if self._guard is not None:
+            self._guard.use_config(loaded, self._alerts)
         executor = RunbookExecutor(
             loaded,
             self._store,
@@ -445,6 +504,7 @@ class Daemon:
             stats=stats,
             running_runbooks=self._running_runbooks,
             alerts=self._alerts,
+            guard=self._guard,
         )
 
     async def _deliveries(self, stop: asyncio.Event) -> None:
@@ -454,27 +514,47 @@ class Daemon:
         if self._store is None:
             return
         config = self.loaded.config
+        guard = self._guard
         self._dispatcher = Dispatcher(
             self._store.outbox,
             config.channels,
             config.alerting.delivery,
             self.loaded.redactor,
             self.instance_id,
+            paused=(lambda: guard.spilling) if guard is not None else None,
         )
+        spilled = asyncio.create_task(self._spill_deliveries(stop), name="spill-deliveries")
         try:
             await self._dispatcher.run(stop, poll_s=DELIVERY_POLL_S)
         finally:
             self._dispatcher = None
+            await asyncio.gather(spilled, return_exceptions=True)
+
+    async def _spill_deliveries(self, stop: asyncio.Event) -> None:
+        """As the leader, while the store fails, deliver the spill's outbox until ``stop``."""
+        guard = self._guard
+        if guard is None:
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    await guard.deliver_spill(self.instance_id)
+                except Exception as error:  # noqa: BLE001 - retried at the next look
+                    logger.warning("spill delivery round failed: %s", self._redact(str(error)))
+                await _wait_any(stop, timeout=DELIVERY_POLL_S)
+        finally:
+            await asyncio.to_thread(guard.release_spill_claims, self.instance_id)
 
     async def _alert_ticks(self) -> None:
         """As the leader, run the alert manager's time-driven work every few seconds."""
         from upkeep.alerting.manager import TICK_INTERVAL_S
 
         while True:
-            manager = self._alerts
-            if manager is not None:
+            # Through the guard: while the store fails, the spill's alerts repeat and escalate.
+            ticker = self._guard or self._alerts
+            if ticker is not None:
                 try:
-                    report = await asyncio.to_thread(manager.tick)
+                    report = await asyncio.to_thread(ticker.tick)
                     if report.escalated:
                         logger.info("escalated %d alert(s)", report.escalated)
                 except Exception as error:  # noqa: BLE001 - retried on the next tick
@@ -487,7 +567,19 @@ class Daemon:
             return
         store = self._store
         since_retention = RETENTION_INTERVAL_S
+        next_integrity = 0.0
         while True:
+            if self._guard is not None and time.monotonic() >= next_integrity:
+                # At the start of the lead, then every integrity_interval: a damaged store
+                # is found before it fails a read someone needs (and raises upkeep:store).
+                interval = self.loaded.config.alerting.store_failure.integrity_interval
+                next_integrity = time.monotonic() + interval.total_seconds()
+                try:
+                    integrity = await asyncio.to_thread(self._guard.check_integrity)
+                    if integrity is not None:
+                        logger.info("store integrity check took %.2f s", integrity.seconds)
+                except Exception as error:  # noqa: BLE001 - retried at the next interval
+                    logger.warning("integrity check failed to run: %s", self._redact(str(error)))
             try:
                 await asyncio.to_thread(store.runs.interrupt_orphans)
                 if since_retention >= RETENTION_INTERVAL_S:
@@ -525,6 +617,18 @@ class Daemon:
                 logger.warning("housekeeping failed: %s", self._redact(str(error)))
             await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_S)
             since_retention += ORPHAN_SWEEP_INTERVAL_S
+
+
+def _answers(store: Store) -> bool:
+    """Return whether the store answers a query (blocking; the store's connect timeout)."""
+    from sqlalchemy import text
+
+    try:
+        with store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means: it does not answer
+        return False
+    return True
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from upkeep.alerting.guard import StoreHealth
     from upkeep.engine.results import CheckResult
     from upkeep.engine.scheduler import SchedulerStats
     from upkeep.store.runs import RunRecord
@@ -90,6 +91,38 @@ class DaemonMetrics:
             ["state", "severity", "acknowledged"],
             registry=registry,
         )
+        self.store_healthy = Gauge(
+            "upkeep_store_healthy",
+            "1 while the store takes results and passes its integrity check, else 0",
+            registry=registry,
+        )
+        self.store_writable = Gauge(
+            "upkeep_store_writable",
+            "1 while the last write of results to the store worked, else 0",
+            registry=registry,
+        )
+        self.store_integrity_ok = Gauge(
+            "upkeep_store_integrity_ok",
+            "1 if the store passed its last integrity check (PRAGMA quick_check), else 0",
+            registry=registry,
+        )
+        self.store_integrity_seconds = Gauge(
+            "upkeep_store_integrity_check_seconds",
+            "how long the last integrity check of the store took",
+            registry=registry,
+        )
+        self.store_spilling = Gauge(
+            "upkeep_store_spilling",
+            "1 while alerting works from the spill because the store does not take results",
+            registry=registry,
+        )
+        self.results_spilled = Gauge(
+            "upkeep_results_spilled",
+            "check results kept in the spill because the store did not take them",
+            registry=registry,
+        )
+        for gauge in (self.store_healthy, self.store_writable, self.store_integrity_ok):
+            gauge.set(1)
         self.outbox_rows = Gauge(
             "upkeep_outbox_notifications",
             "notifications in the outbox by status (pending, sending, sent, dead, muted)",
@@ -117,6 +150,17 @@ class DaemonMetrics:
         self.runbooks_missed.set(stats.runbooks_missed)
         self.runbooks_deferred.set(stats.runbooks_deferred)
         self.alert_failures.set(stats.alert_failures)
+        self.results_spilled.set(stats.results_spilled)
+
+    def observe_store_health(self, health: StoreHealth) -> None:
+        """Given the store's health (``StoreGuard`` calls this on every change), set the
+        store gauges."""
+        self.store_healthy.set(1 if health.status == "ok" else 0)
+        self.store_writable.set(0 if health.writable is False or health.spill else 1)
+        self.store_integrity_ok.set(0 if health.integrity_ok is False else 1)
+        if health.integrity_seconds is not None:
+            self.store_integrity_seconds.set(health.integrity_seconds)
+        self.store_spilling.set(1 if health.spill else 0)
 
     def update_alerting(self, store: Store) -> None:
         """Given the store, set the alert and outbox gauges from it (at scrape time; blocking)."""

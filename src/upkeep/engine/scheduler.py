@@ -37,6 +37,7 @@ from upkeep.engine.schedule import CronSchedule, next_interval_firing
 from upkeep.engine.windows import WindowCalendar
 
 if TYPE_CHECKING:
+    from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.engine.results import CheckResult
@@ -67,6 +68,7 @@ class SchedulerStats:
     checks_started: int = 0
     checks_skipped_busy: int = 0
     results_written: int = 0
+    results_spilled: int = 0
     write_failures: int = 0
     alert_failures: int = 0
     runbooks_started: int = 0
@@ -105,8 +107,11 @@ class Scheduler:
         stats: SchedulerStats | None = None,
         running_runbooks: dict[str, asyncio.Task[None]] | None = None,
         alerts: AlertManager | None = None,
+        guard: StoreGuard | None = None,
     ) -> None:
         self.loaded = loaded
+        # With a guard, results the store does not take are alerted on from the spill.
+        self.guard = guard
         self.store = store
         self.checks = checks
         self.runbooks = runbooks
@@ -258,11 +263,20 @@ class Scheduler:
         if not batch:
             return
         try:
-            if self.alerts is None:
+            if self.guard is not None:
+                outcome = await asyncio.to_thread(self.guard.record, batch)
+                if outcome.stored:
+                    self.stats.results_written += outcome.written
+                else:
+                    # In the spill, alerted on; written to the store when it takes writes.
+                    self.stats.results_spilled += outcome.written
+                    self.stats.write_failures += 1
+            elif self.alerts is None:
                 written = await asyncio.to_thread(self.store.write_results, batch)
+                self.stats.results_written += written
             else:
                 written, _ = await asyncio.to_thread(self.alerts.record, batch)
-            self.stats.results_written += written
+                self.stats.results_written += written
         except AlertProcessingError as error:
             # Stored, but their alerts were not processed: retried first on the next flush.
             self.stats.results_written += error.written

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -104,8 +104,12 @@ class Dispatcher:
         owner: str,
         *,
         concurrency: int = MAX_CONCURRENT_SENDS,
+        paused: Callable[[], bool] | None = None,
     ) -> None:
         self.outbox = outbox
+        # While the store cannot be written, its outbox waits: the spill's dispatcher
+        # delivers (``alerting/guard.py``), and the two must not send the same notice.
+        self.paused = paused
         self.channels = dict(channels)
         self.delivery = delivery
         self.redactor = redactor
@@ -123,9 +127,11 @@ class Dispatcher:
 
         ``now`` fixes the clock for claims and marks (tests drive time with it); by
         default each step reads the real clock. Store errors propagate; a failed delivery
-        is a report, never an exception.
+        is a report, never an exception. While ``paused`` says so, nothing is claimed.
         """
         reports: list[DeliveryReport] = []
+        if self.paused is not None and self.paused():
+            return reports
         running: set[asyncio.Task[DeliveryReport]] = set()
         # A read first: claiming takes the store's write lock (SQLite), which the results
         # writer should not meet every second when nothing is due.

@@ -6,6 +6,10 @@ batch costs one fsync at checkpoint rather than one per row. PostgreSQL
 (``postgresql://…``) is for a store shared by several nodes; migrations there run under
 an advisory lock so two nodes starting at once don't race, and under a file lock beside
 the database for SQLite, so two commands opening a new store at once don't either.
+
+``check_integrity`` says whether the store is sound (SQLite: ``PRAGMA quick_check``;
+PostgreSQL: reachable, not a read-only standby, results writable by this role). While
+the store cannot take results, ``store/spill.py`` keeps alerting going without it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import (
     ArgumentError,
+    DBAPIError,
     IntegrityError,
     NoSuchModuleError,
     OperationalError,
@@ -54,8 +60,46 @@ CHECK_LOOKUP_CHUNK = 500
 """Check names per ``IN (...)`` lookup: well under every backend's bound-parameter limit."""
 
 
+INTEGRITY_ERRORS_SHOWN = 5
+"""At most this many lines of ``PRAGMA quick_check`` output are kept as the reason."""
+CORRUPTION_MARKERS = ("database disk image is malformed", "file is not a database")
+"""SQLite's words for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+
+
 class StoreError(Exception):
     """The store cannot be opened or used; the message says why (no secrets)."""
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """The outcome of ``Store.check_integrity``: whether the store is sound, the problems
+    found (empty when sound) and how long the check took."""
+
+    ok: bool
+    problems: tuple[str, ...]
+    seconds: float
+    unchecked: str | None = None
+    """Why the check could not run at all (the store did not answer), else None; the
+    store is then neither known sound nor known damaged."""
+
+    @property
+    def reason(self) -> str:
+        """Return the problems as one line (empty when sound)."""
+        return "; ".join(self.problems)
+
+
+def error_reason(error: BaseException) -> str:
+    """Given an exception from the store, return its cause in one line, without the SQL
+    and parameters SQLAlchemy adds (the driver's first line, or the exception's own)."""
+    cause = getattr(error, "orig", None) or error
+    first_line = str(cause).strip().split("\n", 1)[0]
+    return " ".join(first_line.split()) or type(cause).__name__
+
+
+def is_corruption(error: BaseException) -> bool:
+    """Given an exception from the store, return whether it says the file is damaged."""
+    reason = error_reason(error).lower()
+    return any(marker in reason for marker in CORRUPTION_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -123,7 +167,13 @@ class Store:
         connect_args: dict[str, Any] = {}
         if full_url.startswith("sqlite:///"):
             database = Path(full_url.removeprefix("sqlite:///"))
-            database.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                database.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(
+                    f"cannot open store {display_url(full_url)}: "
+                    f"{error.strerror or error}: {database.parent}"
+                ) from None
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         elif full_url.startswith("postgresql+psycopg://"):
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
@@ -145,18 +195,23 @@ class Store:
         store = cls(engine)
         try:
             store.migrate()
-        except (OperationalError, ProgrammingError) as error:
+        except (DBAPIError, OSError) as error:
+            # DBAPIError: unreachable, read-only, full or damaged ("database disk image is
+            # malformed" is a DatabaseError, not an OperationalError); OSError: the lock file.
             engine.dispose()
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             # Not engine.url: SQLAlchemy masks only the userinfo password, and a store URL
             # may carry ``?password=`` in its query.
-            raise StoreError(f"cannot open store {display_url(full_url)}: {reason}") from None
+            raise StoreError(
+                f"cannot open store {display_url(full_url)}: {error_reason(error)}"
+            ) from None
         return store
 
     def _current_revision(self, connection: Connection) -> str | None:
         try:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except (OperationalError, ProgrammingError):
+        except (OperationalError, ProgrammingError) as error:
+            if is_corruption(error):
+                raise  # a damaged file is not a new one: migrating it would hide the damage
             connection.rollback()
             return None
 
@@ -198,19 +253,36 @@ class Store:
         the tables, and one fail with "table already exists": SQLite has no advisory lock,
         and Alembic does not run SQLite DDL in one transaction. An ``flock`` is released by
         the kernel when its holder exits, so a crash never leaves the store locked.
+
+        A store that cannot be written (a read-only mount, an immutable file, a full disk
+        that cannot take the lock file) is opened without creating the lock: an existing
+        lock file is locked through a read-only descriptor, and without one nothing is
+        locked; such a store cannot be migrated anyway, and its current revision can still
+        be read, so opening it fails on the store itself, not on the lock.
         """
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
         if not database or database == ":memory:" or database.startswith("file:"):
             yield
             return
         import fcntl
+        import os
 
-        with open(f"{database}.migrate-lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        path = f"{database}.migrate-lock"
+        descriptor: int | None = None
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                descriptor = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                break
+            except OSError:
+                continue
+        if descriptor is None:
+            yield
+            return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
     @functools.cached_property
     def runs(self) -> RunLog:
@@ -349,28 +421,99 @@ class Store:
                 with self.engine.begin() as connection:
                     if lock_key is not None:
                         serialise(connection, lock_key)
-                    self._register_checks(connection, results)
-                    check_id = self._check_id
-                    rows = [
-                        {
-                            "check_id": check_id(connection, result),
-                            "at": result.at,
-                            "status": int(result.status),
-                            "duration_ms": result.duration_ms,
-                            "message": result.message,
-                            "metrics": result.metrics,
-                            "run_id": run_id,
-                        }
-                        for result in results
-                    ]
-                    connection.execute(insert(check_results), rows)
+                    written = self.insert_results(connection, results, [run_id] * len(results))
                     if then is not None:
                         then(connection)
             except BaseException:
                 # The cache may name rows this rolled-back transaction inserted or changed.
                 self._check_ids.clear()
                 raise
+        return written
+
+    def insert_results(
+        self,
+        connection: Connection,
+        results: Sequence[CheckResult],
+        run_ids: Sequence[int | None],
+    ) -> int:
+        """Given an open transaction, results and the run of each (None: none), insert
+        them (registering their checks) and return how many were inserted.
+
+        The caller holds ``self._lock`` and clears the check cache if its transaction
+        fails (see ``write_results``).
+        """
+        if not results:
+            return 0
+        self._register_checks(connection, results)
+        check_id = self._check_id
+        rows = [
+            {
+                "check_id": check_id(connection, result),
+                "at": result.at,
+                "status": int(result.status),
+                "duration_ms": result.duration_ms,
+                "message": result.message,
+                "metrics": result.metrics,
+                "run_id": run_id,
+            }
+            for result, run_id in zip(results, run_ids, strict=True)
+        ]
+        connection.execute(insert(check_results), rows)
         return len(rows)
+
+    @contextlib.contextmanager
+    def transaction(self, lock_key: int | None = None) -> Iterator[Connection]:
+        """Yield a connection in one write transaction (holding this store's thread lock,
+        and ``lock_key``'s cross-process lock from its start when given), committed when
+        the block ends cleanly; the check cache is dropped if it does not."""
+        with self._lock:
+            try:
+                with self.engine.begin() as connection:
+                    if lock_key is not None:
+                        serialise(connection, lock_key)
+                    yield connection
+            except BaseException:
+                self._check_ids.clear()
+                raise
+
+    def check_integrity(self) -> IntegrityReport:
+        """Return whether the store is sound, and how long finding out took.
+
+        SQLite: ``PRAGMA quick_check`` (every page and record is well formed; the indexes'
+        contents are not compared with their tables, which ``integrity_check`` does at
+        several times the cost). PostgreSQL, which keeps its own pages consistent: the
+        server answers, is not a read-only standby, and lets this role write the results
+        table. Raise nothing: an error saying the file is damaged is a problem found; any
+        other error (the store does not answer) leaves it ``unchecked``.
+        """
+        started = time.perf_counter()
+        problems: list[str] = []
+        try:
+            with self.engine.connect() as connection:
+                if self.engine.dialect.name == "sqlite":
+                    rows = connection.exec_driver_sql("PRAGMA quick_check").all()
+                    found = [str(row[0]) for row in rows if str(row[0]).lower() != "ok"]
+                    problems.extend(found[:INTEGRITY_ERRORS_SHOWN])
+                    if len(found) > INTEGRITY_ERRORS_SHOWN:
+                        problems.append(f"and {len(found) - INTEGRITY_ERRORS_SHOWN} more")
+                elif self.engine.dialect.name == "postgresql":
+                    if connection.execute(text("SELECT pg_is_in_recovery()")).scalar():
+                        problems.append("the server is a read-only standby")
+                    writable = connection.execute(
+                        text(
+                            "SELECT has_table_privilege(current_user, "
+                            "CAST('check_results' AS regclass), 'INSERT')"
+                        )
+                    ).scalar()
+                    if not writable:
+                        problems.append("this role may not write the results table")
+        except (DBAPIError, OSError) as error:
+            if not is_corruption(error):
+                return IntegrityReport(
+                    True, (), time.perf_counter() - started, unchecked=error_reason(error)
+                )
+            problems.append(error_reason(error))
+        return IntegrityReport(not problems, tuple(problems), time.perf_counter() - started)
 
     def history(
         self,

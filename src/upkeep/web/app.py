@@ -24,6 +24,9 @@ from upkeep.web.guard import ApiGuard, GuardSettings
 from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from upkeep.alerting.guard import StoreHealth
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.metrics import DaemonMetrics
     from upkeep.engine.scheduler import SchedulerStats
@@ -47,6 +50,8 @@ class DaemonState:
     stats: SchedulerStats | None = None
     listen: str | None = None
     """The address served (``--listen`` or ``engine.listen``); its host is an allowed Host."""
+    store_health: Callable[[], StoreHealth] | None = None
+    """The store's health as the daemon's ``StoreGuard`` knows it (None: not guarded)."""
 
 
 class Decision(ApiBody):
@@ -126,6 +131,49 @@ def run_to_json(record: RunRecord) -> dict[str, Any]:
     }
 
 
+async def health_answer(state: DaemonState) -> Response:
+    """Given the daemon's state, return the ``/healthz`` answer.
+
+    ``ok``; ``degraded`` (200, with the reasons) while the store fails but alerting works
+    without it (the spill), or the store cannot be read; ``unhealthy`` (503) when alerting
+    cannot work at all, or, for a daemon without a guard, when the store cannot be read.
+    A degraded daemon answers 200 on purpose: a supervisor or load balancer that restarts
+    on 503 would kill the one process still raising the alarm, and a restart mends no
+    full or damaged disk. The store problem itself goes to the routes as ``upkeep:store``
+    and to /metrics as ``upkeep_store_healthy 0``, where monitoring should look.
+    """
+    import orjson
+
+    health = state.store_health() if state.store_health is not None else None
+    problem: str | None = None
+    try:
+        await asyncio.to_thread(state.store.runs.list_instances)
+    except Exception as error:  # noqa: BLE001 - any store failure is reported, never raised
+        problem = state.loaded.redactor.redact(f"store unreachable: {type(error).__name__}")
+    reasons = [*(health.reasons if health else []), *([problem] if problem else [])]
+    if (health is None and problem is not None) or (health is not None and not health.alarm_ok):
+        return Response(
+            content=orjson.dumps(
+                {"status": "unhealthy", "reason": "; ".join(reasons), "reasons": reasons}
+            ),
+            status_code=503,
+            media_type="application/json",
+        )
+    body: dict[str, Any] = {
+        "status": "degraded" if reasons else "ok",
+        "role": state.role,
+        "instance": state.instance_id,
+        "started_at": state.started_at.isoformat(),
+        "checks": sum(1 for check in state.loaded.checks.values() if check.enabled),
+        "runbooks": len(state.loaded.config.runbooks),
+    }
+    if reasons:
+        body["reasons"] = reasons
+    if health is not None:
+        body["store"] = health.to_json()
+    return Response(content=orjson.dumps(body), media_type="application/json")
+
+
 def create_app(state: DaemonState) -> FastAPI:
     """Given the daemon's state, return the FastAPI application serving it."""
     app = FastAPI(title="upkeep", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -134,26 +182,7 @@ def create_app(state: DaemonState) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        try:
-            await asyncio.to_thread(state.store.runs.list_instances)
-        except Exception as error:  # noqa: BLE001 - any store failure makes the daemon unhealthy
-            detail = state.loaded.redactor.redact(f"store unreachable: {type(error).__name__}")
-            return Response(
-                content=f'{{"status": "unhealthy", "reason": "{detail}"}}',
-                status_code=503,
-                media_type="application/json",
-            )
-        import orjson
-
-        body = {
-            "status": "ok",
-            "role": state.role,
-            "instance": state.instance_id,
-            "started_at": state.started_at.isoformat(),
-            "checks": sum(1 for check in state.loaded.checks.values() if check.enabled),
-            "runbooks": len(state.loaded.config.runbooks),
-        }
-        return Response(content=orjson.dumps(body), media_type="application/json")
+        return await health_answer(state)
 
     @app.get("/metrics")
     async def metrics() -> Response:
