@@ -130,3 +130,102 @@ def test_a_linked_pidfile_is_not_trusted(tmp_path: Path, sleeper: subprocess.Pop
     assert "symbolic link" in _said(done)
     assert sleeper.poll() is None
     assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+
+
+@pytest.fixture
+def victim_pidfile(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> Path:
+    """Another service's root-owned pidfile, naming a root process (an sshd's)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = run / "sshd.pid"
+    victim.write_text(f"{sleeper.pid}\n")
+    return victim
+
+
+def test_a_hard_link_to_another_service_s_pidfile_is_not_trusted(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], victim_pidfile: Path
+) -> None:
+    """Where fs.protected_hardlinks is off, a service user who can write its pidfile's
+    directory can hard-link root's pidfile of another service there: the link is owned by
+    root and names a root process, so the owner check passes. A pidfile with another
+    name is refused."""
+    pidfile = tmp_path / "writer.pid"
+    os.link(victim_pidfile, pidfile)
+    logs = _setup(tmp_path, pidfile)
+    done = _run(tmp_path, "run", "rotate", "--yes")
+    assert done.returncode > 0
+    assert "hard link" in _said(done)
+    assert sleeper.poll() is None  # not sent the HUP meant for the writer
+    assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+
+
+THREADED = """\
+import sys, threading, time
+def worker():
+    print(threading.get_native_id(), flush=True)
+    time.sleep(120)
+threading.Thread(target=worker, daemon=True).start()
+time.sleep(120)
+"""
+
+
+def test_a_thread_id_in_a_pidfile_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    """A thread's id opens like a pid in /proc but names no process of its own: the
+    pidfile is refused before the log is renamed, not failed on halfway."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", THREADED], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        thread_id = int(process.stdout.readline())
+        assert thread_id != process.pid
+        pidfile = tmp_path / "writer.pid"
+        pidfile.write_text(f"{thread_id}\n")
+        logs = _setup(tmp_path, pidfile)
+        before = (logs / "app.log").read_bytes()
+        done = _run(tmp_path, "run", "rotate", "--yes")
+        assert done.returncode > 0
+        assert "thread" in _said(done)
+        assert "Traceback" not in _said(done)
+        assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+        assert (logs / "app.log").read_bytes() == before
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_a_service_user_s_pidfile_cannot_name_a_root_process_running_with_its_uid(
+    tmp_path: Path,
+) -> None:
+    """A root process that only lends its effective uid to a service user (real and saved
+    uid root) cannot be signalled by that user; neither may its pidfile make upkeep do it."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, time; os.setresuid(0, 65534, 0); print('ready', flush=True); "
+            "time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == b"ready"
+        pidfile = tmp_path / "writer.pid"
+        pidfile.write_text(f"{process.pid}\n")
+        os.chown(pidfile, 65534, 65534)  # written by the service's user (nobody)
+        logs = _setup(tmp_path, pidfile)
+        done = _run(tmp_path, "run", "rotate", "--yes")
+        assert done.returncode > 0
+        assert "may only name its own processes" in _said(done)
+        assert process.poll() is None
+        assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -854,16 +854,17 @@ def opened(path: Path | str, *, cross_mounts: bool = False) -> Iterator[Director
         directory.close()
 
 
-def open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
+def open_regular(path: Path | str, flags: int = os.O_RDONLY, *, single_link: bool = False) -> int:
     """Given a full path whose last component may be in a directory others write, open
-    it only if it is a regular file and not a link; return the descriptor.
+    it only if it is a regular file and not a link (with ``single_link``, only if it has
+    no other hard link); return the descriptor.
 
-    Raise UnsafeFileError if it is a link or not a regular file, OSError if it cannot be
-    opened.
+    Raise UnsafeFileError if it is a link, not a regular file or hard-linked elsewhere,
+    OSError if it cannot be opened.
     """
     path = Path(path)
     with opened(path.parent, cross_mounts=True) as directory:
-        return directory.open_file(path.name, flags)
+        return directory.open_file(path.name, flags, single_link=single_link)
 
 
 def read_regular(path: Path | str, *, limit: int) -> bytes:

@@ -6,14 +6,19 @@ process: ``0`` is upkeep's own process group, ``-1`` every process on the host, 
 init, and a stale pid may by now belong to an unrelated program. So a pid is signalled
 only when all of these hold:
 
-* the pidfile is a regular file (not a link, FIFO or device) of at most a few bytes, and
-  its first line is a decimal pid greater than 1;
+* the pidfile is a regular file (not a link, FIFO or device) with no other hard link (where
+  ``fs.protected_hardlinks`` is off, a service user could link another service's root-owned
+  pidfile into its own directory) of at most a few bytes, and its first line is a decimal
+  pid greater than 1;
+* the pid is a process's, not one of its threads' (``/proc`` answers for a thread id too);
 * the pid is not upkeep itself, a process of upkeep's own process group, or one of
   upkeep's ancestors (the shell or supervisor that runs it);
 * the process started before the pidfile was last written (give or take clock
   granularity); one that started later reused the number and is not the pidfile's;
-* a pidfile not owned by root (or by upkeep's own user) names a process running as the
-  pidfile's owner: a service user can point upkeep at its own processes only;
+* a pidfile not owned by root (or by upkeep's own user) names a process whose real or
+  saved uid is the pidfile's owner, the kernel's own rule for who may signal whom: a
+  service user can point upkeep only at processes it could signal itself (not at a root
+  process that merely lends it its effective uid);
 * at the moment of signalling it is still the same process: the signal goes through a
   pidfd opened on the checked process (``pidfd_send_signal``), so a pid reused between
   the check and the signal is never hit.
@@ -91,20 +96,33 @@ def refusal(pid: int) -> str | None:
     return None
 
 
+def _thread_group(pid: int) -> int | None:
+    """Given a pid, return the id of the process it belongs to (itself for a process, its
+    process's for a thread), or None if there is no such task."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:  # the kernel's, not a user's file
+            for line in status:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def read_pidfile(path: str | Path) -> PidfileProcess:
     """Given a pidfile path, return the live process it names, or why none runs.
 
     A missing pidfile, a pid that is not running (or a zombie), and a pid that started
     after the pidfile was written are "not running" (``process`` None, with the reason).
-    Raise PidfileError if the pidfile cannot be trusted: not a regular file, unreadable,
-    not a pid, a pid upkeep must never signal (``refusal``), or a process that does not
-    run as the pidfile's owner.
+    Raise PidfileError if the pidfile cannot be trusted: not a regular file, hard-linked,
+    unreadable, not a pid, a thread's id, a pid upkeep must never signal (``refusal``), or
+    a process that does not run as the pidfile's owner.
     """
     import psutil
 
     where = str(path)
     try:
-        descriptor = open_regular(path)
+        descriptor = open_regular(path, single_link=True)
         with os.fdopen(descriptor, "rb") as handle:
             info = os.fstat(handle.fileno())
             data = handle.read(PIDFILE_MAX_BYTES + 1)
@@ -113,7 +131,7 @@ def read_pidfile(path: str | Path) -> PidfileProcess:
     except FileNotFoundError:
         return PidfileProcess(where, None, None, f"not running: no pidfile at {where}")
     except UnsafeFileError as error:
-        raise PidfileError(f"pidfile {where} is {error.strerror}; refusing to trust it") from None
+        raise PidfileError(f"pidfile {where}: {error.strerror}; refusing to trust it") from None
     except ValueError:
         raise PidfileError(f"pidfile {where} is larger than {PIDFILE_MAX_BYTES} bytes") from None
     except OSError as error:
@@ -131,11 +149,16 @@ def read_pidfile(path: str | Path) -> PidfileProcess:
         raise PidfileError(
             f"pidfile {where} holds pid {pid}: {refusal(pid)}; refusing to signal it"
         )
+    if (leader := _thread_group(pid)) is not None and leader != pid:
+        raise PidfileError(
+            f"pidfile {where} holds {pid}, a thread of pid {leader}, not a process; "
+            "refusing to signal it"
+        )
     try:
         process = psutil.Process(pid)
         started = float(process.create_time())
         zombie = process.status() == psutil.STATUS_ZOMBIE
-        uids = set(process.uids())
+        real, _effective, saved = process.uids()
     except psutil.NoSuchProcess:
         return PidfileProcess(
             where, pid, None, f"not running: pid {pid} from {where} does not exist"
@@ -154,10 +177,10 @@ def read_pidfile(path: str | Path) -> PidfileProcess:
         )
     if (why := refusal(pid)) is not None:
         raise PidfileError(f"pidfile {where} holds pid {pid}: {why}; refusing to signal it")
-    if info.st_uid not in (0, os.geteuid()) and info.st_uid not in uids:
+    if info.st_uid not in (0, os.geteuid()) and info.st_uid not in (real, saved):
         raise PidfileError(
             f"pidfile {where} belongs to uid {info.st_uid} but pid {pid} runs as uid "
-            f"{process.uids().real}; a service's pidfile may only name its own processes"
+            f"{real}; a service's pidfile may only name its own processes"
         )
     return PidfileProcess(where, pid, process)
 
@@ -178,6 +201,10 @@ def send_signal(process: Any, signum: signal.Signals) -> bool:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
+    except OSError as error:
+        if error.errno == errno.EINVAL:  # a thread's id, not a process's
+            raise PidfileError(f"refusing to signal {pid}: not a process") from None
+        raise
     try:
         # The pidfd pins whatever process has this pid now; it must be the one checked.
         try:

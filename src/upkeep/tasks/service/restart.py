@@ -26,9 +26,10 @@ A pidfile is trusted only as far as it can be (``upkeep.io.signals``, shared wit
 ``logs.rotate``): a missing pidfile or one whose pid is not running means the service is
 not running (stop, wait and kill are skipped and the start goes ahead); a pid that started
 after the pidfile was last written belongs to some other process that reused the number,
-and is treated the same way. A pidfile that is a link or not a regular file, content that
-is not a pid, pid 0 or 1, upkeep's own pid, process group or parents, and a process not
-running as the (non-root) pidfile's owner make the task refuse. Signals go through a
+and is treated the same way. A pidfile that is a link, hard-linked or not a regular file,
+content that is not a pid, a thread's id, pid 0 or 1, upkeep's own pid, process group or
+parents, and a process whose real or saved uid is not the (non-root) pidfile's owner make
+the task refuse. Signals go through a
 pidfd, so a pid reused after the check is never hit.
 
 Every phase is recorded, skipped ones with the reason. ``TaskFailed`` carries only a
