@@ -4,9 +4,9 @@ What is deleted: regular files under ``root`` whose path matches ``pattern`` and
 modification time is more than ``older_than`` ago. Nothing else is ever removed:
 
 * Symbolic links are neither followed nor deleted, wherever they point; a link the
-  pattern matches is reported as skipped. Directories are descended with
-  ``O_NOFOLLOW`` relative to their already-open parent, and files are unlinked relative
-  to their directory's descriptor, so a directory swapped for a link to ``/etc`` between
+  pattern matches is reported as skipped. Directories are descended through
+  ``upkeep.io.safefs``, relative to their already-open parent and never through a link,
+  and files are unlinked relative to their directory's descriptor, so a directory swapped for a link to ``/etc`` between
   listing and deleting cannot redirect a deletion outside the root (a check of resolved
   paths followed by a delete by path would leave exactly that window open).
 * A file is checked again just before it is deleted: it must be the same, untouched file
@@ -22,6 +22,9 @@ modification time is more than ``older_than`` ago. Nothing else is ever removed:
   ``remove_empty_dirs`` a subdirectory goes only if the cleanup empties it, or it was
   already empty and is itself older than ``older_than`` (a fresh empty one is probably
   about to be used).
+* The walk goes at most ``MAX_WALK_DEPTH`` (32) levels below the root and reports where
+  it stopped: a tree someone nests without end costs neither the stack nor one
+  descriptor per level beyond that.
 * Listing and deleting stop at the step's timeout.
 * More than ``max_files`` matches make the task refuse before deleting anything, so a
   wrong root or pattern cannot empty a disk.
@@ -50,7 +53,13 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from upkeep.config.durations import Duration, format_duration
-from upkeep.io.safefs import glob_regex, mount_key
+from upkeep.io.safefs import (
+    MAX_WALK_DEPTH,
+    Directory,
+    Identity,
+    UnsafeFileError,
+    glob_regex,
+)
 from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
@@ -59,7 +68,6 @@ DEFAULT_MAX_FILES = 10_000
 """Named default: more matching files than this and the task refuses to delete any."""
 SKIPPED_NAMED = 5
 """How many skipped entries a message names; the rest are counted."""
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class CleanupParams(StrictModel):
@@ -207,15 +215,15 @@ def _join(parent: str, name: str) -> str:
 
 
 class _Walk:
-    """One listing pass: descends directories by descriptor, never through links."""
+    """One listing pass: descends directories through ``upkeep.io.safefs`` (relative to
+    the open parent, never through a link, not across a mount unless allowed, at most
+    ``MAX_WALK_DEPTH`` levels)."""
 
-    def __init__(self, settings: Settings, now: float, deadline: float, mount: object) -> None:
+    def __init__(self, settings: Settings, now: float, deadline: float) -> None:
         self.settings = settings
         self.now = now
         self.deadline = deadline
         self.listing = Listing(settings.root)
-        self.mount = mount
-        """The root's mount: a subdirectory on another is not entered (``cross_mounts``)."""
 
     def _check_clock(self) -> None:
         if time.monotonic() > self.deadline:
@@ -238,58 +246,63 @@ class _Walk:
                 "any — narrow the pattern or raise max_files"
             )
 
-    def scan(self, dir_fd: int, relative_dir: str) -> bool:
-        """Given an open directory, list it; return True if the cleanup would empty it."""
+    def scan(self, directory: Directory, relative_dir: str, depth: int) -> bool:
+        """Given an open directory ``depth`` levels below the root, list it; return True if
+        the cleanup would empty it."""
         settings = self.settings
-        with os.scandir(dir_fd) as iterator:
-            entries = sorted(iterator, key=lambda entry: entry.name)
         emptied = True
-        for entry in entries:
+        for entry in directory.entries():
             self._check_clock()
             relative = _join(relative_dir, entry.name)
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+            info = entry.info
             matched = settings.matcher.matches(relative)
-            if stat.S_ISREG(info.st_mode):
+            if entry.is_file:
                 if matched and settings.is_old(info.st_mtime, self.now):
                     self._add_file(relative, info)
                 else:
                     emptied = False
-            elif stat.S_ISDIR(info.st_mode) and settings.recursive:
-                if not self._scan_child(dir_fd, entry.name, relative, info):
+            elif entry.is_dir and settings.recursive:
+                if not self._scan_child(directory, entry.name, relative, info, depth + 1):
                     emptied = False
             else:
                 emptied = False
                 if stat.S_ISLNK(info.st_mode) and matched:
                     self.listing.skipped.append((relative, "symbolic link, not followed"))
-                elif not stat.S_ISDIR(info.st_mode) and matched:
+                elif not entry.is_dir and matched:
                     self.listing.skipped.append((relative, "not a regular file"))
         return emptied
 
-    def _scan_child(self, dir_fd: int, name: str, relative: str, info: os.stat_result) -> bool:
-        """Given a subdirectory, list it; return True unless it will still exist afterwards."""
+    def _scan_child(
+        self, parent: Directory, name: str, relative: str, info: os.stat_result, depth: int
+    ) -> bool:
+        """Given a subdirectory ``depth`` levels below the root, list it; return True
+        unless it will still exist afterwards."""
+        if depth > MAX_WALK_DEPTH:
+            self.listing.skipped.append((relative, f"deeper than {MAX_WALK_DEPTH} levels"))
+            return False
         try:
-            child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            child = parent.child(name)
         except FileNotFoundError:
             return True
-        except OSError as error:
-            # ELOOP/ENOTDIR: replaced by a link since the entry was read; EACCES: unreadable.
-            self.listing.skipped.append((relative, f"directory not read: {error.strerror}"))
+        except UnsafeFileError as error:
+            # EXDEV: another mount; ELOOP: replaced by a link since the entry was read.
+            reason = (
+                "a mount point, not crossed (cross_mounts)"
+                if error.errno == errno.EXDEV
+                else f"directory not read: {error.strerror}"
+            )
+            self.listing.skipped.append((relative, reason))
             return False
-        if not self.settings.cross_mounts and mount_key(child_fd) != self.mount:
-            os.close(child_fd)
-            self.listing.skipped.append((relative, "a mount point, not crossed (cross_mounts)"))
+        except OSError as error:
+            self.listing.skipped.append((relative, f"directory not read: {error.strerror}"))
             return False
         found_before = len(self.listing.files) + len(self.listing.dirs)
-        try:
-            emptied = self.scan(child_fd, relative)
-        except PermissionError as error:
-            self.listing.skipped.append((relative, f"directory not read: {error.strerror}"))
-            return False
-        finally:
-            os.close(child_fd)
+        with child:
+            try:
+                emptied = self.scan(child, relative, depth)
+            except PermissionError as error:
+                self.listing.skipped.append((relative, f"directory not read: {error.strerror}"))
+                return False
         if not emptied or not self.settings.remove_empty_dirs:
             return False
         # An empty directory nobody has touched lately may go; a fresh empty one is
@@ -301,13 +314,13 @@ class _Walk:
         return False
 
 
-def _open_root(root: Path) -> int:
+def _open_root(settings: Settings) -> Directory:
     try:
-        return os.open(root, _DIR_FLAGS)
+        return Directory.open(settings.root, cross_mounts=settings.cross_mounts)
     except FileNotFoundError as error:
-        raise TaskFailed(f"root {root} does not exist") from error
+        raise TaskFailed(f"root {settings.root} does not exist") from error
     except OSError as error:
-        raise TaskFailed(f"root {root} cannot be opened: {error.strerror}") from error
+        raise TaskFailed(f"root {settings.root} cannot be opened: {error.strerror}") from error
 
 
 def list_candidates(settings: Settings, now: float, deadline: float) -> Listing:
@@ -316,42 +329,32 @@ def list_candidates(settings: Settings, now: float, deadline: float) -> Listing:
     Raise TaskFailed if the root cannot be listed, more than ``max_files`` files match,
     or the deadline passes.
     """
-    root_fd = _open_root(settings.root)
-    walk = _Walk(settings, now, deadline, mount_key(root_fd))
-    try:
-        walk.scan(root_fd, "")
-    except PermissionError as error:
-        raise TaskFailed(f"root {settings.root} cannot be listed: {error.strerror}") from error
-    finally:
-        os.close(root_fd)
+    walk = _Walk(settings, now, deadline)
+    with _open_root(settings) as root:
+        try:
+            walk.scan(root, "", 0)
+        except PermissionError as error:
+            raise TaskFailed(f"root {settings.root} cannot be listed: {error.strerror}") from error
     return walk.listing
 
 
-def _open_dir(root_fd: int, relative_dir: str, *, cross_mounts: bool = False) -> int:
-    """Given the root's descriptor and a relative directory, open it without following links
-    or (unless allowed) crossing a mount.
+def _open_dir(root: Directory, relative_dir: str) -> Directory:
+    """Given the open root and a relative directory, open it as the listing saw it: never
+    through a link, not across a mount unless the root allows it.
 
     Raise FileNotFoundError if it is gone, another OSError if a part is no longer a
     directory (a link swapped in), is a mount put there since the listing, or cannot be
     opened.
     """
-    mount = mount_key(root_fd)
-    fd = os.dup(root_fd)
-    try:
-        for part in relative_dir.split("/") if relative_dir else []:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-            if not cross_mounts and mount_key(fd) != mount:
-                raise OSError(errno.EXDEV, "a mount point, not crossed")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return root.descend(relative_dir) if relative_dir else root.duplicate()
 
 
 def _delete_in_dir(
-    dir_fd: int, files: list[Candidate], settings: Settings, done: Deleted, deadline: float
+    directory: Directory,
+    files: list[Candidate],
+    settings: Settings,
+    done: Deleted,
+    deadline: float,
 ) -> None:
     now = time.time()
     for candidate in files:
@@ -361,9 +364,8 @@ def _delete_in_dir(
                 f"{settings.root} before the step's timeout; the rest were left"
             )
         name = candidate.relative.rsplit("/", 1)[-1]
-        try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
+        info = directory.lstat(name)
+        if info is None:
             done.vanished += 1
             continue
         if (
@@ -375,12 +377,12 @@ def _delete_in_dir(
             done.skipped.append((candidate.relative, "changed since it was listed"))
             continue
         try:
-            os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            done.vanished += 1
-            continue
+            removed = directory.unlink(name, expect=Identity.of(info))
         except OSError as error:
             done.errors.append((candidate.relative, error.strerror or str(error)))
+            continue
+        if not removed:
+            done.vanished += 1
             continue
         done.files.append(candidate)
         done.bytes_freed += info.st_size
@@ -398,11 +400,10 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
     for candidate in listing.files:
         parent = candidate.relative.rpartition("/")[0]
         by_dir.setdefault(parent, []).append(candidate)
-    root_fd = _open_root(settings.root)
-    try:
+    with _open_root(settings) as root:
         for relative_dir, files in by_dir.items():
             try:
-                dir_fd = _open_dir(root_fd, relative_dir, cross_mounts=settings.cross_mounts)
+                directory = _open_dir(root, relative_dir)
             except FileNotFoundError:
                 done.vanished += len(files)
                 continue
@@ -410,27 +411,22 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
                 reason = f"directory changed since it was listed: {error.strerror}"
                 done.skipped.extend((candidate.relative, reason) for candidate in files)
                 continue
-            try:
-                _delete_in_dir(dir_fd, files, settings, done, deadline)
-            finally:
-                os.close(dir_fd)
+            with directory:
+                _delete_in_dir(directory, files, settings, done, deadline)
         for relative in listing.dirs:
-            parent, _, name = relative.rpartition("/")
+            parent_dir, _, name = relative.rpartition("/")
             try:
-                parent_fd = _open_dir(root_fd, parent, cross_mounts=settings.cross_mounts)
+                parent = _open_dir(root, parent_dir)
             except OSError:
                 continue
-            try:
-                os.rmdir(name, dir_fd=parent_fd)
-            except OSError as error:
-                if error.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
-                    done.errors.append((relative, error.strerror or str(error)))
-                continue
-            finally:
-                os.close(parent_fd)
+            with parent:
+                try:
+                    os.rmdir(name, dir_fd=parent.fd)
+                except OSError as error:
+                    if error.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                        done.errors.append((relative, error.strerror or str(error)))
+                    continue
             done.dirs.append(relative)
-    finally:
-        os.close(root_fd)
     return done
 
 

@@ -394,3 +394,76 @@ async def test_a_bind_mount_under_the_root_is_never_emptied_unless_allowed(
         )
         await FilesCleanup().run(None, crossing, task_context)
         assert not precious.exists()
+
+
+def _nest(root: Path, depth: int) -> list[str]:
+    """Make ``depth`` directories, each inside the last, below root (through descriptors:
+    the path soon passes PATH_MAX); return their names from the top."""
+    names = [f"d{level}" for level in range(depth)]
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        deepest = os.open("bottom.log", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.close(deepest)
+        old = time.time() - 30 * DAY_S
+        os.utime("bottom.log", (old, old), dir_fd=fd)
+    finally:
+        os.close(fd)
+    return names
+
+
+async def test_a_tree_nested_without_end_is_walked_to_a_bound_not_crashed_on(
+    tree: Path, task_context: TaskContext
+) -> None:
+    """Anyone who can write the root can nest directories thousands deep: the walk goes
+    a bounded depth (one descriptor and a few stack frames a level), reports where it
+    stopped, and cleans the rest; it neither hits the recursion limit nor runs out of
+    descriptors."""
+    from upkeep.io.safefs import MAX_WALK_DEPTH
+
+    names = _nest(tree, 600)  # deeper than the stack allowed the old recursive walk
+    write(tree / "d0" / "d1" / "shallow.log", "old\n", age_days=10)
+    wide = params(root=str(tree), pattern="*.log", older_than="7d", recursive=True)
+    try:
+        outcome = await FilesCleanup().run(None, wide, task_context)
+    finally:
+        bottom_left = _exists_below(tree, [*names, "bottom.log"])
+        _unnest(tree, names)
+    assert not (tree / "d0" / "d1" / "shallow.log").exists()
+    assert not (tree / "old.log").exists()
+    deepest = "/".join(names[: MAX_WALK_DEPTH + 1])
+    assert f"{deepest}: deeper than {MAX_WALK_DEPTH} levels" in outcome.message
+    assert outcome.figures["files_deleted"] == 3  # old.log, sub/deep.log, d0/d1/shallow.log
+    assert bottom_left  # beyond the bound: left alone
+
+
+def _unnest(root: Path, names: list[str]) -> None:
+    """Remove what ``_nest`` made, deepest first, without recursion."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for name in names:
+            fds.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+        for entry in os.listdir(fds[-1]):
+            os.unlink(entry, dir_fd=fds[-1])
+        for name, parent in zip(reversed(names), reversed(fds[:-1]), strict=True):
+            os.rmdir(name, dir_fd=parent)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _exists_below(root: Path, parts: list[str]) -> bool:
+    """Return whether root/parts... exists (through descriptors, past PATH_MAX)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return parts[-1] in os.listdir(fd)
+    finally:
+        os.close(fd)
