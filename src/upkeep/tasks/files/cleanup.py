@@ -398,8 +398,8 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
     done = Deleted()
     by_dir: dict[str, list[Candidate]] = {}
     for candidate in listing.files:
-        parent = candidate.relative.rpartition("/")[0]
-        by_dir.setdefault(parent, []).append(candidate)
+        folder = candidate.relative.rpartition("/")[0]
+        by_dir.setdefault(folder, []).append(candidate)
     with _open_root(settings) as root:
         for relative_dir, files in by_dir.items():
             try:
