@@ -103,7 +103,8 @@ class _FileState:
     last_stamp: datetime | None = None
     head: list[bytes] = field(default_factory=list)
     prefix: bytes = b""
-    """A carried part line that begins the next line read."""
+    """What upkeep's rotation carried: it begins the next line read (a truncation's carry
+    may hold whole lines before that part line)."""
     read_at: float = 0.0
     """When this file was last read (epoch seconds)."""
     collapsed: int | None = None
@@ -373,7 +374,11 @@ class LogTail:
             for line in _block_lines(block):
                 used += len(line) + 1
                 if state.prefix:
-                    self._line(state, state.prefix + line, now)
+                    # A truncation's carry may hold whole lines before the part line.
+                    *whole, part = state.prefix.split(b"\n")
+                    for early in whole:
+                        self._line(state, early, now)
+                    self._line(state, part + line, now)
                     state.prefix = b""
                 else:
                     self._line(state, line, now)

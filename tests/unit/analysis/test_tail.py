@@ -6,6 +6,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from upkeep.analysis.tail import LogTail
 from upkeep.tasks.logs import rotation
@@ -356,3 +357,28 @@ def test_logrotate_names_are_archives(tmp_path: Path) -> None:
         assert is_archive_name(name), name
     for name in ("app.log", "access.log", "app-2.log", "events.jsonl"):
         assert not is_archive_name(name), name
+
+
+def test_lines_a_truncation_carried_are_counted_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """Copy-and-truncate (where collapse is impossible) carries what the writer appended
+    while the archive was being verified: neither in the archive nor in the log, those
+    lines start the next archive, and the tail counts them, each as a line."""
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000))
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    _append(log, _lines(300, start=2000))
+    real = rotation._ArchiveWriter.commit
+
+    def slow_commit(writer: Any) -> Path:
+        _append(log, _lines(7, start=2300))  # appended while the archive is verified
+        return real(writer)
+
+    monkeypatch.setattr(rotation._ArchiveWriter, "commit", slow_commit)
+    result = rotation.rotate(log, moment=datetime.now(UTC), compression="zstd", mode="truncate")
+    monkeypatch.undo()
+    assert result is not None and result.method == "truncate"
+    assert log.stat().st_size == 0
+    _append(log, _lines(5, start=2307))
+    _refresh(tail, log)
+    assert _errors(tail) == 2312

@@ -21,8 +21,13 @@ cut; gone, the cut was done and it only finalises. A temporary archive left by a
 removed and the rotation done again. Nothing half-written ever carries an archive's name.
 
 Where the filesystem cannot collapse (tmpfs, btrfs), the file is copied and truncated like
-logrotate, catching up with appends until the last moment, and the loss window (from the
-last read to the truncation) is measured and reported.
+logrotate, but in the safe order: the archive is complete, verified and named first (a full
+disk leaves the log whole), the cut is recorded, the bytes appended meanwhile are read and
+recorded as the carry, and only then is the file truncated. The loss window (from the last
+read to the truncation) is measured and reported. A run that finds a recorded truncation
+the log still begins with archives the rest from the recorded offset and truncates then; one
+the log no longer begins with was done, and only its carry is kept. A crash between the
+truncation and the last state write loses what was appended during that one state write.
 
 Log directories are writable by others, so all file work goes through ``upkeep.io.safefs``:
 the log is opened relative to its directory's descriptor, never through a link, only if it
@@ -48,7 +53,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
@@ -411,10 +416,29 @@ def recover_in(
         if state.pending is None:
             return False
         cut = int(state.pending["cut"])
+        truncating = state.pending.get("method") == "truncate"
         fd = _open_log(directory, name, expect)
         try:
             size = os.fstat(fd).st_size
-            if size > cut and _prefix_sha256(fd, cut) == state.pending["prefix_sha256"]:
+            still_there = (size >= cut if truncating else size > cut) and _prefix_sha256(
+                fd, cut
+            ) == state.pending["prefix_sha256"]
+            if still_there and truncating:
+                # The archive was named but the log never truncated: archive the rest from
+                # the recorded cut and truncate now (its own record replaces this one).
+                compression = cast("Compression", state.pending.get("compression", "zstd"))
+                state.close()
+                _rotate_truncate(
+                    directory,
+                    name,
+                    fd,
+                    archive_dir or directory,
+                    datetime.now(UTC),
+                    compression if compression in SUFFIXES else "zstd",
+                    start=cut,
+                )
+                return True
+            if still_there:
                 collapse_prefix(fd, cut)
             state.carry = base64.b64decode(state.pending["fragment"])
             state.pending = None
@@ -442,9 +466,10 @@ def rotate_in(
 
     ``mode``: ``collapse`` requires FALLOC_FL_COLLAPSE_RANGE (raise RotationError where the
     filesystem lacks it), ``truncate`` copies and truncates (with a measured loss window),
-    ``auto`` collapses where it can. Raise RotationError if the archive does not verify
-    (the log is then unchanged), or if the log is a link, not a regular file, another inode
-    than ``expect``, or hard-linked elsewhere (nothing is touched then).
+    ``auto`` collapses where it can. Raise RotationError if the archive does not verify or
+    cannot be written (a full disk; the log is then unchanged), or if the log is a link, not
+    a regular file, another inode than ``expect``, or hard-linked elsewhere (nothing is
+    touched then).
     """
     archives = archive_dir or directory
     recover_in(directory, name, archive_dir=archives, expect=expect)
@@ -454,16 +479,25 @@ def rotate_in(
         size = os.fstat(fd).st_size
         if size <= block:
             return None
-        if mode == "truncate":
-            return _rotate_truncate(directory, name, fd, archives, moment, compression)
+        if mode != "truncate":
+            try:
+                return _rotate_collapse(
+                    directory, name, fd, block, size, archives, moment, compression
+                )
+            except OSError as error:
+                if mode == "collapse" or error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise RotationError(
+                        f"cannot collapse {directory.path / name}: {error.strerror}"
+                    ) from error
         try:
-            return _rotate_collapse(directory, name, fd, block, size, archives, moment, compression)
-        except OSError as error:
-            if mode == "collapse" or error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise RotationError(
-                    f"cannot collapse {directory.path / name}: {error.strerror}"
-                ) from error
             return _rotate_truncate(directory, name, fd, archives, moment, compression)
+        except UnsafeFileError:
+            raise
+        except OSError as error:
+            # A full disk, most often: the log is cut only once its archive is complete.
+            raise RotationError(
+                f"cannot rotate {directory.path / name}: {error.strerror}"
+            ) from error
     finally:
         os.close(fd)
 
@@ -572,29 +606,88 @@ def _rotate_truncate(
     archives: Directory,
     moment: datetime,
     compression: Compression,
+    *,
+    start: int = 0,
 ) -> RotationResult:
+    """Copy the log from ``start`` to its end into a verified, named archive, then
+    truncate it; the bytes appended meanwhile become the carry that starts the next
+    archive. Nothing is cut before the archive is complete under its name, and the cut is
+    recorded first, so a full disk leaves the log whole and a crash is finished by the
+    next run (``recover_in``) rather than repeated."""
     with _state_of(directory, name) as state:
         writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
+        prefix = hashlib.sha256()
         try:
             writer.write(state.carried_line(fd))
-            position = 0
-            while True:
-                chunk = os.pread(fd, CHUNK_BYTES, position)
-                if not chunk:
-                    break
-                writer.write(chunk)
-                position += len(chunk)
-            # Appends between this last read and the truncation are lost: keep it short.
-            last_read = time.perf_counter()
-            os.ftruncate(fd, 0)
-            window = time.perf_counter() - last_read
+            position = _read_range(fd, 0, start, prefix.update)
+            position = _read_range(fd, position, None, lambda chunk: _both(chunk, prefix, writer))
             archive = writer.commit()
         except BaseException:
             writer.abort()
             raise
-        state.carry, state.pending = b"", None
+        # The archive holds the carry and [start, position): from here a repeat would
+        # double them, so the cut is recorded before it is made.
+        state.carry = b""
+        state.pending = {
+            "method": "truncate",
+            "cut": position,
+            "prefix_sha256": prefix.hexdigest(),
+            "archive": writer.final,
+            "compression": compression,
+            "fragment": "",
+        }
+        state.save()
+        late = _read_tail(fd, position, MAX_CARRY_BYTES)
+        if late is None:
+            # More was appended while the archive was verified than a carry may hold: the
+            # next run archives it (from the recorded cut) and truncates then.
+            return RotationResult(archive, writer.size, "truncate")
+        state.pending["fragment"] = base64.b64encode(late).decode()
+        state.save()
+        # Appends between this last read and the truncation are lost: keep it short.
+        extra = _read_tail(fd, position + len(late), None) or b""
+        last_read = time.perf_counter()
+        os.ftruncate(fd, 0)
+        window = time.perf_counter() - last_read
+        state.carry, state.pending = late + extra, None
+        state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
         state.save()
     return RotationResult(archive, writer.size, "truncate", window)
+
+
+def _both(chunk: bytes, prefix: Any, writer: _ArchiveWriter) -> None:
+    prefix.update(chunk)
+    writer.write(chunk)
+
+
+def _read_range(fd: int, position: int, end: int | None, sink: Any) -> int:
+    """Hand the bytes of ``fd`` from ``position`` to ``end`` (None: to its end, however
+    far it grows meanwhile) to ``sink`` in bounded chunks; return where reading stopped."""
+    while end is None or position < end:
+        wanted = CHUNK_BYTES if end is None else min(CHUNK_BYTES, end - position)
+        chunk = os.pread(fd, wanted, position)
+        if not chunk:
+            break
+        sink(chunk)
+        position += len(chunk)
+    return position
+
+
+def _read_tail(fd: int, position: int, limit: int | None) -> bytes | None:
+    """Return the bytes of ``fd`` from ``position`` to its end, or None if there are more
+    than ``limit``."""
+    parts: list[bytes] = []
+    total = 0
+
+    def keep(chunk: bytes) -> None:
+        nonlocal total
+        parts.append(chunk)
+        total += len(chunk)
+
+    _read_range(fd, position, None if limit is None else position + limit + 1, keep)
+    if limit is not None and total > limit:
+        return None
+    return b"".join(parts)
 
 
 def compress_descriptor(

@@ -139,3 +139,64 @@ def test_where_collapse_is_impossible_it_truncates_and_reports_the_window(tmp_pa
         for item in sorted(directory.rglob("*"), reverse=True):
             item.rmdir() if item.is_dir() else item.unlink()
         directory.rmdir()
+
+
+def _lines(first: int, last: int) -> bytes:
+    return b"".join(b"line %09d x\n" % n for n in range(first, last))
+
+
+def test_a_full_archive_disk_in_truncate_mode_leaves_the_log_whole(tmp_path: Path) -> None:
+    """Where the log cannot be collapsed (tmpfs here) it is copied and truncated: the copy
+    must be complete, verified and named before anything is cut. A full archive disk used
+    to fail the copy after the truncation, and the whole log was gone."""
+    from tests.support.mounts import fill, small_tmpfs
+
+    with (
+        small_tmpfs(tmp_path / "logs", "64m") as logs,
+        small_tmpfs(tmp_path / "archives", "1m") as archives,
+    ):
+        log = logs / "app.log"
+        content = b"".join(
+            b"line %09d %s\n" % (n, os.urandom(24).hex().encode()) for n in range(30_000)
+        )
+        log.write_bytes(content)
+        filler = fill(archives)
+        moment = datetime(2026, 11, 23, tzinfo=UTC)
+        with pytest.raises(rotation.RotationError, match="No space left"):
+            rotate(log, moment=moment, archive_dir=archives)
+        assert log.read_bytes() == content
+        assert sorted(path.name for path in archives.iterdir()) == ["filler"]
+        filler.unlink()
+        result = rotate(log, moment=moment, archive_dir=archives)
+        assert result is not None and result.method == "truncate"
+        assert _content(result.archive) + _carry(log) + log.read_bytes() == content
+
+
+@pytest.mark.parametrize("crash", ["before the truncation", "after the truncation"])
+def test_a_crash_in_truncate_mode_is_finished_by_the_next_run_without_a_double(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
+    from tests.support.mounts import small_tmpfs
+
+    with small_tmpfs(tmp_path / "logs", "64m") as logs:
+        log = logs / "app.log"
+        log.write_bytes(_lines(0, 100_000))
+        real = os.ftruncate
+
+        def killed(fd: int, length: int) -> None:
+            if crash == "after the truncation":
+                real(fd, length)
+            raise KeyboardInterrupt("killed")
+
+        monkeypatch.setattr(rotation.os, "ftruncate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC))
+        monkeypatch.undo()
+        with open(log, "ab") as handle:  # the writer went on meanwhile
+            handle.write(_lines(100_000, 100_500))
+        assert recover(log) is True
+        assert recover(log) is False
+        archives = sorted(logs.glob("app.log-*"))
+        stream = b"".join(_content(archive) for archive in archives) + _carry(log)
+        _assert_every_line_once_in_order(stream + log.read_bytes(), 100_500)
+        assert not list(logs.glob(".upkeep-tmp-*"))
