@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from upkeep.analysis.timestamps import parse_timestamp
+from upkeep.io.safefs import Identity
 
 Format = Literal["auto", "combined", "json", "plain"]
 STREAM_BUFFER_BYTES = 1 << 16
@@ -74,14 +75,20 @@ class _OwnedStream(io.RawIOBase):
         super().close()
 
 
-def open_log(path: Path) -> IO[bytes]:
+def open_log(path: Path, *, below: Path | None = None, expect: Identity | None = None) -> IO[bytes]:
     """Given a log (plain, ``.gz``, ``.zst``, ``.xz`` or ``.bz2``), return a binary stream
     of its text. Only a regular file is opened, never through a link as its last part (a
     log directory is writable by others: a link there could lead to any file) and never a
-    FIFO or device (a read would block). Raise UnsafeFileError (an OSError) otherwise."""
-    from upkeep.io.safefs import open_regular
+    FIFO or device (a read would block). With ``below`` (the logs target's directory, in
+    which a walk found ``path``), nothing below that directory is followed through a link
+    either, nor across a mount; with ``expect``, only that inode is opened. Raise
+    UnsafeFileError (an OSError) otherwise."""
+    from upkeep.io.safefs import open_below, open_regular
 
-    raw = os.fdopen(open_regular(path), "rb")
+    if below is not None:
+        raw = os.fdopen(open_below(below, path, expect=expect), "rb")
+    else:
+        raw = os.fdopen(open_regular(path), "rb")
     try:
         if path.suffix == ".xz":
             import lzma
@@ -235,16 +242,18 @@ def analyze(
     log_format: Format = "auto",
     patterns: Sequence[str] = (),
     since: datetime | None = None,
+    below: Path | None = None,
 ) -> Analysis:
     """Given log files, return what they hold. ``patterns`` are regular expressions counted
-    per line; ``since`` drops access-log lines (and JSON lines with a time) before it."""
+    per line; ``since`` drops access-log lines (and JSON lines with a time) before it;
+    ``below``: the logs target's directory the files were found in (see ``open_log``)."""
     result = Analysis()
     compiled = [(pattern, re.compile(pattern.encode())) for pattern in patterns]
     clock = Clock()
     since_bin = since.astimezone(UTC) if since else None
     now = datetime.now(UTC)
     for path in paths:
-        with open_log(path) as stream:
+        with open_log(path, below=below) as stream:
             lines = _lines(stream)
             head = [line for _, line in zip(range(20), lines, strict=False)]
             kind = log_format if log_format != "auto" else detect_format(head)

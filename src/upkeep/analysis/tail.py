@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import threading
 import time
 import zlib
@@ -57,7 +56,14 @@ import zstandard
 
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
 from upkeep.analysis.timestamps import parse_timestamp
-from upkeep.io.safefs import UnsafeFileError, open_regular
+from upkeep.io.safefs import (
+    Directory,
+    Identity,
+    UnsafeFileError,
+    entries_below,
+    open_below,
+    open_regular,
+)
 from upkeep.tasks.logs.rotation import RENAMED_PREFIX, carried_part_line, collapsed_bytes
 
 READ_BYTES = 1 << 20
@@ -138,15 +144,27 @@ class LogTail:
         self._lock = threading.Lock()
         self._primed = False
         self._created = time.time()
+        self._below: Path | None = None
+        """The target's directory the files are opened through (None: one-file target)."""
 
     def refresh(
-        self, paths: Sequence[Path], *, horizon: timedelta, now: datetime, deadline: float
+        self,
+        paths: Sequence[Path],
+        *,
+        horizon: timedelta,
+        now: datetime,
+        deadline: float,
+        below: Path | None = None,
     ) -> TailReport:
         """Given the target's files now, read what was appended since the last refresh,
         forget minutes older than ``horizon`` and return the window ``now - horizon`` on.
         Stop at ``deadline`` (``time.monotonic``), keeping what was read so the next refresh
-        carries on. Raise PermissionError naming a file that may not be read."""
+        carries on. ``below``: the target's directory, in which a walk found ``paths``;
+        every file (and archive beside one) is then opened through it, never through a link
+        below it (see ``upkeep.io.safefs.open_below``). Raise PermissionError naming a file
+        that may not be read."""
         with self._lock:
+            self._below = below
             cutoff = _minute(now - horizon)
             for minute in [minute for minute in self._minutes if minute < cutoff]:
                 del self._minutes[minute]
@@ -198,35 +216,63 @@ class LogTail:
         now: datetime,
         deadline: float,
     ) -> tuple[bool, int]:
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode):
-            return True, 0  # replaced by a link or something else since it was listed
-        key = (info.st_dev, info.st_ino)
-        seen.add(key)
-        state = self._files.get(key)
-        if state is None:
-            state = self._files[key] = _FileState(path, archive=is_archive_name(path.name))
-            recent = info.st_mtime >= (now - horizon).timestamp()
-            if state.archive:
-                # Archives made since the tail started are rotations of what it read live
-                # (or recovered from them after a rotation): only older ones fill the window.
-                state.done = self._primed or not recent or info.st_mtime >= self._created
-            elif not recent:
-                state.offset = info.st_size  # nothing in it is recent
-                state.fingerprint = _bytes_before(path, info.st_size)
-                return True, 0
-            state.last_stamp = datetime.fromtimestamp(info.st_mtime, UTC)
-        state.path = path
-        if state.archive:
-            return self._read_archive(state, now, deadline)
-        with _open_regular(path) as handle:
+        # Opened first (a regular file, never through a link) and known by what was opened:
+        # a name swapped since the listing is never followed, and stat and read agree.
+        with self._open(path) as handle:
             opened = os.fstat(handle.fileno())
-            if (opened.st_dev, opened.st_ino) != key:
-                return True, 0  # replaced between stat and open: the next refresh sees it
+            key = (opened.st_dev, opened.st_ino)
+            seen.add(key)
+            state = self._files.get(key)
+            if state is None:
+                state = self._files[key] = _FileState(path, archive=is_archive_name(path.name))
+                recent = opened.st_mtime >= (now - horizon).timestamp()
+                if state.archive:
+                    # Archives made since the tail started are rotations of what it read
+                    # live (or recovered from them after a rotation): only older ones fill
+                    # the window.
+                    state.done = self._primed or not recent or opened.st_mtime >= self._created
+                elif not recent:
+                    state.offset = opened.st_size  # nothing in it is recent
+                    state.fingerprint = _bytes_before(handle, opened.st_size)
+                    return True, 0
+                state.last_stamp = datetime.fromtimestamp(opened.st_mtime, UTC)
+            state.path = path
+            if state.archive:
+                return self._read_archive(state, key, opened.st_size, now, deadline)
             if not self._continues(handle, state, opened.st_size):
                 self._after_rotation(handle, state, opened.st_size, now)
             state.collapsed = collapsed_bytes(path, handle.fileno())
             return self._read(handle, state, opened.st_size, now, deadline)
+
+    def _open(self, path: Path, expect: Identity | None = None) -> BinaryIO:
+        """Open a listed file only as a regular file, never through a link planted in its
+        place (or, below the target's directory, in a directory's) since the listing; raise
+        UnsafeFileError (an OSError) otherwise."""
+        if self._below is not None:
+            return os.fdopen(open_below(self._below, path, expect=expect), "rb")
+        return os.fdopen(open_regular(path), "rb")
+
+    def _archives_beside(self, log: Path) -> list[tuple[Path, os.stat_result]]:
+        """Return the archive-shaped regular files next to ``log`` whose names start with
+        its name, as listed (never through a link)."""
+        try:
+            if self._below is not None:
+                entries = entries_below(self._below, log.parent)
+            else:
+                with Directory.open(log.parent) as directory:
+                    entries = directory.entries()
+        except OSError:
+            return []
+        found = []
+        for entry in entries:
+            name = entry.name.removeprefix(RENAMED_PREFIX)
+            if (
+                name.startswith((f"{log.name}-", f"{log.name}."))
+                and is_archive_name(name)
+                and entry.is_file
+            ):
+                found.append((log.parent / entry.name, entry.info))
+        return found
 
     def _continues(self, handle: BinaryIO, state: _FileState, size: int) -> bool:
         """Return whether the file still holds what was read, where it was read."""
@@ -273,13 +319,13 @@ class LogTail:
     def _follow_renamed(self, key: tuple[int, int], state: _FileState, now: datetime) -> int:
         """A live file left the listing: read the rest of it where it went (same inode
         beside it), else count its gap from the archives; return the bytes read."""
-        for candidate in _archives_beside(state.path):
-            try:
-                info = candidate.lstat()
-            except OSError:
-                continue
+        for candidate, info in self._archives_beside(state.path):
             if (info.st_dev, info.st_ino) == key:
-                with _open_regular(candidate) as handle:
+                try:
+                    handle = self._open(candidate, Identity.of(info))
+                except OSError:
+                    break  # gone or swapped since it was listed: count the gap instead
+                with handle:
                     _, count = self._read(handle, state, info.st_size, now, float("inf"))
                 return count
         self._recover_gap(state, now)
@@ -294,11 +340,11 @@ class LogTail:
             return
         recent = sorted(
             (
-                candidate
-                for candidate in _archives_beside(state.path)
-                if _mtime(candidate) >= state.read_at - GAP_SLACK_S
+                (candidate, info)
+                for candidate, info in self._archives_beside(state.path)
+                if info.st_mtime >= state.read_at - GAP_SLACK_S
             ),
-            key=lambda candidate: (_mtime(candidate), candidate.name),
+            key=lambda found: (found[1].st_mtime, found[0].name),
         )[-GAP_ARCHIVES:]
         gap = _FileState(state.path, archive=True, kind=state.kind)
         gap.last_stamp = state.last_stamp
@@ -306,9 +352,9 @@ class LogTail:
         # so the fingerprint ends no earlier than where reading stopped.
         at_least = state.stream_offset if state.stream_offset >= 0 else state.offset
         found = False
-        for candidate in recent:
+        for candidate, info in recent:
             try:
-                with open_log(candidate) as stream:
+                with open_log(candidate, below=self._below, expect=Identity.of(info)) as stream:
                     rest: Iterator[bytes] = _chunks(stream)
                     if not found:
                         after = _after(rest, state.fingerprint, at_least)
@@ -325,13 +371,15 @@ class LogTail:
         if found:
             state.last_stamp = gap.last_stamp
 
-    def _read_archive(self, state: _FileState, now: datetime, deadline: float) -> tuple[bool, int]:
-        """Read an archive's lines once (resuming after ``state.offset`` lines)."""
+    def _read_archive(
+        self, state: _FileState, key: tuple[int, int], size: int, now: datetime, deadline: float
+    ) -> tuple[bool, int]:
+        """Read an archive (the inode ``key``, ``size`` bytes stored) once, resuming after
+        ``state.offset`` lines; return whether it was finished and the bytes read."""
         if state.done:
             return True, 0
-        size = state.path.stat().st_size
         try:
-            with open_log(state.path) as stream:
+            with open_log(state.path, below=self._below, expect=Identity(*key)) as stream:
                 for number, line in enumerate(_split_lines(_chunks(stream)), start=1):
                     if number <= state.offset:
                         continue
@@ -436,42 +484,10 @@ def _minute(moment: datetime) -> int:
     return int(moment.timestamp()) // 60
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """Open a listed log only as a regular file, never through a link planted in its place
-    since the listing (an UnsafeFileError, an OSError, otherwise)."""
-    return os.fdopen(open_regular(path), "rb")
-
-
-def _bytes_before(path: Path, offset: int) -> bytes:
-    with _open_regular(path) as handle:
-        start = max(0, offset - FINGERPRINT_BYTES)
-        handle.seek(start)
-        return handle.read(offset - start)
-
-
-def _archives_beside(log: Path) -> list[Path]:
-    """Return the archive-shaped files next to ``log`` whose names start with its name."""
-    try:
-        entries = list(os.scandir(log.parent))
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        name = entry.name.removeprefix(RENAMED_PREFIX)
-        if (
-            name.startswith((f"{log.name}-", f"{log.name}."))
-            and is_archive_name(name)
-            and entry.is_file(follow_symlinks=False)
-        ):
-            found.append(Path(entry.path))
-    return found
+def _bytes_before(handle: BinaryIO, offset: int) -> bytes:
+    start = max(0, offset - FINGERPRINT_BYTES)
+    handle.seek(start)
+    return handle.read(offset - start)
 
 
 def _ends_at(handle: BinaryIO, position: int, fingerprint: bytes) -> bool:

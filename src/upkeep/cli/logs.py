@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
 
 
-def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> list[Path] | None:
+def _paths(
+    config_path: Path | None, paths: list[Path], target: str | None
+) -> tuple[list[Path], Path | None] | None:
+    """Return the files to analyze and, for a target's, the directory they were found in
+    (opened through it, see ``open_log``); None after saying what is wrong."""
     if target is None:
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
@@ -24,7 +28,7 @@ def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> l
             return None
         # Paths typed by the operator are theirs to follow; files found in a target's
         # directory are not (see list_log_files).
-        return [path.resolve() for path in paths]
+        return [path.resolve() for path in paths], None
     loaded = _load(config_path)
     if loaded is None:
         return None
@@ -35,10 +39,11 @@ def _paths(config_path: Path | None, paths: list[Path], target: str | None) -> l
         _err(f"no logs target named {target!r}")
         return None
     from upkeep.probes.base import TargetUnreachable
-    from upkeep.probes.logs import list_log_files
+    from upkeep.probes.logs import list_log_files, target_directory
 
     try:
-        return [log.path for log in list_log_files(found.path, found.pattern)]
+        files = list_log_files(found.path, found.pattern)
+        return [log.path for log in files], target_directory(files)
     except TargetUnreachable as error:
         _err(str(error))
         return None
@@ -55,14 +60,16 @@ def analyze_logs(
     top: int,
     json_output: bool,
 ) -> int:
-    """Analyze log files (or a logs target's files) and print the findings; return 0, or 2
-    on bad input."""
+    """Analyze log files (or a logs target's files) and print the findings; return 0, 1 if
+    a file cannot be read safely (swapped for a link since it was listed), or 2 on bad
+    input."""
     from upkeep.analysis.logs import analyze
     from upkeep.config.durations import parse_duration
 
-    files = _paths(config_path, paths, target)
-    if files is None:
+    found = _paths(config_path, paths, target)
+    if found is None:
         return EXIT_USAGE
+    files, below = found
     if not files:
         _err("no log files to analyze")
         return EXIT_USAGE
@@ -80,7 +87,14 @@ def analyze_logs(
     if log_format not in formats:
         _err(f"--format is auto, combined, json or plain, not {log_format!r}")
         return EXIT_USAGE
-    result = analyze(files, log_format=formats[log_format], patterns=patterns, since=start)
+    try:
+        result = analyze(
+            files, log_format=formats[log_format], patterns=patterns, since=start, below=below
+        )
+    except OSError as error:
+        # A file swapped for a link (or a directory on its way) since it was listed.
+        _err(f"cannot read {error.filename}: {error.strerror}")
+        return EXIT_FAILED
     if json_output:
         print_json(result.to_json(top))
         return 0

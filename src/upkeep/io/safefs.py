@@ -867,6 +867,44 @@ def open_regular(path: Path | str, flags: int = os.O_RDONLY, *, single_link: boo
         return directory.open_file(path.name, flags, single_link=single_link)
 
 
+def _below(root: Path, path: Path) -> str:
+    """Return ``path`` relative to ``root`` (``/``-separated); raise UnsafeFileError if it
+    is not below it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        raise UnsafeFileError(errno.EINVAL, f"not below {root}", str(path)) from None
+
+
+def open_below(root: Path | str, path: Path | str, *, expect: Identity | None = None) -> int:
+    """Given a directory the operator configured and the path of a file below it (as a
+    walk of it found the file), open that regular file without following a link anywhere
+    below ``root`` or crossing a mount there; with ``expect``, only if it is that inode.
+    Return the descriptor. Only ``root`` is opened by its path: a subdirectory swapped for
+    a link since the walk is refused, not followed.
+
+    Raise UnsafeFileError if ``path`` is not below ``root``, a part of it is a link or
+    another mount, or the file is not regular or another inode; FileNotFoundError if gone.
+    """
+    root, path = Path(root), Path(path)
+    relative = _below(root, path)
+    with opened(root) as directory:
+        return directory.open_file(relative, expect=expect)
+
+
+def entries_below(root: Path | str, path: Path | str) -> list[Entry]:
+    """Given a directory the operator configured and a directory at or below it, return
+    the latter's entries (see ``Directory.entries``), reached without following a link
+    below ``root`` or crossing a mount there. Raise UnsafeFileError or another OSError if
+    it cannot be."""
+    root, path = Path(root), Path(path)
+    with opened(root) as directory:
+        if path == root:
+            return directory.entries()
+        with directory.descend(_below(root, path)) as below:
+            return below.entries()
+
+
 def read_regular(path: Path | str, *, limit: int) -> bytes:
     """Given a full path, return its content if it is a regular file (not a link, not a
     FIFO or device) of at most ``limit`` bytes.

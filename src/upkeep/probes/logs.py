@@ -31,7 +31,7 @@ from upkeep.analysis.logs import Analysis, EndpointFigures, Format, open_log
 from upkeep.analysis.tail import TAILS, TailReport
 from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.config.durations import Duration, format_duration
-from upkeep.io.safefs import UnsafeFileError
+from upkeep.io.safefs import Identity, UnsafeFileError
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -169,6 +169,16 @@ class LogFile:
     path: Path
     size: int
     mtime: datetime
+    below: Path | None = None
+    """The target's directory the walk found it in (None: the target is this file): it is
+    opened through that directory, never through a link below it (``open_log``)."""
+    identity: Identity | None = None
+    """The inode the walk saw: a file swapped since is not read."""
+
+
+def target_directory(files: list[LogFile]) -> Path | None:
+    """Return the directory a target's files were found in (None for a one-file target)."""
+    return files[0].below if files else None
 
 
 def list_log_files(path: str, pattern: str) -> list[LogFile]:
@@ -202,6 +212,8 @@ def list_log_files(path: str, pattern: str) -> list[LogFile]:
             root / found.relative,
             found.info.st_size,
             datetime.fromtimestamp(found.info.st_mtime, UTC),
+            below=root,
+            identity=found.identity,
         )
         for found in walk.files
     ]
@@ -247,7 +259,7 @@ def scan_files(
         if log.mtime < since:
             continue
         try:
-            with open_log(log.path) as handle:
+            with open_log(log.path, below=log.below, expect=log.identity) as handle:
                 read += 1
                 try:
                     count += count_recent_matches(
@@ -263,7 +275,7 @@ def scan_files(
         except FileNotFoundError:
             continue  # Rotated away between listing and reading.
         except UnsafeFileError:
-            continue  # Swapped for a link or a FIFO since the listing: never read.
+            continue  # Swapped (or a directory on its way) since the listing: never read.
         except PermissionError as error:
             raise TargetUnreachable(f"log file {str(log.path)!r} cannot be read") from error
     return ScanResult(count, len(files), read, tuple(problems))
@@ -415,7 +427,11 @@ async def _window(
         files = list_log_files(target.path, target.pattern)
         try:
             return tail.refresh(
-                [log.path for log in files], horizon=params.window, now=now, deadline=deadline
+                [log.path for log in files],
+                horizon=params.window,
+                now=now,
+                deadline=deadline,
+                below=target_directory(files),
             )
         except PermissionError as error:
             raise TargetUnreachable(str(error)) from error
