@@ -82,7 +82,9 @@ class BackupsConfig(StrictModel):
     )
     retention: RetentionRules = Field(default=RetentionRules(), description="keep rules")
     scratch: str | None = Field(
-        default=None, description="where restores for verification go (default: repository)"
+        default=None,
+        description="where dumps, drills and restores work (default: <repository>/.scratch); "
+        "must be upkeep's user's, not writable by group or others",
     )
     sources: dict[str, BackupSourceConfig] = {}
 

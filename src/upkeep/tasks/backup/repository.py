@@ -58,6 +58,7 @@ from upkeep.io.safefs import (
     Directory,
     UnsafeFileError,
     rename_noreplace,
+    require_private,
 )
 from upkeep.tasks.backup import crypto
 
@@ -716,8 +717,14 @@ def _decompressed(stored: Iterable[bytes]) -> Iterator[bytes]:
 @contextlib.contextmanager
 def scratch_directory(base: Path, label: str) -> Iterator[Path]:
     """Yield a fresh directory (0700, unguessable name) under ``base`` (made 0700 if
-    missing) for a dump or restore; remove it afterwards, never following a link."""
+    missing) for a dump or restore; remove it afterwards, never following a link.
+
+    Dumps, drills and restores work by path inside it, so ``base`` must be upkeep's alone:
+    where others can write it, one of them could rename the fresh directory away and leave
+    a link in its place. Raise UnsafeFileError (an OSError) if it belongs to another user
+    or group or others may write it."""
     with Directory.open(base, create=True, mode=STATE_DIR_MODE) as parent:
+        require_private(parent)
         name = f"{TEMP_PREFIX}{label}.{secrets.token_hex(16)}"
         os.mkdir(name, STATE_DIR_MODE, dir_fd=parent.fd)
         try:

@@ -248,3 +248,21 @@ def test_overlapping_paths_back_up_and_restore_each_file_once(
     assert (file_tree / "nginx" / "nginx.conf").read_text() == "worker_processes 2;\n"
     assert os.readlink(file_tree / "link") == "nginx/nginx.conf"
     assert report.message == "restored 4 files, 1 links, 3 directories"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775])
+def test_a_scratch_directory_others_can_write_is_refused_before_anything_is_dumped(
+    file_tree: Path, backup_env: EnvFactory, tmp_path: Path, mode: int
+) -> None:
+    """A dump, drill or restore works by path inside a fresh directory under
+    ``backups.scratch``: where others can write the scratch base, one of them can rename
+    that directory away and leave a link in its place, and root then writes the dump (or
+    a restore's staging) wherever the link points. Such a base is refused."""
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    shared.chmod(mode)
+    env = _files_env(backup_env, file_tree, scratch=str(shared))
+    with pytest.raises(service.BackupFailed, match="others could replace"):
+        service.create(env, "etc")
+    assert os.listdir(shared) == []
+    assert env.repository.backups("etc") == []
