@@ -324,19 +324,16 @@ class Directory:
             try:
                 return _openat2(self.fd, relative, flags | os.O_NOFOLLOW, mode, resolve)
             except OSError as error:
-                if error.errno == errno.ENOTDIR and self._is_link(relative):
-                    error.errno = errno.ELOOP  # O_DIRECTORY on a link says ENOTDIR
-                if error.errno in (errno.ELOOP, errno.EXDEV):
-                    raise UnsafeFileError(
-                        error.errno,
-                        "a symbolic link" if error.errno == errno.ELOOP else "another mount",
-                        str(self.path / relative),
-                    ) from None
+                number = error.errno
                 # O_DIRECTORY | O_NOFOLLOW on a link as the last part fails with ENOTDIR:
                 # say it is a link, as the part-by-part path does.
-                if error.errno == errno.ENOTDIR and self._is_link(relative):
+                if number == errno.ENOTDIR and self._is_link(relative):
+                    number = errno.ELOOP
+                if number in (errno.ELOOP, errno.EXDEV):
                     raise UnsafeFileError(
-                        errno.ELOOP, "a symbolic link", str(self.path / relative)
+                        number,
+                        "a symbolic link" if number == errno.ELOOP else "another mount",
+                        str(self.path / relative),
                     ) from None
                 raise
         return self._open_by_parts(parts, flags, mode)

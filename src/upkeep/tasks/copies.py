@@ -64,15 +64,6 @@ class SftpOptions(StrictModel):
     )
 
 
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a regular file (never through a link), in bounded chunks."""
-    descriptor = open_regular(path)
-    try:
-        return sha256_of_descriptor(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def sha256_of_descriptor(fd: int) -> str:
     """Return the hex sha256 of an open file's whole content (read with pread: the
     descriptor's offset is left alone)."""
@@ -120,20 +111,19 @@ class CopySource:
         """Given an open directory and a name in it (and the inode a listing saw), open
         that regular file and hash it. Raise UnsafeFileError if it is a link, not a regular
         file or another inode; FileNotFoundError if it is gone."""
-        fd = directory.open_file(name, expect=expect)
-        try:
-            return cls(as_name or name, fd, os.fstat(fd), sha256_of_descriptor(fd))
-        except BaseException:
-            os.close(fd)
-            raise
+        return cls._hashed(directory.open_file(name, expect=expect), as_name or name)
 
     @classmethod
     def from_path(cls, path: Path, *, as_name: str = "") -> Self:
         """Given a path (its directory trusted, the file itself never a link), open and
         hash that regular file."""
-        fd = open_regular(path)
+        return cls._hashed(open_regular(path), as_name or path.name)
+
+    @classmethod
+    def _hashed(cls, fd: int, name: str) -> Self:
+        """Given a descriptor just opened (owned from here: closed on failure), hash it."""
         try:
-            return cls(as_name or path.name, fd, os.fstat(fd), sha256_of_descriptor(fd))
+            return cls(name, fd, os.fstat(fd), sha256_of_descriptor(fd))
         except BaseException:
             os.close(fd)
             raise

@@ -113,15 +113,6 @@ def collapse_prefix(fd: int, length: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new file in ``directory`` durable (fsync the directory)."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _state_directory(directory: Directory, *, create: bool) -> Directory | None:
     """Return the log directory's state directory, or None if there is none (and
     ``create`` is off). Raise RotationError if it is not upkeep's: a directory someone
