@@ -229,3 +229,34 @@ def test_a_service_user_s_pidfile_cannot_name_a_root_process_running_with_its_ui
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_pidfile_that_is_a_fifo_neither_hangs_nor_is_trusted(tmp_path: Path) -> None:
+    pidfile = tmp_path / "writer.pid"
+    os.mkfifo(pidfile)  # opening it for reading would wait for a writer that never comes
+    logs = _setup(tmp_path, pidfile)
+    started = time.monotonic()
+    done = _run(tmp_path, "run", "rotate", "--yes")
+    assert done.returncode > 0
+    assert "not a regular file" in _said(done)
+    assert time.monotonic() - started < 30
+    assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+
+
+def test_a_zombie_named_by_a_pidfile_is_not_running(tmp_path: Path) -> None:
+    """A pid that has exited but not been reaped is no writer to signal: the log stays."""
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        pidfile = tmp_path / "writer.pid"
+        pidfile.write_text(f"{zombie.pid}\n")
+        logs = _setup(tmp_path, pidfile)
+        done = _run(tmp_path, "run", "rotate", "--yes")
+        assert done.returncode > 0
+        assert "has already exited" in _said(done)
+        assert sorted(path.name for path in logs.iterdir()) == ["app.log"]
+    finally:
+        zombie.wait()
