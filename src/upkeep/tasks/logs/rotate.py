@@ -349,8 +349,10 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
         self, target: LogsTarget, params: RotateParams, context: TaskContext
     ) -> TaskOutcome:
         """Rotate, then apply retention; raise TaskFailed if an archive does not verify,
-        the writer cannot be told to reopen (the log is then left as it was), or a log
-        could not be rotated safely (a link, another inode, hard-linked; after the others)."""
+        the writer cannot be told to reopen (a pidfile that cannot be trusted leaves the
+        log as it was; a reopen that fails after the rename leaves the renamed file, which
+        the next rename rotation archives first), or a log could not be rotated safely (a
+        link, another inode, hard-linked; after the others)."""
         outcome = TaskOutcome()
         now = time.time()
         rotated = 0
@@ -465,28 +467,38 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
             await self._reopen(params, context, writer)
             # Writes that were in flight when it reopened still land in the renamed file.
             await asyncio.sleep(REOPEN_WAIT_S)
+            # What an interrupted rotation left holds older lines: archived first, so
+            # archives follow the log in name and time order.
+            await asyncio.to_thread(
+                self._finish_renamed, parent, log.name, archives, params, renamed
+            )
             archive, size = await asyncio.to_thread(
                 rotation.compress_descriptor, fd, archives, log.name, moment, params.compress, info
             )
         finally:
             os.close(fd)
         parent.unlink(renamed, expect=log.identity)
-        await asyncio.to_thread(self._finish_renamed, parent, log.name, archives, params, moment)
         return rotation.RotationResult(archive, size, "rename")
 
     @staticmethod
     def _finish_renamed(
-        parent: Directory, name: str, archives: Directory, params: RotateParams, moment: datetime
+        parent: Directory, name: str, archives: Directory, params: RotateParams, current: str
     ) -> None:
-        """Archive what an interrupted rename rotation left (renamed, never compressed);
-        called after the writer has reopened, so nothing writes there any more."""
-        for entry in parent.entries():
-            if not entry.name.startswith(f"{rotation.RENAMED_PREFIX}{name}-") or not entry.is_file:
+        """Archive what interrupted rename rotations left (renamed, never compressed),
+        oldest first, each under the time it was renamed at; ``current`` is this run's and
+        is left to the caller. Called after the writer has reopened, so nothing writes
+        there any more."""
+        prefix = f"{rotation.RENAMED_PREFIX}{name}-"
+        for entry in parent.entries():  # sorted by name: by the time in it
+            if not entry.name.startswith(prefix) or entry.name == current or not entry.is_file:
                 continue
             try:
+                moment = datetime.strptime(
+                    entry.name[len(prefix) : len(prefix) + 15], "%Y%m%d-%H%M%S"
+                ).replace(tzinfo=UTC)
                 fd = parent.open_file(entry.name, expect=entry.identity, single_link=True)
-            except (UnsafeFileError, FileNotFoundError):
-                continue
+            except (ValueError, UnsafeFileError, FileNotFoundError):
+                continue  # not a name of ours, or swapped: left alone
             try:
                 rotation.compress_descriptor(
                     fd, archives, name, moment, params.compress, os.fstat(fd)

@@ -146,3 +146,27 @@ def test_rename_mode_needs_a_way_to_reopen(tmp_path: Path) -> None:
 def test_sizes(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
     assert os.sep == "/"
+
+
+async def test_what_an_interrupted_rename_rotation_left_is_archived_before_the_new_one(
+    tmp_path: Path, task_context: TaskContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename rotation killed after the rename leaves the renamed file; the next one
+    archives it first, under the time it was renamed at, so archives follow the log in
+    name and in time order (what retention by count and the logs probes go by)."""
+    from upkeep.tasks.logs import rotate as rotate_module
+
+    monkeypatch.setattr(rotate_module, "REOPEN_WAIT_S", 0.0)
+    older = b"2026-11-01T00:00:00Z INFO before the crash\n" * 200
+    newer = b"2026-11-23T12:00:00Z INFO after the crash\n" * 200
+    leftover = tmp_path / ".upkeep-tmp-renamed-app.log-20261101-000000.000000000042"
+    leftover.write_bytes(older)
+    (tmp_path / "app.log").write_bytes(newer)
+    params = _params(mode="rename", reopen_command=["true"])
+    await LogsRotate().run(_target(tmp_path), params, task_context)
+    archives = archives_of(tmp_path / "app.log", tmp_path)  # oldest first, by mtime
+    decompress = zstandard.ZstdDecompressor().decompressobj
+    assert [decompress().decompress(path.read_bytes()) for path in archives] == [older, newer]
+    assert sorted(archives) == archives
+    assert archives[0].name == "app.log-20261101-000000.zst"
+    assert not leftover.exists() and (tmp_path / "app.log").read_bytes() == b""
