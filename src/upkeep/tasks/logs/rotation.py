@@ -29,6 +29,11 @@ the log still begins with archives the rest from the recorded offset and truncat
 the log no longer begins with was done, and only its carry is kept. A crash between the
 truncation and the last state write loses what was appended during that one state write.
 
+Two rotations of logs in one directory never overlap (the daemon's and an operator's
+``upkeep logs rotate``): each holds a lock on the directory's state directory, and one that
+waits longer than ``ROTATION_LOCK_WAIT_S`` fails saying so. Without it both would archive
+the same bytes and both cut them.
+
 Log directories are writable by others, so all file work goes through ``upkeep.io.safefs``:
 the log is opened relative to its directory's descriptor, never through a link, only if it
 is the inode the listing saw and has no other hard link; archives and the state are
@@ -46,6 +51,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import gzip
 import hashlib
 import json
@@ -76,6 +82,10 @@ HEAD_BYTES = 64
 """How many of a log's first bytes after a cut are remembered, to know it is still the same."""
 ARCHIVE_NAME_ATTEMPTS = 1000
 """How many ``.N`` names an archive may try when others of the same second exist."""
+ROTATION_LOCK_WAIT_S = 30.0
+"""Named timeout: how long a rotation waits for another rotation in the same directory (the
+daemon's and an operator's ``upkeep logs rotate``) before it fails saying so."""
+LOCK_POLL_S = 0.05
 STATE_DIR = ".upkeep-rotate"
 RENAMED_PREFIX = f"{TEMP_PREFIX}renamed-"
 """Where rename mode keeps a log between its rename and its compression
@@ -198,6 +208,29 @@ class _State:
         if self.directory is not None:
             self.directory.close()
             self.directory = None
+
+
+@contextlib.contextmanager
+def _rotation_lock(directory: Directory) -> Iterator[None]:
+    """Hold the lock on the directory's rotation state for the block: two processes that
+    rotate one log at once would each archive the same bytes and each cut them. Raise
+    RotationError if another rotation holds it past ``ROTATION_LOCK_WAIT_S``."""
+    state = _state_directory(directory, create=True)
+    assert state is not None  # noqa: S101 - created when missing
+    with state:
+        deadline = time.monotonic() + ROTATION_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(state.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RotationError(
+                        f"another rotation of a log in {directory.path} is under way "
+                        f"(waited {ROTATION_LOCK_WAIT_S:g}s); the next run rotates it"
+                    ) from None
+                time.sleep(LOCK_POLL_S)
+        yield  # released when the state directory's descriptor is closed
 
 
 @contextlib.contextmanager
@@ -463,7 +496,21 @@ def rotate_in(
     touched then).
     """
     archives = archive_dir or directory
-    recover_in(directory, name, archive_dir=archives, expect=expect)
+    with _rotation_lock(directory):
+        recover_in(directory, name, archive_dir=archives, expect=expect)
+        return _rotate_locked(directory, name, moment, expect, archives, compression, mode)
+
+
+def _rotate_locked(
+    directory: Directory,
+    name: str,
+    moment: datetime,
+    expect: Identity | None,
+    archives: Directory,
+    compression: Compression,
+    mode: Literal["auto", "collapse", "truncate"],
+) -> RotationResult | None:
+    """``rotate_in`` once the rotation lock is held and any interrupted cut finished."""
     fd = _open_log(directory, name, expect)
     try:
         block = os.fstatvfs(fd).f_bsize
@@ -518,8 +565,8 @@ def rotate(
 
 
 def recover(log: Path) -> bool:
-    """``recover_in`` for a log given by path."""
-    with Directory.open(log.parent) as directory:
+    """``recover_in`` for a log given by path (under the rotation lock)."""
+    with Directory.open(log.parent) as directory, _rotation_lock(directory):
         return recover_in(directory, log.name)
 
 

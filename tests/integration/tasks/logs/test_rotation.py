@@ -200,3 +200,37 @@ def test_a_crash_in_truncate_mode_is_finished_by_the_next_run_without_a_double(
         stream = b"".join(_content(archive) for archive in archives) + _carry(log)
         _assert_every_line_once_in_order(stream + log.read_bytes(), 100_500)
         assert not list(logs.glob(".upkeep-tmp-*"))
+
+
+def test_a_second_rotation_of_the_same_log_meanwhile_neither_loses_nor_doubles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's scheduled rotation and an operator's `upkeep logs rotate` can meet on
+    one log. Without a lock both archived the same prefix and both cut it: the lines were
+    doubled in the archives and a block of newer ones was cut unarchived."""
+    log = tmp_path / "app.log"
+    log.write_bytes(_lines(0, 100_000))
+    monkeypatch.setattr(rotation, "ROTATION_LOCK_WAIT_S", 0.2)
+    real = rotation.collapse_prefix
+    refused: list[str] = []
+
+    def meanwhile(fd: int, length: int) -> None:
+        # The first call probes a scratch file; the second cuts the log, its archive named
+        # and the cut recorded: another upkeep process rotates the same log just then.
+        if os.fstat(fd).st_ino == log.stat().st_ino and not refused:
+            refused.append("")
+            with open(log, "ab") as handle:  # the writer goes on
+                handle.write(_lines(100_000, 150_000))
+            try:
+                rotate(log, moment=datetime(2026, 11, 23, 0, 0, 1, tzinfo=UTC))
+            except rotation.RotationError as error:
+                refused[0] = str(error)
+        real(fd, length)
+
+    monkeypatch.setattr(rotation, "collapse_prefix", meanwhile)
+    rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC))
+    monkeypatch.undo()
+    assert "under way" in refused[0]
+    archives = sorted(tmp_path.glob("app.log-*"))
+    stream = b"".join(_content(archive) for archive in archives) + _carry(log)
+    _assert_every_line_once_in_order(stream + log.read_bytes(), 150_000)
