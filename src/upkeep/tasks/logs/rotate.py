@@ -210,7 +210,8 @@ class _Places:
     def archives(self, log: FoundFile, *, create: bool) -> Directory | None:
         """Return the open archive directory of a log (None if it does not exist and
         ``create`` is off): beside the log, a path below its directory, or an absolute
-        directory of the operator's."""
+        directory of the operator's. Raise TaskFailed if it cannot be opened safely (a
+        link or another mount on the way)."""
         parent = self.parent(log)
         setting = self.params.archive_dir
         if setting is None:
@@ -227,6 +228,13 @@ class _Places:
                     directory = parent.descend(setting)
             except FileNotFoundError:
                 return None
+            except OSError as error:
+                # A relative archive_dir lies in the log directory: its writer can make it
+                # a link or a mount point. Nothing is archived to, or deleted from, there.
+                raise TaskFailed(
+                    f"archive_dir {setting!r} of {parent.path}: {error.strerror}; refusing to "
+                    "use it"
+                ) from None
             self._stack.callback(directory.close)
             self._archives[key] = directory
         return self._archives[key]

@@ -280,3 +280,25 @@ def test_a_copy_source_is_read_through_its_descriptor_not_its_name(
         assert store.put(source)
         store.close()
     assert (tmp_path / "copies" / archive.name).read_bytes() == b"the archive's bytes"
+
+
+@pytest.mark.parametrize("keep", [{}, {"keep_count": 1}])
+async def test_an_archive_dir_planted_as_a_link_fails_the_step_and_nothing_goes_there(
+    logs: Path, victim: Path, tmp_path: Path, task_context: TaskContext, keep: dict[str, Any]
+) -> None:
+    """A relative archive_dir lies in the log directory: its writer can make it a link
+    (to /etc, say). Rotation refuses it, and so do the dry run and retention, each with a
+    step failure that names it rather than an exception."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stale = elsewhere / "app.log-20200101-000000.zst"
+    stale.write_bytes(b"not ours to delete")
+    (logs / "app.log").write_bytes(LINE * 2000)
+    (logs / "archive").symlink_to(elsewhere)
+    params = _params(archive_dir="archive", **keep)
+    with pytest.raises(TaskFailed, match="symbolic link"):
+        await LogsRotate().plan(_target(logs), params, task_context)
+    with pytest.raises(TaskFailed, match="symbolic link"):
+        await LogsRotate().run(_target(logs), params, task_context)
+    assert sorted(path.name for path in elsewhere.iterdir()) == [stale.name]
+    assert (logs / "app.log").read_bytes() == LINE * 2000
