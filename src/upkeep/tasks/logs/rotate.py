@@ -198,7 +198,8 @@ class _Places:
         self._archives: dict[str, Directory] = {}
 
     def parent(self, log: FoundFile) -> Directory:
-        """Return the open directory a log is in."""
+        """Return the open directory a log is in. Raise UnsafeFileError if it was swapped
+        for a link (or a mount) since the walk."""
         if not log.parent:
             return self.root
         if log.parent not in self._parents:
@@ -206,6 +207,14 @@ class _Places:
             self._stack.callback(directory.close)
             self._parents[log.parent] = directory
         return self._parents[log.parent]
+
+    def existing_archives(self, log: FoundFile) -> Directory | None:
+        """Return the log's archive directory if it exists, None if it does not or the
+        log's own directory was swapped for a link since the walk (nothing to look at)."""
+        try:
+            return self.archives(log, create=False)
+        except UnsafeFileError:
+            return None
 
     def archives(self, log: FoundFile, *, create: bool) -> Directory | None:
         """Return the open archive directory of a log (None if it does not exist and
@@ -313,7 +322,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                 continue
             reason = f"{format_bytes(log.info.st_size)}"
             if params.every is not None:
-                directory = places.archives(log, create=False)
+                directory = places.existing_archives(log)
                 archives = archive_entries(log.name, directory) if directory else []
                 if archives and now - archives[-1].info.st_mtime < params.every.total_seconds():
                     continue
@@ -331,7 +340,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
             ]
             chosen = {log.relative for log, _ in candidates}
             for log in list_logs(places.root, places.only, places.pattern)[0]:
-                directory = places.archives(log, create=False)
+                directory = places.existing_archives(log)
                 if directory is None:
                     continue
                 extra = 1 if log.relative in chosen else 0
@@ -410,7 +419,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
         deleted = 0
         logs, _ = list_logs(places.root, places.only, places.pattern)
         for log in logs:
-            directory = places.archives(log, create=False)
+            directory = places.existing_archives(log)
             if directory is None:
                 continue
             for entry in _expired(archive_entries(log.name, directory), params, time.time()):

@@ -302,3 +302,32 @@ async def test_an_archive_dir_planted_as_a_link_fails_the_step_and_nothing_goes_
         await LogsRotate().run(_target(logs), params, task_context)
     assert sorted(path.name for path in elsewhere.iterdir()) == [stale.name]
     assert (logs / "app.log").read_bytes() == LINE * 2000
+
+
+async def test_a_log_directory_swapped_for_a_link_before_retention_is_left_alone(
+    logs: Path, tmp_path: Path, task_context: TaskContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention lists the logs again and opens each one's directory: one swapped for a
+    link since (its writer can) is neither followed nor a crash of the step."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = elsewhere / "app.log-20200101-000000.zst"
+    theirs.write_bytes(b"not ours to delete")
+    (logs / "web").mkdir()
+    (logs / "web" / "app.log").write_bytes(LINE)  # below min_size: not rotated
+    real = rotate_module.list_logs
+    calls: list[int] = []
+
+    def listed_then_swapped(*args: Any) -> Any:
+        found = real(*args)
+        calls.append(1)
+        if len(calls) == 2:  # retention's listing (the first chose what to rotate)
+            (logs / "web").rename(logs / "web.old")
+            (logs / "web").symlink_to(elsewhere)
+        return found
+
+    monkeypatch.setattr(rotate_module, "list_logs", listed_then_swapped)
+    params = _params(min_size="1M", keep_count=0)
+    outcome = await LogsRotate().run(_target(logs, "*/*.log"), params, task_context)
+    assert len(calls) == 2 and outcome.figures["archives_deleted"] == 0
+    assert theirs.exists()
