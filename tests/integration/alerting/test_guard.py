@@ -358,3 +358,49 @@ def test_a_second_outage_alerts_from_the_spill_like_the_first(
     finally:
         guard.close()
         store.close()
+
+
+def test_an_episode_another_process_wrote_back_is_not_started_again_while_the_store_works(
+    tmp_path: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes share the spill (the daemon and a cron ``upkeep check``). One writes
+    the episode back once the store takes writes again; the other, whose next retry was
+    not due yet, took the emptied spill for a new outage: it started a second episode,
+    kept its results out of a working store and paged a second ``upkeep:store`` FIRING."""
+    monkeypatch.setattr(guard_module, "RECONCILE_RETRY_S", 3600.0)
+    url = "sqlite:///.upkeep/upkeep.db"
+    loaded = loaded_for(tmp_path, url, receiver)
+    store = Store.open(url, tmp_path)
+    refusal = Refusal(store)
+    daemon = StoreGuard(loaded, store)
+    cron = None
+    try:
+        refusal.refuse()
+        assert not daemon.record([result("db-up", Status.CRITICAL)]).stored
+        cron = StoreGuard(loaded, Store.open(url, tmp_path))
+        assert cron.spilling  # it found the daemon's episode; its first retry fails
+        assert not cron.record([result("staging-up", Status.OK)]).stored
+        deliver_spill(daemon)
+
+        refusal.allow()
+        assert daemon.record([result("db-up", Status.CRITICAL)]).reconciled is not None
+        # The cron process's retry is not due for an hour: the store works all the same.
+        later = cron.record([result("staging-up", Status.CRITICAL)])
+        assert later.stored, later
+        assert not cron.spilling and cron.health.status == "ok"
+        assert daemon.spill_store is None and cron.spill_store is None
+        deliver_now(loaded, store)
+        assert titles(receiver) == [
+            "[P1] FIRING db-up (db)",
+            "[P1] FIRING upkeep",
+            "[P1] RESOLVED upkeep",
+            "[P3] FIRING staging-up (staging)",
+        ]
+        assert set(receiver.keys().values()) == {1}
+    finally:
+        daemon.close()
+        if cron is not None:
+            assert cron.main is not None
+            cron.close()
+            cron.main.close()
+        store.close()
