@@ -188,17 +188,18 @@ class GuardedH11Protocol(H11Protocol):
             self.limits.header_timeout_s, self._head_timed_out
         )
 
-    def _head_arrived(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+    def _leave_waiting_unless_evictable(self) -> None:
         if not self._evictable():
             self.limits.waiting.pop(self, None)
 
+    def _head_arrived(self) -> None:
+        _cancel(self._head_deadline)
+        self._head_deadline = None
+        self._leave_waiting_unless_evictable()
+
     def _head_timed_out(self) -> None:
         self._head_deadline = None
-        if not self._evictable():
-            self.limits.waiting.pop(self, None)
+        self._leave_waiting_unless_evictable()
         if not self.transport.is_closing():
             self.limits.timed_out += 1
             self.transport.close()
@@ -212,11 +213,9 @@ class GuardedH11Protocol(H11Protocol):
         self.limits.waiting.setdefault(self, None)
 
     def _answer_moved(self) -> None:
-        if self._send_deadline is not None:
-            self._send_deadline.cancel()
-            self._send_deadline = None
-        if not self._evictable():
-            self.limits.waiting.pop(self, None)
+        _cancel(self._send_deadline)
+        self._send_deadline = None
+        self._leave_waiting_unless_evictable()
 
     def _send_timed_out(self) -> None:
         self._send_deadline = None
@@ -238,6 +237,12 @@ class GuardedH11Protocol(H11Protocol):
         with contextlib.suppress(Exception):
             victim.transport.abort()
         return True
+
+
+def _cancel(deadline: asyncio.TimerHandle | None) -> None:
+    """Given a timer (or None), cancel it."""
+    if deadline is not None:
+        deadline.cancel()
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
