@@ -568,3 +568,29 @@ def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_422_names_a_key_the_client_sent_but_does_not_echo_it_back(
+    tmp_path: Path, start: Any
+) -> None:
+    """A 422 named the fields in error by where they stand, and a key the client made up
+    stands there in full: a 1 MiB key came back whole (6 MiB once its control characters
+    were JSON-escaped). A duration that did not parse was quoted back."""
+    token = "echo-test-token-0123456789"
+    daemon = start(write_config(tmp_path / "upkeep.yaml", api_tokens={"ops": token}))
+    marker = "SECRET-MARKER-" + "\x1b[2J" * 2000
+    for document in (
+        {"matchers": {"check": "x"}, "for": "1h", marker: 1},
+        {"matchers": {marker: "x"}, "for": "1h"},
+    ):
+        status, answer = daemon.api("POST", "/api/silences", token, document)
+        assert status == 422, answer
+        text = json.dumps(answer)
+        assert "SECRET-MARKER" in text  # where the error is, still named ...
+        assert len(text) < 2000, len(text)  # ... but not the whole key
+    # A value is never echoed, a duration that does not parse included.
+    for duration in ("SECRET-MARKER-1h", "999999999999SECRET"):
+        status, answer = daemon.api(
+            "POST", "/api/silences", token, {"matchers": {"check": "x"}, "for": duration}
+        )
+        assert status == 422 and "SECRET" not in json.dumps(answer), answer
