@@ -40,7 +40,14 @@ from upkeep.alerting.system import STORE_CHECK, STORE_PROBE
 from upkeep.engine.results import CheckResult
 from upkeep.redaction import display_url
 from upkeep.status import Status
-from upkeep.store.spill import MEMORY, Episode, ReconcileReport, Spill, read_only_snapshot
+from upkeep.store.spill import (
+    MEMORY,
+    Episode,
+    ReconcileReport,
+    Spill,
+    SpillBusyError,
+    read_only_snapshot,
+)
 from upkeep.store.store import error_reason, is_corruption, normalise_url
 
 if TYPE_CHECKING:
@@ -540,6 +547,10 @@ class StoreGuard:
             return None
         try:
             report = spill.reconcile(main, self.clock())
+        except SpillBusyError as busy:
+            # Not the store's fault: written back at the next try, once those are sent.
+            logger.info("spill episode not written back yet: %s", busy)
+            return None
         except Exception as error:  # noqa: BLE001 - the store still fails: keep spilling
             reason = self._describe(error)
             logger.info("the store does not take the spill yet: %s", reason)

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, insert, select, text, update
+from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.pool import QueuePool
 
 from upkeep.redaction import MASK, url_passwords
@@ -91,6 +91,11 @@ _TABLES_TO_CLEAR = (
 
 class SpillError(Exception):
     """A spill directory cannot be used; the message says why."""
+
+
+class SpillBusyError(Exception):
+    """The spill cannot be written back yet: a dispatcher (of any process) is sending some
+    of its notices; the message says how many."""
 
 
 @dataclass(frozen=True)
@@ -421,13 +426,24 @@ class Spill:
         """Given the store, import the spill's episode into it and empty the spill; return
         what was imported, or None if the spill held no episode.
 
-        Raise (leaving the spill as it is) if the store does not take the import.
+        Raise ``SpillBusyError`` (leaving the spill as it is) while a dispatcher holds a
+        live claim on a notice of the spill: it is sending it now, and would find no row
+        to mark sent once it is done, so the store would send it again when the claim's
+        lease ran out. Raise (leaving the spill as it is) if the store does not take the
+        import.
         """
         moment = now or datetime.now(UTC)
         with self.store.transaction(ALERTING_LOCK_KEY) as spill_connection:
             episode = self._episode_in(spill_connection)
             if episode is None:
                 return None
+            sending = spill_connection.execute(
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.status == "sending", outbox.c.claimed_until >= moment)
+            ).scalar_one()
+            if sending:
+                raise SpillBusyError(f"{sending} notice(s) of the spill are being sent")
             data = _read(spill_connection)
             with main.transaction(ALERTING_LOCK_KEY) as connection:
                 mark = f"{MARK_PREFIX}{episode.token}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -403,4 +405,54 @@ def test_an_episode_another_process_wrote_back_is_not_started_again_while_the_st
             assert cron.main is not None
             cron.close()
             cron.main.close()
+        store.close()
+
+
+def test_a_notice_another_process_is_sending_from_the_spill_is_not_sent_again(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """A cron ``upkeep check`` was sending the spill's notices (to a slow receiver) when
+    the daemon wrote the episode back: the store got them as ``sending`` under the cron
+    process's claim, the cron process's "sent" then found no row to mark, and once the
+    claim's lease ran out the store's dispatcher sent every one of them again."""
+    from upkeep.notify.dispatcher import lease_for
+
+    url = "sqlite:///.upkeep/upkeep.db"
+    loaded = loaded_for(tmp_path, url, receiver)
+    store = Store.open(url, tmp_path)
+    refusal = Refusal(store)
+    daemon = StoreGuard(loaded, store)
+    cron_store = Store.open(url, tmp_path)
+    cron = None
+    try:
+        refusal.refuse()
+        assert not daemon.record([result("db-up", Status.CRITICAL)]).stored
+        cron = StoreGuard(loaded, cron_store)
+        assert cron.spilling
+        receiver.delay_s = 1.5
+        sending = threading.Thread(target=deliver_spill, args=(cron,))
+        sending.start()
+        time.sleep(0.5)  # the cron process holds its claims and waits for the receiver
+        refusal.allow()
+        daemon.record([result("db-up", Status.CRITICAL)])
+        sending.join(30)
+        assert not sending.is_alive()
+        receiver.delay_s = 0.0
+        daemon.record([result("db-up", Status.CRITICAL)])
+        assert not daemon.spilling and daemon.health.status == "ok"
+        # Long after every lease, only the store's recovery is left to send.
+        later = datetime.now(UTC) + lease_for(loaded.config.alerting.delivery) * 3
+        assert all(report.ok for report in deliver_now(loaded, store, now=later))
+        assert titles(receiver) == [
+            "[P1] FIRING db-up (db)",
+            "[P1] FIRING upkeep",
+            "[P1] RESOLVED upkeep",
+        ]
+        assert set(receiver.keys().values()) == {1}
+        assert {row["status"] for row in rows(store)} == {"sent"}
+    finally:
+        daemon.close()
+        if cron is not None:
+            cron.close()
+        cron_store.close()
         store.close()
