@@ -493,3 +493,104 @@ def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, sta
         f"open files: baseline {baseline}, at most {most_open} during the flood; /healthz "
         f"answered in at most {max(health_times) * 1000:.0f} ms"
     )
+
+
+def pipelining_reader(port: int, requests: int, *, reads: bool) -> socket.socket | None:
+    """Open a connection with a tiny receive window, pipeline ``requests`` GETs of
+    /metrics in one go and (unless ``reads``) never read an answer; None if refused."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.settimeout(5)
+    try:
+        client.connect(("127.0.0.1", port))
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * requests)
+    except OSError:
+        client.close()
+        return None
+    if reads:
+        client.setblocking(False)
+    return client
+
+
+def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
+    tmp_path: Path, start: Any
+) -> None:
+    """Pipelined requests whose answers are never read kept each connection busy for good
+    (its answer waited for the client forever, on no clock, and could not be evicted):
+    ``max_connections`` of them took the daemon off the air, /healthz included."""
+    config = write_config(
+        tmp_path / "upkeep.yaml",
+        http={
+            "max_connections": 4,
+            "header_timeout": "1s",
+            "idle_timeout": "300ms",
+            "body_timeout": "1500ms",
+        },
+    )
+    daemon = start(config)
+    baseline = daemon.open_files()
+    stuck = [pipelining_reader(daemon.port, 3000, reads=False) for _ in range(3)]
+    # A slow reader: a little now and then, enough to keep its answers moving.
+    slow = [pipelining_reader(daemon.port, 3000, reads=True)]
+    clients = [client for client in [*stuck, *slow] if client is not None]
+    try:
+        assert len(clients) == 4
+
+        def answers_meanwhile() -> bool:
+            for client in slow:
+                with contextlib.suppress(OSError):
+                    client.recv(1024)  # type: ignore[union-attr]
+            return daemon.healthy()
+
+        # The daemon answers the pipelined requests until the client's window and its own
+        # buffers are full (a few seconds of /metrics). Before the fix the connections then
+        # waited for their clients for good, out of reach of every clock and of eviction,
+        # and /healthz was refused for good. Now an answer nobody reads for body_timeout is
+        # dropped with its connection (seen from the daemon's side: reading here would make
+        # the client a reader).
+        stuck_ports = {client.getsockname()[1] for client in stuck if client is not None}
+        server = psutil.Process(daemon.process.pid)
+
+        def stuck_closed() -> bool:
+            answers_meanwhile()
+            return not any(
+                connection.raddr and connection.raddr.port in stuck_ports
+                for connection in server.net_connections(kind="tcp")
+            )
+
+        wait_for(stuck_closed, 25, "the server to close the connections nobody reads")
+        for _ in range(3):
+            assert answers_meanwhile(), daemon.log()
+        for client in slow:
+            client.close()  # type: ignore[union-attr]
+        # Nothing held on to: the store may open a connection or two.
+        wait_for(lambda: daemon.open_files() <= baseline + 8, 10, "the descriptors to be freed")
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_422_names_a_key_the_client_sent_but_does_not_echo_it_back(
+    tmp_path: Path, start: Any
+) -> None:
+    """A 422 named the fields in error by where they stand, and a key the client made up
+    stands there in full: a 1 MiB key came back whole (6 MiB once its control characters
+    were JSON-escaped). A duration that did not parse was quoted back."""
+    token = "echo-test-token-0123456789"
+    daemon = start(write_config(tmp_path / "upkeep.yaml", api_tokens={"ops": token}))
+    marker = "SECRET-MARKER-" + "\x1b[2J" * 2000
+    for document in (
+        {"matchers": {"check": "x"}, "for": "1h", marker: 1},
+        {"matchers": {marker: "x"}, "for": "1h"},
+    ):
+        status, answer = daemon.api("POST", "/api/silences", token, document)
+        assert status == 422, answer
+        text = json.dumps(answer)
+        assert "SECRET-MARKER" in text  # where the error is, still named ...
+        assert len(text) < 2000, len(text)  # ... but not the whole key
+    # A value is never echoed, a duration that does not parse included.
+    for duration in ("SECRET-MARKER-1h", "999999999999SECRET"):
+        status, answer = daemon.api(
+            "POST", "/api/silences", token, {"matchers": {"check": "x"}, "for": duration}
+        )
+        assert status == 422 and "SECRET" not in json.dumps(answer), answer

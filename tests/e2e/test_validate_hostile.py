@@ -105,6 +105,13 @@ def fifo_secret(directory: Path) -> Path:
     return text_file(DISK_CHECK + "    description: '${file:secret}'\n")(directory)
 
 
+def stretched_value(directory: Path) -> Path:
+    """Two secret files of 40 KiB each, well inside their cap, made one 80 KiB value."""
+    for name in ("part-a", "part-b"):
+        (directory / name).write_text("x" * 40 * 1024, encoding="utf-8")
+    return text_file(DISK_CHECK + "    description: '${file:part-a}${file:part-b}'\n")(directory)
+
+
 def fifo_config(directory: Path) -> Path:
     path = directory / "upkeep.yaml"
     os.mkfifo(path)
@@ -141,6 +148,8 @@ CASES: dict[str, tuple[Callable[[Path], Path], int, str]] = {
         "a character device, not a regular file",
     ),
     "file-fifo": (fifo_secret, 7, "a FIFO (named pipe), not a regular file"),
+    # A single value is at most 64 Ki characters written out, and so once expanded.
+    "expanded-value": (stretched_value, 7, "checks.disk.description: the value is longer"),
     "config-fifo": (fifo_config, 0, "cannot read config: a FIFO"),
     "config-dev-zero": (lambda _: Path("/dev/zero"), 0, "cannot read config: a character device"),
 }

@@ -40,7 +40,14 @@ from upkeep.alerting.system import STORE_CHECK, STORE_PROBE
 from upkeep.engine.results import CheckResult
 from upkeep.redaction import display_url
 from upkeep.status import Status
-from upkeep.store.spill import MEMORY, Episode, ReconcileReport, Spill, read_only_snapshot
+from upkeep.store.spill import (
+    MEMORY,
+    Episode,
+    ReconcileReport,
+    Spill,
+    SpillBusyError,
+    read_only_snapshot,
+)
 from upkeep.store.store import error_reason, is_corruption, normalise_url
 
 if TYPE_CHECKING:
@@ -231,6 +238,7 @@ class StoreGuard:
         with self._lock:
             reconciled: ReconcileReport | None = None
             self._look_for_spill()
+            self._notice_episode_written_back()
             if self._episode is not None and self.main is not None and self._retry_due():
                 reconciled = self._try_reconcile()
             if self._episode is not None or self.main is None or self._manager is None:
@@ -315,6 +323,7 @@ class StoreGuard:
         """Run the alerts' clock (repeats, escalation, lapsed acknowledgements) where the
         alerts are now: in the spill during an episode, else in the store."""
         with self._lock:
+            self._notice_episode_written_back()
             if self._episode is not None and self.main is not None and self._retry_due():
                 # No results may come (no checks due): the clock tries the store too.
                 self._try_reconcile()
@@ -504,6 +513,32 @@ class StoreGuard:
     def _retry_due(self) -> bool:
         return time.monotonic() - self._last_attempt >= RECONCILE_RETRY_S
 
+    def _notice_episode_written_back(self) -> None:
+        """If another process wrote this process's episode back into the store (the spill
+        holds none now), end the episode here too: the store takes writes again. Without
+        this, a batch before the next retry took the emptied spill for a new outage,
+        started another episode and raised ``upkeep:store`` again."""
+        spill = self._spill
+        if self._episode is None or spill is None or spill.in_memory or self.main is None:
+            return
+        try:
+            current = spill.episode()
+        except Exception:  # noqa: BLE001 - an unreadable spill: the batch finds out
+            return
+        if current is not None:
+            return
+        logger.warning("spill episode %s was written back by another process", self._episode.token)
+        self._end_episode(spill)
+
+    def _end_episode(self, spill: Spill) -> None:
+        """The episode is over (written back): alerting works on the store again."""
+        self._episode = None
+        self._spill_manager = None
+        if spill.in_memory:
+            self._drop_spill()
+        self._note_write_success()
+        self._set(spill=None, episode_since=None)
+
     def _try_reconcile(self) -> ReconcileReport | None:
         """Write the spill back into the store; on success the episode is over."""
         self._last_attempt = time.monotonic()
@@ -512,6 +547,10 @@ class StoreGuard:
             return None
         try:
             report = spill.reconcile(main, self.clock())
+        except SpillBusyError as busy:
+            # Not the store's fault: written back at the next try, once those are sent.
+            logger.info("spill episode not written back yet: %s", busy)
+            return None
         except Exception as error:  # noqa: BLE001 - the store still fails: keep spilling
             reason = self._describe(error)
             logger.info("the store does not take the spill yet: %s", reason)
@@ -528,12 +567,7 @@ class StoreGuard:
                 report.alerts,
                 report.notices,
             )
-        self._episode = None
-        self._spill_manager = None
-        if spill.in_memory:
-            self._drop_spill()
-        self._note_write_success()
-        self._set(spill=None, episode_since=None)
+        self._end_episode(spill)
         recovery = self._store_result("main")
         if recovery and self._manager is not None:
             # Resolved now, not with the next batch (which may be a while away).

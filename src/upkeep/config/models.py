@@ -302,7 +302,8 @@ class HttpServerConfig(StrictModel):
         ge=4,
         le=65536,
         description="open connections at most (never more than a quarter of the open-file "
-        "limit); beyond it the oldest connection still sending its request is closed",
+        "limit); beyond it the oldest connection still sending its request head, or whose "
+        "client is not reading its answer, is closed",
     )
     header_timeout: Duration = Field(
         default=timedelta(seconds=10),
@@ -316,7 +317,8 @@ class HttpServerConfig(StrictModel):
     body_timeout: Duration = Field(
         default=timedelta(seconds=30),
         description="a request body that has not arrived whole this long after its head "
-        "is refused (408)",
+        "is refused (408); an answer whose client has not read any of it for this long is "
+        "dropped and its connection closed",
     )
 
     @model_validator(mode="after")

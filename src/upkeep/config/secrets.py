@@ -5,9 +5,10 @@ from the environment or a secret file never appears in output. ``$${`` escapes a
 
 Bounds: a secret file is read only if it is a regular file (links followed) of at most
 ``MAX_SECRET_BYTES``, as UTF-8; an environment value must be valid UTF-8 and at most as
-long; all references of a config together may add at most ``MAX_EXPANDED_CHARS``
-characters, so a short config cannot expand into a huge one. A file named many times
-is read once per load.
+long; a value with its references expanded is at most ``MAX_SCALAR_CHARS`` long, like
+any value written out; all references of a config together may add at most
+``MAX_EXPANDED_CHARS`` characters, so a short config cannot expand into a huge one. A
+file named many times is read once per load.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from upkeep.config.errors import KeyPath
 from upkeep.config.files import FileReadError, describe_size, read_text_file
+from upkeep.config.yamlpos import MAX_SCALAR_CHARS
 
 MAX_SECRET_BYTES = 64 * 1024
 """The largest secret file (and environment value) a reference may take in."""
@@ -133,7 +135,15 @@ def expand_string(
         secrets.append(value)
         return value
 
-    return _REFERENCE.sub(replace, text)
+    expanded = _REFERENCE.sub(replace, text)
+    if len(expanded) > MAX_SCALAR_CHARS and len(expanded) > len(text):
+        # The YAML loader bounds every value as written; references must not stretch one.
+        raise SecretReferenceError(
+            path,
+            f"the value is longer than {MAX_SCALAR_CHARS // 1024} Ki characters once its "
+            f"${{...}} references are expanded ({len(expanded):,})",
+        )
+    return expanded
 
 
 def expand_tree(

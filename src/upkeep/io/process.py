@@ -17,7 +17,11 @@ upkeep's own process never becomes a subreaper and never waits for any pid but t
 supervisors it started, so exit statuses of other children (asyncio's watcher,
 ``subprocess`` elsewhere) are never taken from them. If a supervisor dies without its
 final report (something killed it), the processes that still carry the launch's id in
-their environment are killed as a fallback.
+their environment are killed as a fallback. Signals cannot kill a supervisor by
+accident (it ignores every one but SIGTERM, SIGINT and SIGHUP, which end the tree); only
+SIGKILL or SIGSTOP sent on purpose by a command running as root can, and a descendant
+that also cleared its environment then escapes: containing a hostile root command takes
+a cgroup (run upkeep under systemd), not a process tree.
 """
 
 from __future__ import annotations

@@ -25,6 +25,13 @@ process that forks while being killed is caught on the next pass). When the comm
 by itself the rest of its tree is ended the same way, unless ``--leave-detached`` (a
 service's start command that daemonises the service): then what is left runs on.
 
+This process ignores every signal that would end or stop it by default but SIGTERM,
+SIGINT and SIGHUP (which end the tree, as above): a command that signals its parent
+(``kill -USR1 $PPID``, a readiness notice some daemons send) or its process group must not
+kill the supervisor and leave the rest of its tree to init. The command starts with every
+signal at its default. Only SIGKILL and SIGSTOP cannot be ignored; see
+``upkeep.io.process`` for what then happens.
+
 Signals go only to processes found below this supervisor in ``/proc``, each checked again
 through a pidfd against its start time right before the signal, so a pid that was reused
 in between is never hit; never to pid 1, this process or its parent (upkeep).
@@ -152,6 +159,30 @@ def signal_entry(entry: ProcessEntry, signum: int, *, protected: Iterable[int] =
             os.close(pinned)
 
 
+_ENDING_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+"""Signals that ask this supervisor to end the tree now."""
+_KEPT_AT_DEFAULT = ("SIGKILL", "SIGSTOP", "SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH")
+"""Signals left alone: they cannot be caught, or their default ends nothing (SIGCHLD
+ignored would make the kernel reap our children before we can see how they ended)."""
+
+
+def ignore_stray_signals() -> list[int]:
+    """Ignore every signal whose default action ends or stops this process, but those
+    that end the tree; return the signals now ignored (the command gets them at their
+    defaults again)."""
+    kept = {getattr(signal, name) for name in (*_ENDING_SIGNALS, *_KEPT_AT_DEFAULT)}
+    ignored = []
+    for number in range(1, signal.NSIG):
+        if number in kept:
+            continue
+        try:
+            signal.signal(number, signal.SIG_IGN)
+        except (OSError, ValueError):
+            continue  # reserved by the C library (32, 33) or no such signal
+        ignored.append(number)
+    return ignored
+
+
 def become_subreaper() -> bool:
     """Mark this process a child subreaper; return whether the kernel agreed."""
     import ctypes
@@ -197,15 +228,31 @@ class Supervisor:
         """Return the processes below us that have not exited yet."""
         return [entry for entry in descendants(os.getpid()) if entry.state not in ("Z", "X")]
 
+    @staticmethod
+    def has_children() -> bool:
+        """Return whether any process is below us, a zombie included.
+
+        Exact and cheap (one ``waitid``, no walk of ``/proc``): every descendant hangs
+        from a child of ours through living parents, since a process whose parent ends
+        is re-parented to us (we are its subreaper) before that parent can be reaped.
+        """
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return True
+
     def settled(self) -> bool:
         """Reap what has exited; return whether nothing at all is left below us (not even
         a zombie: one whose parent is still alive comes to us when that parent ends)."""
         self.reap()
-        return not descendants(os.getpid())
+        return not self.has_children()
 
     def end_tree(self) -> None:
         """SIGTERM every descendant, SIGKILL what is left after the grace period, and reap
         every one, so nothing (not even a zombie) is left below us."""
+        if self.settled():
+            return  # the usual end: the command left nothing behind; /proc is not read
         for entry in self.living():
             if signal_entry(entry, signal.SIGTERM):
                 signal_entry(entry, signal.SIGCONT)
@@ -239,20 +286,15 @@ class Supervisor:
         signal.set_wakeup_fd(wake_write)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda number, frame: None)
+        ignored = ignore_stray_signals()
         try:
-            # posix_spawn reports a command that cannot start here, as an OSError; the
-            # signals Python ignores (SIGPIPE, SIGXFSZ) are the command's default again.
+            # posix_spawn reports a command that cannot start here, as an OSError; every
+            # signal this process handles or ignores is the command's default again.
             self.child = os.posix_spawnp(
                 self.argv[0],
                 self.argv,
                 dict(os.environ),
-                setsigdef=(
-                    signal.SIGPIPE,
-                    signal.SIGXFSZ,
-                    signal.SIGTERM,
-                    signal.SIGINT,
-                    signal.SIGHUP,
-                ),
+                setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *ignored),
             )
         except OSError as error:
             self.tell(f"error {error.errno or 0}")

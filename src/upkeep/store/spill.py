@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, insert, select, text, update
+from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.pool import QueuePool
 
 from upkeep.redaction import MASK, url_passwords
@@ -91,6 +91,11 @@ _TABLES_TO_CLEAR = (
 
 class SpillError(Exception):
     """A spill directory cannot be used; the message says why."""
+
+
+class SpillBusyError(Exception):
+    """The spill cannot be written back yet: a dispatcher (of any process) is sending some
+    of its notices; the message says how many."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,8 @@ class Spill:
         self.store = store
         self.location = location
         self._keeper = keeper
+        self._token: str | None = None
+        """The episode this process last saw in the spill (see ``_seen``)."""
         with store.engine.begin() as connection:
             connection.exec_driver_sql(
                 f"CREATE TABLE IF NOT EXISTS {_META} (key VARCHAR(64) PRIMARY KEY, value TEXT)"
@@ -348,10 +355,22 @@ class Spill:
             seeded_alerts=frozenset(int(value) for value in json.loads(meta.get("seeded", "[]"))),
         )
 
+    def _seen(self, episode: Episode | None) -> Episode | None:
+        """Given the episode the spill holds now, return it; if it is not the one this
+        process last saw, forget the check ids the spill's store cached. Writing an
+        episode back (here or in another process) empties the spill's tables, checks
+        included, and the next episode numbers its checks afresh: an id cached before
+        names no check (the batch fails) or another check (its results land there)."""
+        token = episode.token if episode is not None else None
+        if token != self._token:
+            self.store.forget_check_ids()
+            self._token = token
+        return episode
+
     def episode(self) -> Episode | None:
         """Return the episode the spill holds, or None if it is empty."""
         with self.store.engine.connect() as connection:
-            return self._episode_in(connection)
+            return self._seen(self._episode_in(connection))
 
     def begin(self, reason: str, main: Store | None, now: datetime | None = None) -> Episode:
         """Given why the store failed and the store (None if it could not be opened),
@@ -360,7 +379,7 @@ class Spill:
         """
         moment = now or datetime.now(UTC)
         with self.store.transaction(ALERTING_LOCK_KEY) as connection:
-            current = self._episode_in(connection)
+            current = self._seen(self._episode_in(connection))
             if current is not None:
                 return current
             seeded: list[int] = []
@@ -384,6 +403,7 @@ class Spill:
                     text(f"INSERT OR REPLACE INTO {_META} (key, value) VALUES (:key, :value)"),
                     {"key": key, "value": value},
                 )
+        self._seen(episode)
         return episode
 
     def trim(self, keep: int = SPILL_RESULTS_CAP) -> int:
@@ -406,13 +426,24 @@ class Spill:
         """Given the store, import the spill's episode into it and empty the spill; return
         what was imported, or None if the spill held no episode.
 
-        Raise (leaving the spill as it is) if the store does not take the import.
+        Raise ``SpillBusyError`` (leaving the spill as it is) while a dispatcher holds a
+        live claim on a notice of the spill: it is sending it now, and would find no row
+        to mark sent once it is done, so the store would send it again when the claim's
+        lease ran out. Raise (leaving the spill as it is) if the store does not take the
+        import.
         """
         moment = now or datetime.now(UTC)
         with self.store.transaction(ALERTING_LOCK_KEY) as spill_connection:
             episode = self._episode_in(spill_connection)
             if episode is None:
                 return None
+            sending = spill_connection.execute(
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.status == "sending", outbox.c.claimed_until >= moment)
+            ).scalar_one()
+            if sending:
+                raise SpillBusyError(f"{sending} notice(s) of the spill are being sent")
             data = _read(spill_connection)
             with main.transaction(ALERTING_LOCK_KEY) as connection:
                 mark = f"{MARK_PREFIX}{episode.token}"
@@ -429,6 +460,7 @@ class Spill:
             for table in _TABLES_TO_CLEAR:
                 spill_connection.execute(delete(table))
             spill_connection.exec_driver_sql(f"DELETE FROM {_META}")
+        self._seen(None)
         return report
 
 

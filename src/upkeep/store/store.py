@@ -316,6 +316,13 @@ class Store:
         """Release every pooled connection."""
         self.engine.dispose()
 
+    def forget_check_ids(self) -> None:
+        """Drop the check ids cached by earlier writes: the checks table was emptied or
+        refilled by someone else (the spill between two episodes), so a cached id may name
+        no check, or another one."""
+        with self._lock:
+            self._check_ids.clear()
+
     def _check_id(self, connection: Connection, result: CheckResult) -> int:
         labels = dict(result.labels)
         cached = self._check_ids.get(result.check)

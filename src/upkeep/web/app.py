@@ -78,13 +78,28 @@ def _guard_settings(state: DaemonState) -> Any:
     return settings
 
 
+LOCATION_PART_CHARS = 64
+"""A key a client sent is named in a 422 by at most this many characters of it."""
+
+
+def _location(loc: Any) -> list[Any]:
+    """Given where pydantic found a problem, return it with every key cut short: a key
+    the client made up (an unknown field, a matcher) is input too, and may be huge."""
+    return [
+        f"{part[:LOCATION_PART_CHARS]}..."
+        if isinstance(part, str) and len(part) > LOCATION_PART_CHARS
+        else part
+        for part in loc
+    ]
+
+
 async def _validation_failed(request: Request, error: Exception) -> Response:
     """Answer a request that does not validate with where and why, never with its input
-    (which may be large, or a secret sent to the wrong field)."""
+    (which may be large, or a secret sent to the wrong field); keys are cut short."""
     problems = error.errors() if isinstance(error, RequestValidationError) else []
     detail = [
         {
-            "loc": list(problem.get("loc", ())),
+            "loc": _location(problem.get("loc", ())),
             "msg": problem.get("msg"),
             "type": problem.get("type"),
         }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -84,7 +86,7 @@ class Refusal:
             if self.postgres:
                 connection.execute(
                     text(
-                        "CREATE FUNCTION refuse_results() RETURNS trigger AS $$ BEGIN "
+                        "CREATE OR REPLACE FUNCTION refuse_results() RETURNS trigger AS $$ BEGIN "
                         "RAISE EXCEPTION 'could not extend file: No space left on device'; "
                         "END $$ LANGUAGE plpgsql"
                     )
@@ -315,4 +317,142 @@ def test_a_postgres_role_that_loses_its_write_rights_alerts_from_the_spill(
         assert len(store.history("db-up")) == 3
     finally:
         guard.close()
+        store.close()
+
+
+def test_a_second_outage_alerts_from_the_spill_like_the_first(
+    tmp_path: Path, store_url: str, receiver: WebhookReceiver
+) -> None:
+    """Writing an episode back empties the spill's tables, its checks included; the
+    spill's store still had their ids cached, so the first batch of the next outage failed
+    on them ("alerts could not be processed in the spill either"): its alerts were not
+    processed, /healthz said unhealthy, and results could land under another check's id."""
+    loaded = loaded_for(tmp_path, store_url, receiver)
+    store = Store.open(store_url, tmp_path)
+    refusal = Refusal(store)
+    guard = StoreGuard(loaded, store)
+    try:
+        refusal.refuse()
+        assert not guard.record([result("staging-up", Status.CRITICAL)]).stored
+        deliver_spill(guard)
+        refusal.allow()
+        assert guard.record([result("staging-up", Status.OK)]).reconciled is not None
+        deliver_now(loaded, store)
+
+        refusal.refuse()
+        second = guard.record([result("db-up", Status.CRITICAL)])
+        assert not second.stored and guard.health.alarm_ok, guard.health
+        assert second.report.opened, second
+        deliver_spill(guard)
+        refusal.allow()
+        assert guard.record([result("db-up", Status.OK)]).reconciled is not None
+        deliver_now(loaded, store)
+        # (upkeep:store, out twice in a row, may be called flapping the second time.)
+        assert [title for title in titles(receiver) if "upkeep" not in title] == [
+            "[P1] FIRING db-up (db)",
+            "[P1] RESOLVED db-up (db)",
+            "[P3] FIRING staging-up (staging)",
+            "[P3] RESOLVED staging-up (staging)",
+        ]
+        assert set(receiver.keys().values()) == {1}
+        assert [r.status for r in store.history("db-up")] == [Status.OK, Status.CRITICAL]
+        assert [r.status for r in store.history("staging-up")] == [Status.OK, Status.CRITICAL]
+    finally:
+        guard.close()
+        store.close()
+
+
+def test_an_episode_another_process_wrote_back_is_not_started_again_while_the_store_works(
+    tmp_path: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes share the spill (the daemon and a cron ``upkeep check``). One writes
+    the episode back once the store takes writes again; the other, whose next retry was
+    not due yet, took the emptied spill for a new outage: it started a second episode,
+    kept its results out of a working store and paged a second ``upkeep:store`` FIRING."""
+    monkeypatch.setattr(guard_module, "RECONCILE_RETRY_S", 3600.0)
+    url = "sqlite:///.upkeep/upkeep.db"
+    loaded = loaded_for(tmp_path, url, receiver)
+    store = Store.open(url, tmp_path)
+    refusal = Refusal(store)
+    daemon = StoreGuard(loaded, store)
+    cron = None
+    try:
+        refusal.refuse()
+        assert not daemon.record([result("db-up", Status.CRITICAL)]).stored
+        cron = StoreGuard(loaded, Store.open(url, tmp_path))
+        assert cron.spilling  # it found the daemon's episode; its first retry fails
+        assert not cron.record([result("staging-up", Status.OK)]).stored
+        deliver_spill(daemon)
+
+        refusal.allow()
+        assert daemon.record([result("db-up", Status.CRITICAL)]).reconciled is not None
+        # The cron process's retry is not due for an hour: the store works all the same.
+        later = cron.record([result("staging-up", Status.CRITICAL)])
+        assert later.stored, later
+        assert not cron.spilling and cron.health.status == "ok"
+        assert daemon.spill_store is None and cron.spill_store is None
+        deliver_now(loaded, store)
+        assert titles(receiver) == [
+            "[P1] FIRING db-up (db)",
+            "[P1] FIRING upkeep",
+            "[P1] RESOLVED upkeep",
+            "[P3] FIRING staging-up (staging)",
+        ]
+        assert set(receiver.keys().values()) == {1}
+    finally:
+        daemon.close()
+        if cron is not None:
+            assert cron.main is not None
+            cron.close()
+            cron.main.close()
+        store.close()
+
+
+def test_a_notice_another_process_is_sending_from_the_spill_is_not_sent_again(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """A cron ``upkeep check`` was sending the spill's notices (to a slow receiver) when
+    the daemon wrote the episode back: the store got them as ``sending`` under the cron
+    process's claim, the cron process's "sent" then found no row to mark, and once the
+    claim's lease ran out the store's dispatcher sent every one of them again."""
+    from upkeep.notify.dispatcher import lease_for
+
+    url = "sqlite:///.upkeep/upkeep.db"
+    loaded = loaded_for(tmp_path, url, receiver)
+    store = Store.open(url, tmp_path)
+    refusal = Refusal(store)
+    daemon = StoreGuard(loaded, store)
+    cron_store = Store.open(url, tmp_path)
+    cron = None
+    try:
+        refusal.refuse()
+        assert not daemon.record([result("db-up", Status.CRITICAL)]).stored
+        cron = StoreGuard(loaded, cron_store)
+        assert cron.spilling
+        receiver.delay_s = 1.5
+        sending = threading.Thread(target=deliver_spill, args=(cron,))
+        sending.start()
+        time.sleep(0.5)  # the cron process holds its claims and waits for the receiver
+        refusal.allow()
+        daemon.record([result("db-up", Status.CRITICAL)])
+        sending.join(30)
+        assert not sending.is_alive()
+        receiver.delay_s = 0.0
+        daemon.record([result("db-up", Status.CRITICAL)])
+        assert not daemon.spilling and daemon.health.status == "ok"
+        # Long after every lease, only the store's recovery is left to send.
+        later = datetime.now(UTC) + lease_for(loaded.config.alerting.delivery) * 3
+        assert all(report.ok for report in deliver_now(loaded, store, now=later))
+        assert titles(receiver) == [
+            "[P1] FIRING db-up (db)",
+            "[P1] FIRING upkeep",
+            "[P1] RESOLVED upkeep",
+        ]
+        assert set(receiver.keys().values()) == {1}
+        assert {row["status"] for row in rows(store)} == {"sent"}
+    finally:
+        daemon.close()
+        if cron is not None:
+            cron.close()
+        cron_store.close()
         store.close()

@@ -227,6 +227,34 @@ async def test_a_supervisor_killed_from_inside_the_tree_is_swept_by_launch_id(
         kill_quietly(sleeper)
 
 
+@pytest.mark.parametrize("signal_name", ["USR1", "USR2", "ALRM", "QUIT", "TSTP", "RTMIN"])
+async def test_a_stray_signal_to_the_supervisor_does_not_let_the_tree_escape(
+    tmp_path: Path, signal_name: str
+) -> None:
+    """A command signalling its parent (``kill -USR1 $PPID``, a readiness notice some
+    daemons send) killed the supervisor by the signal's default action; a grandchild that
+    had cleared its environment then escaped the sweep by launch id and ran on for good.
+    The supervisor ignores every such signal (the command gets them at their defaults)."""
+    pidfile = tmp_path / "sleeper.pid"
+    script = (
+        f"{hidden_sleeper(pidfile, clear_env=True)}; kill -{signal_name} $PPID; sleep 0.3; "
+        "kill -0 $PPID && exit 7"
+    )
+    result = await run_process(["sh", "-c", script], timeout_s=30)
+    sleeper = read_pid(pidfile)
+    try:
+        assert result.exit_code == 7, result
+        assert gone(sleeper), f"the tree outlived a supervisor sent SIG{signal_name}"
+    finally:
+        kill_quietly(sleeper)
+
+
+async def test_the_command_gets_the_signals_the_supervisor_ignores_at_their_defaults() -> None:
+    script = "kill -USR1 $$; sleep 5"
+    result = await run_process(["sh", "-c", script], timeout_s=30)
+    assert result.exit_code == -signal.SIGUSR1
+
+
 async def test_leave_detached_keeps_a_daemon_after_a_normal_exit_only(tmp_path: Path) -> None:
     kept = tmp_path / "kept.pid"
     result = await run_process(

@@ -258,10 +258,9 @@ def test_an_environment_value_that_is_not_utf8_or_too_long_is_refused(tmp_path: 
 def test_references_cannot_expand_a_small_config_into_a_huge_one(tmp_path: Path) -> None:
     value = "x" * MAX_SECRET_BYTES
     count = MAX_EXPANDED_CHARS // MAX_SECRET_BYTES + 1
-    references = "${BIG}" * count
-    found = issues_of(
-        write(tmp_path, DISK_CHECK + f"    description: '{references}'\n"), {"BIG": value}
-    )
+    # One reference a value (each value is at most 64 Ki characters once expanded).
+    labels = "".join(f"      l{index}: '${{BIG}}'\n" for index in range(count))
+    found = issues_of(write(tmp_path, DISK_CHECK + "    labels:\n" + labels), {"BIG": value})
     [issue] = found  # said once, not once per reference
     assert "references add more than 4 Mi characters in all" in issue
     assert value not in issue

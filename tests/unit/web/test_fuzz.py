@@ -1,8 +1,9 @@
 """No request yields a 500: hypothesis drives the real ASGI app with arbitrary requests.
 
 Methods, paths (the API's own routes with ids and segments of any size and text), query
-strings and header values of arbitrary bytes, credentials right, wrong and malformed,
-content types, and bodies that are JSON near the API's models or just bytes. The app is
+strings and header values of arbitrary bytes, headers said twice, credentials right,
+wrong and malformed, content types, and bodies that are JSON near the API's models, JSON
+hard to take in (deep nesting, numbers past int() or float range) or just bytes. The app is
 called directly (no HTTP parser in front), so what h11 would already refuse reaches it
 too. The store is real SQLite, and requests that pass change it, so later ones meet
 acknowledged alerts and silences.
@@ -101,10 +102,21 @@ model_bodies = st.fixed_dictionaries(
         "by": st.text(max_size=10),
     },
 )
+# JSON that is valid but hard to take in: nesting past any recursion limit, numbers past
+# the digits int() takes, numbers past a float's range.
+hostile_json = st.one_of(
+    st.integers(min_value=1, max_value=1000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(min_value=1, max_value=1000).map(
+        lambda depth: b'{"matchers":' * depth + b"{}" + b"}" * depth
+    ),
+    st.integers(min_value=1, max_value=2000).map(lambda digits: b'{"for": ' + b"9" * digits + b"}"),
+    st.sampled_from([b'{"for": 1e999}', b'{"comment": -1e999}', b"NaN", b'{"for": NaN}']),
+)
 bodies = st.one_of(
     st.just(b""),
     model_bodies.map(lambda body: json.dumps(body).encode()),
     json_values.map(lambda value: json.dumps(value).encode()),
+    hostile_json,
     st.binary(max_size=3000),
 )
 
@@ -122,7 +134,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
             (b"content-type", b"application/json"),
         ]
         body = draw(
-            st.one_of(st.just(b""), model_bodies.map(lambda body: json.dumps(body).encode()))
+            st.one_of(
+                st.just(b""), model_bodies.map(lambda body: json.dumps(body).encode()), hostile_json
+            )
         )
         headers.append((b"content-length", str(len(body)).encode()))
         method = draw(st.sampled_from(["GET", "POST", "DELETE"]))
@@ -154,6 +168,10 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         elif framing == "wrong-length":
             headers.append((b"content-length", draw(header_values)))
         method = draw(st.sampled_from(["GET", "POST", "DELETE", "PUT", "HEAD", "OPTIONS", "PATCH"]))
+    if headers and draw(st.booleans()):
+        # A header said twice, with the same value or another.
+        name, value = draw(st.sampled_from(headers))
+        headers.append((name, draw(st.one_of(st.just(value), header_values))))
     return {
         "method": method,
         "path": draw(paths),
