@@ -45,7 +45,7 @@ unit: dev-install
 	$(BIN)/pytest tests/unit -q
 
 test: dev-install services lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist load
 
 # The peers the benchmarks compare against (logrotate, GoAccess) come from Debian's packages.
 bench-tools:
