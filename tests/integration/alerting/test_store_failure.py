@@ -60,6 +60,29 @@ def _config(
     return path
 
 
+def _disk_on_the_store(tmp_path: Path, disk: Path, receiver: WebhookReceiver) -> tuple[str, Path]:
+    """Given a small disk, return a store URL on it and a config whose P1 check watches it."""
+    url = f"sqlite:///{disk / 'upkeep.db'}"
+    checks = {
+        DISK_CHECK: {
+            "target": "box",
+            "probe": "disk",
+            "params": {"path": str(disk)},
+            "every": "1s",
+            "crit": "free_bytes < 4096",
+            "severity": "P1",
+        }
+    }
+    config = _config(
+        tmp_path / "upkeep.yaml",
+        store=url,
+        receiver=receiver,
+        checks=checks,
+        spill_dir=tmp_path / "spill",
+    )
+    return url, config
+
+
 def _titles(receiver: WebhookReceiver) -> list[str]:
     return [str(delivery.json()["title"]) for delivery in receiver.deliveries]
 
@@ -97,24 +120,7 @@ def test_a_full_disk_under_the_store_still_alerts_and_reconciles_without_doubles
 ) -> None:
     """Finding 10: the store's own disk fills up while a P1 check of that disk fails."""
     with small_tmpfs(tmp_path / "disk", "8m") as disk, WebhookReceiver() as receiver:
-        url = f"sqlite:///{disk / 'upkeep.db'}"
-        checks = {
-            DISK_CHECK: {
-                "target": "box",
-                "probe": "disk",
-                "params": {"path": str(disk)},
-                "every": "1s",
-                "crit": "free_bytes < 4096",
-                "severity": "P1",
-            }
-        }
-        config = _config(
-            tmp_path / "upkeep.yaml",
-            store=url,
-            receiver=receiver,
-            checks=checks,
-            spill_dir=tmp_path / "spill",
-        )
+        url, config = _disk_on_the_store(tmp_path, disk, receiver)
         daemon = serve(config)
         daemon.wait_role("leader")
         wait_for(lambda: _stored(url, DISK_CHECK), 20, "a first result of the disk check")
@@ -180,24 +186,7 @@ def test_a_daemon_restarted_on_a_full_store_carries_on_from_the_spill(
     """A restart in the middle of the outage (the new daemon starts on the full disk)
     finds the spill file: no alert is raised twice, and the recovery is announced once."""
     with small_tmpfs(tmp_path / "disk", "8m") as disk, WebhookReceiver() as receiver:
-        url = f"sqlite:///{disk / 'upkeep.db'}"
-        checks = {
-            DISK_CHECK: {
-                "target": "box",
-                "probe": "disk",
-                "params": {"path": str(disk)},
-                "every": "1s",
-                "crit": "free_bytes < 4096",
-                "severity": "P1",
-            }
-        }
-        config = _config(
-            tmp_path / "upkeep.yaml",
-            store=url,
-            receiver=receiver,
-            checks=checks,
-            spill_dir=tmp_path / "spill",
-        )
+        url, config = _disk_on_the_store(tmp_path, disk, receiver)
         first = serve(config)
         first.wait_role("leader")
         wait_for(lambda: _stored(url, DISK_CHECK), 20, "a first result of the disk check")
