@@ -37,6 +37,7 @@ services:
 lint: dev-install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: dev-install
 	$(BIN)/mypy --strict src

@@ -85,8 +85,8 @@ def measure_daemon(config: Path, duration_s: float, warmup_s: float) -> dict[str
     import signal
 
     from upkeep.config.loader import load_config
-    from upkeep.engine.daemon import Daemon
     from upkeep.engine.scheduler import Scheduler
+    from upkeep.serve.daemon import Daemon
     from upkeep.store.store import Store
 
     loaded = load_config(config)

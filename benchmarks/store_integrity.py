@@ -26,8 +26,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.store import Store
 
 BATCH = 5000

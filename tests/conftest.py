@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from upkeep.core.redaction import Redactor
 from upkeep.io.http import HttpClient
 from upkeep.probes.base import Probe, ProbeContext, ProbeOutcome, TargetBase
-from upkeep.redaction import Redactor
 
 POSTGRES_DSN = os.environ.get("UPKEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_DSN = os.environ.get("UPKEEP_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")

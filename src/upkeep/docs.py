@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from upkeep.config.durations import format_duration
-from upkeep.redaction import SecretMarker
+from upkeep.core.durations import format_duration
+from upkeep.core.redaction import SecretMarker
 
 
 def _plain(annotation: Any) -> str:

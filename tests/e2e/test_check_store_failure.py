@@ -20,8 +20,8 @@ from tests.integration.engine import test_daemon as daemon_support
 from tests.support.mounts import bind_view
 from tests.support.receivers import WebhookReceiver
 from tests.support.tcp_proxy import TcpProxy
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.schema import alerts, outbox
 from upkeep.store.store import Store
 

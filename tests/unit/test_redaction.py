@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.redaction import Redactor, display_url, url_password, url_passwords
+from upkeep.core.redaction import Redactor, display_url, url_password, url_passwords
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ flap in and out of flapping.
 
 from __future__ import annotations
 
-from upkeep.status import Status
+from upkeep.core.status import Status
 
 FLAP_HISTORY = 21
 LOW_WEIGHT = 0.75

@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from upkeep.alerting.manager import AlertManager, AlertProcessingError, AlertReport
-from upkeep.alerting.system import STORE_CHECK, STORE_PROBE
-from upkeep.engine.results import CheckResult
-from upkeep.redaction import display_url
-from upkeep.status import Status
+from upkeep.config.models import STORE_CHECK, STORE_PROBE
+from upkeep.core.redaction import display_url
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.spill import (
     MEMORY,
     Episode,
@@ -51,8 +51,8 @@ from upkeep.store.spill import (
 from upkeep.store.store import error_reason, is_corruption, normalise_url
 
 if TYPE_CHECKING:
+    from upkeep.alerting.delivery import DeliveryReport
     from upkeep.config.loader import LoadedConfig
-    from upkeep.notify.dispatcher import DeliveryReport
     from upkeep.store.store import IntegrityReport, Store
 
 logger = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ class StoreGuard:
     async def deliver_spill(self, owner: str) -> list[DeliveryReport]:
         """During an episode, deliver what the spill's outbox has due (as ``owner``) and
         return what happened; do nothing otherwise, or while a reconcile runs."""
-        from upkeep.notify.dispatcher import Dispatcher
+        from upkeep.alerting.delivery import Dispatcher
 
         if self._episode is None or self._spill is None:
             return []

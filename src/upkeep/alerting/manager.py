@@ -33,11 +33,11 @@ from sqlalchemy import select
 from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
 from upkeep.alerting.messages import MessageFacts, compose, human_duration
 from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
-from upkeep.alerting.state import CheckState, OpenAlert, Policy, Step, Transition, advance
+from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import system_checks
+from upkeep.core.status import Status
 from upkeep.notify.message import Notification
-from upkeep.status import Status
-from upkeep.store.alerts import AlertError, AlertRecord, alert_from_row
+from upkeep.store.alerts import AlertError, AlertRecord, CheckState, alert_from_row
 from upkeep.store.locks import ALERTING_LOCK_KEY
 from upkeep.store.outbox import add_notifications
 from upkeep.store.schema import alerts as alerts_table
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from upkeep.config.loader import LoadedConfig
     from upkeep.config.models import CheckConfig, MuteConfig
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -631,8 +631,8 @@ class AlertManager:
         )
 
     def _muter_factory(self, now: datetime) -> Muter:
+        from upkeep.alerting.windows import WindowCalendar
         from upkeep.config.models import MuteConfig
-        from upkeep.engine.windows import WindowCalendar
 
         one_offs = self.store.runs.list_windows(ending_after=now - timedelta(days=1))
         mutes: dict[str, MuteConfig] = {

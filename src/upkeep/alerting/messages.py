@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from upkeep.status import Status
+from upkeep.core.status import Status
 
 
 @dataclass(frozen=True)

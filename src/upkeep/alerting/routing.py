@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from upkeep.alerting.windows import WindowCalendar
     from upkeep.config.models import MuteConfig, RouteConfig, RouteMatch
-    from upkeep.engine.windows import WindowCalendar
 
 RESERVED_FIELDS = ("check", "target", "severity", "status")
 

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from upkeep.alerting.flapping import append_history, next_flapping, percent_state_change
-from upkeep.status import Status, worst
+from upkeep.core.status import Status, worst
+from upkeep.store.alerts import CheckState
 
 _FROM_LETTER = {"o": Status.OK, "w": Status.WARNING, "c": Status.CRITICAL, "u": Status.UNKNOWN}
 
@@ -38,20 +39,6 @@ class Transition(StrEnum):
     RESOLVE = "resolved"
     FLAP_START = "flapping"
     FLAP_STOP = "flapping_stopped"
-
-
-@dataclass(frozen=True)
-class CheckState:
-    """What is remembered of a check between results."""
-
-    check: str
-    history: str = ""
-    flapping: bool = False
-    consecutive_bad: int = 0
-    consecutive_ok: int = 0
-    bad_since: datetime | None = None
-    last_status: Status = Status.OK
-    last_at: datetime | None = None
 
 
 @dataclass(frozen=True)

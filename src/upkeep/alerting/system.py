@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from upkeep.config.models import STORE_CHECK, STORE_PROBE
+
 if TYPE_CHECKING:
     from upkeep.config.models import CheckConfig, UpkeepConfig
-
-STORE_CHECK = "upkeep:store"
-"""The check name of the store's own alert (its target is the store's URL, without
-password)."""
-STORE_PROBE = "store"
-"""The probe name its results carry."""
-SYSTEM_CHECKS = frozenset({STORE_CHECK})
-"""Names the alerting side knows without a ``checks:`` entry."""
 
 
 def system_checks(config: UpkeepConfig) -> dict[str, CheckConfig]:

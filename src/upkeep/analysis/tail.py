@@ -55,6 +55,7 @@ from typing import IO, BinaryIO
 import zstandard
 
 from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
+from upkeep.analysis.rotated import RENAMED_PREFIX, carried_part_line, collapsed_bytes
 from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.io.safefs import (
     Directory,
@@ -64,7 +65,6 @@ from upkeep.io.safefs import (
     open_below,
     open_regular,
 )
-from upkeep.tasks.logs.rotation import RENAMED_PREFIX, carried_part_line, collapsed_bytes
 
 READ_BYTES = 1 << 20
 """Read this much at a time: memory stays bounded whatever was appended."""

@@ -41,7 +41,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
     from rich.table import Table
 
     from upkeep.cli.common import console
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
 
     now = datetime.now(UTC)
     try:
@@ -111,7 +111,7 @@ def acknowledge(
     """
     from upkeep.alerting.manager import AlertManager
     from upkeep.cli.common import console
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
     from upkeep.store.alerts import AlertError
 
     try:
@@ -158,7 +158,7 @@ def add_silence(
     """
     from upkeep.alerting.routing import parse_matchers
     from upkeep.cli.common import console
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
     from upkeep.store.alerts import AlertError
 
     try:

@@ -14,8 +14,8 @@ from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
+    from upkeep.store.repository import Backup
     from upkeep.store.store import Store
-    from upkeep.tasks.backup.repository import Backup
     from upkeep.tasks.backup.service import BackupEnv
 
 
@@ -432,7 +432,7 @@ def run_drill(
 ) -> int:
     """Run a restore drill of a source (or of the source backing up a target); exit 1 if
     it did not pass."""
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
     from upkeep.tasks.backup.service import BackupFailed, drill
     from upkeep.tasks.backup.tasks import drill_summary
 

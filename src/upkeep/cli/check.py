@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from upkeep.status import Status, worst
+from upkeep.core.status import Status, worst
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.store.store import Store
 
 EXIT_CONFIG_ERROR = 2
@@ -235,10 +235,10 @@ def _deliver(loaded: LoadedConfig, store: Store, err: Console) -> None:
     """Deliver what ``store``'s outbox has due now, reporting what was not delivered."""
     import logging
 
-    from upkeep.notify.dispatcher import deliver_now
+    from upkeep.alerting.delivery import deliver_now
 
     # The lines below say what failed; the dispatcher's own log line would say it twice.
-    logging.getLogger("upkeep.notify.dispatcher").setLevel(logging.ERROR)
+    logging.getLogger("upkeep.alerting.delivery").setLevel(logging.ERROR)
     try:
         reports = deliver_now(loaded, store)
     except Exception as error:  # noqa: BLE001 - the outbox keeps them for the next run

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upkeep.redaction import Redactor
+from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
     from rich.console import Console

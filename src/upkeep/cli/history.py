@@ -8,7 +8,7 @@ from pathlib import Path
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """Given ``24h``/``7d`` or an ISO 8601 time, return the aware start time; raise ValueError."""
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
 
     moment = now or datetime.now(UTC)
     try:

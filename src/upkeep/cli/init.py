@@ -59,10 +59,10 @@ CANDIDATES: tuple[tuple[str, str], ...] = (
 async def _ping(kind: str, address: str) -> Found | None:
     from datetime import timedelta
 
+    from upkeep.core.redaction import Redactor
     from upkeep.io.http import HttpClient
     from upkeep.probes.base import ProbeContext, TargetUnreachable
     from upkeep.probes.registry import TARGET_KINDS
-    from upkeep.redaction import Redactor
 
     target_kind = TARGET_KINDS[kind]
     field = "url" if kind == "redis" else "dsn"

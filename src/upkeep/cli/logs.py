@@ -64,7 +64,7 @@ def analyze_logs(
     a file cannot be read safely (swapped for a link since it was listed), or 2 on bad
     input."""
     from upkeep.analysis.logs import analyze
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
 
     found = _paths(config_path, paths, target)
     if found is None:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from upkeep.status import Status
+from upkeep.core.status import Status
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
 
 _CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
 """Characters never printed raw: C0 but tab and newline, DEL, C1, bidi overrides/isolates."""

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 from upkeep.cli.common import print_json
 
 if TYPE_CHECKING:
+    from upkeep.alerting.windows import WindowCalendar
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.runbooks import StepReport
-    from upkeep.engine.windows import WindowCalendar
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
 
@@ -115,9 +115,9 @@ def run_runbook(
     Refuse (exit 1) outside the runbook's window unless ``force``; ask before a real run
     at a terminal unless ``yes``; manual items are asked at a terminal, else left ``todo``.
     """
+    from upkeep.alerting.windows import WindowCalendar
     from upkeep.cli.common import console, open_store
     from upkeep.cli.interrupts import run_async
-    from upkeep.engine.windows import WindowCalendar
 
     loaded = _load(config_path)
     if loaded is None:
@@ -268,8 +268,8 @@ async def _execute(
 def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
     """Print every runbook: schedule, window, steps and next firing; return 0 or 2."""
     from upkeep.cli.common import console
+    from upkeep.config.schedule import CronSchedule
     from upkeep.engine.runbooks import step_kind
-    from upkeep.engine.schedule import CronSchedule
 
     loaded = _load(config_path)
     if loaded is None:
@@ -320,8 +320,8 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
 
 def show_schedule(config_path: Path | None, *, count: int, json_output: bool) -> int:
     """Print the next ``count`` firings of every runbook and window, and the check cadence."""
+    from upkeep.alerting.windows import WindowCalendar
     from upkeep.cli.common import console, open_store
-    from upkeep.engine.windows import WindowCalendar
 
     loaded = _load(config_path)
     if loaded is None:
@@ -363,7 +363,7 @@ def _schedule_entries(
     loaded: LoadedConfig, calendar: WindowCalendar, now: datetime, count: int
 ) -> list[dict[str, Any]]:
     """Given a config and its windows, return the next ``count`` firings of each schedule."""
-    from upkeep.engine.schedule import CronSchedule
+    from upkeep.config.schedule import CronSchedule
 
     config = loaded.config
     entries: list[dict[str, Any]] = []
@@ -439,7 +439,7 @@ def run_serve(config_path: Path | None, listen: str | None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT; return its exit code."""
     import logging
 
-    from upkeep.engine.daemon import Daemon, parse_listen
+    from upkeep.serve.daemon import Daemon, parse_listen
     from upkeep.store.store import StoreError
     from upkeep.web.guard import listen_refusal
 
@@ -624,7 +624,7 @@ def add_window(
     """Add a one-off window (``start`` ISO time or ``now``); return 0, or 2 on bad input."""
     from upkeep.cli.check import parse_labels
     from upkeep.cli.common import console, open_store
-    from upkeep.config.durations import parse_duration
+    from upkeep.core.durations import parse_duration
 
     loaded = _load(config_path)
     if loaded is None:
@@ -669,8 +669,8 @@ def add_window(
 
 def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     """Print config windows (next opening) and one-off windows not yet over; return 0 or 2."""
+    from upkeep.alerting.windows import WindowCalendar
     from upkeep.cli.common import console
-    from upkeep.engine.windows import WindowCalendar
 
     now = datetime.now(UTC)
     with _opened(config_path) as opened:

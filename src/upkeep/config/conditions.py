@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-from upkeep.config.durations import parse_duration
+from upkeep.core.durations import parse_duration
 
 GRAMMAR = r"""
 ?start: or_expr

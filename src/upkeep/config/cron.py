@@ -2,7 +2,7 @@
 ``DOW#N`` (nth weekday of the month) and ``L`` (last day / last weekday).
 
 One grammar serves both callers: `validate_cron` (config validation) and the scheduler
-(`upkeep.engine.schedule`) go through `parse_cron`, which turns the text into the sets of
+(`upkeep.config.schedule`) go through `parse_cron`, which turns the text into the sets of
 minutes, hours, days and months it names. Which *instants* those are in a time zone is the
 scheduler's business; this module only answers "does this calendar day match".
 

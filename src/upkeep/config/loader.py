@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from upkeep.alerting.system import SYSTEM_CHECKS
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
 from upkeep.config.files import FileReadError, read_text_file
+from upkeep.config.models import SYSTEM_CHECKS
 from upkeep.config.secrets import expand_tree
 from upkeep.config.yamlpos import Positions, YamlSyntaxError, load_yaml
-from upkeep.redaction import Redactor, SecretMarker
+from upkeep.core.redaction import Redactor, SecretMarker
 
 if TYPE_CHECKING:
     from upkeep.config.models import UpkeepConfig
-    from upkeep.probes.base import Probe, StrictModel, TargetBase
+    from upkeep.core.models import StrictModel
+    from upkeep.probes.base import Probe, TargetBase
     from upkeep.tasks.base import Task
 
 CONFIG_ENV = "UPKEEP_CONFIG"

@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from upkeep.config.cron import validate_cron
-from upkeep.config.durations import Duration
-from upkeep.probes.base import StrictModel, TargetBase
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
+from upkeep.probes.base import TargetBase
 from upkeep.probes.registry import TARGET_KINDS
-from upkeep.redaction import SecretMarker
+from upkeep.store.outbox import DeliveryConfig
 from upkeep.tasks.backup.config import BackupsConfig
 
 Severity = Literal["P1", "P2", "P3", "P4"]
@@ -412,23 +414,6 @@ def _default_response_targets() -> dict[Severity, timedelta]:
     }
 
 
-class DeliveryConfig(StrictModel):
-    """How the outbox retries a notification a channel did not take."""
-
-    timeout: Duration = Field(
-        default=timedelta(seconds=15), description="named timeout of one delivery attempt"
-    )
-    backoff: Duration = Field(
-        default=timedelta(seconds=5), description="wait after the first failed attempt"
-    )
-    max_backoff: Duration = Field(
-        default=timedelta(minutes=10), description="the wait doubles up to this"
-    )
-    give_up_after: Duration = Field(
-        default=timedelta(days=2), description="a notification still undelivered is dead"
-    )
-
-
 class StoreFailureConfig(StrictModel):
     """What happens while the store cannot take results: the alert that says so, and where
     alerting keeps its state until the store is back (the spill)."""
@@ -494,3 +479,16 @@ class UpkeepConfig(StrictModel):
     backups: BackupsConfig = BackupsConfig()
 
     _timezone = field_validator("timezone")(_check_timezone)
+
+
+STORE_CHECK = "upkeep:store"
+"""The check name of the store's own alert (its target is the store's URL, without
+password)."""
+
+
+STORE_PROBE = "store"
+"""The probe name its results carry."""
+
+
+SYSTEM_CHECKS = frozenset({STORE_CHECK})
+"""Names the alerting side knows without a ``checks:`` entry."""

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from upkeep.alerting.guard import StoreHealth
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.engine.scheduler import SchedulerStats
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from upkeep.status import Status, worst
+from upkeep.core.status import Status, worst
 
 if TYPE_CHECKING:
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.config.models import RunbookConfig, StepConfig
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.engine.runner import CheckRunner
     from upkeep.io.http import HttpClient
     from upkeep.store.runs import RunRecord

@@ -16,14 +16,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from upkeep.engine.results import CheckResult, judge
-from upkeep.probes.base import MetricValue, ProbeContext, ProbeOutcome, TargetUnreachable
-from upkeep.status import Status
+from upkeep.core.results import CheckResult, MetricValue
+from upkeep.core.status import Status
+from upkeep.engine.results import judge
+from upkeep.probes.base import ProbeContext, ProbeOutcome, TargetUnreachable
 
 if TYPE_CHECKING:
     from upkeep.config.loader import CompiledCheck
+    from upkeep.core.redaction import Redactor
     from upkeep.io.http import HttpClient
-    from upkeep.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.alerting.manager import AlertProcessingError
-from upkeep.engine.schedule import CronSchedule, next_interval_firing
-from upkeep.engine.windows import WindowCalendar
+from upkeep.alerting.windows import WindowCalendar
+from upkeep.config.schedule import CronSchedule, next_interval_firing
 
 if TYPE_CHECKING:
     from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import CompiledCheck, LoadedConfig
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.runner import CheckRunner
     from upkeep.store.runs import RunRecord

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from upkeep.redaction import Redactor
+from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
     from apprise.plugins.base import NotifyBase

@@ -22,20 +22,20 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
+from upkeep.core.results import MetricValue
+from upkeep.core.status import Status
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
-    MetricValue,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
     metrics_from,
 )
-from upkeep.redaction import SecretMarker
-from upkeep.status import Status
 
 
 class BackupTarget(TargetBase):
@@ -114,8 +114,7 @@ class FreshnessProbe(Probe[BackupTarget, StrictModel]):
 
 
 def _freshness(root: Path, source: str, key: str | None) -> ProbeOutcome:
-    from upkeep.tasks.backup.repository import Repository
-    from upkeep.tasks.backup.service import read_attempt
+    from upkeep.store.repository import Repository, read_attempt
 
     now = datetime.now(UTC)
     inventory = Repository(root, key).inventory(source)
@@ -198,7 +197,7 @@ class DrillProbe(Probe[BackupTarget, StrictModel]):
     ) -> ProbeOutcome:
         """Given a backup target, return the last drill's figures; raise TargetUnreachable
         if no drill has run."""
-        from upkeep.tasks.backup.service import read_drill
+        from upkeep.store.repository import read_drill
 
         root = _repository(target)
         report = await run_blocking(

@@ -22,22 +22,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from upkeep.status import Status
+from upkeep.core.models import StrictModel
+from upkeep.core.results import MetricValue
+from upkeep.core.status import Status
 
 if TYPE_CHECKING:
+    from upkeep.core.redaction import Redactor
     from upkeep.io.http import HttpClient
-    from upkeep.redaction import Redactor
 
-MetricValue = float | int | bool | str
 MetricType = Literal["number", "bool", "string"]
-
-
-class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are not coerced loosely."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TargetBase(StrictModel):

@@ -21,19 +21,19 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
+from upkeep.core.results import MetricValue
+from upkeep.core.status import Status, worst
 from upkeep.io.process import ProcessStartError, run_process
 from upkeep.probes.base import (
     MetricSpec,
-    MetricValue,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
 )
-from upkeep.redaction import SecretMarker
-from upkeep.status import Status, worst
 
 EXIT_STATUS = {0: Status.OK, 1: Status.WARNING, 2: Status.CRITICAL, 3: Status.UNKNOWN}
 """Nagios exit codes; any other code (a crash, a signal) means UNKNOWN."""

@@ -15,13 +15,13 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
     metrics_from,

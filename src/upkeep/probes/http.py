@@ -7,17 +7,17 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
 from upkeep.io.http import HttpError
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
 )
-from upkeep.redaction import SecretMarker
 
 
 class HttpTarget(TargetBase):

@@ -30,16 +30,16 @@ from pydantic import Field, field_validator
 from upkeep.analysis.logs import Analysis, EndpointFigures, Format, open_log
 from upkeep.analysis.tail import TAILS, TailReport
 from upkeep.analysis.timestamps import parse_timestamp
-from upkeep.config.durations import Duration, format_duration
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
+from upkeep.core.results import MetricValue
 from upkeep.io.safefs import Identity, UnsafeFileError
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
-    MetricValue,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
     metrics_from,

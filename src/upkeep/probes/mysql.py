@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from upkeep.core.redaction import SecretMarker
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -27,7 +28,6 @@ from upkeep.probes.base import (
     TargetUnreachable,
     metrics_from,
 )
-from upkeep.redaction import SecretMarker
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection

@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, LiteralStri
 
 from pydantic import field_validator
 
-from upkeep.config.durations import Duration
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
     metrics_from,
 )
-from upkeep.redaction import SecretMarker
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.redaction import SecretMarker
+from upkeep.core.results import MetricValue
 from upkeep.probes.base import (
     MetricSpec,
-    MetricValue,
     NoParams,
     Probe,
     ProbeContext,
@@ -26,7 +27,6 @@ from upkeep.probes.base import (
     TargetUnreachable,
     metrics_from,
 )
-from upkeep.redaction import SecretMarker
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -9,12 +9,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
 )

@@ -18,12 +18,12 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from upkeep.core.models import StrictModel
 from upkeep.probes.base import (
     MetricSpec,
     Probe,
     ProbeContext,
     ProbeOutcome,
-    StrictModel,
     TargetBase,
     TargetUnreachable,
     metrics_from,

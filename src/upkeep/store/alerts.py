@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 
-from upkeep.alerting.state import CheckState
-from upkeep.status import Status
+from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
 from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
 
@@ -495,3 +494,17 @@ class AlertStore:
                 .values(removed_at=now or datetime.now(UTC), removed_by=by)
             ).rowcount
         return bool(changed)
+
+
+@dataclass(frozen=True)
+class CheckState:
+    """What is remembered of a check between results."""
+
+    check: str
+    history: str = ""
+    flapping: bool = False
+    consecutive_bad: int = 0
+    consecutive_ok: int = 0
+    bad_since: datetime | None = None
+    last_status: Status = Status.OK
+    last_at: datetime | None = None

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
 from upkeep.store.locks import OUTBOX_CLAIM_LOCK_KEY, serialise
 from upkeep.store.schema import outbox
 
@@ -36,7 +39,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.engine import Connection
 
-    from upkeep.config.models import DeliveryConfig
     from upkeep.notify.message import Notification
 
 OUTBOX_STATUSES = ("pending", "sending", "sent", "dead", "muted")
@@ -538,3 +540,20 @@ class OutboxStore:
         with self.engine.connect() as connection:
             moments = [connection.execute(query).scalar() for query in (pending, sending)]
         return min((moment for moment in moments if moment is not None), default=None)
+
+
+class DeliveryConfig(StrictModel):
+    """How the outbox retries a notification a channel did not take."""
+
+    timeout: Duration = Field(
+        default=timedelta(seconds=15), description="named timeout of one delivery attempt"
+    )
+    backoff: Duration = Field(
+        default=timedelta(seconds=5), description="wait after the first failed attempt"
+    )
+    max_backoff: Duration = Field(
+        default=timedelta(minutes=10), description="the wait doubles up to this"
+    )
+    give_up_after: Duration = Field(
+        default=timedelta(days=2), description="a notification still undelivered is dead"
+    )

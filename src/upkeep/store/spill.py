@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.pool import QueuePool
 
-from upkeep.redaction import MASK, url_passwords
-from upkeep.status import Status
+from upkeep.core.redaction import MASK, url_passwords
+from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY
 from upkeep.store.schema import (
     alert_events,
@@ -551,7 +551,7 @@ def _read(connection: Connection) -> _SpillData:
 def _import(
     connection: Connection, main: Store, data: _SpillData, episode: Episode
 ) -> ReconcileReport:
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
 
     results = [
         CheckResult(

@@ -35,15 +35,15 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from upkeep.redaction import display_url
-from upkeep.status import Status
+from upkeep.core.redaction import display_url
+from upkeep.core.status import Status
 from upkeep.store.locks import serialise
 from upkeep.store.schema import check_results, checks, result_rollups
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.results import CheckResult
     from upkeep.store.alerts import AlertStore
     from upkeep.store.backups import BackupCatalog
     from upkeep.store.outbox import OutboxStore

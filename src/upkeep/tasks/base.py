@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
-from upkeep.probes.base import StrictModel, TargetBase
+from upkeep.core.models import StrictModel
+from upkeep.probes.base import TargetBase
 
 if TYPE_CHECKING:
-    from upkeep.config.models import UpkeepConfig
-    from upkeep.engine.results import CheckResult
+    from upkeep.core.redaction import Redactor
+    from upkeep.core.results import CheckResult
     from upkeep.io.http import HttpClient
-    from upkeep.redaction import Redactor
     from upkeep.store.store import Store
+    from upkeep.tasks.backup.config import BackupsConfig
 
 
 class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like TimeoutError
@@ -162,6 +163,48 @@ class PhaseRecorder:
 CheckRunnerFunction = Callable[[str], Awaitable["CheckResult"]]
 
 
+class ConfiguredCheck(Protocol):
+    """What a task reads of a configured check: the target it measures."""
+
+    @property
+    def target(self) -> str:
+        """Return the target's name."""
+        ...
+
+
+class WholeConfig(Protocol):
+    """What tasks that act on a section of the config read of it (the backup tasks).
+
+    A protocol rather than the config model itself: tasks sit below ``upkeep.config`` in
+    the layering (the config composes every task's model), so they name only what they read.
+    """
+
+    @property
+    def backups(self) -> BackupsConfig:
+        """Return the ``backups:`` section."""
+        ...
+
+    @property
+    def targets(self) -> Mapping[str, TargetBase]:
+        """Return the targets by name."""
+        ...
+
+    @property
+    def checks(self) -> Mapping[str, ConfiguredCheck]:
+        """Return the checks by name."""
+        ...
+
+    @property
+    def timezone(self) -> str:
+        """Return the config's time zone (an IANA name)."""
+        ...
+
+    @property
+    def store(self) -> str:
+        """Return the store's URL as written."""
+        ...
+
+
 @dataclass
 class TaskContext:
     """Everything a task may use: its deadline, the process-wide seams, and named checks."""
@@ -171,7 +214,7 @@ class TaskContext:
     redactor: Redactor
     run_check: CheckRunnerFunction
     """Run a configured check by name now and return its result (``service.restart`` verifies)."""
-    config: UpkeepConfig | None = None
+    config: WholeConfig | None = None
     """The whole config, for tasks that act on a section of it (backups)."""
     store: Store | None = None
     """The store, for tasks that keep a record of their own (the backup catalog)."""

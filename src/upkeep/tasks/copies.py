@@ -27,7 +27,9 @@ from typing import Annotated, BinaryIO, Protocol, Self
 
 from pydantic import Field
 
-from upkeep.config.durations import Duration
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
 from upkeep.io.safefs import TEMP_PREFIX, Directory, Identity, open_regular
 from upkeep.io.sftp import (
     CONNECT_TIMEOUT_S,
@@ -37,8 +39,6 @@ from upkeep.io.sftp import (
     SftpLocation,
     SftpSession,
 )
-from upkeep.probes.base import StrictModel
-from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import TaskFailed
 
 CHUNK_BYTES = 1 << 20

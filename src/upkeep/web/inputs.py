@@ -81,7 +81,7 @@ Actor = Annotated[str, Depends(actor)]
 def api_duration(text: str, field: str) -> timedelta:
     """Given a duration literal from a client, return it; raise HTTPException 422 unless
     it parses and is longer than 0s and at most ``MAX_API_DURATION``."""
-    from upkeep.config.durations import format_duration, parse_duration
+    from upkeep.core.durations import format_duration, parse_duration
 
     try:
         length = parse_duration(text)

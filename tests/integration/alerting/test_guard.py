@@ -20,11 +20,11 @@ from sqlalchemy import create_engine, select, text
 from tests.helpers import load_text
 from tests.support.receivers import WebhookReceiver
 from upkeep.alerting import guard as guard_module
+from upkeep.alerting.delivery import deliver_now
 from upkeep.alerting.guard import StoreGuard
 from upkeep.config.loader import LoadedConfig
-from upkeep.engine.results import CheckResult
-from upkeep.notify.dispatcher import deliver_now
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.schema import alerts, outbox
 from upkeep.store.spill import Spill
 from upkeep.store.store import Store, normalise_url
@@ -415,7 +415,7 @@ def test_a_notice_another_process_is_sending_from_the_spill_is_not_sent_again(
     the daemon wrote the episode back: the store got them as ``sending`` under the cron
     process's claim, the cron process's "sent" then found no row to mark, and once the
     claim's lease ran out the store's dispatcher sent every one of them again."""
-    from upkeep.notify.dispatcher import lease_for
+    from upkeep.alerting.delivery import lease_for
 
     url = "sqlite:///.upkeep/upkeep.db"
     loaded = loaded_for(tmp_path, url, receiver)

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
 from upkeep.config.loader import LoadedConfig
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.schema import outbox
 from upkeep.store.store import Store
 
@@ -305,7 +305,7 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
     import asyncio
 
     from tests.support.receivers import WebhookReceiver
-    from upkeep.notify.dispatcher import Dispatcher
+    from upkeep.alerting.delivery import Dispatcher
 
     with WebhookReceiver() as receiver:
         loaded = load_text(tmp_path, GROUPED.replace("HOOK_URL", receiver.url()))

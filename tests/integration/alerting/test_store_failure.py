@@ -231,8 +231,8 @@ def _store_with_history(tmp_path: Path, url: str, config: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     from tests.integration.engine.test_daemon import upkeep_cli
-    from upkeep.engine.results import CheckResult
-    from upkeep.status import Status
+    from upkeep.core.results import CheckResult
+    from upkeep.core.status import Status
 
     assert upkeep_cli(config, "validate").returncode == 0
     store = Store.open(url)

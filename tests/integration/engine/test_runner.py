@@ -12,13 +12,13 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import compiled
+from upkeep.core.redaction import Redactor
+from upkeep.core.status import Status
 from upkeep.engine.runner import CheckRunner, run_checks, select_checks
 from upkeep.io.http import HttpClient
 from upkeep.probes.base import MetricSpec, NoParams, Probe, ProbeContext, ProbeOutcome
 from upkeep.probes.http import HttpTarget, RequestProbe
 from upkeep.probes.tcp import ConnectProbe, TcpTarget
-from upkeep.redaction import Redactor
-from upkeep.status import Status
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from sqlalchemy import select
 
 from tests.helpers import load_text
 from tests.support.receivers import SmtpReceiver, WebhookReceiver, plain_text
-from upkeep.config.models import DeliveryConfig
-from upkeep.notify.dispatcher import Dispatcher, deliver_now
+from upkeep.alerting.delivery import Dispatcher, deliver_now
+from upkeep.core.redaction import Redactor
 from upkeep.notify.message import Notification
-from upkeep.redaction import Redactor
-from upkeep.store.outbox import batch_id
+from upkeep.store.outbox import DeliveryConfig, batch_id
 from upkeep.store.schema import outbox
 from upkeep.store.store import Store
 

@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 from tests.integration.notify.conftest import OpenStore
 from tests.support.receivers import WebhookReceiver
-from upkeep.config.models import DeliveryConfig
-from upkeep.notify.dispatcher import Dispatcher
+from upkeep.alerting.delivery import Dispatcher
+from upkeep.core.redaction import Redactor
 from upkeep.notify.message import Notification
-from upkeep.redaction import Redactor
-from upkeep.store.outbox import batch_id, fallback_key
+from upkeep.store.outbox import DeliveryConfig, batch_id, fallback_key
 from upkeep.store.store import Store
 
 T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_probe
+from upkeep.core.redaction import Redactor
+from upkeep.core.status import Status
 from upkeep.io.http import HttpClient
 from upkeep.probes.base import ProbeContext, TargetUnreachable
 from upkeep.probes.command import CommandTarget, RunProbe
-from upkeep.redaction import Redactor
-from upkeep.status import Status
 
 PLUGIN_DIR = Path("/usr/lib/nagios/plugins")
 

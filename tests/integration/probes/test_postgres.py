@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from tests.conftest import run_probe
 from tests.integration.probes import pg_pair
 from tests.integration.probes.pg_pair import StreamingPair
+from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import ProbeOutcome, TargetUnreachable
 from upkeep.probes.postgres import (
     CacheHitProbe,
@@ -37,7 +38,6 @@ from upkeep.probes.postgres import (
     SizeProbe,
     VacuumProbe,
 )
-from upkeep.redaction import SecretMarker
 
 pytestmark = pytest.mark.postgres
 

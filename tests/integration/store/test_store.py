@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store.store import SCHEMA_REVISION, Store, StoreError
 
 

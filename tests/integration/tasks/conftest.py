@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from upkeep.engine.results import CheckResult
+from upkeep.core.redaction import Redactor
+from upkeep.core.results import CheckResult
 from upkeep.io.http import HttpClient
-from upkeep.redaction import Redactor
 from upkeep.tasks.base import TaskContext
 
 

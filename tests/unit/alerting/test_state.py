@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
-from upkeep.alerting.state import CheckState, OpenAlert, Policy, Transition, advance
-from upkeep.status import Status
+from upkeep.alerting.state import OpenAlert, Policy, Transition, advance
+from upkeep.core.status import Status
+from upkeep.store.alerts import CheckState
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OK, WARN, CRIT = Status.OK, Status.WARNING, Status.CRITICAL

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from upkeep.cli import common
-from upkeep.redaction import Redactor
+from upkeep.core.redaction import Redactor
 
 
 def test_log_records_are_masked_before_any_handler_sees_them(

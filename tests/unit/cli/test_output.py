@@ -12,7 +12,7 @@ from rich.text import Text
 
 from upkeep.cli import common
 from upkeep.cli.output import cells, make_console, output_lines, safe_text, untrusted
-from upkeep.redaction import Redactor
+from upkeep.core.redaction import Redactor
 
 
 @pytest.mark.parametrize(

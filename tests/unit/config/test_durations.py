@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from upkeep.config.durations import MAX_DURATION, Duration, format_duration, parse_duration
+from upkeep.core.durations import MAX_DURATION, Duration, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

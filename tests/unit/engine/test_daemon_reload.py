@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import load_text
 from upkeep.config import loader
 from upkeep.config.loader import LoadedConfig
-from upkeep.engine.daemon import Daemon
+from upkeep.serve.daemon import Daemon
 
 CONFIG = "targets:\n  box: {kind: host}\nchecks:\n  disk: {target: box, probe: disk}\n"
 

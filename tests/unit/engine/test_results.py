@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import compiled
+from upkeep.core.status import Status, worst
 from upkeep.engine.results import judge
 from upkeep.probes.base import ProbeOutcome
 from upkeep.probes.host import HostTarget, MemoryProbe
-from upkeep.status import Status, worst
 
 
 def check(warn: str | None = None, crit: str | None = None):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from upkeep.engine.schedule import (
+from upkeep.config.schedule import (
     EPOCH,
     CronSchedule,
     jitter_offset,
@@ -364,7 +364,7 @@ def test_jitter_is_the_same_in_every_process() -> None:
         seconds=49, microseconds=510394
     )
     code = (
-        "from datetime import timedelta; from upkeep.engine.schedule import jitter_offset; "
+        "from datetime import timedelta; from upkeep.config.schedule import jitter_offset; "
         "print(jitter_offset('root-disk', timedelta(minutes=5)) // timedelta(microseconds=1))"
     )
     seen = {

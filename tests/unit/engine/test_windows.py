@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.helpers import load_text
+from upkeep.alerting.windows import Opening, WindowCalendar
 from upkeep.config.models import UpkeepConfig
-from upkeep.engine.windows import Opening, WindowCalendar
 from upkeep.store.runs import OneOffWindow
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.receivers import free_port
+from upkeep.alerting.delivery import compose, lease_for
 from upkeep.config.errors import ConfigError
 from upkeep.config.loader import load_config
-from upkeep.config.models import DeliveryConfig
+from upkeep.core.redaction import Redactor
 from upkeep.notify.channels import send, validate_channel_url
-from upkeep.notify.dispatcher import compose, lease_for
-from upkeep.redaction import Redactor
-from upkeep.store.outbox import OutboxRow, backoff_delay, batch_id
+from upkeep.store.outbox import DeliveryConfig, OutboxRow, backoff_delay, batch_id
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

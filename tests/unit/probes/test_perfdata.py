@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from upkeep.core.status import Status
 from upkeep.probes.command import (
     NagiosRange,
     PerfDatum,
@@ -17,7 +18,6 @@ from upkeep.probes.command import (
     split_plugin_output,
     threshold_status,
 )
-from upkeep.status import Status
 
 # --- ranges -------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.store import spill as spill_module
 from upkeep.store.spill import (
     MEMORY,

@@ -14,9 +14,9 @@ import pytest
 from tests.helpers import load_text
 from tests.unit.web.test_app import TOKEN, client_for
 from upkeep.alerting.manager import AlertManager
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.engine.metrics import DaemonMetrics
-from upkeep.engine.results import CheckResult
-from upkeep.status import Status
 from upkeep.store.store import Store
 from upkeep.web.app import DaemonState
 

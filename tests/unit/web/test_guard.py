@@ -93,8 +93,8 @@ def firing_alert(state: DaemonState) -> int:
     from datetime import UTC, datetime
 
     from upkeep.alerting.manager import AlertManager
-    from upkeep.engine.results import CheckResult
-    from upkeep.status import Status
+    from upkeep.core.results import CheckResult
+    from upkeep.core.status import Status
 
     AlertManager(state.loaded, state.store).process(
         [

@@ -25,9 +25,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from upkeep.config.durations import Duration
-from upkeep.probes.base import StrictModel
-from upkeep.redaction import SecretMarker
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
 from upkeep.tasks.backup.retention import RetentionRules
 from upkeep.tasks.copies import SftpOptions
 

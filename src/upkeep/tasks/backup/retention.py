@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, tzinfo
 
 from pydantic import Field
 
-from upkeep.config.durations import Duration
-from upkeep.probes.base import StrictModel
+from upkeep.core.durations import Duration
+from upkeep.core.models import StrictModel
 
 MAX_KEEP = 100_000
 """The most backups a keep-rule may name: far more than any repository holds."""
@@ -125,6 +125,6 @@ def decide(
 
 
 def _short(duration: timedelta) -> str:
-    from upkeep.config.durations import format_duration
+    from upkeep.core.durations import format_duration
 
     return format_duration(duration)

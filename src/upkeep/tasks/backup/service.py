@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from upkeep.tasks.backup import crypto
-from upkeep.tasks.backup.archive import ArchiveError
-from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
-from upkeep.tasks.backup.repository import (
+from upkeep.store import crypto
+from upkeep.store.repository import (
+    LAST_ATTEMPT,
+    LAST_DRILL,
     Backup,
     Repository,
     RepositoryError,
@@ -35,6 +35,8 @@ from upkeep.tasks.backup.repository import (
     scratch_directory,
     stored_sha256,
 )
+from upkeep.tasks.backup.archive import ArchiveError
+from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
 from upkeep.tasks.backup.sources import (
     FilesSource,
@@ -52,8 +54,6 @@ if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
     from upkeep.store.backups import BackupCatalog
 
-LAST_ATTEMPT = "last-attempt.json"
-LAST_DRILL = "last-drill.json"
 Progress = Callable[[int], None]
 
 
@@ -710,18 +710,6 @@ def restore(
 
 
 # --- records read by the backup target's probes ------------------------------------------
-
-
-def read_attempt(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
-    """Return the last backup attempt's record of a source, or None if there is none or it
-    fails authentication with ``key``."""
-    return Repository(root, key).read_record(name, LAST_ATTEMPT)
-
-
-def read_drill(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
-    """Return the last drill's report of a source, or None if there is none or it fails
-    authentication with ``key``."""
-    return Repository(root, key).read_record(name, LAST_DRILL)
 
 
 def _attempt(

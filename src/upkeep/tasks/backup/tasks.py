@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from upkeep.config.durations import Duration, format_duration
-from upkeep.probes.base import StrictModel, TargetBase
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
+from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 

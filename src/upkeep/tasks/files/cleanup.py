@@ -52,7 +52,8 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from upkeep.config.durations import Duration, format_duration
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
 from upkeep.io.safefs import (
     MAX_WALK_DEPTH,
     Directory,
@@ -60,7 +61,6 @@ from upkeep.io.safefs import (
     UnsafeFileError,
     glob_regex,
 )
-from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 

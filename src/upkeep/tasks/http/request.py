@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field
 
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import MASK, SecretMarker
 from upkeep.io.http import HttpError
-from upkeep.probes.base import StrictModel
 from upkeep.probes.http import HttpTarget
-from upkeep.redaction import MASK, SecretMarker
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -34,11 +34,11 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
 
-from upkeep.config.durations import Duration, format_duration
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import SecretMarker
 from upkeep.io.safefs import Directory, Identity, UnsafeFileError
-from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
-from upkeep.redaction import SecretMarker
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.copies import (
     CopyConflict,

@@ -42,11 +42,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from upkeep.config.durations import Duration, format_duration
+from upkeep.analysis import rotated
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
 from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessStartError, run_process
 from upkeep.io.safefs import Directory, Entry, FoundFile, UnsafeFileError, glob_walk
-from upkeep.probes.base import StrictModel
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.files.cleanup import format_bytes
@@ -160,7 +161,7 @@ def list_logs(root: Directory, only: str | None, pattern: str) -> tuple[list[Fou
         if not stat.S_ISREG(info.st_mode):
             return [], [f"{only}: not a regular file"]
         return [FoundFile(only, info, only)], []
-    walk = glob_walk(root, pattern, skip_dirs=frozenset({rotation.STATE_DIR}))
+    walk = glob_walk(root, pattern, skip_dirs=frozenset({rotated.STATE_DIR}))
     logs = [found for found in walk.files if not _is_archive_name(found.name)]
     return logs, [f"{relative}: {reason}" for relative, reason in walk.skipped]
 
@@ -372,7 +373,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
         link, another inode, hard-linked; after the others)."""
         outcome = TaskOutcome()
         now = time.time()
-        rotated = 0
+        rotated_count = 0
         lost_window = 0.0
         failures: list[str] = []
         with _places(target, params) as places:
@@ -380,7 +381,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
             for log, _reason in candidates:
                 try:
                     result = await self._rotate_one(places, log, params, context)
-                except rotation.RotationError as error:
+                except rotated.RotationError as error:
                     if params.mode == "rename":
                         raise TaskFailed(str(error)) from error
                     failures.append(str(error))
@@ -392,7 +393,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                     continue
                 if result is None:
                     continue
-                rotated += 1
+                rotated_count += 1
                 lost_window = max(lost_window, result.loss_window_s)
                 outcome.changes.append(
                     Change(
@@ -403,12 +404,12 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                 )
             deleted = await asyncio.to_thread(self._retain, places, params, outcome)
         outcome.figures = {
-            "rotated": rotated,
+            "rotated": rotated_count,
             "archives_deleted": deleted,
             "loss_window_ms": round(lost_window * 1000, 3),
             "refused": len(failures),
         }
-        outcome.message = f"rotated {rotated} log(s), deleted {deleted} old archive(s)"
+        outcome.message = f"rotated {rotated_count} log(s), deleted {deleted} old archive(s)"
         if refused:
             outcome.message += f"; left alone: {'; '.join(refused[:5])}"
         if failures:
@@ -462,11 +463,11 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
         # trusted leaves the log exactly as it was.
         writer = self._writer(params)
         stamp = moment.strftime("%Y%m%d-%H%M%S")
-        renamed = f"{rotation.RENAMED_PREFIX}{log.name}-{stamp}.{secrets.randbelow(10**12):012d}"
+        renamed = f"{rotated.RENAMED_PREFIX}{log.name}-{stamp}.{secrets.randbelow(10**12):012d}"
         try:
             parent.rename(log.name, renamed, expect=log.identity)
         except (UnsafeFileError, FileExistsError, FileNotFoundError) as error:
-            raise rotation.RotationError(
+            raise rotated.RotationError(
                 f"refusing to rotate {parent.path / log.name}: {error.strerror}"
             ) from None
         try:
@@ -475,7 +476,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
             # Something was swapped in at the last instant: put it back untouched.
             with contextlib.suppress(OSError):
                 parent.rename(renamed, log.name)
-            raise rotation.RotationError(
+            raise rotated.RotationError(
                 f"refusing to rotate {parent.path / log.name}: {error.strerror}"
             ) from None
         try:
@@ -505,7 +506,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
         oldest first, each under the time it was renamed at; ``current`` is this run's and
         is left to the caller. Called after the writer has reopened, so nothing writes
         there any more."""
-        prefix = f"{rotation.RENAMED_PREFIX}{name}-"
+        prefix = f"{rotated.RENAMED_PREFIX}{name}-"
         for entry in parent.entries():  # sorted by name: by the time in it
             if not entry.name.startswith(prefix) or entry.name == current or not entry.is_file:
                 continue

@@ -46,7 +46,6 @@ name.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import ctypes
 import ctypes.util
@@ -54,7 +53,6 @@ import errno
 import fcntl
 import gzip
 import hashlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -63,8 +61,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+from upkeep.analysis.rotated import RotationError, state_directory, state_of
 from upkeep.io.safefs import (
-    TEMP_PREFIX,
     Directory,
     Identity,
     TemporaryFile,
@@ -76,8 +74,6 @@ CHUNK_BYTES = 1 << 20
 """Read and compress this much at a time: memory stays bounded whatever the log's size."""
 MAX_CARRY_BYTES = 1 << 20
 """A part line longer than this (a log without newlines) is archived split, not carried."""
-MAX_STATE_BYTES = 8 << 20
-"""A state file holds at most two carried part lines in base64: more is not ours."""
 HEAD_BYTES = 64
 """How many of a log's first bytes after a cut are remembered, to know it is still the same."""
 ARCHIVE_NAME_ATTEMPTS = 1000
@@ -86,17 +82,9 @@ ROTATION_LOCK_WAIT_S = 30.0
 """Named timeout: how long a rotation waits for another rotation in the same directory (the
 daemon's and an operator's ``upkeep logs rotate``) before it fails saying so."""
 LOCK_POLL_S = 0.05
-STATE_DIR = ".upkeep-rotate"
-RENAMED_PREFIX = f"{TEMP_PREFIX}renamed-"
-"""Where rename mode keeps a log between its rename and its compression
-(``.upkeep-tmp-renamed-<log>-YYYYmmdd-HHMMSS.<random digits>``)."""
 
 Compression = Literal["zstd", "gzip", "none"]
 SUFFIXES: dict[str, str] = {"zstd": ".zst", "gzip": ".gz", "none": ""}
-
-
-class RotationError(Exception):
-    """The rotation could not be done; the log is unchanged (or finished on the next run)."""
 
 
 @dataclass(frozen=True)
@@ -123,99 +111,12 @@ def collapse_prefix(fd: int, length: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _state_directory(directory: Directory, *, create: bool) -> Directory | None:
-    """Return the log directory's state directory, or None if there is none (and
-    ``create`` is off). Raise RotationError if it is not upkeep's: a directory someone
-    else owns or can write would let them feed upkeep a forged state."""
-    try:
-        return directory.private_child(STATE_DIR, create=create)
-    except FileNotFoundError:
-        return None
-    except UnsafeFileError as error:
-        raise RotationError(
-            f"{directory.path / STATE_DIR} is {error.strerror}; refusing to trust the "
-            "rotation state in it: remove it and upkeep makes its own"
-        ) from None
-
-
-class _State:
-    """The per-log state file: the carried part line and a pending cut, if any."""
-
-    def __init__(self, directory: Directory, log_name: str, *, create: bool = True) -> None:
-        self.file_name = f"{log_name}.json"
-        self.carry = b""
-        self.pending: dict[str, Any] | None = None
-        # The file the carry belongs to and its first bytes after the cut: a file replaced
-        # or truncated by someone else since then does not continue the carried line.
-        self.inode: int | None = None
-        self.head = b""
-        # Bytes collapsed out of this inode so far: lets a reader of the log (the logs
-        # probes' tail) find where its read position went after a cut.
-        self.collapsed = 0
-        self.exists = False
-        self.directory = _state_directory(directory, create=create)
-        if self.directory is None:
-            return
-        try:
-            raw = self.directory.read_bytes(self.file_name, limit=MAX_STATE_BYTES)
-        except (UnsafeFileError, ValueError) as error:
-            self.close()
-            raise RotationError(f"rotation state {self.file_name}: {error}") from None
-        if raw is None:
-            return
-        try:
-            data = json.loads(raw.decode("utf-8"))
-            self.carry = base64.b64decode(data.get("carry", ""))
-            self.pending = data.get("pending")
-            self.inode = data.get("inode")
-            self.head = base64.b64decode(data.get("head", ""))
-            self.collapsed = int(data.get("collapsed", 0))
-        except (ValueError, TypeError, AttributeError, binascii.Error) as error:
-            self.close()
-            raise RotationError(
-                f"rotation state {self._where()} is damaged ({error}); move it away to start "
-                "afresh (the next archive then lacks at most one carried part line)"
-            ) from None
-        self.exists = True
-
-    def _where(self) -> str:
-        return str(self.directory.path / self.file_name) if self.directory else self.file_name
-
-    def carried_line(self, fd: int) -> bytes:
-        """Return the carry as it starts the next archive: as is when the file continues
-        it, or as a line of its own (newline added) when the file was replaced since."""
-        if not self.carry:
-            return b""
-        if os.fstat(fd).st_ino == self.inode and os.pread(fd, len(self.head), 0) == self.head:
-            return self.carry
-        return self.carry if self.carry.endswith(b"\n") else self.carry + b"\n"
-
-    def save(self) -> None:
-        """Write the state atomically (0600 temporary file, fsync, rename, fsync dir)."""
-        if self.directory is None:
-            raise RotationError("the rotation state was opened read-only")
-        document = {
-            "carry": base64.b64encode(self.carry).decode(),
-            "pending": self.pending,
-            "inode": self.inode,
-            "head": base64.b64encode(self.head).decode(),
-            "collapsed": self.collapsed,
-        }
-        self.directory.write_atomic(self.file_name, json.dumps(document).encode())
-
-    def close(self) -> None:
-        """Release the state directory."""
-        if self.directory is not None:
-            self.directory.close()
-            self.directory = None
-
-
 @contextlib.contextmanager
 def _rotation_lock(directory: Directory) -> Iterator[None]:
     """Hold the lock on the directory's rotation state for the block: two processes that
     rotate one log at once would each archive the same bytes and each cut them. Raise
     RotationError if another rotation holds it past ``ROTATION_LOCK_WAIT_S``."""
-    state = _state_directory(directory, create=True)
+    state = state_directory(directory, create=True)
     assert state is not None  # noqa: S101 - created when missing
     with state:
         deadline = time.monotonic() + ROTATION_LOCK_WAIT_S
@@ -231,53 +132,6 @@ def _rotation_lock(directory: Directory) -> Iterator[None]:
                     ) from None
                 time.sleep(LOCK_POLL_S)
         yield  # released when the state directory's descriptor is closed
-
-
-@contextlib.contextmanager
-def _state_of(directory: Directory, log_name: str, *, create: bool = True) -> Iterator[_State]:
-    state = _State(directory, log_name, create=create)
-    try:
-        yield state
-    finally:
-        state.close()
-
-
-def _read_state(log: Path) -> _State | None:
-    """Open a log's state read-only for a reader of the log (the tail); None if unknown."""
-    try:
-        with (
-            Directory.open(log.parent) as directory,
-            _state_of(directory, log.name, create=False) as state,
-        ):
-            return state  # its fields are read; the directory is closed on the way out
-    except (OSError, RotationError):
-        return None
-
-
-def carried_part_line(log: Path, fd: int) -> bytes:
-    """Given a log and an open descriptor of it, return the part line upkeep's last collapse
-    of it carried (the start of the line the file now begins with), or b"" if there is none
-    or the file no longer continues it (replaced or truncated since)."""
-    state = _read_state(log)
-    if state is None or not state.carry or state.inode is None:
-        return b""
-    if os.fstat(fd).st_ino == state.inode and os.pread(fd, len(state.head), 0) == state.head:
-        return state.carry
-    return b""
-
-
-def collapsed_bytes(log: Path, fd: int) -> int | None:
-    """Given a log and an open descriptor of it, return how many bytes upkeep's collapse
-    rotations have cut from the front of this very file (same inode): 0 if upkeep never
-    rotated it, None if unknown."""
-    state = _read_state(log)
-    if state is None:
-        return None
-    if not state.exists:
-        return 0
-    if state.inode is None or state.inode != os.fstat(fd).st_ino:
-        return None
-    return state.collapsed
 
 
 def _compressor(raw: IO[bytes], compression: Compression) -> IO[bytes]:
@@ -434,7 +288,7 @@ def recover_in(
     for place in {id(directory): directory, id(archive_dir): archive_dir}.values():
         if place is not None:
             place.remove_temporaries(name)
-    with _state_of(directory, name, create=False) as state:
+    with state_of(directory, name, create=False) as state:
         if state.directory is not None:
             state.directory.remove_temporaries(state.file_name)
         if state.pending is None:
@@ -580,7 +434,7 @@ def _rotate_collapse(
     moment: datetime,
     compression: Compression,
 ) -> RotationResult:
-    with _state_of(directory, name) as state:
+    with state_of(directory, name) as state:
         # Strictly before the end: the kernel refuses a range that reaches EOF.
         cut = ((size - 1) // block) * block
         writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
@@ -652,7 +506,7 @@ def _rotate_truncate(
     archive. Nothing is cut before the archive is complete under its name, and the cut is
     recorded first, so a full disk leaves the log whole and a crash is finished by the
     next run (``recover_in``) rather than repeated."""
-    with _state_of(directory, name) as state:
+    with state_of(directory, name) as state:
         writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
         prefix = hashlib.sha256()
         try:

@@ -49,13 +49,13 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from upkeep.config.durations import Duration, format_duration
+from upkeep.core.durations import Duration, format_duration
+from upkeep.core.models import StrictModel
+from upkeep.core.redaction import Redactor, SecretMarker
+from upkeep.core.status import Status
 from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessResult, ProcessStartError, run_process
 from upkeep.io.signals import PidfileProcess
-from upkeep.probes.base import StrictModel
-from upkeep.redaction import Redactor, SecretMarker
-from upkeep.status import Status
 from upkeep.tasks.base import (
     Change,
     Phase,

@@ -12,8 +12,9 @@ import pytest
 from tests.integration.tasks.backup.conftest import CUSTOMERS, ORDERS, EnvFactory
 from upkeep.probes.backup import BackupTarget, DrillProbe, FreshnessProbe
 from upkeep.probes.base import TargetUnreachable
+from upkeep.store import repository
+from upkeep.store.repository import TEMP_PREFIX
 from upkeep.tasks.backup import service
-from upkeep.tasks.backup.repository import TEMP_PREFIX
 
 KEY = "backup-key-from-a-secret-store"
 
@@ -152,8 +153,8 @@ def test_any_changed_byte_is_detected_and_named(
 
 def _reseal(path: Path, manifest: dict[str, Any], source: str, backup_id: str) -> None:
     """Write ``manifest`` sealed with the key, as only the key's holder could."""
-    from upkeep.tasks.backup import crypto
-    from upkeep.tasks.backup.repository import context_of
+    from upkeep.store import crypto
+    from upkeep.store.repository import context_of
 
     sealed = crypto.seal(manifest, KEY, context=context_of("manifest", source, backup_id))
     path.write_text(json.dumps(sealed))
@@ -168,7 +169,7 @@ def test_a_failed_backup_leaves_nothing_and_is_recorded(
         service.create(env, "db")
     assert env.repository.backups() == []
     assert not list((tmp_path / "repository" / "db").glob(f"{TEMP_PREFIX}*"))
-    attempt = service.read_attempt(env.repository.root, "db")
+    attempt = repository.read_attempt(env.repository.root, "db")
     assert attempt is not None and attempt["ok"] is False
     records = env.catalog.records("db") if env.catalog else []
     assert [record.status for record in records] == ["failed"]

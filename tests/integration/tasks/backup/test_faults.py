@@ -19,8 +19,9 @@ import pytest
 
 from tests.integration.tasks.backup.conftest import EnvFactory
 from tests.support.sshd import SshServer, running_sshd
+from upkeep.store import repository
+from upkeep.store.repository import TEMP_PREFIX
 from upkeep.tasks.backup import service
-from upkeep.tasks.backup.repository import TEMP_PREFIX
 
 
 def _random_tree(root: Path, megabytes: int) -> Path:
@@ -62,7 +63,7 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_succeeds(
         service.create(env, "files")
     assert env.repository.backups() == []
     assert not list((small_disk / "repository" / "files").glob(f"{TEMP_PREFIX}*"))
-    attempt = service.read_attempt(env.repository.root, "files")
+    attempt = repository.read_attempt(env.repository.root, "files")
     assert attempt is not None and attempt["ok"] is False
     assert "No space left" in attempt["message"]
     failures = (
@@ -172,7 +173,7 @@ def test_a_destination_lost_mid_copy_leaves_the_local_backup_and_the_next_run_co
     assert service.verify(env, local.id, restore=False).ok
     finals = [path for path in remote.iterdir() if not path.name.startswith(TEMP_PREFIX)]
     assert not [path for path in finals if path.name.endswith("data.zst")]  # nothing half-written
-    attempt = service.read_attempt(env.repository.root, "files")
+    attempt = repository.read_attempt(env.repository.root, "files")
     assert attempt is not None and attempt["ok"] is False
 
     with running_sshd(tmp_path / "sshd-2") as second:

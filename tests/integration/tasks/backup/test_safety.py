@@ -16,10 +16,11 @@ import pytest
 
 from tests.conftest import run_probe
 from tests.integration.tasks.backup.conftest import EnvFactory
+from upkeep.core.status import Status
 from upkeep.io.safefs import Directory
 from upkeep.probes.backup import BackupTarget, FreshnessProbe
 from upkeep.probes.base import TargetUnreachable
-from upkeep.status import Status
+from upkeep.store import repository
 from upkeep.tasks.backup import service
 
 KEY = "backup-key-from-a-secret-store"
@@ -78,7 +79,7 @@ async def test_a_forged_copied_or_stale_verification_does_not_count(
     (env.repository.root / "etc" / "last-drill.json").write_text(
         json.dumps({"passed": True, "finished_at": "2099-01-01T00:00:00+00:00"})
     )
-    assert service.read_drill(env.repository.root, "etc", KEY) is None
+    assert repository.read_drill(env.repository.root, "etc", KEY) is None
 
 
 def test_retention_never_keeps_a_damaged_backup_as_the_newest_verified(
@@ -211,7 +212,7 @@ def test_the_repository_is_private_and_its_records_never_written_through_links(
     for path in (source_dir / "last-attempt.json", source_dir / "last-drill.json"):
         assert path.is_file() and not path.is_symlink() and mode(path) == 0o600
     assert mode(first.path / "verified.json") == 0o600
-    attempt = service.read_attempt(env.repository.root, "app", KEY)
+    attempt = repository.read_attempt(env.repository.root, "app", KEY)
     assert attempt is not None and attempt["backup_id"] == second.id
 
 

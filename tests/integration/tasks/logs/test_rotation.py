@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from upkeep.analysis import rotated
 from upkeep.tasks.logs import rotation
 from upkeep.tasks.logs.rotation import RotationResult, recover, rotate
 
@@ -137,7 +138,7 @@ def test_where_collapse_is_impossible_it_truncates_and_reports_the_window(tmp_pa
         _assert_every_line_once_in_order(_content(result.archive), 10_000)
         assert result.archive.name == "app.log-20261123-000000.gz"
         log.write_bytes(b"x\n" * 5000)
-        with pytest.raises(rotation.RotationError):
+        with pytest.raises(rotated.RotationError):
             rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC), mode="collapse")
     finally:
         for item in sorted(directory.rglob("*"), reverse=True):
@@ -166,7 +167,7 @@ def test_a_full_archive_disk_in_truncate_mode_leaves_the_log_whole(tmp_path: Pat
         log.write_bytes(content)
         filler = fill(archives)
         moment = datetime(2026, 11, 23, tzinfo=UTC)
-        with pytest.raises(rotation.RotationError, match="No space left"):
+        with pytest.raises(rotated.RotationError, match="No space left"):
             rotate(log, moment=moment, archive_dir=archives)
         assert log.read_bytes() == content
         assert sorted(path.name for path in archives.iterdir()) == ["filler"]
@@ -227,7 +228,7 @@ def test_a_second_rotation_of_the_same_log_meanwhile_neither_loses_nor_doubles(
                 handle.write(_lines(100_000, 150_000))
             try:
                 rotate(log, moment=datetime(2026, 11, 23, 0, 0, 1, tzinfo=UTC))
-            except rotation.RotationError as error:
+            except rotated.RotationError as error:
                 refused[0] = str(error)
         real(fd, length)
 

@@ -23,10 +23,10 @@ import psutil
 import pytest
 
 from tests.conftest import run_probe
-from upkeep.engine.results import CheckResult
+from upkeep.core.results import CheckResult
+from upkeep.core.status import Status
 from upkeep.probes.base import TargetUnreachable
 from upkeep.probes.tcp import ConnectProbe, TcpTarget
-from upkeep.status import Status
 from upkeep.tasks.base import TaskContext, TaskFailed
 from upkeep.tasks.service.restart import RestartParams, ServiceRestart
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from upkeep.tasks.backup import crypto
+from upkeep.store import crypto
 
 KEY = "a-secret-from-the-secret-store"
 

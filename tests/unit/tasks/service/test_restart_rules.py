@@ -76,7 +76,7 @@ def test_validate_rejects_a_signal_beside_a_stop_command_and_a_relative_pidfile(
 
 
 def test_commands_are_shown_with_secrets_masked_even_when_quoting_would_split_them() -> None:
-    from upkeep.redaction import Redactor
+    from upkeep.core.redaction import Redactor
     from upkeep.tasks.service.restart import _shown
 
     secret = "Xy'9kLmQ#2"

@@ -40,12 +40,12 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
+    from upkeep.alerting.delivery import Dispatcher
     from upkeep.alerting.guard import StoreGuard
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
-    from upkeep.notify.dispatcher import Dispatcher
     from upkeep.store.store import Store
     from upkeep.web.app import DaemonState
 
@@ -509,7 +509,7 @@ class Daemon:
 
     async def _deliveries(self, stop: asyncio.Event) -> None:
         """As the leader, deliver the outbox until ``stop``; a reload swaps the channels."""
-        from upkeep.notify.dispatcher import Dispatcher
+        from upkeep.alerting.delivery import Dispatcher
 
         if self._store is None:
             return

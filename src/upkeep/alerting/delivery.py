@@ -27,9 +27,8 @@ from upkeep.notify.channels import LEVELS, send
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
-    from upkeep.config.models import DeliveryConfig
-    from upkeep.redaction import Redactor
-    from upkeep.store.outbox import Batch, OutboxRow, OutboxStore
+    from upkeep.core.redaction import Redactor
+    from upkeep.store.outbox import Batch, DeliveryConfig, OutboxRow, OutboxStore
     from upkeep.store.store import Store
 
 logger = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ from upkeep.io.safefs import (
     rename_noreplace,
     require_private,
 )
-from upkeep.tasks.backup import crypto
+from upkeep.store import crypto
 
 ZSTD_LEVEL = 3
 """zstd level: level 3 compresses a SQL dump about as well as gzip -6 at several times the
@@ -732,3 +732,21 @@ def scratch_directory(base: Path, label: str) -> Iterator[Path]:
         finally:
             with contextlib.suppress(OSError):
                 parent.remove_tree(name)
+
+
+LAST_ATTEMPT = "last-attempt.json"
+
+
+LAST_DRILL = "last-drill.json"
+
+
+def read_attempt(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
+    """Return the last backup attempt's record of a source, or None if there is none or it
+    fails authentication with ``key``."""
+    return Repository(root, key).read_record(name, LAST_ATTEMPT)
+
+
+def read_drill(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:
+    """Return the last drill's report of a source, or None if there is none or it fails
+    authentication with ``key``."""
+    return Repository(root, key).read_record(name, LAST_DRILL)

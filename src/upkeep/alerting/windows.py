@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from upkeep.engine.schedule import CronSchedule
+from upkeep.config.schedule import CronSchedule
 
 if TYPE_CHECKING:
     from upkeep.config.models import UpkeepConfig, WindowConfig

@@ -1,0 +1,1 @@
+"""The daemon (`upkeep serve`): the engine and the web face in one long-running process."""
