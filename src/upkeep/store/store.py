@@ -37,6 +37,7 @@ from sqlalchemy.exc import (
 
 from upkeep.core.redaction import display_url
 from upkeep.core.status import Status
+from upkeep.core.text import one_line
 from upkeep.store.locks import serialise
 from upkeep.store.schema import check_results, checks, result_rollups
 
@@ -93,7 +94,7 @@ def error_reason(error: BaseException) -> str:
     and parameters SQLAlchemy adds (the driver's first line, or the exception's own)."""
     cause = getattr(error, "orig", None) or error
     first_line = str(cause).strip().split("\n", 1)[0]
-    return " ".join(first_line.split()) or type(cause).__name__
+    return one_line(first_line) or type(cause).__name__
 
 
 def is_corruption(error: BaseException) -> bool:
