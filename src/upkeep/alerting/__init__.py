@@ -1,1 +1,5 @@
-"""Alerting: alert states from check results, routing, silences, escalation, incidents."""
+"""Alerting: alert states from check results, routing, silences, maintenance windows,
+escalation, incidents and their figures, and the dispatcher that delivers the outbox.
+"""
+
+__all__ = ["delivery", "guard", "manager", "messages", "routing", "stats", "windows"]

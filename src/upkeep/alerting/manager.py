@@ -31,11 +31,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
-from upkeep.alerting.messages import MessageFacts, compose, human_duration
+from upkeep.alerting.messages import MessageFacts, compose
 from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import system_checks
 from upkeep.core.status import Status
+from upkeep.core.text import human_duration
 from upkeep.notify.message import Notification
 from upkeep.store.alerts import AlertError, AlertRecord, CheckState, alert_from_row
 from upkeep.store.locks import ALERTING_LOCK_KEY

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from upkeep.core.status import Status
+from upkeep.core.text import human_duration
 
 
 @dataclass(frozen=True)
@@ -28,20 +29,6 @@ class MessageFacts:
     run_id: int | None = None
     resolved_at: datetime | None = None
     """The runbook run whose checks step produced the result, if one did."""
-
-
-def human_duration(span: timedelta) -> str:
-    """Given a span, return it as ``1d 2h``, ``5m 3s`` or ``12s`` (two largest units)."""
-    seconds = max(int(span.total_seconds()), 0)
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    parts: list[str] = []
-    for suffix, size in units:
-        if seconds >= size or (suffix == "s" and not parts):
-            parts.append(f"{seconds // size}{suffix}")
-            seconds %= size
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
 
 
 LEVELS = {

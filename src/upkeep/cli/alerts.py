@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _age(moment: datetime, now: datetime) -> str:
-    from upkeep.alerting.messages import human_duration
+    from upkeep.core.text import human_duration
 
     return human_duration(now - moment)
 

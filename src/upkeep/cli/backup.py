@@ -212,14 +212,9 @@ def _row(backup: Backup) -> dict[str, Any]:
 
 
 def _size(count: int | None) -> str:
-    if count is None:
-        return "?"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
+    from upkeep.core.text import format_bytes
+
+    return "?" if count is None else format_bytes(count)
 
 
 def backup_create(config_path: Path | None, sources: list[str], *, json_output: bool) -> int:

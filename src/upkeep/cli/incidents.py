@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from upkeep.cli.common import print_json
 from upkeep.cli.output import cells, untrusted
 from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
+from upkeep.core.text import human_duration
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,23 +27,6 @@ EVENT_STYLE = {
     "unacknowledged": "yellow",
     "note": "bold",
 }
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def human_duration(seconds: float | None) -> str:
-    """Given seconds (or None), return the two largest units (``3h 20m``), or ``-`` for None."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    for index, (unit, size) in enumerate(_UNITS[:-1]):
-        if whole >= size:
-            count, rest = divmod(whole, size)
-            smaller, smaller_size = _UNITS[index + 1]
-            remainder = rest // smaller_size
-            return f"{count}{unit} {remainder}{smaller}" if remainder else f"{count}{unit}"
-    raise AssertionError("unreachable: whole >= 60 matches the minute unit")
 
 
 def format_percent(value: float | None) -> str:
@@ -334,9 +318,10 @@ def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
                 Text(uptime, style=style),
                 str(figure.incidents),
                 str(figure.open_incidents),
-                human_duration(figure.mttr_s),
-                human_duration(figure.mtbf_s),
-                human_duration(figure.mtta_s),
+                *(
+                    "-" if seconds is None else human_duration(seconds)
+                    for seconds in (figure.mttr_s, figure.mtbf_s, figure.mtta_s)
+                ),
                 f"{figure.acked}/{figure.acked + figure.unacked}",
                 response,
             )

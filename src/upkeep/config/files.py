@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from upkeep.core.text import format_bytes
+
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -38,14 +40,6 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def describe_size(limit: int) -> str:
-    """Given a number of bytes, return it as people write it: ``8 MiB``, ``64 KiB``."""
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if limit >= size and limit % size == 0:
-            return f"{limit // size} {unit}"
-    return f"{limit} bytes"
-
-
 def read_capped(path: Path, limit: int) -> bytes:
     """Given a path and a size limit in bytes, return the file's bytes.
 
@@ -62,7 +56,7 @@ def read_capped(path: Path, limit: int) -> bytes:
     if not stat.S_ISREG(before.st_mode):
         raise FileReadError(f"{_kind(before.st_mode)}, not a regular file")
     if before.st_size > limit:
-        raise FileReadError(f"larger than {describe_size(limit)} ({before.st_size:,} bytes)")
+        raise FileReadError(f"larger than {format_bytes(limit)} ({before.st_size:,} bytes)")
     # O_NONBLOCK: should a FIFO be swapped in after the check, opening it does not wait
     # for a writer; O_NOCTTY: a terminal never becomes ours.
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
@@ -84,7 +78,7 @@ def read_capped(path: Path, limit: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise FileReadError(f"larger than {describe_size(limit)}")
+                raise FileReadError(f"larger than {format_bytes(limit)}")
     except OSError as error:
         raise FileReadError(error.strerror or str(error)) from None
     finally:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from upkeep.config.errors import KeyPath
-from upkeep.config.files import FileReadError, describe_size, read_text_file
+from upkeep.config.files import FileReadError, read_text_file
 from upkeep.config.yamlpos import MAX_SCALAR_CHARS
+from upkeep.core.text import format_bytes
 
 MAX_SECRET_BYTES = 64 * 1024
 """The largest secret file (and environment value) a reference may take in."""
@@ -118,7 +119,7 @@ def expand_string(
                 raise SecretReferenceError(
                     path,
                     f"environment variable {reference} is longer than "
-                    f"{describe_size(MAX_SECRET_BYTES)}",
+                    f"{format_bytes(MAX_SECRET_BYTES)}",
                 )
         else:
             raise SecretReferenceError(

@@ -1,1 +1,5 @@
-"""Notifications: Apprise channels, message formatting, and the persistent outbox."""
+"""Notifications: delivery of one message to one Apprise channel, and the notification
+the alerting side hands to the store's outbox.
+"""
+
+__all__ = ["channels", "message"]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from upkeep.core.redaction import Redactor
+from upkeep.core.text import one_line
 
 if TYPE_CHECKING:
     from apprise.plugins.base import NotifyBase
@@ -208,7 +209,9 @@ def send(
             log_level=logging.DEBUG,
         )
     except Exception as crash:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
-        return DeliveryResult(False, _cut(masks.redact(f"{type(crash).__name__}: {crash}")))
+        return DeliveryResult(
+            False, one_line(masks.redact(f"{type(crash).__name__}: {crash}"), MAX_ERROR_CHARS)
+        )
     if result:
         return DeliveryResult(True)
     messages = list(
@@ -222,7 +225,7 @@ def send(
     error = "; ".join(message for message in messages if message) or (
         f"{plugin.service_name} did not take the message ({status})"
     )
-    return DeliveryResult(False, _cut(masks.redact(_concise(error))))
+    return DeliveryResult(False, one_line(masks.redact(_concise(error)), MAX_ERROR_CHARS))
 
 
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")
@@ -238,7 +241,3 @@ def _concise(error: str) -> str:
     first = error.split(";", 1)[0].rstrip(". ")
     detail = reason.group(1) if reason.re is _OS_ERROR else reason.group(0)
     return f"{first}: {detail.strip()}"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

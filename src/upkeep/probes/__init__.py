@@ -1,1 +1,7 @@
-"""Probes: one module per target kind; ``registry.TARGET_KINDS`` lists them all."""
+"""Probes: the contract in ``base``, the table of target kinds in ``registry``, one module
+per kind. Other packages reach a kind through the registry; the target models of ``http``,
+``logs``, ``mysql``, ``postgres`` and ``redis`` (and the log listing of ``logs``) are shared
+with the tasks and commands that work on the same targets.
+"""
+
+__all__ = ["base", "http", "logs", "mysql", "postgres", "redis", "registry"]

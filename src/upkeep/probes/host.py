@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 from pydantic import Field
 
 from upkeep.core.models import StrictModel
+from upkeep.core.text import format_bytes, human_duration
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -101,7 +102,7 @@ class DiskProbe(Probe[HostTarget, DiskParams]):
             ) from error
         return ProbeOutcome(
             metrics_from({"used_percent": used_percent, "free_bytes": free_bytes}),
-            message=f"{params.path}: {used_percent:.1f}% used, {_human_bytes(free_bytes)} free",
+            message=f"{params.path}: {used_percent:.1f}% used, {format_bytes(free_bytes)} free",
         )
 
 
@@ -131,7 +132,7 @@ class MemoryProbe(Probe[HostTarget, StrictModel]):
         available = int(memory.available)
         return ProbeOutcome(
             metrics_from({"used_percent": used_percent, "available_bytes": available}),
-            message=f"memory {used_percent:.1f}% used, {_human_bytes(available)} available",
+            message=f"memory {used_percent:.1f}% used, {format_bytes(available)} available",
         )
 
 
@@ -298,17 +299,6 @@ class UptimeProbe(Probe[HostTarget, StrictModel]):
         import psutil
 
         seconds = max(0.0, time.time() - psutil.boot_time())
-        days, rest = divmod(int(seconds), 86400)
         return ProbeOutcome(
-            metrics_from({"seconds": seconds}),
-            message=f"up {days}d {rest // 3600}h {rest % 3600 // 60}m",
+            metrics_from({"seconds": seconds}), message=f"up {human_duration(seconds)}"
         )
-
-
-def _human_bytes(value: float) -> str:
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    index = 0
-    while abs(value) >= 1024 and index < len(units) - 1:
-        value /= 1024
-        index += 1
-    return f"{value:.0f} B" if index == 0 else f"{value:.1f} {units[index]}"

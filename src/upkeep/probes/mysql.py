@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 
 from upkeep.core.redaction import SecretMarker
+from upkeep.core.text import one_line
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -174,7 +175,7 @@ def _describe(error: Exception) -> str:
         case (int(code), str(text)):
             return f"{text} ({code})"
         case _:
-            return " ".join(str(error).split()) or type(error).__name__
+            return one_line(error)
 
 
 def _fetch_one(connection: Connection[Any], query: str) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ from pydantic import field_validator
 from upkeep.core.durations import Duration
 from upkeep.core.models import StrictModel
 from upkeep.core.redaction import SecretMarker
+from upkeep.core.text import format_bytes, one_line
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
@@ -83,11 +84,6 @@ class PostgresTarget(TargetBase):
         return value
 
 
-def _one_line(error: BaseException) -> str:
-    """Given a driver error, return its text on one line (libpq adds indented hint lines)."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 @asynccontextmanager
 async def _connect(
     target: PostgresTarget, context: ProbeContext
@@ -113,7 +109,7 @@ async def _connect(
                 )
             except psycopg.OperationalError as error:
                 raise TargetUnreachable(
-                    f"cannot connect to PostgreSQL: {_one_line(error)}"
+                    f"cannot connect to PostgreSQL: {one_line(error)}"
                 ) from error
             try:
                 yield connection
@@ -393,25 +389,13 @@ class SizeProbe(Probe[PostgresTarget, NoParams]):
                 FROM pg_stat_user_tables
                 """,
             )
-        message = f"database {database}: {_human_bytes(size)}"
+        message = f"database {database}: {format_bytes(size)}"
         if largest_name is not None:
-            message += f"; largest table {largest_name}: {_human_bytes(largest)}"
+            message += f"; largest table {largest_name}: {format_bytes(largest)}"
         return ProbeOutcome(
             metrics_from({"bytes": int(size), "largest_table_bytes": int(largest)}),
             message=message,
         )
-
-
-def _human_bytes(size: int) -> str:
-    """Given a byte count, return it in the largest binary unit that keeps it >= 1."""
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    units = ["KiB", "MiB", "GiB", "TiB"]
-    while value >= 1024 and len(units) > 1:
-        value /= 1024
-        units.pop(0)
-    return f"{value:.1f} {units[0]}"
 
 
 class VacuumProbe(Probe[PostgresTarget, NoParams]):

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from upkeep.core.redaction import SecretMarker
 from upkeep.core.results import MetricValue
+from upkeep.core.text import one_line
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
@@ -37,11 +38,6 @@ class RedisTarget(TargetBase):
 
     kind: Literal["redis"] = "redis"
     url: Annotated[str, SecretMarker(part="password"), Field(pattern=r"^(rediss?|unix)://")]
-
-
-def _one_line(error: BaseException) -> str:
-    """Given a client error, return its text on one line."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 @asynccontextmanager
@@ -72,7 +68,7 @@ async def _client(target: RedisTarget, context: ProbeContext) -> AsyncIterator[R
     except (RedisTimeoutError, TimeoutError) as error:
         raise TargetUnreachable(f"Redis did not answer within {context.timeout_s:g}s") from error
     except RedisConnectionError as error:
-        raise TargetUnreachable(f"cannot reach Redis: {_one_line(error)}") from error
+        raise TargetUnreachable(f"cannot reach Redis: {one_line(error)}") from error
     finally:
         await client.aclose()
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, selec
 
 from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ class AlertStore:
         """Given an open transaction and the new alert's columns, insert it; return its id."""
         values["active"] = values["check"]
         values["status"] = int(values["status"])
-        return int(connection.execute(insert(alerts).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+        return inserted_id(connection.execute(insert(alerts).values(**values)))
 
     def update_alert(self, connection: Connection, alert_id: int, **values: Any) -> None:
         """Given an open transaction, an alert id and columns, update them (``state`` of
@@ -301,7 +302,7 @@ class AlertStore:
                 alert_id=alert_id, at=at, kind=kind, detail=detail, author=author
             )
         )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        return inserted_id(result)
 
     def get(self, alert_id: int) -> AlertRecord | None:
         """Given an alert id, return the alert, or None."""
@@ -435,7 +436,7 @@ class AlertStore:
             raise AlertError("a silence must end after it starts")
         created_at = now or datetime.now(UTC)
         with self.transaction() as connection:
-            silence_id = connection.execute(
+            inserted = connection.execute(
                 insert(silences).values(
                     matchers=dict(matchers),
                     starts_at=starts_at,
@@ -444,9 +445,10 @@ class AlertStore:
                     comment=comment,
                     created_at=created_at,
                 )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            silence_id = inserted_id(inserted)
         return Silence(
-            int(silence_id),
+            silence_id,
             dict(matchers),
             starts_at,
             ends_at,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
 
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import backup_events, backups
 
 if TYPE_CHECKING:
@@ -159,9 +160,7 @@ class BackupCatalog:
                     detail=detail,
                 )
             )
-            key = result.inserted_primary_key
-            assert key is not None  # noqa: S101 - an insert always has a primary key
-            return int(key[0])
+            return inserted_id(result)
 
     def events(
         self, *, source: str | None = None, kind: str | None = None, limit: int = 200

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import instances, maintenance_windows, run_steps, runs, schedule_marks
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class RunLog:
         moment = now or datetime.now(UTC)
         try:
             with self._lock, self.engine.begin() as connection:
-                run_id = connection.execute(
+                inserted = connection.execute(
                     insert(runs).values(
                         runbook=runbook,
                         trigger=trigger,
@@ -265,7 +266,8 @@ class RunLog:
                         message="",
                         detail={},
                     )
-                ).inserted_primary_key[0]  # type: ignore[index]
+                )
+                run_id = inserted_id(inserted)
                 if steps:
                     connection.execute(
                         insert(run_steps),
@@ -296,7 +298,7 @@ class RunLog:
         moment = datetime.now(UTC)
         try:
             with self._lock, self.engine.begin() as connection:
-                return int(
+                return inserted_id(
                     connection.execute(
                         insert(runs).values(
                             runbook=runbook,
@@ -310,7 +312,7 @@ class RunLog:
                             message=reason,
                             detail={},
                         )
-                    ).inserted_primary_key[0]  # type: ignore[index]
+                    )
                 )
         except IntegrityError:
             return None
@@ -555,7 +557,7 @@ class RunLog:
             raise ValueError("a window must end after it starts")
         created_at = datetime.now(UTC)
         with self._lock, self.engine.begin() as connection:
-            window_id = connection.execute(
+            inserted = connection.execute(
                 insert(maintenance_windows).values(
                     name=name,
                     starts_at=starts_at,
@@ -565,9 +567,10 @@ class RunLog:
                     created_by=created_by,
                     created_at=created_at,
                 )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            window_id = inserted_id(inserted)
         return OneOffWindow(
-            int(window_id), name, starts_at, ends_at, mute, comment, created_by, created_at
+            window_id, name, starts_at, ends_at, mute, comment, created_by, created_at
         )
 
     def remove_window(self, window_id: int) -> bool:

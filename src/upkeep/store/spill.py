@@ -45,6 +45,7 @@ from sqlalchemy.pool import QueuePool
 from upkeep.core.redaction import MASK, url_passwords
 from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import (
     alert_events,
     alerts,
@@ -635,8 +636,7 @@ def _import_alerts(
         values = {key: value for key, value in row.items() if key != "id"}
         if values["active"] is not None:
             _free_check(connection, values["active"], None, values["opened_at"])
-        new_id = connection.execute(insert(alerts).values(**values)).inserted_primary_key[0]  # type: ignore[index]
-        ids[row["id"]] = int(new_id)
+        ids[row["id"]] = inserted_id(connection.execute(insert(alerts).values(**values)))
     return ids
 
 

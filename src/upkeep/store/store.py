@@ -37,7 +37,9 @@ from sqlalchemy.exc import (
 
 from upkeep.core.redaction import display_url
 from upkeep.core.status import Status
+from upkeep.core.text import one_line
 from upkeep.store.locks import serialise
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import check_results, checks, result_rollups
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ def error_reason(error: BaseException) -> str:
     and parameters SQLAlchemy adds (the driver's first line, or the exception's own)."""
     cause = getattr(error, "orig", None) or error
     first_line = str(cause).strip().split("\n", 1)[0]
-    return " ".join(first_line.split()) or type(cause).__name__
+    return one_line(first_line) or type(cause).__name__
 
 
 def is_corruption(error: BaseException) -> bool:
@@ -345,7 +347,7 @@ class Store:
         if row is None:
             try:
                 with connection.begin_nested():
-                    check_id = connection.execute(
+                    inserted = connection.execute(
                         insert(checks).values(
                             name=result.check,
                             target=result.target,
@@ -353,7 +355,8 @@ class Store:
                             labels=labels,
                             first_seen=result.at,
                         )
-                    ).inserted_primary_key[0]  # type: ignore[index]
+                    )
+                    check_id = inserted_id(inserted)
             except IntegrityError:
                 # Another process registered the same check a moment ago; use its row.
                 check_id = connection.execute(

@@ -1,1 +1,5 @@
-"""The daemon's HTTP side: /healthz, /metrics and the REST API."""
+"""The daemon's HTTP side: the application (``/healthz``, ``/metrics``, the REST API), the
+guard in front of it, and the server that runs it.
+"""
+
+__all__ = ["app", "guard", "server"]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures, Subject, compute_stats
-from upkeep.cli.incidents import format_percent, human_duration
+from upkeep.cli.incidents import format_percent
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 HOURS = 240
@@ -268,23 +268,6 @@ def test_figures_serialise_to_json_in_seconds() -> None:
 
 
 # --- rendering ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (None, "-"),
-        (0.0, "0s"),
-        (59.4, "59s"),
-        (60.0, "1m"),
-        (754.0, "12m 34s"),
-        (3600.0, "1h"),
-        (12000.0, "3h 20m"),
-        (2 * 86400 + 4 * 3600 + 59.0, "2d 4h"),
-    ],
-)
-def test_human_duration(seconds: float | None, text: str) -> None:
-    assert human_duration(seconds) == text
 
 
 def test_percent_never_rounds_up_to_a_hundred() -> None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from pydantic import Field
 
-from upkeep.core.durations import Duration
+from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import StrictModel
 
 MAX_KEEP = 100_000
@@ -117,14 +117,8 @@ def decide(
         horizon = now - rules.keep_within
         for decision in decisions:
             if decision.candidate.taken_at >= horizon:
-                decision.reasons.append(f"within {_short(rules.keep_within)}")
+                decision.reasons.append(f"within {format_duration(rules.keep_within)}")
     newest_verified = next((d for d in decisions if d.candidate.verified), None)
     if newest_verified is not None and not newest_verified.keep:
         newest_verified.reasons.append("newest verified backup")
     return decisions
-
-
-def _short(duration: timedelta) -> str:
-    from upkeep.core.durations import format_duration
-
-    return format_duration(duration)

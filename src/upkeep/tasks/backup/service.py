@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from upkeep.core.text import one_line
 from upkeep.store import crypto
 from upkeep.store.repository import (
     LAST_ATTEMPT,
@@ -181,7 +182,7 @@ def create(
                 finish=dump.finish,
             )
     except (SourceError, ArchiveError, RepositoryError, OSError, zstandard.ZstdError) as error:
-        message = _one_line(error)
+        message = one_line(error)
         _attempt(env, name, ok=False, at=started_at, message=message)
         if env.catalog is not None:
             env.catalog.add(_failed_record(name, started_at, message, env.repository.root))
@@ -341,7 +342,7 @@ def verify(
     try:
         found, data_info = stored_sha256(env.repository, backup)
     except (OSError, RepositoryError) as error:
-        problems.append(f"the data file cannot be read: {_one_line(error)}")
+        problems.append(f"the data file cannot be read: {one_line(error)}")
         found = ""
     if found and found != data["stored_sha256"]:
         problems.append(
@@ -415,9 +416,9 @@ def _decoded_problems(
             for _ in hashed():
                 pass
     except (crypto.DecryptionError, zstandard.ZstdError, RepositoryError) as error:
-        problems.append(f"the data does not decode: {_one_line(error)}")
+        problems.append(f"the data does not decode: {one_line(error)}")
     except (SourceError, ArchiveError) as error:
-        problems.append(f"the restore failed: {_one_line(error)}")
+        problems.append(f"the restore failed: {one_line(error)}")
     else:
         if digest.hexdigest() != data["raw_sha256"] or size != data["raw_bytes"]:
             problems.append(
@@ -534,7 +535,7 @@ def drill(
             crypto.DecryptionError,
             zstandard.ZstdError,
         ) as error:
-            problems.append(f"the restore failed: {_one_line(error)}")
+            problems.append(f"the restore failed: {one_line(error)}")
     rto_objective = rto.total_seconds() if rto else None
     rpo_objective = rpo.total_seconds() if rpo else None
     if _met(rto_s, rto_objective) is False:
@@ -659,7 +660,7 @@ def restore(
             raw = read_raw(env.repository, backup, env.config.key)
             apply = source.prepare_restore(_progressed(raw, progress), work, backup.manifest)
         except failures as error:
-            failure = _one_line(error)
+            failure = one_line(error)
             _event(env, "restore", name, backup_id, False, started, failure, {"to": to or name})
             raise BackupFailed(f"restore of {backup_id} refused: {failure}") from None
         if safety:
@@ -676,7 +677,7 @@ def restore(
         try:
             message = apply()
         except (*failures, OSError) as error:
-            failure = _one_line(error)
+            failure = one_line(error)
             _event(
                 env,
                 "restore",
@@ -786,7 +787,7 @@ def _validate(
     try:
         rows = run_query(query)
     except Exception as error:  # noqa: BLE001 - any driver error fails the validation, named
-        return {"query": query, "ok": False, "problem": _one_line(error)}
+        return {"query": query, "ok": False, "problem": one_line(error)}
     if not rows or not rows[0]:
         return {"query": query, "ok": False, "problem": "returned no rows"}
     value = rows[0][0]
@@ -808,10 +809,6 @@ def _progressed(data: Iterable[bytes], progress: Progress | None) -> Iterator[by
         if progress is not None:
             progress(len(piece))
         yield piece
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _record(backup: Backup) -> Any:

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import StrictModel
+from upkeep.core.text import human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
@@ -338,7 +339,7 @@ def drill_summary(report: service.DrillReport) -> str:
     def part(label: str, measured: float | None, objective: float | None) -> str:
         if measured is None:
             return f"{label} not measured"
-        text = f"{label} {format_duration(timedelta(seconds=round(measured, 1)))}"
+        text = f"{label} {human_duration(measured)}"
         if objective is not None:
             verdict = "within" if measured <= objective else "over"
             text += f" ({verdict} {format_duration(timedelta(seconds=objective))})"

@@ -54,6 +54,7 @@ from pydantic import Field, field_validator
 
 from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import StrictModel
+from upkeep.core.text import format_bytes, human_duration
 from upkeep.io.safefs import (
     MAX_WALK_DEPTH,
     Directory,
@@ -434,25 +435,6 @@ def delete_listed(settings: Settings, listing: Listing, deadline: float) -> Dele
 # Formatting
 
 
-def format_bytes(count: int) -> str:
-    """Given a byte count, return it for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    if count < 1024:
-        return f"{count} B"
-    size = float(count)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1024:.1f} TiB"
-
-
-def format_age(seconds: float) -> str:
-    """Given an age in seconds, return it for people, to a precision that matters for it:
-    whole hours past a day (``30d``, ``2d5h``), minutes past an hour, else seconds."""
-    unit = 3600 if seconds >= 86400 else 60 if seconds >= 3600 else 1
-    return format_duration(timedelta(seconds=round(seconds / unit) * unit))
-
-
 def _describe_skipped(skipped: list[tuple[str, str]]) -> str:
     named = "; ".join(f"{relative}: {reason}" for relative, reason in skipped[:SKIPPED_NAMED])
     more = f"; and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
@@ -557,7 +539,7 @@ class FilesCleanup(Task[LogsTarget | None, CleanupParams]):
             Change(
                 "delete",
                 str(settings.root / candidate.relative),
-                f"{format_bytes(candidate.size)}, {format_age(now - candidate.mtime)} old",
+                f"{format_bytes(candidate.size)}, {human_duration(now - candidate.mtime)} old",
             )
             for candidate in listing.files
         ]

@@ -45,12 +45,12 @@ from pydantic import Field, field_validator
 from upkeep.analysis import rotated
 from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import StrictModel
+from upkeep.core.text import format_bytes
 from upkeep.io import signals as signals_io
 from upkeep.io.process import ProcessStartError, run_process
 from upkeep.io.safefs import Directory, Entry, FoundFile, UnsafeFileError, glob_walk
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-from upkeep.tasks.files.cleanup import format_bytes
 from upkeep.tasks.logs import rotation
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)

@@ -14,8 +14,6 @@ from upkeep.tasks.files.cleanup import (
     CleanupParams,
     FilesCleanup,
     Matcher,
-    format_age,
-    format_bytes,
     pattern_problem,
 )
 
@@ -121,31 +119,3 @@ def test_validate_wants_recursive_for_deep_patterns_and_empty_dirs() -> None:
     (problem,) = task.validate(target, params())
     assert "'**/*.log' reaches into subdirectories" in problem
     assert task.validate(target, params(recursive=True)) == []
-
-
-@pytest.mark.parametrize(
-    ("count", "text"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1536, "1.5 KiB"),
-        (5 * 1024**3, "5.0 GiB"),
-        (3 * 1024**4, "3.0 TiB"),
-    ],
-)
-def test_format_bytes(count: int, text: str) -> None:
-    assert format_bytes(count) == text
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (0.4, "0s"),
-        (59.6, "1m"),
-        (3 * 3600 + 125, "3h2m"),
-        (30 * 86400 + 2, "30d"),
-        (2 * 86400 + 5 * 3600 + 1799, "2d5h"),
-    ],
-)
-def test_format_age_keeps_the_precision_that_matters(seconds: float, text: str) -> None:
-    assert format_age(seconds) == text
