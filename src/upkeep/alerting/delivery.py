@@ -14,14 +14,14 @@ that hangs until its timeout holds one slot, not a whole round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.io.threads import run_blocking
 from upkeep.notify.channels import LEVELS, send
 
@@ -104,8 +104,11 @@ class Dispatcher:
         *,
         concurrency: int = MAX_CONCURRENT_SENDS,
         paused: Callable[[], bool] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.outbox = outbox
+        # Claims, marks and the pace of ``run`` follow it; a send's own timeout is real time.
+        self.clock = clock
         # While the store cannot be written, its outbox waits: the spill's dispatcher
         # delivers (``alerting/guard.py``), and the two must not send the same notice.
         self.paused = paused
@@ -124,9 +127,9 @@ class Dispatcher:
     async def deliver_due(self, now: datetime | None = None) -> list[DeliveryReport]:
         """Send every batch due now and return what happened to each.
 
-        ``now`` fixes the clock for claims and marks (tests drive time with it); by
-        default each step reads the real clock. Store errors propagate; a failed delivery
-        is a report, never an exception. While ``paused`` says so, nothing is claimed.
+        ``now`` fixes the time for claims and marks; by default each step reads the
+        dispatcher's clock. Store errors propagate; a failed delivery is a report, never
+        an exception. While ``paused`` says so, nothing is claimed.
         """
         reports: list[DeliveryReport] = []
         if self.paused is not None and self.paused():
@@ -135,13 +138,13 @@ class Dispatcher:
         # A read first: claiming takes the store's write lock (SQLite), which the results
         # writer should not meet every second when nothing is due.
         due = await asyncio.to_thread(self.outbox.next_due)
-        exhausted = due is None or due > (now or _now())
+        exhausted = due is None or due > (now or self.clock.now())
         try:
             while True:
                 free = self.concurrency - len(running)
                 if free > 0 and not exhausted:
                     batches = await asyncio.to_thread(
-                        self.outbox.claim_due, self.owner, now or _now(), self.lease, free
+                        self.outbox.claim_due, self.owner, now or self.clock.now(), self.lease, free
                     )
                     exhausted = not batches
                     running.update(
@@ -160,7 +163,7 @@ class Dispatcher:
         if url is None:
             error = f"channel {batch.channel!r} is no longer in the config"
             marked = await asyncio.to_thread(
-                self.outbox.mark_dead, batch, now or _now(), error, self.delivery
+                self.outbox.mark_dead, batch, now or self.clock.now(), error, self.delivery
             )
             return self._report(batch, marked.status or "lost", error)
         title, body, level = compose(batch.rows)
@@ -186,7 +189,7 @@ class Dispatcher:
                 functools.partial(
                     self.outbox.mark_failed,
                     batch,
-                    now or _now(),
+                    now or self.clock.now(),
                     error,
                     self.delivery,
                     not_before=batch.claimed_until,
@@ -194,11 +197,11 @@ class Dispatcher:
             )
             return self._report(batch, marked.status or "lost", error, marked.next_attempt_at)
         if result.ok:
-            sent = await asyncio.to_thread(self.outbox.mark_sent, batch, now or _now())
+            sent = await asyncio.to_thread(self.outbox.mark_sent, batch, now or self.clock.now())
             return self._report(batch, "sent" if sent else "lost")
         error = self.redactor.redact(result.error)
         marked = await asyncio.to_thread(
-            self.outbox.mark_failed, batch, now or _now(), error, self.delivery
+            self.outbox.mark_failed, batch, now or self.clock.now(), error, self.delivery
         )
         return self._report(batch, marked.status or "lost", error, marked.next_attempt_at)
 
@@ -256,7 +259,7 @@ class Dispatcher:
                         "outbox delivery round failed, retrying: %s",
                         self.redactor.redact(str(error)),
                     )
-                await _first_of(stop, wake, poll_s)
+                await self.clock.wait(stop, *([wake] if wake else []), timeout=poll_s)
         finally:
             try:
                 self.outbox.release(self.owner)
@@ -266,26 +269,8 @@ class Dispatcher:
                 )
 
 
-async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:
-    """Wait until ``stop`` or ``wake`` is set, or ``timeout_s`` passes."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waiters, return_exceptions=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def deliver_now(
-    loaded: LoadedConfig, store: Store, now: datetime | None = None
+    loaded: LoadedConfig, store: Store, now: datetime | None = None, clock: Clock = SYSTEM_CLOCK
 ) -> list[DeliveryReport]:
     """Given a loaded config and its open store, deliver everything due in the outbox now
     (for commands run from cron, without a daemon) and return what happened to each batch.
@@ -305,6 +290,7 @@ def deliver_now(
         loaded.config.alerting.delivery,
         loaded.redactor,
         owner,
+        clock=clock,
     )
     try:
         return asyncio.run(dispatcher.deliver_due(now))

@@ -32,11 +32,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from upkeep.alerting.manager import AlertManager, AlertProcessingError, AlertReport
 from upkeep.config.models import STORE_CHECK, STORE_PROBE
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.redaction import display_url
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
@@ -161,7 +162,7 @@ class StoreGuard:
         store: Store | None,
         *,
         open_error: str | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[StoreHealth], None] | None = None,
     ) -> None:
         self.loaded = loaded
@@ -177,7 +178,9 @@ class StoreGuard:
         self._last_spill_look = 0.0
         self._last_corruption_check = -CORRUPTION_RECHECK_S
         self._reported = _Reported()
-        self._manager: AlertManager | None = AlertManager(loaded, store) if store else None
+        self._manager: AlertManager | None = (
+            AlertManager(loaded, store, clock=clock) if store else None
+        )
         self._health = StoreHealth()
         if store is None:
             self._note_write_failure(open_error or "the store cannot be opened")
@@ -210,7 +213,9 @@ class StoreGuard:
         has one), use it from the next batch on. Does not wait for the guard's lock: the
         event loop calls it, and ``deliver_spill`` holds that lock across awaits."""
         self.loaded = loaded
-        self._manager = manager or (AlertManager(loaded, self.main) if self.main else None)
+        self._manager = manager or (
+            AlertManager(loaded, self.main, clock=self.clock) if self.main else None
+        )
         self._spill_manager = None
 
     def close(self) -> None:
@@ -352,6 +357,7 @@ class StoreGuard:
                 config.alerting.delivery,
                 self.loaded.redactor,
                 owner,
+                clock=self.clock,
             )
             return await dispatcher.deliver_due()
         finally:
@@ -385,7 +391,7 @@ class StoreGuard:
         if store is None:
             return None
         interval = self.loaded.config.alerting.store_failure.integrity_interval
-        now = self.clock()
+        now = self.clock.now()
         if only_if_due:
             try:
                 last = store.runs.schedule_mark(INTEGRITY_MARK)
@@ -493,7 +499,7 @@ class StoreGuard:
                 url, base_dir, _ = self._settings()
                 source = read_only_snapshot(url, base_dir)
             try:
-                self._episode = spill.begin(self._redact(reason), source, self.clock())
+                self._episode = spill.begin(self._redact(reason), source, self.clock.now())
             finally:
                 if source is not None and source is not self.main:
                     source.close()
@@ -546,7 +552,7 @@ class StoreGuard:
         if spill is None or main is None:
             return None
         try:
-            report = spill.reconcile(main, self.clock())
+            report = spill.reconcile(main, self.clock.now())
         except SpillBusyError as busy:
             # Not the store's fault: written back at the next try, once those are sent.
             logger.info("spill episode not written back yet: %s", busy)
@@ -614,7 +620,7 @@ class StoreGuard:
                 },
                 message=self._redact(message)[:2000],
                 duration_ms=0.0,
-                at=self.clock(),
+                at=self.clock.now(),
                 severity=config.alerting.store_failure.severity,
                 labels=dict(config.alerting.store_failure.labels),
             )
@@ -646,7 +652,7 @@ class StoreGuard:
     # --- health -----------------------------------------------------------------------------
 
     def _note_write_failure(self, reason: str) -> None:
-        since = self._health.failing_since or self.clock()
+        since = self._health.failing_since or self.clock.now()
         self._set(writable=False, write_problem=self._redact(reason), failing_since=since)
 
     def _note_write_success(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ from upkeep.alerting.messages import MessageFacts, compose
 from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import system_checks
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
 from upkeep.notify.message import Notification
@@ -121,7 +122,7 @@ class AlertManager:
         loaded: LoadedConfig,
         store: Store,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
         key_prefix: str = "",
     ) -> None:
         self.loaded = loaded
@@ -203,7 +204,7 @@ class AlertManager:
         known.sort(key=lambda result: (self.depths[result.check], result.at))
         names = {result.check for result in known}
         parents = {parent for name in names for parent in self.checks[name].depends_on}
-        work = _Pass(connection, self.clock(), self._muter_factory)
+        work = _Pass(connection, self.clock.now(), self._muter_factory)
         work.run_id = run_id
         states = self.alerts.states(connection, names | parents)
         stored = set(states)
@@ -372,7 +373,7 @@ class AlertManager:
         lapsed acknowledgements, released mutes and dependencies, repeats, escalation steps
         and missed response targets, and resolve alerts of checks no longer configured.
         """
-        moment = now or self.clock()
+        moment = now or self.clock.now()
         if not self.alerts.any_open():
             # Most ticks find nothing to do: they need not take the store's write lock.
             return AlertReport()
@@ -550,7 +551,7 @@ class AlertManager:
 
         Raise ``AlertError`` if there is no such open alert.
         """
-        moment = now or self.clock()
+        moment = now or self.clock.now()
         if duration is not None and duration <= timedelta(0):
             raise AlertError("an acknowledgement's duration must be longer than 0s")
         return self.alerts.acknowledge(

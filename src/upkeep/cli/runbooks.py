@@ -17,6 +17,7 @@ from upkeep.cli.common import print_json
 if TYPE_CHECKING:
     from upkeep.alerting.windows import WindowCalendar
     from upkeep.config.loader import LoadedConfig
+    from upkeep.core.clock import Clock
     from upkeep.engine.runbooks import StepReport
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
@@ -435,10 +436,14 @@ def _describe_every(every: timedelta) -> str:
 # --- upkeep serve ------------------------------------------------------------------------------
 
 
-def run_serve(config_path: Path | None, listen: str | None) -> int:
-    """Run the daemon in the foreground until SIGTERM/SIGINT; return its exit code."""
+def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None = None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; return its exit code.
+
+    ``clock`` is the system's unless given (only tests give another, from their own harness).
+    """
     import logging
 
+    from upkeep.core.clock import SYSTEM_CLOCK
     from upkeep.serve.daemon import Daemon, parse_listen
     from upkeep.store.store import StoreError
     from upkeep.web.guard import listen_refusal
@@ -457,7 +462,7 @@ def run_serve(config_path: Path | None, listen: str | None) -> int:
         _err(refusal)
         return EXIT_USAGE
     try:
-        return asyncio.run(Daemon(loaded, listen=listen).run())
+        return asyncio.run(Daemon(loaded, listen=listen, clock=clock or SYSTEM_CLOCK).run())
     except StoreError as error:
         _err(str(error))
         return EXIT_USAGE

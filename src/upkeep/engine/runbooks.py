@@ -27,9 +27,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status, worst
 
 if TYPE_CHECKING:
@@ -131,8 +132,12 @@ class RunbookExecutor:
         on_step: StepListener | None = None,
         on_start: Callable[[int], None] | None = None,
         alerts: AlertManager | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.loaded = loaded
+        # Run and step times, retry pauses and the wait for an approval follow it; the
+        # timeouts of the work itself (runbook, step, command) are real time.
+        self.clock = clock
         self.store = store
         self.alerts = alerts
         self.http = http
@@ -177,6 +182,7 @@ class RunbookExecutor:
             owner=self.owner,
             steps=steps,
             dry_run=dry_run,
+            now=self.clock.now(),
         )
         if run_id is None:
             return None
@@ -200,16 +206,21 @@ class RunbookExecutor:
             )
             raise
         await asyncio.to_thread(
-            run_log.finish_run, run_id, status, self._redact(message), {"plan": plan}
+            run_log.finish_run,
+            run_id,
+            status,
+            self._redact(message),
+            {"plan": plan},
+            self.clock.now(),
         )
         return await asyncio.to_thread(run_log.get_run, run_id)
 
     def _cancel_run(self, run_id: int, message: str) -> None:
         self._close_unfinished(run_id, "cancelled")
-        self.store.runs.finish_run(run_id, "cancelled", message)
+        self.store.runs.finish_run(run_id, "cancelled", message, now=self.clock.now())
 
     def _close_unfinished(self, run_id: int, status: str) -> None:
-        moment = datetime.now(UTC)
+        moment = self.clock.now()
         for step in self.store.runs.get_run_steps(run_id):
             if step.status in ("running", "waiting"):
                 self.store.runs.update_step(
@@ -231,7 +242,7 @@ class RunbookExecutor:
             if stopped:
                 await asyncio.to_thread(run_log.update_step, run_id, position, status="not_run")
                 continue
-            started_at = datetime.now(UTC)
+            started_at = self.clock.now()
             await asyncio.to_thread(
                 run_log.update_step, run_id, position, status="running", started_at=started_at
             )
@@ -250,7 +261,7 @@ class RunbookExecutor:
                 run_id,
                 position,
                 status=report.status,
-                finished_at=datetime.now(UTC),
+                finished_at=self.clock.now(),
                 attempts=attempts,
                 output=report.output,
                 detail=report.detail,
@@ -293,7 +304,7 @@ class RunbookExecutor:
                 tries,
                 pause,
             )
-            await asyncio.sleep(pause)
+            await self.clock.sleep(pause)
         return report, tries
 
     async def _run_step(
@@ -497,17 +508,17 @@ class RunbookExecutor:
             run_id,
             timeout,
         )
-        deadline = time.monotonic() + timeout.total_seconds()
+        deadline = self.clock.monotonic() + timeout.total_seconds()
         try:
             while True:
                 decision, by = await asyncio.to_thread(run_log.step_decision, run_id, position)
                 if decision is not None:
                     break
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     return StepReport(
                         "expired", f"no decision within {timeout}: {text}", {"approval": text}
                     )
-                await asyncio.sleep(self.approval_poll_s)
+                await self.clock.sleep(self.approval_poll_s)
         finally:
             await asyncio.shield(asyncio.to_thread(run_log.set_run_status, run_id, "running"))
         # The decider's comment is stored in the step's detail by ``RunLog.decide``; keep it,

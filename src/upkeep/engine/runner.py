@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.results import CheckResult, MetricValue
 from upkeep.core.status import Status
 from upkeep.engine.results import judge
@@ -32,8 +32,18 @@ logger = logging.getLogger(__name__)
 class CheckRunner:
     """Runs compiled checks and turns every outcome (or failure) into a ``CheckResult``."""
 
-    def __init__(self, *, redactor: Redactor, http: HttpClient, concurrency: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        redactor: Redactor,
+        http: HttpClient,
+        concurrency: int = 256,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._redactor = redactor
+        # A result's time is the clock's (the scheduler's lag is measured against it); the
+        # check's timeout and its duration are real time: they bound and measure real work.
+        self.clock = clock
         self._http = http
         self._concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
@@ -46,7 +56,7 @@ class CheckRunner:
         Known secrets are masked in the result's metrics, message, condition and labels.
         """
         async with self._limit:
-            at = datetime.now(UTC)
+            at = self.clock.now()
             started = time.perf_counter()
             context = ProbeContext(timeout=check.timeout, http=self._http, redactor=self._redactor)
             timeout_s = check.timeout.total_seconds()

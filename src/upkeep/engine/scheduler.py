@@ -22,19 +22,18 @@ Runbooks
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.alerting.manager import AlertProcessingError
 from upkeep.alerting.windows import WindowCalendar
 from upkeep.config.schedule import CronSchedule, next_interval_firing
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from upkeep.alerting.guard import StoreGuard
@@ -54,6 +53,8 @@ DISPATCH_TICK_S = 0.05
 """The scheduler starts due checks in batches at most this far apart (bounds added lag)."""
 WRITE_BATCH_LIMIT = 5000
 """A result buffer this full is written at once, not at the next interval."""
+RUNBOOK_WAKE = timedelta(minutes=1)
+"""The runbook loop wakes at least this often, even with no firing due."""
 
 
 def runbook_mark(name: str) -> str:
@@ -108,8 +109,12 @@ class Scheduler:
         running_runbooks: dict[str, asyncio.Task[None]] | None = None,
         alerts: AlertManager | None = None,
         guard: StoreGuard | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.loaded = loaded
+        # Every firing, wait and write interval follows it (``drain``'s grace is real time:
+        # it bounds real work after a SIGTERM).
+        self.clock = clock
         # With a guard, results the store does not take are alerted on from the spill.
         self.guard = guard
         self.store = store
@@ -175,6 +180,8 @@ class Scheduler:
         """
         pending = [*self._check_tasks, *self._runbook_tasks.values()]
         if pending:
+            # Real time on purpose: the work drained is real, and so is the deadline of
+            # whoever stops the daemon (a service manager's stop timeout).
             await asyncio.wait(pending, timeout=timeout.total_seconds())
         cancelled = [name for name, task in self._runbook_tasks.items() if not task.done()]
         for task in [*self._check_tasks, *self._runbook_tasks.values()]:
@@ -198,20 +205,20 @@ class Scheduler:
 
     async def _check_loop(self) -> None:
         checks = self.loaded.checks
-        heap = self._initial_check_heap(datetime.now(UTC))
+        heap = self._initial_check_heap(self.clock.now())
         while heap:
             due, name = heap[0]
-            delay = due - time.time()
+            delay = due - self.clock.now().timestamp()
             if delay > 0:
                 # Wake at most every DISPATCH_TICK_S and start everything due by then in one
                 # go: fewer loop wake-ups per check, for at most a tick of added lag.
-                await asyncio.sleep(max(delay, DISPATCH_TICK_S))
+                await self.clock.sleep(max(delay, DISPATCH_TICK_S))
                 continue
             heapq.heappop(heap)
             check = checks[name]
             every_s = check.every.total_seconds()
             following = due + every_s
-            now = time.time()
+            now = self.clock.now().timestamp()
             if following <= now:
                 # Fell behind by whole periods (a suspended machine): rejoin the grid.
                 following = due + every_s * (int((now - due) // every_s) + 1)
@@ -249,8 +256,7 @@ class Scheduler:
     async def _writer_loop(self) -> None:
         interval = self.loaded.config.engine.write_interval.total_seconds()
         while not self._writer_done:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._buffer_full.wait(), interval)
+            await self.clock.wait(self._buffer_full, timeout=interval)
             self._buffer_full.clear()
             await self._flush()
 
@@ -358,6 +364,7 @@ class Scheduler:
                     self.owner,
                     f"missed: no scheduler ran it at {firing.isoformat()} (upkeep was stopped "
                     "or restarted before it ran, and a later firing superseded it)",
+                    now,
                 )
                 if recorded is not None:
                     self.stats.runbooks_missed += 1
@@ -375,17 +382,17 @@ class Scheduler:
         schedules = self._schedules()
         if not schedules:
             return
-        now = datetime.now(UTC)
+        now = self.clock.now()
         queue: list[_RunbookFiring] = await self.catch_up(now)
         for name, schedule in schedules.items():
             first = schedule.next_after(now)
             queue.append(_RunbookFiring(first, name, first))
         heapq.heapify(queue)
         while queue:
-            delay = (queue[0].due - datetime.now(UTC)).total_seconds()
-            if delay > 0:
+            now = self.clock.now()
+            if queue[0].due > now:
                 # Wake at least once a minute: a one-off window added meanwhile may matter.
-                await asyncio.sleep(min(delay, 60.0))
+                await self.clock.sleep_until(min(queue[0].due, now + RUNBOOK_WAKE))
                 continue
             firing = heapq.heappop(queue)
             if not firing.one_off:
@@ -403,7 +410,7 @@ class Scheduler:
         """Start a due firing, or return when to try again if its window is closed."""
         name = firing.name
         runbook = self.loaded.config.runbooks[name]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         run_log = self.store.runs
         if runbook.window is not None:
             calendar = await asyncio.to_thread(self._calendar, now)
@@ -416,6 +423,7 @@ class Scheduler:
                         firing.scheduled_for,
                         self.owner,
                         f"window {runbook.window} never opens again",
+                        now,
                     )
                     self.stats.runbooks_missed += 1
                     return None
@@ -441,6 +449,7 @@ class Scheduler:
                 firing.scheduled_for,
                 self.owner,
                 "skipped: the previous run of this runbook was still running",
+                now,
             )
             if recorded is not None:
                 self.stats.runbooks_missed += 1

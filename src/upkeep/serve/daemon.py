@@ -29,12 +29,12 @@ import functools
 import logging
 import signal
 import socket
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.engine.leader import Leadership, leadership_for
 from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
@@ -87,8 +87,14 @@ class _Events:
 class Daemon:
     """One ``upkeep serve`` process."""
 
-    def __init__(self, loaded: LoadedConfig, *, listen: str | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, *, listen: str | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.loaded = loaded
+        # The one clock of the schedule, runbooks, alerts and deliveries. The heartbeat and
+        # the HTTP server's timeouts stay on real time: other processes judge this one's
+        # liveness by their own clocks, and clients wait in real time.
+        self.clock = clock
         self.listen = listen or loaded.config.engine.listen
         self.instance_id = new_instance_id()
         self.metrics = DaemonMetrics()
@@ -155,7 +161,9 @@ class Daemon:
         the store fails) and keeps the store's health for /healthz and /metrics."""
         from upkeep.alerting.guard import StoreGuard
 
-        guard = StoreGuard(self.loaded, store, on_change=self.metrics.observe_store_health)
+        guard = StoreGuard(
+            self.loaded, store, clock=self.clock, on_change=self.metrics.observe_store_health
+        )
         self.metrics.observe_store_health(guard.health)
         self._guard = guard
         return guard
@@ -256,7 +264,7 @@ class Daemon:
                 continue
             if self._state is not None:
                 self._state.role = "standby"
-            await _wait_any(events.stop, timeout=interval)
+            await self.clock.wait(events.stop, timeout=interval)
             if events.reload.is_set():
                 events.reload.clear()
                 await self._reload(events.stop)
@@ -340,7 +348,7 @@ class Daemon:
         lost = False
         try:
             while True:
-                await _wait_any(events.stop, events.reload, timeout=interval)
+                await self.clock.wait(events.stop, events.reload, timeout=interval)
                 if events.stop.is_set():
                     break
                 if events.reload.is_set():
@@ -475,9 +483,12 @@ class Daemon:
 
         loaded = self.loaded
         checks = CheckRunner(
-            redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
+            redactor=loaded.redactor,
+            http=http,
+            concurrency=loaded.config.engine.concurrency,
+            clock=self.clock,
         )
-        self._alerts = AlertManager(loaded, self._store)
+        self._alerts = AlertManager(loaded, self._store, clock=self.clock)
         if self._guard is not None:
             self._guard.use_config(loaded, self._alerts)
         executor = RunbookExecutor(
@@ -487,6 +498,7 @@ class Daemon:
             checks=checks,
             owner=self.instance_id,
             alerts=self._alerts,
+            clock=self.clock,
         )
         stats = self._state.stats or SchedulerStats()
         self._state.stats = stats
@@ -505,6 +517,7 @@ class Daemon:
             running_runbooks=self._running_runbooks,
             alerts=self._alerts,
             guard=self._guard,
+            clock=self.clock,
         )
 
     async def _deliveries(self, stop: asyncio.Event) -> None:
@@ -522,6 +535,7 @@ class Daemon:
             self.loaded.redactor,
             self.instance_id,
             paused=(lambda: guard.spilling) if guard is not None else None,
+            clock=self.clock,
         )
         spilled = asyncio.create_task(self._spill_deliveries(stop), name="spill-deliveries")
         try:
@@ -541,7 +555,7 @@ class Daemon:
                     await guard.deliver_spill(self.instance_id)
                 except Exception as error:  # noqa: BLE001 - retried at the next look
                     logger.warning("spill delivery round failed: %s", self._redact(str(error)))
-                await _wait_any(stop, timeout=DELIVERY_POLL_S)
+                await self.clock.wait(stop, timeout=DELIVERY_POLL_S)
         finally:
             await asyncio.to_thread(guard.release_spill_claims, self.instance_id)
 
@@ -559,7 +573,7 @@ class Daemon:
                         logger.info("escalated %d alert(s)", report.escalated)
                 except Exception as error:  # noqa: BLE001 - retried on the next tick
                     logger.warning("alert tick failed: %s", self._redact(str(error)))
-            await asyncio.sleep(TICK_INTERVAL_S)
+            await self.clock.sleep(TICK_INTERVAL_S)
 
     async def _housekeeping(self) -> None:
         """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
@@ -569,11 +583,11 @@ class Daemon:
         since_retention = RETENTION_INTERVAL_S
         next_integrity = 0.0
         while True:
-            if self._guard is not None and time.monotonic() >= next_integrity:
+            if self._guard is not None and self.clock.monotonic() >= next_integrity:
                 # At the start of the lead, then every integrity_interval: a damaged store
                 # is found before it fails a read someone needs (and raises upkeep:store).
                 interval = self.loaded.config.alerting.store_failure.integrity_interval
-                next_integrity = time.monotonic() + interval.total_seconds()
+                next_integrity = self.clock.monotonic() + interval.total_seconds()
                 try:
                     integrity = await asyncio.to_thread(self._guard.check_integrity)
                     if integrity is not None:
@@ -599,7 +613,7 @@ class Daemon:
                         )
                     )
                     backup_rows = await asyncio.to_thread(
-                        store.backups.prune, datetime.now(UTC) - retention.runs
+                        store.backups.prune, self.clock.now() - retention.runs
                     )
                     if backup_rows:
                         logger.info("retention: %d backup record(s) deleted", backup_rows)
@@ -615,7 +629,7 @@ class Daemon:
                     )
             except Exception as error:  # noqa: BLE001 - housekeeping failures are logged and retried
                 logger.warning("housekeeping failed: %s", self._redact(str(error)))
-            await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_S)
+            await self.clock.sleep(ORPHAN_SWEEP_INTERVAL_S)
             since_retention += ORPHAN_SWEEP_INTERVAL_S
 
 
@@ -646,16 +660,6 @@ def _bind(host: str, port: int) -> socket.socket:
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     listener.setblocking(False)
     return listener
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def serve(config_path: Path | None, listen: str | None = None) -> int:

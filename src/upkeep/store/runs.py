@@ -292,10 +292,16 @@ class RunLog:
         return int(run_id)
 
     def record_missed(
-        self, runbook: str, scheduled_for: datetime, owner: str, reason: str
+        self,
+        runbook: str,
+        scheduled_for: datetime,
+        owner: str,
+        reason: str,
+        now: datetime | None = None,
     ) -> int | None:
-        """Given a firing nobody ran, record it as ``missed``; None if it was claimed already."""
-        moment = datetime.now(UTC)
+        """Given a firing nobody ran, record it as ``missed`` (at ``now``, by default the
+        current time); None if it was claimed already."""
+        moment = now or datetime.now(UTC)
         try:
             with self._lock, self.engine.begin() as connection:
                 return inserted_id(
@@ -318,13 +324,19 @@ class RunLog:
             return None
 
     def finish_run(
-        self, run_id: int, status: str, message: str = "", detail: dict[str, Any] | None = None
+        self,
+        run_id: int,
+        status: str,
+        message: str = "",
+        detail: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
-        """Given a run id, record its final status, message and detail."""
+        """Given a run id, record its final status, message and detail (finished at ``now``,
+        by default the current time)."""
         values: dict[str, Any] = {
             "status": status,
             "message": message,
-            "finished_at": datetime.now(UTC),
+            "finished_at": now or datetime.now(UTC),
         }
         if detail is not None:
             values["detail"] = detail

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
 from upkeep.config.loader import LoadedConfig
+from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.store.schema import outbox
@@ -53,21 +54,13 @@ windows:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def setup(
     tmp_path: Path, store_url: str
-) -> Iterator[tuple[LoadedConfig, Store, AlertManager, Clock]]:
+) -> Iterator[tuple[LoadedConfig, Store, AlertManager, FakeClock]]:
     loaded = load_text(tmp_path, CONFIG)
     store = Store.open(store_url, tmp_path)
-    clock = Clock()
+    clock = FakeClock(T0)
     yield loaded, store, AlertManager(loaded, store, clock=clock), clock
     store.close()
 
@@ -111,20 +104,20 @@ def test_a_critical_result_fires_and_queues_one_notice_per_channel_of_each_route
 def test_soft_states_do_not_notify_until_hard_and_recovery_notices_the_outage(setup) -> None:
     _, store, manager, clock = setup
     for index in range(4):
-        clock.now = T0 + timedelta(seconds=30 * index)
-        manager.process([result("web-slow", Status.WARNING, clock.now)])
+        clock.set(T0 + timedelta(seconds=30 * index))
+        manager.process([result("web-slow", Status.WARNING, clock.now())])
         assert queued(store) == []
     # after: 3 holds since the third result, but for: 2m has not passed (90 s).
     assert store.alerts.list_alerts()[0].state == "pending"
-    clock.now = T0 + timedelta(seconds=120)
-    manager.process([result("web-slow", Status.WARNING, clock.now)])
+    clock.set(T0 + timedelta(seconds=120))
+    manager.process([result("web-slow", Status.WARNING, clock.now())])
     alert = store.alerts.list_alerts()[0]
     assert alert.state == "firing" and alert.severity == "P4"  # warn_severity default
     # P4 is not for the P1/P2 route: only the catch-all takes it.
     assert [row["key"] for row in queued(store)] == [f"a{alert.id}-r2-n1-ops"]
     for index, minute in enumerate([3, 4]):
-        clock.now = T0 + timedelta(minutes=minute)
-        manager.process([result("web-slow", Status.OK, clock.now)])
+        clock.set(T0 + timedelta(minutes=minute))
+        manager.process([result("web-slow", Status.OK, clock.now())])
         assert (store.alerts.list_alerts() == []) is (index == 1)
     resolved = [row for row in queued(store) if row["kind"] == "resolved"]
     assert len(resolved) == 1
@@ -139,8 +132,8 @@ def test_a_child_of_a_critical_parent_is_suppressed_and_released_when_the_parent
     alerts = {alert.check: alert for alert in store.alerts.list_alerts()}
     assert alerts["web-up"].suppressed_by == "db-up" and alerts["web-up"].held == "dependency"
     assert {row["alert_id"] for row in queued(store)} == {alerts["db-up"].id}
-    clock.now = T0 + timedelta(minutes=1)
-    manager.process([result("db-up", Status.OK, clock.now)])
+    clock.set(T0 + timedelta(minutes=1))
+    manager.process([result("db-up", Status.OK, clock.now())])
     manager.tick()
     web = store.alerts.get(alerts["web-up"].id)
     assert web is not None and web.held is None and web.suppressed_by is None
@@ -203,18 +196,18 @@ def test_repeat_while_firing_until_acknowledged(setup) -> None:
 
 def test_a_window_mute_records_the_notice_and_notifies_when_the_window_ends(setup) -> None:
     _, store, manager, clock = setup
-    clock.now = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
-    manager.process([result("web-up", Status.CRITICAL, clock.now)])
+    clock.set(datetime(2026, 11, 24, 3, 10, tzinfo=UTC))
+    manager.process([result("web-up", Status.CRITICAL, clock.now())])
     rows = queued(store)
     assert {row["status"] for row in rows} == {"muted"}
     assert {row["muted_by"] for row in rows} == {"window nightly"}
     # A staging alert in the same window is not muted (the mute matches env=prod only).
-    manager.process([result("staging-up", Status.CRITICAL, clock.now)])
+    manager.process([result("staging-up", Status.CRITICAL, clock.now())])
     assert [row["status"] for row in queued(store) if row["channel"] == "mail"] == ["pending"]
-    clock.now = datetime(2026, 11, 24, 3, 59, tzinfo=UTC)
+    clock.set(datetime(2026, 11, 24, 3, 59, tzinfo=UTC))
     manager.tick()
     assert not [row for row in queued(store) if row["kind"] == "unmuted"]
-    clock.now = datetime(2026, 11, 24, 4, 0, 1, tzinfo=UTC)
+    clock.set(datetime(2026, 11, 24, 4, 0, 1, tzinfo=UTC))
     manager.tick()
     unmuted = [row for row in queued(store) if row["kind"] == "unmuted"]
     assert [row["status"] for row in unmuted] == ["pending", "pending"]
@@ -237,7 +230,7 @@ def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup) -> None:
     muted = [row for row in queued(store) if row["alert_id"] == by_check["db-up"].id]
     assert {(row["status"], row["muted_by"]) for row in muted} == {("muted", "silence #1")}
     assert by_check["db-up"].held == "muted"
-    clock.now = T0 + timedelta(hours=1, seconds=1)
+    clock.set(T0 + timedelta(hours=1, seconds=1))
     manager.tick()
     assert store.alerts.get(by_check["db-up"].id).held is None  # type: ignore[union-attr]
 
@@ -245,9 +238,9 @@ def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup) -> None:
 def test_flapping_sends_one_notice_instead_of_one_per_flip(setup) -> None:
     _, store, manager, clock = setup
     for index in range(20):
-        clock.now = T0 + timedelta(seconds=30 * index)
+        clock.set(T0 + timedelta(seconds=30 * index))
         status = Status.CRITICAL if index % 2 == 0 else Status.OK
-        manager.process([result("staging-up", status, clock.now)])
+        manager.process([result("staging-up", status, clock.now())])
     kinds = [row["kind"] for row in queued(store)]
     assert kinds.count("flapping") == 1
     # Before detection every flip was news (firing/resolved pairs); after it, nothing more.
@@ -310,7 +303,7 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
     with WebhookReceiver() as receiver:
         loaded = load_text(tmp_path, GROUPED.replace("HOOK_URL", receiver.url()))
         store = Store.open("sqlite:///grouped.db", tmp_path)
-        clock = Clock()
+        clock = FakeClock(T0)
         manager = AlertManager(loaded, store, clock=clock)
         try:
             labels = {"env": "prod"}
@@ -329,7 +322,7 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
                     )
                 ]
             )
-            clock.now = T0 + timedelta(seconds=10)
+            clock.set(T0 + timedelta(seconds=10))
             manager.process(
                 [
                     CheckResult(
@@ -340,7 +333,7 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
                         {},
                         "refused",
                         1.0,
-                        clock.now,
+                        clock.now(),
                         labels=labels,
                     )
                 ],
@@ -352,11 +345,14 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
                 loaded.config.alerting.delivery,
                 loaded.redactor,
                 "test",
+                clock=clock,
             )
             # Nothing is due before the group's wait is over.
-            assert asyncio.run(dispatcher.deliver_due(T0 + timedelta(seconds=29))) == []
+            clock.set(T0 + timedelta(seconds=29))
+            assert asyncio.run(dispatcher.deliver_due()) == []
             # The group is due 30 s after its first alert, the later one included.
-            reports = asyncio.run(dispatcher.deliver_due(T0 + timedelta(seconds=31)))
+            clock.set(T0 + timedelta(seconds=31))
+            reports = asyncio.run(dispatcher.deliver_due())
             assert [(report.status, report.notifications) for report in reports] == [("sent", 2)]
             assert len(receiver.deliveries) == 1
             message = receiver.deliveries[0].json()
@@ -372,8 +368,8 @@ def test_retention_deletes_old_resolved_alerts_and_finished_notices_only(setup) 
     manager.process(
         [result("db-up", Status.CRITICAL, T0), result("staging-up", Status.CRITICAL, T0)]
     )
-    clock.now = T0 + timedelta(minutes=5)
-    manager.process([result("db-up", Status.OK, clock.now)])
+    clock.set(T0 + timedelta(minutes=5))
+    manager.process([result("db-up", Status.OK, clock.now())])
     with store.engine.begin() as connection:
         connection.execute(outbox.update().where(outbox.c.channel == "ops").values(status="sent"))
     later = T0 + timedelta(days=400)
@@ -402,8 +398,8 @@ def test_a_child_that_fired_before_its_parent_failed_is_held_once_the_parent_is_
     web = store.alerts.list_alerts()[0]
     # The child's notice waits for the parent's probe (its timeout, 10 s by default).
     assert [row["next_attempt_at"] for row in queued(store)] == [T0 + timedelta(seconds=10)] * 2
-    clock.now = T0 + timedelta(seconds=5)
-    manager.process([result("db-up", Status.CRITICAL, clock.now)])
+    clock.set(T0 + timedelta(seconds=5))
+    manager.process([result("db-up", Status.CRITICAL, clock.now())])
     manager.tick()
     held = store.alerts.get(web.id)
     assert held is not None and (held.held, held.suppressed_by) == ("dependency", "db-up")
@@ -414,8 +410,8 @@ def test_a_child_that_fired_before_its_parent_failed_is_held_once_the_parent_is_
     assert not [
         row for row in queued(store) if row["alert_id"] == web.id and row["kind"] != "firing"
     ]
-    clock.now = T0 + timedelta(hours=2, minutes=1)
-    manager.process([result("db-up", Status.OK, clock.now)])
+    clock.set(T0 + timedelta(hours=2, minutes=1))
+    manager.process([result("db-up", Status.OK, clock.now())])
     manager.tick()
     released = [
         row for row in queued(store) if row["alert_id"] == web.id and row["status"] == "pending"
@@ -430,7 +426,7 @@ def test_the_end_of_a_mute_restarts_escalation_and_the_response_clock(setup) -> 
     )
     manager.process([result("db-up", Status.CRITICAL, T0)])
     alert_id = store.alerts.list_alerts()[0].id
-    clock.now = T0 + timedelta(hours=2, seconds=1)
+    clock.set(T0 + timedelta(hours=2, seconds=1))
     manager.tick()
     record = store.alerts.get(alert_id)
     assert record is not None and not record.response_missed
@@ -452,16 +448,16 @@ def test_a_pruned_alert_s_id_is_never_reused_so_new_notices_are_not_dropped(
 ) -> None:
     _, store, manager, clock = setup
     manager.process([result("staging-up", Status.CRITICAL, T0)])
-    clock.now = T0 + timedelta(minutes=1)
-    manager.process([result("staging-up", Status.OK, clock.now)])
+    clock.set(T0 + timedelta(minutes=1))
+    manager.process([result("staging-up", Status.OK, clock.now())])
     first = store.alerts.list_alerts(open_only=False)[0].id
     store.alerts.prune(
         keep_alerts=timedelta(days=1),
         keep_notifications=timedelta(days=90),
         now=T0 + timedelta(days=10),
     )
-    clock.now = T0 + timedelta(days=10)
-    report = manager.process([result("staging-up", Status.CRITICAL, clock.now)])
+    clock.set(T0 + timedelta(days=10))
+    report = manager.process([result("staging-up", Status.CRITICAL, clock.now())])
     second = store.alerts.list_alerts()[0].id
     assert second != first
     assert report.notifications == 1
