@@ -5,7 +5,10 @@ loopback port and talks to it only as an operator would: HTTP (/healthz, /metric
 signals (SIGTERM, SIGHUP, SIGKILL), the config file and the store. Runbook firings are
 made deterministic through the real catch-up path: a ``schedule_marks`` row written a few
 minutes in the past before the daemon starts makes the latest missed firing of a
-``* * * * *`` runbook run at once and the older ones be recorded ``missed``.
+``* * * * *`` runbook run at once and the older ones be recorded ``missed``. Tests that
+name firings run the daemon on an ``OffsetClock`` (``tests/support/clocks.py``): it starts
+a few seconds into a minute, so no firing comes unplanned, and is moved forward when a
+test wants the next one, so none waits for a real minute to pass.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pytest
 import yaml
 from sqlalchemy import update
 
+from tests.support.clocks import OffsetClock
 from upkeep.engine.scheduler import runbook_mark
 from upkeep.store.runs import RunRecord
 from upkeep.store.schema import schedule_marks
@@ -38,6 +42,11 @@ from upkeep.store.store import Store
 
 START_TIMEOUT_S = 20.0
 SERVE = (sys.executable, "-m", "upkeep.cli.main", "serve")
+CLOCKED_SERVE = (sys.executable, "-m", "tests.support.clocked_serve")
+"""``upkeep serve`` on an ``OffsetClock``; it imports ``tests``, so it runs from the repository."""
+REPOSITORY = Path(__file__).resolve().parents[3]
+FIRST_SECOND = 5.0
+"""Where in its minute a clocked daemon starts: 55 s of schedule before an unplanned firing."""
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -63,18 +72,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
 
 def minute_floor(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
-
-
-def avoid_minute_edge(margin_s: float) -> None:
-    """Sleep past the next minute boundary if it is closer than ``margin_s``.
-
-    The catch-up assertions name the latest firing (the current minute); a boundary in
-    the middle of a test would add a regular firing the test did not plan.
-    """
-    now = datetime.now(UTC)
-    left = 60 - (now.second + now.microsecond / 1e6)
-    if left < margin_s:
-        time.sleep(left + 0.3)
 
 
 def write_config(
@@ -187,14 +184,19 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
     """Start real ``upkeep serve`` processes; every one is killed when the test ends."""
     started: list[Serve] = []
 
-    def start(config: Path, port: int | None = None) -> Serve:
+    def start(config: Path, port: int | None = None, clock: OffsetClock | None = None) -> Serve:
         listen = port or yaml.safe_load(config.read_text())["engine"]["listen"].rsplit(":", 1)[1]
         log_path = tmp_path / f"serve-{len(started)}.log"
         log_file = log_path.open("wb")
         environment = {key: value for key, value in os.environ.items() if key != "UPKEEP_CONFIG"}
         environment.update({"NO_COLOR": "1", "COLUMNS": "200"})
+        command: list[str] = [*SERVE]
+        if clock is not None:
+            command = [*CLOCKED_SERVE, str(clock.path)]
+            paths = [str(REPOSITORY), environment.get("PYTHONPATH", "")]
+            environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
         process = subprocess.Popen(
-            [*SERVE, "-c", str(config), "--listen", f"127.0.0.1:{listen}"],
+            [*command, "-c", str(config), "--listen", f"127.0.0.1:{listen}"],
             cwd=tmp_path,
             env=environment,
             stdin=subprocess.DEVNULL,
@@ -211,6 +213,12 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
             handle.process.kill()
         handle.process.wait(10)
         handle.log_file.close()
+
+
+@pytest.fixture
+def clock(tmp_path: Path) -> OffsetClock:
+    """The clock of the daemons a test starts with ``serve(config, clock=clock)``."""
+    return OffsetClock(tmp_path / "clock-offset")
 
 
 def open_store(url: str) -> Store:
@@ -352,7 +360,7 @@ def test_serve_answers_healthz_and_metrics_and_stores_check_results(
 
 
 def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
-    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str, clock: OffsetClock
 ) -> None:
     drain_s = 4
     config = write_config(
@@ -362,14 +370,13 @@ def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
         runbooks={"short": each_minute("sleep", "2"), "long": each_minute("sleep", "30")},
         drain_timeout=f"{drain_s}s",
     )
-    avoid_minute_edge(15)
     store = open_store(sqlite_url)
     try:
-        started = datetime.now(UTC)
+        started = clock.start_at_second(FIRST_SECOND)
         mark = started - timedelta(minutes=2, seconds=10)
         for name in ("short", "long"):
             set_mark(store, name, mark)
-        daemon = serve(config)
+        daemon = serve(config, clock=clock)
         daemon.wait_role("leader")
         wait_for(
             lambda: active_run(store, "short") and active_run(store, "long"),
@@ -407,7 +414,7 @@ def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
             # The older firings in the (mark, start] span were recorded, not run.
             missed = [record.scheduled_for for record in records if record.status == "missed"]
             assert missed == minutes_between(mark, latest)[:-1]
-            assert len(missed) in (1, 2)
+            assert len(missed) == 2
         assert "cancelled running runbook(s): long" in daemon.log()
         assert not store.runs.list_runs(statuses=("running", "waiting"))
     finally:
@@ -418,7 +425,7 @@ def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
 
 
 def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_up(
-    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str, clock: OffsetClock
 ) -> None:
     port = free_port()
     checks = {"beat": beat()}
@@ -429,12 +436,11 @@ def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_
         checks=checks,
         runbooks={"slow": each_minute("sleep", "20")},
     )
-    avoid_minute_edge(20)
     store = open_store(sqlite_url)
     try:
-        started = datetime.now(UTC)
+        started = clock.start_at_second(FIRST_SECOND)
         set_mark(store, "slow", started - timedelta(minutes=1, seconds=30))
-        first = serve(config)
+        first = serve(config, clock=clock)
         first.wait_role("leader")
         running = wait_for(lambda: active_run(store, "slow"), 10, "the slow run to start")
 
@@ -455,10 +461,10 @@ def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_
             checks=checks,
             runbooks={"slow": each_minute("sleep", "20"), "tick": each_minute("true")},
         )
-        down_since = datetime.now(UTC) - timedelta(minutes=5)
+        down_since = clock.now() - timedelta(minutes=5)
         set_mark(store, "tick", down_since)
-        restarted_at = datetime.now(UTC)
-        second = serve(config)
+        restarted_at = clock.now()
+        second = serve(config, clock=clock)
         second.wait_role("leader")
 
         def interrupted() -> RunRecord | None:
@@ -701,7 +707,7 @@ def test_sighup_with_hostile_files_keeps_the_daemon_its_config_and_its_health(
 
 @pytest.mark.postgres
 def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
-    tmp_path: Path, serve: ServeFactory, postgres_url: str
+    tmp_path: Path, serve: ServeFactory, postgres_url: str, clock: OffsetClock
 ) -> None:
     ports = [free_port(), free_port()]
     configs = [
@@ -714,12 +720,11 @@ def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
         )
         for index, port in enumerate(ports)
     ]
-    avoid_minute_edge(15)
     store = open_store(postgres_url)
     try:
-        mark = datetime.now(UTC) - timedelta(minutes=4, seconds=30)
+        mark = clock.start_at_second(FIRST_SECOND) - timedelta(minutes=4, seconds=30)
         set_mark(store, "tick", mark)
-        daemons = [serve(config) for config in configs]
+        daemons = [serve(config, clock=clock) for config in configs]
 
         def one_leader() -> list[str] | None:
             roles = [daemon.role() for daemon in daemons]
@@ -747,17 +752,17 @@ def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
         killed_at = time.monotonic()
         standby.wait_role("leader", timeout=10)
         assert time.monotonic() - killed_at < 10
-        took_over = datetime.now(UTC)
+        took_over = clock.now()
         wait_for(
             lambda: results_since(store, "beat", took_over) >= 2,
             10,
             "check results from the new leader",
         )
 
-        # Let one regular firing happen under the new leader.
-        now = datetime.now(UTC)
-        boundary = minute_floor(now) + timedelta(minutes=1)
-        time.sleep((boundary - now).total_seconds())
+        # Let one regular firing happen under the new leader: its clock is moved to a
+        # second before the next minute rather than waited there.
+        boundary = minute_floor(clock.now()) + timedelta(minutes=1)
+        clock.move_to(boundary - timedelta(seconds=1))
         wait_for(
             lambda: any(r.scheduled_for == boundary for r in runs_of(store, "tick")),
             10,
@@ -768,7 +773,7 @@ def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
         records = runs_of(store, "tick")
         keys = [(r.runbook, r.scheduled_for) for r in records]
         assert len(keys) == len(set(keys)), keys
-        firings = minutes_between(mark, datetime.now(UTC))
+        firings = minutes_between(mark, clock.now())
         assert [r.scheduled_for for r in records] == firings
         ran = [r for r in records if r.status != "missed"]
         assert all(r.status == "succeeded" for r in ran), [(r.scheduled_for, r.status) for r in ran]
@@ -820,7 +825,7 @@ def test_a_second_instance_on_the_same_sqlite_store_stays_standby(
 
 
 def test_the_daemon_rotates_retains_and_watches_logs_on_schedule(
-    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str, clock: OffsetClock
 ) -> None:
     import base64
 
@@ -883,11 +888,10 @@ def test_the_daemon_rotates_retains_and_watches_logs_on_schedule(
             }
         },
     )
-    avoid_minute_edge(15)
     store = open_store(sqlite_url)
     try:
-        set_mark(store, "logs", datetime.now(UTC) - timedelta(seconds=90))
-        daemon = serve(config)
+        set_mark(store, "logs", clock.start_at_second(FIRST_SECOND) - timedelta(seconds=90))
+        daemon = serve(config, clock=clock)
         daemon.wait_role("leader")
 
         def finished() -> RunRecord | None:
