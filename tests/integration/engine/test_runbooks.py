@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 import upkeep.engine.runbooks as runbooks_module
 from tests.helpers import load_text
 from upkeep.config.loader import LoadedConfig
+from upkeep.core.clock import FakeClock
 from upkeep.engine.runbooks import MAX_STEP_OUTPUT_CHARS, RunbookExecutor
 from upkeep.engine.runner import CheckRunner
 from upkeep.io.http import HttpClient
@@ -492,6 +494,54 @@ runbooks:
     assert record.status == "failed"
     assert statuses(record) == ["expired"]
     assert "no decision within" in record.steps[0].output
+
+
+async def test_retry_pauses_and_the_wait_for_approval_follow_the_executors_clock(
+    harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runbooks_module, "RETRY_BACKOFF_S", (60.0, 120.0))
+    counter = tmp_path / "counter"
+    code = (
+        f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+        "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+        "sys.exit(0 if n >= 3 else 1)"
+    )
+    h = harness(
+        f"""\
+runbooks:
+  gated:
+    steps:
+      - command: {py(code)}
+        retries: 2
+      - approval: Go on?
+        timeout: 1h
+"""
+    )
+    started = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    clock = FakeClock(started)
+    executor = h.executor(clock=clock, approval_poll_s=60.0)
+    run = asyncio.create_task(executor.execute("gated", trigger="cli"))
+    await clock.wait_for_sleepers(1)  # the pause after the first failure
+    assert counter.read_text() == "1"
+    await clock.advance(60)  # the second attempt fails too: a pause of 120 s
+    assert counter.read_text() == "2"
+    await clock.advance(120)  # the third succeeds; the approval waits
+    assert counter.read_text() == "3"
+    await clock.advance(timedelta(minutes=59))
+    assert not run.done()
+    await clock.advance(timedelta(minutes=1))
+    record = await run
+    assert record is not None
+    assert statuses(record) == ["ok", "expired"]
+    retried, approval = record.steps
+    assert retried.attempts == 3
+    assert (retried.started_at, retried.finished_at) == (started, started + timedelta(minutes=3))
+    expired_at = started + timedelta(hours=1, minutes=3)
+    assert (approval.started_at, approval.finished_at) == (
+        started + timedelta(minutes=3),
+        expired_at,
+    )
+    assert (record.started_at, record.finished_at) == (started, expired_at)
 
 
 # --- dry run ------------------------------------------------------------------------------
