@@ -37,7 +37,6 @@ ALLOWED_PRIVATE_IMPORTS: tuple[tuple[str, str, str], ...] = (
     ("src/upkeep/cli/notify.py", "upkeep.cli.runbooks", "_err _iso_local _load _opened"),
     # tests of a private helper of the very module they test (better: made public, or
     # tested through the public function that uses it):
-    ("tests/integration/engine/test_scheduler.py", "upkeep.engine.scheduler", "_RunbookFiring"),
     ("tests/integration/probes/test_mysql.py", "upkeep.probes.mysql", "_parse_dsn"),
     ("tests/integration/tasks/logs/test_retain_sftp.py", "upkeep.tasks.logs.retain", "_apply"),
     ("tests/integration/tasks/logs/test_retain_sftp.py", "upkeep.tasks.logs.retain", "_archives"),

@@ -1,5 +1,5 @@
 """The foundations every other package stands on: the config model base, statuses, check
-results, durations, the text forms for people, secret redaction. It imports nothing else
-of upkeep."""
+results, durations, the text forms for people, secret redaction, the clock. It imports
+nothing else of upkeep."""
 
-__all__ = ["durations", "models", "redaction", "results", "status", "text"]
+__all__ = ["clock", "durations", "models", "redaction", "results", "status", "text"]
