@@ -48,7 +48,7 @@ from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import system_checks
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
-from upkeep.notify.message import Notification
+from upkeep.notify.message import Notification, NotificationKind
 from upkeep.store.alerts import (
     AlertError,
     AlertRecord,
@@ -682,7 +682,7 @@ class AlertManager:
         self,
         work: _Pass,
         record: AlertRecord,
-        kind: str,
+        kind: NotificationKind,
         *,
         routes: list[int] | None = None,
         channels: list[str] | None = None,
