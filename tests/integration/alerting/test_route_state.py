@@ -135,7 +135,7 @@ def fire_db(setup: Setup) -> int:
     return alert_id
 
 
-def test_reordering_routes_mid_escalation_keeps_each_routes_steps_and_counts(setup) -> None:
+def test_reordering_routes_mid_escalation_keeps_each_routes_steps_and_counts(setup: Setup) -> None:
     alert_id = fire_db(setup)
     setup.reload(REORDERED)
     setup.tick(timedelta(minutes=40))
@@ -159,7 +159,7 @@ def test_reordering_routes_mid_escalation_keeps_each_routes_steps_and_counts(set
 
 
 def test_state_stored_by_position_is_adopted_once_and_then_follows_the_route(
-    setup,
+    setup: Setup,
 ) -> None:
     alert_id = fire_db(setup)
     # What the previous version stored for the same history: keyed by route position.
@@ -188,13 +188,13 @@ def test_state_stored_by_position_is_adopted_once_and_then_follows_the_route(
     assert setup.keys()[3:] == [f"a{alert_id}-r0-n3-ops", f"a{alert_id}-r0-n4-mail"]
 
 
-def test_a_renamed_route_starts_afresh_under_a_slot_of_its_own(setup) -> None:
+def test_a_renamed_route_starts_afresh_under_a_slot_of_its_own(setup: Setup) -> None:
     alert_id = fire_db(setup)
     setup.reload(BEFORE.replace("name: urgent", "name: urgent-v2"))
     setup.tick(timedelta(minutes=32))
-    # A new route: its first step is due (the alert fired 32 minutes ago), under slot 1
-    # (slot 0 is still the old route's, slot 2 the catch-all's ... so the next free one
-    # after its position 0 that no route of this alert holds).
+    # A new route: its first step is due (the alert fired 32 minutes ago). Its position,
+    # 0, is the old route's slot, so it takes the next number no route of this alert
+    # holds: 1 (the catch-all holds 2).
     assert setup.keys()[3:] == [f"a{alert_id}-r1-n1-pager"]
     routing = setup.alert().routing
     assert routing.routes["urgent-v2"].model_dump(exclude={"last"}) == {
@@ -206,7 +206,7 @@ def test_a_renamed_route_starts_afresh_under_a_slot_of_its_own(setup) -> None:
     assert routing.routes["urgent"].steps == 1  # kept, in case the name comes back
 
 
-def test_a_route_whose_match_or_channels_change_starts_afresh(setup) -> None:
+def test_a_route_whose_match_or_channels_change_starts_afresh(setup: Setup) -> None:
     alert_id = fire_db(setup)
     before = route_ids(setup.loaded.config.routes)
     setup.reload(BEFORE.replace("  - notify: [ops]\n", "  - notify: [ops, mail]\n"))
@@ -217,3 +217,13 @@ def test_a_route_whose_match_or_channels_change_starts_afresh(setup) -> None:
     # repeat or escalation of its own, so it adds nothing until the recovery.
     assert setup.keys()[3:] == [f"a{alert_id}-r0-n3-ops", f"a{alert_id}-r0-n4-mail"]
     assert set(setup.alert().routing.routes) == {before[0], before[2]}
+    # Its first notice is the recovery, under slot 3: at slot 2 its key would be the old
+    # catch-all's first (a<id>-r2-n1-ops), and the outbox would drop it as a repeat.
+    setup.deliver_all()
+    setup.clock.now = T0 + timedelta(minutes=70)
+    setup.manager.process([db_result(Status.OK, setup.clock.now)])
+    assert sorted(setup.keys()[5:]) == [
+        f"a{alert_id}-r0-n5-ops",
+        f"a{alert_id}-r3-n1-mail",
+        f"a{alert_id}-r3-n1-ops",
+    ]
