@@ -19,11 +19,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.io.threads import run_blocking
 from upkeep.notify.channels import LEVELS, send
+from upkeep.store.outbox import OutboxStatus
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -55,14 +56,14 @@ class DeliveryReport:
     key: str
     channel: str
     notifications: int
-    status: str
+    status: OutboxStatus | Literal["lost"]
     error: str = ""
     next_attempt_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
         """Return whether the batch was delivered."""
-        return self.status == "sent"
+        return self.status == OutboxStatus.SENT
 
 
 def lease_for(delivery: DeliveryConfig) -> timedelta:
@@ -198,7 +199,7 @@ class Dispatcher:
             return self._report(batch, marked.status or "lost", error, marked.next_attempt_at)
         if result.ok:
             sent = await asyncio.to_thread(self.outbox.mark_sent, batch, now or self.clock.now())
-            return self._report(batch, "sent" if sent else "lost")
+            return self._report(batch, OutboxStatus.SENT if sent else "lost")
         error = self.redactor.redact(result.error)
         marked = await asyncio.to_thread(
             self.outbox.mark_failed, batch, now or self.clock.now(), error, self.delivery
@@ -208,7 +209,7 @@ class Dispatcher:
     def _report(
         self,
         batch: Batch,
-        status: str,
+        status: OutboxStatus | Literal["lost"],
         error: str = "",
         next_attempt_at: datetime | None = None,
     ) -> DeliveryReport:
@@ -216,9 +217,9 @@ class Dispatcher:
             batch.id, batch.key, batch.channel, len(batch.rows), status, error, next_attempt_at
         )
         count = f"{report.notifications} notification(s)"
-        if status == "sent":
+        if status == OutboxStatus.SENT:
             logger.info("sent %s to %s (key %s)", count, batch.channel, batch.key)
-        elif status == "pending":
+        elif status == OutboxStatus.PENDING:
             logger.warning(
                 "delivery of %s to %s failed (attempt %d), retrying at %s: %s",
                 count,
@@ -227,7 +228,7 @@ class Dispatcher:
                 next_attempt_at.isoformat() if next_attempt_at else "?",
                 error,
             )
-        elif status == "dead":
+        elif status == OutboxStatus.DEAD:
             logger.error("gave up delivering %s to %s: %s", count, batch.channel, error)
         else:
             logger.warning(

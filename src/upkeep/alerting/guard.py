@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from upkeep.alerting.manager import AlertManager, AlertProcessingError, AlertReport
 from upkeep.config.models import STORE_CHECK, STORE_PROBE
@@ -70,6 +70,9 @@ class ResultsNotRecordedError(Exception):
     """Neither the store nor the spill took a batch of results; keep it and retry."""
 
 
+HealthStatus = Literal["ok", "degraded", "unhealthy"]
+
+
 @dataclass(frozen=True)
 class StoreHealth:
     """What the guard knows of the store now: the answer behind ``/healthz``."""
@@ -90,7 +93,7 @@ class StoreHealth:
     """False when results could not be alerted on at all (store and spill both failed)."""
 
     @property
-    def status(self) -> str:
+    def status(self) -> HealthStatus:
         """Return ``ok``, ``degraded`` (the store fails, alerting works without it) or
         ``unhealthy`` (alerting itself fails)."""
         if not self.alarm_ok:

@@ -10,10 +10,14 @@ acknowledgements, the end of a mute or of a parent's outage, and missed response
 Nothing here sends anything: the outbox does (``notify.dispatcher``), so a notification is
 stored in the same transaction as the change that caused it, and is never lost or doubled
 by a crash between the two. Notification keys count per alert and route
-(``a<alert>-r<route>-n<count>-<channel>``), so two processes handling the same alert at
-once produce the same keys, and the outbox keeps one of each. A manager working on the
-spill while the store is down (``alerting/guard.py``) prefixes its keys with the
-episode's (``s<episode>-a…``).
+(``a<alert>-r<slot>-n<count>-<channel>``, the slot being the route's number for that alert,
+``store.alerts.RouteState``), so two processes handling the same alert at once produce the
+same keys, and the outbox keeps one of each. A manager working on the spill while the
+store is down (``alerting/guard.py``) prefixes its keys with the episode's (``s<episode>-a…``).
+
+What each route has done about an alert (its notice count, when it last notified, the
+escalation steps taken) is kept by the route's stable id (``routing.route_ids``), so a
+reload that reorders ``routes:`` leaves every counter with its route.
 
 Besides the configured checks it knows upkeep's own (``alerting/system.py``):
 ``upkeep:store``, raised while the store cannot take results or fails its integrity check.
@@ -32,14 +36,29 @@ from sqlalchemy import select
 
 from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
 from upkeep.alerting.messages import MessageFacts, compose
-from upkeep.alerting.routing import ActiveSilence, AlertFacts, Muter, group_key, matching_routes
+from upkeep.alerting.routing import (
+    ActiveSilence,
+    AlertFacts,
+    Muter,
+    group_key,
+    matching_routes,
+    route_ids,
+)
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import system_checks
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
-from upkeep.notify.message import Notification
-from upkeep.store.alerts import AlertError, AlertRecord, CheckState, alert_from_row
+from upkeep.notify.message import Notification, NotificationKind
+from upkeep.store.alerts import (
+    AlertError,
+    AlertRecord,
+    AlertState,
+    CheckState,
+    Hold,
+    Routing,
+    alert_from_row,
+)
 from upkeep.store.locks import ALERTING_LOCK_KEY
 from upkeep.store.outbox import add_notifications
 from upkeep.store.schema import alerts as alerts_table
@@ -149,6 +168,7 @@ class AlertManager:
             for name, check in self.checks.items()
         }
         self.depths = _dependency_depths(self.checks)
+        self.route_ids = route_ids(self.config.routes)
 
     # --- results ---------------------------------------------------------------------------
 
@@ -252,7 +272,7 @@ class AlertManager:
         check = self.checks[result.check]
         transitions = step.transitions
         at = result.at
-        was_firing = alert is not None and alert.state == "firing"
+        was_firing = alert is not None and alert.state == AlertState.FIRING
         status = step.alert_status or result.status
         alert_id = self._open_or_update(work, result, alert, step, status)
         if alert_id is None:
@@ -278,7 +298,7 @@ class AlertManager:
             record = self._reload(connection, alert_id)
         if Transition.FIRE in transitions:
             self.alerts.update_alert(
-                connection, alert_id, state="firing", fired_at=at, escalation_base=at
+                connection, alert_id, state=AlertState.FIRING, fired_at=at, escalation_base=at
             )
             self.alerts.add_event(connection, alert_id, at, "firing", record.message)
             work.report.fired += 1
@@ -345,10 +365,10 @@ class AlertManager:
             check=result.check,
             target=result.target,
             labels=dict(result.labels),
-            state="pending",
+            state=AlertState.PENDING,
             opened_at=step.state.bad_since or result.at,
             flapping=False,
-            routing={},
+            routing=Routing(),
             response_missed=False,
             **columns,
         )
@@ -359,11 +379,11 @@ class AlertManager:
     def _resolve(self, work: _Pass, record: AlertRecord, at: datetime) -> None:
         """Close an alert at ``at``; notify its recovery only if its firing was notified."""
         connection = work.connection
-        self.alerts.update_alert(connection, record.id, state="resolved", resolved_at=at)
+        self.alerts.update_alert(connection, record.id, state=AlertState.RESOLVED, resolved_at=at)
         outage = human_duration(at - record.opened_at)
         self.alerts.add_event(connection, record.id, at, "resolved", f"ok again after {outage}")
         work.report.resolved += 1
-        if record.fired_at is not None and self._was_sent(record):
+        if record.fired_at is not None and record.routing.any_sent:
             self._notify(work, self._reload(connection, record.id), "resolved")
 
     # --- time ------------------------------------------------------------------------------
@@ -396,14 +416,21 @@ class AlertManager:
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
         if record.check not in self.checks:
-            self.alerts.update_alert(connection, record.id, state="resolved", resolved_at=now)
+            self.alerts.update_alert(
+                connection, record.id, state=AlertState.RESOLVED, resolved_at=now
+            )
             self.alerts.add_event(
                 connection, record.id, now, "resolved", "the check is no longer in the config"
             )
             work.report.resolved += 1
             return
-        if record.state != "firing":
+        if record.state != AlertState.FIRING:
             return
+        if record.routing.legacy:
+            # State stored by route position before route ids: adopted now, under the
+            # routes at those positions in this config, and kept by id from here on.
+            self.alerts.update_alert(connection, record.id, routing=self._routing(record))
+            record = self._reload(connection, record.id)
         if record.held is None:
             blocking = self._critical_parent(self.checks[record.check], states)
             if blocking is not None:
@@ -411,7 +438,7 @@ class AlertManager:
                 return
         if record.acked_by and record.ack_expires_at and record.ack_expires_at <= now:
             lapsed_by = record.acked_by
-            routing = {key: {**value, "steps": 0} for key, value in record.routing.items()}
+            routing = self._routing(record).restarted()
             self.alerts.update_alert(
                 connection,
                 record.id,
@@ -438,7 +465,7 @@ class AlertManager:
                     detail=f"the acknowledgement by {lapsed_by} lapsed",
                 )
                 record = self._reload(connection, record.id)
-        if record.held == "dependency":
+        if record.held == Hold.DEPENDENCY:
             parent = states.get(record.suppressed_by or "")
             if parent is not None and parent.last_status is Status.CRITICAL:
                 return
@@ -452,7 +479,7 @@ class AlertManager:
                 work, record, "firing", detail=f"{parent_name} recovered; this check still fails"
             )
             record = self._reload(connection, record.id)
-        if record.held == "muted":
+        if record.held == Hold.MUTED:
             if work.muter.muted_by(self._facts(record), now) is not None:
                 return
             self._release(work, record)
@@ -473,13 +500,12 @@ class AlertManager:
         acked = record.acked_by is not None
         for index in routes:
             route = self.config.routes[index]
-            state = record.routing.get(str(index), {})
-            last = state.get("last")
+            last = self._routing(record).state(self.route_ids[index], index).last
             if (
                 not acked
                 and route.repeat is not None
                 and last is not None
-                and now - datetime.fromisoformat(last) >= route.repeat
+                and now - last >= route.repeat
             ):
                 self._notify(work, record, "repeat", routes=[index])
                 record = self._reload(connection, record.id)
@@ -488,8 +514,9 @@ class AlertManager:
         base = record.escalation_base or record.fired_at
         for index in routes:
             route = self.config.routes[index]
+            route_id = self.route_ids[index]
             steps = route.escalations
-            done = int(record.routing.get(str(index), {}).get("steps", 0))
+            done = self._routing(record).state(route_id, index).steps
             for number in range(done, len(steps)):
                 escalation = steps[number]
                 if now - base < escalation.after:
@@ -507,9 +534,11 @@ class AlertManager:
                     detail=detail,
                 )
                 record = self._reload(connection, record.id)
-                routing = dict(record.routing)
-                routing[str(index)] = {**routing.get(str(index), {}), "steps": number + 1}
-                self.alerts.update_alert(connection, record.id, routing=routing)
+                routing = self._routing(record)
+                taken = routing.state(route_id, index).model_copy(update={"steps": number + 1})
+                self.alerts.update_alert(
+                    connection, record.id, routing=routing.with_state(route_id, taken)
+                )
                 self.alerts.add_event(connection, record.id, now, "escalated", detail)
                 work.report.escalated += 1
                 record = self._reload(connection, record.id)
@@ -581,7 +610,7 @@ class AlertManager:
         muted, and repeats and escalation pause until the parent recovers.
         """
         self.alerts.update_alert(
-            work.connection, record.id, suppressed_by=parent, held="dependency"
+            work.connection, record.id, suppressed_by=parent, held=Hold.DEPENDENCY
         )
         muted = self.alerts.mute_pending_notices(work.connection, record.id, f"dependency {parent}")
         detail = f"depends on {parent}, which is critical"
@@ -593,7 +622,7 @@ class AlertManager:
         """End a hold (mute or dependency). Nobody could act while nobody was told, so the
         escalation steps and the response target count from now.
         """
-        routing = {key: {**value, "steps": 0} for key, value in record.routing.items()}
+        routing = self._routing(record).restarted()
         self.alerts.update_alert(
             work.connection,
             record.id,
@@ -623,9 +652,10 @@ class AlertManager:
             connection.execute(select(alerts_table).where(alerts_table.c.id == alert_id)).one()
         )
 
-    @staticmethod
-    def _was_sent(record: AlertRecord) -> bool:
-        return any(int(state.get("sent", 0)) > 0 for state in record.routing.values())
+    def _routing(self, record: AlertRecord) -> Routing:
+        """Return an alert's per-route state keyed by route id (state stored by position
+        before route ids is adopted under the routes at those positions now)."""
+        return record.routing.adopt(self.route_ids)
 
     def _facts(self, record: AlertRecord) -> AlertFacts:
         return AlertFacts(
@@ -653,7 +683,7 @@ class AlertManager:
         self,
         work: _Pass,
         record: AlertRecord,
-        kind: str,
+        kind: NotificationKind,
         *,
         routes: list[int] | None = None,
         channels: list[str] | None = None,
@@ -691,11 +721,12 @@ class AlertManager:
             detail=detail,
         )
         title, body = self.loaded.redactor.redact(title), self.loaded.redactor.redact(body)
-        routing = {key: dict(value) for key, value in record.routing.items()}
+        routing = self._routing(record)
         queued: set[str] = set()
         for index in taken:
             route = self.config.routes[index]
-            state = routing.setdefault(str(index), {"steps": 0, "sent": 0, "n": 0})
+            route_id = self.route_ids[index]
+            state = routing.state(route_id, index)
             targets = channels or route.notify
             if kind == "repeat":
                 # A reminder while the last notice to that channel has not gone out yet (the
@@ -707,16 +738,15 @@ class AlertManager:
                 ]
                 if not targets:
                     # The interval starts again: the next reminder is a whole one away.
-                    state["last"] = now.isoformat()
+                    routing = routing.with_state(route_id, state.model_copy(update={"last": now}))
                     continue
-            count = int(state.get("n", 0)) + 1
-            state["n"] = count
+            count = state.notices + 1
             notifications = [
                 Notification(
-                    key=f"{self.key_prefix}a{record.id}-r{index}-n{count}-{channel}",
+                    key=f"{self.key_prefix}a{record.id}-r{state.slot}-n{count}-{channel}",
                     channel=channel,
                     kind=kind,
-                    group_key=group_key(index, route, facts),
+                    group_key=group_key(route_id, route, facts),
                     title=title,
                     body=body,
                     level=level,
@@ -736,19 +766,21 @@ class AlertManager:
                 ),
                 muted_by=muted_by,
             )
+            changes: dict[str, Any] = {"notices": count}
             if channels is None:
                 # Only a notice to the route's own channels restarts its repeat interval;
                 # an escalation to others does not remind the people the route notifies.
-                state["last"] = now.isoformat()
+                changes["last"] = now
             queued.update(notification.channel for notification in notifications)
             if muted_by is None:
-                state["sent"] = int(state.get("sent", 0)) + 1
+                changes["sent"] = state.sent + 1
                 work.report.notifications += added
             else:
                 work.report.muted += added
+            routing = routing.with_state(route_id, state.model_copy(update=changes))
         columns: dict[str, Any] = {"routing": routing}
         if muted_by is not None and kind != "resolved":
-            columns["held"] = "muted"
+            columns["held"] = Hold.MUTED
         self.alerts.update_alert(work.connection, record.id, **columns)
         if muted_by is not None:
             self.alerts.add_event(

@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
+
+if TYPE_CHECKING:
+    from upkeep.notify.message import NotificationKind
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def _when(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
 
 
 def compose(
-    kind: str,
+    kind: NotificationKind,
     facts: MessageFacts,
     *,
     now: datetime,

@@ -5,11 +5,18 @@ its labels. Routes are tried in order; the first match takes the alert unless it
 ``continue: true``, in which case the next matching route takes it too. A silence's
 matchers compare these fields with shell-style patterns (``env=prod``, ``check=db-*``);
 a window's ``mute:`` uses the same criteria as a route's ``match:``.
+
+A route has a stable id (``route_ids``), which its per-alert state (repeats, escalation
+steps, notice counts) and its group keys are keyed by: its ``name:``, or else a digest of
+what it is (its match and its channels), so moving a route in ``routes:`` keeps its
+state, and changing what it matches or notifies makes it a new route with fresh state.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,11 +72,46 @@ def matching_routes(routes: Sequence[RouteConfig], facts: AlertFacts) -> list[in
     return taken
 
 
-def group_key(route_index: int, route: RouteConfig, facts: AlertFacts) -> str:
-    """Given a route and an alert, return the key joining alerts sent as one message."""
+DIGEST_PREFIX = "match:"
+"""The id of a route without a name starts with this (a name cannot hold ``:``)."""
+
+
+def route_digest(route: RouteConfig) -> str:
+    """Given a route, return the digest of its definition: its match criteria and its
+    channels, as sets (the order they are written in does not matter)."""
+    definition = {
+        "severity": sorted(route.match.severity) if route.match.severity is not None else None,
+        "checks": sorted(route.match.checks) if route.match.checks is not None else None,
+        "labels": dict(sorted(route.match.labels.items())),
+        "notify": sorted(set(route.notify)),
+    }
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return DIGEST_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def route_ids(routes: Sequence[RouteConfig]) -> list[str]:
+    """Given the config's routes, return the stable id of each, in order: its ``name``
+    (unique: the loader refuses duplicates), else its digest; unnamed routes with the
+    same definition are told apart by their order among themselves (``#2``, ``#3``)."""
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for route in routes:
+        if route.name is not None:
+            ids.append(route.name)
+            continue
+        digest = route_digest(route)
+        seen[digest] = seen.get(digest, 0) + 1
+        ids.append(digest if seen[digest] == 1 else f"{digest}#{seen[digest]}")
+    return ids
+
+
+def group_key(route_id: str, route: RouteConfig, facts: AlertFacts) -> str:
+    """Given a route (and its id) and an alert, return the key joining alerts sent as one
+    message. The route's part is a digest of its id: as stable as the id, and short."""
     values = facts.fields()
     parts = [f"{name}={values.get(name, '')}" for name in route.group_by]
-    return f"route{route_index}|" + "|".join(parts)
+    token = hashlib.sha256(route_id.encode()).hexdigest()[:16]
+    return f"route-{token}|" + "|".join(parts)
 
 
 def parse_matchers(pairs: Sequence[str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from upkeep.alerting.flapping import append_history, next_flapping, percent_state_change
 from upkeep.core.status import Status, worst
-from upkeep.store.alerts import CheckState
+from upkeep.store.alerts import AlertState, CheckState
 
 _FROM_LETTER = {"o": Status.OK, "w": Status.WARNING, "c": Status.CRITICAL, "u": Status.UNKNOWN}
 
@@ -45,7 +45,8 @@ class Transition(StrEnum):
 class OpenAlert:
     """The part of an open alert the state machine reads."""
 
-    state: str  # pending | firing
+    state: AlertState
+    """Pending or firing: an open alert."""
     status: Status
 
 
@@ -68,8 +69,8 @@ class Step:
     transitions: tuple[Transition, ...]
     alert_status: Status | None
     """The status the open alert has after this result (None if no alert is open)."""
-    alert_state: str | None
-    """pending, firing, or None when no alert is open after this result."""
+    alert_state: AlertState | None
+    """Pending, firing, or None when no alert is open after this result."""
 
 
 def worst_in_history(history: str) -> Status:
@@ -98,22 +99,22 @@ def advance(
         bad_since = state.bad_since or at
         if alert_state is None:
             transitions.append(Transition.OPEN)
-            alert_state, alert_status = "pending", status
+            alert_state, alert_status = AlertState.PENDING, status
         elif status is not alert_status:
             transitions.append(Transition.CHANGE)
             alert_status = status
         if (
-            alert_state == "pending"
+            alert_state == AlertState.PENDING
             and consecutive_bad >= policy.after
             and at - bad_since >= policy.hold_for
         ):
             transitions.append(Transition.FIRE)
-            alert_state = "firing"
+            alert_state = AlertState.FIRING
     else:
         consecutive_bad = state.consecutive_bad
         consecutive_ok = min(state.consecutive_ok + 1, policy.clear_after)
         bad_since = state.bad_since
-        recovered = alert_state == "pending" or consecutive_ok >= policy.clear_after
+        recovered = alert_state == AlertState.PENDING or consecutive_ok >= policy.clear_after
         if recovered:
             consecutive_bad, bad_since = 0, None
             # A flapping check's alert stays open: its flips are not news, its end is.
@@ -126,9 +127,9 @@ def advance(
         if alert_state is None:
             transitions.append(Transition.OPEN)
             alert_status = worst_in_history(history)
-        if alert_state != "firing":
+        if alert_state != AlertState.FIRING:
             transitions.append(Transition.FIRE)
-        alert_state = "firing"
+        alert_state = AlertState.FIRING
     elif state.flapping and not flapping:
         transitions.append(Transition.FLAP_STOP)
         if status is Status.OK and alert_state is not None and consecutive_ok >= policy.clear_after:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, func, or_, select
 
+from upkeep.store.alerts import AlertState
 from upkeep.store.schema import alerts, check_results, checks, result_rollups
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class IncidentSpan:
     fired_at: datetime
     resolved_at: datetime | None = None
     first_acked_at: datetime | None = None
-    state: str = "resolved"
+    state: AlertState = AlertState.RESOLVED
     acked_by: str | None = None
     message: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -291,7 +292,7 @@ def _span(row: Any) -> IncidentSpan:
         fired_at=row.fired_at,
         resolved_at=row.resolved_at,
         first_acked_at=row.first_acked_at,
-        state=row.state,
+        state=AlertState(row.state),
         acked_by=row.acked_by,
         message=row.message,
         labels={str(key): str(value) for key, value in (row.labels or {}).items()},

@@ -195,18 +195,18 @@ def _row(backup: Backup) -> dict[str, Any]:
         verdict = "ok" if verification.get("ok") else "FAILED"
         how = "restore" if verification.get("restored") else "hash"
         verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
-    data = backup.manifest.get("data", {}) if backup.intact else {}
+    manifest = backup.intact_manifest if backup.intact else None
     return {
         "id": backup.id,
         "source": backup.source,
         "started_at": backup.taken_at.isoformat(),
         "intact": backup.intact,
         "problem": backup.problem,
-        "raw_bytes": data.get("raw_bytes"),
-        "stored_bytes": data.get("stored_bytes"),
-        "encrypted": data.get("encrypted", False),
+        "raw_bytes": manifest.data.raw_bytes if manifest else None,
+        "stored_bytes": manifest.data.stored_bytes if manifest else None,
+        "encrypted": manifest.data.encrypted if manifest else False,
         "verified": verified,
-        "label": backup.manifest.get("label") if backup.intact else None,
+        "label": manifest.label if manifest else None,
         "path": str(backup.path),
     }
 
@@ -246,7 +246,7 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                     "source": name,
                     "ok": True,
                     **_row(report.backup),
-                    "duration_s": report.backup.manifest["duration_s"],
+                    "duration_s": report.backup.intact_manifest.duration_s,
                     "copied": report.copied,
                     "removed": [d.candidate.id for d in report.pruned if not d.keep],
                 }

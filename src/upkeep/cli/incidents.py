@@ -144,6 +144,7 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
     """Print one incident and its timeline; return 0, or 2 if there is no such incident."""
     from upkeep.alerting.stats import load_incident
     from upkeep.cli.common import console
+    from upkeep.store.outbox import OutboxStatus
 
     with _opened(config_path) as opened:
         if opened is None:
@@ -203,10 +204,10 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
     if deliveries:
         out.print("notifications:", markup=False)
     for row in deliveries:
-        outcome = row.status
-        if row.status == "sent" and row.sent_at:
+        outcome: str = row.status
+        if row.status == OutboxStatus.SENT and row.sent_at:
             outcome = f"sent {_iso_local(row.sent_at, zone)}"
-        elif row.status == "muted":
+        elif row.status == OutboxStatus.MUTED:
             outcome = f"muted by {row.muted_by}"
         elif row.last_error:
             outcome = f"{row.status} after {row.attempts} attempt(s): {row.last_error}"

@@ -62,7 +62,7 @@ def list_outbox(
 ) -> int:
     """Given ``-c`` and an optional status, print recent outbox rows newest first (a table,
     or JSON); return 0, or 2 for an unknown status or a config/store that does not open."""
-    from upkeep.store.outbox import OUTBOX_STATUSES
+    from upkeep.store.outbox import OUTBOX_STATUSES, WAITING_STATUSES, OutboxStatus
 
     if status is not None and status not in OUTBOX_STATUSES:
         _err(f"no status {status!r} (statuses: {', '.join(OUTBOX_STATUSES)})")
@@ -71,7 +71,9 @@ def list_outbox(
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
-        rows = store.outbox.list_rows(status=status, limit=max(1, limit))
+        rows = store.outbox.list_rows(
+            status=None if status is None else OutboxStatus(status), limit=max(1, limit)
+        )
         counts = store.outbox.counts()
     from upkeep.cli.common import active_redactor, console
 
@@ -113,7 +115,7 @@ def list_outbox(
     for column in ("id", "channel", "kind", "status", "attempts", "next attempt", "last error"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        waiting = row.status in ("pending", "sending")
+        waiting = row.status in WAITING_STATUSES
         table.add_row(
             *cells(
                 str(row.id),

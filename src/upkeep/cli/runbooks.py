@@ -594,8 +594,9 @@ def decide(
 ) -> int:
     """Approve (or reject) the step a run waits on; return 0, or 2 if nothing waits."""
     from upkeep.cli.common import console
+    from upkeep.store.runs import ApprovalDecision
 
-    decision = "rejected" if reject else "approved"
+    decision = ApprovalDecision.REJECTED if reject else ApprovalDecision.APPROVED
     with _opened(config_path) as opened:
         if opened is None:
             return EXIT_USAGE

@@ -571,7 +571,14 @@ def _check_references(
                             (*step_path, "checks", "names"), f"no check named {check_name!r}"
                         )
     known_channels = _some(channels)
+    route_names: set[str] = set()
     for index, route in enumerate(config.routes):
+        if route.name is not None:
+            if route.name in route_names:
+                collector.add(
+                    ("routes", index, "name"), f"another route is named {route.name!r} already"
+                )
+            route_names.add(route.name)
         escalations = route.escalations
         fallback = [route.fallback] if route.fallback else []
         for channel in [

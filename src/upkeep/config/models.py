@@ -178,6 +178,12 @@ class EscalationConfig(StrictModel):
 class RouteConfig(StrictModel):
     """Where matching alerts go, how often they repeat and how they escalate."""
 
+    name: Name | None = Field(
+        default=None,
+        description="a stable id, unique among routes: an alert's repeats and escalation "
+        "steps on this route follow the name when routes are reordered or edited "
+        "(default: an id made from match and notify, so changing either starts afresh)",
+    )
     match: RouteMatch = RouteMatch()
     notify: Annotated[list[str], Field(min_length=1)]
     repeat: Duration | None = None

@@ -164,6 +164,8 @@ class DaemonMetrics:
 
     def update_alerting(self, store: Store) -> None:
         """Given the store, set the alert and outbox gauges from it (at scrape time; blocking)."""
+        from upkeep.store.outbox import OUTBOX_STATUSES
+
         counts: dict[tuple[str, str, str], int] = {}
         for record in store.alerts.list_alerts(open_only=True, limit=100_000):
             key = (record.state, record.severity, "yes" if record.acked_by else "no")
@@ -171,7 +173,7 @@ class DaemonMetrics:
         self.alerts_open.clear()
         for (state, severity, acknowledged), count in counts.items():
             self.alerts_open.labels(state, severity, acknowledged).set(count)
-        for status in ("pending", "sending", "sent", "dead", "muted"):
+        for status in OUTBOX_STATUSES:
             self.outbox_rows.labels(status).set(0)
-        for status, count in store.outbox.counts().items():
-            self.outbox_rows.labels(status).set(count)
+        for name, count in store.outbox.counts().items():
+            self.outbox_rows.labels(name).set(count)

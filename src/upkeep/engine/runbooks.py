@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status, worst
+from upkeep.store.runs import ApprovalDecision, RunStatus, RunTrigger, StepStatus
 
 if TYPE_CHECKING:
     from upkeep.alerting.manager import AlertManager
@@ -94,14 +95,14 @@ def _cap(text: str) -> str:
 class StepReport:
     """How one step ended: status, output for people, and structured detail."""
 
-    status: str
+    status: StepStatus
     output: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
         """Return whether this outcome counts as a failure for ``on_failure``."""
-        return self.status in ("failed", "timed_out", "rejected", "expired")
+        return self.status.failed
 
 
 class WindowClosed(Exception):  # noqa: N818 - reads as a state
@@ -156,7 +157,7 @@ class RunbookExecutor:
         self,
         name: str,
         *,
-        trigger: str,
+        trigger: RunTrigger,
         triggered_by: str | None = None,
         scheduled_for: datetime | None = None,
         dry_run: bool = False,
@@ -193,8 +194,8 @@ class RunbookExecutor:
             async with asyncio.timeout(timeout_s):
                 status, message, plan = await self._run_steps(name, runbook, run_id, dry_run)
         except TimeoutError:
-            await asyncio.to_thread(self._close_unfinished, run_id, "timed_out")
-            status = "failed"
+            await asyncio.to_thread(self._close_unfinished, run_id, StepStatus.TIMED_OUT)
+            status = RunStatus.FAILED
             message = f"runbook timed out after {runbook.timeout}"
             plan = []
         except asyncio.CancelledError as cancelled:
@@ -216,22 +217,22 @@ class RunbookExecutor:
         return await asyncio.to_thread(run_log.get_run, run_id)
 
     def _cancel_run(self, run_id: int, message: str) -> None:
-        self._close_unfinished(run_id, "cancelled")
-        self.store.runs.finish_run(run_id, "cancelled", message, now=self.clock.now())
+        self._close_unfinished(run_id, StepStatus.CANCELLED)
+        self.store.runs.finish_run(run_id, RunStatus.CANCELLED, message, now=self.clock.now())
 
-    def _close_unfinished(self, run_id: int, status: str) -> None:
+    def _close_unfinished(self, run_id: int, status: StepStatus) -> None:
         moment = self.clock.now()
         for step in self.store.runs.get_run_steps(run_id):
-            if step.status in ("running", "waiting"):
+            if step.status in (StepStatus.RUNNING, StepStatus.WAITING):
                 self.store.runs.update_step(
                     run_id, step.position, status=status, finished_at=moment
                 )
-            elif step.status == "pending":
-                self.store.runs.update_step(run_id, step.position, status="not_run")
+            elif step.status == StepStatus.PENDING:
+                self.store.runs.update_step(run_id, step.position, status=StepStatus.NOT_RUN)
 
     async def _run_steps(
         self, name: str, runbook: RunbookConfig, run_id: int, dry_run: bool
-    ) -> tuple[str, str, list[dict[str, Any]]]:
+    ) -> tuple[RunStatus, str, list[dict[str, Any]]]:
         run_log = self.store.runs
         failures: list[str] = []
         todo: list[str] = []
@@ -240,11 +241,17 @@ class RunbookExecutor:
         for position, step in enumerate(runbook.steps):
             title = self._redact(step_title(step))
             if stopped:
-                await asyncio.to_thread(run_log.update_step, run_id, position, status="not_run")
+                await asyncio.to_thread(
+                    run_log.update_step, run_id, position, status=StepStatus.NOT_RUN
+                )
                 continue
             started_at = self.clock.now()
             await asyncio.to_thread(
-                run_log.update_step, run_id, position, status="running", started_at=started_at
+                run_log.update_step,
+                run_id,
+                position,
+                status=StepStatus.RUNNING,
+                started_at=started_at,
             )
             raw_report, attempts = await self._run_with_retries(
                 name, position, step, run_id, dry_run
@@ -270,27 +277,31 @@ class RunbookExecutor:
                 self.on_step(position, title, report)
             if dry_run:
                 plan.append({"step": title, "kind": step_kind(step), **report.detail})
-            if report.status == "todo":
+            if report.status == StepStatus.TODO:
                 todo.append(title)
             if report.failed:
                 failures.append(f"{title}: {report.status}")
                 if (step.on_failure or runbook.on_failure) == "stop":
                     stopped = True
         if failures:
-            return "failed", "; ".join(failures), plan
+            return RunStatus.FAILED, "; ".join(failures), plan
         if dry_run:
-            return "succeeded", f"dry run: {len(plan)} step(s) planned, nothing changed", plan
+            return (
+                RunStatus.SUCCEEDED,
+                f"dry run: {len(plan)} step(s) planned, nothing changed",
+                plan,
+            )
         message = f"{len(runbook.steps)} step(s) done"
         if todo:
             message += f"; manual item(s) left to do: {', '.join(todo)}"
-        return "succeeded", message, plan
+        return RunStatus.SUCCEEDED, message, plan
 
     async def _run_with_retries(
         self, runbook: str, position: int, step: StepConfig, run_id: int, dry_run: bool
     ) -> tuple[StepReport, int]:
         kind = step_kind(step)
         tries = 1 if dry_run or kind in ("manual", "approval") else step.retries + 1
-        report = StepReport("failed")
+        report = StepReport(StepStatus.FAILED)
         for attempt in range(1, tries + 1):
             report = await self._run_step(runbook, position, step, run_id, dry_run)
             if not report.failed or attempt == tries:
@@ -336,18 +347,20 @@ class RunbookExecutor:
         names = [check.name for check in selected]
         if dry_run:
             return StepReport(
-                "planned",
+                StepStatus.PLANNED,
                 f"would run {len(names)} check(s): {', '.join(names) or 'none'} (read-only)",
                 {"checks": names, "predictable": True, "changes": []},
             )
         if not selected:
-            return StepReport("failed", "no check matches this step's selection", {"checks": []})
+            return StepReport(
+                StepStatus.FAILED, "no check matches this step's selection", {"checks": []}
+            )
         timeout_s = step.timeout.total_seconds() if step.timeout else None
         try:
             async with asyncio.timeout(timeout_s):
                 results = await self.checks.run_many(selected)
         except TimeoutError:
-            return StepReport("timed_out", f"checks did not finish within {step.timeout}")
+            return StepReport(StepStatus.TIMED_OUT, f"checks did not finish within {step.timeout}")
         await self._record(results, run_id)
         worst_status = worst([result.status for result in results])
         lines = [f"{result.status.label:<8} {result.check}: {result.message}" for result in results]
@@ -356,7 +369,9 @@ class RunbookExecutor:
             counts[result.status.label] = counts.get(result.status.label, 0) + 1
         failed = worst_status in (Status.CRITICAL, Status.UNKNOWN)
         return StepReport(
-            "failed" if failed else ("warning" if worst_status is Status.WARNING else "ok"),
+            StepStatus.FAILED
+            if failed
+            else (StepStatus.WARNING if worst_status is Status.WARNING else StepStatus.OK),
             "\n".join(lines),
             {"worst": worst_status.label, "counts": counts, "checks": names},
         )
@@ -418,16 +433,16 @@ class RunbookExecutor:
                         + (f" ({change.detail})" if change.detail else "")
                         for change in plan.changes
                     ]
-                    return StepReport("planned", "\n".join(lines), plan.as_dict())
+                    return StepReport(StepStatus.PLANNED, "\n".join(lines), plan.as_dict())
                 outcome = await task.run(compiled.target, compiled.params, context)
         except TimeoutError:
-            return StepReport("timed_out", f"{step.task} did not finish within {timeout}")
+            return StepReport(StepStatus.TIMED_OUT, f"{step.task} did not finish within {timeout}")
         except TaskFailed as error:
-            return StepReport("failed", f"{step.task} failed: {error}")
+            return StepReport(StepStatus.FAILED, f"{step.task} failed: {error}")
         except Exception as error:  # noqa: BLE001 - a task bug is recorded on the run, not a crash
             message = self._redact(f"{step.task} raised {type(error).__name__}: {error}")
             logger.warning("runbook %s step %d: %s", runbook, position, message)
-            return StepReport("failed", message)
+            return StepReport(StepStatus.FAILED, message)
         elapsed_ms = (time.perf_counter() - started) * 1000
         lines = [outcome.message or f"{step.task} done"]
         lines += [
@@ -438,7 +453,9 @@ class RunbookExecutor:
             f"  phase {phase.name}: {phase.status} {phase.message}".rstrip()
             for phase in outcome.phases
         ]
-        return StepReport("ok", "\n".join(lines), {**outcome.as_dict(), "elapsed_ms": elapsed_ms})
+        return StepReport(
+            StepStatus.OK, "\n".join(lines), {**outcome.as_dict(), "elapsed_ms": elapsed_ms}
+        )
 
     async def _command_step(self, step: StepConfig, dry_run: bool) -> StepReport:
         from upkeep.io.process import ProcessStartError, run_process
@@ -446,7 +463,7 @@ class RunbookExecutor:
         argv = step.command or []
         if dry_run:
             return StepReport(
-                "planned",
+                StepStatus.PLANNED,
                 f"would run {' '.join(argv)}; its effect cannot be predicted",
                 {
                     "predictable": False,
@@ -458,7 +475,7 @@ class RunbookExecutor:
         try:
             result = await run_process(argv, timeout_s=timeout.total_seconds(), env=step.env)
         except ProcessStartError as error:
-            return StepReport("failed", str(error), {"argv": argv})
+            return StepReport(StepStatus.FAILED, str(error), {"argv": argv})
         # Each stream ends where it was cut: at the size limit, at a kill, or where the
         # command stopped writing (`head -c` of a key file). A secret's beginning left
         # there is masked too; plain redaction cannot recognise it.
@@ -473,18 +490,21 @@ class RunbookExecutor:
             "output_truncated": result.truncated,
         }
         if result.timed_out:
-            return StepReport("timed_out", output + f"\n[timed out after {timeout}]", detail)
-        return StepReport("ok" if result.exit_code == 0 else "failed", output, detail)
+            return StepReport(
+                StepStatus.TIMED_OUT, output + f"\n[timed out after {timeout}]", detail
+            )
+        status = StepStatus.OK if result.exit_code == 0 else StepStatus.FAILED
+        return StepReport(status, output, detail)
 
     async def _manual_step(self, step: StepConfig, dry_run: bool) -> StepReport:
         text = step.manual or ""
         if dry_run:
-            return StepReport("planned", f"would ask a person: {text}", {"manual": text})
+            return StepReport(StepStatus.PLANNED, f"would ask a person: {text}", {"manual": text})
         if self.manual_confirm is None:
-            return StepReport("todo", f"for a person to do: {text}", {"manual": text})
+            return StepReport(StepStatus.TODO, f"for a person to do: {text}", {"manual": text})
         done = await self.manual_confirm(text)
         return StepReport(
-            "done" if done else "todo",
+            StepStatus.DONE if done else StepStatus.TODO,
             f"{'confirmed' if done else 'not confirmed'}: {text}",
             {"manual": text, "confirmed": done},
         )
@@ -496,11 +516,13 @@ class RunbookExecutor:
         timeout = step.timeout or DEFAULT_APPROVAL_TIMEOUT
         if dry_run:
             return StepReport(
-                "planned", f"would wait up to {timeout} for approval: {text}", {"approval": text}
+                StepStatus.PLANNED,
+                f"would wait up to {timeout} for approval: {text}",
+                {"approval": text},
             )
         run_log = self.store.runs
-        await asyncio.to_thread(run_log.update_step, run_id, position, status="waiting")
-        await asyncio.to_thread(run_log.set_run_status, run_id, "waiting")
+        await asyncio.to_thread(run_log.update_step, run_id, position, status=StepStatus.WAITING)
+        await asyncio.to_thread(run_log.set_run_status, run_id, RunStatus.WAITING)
         logger.warning(
             "run %d waits for approval: %s (upkeep approve %d, within %s)",
             run_id,
@@ -516,11 +538,15 @@ class RunbookExecutor:
                     break
                 if self.clock.monotonic() >= deadline:
                     return StepReport(
-                        "expired", f"no decision within {timeout}: {text}", {"approval": text}
+                        StepStatus.EXPIRED,
+                        f"no decision within {timeout}: {text}",
+                        {"approval": text},
                     )
                 await self.clock.sleep(self.approval_poll_s)
         finally:
-            await asyncio.shield(asyncio.to_thread(run_log.set_run_status, run_id, "running"))
+            await asyncio.shield(
+                asyncio.to_thread(run_log.set_run_status, run_id, RunStatus.RUNNING)
+            )
         # The decider's comment is stored in the step's detail by ``RunLog.decide``; keep it,
         # since recording this step's end replaces the detail.
         stored = await asyncio.to_thread(run_log.get_run_steps, run_id)
@@ -530,6 +556,6 @@ class RunbookExecutor:
         if comment:
             detail["comment"] = comment
             suffix = f" ({comment})"
-        if decision == "approved":
-            return StepReport("approved", f"approved by {by}: {text}{suffix}", detail)
-        return StepReport("rejected", f"rejected by {by}: {text}{suffix}", detail)
+        if decision == ApprovalDecision.APPROVED:
+            return StepReport(StepStatus.APPROVED, f"approved by {by}: {text}{suffix}", detail)
+        return StepReport(StepStatus.REJECTED, f"rejected by {by}: {text}{suffix}", detail)

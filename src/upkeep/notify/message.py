@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-NOTIFICATION_KINDS = (
+NotificationKind = Literal[
     "firing",  # an alert became hard (or got worse)
     "resolved",  # a fired alert recovered; the body says for how long it was out
     "repeat",  # still firing after the route's repeat interval
@@ -14,7 +15,8 @@ NOTIFICATION_KINDS = (
     "test",  # `upkeep notify test CHANNEL`
     "fallback",  # a copy sent to a route's fallback channel after its channel kept failing
     "drill",  # a backup drill missed an objective (issue #6)
-)
+]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Notification:
 
     key: str
     channel: str
-    kind: str
+    kind: NotificationKind
     group_key: str
     title: str
     body: str

@@ -136,15 +136,15 @@ def _freshness(root: Path, source: str, key: str | None) -> ProbeOutcome:
     newest = backups[-1]
     values: dict[str, MetricValue] = {
         "age_s": round((now - newest.taken_at).total_seconds(), 3),
-        "size_bytes": int(newest.manifest["data"]["stored_bytes"]),
+        "size_bytes": newest.intact_manifest.data.stored_bytes,
         "backups": len(backups),
         "damaged": len(damaged),
         "newest_intact": not newest_damaged,
         "last_attempt_ok": bool(attempt.get("ok")) if attempt else True,
     }
     if len(backups) > 1:
-        before = int(backups[-2].manifest["data"]["raw_bytes"])
-        now_bytes = int(newest.manifest["data"]["raw_bytes"])
+        before = backups[-2].intact_manifest.data.raw_bytes
+        now_bytes = newest.intact_manifest.data.raw_bytes
         values["size_change_percent"] = (
             (now_bytes - before) * 100.0 / before if before else (100.0 if now_bytes else 0.0)
         )

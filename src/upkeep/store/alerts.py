@@ -3,6 +3,12 @@
 ``AlertStore`` hands out one transaction (``transaction()``) in which the alert manager
 reads states, changes alerts, appends events and enqueues notifications together, so a
 crash either keeps all of a result's consequences or none of them.
+
+An alert's ``routing`` column holds what each route has done about it (``Routing``): per
+route, keyed by the route's stable id (its ``name:``, else a digest of its match and
+channels), so reordering ``routes:`` moves no counter to another route. State written
+before route ids was keyed by the route's position; it is read as ``Routing.legacy`` and
+adopted once under the ids of the routes at those positions in the config at hand.
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
+from upkeep.store.outbox import FINISHED_STATUSES, WAITING_STATUSES, OutboxStatus
 from upkeep.store.rows import inserted_id
 from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
 
@@ -32,6 +41,150 @@ class AlertError(Exception):
     """An alert operation cannot be done; the message says why."""
 
 
+class AlertState(StrEnum):
+    """Where an alert is in its life (``alerts.state``)."""
+
+    PENDING = "pending"
+    """Open, soft: the check fails but not yet for ``after`` results and ``for``."""
+    FIRING = "firing"
+    """Open, hard: an incident; its routes are notified."""
+    RESOLVED = "resolved"
+
+
+class Hold(StrEnum):
+    """Why a firing alert's notices wait (``alerts.held``)."""
+
+    MUTED = "muted"
+    """A silence or a window's mute: notified when the mute ends, if still firing."""
+    DEPENDENCY = "dependency"
+    """A parent check is critical: notified when it recovers, if this one still fails."""
+
+
+ROUTING_VERSION = 2
+"""The format of ``alerts.routing``: 2 keys routes by id; a mapping without a version
+(keyed by route position) is the format before it."""
+
+
+class RouteState(BaseModel):
+    """What one route has done about one alert."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slot: int = Field(ge=0)
+    """The route's number in this alert's notification keys (``a<alert>-r<slot>-n…``):
+    its position when it first notified, or a free number if another route of this alert
+    holds that one, so keys never repeat when routes move."""
+    notices: int = Field(default=0, ge=0)
+    """Notices queued (sent or muted): the count in notification keys."""
+    sent: int = Field(default=0, ge=0)
+    """Notices queued that no mute held back."""
+    steps: int = Field(default=0, ge=0)
+    """Escalation steps taken since escalation last (re)started."""
+    last: datetime | None = None
+    """When the route's own channels were last notified: repeats count from here."""
+
+    @field_serializer("last")
+    def _iso(self, value: datetime | None) -> str | None:
+        # ISO 8601 as every other stored time (``+00:00``, where pydantic writes ``Z``).
+        return value.isoformat() if value is not None else None
+
+
+class Routing(BaseModel):
+    """Per-route state of one alert (the ``alerts.routing`` column).
+
+    ``routes`` is keyed by route id. ``legacy`` holds state stored by route position
+    before route ids: ``adopt`` moves it under the ids of the routes now at those
+    positions (the config at hand is the best knowledge of which route was meant).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    routes: dict[str, RouteState] = {}
+    legacy: dict[int, RouteState] = {}
+
+    @classmethod
+    def from_column(cls, stored: Mapping[str, Any] | None) -> Routing:
+        """Given the stored column (either format, or None), return it as a Routing.
+        Raise ValueError (pydantic's ValidationError is one) if it is neither format."""
+        if not stored:
+            return cls()
+        if "version" in stored:
+            if stored["version"] != ROUTING_VERSION:
+                raise ValueError(
+                    f"alert routing state of format {stored['version']!r}; "
+                    f"this upkeep reads {ROUTING_VERSION}"
+                )
+            return cls.model_validate({"routes": stored.get("routes", {})})
+        legacy = {
+            int(position): RouteState(
+                slot=int(position),
+                notices=int(value.get("n", 0)),
+                sent=int(value.get("sent", 0)),
+                steps=int(value.get("steps", 0)),
+                last=datetime.fromisoformat(value["last"]) if value.get("last") else None,
+            )
+            for position, value in stored.items()
+        }
+        return cls(legacy=legacy)
+
+    def to_column(self) -> dict[str, Any]:
+        """Return what the column stores: always the current format (``legacy`` must have
+        been adopted, or it is dropped)."""
+        return {
+            "version": ROUTING_VERSION,
+            "routes": {
+                route_id: state.model_dump(mode="json") for route_id, state in self.routes.items()
+            },
+        }
+
+    def adopt(self, route_ids: Sequence[str]) -> Routing:
+        """Given the ids of the configured routes in order, return this routing with its
+        legacy state moved under the id of the route at each position. State of a position
+        no route has now is kept under ``position:<n>`` (no route id has a ``:`` but a
+        digest's ``match:``): its slot stays taken, so no later route reuses its keys."""
+        if not self.legacy:
+            return self
+        routes = dict(self.routes)
+        for position, state in sorted(self.legacy.items()):
+            known = position < len(route_ids)
+            routes.setdefault(route_ids[position] if known else f"position:{position}", state)
+        return Routing(routes=routes)
+
+    def state(self, route_id: str, position: int) -> RouteState:
+        """Given a route's id and its position now, return its state: the stored one, or
+        a fresh one whose slot is its position if no other route of this alert holds it,
+        else the next free number after it."""
+        found = self.routes.get(route_id)
+        if found is not None:
+            return found
+        taken = {state.slot for state in self.routes.values()}
+        slot = position
+        while slot in taken:
+            slot += 1
+        return RouteState(slot=slot)
+
+    def with_state(self, route_id: str, state: RouteState) -> Routing:
+        """Return this routing with one route's state replaced."""
+        return Routing(routes={**self.routes, route_id: state}, legacy=self.legacy)
+
+    def restarted(self) -> Routing:
+        """Return this routing with every route's escalation back at its first step (a
+        lapsed acknowledgement, the end of a hold)."""
+        return Routing(
+            routes={
+                key: state.model_copy(update={"steps": 0}) for key, state in self.routes.items()
+            },
+            legacy={
+                key: state.model_copy(update={"steps": 0}) for key, state in self.legacy.items()
+            },
+        )
+
+    @property
+    def any_sent(self) -> bool:
+        """Return whether any route has queued a notice no mute held back."""
+        return any(state.sent > 0 for state in (*self.routes.values(), *self.legacy.values()))
+
+
 @dataclass(frozen=True)
 class AlertRecord:
     """One alert as stored (a fired one is an incident)."""
@@ -41,7 +194,7 @@ class AlertRecord:
     target: str
     severity: str
     labels: dict[str, str]
-    state: str
+    state: AlertState
     status: Status
     message: str
     opened_at: datetime
@@ -50,13 +203,13 @@ class AlertRecord:
     last_result_at: datetime
     flapping: bool
     suppressed_by: str | None
-    held: str | None
+    held: Hold | None
     acked_by: str | None
     acked_at: datetime | None
     ack_expires_at: datetime | None
     ack_comment: str | None
     first_acked_at: datetime | None
-    routing: dict[str, Any]
+    routing: Routing
     escalation_base: datetime | None
     response_missed: bool
 
@@ -132,6 +285,9 @@ def alert_from_row(row: Any) -> AlertRecord:
     values = dict(row._mapping)
     values.pop("active", None)
     values["status"] = Status(values["status"])
+    values["state"] = AlertState(values["state"])
+    values["held"] = Hold(values["held"]) if values["held"] is not None else None
+    values["routing"] = Routing.from_column(values["routing"])
     return AlertRecord(**values)
 
 
@@ -228,16 +384,19 @@ class AlertStore:
         """Given an open transaction and the new alert's columns, insert it; return its id."""
         values["active"] = values["check"]
         values["status"] = int(values["status"])
+        values["routing"] = values.get("routing", Routing()).to_column()
         return inserted_id(connection.execute(insert(alerts).values(**values)))
 
     def update_alert(self, connection: Connection, alert_id: int, **values: Any) -> None:
         """Given an open transaction, an alert id and columns, update them (``state`` of
         ``resolved`` also frees the check for its next alert).
         """
-        if values.get("state") == "resolved":
+        if values.get("state") == AlertState.RESOLVED:
             values["active"] = None
         if isinstance(values.get("status"), Status):
             values["status"] = int(values["status"])
+        if isinstance(values.get("routing"), Routing):
+            values["routing"] = values["routing"].to_column()
         connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
 
     def mute_pending_notices(self, connection: Connection, alert_id: int, muted_by: str) -> int:
@@ -249,10 +408,10 @@ class AlertStore:
                 update(outbox)
                 .where(
                     outbox.c.alert_id == alert_id,
-                    outbox.c.status == "pending",
+                    outbox.c.status == OutboxStatus.PENDING,
                     outbox.c.batch.is_(None),
                 )
-                .values(status="muted", muted_by=muted_by)
+                .values(status=OutboxStatus.MUTED, muted_by=muted_by)
             ).rowcount
         )
 
@@ -263,7 +422,7 @@ class AlertStore:
             .where(
                 outbox.c.alert_id == alert_id,
                 outbox.c.channel == channel,
-                outbox.c.status.in_(("pending", "sending")),
+                outbox.c.status.in_(WAITING_STATUSES),
             )
             .limit(1)
         ).first()
@@ -279,7 +438,7 @@ class AlertStore:
             select(func.min(outbox.c.next_attempt_at)).where(
                 outbox.c.channel == channel,
                 outbox.c.group_key == group_key,
-                outbox.c.status == "pending",
+                outbox.c.status == OutboxStatus.PENDING,
                 outbox.c.batch.is_(None),
                 outbox.c.attempts == 0,
                 outbox.c.next_attempt_at > now,
@@ -363,7 +522,7 @@ class AlertStore:
             if row is None:
                 raise AlertError(f"no alert #{alert_id}")
             record = alert_from_row(row)
-            if record.state == "resolved":
+            if record.state == AlertState.RESOLVED:
                 raise AlertError(f"alert #{alert_id} is already resolved")
             self.update_alert(
                 connection,
@@ -392,23 +551,23 @@ class AlertStore:
         alert_cutoff, notice_cutoff = moment - keep_alerts, moment - keep_notifications
         with self.transaction() as connection:
             old = select(alerts.c.id).where(
-                alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff
+                alerts.c.state == AlertState.RESOLVED, alerts.c.resolved_at < alert_cutoff
             )
             connection.execute(delete(alert_events).where(alert_events.c.alert_id.in_(old)))
             # The notices of a deleted alert go with it, whatever their own retention.
             connection.execute(
                 delete(outbox).where(
-                    outbox.c.alert_id.in_(old), outbox.c.status.in_(("sent", "dead", "muted"))
+                    outbox.c.alert_id.in_(old), outbox.c.status.in_(FINISHED_STATUSES)
                 )
             )
             removed_alerts = connection.execute(
                 delete(alerts).where(
-                    alerts.c.state == "resolved", alerts.c.resolved_at < alert_cutoff
+                    alerts.c.state == AlertState.RESOLVED, alerts.c.resolved_at < alert_cutoff
                 )
             ).rowcount
             removed_notices = connection.execute(
                 delete(outbox).where(
-                    outbox.c.status.in_(("sent", "dead", "muted")),
+                    outbox.c.status.in_(FINISHED_STATUSES),
                     outbox.c.created_at < notice_cutoff,
                 )
             ).rowcount

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
@@ -22,13 +23,40 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
+class BackupStatus(StrEnum):
+    """What became of a backup attempt (``backups.status``)."""
+
+    OK = "ok"
+    """Complete in the repository."""
+    FAILED = "failed"
+    """Nothing was kept; the message says why."""
+    REMOVED = "removed"
+    """Deleted by retention."""
+
+
+class BackupEventKind(StrEnum):
+    """What a catalog event records (``backup_events.kind``)."""
+
+    VERIFY = "verify"
+    RESTORE = "restore"
+    DRILL = "drill"
+    PRUNE = "prune"
+
+
+class BackupEventStatus(StrEnum):
+    """How a verification, restore, drill or prune ended (``backup_events.status``)."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class BackupRecord:
     """One row of the catalog."""
 
     id: str
     source: str
-    status: str
+    status: BackupStatus
     started_at: datetime
     finished_at: datetime | None
     raw_bytes: int | None = None
@@ -63,10 +91,10 @@ class BackupEvent:
     """A verification, restore, drill or prune."""
 
     id: int
-    kind: str
+    kind: BackupEventKind
     source: str
     backup_id: str | None
-    status: str
+    status: BackupEventStatus
     started_at: datetime
     finished_at: datetime
     message: str
@@ -137,10 +165,10 @@ class BackupCatalog:
     def add_event(
         self,
         *,
-        kind: str,
+        kind: BackupEventKind,
         source: str,
         backup_id: str | None,
-        status: str,
+        status: BackupEventStatus,
         started_at: datetime,
         finished_at: datetime,
         message: str,
@@ -163,7 +191,11 @@ class BackupCatalog:
             return inserted_id(result)
 
     def events(
-        self, *, source: str | None = None, kind: str | None = None, limit: int = 200
+        self,
+        *,
+        source: str | None = None,
+        kind: BackupEventKind | None = None,
+        limit: int = 200,
     ) -> list[BackupEvent]:
         """Return events, newest first."""
         query = select(backup_events).order_by(backup_events.c.id.desc()).limit(limit)
@@ -175,10 +207,10 @@ class BackupCatalog:
             return [
                 BackupEvent(
                     id=row.id,
-                    kind=row.kind,
+                    kind=BackupEventKind(row.kind),
                     source=row.source,
                     backup_id=row.backup_id,
-                    status=row.status,
+                    status=BackupEventStatus(row.status),
                     started_at=row.started_at,
                     finished_at=row.finished_at,
                     message=row.message,
@@ -195,7 +227,8 @@ class BackupCatalog:
             ).rowcount
             gone += connection.execute(
                 delete(backups).where(
-                    backups.c.status.in_(("removed", "failed")), backups.c.started_at < before
+                    backups.c.status.in_((BackupStatus.REMOVED, BackupStatus.FAILED)),
+                    backups.c.started_at < before,
                 )
             ).rowcount
         return int(gone)
@@ -205,7 +238,7 @@ def _record(row: Any) -> BackupRecord:
     return BackupRecord(
         id=row["id"],
         source=row["source"],
-        status=row["status"],
+        status=BackupStatus(row["status"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         raw_bytes=row["raw_bytes"],

@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -41,7 +42,26 @@ if TYPE_CHECKING:
 
     from upkeep.notify.message import Notification
 
-OUTBOX_STATUSES = ("pending", "sending", "sent", "dead", "muted")
+
+class OutboxStatus(StrEnum):
+    """Where a notification is on its way out (``outbox.status``)."""
+
+    PENDING = "pending"
+    """Waiting for its next attempt (``next_attempt_at``)."""
+    SENDING = "sending"
+    """Claimed by a dispatcher, under a lease."""
+    SENT = "sent"
+    DEAD = "dead"
+    """Given up on: undelivered past ``give_up_after``, or its channel is gone."""
+    MUTED = "muted"
+    """Recorded and never sent: a silence or a window muted it."""
+
+
+OUTBOX_STATUSES = tuple(OutboxStatus)
+WAITING_STATUSES = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+"""A notification in one of these may still go out."""
+FINISHED_STATUSES = (OutboxStatus.SENT, OutboxStatus.DEAD, OutboxStatus.MUTED)
+"""A notification in one of these never changes again (retention may delete it)."""
 MAX_BATCH_ROWS = 50
 """At most this many notifications are joined into one message; more wait for the next."""
 INSERT_CHUNK = 200
@@ -65,7 +85,7 @@ class OutboxRow:
     level: str
     title: str
     body: str
-    status: str
+    status: OutboxStatus
     muted_by: str | None
     created_at: datetime
     next_attempt_at: datetime
@@ -90,7 +110,7 @@ class OutboxRow:
             "attempts": self.attempts,
             "sent_at": self.sent_at.isoformat() if self.sent_at else None,
             "next_attempt_at": (
-                self.next_attempt_at.isoformat() if self.status == "pending" else None
+                self.next_attempt_at.isoformat() if self.status == OutboxStatus.PENDING else None
             ),
             "last_error": self.last_error,
             "muted_by": self.muted_by,
@@ -130,7 +150,7 @@ class MarkResult:
     keys of fallback copies enqueued. ``status`` is None when the lease was lost (another
     dispatcher holds the batch now, or it was marked already) and nothing changed."""
 
-    status: str | None
+    status: OutboxStatus | None
     next_attempt_at: datetime | None = None
     fallbacks: tuple[str, ...] = ()
 
@@ -158,7 +178,9 @@ def backoff_delay(attempts: int, delivery: DeliveryConfig) -> timedelta:
 
 
 def _row(mapping: Any) -> OutboxRow:
-    return OutboxRow(**{name: mapping[name] for name in OutboxRow.__dataclass_fields__})
+    values = {name: mapping[name] for name in OutboxRow.__dataclass_fields__}
+    values["status"] = OutboxStatus(values["status"])
+    return OutboxRow(**values)
 
 
 def _insert(connection: Connection) -> Any:
@@ -195,7 +217,7 @@ def add_notifications(
             "level": notification.level,
             "title": notification.title,
             "body": notification.body,
-            "status": "muted" if muted_by else "pending",
+            "status": OutboxStatus.MUTED if muted_by else OutboxStatus.PENDING,
             "muted_by": muted_by,
             "created_at": now,
             "next_attempt_at": deliver_after or now,
@@ -256,8 +278,8 @@ class OutboxStore:
         """
         until = now + lease
         due = or_(
-            and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
-            and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
+            and_(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= now),
+            and_(outbox.c.status == OutboxStatus.SENDING, outbox.c.claimed_until < now),
         )
         with self._lock, self.engine.begin() as connection:
             postgres = serialise(connection, OUTBOX_CLAIM_LOCK_KEY)
@@ -286,7 +308,7 @@ class OutboxStore:
                     select(outbox)
                     .where(
                         outbox.c.batch.in_(known),
-                        outbox.c.status.in_(("pending", "sending")),
+                        outbox.c.status.in_(WAITING_STATUSES),
                     )
                     .order_by(outbox.c.id)
                 )
@@ -317,7 +339,10 @@ class OutboxStore:
                     update(outbox)
                     .where(outbox.c.id.in_([row.id for row in rows]))
                     .values(
-                        status="sending", claimed_by=owner, claimed_until=until, batch=identifier
+                        status=OutboxStatus.SENDING,
+                        claimed_by=owner,
+                        claimed_until=until,
+                        batch=identifier,
                     )
                 ).rowcount
                 if claimed != len(rows):  # pragma: no cover - claims are serialised
@@ -341,8 +366,8 @@ class OutboxStore:
             return int(
                 connection.execute(
                     update(outbox)
-                    .where(outbox.c.status == "sending", outbox.c.claimed_by == owner)
-                    .values(status="pending", claimed_by=None, claimed_until=None)
+                    .where(outbox.c.status == OutboxStatus.SENDING, outbox.c.claimed_by == owner)
+                    .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_until=None)
                 ).rowcount
             )
 
@@ -353,7 +378,9 @@ class OutboxStore:
             owners = (
                 connection.execute(
                     select(outbox.c.claimed_by)
-                    .where(outbox.c.status == "sending", outbox.c.claimed_by.is_not(None))
+                    .where(
+                        outbox.c.status == OutboxStatus.SENDING, outbox.c.claimed_by.is_not(None)
+                    )
                     .distinct()
                 )
                 .scalars()
@@ -366,7 +393,7 @@ class OutboxStore:
     def _held(self, batch: Batch) -> Any:
         return and_(
             outbox.c.batch == batch.id,
-            outbox.c.status == "sending",
+            outbox.c.status == OutboxStatus.SENDING,
             outbox.c.claimed_by == batch.owner,
             outbox.c.claimed_until == batch.claimed_until,
         )
@@ -379,7 +406,7 @@ class OutboxStore:
                 update(outbox)
                 .where(self._held(batch))
                 .values(
-                    status="sent",
+                    status=OutboxStatus.SENT,
                     sent_at=now,
                     attempts=outbox.c.attempts + 1,
                     last_error=None,
@@ -441,7 +468,7 @@ class OutboxStore:
                 update(outbox)
                 .where(self._held(batch))
                 .values(
-                    status="dead" if dead else "pending",
+                    status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
                     attempts=attempts,
                     last_error=error,
                     next_attempt_at=now if dead else next_attempt,
@@ -450,7 +477,8 @@ class OutboxStore:
                 )
             )
             fallbacks = self._fallbacks(connection, rows, attempts, now, dead=dead)
-        return MarkResult("dead" if dead else "pending", None if dead else next_attempt, fallbacks)
+        status = OutboxStatus.DEAD if dead else OutboxStatus.PENDING
+        return MarkResult(status, None if dead else next_attempt, fallbacks)
 
     def _fallbacks(
         self,
@@ -500,7 +528,7 @@ class OutboxStore:
     def list_rows(
         self,
         *,
-        status: str | None = None,
+        status: OutboxStatus | None = None,
         channel: str | None = None,
         limit: int = 100,
     ) -> list[OutboxRow]:
@@ -526,17 +554,22 @@ class OutboxStore:
         return _row(row._mapping) if row is not None else None
 
     def counts(self) -> dict[str, int]:
-        """Return how many rows are in each status (every status present, zeros too)."""
+        """Return how many rows are in each status (every status present, zeros too), keyed
+        by the status's plain string (ready for JSON)."""
         query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
         with self.engine.connect() as connection:
             found = {status: int(count) for status, count in connection.execute(query)}
-        return {status: found.get(status, 0) for status in OUTBOX_STATUSES}
+        return {status.value: found.get(status.value, 0) for status in OUTBOX_STATUSES}
 
     def next_due(self) -> datetime | None:
         """Return when the earliest row is due to be claimed: a ``pending`` row's next
         attempt, or a ``sending`` row's lease end; None if there is none."""
-        pending = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
-        sending = select(func.min(outbox.c.claimed_until)).where(outbox.c.status == "sending")
+        pending = select(func.min(outbox.c.next_attempt_at)).where(
+            outbox.c.status == OutboxStatus.PENDING
+        )
+        sending = select(func.min(outbox.c.claimed_until)).where(
+            outbox.c.status == OutboxStatus.SENDING
+        )
         with self.engine.connect() as connection:
             moments = [connection.execute(query).scalar() for query in (pending, sending)]
         return min((moment for moment in moments if moment is not None), default=None)

@@ -48,9 +48,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import zstandard
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+)
 
 from upkeep.io.safefs import (
     STATE_DIR_MODE,
@@ -85,6 +93,119 @@ class RepositoryError(Exception):
     """The repository could not be written or read; the message says what and where."""
 
 
+MANIFEST_FORMAT = 1
+"""The manifest format this upkeep writes and reads (``format`` in every manifest)."""
+
+
+def _aware_time(value: Any) -> Any:
+    """Read a manifest time as it is written: ISO 8601 with its offset; a time without one
+    is refused (a manifest's times are UTC and say so)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError("a manifest time must carry its UTC offset")
+    return value
+
+
+AwareTime = Annotated[datetime, BeforeValidator(_aware_time)]
+
+
+class _ManifestPart(BaseModel):
+    """A part of a manifest: exact types (no coercion), unknown keys refused, read-only."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ManifestData(_ManifestPart):
+    """The data file a manifest describes."""
+
+    file: str
+    """``data.zst``, or ``data.zst.enc`` when encrypted (``DATA_NAMES``)."""
+    compression: str
+    encrypted: bool
+    raw_bytes: int = Field(ge=0)
+    """Size of the dump as the source produced it."""
+    raw_sha256: str
+    stored_bytes: int = Field(ge=0)
+    """Size of the file as stored (compressed, then encrypted)."""
+    stored_sha256: str
+
+
+class SourceDetails(BaseModel):
+    """What a manifest says about its source: its ``kind`` (a restore goes only to a source
+    of the same kind), then whatever that kind records (host, database, paths, dump
+    format...), which the source itself reads back (``detail``)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    kind: str
+
+    def detail(self, name: str) -> Any:
+        """Given the name of a kind's own detail, return it, or None if it was not recorded."""
+        return (self.model_extra or {}).get(name)
+
+
+class FileFacts(_ManifestPart):
+    """A regular file in a files backup's archive."""
+
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class SkippedPath(_ManifestPart):
+    """What a files backup left out, and why (another mount, a link, a FIFO...)."""
+
+    path: str
+    reason: str
+
+
+class Manifest(_ManifestPart):
+    """A backup's manifest (``manifest.json``), format 1: written last, so its presence
+    makes a backup; what every check of the backup is measured against.
+
+    The fields after ``source_details`` are the source's own (``finish`` of its dump):
+    a database's ``row_counts`` and ``tool_versions``, a files backup's ``files`` and
+    ``skipped``, upkeep's own ``files`` and ``store_row_counts``.
+    """
+
+    format: Literal[1]
+    id: str
+    source: str
+    started_at: AwareTime
+    finished_at: AwareTime
+    duration_s: float
+    dump_s: float
+    source_details: SourceDetails
+    label: str | None = None
+    """Why this backup was taken, when not by the schedule (``before restoring …``)."""
+    row_counts: dict[str, int] | None = None
+    tool_versions: dict[str, str] | None = None
+    files: dict[str, FileFacts] | None = None
+    skipped: list[SkippedPath] | None = None
+    store_row_counts: dict[str, int] | None = None
+    data: ManifestData
+
+    @field_serializer("started_at", "finished_at")
+    def _iso(self, value: datetime) -> str:
+        # As format 1 has always written them (``+00:00``, where pydantic writes ``Z``).
+        return value.isoformat()
+
+    @classmethod
+    def read(cls, document: dict[str, Any]) -> Manifest | None:
+        """Given a manifest as JSON data (its ``authentication`` field aside), return it,
+        or None if it is not a manifest of this format."""
+        body = crypto.unsealed_unchecked(document)
+        try:
+            return cls.model_validate(body)
+        except ValidationError:
+            return None
+
+    def document(self) -> dict[str, Any]:
+        """Return the manifest as JSON data, as it is written: only the fields it was made
+        with, in the order of format 1."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 @dataclass(frozen=True)
 class Backup:
     """A backup directory as the files on disk show it: intact (``problem`` is None) or
@@ -93,8 +214,9 @@ class Backup:
     source: str
     id: str
     path: Path
-    manifest: dict[str, Any]
-    """The manifest (authenticated when the repository has a key); empty if unreadable."""
+    manifest: Manifest | None
+    """The manifest (authenticated when the repository has a key); None if there is none
+    or it is not one. A damaged backup's manifest is not to be believed."""
     problem: str | None = None
     """Why this is not a usable backup, or None if it is intact."""
     verified: dict[str, Any] | None = None
@@ -108,17 +230,25 @@ class Backup:
         return self.problem is None
 
     @property
+    def intact_manifest(self) -> Manifest:
+        """Return the manifest of an intact backup: what its files were checked against.
+        Raise RepositoryError if the backup is damaged (its manifest is not believed)."""
+        if self.problem is not None or self.manifest is None:
+            raise RepositoryError(f"backup {self.id} is damaged: {self.problem}")
+        return self.manifest
+
+    @property
     def taken_at(self) -> datetime:
         """Return when the dump started (UTC): the manifest's time if intact, else the
         time in the id (a damaged manifest's own claims are not believed)."""
         if self.intact:
-            return datetime.fromisoformat(self.manifest["started_at"])
+            return self.intact_manifest.started_at
         return id_time(self.id)
 
     @property
     def data_name(self) -> str:
         """Return the data file's name."""
-        return DATA_NAMES[bool(self.manifest.get("data", {}).get("encrypted"))]
+        return DATA_NAMES[self.manifest is not None and self.manifest.data.encrypted]
 
     @property
     def data_path(self) -> Path:
@@ -251,8 +381,8 @@ class Repository:
         """Return what one backup directory is, from its files alone."""
         path = self.root / source / backup_id
 
-        def damaged(problem: str, manifest: dict[str, Any] | None = None) -> Backup:
-            return Backup(source, backup_id, path, manifest or {}, problem)
+        def damaged(problem: str, manifest: Manifest | None = None) -> Backup:
+            return Backup(source, backup_id, path, manifest, problem)
 
         if not stat.S_ISDIR(info.st_mode):
             kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a directory"
@@ -272,14 +402,16 @@ class Repository:
                 return damaged(f"{MANIFEST} cannot be read: {error.strerror}")
             if text is None:
                 return damaged(f"no {MANIFEST} (an interrupted removal, or tampering)")
-            manifest = _parsed_manifest(text)
-            if manifest is None:
+            document = _json_object(text)
+            manifest = Manifest.read(document) if document is not None else None
+            if document is None or manifest is None:
                 return damaged(f"{MANIFEST} is not a manifest")
             authenticated = False
             if self.key is not None:
                 try:
-                    manifest = crypto.unseal(
-                        manifest, self.key, context=context_of("manifest", source, backup_id)
+                    # The MAC covers the document as written, not as the model reads it.
+                    crypto.unseal(
+                        document, self.key, context=context_of("manifest", source, backup_id)
                     )
                 except crypto.AuthenticationError as error:
                     return damaged(
@@ -287,20 +419,18 @@ class Repository:
                         "from another backup, or written with another key"
                     )
                 authenticated = True
-            else:
-                manifest = crypto.unsealed_unchecked(manifest)
-            if manifest.get("id") != backup_id or manifest.get("source") != source:
+            if manifest.id != backup_id or manifest.source != source:
                 return damaged(
-                    f"{MANIFEST} describes {manifest.get('source')}/{manifest.get('id')}, "
+                    f"{MANIFEST} describes {manifest.source}/{manifest.id}, "
                     f"not {source}/{backup_id}",
                     manifest,
                 )
-            data = manifest["data"]
-            name = DATA_NAMES[bool(data.get("encrypted"))]
-            if data.get("file") != name:
-                return damaged(f"{MANIFEST} names {data.get('file')!r} as data, not {name}")
+            data = manifest.data
+            name = DATA_NAMES[data.encrypted]
+            if data.file != name:
+                return damaged(f"{MANIFEST} names {data.file!r} as data, not {name}")
             found = directory.lstat(name)
-            stored = int(data["stored_bytes"])
+            stored = data.stored_bytes
             if found is None:
                 return damaged(f"{name} is missing", manifest)
             if stat.S_ISLNK(found.st_mode):
@@ -321,7 +451,7 @@ class Repository:
         directory: Directory,
         source: str,
         backup_id: str,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         data_info: os.stat_result,
     ) -> dict[str, Any] | None:
         """Return the last verification if it is valid now: authenticated (with a key),
@@ -331,7 +461,7 @@ class Repository:
             return None
         if (
             record.get("backup_id") != backup_id
-            or record.get("stored_sha256") != manifest["data"].get("stored_sha256")
+            or record.get("stored_sha256") != manifest.data.stored_sha256
             or record.get("data_file") != _data_identity(data_info)
         ):
             return None
@@ -419,7 +549,7 @@ class Repository:
         record = {
             **result,
             "backup_id": backup.id,
-            "stored_sha256": backup.manifest["data"]["stored_sha256"],
+            "stored_sha256": backup.intact_manifest.data.stored_sha256,
             "data_file": _data_identity(data_info),
         }
         with self._source_dir(backup.source, create=False) as directory:
@@ -448,7 +578,7 @@ class Repository:
                 ) from None
         try:
             info = os.fstat(fd)
-            stored = int(backup.manifest["data"]["stored_bytes"])
+            stored = backup.intact_manifest.data.stored_bytes
             if info.st_size != stored:
                 raise RepositoryError(
                     f"{backup.data_name} is {info.st_size} bytes, the manifest says {stored}"
@@ -570,9 +700,10 @@ class Repository:
         progress: Callable[[int], None] | None,
         started_at: datetime,
         finish: Callable[[], dict[str, Any]] | None,
-    ) -> dict[str, Any]:
+    ) -> Manifest:
         """Write the data file and the manifest into the temporary directory; return the
-        manifest (unsealed)."""
+        manifest. Raise RepositoryError if the source's details do not make a valid one
+        (a bug: nothing is written that this upkeep could not read back)."""
         data_name = DATA_NAMES[bool(secret)]
         began = time.monotonic()
         raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
@@ -606,8 +737,8 @@ class Repository:
             os.fsync(handle.fileno())
         dumped_s = time.monotonic() - began
         extra = finish() if finish is not None else {}
-        manifest = {
-            "format": 1,
+        fields = {
+            "format": MANIFEST_FORMAT,
             "id": backup_id,
             "source": source,
             "started_at": started_at.isoformat(),
@@ -626,10 +757,17 @@ class Repository:
                 "stored_sha256": stored_hash.hexdigest(),
             },
         }
+        try:
+            manifest = Manifest.model_validate(fields)
+        except ValidationError as error:
+            raise RepositoryError(
+                f"the manifest of {source}/{backup_id} is not valid: {error}"
+            ) from error
+        document = manifest.document()
         written = (
-            crypto.seal(manifest, secret, context=context_of("manifest", source, backup_id))
+            crypto.seal(document, secret, context=context_of("manifest", source, backup_id))
             if secret
-            else manifest
+            else document
         )
         inside.write_atomic(MANIFEST, json.dumps(written, indent=2).encode())
         inside.fsync()
@@ -650,20 +788,13 @@ class Repository:
             directory.fsync()
 
 
-def _parsed_manifest(text: bytes) -> dict[str, Any] | None:
-    """Return the manifest in ``text`` if it has the fields a backup needs, else None."""
+def _json_object(text: bytes) -> dict[str, Any] | None:
+    """Return the JSON object in ``text``, or None if it is not one."""
     try:
-        manifest = json.loads(text)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("data"), dict):
-            return None
-        started = datetime.fromisoformat(manifest["started_at"])
-        int(manifest["data"]["raw_bytes"]), int(manifest["data"]["stored_bytes"])
-        str(manifest["data"]["file"]), str(manifest["data"]["stored_sha256"])
-    except (ValueError, KeyError, TypeError):
+        document = json.loads(text)
+    except ValueError:
         return None
-    if started.tzinfo is None:
-        return None
-    return manifest
+    return document if isinstance(document, dict) else None
 
 
 def stored_sha256(repository: Repository, backup: Backup) -> tuple[str, os.stat_result]:
@@ -681,11 +812,12 @@ def read_raw(repository: Repository, backup: Backup, secret: str | None) -> Iter
     RepositoryError if it is encrypted and no secret is given or the data file is not as
     the manifest says, crypto.DecryptionError or zstandard.ZstdError if the data is
     damaged."""
-    if backup.manifest["data"].get("encrypted") and not secret:
+    encrypted = backup.intact_manifest.data.encrypted
+    if encrypted and not secret:
         raise RepositoryError(f"backup {backup.id} is encrypted and no key is configured")
     with repository.open_data(backup) as (fd, _info), os.fdopen(os.dup(fd), "rb") as handle:
         stored: Iterator[bytes] = _pieces(handle)
-        if backup.manifest["data"].get("encrypted"):
+        if encrypted:
             assert secret is not None  # noqa: S101 - checked above
             stored = crypto.decrypt(stored, secret)
         yield from _decompressed(stored)

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,9 +31,73 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_RUN_STATUSES = ("running", "waiting")
+
+class RunStatus(StrEnum):
+    """What a run is doing, or how it ended (``runs.status``)."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    """An approval step waits for a decision."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    """Stopped by upkeep itself: a draining daemon, a signalled CLI."""
+    INTERRUPTED = "interrupted"
+    """Its owner died before it finished."""
+    MISSED = "missed"
+    """A scheduled firing nobody ran."""
+
+
+class StepStatus(StrEnum):
+    """What a run's step is doing, or how it ended (``run_steps.status``)."""
+
+    PENDING = "pending"
+    """Not started yet."""
+    RUNNING = "running"
+    WAITING = "waiting"
+    """An approval step waits for a decision."""
+    OK = "ok"
+    WARNING = "warning"
+    """A checks step whose worst result is a warning: reported, not a failure."""
+    DONE = "done"
+    """A manual item confirmed at the prompt."""
+    TODO = "todo"
+    """A manual item left for a person."""
+    PLANNED = "planned"
+    """A dry run's step: what it would do."""
+    APPROVED = "approved"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    """An approval step with no decision within its timeout."""
+    NOT_RUN = "not_run"
+    """Left out: an earlier step failed with ``on_failure: stop``, or the run ended."""
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    @property
+    def failed(self) -> bool:
+        """Return whether this outcome counts as a failure for ``on_failure``."""
+        return self in FAILED_STEP_STATUSES
+
+
+class ApprovalDecision(StrEnum):
+    """What someone decided about an approval step (``run_steps.decision``)."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+RunTrigger = Literal["schedule", "cli"]
+"""How a run was started: by the scheduler, or by ``upkeep run``."""
+
+ACTIVE_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING)
 """Run statuses that mean "not finished": a dead owner turns them into ``interrupted``."""
-ACTIVE_STEP_STATUSES = ("running", "waiting", "pending")
+ACTIVE_STEP_STATUSES = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.PENDING)
+FAILED_STEP_STATUSES = frozenset(
+    {StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.REJECTED, StepStatus.EXPIRED}
+)
 INSTANCE_STALE_AFTER = timedelta(seconds=60)
 """An instance whose heartbeat is older than this is considered dead."""
 HEARTBEAT_INTERVAL_S = 15.0
@@ -77,7 +142,7 @@ class StepRecord:
     position: int
     name: str
     kind: str
-    status: str
+    status: StepStatus
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
@@ -85,7 +150,7 @@ class StepRecord:
     detail: dict[str, Any]
     decided_by: str | None = None
     decided_at: datetime | None = None
-    decision: str | None = None
+    decision: ApprovalDecision | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +161,7 @@ class RunRecord:
     runbook: str
     trigger: str
     triggered_by: str | None
-    status: str
+    status: RunStatus
     dry_run: bool
     scheduled_for: datetime | None
     started_at: datetime
@@ -214,20 +279,23 @@ class RunLog:
                 update(runs)
                 .where(runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES))
                 .values(
-                    status="interrupted",
+                    status=RunStatus.INTERRUPTED,
                     finished_at=moment,
                     message="the process running it stopped before it finished",
                 )
             )
             connection.execute(
                 update(run_steps)
-                .where(run_steps.c.run_id.in_(dead), run_steps.c.status.in_(("running", "waiting")))
-                .values(status="interrupted", finished_at=moment)
+                .where(
+                    run_steps.c.run_id.in_(dead),
+                    run_steps.c.status.in_((StepStatus.RUNNING, StepStatus.WAITING)),
+                )
+                .values(status=StepStatus.INTERRUPTED, finished_at=moment)
             )
             connection.execute(
                 update(run_steps)
-                .where(run_steps.c.run_id.in_(dead), run_steps.c.status == "pending")
-                .values(status="not_run")
+                .where(run_steps.c.run_id.in_(dead), run_steps.c.status == StepStatus.PENDING)
+                .values(status=StepStatus.NOT_RUN)
             )
         return dead
 
@@ -237,7 +305,7 @@ class RunLog:
         self,
         *,
         runbook: str,
-        trigger: str,
+        trigger: RunTrigger,
         owner: str,
         steps: Sequence[tuple[str, str]],
         triggered_by: str | None = None,
@@ -258,7 +326,7 @@ class RunLog:
                         runbook=runbook,
                         trigger=trigger,
                         triggered_by=triggered_by,
-                        status="running",
+                        status=RunStatus.RUNNING,
                         dry_run=dry_run,
                         scheduled_for=scheduled_for,
                         started_at=moment,
@@ -277,7 +345,7 @@ class RunLog:
                                 "position": position,
                                 "name": name,
                                 "kind": kind,
-                                "status": "pending",
+                                "status": StepStatus.PENDING,
                                 "attempts": 0,
                                 "output": "",
                                 "detail": {},
@@ -309,7 +377,7 @@ class RunLog:
                         insert(runs).values(
                             runbook=runbook,
                             trigger="schedule",
-                            status="missed",
+                            status=RunStatus.MISSED,
                             dry_run=False,
                             scheduled_for=scheduled_for,
                             started_at=moment,
@@ -326,7 +394,7 @@ class RunLog:
     def finish_run(
         self,
         run_id: int,
-        status: str,
+        status: RunStatus,
         message: str = "",
         detail: dict[str, Any] | None = None,
         now: datetime | None = None,
@@ -349,7 +417,7 @@ class RunLog:
                 .values(**values)
             )
 
-    def set_run_status(self, run_id: int, status: str) -> None:
+    def set_run_status(self, run_id: int, status: RunStatus) -> None:
         """Given a run id, set its (unfinished) status: ``running`` or ``waiting``."""
         with self._lock, self.engine.begin() as connection:
             connection.execute(
@@ -378,7 +446,7 @@ class RunLog:
     def decide(
         self,
         run_id: int,
-        decision: str,
+        decision: ApprovalDecision,
         by: str,
         comment: str = "",
         position: int | None = None,
@@ -386,14 +454,14 @@ class RunLog:
         """Given a run waiting for approval, record ``approved`` or ``rejected`` by someone.
 
         Return the decided step. Raise LookupError if the run has no step waiting for a
-        decision (or not the given one).
+        decision (or not the given one), ValueError if ``decision`` is neither.
         """
-        if decision not in ("approved", "rejected"):
+        if decision not in tuple(ApprovalDecision):
             raise ValueError("decision must be approved or rejected")
         condition = and_(
             run_steps.c.run_id == run_id,
             run_steps.c.kind == "approval",
-            run_steps.c.status == "waiting",
+            run_steps.c.status == StepStatus.WAITING,
             run_steps.c.decision.is_(None),
         )
         if position is not None:
@@ -420,7 +488,9 @@ class RunLog:
         position_decided: int = row.position
         return self.get_run_steps(run_id)[position_decided]
 
-    def step_decision(self, run_id: int, position: int) -> tuple[str | None, str | None]:
+    def step_decision(
+        self, run_id: int, position: int
+    ) -> tuple[ApprovalDecision | None, str | None]:
         """Given a run and step, return (decision, decided_by) — (None, None) while undecided."""
         with self.engine.connect() as connection:
             row = connection.execute(
@@ -430,7 +500,8 @@ class RunLog:
             ).first()
         if row is None:
             return None, None
-        return row.decision, row.decided_by
+        decision = ApprovalDecision(row.decision) if row.decision is not None else None
+        return decision, row.decided_by
 
     def get_run(self, run_id: int) -> RunRecord | None:
         """Given a run id, return the run with its steps, or None if there is none."""
@@ -451,7 +522,7 @@ class RunLog:
                 position=row.position,
                 name=row.name,
                 kind=row.kind,
-                status=row.status,
+                status=StepStatus(row.status),
                 started_at=row.started_at,
                 finished_at=row.finished_at,
                 attempts=row.attempts,
@@ -459,7 +530,7 @@ class RunLog:
                 detail=row.detail or {},
                 decided_by=row.decided_by,
                 decided_at=row.decided_at,
-                decision=row.decision,
+                decision=ApprovalDecision(row.decision) if row.decision else None,
             )
             for row in rows
         ]
@@ -469,7 +540,7 @@ class RunLog:
         *,
         runbook: str | None = None,
         since: datetime | None = None,
-        statuses: Sequence[str] = (),
+        statuses: Sequence[RunStatus] = (),
         limit: int = 200,
     ) -> list[RunRecord]:
         """Given filters, return runs newest first (without their steps)."""
@@ -623,7 +694,7 @@ def _run_record(row: Any, steps: list[StepRecord]) -> RunRecord:
         runbook=row.runbook,
         trigger=row.trigger,
         triggered_by=row.triggered_by,
-        status=row.status,
+        status=RunStatus(row.status),
         dry_run=bool(row.dry_run),
         scheduled_for=row.scheduled_for,
         started_at=row.started_at,

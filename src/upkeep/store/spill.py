@@ -44,7 +44,9 @@ from sqlalchemy.pool import QueuePool
 
 from upkeep.core.redaction import MASK, url_passwords
 from upkeep.core.status import Status
+from upkeep.store.alerts import AlertState
 from upkeep.store.locks import ALERTING_LOCK_KEY
+from upkeep.store.outbox import WAITING_STATUSES, OutboxStatus
 from upkeep.store.rows import inserted_id
 from upkeep.store.schema import (
     alert_events,
@@ -441,7 +443,7 @@ class Spill:
             sending = spill_connection.execute(
                 select(func.count())
                 .select_from(outbox)
-                .where(outbox.c.status == "sending", outbox.c.claimed_until >= moment)
+                .where(outbox.c.status == OutboxStatus.SENDING, outbox.c.claimed_until >= moment)
             ).scalar_one()
             if sending:
                 raise SpillBusyError(f"{sending} notice(s) of the spill are being sent")
@@ -488,7 +490,7 @@ def _seed(connection: Connection, main: Store, now: datetime) -> list[int]:
                 maintenance_windows.c.ends_at > now - SEED_WINDOW_PAST
             ),
         )
-        waiting = _rows(source, select(outbox).where(outbox.c.status.in_(("pending", "sending"))))
+        waiting = _rows(source, select(outbox).where(outbox.c.status.in_(WAITING_STATUSES)))
     for table, rows in (
         (check_states, states),
         (alerts, open_alerts),
@@ -600,7 +602,7 @@ def _free_check(connection: Connection, check: str, keep: int | None, at: dateti
         connection.execute(
             update(alerts)
             .where(alerts.c.id == alert_id)
-            .values(state="resolved", resolved_at=at, active=None)
+            .values(state=AlertState.RESOLVED, resolved_at=at, active=None)
         )
         connection.execute(
             insert(alert_events).values(
@@ -656,7 +658,7 @@ def _import_notices(
         ).first()
         if existing is None:
             connection.execute(insert(outbox).values(**values))
-        elif existing.status in ("pending", "sending"):
+        elif existing.status in WAITING_STATUSES:
             connection.execute(update(outbox).where(outbox.c.id == existing.id).values(**values))
         else:
             continue

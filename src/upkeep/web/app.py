@@ -226,7 +226,11 @@ def create_app(state: DaemonState) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no run {run_id}")
         return run_to_json(record)
 
-    async def decide(run_id: int, decision: str, body: Decision, by: str) -> dict[str, Any]:
+    from upkeep.store.runs import ApprovalDecision
+
+    async def decide(
+        run_id: int, decision: ApprovalDecision, body: Decision, by: str
+    ) -> dict[str, Any]:
         try:
             await asyncio.to_thread(state.store.runs.decide, run_id, decision, by, body.comment)
         except LookupError as error:
@@ -238,11 +242,11 @@ def create_app(state: DaemonState) -> FastAPI:
 
     @app.post("/api/runs/{run_id}/approve")
     async def approve(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
-        return await decide(run_id, "approved", body or Decision(), by)
+        return await decide(run_id, ApprovalDecision.APPROVED, body or Decision(), by)
 
     @app.post("/api/runs/{run_id}/reject")
     async def reject(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
-        return await decide(run_id, "rejected", body or Decision(), by)
+        return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), by)
 
     from upkeep.web.alerts import alert_router
 

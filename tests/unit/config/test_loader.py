@@ -203,6 +203,25 @@ routes:
     assert any("routes[0]: no channel named 'pager' (channels: ops)" in line for line in found)
 
 
+def test_route_names_are_unique(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+channels:
+  ops: "json://127.0.0.1:9/"
+routes:
+  - {name: urgent, notify: [ops]}
+  - {name: calm, notify: [ops]}
+  - {name: urgent, notify: [ops]}
+  - {name: "not a name", notify: [ops]}
+""",
+    )
+    found = errors_of(path)
+    assert any("routes[2].name: another route is named 'urgent' already" in line for line in found)
+    assert any("routes[3].name" in line for line in found)
+    assert not any("routes[0]" in line or "routes[1]" in line for line in found)
+
+
 def test_step_needs_exactly_one_action_and_schedules_are_cron(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -25,6 +25,7 @@ import zstandard
 
 from upkeep.core.text import one_line
 from upkeep.store import crypto
+from upkeep.store.backups import BackupEventKind, BackupEventStatus, BackupStatus
 from upkeep.store.repository import (
     LAST_ATTEMPT,
     LAST_DRILL,
@@ -230,7 +231,8 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
                 copied.append(backup.id)
                 if env.catalog is not None:
                     env.catalog.mark(
-                        backup.id, copies=[{"destination": store.description, "status": "ok"}]
+                        backup.id,
+                        copies=[{"destination": store.description, "status": BackupStatus.OK}],
                     )
         except TaskFailed as error:
             raise BackupFailed(f"copy to {store.description} failed: {error}") from None
@@ -259,11 +261,11 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
             env.repository.remove(by_id[decision.candidate.id])
             removed.append(decision.candidate.id)
             if env.catalog is not None:
-                env.catalog.mark(decision.candidate.id, status="removed")
+                env.catalog.mark(decision.candidate.id, status=BackupStatus.REMOVED)
     if removed:
         _event(
             env,
-            "prune",
+            BackupEventKind.PRUNE,
             name,
             None,
             True,
@@ -335,18 +337,20 @@ def verify(
         # Not a backup: say why, and record nothing inside a directory that is not ours.
         problems.append(f"backup {backup.id} is damaged: {backup.problem}")
         figures["duration_s"] = round(time.monotonic() - began, 3)
-        _event(env, "verify", backup.source, backup.id, False, started, problems[0], {})
+        _event(
+            env, BackupEventKind.VERIFY, backup.source, backup.id, False, started, problems[0], {}
+        )
         return VerifyReport(backup, False, problems, restore, figures)
-    data = backup.manifest["data"]
+    data = backup.intact_manifest.data
     data_info = None
     try:
         found, data_info = stored_sha256(env.repository, backup)
     except (OSError, RepositoryError) as error:
         problems.append(f"the data file cannot be read: {one_line(error)}")
         found = ""
-    if found and found != data["stored_sha256"]:
+    if found and found != data.stored_sha256:
         problems.append(
-            f"the stored file changed: sha256 {found[:16]}…, manifest {data['stored_sha256'][:16]}…"
+            f"the stored file changed: sha256 {found[:16]}…, manifest {data.stored_sha256[:16]}…"
         )
     if not problems:
         problems += _decoded_problems(
@@ -368,7 +372,7 @@ def verify(
             env.catalog.mark(backup.id, verified_at=datetime.now(UTC), verified_ok=ok)
     _event(
         env,
-        "verify",
+        BackupEventKind.VERIFY,
         backup.source,
         backup.id,
         ok,
@@ -389,7 +393,8 @@ def _decoded_problems(
 ) -> list[str]:
     """Decode the backup (decrypt, decompress) and, with ``restore``, restore it into a
     scratch copy; return how it differs from the manifest."""
-    data = backup.manifest["data"]
+    manifest = backup.intact_manifest
+    data = manifest.data
     problems: list[str] = []
     digest = hashlib.sha256()
     size = 0
@@ -408,9 +413,9 @@ def _decoded_problems(
             source = env.source(backup.source)
             with (
                 scratch_directory(env.scratch_base(), f"verify-{backup.source}") as work,
-                source.scratch_restore(_drained(hashed()), work, backup.manifest) as restored,
+                source.scratch_restore(_drained(hashed()), work, manifest) as restored,
             ):
-                problems += compare(backup.manifest, restored)
+                problems += compare(manifest, restored)
                 figures["restored_into"] = restored.location
         else:
             for _ in hashed():
@@ -420,7 +425,7 @@ def _decoded_problems(
     except (SourceError, ArchiveError) as error:
         problems.append(f"the restore failed: {one_line(error)}")
     else:
-        if digest.hexdigest() != data["raw_sha256"] or size != data["raw_bytes"]:
+        if digest.hexdigest() != data.raw_sha256 or size != data.raw_bytes:
             problems.append(
                 f"the decoded dump differs from the manifest ({size} bytes, sha256 "
                 f"{digest.hexdigest()[:16]}…)"
@@ -517,9 +522,9 @@ def drill(
             source = env.source(name)
             with scratch_directory(env.scratch_base(), f"drill-{name}") as work:
                 raw = read_raw(env.repository, backup, env.config.key)
-                with source.scratch_restore(raw, work, backup.manifest) as copy:
+                with source.scratch_restore(raw, work, backup.intact_manifest) as copy:
                     restored = True
-                    problems += compare(backup.manifest, copy)
+                    problems += compare(backup.intact_manifest, copy)
                     for query in config.validate_queries:
                         validations.append(_validate(copy.run_query, query))
                     problems += [
@@ -562,7 +567,7 @@ def drill(
     env.repository.write_record(name, LAST_DRILL, report.to_json())
     _event(
         env,
-        "drill",
+        BackupEventKind.DRILL,
         name,
         report.backup_id,
         report.passed,
@@ -636,8 +641,8 @@ def restore(
         else:
             target = to
     source = env.source(name, target=target)
-    expected = backup.manifest.get("source_details", {}).get("kind")
-    if expected and source.kind != expected:
+    expected = backup.intact_manifest.source_details.kind
+    if source.kind != expected:
         raise BackupFailed(f"backup {backup_id} is a {expected} dump; {to} is {source.kind}")
     safety_name = name if target is None else None
     if safety and safety_name is None:
@@ -658,10 +663,19 @@ def restore(
     with scratch_directory(env.scratch_base(), f"restore-{name}") as work:
         try:
             raw = read_raw(env.repository, backup, env.config.key)
-            apply = source.prepare_restore(_progressed(raw, progress), work, backup.manifest)
+            apply = source.prepare_restore(_progressed(raw, progress), work, backup.intact_manifest)
         except failures as error:
             failure = one_line(error)
-            _event(env, "restore", name, backup_id, False, started, failure, {"to": to or name})
+            _event(
+                env,
+                BackupEventKind.RESTORE,
+                name,
+                backup_id,
+                False,
+                started,
+                failure,
+                {"to": to or name},
+            )
             raise BackupFailed(f"restore of {backup_id} refused: {failure}") from None
         if safety:
             assert safety_name is not None  # noqa: S101 - checked above
@@ -680,7 +694,7 @@ def restore(
             failure = one_line(error)
             _event(
                 env,
-                "restore",
+                BackupEventKind.RESTORE,
                 name,
                 backup_id,
                 False,
@@ -699,7 +713,7 @@ def restore(
     duration = round(time.monotonic() - began, 3)
     _event(
         env,
-        "restore",
+        BackupEventKind.RESTORE,
         name,
         backup_id,
         True,
@@ -739,7 +753,7 @@ def _attempt(
 
 def _event(
     env: BackupEnv,
-    kind: str,
+    kind: BackupEventKind,
     source: str,
     backup_id: str | None,
     ok: bool,
@@ -753,7 +767,7 @@ def _event(
             kind=kind,
             source=source,
             backup_id=backup_id,
-            status="ok" if ok else "failed",
+            status=BackupEventStatus.OK if ok else BackupEventStatus.FAILED,
             started_at=started_at,
             finished_at=datetime.now(UTC),
             message=message,
@@ -814,20 +828,20 @@ def _progressed(data: Iterable[bytes], progress: Progress | None) -> Iterator[by
 def _record(backup: Backup) -> Any:
     from upkeep.store.backups import BackupRecord
 
-    data = backup.manifest["data"]
+    manifest = backup.intact_manifest
     return BackupRecord(
         id=backup.id,
         source=backup.source,
-        status="ok",
+        status=BackupStatus.OK,
         started_at=backup.taken_at,
-        finished_at=datetime.fromisoformat(backup.manifest["finished_at"]),
-        raw_bytes=int(data["raw_bytes"]),
-        stored_bytes=int(data["stored_bytes"]),
+        finished_at=manifest.finished_at,
+        raw_bytes=manifest.data.raw_bytes,
+        stored_bytes=manifest.data.stored_bytes,
         location=str(backup.path),
-        detail={
-            key: backup.manifest.get(key)
-            for key in ("duration_s", "dump_s", "tool_versions", "row_counts", "source_details")
-        },
+        detail=manifest.model_dump(
+            mode="json",
+            include={"duration_s", "dump_s", "tool_versions", "row_counts", "source_details"},
+        ),
     )
 
 
@@ -837,7 +851,7 @@ def _failed_record(name: str, started_at: datetime, message: str, root: Path) ->
     return BackupRecord(
         id=f"failed-{new_id(started_at)}",
         source=name,
-        status="failed",
+        status=BackupStatus.FAILED,
         started_at=started_at,
         finished_at=datetime.now(UTC),
         location=str(root),

@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from upkeep.io.process import ProcessFailed, StreamedProcess
 from upkeep.io.safefs import Directory, UnsafeFileError, open_regular
+from upkeep.store.repository import Manifest
 from upkeep.tasks.backup.archive import (
     Member,
     extract,
@@ -96,16 +97,16 @@ class Source(ABC):
 
     @abstractmethod
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> contextlib.AbstractContextManager[Restored]:
         """Restore the raw dump into a scratch copy (removed when the block ends)."""
 
     @abstractmethod
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Restore the raw dump over the source itself; return what was done."""
 
     def prepare_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Callable[[], str]:
         """Check and stage a restore without touching the source; return the step that
         restores (and returns what was done). Raise SourceError (or ArchiveError) if the
@@ -115,11 +116,11 @@ class Source(ABC):
         return lambda: self.restore(raw, work, manifest)
 
 
-def compare(manifest: dict[str, Any], restored: Restored) -> list[str]:
+def compare(manifest: Manifest, restored: Restored) -> list[str]:
     """Return every difference between what the manifest recorded and what the restore
     holds (empty if it matches)."""
     problems = []
-    expected_counts: dict[str, int] = manifest.get("row_counts") or {}
+    expected_counts = manifest.row_counts or {}
     for table, count in sorted(expected_counts.items()):
         found = restored.counts.get(table)
         if found is None:
@@ -129,12 +130,12 @@ def compare(manifest: dict[str, Any], restored: Restored) -> list[str]:
     for table in sorted(set(restored.counts) - set(expected_counts)):
         if expected_counts:
             problems.append(f"{table}: restored but not in the manifest")
-    expected_files: dict[str, dict[str, Any]] = manifest.get("files") or {}
+    expected_files = manifest.files or {}
     for name, facts in sorted(expected_files.items()):
         found_file = restored.files.get(name)
         if found_file is None:
             problems.append(f"{name}: missing after restore")
-        elif found_file["sha256"] != facts["sha256"]:
+        elif found_file["sha256"] != facts.sha256:
             problems.append(f"{name}: content differs (sha256 {found_file['sha256'][:12]}…)")
     return problems
 
@@ -245,7 +246,7 @@ class PostgresSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Restore into a new database beside the source, count, then drop it."""
         scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
@@ -275,7 +276,7 @@ class PostgresSource(Source):
                 admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
             admin.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """pg_restore --clean --if-exists over the source database."""
         database = str(self.options.get("dbname", ""))
         self._pg_restore(raw, work, manifest, dbname=database, clean=True)
@@ -285,13 +286,13 @@ class PostgresSource(Source):
         self,
         raw: Iterable[bytes],
         work: Path,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         *,
         dbname: str,
         clean: bool,
     ) -> None:
         # pg_restore runs jobs in parallel only from a file or directory, not from stdin.
-        if manifest.get("source_details", {}).get("dump_format") == "directory":
+        if manifest.source_details.detail("dump_format") == "directory":
             source = work / "restore"
             with Directory.open(work) as scratch, scratch.child(source.name, create=True) as into:
                 extract(raw, into, links=False)
@@ -432,7 +433,7 @@ class MysqlSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Load into a new database on the same server, count, then drop it."""
         import pymysql
@@ -462,7 +463,7 @@ class MysqlSource(Source):
                 cursor.execute(f"DROP DATABASE IF EXISTS `{scratch}`")
             admin.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Load the dump into the source database (its tables are dropped and recreated)."""
         del work, manifest
         self._load(raw, self.database)
@@ -533,7 +534,7 @@ class RedisSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Start a private redis-server on the snapshot (loopback, free port), count keys."""
         del manifest
@@ -570,7 +571,7 @@ class RedisSource(Source):
                     time.sleep(0.05)
             yield Restored(counts=counts, location=f"redis-server on 127.0.0.1:{port}")
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Refuse: a live Redis cannot take an RDB over the network; say how instead."""
         del raw, work, manifest
         raise SourceError(
@@ -648,7 +649,7 @@ class SqliteSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Write the copy out, check its integrity, count rows."""
         del manifest
@@ -673,7 +674,7 @@ class SqliteSource(Source):
         finally:
             connection.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Write the copy beside the database under an unguessable temporary name (never
         through a link: the database's directory is often the application's to write),
         give it the database's owner and mode, and rename it over (atomic)."""
@@ -743,7 +744,7 @@ class FilesSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Extract into the scratch directory (links as links), hashing every file."""
         del manifest
@@ -752,7 +753,7 @@ class FilesSource(Source):
         yield Restored(files=extracted.files, location=str(work / "files"))
 
     def prepare_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Callable[[], str]:
         """Stage the archive in the scratch directory, refusing any member outside the
         configured paths and any file that differs from the manifest, then check the live
@@ -765,14 +766,14 @@ class FilesSource(Source):
 
         with Directory.open(work) as scratch, scratch.child("stage", create=True) as stage:
             extracted = extract(raw, stage, check=check)
-        expected: dict[str, dict[str, Any]] = manifest.get("files") or {}
+        expected = manifest.files or {}
         found = extracted.files
         differ = sorted(
             name
             for name in set(expected) | set(found)
             if name not in expected
             or name not in found
-            or found[name]["sha256"] != expected[name].get("sha256")
+            or found[name]["sha256"] != expected[name].sha256
         )
         if differ:
             raise SourceError(
@@ -788,7 +789,7 @@ class FilesSource(Source):
 
         return apply
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Stage, check and install (see ``prepare_restore``)."""
         return self.prepare_restore(raw, work, manifest)()
 
@@ -841,7 +842,7 @@ class UpkeepSource(Source):
 
     @contextlib.contextmanager
     def scratch_restore(
-        self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]
+        self, raw: Iterable[bytes], work: Path, manifest: Manifest
     ) -> Iterator[Restored]:
         """Extract and hash every file; a SQLite store copy must pass integrity_check."""
         del manifest
@@ -859,7 +860,7 @@ class UpkeepSource(Source):
                 raise SourceError(f"the store copy fails integrity_check: {verdict}")
         yield Restored(files=extracted.files, location=str(target))
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: dict[str, Any]) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
         """Extract beside the config (never over the running store) and say where."""
         del work, manifest
         target = self.config_path.parent / f"upkeep-restored-{secrets.token_hex(8)}"

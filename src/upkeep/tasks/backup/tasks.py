@@ -162,16 +162,16 @@ class BackupCreate(_BackupTask):
             await _run_backup_checks(context, name)
             raise TaskFailed(str(error)) from None
         checks = await _run_backup_checks(context, name)
-        data = report.backup.manifest["data"]
+        manifest = report.backup.intact_manifest
         outcome = TaskOutcome(
             message=(
-                f"backup {report.backup.id} of {name}: {data['raw_bytes']} bytes dumped, "
-                f"{data['stored_bytes']} stored"
+                f"backup {report.backup.id} of {name}: {manifest.data.raw_bytes} bytes dumped, "
+                f"{manifest.data.stored_bytes} stored"
             ),
             figures={
-                "raw_bytes": data["raw_bytes"],
-                "stored_bytes": data["stored_bytes"],
-                "duration_s": report.backup.manifest["duration_s"],
+                "raw_bytes": manifest.data.raw_bytes,
+                "stored_bytes": manifest.data.stored_bytes,
+                "duration_s": manifest.duration_s,
                 "removed": sum(1 for decision in report.pruned if not decision.keep),
             },
         )

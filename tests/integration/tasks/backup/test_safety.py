@@ -21,6 +21,7 @@ from upkeep.io.safefs import Directory
 from upkeep.probes.backup import BackupTarget, FreshnessProbe
 from upkeep.probes.base import TargetUnreachable
 from upkeep.store import repository
+from upkeep.store.repository import SkippedPath
 from upkeep.tasks.backup import service
 
 KEY = "backup-key-from-a-secret-store"
@@ -144,12 +145,13 @@ def test_a_file_swapped_for_a_link_while_it_is_backed_up_is_not_read(
     backup = service.create(env, "etc").backup
     monkeypatch.undo()
     name = f"{str(file_tree).lstrip('/')}/nginx/nginx.conf"
-    assert name not in backup.manifest["files"]
-    assert {"path": name, "reason": "not read: a symbolic link"} in backup.manifest["skipped"]
+    manifest = backup.intact_manifest
+    assert manifest.files is not None and name not in manifest.files
+    assert SkippedPath(path=name, reason="not read: a symbolic link") in (manifest.skipped or [])
     with service.scratch_directory(env.scratch_base(), "check") as work:
         source = env.source("etc")
         raw = service.read_raw(env.repository, backup, None)
-        with source.scratch_restore(raw, work, backup.manifest) as restored:
+        with source.scratch_restore(raw, work, manifest) as restored:
             assert all("secret" not in name for name in restored.files)
         found = [path for path in work.rglob("*") if path.is_file() and not path.is_symlink()]
         assert all(b"root:$6$" not in path.read_bytes() for path in found)
@@ -175,8 +177,9 @@ def test_a_mount_below_a_backed_up_path_is_left_out(
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
     name = f"{str(file_tree).lstrip('/')}/mounted"
-    assert not [path for path in backup.manifest["files"] if path.startswith(name)]
-    assert {"path": name, "reason": "not entered: another mount"} in backup.manifest["skipped"]
+    manifest = backup.intact_manifest
+    assert not [path for path in manifest.files or {} if path.startswith(name)]
+    assert SkippedPath(path=name, reason="not entered: another mount") in (manifest.skipped or [])
 
 
 def test_the_repository_is_private_and_its_records_never_written_through_links(
