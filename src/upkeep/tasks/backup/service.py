@@ -7,13 +7,16 @@ worker thread. Every operation leaves a record: the repository (complete backups
 target's probes, so a failure is an ordinary failing check that alerts through the routes;
 authenticated with the key when there is one), and the store's catalog when there is a
 store. Only intact backups (``Repository.backups``) are copied, drilled, counted by
-retention or restored.
+retention or restored. The repository is the record of what was backed up; the catalog is
+the store's history of it, so a store that fails is logged (and, for a backup, reported)
+but never undoes an operation that worked nor hides one that failed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +56,8 @@ from upkeep.tasks.backup.sources import (
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
     from upkeep.store.backups import BackupCatalog
+
+logger = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
@@ -143,6 +148,8 @@ class CreateReport:
     copied: list[str] = field(default_factory=list)
     copy_error: str | None = None
     pruned: list[Decision] = field(default_factory=list)
+    catalog_error: str | None = None
+    """Why the store did not record the backup (it stands in the repository all the same)."""
 
 
 def create(
@@ -183,14 +190,20 @@ def create(
     except (SourceError, ArchiveError, RepositoryError, OSError, zstandard.ZstdError) as error:
         message = _one_line(error)
         _attempt(env, name, ok=False, at=started_at, message=message)
-        if env.catalog is not None:
-            env.catalog.add(_failed_record(name, started_at, message, env.repository.root))
+        _catalogue(
+            env,
+            f"the failed backup of {name}",
+            lambda catalog: catalog.add(
+                _failed_record(name, started_at, message, env.repository.root)
+            ),
+        )
         raise BackupFailed(f"backup of {name} failed: {message}") from None
     del config
     _attempt(env, name, ok=True, at=started_at, message=f"backup {backup.id}", backup=backup)
-    if env.catalog is not None:
-        env.catalog.add(_record(backup))
-    report = CreateReport(backup)
+    report = CreateReport(
+        backup,
+        catalog_error=_catalogue(env, f"backup {backup.id}", lambda c: c.add(_record(backup))),
+    )
     if env.config.copy_to is not None:
         try:
             report.copied = copy_out(env, name)
@@ -227,10 +240,8 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
                     with CopySource.from_path(path, as_name=remote) as source:
                         store.put(source)
                 copied.append(backup.id)
-                if env.catalog is not None:
-                    env.catalog.mark(
-                        backup.id, copies=[{"destination": store.description, "status": "ok"}]
-                    )
+                copies = [{"destination": store.description, "status": "ok"}]
+                _catalogue(env, f"the copy of backup {backup.id}", _mark(backup.id, copies=copies))
         except TaskFailed as error:
             raise BackupFailed(f"copy to {store.description} failed: {error}") from None
     return copied
@@ -257,8 +268,8 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
         if not decision.keep:
             env.repository.remove(by_id[decision.candidate.id])
             removed.append(decision.candidate.id)
-            if env.catalog is not None:
-                env.catalog.mark(decision.candidate.id, status="removed")
+            gone = decision.candidate.id
+            _catalogue(env, f"the removal of backup {gone}", _mark(gone, status="removed"))
     if removed:
         _event(
             env,
@@ -747,17 +758,43 @@ def _event(
     detail: dict[str, Any],
 ) -> None:
     """Record a verification, restore, drill or prune in the catalog (if there is one)."""
-    if env.catalog is not None:
-        env.catalog.add_event(
+    finished_at = datetime.now(UTC)
+    _catalogue(
+        env,
+        f"the {kind} of {source}",
+        lambda catalog: catalog.add_event(
             kind=kind,
             source=source,
             backup_id=backup_id,
             status="ok" if ok else "failed",
             started_at=started_at,
-            finished_at=datetime.now(UTC),
+            finished_at=finished_at,
             message=message,
             detail=detail,
-        )
+        ),
+    )
+
+
+def _mark(backup_id: str, **changes: Any) -> Callable[[BackupCatalog], object]:
+    """Return the catalog write that marks a backup with ``changes``."""
+    return lambda catalog: catalog.mark(backup_id, **changes)
+
+
+def _catalogue(env: BackupEnv, what: str, write: Callable[[BackupCatalog], object]) -> str | None:
+    """Given what is recorded and how, write it to the store's catalog (if there is one);
+    return why that failed, logged as a warning, else None. Never raises: see the module's
+    docstring."""
+    if env.catalog is None:
+        return None
+    from upkeep.store.store import error_reason
+
+    try:
+        write(env.catalog)
+    except Exception as error:  # noqa: BLE001 - the operation's outcome stands; said instead
+        problem = f"the store did not record {what}: {error_reason(error)}"
+        logger.warning("%s", problem)
+        return problem
+    return None
 
 
 def _get(env: BackupEnv, backup_id: str) -> Backup:
