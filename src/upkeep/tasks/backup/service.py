@@ -39,19 +39,10 @@ from upkeep.store.repository import (
     stored_sha256,
 )
 from upkeep.tasks.backup.archive import ArchiveError
-from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
+from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
-from upkeep.tasks.backup.sources import (
-    FilesSource,
-    MysqlSource,
-    PostgresSource,
-    RedisSource,
-    Source,
-    SourceError,
-    SqliteSource,
-    UpkeepSource,
-    compare,
-)
+from upkeep.tasks.backup.sources import Source, SourceError, SourcePlace, compare
 
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
@@ -93,7 +84,7 @@ class BackupEnv:
         target of that name (``task: backup.drill, target: db`` works without a
         ``backups.sources`` entry); raise BackupFailed naming the known ones."""
         found = self.config.sources.get(name)
-        if found is None and getattr(self.targets.get(name), "kind", None) in DATABASE_KINDS:
+        if found is None and getattr(self.targets.get(name), "kind", None) in BACKUP_TARGET_KINDS:
             return BackupSourceConfig(target=name)
         if found is None:
             known = ", ".join(sorted(self.config.sources)) or "none configured"
@@ -107,37 +98,28 @@ class BackupEnv:
         for name, source in self.config.sources.items():
             if source.target == name_or_target:
                 return name
-        if getattr(self.targets.get(name_or_target), "kind", None) in DATABASE_KINDS:
+        if getattr(self.targets.get(name_or_target), "kind", None) in BACKUP_TARGET_KINDS:
             return name_or_target
         raise BackupFailed(f"no backup source named or backing up {name_or_target!r}")
 
     def source(self, name: str, *, target: str | None = None) -> Source:
-        """Return the dumper/restorer of a source (``target`` overrides its target)."""
+        """Return the dumper/restorer of a source (``target`` overrides the target of a
+        source that backs one up); raise BackupFailed if it cannot be backed up."""
         config = self.source_config(name)
-        if config.sqlite is not None:
-            return SqliteSource(Path(config.sqlite))
-        if config.paths is not None:
-            return FilesSource([Path(path) for path in config.paths])
-        if config.upkeep:
-            if self.config_path is None or self.store_url is None:
-                raise BackupFailed("backing up upkeep itself needs its config file and store")
-            return UpkeepSource(self.config_path, self.store_url)
-        target_name = target or config.target
-        assert target_name is not None  # noqa: S101 - the model requires one of the three
-        found = self.targets.get(target_name)
-        if found is None:
-            raise BackupFailed(f"no target named {target_name!r}")
-        from upkeep.probes.mysql import MysqlTarget
-        from upkeep.probes.postgres import PostgresTarget
-        from upkeep.probes.redis import RedisTarget
-
-        if isinstance(found, PostgresTarget):
-            return PostgresSource(found.dsn, dump_format=config.format, jobs=config.jobs)
-        if isinstance(found, MysqlTarget):
-            return MysqlSource(found.dsn)
-        if isinstance(found, RedisTarget):
-            return RedisSource(found.url)
-        raise BackupFailed(f"a {found.kind} target cannot be backed up")
+        found: TargetBase | None = None
+        if config.target is not None:
+            target_name = target or config.target
+            found = self.targets.get(target_name)
+            if found is None:
+                raise BackupFailed(f"no target named {target_name!r}")
+        kind = kind_for(config, found)
+        if kind is None:
+            raise BackupFailed(f"a {getattr(found, 'kind', '?')} target cannot be backed up")
+        place = SourcePlace(found, self.config_path, self.store_url)
+        try:
+            return kind.from_config(config, place)
+        except SourceError as error:
+            raise BackupFailed(str(error)) from None
 
 
 @dataclass

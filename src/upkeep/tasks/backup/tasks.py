@@ -22,9 +22,8 @@ from upkeep.core.models import StrictModel
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
 from upkeep.tasks.backup.checks import SourceChecks, check_source
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-
-DATABASE_TARGETS = ("postgres", "mysql", "redis")
 
 
 class SourceParams(StrictModel):
@@ -105,7 +104,7 @@ def _with_checks(text: str, checks: SourceChecks) -> str:
 
 
 class _BackupTask(Task[TargetBase | None, Any]):
-    target_kinds: ClassVar[tuple[str, ...]] = DATABASE_TARGETS
+    target_kinds: ClassVar[tuple[str, ...]] = BACKUP_TARGET_KINDS
     target_required: ClassVar[bool] = False
 
     def validate(self, target: TargetBase | None, params: Any) -> list[str]:
