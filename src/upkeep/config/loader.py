@@ -240,10 +240,10 @@ def _strings(value: Any) -> list[str]:
 
 
 _REMOVE = object()
-"""Marks a key or item to drop in the tree ``_remove_paths`` builds."""
+"""Marks a key or item to drop in the tree ``remove_paths`` builds."""
 
 
-def _remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
+def remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
     """Return a copy of ``data`` without the keys or list items at ``paths``, in one pass.
 
     All paths are taken in the original's terms (removing item 1 of a list does not make
@@ -297,7 +297,7 @@ def _without_failing_entries(
     that still fail (a missing required key) are then set aside whole.
     """
     failing = (_data_path(data, tuple(item["loc"])) for item in error.errors())
-    pruned: Any = _remove_paths(data, (path for path in failing if len(path) >= 3))
+    pruned: Any = remove_paths(data, (path for path in failing if len(path) >= 3))
     dropped: set[tuple[str, str | int]] = set()
     from upkeep.config.models import UpkeepConfig
 
@@ -308,7 +308,7 @@ def _without_failing_entries(
             path = _data_path(pruned, tuple(item["loc"]))
             if len(path) >= 2 and isinstance(path[0], str):
                 dropped.add((path[0], path[1]))
-        pruned = _remove_paths(pruned, dropped)
+        pruned = remove_paths(pruned, dropped)
     return pruned, dropped
 
 

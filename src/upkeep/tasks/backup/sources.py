@@ -450,11 +450,16 @@ class MysqlSource(Source):
         cls, config: BackupSourceConfig, target: TargetBase | None
     ) -> list[tuple[str, str]]:
         """Return a problem if the target's DSN names no database (one database is dumped)."""
+        from upkeep.probes.mysql import MysqlTarget, parse_dsn
+
         del config
-        dsn = getattr(target, "dsn", "")
-        if isinstance(dsn, str) and not urlsplit(dsn).path.lstrip("/"):
-            return [("target", MYSQL_NEEDS_DATABASE)]
-        return []
+        if not isinstance(target, MysqlTarget):
+            return []
+        try:
+            database = parse_dsn(target.dsn).database
+        except ValueError:
+            return []  # the target's own error says what is wrong with its DSN
+        return [] if database else [("target", MYSQL_NEEDS_DATABASE)]
 
     @classmethod
     def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
