@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import load_text
 from upkeep.engine.runbooks import RunbookExecutor
 from upkeep.engine.runner import CheckRunner
-from upkeep.engine.scheduler import MAX_MISSED_RECORDS, Scheduler, _RunbookFiring, runbook_mark
+from upkeep.engine.scheduler import MAX_MISSED_RECORDS, RunbookFiring, Scheduler, runbook_mark
 from upkeep.io.http import HttpClient
 from upkeep.store.store import Store
 
@@ -56,8 +56,8 @@ async def scheduler(tmp_path: Path) -> AsyncIterator[Scheduler]:
         store.close()
 
 
-def firing(name: str, moment: datetime) -> _RunbookFiring:
-    return _RunbookFiring(moment, name, moment)
+def firing(name: str, moment: datetime) -> RunbookFiring:
+    return RunbookFiring(moment, name, moment)
 
 
 async def test_a_firing_outside_its_window_is_deferred_to_the_next_opening(
