@@ -1,8 +1,8 @@
 """The one composition of results → store → alerts → delivery.
 
-Every way results come in goes through a ``Pipeline``: the daemon (scheduled checks, and
-runbooks through its alert manager), ``upkeep check``, ``upkeep run``, the backup commands,
-and the backup tasks (through the runbook executor, which records with ``manager``). It
+Every way results come in goes through a ``Pipeline``: the daemon (its scheduler records
+through ``guard``, its runbooks through ``manager``), ``upkeep check``, ``upkeep run``, the
+backup commands, and the backup tasks (through the runbook executor's ``manager``). It
 owns, for one process:
 
 * the ``StoreGuard`` (``alerting/guard.py``): results and their alerts go to the store, or
@@ -105,8 +105,6 @@ class Pipeline:
     def close(self) -> None:
         """Release the spill (a spill in memory, and its episode, end here)."""
         self.guard.close()
-
-    # --- the steps, each blocking ------------------------------------------------------------
 
     def check_integrity(self, *, only_if_due: bool = False) -> IntegrityReport | None:
         """Check the store's integrity (see ``StoreGuard.check_integrity``)."""
