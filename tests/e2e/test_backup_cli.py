@@ -161,3 +161,78 @@ def test_a_failed_backup_from_the_cli_alerts_through_the_routes(
             d.json()["message"] for d in receiver.deliveries if "fresh" in d.json()["title"]
         )
         assert "no complete backup of app" in body and "no SQLite database" in body
+
+
+def _fail_writes(database: Path, *tables: str) -> None:
+    """Make the store refuse new rows in ``tables`` as a full disk would (the connection
+    and every read still work)."""
+    connection = sqlite3.connect(database)
+    for table in tables:
+        connection.execute(
+            f"CREATE TRIGGER full_{table} BEFORE INSERT ON {table} "
+            "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+        )
+    connection.commit()
+    connection.close()
+
+
+def test_a_store_that_fails_after_a_backup_is_reported_and_never_fails_the_backup(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    """The store opens but takes no results and no catalog rows: the backup stands (exit
+    0, the backup listed), stderr says what was not stored and why, and the source's
+    checks alert from the spill; a failed backup on that store still alerts at once."""
+    env = {"BACKUP_KEY": SECRET}
+    _database(tmp_path / "data" / "app.db", 10)
+    with webhook() as receiver:
+        (tmp_path / "upkeep.yaml").write_text(
+            CONFIG.format(hook=receiver.url())
+            + f"alerting:\n  store_failure: {{spill_dir: {tmp_path / 'spill'}}}\n"
+        )
+        assert upkeep("backup", "create", "app", env=env).returncode == 0  # the store is made
+        _fail_writes(tmp_path / ".upkeep" / "upkeep.db", "check_results", "backups")
+
+        created = upkeep("backup", "create", "app", "--json", env=env)
+        assert created.returncode == 0, created.stdout + created.stderr
+        (result,) = json.loads(created.stdout)["results"]
+        assert result["ok"] is True
+        assert "database or disk is full" in result["catalog_error"]
+        assert f"the store did not record backup {result['id']}" in created.stderr
+        assert "results were not stored: database or disk is full" in created.stderr
+        assert "alerting continues from the spill file" in created.stderr
+        assert "internal error" not in created.stderr
+        listed = json.loads(upkeep("backup", "list", "app", "--json", env=env).stdout)
+        assert result["id"] in [backup["id"] for backup in listed["backups"]]
+
+        (tmp_path / "data" / "app.db").unlink()
+        failed = upkeep("backup", "create", "app", env=env)
+        assert failed.returncode == 1 and "FAILED app: backup of app failed" in failed.stdout
+        assert "internal error" not in failed.stderr
+        titles = [delivery.json()["title"] for delivery in receiver.deliveries]
+        assert any("FIRING app-backup-fresh" in title for title in titles), titles
+        assert any("FIRING upkeep:store" in title for title in titles), titles
+
+
+def test_a_failed_backup_alerts_from_the_spill_when_the_store_cannot_be_opened(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    """A store that cannot be opened at all (read-only): the backup commands go on without
+    the catalog, and the source's checks alert from the spill as ``upkeep check`` does."""
+    from tests.support.mounts import bind_view
+
+    env = {"BACKUP_KEY": SECRET}
+    (tmp_path / "store").mkdir()
+    with webhook() as receiver, bind_view(tmp_path / "store", tmp_path / "view") as view:
+        (tmp_path / "upkeep.yaml").write_text(
+            f'store: "sqlite:///{view.path}/upkeep.db"\n'
+            + CONFIG.format(hook=receiver.url())
+            + f"alerting:\n  store_failure: {{spill_dir: {tmp_path / 'spill'}}}\n"
+        )
+        view.read_only()
+        failed = upkeep("backup", "create", "app", env=env)  # data/app.db does not exist
+        assert failed.returncode == 1 and "FAILED app: backup of app failed" in failed.stdout
+        assert "cannot open store" in failed.stderr
+        assert "results were not stored" in failed.stderr
+        assert "internal error" not in failed.stderr
+        titles = [delivery.json()["title"] for delivery in receiver.deliveries]
+        assert any("FIRING app-backup-fresh" in title for title in titles), titles

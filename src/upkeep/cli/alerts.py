@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import print_json
+from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
 from upkeep.cli.output import cells
-from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
 
 if TYPE_CHECKING:
     from upkeep.store.alerts import AlertRecord, Silence
@@ -47,9 +46,9 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
     try:
         opened_since = now - parse_duration(since) if show_all else None
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -70,7 +69,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
             )
         if record.acked_by:
             until = (
-                f" until {_iso_local(record.ack_expires_at, zone)}" if record.ack_expires_at else ""
+                f" until {local_time(record.ack_expires_at, zone)}" if record.ack_expires_at else ""
             )
             ack = f"{record.acked_by}{until}"
         else:
@@ -83,7 +82,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
                 state,
                 record.check,
                 record.target,
-                f"{_iso_local(record.opened_at, zone)} ({_age(record.opened_at, now)})",
+                f"{local_time(record.opened_at, zone)} ({_age(record.opened_at, now)})",
                 ack,
                 record.message,
             )
@@ -117,9 +116,9 @@ def acknowledge(
     try:
         length = parse_duration(duration) if duration else None
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -129,11 +128,11 @@ def acknowledge(
                 alert_id, author=author or who(), duration=length, comment=comment
             )
         except AlertError as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
     zone = ZoneInfo(loaded.config.timezone)
     until = (
-        f" until {_iso_local(record.ack_expires_at, zone)}"
+        f" until {local_time(record.ack_expires_at, zone)}"
         if record.ack_expires_at
         else " until it resolves"
     )
@@ -165,9 +164,9 @@ def add_silence(
         parsed = parse_matchers(matchers)
         length = parse_duration(duration)
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -186,11 +185,11 @@ def add_silence(
                 comment=comment,
             )
         except (ValueError, AlertError) as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
     console().print(
         f"silence {silence.id} ({_matchers_text(silence)}) by {silence.author}: "
-        f"{_iso_local(silence.starts_at, zone)} to {_iso_local(silence.ends_at, zone)}",
+        f"{local_time(silence.starts_at, zone)} to {local_time(silence.ends_at, zone)}",
         markup=False,
     )
     return 0
@@ -207,7 +206,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -230,8 +229,8 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
             *cells(
                 str(silence.id),
                 _matchers_text(silence),
-                _iso_local(silence.starts_at, zone),
-                _iso_local(silence.ends_at, zone),
+                local_time(silence.starts_at, zone),
+                local_time(silence.ends_at, zone),
                 silence.author,
                 state,
                 silence.comment,
@@ -248,13 +247,13 @@ def remove_silence(config_path: Path | None, silence_id: int) -> int:
     """End a silence now; return 0, or 2 if there is no such active silence."""
     from upkeep.cli.common import console
 
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         _, store = opened
         removed = store.alerts.remove_silence(silence_id, by=who())
     if not removed:
-        _err(f"no active silence {silence_id}")
+        print_error(f"no active silence {silence_id}")
         return EXIT_USAGE
     console().print(f"silence {silence_id} removed", markup=False)
     return 0

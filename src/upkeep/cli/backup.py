@@ -8,12 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upkeep.cli.common import console, open_store, print_json
+from upkeep.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    console,
+    load_for_command,
+    print_error,
+    print_json,
+    try_open_store,
+)
 from upkeep.cli.output import cells, untrusted
-from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
+    from upkeep.core.results import CheckResult
     from upkeep.store.repository import Backup
     from upkeep.store.store import Store
     from upkeep.tasks.backup.service import BackupEnv
@@ -24,6 +32,8 @@ class _Session:
     env: BackupEnv
     loaded: LoadedConfig
     store: Store | None
+    open_error: str | None
+    """Why the store could not be opened (the operations go on without its catalog)."""
 
 
 @contextlib.contextmanager
@@ -33,11 +43,11 @@ def _session(config_path: Path | None) -> Iterator[_Session | None]:
     from upkeep.store.store import normalise_url
     from upkeep.tasks.backup.service import BackupEnv
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         yield None
         return
-    store: Store | None = open_store(loaded)
+    store, open_error = try_open_store(loaded)
     try:
         env = BackupEnv(
             loaded.config.backups,
@@ -47,7 +57,7 @@ def _session(config_path: Path | None) -> Iterator[_Session | None]:
             config_path=loaded.path,
             store_url=normalise_url(loaded.config.store, loaded.base_dir),
         )
-        yield _Session(env, loaded, store)
+        yield _Session(env, loaded, store, open_error)
     finally:
         if store is not None:
             store.close()
@@ -59,29 +69,42 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
         yield session.env if session is not None else None
 
 
-def _alert(session: _Session, sources: list[str]) -> None:
-    """Run the checks on the ``backup`` targets of ``sources`` now, store them with their
-    alerts and deliver what is due: a failed backup or drill alerts at once, as from a
-    runbook."""
-    from upkeep.cli.check import _record_and_alert
+def _check_sources(session: _Session, sources: list[str]) -> None:
+    """Run the checks on the ``backup`` targets of ``sources`` now, record them with their
+    alerts and deliver what is due, so a failed backup or drill alerts at once, as from a
+    runbook (``tasks/backup/checks.py``). Results the store does not take (or a store that
+    could not be opened) alert from the spill. Every problem is said on stderr; nothing is
+    raised over the operation's own outcome."""
+    import asyncio
+
+    from upkeep.cli.common import new_pipeline, print_problems
     from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
+    from upkeep.tasks.backup.checks import check_source, source_checks
 
-    config = session.loaded.config
-    selected = [
-        check
-        for check in session.loaded.checks.values()
-        if getattr(config.targets.get(check.target_name), "source", None) in sources
-        and config.targets[check.target_name].kind == "backup"
-    ]
-    if not selected or session.store is None:
+    loaded = session.loaded
+    config = loaded.config
+    if not any(source_checks(config, source) for source in sources):
         return
-    results = run_async(
-        run_checks(
-            selected, redactor=session.loaded.redactor, concurrency=config.engine.concurrency
-        )
-    )
-    _record_and_alert(session.loaded, session.store, results, console(stderr=True))
+    pipeline = new_pipeline(loaded, session.store, session.open_error)
+    problems: list[str] = []
+
+    async def run_check(name: str) -> CheckResult:
+        results = await run_checks([loaded.checks[name]], redactor=loaded.redactor, concurrency=1)
+        settled = await asyncio.to_thread(pipeline.take, results)
+        problems.extend(settled.problems)
+        return results[0]
+
+    async def check_all() -> None:
+        for source in sources:
+            problems.extend((await check_source(config, source, run_check)).problems)
+
+    try:
+        run_async(check_all())
+        problems.extend(pipeline.tick_and_deliver())
+    finally:
+        pipeline.close()
+    print_problems(problems)
 
 
 @contextlib.contextmanager
@@ -124,7 +147,7 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         if env is None:
             return EXIT_USAGE
         if source is not None and source not in env.config.sources:
-            _err(f"no backup source named {source!r}")
+            print_error(f"no backup source named {source!r}")
             return EXIT_USAGE
         backups = env.repository.inventory(source)
         exposed = env.repository.exposure() if env.config.key is None else []
@@ -227,11 +250,11 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
         env = session.env
         names = sources or sorted(env.config.sources)
         if not names:
-            _err("no backup sources configured (backups.sources)")
+            print_error("no backup sources configured (backups.sources)")
             return EXIT_USAGE
         unknown = [name for name in names if name not in env.config.sources]
         if unknown:
-            _err(f"no backup source named {', '.join(unknown)}")
+            print_error(f"no backup source named {', '.join(unknown)}")
             return EXIT_USAGE
         results: list[dict[str, Any]] = []
         for name in names:
@@ -249,9 +272,12 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                     "duration_s": report.backup.intact_manifest.duration_s,
                     "copied": report.copied,
                     "removed": [d.candidate.id for d in report.pruned if not d.keep],
+                    "catalog_error": report.catalog_error,
                 }
             )
-        _alert(session, names)
+            if report.catalog_error is not None:
+                print_error(report.catalog_error)
+        _check_sources(session, names)
         if json_output:
             print_json({"results": results})
         else:
@@ -286,9 +312,9 @@ def backup_verify(
             with _progress(f"verifying {backup_id}", not json_output) as progress:
                 report = verify(env, backup_id, restore=restore, progress=progress)
         except BackupFailed as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
-        _alert(session, [report.backup.source])
+        _check_sources(session, [report.backup.source])
         document = {
             "id": backup_id,
             "ok": report.ok,
@@ -324,7 +350,7 @@ def backup_prune(
             return EXIT_USAGE
         names = sources or sorted(env.config.sources)
         if env.config.retention.is_empty():
-            _err("no retention rules (backups.retention): nothing would be removed")
+            print_error("no retention rules (backups.retention): nothing would be removed")
             return 0
         documents: list[dict[str, Any]] = []
         failed = False
@@ -372,12 +398,12 @@ def backup_restore(
         try:
             backup = env.repository.get(backup_id)
         except Exception as error:  # noqa: BLE001 - RepositoryError; shown as a usage error
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
         destination = to or backup.source
         if not yes:
             if not sys.stdin.isatty():
-                _err("restoring overwrites data: confirm at a terminal or pass --yes")
+                print_error("restoring overwrites data: confirm at a terminal or pass --yes")
                 return EXIT_USAGE
             import typer
 
@@ -390,13 +416,13 @@ def backup_restore(
                 f"Restore backup {backup_id} ({backup.taken_at.isoformat()[:19]}) over "
                 f"{destination}, {safety_note}?"
             ):
-                _err("not restored")
+                print_error("not restored")
                 return EXIT_USAGE
         try:
             with _progress(f"restoring {backup_id}", not json_output) as progress:
                 report = restore(env, backup_id, to=to, safety=safety, progress=progress)
         except BackupFailed as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_FAILED
         document = {
             "id": backup_id,
@@ -435,7 +461,7 @@ def run_drill(
         rto_value = parse_duration(rto) if rto else None
         rpo_value = parse_duration(rpo) if rpo else None
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
     with _session(config_path) as session:
         if session is None:
@@ -453,9 +479,9 @@ def run_drill(
                     progress=progress,
                 )
         except BackupFailed as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
-        _alert(session, [name])
+        _check_sources(session, [name])
         if json_output:
             print_json(report.to_json())
         else:

@@ -1,20 +1,33 @@
-"""Helpers shared by commands: loading the config once, consoles, redacted logging."""
+"""Helpers shared by commands: exit codes, loading the config once, opening the store and
+the pipeline, consoles, errors, local times, redacted logging."""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
     from rich.console import Console
 
     from upkeep.config.loader import LoadedConfig
+    from upkeep.engine.pipeline import Pipeline
     from upkeep.store.store import Store
+
+EXIT_USAGE = 2
+"""Bad input (unknown runbook, malformed option) or a config error."""
+EXIT_FAILED = 1
+"""The operation ran but failed, or was refused (window closed)."""
 
 _active = Redactor()
 
@@ -94,12 +107,94 @@ def load_or_report(path: Path | None, *, check_channels: bool = False) -> Loaded
     return loaded
 
 
-def open_store(loaded: LoadedConfig) -> Store | None:
-    """Given a config, return its open store, or print why it cannot be opened and return None."""
+def try_open_store(loaded: LoadedConfig) -> tuple[Store | None, str | None]:
+    """Given a config, return (its open store, None), or print why it cannot be opened and
+    return (None, the reason, redacted)."""
     from upkeep.store.store import Store, StoreError
 
     try:
-        return Store.open(loaded.config.store, loaded.base_dir)
+        return Store.open(loaded.config.store, loaded.base_dir), None
     except StoreError as error:
-        console(stderr=True).print(f"upkeep: {_active.redact(str(error))}", markup=False)
-        return None
+        reason = _active.redact(str(error))
+        print_error(reason)
+        return None, reason
+
+
+def open_store(loaded: LoadedConfig) -> Store | None:
+    """Given a config, return its open store, or print why it cannot be opened and return None."""
+    return try_open_store(loaded)[0]
+
+
+def new_pipeline(
+    loaded: LoadedConfig, store: Store | None, open_error: str | None = None
+) -> Pipeline:
+    """Given a config and its store (None if it could not be opened, ``open_error`` saying
+    why), return the pipeline a one-shot command records, alerts and delivers through
+    (``engine/pipeline.py``). The caller closes it; the store stays the caller's."""
+    from upkeep.engine.pipeline import Pipeline
+
+    # The command prints what the pipeline reports (``print_problems``): the dispatcher's
+    # own log line would say each failed delivery twice.
+    logging.getLogger("upkeep.alerting.delivery").setLevel(logging.ERROR)
+    return Pipeline(loaded, store, open_error=open_error)
+
+
+def print_problems(problems: list[str]) -> None:
+    """Print each problem a pipeline or an after-backup check reported on stderr."""
+    for problem in problems:
+        print_error(problem)
+
+
+def print_error(message: str) -> None:
+    """Print ``upkeep: message`` on stderr, redacted, every control character escaped."""
+    from upkeep.cli.output import untrusted
+
+    console(stderr=True).print(untrusted(f"upkeep: {_active.redact(message)}"))
+
+
+def who() -> str:
+    """Return the name of the person at this terminal, for run records and decisions."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """Given a moment (or None) and a zone, return it as ``YYYY-MM-DD HH:MM TZ`` there (``-``)."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def load_for_command(config_path: Path | None, level: int | None = None) -> LoadedConfig | None:
+    """Given ``-c``, set up logging (warnings, or ``level``) and return the loaded config,
+    or print every error and return None."""
+    setup_logging(logging.WARNING if level is None else level)
+    return load_or_report(config_path)
+
+
+@contextlib.contextmanager
+def config_and_store(config_path: Path | None) -> Iterator[tuple[LoadedConfig, Store] | None]:
+    """Load the config and open its store for one command; yield None if either fails
+    (the reason is already printed). The store is closed when the block ends."""
+    loaded = load_for_command(config_path)
+    store = open_store(loaded) if loaded is not None else None
+    if loaded is None or store is None:
+        yield None
+        return
+    try:
+        yield loaded, store
+    finally:
+        store.close()
+
+
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    """Given ``k=v`` strings, return them as a dict; raise ValueError on a malformed pair."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--label expects key=value, got {pair!r}")
+        labels[key.strip()] = value.strip()
+    return labels

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import print_json
+from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
 from upkeep.cli.output import cells, untrusted
-from upkeep.cli.runbooks import EXIT_USAGE, _err, _iso_local, _opened, who
 from upkeep.core.text import human_duration
 
 if TYPE_CHECKING:
@@ -39,13 +38,13 @@ def format_percent(value: float | None) -> str:
 
 
 def _parse_filters(since: str, label_pairs: list[str]) -> tuple[datetime, dict[str, str]] | None:
-    from upkeep.cli.check import parse_labels
+    from upkeep.cli.common import parse_labels
     from upkeep.cli.history import parse_since
 
     try:
         return parse_since(since), parse_labels(label_pairs)
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return None
 
 
@@ -101,7 +100,7 @@ def list_incidents(
         return EXIT_USAGE
     start, labels = filters
     now = datetime.now(UTC)
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -127,7 +126,7 @@ def list_incidents(
                 incident.check,
                 incident.target,
                 incident.severity,
-                _iso_local(incident.opened_at, zone),
+                local_time(incident.opened_at, zone),
                 duration,
                 _acked_by(incident),
                 Text(incident.state, style=STATE_STYLE.get(incident.state, "")),
@@ -136,7 +135,7 @@ def list_incidents(
     out = console()
     out.print(table)
     which = "open incident(s)" if open_only else "incident(s)"
-    out.print(f"{len(incidents)} {which} since {_iso_local(start, zone)}", markup=False)
+    out.print(f"{len(incidents)} {which} since {local_time(start, zone)}", markup=False)
     return 0
 
 
@@ -146,7 +145,7 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
     from upkeep.cli.common import console
     from upkeep.store.outbox import OutboxStatus
 
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -154,7 +153,7 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         events = store.alerts.events(incident_id) if incident is not None else []
         deliveries = store.outbox.for_alert(incident_id) if incident is not None else []
     if incident is None:
-        _err(f"no incident {incident_id}")
+        print_error(f"no incident {incident_id}")
         return EXIT_USAGE
     now = datetime.now(UTC)
     if json_output:
@@ -179,11 +178,11 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
     duration = human_duration(incident.duration_s(now))
     lines = [
         f"message:   {incident.message}",
-        f"opened:    {_iso_local(incident.opened_at, zone)}",
-        f"fired:     {_iso_local(incident.fired_at, zone)}",
-        f"resolved:  {_iso_local(incident.resolved_at, zone)}"
+        f"opened:    {local_time(incident.opened_at, zone)}",
+        f"fired:     {local_time(incident.fired_at, zone)}",
+        f"resolved:  {local_time(incident.resolved_at, zone)}"
         + (f" (after {duration})" if incident.resolved_at else f" (ongoing, {duration})"),
-        f"acked:     {_iso_local(incident.first_acked_at, zone)}"
+        f"acked:     {local_time(incident.first_acked_at, zone)}"
         + (f" by {incident.acked_by}" if incident.acked_by else ""),
         "labels:    " + (", ".join(f"{k}={v}" for k, v in incident.labels.items()) or "-"),
     ]
@@ -206,7 +205,7 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
     for row in deliveries:
         outcome: str = row.status
         if row.status == OutboxStatus.SENT and row.sent_at:
-            outcome = f"sent {_iso_local(row.sent_at, zone)}"
+            outcome = f"sent {local_time(row.sent_at, zone)}"
         elif row.status == OutboxStatus.MUTED:
             outcome = f"muted by {row.muted_by}"
         elif row.last_error:
@@ -223,16 +222,16 @@ def note_incident(
     from upkeep.cli.common import console
 
     if not text.strip():
-        _err("the note is empty")
+        print_error("the note is empty")
         return EXIT_USAGE
     writer = author or who()
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         _, store = opened
         added = store.alerts.add_note(incident_id, text, writer, datetime.now(UTC))
     if not added:
-        _err(f"no incident {incident_id}")
+        print_error(f"no incident {incident_id}")
         return EXIT_USAGE
     console().print(f"note added to incident {incident_id} by {writer}", markup=False)
     return 0
@@ -255,9 +254,9 @@ def show_stats(
     start, labels = filters
     now = datetime.now(UTC)
     if start >= now:
-        _err("--since must be in the past")
+        print_error("--since must be in the past")
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -289,7 +288,7 @@ def show_stats(
         out.print(_stats_table(title, rows))
         out.print()
     out.print(
-        f"since {_iso_local(start, zone)}; MTTR and MTBF over outages, MTTA over incidents "
+        f"since {local_time(start, zone)}; MTTR and MTBF over outages, MTTA over incidents "
         "that fired in the period",
         markup=False,
     )

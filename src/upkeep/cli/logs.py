@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upkeep.cli.common import print_json
+from upkeep.cli.common import EXIT_FAILED, EXIT_USAGE, load_for_command, print_error, print_json
 from upkeep.cli.output import cells, untrusted
-from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _load
 
 if TYPE_CHECKING:
     from upkeep.analysis.logs import Analysis, Format
@@ -24,19 +23,19 @@ def _paths(
     if target is None:
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
-            _err(f"no such file: {', '.join(missing)}")
+            print_error(f"no such file: {', '.join(missing)}")
             return None
         # Paths typed by the operator are theirs to follow; files found in a target's
         # directory are not (see list_log_files).
         return [path.resolve() for path in paths], None
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return None
     from upkeep.probes.logs import LogsTarget
 
     found = loaded.config.targets.get(target)
     if not isinstance(found, LogsTarget):
-        _err(f"no logs target named {target!r}")
+        print_error(f"no logs target named {target!r}")
         return None
     from upkeep.probes.base import TargetUnreachable
     from upkeep.probes.logs import list_log_files, target_directory
@@ -45,7 +44,7 @@ def _paths(
         files = list_log_files(found.path, found.pattern)
         return [log.path for log in files], target_directory(files)
     except TargetUnreachable as error:
-        _err(str(error))
+        print_error(str(error))
         return None
 
 
@@ -71,12 +70,12 @@ def analyze_logs(
         return EXIT_USAGE
     files, below = found
     if not files:
-        _err("no log files to analyze")
+        print_error("no log files to analyze")
         return EXIT_USAGE
     try:
         start = datetime.now(UTC) - parse_duration(since) if since else None
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
     formats: dict[str, Format] = {
         "auto": "auto",
@@ -85,7 +84,7 @@ def analyze_logs(
         "plain": "plain",
     }
     if log_format not in formats:
-        _err(f"--format is auto, combined, json or plain, not {log_format!r}")
+        print_error(f"--format is auto, combined, json or plain, not {log_format!r}")
         return EXIT_USAGE
     try:
         result = analyze(
@@ -93,7 +92,7 @@ def analyze_logs(
         )
     except OSError as error:
         # A file swapped for a link (or a directory on its way) since it was listed.
-        _err(f"cannot read {error.filename}: {error.strerror}")
+        print_error(f"cannot read {error.filename}: {error.strerror}")
         return EXIT_FAILED
     if json_output:
         print_json(result.to_json(top))
@@ -170,7 +169,7 @@ def run_log_task(
     from upkeep.cli.interrupts import run_async
     from upkeep.probes.logs import LogsTarget
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     logs_targets = {
@@ -180,11 +179,11 @@ def run_log_task(
     }
     unknown = [name for name in targets if name not in logs_targets]
     if unknown:
-        _err(f"no logs target named {', '.join(unknown)}")
+        print_error(f"no logs target named {', '.join(unknown)}")
         return EXIT_USAGE
     jobs = _jobs(loaded, task_name, targets, logs_targets)
     if isinstance(jobs, str):
-        _err(jobs)
+        print_error(jobs)
         return EXIT_USAGE
     reports = run_async(_run_jobs(loaded, jobs, dry_run=dry_run))
     if json_output:

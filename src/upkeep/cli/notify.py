@@ -8,8 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import print_json
-from upkeep.cli.runbooks import EXIT_FAILED, EXIT_USAGE, _err, _iso_local, _load, _opened
+from upkeep.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    config_and_store,
+    load_for_command,
+    local_time,
+    print_error,
+    print_json,
+)
 
 STATUS_STYLE = {
     "pending": "yellow",
@@ -29,13 +36,13 @@ def send_test(config_path: Path | None, channel: str) -> int:
     from upkeep.cli.common import active_redactor, console
     from upkeep.notify.channels import send
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     url = loaded.config.channels.get(channel)
     if url is None:
         known = ", ".join(sorted(loaded.config.channels)) or "none defined"
-        _err(f"no channel named {channel!r} (channels: {known})")
+        print_error(f"no channel named {channel!r} (channels: {known})")
         return EXIT_USAGE
     host = socket.gethostname()
     now = datetime.now(UTC)
@@ -51,7 +58,7 @@ def send_test(config_path: Path | None, channel: str) -> int:
         active_redactor(),
     )
     if not result.ok:
-        _err(f"{channel}: {result.error}")
+        print_error(f"{channel}: {result.error}")
         return EXIT_FAILED
     console().print(f"sent to {channel}", markup=False)
     return 0
@@ -65,9 +72,9 @@ def list_outbox(
     from upkeep.store.outbox import OUTBOX_STATUSES, WAITING_STATUSES, OutboxStatus
 
     if status is not None and status not in OUTBOX_STATUSES:
-        _err(f"no status {status!r} (statuses: {', '.join(OUTBOX_STATUSES)})")
+        print_error(f"no status {status!r} (statuses: {', '.join(OUTBOX_STATUSES)})")
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -123,7 +130,7 @@ def list_outbox(
                 row.kind,
                 Text(row.status, style=STATUS_STYLE.get(row.status, "")),
                 str(row.attempts),
-                _iso_local(row.next_attempt_at, zone) if waiting else "-",
+                local_time(row.next_attempt_at, zone) if waiting else "-",
                 # Stored redacted already; the config loaded now may know more secrets.
                 # A server's error text: escaped like every cell.
                 redact(row.last_error or ""),

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import getpass
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import print_json
+from upkeep.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    config_and_store,
+    load_for_command,
+    local_time,
+    print_error,
+    print_json,
+    who,
+)
 
 if TYPE_CHECKING:
     from upkeep.alerting.windows import WindowCalendar
@@ -21,11 +27,6 @@ if TYPE_CHECKING:
     from upkeep.engine.runbooks import StepReport
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
-
-EXIT_USAGE = 2
-"""Bad input (unknown runbook, malformed option) or a config error."""
-EXIT_FAILED = 1
-"""The run finished but failed, or was refused (window closed)."""
 RUN_STATUS_STYLE = {
     "succeeded": "bold green",
     "failed": "bold red",
@@ -52,53 +53,6 @@ STEP_STATUS_STYLE = {
 }
 
 
-def who() -> str:
-    """Return the name of the person at this terminal, for run records and decisions."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _err(message: str) -> None:
-    from upkeep.cli.common import active_redactor, console
-    from upkeep.cli.output import untrusted
-
-    console(stderr=True).print(untrusted(f"upkeep: {active_redactor().redact(message)}"))
-
-
-def _iso_local(moment: datetime | None, zone: ZoneInfo) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _load(config_path: Path | None, level: int | None = None) -> LoadedConfig | None:
-    import logging
-
-    from upkeep.cli.common import load_or_report, setup_logging
-
-    setup_logging(logging.WARNING if level is None else level)
-    return load_or_report(config_path)
-
-
-@contextlib.contextmanager
-def _opened(config_path: Path | None) -> Iterator[tuple[LoadedConfig, Store] | None]:
-    """Load the config and open its store for one command; yield None if either fails
-    (the reason is already printed). The store is closed when the block ends."""
-    from upkeep.cli.common import open_store
-
-    loaded = _load(config_path)
-    store = open_store(loaded) if loaded is not None else None
-    if loaded is None or store is None:
-        yield None
-        return
-    try:
-        yield loaded, store
-    finally:
-        store.close()
-
-
 # --- upkeep run ---------------------------------------------------------------------------
 
 
@@ -120,13 +74,13 @@ def run_runbook(
     from upkeep.cli.common import console, open_store
     from upkeep.cli.interrupts import run_async
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     runbook = loaded.config.runbooks.get(name)
     if runbook is None:
         known = ", ".join(sorted(loaded.config.runbooks)) or "none defined"
-        _err(f"no runbook named {name!r} (runbooks: {known})")
+        print_error(f"no runbook named {name!r} (runbooks: {known})")
         return EXIT_USAGE
     store = open_store(loaded)
     if store is None:
@@ -138,8 +92,8 @@ def run_runbook(
             calendar = WindowCalendar(loaded.config, store.runs.list_windows(ending_after=now))
             if not calendar.is_open(runbook.window, now) and not force:
                 opening = calendar.next_opening(runbook.window, now)
-                when = _iso_local(opening.start, zone) if opening else "never"
-                _err(
+                when = local_time(opening.start, zone) if opening else "never"
+                print_error(
                     f"runbook {name} runs only inside window {runbook.window}, which is closed; "
                     f"it next opens {when}. Use --force to run it now anyway."
                 )
@@ -147,7 +101,7 @@ def run_runbook(
         interactive = sys.stdin.isatty() and not yes
         if not dry_run and not yes:
             if not interactive:
-                _err("not a terminal: pass --yes to run without confirmation (or --dry-run)")
+                print_error("not a terminal: pass --yes to run without confirmation (or --dry-run)")
                 return EXIT_USAGE
             import typer
 
@@ -155,7 +109,7 @@ def run_runbook(
 
             question = f"Run runbook {safe_text(name)} now ({len(runbook.steps)} steps)?"
             if not typer.confirm(question):
-                _err("not run")
+                print_error("not run")
                 return EXIT_FAILED
         record = run_async(
             _execute(
@@ -165,7 +119,7 @@ def run_runbook(
     finally:
         store.close()
     if record is None:
-        _err("the run was not recorded")
+        print_error("the run was not recorded")
         return EXIT_FAILED
     if json_output:
         from upkeep.web.app import run_to_json
@@ -186,7 +140,7 @@ def run_runbook(
 
 
 async def _execute(
-    loaded: LoadedConfig, store: Any, name: str, *, dry_run: bool, interactive: bool, quiet: bool
+    loaded: LoadedConfig, store: Store, name: str, *, dry_run: bool, interactive: bool, quiet: bool
 ) -> RunRecord | None:
     from rich.text import Text
 
@@ -225,18 +179,19 @@ async def _execute(
         prompt = f"  manual: {safe_text(text, one_line=True)} - done?"
         return await asyncio.to_thread(typer.confirm, prompt, default=False)
 
-    from upkeep.alerting.manager import AlertManager
+    from upkeep.cli.common import new_pipeline, print_problems
 
     # Results of checks steps (and of the checks the backup tasks run) alert through the
     # routes, as in the daemon; due notices are delivered when the run ends.
-    alerts = AlertManager(loaded, store)
+    pipeline = await asyncio.to_thread(new_pipeline, loaded, store)
     instance = new_instance_id()
-    await asyncio.to_thread(store.runs.register_instance, instance, "cli")
     http = HttpClient()
-    heartbeat = asyncio.create_task(
-        keep_alive(store.runs, instance, lambda: "cli", loaded.redactor.redact)
-    )
+    heartbeat: asyncio.Task[None] | None = None
     try:
+        await asyncio.to_thread(store.runs.register_instance, instance, "cli")
+        heartbeat = asyncio.create_task(
+            keep_alive(store.runs, instance, lambda: "cli", loaded.redactor.redact)
+        )
         executor = RunbookExecutor(
             loaded,
             store,
@@ -248,19 +203,19 @@ async def _execute(
             manual_confirm=confirm if interactive else None,
             on_step=on_step,
             on_start=on_start,
-            alerts=alerts,
+            alerts=pipeline.manager,
         )
         record = await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
         if not dry_run:
-            from upkeep.cli.check import tick_and_deliver
-
-            await asyncio.to_thread(tick_and_deliver, loaded, store, alerts, console(stderr=True))
+            print_problems(await asyncio.to_thread(pipeline.tick_and_deliver))
         return record
     finally:
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await asyncio.to_thread(store.runs.unregister_instance, instance)
         await http.close()
-        await asyncio.to_thread(store.runs.unregister_instance, instance)
+        await asyncio.to_thread(pipeline.close)
 
 
 # --- upkeep runbooks / schedule ----------------------------------------------------------------
@@ -272,7 +227,7 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
     from upkeep.config.schedule import CronSchedule
     from upkeep.engine.runbooks import step_kind
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     now = datetime.now(UTC)
@@ -291,7 +246,7 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
                 "window": runbook.window,
                 "steps": [step_kind(step) for step in runbook.steps],
                 "next": following.isoformat() if following else None,
-                "next_local": _iso_local(following, zone) if following else "-",
+                "next_local": local_time(following, zone) if following else "-",
             }
         )
     if json_output:
@@ -324,7 +279,7 @@ def show_schedule(config_path: Path | None, *, count: int, json_output: bool) ->
     from upkeep.alerting.windows import WindowCalendar
     from upkeep.cli.common import console, open_store
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     config = loaded.config
@@ -380,7 +335,7 @@ def _schedule_entries(
             if runbook.window is not None and not calendar.is_open(runbook.window, moment):
                 opening = calendar.next_opening(runbook.window, moment)
                 note = (
-                    f"window {runbook.window} closed: deferred to {_iso_local(opening.start, zone)}"
+                    f"window {runbook.window} closed: deferred to {local_time(opening.start, zone)}"
                     if opening
                     else f"window {runbook.window} never opens: will be missed"
                 )
@@ -389,7 +344,7 @@ def _schedule_entries(
                     "kind": "runbook",
                     "name": name,
                     "at": moment.isoformat(),
-                    "local": _iso_local(moment, zone),
+                    "local": local_time(moment, zone),
                     "note": note,
                 }
             )
@@ -404,8 +359,8 @@ def _schedule_entries(
                     "kind": "window",
                     "name": name,
                     "at": current.start.isoformat(),
-                    "local": _iso_local(current.start, zone),
-                    "note": f"open now, until {_iso_local(current.end, zone)}",
+                    "local": local_time(current.start, zone),
+                    "note": f"open now, until {local_time(current.end, zone)}",
                 }
             )
         for _ in range(count):
@@ -418,8 +373,8 @@ def _schedule_entries(
                     "kind": "window",
                     "name": name,
                     "at": opening.start.isoformat(),
-                    "local": _iso_local(opening.start, zone),
-                    "note": f"until {_iso_local(opening.end, zone)}",
+                    "local": local_time(opening.start, zone),
+                    "note": f"until {local_time(opening.end, zone)}",
                 }
             )
     return entries
@@ -448,26 +403,26 @@ def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None 
     from upkeep.store.store import StoreError
     from upkeep.web.guard import listen_refusal
 
-    loaded = _load(config_path, logging.INFO)
+    loaded = load_for_command(config_path, logging.INFO)
     if loaded is None:
         return EXIT_USAGE
     try:
         host, _ = parse_listen(listen or loaded.config.engine.listen)
     except ValueError:
         where = "--listen" if listen is not None else "engine.listen"
-        _err(f"{where} expects host:port, got {listen or loaded.config.engine.listen!r}")
+        print_error(f"{where} expects host:port, got {listen or loaded.config.engine.listen!r}")
         return EXIT_USAGE
     refusal = listen_refusal(loaded.config.engine, host)
     if refusal is not None:
-        _err(refusal)
+        print_error(refusal)
         return EXIT_USAGE
     try:
         return asyncio.run(Daemon(loaded, listen=listen, clock=clock or SYSTEM_CLOCK).run())
     except StoreError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
     except OSError as error:
-        _err(f"cannot serve: {error}")
+        print_error(f"cannot serve: {error}")
         return EXIT_USAGE
 
 
@@ -484,9 +439,9 @@ def list_runs(
     try:
         start = parse_since(since)
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -517,14 +472,14 @@ def list_runs(
                 record.runbook,
                 Text(record.status, style=RUN_STATUS_STYLE.get(record.status, "")),
                 trigger,
-                _iso_local(record.started_at, zone),
+                local_time(record.started_at, zone),
                 took,
                 record.message,
             )
         )
     out = console()
     out.print(table)
-    out.print(f"{len(records)} run(s) since {_iso_local(start, zone)}", markup=False)
+    out.print(f"{len(records)} run(s) since {local_time(start, zone)}", markup=False)
     return 0
 
 
@@ -532,13 +487,13 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
     """Print one run with every step's status, timing and output; return 0, or 2 if unknown."""
     from upkeep.cli.common import console
 
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
         record = store.runs.get_run(run_id)
     if record is None:
-        _err(f"no run {run_id}")
+        print_error(f"no run {run_id}")
         return EXIT_USAGE
     if json_output:
         from upkeep.web.app import run_to_json
@@ -557,9 +512,9 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
     trigger = record.trigger + (f" by {record.triggered_by}" if record.triggered_by else "")
     lines = [
         f"trigger:   {trigger}{' (dry run)' if record.dry_run else ''}",
-        f"scheduled: {_iso_local(record.scheduled_for, zone)}",
-        f"started:   {_iso_local(record.started_at, zone)}",
-        f"finished:  {_iso_local(record.finished_at, zone)}"
+        f"scheduled: {local_time(record.scheduled_for, zone)}",
+        f"started:   {local_time(record.started_at, zone)}",
+        f"finished:  {local_time(record.finished_at, zone)}"
         + (f" ({record.duration_s:.1f}s)" if record.duration_s is not None else ""),
         f"message:   {record.message}",
         f"owner:     {record.owner}",
@@ -597,7 +552,7 @@ def decide(
     from upkeep.store.runs import ApprovalDecision
 
     decision = ApprovalDecision.REJECTED if reject else ApprovalDecision.APPROVED
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         _, store = opened
@@ -606,7 +561,7 @@ def decide(
                 run_id, decision, who(), comment, position=None if step is None else step - 1
             )
         except LookupError as error:
-            _err(str(error))
+            print_error(str(error))
             return EXIT_USAGE
     console().print(
         f"run {run_id} step {decided.position + 1} ({decided.name}): {decision} by {who()}",
@@ -628,11 +583,10 @@ def add_window(
     mute_labels: list[str],
 ) -> int:
     """Add a one-off window (``start`` ISO time or ``now``); return 0, or 2 on bad input."""
-    from upkeep.cli.check import parse_labels
-    from upkeep.cli.common import console, open_store
+    from upkeep.cli.common import console, open_store, parse_labels
     from upkeep.core.durations import parse_duration
 
-    loaded = _load(config_path)
+    loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
     zone = ZoneInfo(loaded.config.timezone)
@@ -645,7 +599,7 @@ def add_window(
         length = parse_duration(duration)
         labels = parse_labels(mute_labels)
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
     store = open_store(loaded)
     if store is None:
@@ -660,14 +614,14 @@ def add_window(
             mute={"labels": labels} if labels else None,
         )
     except ValueError as error:
-        _err(str(error))
+        print_error(str(error))
         return EXIT_USAGE
     finally:
         store.close()
     extends = " (an extra opening of the config window)" if name in loaded.config.windows else ""
     console().print(
-        f"window {window.id} {name}{extends}: {_iso_local(window.starts_at, zone)} to "
-        f"{_iso_local(window.ends_at, zone)}",
+        f"window {window.id} {name}{extends}: {local_time(window.starts_at, zone)} to "
+        f"{local_time(window.ends_at, zone)}",
         markup=False,
     )
     return 0
@@ -679,7 +633,7 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
@@ -729,7 +683,7 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
         table.add_column(column)
 
     def local(text: str | None) -> str:
-        return _iso_local(datetime.fromisoformat(text), zone) if text else "-"
+        return local_time(datetime.fromisoformat(text), zone) if text else "-"
 
     for row in rows:
         state = f"open until {local(row['until'])}" if row["open_now"] else "closed"
@@ -751,13 +705,13 @@ def remove_window(config_path: Path | None, window_id: int) -> int:
     """Remove a one-off window by id; return 0, or 2 if there is none."""
     from upkeep.cli.common import console
 
-    with _opened(config_path) as opened:
+    with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         _, store = opened
         removed = store.runs.remove_window(window_id)
     if not removed:
-        _err(f"no one-off window {window_id}")
+        print_error(f"no one-off window {window_id}")
         return EXIT_USAGE
     console().print(f"window {window_id} removed", markup=False)
     return 0

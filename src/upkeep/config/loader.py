@@ -240,10 +240,10 @@ def _strings(value: Any) -> list[str]:
 
 
 _REMOVE = object()
-"""Marks a key or item to drop in the tree ``_remove_paths`` builds."""
+"""Marks a key or item to drop in the tree ``remove_paths`` builds."""
 
 
-def _remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
+def remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
     """Return a copy of ``data`` without the keys or list items at ``paths``, in one pass.
 
     All paths are taken in the original's terms (removing item 1 of a list does not make
@@ -297,7 +297,7 @@ def _without_failing_entries(
     that still fail (a missing required key) are then set aside whole.
     """
     failing = (_data_path(data, tuple(item["loc"])) for item in error.errors())
-    pruned: Any = _remove_paths(data, (path for path in failing if len(path) >= 3))
+    pruned: Any = remove_paths(data, (path for path in failing if len(path) >= 3))
     dropped: set[tuple[str, str | int]] = set()
     from upkeep.config.models import UpkeepConfig
 
@@ -308,7 +308,7 @@ def _without_failing_entries(
             path = _data_path(pruned, tuple(item["loc"]))
             if len(path) >= 2 and isinstance(path[0], str):
                 dropped.add((path[0], path[1]))
-        pruned = _remove_paths(pruned, dropped)
+        pruned = remove_paths(pruned, dropped)
     return pruned, dropped
 
 
@@ -502,36 +502,26 @@ def _resolve_target_paths(
     return config.model_copy(update={"targets": {**config.targets, **changed}})
 
 
-def _check_backups(config: UpkeepConfig, base_dir: Path, collector: _Collector) -> UpkeepConfig:
-    """List the backups section's reference problems; return the config with its backup
-    paths resolved against the config's directory."""
-    from upkeep.tasks.backup.config import backup_problems, resolved
+def _review_sections(config: UpkeepConfig, base_dir: Path, collector: _Collector) -> UpkeepConfig:
+    """Let every section that checks itself (``SelfCheckingSection``: a slice's section,
+    such as ``backups:``) check itself against the rest of the config; list its problems
+    and return the config with what each section resolved and completed."""
+    from upkeep.tasks.base import SectionContext, SelfCheckingSection
 
-    kinds = {name: target.kind for name, target in config.targets.items()}
-    for path, problem in backup_problems(config.backups, kinds):
-        collector.add(path, problem)
-    backups = resolved(config.backups, lambda text: _resolve_path(text, base_dir))
-    # A backup target reads the section's repository, with its key (which authenticates
-    # the manifests and records), unless it names its own.
-    targets = dict(config.targets)
-    known_sources = _some(backups.sources)
-    for name, target in config.targets.items():
-        if target.kind != "backup":
+    for name in type(config).model_fields:
+        section = getattr(config, name)
+        if not isinstance(section, SelfCheckingSection):
             continue
-        source = getattr(target, "source", None)
-        if source not in backups.sources:
-            known = known_sources or "none configured"
-            collector.add(
-                ("targets", name, "source"), f"no backup source named {source!r} (sources: {known})"
-            )
-        update: dict[str, Any] = {}
-        if getattr(target, "repository", None) is None:
-            update["repository"] = backups.repository
-        if getattr(target, "key", None) is None and backups.key is not None:
-            update["key"] = backups.key
-        if update:
-            targets[name] = target.model_copy(update=update)
-    return config.model_copy(update={"backups": backups, "targets": targets})
+        context = SectionContext(
+            targets=config.targets,
+            resolve_path=lambda text: _resolve_path(text, base_dir),
+            some_names=_some,
+        )
+        review = section.review(context)
+        for path, problem in review.problems:
+            collector.add(path, problem)
+        config = config.model_copy(update={name: review.section, "targets": dict(review.targets)})
+    return config
 
 
 def _check_references(
@@ -730,7 +720,7 @@ def load_config(
             raise ConfigError(_redacted(collector.issues, redactor)) from None
 
     config = _resolve_target_paths(config, config_path.parent.resolve(), collector)
-    config = _check_backups(config, config_path.parent.resolve(), collector)
+    config = _review_sections(config, config_path.parent.resolve(), collector)
     _collect_secrets(config, redactor)
     compiled = _compile_checks(config, raw, collector, dropped)
     tasks = _compile_tasks(config, raw, collector, dropped, redactor)

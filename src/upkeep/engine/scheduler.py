@@ -84,7 +84,10 @@ RunListener = Callable[["RunRecord"], None]
 
 
 @dataclass(order=True)
-class _RunbookFiring:
+class RunbookFiring:
+    """A runbook firing in the scheduler's heap: run at ``due``, recorded for
+    ``scheduled_for`` (a deferred firing keeps its original time as its identity)."""
+
     due: datetime
     name: str = field(compare=False)
     scheduled_for: datetime = field(compare=False)
@@ -327,7 +330,7 @@ class Scheduler:
     def _calendar(self, now: datetime) -> WindowCalendar:
         return WindowCalendar(self.loaded.config, self.store.runs.list_windows(ending_after=now))
 
-    async def catch_up(self, now: datetime) -> list[_RunbookFiring]:
+    async def catch_up(self, now: datetime) -> list[RunbookFiring]:
         """Given the start time, record firings missed while stopped; return those to run.
 
         For each scheduled runbook, firings after its schedule mark and at or before
@@ -337,7 +340,7 @@ class Scheduler:
         """
         run_log = self.store.runs
         grace = self.loaded.config.engine.missed_grace
-        to_run: list[_RunbookFiring] = []
+        to_run: list[RunbookFiring] = []
         for name, schedule in self._schedules().items():
             mark = await asyncio.to_thread(run_log.schedule_mark, runbook_mark(name))
             if mark is None:
@@ -353,7 +356,7 @@ class Scheduler:
             # lives only in memory): its latest firing is handed back to the window rather
             # than written off, however old.
             if latest is not None and (now - latest <= grace or runbook.window is not None):
-                to_run.append(_RunbookFiring(latest, name, latest, one_off=True))
+                to_run.append(RunbookFiring(latest, name, latest, one_off=True))
                 first = [firing for firing in first if firing != latest]
                 count -= 1
             for firing in first:
@@ -383,10 +386,10 @@ class Scheduler:
         if not schedules:
             return
         now = self.clock.now()
-        queue: list[_RunbookFiring] = await self.catch_up(now)
+        queue: list[RunbookFiring] = await self.catch_up(now)
         for name, schedule in schedules.items():
             first = schedule.next_after(now)
-            queue.append(_RunbookFiring(first, name, first))
+            queue.append(RunbookFiring(first, name, first))
         heapq.heapify(queue)
         while queue:
             now = self.clock.now()
@@ -398,15 +401,15 @@ class Scheduler:
             if not firing.one_off:
                 schedule = schedules[firing.name]
                 following = schedule.next_after(firing.scheduled_for)
-                heapq.heappush(queue, _RunbookFiring(following, firing.name, following))
+                heapq.heappush(queue, RunbookFiring(following, firing.name, following))
             deferred_to = await self._dispatch_runbook(firing)
             if deferred_to is not None:
                 heapq.heappush(
                     queue,
-                    _RunbookFiring(deferred_to, firing.name, firing.scheduled_for, one_off=True),
+                    RunbookFiring(deferred_to, firing.name, firing.scheduled_for, one_off=True),
                 )
 
-    async def _dispatch_runbook(self, firing: _RunbookFiring) -> datetime | None:
+    async def _dispatch_runbook(self, firing: RunbookFiring) -> datetime | None:
         """Start a due firing, or return when to try again if its window is closed."""
         name = firing.name
         runbook = self.loaded.config.runbooks[name]

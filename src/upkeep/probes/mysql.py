@@ -51,12 +51,12 @@ class MysqlTarget(TargetBase):
     @field_validator("dsn")
     @classmethod
     def _parses(cls, value: str) -> str:
-        _parse_dsn(value)
+        parse_dsn(value)
         return value
 
 
 @dataclass(frozen=True)
-class _Address:
+class MysqlAddress:
     """The parts of a MySQL DSN that PyMySQL needs."""
 
     host: str
@@ -72,7 +72,7 @@ _ENCODE_HINT = (
 )
 
 
-def _parse_dsn(dsn: str) -> _Address:
+def parse_dsn(dsn: str) -> MysqlAddress:
     """Given ``mysql://user:password@host:port/db``, return its parts; raise ValueError.
 
     User and password may be percent-encoded; host defaults to 127.0.0.1, port to 3306,
@@ -99,7 +99,7 @@ def _parse_dsn(dsn: str) -> _Address:
             f"the DSN's port is not a number from 1 to 65535; {_ENCODE_HINT}"
         ) from None
     database = unquote(parts.path.lstrip("/")) or None
-    return _Address(
+    return MysqlAddress(
         host=parts.hostname or "127.0.0.1",
         port=port,
         user=unquote(parts.username) if parts.username else "root",
@@ -119,7 +119,7 @@ def _session(
     """
     import pymysql
 
-    address = _parse_dsn(target.dsn)
+    address = parse_dsn(target.dsn)
     timeout = context.timeout_s
     started = time.perf_counter()
     try:
@@ -155,7 +155,7 @@ _CONNECTION_LOST = frozenset({2006, 2013})
 
 
 def _unreachable(
-    address: _Address, error: Exception, timeout: float, what: str
+    address: MysqlAddress, error: Exception, timeout: float, what: str
 ) -> TargetUnreachable:
     """Given a connection-level PyMySQL error, return the TargetUnreachable to raise.
 
@@ -212,7 +212,7 @@ async def _run_session(
     try:
         return await run_blocking(_session, target, context, work, timeout_s=context.timeout_s)
     except TimeoutError as error:
-        address = _parse_dsn(target.dsn)
+        address = parse_dsn(target.dsn)
         raise TargetUnreachable(
             f"MySQL at {address.host}:{address.port} did not answer within {context.timeout_s:g}s"
         ) from error

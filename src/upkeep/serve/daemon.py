@@ -40,10 +40,8 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
-    from upkeep.alerting.delivery import Dispatcher
-    from upkeep.alerting.guard import StoreGuard
-    from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
+    from upkeep.engine.pipeline import Pipeline
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
     from upkeep.store.store import Store
@@ -55,8 +53,6 @@ ORPHAN_SWEEP_INTERVAL_S = 60.0
 """How often the leader looks for runs whose owner died."""
 RETENTION_INTERVAL_S = 3600.0
 """How often the leader applies the retention settings."""
-DELIVERY_POLL_S = 1.0
-"""How often the leader looks for due notifications in the outbox."""
 SERVER_START_TIMEOUT_S = 10.0
 """How long the HTTP server may take to start listening."""
 LISTEN_BACKLOG = 1024
@@ -104,10 +100,8 @@ class Daemon:
         self._server: Any = None
         self._retired: list[Scheduler] = []
         self._running_runbooks: dict[str, asyncio.Task[None]] = {}
-        self._alerts: AlertManager | None = None
-        self._dispatcher: Dispatcher | None = None
         self.reload_timeout_s = RELOAD_TIMEOUT_S
-        self._guard: StoreGuard | None = None
+        self._pipeline: Pipeline | None = None
         self._leading_blind = False
 
     async def run(self) -> int:
@@ -120,13 +114,13 @@ class Daemon:
 
         store = await asyncio.to_thread(Store.open, self.loaded.config.store, self.loaded.base_dir)
         self._store = store
-        guard = await asyncio.to_thread(self._new_guard, store)
+        pipeline = await asyncio.to_thread(self._new_pipeline, store)
         self._state = DaemonState(
             instance_id=self.instance_id,
             loaded=self.loaded,
             store=store,
             metrics=self.metrics,
-            store_health=lambda: guard.health,
+            store_health=lambda: pipeline.health,
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
@@ -151,22 +145,23 @@ class Daemon:
             await self._stop_server()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(store.runs.unregister_instance, self.instance_id)
-            await asyncio.to_thread(guard.close)
+            await asyncio.to_thread(pipeline.close)
             store.close()
             self._remove_signals()
         return self.exit_code
 
-    def _new_guard(self, store: Store) -> StoreGuard:
-        """Return the guard that records results (in the store, or in the spill while
-        the store fails) and keeps the store's health for /healthz and /metrics."""
-        from upkeep.alerting.guard import StoreGuard
+    def _new_pipeline(self, store: Store) -> Pipeline:
+        """Return the pipeline that records results (in the store, or in the spill while
+        the store fails), alerts and delivers, and keeps the store's health for /healthz
+        and /metrics."""
+        from upkeep.engine.pipeline import Pipeline
 
-        guard = StoreGuard(
-            self.loaded, store, clock=self.clock, on_change=self.metrics.observe_store_health
+        pipeline = Pipeline(
+            self.loaded, store, on_health=self.metrics.observe_store_health, clock=self.clock
         )
-        self.metrics.observe_store_health(guard.health)
-        self._guard = guard
-        return guard
+        self.metrics.observe_store_health(pipeline.health)
+        self._pipeline = pipeline
+        return pipeline
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -320,19 +315,19 @@ class Daemon:
         return True
 
     def _use(self, loaded: LoadedConfig) -> None:
-        """Make ``loaded`` the config in force for everything but the schedule."""
+        """Make ``loaded`` the config in force for everything but the schedule (the
+        pipeline records, alerts and delivers by it from now on)."""
         self.loaded = loaded
         if self._state is not None:
             self._state.loaded = loaded
-        if self._dispatcher is not None:
-            self._dispatcher.channels = dict(loaded.config.channels)
-            self._dispatcher.delivery = loaded.config.alerting.delivery
-            self._dispatcher.redactor = loaded.redactor
+        if self._pipeline is not None:
+            self._pipeline.use_config(loaded)
 
     async def _lead(self, leadership: Leadership, events: _Events) -> None:
         from upkeep.io.http import HttpClient
 
-        if self._store is None or self._state is None:
+        pipeline = self._pipeline
+        if self._store is None or self._state is None or pipeline is None:
             raise RuntimeError("the store is open before leading")
         self._state.role = "leader"
         self.metrics.leader.set(1)
@@ -341,9 +336,11 @@ class Daemon:
         interval = self.loaded.config.engine.takeover_interval.total_seconds()
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         scheduler = self._new_scheduler(http)
-        alerting = asyncio.create_task(self._alert_ticks(), name="alert-ticks")
+        alerting = asyncio.create_task(pipeline.run_ticks(), name="alert-ticks")
         delivery_stop = asyncio.Event()
-        delivery = asyncio.create_task(self._deliveries(delivery_stop), name="deliveries")
+        delivery = asyncio.create_task(
+            pipeline.run_deliveries(delivery_stop, self.instance_id), name="deliveries"
+        )
         schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
         lost = False
         try:
@@ -477,10 +474,9 @@ class Daemon:
         from upkeep.engine.runner import CheckRunner
         from upkeep.engine.scheduler import Scheduler, SchedulerStats
 
-        if self._store is None or self._state is None:
+        pipeline = self._pipeline
+        if self._store is None or self._state is None or pipeline is None:
             raise RuntimeError("the store is open before scheduling")
-        from upkeep.alerting.manager import AlertManager
-
         loaded = self.loaded
         checks = CheckRunner(
             redactor=loaded.redactor,
@@ -488,16 +484,15 @@ class Daemon:
             concurrency=loaded.config.engine.concurrency,
             clock=self.clock,
         )
-        self._alerts = AlertManager(loaded, self._store, clock=self.clock)
-        if self._guard is not None:
-            self._guard.use_config(loaded, self._alerts)
+        # The pipeline follows the config in force (``_use``): its alert manager is this
+        # config's, and results the store does not take go to its spill.
         executor = RunbookExecutor(
             loaded,
             self._store,
             http=http,
             checks=checks,
             owner=self.instance_id,
-            alerts=self._alerts,
+            alerts=pipeline.manager,
             clock=self.clock,
         )
         stats = self._state.stats or SchedulerStats()
@@ -515,65 +510,10 @@ class Daemon:
             on_run=self.metrics.observe_run,
             stats=stats,
             running_runbooks=self._running_runbooks,
-            alerts=self._alerts,
-            guard=self._guard,
+            alerts=pipeline.manager,
+            guard=pipeline.guard,
             clock=self.clock,
         )
-
-    async def _deliveries(self, stop: asyncio.Event) -> None:
-        """As the leader, deliver the outbox until ``stop``; a reload swaps the channels."""
-        from upkeep.alerting.delivery import Dispatcher
-
-        if self._store is None:
-            return
-        config = self.loaded.config
-        guard = self._guard
-        self._dispatcher = Dispatcher(
-            self._store.outbox,
-            config.channels,
-            config.alerting.delivery,
-            self.loaded.redactor,
-            self.instance_id,
-            paused=(lambda: guard.spilling) if guard is not None else None,
-            clock=self.clock,
-        )
-        spilled = asyncio.create_task(self._spill_deliveries(stop), name="spill-deliveries")
-        try:
-            await self._dispatcher.run(stop, poll_s=DELIVERY_POLL_S)
-        finally:
-            self._dispatcher = None
-            await asyncio.gather(spilled, return_exceptions=True)
-
-    async def _spill_deliveries(self, stop: asyncio.Event) -> None:
-        """As the leader, while the store fails, deliver the spill's outbox until ``stop``."""
-        guard = self._guard
-        if guard is None:
-            return
-        try:
-            while not stop.is_set():
-                try:
-                    await guard.deliver_spill(self.instance_id)
-                except Exception as error:  # noqa: BLE001 - retried at the next look
-                    logger.warning("spill delivery round failed: %s", self._redact(str(error)))
-                await self.clock.wait(stop, timeout=DELIVERY_POLL_S)
-        finally:
-            await asyncio.to_thread(guard.release_spill_claims, self.instance_id)
-
-    async def _alert_ticks(self) -> None:
-        """As the leader, run the alert manager's time-driven work every few seconds."""
-        from upkeep.alerting.manager import TICK_INTERVAL_S
-
-        while True:
-            # Through the guard: while the store fails, the spill's alerts repeat and escalate.
-            ticker = self._guard or self._alerts
-            if ticker is not None:
-                try:
-                    report = await asyncio.to_thread(ticker.tick)
-                    if report.escalated:
-                        logger.info("escalated %d alert(s)", report.escalated)
-                except Exception as error:  # noqa: BLE001 - retried on the next tick
-                    logger.warning("alert tick failed: %s", self._redact(str(error)))
-            await self.clock.sleep(TICK_INTERVAL_S)
 
     async def _housekeeping(self) -> None:
         """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
@@ -583,13 +523,13 @@ class Daemon:
         since_retention = RETENTION_INTERVAL_S
         next_integrity = 0.0
         while True:
-            if self._guard is not None and self.clock.monotonic() >= next_integrity:
+            if self._pipeline is not None and self.clock.monotonic() >= next_integrity:
                 # At the start of the lead, then every integrity_interval: a damaged store
                 # is found before it fails a read someone needs (and raises upkeep:store).
                 interval = self.loaded.config.alerting.store_failure.integrity_interval
                 next_integrity = self.clock.monotonic() + interval.total_seconds()
                 try:
-                    integrity = await asyncio.to_thread(self._guard.check_integrity)
+                    integrity = await asyncio.to_thread(self._pipeline.check_integrity)
                     if integrity is not None:
                         logger.info("store integrity check took %.2f s", integrity.seconds)
                 except Exception as error:  # noqa: BLE001 - retried at the next interval

@@ -21,11 +21,20 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 from upkeep.core.models import StrictModel
 from upkeep.probes.base import TargetBase
@@ -202,6 +211,51 @@ class WholeConfig(Protocol):
     @property
     def store(self) -> str:
         """Return the store's URL as written."""
+        ...
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    """What the loader gives a section of the config that checks itself: the rest of the
+    config it may refer to, and the loader's ways of saying things."""
+
+    targets: Mapping[str, TargetBase]
+    """The targets by name (paths already resolved)."""
+    resolve_path: Callable[[str], str]
+    """Given a path as written, return it absolute (against the config file's directory)."""
+    some_names: Callable[[Iterable[str]], str]
+    """Given names, return the first few of them for a message (``a, b, ... (300 in all)``)."""
+
+
+SectionT = TypeVar("SectionT")
+
+ProblemPath = tuple[str | int, ...]
+"""Where a problem is in the config: its key path from the top (``backups.sources.db``)."""
+
+
+@dataclass(frozen=True)
+class SectionReview(Generic[SectionT]):
+    """What a section found checking itself against the rest of the config."""
+
+    section: SectionT
+    """The section as it is used from now on (its paths resolved)."""
+    targets: Mapping[str, TargetBase]
+    """The targets, with those the section completes (defaults it provides) replaced."""
+    problems: list[tuple[ProblemPath, str]]
+
+
+@runtime_checkable
+class SelfCheckingSection(Protocol):
+    """A section of the config owned by a slice (``backups:``), which checks itself.
+
+    The loader calls ``review`` on every top-level section that has one, as it calls a
+    probe's or a task's ``validate``, so it needs no rule of any slice; the slices sit below
+    ``upkeep.config`` and know only what ``SectionContext`` gives them.
+    """
+
+    def review(self, context: SectionContext) -> SectionReview[Any]:
+        """Given the rest of the config, return this section resolved, the targets it
+        completes, and every problem found (key path from the top, message)."""
         ...
 
 

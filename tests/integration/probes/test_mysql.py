@@ -15,14 +15,14 @@ from pymysql.connections import Connection
 
 from tests.conftest import run_probe
 from upkeep.probes.base import TargetUnreachable
-from upkeep.probes.mysql import ConnectionsProbe, MysqlTarget, PingProbe, _parse_dsn
+from upkeep.probes.mysql import ConnectionsProbe, MysqlTarget, PingProbe, parse_dsn
 
 pytestmark = pytest.mark.mysql
 
 
 def connect(dsn: str) -> Connection[Any]:
     """Given a test DSN, open a PyMySQL connection to it (the caller closes it)."""
-    address = _parse_dsn(dsn)
+    address = parse_dsn(dsn)
     return pymysql.connect(
         host=address.host,
         port=address.port,
@@ -69,7 +69,7 @@ async def silent_port() -> AsyncIterator[int]:
 
 
 def test_dsn_parsing_decodes_credentials_and_fills_defaults() -> None:
-    full = _parse_dsn("mysql://app:p%40ss%3Aword@db.internal:3307/orders")
+    full = parse_dsn("mysql://app:p%40ss%3Aword@db.internal:3307/orders")
     assert (full.host, full.port, full.user, full.password, full.database) == (
         "db.internal",
         3307,
@@ -77,7 +77,7 @@ def test_dsn_parsing_decodes_credentials_and_fills_defaults() -> None:
         "p@ss:word",
         "orders",
     )
-    bare = _parse_dsn("mariadb://db.internal")
+    bare = parse_dsn("mariadb://db.internal")
     assert (bare.host, bare.port, bare.user, bare.password, bare.database) == (
         "db.internal",
         3306,

@@ -396,21 +396,21 @@ def test_every_datetime_field_is_bounded_within_the_calendar() -> None:
 
 
 def test_setting_aside_failing_entries_is_one_pass_not_one_per_error() -> None:
-    from upkeep.config.loader import _remove_paths
+    from upkeep.config.loader import remove_paths
 
     data = {"checks": {f"c{index}": {"every": "bad", "target": "box"} for index in range(20_000)}}
     started = time.monotonic()
-    pruned = _remove_paths(data, [("checks", f"c{index}", "every") for index in range(20_000)])
+    pruned = remove_paths(data, [("checks", f"c{index}", "every") for index in range(20_000)])
     # One walk: copying the 20,000-entry section once per error took minutes at 8 MiB.
     assert time.monotonic() - started < 1.0
     assert pruned["checks"]["c7"] == {"target": "box"} and data["checks"]["c7"]["every"] == "bad"
 
 
 def test_list_items_are_set_aside_by_their_original_index() -> None:
-    from upkeep.config.loader import _remove_paths
+    from upkeep.config.loader import remove_paths
 
     data = {"routes": ["r0", "r1", "r2", "r3"], "keep": {"a": [1, 2, 3]}}
-    pruned = _remove_paths(data, [("routes", 1), ("routes", 2), ("keep", "a", 0), ("keep", "a")])
+    pruned = remove_paths(data, [("routes", 1), ("routes", 2), ("keep", "a", 0), ("keep", "a")])
     assert pruned == {"routes": ["r0", "r3"], "keep": {}}
 
 

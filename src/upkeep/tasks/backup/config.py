@@ -15,23 +15,27 @@ backups:
     app:    {sqlite: /var/lib/app/app.db}
     config: {paths: [/etc/nginx, /etc/app]}
 ```
+
+Which key makes which kind of source, and the rules of each kind, are the source kinds'
+own (``registry.SOURCE_KINDS``). The section checks itself against the rest of the config
+when the loader asks (``BackupsConfig.review``, a ``SelfCheckingSection``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from upkeep.core.durations import Duration
 from upkeep.core.models import StrictModel
 from upkeep.core.redaction import SecretMarker
+from upkeep.probes.backup import BackupTarget
+from upkeep.tasks.backup.registry import CONFIG_KEYS, PATH_KEYS, kind_for
 from upkeep.tasks.backup.retention import RetentionRules
+from upkeep.tasks.base import ProblemPath, SectionContext, SectionReview
 from upkeep.tasks.copies import SftpOptions
-
-SOURCE_KINDS = ("target", "sqlite", "paths", "upkeep")
 
 
 class BackupSourceConfig(StrictModel):
@@ -59,11 +63,10 @@ class BackupSourceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> BackupSourceConfig:
-        given = [name for name in SOURCE_KINDS if getattr(self, name) is not None]
+        given = [key for key in CONFIG_KEYS if getattr(self, key) is not None]
         if len(given) != 1:
-            raise ValueError("a backup source has exactly one of target, sqlite, paths or upkeep")
-        if self.paths is not None and not self.paths:
-            raise ValueError("paths must list at least one file or directory")
+            keys = f"{', '.join(CONFIG_KEYS[:-1])} or {CONFIG_KEYS[-1]}"
+            raise ValueError(f"a backup source has exactly one of {keys}")
         return self
 
 
@@ -88,56 +91,91 @@ class BackupsConfig(StrictModel):
     )
     sources: dict[str, BackupSourceConfig] = {}
 
+    def review(self, context: SectionContext) -> SectionReview[BackupsConfig]:
+        """Given the rest of the config, return the section with its paths resolved, the
+        ``backup`` targets completed with its repository and key (unless they name their
+        own), and every problem: a second destination that cannot work, a source naming
+        a target that does not exist or cannot be backed up, what a source's kind refuses
+        (``Source.validate``), a ``backup`` target naming no configured source."""
+        from upkeep.tasks.copies import location_problems
 
-DATABASE_KINDS = ("postgres", "mysql", "redis")
+        problems: list[tuple[ProblemPath, str]] = []
+        if self.copy_to is not None:
+            problems += [
+                (("backups", "copy_to"), problem)
+                for problem in location_problems(self.copy_to, self.sftp)
+            ]
+        for name, source in self.sources.items():
+            problems += _source_problems(("backups", "sources", name), source, context)
+        resolved = self._resolved(context)
+        return SectionReview(resolved, _completed_targets(resolved, context, problems), problems)
 
+    def _resolved(self, context: SectionContext) -> BackupsConfig:
+        """Return the section with its local paths made absolute."""
+        resolve = context.resolve_path
 
-def backup_problems(
-    backups: BackupsConfig, target_kinds: dict[str, str]
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Given the section and the kind of every target, return (key path, problem) pairs."""
-    from upkeep.tasks.copies import location_problems
+        def resolved_source(source: BackupSourceConfig) -> BackupSourceConfig:
+            update: dict[str, Any] = {}
+            for key in PATH_KEYS:
+                value = getattr(source, key)
+                if isinstance(value, str):
+                    update[key] = resolve(value)
+                elif isinstance(value, list):
+                    update[key] = [resolve(path) for path in value]
+            return source.model_copy(update=update)
 
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    if backups.copy_to is not None:
-        problems += [
-            (("backups", "copy_to"), problem)
-            for problem in location_problems(backups.copy_to, backups.sftp)
-        ]
-    for name, source in backups.sources.items():
-        path: tuple[str | int, ...] = ("backups", "sources", name)
-        if source.target is not None:
-            kind = target_kinds.get(source.target)
-            if kind is None:
-                problems.append(((*path, "target"), f"no target named {source.target!r}"))
-            elif kind not in DATABASE_KINDS:
-                problems.append(
-                    ((*path, "target"), f"a {kind} target cannot be backed up; use paths")
-                )
-        if source.jobs > 1 and source.format != "directory":
-            problems.append(((*path, "jobs"), "parallel jobs need format: directory"))
-    return problems
-
-
-def resolved(backups: BackupsConfig, resolve: Callable[[str], str]) -> BackupsConfig:
-    """Return the section with its local paths made absolute by ``resolve``."""
-    sources = {
-        name: source.model_copy(
+        copy_to = self.copy_to
+        if copy_to is not None and "://" not in copy_to:
+            copy_to = resolve(copy_to)
+        return self.model_copy(
             update={
-                "sqlite": resolve(source.sqlite) if source.sqlite else None,
-                "paths": [resolve(path) for path in source.paths] if source.paths else None,
+                "repository": resolve(self.repository),
+                "scratch": resolve(self.scratch) if self.scratch else None,
+                "copy_to": copy_to,
+                "sources": {name: resolved_source(s) for name, s in self.sources.items()},
             }
         )
-        for name, source in backups.sources.items()
-    }
-    copy_to = backups.copy_to
-    if copy_to is not None and "://" not in copy_to:
-        copy_to = resolve(copy_to)
-    return backups.model_copy(
-        update={
-            "repository": resolve(backups.repository),
-            "scratch": resolve(backups.scratch) if backups.scratch else None,
-            "copy_to": copy_to,
-            "sources": sources,
-        }
-    )
+
+
+def _source_problems(
+    path: ProblemPath, source: BackupSourceConfig, context: SectionContext
+) -> list[tuple[ProblemPath, str]]:
+    """Return the problems of one entry of ``backups.sources``."""
+    target = None
+    if source.target is not None:
+        target = context.targets.get(source.target)
+        if target is None:
+            return [((*path, "target"), f"no target named {source.target!r}")]
+    kind = kind_for(source, target)
+    if kind is None:
+        found = target.kind if target is not None else "?"
+        return [((*path, "target"), f"a {found} target cannot be backed up; use paths")]
+    return [((*path, key), problem) for key, problem in kind.validate(source, target)]
+
+
+def _completed_targets(
+    backups: BackupsConfig, context: SectionContext, problems: list[tuple[ProblemPath, str]]
+) -> dict[str, Any]:
+    """Return the targets with each ``backup`` target reading the section's repository,
+    with its key (which authenticates the manifests and records), unless it names its own;
+    add a problem for each naming no configured source."""
+    targets = dict(context.targets)
+    known = context.some_names(backups.sources) or "none configured"
+    for name, target in context.targets.items():
+        if not isinstance(target, BackupTarget):
+            continue
+        if target.source not in backups.sources:
+            problems.append(
+                (
+                    ("targets", name, "source"),
+                    f"no backup source named {target.source!r} (sources: {known})",
+                )
+            )
+        update: dict[str, Any] = {}
+        if target.repository is None:
+            update["repository"] = backups.repository
+        if target.key is None and backups.key is not None:
+            update["key"] = backups.key
+        if update:
+            targets[name] = target.model_copy(update=update)
+    return targets

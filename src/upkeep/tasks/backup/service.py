@@ -7,13 +7,16 @@ worker thread. Every operation leaves a record: the repository (complete backups
 target's probes, so a failure is an ordinary failing check that alerts through the routes;
 authenticated with the key when there is one), and the store's catalog when there is a
 store. Only intact backups (``Repository.backups``) are copied, drilled, counted by
-retention or restored.
+retention or restored. The repository is the record of what was backed up; the catalog is
+the store's history of it, so a store that fails is logged (and, for a backup, reported)
+but never undoes an operation that worked nor hides one that failed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,23 +41,16 @@ from upkeep.store.repository import (
     stored_sha256,
 )
 from upkeep.tasks.backup.archive import ArchiveError
-from upkeep.tasks.backup.config import DATABASE_KINDS, BackupsConfig, BackupSourceConfig
+from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
-from upkeep.tasks.backup.sources import (
-    FilesSource,
-    MysqlSource,
-    PostgresSource,
-    RedisSource,
-    Source,
-    SourceError,
-    SqliteSource,
-    UpkeepSource,
-    compare,
-)
+from upkeep.tasks.backup.sources import Source, SourceError, SourcePlace, compare
 
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
     from upkeep.store.backups import BackupCatalog
+
+logger = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
@@ -90,7 +86,7 @@ class BackupEnv:
         target of that name (``task: backup.drill, target: db`` works without a
         ``backups.sources`` entry); raise BackupFailed naming the known ones."""
         found = self.config.sources.get(name)
-        if found is None and getattr(self.targets.get(name), "kind", None) in DATABASE_KINDS:
+        if found is None and getattr(self.targets.get(name), "kind", None) in BACKUP_TARGET_KINDS:
             return BackupSourceConfig(target=name)
         if found is None:
             known = ", ".join(sorted(self.config.sources)) or "none configured"
@@ -104,37 +100,28 @@ class BackupEnv:
         for name, source in self.config.sources.items():
             if source.target == name_or_target:
                 return name
-        if getattr(self.targets.get(name_or_target), "kind", None) in DATABASE_KINDS:
+        if getattr(self.targets.get(name_or_target), "kind", None) in BACKUP_TARGET_KINDS:
             return name_or_target
         raise BackupFailed(f"no backup source named or backing up {name_or_target!r}")
 
     def source(self, name: str, *, target: str | None = None) -> Source:
-        """Return the dumper/restorer of a source (``target`` overrides its target)."""
+        """Return the dumper/restorer of a source (``target`` overrides the target of a
+        source that backs one up); raise BackupFailed if it cannot be backed up."""
         config = self.source_config(name)
-        if config.sqlite is not None:
-            return SqliteSource(Path(config.sqlite))
-        if config.paths is not None:
-            return FilesSource([Path(path) for path in config.paths])
-        if config.upkeep:
-            if self.config_path is None or self.store_url is None:
-                raise BackupFailed("backing up upkeep itself needs its config file and store")
-            return UpkeepSource(self.config_path, self.store_url)
-        target_name = target or config.target
-        assert target_name is not None  # noqa: S101 - the model requires one of the three
-        found = self.targets.get(target_name)
-        if found is None:
-            raise BackupFailed(f"no target named {target_name!r}")
-        from upkeep.probes.mysql import MysqlTarget
-        from upkeep.probes.postgres import PostgresTarget
-        from upkeep.probes.redis import RedisTarget
-
-        if isinstance(found, PostgresTarget):
-            return PostgresSource(found.dsn, dump_format=config.format, jobs=config.jobs)
-        if isinstance(found, MysqlTarget):
-            return MysqlSource(found.dsn)
-        if isinstance(found, RedisTarget):
-            return RedisSource(found.url)
-        raise BackupFailed(f"a {found.kind} target cannot be backed up")
+        found: TargetBase | None = None
+        if config.target is not None:
+            target_name = target or config.target
+            found = self.targets.get(target_name)
+            if found is None:
+                raise BackupFailed(f"no target named {target_name!r}")
+        kind = kind_for(config, found)
+        if kind is None:
+            raise BackupFailed(f"a {getattr(found, 'kind', '?')} target cannot be backed up")
+        place = SourcePlace(found, self.config_path, self.store_url)
+        try:
+            return kind.from_config(config, place)
+        except SourceError as error:
+            raise BackupFailed(str(error)) from None
 
 
 @dataclass
@@ -145,6 +132,8 @@ class CreateReport:
     copied: list[str] = field(default_factory=list)
     copy_error: str | None = None
     pruned: list[Decision] = field(default_factory=list)
+    catalog_error: str | None = None
+    """Why the store did not record the backup (it stands in the repository all the same)."""
 
 
 def create(
@@ -185,14 +174,20 @@ def create(
     except (SourceError, ArchiveError, RepositoryError, OSError, zstandard.ZstdError) as error:
         message = one_line(error)
         _attempt(env, name, ok=False, at=started_at, message=message)
-        if env.catalog is not None:
-            env.catalog.add(_failed_record(name, started_at, message, env.repository.root))
+        _catalogue(
+            env,
+            f"the failed backup of {name}",
+            lambda catalog: catalog.add(
+                _failed_record(name, started_at, message, env.repository.root)
+            ),
+        )
         raise BackupFailed(f"backup of {name} failed: {message}") from None
     del config
     _attempt(env, name, ok=True, at=started_at, message=f"backup {backup.id}", backup=backup)
-    if env.catalog is not None:
-        env.catalog.add(_record(backup))
-    report = CreateReport(backup)
+    report = CreateReport(
+        backup,
+        catalog_error=_catalogue(env, f"backup {backup.id}", lambda c: c.add(_record(backup))),
+    )
     if env.config.copy_to is not None:
         try:
             report.copied = copy_out(env, name)
@@ -229,11 +224,8 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
                     with CopySource.from_path(path, as_name=remote) as source:
                         store.put(source)
                 copied.append(backup.id)
-                if env.catalog is not None:
-                    env.catalog.mark(
-                        backup.id,
-                        copies=[{"destination": store.description, "status": BackupStatus.OK}],
-                    )
+                copies = [{"destination": store.description, "status": BackupStatus.OK}]
+                _catalogue(env, f"the copy of backup {backup.id}", _mark(backup.id, copies=copies))
         except TaskFailed as error:
             raise BackupFailed(f"copy to {store.description} failed: {error}") from None
     return copied
@@ -260,8 +252,10 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
         if not decision.keep:
             env.repository.remove(by_id[decision.candidate.id])
             removed.append(decision.candidate.id)
-            if env.catalog is not None:
-                env.catalog.mark(decision.candidate.id, status=BackupStatus.REMOVED)
+            gone = decision.candidate.id
+            _catalogue(
+                env, f"the removal of backup {gone}", _mark(gone, status=BackupStatus.REMOVED)
+            )
     if removed:
         _event(
             env,
@@ -762,17 +756,43 @@ def _event(
     detail: dict[str, Any],
 ) -> None:
     """Record a verification, restore, drill or prune in the catalog (if there is one)."""
-    if env.catalog is not None:
-        env.catalog.add_event(
+    finished_at = datetime.now(UTC)
+    _catalogue(
+        env,
+        f"the {kind} of {source}",
+        lambda catalog: catalog.add_event(
             kind=kind,
             source=source,
             backup_id=backup_id,
             status=BackupEventStatus.OK if ok else BackupEventStatus.FAILED,
             started_at=started_at,
-            finished_at=datetime.now(UTC),
+            finished_at=finished_at,
             message=message,
             detail=detail,
-        )
+        ),
+    )
+
+
+def _mark(backup_id: str, **changes: Any) -> Callable[[BackupCatalog], object]:
+    """Return the catalog write that marks a backup with ``changes``."""
+    return lambda catalog: catalog.mark(backup_id, **changes)
+
+
+def _catalogue(env: BackupEnv, what: str, write: Callable[[BackupCatalog], object]) -> str | None:
+    """Given what is recorded and how, write it to the store's catalog (if there is one);
+    return why that failed, logged as a warning, else None. Never raises: see the module's
+    docstring."""
+    if env.catalog is None:
+        return None
+    from upkeep.store.store import error_reason
+
+    try:
+        write(env.catalog)
+    except Exception as error:  # noqa: BLE001 - the operation's outcome stands; said instead
+        problem = f"the store did not record {what}: {error_reason(error)}"
+        logger.warning("%s", problem)
+        return problem
+    return None
 
 
 def _get(env: BackupEnv, backup_id: str) -> Backup:

@@ -1,6 +1,12 @@
 """What can be backed up, and how each kind is dumped, restored into a scratch copy and
 compared with its manifest.
 
+Every kind honours ``Source``: how a ``backups.sources`` entry names it (``config_key``, or
+the ``target_kind`` of the target it backs up), the rules ``validate`` adds to the model's,
+how it is built from its entry (``from_config``), and the operations: ``dump``,
+``scratch_restore``, ``prepare_restore`` and ``restore``. ``registry.SOURCE_KINDS`` is the
+one table of them.
+
 Every source dumps to one byte stream (the repository compresses and stores it) and
 records in the manifest what a restore must reproduce: row counts per table for
 databases, keys per database for Redis, path/size/sha256 per file for files. Passwords
@@ -36,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 from upkeep.io.process import ProcessFailed, StreamedProcess
@@ -51,6 +57,10 @@ from upkeep.tasks.backup.archive import (
     plan_install,
     tar_stream,
 )
+
+if TYPE_CHECKING:
+    from upkeep.probes.base import TargetBase
+    from upkeep.tasks.backup.config import BackupSourceConfig
 
 CHUNK_BYTES = 1 << 20
 DUMP_TIMEOUT_S = 6 * 3600.0
@@ -82,10 +92,55 @@ class Restored:
     run_query: Callable[[str], list[tuple[Any, ...]]] | None = None
 
 
+@dataclass(frozen=True)
+class SourcePlace:
+    """Where a source is: the target it backs up (if it is a target's), and upkeep's own
+    config file and store (for the ``upkeep`` kind)."""
+
+    target: TargetBase | None = None
+    config_path: Path | None = None
+    store_url: str | None = None
+    """upkeep's own store, as a full URL."""
+
+
 class Source(ABC):
     """One kind of thing to back up."""
 
-    kind: str
+    kind: ClassVar[str]
+    """The kind, as manifests record it (``source_details.kind``)."""
+    config_key: ClassVar[str]
+    """The key that makes a ``backups.sources`` entry this kind (``sqlite: app.db``); for
+    ``target``, the kind is the one whose ``target_kind`` is the named target's kind."""
+    target_kind: ClassVar[str | None] = None
+    """The kind of target this kind backs up (None: it backs up no target)."""
+    path_keys: ClassVar[tuple[str, ...]] = ()
+    """Keys of the entry holding paths as written; the loader makes them absolute against
+    the config file's directory."""
+    store_copy_name: ClassVar[str | None] = None
+    """For a kind that can back up upkeep's own store (``for_store``): the copy's file name
+    inside an ``upkeep`` backup."""
+
+    @classmethod
+    def validate(
+        cls, config: BackupSourceConfig, target: TargetBase | None
+    ) -> list[tuple[str, str]]:
+        """Given an entry of this kind (and its target, if it backs one up), return (key,
+        problem) pairs the model cannot express; checked by ``upkeep validate``."""
+        del config, target
+        return []
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Given an entry of this kind and where it is, return the source; raise
+        SourceError if it cannot be backed up as configured."""
+
+    @classmethod
+    def for_store(cls, store_url: str) -> Source | None:
+        """Given upkeep's own store (a full URL), return a source that dumps it, or None if
+        this kind cannot."""
+        del store_url
+        return None
 
     @abstractmethod
     def details(self) -> dict[str, Any]:
@@ -171,7 +226,33 @@ def _pg_conninfo(options: dict[str, Any], **changes: Any) -> str:
 class PostgresSource(Source):
     """A PostgreSQL database through pg_dump and pg_restore."""
 
-    kind = "postgres"
+    kind: ClassVar[str] = "postgres"
+    config_key: ClassVar[str] = "target"
+    target_kind: ClassVar[str | None] = "postgres"
+    store_copy_name: ClassVar[str | None] = "store.pgdump"
+
+    @classmethod
+    def validate(
+        cls, config: BackupSourceConfig, target: TargetBase | None
+    ) -> list[tuple[str, str]]:
+        """Return a problem if parallel jobs are asked of a format that cannot have them."""
+        del target
+        if config.jobs > 1 and config.format != "directory":
+            return [("jobs", "parallel jobs need format: directory")]
+        return []
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of the entry's ``postgres`` target, in its format and jobs."""
+        return cls(_target_url(place, "dsn"), dump_format=config.format, jobs=config.jobs)
+
+    @classmethod
+    def for_store(cls, store_url: str) -> Source | None:
+        """Return the source dumping a PostgreSQL store (psycopg's URL as libpq's DSN)."""
+        scheme, separator, rest = store_url.partition("://")
+        if not separator or scheme.split("+")[0] != "postgresql":
+            return None
+        return cls(f"postgresql://{rest}")
 
     def __init__(self, dsn: str, *, dump_format: str = "custom", jobs: int = 1) -> None:
         self.dsn = dsn
@@ -344,10 +425,15 @@ def _pg_message(error: BaseException) -> str:
 # --- MySQL / MariaDB ----------------------------------------------------------------------
 
 
+MYSQL_NEEDS_DATABASE = "a MySQL backup needs a database in the DSN: mysql://…/name"
+
+
 class MysqlSource(Source):
     """One MySQL/MariaDB database through mariadb-dump and the mariadb client."""
 
-    kind = "mysql"
+    kind: ClassVar[str] = "mysql"
+    config_key: ClassVar[str] = "target"
+    target_kind: ClassVar[str | None] = "mysql"
 
     def __init__(self, dsn: str) -> None:
         parts = urlsplit(dsn)
@@ -357,8 +443,30 @@ class MysqlSource(Source):
         self.password = unquote(parts.password) if parts.password else None
         self.database = unquote(parts.path.lstrip("/"))
         if not self.database:
-            raise SourceError("a MySQL backup needs a database in the DSN: mysql://…/name")
+            raise SourceError(MYSQL_NEEDS_DATABASE)
         self.env = {"MYSQL_PWD": self.password} if self.password else {}
+
+    @classmethod
+    def validate(
+        cls, config: BackupSourceConfig, target: TargetBase | None
+    ) -> list[tuple[str, str]]:
+        """Return a problem if the target's DSN names no database (one database is dumped)."""
+        from upkeep.probes.mysql import MysqlTarget, parse_dsn
+
+        del config
+        if not isinstance(target, MysqlTarget):
+            return []
+        try:
+            database = parse_dsn(target.dsn).database
+        except ValueError:
+            return []  # the target's own error says what is wrong with its DSN
+        return [] if database else [("target", MYSQL_NEEDS_DATABASE)]
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of the entry's ``mysql`` target."""
+        del config
+        return cls(_target_url(place, "dsn"))
 
     def details(self) -> dict[str, Any]:
         """Return kind, host, port and database."""
@@ -498,7 +606,15 @@ def _mysql_counts(cursor: Any, database: str) -> dict[str, int]:
 class RedisSource(Source):
     """A Redis server through an RDB snapshot (``redis-cli --rdb``)."""
 
-    kind = "redis"
+    kind: ClassVar[str] = "redis"
+    config_key: ClassVar[str] = "target"
+    target_kind: ClassVar[str | None] = "redis"
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of the entry's ``redis`` target."""
+        del config
+        return cls(_target_url(place, "url"))
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -613,7 +729,25 @@ def _free_port() -> int:
 class SqliteSource(Source):
     """A SQLite database file through the online backup API."""
 
-    kind = "sqlite"
+    kind: ClassVar[str] = "sqlite"
+    config_key: ClassVar[str] = "sqlite"
+    path_keys: ClassVar[tuple[str, ...]] = ("sqlite",)
+    store_copy_name: ClassVar[str | None] = "store.sqlite"
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of the entry's database file."""
+        del place
+        if config.sqlite is None:
+            raise SourceError("a sqlite source names its database file")
+        return cls(Path(config.sqlite))
+
+    @classmethod
+    def for_store(cls, store_url: str) -> Source | None:
+        """Return the source copying a SQLite store's file."""
+        if not store_url.startswith("sqlite:///"):
+            return None
+        return cls(Path(store_url.removeprefix("sqlite:///")))
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -718,7 +852,23 @@ def _sqlite_counts(connection: sqlite3.Connection) -> dict[str, int]:
 class FilesSource(Source):
     """Files and directories as one tar stream."""
 
-    kind = "files"
+    kind: ClassVar[str] = "files"
+    config_key: ClassVar[str] = "paths"
+    path_keys: ClassVar[tuple[str, ...]] = ("paths",)
+
+    @classmethod
+    def validate(
+        cls, config: BackupSourceConfig, target: TargetBase | None
+    ) -> list[tuple[str, str]]:
+        """Return a problem if no path is listed."""
+        del target
+        return [] if config.paths else [("paths", "paths must list at least one file or directory")]
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of the entry's files and directories."""
+        del place
+        return cls([Path(path) for path in config.paths or ()])
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
@@ -798,19 +948,35 @@ class UpkeepSource(Source):
     """upkeep's own config file and store: the config as it is, the store as a consistent
     copy (SQLite's backup API, or pg_dump of a PostgreSQL store)."""
 
-    kind = "upkeep"
+    kind: ClassVar[str] = "upkeep"
+    config_key: ClassVar[str] = "upkeep"
 
     def __init__(self, config_path: Path, store_url: str) -> None:
+        from upkeep.tasks.backup.registry import source_for_store
+
         self.config_path = config_path
         self.store_url = store_url
+        # The kind that can dump the store (a SQLite file, a PostgreSQL database) copies it.
+        store = source_for_store(store_url)
+        if store is None or store.store_copy_name is None:
+            raise SourceError(f"no source kind can back up a {self._store_scheme()} store")
+        self.store = store
+        self.store_copy = store.store_copy_name
+
+    @classmethod
+    def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
+        """Return the source of upkeep's own config file and store."""
+        del config
+        if place.config_path is None or place.store_url is None:
+            raise SourceError("backing up upkeep itself needs its config file and store")
+        return cls(place.config_path, place.store_url)
+
+    def _store_scheme(self) -> str:
+        return urlsplit(self.store_url).scheme.split("+")[0]
 
     def details(self) -> dict[str, Any]:
         """Return kind, the config's path and the store's kind (never its URL)."""
-        return {
-            "kind": self.kind,
-            "config": str(self.config_path),
-            "store": "sqlite" if self.store_url.startswith("sqlite") else "postgresql",
-        }
+        return {"kind": self.kind, "config": str(self.config_path), "store": self._store_scheme()}
 
     @contextlib.contextmanager
     def dump(self, work: Path) -> Iterator[Dump]:
@@ -820,20 +986,11 @@ class UpkeepSource(Source):
         bundle = work / "upkeep"
         bundle.mkdir()
         shutil.copy2(self.config_path, bundle / self.config_path.name)
-        if self.store_url.startswith("sqlite:///"):
-            database = Path(self.store_url.removeprefix("sqlite:///"))
-            with SqliteSource(database).dump(work) as dump:
-                with open(bundle / "store.sqlite", "wb") as handle:
-                    for piece in dump.chunks:
-                        handle.write(piece)
-                counts = dump.finish()["row_counts"]
-        else:
-            dsn = self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
-            with PostgresSource(dsn).dump(work) as dump:
-                with open(bundle / "store.pgdump", "wb") as handle:
-                    for piece in dump.chunks:
-                        handle.write(piece)
-                counts = dump.finish()["row_counts"]
+        with self.store.dump(work) as dump:
+            with open(bundle / self.store_copy, "wb") as handle:
+                for piece in dump.chunks:
+                    handle.write(piece)
+            counts = dump.finish()["row_counts"]
         files: dict[str, dict[str, Any]] = {}
         yield Dump(
             tar_stream([bundle], base=bundle, files=files),
@@ -873,6 +1030,15 @@ class UpkeepSource(Source):
             f"extracted into {target}: stop upkeep, put the config and the store copy in "
             "place, and start it again"
         )
+
+
+def _target_url(place: SourcePlace, field_name: str) -> str:
+    """Return the target's connection URL (its ``dsn`` or ``url``); raise SourceError if the
+    source has no target of that shape."""
+    value = getattr(place.target, field_name, None)
+    if not isinstance(value, str):
+        raise SourceError("this kind of source backs up a target, and none is given")
+    return value
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

@@ -1,15 +1,16 @@
 """The backup tasks: ``backup.create``, ``backup.verify``, ``backup.prune``, ``backup.drill``.
 
 Each names its source with ``with: {source: NAME}`` or by its target (``target: db``
-finds the source that backs up ``db``). After a create or a drill, every configured check
-on a ``backup`` target of that source runs at once, so a failed backup or a missed
-objective alerts through the routes now, not at the check's next interval.
+finds the source that backs up ``db``). After a create, a verification or a drill, every
+configured check on a ``backup`` target of that source runs at once (``checks.py``), so a
+failed backup or a missed objective alerts through the routes now, not at the check's next
+interval; what goes wrong there is logged and told in the step's output, and never changes
+the task's own outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -21,10 +22,9 @@ from upkeep.core.models import StrictModel
 from upkeep.core.text import human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
+from upkeep.tasks.backup.checks import SourceChecks, check_source
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-
-logger = logging.getLogger(__name__)
-DATABASE_TARGETS = ("postgres", "mysql", "redis")
 
 
 class SourceParams(StrictModel):
@@ -91,27 +91,21 @@ def source_name(context: TaskContext, target: TargetBase | None, params: SourceP
     raise TaskFailed("no backup source backs up this target; add one to backups.sources")
 
 
-async def _run_backup_checks(context: TaskContext, source: str) -> list[str]:
-    """Run every check on a ``backup`` target of ``source`` now; return their names."""
-    config = context.config
-    if config is None:
-        return []
-    names = [
-        name
-        for name, check in config.checks.items()
-        if getattr(config.targets.get(check.target), "source", None) == source
-        and config.targets[check.target].kind == "backup"
-    ]
-    for name in names:
-        try:
-            await context.run_check(name)
-        except Exception as error:  # noqa: BLE001 - the task's own outcome must stand
-            logger.warning("check %s after the backup task: %s", name, error)
-    return names
+async def _check_source(context: TaskContext, source: str) -> SourceChecks:
+    """Run the source's checks through the step's runbook (never raises)."""
+    if context.config is None:
+        return SourceChecks({}, [])
+    return await check_source(context.config, source, context.run_check)
+
+
+def _with_checks(text: str, checks: SourceChecks) -> str:
+    """Given a step's message, return it with what the source's checks found."""
+    summary = checks.summary()
+    return f"{text}; {summary}" if summary else text
 
 
 class _BackupTask(Task[TargetBase | None, Any]):
-    target_kinds: ClassVar[tuple[str, ...]] = DATABASE_TARGETS
+    target_kinds: ClassVar[tuple[str, ...]] = BACKUP_TARGET_KINDS
     target_required: ClassVar[bool] = False
 
     def validate(self, target: TargetBase | None, params: Any) -> list[str]:
@@ -159,14 +153,15 @@ class BackupCreate(_BackupTask):
         try:
             report = await asyncio.to_thread(service.create, env, name)
         except service.BackupFailed as error:
-            await _run_backup_checks(context, name)
-            raise TaskFailed(str(error)) from None
-        checks = await _run_backup_checks(context, name)
+            checks = await _check_source(context, name)
+            raise TaskFailed(_with_checks(str(error), checks)) from None
+        checks = await _check_source(context, name)
         manifest = report.backup.intact_manifest
         outcome = TaskOutcome(
             message=(
                 f"backup {report.backup.id} of {name}: {manifest.data.raw_bytes} bytes dumped, "
                 f"{manifest.data.stored_bytes} stored"
+                + (f"; {report.catalog_error}" if report.catalog_error else "")
             ),
             figures={
                 "raw_bytes": manifest.data.raw_bytes,
@@ -184,8 +179,7 @@ class BackupCreate(_BackupTask):
             for decision in report.pruned
             if not decision.keep
         ]
-        if checks:
-            outcome.message += f"; checked {', '.join(checks)}"
+        outcome.message = _with_checks(outcome.message, checks)
         return outcome
 
 
@@ -225,12 +219,15 @@ class BackupVerify(_BackupTask):
                 raise TaskFailed(f"there is no backup of {name} to verify")
             backup_id = backups[-1].id
         report = await asyncio.to_thread(service.verify, env, backup_id, restore=params.restore)
-        await _run_backup_checks(context, name)
+        checks = await _check_source(context, name)
         if not report.ok:
-            raise TaskFailed(f"backup {backup_id} fails verification: {'; '.join(report.problems)}")
+            problems = "; ".join(report.problems)
+            raise TaskFailed(
+                _with_checks(f"backup {backup_id} fails verification: {problems}", checks)
+            )
         how = "restored and compared" if params.restore else "re-hashed"
         return TaskOutcome(
-            message=f"backup {backup_id} verified ({how})",
+            message=_with_checks(f"backup {backup_id} verified ({how})", checks),
             figures={"duration_s": report.figures.get("duration_s", 0.0)},
         )
 
@@ -321,12 +318,13 @@ class BackupDrill(_BackupTask):
             rpo=params.rpo,
             take_backup=params.take_backup,
         )
-        await _run_backup_checks(context, name)
+        checks = await _check_source(context, name)
         summary = drill_summary(report)
         if not report.passed:
-            raise TaskFailed(f"drill of {name} failed: {summary}; {'; '.join(report.problems)}")
+            problems = "; ".join(report.problems)
+            raise TaskFailed(_with_checks(f"drill of {name} failed: {summary}; {problems}", checks))
         return TaskOutcome(
-            message=f"drill of {name} passed: {summary}",
+            message=_with_checks(f"drill of {name} passed: {summary}", checks),
             figures={
                 key: value for key, value in report.to_json().items() if key in ("rto_s", "rpo_s")
             },

@@ -221,7 +221,7 @@ class _Restart:
 
     def shown(self, argv: list[str]) -> str:
         """Given argv, return it as one shell-quoted line with known secrets masked."""
-        return _shown(argv, self.context.redactor)
+        return shown_command(argv, self.context.redactor)
 
     async def command(self, role: str, argv: list[str], timeout: timedelta) -> str:
         """Given a role, argv and timeout, run the command; return a message.
@@ -452,7 +452,7 @@ class ServiceRestart(Task[None, RestartParams]):
                 changes.append(
                     Change(
                         "run",
-                        f"stop: {_shown(params.stop, context.redactor)}",
+                        f"stop: {shown_command(params.stop, context.redactor)}",
                         f"within {stop_for}{watched}",
                     )
                 )
@@ -468,7 +468,7 @@ class ServiceRestart(Task[None, RestartParams]):
         changes.append(
             Change(
                 "run",
-                f"start: {_shown(params.start, context.redactor)}",
+                f"start: {shown_command(params.start, context.redactor)}",
                 f"within {format_duration(params.start_timeout)}",
             )
         )
@@ -495,7 +495,7 @@ class ServiceRestart(Task[None, RestartParams]):
             raise TaskFailed(f"{error} [phases: {_trail(restart.outcome)}]") from error
 
 
-def _shown(argv: Sequence[str], redactor: Redactor) -> str:
+def shown_command(argv: Sequence[str], redactor: Redactor) -> str:
     """Given argv, return it quoted for people with every secret masked.
 
     Each argument is redacted before quoting: quoting first can split a secret (a ``'``

@@ -14,7 +14,8 @@ from tests.support.sshd import SshServer, running_sshd
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import TaskContext, TaskFailed
 from upkeep.tasks.copies import LocalDirectoryStore
-from upkeep.tasks.logs.retain import LogsRetain, RetainParams, _apply, _archives, _root
+from upkeep.tasks.logs import retain
+from upkeep.tasks.logs.retain import LogsRetain, RetainParams
 
 DAY = 86400.0
 CLASSES = [{"match": "*", "keep": "30d"}]
@@ -144,13 +145,23 @@ class _ForgetfulStore(LocalDirectoryStore):
         return super().proven(name, expected_sha256)
 
 
-def test_an_archive_whose_copy_is_gone_by_deletion_time_is_kept(tmp_path: Path) -> None:
+async def test_an_archive_whose_copy_is_gone_by_deletion_time_is_kept(
+    tmp_path: Path, task_context: TaskContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     old = _archive(logs, "app.log", 40)
-    params = RetainParams.model_validate({"classes": CLASSES})
-    with contextlib.closing(_root(_target(logs))) as root:
-        outcome = _apply(root, _archives(root), params, _ForgetfulStore(tmp_path / "store"))
+    params = RetainParams.model_validate(
+        {"classes": CLASSES, "archive_to": str(tmp_path / "store")}
+    )
+
+    def forgetful(destination: str, options: object) -> contextlib.closing[_ForgetfulStore]:
+        del options
+        return contextlib.closing(_ForgetfulStore(Path(destination)))
+
+    # The task opens its second store through this seam; this one loses what it is given.
+    monkeypatch.setattr(retain, "open_store", forgetful)
+    outcome = await LogsRetain().run(_target(logs), params, task_context)
     assert outcome.figures["kept_unproven"] == 1 and outcome.figures["deleted"] == 0
     assert old.exists()
     assert "could not be proven" in outcome.message

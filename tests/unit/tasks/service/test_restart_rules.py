@@ -77,11 +77,11 @@ def test_validate_rejects_a_signal_beside_a_stop_command_and_a_relative_pidfile(
 
 def test_commands_are_shown_with_secrets_masked_even_when_quoting_would_split_them() -> None:
     from upkeep.core.redaction import Redactor
-    from upkeep.tasks.service.restart import _shown
+    from upkeep.tasks.service.restart import shown_command
 
     secret = "Xy'9kLmQ#2"
     redactor = Redactor()
     redactor.add(secret)
-    shown = _shown(["svc", "--password", secret, "--name", "it's"], redactor)
+    shown = shown_command(["svc", "--password", secret, "--name", "it's"], redactor)
     assert "9kLmQ" not in shown and "Xy" not in shown
     assert shown == "svc --password '***' --name 'it'\"'\"'s'"

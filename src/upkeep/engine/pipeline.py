@@ -1,0 +1,263 @@
+"""The one composition of results → store → alerts → delivery.
+
+Every way results come in goes through a ``Pipeline``: the daemon (its scheduler records
+through ``guard``, its runbooks through ``manager``), ``upkeep check``, ``upkeep run``, the
+backup commands, and the backup tasks (through the runbook executor's ``manager``). It
+owns, for one process:
+
+* the ``StoreGuard`` (``alerting/guard.py``): results and their alerts go to the store, or
+  to the spill while the store does not take them, and ``upkeep:store`` says so;
+* the ``AlertManager`` of the config in force (``alerting/manager.py``), replaced on a
+  reload (``use_config``);
+* delivery (``alerting/delivery.py``): in the daemon, a ``Dispatcher`` on the store's
+  outbox (paused while the spill delivers) and rounds on the spill's; in a one-shot
+  command, whatever is due when it ends.
+
+A daemon runs ``run_ticks`` and ``run_deliveries`` as tasks while it leads. A one-shot
+command calls ``settle`` (record, run the alerts' clock, deliver) or ``tick_and_deliver``
+once, and shows the problems they return: neither raises for a store, alerting or delivery
+failure, since a command's own outcome (its results, a backup) must stand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from upkeep.alerting.guard import (
+    ResultsNotRecordedError,
+    StoreGuard,
+    StoreHealth,
+    location_label,
+)
+from upkeep.alerting.manager import TICK_INTERVAL_S, AlertManager, AlertProcessingError
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
+from upkeep.store.store import error_reason
+
+if TYPE_CHECKING:
+    from upkeep.alerting.delivery import Dispatcher
+    from upkeep.config.loader import LoadedConfig
+    from upkeep.core.results import CheckResult
+    from upkeep.store.store import IntegrityReport, Store
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_POLL_S = 1.0
+"""How often a leading daemon looks for due notifications in the outbox (and the spill's)."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of a one-shot command's results: whether the store is sound (it took
+    them and passed its integrity check), and every problem, one redacted sentence each."""
+
+    sound: bool
+    problems: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """Results in, alerts recorded, notices delivered: for one process and one store."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        store: Store | None,
+        *,
+        open_error: str | None = None,
+        on_health: Callable[[StoreHealth], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        """Given a config and its open store (None if it could not be opened,
+        ``open_error`` saying why: results then go to the spill and alerting works from
+        there), build the pipeline; ``on_health`` hears every change of the store's
+        health; ``clock`` is the one the guard, the alert managers and the dispatcher read.
+        The store stays the caller's to close. Blocks (it looks for a spill
+        another process left): call it from a worker thread on an event loop."""
+        self.loaded = loaded
+        self.store = store
+        self.clock = clock
+        self._dispatcher: Dispatcher | None = None
+        self.guard = StoreGuard(
+            loaded, store, open_error=open_error, on_change=on_health, clock=clock
+        )
+
+    # --- what the outside sees ----------------------------------------------------------------
+
+    @property
+    def manager(self) -> AlertManager | None:
+        """Return the alert manager of the store for the config in force (None without a
+        store); a runbook executor records its checks with it."""
+        return self.guard.manager
+
+    @property
+    def health(self) -> StoreHealth:
+        """Return the store's health now (``/healthz``, ``/metrics``)."""
+        return self.guard.health
+
+    def use_config(self, loaded: LoadedConfig) -> None:
+        """Given a reloaded config, record, alert and deliver by it from now on."""
+        self.loaded = loaded
+        self.guard.use_config(
+            loaded, AlertManager(loaded, self.store, clock=self.clock) if self.store else None
+        )
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.channels = dict(loaded.config.channels)
+            dispatcher.delivery = loaded.config.alerting.delivery
+            dispatcher.redactor = loaded.redactor
+
+    def close(self) -> None:
+        """Release the spill (a spill in memory, and its episode, end here)."""
+        self.guard.close()
+
+    def check_integrity(self, *, only_if_due: bool = False) -> IntegrityReport | None:
+        """Check the store's integrity (see ``StoreGuard.check_integrity``)."""
+        return self.guard.check_integrity(only_if_due=only_if_due)
+
+    # --- one-shot commands --------------------------------------------------------------------
+
+    def settle(self, results: Sequence[CheckResult]) -> Settled:
+        """Given a command's results, store them with their alerts, run the alerts' clock
+        and deliver what is due now, so a command run from cron alerts as the daemon does;
+        return whether the store is sound and every problem met. Never raises for a
+        failure of the store, the spill, alerting or delivery.
+
+        The integrity check runs first if the last pass is older than
+        ``alerting.store_failure.integrity_interval``. Results the store does not take go
+        to the spill with their alerts, and are delivered from there. When neither the
+        store nor the spill took them, or the store kept them but their alerts were
+        processed nowhere, nothing is ticked or delivered: the next run catches up.
+        """
+        problems: list[str] = []
+        stored, alerted = self._take(results, problems)
+        if alerted:
+            problems += self.tick_and_deliver()
+        return Settled(stored and self.guard.health.integrity_ok is not False, problems)
+
+    def take(self, results: Sequence[CheckResult]) -> Settled:
+        """``settle`` without the clock and delivery: store (or spill) the results with
+        their alerts and return what went wrong. A caller recording several batches calls
+        ``tick_and_deliver`` once after the last."""
+        problems: list[str] = []
+        stored, _ = self._take(results, problems)
+        return Settled(stored and self.guard.health.integrity_ok is not False, problems)
+
+    def _take(self, results: Sequence[CheckResult], problems: list[str]) -> tuple[bool, bool]:
+        """Record results, adding what went wrong to ``problems``; return whether the
+        store kept them (the spill does not count) and whether their alerts were recorded
+        somewhere (so there is something to deliver)."""
+        guard = self.guard
+        integrity = guard.check_integrity(only_if_due=True)
+        if integrity is not None and integrity.unchecked is None and not integrity.ok:
+            problems.append(self._say(f"the store failed its integrity check: {integrity.reason}"))
+        try:
+            outcome = guard.record(results)
+        except AlertProcessingError as error:
+            # The store kept the results; their alerts are processed with the next ones.
+            cause = error.__cause__ or error
+            problems.append(self._say(f"alerts were not processed: {error_reason(cause)}"))
+            return True, False
+        except ResultsNotRecordedError as error:
+            problems.append(self._say(f"results were not stored: {error}"))
+            return False, False
+        if not outcome.stored or outcome.spill is not None:
+            what = "results were" if not outcome.stored else "alerts were"
+            problems.append(self._say(f"{what} not stored: {outcome.reason}"))
+            problems.append(
+                self._say(
+                    f"alerting continues from {location_label(outcome.spill)} until the "
+                    "store takes writes again"
+                )
+            )
+            return False, True
+        return True, True
+
+    def tick_and_deliver(self) -> list[str]:
+        """Run the alerts' clock once where the alerts are (store or spill) and deliver
+        what is due there now; return what failed, one sentence each (never raises: what
+        is not delivered stays in the outbox for the next run or the daemon).
+
+        Without a daemon each command is also the clock: repeats, escalation steps,
+        lapsed acknowledgements and ended mutes happen here (their keys make a daemon's
+        tick and this one write each notice once). Call it outside any event loop (or
+        from a worker thread).
+        """
+        from upkeep.alerting.delivery import deliver_now
+
+        problems: list[str] = []
+        try:
+            self.guard.tick()
+        except Exception as error:  # noqa: BLE001 - reported; the next run ticks again
+            problems.append(self._say(f"the alerts' clock did not run: {error_reason(error)}"))
+        target = self.guard.spill_store or self.guard.main
+        if target is None or not self.loaded.config.channels:
+            return problems
+        try:
+            reports = deliver_now(self.loaded, target)
+        except Exception as error:  # noqa: BLE001 - the outbox keeps them for the next run
+            problems.append(self._say(f"notifications not delivered: {error_reason(error)}"))
+            return problems
+        problems += [
+            self._say(f"notification to {report.channel} not delivered yet: {report.error}")
+            for report in reports
+            if not report.ok
+        ]
+        return problems
+
+    def _say(self, text: str) -> str:
+        return self.loaded.redactor.redact(text)
+
+    # --- a leading daemon ----------------------------------------------------------------------
+
+    async def run_ticks(self) -> None:
+        """Run the alerts' clock every ``TICK_INTERVAL_S`` until cancelled (through the
+        guard: while the store fails, the spill's alerts repeat and escalate)."""
+        while True:
+            try:
+                report = await asyncio.to_thread(self.guard.tick)
+                if report.escalated:
+                    logger.info("escalated %d alert(s)", report.escalated)
+            except Exception as error:  # noqa: BLE001 - retried on the next tick
+                logger.warning("alert tick failed: %s", self._say(str(error)))
+            await self.clock.sleep(TICK_INTERVAL_S)
+
+    async def run_deliveries(self, stop: asyncio.Event, owner: str) -> None:
+        """Deliver the store's outbox, and the spill's while the store fails, as ``owner``
+        until ``stop`` is set; a reload swaps the channels (``use_config``)."""
+        from upkeep.alerting.delivery import Dispatcher
+
+        if self.store is None:
+            return
+        config = self.loaded.config
+        guard = self.guard
+        self._dispatcher = Dispatcher(
+            self.store.outbox,
+            config.channels,
+            config.alerting.delivery,
+            self.loaded.redactor,
+            owner,
+            # The store's outbox waits while the spill delivers: never the same notice twice.
+            paused=lambda: guard.spilling,
+            clock=self.clock,
+        )
+        spilled = asyncio.create_task(self._spill_deliveries(stop, owner), name="spill-deliveries")
+        try:
+            await self._dispatcher.run(stop, poll_s=DELIVERY_POLL_S)
+        finally:
+            self._dispatcher = None
+            await asyncio.gather(spilled, return_exceptions=True)
+
+    async def _spill_deliveries(self, stop: asyncio.Event, owner: str) -> None:
+        """While the store fails, deliver the spill's outbox until ``stop``."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.guard.deliver_spill(owner)
+                except Exception as error:  # noqa: BLE001 - retried at the next look
+                    logger.warning("spill delivery round failed: %s", self._say(str(error)))
+                await self.clock.wait(stop, timeout=DELIVERY_POLL_S)  # wakes at once on stop
+        finally:
+            await asyncio.to_thread(self.guard.release_spill_claims, owner)
