@@ -40,7 +40,7 @@ lint: dev-install
 	$(BIN)/lint-imports
 
 typecheck: dev-install
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests
 
 unit: dev-install
 	$(BIN)/pytest tests/unit -q

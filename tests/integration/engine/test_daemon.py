@@ -721,7 +721,7 @@ def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
         set_mark(store, "tick", mark)
         daemons = [serve(config) for config in configs]
 
-        def one_leader() -> list[str] | None:
+        def one_leader() -> list[str | None] | None:
             roles = [daemon.role() for daemon in daemons]
             return roles if sorted(map(str, roles)) == ["leader", "standby"] else None
 

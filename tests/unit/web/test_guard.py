@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ async def test_a_malformed_or_wrong_authorization_is_a_401(
     state: DaemonState, authorization: bytes
 ) -> None:
     answer = await client(state, token=None).get(
-        "/api/runs", headers=[("Authorization", authorization)]
+        "/api/runs", headers=[(b"Authorization", authorization)]
     )
     assert answer.status_code == 401
 
@@ -313,7 +313,7 @@ async def call(state: DaemonState, headers: list[tuple[bytes, bytes]], chunks: l
         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 9464),
     }  # fmt: skip
     read = 0
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal read
@@ -326,7 +326,7 @@ async def call(state: DaemonState, headers: list[tuple[bytes, bytes]], chunks: l
             }
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
@@ -390,7 +390,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> N
         "query_string": b"", "root_path": "", "headers": head(ALICE, content_length="100"),
         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 9464),
     }  # fmt: skip
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
     chunks = iter([b"{"])
 
     async def receive() -> dict[str, Any]:
@@ -399,7 +399,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> N
         await asyncio.sleep(3600)  # the rest never comes
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     async with asyncio.timeout(5):

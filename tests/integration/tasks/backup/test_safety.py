@@ -146,9 +146,9 @@ def test_a_file_swapped_for_a_link_while_it_is_backed_up_is_not_read(
     name = f"{str(file_tree).lstrip('/')}/nginx/nginx.conf"
     assert name not in backup.manifest["files"]
     assert {"path": name, "reason": "not read: a symbolic link"} in backup.manifest["skipped"]
-    with service.scratch_directory(env.scratch_base(), "check") as work:
+    with repository.scratch_directory(env.scratch_base(), "check") as work:
         source = env.source("etc")
-        raw = service.read_raw(env.repository, backup, None)
+        raw = repository.read_raw(env.repository, backup, None)
         with source.scratch_restore(raw, work, backup.manifest) as restored:
             assert all("secret" not in name for name in restored.files)
         found = [path for path in work.rglob("*") if path.is_file() and not path.is_symlink()]
