@@ -26,8 +26,11 @@ def test_example_validates_through_the_cli(
     path: Path, monkeypatch: pytest.MonkeyPatch, upkeep: Upkeep
 ) -> None:
     set_dummy_secrets(monkeypatch, path.read_text(encoding="utf-8"))
+    config = load_config(path).config
     result = upkeep("validate", "-c", str(path), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+    counts = f"{len(config.targets)} targets, {len(config.checks)} checks, "
+    assert f"upkeep.yaml: valid - {counts}{len(config.runbooks)} runbooks" in result.stdout
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.parent.name)
@@ -42,13 +45,15 @@ def test_example_daily_runbooks_dry_run(
     copy = tmp_path / "upkeep.yaml"
     copy.write_text(text.replace(EXAMPLE_PREFIX, f"{tmp_path}{EXAMPLE_PREFIX}"))
     loaded = load_config(copy)
-    daily = [
-        name
+    daily = {
+        name: runbook
         for name, runbook in loaded.config.runbooks.items()
         if runbook.schedule is not None and cadence(runbook.schedule) == "daily"
-    ]
+    }
     assert daily
-    for name in daily:
+    for name, runbook in daily.items():
         result = upkeep("run", name, "--dry-run", "-c", str(copy), timeout=120)
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+        planned = f"dry run: {len(runbook.steps)} step(s) planned, nothing changed"
+        assert planned in result.stdout, f"{name}: {result.stdout}"
     assert (tmp_path / ".upkeep").is_dir()  # the store lives beside the copied config
