@@ -193,7 +193,9 @@ def test_quick_start_daemon_refuses_cross_site_and_anonymous_requests(
 ) -> None:
     created = upkeep("init")
     assert created.returncode == 0, created.stderr
-    token = TOKEN_PATTERN.search(created.stdout).group(0)  # type: ignore[union-attr]
+    found = TOKEN_PATTERN.search(created.stdout)
+    assert found is not None, created.stdout
+    token = found.group(0)
     marker = tmp_path / "guarded-step-ran"
     config = tmp_path / "upkeep.yaml"
     document = yaml.safe_load(config.read_text())
@@ -571,7 +573,8 @@ def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
         for _ in range(3):
             assert answers_meanwhile(), daemon.log()
         for client in slow:
-            client.close()  # type: ignore[union-attr]
+            if client is not None:
+                client.close()
         # Nothing held on to: the store may open a connection or two.
         wait_for(lambda: daemon.open_files() <= baseline + 8, 10, "the descriptors to be freed")
     finally:

@@ -58,7 +58,7 @@ async def web_port() -> AsyncIterator[int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield runner.addresses[0][1]
     await runner.cleanup()
 
 

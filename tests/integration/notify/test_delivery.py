@@ -29,7 +29,7 @@ FAST = DeliveryConfig(
 
 
 def note(
-    key: str, channel: str = "hook", group: str | None = None, **extra: object
+    key: str, channel: str = "hook", group: str | None = None, *, level: str = "failure"
 ) -> Notification:
     return Notification(
         key=key,
@@ -38,9 +38,8 @@ def note(
         group_key=group or key,
         title=f"{key} is down",
         body=f"check {key} failed",
-        level=str(extra.pop("level", "failure")),
+        level=level,
         severity="P2",
-        **extra,  # type: ignore[arg-type]
     )
 
 

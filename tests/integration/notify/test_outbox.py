@@ -27,7 +27,15 @@ DELIVERY = DeliveryConfig(
 )
 
 
-def note(key: str, channel: str = "ops", group: str | None = None, **extra: object) -> Notification:
+def note(
+    key: str,
+    channel: str = "ops",
+    group: str | None = None,
+    *,
+    alert_id: int | None = None,
+    fallback: str | None = None,
+    fallback_after: int | None = None,
+) -> Notification:
     return Notification(
         key=key,
         channel=channel,
@@ -37,8 +45,9 @@ def note(key: str, channel: str = "ops", group: str | None = None, **extra: obje
         body=f"body {key}",
         level="failure",
         severity="P2",
-        alert_id=extra.pop("alert_id", None),  # type: ignore[arg-type]
-        **extra,  # type: ignore[arg-type]
+        alert_id=alert_id,
+        fallback=fallback,
+        fallback_after=fallback_after,
     )
 
 

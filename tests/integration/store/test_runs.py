@@ -20,9 +20,29 @@ STEPS = [("first", "command"), ("second", "manual")]
 HOST = socket.gethostname()
 
 
-def start(store: Store, runbook: str = "nightly", **options: object) -> int | None:
-    options.setdefault("owner", new_instance_id())
-    return store.runs.start_run(runbook=runbook, trigger="schedule", steps=STEPS, **options)  # type: ignore[arg-type]
+def start(
+    store: Store,
+    runbook: str = "nightly",
+    *,
+    owner: str | None = None,
+    scheduled_for: datetime | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    return store.runs.start_run(
+        runbook=runbook,
+        trigger="schedule",
+        steps=STEPS,
+        owner=new_instance_id() if owner is None else owner,
+        scheduled_for=scheduled_for,
+        now=now,
+    )
+
+
+def started(store: Store, runbook: str = "nightly", *, now: datetime | None = None) -> int:
+    """Start a run no firing claim can refuse; return its id."""
+    run_id = start(store, runbook, now=now)
+    assert run_id is not None
+    return run_id
 
 
 def dead_pid() -> int:
@@ -190,17 +210,16 @@ def test_decide_needs_a_waiting_approval_step(store: Store) -> None:
 def test_prune_runs_keeps_active_and_recent_runs(store: Store) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=400)
-    old_done = start(store, now=old)
-    old_running = start(store, now=old)
-    old_waiting = start(store, now=old)
-    recent_done = start(store, now=now - timedelta(days=1))
-    assert None not in (old_done, old_running, old_waiting, recent_done)
+    old_done = started(store, now=old)
+    old_running = started(store, now=old)
+    old_waiting = started(store, now=old)
+    recent_done = started(store, now=now - timedelta(days=1))
     for run_id in (old_done, recent_done):
-        store.runs.finish_run(run_id, "failed", "x")  # type: ignore[arg-type]
-    store.runs.set_run_status(old_waiting, "waiting")  # type: ignore[arg-type]
+        store.runs.finish_run(run_id, "failed", "x")
+    store.runs.set_run_status(old_waiting, "waiting")
     assert store.runs.prune_runs(timedelta(days=365), now=now) == 1
-    assert store.runs.get_run(old_done) is None  # type: ignore[arg-type]
-    assert store.runs.get_run_steps(old_done) == []  # type: ignore[arg-type]
+    assert store.runs.get_run(old_done) is None
+    assert store.runs.get_run_steps(old_done) == []
     left = {record.id for record in store.runs.list_runs()}
     assert left == {old_running, old_waiting, recent_done}
     assert store.runs.prune_runs(timedelta(days=365), now=now) == 0
@@ -208,10 +227,10 @@ def test_prune_runs_keeps_active_and_recent_runs(store: Store) -> None:
 
 def test_list_runs_filters_and_order(store: Store) -> None:
     now = datetime.now(UTC)
-    a = start(store, "a", now=now - timedelta(hours=3))
-    b = start(store, "b", now=now - timedelta(hours=2))
-    c = start(store, "a", now=now - timedelta(hours=1))
-    store.runs.finish_run(c, "succeeded")  # type: ignore[arg-type]
+    a = started(store, "a", now=now - timedelta(hours=3))
+    b = started(store, "b", now=now - timedelta(hours=2))
+    c = started(store, "a", now=now - timedelta(hours=1))
+    store.runs.finish_run(c, "succeeded")
     assert [r.id for r in store.runs.list_runs()] == [c, b, a]
     assert [r.id for r in store.runs.list_runs(runbook="a")] == [c, a]
     assert [r.id for r in store.runs.list_runs(since=now - timedelta(minutes=150))] == [c, b]

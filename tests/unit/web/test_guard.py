@@ -112,7 +112,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://e
 
 def nothing_changed(state: DaemonState, run_id: int, alert_id: int) -> None:
     assert state.store.runs.step_decision(run_id, 0) == (None, None)
-    assert state.store.alerts.get(alert_id).acked_by is None  # type: ignore[union-attr]
+    alert = state.store.alerts.get(alert_id)
+    assert alert is not None and alert.acked_by is None
     assert state.store.alerts.silences(include_ended=True) == []
 
 
@@ -267,7 +268,8 @@ async def test_durations_beyond_a_year_or_not_positive_are_a_422(
     ack = await client(state).post(f"/api/alerts/{alert_id}/ack", json={"for": length})
     assert ack.status_code == 422, ack.text
     assert state.store.alerts.silences(include_ended=True) == []
-    assert state.store.alerts.get(alert_id).acked_by is None  # type: ignore[union-attr]
+    alert = state.store.alerts.get(alert_id)
+    assert alert is not None and alert.acked_by is None
 
 
 async def test_a_year_is_the_longest_silence(state: DaemonState) -> None:

@@ -63,7 +63,8 @@ async def test_a_forged_copied_or_stale_verification_does_not_count(
     def verified(backup_id: str) -> dict[str, Any] | None:
         return env.repository.get(backup_id).verification()
 
-    assert verified(first.id) is not None and verified(first.id)["ok"] is True  # type: ignore[index]
+    record = verified(first.id)
+    assert record is not None and record["ok"] is True
     forged = {"at": "2099-01-01T00:00:00+00:00", "ok": True, "restored": True, "problems": []}
     (second.path / "verified.json").write_text(json.dumps(forged))
     assert verified(second.id) is None
