@@ -10,6 +10,7 @@ minutes in the past before the daemon starts makes the latest missed firing of a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -442,7 +443,9 @@ def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_
         first.process.kill()
         first.wait_exit(5)
         for child in orphans:  # the step's process group outlives a SIGKILLed daemon
-            child.kill()
+            # ... until the step's supervisor ends it, which may be first on a loaded machine.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         # Nothing cleaned up after a SIGKILL: the record still says running.
         stuck = store.runs.get_run(running.id)
         assert stuck is not None and stuck.status == "running"
