@@ -30,7 +30,6 @@ failed=0
 start_if_down PostgreSQL 5432 as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql 2>/dev/null | head -n1)" main start || failed=1
 start_if_down MariaDB 3306 as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || failed=1
 start_if_down Redis 6379 as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || failed=1
-start_if_down RabbitMQ 5672 as_root rabbitmq-server -detached || failed=1
 
 # Installs a Debian package when the file it provides is missing; apt's lists are
 # refreshed only when a first try fails (a fresh machine has stale or no lists).

@@ -21,10 +21,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psutil
 import pytest
@@ -64,7 +64,7 @@ class Daemon:
         path: str,
         *,
         host: str | None = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
         body: bytes | None = None,
         token: str | None = None,
     ) -> tuple[int, Any]:
@@ -126,8 +126,14 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+class StartServe(Protocol):
+    """The ``start`` fixture: run ``upkeep serve`` on a config; return once /healthz answers."""
+
+    def __call__(self, config: Path, open_files: int | None = None) -> Daemon: ...
+
+
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Any]:
+def start(tmp_path: Path) -> Iterator[StartServe]:
     """Start ``upkeep serve`` processes on free loopback ports; kill them at the end."""
     started: list[Daemon] = []
 
@@ -183,11 +189,13 @@ def write_config(path: Path, **engine: Any) -> Path:
 
 
 def test_quick_start_daemon_refuses_cross_site_and_anonymous_requests(
-    upkeep: Upkeep, tmp_path: Path, start: Any
+    upkeep: Upkeep, tmp_path: Path, start: StartServe
 ) -> None:
     created = upkeep("init")
     assert created.returncode == 0, created.stderr
-    token = TOKEN_PATTERN.search(created.stdout).group(0)  # type: ignore[union-attr]
+    found = TOKEN_PATTERN.search(created.stdout)
+    assert found is not None, created.stdout
+    token = found.group(0)
     marker = tmp_path / "guarded-step-ran"
     config = tmp_path / "upkeep.yaml"
     document = yaml.safe_load(config.read_text())
@@ -365,7 +373,7 @@ def gigabyte_post(port: int, head: bytes) -> tuple[bytes, int]:
 
 
 def test_an_unauthenticated_gigabyte_is_refused_before_it_is_read(
-    tmp_path: Path, start: Any
+    tmp_path: Path, start: StartServe
 ) -> None:
     token = "body-test-token-0123456789"
     daemon = start(write_config(tmp_path / "upkeep.yaml", api_tokens={"ops": token}))
@@ -430,7 +438,9 @@ def closed_by_server(client: socket.socket) -> bool:
     return False
 
 
-def test_slow_clients_are_closed_and_healthz_keeps_answering(tmp_path: Path, start: Any) -> None:
+def test_slow_clients_are_closed_and_healthz_keeps_answering(
+    tmp_path: Path, start: StartServe
+) -> None:
     """The issue's attack: 1,024 open files and a burst of 3,000 connections that never
     finish their request head. Before, /healthz timed out, every slow connection stayed
     open and the daemon logged "Too many open files" (so did its HTTP checks)."""
@@ -513,7 +523,7 @@ def pipelining_reader(port: int, requests: int, *, reads: bool) -> socket.socket
 
 
 def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
-    tmp_path: Path, start: Any
+    tmp_path: Path, start: StartServe
 ) -> None:
     """Pipelined requests whose answers are never read kept each connection busy for good
     (its answer waited for the client forever, on no clock, and could not be evicted):
@@ -538,8 +548,9 @@ def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
 
         def answers_meanwhile() -> bool:
             for client in slow:
-                with contextlib.suppress(OSError):
-                    client.recv(1024)  # type: ignore[union-attr]
+                if client is not None:
+                    with contextlib.suppress(OSError):
+                        client.recv(1024)
             return daemon.healthy()
 
         # The daemon answers the pipelined requests until the client's window and its own
@@ -562,7 +573,8 @@ def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
         for _ in range(3):
             assert answers_meanwhile(), daemon.log()
         for client in slow:
-            client.close()  # type: ignore[union-attr]
+            if client is not None:
+                client.close()
         # Nothing held on to: the store may open a connection or two.
         wait_for(lambda: daemon.open_files() <= baseline + 8, 10, "the descriptors to be freed")
     finally:
@@ -571,7 +583,7 @@ def test_clients_that_do_not_read_their_answers_cannot_take_every_connection(
 
 
 def test_a_422_names_a_key_the_client_sent_but_does_not_echo_it_back(
-    tmp_path: Path, start: Any
+    tmp_path: Path, start: StartServe
 ) -> None:
     """A 422 named the fields in error by where they stand, and a key the client made up
     stands there in full: a 1 MiB key came back whole (6 MiB once its control characters

@@ -54,10 +54,11 @@ windows:
 """
 
 
+Setup = tuple[LoadedConfig, Store, AlertManager, FakeClock]
+
+
 @pytest.fixture
-def setup(
-    tmp_path: Path, store_url: str
-) -> Iterator[tuple[LoadedConfig, Store, AlertManager, FakeClock]]:
+def setup(tmp_path: Path, store_url: str) -> Iterator[Setup]:
     loaded = load_text(tmp_path, CONFIG)
     store = Store.open(store_url, tmp_path)
     clock = FakeClock(T0)
@@ -79,7 +80,9 @@ def queued(store: Store) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-def test_a_critical_result_fires_and_queues_one_notice_per_channel_of_each_route(setup) -> None:
+def test_a_critical_result_fires_and_queues_one_notice_per_channel_of_each_route(
+    setup: Setup,
+) -> None:
     _loaded, store, manager, _clock = setup
     report = manager.process([result("web-up", Status.CRITICAL, T0, "connection refused")])
     assert (report.opened, report.fired) == (1, 1)
@@ -101,7 +104,7 @@ def test_a_critical_result_fires_and_queues_one_notice_per_channel_of_each_route
     assert kinds == ["opened", "firing", "notified"]
 
 
-def test_soft_states_do_not_notify_until_hard_and_recovery_notices_the_outage(setup) -> None:
+def test_soft_states_do_not_notify_until_hard_and_recovery_notices_the_outage(setup: Setup) -> None:
     _, store, manager, clock = setup
     for index in range(4):
         clock.set(T0 + timedelta(seconds=30 * index))
@@ -125,7 +128,7 @@ def test_soft_states_do_not_notify_until_hard_and_recovery_notices_the_outage(se
 
 
 def test_a_child_of_a_critical_parent_is_suppressed_and_released_when_the_parent_recovers(
-    setup,
+    setup: Setup,
 ) -> None:
     _, store, manager, clock = setup
     manager.process([result("db-up", Status.CRITICAL, T0), result("web-up", Status.CRITICAL, T0)])
@@ -142,7 +145,7 @@ def test_a_child_of_a_critical_parent_is_suppressed_and_released_when_the_parent
     assert "db-up recovered" in web_rows[0]["body"]
 
 
-def test_escalation_steps_fire_when_unacknowledged_and_an_ack_stops_them(setup) -> None:
+def test_escalation_steps_fire_when_unacknowledged_and_an_ack_stops_them(setup: Setup) -> None:
     _, store, manager, _clock = setup
 
     def route0(store: Store) -> list[dict[str, Any]]:
@@ -173,7 +176,7 @@ def test_escalation_steps_fire_when_unacknowledged_and_an_ack_stops_them(setup) 
     assert kinds.count("escalated") == 2 and "unacknowledged" in kinds and "acknowledged" in kinds
 
 
-def test_repeat_while_firing_until_acknowledged(setup) -> None:
+def test_repeat_while_firing_until_acknowledged(setup: Setup) -> None:
     _, store, manager, _ = setup
     manager.process([result("staging-up", Status.CRITICAL, T0)])
     manager.tick(T0 + timedelta(hours=2))  # the staging route has no repeat
@@ -194,7 +197,7 @@ def test_repeat_while_firing_until_acknowledged(setup) -> None:
     assert len([row for row in queued(store) if row["kind"] == "repeat"]) == 1
 
 
-def test_a_window_mute_records_the_notice_and_notifies_when_the_window_ends(setup) -> None:
+def test_a_window_mute_records_the_notice_and_notifies_when_the_window_ends(setup: Setup) -> None:
     _, store, manager, clock = setup
     clock.set(datetime(2026, 11, 24, 3, 10, tzinfo=UTC))
     manager.process([result("web-up", Status.CRITICAL, clock.now())])
@@ -214,7 +217,7 @@ def test_a_window_mute_records_the_notice_and_notifies_when_the_window_ends(setu
     assert "the mute ended" in unmuted[0]["body"]
 
 
-def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup) -> None:
+def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup: Setup) -> None:
     _, store, manager, clock = setup
     store.alerts.add_silence(
         {"check": "db-*"},
@@ -232,10 +235,11 @@ def test_a_silence_mutes_matching_alerts_only_while_it_lasts(setup) -> None:
     assert by_check["db-up"].held == "muted"
     clock.set(T0 + timedelta(hours=1, seconds=1))
     manager.tick()
-    assert store.alerts.get(by_check["db-up"].id).held is None  # type: ignore[union-attr]
+    released = store.alerts.get(by_check["db-up"].id)
+    assert released is not None and released.held is None
 
 
-def test_flapping_sends_one_notice_instead_of_one_per_flip(setup) -> None:
+def test_flapping_sends_one_notice_instead_of_one_per_flip(setup: Setup) -> None:
     _, store, manager, clock = setup
     for index in range(20):
         clock.set(T0 + timedelta(seconds=30 * index))
@@ -251,7 +255,7 @@ def test_flapping_sends_one_notice_instead_of_one_per_flip(setup) -> None:
 
 
 def test_processing_the_same_transition_twice_from_two_managers_queues_it_once(
-    setup, tmp_path: Path, store_url: str
+    setup: Setup, tmp_path: Path, store_url: str
 ) -> None:
     loaded, store, manager, _ = setup
     other = AlertManager(loaded, Store.open(store_url, tmp_path))
@@ -265,7 +269,7 @@ def test_processing_the_same_transition_twice_from_two_managers_queues_it_once(
     other.store.close()
 
 
-def test_response_target_missed_is_recorded_once(setup) -> None:
+def test_response_target_missed_is_recorded_once(setup: Setup) -> None:
     _, store, manager, _ = setup
     manager.process([result("staging-up", Status.CRITICAL, T0)])  # P3: 4h target
     manager.tick(T0 + timedelta(hours=3))
@@ -363,7 +367,7 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
             store.close()
 
 
-def test_retention_deletes_old_resolved_alerts_and_finished_notices_only(setup) -> None:
+def test_retention_deletes_old_resolved_alerts_and_finished_notices_only(setup: Setup) -> None:
     _, store, manager, clock = setup
     manager.process(
         [result("db-up", Status.CRITICAL, T0), result("staging-up", Status.CRITICAL, T0)]
@@ -391,7 +395,7 @@ def test_retention_deletes_old_resolved_alerts_and_finished_notices_only(setup) 
 
 
 def test_a_child_that_fired_before_its_parent_failed_is_held_once_the_parent_is_critical(
-    setup,
+    setup: Setup,
 ) -> None:
     _, store, manager, clock = setup
     manager.process([result("web-up", Status.CRITICAL, T0)])
@@ -419,7 +423,7 @@ def test_a_child_that_fired_before_its_parent_failed_is_held_once_the_parent_is_
     assert [row["kind"] for row in released] == ["firing", "firing"]
 
 
-def test_the_end_of_a_mute_restarts_escalation_and_the_response_clock(setup) -> None:
+def test_the_end_of_a_mute_restarts_escalation_and_the_response_clock(setup: Setup) -> None:
     _, store, manager, clock = setup
     store.alerts.add_silence(
         {"check": "db-up"}, starts_at=T0, ends_at=T0 + timedelta(hours=2), author="bob", comment=""
@@ -444,7 +448,7 @@ def test_the_end_of_a_mute_restarts_escalation_and_the_response_clock(setup) -> 
 
 
 def test_a_pruned_alert_s_id_is_never_reused_so_new_notices_are_not_dropped(
-    setup,
+    setup: Setup,
 ) -> None:
     _, store, manager, clock = setup
     manager.process([result("staging-up", Status.CRITICAL, T0)])
@@ -502,7 +506,7 @@ def test_two_processes_handling_one_check_at_once_open_one_alert(
             store.close()
 
 
-def test_results_and_their_alerts_are_stored_together(setup) -> None:
+def test_results_and_their_alerts_are_stored_together(setup: Setup) -> None:
     _, store, manager, _ = setup
     written, report = manager.record([result("db-up", Status.CRITICAL, T0)])
     assert (written, report.fired) == (1, 1)
@@ -511,7 +515,7 @@ def test_results_and_their_alerts_are_stored_together(setup) -> None:
 
 
 def test_a_failure_of_alerting_keeps_the_results_and_leaves_no_half_alert(
-    setup, monkeypatch: pytest.MonkeyPatch
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from upkeep.alerting.manager import AlertProcessingError
 
@@ -533,7 +537,7 @@ def test_a_failure_of_alerting_keeps_the_results_and_leaves_no_half_alert(
     assert [a.state for a in store.alerts.list_alerts()] == ["firing"]
 
 
-def test_reminders_do_not_pile_up_while_a_channel_is_down(setup) -> None:
+def test_reminders_do_not_pile_up_while_a_channel_is_down(setup: Setup) -> None:
     _, store, manager, _ = setup
     manager.process([result("db-up", Status.CRITICAL, T0)])  # P1: ops, repeat 1h
     for hour in range(1, 6):

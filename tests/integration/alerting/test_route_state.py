@@ -19,6 +19,7 @@ from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
 from upkeep.alerting.routing import route_ids
 from upkeep.config.loader import LoadedConfig
+from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.store.alerts import AlertRecord
@@ -67,21 +68,13 @@ BEFORE = HEAD + "routes:" + URGENT + STAGING + CATCH_ALL
 REORDERED = HEAD + "routes:" + CATCH_ALL + "    continue: true\n" + STAGING + URGENT
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 class Setup:
     """A store, a clock, and a manager for whichever config is loaded last."""
 
     def __init__(self, tmp_path: Path, store_url: str) -> None:
         self.tmp_path = tmp_path
         self.store = Store.open(store_url, tmp_path)
-        self.clock = Clock()
+        self.clock = FakeClock(T0)
         self.loaded = self.reload(BEFORE)
 
     def reload(self, text: str) -> LoadedConfig:
@@ -90,7 +83,7 @@ class Setup:
         return self.loaded
 
     def tick(self, after: timedelta) -> None:
-        self.clock.now = T0 + after
+        self.clock.set(T0 + after)
         self.manager.tick()
 
     def alert(self) -> AlertRecord:
@@ -153,8 +146,8 @@ def test_reordering_routes_mid_escalation_keeps_each_routes_steps_and_counts(set
     assert (routing.routes[catch_all].slot, routing.routes[catch_all].notices) == (2, 1)
     # The recovery goes to both routes, each under its own slot.
     setup.deliver_all()
-    setup.clock.now = T0 + timedelta(minutes=70)
-    setup.manager.process([db_result(Status.OK, setup.clock.now)])
+    setup.clock.set(T0 + timedelta(minutes=70))
+    setup.manager.process([db_result(Status.OK, setup.clock.now())])
     assert sorted(setup.keys()[5:]) == [f"a{alert_id}-r0-n5-ops", f"a{alert_id}-r2-n2-ops"]
 
 
@@ -220,8 +213,8 @@ def test_a_route_whose_match_or_channels_change_starts_afresh(setup: Setup) -> N
     # Its first notice is the recovery, under slot 3: at slot 2 its key would be the old
     # catch-all's first (a<id>-r2-n1-ops), and the outbox would drop it as a repeat.
     setup.deliver_all()
-    setup.clock.now = T0 + timedelta(minutes=70)
-    setup.manager.process([db_result(Status.OK, setup.clock.now)])
+    setup.clock.set(T0 + timedelta(minutes=70))
+    setup.manager.process([db_result(Status.OK, setup.clock.now())])
     assert sorted(setup.keys()[5:]) == [
         f"a{alert_id}-r0-n5-ops",
         f"a{alert_id}-r3-n1-mail",

@@ -103,7 +103,10 @@ def add_alert(
         key = connection.execute(insert(alerts).values(**values)).inserted_primary_key
         assert key is not None
         alert_id = int(key[0])
-        timeline = [(opened, "opened", "critical", None), (fired, "firing", "", None)]
+        timeline: list[tuple[datetime | None, str, str, str | None]] = [
+            (opened, "opened", "critical", None),
+            (fired, "firing", "", None),
+        ]
         timeline.append((acked, "acknowledged", "", "alice"))
         connection.execute(
             insert(alert_events),

@@ -37,7 +37,7 @@ from sqlalchemy import update
 
 from tests.support.clocks import OffsetClock
 from upkeep.engine.scheduler import runbook_mark
-from upkeep.store.runs import RunRecord
+from upkeep.store.runs import RunRecord, RunStatus
 from upkeep.store.schema import schedule_marks
 from upkeep.store.store import Store
 
@@ -417,7 +417,7 @@ def test_sigterm_lets_short_steps_finish_and_cancels_long_ones(
             assert missed == minutes_between(mark, latest)[:-1]
             assert len(missed) == 2
         assert "cancelled running runbook(s): long" in daemon.log()
-        assert not store.runs.list_runs(statuses=("running", "waiting"))
+        assert not store.runs.list_runs(statuses=(RunStatus.RUNNING, RunStatus.WAITING))
     finally:
         store.close()
 
@@ -729,7 +729,7 @@ def test_two_instances_on_postgres_share_one_schedule_and_fail_over(
         set_mark(store, "tick", mark)
         daemons = [serve(config, clock=clock) for config in configs]
 
-        def one_leader() -> list[str] | None:
+        def one_leader() -> list[str | None] | None:
             roles = [daemon.role() for daemon in daemons]
             return roles if sorted(map(str, roles)) == ["leader", "standby"] else None
 

@@ -22,7 +22,7 @@ from upkeep.core.clock import FakeClock
 from upkeep.engine.runbooks import MAX_STEP_OUTPUT_CHARS, RunbookExecutor
 from upkeep.engine.runner import CheckRunner
 from upkeep.io.http import HttpClient
-from upkeep.store.runs import RunRecord, new_instance_id
+from upkeep.store.runs import ApprovalDecision, RunRecord, RunStatus, new_instance_id
 from upkeep.store.schema import check_results
 from upkeep.store.store import Store
 
@@ -444,7 +444,7 @@ async def wait_for_waiting(store: Store, deadline_s: float = 10.0) -> int:
     """Poll the store (from another thread) until some run is ``waiting``; return its id."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        found = await asyncio.to_thread(store.runs.list_runs, statuses=["waiting"])
+        found = await asyncio.to_thread(store.runs.list_runs, statuses=[RunStatus.WAITING])
         if found:
             return found[0].id
         await asyncio.sleep(0.02)
@@ -457,7 +457,9 @@ async def test_approval_approved_from_another_thread(harness: Any, store: Store)
     run_id = await wait_for_waiting(store)
     steps = await asyncio.to_thread(store.runs.get_run_steps, run_id)
     assert [step.status for step in steps] == ["waiting", "pending"]
-    decided = await asyncio.to_thread(store.runs.decide, run_id, "approved", "alice", "go")
+    decided = await asyncio.to_thread(
+        store.runs.decide, run_id, ApprovalDecision.APPROVED, "alice", "go"
+    )
     assert decided.position == 0 and decided.decision == "approved"
     record = await asyncio.wait_for(running, 10)
     assert record.status == "succeeded", record.message
@@ -466,14 +468,14 @@ async def test_approval_approved_from_another_thread(harness: Any, store: Store)
     assert record.steps[0].detail.get("comment") == "go"
     assert "approved by alice" in record.steps[0].output
     with pytest.raises(LookupError):
-        store.runs.decide(run_id, "approved", "bob")
+        store.runs.decide(run_id, ApprovalDecision.APPROVED, "bob")
 
 
 async def test_approval_rejected_fails_run(harness: Any, store: Store) -> None:
     h = harness(APPROVAL)
     running = asyncio.create_task(h.run("gated"))
     run_id = await wait_for_waiting(store)
-    await asyncio.to_thread(store.runs.decide, run_id, "rejected", "bob")
+    await asyncio.to_thread(store.runs.decide, run_id, ApprovalDecision.REJECTED, "bob")
     record = await asyncio.wait_for(running, 10)
     assert record.status == "failed"
     assert statuses(record) == ["rejected", "not_run"]

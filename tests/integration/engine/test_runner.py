@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, ParamSpec, TypeVar
 
 import pytest
 from aiohttp import web
 
 from tests.helpers import compiled
+from upkeep.config.loader import CompiledCheck
 from upkeep.core.redaction import Redactor
 from upkeep.core.status import Status
 from upkeep.engine.runner import CheckRunner, run_checks, select_checks
@@ -57,13 +58,25 @@ async def web_port() -> AsyncIterator[int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield runner.addresses[0][1]
     await runner.cleanup()
 
 
-def http_check(name: str, url: str, timeout_s: float = 5.0, **conditions: str):  # type: ignore[no-untyped-def]
+def http_check(
+    name: str,
+    url: str,
+    timeout_s: float = 5.0,
+    *,
+    warn: str | None = None,
+    crit: str | None = None,
+) -> CompiledCheck:
     return compiled(
-        name, RequestProbe, HttpTarget(kind="http", url=url), timeout_s=timeout_s, **conditions
+        name,
+        RequestProbe,
+        HttpTarget(kind="http", url=url),
+        timeout_s=timeout_s,
+        warn=warn,
+        crit=crit,
     )
 
 
@@ -108,7 +121,8 @@ async def test_statuses_from_conditions_and_failures(web_port: int) -> None:
     assert results["down"].status is Status.CRITICAL
     assert results["down"].message.startswith("crit: status_code != 200 (status_code=503)")
     assert results["slow"].status is Status.WARNING
-    assert results["slow"].metrics["response_time_ms"] >= 290
+    slow_ms = results["slow"].metrics["response_time_ms"]
+    assert isinstance(slow_ms, float) and slow_ms >= 290
     assert results["refused"].status is Status.CRITICAL
     assert results["refused"].metrics == {}
     assert results["refused"].message
@@ -166,11 +180,14 @@ def test_selection_by_names_and_labels() -> None:
 
 HANG_S = 5.0
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-def _hang_then(function):  # type: ignore[no-untyped-def]
+
+def _hang_then(function: Callable[P, R]) -> Callable[P, R]:
     """Given a blocking function, return one that first hangs like a dead NFS mount."""
 
-    def hung(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def hung(*args: P.args, **kwargs: P.kwargs) -> R:
         time.sleep(HANG_S)
         return function(*args, **kwargs)
 
@@ -201,8 +218,8 @@ def test_a_hung_blocking_call_does_not_hold_up_asyncio_run(
             check = compiled("l", logs.ErrorsProbe, target, timeout_s=0.5, params=params)
     else:
         monkeypatch.setattr(mysql, "_session", _hang_then(mysql._session))
-        target = mysql.MysqlTarget(dsn="mysql://root@127.0.0.1:1/test")
-        check = compiled("m", mysql.PingProbe, target, timeout_s=0.5)
+        mysql_target = mysql.MysqlTarget(dsn="mysql://root@127.0.0.1:1/test")
+        check = compiled("m", mysql.PingProbe, mysql_target, timeout_s=0.5)
 
     started = time.perf_counter()
     (result,) = asyncio.run(run_checks([check], redactor=Redactor()))

@@ -16,7 +16,7 @@ from tests.support.receivers import SmtpReceiver, WebhookReceiver, plain_text
 from upkeep.alerting.delivery import Dispatcher, deliver_now
 from upkeep.core.redaction import Redactor
 from upkeep.notify.message import Notification
-from upkeep.store.outbox import DeliveryConfig, batch_id
+from upkeep.store.outbox import DeliveryConfig, OutboxStatus, batch_id
 from upkeep.store.schema import outbox
 from upkeep.store.store import Store
 
@@ -29,7 +29,7 @@ FAST = DeliveryConfig(
 
 
 def note(
-    key: str, channel: str = "hook", group: str | None = None, **extra: object
+    key: str, channel: str = "hook", group: str | None = None, *, level: str = "failure"
 ) -> Notification:
     return Notification(
         key=key,
@@ -38,9 +38,8 @@ def note(
         group_key=group or key,
         title=f"{key} is down",
         body=f"check {key} failed",
-        level=str(extra.pop("level", "failure")),
+        level=level,
         severity="P2",
-        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -166,7 +165,7 @@ async def test_a_channel_gone_from_the_config_is_given_up(store: Store) -> None:
     dispatcher = Dispatcher(store.outbox, {}, FAST, Redactor(), "d1")
     (report,) = await dispatcher.deliver_due()
     assert report.status == "dead"
-    (row,) = store.outbox.list_rows(status="dead")
+    (row,) = store.outbox.list_rows(status=OutboxStatus.DEAD)
     assert row.last_error == "channel 'removed' is no longer in the config"
 
 

@@ -14,7 +14,7 @@ from tests.support.receivers import WebhookReceiver
 from upkeep.alerting.delivery import Dispatcher
 from upkeep.core.redaction import Redactor
 from upkeep.notify.message import Notification
-from upkeep.store.outbox import DeliveryConfig, batch_id, fallback_key
+from upkeep.store.outbox import DeliveryConfig, OutboxStatus, batch_id, fallback_key
 from upkeep.store.store import Store
 
 T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
@@ -27,7 +27,15 @@ DELIVERY = DeliveryConfig(
 )
 
 
-def note(key: str, channel: str = "ops", group: str | None = None, **extra: object) -> Notification:
+def note(
+    key: str,
+    channel: str = "ops",
+    group: str | None = None,
+    *,
+    alert_id: int | None = None,
+    fallback: str | None = None,
+    fallback_after: int | None = None,
+) -> Notification:
     return Notification(
         key=key,
         channel=channel,
@@ -37,8 +45,9 @@ def note(key: str, channel: str = "ops", group: str | None = None, **extra: obje
         body=f"body {key}",
         level="failure",
         severity="P2",
-        alert_id=extra.pop("alert_id", None),  # type: ignore[arg-type]
-        **extra,  # type: ignore[arg-type]
+        alert_id=alert_id,
+        fallback=fallback,
+        fallback_after=fallback_after,
     )
 
 
@@ -194,7 +203,7 @@ def test_dead_after_give_up_after(store: Store) -> None:
     assert store.outbox.mark_failed(batch, after, "still down", DELIVERY).status == "dead"
     assert store.outbox.claim_due("me", T0 + timedelta(days=1), LEASE) == []
     assert store.outbox.counts()["dead"] == 1
-    (row,) = store.outbox.list_rows(status="dead")
+    (row,) = store.outbox.list_rows(status=OutboxStatus.DEAD)
     assert row.last_error == "still down" and row.attempts == 2
 
 

@@ -6,11 +6,12 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
 from tests.integration.store import test_store as backends
-from upkeep.store.runs import INSTANCE_STALE_AFTER, new_instance_id
+from upkeep.store.runs import INSTANCE_STALE_AFTER, ApprovalDecision, RunStatus, new_instance_id
 from upkeep.store.store import Store
 
 # The same two-backend fixture as the store tests: SQLite in tmp_path, PostgreSQL in a schema.
@@ -20,9 +21,29 @@ STEPS = [("first", "command"), ("second", "manual")]
 HOST = socket.gethostname()
 
 
-def start(store: Store, runbook: str = "nightly", **options: object) -> int | None:
-    options.setdefault("owner", new_instance_id())
-    return store.runs.start_run(runbook=runbook, trigger="schedule", steps=STEPS, **options)  # type: ignore[arg-type]
+def start(
+    store: Store,
+    runbook: str = "nightly",
+    *,
+    owner: str | None = None,
+    scheduled_for: datetime | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    return store.runs.start_run(
+        runbook=runbook,
+        trigger="schedule",
+        steps=STEPS,
+        owner=new_instance_id() if owner is None else owner,
+        scheduled_for=scheduled_for,
+        now=now,
+    )
+
+
+def started(store: Store, runbook: str = "nightly", *, now: datetime | None = None) -> int:
+    """Start a run no firing claim can refuse; return its id."""
+    run_id = start(store, runbook, now=now)
+    assert run_id is not None
+    return run_id
 
 
 def dead_pid() -> int:
@@ -83,7 +104,7 @@ def test_interrupt_orphans_dead_pid_on_this_host(store: Store) -> None:
     alive = start(store, owner=live_owner)
     assert orphan is not None and alive is not None
     store.runs.update_step(orphan, 0, status="running", started_at=datetime.now(UTC))
-    store.runs.set_run_status(orphan, "waiting")
+    store.runs.set_run_status(orphan, RunStatus.WAITING)
 
     assert store.runs.owner_is_dead(dead_owner)
     assert not store.runs.owner_is_dead(live_owner)
@@ -101,8 +122,8 @@ def test_interrupt_orphans_dead_pid_on_this_host(store: Store) -> None:
 
     # An owner that turns out alive after all cannot rewrite the interrupted record.
     store.runs.update_step(orphan, 0, status="ok")
-    store.runs.set_run_status(orphan, "running")
-    store.runs.finish_run(orphan, "succeeded", "done after all")
+    store.runs.set_run_status(orphan, RunStatus.RUNNING)
+    store.runs.finish_run(orphan, RunStatus.SUCCEEDED, "done after all")
     kept = store.runs.get_run(orphan)
     assert kept is not None and kept.status == "interrupted"
     assert [s.status for s in kept.steps] == ["interrupted", "not_run"]
@@ -131,7 +152,7 @@ def test_finished_runs_are_never_interrupted(store: Store) -> None:
     owner = f"{HOST}:{dead_pid()}:0badf00d"
     run_id = start(store, owner=owner)
     assert run_id is not None
-    store.runs.finish_run(run_id, "succeeded", "all good", {"plan": []})
+    store.runs.finish_run(run_id, RunStatus.SUCCEEDED, "all good", {"plan": []})
     assert store.runs.interrupt_orphans() == []
     record = store.runs.get_run(run_id)
     assert record is not None and record.status == "succeeded"
@@ -168,19 +189,19 @@ def test_decide_needs_a_waiting_approval_step(store: Store) -> None:
     )
     assert run_id is not None
     with pytest.raises(LookupError):
-        store.runs.decide(run_id, "approved", "alice")
+        store.runs.decide(run_id, ApprovalDecision.APPROVED, "alice")
     with pytest.raises(ValueError, match="approved or rejected"):
-        store.runs.decide(run_id, "maybe", "alice")
+        store.runs.decide(run_id, cast("ApprovalDecision", "maybe"), "alice")
     store.runs.update_step(run_id, 1, status="waiting")
     with pytest.raises(LookupError):
-        store.runs.decide(run_id, "approved", "alice", position=0)
+        store.runs.decide(run_id, ApprovalDecision.APPROVED, "alice", position=0)
     assert store.runs.step_decision(run_id, 1) == (None, None)
-    decided = store.runs.decide(run_id, "rejected", "bob", "not now", position=1)
+    decided = store.runs.decide(run_id, ApprovalDecision.REJECTED, "bob", "not now", position=1)
     assert decided.position == 1 and decided.decision == "rejected"
     assert decided.detail == {"comment": "not now"}
     assert store.runs.step_decision(run_id, 1) == ("rejected", "bob")
     with pytest.raises(LookupError):
-        store.runs.decide(run_id, "approved", "alice")
+        store.runs.decide(run_id, ApprovalDecision.APPROVED, "alice")
     assert store.runs.step_decision(9999, 0) == (None, None)
 
 
@@ -190,17 +211,16 @@ def test_decide_needs_a_waiting_approval_step(store: Store) -> None:
 def test_prune_runs_keeps_active_and_recent_runs(store: Store) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=400)
-    old_done = start(store, now=old)
-    old_running = start(store, now=old)
-    old_waiting = start(store, now=old)
-    recent_done = start(store, now=now - timedelta(days=1))
-    assert None not in (old_done, old_running, old_waiting, recent_done)
+    old_done = started(store, now=old)
+    old_running = started(store, now=old)
+    old_waiting = started(store, now=old)
+    recent_done = started(store, now=now - timedelta(days=1))
     for run_id in (old_done, recent_done):
-        store.runs.finish_run(run_id, "failed", "x")  # type: ignore[arg-type]
-    store.runs.set_run_status(old_waiting, "waiting")  # type: ignore[arg-type]
+        store.runs.finish_run(run_id, RunStatus.FAILED, "x")
+    store.runs.set_run_status(old_waiting, RunStatus.WAITING)
     assert store.runs.prune_runs(timedelta(days=365), now=now) == 1
-    assert store.runs.get_run(old_done) is None  # type: ignore[arg-type]
-    assert store.runs.get_run_steps(old_done) == []  # type: ignore[arg-type]
+    assert store.runs.get_run(old_done) is None
+    assert store.runs.get_run_steps(old_done) == []
     left = {record.id for record in store.runs.list_runs()}
     assert left == {old_running, old_waiting, recent_done}
     assert store.runs.prune_runs(timedelta(days=365), now=now) == 0
@@ -208,14 +228,14 @@ def test_prune_runs_keeps_active_and_recent_runs(store: Store) -> None:
 
 def test_list_runs_filters_and_order(store: Store) -> None:
     now = datetime.now(UTC)
-    a = start(store, "a", now=now - timedelta(hours=3))
-    b = start(store, "b", now=now - timedelta(hours=2))
-    c = start(store, "a", now=now - timedelta(hours=1))
-    store.runs.finish_run(c, "succeeded")  # type: ignore[arg-type]
+    a = started(store, "a", now=now - timedelta(hours=3))
+    b = started(store, "b", now=now - timedelta(hours=2))
+    c = started(store, "a", now=now - timedelta(hours=1))
+    store.runs.finish_run(c, RunStatus.SUCCEEDED)
     assert [r.id for r in store.runs.list_runs()] == [c, b, a]
     assert [r.id for r in store.runs.list_runs(runbook="a")] == [c, a]
     assert [r.id for r in store.runs.list_runs(since=now - timedelta(minutes=150))] == [c, b]
-    assert [r.id for r in store.runs.list_runs(statuses=["running"])] == [b, a]
+    assert [r.id for r in store.runs.list_runs(statuses=[RunStatus.RUNNING])] == [b, a]
     assert [r.id for r in store.runs.list_runs(limit=1)] == [c]
     assert store.runs.get_run(123456) is None
 

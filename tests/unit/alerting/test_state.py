@@ -7,15 +7,25 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from upkeep.alerting.flapping import FLAP_HISTORY, percent_state_change
-from upkeep.alerting.state import OpenAlert, Policy, Transition, advance
+from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.core.status import Status
-from upkeep.store.alerts import CheckState
+from upkeep.store.alerts import AlertState, CheckState
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OK, WARN, CRIT = Status.OK, Status.WARNING, Status.CRITICAL
 
 
-def drive(statuses: list[Status], policy: Policy, every: timedelta = timedelta(seconds=30)):
+def open_alert(step: Step) -> OpenAlert | None:
+    """Given a step, return the open alert it leaves (None if it leaves none)."""
+    if step.alert_state is None:
+        return None
+    assert step.alert_status is not None  # an open alert always has a status
+    return OpenAlert(step.alert_state, step.alert_status)
+
+
+def drive(
+    statuses: list[Status], policy: Policy, every: timedelta = timedelta(seconds=30)
+) -> tuple[list[tuple[Transition, ...]], CheckState, OpenAlert | None]:
     """Feed statuses one every ``every``; return the transitions of each result."""
     state = CheckState("c")
     alert: OpenAlert | None = None
@@ -23,7 +33,7 @@ def drive(statuses: list[Status], policy: Policy, every: timedelta = timedelta(s
     for index, status in enumerate(statuses):
         step = advance(state, alert, status, T0 + index * every, policy)
         state = step.state
-        alert = OpenAlert(step.alert_state, step.alert_status) if step.alert_state else None  # type: ignore[arg-type]
+        alert = open_alert(step)
         seen.append(step.transitions)
     return seen, state, alert
 
@@ -38,13 +48,13 @@ def test_a_failure_fires_at_once_by_default_and_one_ok_resolves_it() -> None:
 def test_after_n_results_keeps_the_alert_pending_soft_until_the_nth() -> None:
     seen, _, alert = drive([CRIT, CRIT, CRIT], Policy(after=3))
     assert seen == [(Transition.OPEN,), (), (Transition.FIRE,)]
-    assert alert == OpenAlert("firing", CRIT)
+    assert alert == OpenAlert(AlertState.FIRING, CRIT)
 
 
 def test_a_soft_failure_that_recovers_resolves_at_once_without_firing() -> None:
     seen, _, alert = drive([CRIT, OK, CRIT], Policy(after=3, clear_after=5))
     assert seen == [(Transition.OPEN,), (Transition.RESOLVE,), (Transition.OPEN,)]
-    assert alert == OpenAlert("pending", CRIT)
+    assert alert == OpenAlert(AlertState.PENDING, CRIT)
 
 
 def test_for_duration_must_also_have_passed() -> None:
@@ -64,7 +74,7 @@ def test_clear_after_needs_that_many_ok_results_in_a_row() -> None:
 def test_a_status_change_while_open_is_a_change() -> None:
     seen, _, alert = drive([WARN, CRIT], Policy())
     assert seen[1] == (Transition.CHANGE,)
-    assert alert == OpenAlert("firing", CRIT)
+    assert alert == OpenAlert(AlertState.FIRING, CRIT)
 
 
 def test_counters_saturate_so_a_steady_check_reaches_a_fixed_point() -> None:
@@ -85,14 +95,14 @@ def test_flapping_is_one_notice_and_keeps_the_alert_open_until_it_settles() -> N
     assert state.flapping and alert is not None and alert.state == "firing"
     # Steady ok results bring the percent under the low threshold and resolve it.
     state_after = state
-    current = alert
+    current: OpenAlert | None = alert
     stopped_at = None
     for index in range(40):
         step = advance(
             state_after, current, OK, T0 + timedelta(hours=1, seconds=30 * index), Policy()
         )
         state_after = step.state
-        current = OpenAlert(step.alert_state, step.alert_status) if step.alert_state else None  # type: ignore[arg-type]
+        current = open_alert(step)
         if Transition.FLAP_STOP in step.transitions:
             stopped_at = index
             assert Transition.RESOLVE in step.transitions

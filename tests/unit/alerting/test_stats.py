@@ -12,6 +12,7 @@ import pytest
 
 from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures, Subject, compute_stats
 from upkeep.cli.incidents import format_percent
+from upkeep.store.alerts import AlertState
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 HOURS = 240
@@ -43,7 +44,7 @@ def incident(
         fired_at=h(opened if fired is None else fired),
         resolved_at=None if resolved is None else h(resolved),
         first_acked_at=None if acked is None else h(acked),
-        state="resolved" if resolved is not None else "firing",
+        state=AlertState.RESOLVED if resolved is not None else AlertState.FIRING,
     )
 
 

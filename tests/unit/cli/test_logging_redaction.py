@@ -21,7 +21,8 @@ def test_log_records_are_masked_before_any_handler_sees_them(
         logging.getLogger("upkeep.test").warning("connect failed with %s", "pw=hunter2-hunter2")
         logging.getLogger("upkeep.test").warning("inline hunter2-hunter2 too")
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     err = capsys.readouterr().err
     assert "hunter2" not in err
     assert "connect failed with pw=***" in err and "inline *** too" in err

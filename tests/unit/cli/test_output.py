@@ -91,7 +91,8 @@ def test_log_lines_are_escaped_and_stay_one_line(
         common.setup_logging()
         logging.getLogger("upkeep.test").warning("step said %s", "x\x1b[2J\nERROR forged")
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     err = capsys.readouterr().err
     assert "\x1b" not in err
     assert "step said x\\x1b[2J\\nERROR forged" in err

@@ -269,11 +269,11 @@ def test_references_cannot_expand_a_small_config_into_a_huge_one(tmp_path: Path)
 def test_a_secret_file_named_many_times_is_read_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from upkeep.config import secrets
+    from upkeep.config import files, secrets
 
     (tmp_path / "token").write_text("t0ken-value\n", encoding="utf-8")
     reads: list[Path] = []
-    real = secrets.read_text_file
+    real = files.read_text_file
 
     def counting(path: Path, limit: int) -> str:
         reads.append(path)

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upkeep.config.errors import ConfigError
+from upkeep.config.errors import ConfigError, ConfigIssue
 from upkeep.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,11 +113,11 @@ def loads_or_reports(directory: Path, data: bytes) -> None:
     path = directory / "upkeep.yaml"
     path.write_bytes(data)
     started = time.monotonic()
-    issues = []
+    issues: list[ConfigIssue | None] = []
     try:
         load_config(path, environ=ENVIRON)
     except ConfigError as error:
-        issues = error.issues or [None]
+        issues = [*error.issues] or [None]
     assert time.monotonic() - started < LOAD_TIME_S
     for issue in issues:
         assert issue is not None and issue.file == str(path)

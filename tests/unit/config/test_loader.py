@@ -1,12 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from upkeep.config.errors import ConfigError
 from upkeep.config.loader import load_config
+from upkeep.probes.base import TargetBase
+from upkeep.probes.command import CommandTarget
+from upkeep.probes.http import HttpTarget
+from upkeep.probes.logs import LogsTarget
+from upkeep.probes.postgres import PostgresTarget
+from upkeep.probes.redis import RedisTarget
+from upkeep.probes.tls import TlsTarget
+
+TargetT = TypeVar("TargetT", bound=TargetBase)
+
+
+def target_of(targets: Mapping[str, TargetBase], name: str, model: type[TargetT]) -> TargetT:
+    """Given the loaded targets, return the one named ``name``, checked to be a ``model``."""
+    found = targets[name]
+    assert isinstance(found, model), found
+    return found
+
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 SPEC_ENV = {
@@ -269,9 +288,13 @@ targets:
 """,
     )
     loaded = load_config(path, environ={"PGPASS": "env-Secret-17"})
-    assert loaded.config.targets["db"].dsn == "postgresql://app:env-Secret-17@127.0.0.1/test"  # type: ignore[attr-defined]
-    assert loaded.config.targets["cache"].url == "redis://:file-Secret-42@127.0.0.1:6379/0"  # type: ignore[attr-defined]
-    assert loaded.config.targets["literal"].url == "http://127.0.0.1/${NOT_EXPANDED}"  # type: ignore[attr-defined]
+    targets = loaded.config.targets
+    db = target_of(targets, "db", PostgresTarget)
+    assert db.dsn == "postgresql://app:env-Secret-17@127.0.0.1/test"
+    assert (
+        target_of(targets, "cache", RedisTarget).url == "redis://:file-Secret-42@127.0.0.1:6379/0"
+    )
+    assert target_of(targets, "literal", HttpTarget).url == "http://127.0.0.1/${NOT_EXPANDED}"
     text = "failed: postgresql://app:env-Secret-17@127.0.0.1/test and file-Secret-42"
     assert "Secret" not in loaded.redactor.redact(text)
 
@@ -430,13 +453,15 @@ targets:
     monkeypatch.chdir(tmp_path)  # a different working directory must not matter
     targets = load_config(path, environ={}).config.targets
     base = config_dir.resolve()
-    assert targets["logs"].path == str(base / "logs")  # type: ignore[attr-defined]
-    assert targets["api"].ca_file == str(base / "ca.pem")  # type: ignore[attr-defined]
-    assert targets["cert"].ca_file == str(base / "ca.pem")  # type: ignore[attr-defined]
-    assert targets["local"].command == [str(base / "check.sh"), "-w", "./not-a-path"]  # type: ignore[attr-defined]
-    assert targets["nested"].command == [str(base / "plugins" / "check_x")]  # type: ignore[attr-defined]
-    assert targets["onpath"].command == ["check_disk", "-p", "/"]  # type: ignore[attr-defined]
-    assert targets["absolute"].path == "/var/log"  # type: ignore[attr-defined]
+    assert target_of(targets, "logs", LogsTarget).path == str(base / "logs")
+    assert target_of(targets, "api", HttpTarget).ca_file == str(base / "ca.pem")
+    assert target_of(targets, "cert", TlsTarget).ca_file == str(base / "ca.pem")
+    local = target_of(targets, "local", CommandTarget)
+    assert local.command == [str(base / "check.sh"), "-w", "./not-a-path"]
+    nested = target_of(targets, "nested", CommandTarget)
+    assert nested.command == [str(base / "plugins" / "check_x")]
+    assert target_of(targets, "onpath", CommandTarget).command == ["check_disk", "-p", "/"]
+    assert target_of(targets, "absolute", LogsTarget).path == "/var/log"
 
 
 def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:

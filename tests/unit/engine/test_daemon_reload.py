@@ -163,7 +163,8 @@ async def test_a_schedule_that_cannot_start_on_the_new_config_falls_back_to_the_
             cast(Any, old), old_task, cast(Any, None), asyncio.Event()
         )
     assert old.stopped.is_set() and old_task.done()
-    assert scheduler is built[-1] and built[-1].loaded is previous
+    # The daemon keeps the stand-in its (monkeypatched) factory built on the previous config.
+    assert cast(object, scheduler) is built[-1] and built[-1].loaded is previous
     assert daemon.loaded is previous
     assert "back to the previous config" in caplog.text and "cannot schedule this" in caplog.text
     scheduler.stop()

@@ -3,13 +3,14 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import compiled
+from upkeep.config.loader import CompiledCheck
 from upkeep.core.status import Status, worst
 from upkeep.engine.results import judge
 from upkeep.probes.base import ProbeOutcome
 from upkeep.probes.host import HostTarget, MemoryProbe
 
 
-def check(warn: str | None = None, crit: str | None = None):  # type: ignore[no-untyped-def]
+def check(warn: str | None = None, crit: str | None = None) -> CompiledCheck:
     return compiled("memory", MemoryProbe, HostTarget(kind="host"), warn=warn, crit=crit)
 
 

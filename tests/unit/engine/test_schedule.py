@@ -7,7 +7,7 @@ import subprocess
 import sys
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
@@ -31,8 +31,19 @@ def seeded(seed: int | str) -> random.Random:
     return random.Random(seed)  # noqa: S311 - test data, not secrets
 
 
-def at(zone: ZoneInfo, *parts: int, fold: int = 0) -> datetime:
-    return datetime(*parts, tzinfo=zone, fold=fold)  # type: ignore[misc]
+def at(
+    zone: tzinfo,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    fold: int = 0,
+) -> datetime:
+    """Given a zone and a wall-clock time (``fold=1``: its second pass), return the instant."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=zone, fold=fold)
 
 
 def local_day(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:

@@ -7,6 +7,7 @@ RESOLVE_NO_XDEV) and with the component-by-component fallback for kernels withou
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import threading
 import time
@@ -35,7 +36,7 @@ def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setattr(safefs, "_openat2_works", lambda: False)
     else:
         assert safefs._openat2_works(), "this kernel should have openat2 (Linux 5.6+)"
-    return request.param
+    return str(request.param)
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_temporaries_are_exclusive_unguessable_and_never_follow_a_planted_link(
     assert all(len(name.rsplit(".", 1)[1]) == 32 for name in names)
     # Even a guessed name is never written through: O_EXCL refuses it, a new one is drawn.
     guesses = iter(["0" * 32, "1" * 32])
-    monkeypatch.setattr(safefs.secrets, "token_hex", lambda _n: next(guesses))
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: next(guesses))  # safefs's names
     (place.path / f"{TEMP_PREFIX}state.{'0' * 32}").symlink_to(victim)
     temporary = place.create_temporary("state")
     temporary.write(b"upkeep's data")

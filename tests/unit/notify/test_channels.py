@@ -14,7 +14,7 @@ from upkeep.config.errors import ConfigError
 from upkeep.config.loader import load_config
 from upkeep.core.redaction import Redactor
 from upkeep.notify.channels import send, validate_channel_url
-from upkeep.store.outbox import DeliveryConfig, OutboxRow, backoff_delay, batch_id
+from upkeep.store.outbox import DeliveryConfig, OutboxRow, OutboxStatus, backoff_delay, batch_id
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -96,7 +96,7 @@ def row(key: str, level: str = "failure", title: str | None = None) -> OutboxRow
         level=level,
         title=title or f"{key} is down",
         body=f"details of {key}",
-        status="sending",
+        status=OutboxStatus.SENDING,
         muted_by=None,
         created_at=T0,
         next_attempt_at=T0,

@@ -22,9 +22,17 @@ def stamp(line: str, *, now: datetime = NOW, local_tz: tzinfo | None = UTC) -> d
     return parse_timestamp(line, now=now, local_tz=local_tz)
 
 
-def utc(year: int, month: int, day: int, *clock: int) -> datetime:
+def utc(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
     """Given a date and optional hour, minute, second, microsecond, return it in UTC."""
-    return datetime(year, month, day, *clock, tzinfo=UTC)
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -129,8 +129,8 @@ def test_values_lose_their_unit_and_keep_their_number(text: str, value: float, u
 
 def test_integers_stay_integers_and_decimals_stay_floats() -> None:
     integer, decimal = parse_perfdata("a=5 b=5.0")
-    assert isinstance(integer.value, int)
-    assert isinstance(decimal.value, float)
+    assert (integer.label, integer.value) == ("a", 5) and isinstance(integer.value, int)
+    assert (decimal.label, decimal.value) == ("b", 5.0) and isinstance(decimal.value, float)
 
 
 def test_undetermined_and_malformed_items_are_skipped_but_the_rest_survives() -> None:

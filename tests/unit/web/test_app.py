@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import load_text
 from upkeep.engine.metrics import DaemonMetrics
+from upkeep.store.runs import RunStatus
 from upkeep.store.store import Store
 from upkeep.web.app import DaemonState, create_app
 
@@ -52,7 +53,7 @@ def waiting_run(store: Store) -> int:
     )
     assert run_id is not None
     store.runs.update_step(run_id, 0, status="waiting")
-    store.runs.set_run_status(run_id, "waiting")
+    store.runs.set_run_status(run_id, RunStatus.WAITING)
     return run_id
 
 

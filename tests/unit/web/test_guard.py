@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers import load_text
 from upkeep.engine.metrics import DaemonMetrics
+from upkeep.store.runs import RunStatus
 from upkeep.store.store import Store
 from upkeep.web.app import DaemonState, create_app
 
@@ -85,7 +86,7 @@ def waiting_run(store: Store) -> int:
     )
     assert run_id is not None
     store.runs.update_step(run_id, 0, status="waiting")
-    store.runs.set_run_status(run_id, "waiting")
+    store.runs.set_run_status(run_id, RunStatus.WAITING)
     return run_id
 
 
@@ -112,7 +113,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://e
 
 def nothing_changed(state: DaemonState, run_id: int, alert_id: int) -> None:
     assert state.store.runs.step_decision(run_id, 0) == (None, None)
-    assert state.store.alerts.get(alert_id).acked_by is None  # type: ignore[union-attr]
+    alert = state.store.alerts.get(alert_id)
+    assert alert is not None and alert.acked_by is None
     assert state.store.alerts.silences(include_ended=True) == []
 
 
@@ -230,7 +232,7 @@ async def test_a_malformed_or_wrong_authorization_is_a_401(
     state: DaemonState, authorization: bytes
 ) -> None:
     answer = await client(state, token=None).get(
-        "/api/runs", headers=[("Authorization", authorization)]
+        "/api/runs", headers=[(b"Authorization", authorization)]
     )
     assert answer.status_code == 401
 
@@ -267,7 +269,8 @@ async def test_durations_beyond_a_year_or_not_positive_are_a_422(
     ack = await client(state).post(f"/api/alerts/{alert_id}/ack", json={"for": length})
     assert ack.status_code == 422, ack.text
     assert state.store.alerts.silences(include_ended=True) == []
-    assert state.store.alerts.get(alert_id).acked_by is None  # type: ignore[union-attr]
+    alert = state.store.alerts.get(alert_id)
+    assert alert is not None and alert.acked_by is None
 
 
 async def test_a_year_is_the_longest_silence(state: DaemonState) -> None:
@@ -313,7 +316,7 @@ async def call(state: DaemonState, headers: list[tuple[bytes, bytes]], chunks: l
         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 9464),
     }  # fmt: skip
     read = 0
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal read
@@ -326,7 +329,7 @@ async def call(state: DaemonState, headers: list[tuple[bytes, bytes]], chunks: l
             }
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
@@ -390,7 +393,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> N
         "query_string": b"", "root_path": "", "headers": head(ALICE, content_length="100"),
         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 9464),
     }  # fmt: skip
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
     chunks = iter([b"{"])
 
     async def receive() -> dict[str, Any]:
@@ -399,7 +402,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> N
         await asyncio.sleep(3600)  # the rest never comes
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     async with asyncio.timeout(5):

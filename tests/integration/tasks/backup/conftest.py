@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from upkeep.probes.mysql import MysqlTarget
-from upkeep.probes.postgres import PostgresTarget
-from upkeep.probes.redis import RedisTarget
+from upkeep.probes.registry import TARGET_KINDS
 from upkeep.store.store import Store
 from upkeep.tasks.backup.config import BackupsConfig
 from upkeep.tasks.backup.service import BackupEnv
@@ -26,12 +24,12 @@ CUSTOMERS = 300
 def pg_database(postgres_dsn: str) -> Iterator[str]:
     """A database of its own with two schemas' tables; its DSN."""
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.conninfo import make_conninfo
 
     name = f"upkeep_bk_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = make_conninfo(**{**conninfo_to_dict(postgres_dsn), "dbname": name})
+    dsn = make_conninfo(postgres_dsn, dbname=name)
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL)")
         connection.execute(
@@ -125,10 +123,7 @@ def backup_env(tmp_path: Path) -> Iterator[EnvFactory]:
         )
         parsed: dict[str, Any] = {}
         for name, raw in (targets or {}).items():
-            model = {"postgres": PostgresTarget, "mysql": MysqlTarget, "redis": RedisTarget}[
-                raw["kind"]
-            ]
-            parsed[name] = model.model_validate(raw)
+            parsed[name] = TARGET_KINDS[raw["kind"]].model.model_validate(raw)
         return BackupEnv(config, parsed, store.backups)
 
     yield make

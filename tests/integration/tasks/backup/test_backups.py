@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tests.integration.tasks.backup.conftest import CUSTOMERS, ORDERS, EnvFactory
+from upkeep.io.safefs import TEMP_PREFIX
 from upkeep.probes.backup import BackupTarget, DrillProbe, FreshnessProbe
 from upkeep.probes.base import TargetUnreachable
 from upkeep.store import repository
-from upkeep.store.repository import TEMP_PREFIX
 from upkeep.tasks.backup import service
 
 KEY = "backup-key-from-a-secret-store"

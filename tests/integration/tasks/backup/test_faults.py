@@ -19,8 +19,8 @@ import pytest
 
 from tests.integration.tasks.backup.conftest import EnvFactory
 from tests.support.sshd import SshServer, running_sshd
+from upkeep.io.safefs import TEMP_PREFIX
 from upkeep.store import repository
-from upkeep.store.repository import TEMP_PREFIX
 from upkeep.tasks.backup import service
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import zstandard
 
+from upkeep.io.safefs import Directory
 from upkeep.probes.logs import LogsTarget
 from upkeep.tasks.base import TaskContext, TaskFailed
 from upkeep.tasks.copies import CopySource, LocalDirectoryStore
@@ -271,7 +272,7 @@ def test_a_copy_source_is_read_through_its_descriptor_not_its_name(
     changes nothing."""
     archive = logs / "app.log-20261101-000000.zst"
     archive.write_bytes(b"the archive's bytes")
-    with rotate_module.Directory.open(logs) as directory:
+    with Directory.open(logs) as directory:
         source = CopySource.open(directory, archive.name)
     with source:
         archive.unlink()

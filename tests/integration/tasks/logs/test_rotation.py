@@ -193,7 +193,7 @@ def test_a_crash_in_truncate_mode_is_finished_by_the_next_run_without_a_double(
                 real(fd, length)
             raise KeyboardInterrupt("killed")
 
-        monkeypatch.setattr(rotation.os, "ftruncate", killed)
+        monkeypatch.setattr(os, "ftruncate", killed)  # rotation cuts the log with os.ftruncate
         with pytest.raises(KeyboardInterrupt):
             rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC))
         monkeypatch.undo()

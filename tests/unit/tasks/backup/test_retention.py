@@ -26,7 +26,9 @@ def _kept(decisions: list[Decision]) -> list[str]:
 
 def test_without_rules_everything_is_kept() -> None:
     decisions = decide(_daily(3), RetentionRules(), now=NOW, zone=UTC)
-    assert all(decision.keep for decision in decisions)
+    assert [(decision.candidate.id, decision.keep) for decision in decisions] == [
+        (f"d{day}{which}", True) for day in range(3) for which in "ab"
+    ]
 
 
 def test_keep_last_keeps_the_newest() -> None:
