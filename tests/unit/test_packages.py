@@ -27,22 +27,7 @@ PACKAGES = sorted(
 )
 
 ALLOWED_PRIVATE_IMPORTS: tuple[tuple[str, str, str], ...] = (
-    # (importing file, module, the private names it imports from it)
-    # moved by the pipeline change (the CLI's shared helpers go to cli/common.py):
-    ("src/upkeep/cli/alerts.py", "upkeep.cli.runbooks", "_err _iso_local _opened"),
-    ("src/upkeep/cli/backup.py", "upkeep.cli.runbooks", "_err _load"),
-    ("src/upkeep/cli/backup.py", "upkeep.cli.check", "_record_and_alert"),
-    ("src/upkeep/cli/incidents.py", "upkeep.cli.runbooks", "_err _iso_local _opened"),
-    ("src/upkeep/cli/logs.py", "upkeep.cli.runbooks", "_err _load"),
-    ("src/upkeep/cli/notify.py", "upkeep.cli.runbooks", "_err _iso_local _load _opened"),
-    # tests of a private helper of the very module they test (better: made public, or
-    # tested through the public function that uses it):
-    ("tests/integration/probes/test_mysql.py", "upkeep.probes.mysql", "_parse_dsn"),
-    ("tests/integration/tasks/logs/test_retain_sftp.py", "upkeep.tasks.logs.retain", "_apply"),
-    ("tests/integration/tasks/logs/test_retain_sftp.py", "upkeep.tasks.logs.retain", "_archives"),
-    ("tests/integration/tasks/logs/test_retain_sftp.py", "upkeep.tasks.logs.retain", "_root"),
-    ("tests/unit/config/test_limits.py", "upkeep.config.loader", "_remove_paths"),
-    ("tests/unit/tasks/service/test_restart_rules.py", "upkeep.tasks.service.restart", "_shown"),
+    # (importing file, module, the private names it imports from it): none today
 )
 """The private imports there are today; the list only shrinks."""
 ALLOWED = {
