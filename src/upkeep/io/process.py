@@ -251,7 +251,8 @@ class _Capture(asyncio.SubprocessProtocol):
     async def pipes_closed(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for stdout and stderr to close; return whether they did."""
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.gather(*self.closed.values())), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(asyncio.gather(*self.closed.values()))
         except TimeoutError:
             return False
         return True
@@ -266,7 +267,8 @@ async def _end(transport: asyncio.SubprocessTransport, capture: _Capture, launch
     it. Then, if it did not exit cleanly (something killed it), sweep by launch id."""
     launch.stop()
     try:
-        await asyncio.wait_for(asyncio.shield(capture.exited), KILL_GRACE_S + SUPERVISOR_MARGIN_S)
+        async with asyncio.timeout(KILL_GRACE_S + SUPERVISOR_MARGIN_S):
+            await asyncio.shield(capture.exited)
     except TimeoutError:
         transport.kill()
         await asyncio.shield(capture.exited)
@@ -355,10 +357,11 @@ async def _outcome(
     Raise ProcessStartError if the supervisor says the command could not start.
     """
     loop = asyncio.get_running_loop()
+    # asyncio.timeout rather than wait_for: on Python 3.11, wait_for returns the result
+    # when a cancellation arrives just as the line does, and the cancellation is lost.
     try:
-        first = await asyncio.wait_for(
-            _read_line(control), START_TIMEOUT_S + max(0.0, deadline - loop.time())
-        )
+        async with asyncio.timeout(START_TIMEOUT_S + max(0.0, deadline - loop.time())):
+            first = await _read_line(control)
     except TimeoutError:
         first = ""
     failure = launch.start_error(first)
@@ -369,7 +372,8 @@ async def _outcome(
             raise failure
         # Killed before it could say "started" (by the command itself): no start error.
     try:
-        last = await asyncio.wait_for(_read_line(control), max(0.0, deadline - loop.time()))
+        async with asyncio.timeout(max(0.0, deadline - loop.time())):
+            last = await _read_line(control)
     except TimeoutError:
         await _end(transport, capture, launch)
         if leave_detached:

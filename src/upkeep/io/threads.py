@@ -55,4 +55,5 @@ async def run_blocking(function: Callable[[*Ts], T], *args: *Ts, timeout_s: floa
 
     name = getattr(function, "__name__", "call")
     threading.Thread(target=work, name=f"upkeep-blocking-{name}", daemon=True).start()
-    return await asyncio.wait_for(future, timeout_s)
+    async with asyncio.timeout(timeout_s):
+        return await future

@@ -44,9 +44,8 @@ class ConnectProbe(Probe[TcpTarget, StrictModel]):
         """Given a host and port, connect; raise TargetUnreachable if refused or too slow."""
         started = time.perf_counter()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(target.host, target.port), context.timeout_s
-            )
+            async with asyncio.timeout(context.timeout_s):
+                _, writer = await asyncio.open_connection(target.host, target.port)
         except TimeoutError as error:
             raise TargetUnreachable(
                 f"{target.host}:{target.port} did not accept within {context.timeout_s:g}s"

@@ -79,10 +79,10 @@ async def fetch_peer_certificate(
     """
     where = f"{host}:{port}"
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=server_name),
-            deadline.remaining(),
-        )
+        async with asyncio.timeout(deadline.remaining()):
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=server_name
+            )
     except ssl.SSLCertVerificationError:
         raise
     except TimeoutError as error:
@@ -99,7 +99,8 @@ async def fetch_peer_certificate(
     finally:
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), CLOSE_GRACE_S)
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await writer.wait_closed()
         except (TimeoutError, OSError):
             # The certificate is already in hand; a peer that will not finish the TLS
             # close politely only costs us the socket, so drop it.

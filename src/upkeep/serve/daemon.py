@@ -244,7 +244,8 @@ class Daemon:
             return
         self._server.should_exit = True
         with contextlib.suppress(Exception, SystemExit):
-            await asyncio.wait_for(self._server_task, 10)
+            async with asyncio.timeout(10):
+                await self._server_task
 
     # --- leadership and the schedule ------------------------------------------------------------
 
