@@ -153,12 +153,20 @@ class SftpSession:
         self._client, self._sftp = client, sftp
 
     def close(self) -> None:
-        """Close the connection (safe to call twice)."""
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        """Close the connection (safe to call twice, and on a connection the server or the
+        network already dropped: closing then raises nothing, so it never hides the error
+        that told the caller the copy failed)."""
+        sftp, client = self._sftp, self._client
         self._sftp = self._client = None
+        if sftp is not None:
+            import paramiko  # loaded already: the session exists
+
+            # paramiko raises EOFError (or OSError, SSHException) when it sends the close
+            # of a channel whose connection is gone; there is nothing left to close then.
+            with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                sftp.close()
+        if client is not None:
+            client.close()
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
