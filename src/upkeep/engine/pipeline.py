@@ -196,7 +196,7 @@ class Pipeline:
         if target is None or not self.loaded.config.channels:
             return problems
         try:
-            reports = deliver_now(self.loaded, target)
+            reports = deliver_now(self.loaded, target, clock=self.clock)
         except Exception as error:  # noqa: BLE001 - the outbox keeps them for the next run
             problems.append(self._say(f"notifications not delivered: {error_reason(error)}"))
             return problems

@@ -121,6 +121,8 @@ class Daemon:
             store=store,
             metrics=self.metrics,
             store_health=lambda: pipeline.health,
+            clock=self.clock,
+            started_at=self.clock.now(),
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)

@@ -71,7 +71,7 @@ def alert_router(state: DaemonState) -> APIRouter:
 
         request = body or Acknowledgement()
         duration = api_duration(request.for_, "for") if request.for_ is not None else None
-        manager = AlertManager(state.loaded, state.store)
+        manager = AlertManager(state.loaded, state.store, clock=state.clock)
         try:
             record = await asyncio.to_thread(
                 lambda: manager.acknowledge(

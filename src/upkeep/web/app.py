@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.web.guard import ApiGuard, GuardSettings
 from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
 
@@ -46,12 +47,14 @@ class DaemonState:
     store: Store
     metrics: DaemonMetrics
     role: str = "standby"
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=SYSTEM_CLOCK.now)
     stats: SchedulerStats | None = None
     listen: str | None = None
     """The address served (``--listen`` or ``engine.listen``); its host is an allowed Host."""
     store_health: Callable[[], StoreHealth] | None = None
     """The store's health as the daemon's ``StoreGuard`` knows it (None: not guarded)."""
+    clock: Clock = SYSTEM_CLOCK
+    """The daemon's one clock: acknowledgements are stamped on the time its ticks read."""
 
 
 class Decision(ApiBody):
