@@ -28,8 +28,8 @@ so a reconcile never races a delivery out of the spill.
 from __future__ import annotations
 
 import logging
+import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -177,9 +177,11 @@ class StoreGuard:
         self._spill: Spill | None = None
         self._spill_manager: AlertManager | None = None
         self._episode: Episode | None = None
-        self._last_attempt = 0.0
-        self._last_spill_look = 0.0
-        self._last_corruption_check = -CORRUPTION_RECHECK_S
+        # "Never" is minus infinity: the monotonic clock counts from boot, so 0.0 would
+        # read as "a moment ago" for the first minutes (or hour) after a host starts.
+        self._last_attempt = -math.inf
+        self._last_spill_look = -math.inf
+        self._last_corruption_check = -math.inf
         self._reported = _Reported()
         self._manager: AlertManager | None = (
             AlertManager(loaded, store, clock=clock) if store else None
@@ -434,9 +436,9 @@ class StoreGuard:
         return report
 
     def _check_corruption(self) -> None:
-        if time.monotonic() - self._last_corruption_check < CORRUPTION_RECHECK_S:
+        if self.clock.monotonic() - self._last_corruption_check < CORRUPTION_RECHECK_S:
             return
-        self._last_corruption_check = time.monotonic()
+        self._last_corruption_check = self.clock.monotonic()
         self.check_integrity()
 
     # --- the spill --------------------------------------------------------------------------
@@ -449,9 +451,9 @@ class StoreGuard:
         """Find an episode another process (or an earlier run) left in the spill file."""
         if self._episode is not None:
             return
-        if not force and time.monotonic() - self._last_spill_look < RECONCILE_RETRY_S:
+        if not force and self.clock.monotonic() - self._last_spill_look < RECONCILE_RETRY_S:
             return
-        self._last_spill_look = time.monotonic()
+        self._last_spill_look = self.clock.monotonic()
         if self._spill is None:
             url, base_dir, directory = self._settings()
             self._spill = Spill.find(url, base_dir, directory)
@@ -465,7 +467,7 @@ class StoreGuard:
             return
         if self._episode is not None:
             self._spill_manager = None
-            self._last_attempt = 0.0
+            self._last_attempt = -math.inf
             self._set(
                 spill=self._spill.location,
                 episode_since=self._episode.since,
@@ -520,7 +522,7 @@ class StoreGuard:
         return self._spill_manager
 
     def _retry_due(self) -> bool:
-        return time.monotonic() - self._last_attempt >= RECONCILE_RETRY_S
+        return self.clock.monotonic() - self._last_attempt >= RECONCILE_RETRY_S
 
     def _notice_episode_written_back(self) -> None:
         """If another process wrote this process's episode back into the store (the spill
@@ -550,7 +552,7 @@ class StoreGuard:
 
     def _try_reconcile(self) -> ReconcileReport | None:
         """Write the spill back into the store; on success the episode is over."""
-        self._last_attempt = time.monotonic()
+        self._last_attempt = self.clock.monotonic()
         spill, main = self._spill, self.main
         if spill is None or main is None:
             return None

@@ -23,6 +23,7 @@ from upkeep.alerting import guard as guard_module
 from upkeep.alerting.delivery import deliver_now
 from upkeep.alerting.guard import StoreGuard
 from upkeep.config.loader import LoadedConfig
+from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.store.schema import alerts, outbox
@@ -357,6 +358,29 @@ def test_a_second_outage_alerts_from_the_spill_like_the_first(
         assert set(receiver.keys().values()) == {1}
         assert [r.status for r in store.history("db-up")] == [Status.OK, Status.CRITICAL]
         assert [r.status for r in store.history("staging-up")] == [Status.OK, Status.CRITICAL]
+    finally:
+        guard.close()
+        store.close()
+
+
+def test_the_first_write_back_is_due_at_once_whatever_the_monotonic_clock_reads(
+    tmp_path: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Never tried" was 0.0 on the monotonic clock, which counts from boot: on a host up
+    for less than the retry interval, the first write-back waited as if one had just been
+    tried (seen on a freshly booted CI machine with the interval at an hour)."""
+    monkeypatch.setattr(guard_module, "RECONCILE_RETRY_S", 3600.0)
+    clock = FakeClock()  # its monotonic clock reads 0.0: a host that has just booted
+    loaded = loaded_for(tmp_path, "sqlite:///.upkeep/upkeep.db", receiver)
+    store = Store.open("sqlite:///.upkeep/upkeep.db", tmp_path)
+    refusal = Refusal(store)
+    guard = StoreGuard(loaded, store, clock=clock)
+    try:
+        refusal.refuse()
+        assert not guard.record([result("db-up", Status.CRITICAL)]).stored
+        refusal.allow()
+        recorded = guard.record([result("db-up", Status.CRITICAL)])
+        assert recorded.reconciled is not None and recorded.stored, recorded
     finally:
         guard.close()
         store.close()
