@@ -1,7 +1,8 @@
 """Generate the references in ``docs/`` from the code: ``python -m upkeep.docs [NAME]``.
 
 ``probes`` (the default) prints ``docs/probes.md`` from the probe and task registries,
-``config`` prints ``docs/config.md`` from the config models. The models, registries and
+``config`` prints ``docs/config.md`` from the config models, ``api`` prints ``docs/api.md``
+from the daemon's OpenAPI schema. The models, registries and
 their descriptions are the single source; a test fails when a committed file differs
 from what this prints.
 """
@@ -9,6 +10,7 @@ from what this prints.
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 from typing import Any
 
@@ -562,7 +564,211 @@ def render_config() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-RENDERERS = {"probes": render, "config": render_config}
+# --- docs/api.md ----------------------------------------------------------------------
+
+
+class _SchemaOnlyState:
+    """Stands in for the daemon's state while the API reference reads the schema: building
+    the schema runs no handler, and a handler that ran would fail here, loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the API reference reads only the schema, not state.{name}")
+
+
+def api_schema() -> dict[str, Any]:
+    """Return the OpenAPI schema of the daemon's HTTP application (what it serves at
+    ``/api/openapi.json``)."""
+    from typing import cast
+
+    from upkeep.web.app import DaemonState, create_app
+
+    return create_app(cast(DaemonState, _SchemaOnlyState())).openapi()
+
+
+def _schema_limits(schema: dict[str, Any]) -> list[str]:
+    """Given a JSON schema, return its bounds in words."""
+    limits = []
+    for low_key, high_key, unit in (
+        ("minLength", "maxLength", "chars"),
+        ("minProperties", "maxProperties", "pairs"),
+        ("minimum", "maximum", ""),
+    ):
+        low, high = schema.get(low_key), schema.get(high_key)
+        if low is not None and high is not None:
+            limits.append(f"{low} to {high} {unit}".rstrip())
+        elif low is not None:
+            limits.append(f"at least {low} {unit}".rstrip())
+        elif high is not None:
+            limits.append(f"at most {high} {unit}".rstrip())
+    if "pattern" in schema:
+        limits.append(f"matching `{schema['pattern']}`")
+    return limits
+
+
+def _schema_type(schema: dict[str, Any]) -> str:
+    """Given a JSON schema, return its type as people write it, with its bounds."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " or ".join(_schema_type(part) for part in schema["anyOf"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        text = f"list of {_schema_type(schema.get('items', {}))}"
+    elif kind == "object":
+        values = schema.get("additionalProperties")
+        keys = schema.get("propertyNames")
+        if isinstance(values, dict) and values:
+            # A key schema may leave out its type: keys of a JSON object are strings.
+            key_text = (
+                _schema_type({"type": "string", **keys}) if isinstance(keys, dict) else "string"
+            )
+            text = f"object of {key_text} → {_schema_type(values)}"
+        else:
+            text = "object"
+    else:
+        text = str(kind)
+    limits = _schema_limits(schema)
+    return f"{text} ({', '.join(limits)})" if limits else text
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _route_access(path: str, method: str) -> str:
+    """Given a route, return what a request to it needs past the guard."""
+    from upkeep.web.guard import OPEN_PATHS, SAFE_METHODS
+
+    if path in OPEN_PATHS:
+        return "none"
+    if method.upper() in SAFE_METHODS:
+        return "token"
+    return "token; a change: JSON, same origin"
+
+
+def _body_lines(body: dict[str, Any], components: dict[str, Any]) -> list[str]:
+    """Given an operation's request body, return its fields as a table."""
+    schema = body["content"]["application/json"]["schema"]
+    references = [
+        part for part in schema.get("anyOf", [schema]) if isinstance(part, dict) and "$ref" in part
+    ]
+    if len(references) != 1:
+        raise ValueError(f"a request body is not one model: {schema}")
+    name = _schema_type(references[0])
+    model = components[name]
+    optional = "null" in [part.get("type") for part in schema.get("anyOf", [])]
+    needed = "may be left out" if optional or not body.get("required") else "required"
+    lines = [
+        f"Request body: JSON object `{name}` ({needed}); unknown fields are refused (422).",
+        "",
+        "| field | type | required | meaning |",
+        "|---|---|---|---|",
+    ]
+    required = set(model.get("required", []))
+    for field, field_schema in model.get("properties", {}).items():
+        if not field_schema.get("description"):
+            raise ValueError(f"field {field!r} of {name} has no description")
+        if field in required:
+            need = "yes"
+        elif "default" in field_schema:
+            need = f"no (default `{json.dumps(field_schema['default'])}`)"
+        else:
+            need = "no"
+        lines.append(
+            f"| `{field}` | {_cell(_schema_type(field_schema))} | {need} "
+            f"| {_cell(field_schema.get('description', ''))} |"
+        )
+    return [*lines, ""]
+
+
+def _parameter_lines(parameters: list[dict[str, Any]]) -> list[str]:
+    """Given an operation's path and query parameters, return them as a table."""
+    if not parameters:
+        return []
+    lines = ["| parameter | in | type | default | meaning |", "|---|---|---|---|---|"]
+    for parameter in parameters:
+        schema = parameter.get("schema", {})
+        default = f"`{json.dumps(schema['default'])}`" if "default" in schema else ""
+        if parameter.get("required"):
+            default = "required"
+        lines.append(
+            f"| `{parameter['name']}` | {parameter['in']} | {_cell(_schema_type(schema))} "
+            f"| {default} | {_cell(parameter.get('description', ''))} |"
+        )
+    return [*lines, ""]
+
+
+def render_api() -> str:
+    """Return the Markdown reference of the daemon's HTTP API, from its OpenAPI schema:
+    every route with its method, access, parameters, request body and answers; raise
+    ValueError if a route has no description or a request body is not one model."""
+    schema = api_schema()
+    components = schema.get("components", {}).get("schemas", {})
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    lines = [
+        "# The HTTP API of `upkeep serve`",
+        "",
+        "Generated by `python -m upkeep.docs api` from the daemon's OpenAPI schema; do not",
+        "edit by hand. The daemon serves the same schema at `/api/openapi.json` (with a token).",
+        "",
+        "The daemon listens on `engine.listen` (`127.0.0.1:9464` by default, or",
+        "`upkeep serve --listen`). Access (the *access* column below):",
+        "",
+        "- *none*: `GET`/`HEAD` of `/healthz` and `/metrics` answer anyone.",
+        "- *token*: every `/api/…` request needs `Authorization: Bearer <token>` naming a",
+        "  token of `engine.api_tokens` (docs/config.md); without any configured token the",
+        "  API refuses everything. A change is recorded as made by `api:<token name>`; a",
+        "  body cannot say who it is from (`by` is refused).",
+        "- *a change* (any method but GET, HEAD, OPTIONS) must come from the server's own",
+        "  origin and carry `Content-Type: application/json`, even when its body is left",
+        "  out (a DELETE without a body needs none).",
+        "",
+        "[docs/security.md](security.md) explains these rules. Durations are written `30m`,",
+        "`2h`, `7d`; times in answers are ISO 8601. A 422 answer is",
+        '`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}` naming the field, or',
+        '`{"detail": "..."}`; it never echoes the input.',
+        "",
+        "| method | path | access | what |",
+        "|---|---|---|---|",
+    ]
+    for path, method, operation in operations:
+        summary = _cell(operation.get("description", "")).split(". ")[0].rstrip(".")
+        anchor = f"{method}-{path}".lower().replace("/", "").replace("{", "").replace("}", "")
+        lines.append(
+            f"| {method.upper()} | [`{path}`](#{anchor}) | {_route_access(path, method)} "
+            f"| {summary} |"
+        )
+    lines.append("")
+    for path, method, operation in operations:
+        description = operation.get("description")
+        if not description:
+            raise ValueError(f"{method.upper()} {path} has no description (a docstring)")
+        lines += [
+            f"## {method.upper()} {path}",
+            "",
+            " ".join(description.split()),
+            "",
+            f"Access: {_route_access(path, method)}.",
+            "",
+        ]
+        lines += _parameter_lines(operation.get("parameters", []))
+        if "requestBody" in operation:
+            lines += _body_lines(operation["requestBody"], components)
+        lines += ["| answer | when |", "|---|---|"]
+        for code, response in sorted(operation.get("responses", {}).items()):
+            text = response.get("description", "")
+            if code == "422" and text == "Validation Error":
+                text = "a parameter or field is invalid (which and why)"
+            lines.append(f"| {code} | {_cell(text)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+RENDERERS = {"probes": render, "config": render_config, "api": render_api}
 """What ``python -m upkeep.docs [NAME]`` prints: ``docs/NAME.md`` (probes by default)."""
 
 
