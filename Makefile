@@ -70,7 +70,9 @@ bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs_probe.py
 
 docs: dev-install
-	$(BIN)/python -m upkeep.docs > docs/probes.md
+	$(BIN)/python -m upkeep.docs probes > docs/probes.md
+	$(BIN)/python -m upkeep.docs config > docs/config.md
+	$(BIN)/python -m upkeep.docs api > docs/api.md
 
 clean:
 	rm -rf $(VENV) .upkeep .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

@@ -1,12 +1,16 @@
-"""Generate ``docs/probes.md`` from the probe registry: ``python -m upkeep.docs``.
+"""Generate the references in ``docs/`` from the code: ``python -m upkeep.docs [NAME]``.
 
-The target models, probe params and metric lists are the single source; a test fails when
-the committed file differs from what this prints.
+``probes`` (the default) prints ``docs/probes.md`` from the probe and task registries,
+``config`` prints ``docs/config.md`` from the config models, ``api`` prints ``docs/api.md``
+from the daemon's OpenAPI schema. The models, registries and
+their descriptions are the single source; a test fails when a committed file differs
+from what this prints.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 from typing import Any
 
@@ -139,5 +143,646 @@ def render_tasks() -> list[str]:
     return lines
 
 
+# --- docs/config.md -------------------------------------------------------------------
+
+CONFIG_SECTIONS = (
+    "targets",
+    "checks",
+    "runbooks",
+    "channels",
+    "routes",
+    "windows",
+    "alerting",
+    "backups",
+    "retention",
+    "engine",
+    "store",
+    "timezone",
+)
+"""The top-level sections of ``upkeep.yaml`` in the order the reference gives them."""
+
+
+class UndocumentedFieldError(ValueError):
+    """A config key has no description, so the reference could not say what it means."""
+
+
+def nested_models(annotation: Any, path: str) -> list[tuple[str, type[BaseModel]]]:
+    """Given a field's annotation and its key path, return ``(path, model)`` for each config
+    model it holds: ``path[]`` for a list item, ``path.<name>`` for a mapping's value."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return nested_models(arguments[0], path)
+    if origin in (typing.Union, types.UnionType):
+        return [found for argument in arguments for found in nested_models(argument, path)]
+    if origin is list:
+        return nested_models(arguments[0], f"{path}[]")
+    if origin is dict:
+        return nested_models(arguments[1], f"{path}.<name>")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(path, annotation)]
+    return []
+
+
+def _is_secret(field: Any) -> bool:
+    # A marker may sit on the field or inside its annotation (``Annotated[str, …] | None``).
+    return any(isinstance(meta, SecretMarker) for meta in field.metadata) or (
+        "SecretMarker" in str(field.annotation)
+    )
+
+
+def _shown_value(value: Any) -> str:
+    """Given a default value, return it as it would be written in YAML."""
+    if hasattr(value, "total_seconds"):
+        return format_duration(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_shown_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown_value(item) for item in value) + "]"
+    return repr(value)
+
+
+def _config_default(field: Any) -> str:
+    """Given a model field, return its default for the reference: ``required``, empty for
+    none, ``(below)`` for a nested section, else the value as YAML writes it."""
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return ""
+    if isinstance(value, BaseModel):
+        return "(below)"
+    return f"`{_shown_value(value)}`"
+
+
+def config_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    """Given a config model, return its keys as a table; raise UndocumentedFieldError if a
+    key has no description (the reference promises one for every key)."""
+    rows = []
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        key = field.alias or name
+        if not field.description:
+            raise UndocumentedFieldError(
+                f"{model.__module__}.{model.__qualname__}.{name} has no description; "
+                "give it Field(description=...)"
+            )
+        marker = " (secret)" if _is_secret(field) else ""
+        description = field.description.replace("\n", " ").replace("|", "\\|")
+        rows.append(
+            f"| `{key}` | {_type_name(field.annotation)}{marker} | {_config_default(field)} "
+            f"| {description} |"
+        )
+    if not rows:
+        return ["(no keys)"]
+    return ["| key | type | default | meaning |", "|---|---|---|---|", *rows]
+
+
+def _summary(model: type[BaseModel]) -> str:
+    """Return the first paragraph of a model's docstring, on one line."""
+    text = inspect.cleandoc(model.__doc__ or "")
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def _model_tables(
+    path: str, model: type[BaseModel], seen: set[type[BaseModel]], level: str = "###"
+) -> list[str]:
+    """Given a key path and the model found there, return its table, then those of the
+    models nested in it (each model once)."""
+    if model in seen:
+        return []
+    seen.add(model)
+    # A section that is one model (``engine:``) gets its table under the section's heading.
+    heading = [f"{level} `{path}`", ""] if "." in path or "[" in path else []
+    lines = [*heading, _summary(model), "", *config_table(model), ""]
+    for name, field in model.model_fields.items():
+        for nested_path, nested in nested_models(field.annotation, f"{path}.{field.alias or name}"):
+            lines += _model_tables(nested_path, nested, seen, level)
+    return lines
+
+
+CONFIG_EXAMPLES: dict[str, str] = {
+    "targets": """\
+targets:
+  api: {kind: http, url: "http://127.0.0.1:3000/health", labels: {env: prod}}
+  db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test"}
+  cache: {kind: redis, url: "redis://127.0.0.1:6379/0"}
+  local: {kind: host}
+  app-logs: {kind: logs, path: /var/log/app, pattern: "*.log"}
+  db-backups: {kind: backup, source: db}
+backups:
+  sources:
+    db: {target: db}
+""",
+    "checks": """\
+targets:
+  api: {kind: http, url: "http://127.0.0.1:3000/health", labels: {env: prod}}
+  db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test"}
+checks:
+  db-connections: {target: db, probe: connections, warn: usage_percent > 80, crit: usage_percent > 90}
+  api-up:
+    target: api
+    every: 30s
+    timeout: 5s
+    warn: response_time_ms > 500
+    crit: status_code != 200 or response_time_ms > 1s
+    severity: P1
+    after: 3            # hard after 3 failing results in a row ...
+    for: 1m             # ... that span at least a minute
+    clear_after: 2
+    depends_on: [db-connections]
+""",
+    "runbooks": """\
+targets:
+  db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test", labels: {role: database}}
+  app-logs: {kind: logs, path: /var/log/app}
+checks:
+  db-up: {target: db, labels: {env: prod}}
+runbooks:
+  daily-health-check:
+    schedule: "0 9 * * *"
+    timezone: Europe/Berlin
+    timeout: 30m
+    steps:
+      - checks: {labels: {env: prod}}
+      - name: rotate
+        task: logs.rotate
+        target: app-logs
+        with: {min_size: 10MB, keep: 14d}
+      - name: retain
+        task: logs.retain
+        target: app-logs
+        with:
+          classes:
+            - {match: "audit*", keep: 7y}
+            - {match: "error*", keep: 90d}
+            - {match: "*", keep: 30d, keep_count: 60}
+      - name: analyze
+        command: [psql, -h, 127.0.0.1, -U, postgres, -d, test, -c, "ANALYZE"]
+        timeout: 10m
+        retries: 1
+        on_failure: continue
+      - manual: Read the weekly capacity report
+      - approval: Apply the schema change?
+""",
+    "channels": """\
+channels:
+  ops: "slack://${SLACK_TOKEN_A}/${SLACK_TOKEN_B}/${SLACK_TOKEN_C}"
+  oncall: "mailto://user:${SMTP_PASSWORD}@smtp.example.com?to=oncall@example.com"
+  hook: "json://127.0.0.1:9000/hooks/ops"
+""",
+    "routes": """\
+channels:
+  ops: "json://127.0.0.1:9000/hooks/ops"
+  oncall: "json://127.0.0.1:9000/hooks/oncall"
+routes:
+  - name: urgent
+    match: {severity: [P1, P2], labels: {env: prod}}
+    notify: [ops]
+    group_by: [env]
+    group_wait: 30s
+    repeat: 1h
+    escalate:
+      - {after: 15m, notify: [oncall]}
+    fallback: oncall
+    continue: true
+  - notify: [ops]
+""",
+    "windows": """\
+windows:
+  nightly: {schedule: "0 3 * * *", duration: 1h, timezone: Europe/Berlin, mute: {labels: {env: prod}}}
+  migration:
+    start: 2030-05-04T22:00:00+02:00
+    duration: 4h
+    mute: {severity: [P3, P4]}
+    description: database migration
+""",
+    "alerting": """\
+alerting:
+  public_url: https://upkeep.example.org
+  response_targets: {P1: 15m, P2: 1h}
+  flapping: {high: 25, low: 5}
+  delivery: {timeout: 15s, backoff: 5s, max_backoff: 10m, give_up_after: 2d}
+  store_failure: {severity: P1, labels: {team: ops}}
+""",
+    "backups": """\
+targets:
+  db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test"}
+  db-backups: {kind: backup, source: db}
+backups:
+  repository: /tmp/upkeep-backups
+  copy_to: /tmp/upkeep-backups-copy
+  key: ${BACKUP_KEY}
+  retention: {keep_last: 3, keep_daily: 30, keep_weekly: 13, keep_monthly: 12}
+  sources:
+    db: {target: db, format: directory, jobs: 2, rto: 15m, rpo: 24h,
+         validate: ["SELECT count(*) >= 0 FROM pg_class"]}
+    app: {sqlite: /tmp/upkeep-app.db}
+    config: {paths: [/etc/hostname]}
+checks:
+  db-backup-fresh: {target: db-backups, crit: age_s > 26h}
+  db-drill: {target: db-backups, probe: drill, crit: passed == 0 or rto_met == 0}
+""",
+    "retention": """\
+retention: {results: 30d, rollups: 1y, runs: 180d, alerts: 1y, notifications: 30d}
+""",
+    "engine": """\
+engine:
+  listen: 127.0.0.1:9464
+  concurrency: 256
+  drain_timeout: 30s
+  api_tokens:
+    ops: ${UPKEEP_OPS_TOKEN}
+    grafana: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+  allowed_hosts: [upkeep.example.org]
+  http: {max_body_bytes: 1048576, header_timeout: 10s}
+""",
+    "store": """\
+store: postgresql://upkeep:${UPKEEP_DB_PASSWORD}@127.0.0.1:5432/test
+""",
+    "timezone": """\
+timezone: Europe/Berlin
+""",
+}
+"""One example per section; each is a whole config that the docs test loads."""
+
+CONFIG_EXAMPLE_ENVIRONMENT = {
+    "SLACK_TOKEN_A": "T000",
+    "SLACK_TOKEN_B": "B000",
+    "SLACK_TOKEN_C": "XXXXXXXXXXXXXXXXXXXXXXXX",
+    "SMTP_PASSWORD": "example-only",
+    "BACKUP_KEY": "example-only-backup-key",
+    "UPKEEP_OPS_TOKEN": "example-only-token-0123456789",
+    "UPKEEP_DB_PASSWORD": "example-only",
+}
+"""The values the examples' ``${ENV}`` references take in the docs test (none is real)."""
+
+
+def _section_notes(section: str) -> list[str]:
+    """Return what a section's reference says beyond its models' tables."""
+    from upkeep.probes.registry import TARGET_KINDS
+
+    if section == "targets":
+        lines = [
+            "Each target is a mapping with `kind:`; the kind decides its other keys and the",
+            "probes its checks may use. Every kind also takes `labels` and `description`.",
+            "[docs/probes.md](probes.md) gives each kind's keys with types and defaults,",
+            "its probes, their params and metrics.",
+            "",
+            "| kind | what | keys |",
+            "|---|---|---|",
+        ]
+        for kind in TARGET_KINDS.values():
+            keys = ", ".join(
+                f"`{field.alias or name}`"
+                for name, field in kind.model.model_fields.items()
+                if name not in ("kind", "labels", "description")
+            )
+            lines.append(f"| `{kind.name}` | {_summary(kind.model)} | {keys or '(none)'} |")
+        return [*lines, ""]
+    if section == "channels":
+        return [
+            "Each channel is a name and an [Apprise](https://github.com/caronc/apprise/wiki) URL",
+            "(Slack, email, SMS gateways, webhooks and 100+ more). The URL is secret: it is",
+            "masked in every output, record and log. `upkeep validate` parses each one.",
+            "",
+        ]
+    if section == "store":
+        return [
+            "`sqlite:///path` (relative to the config file's directory) or",
+            "`postgresql://user[:password]@host[:port]/db`; the password is secret.",
+            "",
+        ]
+    if section == "timezone":
+        return [
+            "An IANA zone name such as `Europe/Berlin`. Runbook schedules and windows without",
+            "their own `timezone:` use it, and commands print times in it.",
+            "",
+        ]
+    return []
+
+
+def _runbook_extras() -> list[str]:
+    """Return the step kinds and every task's ``with:`` keys, nested models included."""
+    from upkeep.tasks.registry import TASK_KINDS
+
+    lines = [
+        "### Step kinds",
+        "",
+        "A step has exactly one of these keys; `name`, `timeout`, `retries` and `on_failure`",
+        "apply to any of them.",
+        "",
+        "| key | the step |",
+        "|---|---|",
+        "| `checks` | runs the checks chosen by `names` and/or `labels`; fails if one is critical or unknown |",
+        "| `task` | runs a built-in task on `target:` with `with:` params (below) |",
+        "| `command` | runs an argv (no shell) with `env:` added; fails on a non-zero exit |",
+        "| `manual` | a checklist item a person confirms; a dry run lists it |",
+        "| `approval` | waits until `upkeep approve RUN` (or the API) decides; a rejection stops the run |",
+        "",
+        "### Tasks",
+        "",
+        "Every task has a dry run (`upkeep run RUNBOOK --dry-run`) that says what it would",
+        "change and changes nothing.",
+        "",
+    ]
+    seen: set[type[BaseModel]] = set()
+    for name, task in TASK_KINDS.items():
+        targets = ", ".join(f"`{kind}`" for kind in task.target_kinds) or "none"
+        required = " (required)" if task.target_required else ""
+        lines += [
+            f"#### `task: {name}`",
+            "",
+            task.summary,
+            "",
+            f"Target kinds: {targets}{required}.",
+            "",
+            *config_table(task.Params),
+            "",
+        ]
+        seen.add(task.Params)
+        for field_name, field in task.Params.model_fields.items():
+            path = f"{name} with.{field.alias or field_name}"
+            for nested_path, nested in nested_models(field.annotation, path):
+                lines += _model_tables(nested_path, nested, seen, level="####")
+    return lines
+
+
+def render_config() -> str:
+    """Return the Markdown reference of every section and key of ``upkeep.yaml``; raise
+    UndocumentedFieldError if a key has no description."""
+    from upkeep.config.models import UpkeepConfig
+
+    fields = UpkeepConfig.model_fields
+    missing = set(fields) ^ set(CONFIG_SECTIONS)
+    if missing:
+        raise UndocumentedFieldError(f"sections without a place in the reference: {missing}")
+    lines = [
+        "# The config file, `upkeep.yaml`",
+        "",
+        "Generated by `python -m upkeep.docs config` from the config models; do not edit by",
+        "hand. Unknown keys are errors everywhere; `upkeep validate` lists every error with",
+        "file, line and key path. Durations are written `500ms`, `30s`, `5m`, `2h`, `7d`,",
+        "`1w`, `1y` (parts combine: `1h30m`).",
+        "`${NAME}` takes a value from the environment and `${file:/path}` from a file, anywhere.",
+        "Keys marked *(secret)* are masked in every output, record and log.",
+        "Each section's example is a whole config that a test loads through the real loader.",
+        "",
+        "| section | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for section in CONFIG_SECTIONS:
+        field = fields[section]
+        if not field.description:
+            raise UndocumentedFieldError(f"the {section} section has no description")
+        lines.append(
+            f"| [`{section}`](#{section}) | {_type_name(field.annotation)}"
+            f"{' (secret)' if _is_secret(field) else ''} | {_config_default(field)} "
+            f"| {field.description} |"
+        )
+    lines.append("")
+    seen: set[type[BaseModel]] = set()
+    for section in CONFIG_SECTIONS:
+        field = fields[section]
+        description = field.description or ""  # checked above
+        lines += [f"## `{section}`", "", f"{description[0].upper()}{description[1:]}.", ""]
+        lines += _section_notes(section)
+        if section != "targets":
+            for path, model in nested_models(field.annotation, section):
+                lines += _model_tables(path, model, seen)
+        if section == "runbooks":
+            lines += _runbook_extras()
+        lines += ["Example:", "", "```yaml", CONFIG_EXAMPLES[section].rstrip("\n"), "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- docs/api.md ----------------------------------------------------------------------
+
+
+class _SchemaOnlyState:
+    """Stands in for the daemon's state while the API reference reads the schema: building
+    the schema runs no handler, and a handler that ran would fail here, loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the API reference reads only the schema, not state.{name}")
+
+
+def api_schema() -> dict[str, Any]:
+    """Return the OpenAPI schema of the daemon's HTTP application (what it serves at
+    ``/api/openapi.json``)."""
+    from typing import cast
+
+    from upkeep.web.app import DaemonState, create_app
+
+    return create_app(cast(DaemonState, _SchemaOnlyState())).openapi()
+
+
+def _schema_limits(schema: dict[str, Any]) -> list[str]:
+    """Given a JSON schema, return its bounds in words."""
+    limits = []
+    for low_key, high_key, unit in (
+        ("minLength", "maxLength", "chars"),
+        ("minProperties", "maxProperties", "pairs"),
+        ("minimum", "maximum", ""),
+    ):
+        low, high = schema.get(low_key), schema.get(high_key)
+        if low is not None and high is not None:
+            limits.append(f"{low} to {high} {unit}".rstrip())
+        elif low is not None:
+            limits.append(f"at least {low} {unit}".rstrip())
+        elif high is not None:
+            limits.append(f"at most {high} {unit}".rstrip())
+    if "pattern" in schema:
+        limits.append(f"matching `{schema['pattern']}`")
+    return limits
+
+
+def _schema_type(schema: dict[str, Any]) -> str:
+    """Given a JSON schema, return its type as people write it, with its bounds."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " or ".join(_schema_type(part) for part in schema["anyOf"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        text = f"list of {_schema_type(schema.get('items', {}))}"
+    elif kind == "object":
+        values = schema.get("additionalProperties")
+        keys = schema.get("propertyNames")
+        if isinstance(values, dict) and values:
+            # A key schema may leave out its type: keys of a JSON object are strings.
+            key_text = (
+                _schema_type({"type": "string", **keys}) if isinstance(keys, dict) else "string"
+            )
+            text = f"object of {key_text} → {_schema_type(values)}"
+        else:
+            text = "object"
+    else:
+        text = str(kind)
+    limits = _schema_limits(schema)
+    return f"{text} ({', '.join(limits)})" if limits else text
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _route_access(path: str, method: str) -> str:
+    """Given a route, return what a request to it needs past the guard."""
+    from upkeep.web.guard import OPEN_PATHS, SAFE_METHODS
+
+    if path in OPEN_PATHS:
+        return "none"
+    if method.upper() in SAFE_METHODS:
+        return "token"
+    return "token; a change: JSON, same origin"
+
+
+def _body_lines(body: dict[str, Any], components: dict[str, Any]) -> list[str]:
+    """Given an operation's request body, return its fields as a table."""
+    schema = body["content"]["application/json"]["schema"]
+    references = [
+        part for part in schema.get("anyOf", [schema]) if isinstance(part, dict) and "$ref" in part
+    ]
+    if len(references) != 1:
+        raise ValueError(f"a request body is not one model: {schema}")
+    name = _schema_type(references[0])
+    model = components[name]
+    optional = "null" in [part.get("type") for part in schema.get("anyOf", [])]
+    needed = "may be left out" if optional or not body.get("required") else "required"
+    lines = [
+        f"Request body: JSON object `{name}` ({needed}); unknown fields are refused (422).",
+        "",
+        "| field | type | required | meaning |",
+        "|---|---|---|---|",
+    ]
+    required = set(model.get("required", []))
+    for field, field_schema in model.get("properties", {}).items():
+        if not field_schema.get("description"):
+            raise ValueError(f"field {field!r} of {name} has no description")
+        if field in required:
+            need = "yes"
+        elif "default" in field_schema:
+            need = f"no (default `{json.dumps(field_schema['default'])}`)"
+        else:
+            need = "no"
+        lines.append(
+            f"| `{field}` | {_cell(_schema_type(field_schema))} | {need} "
+            f"| {_cell(field_schema.get('description', ''))} |"
+        )
+    return [*lines, ""]
+
+
+def _parameter_lines(parameters: list[dict[str, Any]]) -> list[str]:
+    """Given an operation's path and query parameters, return them as a table."""
+    if not parameters:
+        return []
+    lines = ["| parameter | in | type | default | meaning |", "|---|---|---|---|---|"]
+    for parameter in parameters:
+        schema = parameter.get("schema", {})
+        default = f"`{json.dumps(schema['default'])}`" if "default" in schema else ""
+        if parameter.get("required"):
+            default = "required"
+        lines.append(
+            f"| `{parameter['name']}` | {parameter['in']} | {_cell(_schema_type(schema))} "
+            f"| {default} | {_cell(parameter.get('description', ''))} |"
+        )
+    return [*lines, ""]
+
+
+def render_api() -> str:
+    """Return the Markdown reference of the daemon's HTTP API, from its OpenAPI schema:
+    every route with its method, access, parameters, request body and answers; raise
+    ValueError if a route has no description or a request body is not one model."""
+    schema = api_schema()
+    components = schema.get("components", {}).get("schemas", {})
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    lines = [
+        "# The HTTP API of `upkeep serve`",
+        "",
+        "Generated by `python -m upkeep.docs api` from the daemon's OpenAPI schema; do not",
+        "edit by hand. The daemon serves the same schema at `/api/openapi.json` (with a token).",
+        "",
+        "The daemon listens on `engine.listen` (`127.0.0.1:9464` by default, or",
+        "`upkeep serve --listen`). Access (the *access* column below):",
+        "",
+        "- *none*: `GET`/`HEAD` of `/healthz` and `/metrics` answer anyone.",
+        "- *token*: every `/api/…` request needs `Authorization: Bearer <token>` naming a",
+        "  token of `engine.api_tokens` (docs/config.md); without any configured token the",
+        "  API refuses everything. A change is recorded as made by `api:<token name>`; a",
+        "  body cannot say who it is from (`by` is refused).",
+        "- *a change* (any method but GET, HEAD, OPTIONS) must come from the server's own",
+        "  origin and carry `Content-Type: application/json`, even when its body is left",
+        "  out (a DELETE without a body needs none).",
+        "",
+        "[docs/security.md](security.md) explains these rules. Durations are written `30m`,",
+        "`2h`, `7d`; times in answers are ISO 8601. A 422 answer is",
+        '`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}` naming the field, or',
+        '`{"detail": "..."}`; it never echoes the input.',
+        "",
+        "| method | path | access | what |",
+        "|---|---|---|---|",
+    ]
+    for path, method, operation in operations:
+        summary = _cell(operation.get("description", "")).split(". ")[0].rstrip(".")
+        anchor = f"{method}-{path}".lower().replace("/", "").replace("{", "").replace("}", "")
+        lines.append(
+            f"| {method.upper()} | [`{path}`](#{anchor}) | {_route_access(path, method)} "
+            f"| {summary} |"
+        )
+    lines.append("")
+    for path, method, operation in operations:
+        description = operation.get("description")
+        if not description:
+            raise ValueError(f"{method.upper()} {path} has no description (a docstring)")
+        lines += [
+            f"## {method.upper()} {path}",
+            "",
+            " ".join(description.split()),
+            "",
+            f"Access: {_route_access(path, method)}.",
+            "",
+        ]
+        lines += _parameter_lines(operation.get("parameters", []))
+        if "requestBody" in operation:
+            lines += _body_lines(operation["requestBody"], components)
+        lines += ["| answer | when |", "|---|---|"]
+        for code, response in sorted(operation.get("responses", {}).items()):
+            text = response.get("description", "")
+            if code == "422" and text == "Validation Error":
+                text = "a parameter or field is invalid (which and why)"
+            lines.append(f"| {code} | {_cell(text)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+RENDERERS = {"probes": render, "config": render_config, "api": render_api}
+"""What ``python -m upkeep.docs [NAME]`` prints: ``docs/NAME.md`` (probes by default)."""
+
+
+def main(arguments: list[str]) -> int:
+    """Given the command-line arguments, print the named reference and return 0; print
+    the choices and return 2 for an unknown name."""
+    name = arguments[0] if arguments else "probes"
+    renderer = RENDERERS.get(name)
+    if renderer is None or len(arguments) > 1:
+        sys.stderr.write(f"usage: python -m upkeep.docs [{'|'.join(RENDERERS)}]\n")
+        return 2
+    sys.stdout.write(renderer())
+    return 0
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,9 @@
-"""The configs in ``examples/`` through the real CLI: each validates, and each daily
-runbook dry-runs. Loading them and the cadence of their runbooks is tested in
-``tests/unit/test_examples.py``. Paths under ``/tmp/upkeep-example-*`` are moved into the
-test's temporary directory for the dry run.
+"""The configs in ``examples/`` through the real CLI, as the examples' README tells a
+user to run them: with ``examples/.env.example`` in the environment, each validates, and
+each daily runbook dry-runs. Loading them is tested in ``tests/unit/test_examples.py``,
+a dry run of every runbook in ``tests/integration/engine/test_examples_dry_run.py``.
+Paths under ``/tmp/upkeep-example-*`` are moved into the test's temporary directory for
+the dry run.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import pytest
 from tests.e2e.conftest import Upkeep
 from tests.support.examples import (
     CONFIGS,
-    EXAMPLE_PREFIX,
-    EXAMPLE_ROOT,
     cadence,
-    set_dummy_secrets,
+    move_example_paths,
+    set_example_environment,
 )
 from upkeep.config.loader import load_config
 
@@ -25,7 +26,7 @@ from upkeep.config.loader import load_config
 def test_example_validates_through_the_cli(
     path: Path, monkeypatch: pytest.MonkeyPatch, upkeep: Upkeep
 ) -> None:
-    set_dummy_secrets(monkeypatch, path.read_text(encoding="utf-8"))
+    set_example_environment(monkeypatch)
     config = load_config(path).config
     result = upkeep("validate", "-c", str(path), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -37,13 +38,9 @@ def test_example_validates_through_the_cli(
 def test_example_daily_runbooks_dry_run(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upkeep: Upkeep
 ) -> None:
-    text = path.read_text(encoding="utf-8")
-    set_dummy_secrets(monkeypatch, text)
-    # The dry run of files.cleanup needs its roots to exist: move them into tmp_path.
-    for root in set(EXAMPLE_ROOT.findall(text)):
-        (tmp_path / root.removeprefix("/")).mkdir(parents=True, exist_ok=True)
+    set_example_environment(monkeypatch)
     copy = tmp_path / "upkeep.yaml"
-    copy.write_text(text.replace(EXAMPLE_PREFIX, f"{tmp_path}{EXAMPLE_PREFIX}"))
+    copy.write_text(move_example_paths(path.read_text(encoding="utf-8"), tmp_path))
     loaded = load_config(copy)
     daily = {
         name: runbook

@@ -1,5 +1,6 @@
 """The configs in ``examples/`` and what their tests share: where they are, the cadence
-of a runbook's schedule, and dummy values for the secrets they reference."""
+of a runbook's schedule, the documented example environment (``examples/.env.example``)
+and their paths moved into a test's directory."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CONFIGS = sorted(EXAMPLES.glob("*/upkeep.yaml"))
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EXAMPLE_PREFIX = "/tmp/upkeep-example-"  # noqa: S108 - only read here: the examples' paths, moved into tmp_path
-EXAMPLE_ROOT = re.compile(r"(?:root|path):\s*\"?(" + EXAMPLE_PREFIX + r"[^\s\",}]+)")
+EXAMPLE_PATH = re.compile(re.escape(EXAMPLE_PREFIX) + r"[^\s\",}\]']+")
+ENV_EXAMPLE = EXAMPLES / ".env.example"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -68,17 +71,37 @@ def cadence(schedule: str) -> str:
     return "other"
 
 
-def set_dummy_secrets(monkeypatch: pytest.MonkeyPatch, text: str) -> dict[str, str]:
-    """Given a config's text, set a dummy value for each ``${NAME}`` it references in the
-    environment (so the CLI it spawns sees them too); return the values set."""
-    values = {}
-    for name in sorted(set(ENV_REFERENCE.findall(text))):
-        # A URL-shaped dummy for whole channel URLs, a plain token otherwise.
-        if name.endswith("URL"):
-            values[name] = "json://127.0.0.1:9/dummy"
-        elif name.endswith("_SID"):
-            values[name] = "AC" + "0" * 32  # Apprise checks a Twilio account SID's shape
-        else:
-            values[name] = "dummy0secret"
-        monkeypatch.setenv(name, values[name])
+def example_environment() -> dict[str, str]:
+    """Return the documented example environment, ``examples/.env.example``: each
+    ``NAME=value`` line (comments and blank lines skipped); raise ValueError naming the
+    line if one is neither."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(ENV_EXAMPLE.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, equals, value = text.partition("=")
+        if not equals or not ENV_NAME.match(name):
+            raise ValueError(f"{ENV_EXAMPLE}:{number}: not NAME=value: {text!r}")
+        values[name] = value
     return values
+
+
+def set_example_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Set the documented example environment (so a CLI the test spawns sees it too);
+    return it."""
+    values = example_environment()
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def move_example_paths(text: str, root: Path) -> str:
+    """Given an example's text, return it with every ``/tmp/upkeep-example-*`` path moved
+    under ``root``, each created there: a directory, or the parent of a file (a name with
+    a suffix such as ``.pid``), so dry runs find what a real system would have."""
+    for written in set(EXAMPLE_PATH.findall(text)):
+        moved = root / written.removeprefix("/")
+        directory = moved.parent if moved.suffix else moved
+        directory.mkdir(parents=True, exist_ok=True)
+    return text.replace(EXAMPLE_PREFIX, f"{root}{EXAMPLE_PREFIX}")

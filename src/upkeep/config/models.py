@@ -53,20 +53,41 @@ def _check_schedule(value: str) -> str:
 class CheckConfig(StrictModel):
     """A probe of a target on a schedule, with conditions mapping its metrics to a status."""
 
-    target: str
-    probe: str | None = None
-    params: dict[str, Any] = {}
-    every: Duration = timedelta(minutes=1)
-    timeout: Duration = timedelta(seconds=10)
-    warn: str | None = None
-    crit: str | None = None
+    target: str = Field(description="the name of the target it probes")
+    probe: str | None = Field(
+        default=None, description="the target kind's probe (default: the kind's first)"
+    )
+    params: dict[str, Any] = Field(
+        default={}, description="the probe's params (docs/probes.md lists each probe's)"
+    )
+    every: Duration = Field(
+        default=timedelta(minutes=1),
+        description="how often the daemon runs it (spread over the interval by a stable jitter)",
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a probe still running this long is critical (timed out)",
+    )
+    warn: str | None = Field(
+        default=None, description="a condition on the probe's metrics that means warning"
+    )
+    crit: str | None = Field(
+        default=None,
+        description="a condition that means critical (checked first); with neither, a result "
+        "is ok unless the probe fails",
+    )
     severity: Severity = Field(default="P3", description="severity of the alert when critical")
     warn_severity: Severity = Field(
         default="P4", description="severity of the alert while it is only a warning"
     )
-    labels: dict[str, str] = {}
-    description: str | None = None
-    enabled: bool = True
+    labels: dict[str, str] = Field(
+        default={}, description="labels for selecting and routing, over the target's"
+    )
+    description: str | None = Field(default=None, description="free text for people")
+    enabled: bool = Field(
+        default=True,
+        description="false: validated, but neither scheduled nor chosen by labels; runs only when named",
+    )
     for_: Annotated[Duration, Field(alias="for")] = Field(
         default=timedelta(0),
         description="an alert stays pending until the check has failed for this long",
@@ -95,8 +116,11 @@ class CheckConfig(StrictModel):
 class CheckSelector(StrictModel):
     """Which checks a runbook step runs: by name, by labels (all must match), or both."""
 
-    names: list[str] = []
-    labels: dict[str, str] = {}
+    names: list[str] = Field(default=[], description="these checks")
+    labels: dict[str, str] = Field(
+        default={},
+        description="the checks carrying all of these labels (their own or their target's)",
+    )
 
 
 OnFailure = Literal["stop", "continue"]
@@ -105,18 +129,37 @@ OnFailure = Literal["stop", "continue"]
 class StepConfig(StrictModel):
     """One runbook step: exactly one of checks, task, command, manual or approval."""
 
-    name: str | None = None
-    checks: CheckSelector | None = None
-    task: str | None = None
-    target: str | None = None
-    with_: Annotated[dict[str, Any], Field(alias="with")] = {}
-    command: list[str] | None = None
-    env: Annotated[dict[str, str], SecretMarker()] = {}
-    manual: str | None = None
-    approval: str | None = None
-    on_failure: OnFailure | None = None
-    timeout: Duration | None = None
-    retries: int = Field(default=0, ge=0, le=10)
+    name: str | None = Field(default=None, description="how output and records name the step")
+    checks: CheckSelector | None = Field(
+        default=None, description="run these checks; the step fails if one is critical or unknown"
+    )
+    task: str | None = Field(default=None, description="run this built-in task (below)")
+    target: str | None = Field(default=None, description="the target the task works on")
+    with_: Annotated[dict[str, Any], Field(alias="with")] = Field(
+        default={}, description="the task's params (below)"
+    )
+    command: list[str] | None = Field(
+        default=None, description="run this argv (no shell); a non-zero exit fails the step"
+    )
+    env: Annotated[dict[str, str], SecretMarker()] = Field(
+        default={}, description="added to the command's environment; values are secret"
+    )
+    manual: str | None = Field(
+        default=None, description="a checklist item for a person; a run records it"
+    )
+    approval: str | None = Field(
+        default=None,
+        description="a question the run waits on until `upkeep approve RUN` (or the API) "
+        "decides; a rejection stops the run",
+    )
+    on_failure: OnFailure | None = Field(
+        default=None,
+        description="stop or continue the run when this step fails (default: the runbook's)",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="the step is cancelled and fails after this long"
+    )
+    retries: int = Field(default=0, ge=0, le=10, description="further attempts after a failure")
 
     @model_validator(mode="after")
     def _one_action(self) -> StepConfig:
@@ -138,14 +181,30 @@ class StepConfig(StrictModel):
 class RunbookConfig(StrictModel):
     """A named procedure: ordered steps, an optional schedule and window."""
 
-    description: str | None = None
-    schedule: Annotated[str, Field(description="cron")] | None = None
-    timezone: str | None = None
-    window: str | None = None
-    on_failure: OnFailure = "stop"
-    timeout: Duration | None = None
-    labels: dict[str, str] = {}
-    steps: Annotated[list[StepConfig], Field(min_length=1)]
+    description: str | None = Field(default=None, description="free text for people")
+    schedule: Annotated[str, Field(description="cron")] | None = Field(
+        default=None,
+        description="when the daemon runs it: 5-field cron (`0 9 * * MON`, `SAT#1`, `L`) or "
+        "@daily, @weekly, @monthly, @quarterly, @yearly; none: on demand only",
+    )
+    timezone: str | None = Field(
+        default=None, description="the schedule's IANA zone (default: the config's timezone)"
+    )
+    window: str | None = Field(
+        default=None, description="a window of `windows:`; the runbook runs only inside it"
+    )
+    on_failure: OnFailure = Field(
+        default="stop", description="after a failed step: stop, or continue with the next"
+    )
+    timeout: Duration | None = Field(
+        default=None, description="the whole run is cancelled after this long"
+    )
+    labels: dict[str, str] = Field(
+        default={}, description="free labels for people (upkeep does not read them)"
+    )
+    steps: Annotated[list[StepConfig], Field(min_length=1)] = Field(
+        description="what it does, in order (at least one)"
+    )
 
     _schedule = field_validator("schedule")(
         lambda value: _check_schedule(value) if value is not None else value
@@ -158,9 +217,11 @@ class RunbookConfig(StrictModel):
 class RouteMatch(StrictModel):
     """Which alerts a route takes: all given criteria must hold."""
 
-    severity: list[Severity] | None = None
-    labels: dict[str, str] = {}
-    checks: list[str] | None = None
+    severity: list[Severity] | None = Field(
+        default=None, description="one severity or a list (default: any)"
+    )
+    labels: dict[str, str] = Field(default={}, description="labels the alert's check carries")
+    checks: list[str] | None = Field(default=None, description="alerts of these checks")
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -171,8 +232,10 @@ class RouteMatch(StrictModel):
 class EscalationConfig(StrictModel):
     """Notify more channels when an alert stays unacknowledged for ``after``."""
 
-    after: Duration
-    notify: Annotated[list[str], Field(min_length=1)]
+    after: Duration = Field(description="time since the alert fired, unacknowledged")
+    notify: Annotated[list[str], Field(min_length=1)] = Field(
+        description="channels notified then, besides the route's"
+    )
 
 
 class RouteConfig(StrictModel):
@@ -184,23 +247,40 @@ class RouteConfig(StrictModel):
         "steps on this route follow the name when routes are reordered or edited "
         "(default: an id made from match and notify, so changing either starts afresh)",
     )
-    match: RouteMatch = RouteMatch()
-    notify: Annotated[list[str], Field(min_length=1)]
-    repeat: Duration | None = None
-    escalate: EscalationConfig | list[EscalationConfig] | None = None
+    match: RouteMatch = Field(
+        default=RouteMatch(), description="which alerts it takes (default: every alert)"
+    )
+    notify: Annotated[list[str], Field(min_length=1)] = Field(
+        description="channels of `channels:` that get its alerts"
+    )
+    repeat: Duration | None = Field(
+        default=None, description="notify again this often while the alert fires unacknowledged"
+    )
+    escalate: EscalationConfig | list[EscalationConfig] | None = Field(
+        default=None, description="one step or a list: more channels while nobody acknowledges"
+    )
     group_by: list[str] = Field(
         default=["check"],
         description="alerts with equal values of these (check, target, severity or a label) "
         "arriving within group_wait are sent as one message",
     )
-    group_wait: Duration = timedelta(seconds=0)
-    continue_: Annotated[bool, Field(alias="continue")] = False
+    group_wait: Duration = Field(
+        default=timedelta(seconds=0),
+        description="how long the first alert of a group waits for others to join its message",
+    )
+    continue_: Annotated[bool, Field(alias="continue")] = Field(
+        default=False,
+        description="also try the routes after this one (routes are tried in order; the "
+        "first match takes an alert unless it continues)",
+    )
     fallback: str | None = Field(
         default=None,
         description="a channel that gets the notification when a channel of this route "
         "has failed fallback_after attempts (the original keeps retrying)",
     )
-    fallback_after: int = Field(default=3, ge=1, le=100)
+    fallback_after: int = Field(
+        default=3, ge=1, le=100, description="failed attempts of a channel before the fallback"
+    )
 
     @property
     def escalations(self) -> list[EscalationConfig]:
@@ -214,20 +294,30 @@ class RouteConfig(StrictModel):
 class MuteConfig(StrictModel):
     """Which alerts a window mutes: all given criteria must hold."""
 
-    labels: dict[str, str] = {}
-    checks: list[str] | None = None
-    severity: list[Severity] | None = None
+    labels: dict[str, str] = Field(default={}, description="labels the alert's check carries")
+    checks: list[str] | None = Field(default=None, description="alerts of these checks")
+    severity: list[Severity] | None = Field(default=None, description="these severities")
 
 
 class WindowConfig(StrictModel):
     """A maintenance window: recurring (``schedule``) or one-off (``start``), for ``duration``."""
 
-    schedule: str | None = None
-    start: datetime | None = None
-    duration: Duration
-    timezone: str | None = None
-    mute: MuteConfig | None = None
-    description: str | None = None
+    schedule: str | None = Field(
+        default=None, description="a recurring window opens at each firing of this cron"
+    )
+    start: datetime | None = Field(
+        default=None, description="a one-off window opens at this ISO 8601 time"
+    )
+    duration: Duration = Field(description="how long it stays open")
+    timezone: str | None = Field(
+        default=None, description="the schedule's IANA zone (default: the config's timezone)"
+    )
+    mute: MuteConfig | None = Field(
+        default=None,
+        description="alerts it mutes while open (none: runbooks may run, nothing is muted); "
+        "one still firing at the end is notified then",
+    )
+    description: str | None = Field(default=None, description="free text for people")
 
     _schedule = field_validator("schedule")(
         lambda value: _check_schedule(value) if value is not None else value
@@ -252,9 +342,17 @@ class RetentionConfig(StrictModel):
     """How long the store keeps raw check results, hourly rollups, runbook runs, resolved
     alerts and finished notifications."""
 
-    results: Duration = timedelta(days=90)
-    rollups: Duration = timedelta(days=2 * 365)
-    runs: Duration = timedelta(days=365)
+    results: Duration = Field(
+        default=timedelta(days=90), description="raw check results are kept this long"
+    )
+    rollups: Duration = Field(
+        default=timedelta(days=2 * 365),
+        description="hourly rollups of check results (what `upkeep stats` reads beyond "
+        "`results`) are kept this long",
+    )
+    runs: Duration = Field(
+        default=timedelta(days=365), description="runbook runs and their steps are kept this long"
+    )
     alerts: Duration = Field(
         default=timedelta(days=2 * 365),
         description="resolved alerts (incidents) and their timelines are kept this long",
@@ -340,7 +438,9 @@ class HttpServerConfig(StrictModel):
 class EngineConfig(StrictModel):
     """How the engine and the daemon (``upkeep serve``) behave."""
 
-    concurrency: int = Field(default=256, ge=1, le=10000)
+    concurrency: int = Field(
+        default=256, ge=1, le=10000, description="checks running at the same time at most"
+    )
     listen: str = Field(
         default="127.0.0.1:9464",
         pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
@@ -457,10 +557,20 @@ class AlertingConfig(StrictModel):
         pattern=r"^https?://",
         description="the daemon's public address; messages link to runs and alerts there",
     )
-    response_targets: dict[Severity, Duration] = Field(default_factory=_default_response_targets)
-    flapping: FlappingConfig = FlappingConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
-    store_failure: StoreFailureConfig = StoreFailureConfig()
+    response_targets: dict[Severity, Duration] = Field(
+        default_factory=_default_response_targets,
+        description="how soon an alert of each severity should be acknowledged; messages "
+        "and `upkeep alerts` say when it falls due (the ones not given keep their default)",
+    )
+    flapping: FlappingConfig = Field(
+        default=FlappingConfig(), description="when a check counts as flapping"
+    )
+    delivery: DeliveryConfig = Field(
+        default=DeliveryConfig(), description="how the outbox retries a notification"
+    )
+    store_failure: StoreFailureConfig = Field(
+        default=StoreFailureConfig(), description="what happens while the store is unwritable"
+    )
 
     @field_validator("response_targets", mode="after")
     @classmethod
@@ -471,18 +581,47 @@ class AlertingConfig(StrictModel):
 class UpkeepConfig(StrictModel):
     """The whole of ``upkeep.yaml``."""
 
-    timezone: str = "UTC"
-    store: Annotated[str, SecretMarker(part="password")] = "sqlite:///.upkeep/upkeep.db"
-    retention: RetentionConfig = RetentionConfig()
-    engine: EngineConfig = EngineConfig()
-    targets: dict[Name, AnyTarget] = {}
-    checks: dict[Name, CheckConfig] = {}
-    runbooks: dict[Name, RunbookConfig] = {}
-    channels: dict[Name, Annotated[str, SecretMarker()]] = {}
-    routes: list[RouteConfig] = []
-    windows: dict[Name, WindowConfig] = {}
-    alerting: AlertingConfig = AlertingConfig()
-    backups: BackupsConfig = BackupsConfig()
+    timezone: str = Field(
+        default="UTC", description="the zone of schedules, windows and the times commands print"
+    )
+    store: Annotated[str, SecretMarker(part="password")] = Field(
+        default="sqlite:///.upkeep/upkeep.db",
+        description="where results, runs, alerts and the outbox are kept: a SQLite or "
+        "PostgreSQL URL",
+    )
+    retention: RetentionConfig = Field(
+        default=RetentionConfig(), description="how long the store keeps what"
+    )
+    engine: EngineConfig = Field(
+        default=EngineConfig(),
+        description="the engine and the daemon: listen address, API tokens, limits",
+    )
+    targets: dict[Name, AnyTarget] = Field(
+        default={}, description="the things checked, by name: services, hosts, logs, backups"
+    )
+    checks: dict[Name, CheckConfig] = Field(
+        default={}, description="probes of targets on a schedule, with conditions and alerting"
+    )
+    runbooks: dict[Name, RunbookConfig] = Field(
+        default={}, description="named procedures: ordered steps, a schedule, a window"
+    )
+    channels: dict[Name, Annotated[str, SecretMarker()]] = Field(
+        default={}, description="where notifications go, by name: Apprise URLs"
+    )
+    routes: list[RouteConfig] = Field(
+        default=[], description="which alerts go to which channels, tried in order"
+    )
+    windows: dict[Name, WindowConfig] = Field(
+        default={}, description="maintenance windows: when runbooks may run, what is muted"
+    )
+    alerting: AlertingConfig = Field(
+        default=AlertingConfig(),
+        description="alerting defaults: response targets, flapping, delivery",
+    )
+    backups: BackupsConfig = Field(
+        default=BackupsConfig(),
+        description="backups: the repository, a second destination, retention, sources",
+    )
 
     _timezone = field_validator("timezone")(_check_timezone)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
+from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, Word, api_duration
 
 if TYPE_CHECKING:
@@ -22,14 +23,29 @@ class Acknowledgement(ApiBody):
     """The body of an acknowledge request: for how long (until resolved if absent), why."""
 
     comment: Comment = ""
-    for_: str | None = Field(default=None, alias="for", max_length=40)
+    for_: str | None = Field(
+        default=None,
+        alias="for",
+        max_length=40,
+        description="a duration such as 30m, 2h or 7d (at most 1y): escalation starts again "
+        "when it lapses; absent: until the alert resolves",
+    )
 
 
 class SilenceRequest(ApiBody):
     """The body of a request adding a silence: what it matches, for how long, why."""
 
-    matchers: dict[Word, Word] = Field(min_length=1, max_length=MAX_MATCHERS)
-    for_: str = Field(alias="for", max_length=40)
+    matchers: dict[Word, Word] = Field(
+        min_length=1,
+        max_length=MAX_MATCHERS,
+        description="what it mutes, every pair must match: `check`, `target`, `severity`, "
+        "`status` or a label name, each with a shell-style pattern such as `db-*`",
+    )
+    for_: str = Field(
+        alias="for",
+        max_length=40,
+        description="how long it mutes from now: a duration such as 30m, 2h or 7d (at most 1y)",
+    )
     comment: Comment = ""
 
 
@@ -38,10 +54,14 @@ def alert_router(state: DaemonState) -> APIRouter:
     request that reaches them; ``actor`` names its token)."""
     router = APIRouter()
 
-    @router.get("/api/alerts")
+    @router.get("/api/alerts", responses=READ_REFUSALS, response_description="alerts, newest first")
     async def list_alerts(
-        include_resolved: Annotated[bool, Query(alias="all")] = False, limit: int = 200
+        include_resolved: Annotated[
+            bool, Query(alias="all", description="resolved alerts too, not only open ones")
+        ] = False,
+        limit: Annotated[int, Query(description="at most this many (1 to 1000)")] = 200,
     ) -> list[dict[str, Any]]:
+        """List alerts: check, target, severity, state, since when, acknowledgement."""
         records = await asyncio.to_thread(
             state.store.alerts.list_alerts,
             open_only=not include_resolved,
@@ -49,8 +69,14 @@ def alert_router(state: DaemonState) -> APIRouter:
         )
         return [record.to_json() for record in records]
 
-    @router.get("/api/alerts/{alert_id}")
+    @router.get(
+        "/api/alerts/{alert_id}",
+        responses={**READ_REFUSALS, 404: {"description": "no alert with this id"}},
+        response_description="the alert with its timeline and notifications",
+    )
     async def show_alert(alert_id: RecordId) -> dict[str, Any]:
+        """Show one alert with its timeline (opened, notified, escalated, acknowledged,
+        notes, resolved) and the notifications sent for it."""
         record = await asyncio.to_thread(state.store.alerts.get, alert_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no alert {alert_id}")
@@ -62,10 +88,19 @@ def alert_router(state: DaemonState) -> APIRouter:
             "notifications": [row.delivery_json() for row in deliveries],
         }
 
-    @router.post("/api/alerts/{alert_id}/ack")
+    @router.post(
+        "/api/alerts/{alert_id}/ack",
+        responses={
+            **CHANGE_REFUSALS,
+            409: {"description": "no such alert, or it is already resolved"},
+        },
+        response_description="the acknowledged alert",
+    )
     async def acknowledge(
         alert_id: RecordId, by: Actor, body: Acknowledgement | None = None
     ) -> dict[str, Any]:
+        """Acknowledge an alert: escalation stops (until `for` lapses), recorded as made by
+        the token's name. The body may be left out."""
         from upkeep.alerting.manager import AlertManager
         from upkeep.store.alerts import AlertError
 
@@ -82,14 +117,26 @@ def alert_router(state: DaemonState) -> APIRouter:
             raise HTTPException(status_code=409, detail=str(error)) from None
         return record.to_json()
 
-    @router.get("/api/silences")
+    @router.get(
+        "/api/silences",
+        responses=READ_REFUSALS,
+        response_description="silences, each with whether it mutes now",
+    )
     async def list_silences() -> list[dict[str, Any]]:
+        """List the silences added at run time."""
         found = await asyncio.to_thread(state.store.alerts.silences)
         now = datetime.now(UTC)
         return [silence.to_json(now) for silence in found]
 
-    @router.post("/api/silences", status_code=201)
+    @router.post(
+        "/api/silences",
+        status_code=201,
+        responses=CHANGE_REFUSALS,
+        response_description="the new silence's `id` and `ends_at`",
+    )
     async def add_silence(body: SilenceRequest, by: Actor) -> dict[str, Any]:
+        """Add a silence: alerts matching every matcher are muted from now for `for`; what
+        was muted is recorded, and an alert still firing when it ends is notified then."""
         from upkeep.store.alerts import AlertError
 
         length = api_duration(body.for_, "for")
@@ -108,8 +155,13 @@ def alert_router(state: DaemonState) -> APIRouter:
             raise HTTPException(status_code=422, detail=str(error)) from None
         return {"id": silence.id, "ends_at": silence.ends_at.isoformat()}
 
-    @router.delete("/api/silences/{silence_id}")
+    @router.delete(
+        "/api/silences/{silence_id}",
+        responses={**CHANGE_REFUSALS, 404: {"description": "no active silence with this id"}},
+        response_description="`id` and `removed: true`",
+    )
     async def remove_silence(silence_id: RecordId, by: Actor) -> dict[str, Any]:
+        """Remove an active silence (recorded as removed by the token's name)."""
         removed = await asyncio.to_thread(
             lambda: state.store.alerts.remove_silence(silence_id, by=by)
         )

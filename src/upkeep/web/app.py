@@ -13,15 +13,15 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
-from upkeep.web.guard import ApiGuard, GuardSettings
+from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS, ApiGuard, GuardSettings
 from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
 
 if TYPE_CHECKING:
@@ -198,12 +198,19 @@ def create_app(state: DaemonState) -> FastAPI:
     app.add_middleware(ApiGuard, settings=_guard_settings(state))
     app.add_exception_handler(RequestValidationError, _validation_failed)
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        responses={503: {"description": "unhealthy: alerting cannot work, with the reasons"}},
+        response_description="`ok`, or `degraded` with the reasons (the store fails, alerting "
+        "works without it); role, instance, checks, runbooks",
+    )
     async def healthz() -> Response:
+        """The daemon's health, for a supervisor or load balancer (no token needed)."""
         return await health_answer(state)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_description="Prometheus text exposition format")
     async def metrics() -> Response:
+        """Prometheus metrics: checks, runs, alerts, the store (no token needed)."""
         if state.stats is not None:
             state.metrics.update_from(state.stats)
         try:
@@ -213,17 +220,26 @@ def create_app(state: DaemonState) -> FastAPI:
         payload = await asyncio.to_thread(generate_latest, state.metrics.registry)
         return Response(content=payload, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/runs")
+    @app.get("/api/runs", responses=READ_REFUSALS, response_description="runs, newest first")
     async def list_runs(
-        limit: int = 50, runbook: RunbookName | None = None
+        limit: Annotated[int, Query(description="at most this many (1 to 1000)")] = 50,
+        runbook: Annotated[
+            RunbookName | None, Query(description="only the runs of this runbook")
+        ] = None,
     ) -> list[dict[str, Any]]:
+        """List recorded runbook runs with their steps."""
         records = await asyncio.to_thread(
             state.store.runs.list_runs, runbook=runbook, limit=max(1, min(limit, 1000))
         )
         return [run_to_json(record) for record in records]
 
-    @app.get("/api/runs/{run_id}")
+    @app.get(
+        "/api/runs/{run_id}",
+        responses={**READ_REFUSALS, 404: {"description": "no run with this id"}},
+        response_description="the run: trigger, who, status, times, steps with output",
+    )
     async def show_run(run_id: RecordId) -> dict[str, Any]:
+        """Show one run and its steps."""
         record = await asyncio.to_thread(state.store.runs.get_run, run_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no run {run_id}")
@@ -243,12 +259,28 @@ def create_app(state: DaemonState) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no run {run_id}")
         return run_to_json(record)
 
-    @app.post("/api/runs/{run_id}/approve")
+    decision_responses: dict[int | str, dict[str, Any]] = {
+        **CHANGE_REFUSALS,
+        409: {"description": "no such run, or it has no step waiting for approval"},
+    }
+
+    @app.post(
+        "/api/runs/{run_id}/approve",
+        responses=decision_responses,
+        response_description="the run, which goes on",
+    )
     async def approve(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+        """Approve the approval step a run waits on (recorded as the token's name); the body
+        may be left out."""
         return await decide(run_id, ApprovalDecision.APPROVED, body or Decision(), by)
 
-    @app.post("/api/runs/{run_id}/reject")
+    @app.post(
+        "/api/runs/{run_id}/reject",
+        responses=decision_responses,
+        response_description="the run, which stops",
+    )
     async def reject(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+        """Reject the approval step a run waits on: the run stops; the body may be left out."""
         return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), by)
 
     from upkeep.web.alerts import alert_router

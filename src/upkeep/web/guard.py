@@ -60,6 +60,24 @@ NO_CREDENTIAL_MESSAGE = (
 )
 BAD_CREDENTIAL_MESSAGE = "a valid API token is required: send `Authorization: Bearer <token>`"
 
+READ_REFUSALS: dict[int | str, dict[str, str]] = {
+    400: {"description": "a header sent twice or not ASCII, or a query string not ASCII"},
+    401: {"description": "no valid API token (`Authorization: Bearer <token>`)"},
+    421: {"description": "the Host names no host of this server (DNS-rebinding guard)"},
+}
+"""What the guard answers an ``/api/*`` request it refuses, as OpenAPI responses."""
+CHANGE_REFUSALS: dict[int | str, dict[str, str]] = {
+    **READ_REFUSALS,
+    403: {"description": "the change comes from another site or origin"},
+    408: {"description": "the body did not arrive within engine.http.body_timeout"},
+    413: {"description": "the body is larger than engine.http.max_body_bytes"},
+    415: {
+        "description": "no `Content-Type: application/json`, needed even without a body "
+        "(but for a DELETE that has none)"
+    },
+}
+"""What the guard answers a change (any method but GET, HEAD, OPTIONS) it refuses."""
+
 
 def token_digest(token: str) -> bytes:
     """Given a token as a client sends it, return its SHA-256 digest."""

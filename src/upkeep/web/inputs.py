@@ -38,7 +38,11 @@ def _one_line(value: str) -> str:
     return _printable(value)
 
 
-Comment = Annotated[str, Field(max_length=2000), AfterValidator(_printable)]
+Comment = Annotated[
+    str,
+    Field(max_length=2000, description="why, recorded with the change"),
+    AfterValidator(_printable),
+]
 """A free comment recorded with a change."""
 Word = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
 """A label name or a matcher pattern."""

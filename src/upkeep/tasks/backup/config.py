@@ -89,7 +89,10 @@ class BackupsConfig(StrictModel):
         description="where dumps, drills and restores work (default: <repository>/.scratch); "
         "must be upkeep's user's, not writable by group or others",
     )
-    sources: dict[str, BackupSourceConfig] = {}
+    sources: dict[str, BackupSourceConfig] = Field(
+        default={},
+        description="what is backed up, by name (the name `backup.*` tasks and targets use)",
+    )
 
     def review(self, context: SectionContext) -> SectionReview[BackupsConfig]:
         """Given the rest of the config, return the section with its paths resolved, the
