@@ -247,6 +247,8 @@ def _describe(error: Mapping[str, Any], path: KeyPath = ()) -> str:
         "string_too_long": f"takes at most {context.get('max_length')} characters",
         "string_pattern_mismatch": "expected "
         + _PATTERNS.get(str(context.get("pattern")), f"text of the form {context.get('pattern')}"),
+        "time_delta_type": f"expected a duration such as 30s, 5m or 2h, got {_kind_of(value)}",
+        "time_delta_parsing": "expected a duration such as 30s, 5m or 2h",
         "datetime_type": "expected a date and time such as 2025-06-01T02:00:00+02:00",
         "datetime_parsing": "expected a date and time such as 2025-06-01T02:00:00+02:00",
         "datetime_from_date_parsing": "expected a date and time such as 2025-06-01T02:00:00+02:00",
