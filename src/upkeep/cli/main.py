@@ -74,12 +74,9 @@ def check(
     ] = None,
     label: Annotated[
         list[str] | None,
-        typer.Option(
-            "--label",
-            "-l",
-            help="Only checks with label k=v (repeatable).",
-            parser=options.pair_text,
-        ),
+        # No parser: a bad label is reported by `check` itself with exit 3 (unknown), as
+        # its exit code is the worst status and 2 would read as critical.
+        typer.Option("--label", "-l", help="Only checks with label k=v (repeatable)."),
     ] = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
