@@ -79,4 +79,4 @@ runbooks:
     assert sorted(path.name for path in store.iterdir()) == sorted([old.name, archives[0].name])
 
     unknown = upkeep("logs", "rotate", "nope")
-    assert unknown.returncode == 2 and "no logs target named nope" in unknown.stderr
+    assert unknown.returncode == 2 and "no target named nope; logs targets: " in unknown.stderr

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upkeep.cli.common import EXIT_FAILED, EXIT_USAGE, load_for_command, print_error, print_json
+from upkeep.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    load_for_command,
+    print_error,
+    print_json,
+    print_problems,
+)
 from upkeep.cli.output import cells, untrusted
 
 if TYPE_CHECKING:
@@ -35,7 +42,12 @@ def _paths(
 
     found = loaded.config.targets.get(target)
     if not isinstance(found, LogsTarget):
-        print_error(f"no logs target named {target!r}")
+        logs_targets = {
+            name: each
+            for name, each in loaded.config.targets.items()
+            if isinstance(each, LogsTarget)
+        }
+        print_problems(_not_logs_targets(loaded, [target], logs_targets))
         return None
     from upkeep.probes.base import TargetUnreachable
     from upkeep.probes.logs import list_log_files, target_directory
@@ -177,9 +189,10 @@ def run_log_task(
         for name, target in loaded.config.targets.items()
         if isinstance(target, LogsTarget)
     }
-    unknown = [name for name in targets if name not in logs_targets]
-    if unknown:
-        print_error(f"no logs target named {', '.join(unknown)}")
+    problems = _not_logs_targets(loaded, targets, logs_targets)
+    if problems:
+        for problem in problems:
+            print_error(problem)
         return EXIT_USAGE
     jobs = _jobs(loaded, task_name, targets, logs_targets)
     if isinstance(jobs, str):
@@ -191,6 +204,26 @@ def run_log_task(
     else:
         _print_reports(task_name, reports, dry_run=dry_run)
     return EXIT_FAILED if any(report["status"] == "failed" for report in reports) else 0
+
+
+def _not_logs_targets(
+    loaded: LoadedConfig, names: list[str], logs_targets: dict[str, Any]
+) -> list[str]:
+    """Given the targets named on the command line, return for each that is no logs target
+    what it is instead and which targets are logs (none if all of them are)."""
+    known = ", ".join(sorted(logs_targets)) or "none configured"
+    problems = []
+    for name in names:
+        if name in logs_targets:
+            continue
+        other = loaded.config.targets.get(name)
+        what = (
+            f"{name} is a target of kind {other.kind}, not logs"
+            if other is not None
+            else f"no target named {name}"
+        )
+        problems.append(f"{what}; logs targets: {known}")
+    return problems
 
 
 def _jobs(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from upkeep import __version__
+from upkeep.cli import options
 
 app = typer.Typer(
     name="upkeep",
@@ -73,6 +74,8 @@ def check(
     ] = None,
     label: Annotated[
         list[str] | None,
+        # No parser: a bad label is reported by `check` itself with exit 3 (unknown), as
+        # its exit code is the worst status and 2 would read as critical.
         typer.Option("--label", "-l", help="Only checks with label k=v (repeatable)."),
     ] = None,
     config: ConfigOption = None,
@@ -96,9 +99,14 @@ def history(
         typer.Argument(metavar="[CHECK]", help="One check, or one runbook with --runs."),
     ] = None,
     since: Annotated[
-        str, typer.Option(help="How far back: a duration (24h, 7d) or an ISO time.")
+        str,
+        typer.Option(
+            help="How far back: a duration (24h, 7d) or an ISO time.", parser=options.since_text
+        ),
     ] = "24h",
-    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 200,
+    limit: Annotated[
+        int, typer.Option(help="At most this many entries.", parser=options.count)
+    ] = 200,
     runs: Annotated[bool, typer.Option("--runs", help="Show runbook runs, not results.")] = False,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -144,7 +152,9 @@ def runbooks(config: ConfigOption = None, json_output: JsonOption = False) -> No
 
 @app.command()
 def schedule(
-    count: Annotated[int, typer.Option(help="Firings to show per schedule.")] = 3,
+    count: Annotated[
+        int, typer.Option(help="Firings to show per schedule.", parser=options.count)
+    ] = 3,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -158,7 +168,10 @@ def schedule(
 def serve(
     listen: Annotated[
         str | None,
-        typer.Option(help="host:port for /healthz and /metrics (default: engine.listen)."),
+        typer.Option(
+            help="host:port for /healthz and /metrics (default: engine.listen).",
+            parser=options.host_port,
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -175,8 +188,10 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("list")
 def runs_list(
     runbook: Annotated[str | None, typer.Argument(help="Only this runbook.")] = None,
-    since: Annotated[str, typer.Option(help="How far back (24h, 7d) or an ISO time.")] = "7d",
-    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    since: Annotated[
+        str, typer.Option(help="How far back (24h, 7d) or an ISO time.", parser=options.since_text)
+    ] = "7d",
+    limit: Annotated[int, typer.Option(help="At most this many runs.", parser=options.count)] = 50,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -188,7 +203,9 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(
-    run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id.")],
+    run_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The run's id.", parser=options.record_id)
+    ],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -200,11 +217,19 @@ def runs_show(
 
 @app.command()
 def approve(
-    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run waiting for approval.")],
+    run_id: Annotated[
+        int,
+        typer.Argument(
+            metavar="RUN", help="The run waiting for approval.", parser=options.record_id
+        ),
+    ],
     reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
     comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
     step: Annotated[
-        int | None, typer.Option(help="The step number (default: the first waiting one).")
+        int | None,
+        typer.Option(
+            help="The step number (default: the first waiting one).", parser=options.count
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -223,11 +248,20 @@ def window_add(
     name: Annotated[
         str, typer.Argument(help="Window name; a config window's name adds an opening.")
     ],
-    start: Annotated[str, typer.Option(help="ISO time (config timezone if none) or 'now'.")],
-    duration: Annotated[str, typer.Option(help="How long it stays open: 30m, 2h.")],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="ISO time (config timezone if none) or 'now'.", parser=options.moment_text
+        ),
+    ],
+    duration: Annotated[
+        str,
+        typer.Option(help="How long it stays open: 30m, 2h.", parser=options.duration_text),
+    ],
     comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
     mute_label: Annotated[
-        list[str] | None, typer.Option("--mute-label", help="Mute alerts with label k=v.")
+        list[str] | None,
+        typer.Option("--mute-label", help="Mute alerts with label k=v.", parser=options.pair_text),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -249,7 +283,10 @@ def window_list(config: ConfigOption = None, json_output: JsonOption = False) ->
 
 @window_app.command("remove")
 def window_remove(
-    window_id: Annotated[int, typer.Argument(metavar="ID", help="A one-off window's id.")],
+    window_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", help="A one-off window's id.", parser=options.record_id),
+    ],
     config: ConfigOption = None,
 ) -> None:
     """Remove a one-off window."""
@@ -274,7 +311,10 @@ def alerts(
     show_all: Annotated[
         bool, typer.Option("--all", help="Every alert opened within --since, not only open ones.")
     ] = False,
-    since: Annotated[str, typer.Option(help="With --all: how far back, e.g. 7d.")] = "7d",
+    since: Annotated[
+        str,
+        typer.Option(help="With --all: how far back, e.g. 7d.", parser=options.duration_text),
+    ] = "7d",
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -286,10 +326,17 @@ def alerts(
 
 @app.command()
 def ack(
-    alert_id: Annotated[int, typer.Argument(metavar="ALERT", help="The alert's id.")],
+    alert_id: Annotated[
+        int,
+        typer.Argument(metavar="ALERT", help="The alert's id.", parser=options.record_id),
+    ],
     for_: Annotated[
         str | None,
-        typer.Option("--for", help="Re-escalate if still firing after this long, e.g. 2h."),
+        typer.Option(
+            "--for",
+            help="Re-escalate if still firing after this long, e.g. 2h.",
+            parser=options.duration_text,
+        ),
     ] = None,
     comment: Annotated[str, typer.Option(help="What you are doing about it.")] = "",
     author: Annotated[str | None, typer.Option(help="Who acknowledges (default: you).")] = None,
@@ -310,13 +357,21 @@ def silence_add(
     match: Annotated[
         list[str],
         typer.Option(
-            "--match", "-m", help="key=pattern (a label, check, target or severity; * globs)."
+            "--match",
+            "-m",
+            help="key=pattern (a label, check, target or severity; * globs).",
+            parser=options.pair_text,
         ),
     ],
-    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 2h.")],
+    for_: Annotated[
+        str, typer.Option("--for", help="How long, e.g. 2h.", parser=options.duration_text)
+    ],
     comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
     start: Annotated[
-        str, typer.Option(help="ISO time (config timezone if none) or 'now'.")
+        str,
+        typer.Option(
+            help="ISO time (config timezone if none) or 'now'.", parser=options.moment_text
+        ),
     ] = "now",
     author: Annotated[str | None, typer.Option(help="Who (default: you).")] = None,
     config: ConfigOption = None,
@@ -343,7 +398,10 @@ def silence_list(
 
 @silence_app.command("remove")
 def silence_remove(
-    silence_id: Annotated[int, typer.Argument(metavar="ID", help="The silence's id.")],
+    silence_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", help="The silence's id.", parser=options.record_id),
+    ],
     config: ConfigOption = None,
 ) -> None:
     """End a silence now."""
@@ -404,13 +462,26 @@ def logs_analyze(
         str | None, typer.Option(help="A logs target of the config instead of paths.")
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--format", help="auto, combined (access logs), json or plain.")
+        str,
+        typer.Option(
+            "--format",
+            help="auto, combined (access logs), json or plain.",
+            parser=options.one_of("auto", "combined", "json", "plain"),
+        ),
     ] = "auto",
     pattern: Annotated[
-        list[str] | None, typer.Option("--pattern", "-p", help="A regex to count (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--pattern", "-p", help="A regex to count (repeatable).", parser=options.regex_text
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Only the last 1h, 24h, 7d.")] = None,
-    top: Annotated[int, typer.Option(help="How many endpoints to list.")] = 20,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only the last 1h, 24h, 7d.", parser=options.duration_text),
+    ] = None,
+    top: Annotated[
+        int, typer.Option(help="How many endpoints to list.", parser=options.count)
+    ] = 20,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -524,8 +595,12 @@ def backup_prune(
 @app.command("drill")
 def drill(
     target: Annotated[str, typer.Argument(help="A backup source, or a target one backs up.")],
-    rto: Annotated[str | None, typer.Option(help="Objective, e.g. 15m.")] = None,
-    rpo: Annotated[str | None, typer.Option(help="Objective, e.g. 24h.")] = None,
+    rto: Annotated[
+        str | None, typer.Option(help="Objective, e.g. 15m.", parser=options.duration_text)
+    ] = None,
+    rpo: Annotated[
+        str | None, typer.Option(help="Objective, e.g. 24h.", parser=options.duration_text)
+    ] = None,
     take_backup: Annotated[
         bool, typer.Option("--take-backup", help="Take a new backup first.")
     ] = False,
@@ -547,7 +622,12 @@ def drill(
 
 LabelOption = Annotated[
     list[str] | None,
-    typer.Option("--label", "-l", help="Only alerts/checks with label k=v (repeatable)."),
+    typer.Option(
+        "--label",
+        "-l",
+        help="Only alerts/checks with label k=v (repeatable).",
+        parser=options.pair_text,
+    ),
 ]
 incidents_app = typer.Typer(help="Incidents: alerts that fired, with their timelines.")
 app.add_typer(incidents_app, name="incidents")
@@ -556,7 +636,9 @@ app.add_typer(incidents_app, name="incidents")
 @incidents_app.callback(invoke_without_command=True)
 def incidents_list(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    since: Annotated[
+        str, typer.Option(help="How far back (24h, 30d) or an ISO time.", parser=options.since_text)
+    ] = "30d",
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
     label: LabelOption = None,
     config: ConfigOption = None,
@@ -574,7 +656,10 @@ def incidents_list(
 
 @incidents_app.command("show")
 def incidents_show(
-    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    incident_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", help="The incident's id.", parser=options.record_id),
+    ],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -586,7 +671,10 @@ def incidents_show(
 
 @incidents_app.command("note")
 def incidents_note(
-    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    incident_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", help="The incident's id.", parser=options.record_id),
+    ],
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The note.")],
     author: Annotated[
         str | None, typer.Option(help="Who writes it (default: the OS user).")
@@ -601,7 +689,9 @@ def incidents_note(
 
 @app.command()
 def stats(
-    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    since: Annotated[
+        str, typer.Option(help="How far back (24h, 30d) or an ISO time.", parser=options.since_text)
+    ] = "30d",
     label: LabelOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -633,9 +723,14 @@ def notify_test(
 def notify_outbox(
     status: Annotated[
         str | None,
-        typer.Option(help="Only this status: pending, sending, sent, dead or muted."),
+        typer.Option(
+            help="Only this status: pending, sending, sent, dead or muted.",
+            parser=options.one_of(*options.OUTBOX_STATUSES),
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many notifications.")] = 50,
+    limit: Annotated[
+        int, typer.Option(help="At most this many notifications.", parser=options.count)
+    ] = 50,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:

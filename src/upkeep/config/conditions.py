@@ -12,8 +12,20 @@ the spec and whose errors carry columns; no ``eval``, no attribute access, no ca
 
 Comparisons chain as in mathematics (``80 < used_percent <= 90``). A duration literal
 takes the unit of the metric it is compared with, read from the metric's name:
-``*_ms`` → milliseconds, ``*days*`` → days, anything else → seconds. So
+``*_ms`` → milliseconds, ``*days*`` → days, ``*_s`` and ``seconds`` → seconds. So
 ``response_time_ms > 1.5s`` means 1500 and ``longest_s > 5m`` means 300.
+
+A size literal is a number of bytes and compares with metrics measured in bytes
+(``*bytes``): ``size_bytes > 10GB``. Units are written exactly so (case matters, as a
+``b`` is a bit to many people): ``B``; decimal ``kB`` (or ``KB``), ``MB``, ``GB``, ``TB``,
+``PB`` (powers of 1000, as disks are sold); binary ``KiB``, ``MiB``, ``GiB``, ``TiB``,
+``PiB`` (powers of 1024, as upkeep prints sizes). ``10mb`` or ``10Gb`` is an error, not a
+guess.
+
+Once the probe is known, ``Condition.type_problems`` checks every comparison against the
+types the probe declares for its metrics: a number never compares with a quoted text
+(``status_code != '200'`` would always hold), a duration only with a metric measured in
+time, a size only with one measured in bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from upkeep.core.durations import parse_duration
 
@@ -34,7 +46,9 @@ GRAMMAR = r"""
 ?not_expr: _NOT not_expr                -> negation
          | comparison
 ?comparison: operand (COMPARATOR operand)*  -> compare
-?operand: DURATION                      -> duration
+?operand: SIZE                          -> size
+        | BAD_SIZE                      -> bad_size
+        | DURATION                      -> duration
         | NUMBER                        -> number
         | STRING                        -> string
         | _TRUE                         -> true
@@ -49,6 +63,8 @@ _NOT: "not"
 _TRUE: "true"
 _FALSE: "false"
 COMPARATOR: "<=" | ">=" | "==" | "!=" | "<" | ">"
+SIZE.4: /\d+(\.\d+)?(B|[kK]B|MB|GB|TB|PB|KiB|MiB|GiB|TiB|PiB)(?![A-Za-z0-9_])/
+BAD_SIZE.3: /\d+(\.\d+)?[kKmMgGtTpP]i?[bB](?![A-Za-z0-9_])/
 DURATION.2: /\d+(\.\d+)?(ms|s|m|h|d|w|y)/
 NUMBER: /-?\d+(\.\d+)?([eE][+-]?\d+)?/
 STRING: /"(?:[^"\\]|\\.)*"/ | /'(?:[^'\\]|\\.)*'/
@@ -87,22 +103,78 @@ class ConditionEvaluationError(ValueError):
     """A condition could not be evaluated against a result (missing metric, mixed types)."""
 
 
+SIZE_FACTORS: dict[str, int] = {
+    "B": 1,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "PB": 1000**5,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+    "PiB": 1024**5,
+}
+"""The units of a size literal and their bytes; exactly these spellings."""
+
+OperandKind = Literal["metric", "number", "string", "bool", "duration", "size", "expression"]
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One side of a comparison as written: its kind, its text and its 1-based column
+    within the condition (None for a parenthesised expression)."""
+
+    kind: OperandKind
+    text: str
+    column: int | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of a condition (a chain ``a < b < c`` is two)."""
+
+    left: Operand
+    symbol: str
+    right: Operand
+
+
+@dataclass(frozen=True)
+class MetricType:
+    """What a probe declares of a metric: its value type and the unit it is measured in."""
+
+    type: Literal["number", "bool", "string"]
+    unit: str | None
+
+
 @dataclass(frozen=True)
 class _Operand:
     evaluate: Callable[[Metrics], Any]
+    written: Operand
     metric: str | None = None
     duration_s: float | None = None
 
 
 def _duration_in_unit_of(seconds: float, metric: str | None) -> float:
-    if metric is None:
-        return seconds
-    lowered = metric.lower()
-    if lowered.endswith("_ms"):
+    from upkeep.probes.base import metric_unit
+
+    unit = metric_unit(metric) if metric is not None else None
+    if unit == "ms":
         return seconds * 1000
-    if "days" in lowered:
+    if unit == "days":
         return seconds / 86400
     return seconds
+
+
+def _size_bytes(text: str) -> int | float:
+    """Given a size literal the grammar accepted (``10GB``, ``1.5MiB``), return its bytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]+)", text)
+    if match is None:  # pragma: no cover - the grammar's token has exactly this form
+        raise ValueError(text)
+    value = float(match.group(1)) * SIZE_FACTORS[match.group(2)]
+    return int(value) if value.is_integer() else value
 
 
 def _constant(value: Any) -> Callable[[Metrics], Any]:
@@ -144,7 +216,10 @@ def _parser() -> Any:
     return Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
 
 
-def _build(tree: Any, names: set[str]) -> _Operand:
+_EXPRESSION = Operand("expression", "(...)", None)
+
+
+def _build(tree: Any, names: set[str], comparisons: list[Comparison]) -> _Operand:
     from lark import Token
 
     if isinstance(tree, Token):  # pragma: no cover - every token is wrapped by an alias rule
@@ -153,54 +228,76 @@ def _build(tree: Any, names: set[str]) -> _Operand:
     children = tree.children
     if rule in ("any_of", "all_of", "compare") and len(children) == 1:
         # Lark keeps an aliased rule even when it has one child; it is just its child.
-        return _build(children[0], names)
+        return _build(children[0], names, comparisons)
+    token = children[0] if children and isinstance(children[0], Token) else None
+    text = str(token) if token is not None else ""
+    column = token.column if token is not None else None
     if rule == "number":
-        text = str(children[0])
         value: float = float(text)
-        return _Operand(_constant(int(value) if value.is_integer() and "." not in text else value))
+        return _Operand(
+            _constant(int(value) if value.is_integer() and "." not in text else value),
+            Operand("number", text, column),
+        )
     if rule == "duration":
         try:
-            seconds = parse_duration(str(children[0])).total_seconds()
+            seconds = parse_duration(text).total_seconds()
         except ValueError as error:  # longer than the longest duration accepted
-            raise ConditionSyntaxError(str(error), children[0].column or 1) from None
-        return _Operand(_constant(seconds), duration_s=seconds)
+            raise ConditionSyntaxError(str(error), column or 1) from None
+        return _Operand(_constant(seconds), Operand("duration", text, column), duration_s=seconds)
+    if rule == "size":
+        return _Operand(_constant(_size_bytes(text)), Operand("size", text, column))
+    if rule == "bad_size":
+        number = text.rstrip("bBiI").rstrip("kKmMgGtTpP")
+        prefix = text[len(number) :][0].upper().replace("K", "k")
+        raise ConditionSyntaxError(
+            f"{text!r} is not a size; sizes are written {number}{prefix}B (decimal, powers "
+            f"of 1000) or {number}{prefix.upper()}iB (binary, powers of 1024)",
+            column or 1,
+        )
     if rule == "string":
-        return _Operand(_constant(_unescape(str(children[0])[1:-1])))
+        return _Operand(_constant(_unescape(text[1:-1])), Operand("string", text, column))
     if rule == "true":
-        return _Operand(_constant(True))
+        return _Operand(_constant(True), Operand("bool", "true", None))
     if rule == "false":
-        return _Operand(_constant(False))
+        return _Operand(_constant(False), Operand("bool", "false", None))
     if rule in ("metric", "quoted_metric"):
-        name = str(children[0]).strip("`")
+        name = text.strip("`")
         names.add(name)
-        return _Operand(_lookup(name), metric=name)
+        return _Operand(_lookup(name), Operand("metric", name, column), metric=name)
     if rule == "negation":
-        inner = _build(children[0], names).evaluate
-        return _Operand(lambda metrics: not inner(metrics))
+        inner = _build(children[0], names, comparisons).evaluate
+        return _Operand(lambda metrics: not inner(metrics), _EXPRESSION)
     if rule == "any_of":
-        parts = [_build(child, names).evaluate for child in children]
-        return _Operand(lambda metrics: any(part(metrics) for part in parts))
+        parts = [_build(child, names, comparisons).evaluate for child in children]
+        return _Operand(lambda metrics: any(part(metrics) for part in parts), _EXPRESSION)
     if rule == "all_of":
-        parts = [_build(child, names).evaluate for child in children]
-        return _Operand(lambda metrics: all(part(metrics) for part in parts))
+        parts = [_build(child, names, comparisons).evaluate for child in children]
+        return _Operand(lambda metrics: all(part(metrics) for part in parts), _EXPRESSION)
     if rule == "compare":
-        return _build_comparison(children, names)
+        return _build_comparison(children, names, comparisons)
     raise ConditionSyntaxError(f"unsupported construct {rule!r}", 1)  # pragma: no cover
 
 
-def _build_comparison(children: list[Any], names: set[str]) -> _Operand:
-    operands = [_build(child, names) for child in children[0::2]]
+def _build_comparison(
+    children: list[Any], names: set[str], comparisons: list[Comparison]
+) -> _Operand:
+    operands = [_build(child, names, comparisons) for child in children[0::2]]
     comparators = [str(token) for token in children[1::2]]
     steps: list[
         tuple[Callable[[Metrics], Any], Callable[[Any, Any], bool], Callable[[Metrics], Any], str]
     ] = []
     for index, symbol in enumerate(comparators):
         left, right = operands[index], operands[index + 1]
+        comparisons.append(Comparison(left.written, symbol, right.written))
         # A duration literal takes the unit of the metric on the other side.
         if left.duration_s is not None:
-            left = _Operand(_constant(_duration_in_unit_of(left.duration_s, right.metric)))
+            left = _Operand(
+                _constant(_duration_in_unit_of(left.duration_s, right.metric)), left.written
+            )
         if right.duration_s is not None:
-            right = _Operand(_constant(_duration_in_unit_of(right.duration_s, left.metric)))
+            right = _Operand(
+                _constant(_duration_in_unit_of(right.duration_s, left.metric)), right.written
+            )
         steps.append((left.evaluate, _COMPARATORS[symbol], right.evaluate, symbol))
 
     def evaluate(metrics: Metrics) -> bool:
@@ -217,7 +314,75 @@ def _build_comparison(children: list[Any], names: set[str]) -> _Operand:
                 return False
         return True
 
-    return _Operand(evaluate)
+    return _Operand(evaluate, _EXPRESSION)
+
+
+_VALUE_TYPE: dict[OperandKind, str] = {
+    "number": "number",
+    "duration": "number",
+    "size": "number",
+    "string": "string",
+    "bool": "bool",
+    "expression": "bool",
+}
+_TYPE_WORDS = {"number": "a number", "string": "a text", "bool": "true/false"}
+_TIME_UNITS = frozenset({"ms", "s", "days"})
+
+
+def _comparison_problem(
+    comparison: Comparison, metric_types: Mapping[str, MetricType]
+) -> str | None:
+    """Given one comparison and the declared metric types, return why it is wrong, or None.
+
+    A metric the probe does not declare (a Nagios plugin's perfdata label) has no known
+    type, and nothing is said about a comparison with it.
+    """
+    sides = (comparison.left, comparison.right)
+    declared: list[MetricType | None] = []
+    for side in sides:
+        if side.kind == "metric":
+            if side.text not in metric_types:
+                return None
+            declared.append(metric_types[side.text])
+        else:
+            declared.append(None)
+    types = [
+        metric.type if metric is not None else _VALUE_TYPE[side.kind]
+        for side, metric in zip(sides, declared, strict=True)
+    ]
+    shown = f"{comparison.left.text} {comparison.symbol} {comparison.right.text}"
+    for side, other, other_metric in (
+        (sides[0], sides[1], declared[1]),
+        (sides[1], sides[0], declared[0]),
+    ):
+        unit = other_metric.unit if other_metric is not None else None
+        if side.kind == "duration" and unit not in _TIME_UNITS:
+            return (
+                f"in {shown!r}: a duration ({side.text}) compares only with a metric measured "
+                f"in time (*_ms, *_s, *days*); {other.text} is not"
+            )
+        if side.kind == "size" and unit != "bytes":
+            return (
+                f"in {shown!r}: a size ({side.text}) compares only with a metric measured in "
+                f"bytes (*bytes); {other.text} is not"
+            )
+    if types[0] == types[1]:
+        return None
+    words = [
+        f"{side.text} is {_TYPE_WORDS[value_type]}"
+        for side, value_type in zip(sides, types, strict=True)
+    ]
+    always = {"!=": " (so it would always hold)", "==": " (so it would never hold)"}.get(
+        comparison.symbol, ""
+    )
+    hint = ""
+    for side in sides:
+        if side.kind == "string" and "number" in types and _NUMBER.fullmatch(side.text[1:-1]):
+            hint = f"; write {side.text[1:-1]} without quotes"
+    return f"in {shown!r}: {' and '.join(words)}, which never compare{always}{hint}"
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -227,6 +392,19 @@ class Condition:
     source: str
     metric_names: frozenset[str]
     _evaluate: Callable[[Metrics], Any]
+    comparisons: tuple[Comparison, ...] = ()
+
+    def type_problems(self, metric_types: Mapping[str, MetricType]) -> list[tuple[int | None, str]]:
+        """Given the types a probe declares for its metrics, return each comparison that
+        cannot be right (a number against a quoted text, a duration against a metric not
+        measured in time, a size against one not measured in bytes), as the 1-based column
+        of its left side (None if unknown) and what is wrong."""
+        found = []
+        for comparison in self.comparisons:
+            problem = _comparison_problem(comparison, metric_types)
+            if problem is not None:
+                found.append((comparison.left.column or comparison.right.column, problem))
+        return found
 
     def holds(self, metrics: Metrics) -> bool:
         """Given a probe's metrics, return whether the condition holds.
@@ -314,5 +492,11 @@ def parse_condition(source: str) -> Condition:
     except (UnexpectedEOF, UnexpectedInput) as error:
         raise ConditionSyntaxError(f"incomplete condition {source!r}", len(source)) from error
     names: set[str] = set()
-    operand = _build(tree, names)
-    return Condition(source=source, metric_names=frozenset(names), _evaluate=operand.evaluate)
+    comparisons: list[Comparison] = []
+    operand = _build(tree, names, comparisons)
+    return Condition(
+        source=source,
+        metric_names=frozenset(names),
+        _evaluate=operand.evaluate,
+        comparisons=tuple(comparisons),
+    )

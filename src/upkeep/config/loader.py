@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,9 +24,10 @@ from pydantic import BaseModel, ValidationError
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
 from upkeep.config.files import FileReadError, read_text_file
-from upkeep.config.models import SYSTEM_CHECKS
+from upkeep.config.models import NAME_PATTERN
 from upkeep.config.secrets import expand_tree
 from upkeep.config.yamlpos import Positions, YamlSyntaxError, load_yaml
+from upkeep.core.models import Reference
 from upkeep.core.redaction import Redactor, SecretMarker
 
 if TYPE_CHECKING:
@@ -103,10 +107,13 @@ class _Collector:
         self.file = file
         self.positions = positions
         self.issues: list[ConfigIssue] = []
+        self.rounds: list[KeptIndexes] = []
+        """How list indexes of the validated config map back to the file's."""
 
     def add(
         self, path: KeyPath, message: str, column_offset: int = 0, *, at_key: bool = False
     ) -> None:
+        path = _original_path(path, self.rounds)
         line, column = self.positions.find_key(path) if at_key else self.positions.find(path)
         self.issues.append(ConfigIssue(self.file, line, column + column_offset, path, message))
 
@@ -148,35 +155,105 @@ def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
     return tuple(path)
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+_KIND_OF_VALUE: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "true or false"),
+    ((int, float), "a number"),
+    (str, "a text"),
+    (list, "a list"),
+    (dict, "a mapping (key: value)"),
+)
+
+
+def _kind_of(value: Any) -> str:
+    """Given an input value, return what people call its kind (never the value: it may be a
+    secret not yet known to the redactor)."""
+    if value is None:
+        return "nothing (null)"
+    for kinds, name in _KIND_OF_VALUE:
+        if isinstance(value, kinds):
+            return name
+    return type(value).__name__
+
+
+_PATTERNS = {
+    NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
+    r"^https?://": "a URL starting with http:// or https://",
+}
+"""Plain words for the patterns fields are checked against; others are shown as written."""
+
+
+def _flow_list(items: list[str]) -> str:
+    """Given strings, return them as a YAML flow list, quoting only what needs it."""
+    plain = re.compile(r"^[A-Za-z0-9_./=@%+-][A-Za-z0-9_./=@%+:-]*$")
+    return "[" + ", ".join(item if plain.match(item) else json.dumps(item) for item in items) + "]"
+
+
+def _list_hint(key: str | int | None, value: Any) -> str:
+    """Given a key whose value should be a list and the value written, return how to write it."""
+    if not isinstance(value, str):
+        return f"expected a list, got {_kind_of(value)}"
+    try:
+        items = shlex.split(value)
+    except ValueError:
+        items = [value]
+    items = items or [value]
+    name = key if isinstance(key, str) else "it"
+    # An argv is never run through a shell: a string would promise pipes, globs and
+    # $VARIABLES that do not happen, and splitting it here would guess at quoting.
+    return (
+        f"expected a list, got a text; write {name}: {_flow_list(items)} "
+        "(one item per argument; no shell is involved)"
+        if len(items) > 1
+        else f"expected a list, got a text; write {name}: {_flow_list(items)}"
+    )
+
+
+def _describe(error: Mapping[str, Any], path: KeyPath = ()) -> str:
+    """Given one pydantic error and where it is, return what is wrong in plain words: what
+    is expected, and what was found where that helps."""
     kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    value = error.get("input")
     message = str(error.get("msg", "invalid value"))
-    if kind == "extra_forbidden":
-        return "unknown key (not part of this section; check the spelling)"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        return (
-            f"unknown target kind {error.get('ctx', {}).get('tag')!r}; expected one of {expected}"
-        )
-    if kind == "union_tag_not_found":
-        return f"a target needs a kind: one of {', '.join(_target_kind_names())}"
-    return message.removeprefix("Value error, ")
-
-
-def _add_validation_errors(
-    collector: _Collector,
-    error: ValidationError,
-    raw: Any,
-    prefix: KeyPath = (),
-    already_reported: frozenset[KeyPath] = frozenset(),
-) -> None:
-    for item in error.errors():
-        path = (*prefix, *_data_path(raw, tuple(item["loc"])))
-        if path in already_reported:
-            continue  # an unset ${VAR} left "${VAR}" there; its own error says so
-        collector.add(path, _describe(item), at_key=item.get("type") == "extra_forbidden")
+    key = path[-1] if path else None
+    described = {
+        "extra_forbidden": "unknown key (not part of this section; check the spelling)",
+        "missing": "required key is missing",
+        "union_tag_invalid": f"unknown target kind {context.get('tag')!r}; expected one of "
+        f"{context.get('expected_tags', '')}",
+        "union_tag_not_found": f"a target needs a kind: one of {', '.join(_target_kind_names())}",
+        "list_type": _list_hint(key, value),
+        "tuple_type": _list_hint(key, value),
+        "dict_type": f"expected a mapping (key: value), got {_kind_of(value)}",
+        "model_type": f"expected a mapping (key: value), got {_kind_of(value)}",
+        "model_attributes_type": f"expected a mapping (key: value), got {_kind_of(value)}",
+        "string_type": f"expected a text, got {_kind_of(value)}",
+        "int_type": f"expected a whole number, got {_kind_of(value)}",
+        "int_parsing": f"expected a whole number, got {_kind_of(value)}",
+        "int_from_float": "expected a whole number, got a fraction",
+        "float_type": f"expected a number, got {_kind_of(value)}",
+        "float_parsing": f"expected a number, got {_kind_of(value)}",
+        "bool_type": f"expected true or false, got {_kind_of(value)}",
+        "bool_parsing": f"expected true or false, got {_kind_of(value)}",
+        "literal_error": "expected one of "
+        + str(context.get("expected", "")).replace("'", "").replace(" or ", ", "),
+        "greater_than_equal": f"must be at least {context.get('ge')}",
+        "greater_than": f"must be more than {context.get('gt')}",
+        "less_than_equal": f"must be at most {context.get('le')}",
+        "less_than": f"must be less than {context.get('lt')}",
+        "too_short": f"needs at least {context.get('min_length')} item(s)",
+        "too_long": f"takes at most {context.get('max_length')} item(s)",
+        "string_too_short": f"needs at least {context.get('min_length')} character(s)",
+        "string_too_long": f"takes at most {context.get('max_length')} characters",
+        "string_pattern_mismatch": "expected "
+        + _PATTERNS.get(str(context.get("pattern")), f"text of the form {context.get('pattern')}"),
+        "time_delta_type": f"expected a duration such as 30s, 5m or 2h, got {_kind_of(value)}",
+        "time_delta_parsing": "expected a duration such as 30s, 5m or 2h",
+        "datetime_type": "expected a date and time such as 2025-06-01T02:00:00+02:00",
+        "datetime_parsing": "expected a date and time such as 2025-06-01T02:00:00+02:00",
+        "datetime_from_date_parsing": "expected a date and time such as 2025-06-01T02:00:00+02:00",
+    }
+    return described.get(kind, message.removeprefix("Value error, "))
 
 
 def _markers(annotation: Any) -> list[SecretMarker]:
@@ -242,13 +319,20 @@ def _strings(value: Any) -> list[str]:
 _REMOVE = object()
 """Marks a key or item to drop in the tree ``remove_paths`` builds."""
 
+KeptIndexes = dict[KeyPath, list[int]]
+"""For each list ``remove_paths`` shortened (by its path in the result): the original index
+of each item it kept."""
 
-def remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
+
+def remove_paths(
+    data: Any, paths: Iterable[KeyPath], kept_indexes: KeptIndexes | None = None
+) -> Any:
     """Return a copy of ``data`` without the keys or list items at ``paths``, in one pass.
 
     All paths are taken in the original's terms (removing item 1 of a list does not make
     its item 2 the new 1), and each container is copied at most once, so thousands of
-    failing entries cost one walk of the data, not one walk each.
+    failing entries cost one walk of the data, not one walk each. Given ``kept_indexes``,
+    record there how the items of each shortened list map back to the original's.
     """
     tree: dict[Any, Any] = {}
     for path in paths:
@@ -262,10 +346,10 @@ def remove_paths(data: Any, paths: Iterable[KeyPath]) -> Any:
             node = child
         else:
             node[path[-1]] = _REMOVE
-    return _prune(data, tree)
+    return _prune(data, tree, (), kept_indexes)
 
 
-def _prune(data: Any, tree: dict[Any, Any]) -> Any:
+def _prune(data: Any, tree: dict[Any, Any], at: KeyPath, kept_indexes: KeptIndexes | None) -> Any:
     # The recursion follows the paths, which the YAML loader's depth bound limits.
     if isinstance(data, dict):
         kept: dict[str, Any] = {}
@@ -273,109 +357,164 @@ def _prune(data: Any, tree: dict[Any, Any]) -> Any:
             below = tree.get(key)
             if below is _REMOVE:
                 continue
-            kept[key] = _prune(value, below) if below else value
+            kept[key] = _prune(value, below, (*at, key), kept_indexes) if below else value
         return kept
     if isinstance(data, list):
-        items = []
+        items: list[Any] = []
+        originals: list[int] = []
         for index, item in enumerate(data):
             below = tree.get(index)
             if below is _REMOVE:
                 continue
-            items.append(_prune(item, below) if below else item)
+            position = (*at, len(items))
+            items.append(_prune(item, below, position, kept_indexes) if below else item)
+            originals.append(index)
+        if kept_indexes is not None and len(items) != len(data):
+            kept_indexes[at] = originals
         return items
     return data
 
 
-def _without_failing_entries(
-    data: dict[str, Any], error: ValidationError
-) -> tuple[dict[str, Any], set[tuple[str, str | int]]]:
-    """Given the config data and its validation error, return data that validates without
-    the failing parts, and the entries (``("checks", "a")``) that had to be set aside whole.
-
-    First only the failing keys inside entries are removed (a bad ``every`` falls back to
-    its default, an unknown key goes), so the rest of each entry is still checked; entries
-    that still fail (a missing required key) are then set aside whole.
-    """
-    failing = (_data_path(data, tuple(item["loc"])) for item in error.errors())
-    pruned: Any = remove_paths(data, (path for path in failing if len(path) >= 3))
-    dropped: set[tuple[str, str | int]] = set()
-    from upkeep.config.models import UpkeepConfig
-
-    try:
-        UpkeepConfig.model_validate(pruned)
-    except ValidationError as second:
-        for item in second.errors():
-            path = _data_path(pruned, tuple(item["loc"]))
-            if len(path) >= 2 and isinstance(path[0], str):
-                dropped.add((path[0], path[1]))
-        pruned = remove_paths(pruned, dropped)
-    return pruned, dropped
+def _original_path(path: KeyPath, rounds: list[KeptIndexes]) -> KeyPath:
+    """Given a path in the data after some rounds of removal, return it in the original's
+    terms (each round's list indexes mapped back through the rounds before it)."""
+    for kept_indexes in reversed(rounds):
+        if not kept_indexes:
+            continue
+        mapped: list[str | int] = []
+        for depth, part in enumerate(path):
+            originals = kept_indexes.get(path[:depth])
+            if isinstance(part, int) and originals is not None and part < len(originals):
+                mapped.append(originals[part])
+            else:
+                mapped.append(part)
+        path = tuple(mapped)
+    return path
 
 
-def _compile_checks(
-    config: UpkeepConfig,
-    raw: dict[str, Any],
+_MAX_ROUNDS = 16
+"""Validation rounds at most: each sets aside what failed, so errors nested inside one
+another are all found; a config's nesting is far shallower than this."""
+
+
+@dataclass
+class _Validated:
+    """What ``_validate_all`` made of some data: the model (None if even the data without
+    its failing parts did not validate) and the paths it had to set aside, in the data's
+    original terms."""
+
+    model: Any
+    removed: set[KeyPath]
+    rounds: list[KeptIndexes] = field(default_factory=list)
+
+
+def _exists(data: Any, path: KeyPath) -> bool:
+    node = data
+    for part in path:
+        in_mapping = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_mapping or in_list):
+            return False
+        node = node[part]
+    return True
+
+
+def _validate_all(
+    model_type: type[BaseModel],
+    data: Any,
     collector: _Collector,
-    dropped: set[tuple[str, str | int]],
-) -> dict[str, CompiledCheck]:
+    prefix: KeyPath = (),
+    already_reported: frozenset[KeyPath] = frozenset(),
+) -> _Validated:
+    """Given a model class and data, validate, list every error under ``prefix`` and return
+    the model of the data without its failing parts.
+
+    Each round reports what failed and sets it aside (a bad value goes, so its default
+    applies; a key that is missing takes its entry with it), then validates again, so an
+    error that only shows once its neighbours are valid (a rule of the whole entry) is
+    listed in the same run. An error caused by setting something aside (the key just
+    removed is now missing; an entry's rule about the key removed) is not listed: it is
+    not in the file.
+    """
+    rounds: list[KeptIndexes] = []
+    removed: set[KeyPath] = set()
+    reported: set[tuple[KeyPath, str]] = set()
+    current = data
+    for _ in range(_MAX_ROUNDS):
+        try:
+            return _Validated(model_type.model_validate(current), removed, rounds)
+        except ValidationError as error:
+            cut: set[KeyPath] = set()
+            for item in error.errors():
+                here = _data_path(current, tuple(item["loc"]))
+                path = _original_path(here, rounds)
+                caused_by_us = any(
+                    gone[: len(path)] == path
+                    and (len(gone) > len(path) or item["type"] == "missing")
+                    for gone in removed
+                )
+                if not caused_by_us and path not in already_reported:
+                    message = _describe(item, path)
+                    if (path, message) not in reported:
+                        reported.add((path, message))
+                        collector.add(
+                            (*prefix, *path), message, at_key=item["type"] == "extra_forbidden"
+                        )
+                # What goes: the failing value, or the entry that lacks a required key.
+                if item["type"] == "missing" or not _exists(current, here):
+                    here = here[:-1]
+                if here:
+                    cut.add(here)
+            if not cut:
+                break
+            kept_indexes: KeptIndexes = {}
+            removed |= {_original_path(path, rounds) for path in cut}
+            current = remove_paths(current, cut, kept_indexes)
+            rounds.append(kept_indexes)
+    return _Validated(None, removed, rounds)
+
+
+def _compile_checks(config: UpkeepConfig, collector: _Collector) -> dict[str, CompiledCheck]:
+    """Given a config, return its checks compiled and list every problem of each: its
+    probe, its params, the syntax of its conditions, their metric names and types.
+
+    Each part is checked whatever the others hold (conditions are parsed even when the
+    target is unknown, params are checked even when a condition is wrong), so fixing one
+    problem never reveals another. A missing target is the reference check's to report.
+    """
     from upkeep.probes.registry import TARGET_KINDS
 
     compiled: dict[str, CompiledCheck] = {}
-    known_targets = _some(
-        [*config.targets, *(str(key) for kind, key in dropped if kind == "targets")]
-    )
     for name, check in config.checks.items():
         path: KeyPath = ("checks", name)
         target = config.targets.get(check.target)
-        if target is None and ("targets", check.target) in dropped:
-            continue  # the target's own error is already listed
-        if target is None:
-            known = known_targets or "none defined"
-            collector.add((*path, "target"), f"no target named {check.target!r} (targets: {known})")
-            continue
-        kind = TARGET_KINDS[target.kind]
-        probe_name = check.probe or kind.default_probe
-        probe_class = kind.probe(probe_name)
-        if probe_class is None:
-            choices = ", ".join(probe.name for probe in kind.probes)
-            collector.add(
-                (*path, "probe"),
-                f"{target.kind} targets have no probe {probe_name!r}; expected one of {choices}",
+        probe_class = None
+        if target is not None:
+            kind = TARGET_KINDS[target.kind]
+            probe_name = check.probe or kind.default_probe
+            probe_class = kind.probe(probe_name)
+            if probe_class is None:
+                choices = ", ".join(probe.name for probe in kind.probes)
+                collector.add(
+                    (*path, "probe"),
+                    f"{target.kind} targets have no probe {probe_name!r}; "
+                    f"expected one of {choices}",
+                )
+        params = None
+        if target is not None and probe_class is not None:
+            validated = _validate_all(
+                probe_class.Params, check.params, collector, (*path, "params")
             )
+            if validated.model is not None and not validated.removed:
+                params = validated.model
+                for problem in probe_class().validate(target, params):
+                    collector.add((*path, "params"), problem)
+        conditions = {
+            key: _compile_condition(check, key, path, probe_class, collector)
+            for key in ("warn", "crit")
+        }
+        if target is None or probe_class is None or params is None:
             continue
-        raw_params = raw.get("checks", {}).get(name, {}).get("params", {})
-        try:
-            params = probe_class.Params.model_validate(check.params)
-        except ValidationError as error:
-            _add_validation_errors(collector, error, raw_params, (*path, "params"))
-            continue
-        probe = probe_class()
-        for problem in probe.validate(target, params):
-            collector.add((*path, "params"), problem)
-        conditions: dict[str, Condition | None] = {"warn": None, "crit": None}
-        for key in ("warn", "crit"):
-            source = getattr(check, key)
-            if source is None:
-                continue
-            try:
-                condition = parse_condition(source)
-            except ConditionSyntaxError as error:
-                # The error's column counts within the condition; the recorded position of
-                # a quoted scalar is its opening quote, one column before the text.
-                offset = error.column - 1 + collector.positions.value_offset((*path, key))
-                collector.add((*path, key), str(error), column_offset=offset)
-                continue
-            if not probe_class.dynamic_metrics:
-                unknown = sorted(condition.metric_names - probe_class.metric_names())
-                if unknown:
-                    returns = ", ".join(spec.name for spec in probe_class.metrics)
-                    collector.add(
-                        (*path, key),
-                        f"unknown metric {', '.join(map(repr, unknown))} for probe "
-                        f"{target.kind}.{probe_class.name}; it returns: {returns}",
-                    )
-                    continue
-            conditions[key] = condition
         compiled[name] = CompiledCheck(
             name=name,
             target_name=check.target,
@@ -393,13 +532,53 @@ def _compile_checks(
     return compiled
 
 
-def _compile_tasks(
-    config: UpkeepConfig,
-    raw: dict[str, Any],
+def _compile_condition(
+    check: Any,
+    key: str,
+    path: KeyPath,
+    probe_class: type[Probe[Any, Any]] | None,
     collector: _Collector,
-    dropped: set[tuple[str, str | int]],
-    redactor: Redactor,
+) -> Condition | None:
+    """Given a check, ``warn`` or ``crit``, and its probe (None if unknown), return the
+    parsed condition, or None if there is none or it is wrong (each problem listed)."""
+    from upkeep.config.conditions import MetricType
+
+    source = getattr(check, key)
+    if source is None:
+        return None
+    # The recorded position of a quoted scalar is its opening quote, one column before
+    # the text; a column within the condition is counted from there.
+    offset = collector.positions.value_offset((*path, key)) - 1
+    try:
+        condition = parse_condition(source)
+    except ConditionSyntaxError as error:
+        collector.add((*path, key), str(error), column_offset=offset + error.column)
+        return None
+    if probe_class is None:
+        return condition  # its metrics are checked once the probe is known
+    described = f"{probe_class.target_kind}.{probe_class.name}"
+    if not probe_class.dynamic_metrics:
+        unknown = sorted(condition.metric_names - probe_class.metric_names())
+        if unknown:
+            returns = ", ".join(spec.name for spec in probe_class.metrics)
+            collector.add(
+                (*path, key),
+                f"unknown metric {', '.join(map(repr, unknown))} for probe "
+                f"{described}; it returns: {returns}",
+            )
+            return None
+    types = {spec.name: MetricType(spec.type, spec.unit) for spec in probe_class.metrics}
+    problems = condition.type_problems(types)
+    for column, problem in problems:
+        collector.add((*path, key), problem, column_offset=offset + (column or 1))
+    return None if problems else condition
+
+
+def _compile_tasks(
+    config: UpkeepConfig, collector: _Collector, redactor: Redactor
 ) -> dict[tuple[str, int], CompiledTask]:
+    """Given a config, return its task steps compiled and list every problem of each: the
+    task, the kind of its target and its params (checked whatever the target holds)."""
     from upkeep.tasks.registry import TASK_KINDS
 
     compiled: dict[tuple[str, int], CompiledTask] = {}
@@ -416,29 +595,23 @@ def _compile_tasks(
                 )
                 continue
             target = config.targets.get(step.target) if step.target is not None else None
-            if step.target is not None and target is None:
-                continue  # a missing target is reported by the reference check
+            # A missing target is the reference check's to report.
+            target_ok = step.target is None or target is not None
             if target is not None and target.kind not in task_class.target_kinds:
                 accepted = ", ".join(task_class.target_kinds) or "no target"
                 collector.add(
                     (*path, "target"),
                     f"task {step.task} takes {accepted}, not a {target.kind} target",
                 )
-                continue
-            if target is None and task_class.target_required:
+                target_ok = False
+            if step.target is None and task_class.target_required:
                 accepted = ", ".join(task_class.target_kinds)
                 collector.add(path, f"task {step.task} needs a target ({accepted})")
+                target_ok = False
+            validated = _validate_all(task_class.Params, step.with_, collector, (*path, "with"))
+            if validated.model is None or validated.removed or not target_ok:
                 continue
-            raw_params: Any = {}
-            raw_steps = raw.get("runbooks", {}).get(name, {}).get("steps", [])
-            if isinstance(raw_steps, list) and index < len(raw_steps):
-                raw_step = raw_steps[index]
-                raw_params = raw_step.get("with", {}) if isinstance(raw_step, dict) else {}
-            try:
-                params = task_class.Params.model_validate(step.with_)
-            except ValidationError as error:
-                _add_validation_errors(collector, error, raw_params, (*path, "with"))
-                continue
+            params = validated.model
             _collect_secrets(params, redactor)
             for problem in task_class().validate(target, params):
                 collector.add((*path, "with"), problem)
@@ -524,43 +697,131 @@ def _review_sections(config: UpkeepConfig, base_dir: Path, collector: _Collector
     return config
 
 
+def _check_channel_urls(config: UpkeepConfig, collector: _Collector) -> None:
+    """List every channel whose URL Apprise cannot use."""
+    if not config.channels:
+        return
+    # Apprise costs ~0.4 s to import; only the commands that send or judge a config whole
+    # (validate, serve, notify) pay for checking the URLs with it.
+    from upkeep.notify.channels import validate_channel_url
+
+    for name, url in config.channels.items():
+        problem = validate_channel_url(url)
+        if problem is not None:
+            collector.add(("channels", name), problem)
+
+
+def _type_annotations(annotation: Any) -> list[Any]:
+    """Given an annotation, return it and every annotation nested in it."""
+    found = [annotation]
+    for argument in get_args(annotation):
+        found.extend(_type_annotations(argument))
+    return found
+
+
+@functools.cache
+def _reference_fields(
+    model_type: type[BaseModel],
+) -> tuple[tuple[str, str, Reference | None], ...]:
+    """Return each field of a model class that names another section's entry or may hold
+    a model that does: (attribute, key as written, its ``Reference`` or None to look
+    inside). Cached: thousands of entries share a few classes."""
+    fields = []
+    for name, model_field in model_type.model_fields.items():
+        nested = _type_annotations(model_field.annotation)
+        references = [meta for meta in model_field.metadata if isinstance(meta, Reference)]
+        references += [
+            meta
+            for annotation in nested
+            for meta in getattr(annotation, "__metadata__", ())
+            if isinstance(meta, Reference)
+        ]
+        holds_models = any(
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and _reference_fields(annotation)
+            for annotation in nested
+        )
+        if references or holds_models:
+            fields.append((name, model_field.alias or name, references[0] if references else None))
+    return tuple(fields)
+
+
+def _references(model: BaseModel, at: KeyPath) -> Iterable[tuple[KeyPath, Reference, str]]:
+    """Given a model and its key path, yield every name in it that refers to another
+    section: where it is written, the field's ``Reference`` and the name."""
+    pending: list[tuple[Any, KeyPath]] = [(model, at)]
+    while pending:
+        current, path = pending.pop()
+        if isinstance(current, BaseModel):
+            for name, key, reference in _reference_fields(type(current)):
+                value = getattr(current, name)
+                here = (*path, key)
+                if reference is None:
+                    pending.append((value, here))
+                elif isinstance(value, str):
+                    yield here, reference, value
+                elif isinstance(value, list | tuple):
+                    for index, item in enumerate(value):
+                        if isinstance(item, str):
+                            yield (*here, index), reference, item
+        elif isinstance(current, list | tuple):
+            pending.extend((item, (*path, index)) for index, item in enumerate(current))
+        elif isinstance(current, dict):
+            pending.extend((item, (*path, key)) for key, item in current.items())
+
+
 def _check_references(
     config: UpkeepConfig,
+    compiled: Mapping[str, CompiledCheck],
+    tasks: Mapping[tuple[str, int], CompiledTask],
     collector: _Collector,
-    dropped: set[tuple[str, str | int]],
-    *,
-    check_channels: bool,
+    removed: set[KeyPath],
 ) -> None:
-    def known(section: str, names: Mapping[str, Any]) -> set[str]:
-        return set(names) | {str(key) for kind, key in dropped if kind == section}
+    """List every name that should name an entry of another section and does not.
 
-    targets = known("targets", config.targets)
-    checks = known("checks", config.checks)
-    windows = known("windows", config.windows)
-    channels = known("channels", config.channels)
-    if check_channels and config.channels:
-        # Apprise costs ~0.4 s to import; only the commands that send or judge a config
-        # whole (validate, serve, notify) pay for checking the URLs with it.
-        from upkeep.notify.channels import validate_channel_url
+    Every field marked with ``Reference`` is checked, in the config's own models and in
+    each probe's and task's params, so a new task or probe cannot forget. A name whose
+    entry was set aside for its own errors counts as known (its error is listed); so
+    does every name into a section that was set aside whole.
+    """
+    sections: dict[tuple[str, ...], set[str] | None] = {}
 
-        for name, url in config.channels.items():
-            problem = validate_channel_url(url)
-            if problem is not None:
-                collector.add(("channels", name), problem)
-    for name, runbook in config.runbooks.items():
-        if runbook.window is not None and runbook.window not in windows:
-            collector.add(("runbooks", name, "window"), f"no window named {runbook.window!r}")
-        for index, step in enumerate(runbook.steps):
-            step_path: KeyPath = ("runbooks", name, "steps", index)
-            if step.target is not None and step.target not in targets:
-                collector.add((*step_path, "target"), f"no target named {step.target!r}")
-            if step.checks is not None:
-                for check_name in step.checks.names:
-                    if check_name not in checks:
-                        collector.add(
-                            (*step_path, "checks", "names"), f"no check named {check_name!r}"
-                        )
-    known_channels = _some(channels)
+    def known(section: tuple[str, ...]) -> set[str] | None:
+        if section not in sections:
+            if any(path == section[: len(path)] for path in removed):
+                sections[section] = None  # the section itself is broken: nothing to say
+            else:
+                node: Any = config
+                for part in section:
+                    node = getattr(node, part)
+                names = {str(name) for name in node}
+                names |= {
+                    str(path[-1])
+                    for path in removed
+                    if len(path) == len(section) + 1 and path[:-1] == section
+                }
+                sections[section] = names
+        return sections[section]
+
+    found = list(_references(config, ()))
+    for name, check in compiled.items():
+        found += _references(check.params, ("checks", name, "params"))
+    for (runbook, index), task in tasks.items():
+        found += _references(task.params, ("runbooks", runbook, "steps", index, "with"))
+    for path, reference, name in found:
+        names = known(reference.section)
+        if names is None or name in names or name in reference.extra:
+            continue
+        collector.add(
+            path,
+            f"no {reference.what} named {name!r} "
+            f"({reference.what}s: {_some(names) or 'none defined'})",
+        )
+
+
+def _check_routes(config: UpkeepConfig, collector: _Collector) -> None:
+    """List every route name used twice."""
     route_names: set[str] = set()
     for index, route in enumerate(config.routes):
         if route.name is not None:
@@ -569,38 +830,15 @@ def _check_references(
                     ("routes", index, "name"), f"another route is named {route.name!r} already"
                 )
             route_names.add(route.name)
-        escalations = route.escalations
-        fallback = [route.fallback] if route.fallback else []
-        for channel in [
-            *route.notify,
-            *(c for step in escalations for c in step.notify),
-            *fallback,
-        ]:
-            if channel not in channels:
-                names = known_channels or "none defined"
-                collector.add(
-                    ("routes", index), f"no channel named {channel!r} (channels: {names})"
-                )
-        for check_name in route.match.checks or []:
-            if check_name not in checks and check_name not in SYSTEM_CHECKS:
-                collector.add(
-                    ("routes", index, "match", "checks"), f"no check named {check_name!r}"
-                )
-    for name, window in config.windows.items():
-        for check_name in (window.mute.checks or []) if window.mute else []:
-            if check_name not in checks and check_name not in SYSTEM_CHECKS:
-                collector.add(("windows", name, "mute", "checks"), f"no check named {check_name!r}")
-    _check_dependencies(config, collector, checks)
 
 
-def _check_dependencies(config: UpkeepConfig, collector: _Collector, checks: set[str]) -> None:
-    """Report ``depends_on`` names that are unknown, the check itself, or part of a cycle."""
+def _check_dependencies(config: UpkeepConfig, collector: _Collector) -> None:
+    """Report ``depends_on`` names that are the check itself or part of a cycle (unknown
+    names are the reference check's)."""
     for name, check in config.checks.items():
         for parent in check.depends_on:
             if parent == name:
                 collector.add(("checks", name, "depends_on"), "a check cannot depend on itself")
-            elif parent not in checks:
-                collector.add(("checks", name, "depends_on"), f"no check named {parent!r}")
     _report_cycles(config, collector)
 
 
@@ -705,26 +943,28 @@ def load_config(
     redactor = Redactor()
     redactor.extend(secrets)
 
-    dropped: set[tuple[str, str | int]] = set()
-    try:
-        config = UpkeepConfig.model_validate(expanded)
-    except ValidationError as error:
-        unresolved = frozenset(tuple(item.path) for item in reference_errors)
-        _add_validation_errors(collector, error, raw, already_reported=unresolved)
-        # Keep going without the broken entries, so errors elsewhere (a check naming a
-        # missing target, an unknown metric) are listed in the same run, not the next one.
-        pruned, dropped = _without_failing_entries(expanded, error)
-        try:
-            config = UpkeepConfig.model_validate(pruned)
-        except ValidationError:
-            raise ConfigError(_redacted(collector.issues, redactor)) from None
+    # Keep going without the broken parts, so errors elsewhere (a check naming a missing
+    # target, an unknown metric, a channel that is no Apprise URL) are listed in the same
+    # run, not the next one.
+    unresolved = frozenset(tuple(item.path) for item in reference_errors)
+    validated = _validate_all(UpkeepConfig, expanded, collector, already_reported=unresolved)
+    if validated.model is None:
+        raise ConfigError(_redacted(collector.issues, redactor))
+    config: UpkeepConfig = validated.model
+    # From here on paths are the validated config's: list items set aside shifted the
+    # items after them, and the collector maps their indexes back to the file's.
+    collector.rounds = validated.rounds
 
     config = _resolve_target_paths(config, config_path.parent.resolve(), collector)
     config = _review_sections(config, config_path.parent.resolve(), collector)
     _collect_secrets(config, redactor)
-    compiled = _compile_checks(config, raw, collector, dropped)
-    tasks = _compile_tasks(config, raw, collector, dropped, redactor)
-    _check_references(config, collector, dropped, check_channels=check_channels)
+    compiled = _compile_checks(config, collector)
+    tasks = _compile_tasks(config, collector, redactor)
+    _check_references(config, compiled, tasks, collector, validated.removed)
+    _check_routes(config, collector)
+    _check_dependencies(config, collector)
+    if check_channels:
+        _check_channel_urls(config, collector)
     if collector.issues:
         raise ConfigError(_redacted(collector.issues, redactor))
     return LoadedConfig(

@@ -12,11 +12,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from upkeep.config.cron import validate_cron
 from upkeep.core.durations import Duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import Reference, StrictModel, given_keys, validate_with_key_rule
 from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import TargetBase
 from upkeep.probes.registry import TARGET_KINDS
@@ -24,7 +31,28 @@ from upkeep.store.outbox import DeliveryConfig
 from upkeep.tasks.backup.config import BackupsConfig
 
 Severity = Literal["P1", "P2", "P3", "P4"]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""What a name of a target, check, runbook, channel, window or route looks like."""
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
+
+STORE_CHECK = "upkeep:store"
+"""The check name of the store's own alert (its target is the store's URL, without
+password)."""
+
+
+STORE_PROBE = "store"
+"""The probe name its results carry."""
+
+
+SYSTEM_CHECKS = frozenset({STORE_CHECK})
+"""Names the alerting side knows without a ``checks:`` entry."""
+
+TargetName = Annotated[str, Reference(("targets",), "target")]
+CheckName = Annotated[str, Reference(("checks",), "check")]
+AlertCheckName = Annotated[str, Reference(("checks",), "check", extra=SYSTEM_CHECKS)]
+"""A check an alert may come from: a configured one or upkeep's own (``upkeep:store``)."""
+ChannelName = Annotated[str, Reference(("channels",), "channel")]
+WindowName = Annotated[str, Reference(("windows",), "window")]
 
 if TYPE_CHECKING:
     AnyTarget = TargetBase
@@ -45,6 +73,14 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _longer_than_zero(value: timedelta, info: ValidationInfo) -> timedelta:
+    # A field's own rule, checked with the other fields: a rule of the whole entry
+    # (mode="after") would wait until every other field is valid.
+    if value <= timedelta(0):
+        raise ValueError(f"{info.field_name} must be longer than 0s")
+    return value
+
+
 def _check_schedule(value: str) -> str:
     validate_cron(value)
     return value
@@ -53,7 +89,7 @@ def _check_schedule(value: str) -> str:
 class CheckConfig(StrictModel):
     """A probe of a target on a schedule, with conditions mapping its metrics to a status."""
 
-    target: str = Field(description="the name of the target it probes")
+    target: TargetName = Field(description="the name of the target it probes")
     probe: str | None = Field(
         default=None, description="the target kind's probe (default: the kind's first)"
     )
@@ -98,25 +134,19 @@ class CheckConfig(StrictModel):
     clear_after: int = Field(
         default=1, ge=1, le=1000, description="ok results in a row that resolve an alert"
     )
-    depends_on: list[str] = Field(
+    depends_on: list[CheckName] = Field(
         default=[],
         description="checks this one depends on: while one of them is critical, this "
         "check's alerts are suppressed",
     )
 
-    @model_validator(mode="after")
-    def _timeout_fits(self) -> CheckConfig:
-        if self.timeout <= timedelta(0):
-            raise ValueError("timeout must be longer than 0s")
-        if self.every <= timedelta(0):
-            raise ValueError("every must be longer than 0s")
-        return self
+    _positive = field_validator("every", "timeout")(_longer_than_zero)
 
 
 class CheckSelector(StrictModel):
     """Which checks a runbook step runs: by name, by labels (all must match), or both."""
 
-    names: list[str] = Field(default=[], description="these checks")
+    names: list[CheckName] = Field(default=[], description="these checks")
     labels: dict[str, str] = Field(
         default={},
         description="the checks carrying all of these labels (their own or their target's)",
@@ -134,7 +164,7 @@ class StepConfig(StrictModel):
         default=None, description="run these checks; the step fails if one is critical or unknown"
     )
     task: str | None = Field(default=None, description="run this built-in task (below)")
-    target: str | None = Field(default=None, description="the target the task works on")
+    target: TargetName | None = Field(default=None, description="the target the task works on")
     with_: Annotated[dict[str, Any], Field(alias="with")] = Field(
         default={}, description="the task's params (below)"
     )
@@ -161,21 +191,28 @@ class StepConfig(StrictModel):
     )
     retries: int = Field(default=0, ge=0, le=10, description="further attempts after a failure")
 
-    @model_validator(mode="after")
-    def _one_action(self) -> StepConfig:
-        actions = [
-            key
-            for key in ("checks", "task", "command", "manual", "approval")
-            if getattr(self, key) is not None
-        ]
-        if len(actions) != 1:
-            found = ", ".join(actions) if actions else "none"
-            raise ValueError(
-                f"a step needs exactly one of checks, task, command, manual, approval (found: {found})"
-            )
-        if self.command is not None and not self.command:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_action(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> StepConfig:
+        return validate_with_key_rule(cls, data, handler, _one_action_problem)
+
+    @field_validator("command")
+    @classmethod
+    def _has_program(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
             raise ValueError("command needs at least the program to run")
-        return self
+        return value
+
+
+_STEP_ACTIONS = ("checks", "task", "command", "manual", "approval")
+
+
+def _one_action_problem(data: Any) -> str | None:
+    actions = given_keys(data, _STEP_ACTIONS)
+    if len(actions) == 1:
+        return None
+    found = ", ".join(actions) if actions else "none"
+    return f"a step needs exactly one of {', '.join(_STEP_ACTIONS)} (found: {found})"
 
 
 class RunbookConfig(StrictModel):
@@ -190,7 +227,7 @@ class RunbookConfig(StrictModel):
     timezone: str | None = Field(
         default=None, description="the schedule's IANA zone (default: the config's timezone)"
     )
-    window: str | None = Field(
+    window: WindowName | None = Field(
         default=None, description="a window of `windows:`; the runbook runs only inside it"
     )
     on_failure: OnFailure = Field(
@@ -221,7 +258,7 @@ class RouteMatch(StrictModel):
         default=None, description="one severity or a list (default: any)"
     )
     labels: dict[str, str] = Field(default={}, description="labels the alert's check carries")
-    checks: list[str] | None = Field(default=None, description="alerts of these checks")
+    checks: list[AlertCheckName] | None = Field(default=None, description="alerts of these checks")
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -233,7 +270,7 @@ class EscalationConfig(StrictModel):
     """Notify more channels when an alert stays unacknowledged for ``after``."""
 
     after: Duration = Field(description="time since the alert fired, unacknowledged")
-    notify: Annotated[list[str], Field(min_length=1)] = Field(
+    notify: Annotated[list[ChannelName], Field(min_length=1)] = Field(
         description="channels notified then, besides the route's"
     )
 
@@ -250,7 +287,7 @@ class RouteConfig(StrictModel):
     match: RouteMatch = Field(
         default=RouteMatch(), description="which alerts it takes (default: every alert)"
     )
-    notify: Annotated[list[str], Field(min_length=1)] = Field(
+    notify: Annotated[list[ChannelName], Field(min_length=1)] = Field(
         description="channels of `channels:` that get its alerts"
     )
     repeat: Duration | None = Field(
@@ -273,7 +310,7 @@ class RouteConfig(StrictModel):
         description="also try the routes after this one (routes are tried in order; the "
         "first match takes an alert unless it continues)",
     )
-    fallback: str | None = Field(
+    fallback: ChannelName | None = Field(
         default=None,
         description="a channel that gets the notification when a channel of this route "
         "has failed fallback_after attempts (the original keeps retrying)",
@@ -295,7 +332,7 @@ class MuteConfig(StrictModel):
     """Which alerts a window mutes: all given criteria must hold."""
 
     labels: dict[str, str] = Field(default={}, description="labels the alert's check carries")
-    checks: list[str] | None = Field(default=None, description="alerts of these checks")
+    checks: list[AlertCheckName] | None = Field(default=None, description="alerts of these checks")
     severity: list[Severity] | None = Field(default=None, description="these severities")
 
 
@@ -326,16 +363,29 @@ class WindowConfig(StrictModel):
         lambda value: _check_timezone(value) if value is not None else value
     )
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> WindowConfig:
-        if (self.schedule is None) == (self.start is None):
-            raise ValueError("a window needs either schedule (recurring) or start (one-off)")
-        if self.duration <= timedelta(0):
-            raise ValueError("duration must be longer than 0s")
-        if self.start is not None and not 1970 <= self.start.year <= 9000:
+    _duration = field_validator("duration")(_longer_than_zero)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_kind(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> WindowConfig:
+        return validate_with_key_rule(
+            cls,
+            data,
+            handler,
+            lambda given: (
+                None
+                if len(given_keys(given, ("schedule", "start"))) == 1
+                else "a window needs either schedule (recurring) or start (one-off)"
+            ),
+        )
+
+    @field_validator("start")
+    @classmethod
+    def _in_calendar(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not 1970 <= value.year <= 9000:
             # The window's end (start + duration) and its timezone must stay in the calendar.
             raise ValueError("start must be a date between the years 1970 and 9000")
-        return self
+        return value
 
 
 class RetentionConfig(StrictModel):
@@ -427,12 +477,7 @@ class HttpServerConfig(StrictModel):
         "dropped and its connection closed",
     )
 
-    @model_validator(mode="after")
-    def _positive(self) -> HttpServerConfig:
-        for name in ("header_timeout", "idle_timeout", "body_timeout"):
-            if getattr(self, name) <= timedelta(0):
-                raise ValueError(f"{name} must be longer than 0s")
-        return self
+    _positive = field_validator("header_timeout", "idle_timeout", "body_timeout")(_longer_than_zero)
 
 
 class EngineConfig(StrictModel):
@@ -542,11 +587,7 @@ class StoreFailureConfig(StrictModel):
         description="how often the store's integrity is checked (SQLite: PRAGMA quick_check)",
     )
 
-    @model_validator(mode="after")
-    def _positive(self) -> StoreFailureConfig:
-        if self.integrity_interval <= timedelta(0):
-            raise ValueError("integrity_interval must be longer than 0s")
-        return self
+    _positive = field_validator("integrity_interval")(_longer_than_zero)
 
 
 class AlertingConfig(StrictModel):
@@ -624,16 +665,3 @@ class UpkeepConfig(StrictModel):
     )
 
     _timezone = field_validator("timezone")(_check_timezone)
-
-
-STORE_CHECK = "upkeep:store"
-"""The check name of the store's own alert (its target is the store's URL, without
-password)."""
-
-
-STORE_PROBE = "store"
-"""The probe name its results carry."""
-
-
-SYSTEM_CHECKS = frozenset({STORE_CHECK})
-"""Names the alerting side knows without a ``checks:`` entry."""

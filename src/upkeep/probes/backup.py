@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from upkeep.core.models import StrictModel
+from upkeep.core.models import Reference, StrictModel
 from upkeep.core.redaction import SecretMarker
 from upkeep.core.results import MetricValue
 from upkeep.core.status import Status
@@ -44,7 +44,11 @@ class BackupTarget(TargetBase):
     path_fields: ClassVar[tuple[str, ...]] = ("repository",)
 
     kind: Literal["backup"] = "backup"
-    source: Annotated[str, Field(min_length=1, description="a source of backups.sources")]
+    source: Annotated[
+        str,
+        Field(min_length=1, description="a source of backups.sources"),
+        Reference(("backups", "sources"), "backup source"),
+    ]
     repository: str | None = Field(
         default=None, description="the repository directory (default: backups.repository)"
     )

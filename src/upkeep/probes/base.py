@@ -60,6 +60,25 @@ class NoParams(StrictModel):
     """Params model of a probe that takes none."""
 
 
+MetricUnit = Literal["ms", "s", "days", "bytes"]
+
+
+def metric_unit(name: str) -> MetricUnit | None:
+    """Given a metric's name, return the unit it is measured in, read from the name (the
+    naming rule of every probe): ``*_ms`` milliseconds, ``*days*`` days, ``*_s`` and
+    ``seconds`` seconds, ``*bytes`` bytes; None for a plain number (a count, a percent)."""
+    lowered = name.lower()
+    if lowered.endswith("_ms"):
+        return "ms"
+    if "days" in lowered:
+        return "days"
+    if lowered.endswith("_s") or lowered == "seconds":
+        return "s"
+    if lowered.endswith("bytes"):
+        return "bytes"
+    return None
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric a probe returns: its name (unit in the name), type and meaning."""
@@ -67,6 +86,11 @@ class MetricSpec:
     name: str
     type: MetricType
     description: str
+
+    @property
+    def unit(self) -> MetricUnit | None:
+        """Return the unit the metric is measured in (``metric_unit`` of its name)."""
+        return metric_unit(self.name)
 
 
 class TargetUnreachable(Exception):  # noqa: N818 - reads as a state, like TimeoutError

@@ -89,7 +89,7 @@ backups:
         "backups.sources.shop.target: a MySQL backup needs a database in the DSN",
         "backups.sources.empty.paths: paths must list at least one file or directory",
         "backups.sources.two: a backup source has exactly one of target, sqlite, paths or upkeep",
-        "targets.app-backups.source: no backup source named 'nowhere' (sources: db, empty,",
+        "targets.app-backups.source: no backup source named 'nowhere' (backup sources: db, empty,",
     ]
     for fragment in expected:
         assert any(fragment in line for line in found), (fragment, found)

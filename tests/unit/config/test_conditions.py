@@ -167,3 +167,50 @@ def test_a_duration_literal_past_100_years_is_a_syntax_error_with_its_column() -
     with pytest.raises(ConditionSyntaxError, match="longer than 100y") as caught:
         parse_condition("age_s > 101y")
     assert caught.value.column == 9
+
+
+@pytest.mark.parametrize(
+    ("source", "size_bytes", "expected"),
+    [
+        ("size_bytes > 10GB", 10_000_000_001, True),
+        ("size_bytes > 10GB", 10_000_000_000, False),
+        ("size_bytes > 1KiB", 1000, False),
+        ("size_bytes >= 1KiB", 1024, True),
+        ("size_bytes < 1.5MiB", 1_572_863, True),
+        ("size_bytes < 1.5MiB", 1_572_864, False),
+        ("size_bytes == 512B", 512, True),
+        ("size_bytes > 1kB and size_bytes > 1KB", 1001, True),
+        ("2TB < size_bytes <= 2TiB", 2**41, True),
+    ],
+)
+def test_size_literals_are_bytes_decimal_or_binary(
+    source: str, size_bytes: int, expected: bool
+) -> None:
+    assert parse_condition(source).holds({"size_bytes": size_bytes}) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "suggestion"), [("size_bytes > 10mb", "10MB"), ("size_bytes > 5Gb", "5GiB")]
+)
+def test_a_size_in_the_wrong_case_is_a_syntax_error_saying_how_to_write_it(
+    source: str, suggestion: str
+) -> None:
+    with pytest.raises(ConditionSyntaxError) as caught:
+        parse_condition(source)
+    assert suggestion in str(caught.value) and caught.value.column == 14
+
+
+def test_type_problems_name_each_wrong_comparison() -> None:
+    from upkeep.config.conditions import MetricType
+
+    types = {
+        "status_code": MetricType("number", None),
+        "size_bytes": MetricType("number", "bytes"),
+        "valid": MetricType("bool", None),
+    }
+    condition = parse_condition("status_code != '200' or size_bytes > 5s or valid == 1")
+    problems = condition.type_problems(types)
+    assert [column for column, _ in problems] == [1, 25, 44]
+    assert "a duration (5s)" in problems[1][1] and "valid is true/false" in problems[2][1]
+    # A metric the probe does not declare (perfdata) has no type to check against.
+    assert parse_condition("`load` > '5'").type_problems(types) == []

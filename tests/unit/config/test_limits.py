@@ -127,7 +127,7 @@ def test_durations_up_to_100_years_are_taken(tmp_path: Path) -> None:
         ("alerting: {flapping: {high: 1.0e+999}}\n", "alerting.flapping.high", "not a finite"),
         (
             "windows:\n  w: {start: 9999-12-31T23:00:00, duration: 2h}\n",
-            "windows.w",
+            "windows.w.start",
             "between the years 1970 and 9000",
         ),
         (

@@ -213,13 +213,15 @@ routes:
     found = errors_of(path)
     assert any("runbooks.nightly.window: no window named 'nope'" in line for line in found)
     assert any(
-        "runbooks.nightly.steps[0].checks.names: no check named 'missing-check'" in line
+        "runbooks.nightly.steps[0].checks.names[0]: no check named 'missing-check'" in line
         for line in found
     )
     assert any(
         "runbooks.nightly.steps[1].target: no target named 'ghost'" in line for line in found
     )
-    assert any("routes[0]: no channel named 'pager' (channels: ops)" in line for line in found)
+    assert any(
+        "routes[0].notify[1]: no channel named 'pager' (channels: ops)" in line for line in found
+    )
 
 
 def test_route_names_are_unique(tmp_path: Path) -> None:

@@ -26,10 +26,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
 from upkeep.core.durations import Duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import Reference, StrictModel, given_keys, validate_with_key_rule
 from upkeep.core.redaction import SecretMarker
 from upkeep.probes.backup import BackupTarget
 from upkeep.tasks.backup.registry import CONFIG_KEYS, PATH_KEYS, kind_for
@@ -41,7 +41,9 @@ from upkeep.tasks.copies import SftpOptions
 class BackupSourceConfig(StrictModel):
     """One thing to back up: a database target, a SQLite file, or files."""
 
-    target: str | None = Field(default=None, description="a postgres, mysql or redis target")
+    target: Annotated[str, Reference(("targets",), "target")] | None = Field(
+        default=None, description="a postgres, mysql or redis target"
+    )
     sqlite: str | None = Field(default=None, description="a SQLite database file")
     paths: list[str] | None = Field(default=None, description="files and directories")
     upkeep: Literal[True] | None = Field(
@@ -61,13 +63,20 @@ class BackupSourceConfig(StrictModel):
     )
     timeout: Duration = Field(default=timedelta(hours=6), description="a dump or restore")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> BackupSourceConfig:
-        given = [key for key in CONFIG_KEYS if getattr(self, key) is not None]
-        if len(given) != 1:
-            keys = f"{', '.join(CONFIG_KEYS[:-1])} or {CONFIG_KEYS[-1]}"
-            raise ValueError(f"a backup source has exactly one of {keys}")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_kind(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> BackupSourceConfig:
+        keys = f"{', '.join(CONFIG_KEYS[:-1])} or {CONFIG_KEYS[-1]}"
+        return validate_with_key_rule(
+            cls,
+            data,
+            handler,
+            lambda given: (
+                None
+                if len(given_keys(given, CONFIG_KEYS)) == 1
+                else f"a backup source has exactly one of {keys}"
+            ),
+        )
 
 
 class BackupsConfig(StrictModel):
@@ -98,8 +107,9 @@ class BackupsConfig(StrictModel):
         """Given the rest of the config, return the section with its paths resolved, the
         ``backup`` targets completed with its repository and key (unless they name their
         own), and every problem: a second destination that cannot work, a source naming
-        a target that does not exist or cannot be backed up, what a source's kind refuses
-        (``Source.validate``), a ``backup`` target naming no configured source."""
+        a target that cannot be backed up, what a source's kind refuses
+        (``Source.validate``). Names that refer to nothing (a source's target, a ``backup``
+        target's source) are the loader's to list, like every ``Reference``."""
         from upkeep.tasks.copies import location_problems
 
         problems: list[tuple[ProblemPath, str]] = []
@@ -111,7 +121,7 @@ class BackupsConfig(StrictModel):
         for name, source in self.sources.items():
             problems += _source_problems(("backups", "sources", name), source, context)
         resolved = self._resolved(context)
-        return SectionReview(resolved, _completed_targets(resolved, context, problems), problems)
+        return SectionReview(resolved, _completed_targets(resolved, context), problems)
 
     def _resolved(self, context: SectionContext) -> BackupsConfig:
         """Return the section with its local paths made absolute."""
@@ -148,7 +158,7 @@ def _source_problems(
     if source.target is not None:
         target = context.targets.get(source.target)
         if target is None:
-            return [((*path, "target"), f"no target named {source.target!r}")]
+            return []  # the loader lists names that refer to nothing (``Reference``)
     kind = kind_for(source, target)
     if kind is None:
         found = target.kind if target is not None else "?"
@@ -156,24 +166,14 @@ def _source_problems(
     return [((*path, key), problem) for key, problem in kind.validate(source, target)]
 
 
-def _completed_targets(
-    backups: BackupsConfig, context: SectionContext, problems: list[tuple[ProblemPath, str]]
-) -> dict[str, Any]:
+def _completed_targets(backups: BackupsConfig, context: SectionContext) -> dict[str, Any]:
     """Return the targets with each ``backup`` target reading the section's repository,
-    with its key (which authenticates the manifests and records), unless it names its own;
-    add a problem for each naming no configured source."""
+    with its key (which authenticates the manifests and records), unless it names its own.
+    (A source that is not configured is the loader's to list: ``Reference``.)"""
     targets = dict(context.targets)
-    known = context.some_names(backups.sources) or "none configured"
     for name, target in context.targets.items():
         if not isinstance(target, BackupTarget):
             continue
-        if target.source not in backups.sources:
-            problems.append(
-                (
-                    ("targets", name, "source"),
-                    f"no backup source named {target.source!r} (sources: {known})",
-                )
-            )
         update: dict[str, Any] = {}
         if target.repository is None:
             update["repository"] = backups.repository

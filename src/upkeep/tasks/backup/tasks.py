@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
 from upkeep.core.durations import Duration, format_duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import Reference, StrictModel
 from upkeep.core.text import human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
@@ -30,7 +30,9 @@ from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome
 class SourceParams(StrictModel):
     """Which source: by name, or the one backing up the step's target."""
 
-    source: str | None = Field(default=None, description="a source of backups.sources")
+    source: Annotated[str, Reference(("backups", "sources"), "backup source")] | None = Field(
+        default=None, description="a source of backups.sources"
+    )
 
 
 class VerifyParams(SourceParams):

@@ -30,12 +30,12 @@ import fnmatch
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
 from upkeep.core.durations import Duration, format_duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import StrictModel, given_keys, validate_with_key_rule
 from upkeep.core.redaction import SecretMarker
 from upkeep.io.safefs import Directory, Identity, UnsafeFileError
 from upkeep.probes.logs import LogsTarget
@@ -58,11 +58,19 @@ class LogClass(StrictModel):
     keep: Duration | None = Field(default=None, description="delete archives older than this")
     keep_count: int | None = Field(default=None, ge=0, le=100_000, description="keep the newest N")
 
-    @model_validator(mode="after")
-    def _some_rule(self) -> LogClass:
-        if self.keep is None and self.keep_count is None:
-            raise ValueError("a log class needs keep, keep_count or both")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _some_rule(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> LogClass:
+        return validate_with_key_rule(
+            cls,
+            data,
+            handler,
+            lambda given: (
+                None
+                if given_keys(given, ("keep", "keep_count"))
+                else "a log class needs keep, keep_count or both"
+            ),
+        )
 
 
 class RetainParams(StrictModel):

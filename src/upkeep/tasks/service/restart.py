@@ -50,7 +50,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator
 
 from upkeep.core.durations import Duration, format_duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import Reference, StrictModel
 from upkeep.core.redaction import Redactor, SecretMarker
 from upkeep.core.status import Status
 from upkeep.io import signals as signals_io
@@ -100,7 +100,7 @@ class RestartParams(StrictModel):
     start_timeout: Duration = Field(
         default=timedelta(seconds=30), description="how long the start command may take"
     )
-    verify: str | None = Field(
+    verify: Annotated[str, Reference(("checks",), "check")] | None = Field(
         default=None, min_length=1, description="name of a configured check to run after start"
     )
     verify_retries: int = Field(
