@@ -389,7 +389,7 @@ backups:
     config: {paths: [/etc/hostname]}
 checks:
   db-backup-fresh: {target: db-backups, crit: age_s > 26h}
-  db-drill: {target: db-backups, probe: drill, crit: passed == 0 or rto_met == 0}
+  db-drill: {target: db-backups, probe: drill, crit: passed == false or rto_met == false}
 """,
     "retention": """\
 retention: {results: 30d, rollups: 1y, runs: 180d, alerts: 1y, notifications: 30d}
