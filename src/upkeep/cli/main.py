@@ -409,7 +409,12 @@ def logs_analyze(
     pattern: Annotated[
         list[str] | None, typer.Option("--pattern", "-p", help="A regex to count (repeatable).")
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Only the last 1h, 24h, 7d.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only lines of the last 1h, 24h, 7d; an untimed line takes the previous one's."
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(help="How many endpoints to list.")] = 20,
     config: ConfigOption = None,
     json_output: JsonOption = False,
