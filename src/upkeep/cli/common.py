@@ -84,6 +84,26 @@ def console(stderr: bool = False) -> Console:
     return make_console(stderr=stderr)
 
 
+def missing_config(path: Path | None) -> str | None:
+    """Given ``-c`` (or None), return what to tell a user whose config file does not exist
+    (where it was looked for, and how to get one), or None if there is a file there."""
+    import os
+
+    from upkeep.config.loader import CONFIG_ENV, find_config_path
+
+    found = find_config_path(path)
+    if os.path.lexists(found):
+        return None
+    if path is not None:
+        return f"no config file {str(found)!r} (given with -c): check the path"
+    if os.environ.get(CONFIG_ENV):
+        return f"no config file {str(found)!r} (from ${CONFIG_ENV}): check the variable"
+    return (
+        f"no config file: ./{found} does not exist here. Run `upkeep init` to write a "
+        "starter config for this machine, or pass -c FILE (or set $UPKEEP_CONFIG)"
+    )
+
+
 def load_or_report(path: Path | None, *, check_channels: bool = False) -> LoadedConfig | None:
     """Given ``-c``, return the loaded config, or print every error to stderr and return None.
 
@@ -94,6 +114,10 @@ def load_or_report(path: Path | None, *, check_channels: bool = False) -> Loaded
     from upkeep.config.errors import ConfigError
     from upkeep.config.loader import load_config
 
+    missing = missing_config(path)
+    if missing is not None:
+        print_error(missing)
+        return None
     try:
         loaded = load_config(path, check_channels=check_channels)
     except ConfigError as error:
