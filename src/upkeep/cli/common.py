@@ -9,13 +9,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from zoneinfo import ZoneInfo
 
     from rich.console import Console
@@ -49,11 +49,31 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.WARNING) -> None:
-    """Send warnings to stderr through the redacting filter."""
+class StampedFormatter(logging.Formatter):
+    """Formats ``<ISO time with zone> LEVEL logger: message``, the time in a given zone to
+    the millisecond (``2030-01-01T10:00:00.123+01:00``): a daemon's log read days later,
+    or merged with others, needs to say when each line happened, unambiguously."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        """Given a record, return its creation time in ISO 8601 with the zone's offset."""
+        del datefmt
+        moment = datetime.fromtimestamp(record.created, self.zone)
+        return moment.isoformat(timespec="milliseconds")
+
+
+def setup_logging(level: int = logging.WARNING, *, stamped_in: tzinfo | None = None) -> None:
+    """Send log records of ``level`` and above to stderr through the redacting filter;
+    with ``stamped_in`` (the daemon's), each line starts with its time in that zone."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if stamped_in is not None:
+        handler.setFormatter(StampedFormatter(stamped_in))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

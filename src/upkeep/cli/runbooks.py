@@ -398,6 +398,7 @@ def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None 
     """
     import logging
 
+    from upkeep.cli.common import setup_logging
     from upkeep.core.clock import SYSTEM_CLOCK
     from upkeep.serve.daemon import Daemon, parse_listen
     from upkeep.store.store import StoreError
@@ -406,6 +407,8 @@ def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None 
     loaded = load_for_command(config_path, logging.INFO)
     if loaded is None:
         return EXIT_USAGE
+    # From here on every line is stamped, in the config's zone (the one its schedules use).
+    setup_logging(logging.INFO, stamped_in=ZoneInfo(loaded.config.timezone))
     try:
         host, _ = parse_listen(listen or loaded.config.engine.listen)
     except ValueError:
