@@ -419,7 +419,8 @@ def test_uptime_is_exact_bounded_and_honest_for_any_history(
     history: tuple[list[IncidentSpan], int | None],
 ) -> None:
     spans, first_seen = history
-    since = None if first_seen is None else {("check", "web"): at(first_seen)}
+    web_subject: Subject = ("check", "web")
+    since = None if first_seen is None else {web_subject: at(first_seen)}
     result = {
         (figure.scope, figure.name): figure
         for figure in compute_stats(spans, GRID_START, at(MINUTES), since)
