@@ -88,3 +88,50 @@ def test_init_refuses_a_state_directory_that_is_a_link_or_shared(
     loose.chmod(0o644)
     refused = upkeep("init")
     assert refused.returncode == 2 and "not a private file of yours" in refused.stderr
+
+
+def _uncommented_alert_example(config: str) -> str:
+    """Return the starter config with its commented channel and route example uncommented,
+    as a user would: drop the leading "# " of the block from "# channels:" to its end."""
+    lines = config.splitlines()
+    start = lines.index("# channels:")
+    end = start
+    while end < len(lines) and lines[end].startswith("#"):
+        end += 1
+    example = [line.removeprefix("#").removeprefix(" ") for line in lines[start:end]]
+    return "\n".join([*lines[:start], *example, *lines[end:]]) + "\n"
+
+
+def test_the_starter_config_says_alerts_go_nowhere_and_its_example_validates(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    assert upkeep("init").returncode == 0
+    config = (tmp_path / "upkeep.yaml").read_text()
+    assert "Alerts go NOWHERE yet" in config
+    document = yaml.safe_load(config)
+    assert "channels" not in document and "routes" not in document
+    # One busy sample must not open an incident.
+    cpu = document["checks"]["cpu"]
+    assert cpu["after"] > 1 and cpu["for"] == "5m"
+    # Uncommented, the example is a working channel and route (checked with Apprise).
+    (tmp_path / "upkeep.yaml").write_text(_uncommented_alert_example(config))
+    env = {"SMTP_USER": "alerts", "SMTP_PASSWORD": "a-long-smtp-password"}
+    validated = upkeep("validate", env=env)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    routes = yaml.safe_load((tmp_path / "upkeep.yaml").read_text())["routes"]
+    assert routes[0]["notify"] == ["ops"]
+
+
+def test_without_a_config_every_command_says_how_to_get_one(upkeep: Upkeep, tmp_path: Path) -> None:
+    for args in (("validate",), ("history",), ("runs", "list"), ("schedule",)):
+        result = upkeep(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Run `upkeep init`" in result.stderr and "-c FILE" in result.stderr, args
+        assert "Traceback" not in result.stderr
+    # `check` keeps its Nagios contract: unknown (3), with the same hint.
+    checked = upkeep("check")
+    assert checked.returncode == 3 and "Run `upkeep init`" in checked.stderr
+    given = upkeep("validate", "-c", "elsewhere.yaml")
+    assert given.returncode == 2
+    assert "no config file 'elsewhere.yaml' (given with -c)" in given.stderr
+    assert not (tmp_path / "upkeep.yaml").exists()

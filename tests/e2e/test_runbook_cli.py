@@ -254,8 +254,15 @@ def test_one_off_window_from_the_cli(upkeep: Upkeep, project: Path) -> None:
     assert by_source[("hotfix", "one-off")]["next_opening"].startswith("2099-06-01T")
     ids = sorted(row["id"] for row in rows if row["id"] is not None)
     assert ids == [1, 2]
+    # Each window once: the config windows by name, each one-off by its id (a one-off was
+    # listed twice, once more under its name without an id).
+    identities = [row["id"] or row["name"] for row in rows]
+    assert len(identities) == len(set(identities))
+    assert len(rows) == 2 + len([row for row in rows if row["source"] == "config"])
+    assert not [row for row in rows if row["id"] is None and row["source"] != "config"]
     table = upkeep("window", "list")
     assert table.returncode == 0 and "hotfix" in table.stdout and "open until" in table.stdout
+    assert table.stdout.count("hotfix") == 1
 
     assert upkeep("window", "remove", "1").returncode == 0
     again = upkeep("window", "remove", "1")

@@ -135,3 +135,22 @@ checks:
     with sqlite3.connect(tmp_path / ".upkeep" / "upkeep.db") as connection:
         (labels,) = connection.execute("select labels from checks where name = 'up'").fetchone()
     assert json.loads(labels) == {"owner": "***", "team": "team-***", "env": "prod"}
+
+
+def test_our_hints_stay_whole_when_a_secret_is_one_of_their_words(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    # Found by a new user: a channel value "slack" (a secret: channel URLs hold tokens)
+    # turned the hint into "e.g. mailto://, json://, ***"; a value "json" from the
+    # environment garbled it the same way.
+    (tmp_path / "upkeep.yaml").write_text(
+        """\
+channels:
+  team: slack
+  ops: "${OPS_URL}"
+"""
+    )
+    result = upkeep("validate", env={"OPS_URL": "json"})
+    assert result.returncode == 2
+    hint = "(no scheme://, e.g. mailto://, json://, slack://)"
+    assert result.stderr.count(hint) == 2, result.stderr

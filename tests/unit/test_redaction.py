@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.core.redaction import Redactor, display_url, url_password, url_passwords
+from upkeep.core.redaction import (
+    Redactor,
+    display_url,
+    published,
+    url_password,
+    url_passwords,
+)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +110,44 @@ def test_a_secret_line_cut_where_output_stops_is_masked() -> None:
     # A cut inside a UTF-8 character leaves U+FFFD after the secret's beginning.
     redactor.add("pässwörd-long")
     assert redactor.redact_cut("x pässw\ufffd") == "x ***\ufffd"
+
+
+# --- what is masked where: short values as tokens, our own hints never ----------------------
+
+
+def test_a_short_secret_is_masked_only_as_a_whole_token() -> None:
+    redactor = Redactor()
+    redactor.extend(["prod", "json", "s3cr3t"])
+    assert redactor.redact("env=prod mode=json") == "env=*** mode=***"
+    assert redactor.redact("json://hook prod.") == "***://hook ***."
+    # A common word inside a longer one is not the secret: it was masked before.
+    assert redactor.redact("production jsonl products") == "production jsonl products"
+    assert redactor.redact("password=s3cr3t;") == "password=***;"
+    # An escaped line break before it is a separator, not a letter glued to it.
+    assert redactor.redact('"a\\ns3cr3t"') == '"a\\n***"'
+
+
+def test_a_long_secret_is_masked_wherever_it_occurs() -> None:
+    redactor = Redactor()
+    redactor.add("Tr0ub4dor-and-3")
+    assert redactor.redact("xTr0ub4dor-and-3y") == "x***y"
+
+
+def test_overlapping_secrets_are_masked_whole() -> None:
+    redactor = Redactor()
+    redactor.extend(["alpha-bravo-charlie", "charlie-delta-echo"])
+    # The regex alternation masked the first and printed "-delta-echo".
+    assert redactor.redact("[alpha-bravo-charlie-delta-echo]") == "[***]"
+
+
+def test_a_published_hint_is_never_rewritten_but_the_secret_elsewhere_is() -> None:
+    hint = published("e.g. alpha://, bravo://, slack://")
+    redactor = Redactor()
+    redactor.extend(["slack", "bravo://, slack"])
+    text = f"not a URL ({hint}); you wrote slack"
+    assert redactor.redact(text) == f"not a URL ({hint}); you wrote ***"
+    # An occurrence that extends past the published text is masked.
+    redactor.add("slack://) x")
+    assert redactor.redact(f"({hint}) x") == "(e.g. alpha://, bravo://, ***"
+    with pytest.raises(ValueError, match="characters"):
+        published("e.g. x")

@@ -221,15 +221,18 @@ class Dispatcher:
             logger.info("sent %s to %s (key %s)", count, batch.channel, batch.key)
         elif status == OutboxStatus.PENDING:
             logger.warning(
-                "delivery of %s to %s failed (attempt %d), retrying at %s: %s",
+                "delivery of %s to %s (key %s) failed (attempt %d), retrying at %s: %s",
                 count,
                 batch.channel,
+                batch.key,
                 batch.attempts + 1,
                 next_attempt_at.isoformat() if next_attempt_at else "?",
                 error,
             )
         elif status == OutboxStatus.DEAD:
-            logger.error("gave up delivering %s to %s: %s", count, batch.channel, error)
+            logger.error(
+                "gave up delivering %s to %s (key %s): %s", count, batch.channel, batch.key, error
+            )
         else:
             logger.warning(
                 "lost the claim on %s to %s (key %s): another dispatcher has it",

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -87,6 +87,27 @@ class AlertProcessingError(Exception):
         self.written = written
 
 
+@dataclass(frozen=True)
+class Lifecycle:
+    """An alert fired or resolved: what the daemon's log says about it once committed."""
+
+    kind: Literal["firing", "resolved"]
+    alert_id: int
+    check: str
+    severity: str
+    status: str
+    message: str
+
+    def describe(self) -> str:
+        """Return the log line: ``alert 7 firing: check web (P1, critical): <message>``
+        (resolved: ``(P1, was critical)``)."""
+        status = self.status if self.kind == "firing" else f"was {self.status}"
+        return (
+            f"alert {self.alert_id} {self.kind}: check {self.check} "
+            f"({self.severity}, {status}): {self.message}"
+        )
+
+
 @dataclass
 class AlertReport:
     """What one ``process`` or ``tick`` call did."""
@@ -98,6 +119,15 @@ class AlertReport:
     notifications: int = 0
     muted: int = 0
     events: list[str] = field(default_factory=list)
+    lifecycle: list[Lifecycle] = field(default_factory=list)
+    """Alerts that fired or resolved, in order (logged by the manager after the commit)."""
+
+
+def _log_lifecycle(report: AlertReport, where: str) -> AlertReport:
+    """Log each alert that fired or resolved in a committed pass; return the report."""
+    for event in report.lifecycle:
+        logger.info("%s%s", event.describe(), where)
+    return report
 
 
 def _same_state(before: CheckState, after: CheckState) -> bool:
@@ -110,6 +140,19 @@ def _same_state(before: CheckState, after: CheckState) -> bool:
         and before.consecutive_ok == after.consecutive_ok
         and before.bad_since == after.bad_since
         and before.last_status == after.last_status
+    )
+
+
+def _lifecycle(
+    kind: Literal["firing", "resolved"], record: AlertRecord, message: str | None = None
+) -> Lifecycle:
+    return Lifecycle(
+        kind,
+        record.id,
+        record.check,
+        record.severity,
+        record.status.label,
+        record.message if message is None else message,
     )
 
 
@@ -169,6 +212,7 @@ class AlertManager:
         }
         self.depths = _dependency_depths(self.checks)
         self.route_ids = route_ids(self.config.routes)
+        self._where = " (in the spill: the store is down)" if key_prefix else ""
 
     # --- results ---------------------------------------------------------------------------
 
@@ -180,7 +224,8 @@ class AlertManager:
         committed together, or (on an error, which propagates) not at all.
         """
         with self.alerts.transaction() as connection:
-            return self.process_in(connection, results, run_id)
+            report = self.process_in(connection, results, run_id)
+        return _log_lifecycle(report, self._where)
 
     def record(
         self, results: Sequence[CheckResult], run_id: int | None = None
@@ -209,7 +254,7 @@ class AlertManager:
             )
             written = self.store.write_results(results, run_id)
             raise AlertProcessingError(written) from error
-        return written, report
+        return written, _log_lifecycle(report, self._where)
 
     def process_in(
         self, connection: Connection, results: Sequence[CheckResult], run_id: int | None = None
@@ -303,6 +348,7 @@ class AlertManager:
             self.alerts.add_event(connection, alert_id, at, "firing", record.message)
             work.report.fired += 1
             record = self._reload(connection, alert_id)
+            work.report.lifecycle.append(_lifecycle("firing", record))
             if record.ack_expires_at is not None and record.ack_expires_at <= work.now:
                 # An acknowledgement given while pending that lapsed before it fired would
                 # re-escalate two seconds after the firing notice: it is simply over.
@@ -383,6 +429,7 @@ class AlertManager:
         outage = human_duration(at - record.opened_at)
         self.alerts.add_event(connection, record.id, at, "resolved", f"ok again after {outage}")
         work.report.resolved += 1
+        work.report.lifecycle.append(_lifecycle("resolved", record, f"ok again after {outage}"))
         if record.fired_at is not None and record.routing.any_sent:
             self._notify(work, self._reload(connection, record.id), "resolved")
 
@@ -411,7 +458,7 @@ class AlertManager:
             states = self.alerts.states(connection, parents)
             for record in open_alerts.values():
                 self._tick_one(work, record, states)
-        return work.report
+        return _log_lifecycle(work.report, self._where)
 
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
@@ -423,6 +470,9 @@ class AlertManager:
                 connection, record.id, now, "resolved", "the check is no longer in the config"
             )
             work.report.resolved += 1
+            work.report.lifecycle.append(
+                _lifecycle("resolved", record, "the check is no longer in the config")
+            )
             return
         if record.state != AlertState.FIRING:
             return

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from upkeep.core.redaction import published
+
 if TYPE_CHECKING:
     from upkeep.alerting.windows import WindowCalendar
     from upkeep.config.models import MuteConfig, RouteConfig, RouteMatch
 
 RESERVED_FIELDS = ("check", "target", "severity", "status")
+MATCHER_HINT = published("e.g. env=prod, check=db-*")
+"""Our own example matchers: a secret ``prod`` must not garble them."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def parse_matchers(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, separator, pattern = pair.partition("=")
         if not separator or not key.strip():
-            raise ValueError(f"a matcher is key=value (e.g. env=prod, check=db-*), not {pair!r}")
+            raise ValueError(f"a matcher is key=value ({MATCHER_HINT}), not {pair!r}")
         matchers[key.strip()] = pattern.strip()
     return matchers
 

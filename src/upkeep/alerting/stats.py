@@ -4,7 +4,9 @@ An incident is an alert that fired (``fired_at`` set); a pending alert that reco
 before firing is not one. Its downtime interval is ``[opened_at, resolved_at)``, open at
 the end while it is unresolved. The figures are computed per check and per target:
 
-* **uptime** — 1 - (downtime within the observed period) / (observed period). The observed
+* **uptime** — 1 - (downtime within the observed period) / (observed period), computed
+  exactly from whole microseconds: exactly 100 when there was no downtime, below 100
+  whenever there was any (however little), never outside [0, 100]. The observed
   period starts at the later of the period's start and the subject's first result, so a
   check added yesterday is not credited a month of uptime. A target's downtime is the
   union of its checks' incident intervals: two checks failing together count once;
@@ -15,7 +17,8 @@ the end while it is unresolved. The figures are computed per check and per targe
   outage, even the part before the period); an outage still open is left out of MTTR but
   is downtime up to the period's end;
 * **MTBF** — observed uptime / the number of outages that started within the period;
-  None when none did;
+  None when none did, or when the subject was never up in the period (there was no time
+  between failures to measure);
 * **MTTA** — mean ``first_acked_at - fired_at`` over the incidents that fired within the
   period and were acknowledged;
 * **response target** — an incident that fired within the period meets its severity's
@@ -30,10 +33,12 @@ store, and ``load_incident`` serves
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, func, or_, select
@@ -80,7 +85,8 @@ class ReliabilityFigures:
     observed_s: float
     downtime_s: float
     uptime_percent: float | None
-    """None when nothing was observed in the period (first result after its end)."""
+    """None when nothing was observed in the period (first result after its end); exactly
+    100.0 when ``downtime_s`` is 0 and below 100.0 otherwise (see ``exact_percent``)."""
     incidents: int
     outages: int
     open_incidents: int
@@ -142,16 +148,49 @@ def _outages(
     return merged
 
 
-def _clipped_s(
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(span: timedelta) -> int:
+    """Return a timedelta as whole microseconds: datetimes are exact to the microsecond, so
+    sums and differences of these integers are exact where float seconds are not."""
+    return span // _MICROSECOND
+
+
+def _seconds(micros: int) -> float:
+    return micros / 1_000_000
+
+
+def _clipped_us(
     start: datetime, end: datetime | None, window_start: datetime, window_end: datetime
-) -> float:
+) -> int:
     low = max(start, window_start)
     high = window_end if end is None else min(end, window_end)
-    return max(0.0, (high - low).total_seconds())
+    return max(0, _micros(high - low))
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean(values: Sequence[int]) -> float | None:
+    """Given microsecond durations, return their mean in seconds, or None if there are none."""
+    return _seconds(sum(values)) / len(values) if values else None
+
+
+def exact_percent(part: int, whole: int) -> float | None:
+    """Given a part of a whole (non-negative integers), return ``100 * part / whole`` as the
+    float nearest the exact quotient, clamped to [0, 100], or None when ``whole`` is 0.
+
+    The result is 100.0 exactly when ``part >= whole`` and strictly below 100.0 otherwise
+    (a float rounding up to 100 is stepped down to the largest float below it), and 0.0
+    exactly when ``part`` is 0: a figure that was not perfect never reads as perfect.
+    Raise ValueError on a negative argument.
+    """
+    if part < 0 or whole < 0:
+        raise ValueError("a percentage of negative amounts is undefined")
+    if whole == 0:
+        return None
+    if part >= whole:
+        return 100.0
+    value = float(Fraction(100 * part, whole))
+    return math.nextafter(100.0, 0.0) if value >= 100.0 else value
 
 
 def _figures(
@@ -169,13 +208,15 @@ def _figures(
     if monitored_since is not None:
         earliest = min([incident.opened_at for incident in incidents], default=monitored_since)
         observed_start = max(period_start, min(monitored_since, earliest))
-    observed_s = max(0.0, (period_end - observed_start).total_seconds())
+    observed_us = max(0, _micros(period_end - observed_start))
 
     outages = _outages((incident.opened_at, incident.resolved_at) for incident in incidents)
-    downtime_s = sum(_clipped_s(start, end, observed_start, period_end) for start, end in outages)
-    uptime_s = max(0.0, observed_s - downtime_s)
+    # Merged outages do not overlap and each is clipped to the observed period, so their sum
+    # never exceeds it.
+    downtime_us = sum(_clipped_us(start, end, observed_start, period_end) for start, end in outages)
+    uptime_us = max(0, observed_us - downtime_us)
     repairs = [
-        (end - start).total_seconds()
+        _micros(end - start)
         for start, end in outages
         if end is not None and period_start < end <= period_end
     ]
@@ -185,7 +226,7 @@ def _figures(
     acked = [i for i in fired_here if i.first_acked_at is not None]
     # An acknowledgement of a still-pending alert counts as immediate, never negative.
     ack_delays = [
-        max(0.0, (i.first_acked_at - i.fired_at).total_seconds())
+        max(0, _micros(i.first_acked_at - i.fired_at))
         for i in acked
         if i.first_acked_at is not None
     ]
@@ -207,20 +248,22 @@ def _figures(
     return ReliabilityFigures(
         scope=scope,
         name=name,
-        observed_s=observed_s,
-        downtime_s=downtime_s,
-        uptime_percent=100.0 * uptime_s / observed_s if observed_s > 0 else None,
+        observed_s=_seconds(observed_us),
+        downtime_s=_seconds(downtime_us),
+        uptime_percent=exact_percent(uptime_us, observed_us),
         incidents=len(incidents),
         outages=len(outages),
         open_incidents=sum(1 for incident in incidents if incident.resolved_at is None),
         mttr_s=_mean(repairs),
-        mtbf_s=uptime_s / failures if failures else None,
+        # Never up in the period: there was no time between failures, so MTBF is undefined
+        # rather than 0s (which would read as "fails constantly", a different claim).
+        mtbf_s=_seconds(uptime_us) / failures if failures and uptime_us else None,
         mtta_s=_mean(ack_delays),
         acked=len(acked),
         unacked=len(fired_here) - len(acked),
         response_met=met,
         response_missed=missed,
-        response_target_met_percent=100.0 * met / (met + missed) if met + missed else None,
+        response_target_met_percent=exact_percent(met, met + missed),
     )
 
 

@@ -34,6 +34,19 @@ class Opening:
         return self.start <= moment < self.end
 
 
+@dataclass(frozen=True)
+class WindowEntry:
+    """One window as a person manages it, listed once: a config window (``one_off`` None;
+    its openings include the one-off openings that share its name) or one stored one-off
+    window (its own single opening)."""
+
+    name: str
+    config: WindowConfig | None
+    one_off: OneOffWindow | None
+    current: Opening | None
+    following: Opening | None
+
+
 _PRECISION = timedelta(seconds=1)
 
 
@@ -68,8 +81,10 @@ class WindowCalendar:
     """The windows of one config plus the stored one-off windows."""
 
     def __init__(self, config: UpkeepConfig, one_offs: Sequence[OneOffWindow] = ()) -> None:
+        """Given a config and stored one-off windows, build the calendar; a one-off given
+        twice (same id) counts once."""
         self._config = config
-        self._one_offs = list(one_offs)
+        self._one_offs = list({one_off.id: one_off for one_off in one_offs}.values())
         self._schedules: dict[str, CronSchedule] = {}
         for name, window in config.windows.items():
             if window.schedule is not None:
@@ -122,6 +137,33 @@ class WindowCalendar:
                 start = self._schedules[name].next_after(after)
                 candidates.append(Opening(name, start, start + window.duration))
         return min(candidates, key=lambda opening: opening.start, default=None)
+
+    def entries(self, now: datetime) -> list[WindowEntry]:
+        """Given an aware moment, return every window once by its identity: each config
+        window (by name, with its current and next opening), then each stored one-off
+        window (by id, in start order), whether or not its name is a config window's.
+
+        A name is not an identity: two one-offs may share one, and a one-off may share a
+        config window's; listing by name would show such windows twice or merge them.
+        """
+        listed = [
+            WindowEntry(
+                name, window, None, self.opening_at(name, now), self.next_opening(name, now)
+            )
+            for name, window in self._config.windows.items()
+        ]
+        for one_off in sorted(self._one_offs, key=lambda window: (window.starts_at, window.id)):
+            opening = Opening(one_off.name, one_off.starts_at, one_off.ends_at)
+            listed.append(
+                WindowEntry(
+                    one_off.name,
+                    None,
+                    one_off,
+                    opening if opening.contains(now) else None,
+                    opening if opening.start > now else None,
+                )
+            )
+        return listed
 
     def open_windows(self, moment: datetime) -> list[Opening]:
         """Given an aware moment, return the openings of every window open then."""

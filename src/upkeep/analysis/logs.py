@@ -210,20 +210,41 @@ class Clock:
     def __init__(self) -> None:
         self._cache: dict[bytes, datetime | None] = {}
 
-    def bin_of(self, text: bytes) -> datetime | None:
+    def moment_of(self, text: bytes) -> datetime | None:
+        """Given a combined log's time field (``23/Nov/2026:12:00:01 +0000``), return it in
+        UTC, or None if it is not one."""
         if text in self._cache:
             return self._cache[text]
         try:
-            moment = datetime.strptime(text.decode(), "%d/%b/%Y:%H:%M:%S %z")
+            value: datetime | None = datetime.strptime(
+                text.decode(), "%d/%b/%Y:%H:%M:%S %z"
+            ).astimezone(UTC)
         except ValueError:
             value = None
-        else:
-            moment = moment.astimezone(UTC)
-            value = moment.replace(minute=moment.minute - moment.minute % 5, second=0)
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[text] = value
         return value
+
+    def bin_of(self, text: bytes) -> datetime | None:
+        """Given a combined log's time field, return the start of its 5-minute bin (UTC),
+        or None if it is not a time."""
+        moment = self.moment_of(text)
+        if moment is None:
+            return None
+        return moment.replace(minute=moment.minute - moment.minute % 5, second=0)
+
+
+def line_time(kind: str, line: bytes, clock: Clock, *, now: datetime) -> datetime | None:
+    """Given a line of a log of ``kind`` (combined, json, plain), return its own time in
+    UTC, or None if it has none: a combined line's bracketed field (exact, never a date
+    that appears in its request path), else the first timestamp ``parse_timestamp`` finds.
+    """
+    if kind == "combined":
+        match = COMBINED.match(line)
+        if match is not None:
+            return clock.moment_of(match.group("time"))
+    return parse_timestamp(line.decode("utf-8", "replace"), now=now)
 
 
 def detect_format(first: Sequence[bytes]) -> str:
@@ -245,12 +266,18 @@ def analyze(
     below: Path | None = None,
 ) -> Analysis:
     """Given log files, return what they hold. ``patterns`` are regular expressions counted
-    per line; ``since`` drops access-log lines (and JSON lines with a time) before it;
-    ``below``: the logs target's directory the files were found in (see ``open_log``)."""
+    per line; ``below``: the logs target's directory the files were found in (see
+    ``open_log``).
+
+    ``since`` keeps only the lines of that moment or later, in every format and for every
+    figure (lines, levels, patterns, security events, statuses, endpoints, bins): a line's
+    time is its own (``line_time``), else the previous line's (a stack trace belongs to the
+    line that began it); lines before a file's first timestamp are kept.
+    """
     result = Analysis()
     compiled = [(pattern, re.compile(pattern.encode())) for pattern in patterns]
     clock = Clock()
-    since_bin = since.astimezone(UTC) if since else None
+    since_utc = since.astimezone(UTC) if since else None
     now = datetime.now(UTC)
     for path in paths:
         with open_log(path, below=below) as stream:
@@ -260,13 +287,13 @@ def analyze(
             result.formats[kind] += 1
             stamp: datetime | None = None
             for line in _chain(head, lines):
-                if since_bin is not None and kind == "plain":
-                    # A plain line has no fixed time field: its own timestamp, else the
-                    # previous line's (a stack trace belongs to the line that began it).
-                    stamp = parse_timestamp(line.decode("utf-8", "replace"), now=now) or stamp
-                    if stamp is not None and stamp < since_bin:
+                if since_utc is not None:
+                    # The one window filter, before any figure is counted, so no format can
+                    # count a figure over the whole file.
+                    stamp = line_time(kind, line, clock, now=now) or stamp
+                    if stamp is not None and stamp < since_utc:
                         continue
-                feed_line(result, kind, line, clock, compiled, since_bin)
+                feed_line(result, kind, line, clock, compiled)
     return result
 
 
@@ -276,18 +303,18 @@ def feed_line(
     line: bytes,
     clock: Clock,
     compiled: Sequence[tuple[str, re.Pattern[bytes]]],
-    since: datetime | None = None,
 ) -> None:
-    """Given one line of a log of ``kind`` (combined, json, plain), add what it holds to
-    ``result``; access and JSON lines stamped before ``since`` are left out."""
+    """Given one line of a log of ``kind`` (combined, json, plain), add everything it holds
+    to ``result``. Choosing the lines (a time window) is the caller's job, done before
+    this, so that every figure is counted over the same lines."""
     result.lines += 1
     for name, regex in compiled:
         if regex.search(line):
             result.patterns[name] += 1
     if kind == "combined":
-        _access(result, line, clock, since)
+        _access(result, line, clock)
     elif kind == "json":
-        _json_line(result, line, since)
+        _json_line(result, line)
     else:
         _plain(result, line)
 
@@ -311,14 +338,12 @@ def _plain(result: Analysis, line: bytes) -> None:
         result.security[security.group(1).decode()] += 1
 
 
-def _access(result: Analysis, line: bytes, clock: Clock, since: datetime | None) -> None:
+def _access(result: Analysis, line: bytes, clock: Clock) -> None:
     match = COMBINED.match(line)
     if match is None:
         _plain(result, line)
         return
     start = clock.bin_of(match.group("time"))
-    if since is not None and start is not None and start + BIN <= since:
-        return
     status = int(match.group("status"))
     seconds = match.group("rt")
     time_ms = float(seconds) * 1000 if seconds is not None else None
@@ -330,7 +355,7 @@ def _access(result: Analysis, line: bytes, clock: Clock, since: datetime | None)
         result.security[f"HTTP {status}"] += 1
 
 
-def _json_line(result: Analysis, line: bytes, since: datetime | None) -> None:
+def _json_line(result: Analysis, line: bytes) -> None:
     try:
         record = json.loads(line)
     except (ValueError, RecursionError):  # nesting past the parser's depth is no record either
@@ -338,14 +363,6 @@ def _json_line(result: Analysis, line: bytes, since: datetime | None) -> None:
         return
     if not isinstance(record, dict):
         return
-    stamp = record.get("time") or record.get("timestamp") or record.get("ts")
-    if since is not None and isinstance(stamp, str):
-        try:
-            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None and moment < since:
-            return
     level = record.get("level") or record.get("severity")
     if isinstance(level, str):
         name = level.upper()

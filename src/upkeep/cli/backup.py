@@ -439,6 +439,9 @@ def backup_restore(
                 + (f"; safety backup {report.safety_backup}" if report.safety_backup else ""),
                 markup=False,
             )
+            # What the kind did, and for a kind that cannot finish on its own (Redis) what
+            # is left to do by hand.
+            console().print(report.message, markup=False)
         return 0
 
 

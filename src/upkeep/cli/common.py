@@ -9,13 +9,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from zoneinfo import ZoneInfo
 
     from rich.console import Console
@@ -49,11 +49,31 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.WARNING) -> None:
-    """Send warnings to stderr through the redacting filter."""
+class StampedFormatter(logging.Formatter):
+    """Formats ``<ISO time with zone> LEVEL logger: message``, the time in a given zone to
+    the millisecond (``2030-01-01T10:00:00.123+01:00``): a daemon's log read days later,
+    or merged with others, needs to say when each line happened, unambiguously."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        """Given a record, return its creation time in ISO 8601 with the zone's offset."""
+        del datefmt
+        moment = datetime.fromtimestamp(record.created, self.zone)
+        return moment.isoformat(timespec="milliseconds")
+
+
+def setup_logging(level: int = logging.WARNING, *, stamped_in: tzinfo | None = None) -> None:
+    """Send log records of ``level`` and above to stderr through the redacting filter;
+    with ``stamped_in`` (the daemon's), each line starts with its time in that zone."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if stamped_in is not None:
+        handler.setFormatter(StampedFormatter(stamped_in))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -84,6 +104,26 @@ def console(stderr: bool = False) -> Console:
     return make_console(stderr=stderr)
 
 
+def missing_config(path: Path | None) -> str | None:
+    """Given ``-c`` (or None), return what to tell a user whose config file does not exist
+    (where it was looked for, and how to get one), or None if there is a file there."""
+    import os
+
+    from upkeep.config.loader import CONFIG_ENV, find_config_path
+
+    found = find_config_path(path)
+    if os.path.lexists(found):
+        return None
+    if path is not None:
+        return f"no config file {str(found)!r} (given with -c): check the path"
+    if os.environ.get(CONFIG_ENV):
+        return f"no config file {str(found)!r} (from ${CONFIG_ENV}): check the variable"
+    return (
+        f"no config file: ./{found} does not exist here. Run `upkeep init` to write a "
+        "starter config for this machine, or pass -c FILE (or set $UPKEEP_CONFIG)"
+    )
+
+
 def load_or_report(path: Path | None, *, check_channels: bool = False) -> LoadedConfig | None:
     """Given ``-c``, return the loaded config, or print every error to stderr and return None.
 
@@ -94,6 +134,10 @@ def load_or_report(path: Path | None, *, check_channels: bool = False) -> Loaded
     from upkeep.config.errors import ConfigError
     from upkeep.config.loader import load_config
 
+    missing = missing_config(path)
+    if missing is not None:
+        print_error(missing)
+        return None
     try:
         loaded = load_config(path, check_channels=check_channels)
     except ConfigError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -28,13 +29,24 @@ EVENT_STYLE = {
 }
 
 
+PERCENT_DECIMALS = 3
+
+
 def format_percent(value: float | None) -> str:
-    """Given a percentage (or None), return it truncated to 3 decimals, never rounded up to
-    100% (an incident must stay visible), or ``-`` for None."""
+    """Given a percentage in [0, 100] (or None), return it with exactly
+    ``PERCENT_DECIMALS`` decimals, truncated rather than rounded, or ``-`` for None.
+
+    Truncation is done on the float's exact value (not on ``value * 1000``, which can
+    itself round up), so anything below 100 reads below ``100.000%``: an incident stays
+    visible however short it was. Raise ValueError on a value outside [0, 100] or NaN.
+    """
     if value is None:
         return "-"
-    truncated = math.floor(value * 1000) / 1000
-    return f"{truncated:.3f}".rstrip("0").rstrip(".") + "%"
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"a percentage must be within [0, 100], not {value!r}")
+    scale = 10**PERCENT_DECIMALS
+    units = math.floor(Fraction(value) * scale)
+    return f"{units // scale}.{units % scale:0{PERCENT_DECIMALS}d}%"
 
 
 def _parse_filters(since: str, label_pairs: list[str]) -> tuple[datetime, dict[str, str]] | None:

@@ -170,6 +170,23 @@ SERVICE_BLOCKS: dict[str, tuple[str, str]] = {
 }
 
 
+STARTER_ALERTS = """
+# Alerts go NOWHERE yet: an alert is sent only through a channel that a route names.
+# Until you add both, `upkeep check` and `upkeep serve` record alerts (see `upkeep alerts`)
+# and notify nobody. To be told, uncomment and edit this (any Apprise URL works:
+# mailto://, json://, slack://, ntfy://, ...); `upkeep validate` checks it and
+# `upkeep notify test ops` sends a test message.
+#
+# channels:
+#   ops: "mailto://${SMTP_USER}:${SMTP_PASSWORD}@smtp.example.com?to=oncall@example.com"
+#
+# routes:
+#   - name: everything-to-ops
+#     notify: [ops]
+#     group_wait: 30s
+#     repeat: 4h
+"""
+
 STARTER_RUNBOOKS = """
 # `upkeep run daily-health-check --dry-run` shows what a run does; `upkeep serve` runs it
 # every morning, and every check on its `every:`.
@@ -217,6 +234,11 @@ def render_config(found: list[Found], timezone: str) -> str:
     probe: cpu
     every: 1m
     warn: used_percent > 90
+    crit: used_percent > 98
+    # A busy minute is normal (a build, a backup): only a CPU busy for 5 minutes and 5
+    # results in a row opens an incident.
+    for: 5m
+    after: 5
 """
     for item in found:
         target_block, check_block = SERVICE_BLOCKS[item.kind]
@@ -239,6 +261,7 @@ def render_config(found: list[Found], timezone: str) -> str:
         f"{targets}"
         "\nchecks:\n"
         f"{checks}"
+        f"{STARTER_ALERTS}"
         f"{STARTER_RUNBOOKS}"
     )
 

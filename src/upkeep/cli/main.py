@@ -477,7 +477,10 @@ def logs_analyze(
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option(help="Only the last 1h, 24h, 7d.", parser=options.duration_text),
+        typer.Option(
+            help="Only lines of the last 1h, 24h, 7d; an untimed line takes the previous one's.",
+            parser=options.duration_text,
+        ),
     ] = None,
     top: Annotated[
         int, typer.Option(help="How many endpoints to list.", parser=options.count)

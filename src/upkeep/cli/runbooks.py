@@ -398,6 +398,7 @@ def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None 
     """
     import logging
 
+    from upkeep.cli.common import setup_logging
     from upkeep.core.clock import SYSTEM_CLOCK
     from upkeep.serve.daemon import Daemon, parse_listen
     from upkeep.store.store import StoreError
@@ -406,6 +407,8 @@ def run_serve(config_path: Path | None, listen: str | None, clock: Clock | None 
     loaded = load_for_command(config_path, logging.INFO)
     if loaded is None:
         return EXIT_USAGE
+    # From here on every line is stamped, in the config's zone (the one its schedules use).
+    setup_logging(logging.INFO, stamped_in=ZoneInfo(loaded.config.timezone))
     try:
         host, _ = parse_listen(listen or loaded.config.engine.listen)
     except ValueError:
@@ -641,35 +644,23 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     calendar = WindowCalendar(loaded.config, one_offs)
     zone = ZoneInfo(loaded.config.timezone)
     rows: list[dict[str, Any]] = []
-    for name in calendar.names():
-        current = calendar.opening_at(name, now)
-        following = calendar.next_opening(name, now)
-        window = loaded.config.windows.get(name)
+    for entry in calendar.entries(now):
+        one_off, window = entry.one_off, entry.config
+        comment = one_off.comment if one_off else ""
+        if window is not None:
+            comment = window.description or ""
         rows.append(
             {
-                "id": None,
-                "name": name,
-                "source": "config" if window else "one-off",
+                "id": one_off.id if one_off else None,
+                "name": entry.name,
+                "source": f"one-off by {one_off.created_by}" if one_off else "config",
                 "schedule": window.schedule if window else None,
-                "open_now": current is not None,
-                "until": current.end.isoformat() if current else None,
-                "next_opening": following.start.isoformat() if following else None,
-                "comment": (window.description or "") if window else "",
+                "open_now": entry.current is not None,
+                "until": entry.current.end.isoformat() if entry.current else None,
+                "next_opening": entry.following.start.isoformat() if entry.following else None,
+                "comment": comment,
             }
         )
-    rows += [
-        {
-            "id": one_off.id,
-            "name": one_off.name,
-            "source": f"one-off by {one_off.created_by}",
-            "schedule": None,
-            "open_now": one_off.starts_at <= now < one_off.ends_at,
-            "until": one_off.ends_at.isoformat(),
-            "next_opening": one_off.starts_at.isoformat() if one_off.starts_at > now else None,
-            "comment": one_off.comment,
-        }
-        for one_off in one_offs
-    ]
     if json_output:
         print_json(rows)
         return 0

@@ -17,6 +17,13 @@ MASK = "***"
 # Masking a two-character "secret" would shred every message that contains those letters;
 # anything this short is not a secret worth the name, so it is left alone.
 MIN_SECRET_LENGTH = 4
+WHOLE_TOKEN_BELOW = 12
+"""A secret shorter than this (``json``, ``prod``, a short password) is masked only where
+it stands as a whole token, not glued to a letter or digit: masked in ``password=prod``
+and ``prod://``, left in ``production``. Longer ones are masked wherever they occur."""
+MIN_PUBLISHED_LENGTH = 16
+"""A static text shorter than this is not registered by ``published``: a short one could
+coincide with output that holds a secret."""
 MIN_CUT_PREFIX = 3
 """How much of a secret's beginning, left at the very end of cut-off text, is masked."""
 _ARMOR = re.compile(r"^-----(?:BEGIN|END) [A-Z0-9 ]+-----$")
@@ -112,12 +119,64 @@ def display_url(url: str) -> str:
     return f"{scheme}://{userinfo}{at}{host}{parts.path}"
 
 
+_PUBLISHED: set[str] = set()
+
+
+def published(text: str) -> str:
+    """Given a static text of upkeep's own (a hint or an example inside a message), register
+    it as published and return it unchanged.
+
+    ``Redactor.redact`` never rewrites a registered text where it appears whole: a secret
+    that happens to be a word of it (a channel value ``slack`` and the hint ``e.g.
+    mailto://, json://, slack://``) is printed the same whether or not it is a secret, so
+    masking it there hides nothing and garbles the hint. Occurrences of the secret outside
+    the text, or extending past it, are still masked. Raise ValueError on a text shorter
+    than ``MIN_PUBLISHED_LENGTH``.
+    """
+    if len(text) < MIN_PUBLISHED_LENGTH:
+        raise ValueError(f"a published text needs {MIN_PUBLISHED_LENGTH} characters or more")
+    _PUBLISHED.add(text)
+    return text
+
+
+def _published_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for phrase in _PUBLISHED:
+        start = text.find(phrase)
+        while start >= 0:
+            spans.append((start, start + len(phrase)))
+            start = text.find(phrase, start + 1)
+    return spans
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """Given the span of an occurrence, return whether a letter or digit touches it on
+    either side. The ``n`` of an escaped line break before it (``\\nSECRET`` in JSON or a
+    repr) is a separator, not a letter."""
+    before = start - 1
+    if before >= 0 and text[before].isalnum():
+        escaped = text[before] in "nrt" and before >= 1 and text[before - 1] == "\\"
+        if not escaped:
+            return True
+    return end < len(text) and text[end].isalnum()
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Given ``(start, end)`` spans, return them merged where they overlap or touch, sorted."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 @dataclass
 class Redactor:
     """Holds secret values and masks them in any text given to ``redact``."""
 
     _secrets: set[str] = field(default_factory=set)
-    _pattern: re.Pattern[str] | None = None
 
     def add(self, value: str | None) -> None:
         """Given a secret value, remember it (and its percent-decoded form) for masking.
@@ -136,9 +195,8 @@ class Redactor:
                 if not _ARMOR.match(piece):
                     candidates.add(piece)
         for candidate in candidates:
-            if len(candidate) >= MIN_SECRET_LENGTH and candidate not in self._secrets:
+            if len(candidate) >= MIN_SECRET_LENGTH:
                 self._secrets.add(candidate)
-                self._pattern = None
 
     def add_url(self, url: str | None) -> None:
         """Given a URL or DSN, remember every password in it (``url_passwords``) as a secret."""
@@ -155,14 +213,40 @@ class Redactor:
         self.extend(other._secrets)
 
     def redact(self, text: str) -> str:
-        """Given text, return it with every known secret replaced by ``***``."""
+        """Given text, return it with every occurrence of a known secret replaced by ``***``.
+
+        Occurrences that overlap or touch (two secrets sharing characters) become one
+        ``***``, so no part of either shows. A secret shorter than ``WHOLE_TOKEN_BELOW`` is
+        masked only as a whole token; an occurrence inside a ``published`` text of ours is
+        left as it is.
+        """
         if not self._secrets or not text:
             return text
-        if self._pattern is None:
-            # Longest first so a secret that contains another is masked whole.
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
-        return self._pattern.sub(MASK, text)
+        found: list[tuple[int, int]] = []
+        for secret in self._secrets:
+            whole_token = len(secret) < WHOLE_TOKEN_BELOW
+            start = text.find(secret)
+            while start >= 0:
+                end = start + len(secret)
+                if not whole_token or not _glued(text, start, end):
+                    found.append((start, end))
+                start = text.find(secret, start + 1)
+        if not found:
+            return text
+        protected = _published_spans(text)
+        if protected:
+            found = [
+                (start, end)
+                for start, end in found
+                if not any(low <= start and end <= high for low, high in protected)
+            ]
+        pieces: list[str] = []
+        position = 0
+        for start, end in _merged(found):
+            pieces += [text[position:start], MASK]
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
 
     def redact_cut(self, text: str) -> str:
         """Given text that was cut off (at a size limit, or where a command stopped

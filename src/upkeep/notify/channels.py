@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from upkeep.core.redaction import Redactor
+from upkeep.core.redaction import Redactor, published
 from upkeep.core.text import one_line
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ _DETAIL_LEVELS = frozenset({"DEBUG", "INFO"})
 _DETAIL_PREFIXES = ("Socket Exception:", "Notification Exception:")
 """Of Apprise's DEBUG and INFO records, only these say why a delivery failed (refused,
 timed out, a plugin's exception); the rest are payloads and progress."""
+NO_SCHEME_HINT = published("e.g. mailto://, json://, slack://")
+"""Our own example schemes: a channel value that is one of these words stays readable here."""
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 _APPRISE_LOGGER = "apprise"
 
@@ -118,7 +120,7 @@ def validate_channel_url(url: str) -> str | None:
         return None
     scheme = _scheme(url)
     if scheme is None:
-        return "not an Apprise URL (no scheme://, e.g. mailto://, json://, slack://)"
+        return f"not an Apprise URL (no scheme://, {NO_SCHEME_HINT})"
     if scheme not in N_MGR:
         return f"not an Apprise URL (scheme {scheme}:// is not one Apprise knows)"
     if not N_MGR[scheme].enabled:

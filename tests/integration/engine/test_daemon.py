@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ import yaml
 from sqlalchemy import update
 
 from tests.support.clocks import OffsetClock
+from tests.support.receivers import WebhookReceiver
 from upkeep.engine.scheduler import runbook_mark
 from upkeep.store.runs import RunRecord, RunStatus
 from upkeep.store.schema import schedule_marks
@@ -355,6 +357,69 @@ def test_serve_answers_healthz_and_metrics_and_stores_check_results(
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit(15) == 0
+
+
+STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+05:30 (INFO|WARNING|ERROR) ")
+"""A daemon log line's start: ISO time in the config's zone (Asia/Kolkata), then the level."""
+
+
+def test_the_daemon_logs_stamped_lines_alerts_and_deliveries_without_secrets(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str
+) -> None:
+    password = "hook-Passw0rd-long-enough"
+    with WebhookReceiver() as receiver:
+        config = write_config(
+            tmp_path / "upkeep.yaml",
+            store=sqlite_url,
+            listen=free_port(),
+            targets={
+                "switch": {
+                    "kind": "command",
+                    # Critical while the file "down" exists beside the config.
+                    "command": [
+                        "/bin/sh",
+                        "-c",
+                        "if [ -e down ]; then echo CRITICAL - down; exit 2; fi; echo OK",
+                    ],
+                }
+            },
+            checks={"switch": {"target": "switch", "every": "1s", "severity": "P1"}},
+        )
+        document = yaml.safe_load(config.read_text())
+        document["timezone"] = "Asia/Kolkata"
+        url = receiver.url().replace("://", f"://hook:{password}@")
+        document["channels"] = {"hook": url}
+        document["routes"] = [{"notify": ["hook"]}]
+        config.write_text(yaml.safe_dump(document, sort_keys=False))
+        daemon = serve(config)
+        daemon.wait_role("leader")
+        (tmp_path / "down").touch()
+        wait_for(
+            lambda: re.search(r"alert \d+ firing: check switch \(P1, critical\)", daemon.log()),
+            30,
+            "the firing logged",
+        )
+        wait_for(
+            lambda: re.search(r"sent 1 notification\(s\) to hook \(key \S+\)", daemon.log()),
+            30,
+            "the delivery logged",
+        )
+        (tmp_path / "down").unlink()
+        wait_for(
+            lambda: re.search(
+                r"alert \d+ resolved: check switch \(P1, was critical\)", daemon.log()
+            ),
+            30,
+            "the recovery logged",
+        )
+        wait_for(lambda: len(receiver.deliveries) >= 2, 30, "firing and resolved notices")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(15) == 0
+    lines = [line for line in daemon.log().splitlines() if line.strip()]
+    unstamped = [line for line in lines if not STAMP.match(line)]
+    assert not unstamped, "\n".join(unstamped)
+    log = daemon.log()
+    assert password not in log and f"127.0.0.1:{receiver.port}" not in log
 
 
 # --- 2. SIGTERM drain ---------------------------------------------------------------------------

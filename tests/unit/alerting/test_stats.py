@@ -6,11 +6,21 @@ after START (negative: before it).
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures, Subject, compute_stats
+from upkeep.alerting.stats import (
+    IncidentSpan,
+    ReliabilityFigures,
+    Subject,
+    compute_stats,
+    exact_percent,
+)
 from upkeep.cli.incidents import format_percent
 from upkeep.store.alerts import AlertState
 
@@ -273,7 +283,179 @@ def test_figures_serialise_to_json_in_seconds() -> None:
 
 def test_percent_never_rounds_up_to_a_hundred() -> None:
     assert format_percent(None) == "-"
-    assert format_percent(100.0) == "100%"
+    assert format_percent(100.0) == "100.000%"
     assert format_percent(99.99999) == "99.999%"
-    assert format_percent(95.0) == "95%"
+    assert format_percent(95.0) == "95.000%"
     assert format_percent(100 / 3) == "33.333%"
+    assert format_percent(0.0) == "0.000%"
+    # The largest float below 100: multiplying it by 1000 rounds to 100000.0, so truncating
+    # the product (the old way) printed "100%" for an imperfect figure.
+    assert format_percent(math.nextafter(100.0, 0.0)) == "99.999%"
+    with pytest.raises(ValueError, match="within"):
+        format_percent(100.00000000000001)
+    with pytest.raises(ValueError, match="within"):
+        format_percent(-0.5)
+
+
+def test_zero_downtime_is_exactly_a_hundred_for_any_period_length() -> None:
+    # 100 * x / x is not 100.0 for every float x (it was 100.00000000000001 for some), so a
+    # check without downtime showed 99.999% or serialised above 100 (the last three periods
+    # gave 100.00000000000001, 100.00000000000001 and 99.99999999999999).
+    for micros in (1, 999_999, 3_174_117_916_527, 5_834_002_168_601, 6_561_859_883_644):
+        end = START + timedelta(microseconds=micros)
+        (web,) = compute_stats([], START, end, {("check", "web"): START - timedelta(days=1)})
+        assert web.downtime_s == 0.0
+        assert web.uptime_percent == 100.0
+        assert format_percent(web.uptime_percent) == "100.000%"
+
+
+def test_one_microsecond_of_downtime_in_a_year_is_not_a_hundred() -> None:
+    end = START + timedelta(days=365)
+    down = [
+        IncidentSpan(
+            1, "web", "box", "P2", h(10), h(10), resolved_at=h(10) + timedelta(microseconds=1)
+        )
+    ]
+    (web, _box) = compute_stats(down, START, end)
+    assert web.downtime_s == 1e-6
+    assert web.uptime_percent is not None and web.uptime_percent < 100.0
+    assert format_percent(web.uptime_percent) == "99.999%"
+    assert json.loads(json.dumps(web.to_json()))["uptime_percent"] < 100.0
+
+
+def test_a_check_never_up_has_no_mtbf() -> None:
+    # Down from its first result to now: no time between failures to measure, so MTBF is
+    # undefined (it was 0s), and nothing was repaired, so MTTR is undefined too.
+    web = check(figures([incident(100, None)], since={("check", "web"): h(100)}))
+    assert web.uptime_percent == 0.0
+    assert web.mtbf_s is None and web.mttr_s is None
+    assert web.to_json()["mtbf_s"] is None
+
+
+def test_exact_percent_contract() -> None:
+    assert exact_percent(0, 0) is None
+    assert exact_percent(5, 5) == 100.0
+    assert exact_percent(0, 5) == 0.0
+    assert exact_percent(1, 3) == pytest.approx(100 / 3)
+    assert exact_percent(10**18 - 1, 10**18) == math.nextafter(100.0, 0.0)
+    with pytest.raises(ValueError, match="negative"):
+        exact_percent(-1, 5)
+
+
+# --- properties over generated histories ----------------------------------------------------------
+
+# Histories on a grid of whole minutes plus an odd number of microseconds, so that an oracle
+# that walks the grid minute by minute is exact, and the period is not a round float.
+MINUTES = 600
+JITTER = timedelta(microseconds=123_457)
+GRID_START = START + JITTER
+
+
+def at(minute: int) -> datetime:
+    return GRID_START + timedelta(minutes=minute)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[IncidentSpan], int | None]:
+    """A list of incidents of one check (some open, some outside the period) and the minute
+    the check was first seen (None: observed over the whole period)."""
+    first_seen = draw(st.one_of(st.none(), st.integers(-60, MINUTES + 30)))
+    count = draw(st.integers(0, 6))
+    spans = []
+    for number in range(count):
+        opened = draw(st.integers(-120, MINUTES + 60))
+        length = draw(st.one_of(st.none(), st.integers(1, MINUTES)))
+        spans.append(
+            IncidentSpan(
+                id=number,
+                check="web",
+                target="box",
+                severity="P2",
+                opened_at=at(opened),
+                fired_at=at(opened),
+                resolved_at=None if length is None else at(opened + length),
+            )
+        )
+    return spans, first_seen
+
+
+def down_minutes(spans: list[IncidentSpan], observed_from: int) -> set[int]:
+    """The oracle: every grid minute in the observed period some incident covers."""
+    down: set[int] = set()
+    for span in spans:
+        opened = (span.opened_at - GRID_START) // timedelta(minutes=1)
+        ends = (
+            MINUTES
+            if span.resolved_at is None
+            else (span.resolved_at - GRID_START) // timedelta(minutes=1)
+        )
+        down.update(range(max(opened, observed_from), min(ends, MINUTES)))
+    return down
+
+
+def failure_starts(spans: list[IncidentSpan]) -> set[int]:
+    """The oracle of failures: grid minutes in the period where an outage starts, i.e. an
+    incident opens and no other incident is strictly in progress (touching ones are two)."""
+    bounds = [
+        (
+            (span.opened_at - GRID_START) // timedelta(minutes=1),
+            None
+            if span.resolved_at is None
+            else (span.resolved_at - GRID_START) // timedelta(minutes=1),
+        )
+        for span in spans
+    ]
+    return {
+        start
+        for start, _ in bounds
+        if 0 <= start < MINUTES
+        and not any(other < start and (end is None or start < end) for other, end in bounds)
+    }
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(history=histories())
+def test_uptime_is_exact_bounded_and_honest_for_any_history(
+    history: tuple[list[IncidentSpan], int | None],
+) -> None:
+    spans, first_seen = history
+    web_subject: Subject = ("check", "web")
+    since = None if first_seen is None else {web_subject: at(first_seen)}
+    result = {
+        (figure.scope, figure.name): figure
+        for figure in compute_stats(spans, GRID_START, at(MINUTES), since)
+    }
+    web = result.get(("check", "web"))
+    if web is None:
+        # Not monitored and no incident overlapping the period: nothing to report.
+        assert first_seen is None
+        return
+    overlapping = [
+        s for s in spans if s.opened_at < at(MINUTES) and (s.resolved_at or at(MINUTES)) > at(0)
+    ]
+    opened = [(s.opened_at - GRID_START) // timedelta(minutes=1) for s in overlapping]
+    observed_from = 0 if first_seen is None else max(0, min([first_seen, *opened]))
+    observed = max(0, MINUTES - observed_from)
+    down = len(down_minutes(overlapping, observed_from))
+    assert web.observed_s == observed * 60
+    assert web.downtime_s == down * 60
+    if observed == 0:
+        assert web.uptime_percent is None
+        return
+    uptime = web.uptime_percent
+    assert uptime is not None
+    assert 0.0 <= uptime <= 100.0
+    assert uptime == pytest.approx(100 * (observed - down) / observed, abs=1e-9)
+    assert (uptime == 100.0) == (down == 0)
+    assert (uptime == 0.0) == (down == observed)
+    shown = format_percent(uptime)
+    assert (shown == "100.000%") == (down == 0)
+    assert json.loads(json.dumps(web.to_json()))["uptime_percent"] == uptime
+    # MTBF exists only with a failure in the period and some time up: uptime per failure.
+    failures = len(failure_starts(overlapping))
+    if down == observed or not failures:
+        assert web.mtbf_s is None
+    else:
+        assert web.mtbf_s == pytest.approx((observed - down) * 60 / failures)
+    if web.mttr_s is not None:
+        assert web.mttr_s > 0

@@ -107,3 +107,115 @@ def test_endpoints_and_sparkline() -> None:
     assert endpoint_of("/files/3f2a9c1e5b7d4f60a1b2") == "/files/:id"
     assert sparkline([0, 5, 10]) == "▁▄█"
     assert sparkline([]) == ""
+
+
+# --- --since windows every figure, in every format -------------------------------------------
+
+SINCE = datetime(2026, 11, 23, 12, 3, tzinfo=UTC)
+"""Mid-bin on purpose: the 12:00 bin holds lines on both sides of it."""
+
+
+def _old_and_new(old: list[str], new: list[str], path: Path) -> Path:
+    path.write_text("\n".join([*old, *new]) + "\n")
+    return path
+
+
+def _combined(minute: int, second: int, status: int, path: str = "/api/x") -> str:
+    return (
+        f"10.0.0.1 - - [23/Nov/2026:12:{minute:02d}:{second:02d} +0000] "
+        f'"GET {path} HTTP/1.1" {status} 5 "-" "curl/8" 0.010'
+    )
+
+
+def _json(minute: int, status: int, level: str, message: str, ts: object = None) -> str:
+    stamp = f"2026-11-23T12:{minute:02d}:00Z" if ts is None else ts
+    return json.dumps(
+        {"ts": stamp, "level": level, "msg": message, "path": "/api/x", "status": status}
+    )
+
+
+def _windowed_only(report: dict[str, object], expected: dict[str, object]) -> None:
+    for key, value in expected.items():
+        assert report[key] == value, key
+
+
+def test_since_windows_every_figure_of_a_combined_log(tmp_path: Path) -> None:
+    # Before 12:03: two 500s, a 401 and a pattern hit, in the same 5-minute bin as the
+    # window's start (the old filter kept whole bins, and counted lines and patterns over
+    # the whole file).
+    log = _old_and_new(
+        [_combined(1, 0, 500), _combined(2, 59, 500), _combined(2, 0, 401, "/login")],
+        [_combined(3, 0, 200), _combined(4, 0, 503), _combined(12, 0, 200)],
+        tmp_path / "access.log",
+    )
+    report = analyze([log], since=SINCE, patterns=["GET"]).to_json()
+    _windowed_only(
+        report,
+        {
+            "lines": 3,
+            "requests": 3,
+            "patterns": {"GET": 3},
+            "statuses": {"200": 2, "503": 1},
+            "security_events": {},
+        },
+    )
+    assert report["endpoints"]["/api/x"]["errors"] == 1
+    assert report["bins"]["2026-11-23T12:00:00+00:00"]["requests"] == 2
+    assert report["bins"]["2026-11-23T12:10:00+00:00"]["requests"] == 1
+
+
+def test_since_windows_every_figure_of_a_json_log(tmp_path: Path) -> None:
+    log = _old_and_new(
+        [
+            _json(0, 500, "error", "authentication failure for bob"),
+            # Epoch seconds (11:00 UTC) and a continuation line without a time of its own.
+            _json(0, 500, "error", "old", ts=1795431600),
+            json.dumps(
+                {"level": "error", "msg": "trace of the old one", "status": 500, "path": "/api/x"}
+            ),
+        ],
+        [_json(3, 200, "info", "fine"), _json(5, 503, "error", "boom")],
+        tmp_path / "app.json",
+    )
+    report = analyze([log], since=SINCE, patterns=["error"]).to_json()
+    _windowed_only(
+        report,
+        {
+            "lines": 2,
+            "requests": 2,
+            "levels": {"INFO": 1, "ERROR": 1},
+            "patterns": {"error": 1},
+            "statuses": {"200": 1, "503": 1},
+            "security_events": {},
+        },
+    )
+
+
+def test_since_windows_every_figure_of_a_plain_log(tmp_path: Path) -> None:
+    log = _old_and_new(
+        [
+            "2026-11-23 12:00:01 ERROR Failed password for root",
+            "  at a stack trace line of the old error",
+        ],
+        ["2026-11-23 12:03:00 WARNING slow", "2026-11-23 12:04:00 ERROR timeout"],
+        tmp_path / "app.log",
+    )
+    report = analyze([log], since=SINCE, patterns=["stack", "slow"]).to_json()
+    _windowed_only(
+        report,
+        {
+            "lines": 2,
+            "levels": {"WARN": 1, "ERROR": 1},
+            "patterns": {"slow": 1},
+            "security_events": {},
+        },
+    )
+
+
+def test_a_date_in_a_request_path_is_not_the_lines_time(tmp_path: Path) -> None:
+    # The bracketed field is the combined line's time; an ISO date in the path must not
+    # move an old request into the window.
+    log = _old_and_new(
+        [_combined(0, 0, 500, "/reports/2026-11-23T12:30:00Z")], [], tmp_path / "a.log"
+    )
+    assert analyze([log], since=SINCE, log_format="combined").to_json()["lines"] == 0

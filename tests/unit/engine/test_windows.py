@@ -178,6 +178,31 @@ def test_standalone_stored_one_off_window(config: UpkeepConfig) -> None:
     assert "hotfix" in names and "sunday" not in names
 
 
+def test_entries_list_each_window_once_by_identity(config: UpkeepConfig) -> None:
+    # `window list` showed every one-off twice: once under its name (with no id) and once
+    # by id. Names are not identities: two one-offs share "hotfix", one shares "sunday".
+    now = utc(2025, 6, 10, 9, 0)
+    extra = one_off(1, "sunday", now + timedelta(days=1), 1)
+    first = one_off(2, "hotfix", now - timedelta(hours=1), 2)
+    second = one_off(3, "hotfix", now + timedelta(days=2), 1)
+    # The same stored row passed twice (two reads merged) is still one window.
+    calendar = WindowCalendar(config, [second, extra, first, first])
+    entries = calendar.entries(now)
+    identities = [entry.one_off.id if entry.one_off else entry.name for entry in entries]
+    assert identities == ["sunday", "hourly", "migration", 2, 1, 3]
+    by_identity = dict(zip(identities, entries, strict=True))
+    # The config window's next opening includes its extra one-off opening.
+    sunday = by_identity["sunday"]
+    assert sunday.config is not None and sunday.one_off is None
+    assert sunday.following == Opening("sunday", extra.starts_at, extra.ends_at)
+    # Each one-off carries only its own opening.
+    assert by_identity[2].current == Opening("hotfix", first.starts_at, first.ends_at)
+    assert by_identity[2].following is None
+    assert by_identity[3].current is None
+    assert by_identity[3].following == Opening("hotfix", second.starts_at, second.ends_at)
+    assert by_identity[1].config is None
+
+
 # --- overlapping openings ---------------------------------------------------------------------
 
 

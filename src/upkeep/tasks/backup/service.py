@@ -68,7 +68,8 @@ class BackupEnv:
     catalog: BackupCatalog | None = None
     zone: tzinfo = UTC
     config_path: Path | None = None
-    """upkeep's own config file (for an ``upkeep: true`` source)."""
+    """upkeep's own config file (for an ``upkeep: true`` source; a Redis restore writes its
+    snapshot beside it)."""
     store_url: str | None = None
     """upkeep's own store, as a full URL (for an ``upkeep: true`` source)."""
 

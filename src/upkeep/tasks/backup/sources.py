@@ -614,9 +614,13 @@ class RedisSource(Source):
     def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
         """Return the source of the entry's ``redis`` target."""
         del config
-        return cls(_target_url(place, "url"))
+        beside = place.config_path.parent if place.config_path is not None else None
+        return cls(_target_url(place, "url"), restore_dir=beside)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, restore_dir: Path | None = None) -> None:
+        """Given the server's URL and where a restore writes the snapshot (default: the
+        current directory), make the source."""
+        self.restore_dir = restore_dir or Path.cwd()
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -688,11 +692,28 @@ class RedisSource(Source):
             yield Restored(counts=counts, location=f"redis-server on 127.0.0.1:{port}")
 
     def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
-        """Refuse: a live Redis cannot take an RDB over the network; say how instead."""
-        del raw, work, manifest
-        raise SourceError(
-            "a running Redis server cannot load an RDB file over the network: stop it, put "
-            "the restored dump.rdb (upkeep backup export) in its dir, and start it"
+        """Write the snapshot as ``dump.rdb`` into a new private directory beside the config
+        (a running Redis cannot load an RDB over the network) and say how to put it in
+        place; the server itself is not touched."""
+        del work, manifest
+        target = self.restore_dir / f"redis-restored-{secrets.token_hex(8)}"
+        with (
+            Directory.open(target.parent) as beside,
+            beside.private_child(target.name) as into,
+        ):
+            snapshot = into.create_temporary("dump.rdb")
+            try:
+                for piece in raw:
+                    snapshot.write(piece)
+                snapshot.commit("dump.rdb")
+            except BaseException:
+                snapshot.abort()
+                raise
+        return (
+            f"wrote the snapshot to {target / 'dump.rdb'}; a running Redis server cannot load "
+            f"an RDB file over the network: stop the server on {self.host}:{self.port}, replace "
+            "the dump.rdb in its data directory (redis-cli CONFIG GET dir) with this one, "
+            "and start it again"
         )
 
 

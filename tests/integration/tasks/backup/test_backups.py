@@ -254,3 +254,20 @@ def test_a_directory_with_a_broken_manifest_is_not_a_backup(
     broken = service.create(env, "app").backup
     (broken.path / "manifest.json").write_text('{"id": "x", "data": {}}')
     assert [backup.id for backup in env.repository.backups("app")] == [good.id]
+
+
+def test_a_redis_restore_writes_the_snapshot_out_and_says_how_to_load_it(
+    request: pytest.FixtureRequest, backup_env: EnvFactory, tmp_path: Path
+) -> None:
+    # It refused and pointed at `upkeep backup export`, a command that does not exist.
+    source, targets, _, _ = _case("redis", request)
+    env = backup_env({"cache": source}, targets)
+    backup = service.create(env, "cache").backup
+    env.config_path = tmp_path / "upkeep.yaml"
+    report = service.restore(env, backup.id, to=None, safety=False)
+    written = list(tmp_path.glob("redis-restored-*/dump.rdb"))
+    assert len(written) == 1, report.message
+    assert written[0].read_bytes().startswith(b"REDIS")
+    assert (written[0].parent.stat().st_mode & 0o777) == 0o700
+    assert str(written[0]) in report.message
+    assert "CONFIG GET dir" in report.message and "upkeep backup export" not in report.message
