@@ -272,11 +272,19 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                     "duration_s": report.backup.intact_manifest.duration_s,
                     "copied": report.copied,
                     "removed": [d.candidate.id for d in report.pruned if not d.keep],
+                    "copy_removed": (
+                        report.copy_retention.removed if report.copy_retention else []
+                    ),
+                    "copy_problem": (
+                        report.copy_retention.problem if report.copy_retention else None
+                    ),
                     "catalog_error": report.catalog_error,
                 }
             )
             if report.catalog_error is not None:
                 print_error(report.catalog_error)
+            if report.copy_retention is not None and report.copy_retention.problem:
+                print_error(report.copy_retention.problem)
         _check_sources(session, names)
         if json_output:
             print_json({"results": results})
@@ -288,8 +296,11 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                         f"ok     {result['source']}: backup {result['id']}, "
                         f"{_size(result['raw_bytes'])} dumped, {_size(result['stored_bytes'])} "
                         f"stored, {result['duration_s']:.1f}s"
+                        + (f"; removed {', '.join(result['removed'])}" if result["removed"] else "")
                         + (
-                            f"; removed {', '.join(result['removed'])}" if result["removed"] else ""
+                            f"; removed {', '.join(result['copy_removed'])} from the copy"
+                            if result["copy_removed"]
+                            else ""
                         ),
                         markup=False,
                     )
@@ -357,24 +368,50 @@ def backup_prune(
         out = console()
         for name in names:
             try:
-                decisions = prune(env, name, dry_run=dry_run)
+                retention = prune(env, name, dry_run=dry_run)
             except BackupFailed as error:
                 failed = True
                 documents.append({"source": name, "error": str(error)})
                 if not json_output:
                     out.print(f"refused {name}: {error}", markup=False)
                 continue
-            rows = [{"id": d.candidate.id, "keep": d.keep, "reasons": d.reasons} for d in decisions]
-            documents.append({"source": name, "dry_run": dry_run, "backups": rows})
+            document: dict[str, Any] = {
+                "source": name,
+                "dry_run": dry_run,
+                "backups": _decision_rows(retention.decisions),
+            }
+            copy = retention.copy
+            if copy is not None:
+                document["copy"] = {
+                    "destination": copy.destination,
+                    "backups": _decision_rows(copy.decisions),
+                    "removed": copy.removed,
+                    "problem": copy.problem,
+                }
+                failed = failed or copy.problem is not None
+            documents.append(document)
             if not json_output:
                 verb = "would remove" if dry_run else "removed"
-                for decision in decisions:
+                for decision in retention.decisions:
                     action = "keep  " if decision.keep else verb
                     why = ", ".join(decision.reasons) if decision.keep else "no rule keeps it"
                     out.print(f"{action} {name} {decision.candidate.id}  ({why})", markup=False)
+                if copy is not None:
+                    for backup_id in copy.removed:
+                        out.print(
+                            f"{verb} {name} {backup_id} from {copy.destination}", markup=False
+                        )
+                    if copy.problem:
+                        out.print(
+                            f"not pruned {name} in {copy.destination}: {copy.problem}", markup=False
+                        )
         if json_output:
             print_json({"sources": documents})
         return EXIT_FAILED if failed else 0
+
+
+def _decision_rows(decisions: list[Any]) -> list[dict[str, Any]]:
+    return [{"id": d.candidate.id, "keep": d.keep, "reasons": d.reasons} for d in decisions]
 
 
 def backup_restore(

@@ -136,12 +136,8 @@ class BackupCreate(_BackupTask):
         if env.config.copy_to:
             changes.append(Change("copy", name, "to the second destination"))
         if not env.config.retention.is_empty():
-            decisions = await asyncio.to_thread(service.prune, env, name, dry_run=True)
-            changes += [
-                Change("remove", decision.candidate.id, "no retention rule keeps it")
-                for decision in decisions
-                if not decision.keep
-            ]
+            retention = await asyncio.to_thread(service.prune, env, name, dry_run=True)
+            changes += _removals(retention)
         return TaskPlan(changes=changes, note="the new backup itself may change what is kept")
 
     async def run(
@@ -174,11 +170,9 @@ class BackupCreate(_BackupTask):
         outcome.changes += [
             Change("copy", backup_id, "to the second destination") for backup_id in report.copied
         ]
-        outcome.changes += [
-            Change("remove", decision.candidate.id, "no retention rule keeps it")
-            for decision in report.pruned
-            if not decision.keep
-        ]
+        outcome.changes += _removals(service.RetentionReport(report.pruned, report.copy_retention))
+        if report.copy_retention is not None and report.copy_retention.problem:
+            outcome.message += f"; {report.copy_retention.problem}"
         outcome.message = _with_checks(outcome.message, checks)
         return outcome
 
@@ -248,19 +242,15 @@ class BackupPrune(_BackupTask):
     ) -> TaskPlan:
         """List every backup that would go, and why the others stay."""
         name = source_name(context, target, params)
-        decisions = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=True)
-        return TaskPlan(
-            changes=[
-                Change("remove", decision.candidate.id, "no retention rule keeps it")
-                for decision in decisions
-                if not decision.keep
-            ],
-            note="; ".join(
-                f"keep {decision.candidate.id} ({', '.join(decision.reasons)})"
-                for decision in decisions
-                if decision.keep
-            ),
-        )
+        retention = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=True)
+        notes = [
+            f"keep {decision.candidate.id} ({', '.join(decision.reasons)})"
+            for decision in retention.decisions
+            if decision.keep
+        ]
+        if retention.copy is not None and retention.copy.problem:
+            notes.append(retention.copy.problem)
+        return TaskPlan(changes=_removals(retention), note="; ".join(notes))
 
     async def run(
         self, target: TargetBase | None, params: SourceParams, context: TaskContext
@@ -268,18 +258,24 @@ class BackupPrune(_BackupTask):
         """Remove what the rules do not keep; raise TaskFailed after a failed backup."""
         name = source_name(context, target, params)
         try:
-            decisions = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=False)
+            retention = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=False)
         except service.BackupFailed as error:
             raise TaskFailed(str(error)) from None
-        removed = [decision for decision in decisions if not decision.keep]
+        decisions = retention.decisions
+        removed = retention.removed
+        copy = retention.copy
         outcome = TaskOutcome(
-            message=f"{len(removed)} of {len(decisions)} backup(s) of {name} removed",
-            figures={"removed": len(removed), "kept": len(decisions) - len(removed)},
+            message=f"{len(removed)} of {len(decisions)} backup(s) of {name} removed"
+            + (f", {len(copy.removed)} from {copy.destination}" if copy is not None else ""),
+            figures={
+                "removed": len(removed),
+                "kept": len(decisions) - len(removed),
+                **({"copy_removed": len(copy.removed)} if copy is not None else {}),
+            },
         )
-        outcome.changes += [
-            Change("remove", decision.candidate.id, "no retention rule keeps it")
-            for decision in removed
-        ]
+        outcome.changes += _removals(retention)
+        if copy is not None and copy.problem:
+            raise TaskFailed(f"{outcome.message}; {copy.problem}")
         return outcome
 
 
@@ -329,6 +325,19 @@ class BackupDrill(_BackupTask):
                 key: value for key, value in report.to_json().items() if key in ("rto_s", "rpo_s")
             },
         )
+
+
+def _removals(retention: service.RetentionReport) -> list[Change]:
+    """Return the removals retention made (or would make) in each destination."""
+    changes = [
+        Change("remove", backup_id, "no retention rule keeps it") for backup_id in retention.removed
+    ]
+    if retention.copy is not None:
+        changes += [
+            Change("remove", backup_id, f"from {retention.copy.destination}")
+            for backup_id in retention.copy.removed
+        ]
+    return changes
 
 
 def drill_summary(report: service.DrillReport) -> str:
