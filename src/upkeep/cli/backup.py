@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from upkeep.core.results import CheckResult
     from upkeep.store.repository import Backup
     from upkeep.store.store import Store
-    from upkeep.tasks.backup.service import BackupEnv
+    from upkeep.tasks.backup.service import BackupEnv, DrillReport
 
 
 @dataclass
@@ -69,25 +69,29 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
         yield session.env if session is not None else None
 
 
-def _check_sources(session: _Session, sources: list[str]) -> None:
+def _check_sources(session: _Session, sources: list[str], drill: DrillReport | None = None) -> None:
     """Run the checks on the ``backup`` targets of ``sources`` now, record them with their
     alerts and deliver what is due, so a failed backup or drill alerts at once, as from a
     runbook (``tasks/backup/checks.py``). Results the store does not take (or a store that
     could not be opened) alert from the spill. Every problem is said on stderr; nothing is
-    raised over the operation's own outcome."""
+    raised over the operation's own outcome. After a drill, its verdict is recorded as
+    upkeep's own drill check of the source too (``tasks/backup/checks.py``)."""
     import asyncio
 
     from upkeep.cli.common import new_pipeline, print_problems
     from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
-    from upkeep.tasks.backup.checks import check_source, source_checks
+    from upkeep.tasks.backup.checks import check_source, drill_result, source_checks
 
     loaded = session.loaded
     config = loaded.config
-    if not any(source_checks(config, source) for source in sources):
+    own = drill_result(config, drill, loaded.redactor) if drill is not None else None
+    if own is None and not any(source_checks(config, source) for source in sources):
         return
     pipeline = new_pipeline(loaded, session.store, session.open_error)
     problems: list[str] = []
+    if own is not None:
+        problems.extend(pipeline.take([own]).problems)
 
     async def run_check(name: str) -> CheckResult:
         results = await run_checks([loaded.checks[name]], redactor=loaded.redactor, concurrency=1)
@@ -518,7 +522,7 @@ def run_drill(
         except BackupFailed as error:
             print_error(str(error))
             return EXIT_USAGE
-        _check_sources(session, [name])
+        _check_sources(session, [name], report)
         if json_output:
             print_json(report.to_json())
         else:

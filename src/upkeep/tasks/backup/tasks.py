@@ -22,7 +22,7 @@ from upkeep.core.models import StrictModel
 from upkeep.core.text import human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
-from upkeep.tasks.backup.checks import SourceChecks, check_source
+from upkeep.tasks.backup.checks import SourceChecks, check_source, drill_result
 from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 
@@ -96,6 +96,23 @@ async def _check_source(context: TaskContext, source: str) -> SourceChecks:
     if context.config is None:
         return SourceChecks({}, [])
     return await check_source(context.config, source, context.run_check)
+
+
+async def _record_drill(context: TaskContext, report: service.DrillReport) -> list[str]:
+    """Record the drill's verdict as upkeep's own drill check of the source (it alerts
+    through the routes); return why it could not be recorded, if it could not."""
+    if context.config is None or context.record_results is None:
+        return []
+    result = drill_result(context.config, report, context.redactor)
+    if result is None:
+        return []
+    try:
+        await context.record_results([result])
+    except Exception as error:  # noqa: BLE001 - the drill's own outcome must stand
+        from upkeep.store.store import error_reason
+
+        return [f"check {result.check} not recorded: {error_reason(error)}"]
+    return []
 
 
 def _with_checks(text: str, checks: SourceChecks) -> str:
@@ -315,6 +332,7 @@ class BackupDrill(_BackupTask):
             take_backup=params.take_backup,
         )
         checks = await _check_source(context, name)
+        checks.problems.extend(await _record_drill(context, report))
         summary = drill_summary(report)
         if not report.passed:
             problems = "; ".join(report.problems)
