@@ -351,7 +351,43 @@ def backup_verify(
                 out.print(f"FAILED: backup {backup_id} ({how}):", markup=False)
                 for problem in report.problems:
                     out.print(f"  {problem}", markup=False)
+            if restore:
+                _print_compared(out, report.figures.get("compared", []))
         return 0 if report.ok else EXIT_FAILED
+
+
+def _print_compared(out: Any, entries: list[dict[str, Any]]) -> None:
+    """Print what a restore was compared on: per table (or Redis database) the manifest's
+    count and the restored one; for files, how many matched by sha256 and which did not."""
+    counted = [entry for entry in entries if entry["kind"] != "file"]
+    files = [entry for entry in entries if entry["kind"] == "file"]
+    if counted:
+        from rich.table import Table
+
+        kind, unit = counted[0]["kind"], counted[0]["unit"]
+        table = Table(kind, f"manifest {unit}", f"restored {unit}", "")
+        for entry in counted:
+            table.add_row(
+                *cells(
+                    entry["name"],
+                    _count(entry["manifest"]),
+                    _count(entry["restored"]),
+                    "ok" if entry["ok"] else "DIFFERS",
+                )
+            )
+        out.print(table)
+    if files:
+        matched = sum(1 for entry in files if entry["ok"])
+        out.print(
+            f"{len(files)} file(s) compared by sha256 with the manifest: {matched} match",
+            markup=False,
+        )
+    if not entries:
+        out.print("the manifest records no counts or files to compare", markup=False)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def backup_prune(

@@ -44,7 +44,13 @@ from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
 from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
-from upkeep.tasks.backup.sources import Source, SourceError, SourcePlace, compare
+from upkeep.tasks.backup.sources import (
+    Source,
+    SourceError,
+    SourcePlace,
+    compare,
+    compared,
+)
 
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
@@ -530,6 +536,7 @@ def _decoded_problems(
             ):
                 problems += compare(manifest, restored)
                 figures["restored_into"] = restored.location
+                figures["compared"] = compared(manifest, restored)
         else:
             for _ in hashed():
                 pass
