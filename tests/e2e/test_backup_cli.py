@@ -130,6 +130,42 @@ def test_backup_create_list_verify_drill_prune_restore(upkeep: Upkeep, tmp_path:
         )
 
 
+def test_verify_restore_shows_what_it_compared(upkeep: Upkeep, tmp_path: Path) -> None:
+    _database(tmp_path / "data" / "app.db", 120)
+    (tmp_path / "data" / "etc").mkdir()
+    (tmp_path / "data" / "etc" / "app.conf").write_text("port = 80\n")
+    (tmp_path / "upkeep.yaml").write_text(
+        "backups:\n  repository: repo\n  sources:\n"
+        "    app: {sqlite: data/app.db}\n    etc: {paths: [data/etc]}\n"
+    )
+    assert upkeep("backup", "create").returncode == 0
+    listed = json.loads(upkeep("backup", "list", "--json").stdout)["backups"]
+    ids = {backup["source"]: backup["id"] for backup in listed}
+
+    verified = upkeep("backup", "verify", ids["app"], "--restore")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Per table: the manifest's rows and the restored rows.
+    assert "manifest rows" in verified.stdout and "restored rows" in verified.stdout
+    (orders,) = [line for line in verified.stdout.splitlines() if " orders " in line]
+    cells = [cell.strip() for cell in orders.split("│")[1:5]]
+    assert cells == ["orders", "120", "120", "ok"], verified.stdout
+    as_json = json.loads(upkeep("backup", "verify", ids["app"], "--restore", "--json").stdout)
+    assert as_json["compared"] == [
+        {
+            "kind": "table",
+            "name": "orders",
+            "unit": "rows",
+            "manifest": 120,
+            "restored": 120,
+            "ok": True,
+        }
+    ]
+    files = upkeep("backup", "verify", ids["etc"], "--restore")
+    assert "1 file(s) compared by sha256 with the manifest: 1 match" in files.stdout
+    hashed = upkeep("backup", "verify", ids["etc"])
+    assert "compared by sha256" not in hashed.stdout  # no restore, nothing compared
+
+
 def test_upkeep_backs_up_its_own_config_and_store(upkeep: Upkeep, tmp_path: Path) -> None:
     (tmp_path / "upkeep.yaml").write_text(
         "targets:\n  box: {kind: host}\nchecks:\n  up: {target: box, probe: uptime}\n"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.io.threads import run_blocking
 from upkeep.notify.channels import LEVELS, send
+from upkeep.notify.message import render_ago
 from upkeep.store.outbox import OutboxStatus
 
 if TYPE_CHECKING:
@@ -71,12 +72,18 @@ def lease_for(delivery: DeliveryConfig) -> timedelta:
     return delivery.timeout + timedelta(seconds=SEND_GRACE_S) + LEASE_MARGIN
 
 
-def compose(rows: tuple[OutboxRow, ...]) -> tuple[str, str, str]:
-    """Given a batch's rows, return the (title, body, level) of its one message.
+def compose(rows: tuple[OutboxRow, ...], *, now: datetime) -> tuple[str, str, str]:
+    """Given a batch's rows and the moment it is sent, return the (title, body, level) of
+    its one message, every "N ago" reckoned at ``now``.
 
     One row is its own title and body. Several get the title ``N alerts: a; b; …`` and
     their titles and bodies one after another; the level is the most severe of theirs.
     """
+    title, body, level = _composed(rows)
+    return render_ago(title, now), render_ago(body, now), level
+
+
+def _composed(rows: tuple[OutboxRow, ...]) -> tuple[str, str, str]:
     level = min((row.level for row in rows), key=_severity_rank)
     if len(rows) == 1:
         return rows[0].title, rows[0].body, level
@@ -167,7 +174,7 @@ class Dispatcher:
                 self.outbox.mark_dead, batch, now or self.clock.now(), error, self.delivery
             )
             return self._report(batch, marked.status or "lost", error)
-        title, body, level = compose(batch.rows)
+        title, body, level = compose(batch.rows, now=now or self.clock.now())
         timeout_s = self.delivery.timeout.total_seconds()
         try:
             result = await run_blocking(

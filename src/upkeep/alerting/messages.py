@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
+from upkeep.notify.message import ago_marker
 
 if TYPE_CHECKING:
     from upkeep.notify.message import NotificationKind
@@ -53,9 +54,10 @@ def _footer(facts: MessageFacts, public_url: str | None) -> list[str]:
     return lines
 
 
-def _when(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
+def _when(moment: datetime, zone: ZoneInfo) -> str:
+    """Return a moment for people: local time, and how long ago at the sending."""
     local = moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-    return f"{local} ({human_duration(now - moment)} ago)"
+    return f"{local} ({ago_marker(moment)})"
 
 
 def compose(
@@ -80,7 +82,7 @@ def compose(
         title = f"[{facts.severity}] RESOLVED {subject} after {outage}"
         lines = [
             f"{facts.check} on {facts.target} is ok again.",
-            f"Out for {outage}, since {_when(facts.opened_at, zone, now)}.",
+            f"Out for {outage}, since {_when(facts.opened_at, zone)}.",
         ]
         level = "success"
     else:
@@ -95,7 +97,7 @@ def compose(
         lines = [
             f"{state} {facts.check} on {facts.target}",
             facts.message,
-            f"since {_when(facts.opened_at, zone, now)}",
+            f"since {_when(facts.opened_at, zone)}",
         ]
         level = LEVELS[facts.status]
         if facts.acked_by:

@@ -1,9 +1,11 @@
-"""Checks upkeep raises about itself, routed like any other: today one, the store.
+"""Checks upkeep raises about itself, routed like any other: the store, and drills.
 
 ``upkeep:store`` is critical while results cannot be stored (the store is full,
 read-only, damaged or unreachable) or the store fails its integrity check, and ok again
-once it is sound and writable. Its name cannot clash with a configured check (a colon is
-not allowed in names), and routes and window mutes may name it in ``checks:``.
+once it is sound and writable. ``upkeep:drill:<source>`` is a restore drill's verdict
+(``tasks/backup/checks.py``): critical when it failed or missed its RTO/RPO objective, ok
+when it passed. Their names cannot clash with a configured check (a colon is not allowed
+in names), and routes and window mutes may name ``upkeep:store`` in ``checks:``.
 """
 
 from __future__ import annotations
@@ -23,9 +25,15 @@ def system_checks(config: UpkeepConfig) -> dict[str, CheckConfig]:
     it is raised once, when writes start failing, not per failed batch.
     """
     from upkeep.config.models import CheckConfig
+    from upkeep.tasks.backup.checks import (
+        DRILL_PROBE,
+        DRILL_SEVERITY,
+        drill_check_name,
+    )
+    from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS
 
     settings = config.alerting.store_failure
-    return {
+    checks = {
         STORE_CHECK: CheckConfig(
             target=STORE_CHECK,
             probe=STORE_PROBE,
@@ -35,3 +43,21 @@ def system_checks(config: UpkeepConfig) -> dict[str, CheckConfig]:
             description="upkeep's store: writable and sound",
         )
     }
+    # Every source a drill can name: the configured ones, and database targets (a drill
+    # of a target without a backups.sources entry backs it up with the defaults).
+    sources = [*config.backups.sources]
+    sources += [
+        name
+        for name, target in config.targets.items()
+        if target.kind in BACKUP_TARGET_KINDS and name not in config.backups.sources
+    ]
+    for source in sources:
+        checks[drill_check_name(source)] = CheckConfig(
+            target=source,
+            probe=DRILL_PROBE,
+            severity=DRILL_SEVERITY,
+            warn_severity=DRILL_SEVERITY,
+            labels={"backup": source},
+            description=f"restore drills of {source}: pass and meet their objectives",
+        )
+    return checks

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from upkeep.core.results import CheckResult
     from upkeep.store.repository import Backup
     from upkeep.store.store import Store
-    from upkeep.tasks.backup.service import BackupEnv
+    from upkeep.tasks.backup.service import BackupEnv, DrillReport
 
 
 @dataclass
@@ -69,25 +69,29 @@ def _env(config_path: Path | None) -> Iterator[BackupEnv | None]:
         yield session.env if session is not None else None
 
 
-def _check_sources(session: _Session, sources: list[str]) -> None:
+def _check_sources(session: _Session, sources: list[str], drill: DrillReport | None = None) -> None:
     """Run the checks on the ``backup`` targets of ``sources`` now, record them with their
     alerts and deliver what is due, so a failed backup or drill alerts at once, as from a
     runbook (``tasks/backup/checks.py``). Results the store does not take (or a store that
     could not be opened) alert from the spill. Every problem is said on stderr; nothing is
-    raised over the operation's own outcome."""
+    raised over the operation's own outcome. After a drill, its verdict is recorded as
+    upkeep's own drill check of the source too (``tasks/backup/checks.py``)."""
     import asyncio
 
     from upkeep.cli.common import new_pipeline, print_problems
     from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
-    from upkeep.tasks.backup.checks import check_source, source_checks
+    from upkeep.tasks.backup.checks import check_source, drill_result, source_checks
 
     loaded = session.loaded
     config = loaded.config
-    if not any(source_checks(config, source) for source in sources):
+    own = drill_result(config, drill, loaded.redactor) if drill is not None else None
+    if own is None and not any(source_checks(config, source) for source in sources):
         return
     pipeline = new_pipeline(loaded, session.store, session.open_error)
     problems: list[str] = []
+    if own is not None:
+        problems.extend(pipeline.take([own]).problems)
 
     async def run_check(name: str) -> CheckResult:
         results = await run_checks([loaded.checks[name]], redactor=loaded.redactor, concurrency=1)
@@ -272,11 +276,19 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                     "duration_s": report.backup.intact_manifest.duration_s,
                     "copied": report.copied,
                     "removed": [d.candidate.id for d in report.pruned if not d.keep],
+                    "copy_removed": (
+                        report.copy_retention.removed if report.copy_retention else []
+                    ),
+                    "copy_problem": (
+                        report.copy_retention.problem if report.copy_retention else None
+                    ),
                     "catalog_error": report.catalog_error,
                 }
             )
             if report.catalog_error is not None:
                 print_error(report.catalog_error)
+            if report.copy_retention is not None and report.copy_retention.problem:
+                print_error(report.copy_retention.problem)
         _check_sources(session, names)
         if json_output:
             print_json({"results": results})
@@ -288,8 +300,11 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
                         f"ok     {result['source']}: backup {result['id']}, "
                         f"{_size(result['raw_bytes'])} dumped, {_size(result['stored_bytes'])} "
                         f"stored, {result['duration_s']:.1f}s"
+                        + (f"; removed {', '.join(result['removed'])}" if result["removed"] else "")
                         + (
-                            f"; removed {', '.join(result['removed'])}" if result["removed"] else ""
+                            f"; removed {', '.join(result['copy_removed'])} from the copy"
+                            if result["copy_removed"]
+                            else ""
                         ),
                         markup=False,
                     )
@@ -336,7 +351,43 @@ def backup_verify(
                 out.print(f"FAILED: backup {backup_id} ({how}):", markup=False)
                 for problem in report.problems:
                     out.print(f"  {problem}", markup=False)
+            if restore:
+                _print_compared(out, report.figures.get("compared", []))
         return 0 if report.ok else EXIT_FAILED
+
+
+def _print_compared(out: Any, entries: list[dict[str, Any]]) -> None:
+    """Print what a restore was compared on: per table (or Redis database) the manifest's
+    count and the restored one; for files, how many matched by sha256 and which did not."""
+    counted = [entry for entry in entries if entry["kind"] != "file"]
+    files = [entry for entry in entries if entry["kind"] == "file"]
+    if counted:
+        from rich.table import Table
+
+        kind, unit = counted[0]["kind"], counted[0]["unit"]
+        table = Table(kind, f"manifest {unit}", f"restored {unit}", "")
+        for entry in counted:
+            table.add_row(
+                *cells(
+                    entry["name"],
+                    _count(entry["manifest"]),
+                    _count(entry["restored"]),
+                    "ok" if entry["ok"] else "DIFFERS",
+                )
+            )
+        out.print(table)
+    if files:
+        matched = sum(1 for entry in files if entry["ok"])
+        out.print(
+            f"{len(files)} file(s) compared by sha256 with the manifest: {matched} match",
+            markup=False,
+        )
+    if not entries:
+        out.print("the manifest records no counts or files to compare", markup=False)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def backup_prune(
@@ -357,24 +408,50 @@ def backup_prune(
         out = console()
         for name in names:
             try:
-                decisions = prune(env, name, dry_run=dry_run)
+                retention = prune(env, name, dry_run=dry_run)
             except BackupFailed as error:
                 failed = True
                 documents.append({"source": name, "error": str(error)})
                 if not json_output:
                     out.print(f"refused {name}: {error}", markup=False)
                 continue
-            rows = [{"id": d.candidate.id, "keep": d.keep, "reasons": d.reasons} for d in decisions]
-            documents.append({"source": name, "dry_run": dry_run, "backups": rows})
+            document: dict[str, Any] = {
+                "source": name,
+                "dry_run": dry_run,
+                "backups": _decision_rows(retention.decisions),
+            }
+            copy = retention.copy
+            if copy is not None:
+                document["copy"] = {
+                    "destination": copy.destination,
+                    "backups": _decision_rows(copy.decisions),
+                    "removed": copy.removed,
+                    "problem": copy.problem,
+                }
+                failed = failed or copy.problem is not None
+            documents.append(document)
             if not json_output:
                 verb = "would remove" if dry_run else "removed"
-                for decision in decisions:
+                for decision in retention.decisions:
                     action = "keep  " if decision.keep else verb
                     why = ", ".join(decision.reasons) if decision.keep else "no rule keeps it"
                     out.print(f"{action} {name} {decision.candidate.id}  ({why})", markup=False)
+                if copy is not None:
+                    for backup_id in copy.removed:
+                        out.print(
+                            f"{verb} {name} {backup_id} from {copy.destination}", markup=False
+                        )
+                    if copy.problem:
+                        out.print(
+                            f"not pruned {name} in {copy.destination}: {copy.problem}", markup=False
+                        )
         if json_output:
             print_json({"sources": documents})
         return EXIT_FAILED if failed else 0
+
+
+def _decision_rows(decisions: list[Any]) -> list[dict[str, Any]]:
+    return [{"id": d.candidate.id, "keep": d.keep, "reasons": d.reasons} for d in decisions]
 
 
 def backup_restore(
@@ -484,7 +561,7 @@ def run_drill(
         except BackupFailed as error:
             print_error(str(error))
             return EXIT_USAGE
-        _check_sources(session, [name])
+        _check_sources(session, [name], report)
         if json_output:
             print_json(report.to_json())
         else:

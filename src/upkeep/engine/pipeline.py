@@ -11,7 +11,8 @@ owns, for one process:
   reload (``use_config``);
 * delivery (``alerting/delivery.py``): in the daemon, a ``Dispatcher`` on the store's
   outbox (paused while the spill delivers) and rounds on the spill's; in a one-shot
-  command, whatever is due when it ends.
+  command, whatever is due when it ends and what its routes' group_wait makes due within
+  ``ONE_SHOT_WAIT_CAP_S``.
 
 A daemon runs ``run_ticks`` and ``run_deliveries`` as tasks while it leads. A one-shot
 command calls ``settle`` (record, run the alerts' clock, deliver) or ``tick_and_deliver``
@@ -25,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from upkeep.alerting.guard import (
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 DELIVERY_POLL_S = 1.0
 """How often a leading daemon looks for due notifications in the outbox (and the spill's)."""
+ONE_SHOT_WAIT_CAP_S = 30.0
+"""The longest a one-shot command stays to deliver notices whose route's group_wait ends
+after its own work: longer group_waits are the daemon's (or the next run's) to deliver."""
 
 
 @dataclass(frozen=True)
@@ -180,13 +185,15 @@ class Pipeline:
         what is due there now; return what failed, one sentence each (never raises: what
         is not delivered stays in the outbox for the next run or the daemon).
 
+        Notices that become due within the longest group_wait of the routes (at most
+        ``ONE_SHOT_WAIT_CAP_S``) are waited for and delivered before it returns, so a
+        command never leaves its own grouped notice for the next run.
+
         Without a daemon each command is also the clock: repeats, escalation steps,
         lapsed acknowledgements and ended mutes happen here (their keys make a daemon's
         tick and this one write each notice once). Call it outside any event loop (or
         from a worker thread).
         """
-        from upkeep.alerting.delivery import deliver_now
-
         problems: list[str] = []
         try:
             self.guard.tick()
@@ -195,17 +202,43 @@ class Pipeline:
         target = self.guard.spill_store or self.guard.main
         if target is None or not self.loaded.config.channels:
             return problems
+        # Stay for what becomes due within the routes' group_wait (capped): a notice queued
+        # by this command must not wait for the next one.
+        horizon = self.clock.now() + timedelta(seconds=self.one_shot_wait_s())
+        last_due: datetime | None = None
+        while self._deliver_round(target, problems):
+            due = target.outbox.first_attempt_due(horizon)
+            if due is None or (last_due is not None and due <= last_due):
+                break  # nothing more, or a row another process holds: not ours to wait on
+            last_due = due
+            delay = (due - self.clock.now()).total_seconds()
+            if delay > 0:
+                asyncio.run(self.clock.sleep(delay))
+        return problems
+
+    def one_shot_wait_s(self) -> float:
+        """Return how long a one-shot command may stay to deliver notices grouped after
+        its work: the longest group_wait of the config's routes, at most
+        ``ONE_SHOT_WAIT_CAP_S``."""
+        waits = [route.group_wait.total_seconds() for route in self.loaded.config.routes]
+        return min(max(waits, default=0.0), ONE_SHOT_WAIT_CAP_S)
+
+    def _deliver_round(self, target: Store, problems: list[str]) -> bool:
+        """Deliver what is due in ``target``'s outbox now, adding what failed to
+        ``problems``; return whether the outbox could be read (False stops the waiting)."""
+        from upkeep.alerting.delivery import deliver_now
+
         try:
             reports = deliver_now(self.loaded, target, clock=self.clock)
         except Exception as error:  # noqa: BLE001 - the outbox keeps them for the next run
             problems.append(self._say(f"notifications not delivered: {error_reason(error)}"))
-            return problems
+            return False
         problems += [
             self._say(f"notification to {report.channel} not delivered yet: {report.error}")
             for report in reports
             if not report.ok
         ]
-        return problems
+        return True
 
     def _say(self, text: str) -> str:
         return self.loaded.redactor.redact(text)

@@ -413,11 +413,15 @@ class RunbookExecutor:
         async def run_check(name: str) -> CheckResult:
             return await self.run_named_check(name, run_id)
 
+        async def record_results(results: list[CheckResult]) -> None:
+            await self._record(results, run_id)
+
         context = TaskContext(
             timeout=timeout,
             http=self.http,
             redactor=self.loaded.redactor,
             run_check=run_check,
+            record_results=record_results,
             config=self.loaded.config,
             store=self.store,
             config_path=self.loaded.path,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
+
+from upkeep.core.text import human_duration
 
 NotificationKind = Literal[
     "firing",  # an alert became hard (or got worse)
@@ -41,3 +45,24 @@ class Notification:
     alert_id: int | None = None
     fallback: str | None = None
     fallback_after: int | None = None
+
+
+_AGO = re.compile(r"\{\{ago:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?\+00:00)\}\}")
+
+
+def ago_marker(moment: datetime) -> str:
+    """Given a moment, return the place in a notice's text where "N ago" is written when
+    the notice is sent (``render_ago``), not when it is queued: a notice that waits in the
+    outbox (a group_wait, a retry) still tells the reader how long ago it was."""
+    return "{{ago:" + moment.astimezone(UTC).isoformat() + "}}"
+
+
+def render_ago(text: str, now: datetime) -> str:
+    """Given a notice's stored text and the moment it is sent, return it with every
+    ``ago_marker`` written as ``<span> ago`` (``12s ago``)."""
+
+    def written(match: re.Match[str]) -> str:
+        moment = datetime.fromisoformat(match.group(1))
+        return f"{human_duration(max(now - moment, timedelta(0)))} ago"
+
+    return _AGO.sub(written, text)

@@ -574,6 +574,20 @@ class OutboxStore:
             moments = [connection.execute(query).scalar() for query in (pending, sending)]
         return min((moment for moment in moments if moment is not None), default=None)
 
+    def first_attempt_due(self, by: datetime) -> datetime | None:
+        """Return when the earliest ``pending`` row that was never attempted (one waiting
+        for its route's group_wait) is due, if that is no later than ``by``; else None.
+        Retries of failed rows do not count: a one-shot command waits for grouping, never
+        for a channel's backoff."""
+        query = select(func.min(outbox.c.next_attempt_at)).where(
+            outbox.c.status == OutboxStatus.PENDING,
+            outbox.c.attempts == 0,
+            outbox.c.next_attempt_at <= by,
+        )
+        with self.engine.connect() as connection:
+            found: datetime | None = connection.execute(query).scalar()
+        return found
+
 
 class DeliveryConfig(StrictModel):
     """How the outbox retries a notification a channel did not take."""

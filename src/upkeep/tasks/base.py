@@ -170,14 +170,20 @@ class PhaseRecorder:
 
 
 CheckRunnerFunction = Callable[[str], Awaitable["CheckResult"]]
+ResultsRecorder = Callable[[list["CheckResult"]], Awaitable[None]]
 
 
 class ConfiguredCheck(Protocol):
-    """What a task reads of a configured check: the target it measures."""
+    """What a task reads of a configured check: the target it measures and the probe."""
 
     @property
     def target(self) -> str:
         """Return the target's name."""
+        ...
+
+    @property
+    def probe(self) -> str | None:
+        """Return the probe's name (None: the target kind's default probe)."""
         ...
 
 
@@ -268,6 +274,9 @@ class TaskContext:
     redactor: Redactor
     run_check: CheckRunnerFunction
     """Run a configured check by name now and return its result (``service.restart`` verifies)."""
+    record_results: ResultsRecorder | None = None
+    """Record results the task made itself (upkeep's own drill check) with their alerts,
+    as the runbook records its checks; raise if they could not be recorded."""
     config: WholeConfig | None = None
     """The whole config, for tasks that act on a section of it (backups)."""
     store: Store | None = None

@@ -196,6 +196,16 @@ class CopyStore(Protocol):
         """Return whether the copy there now reads back with ``expected_sha256``."""
         ...
 
+    def names(self) -> list[str]:
+        """Return the names of the regular files there (never a temporary one), sorted;
+        empty if the destination does not exist yet. Never creates or changes anything."""
+        ...
+
+    def remove(self, name: str) -> bool:
+        """Delete the regular file ``name`` there; return whether one was deleted (a link
+        or anything but a regular file is left alone). Raise TaskFailed if it cannot be."""
+        ...
+
     def close(self) -> None:
         """Release the connection, if any."""
         ...
@@ -289,6 +299,30 @@ class LocalDirectoryStore:
         finally:
             os.close(descriptor)
 
+    def names(self) -> list[str]:
+        """Return the regular files in the directory (links and temporaries left out)."""
+        directory = self._open(create=False)
+        if directory is None:
+            return []
+        return sorted(
+            entry.name
+            for entry in directory.entries()
+            if entry.is_file and not entry.name.startswith(TEMP_PREFIX)
+        )
+
+    def remove(self, name: str) -> bool:
+        """Unlink ``name`` if it is a regular file (only the inode looked at)."""
+        directory = self._open(create=False)
+        if directory is None:
+            return False
+        found = directory.lstat(name)
+        if found is None or not stat.S_ISREG(found.st_mode):
+            return False
+        try:
+            return directory.unlink(name, expect=Identity.of(found))
+        except OSError as error:
+            raise TaskFailed(f"removing {name} from {self.directory}: {error.strerror}") from None
+
     def close(self) -> None:
         """Close the directory."""
         if self._opened is not None:
@@ -363,6 +397,47 @@ class SftpStore:
             return session.sha256(name) == expected_sha256
         except SftpError as error:
             raise TaskFailed(f"reading {name} back from {self.description}: {error}") from None
+
+    def names(self) -> list[str]:
+        """Return the regular files in the remote directory (links and temporaries left
+        out), listed now."""
+        import paramiko
+
+        session = self._open(create=False)
+        if not self._directory_ready:
+            return []
+        try:
+            listing = session.sftp.listdir_attr(session.location.directory)
+        except (OSError, paramiko.SSHException) as error:
+            raise TaskFailed(f"listing {self.description}: {error}") from None
+        return sorted(
+            item.filename
+            for item in listing
+            if item.st_mode is not None
+            and stat.S_ISREG(item.st_mode)
+            and not item.filename.startswith(TEMP_PREFIX)
+        )
+
+    def remove(self, name: str) -> bool:
+        """Delete the remote regular file ``name`` (a link there is left alone)."""
+        import paramiko
+
+        session = self._open(create=False)
+        try:
+            found = session.sftp.lstat(session.path(name))
+        except FileNotFoundError:
+            return False
+        except (SftpError, OSError, paramiko.SSHException) as error:
+            raise TaskFailed(f"removing {name} from {self.description}: {error}") from None
+        if found.st_mode is None or not stat.S_ISREG(found.st_mode):
+            return False
+        try:
+            session.remove(name)
+        except SftpError as error:
+            raise TaskFailed(f"removing {name} from {self.description}: {error}") from None
+        if self._names is not None:
+            self._names.discard(name)
+        return True
 
     def close(self) -> None:
         """Close the SFTP connection."""

@@ -16,6 +16,8 @@ from upkeep.core.redaction import Redactor
 from upkeep.notify.channels import send, validate_channel_url
 from upkeep.store.outbox import DeliveryConfig, OutboxRow, OutboxStatus, backoff_delay, batch_id
 
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
@@ -113,21 +115,23 @@ def row(key: str, level: str = "failure", title: str | None = None) -> OutboxRow
 
 
 def test_one_row_is_its_own_message() -> None:
-    assert compose((row("a", "warning"),)) == ("a is down", "details of a", "warning")
+    assert compose((row("a", "warning"),), now=NOW) == ("a is down", "details of a", "warning")
 
 
 def test_several_rows_make_one_message_at_the_worst_level() -> None:
-    title, body, level = compose((row("a", "info"), row("b", "warning"), row("c", "success")))
+    title, body, level = compose(
+        (row("a", "info"), row("b", "warning"), row("c", "success")), now=NOW
+    )
     assert title == "3 alerts: a is down; b is down; c is down"
     assert body.split("\n\n———\n\n") == [f"{k} is down\ndetails of {k}" for k in "abc"]
     assert level == "warning"
-    assert compose((row("x", "success"), row("y", "failure")))[2] == "failure"
+    assert compose((row("x", "success"), row("y", "failure")), now=NOW)[2] == "failure"
 
 
 def test_a_long_grouped_title_is_cut() -> None:
-    same, _, _ = compose(tuple(row(f"k{i}", title="x" * 60) for i in range(3)))
+    same, _, _ = compose(tuple(row(f"k{i}", title="x" * 60) for i in range(3)), now=NOW)
     assert same == "3 alerts: " + "x" * 60  # identical titles are listed once
-    title, _, _ = compose(tuple(row(f"k{i}", title=f"{i}" * 60) for i in range(10)))
+    title, _, _ = compose(tuple(row(f"k{i}", title=f"{i}" * 60) for i in range(10)), now=NOW)
     assert len(title) == 250 and title.startswith("10 alerts: 000") and title.endswith("…")
 
 

@@ -2,7 +2,11 @@
 
 A failed backup or a missed objective must alert through the routes at once, not at the
 check's next interval, so every operation on a source ends by running every configured
-check on a ``backup`` target of that source. The backup tasks run them through their
+check on a ``backup`` target of that source. A drill also alerts without any such check:
+its verdict is the result of upkeep's own check ``upkeep:drill:<source>`` (``drill_result``:
+critical when the drill failed or missed an objective, ok when it passed, so the alert
+resolves on the next passing drill), unless a configured ``drill`` check of the source
+already says the same. The backup tasks run them through their
 runbook (``TaskContext.run_check``), the ``upkeep backup`` commands through the pipeline
 (``engine/pipeline.py``); both through ``check_source``, with one error policy: the
 operation's outcome stands. A check that cannot run, or whose result the store does not
@@ -15,8 +19,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from upkeep.core.results import CheckResult, MetricValue
+from upkeep.core.status import Status
+
 if TYPE_CHECKING:
+    from upkeep.core.redaction import Redactor
+    from upkeep.tasks.backup.service import DrillReport
     from upkeep.tasks.base import CheckRunnerFunction, WholeConfig
+
+DRILL_CHECK_PREFIX = "upkeep:drill:"
+"""upkeep's own drill check of a source is this and the source's name (a colon is not
+allowed in configured names, so it never clashes with one)."""
+DRILL_PROBE = "drill"
+DRILL_SEVERITY = "P2"
+"""The severity of a failed drill's alert: a backup that may not restore in time."""
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +66,49 @@ def source_checks(config: WholeConfig, source: str) -> list[str]:
         ):
             names.append(name)
     return names
+
+
+def drill_check_name(source: str) -> str:
+    """Return the name of upkeep's own drill check of ``source``."""
+    return f"{DRILL_CHECK_PREFIX}{source}"
+
+
+def has_drill_check(config: WholeConfig, source: str) -> bool:
+    """Return whether a configured check runs the ``drill`` probe on a ``backup`` target of
+    ``source`` (then that check alerts on the drill, and upkeep's own stays silent)."""
+    return any(config.checks[name].probe == DRILL_PROBE for name in source_checks(config, source))
+
+
+def drill_result(
+    config: WholeConfig, report: DrillReport, redactor: Redactor
+) -> CheckResult | None:
+    """Given the config, a drill's report and the redactor, return the result of upkeep's
+    own drill check of the source: critical if the drill failed or missed an objective,
+    ok if it passed; None if a configured ``drill`` check of the source reports it."""
+    source = report.source
+    if has_drill_check(config, source):
+        return None
+    if report.passed:
+        message = f"drill of {source} passed"
+    else:
+        message = f"drill of {source} failed: " + "; ".join(report.problems)
+    metrics: dict[str, MetricValue] = {"passed": report.passed}
+    for key in ("rto_s", "rpo_s"):
+        value = getattr(report, key)
+        if value is not None:
+            metrics[key] = value
+    return CheckResult(
+        check=drill_check_name(source),
+        target=source,
+        probe=DRILL_PROBE,
+        status=Status.OK if report.passed else Status.CRITICAL,
+        metrics=metrics,
+        message=redactor.redact(message)[:2000],
+        duration_ms=(report.finished_at - report.started_at).total_seconds() * 1000,
+        at=report.finished_at,
+        severity=DRILL_SEVERITY,
+        labels={"backup": source},
+    )
 
 
 async def check_source(

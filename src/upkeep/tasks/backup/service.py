@@ -44,7 +44,13 @@ from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
 from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
-from upkeep.tasks.backup.sources import Source, SourceError, SourcePlace, compare
+from upkeep.tasks.backup.sources import (
+    Source,
+    SourceError,
+    SourcePlace,
+    compare,
+    compared,
+)
 
 if TYPE_CHECKING:
     from upkeep.probes.base import TargetBase
@@ -133,6 +139,8 @@ class CreateReport:
     copied: list[str] = field(default_factory=list)
     copy_error: str | None = None
     pruned: list[Decision] = field(default_factory=list)
+    copy_retention: CopyRetention | None = None
+    """What retention did in the second destination (None: none, or nothing pruned)."""
     catalog_error: str | None = None
     """Why the store did not record the backup (it stands in the repository all the same)."""
 
@@ -195,7 +203,8 @@ def create(
         except BackupFailed as error:
             report.copy_error = str(error)
     if prune_after and not env.config.retention.is_empty():
-        report.pruned = prune(env, name, dry_run=False)
+        retention = prune(env, name, dry_run=False, copy=report.copy_error is None)
+        report.pruned, report.copy_retention = retention.decisions, retention.copy
     if report.copy_error is not None:
         _attempt(env, name, ok=False, at=started_at, message=report.copy_error, backup=backup)
         raise BackupFailed(
@@ -232,10 +241,43 @@ def copy_out(env: BackupEnv, name: str) -> list[str]:
     return copied
 
 
-def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
-    """Apply the retention rules to ``name``'s backups; return every decision (newest
+@dataclass
+class CopyRetention:
+    """What retention did (or would do) in the second destination."""
+
+    destination: str
+    decisions: list[Decision] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problem: str | None = None
+    """Why the second destination was not pruned (then nothing there was removed)."""
+
+
+@dataclass
+class RetentionReport:
+    """What retention decided for one source: in the repository and in the second
+    destination (None when there is none)."""
+
+    decisions: list[Decision]
+    copy: CopyRetention | None = None
+
+    @property
+    def removed(self) -> list[str]:
+        """Return the ids removed (or, in a dry run, to be removed) from the repository."""
+        return [decision.candidate.id for decision in self.decisions if not decision.keep]
+
+
+def prune(env: BackupEnv, name: str, *, dry_run: bool, copy: bool = True) -> RetentionReport:
+    """Apply the retention rules to ``name``'s backups in the repository and then in the
+    second destination (``copy_to``), each by the same rules; return every decision (newest
     first). Refuse (BackupFailed) when the newest attempt failed: retention runs only after
-    a successful backup."""
+    a successful backup.
+
+    The second destination loses what the rules do not keep among the backups it holds,
+    and everything the repository just lost, but only while it holds every backup the
+    repository keeps: a destination that missed copies (unreachable, failing) keeps all it
+    has until a copy catches it up. Its failure is reported in the result, never raised:
+    the repository's retention stands. ``copy=False`` leaves the second destination alone
+    (a run whose copy just failed does not reach for it again)."""
     last = env.repository.read_record(name, LAST_ATTEMPT)
     if last is not None and not last.get("ok") and not dry_run:
         raise BackupFailed(
@@ -244,31 +286,114 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool) -> list[Decision]:
         )
     backups = env.repository.inventory(name)
     decisions = _retention(env, backups)
-    if dry_run:
-        return decisions
-    by_id = {backup.id: backup for backup in backups}
-    started = datetime.now(UTC)
-    removed = []
-    for decision in decisions:
-        if not decision.keep:
-            env.repository.remove(by_id[decision.candidate.id])
-            removed.append(decision.candidate.id)
-            gone = decision.candidate.id
-            _catalogue(
-                env, f"the removal of backup {gone}", _mark(gone, status=BackupStatus.REMOVED)
+    report = RetentionReport(decisions)
+    if not dry_run:
+        by_id = {backup.id: backup for backup in backups}
+        started = datetime.now(UTC)
+        removed = []
+        for decision in decisions:
+            if not decision.keep:
+                env.repository.remove(by_id[decision.candidate.id])
+                removed.append(decision.candidate.id)
+                gone = decision.candidate.id
+                _catalogue(
+                    env, f"the removal of backup {gone}", _mark(gone, status=BackupStatus.REMOVED)
+                )
+        if removed:
+            _event(
+                env,
+                BackupEventKind.PRUNE,
+                name,
+                None,
+                True,
+                started,
+                f"removed {len(removed)} backup(s)",
+                {"removed": removed},
             )
-    if removed:
-        _event(
-            env,
-            BackupEventKind.PRUNE,
-            name,
-            None,
-            True,
-            started,
-            f"removed {len(removed)} backup(s)",
-            {"removed": removed},
-        )
-    return decisions
+    if env.config.copy_to is not None and copy:
+        report.copy = _prune_copy(env, name, backups, decisions, dry_run=dry_run)
+    return report
+
+
+COPY_FILES = ("data.zst", "data.zst.enc", "manifest.json")
+"""The files a backup has in the second destination (``<source>--<id>--<file>``)."""
+
+
+def _prune_copy(
+    env: BackupEnv, name: str, backups: list[Backup], decisions: list[Decision], *, dry_run: bool
+) -> CopyRetention:
+    """Apply the rules to the backups of ``name`` in the second destination, and remove
+    there what the repository removed (see ``prune``); return what was (or would be) done."""
+    from upkeep.store.repository import id_time
+    from upkeep.tasks.base import TaskFailed
+    from upkeep.tasks.copies import open_store
+
+    destination = env.config.copy_to
+    assert destination is not None  # noqa: S101 - the caller checked
+    prefix = f"{name}--"
+    with open_store(destination, env.config.sftp) as store:
+        outcome = CopyRetention(store.description)
+        try:
+            files: dict[str, list[str]] = {}
+            for file_name in store.names():
+                parts = file_name[len(prefix) :].split("--")
+                if not file_name.startswith(prefix) or len(parts) != 2:
+                    continue
+                if parts[1] not in COPY_FILES:
+                    continue
+                try:
+                    id_time(parts[0])
+                except ValueError:
+                    continue  # not a backup id: not ours to judge
+                files.setdefault(parts[0], []).append(file_name)
+            removed = {decision.candidate.id for decision in decisions if not decision.keep}
+            missing = [
+                decision.candidate.id
+                for decision in decisions
+                if decision.keep
+                and decision.candidate.id in {backup.id for backup in backups if backup.intact}
+                and decision.candidate.id not in files
+            ]
+            if missing:
+                outcome.problem = (
+                    f"{store.description} lacks {', '.join(missing)}: nothing is removed there "
+                    "until it holds every backup the repository keeps"
+                )
+                return outcome
+            here = {backup.id: backup for backup in backups if backup.intact}
+            outcome.decisions = decide(
+                [
+                    Candidate(i, here[i].taken_at, _verified_ok(here[i]))
+                    if i in here
+                    else Candidate(i, id_time(i))
+                    for i in files
+                ],
+                env.config.retention,
+                now=datetime.now(UTC),
+                zone=env.zone,
+            )
+            kept = {d.candidate.id for d in decisions if d.keep}
+            # What the repository keeps stays here; what it removed goes here too.
+            doomed = ({d.candidate.id for d in outcome.decisions if not d.keep} - kept) | (
+                removed & set(files)
+            )
+            for decision in outcome.decisions:
+                if decision.candidate.id in doomed:
+                    decision.reasons = []  # removed from the repository: gone here too
+                elif not decision.keep:
+                    decision.reasons = ["kept in the repository"]
+            for backup_id in sorted(doomed):
+                if not dry_run:
+                    # The manifest first: a backup whose data is left without one is not a
+                    # backup anyone restores; the data last.
+                    for file_name in sorted(files[backup_id], key=lambda f: "data" in f):
+                        store.remove(file_name)
+                outcome.removed.append(backup_id)
+        except TaskFailed as error:
+            outcome.problem = f"pruning {store.description} failed: {error}"
+    if outcome.problem is not None:
+        logger.warning("%s", outcome.problem)
+    return outcome
 
 
 def _retention(env: BackupEnv, backups: list[Backup]) -> list[Decision]:
@@ -412,6 +537,7 @@ def _decoded_problems(
             ):
                 problems += compare(manifest, restored)
                 figures["restored_into"] = restored.location
+                figures["compared"] = compared(manifest, restored)
         else:
             for _ in hashed():
                 pass
@@ -542,6 +668,10 @@ def drill(
         problems.append(f"RTO {rto_s:.1f}s exceeds the objective of {rto_objective:g}s")
     if _met(rpo_s, rpo_objective) is False:
         problems.append(f"RPO {rpo_s:.1f}s exceeds the objective of {rpo_objective:g}s")
+    if take_backup and backup is not None and not env.config.retention.is_empty():
+        # The drill's own backup counts like any other: retention runs once it is restored
+        # (never before, so the drill cannot lose what it restores).
+        notes += _retention_notes(env, name)
     report = DrillReport(
         source=name,
         backup_id=backup.id if backup else None,
@@ -571,6 +701,24 @@ def drill(
         report.to_json(),
     )
     return report
+
+
+def _retention_notes(env: BackupEnv, name: str) -> list[str]:
+    """Apply retention to ``name`` after a backup a drill took; return what it did, as
+    notes (a refusal or a failure is a note too: the drill's verdict is about the restore)."""
+    try:
+        retention = prune(env, name, dry_run=False)
+    except (BackupFailed, RepositoryError, OSError) as error:
+        return [f"retention not applied: {one_line(error)}"]
+    notes = [f"retention removed {', '.join(retention.removed)}"] if retention.removed else []
+    if retention.copy is not None and retention.copy.removed:
+        notes.append(
+            f"retention removed {', '.join(retention.copy.removed)} from "
+            f"{retention.copy.destination}"
+        )
+    if retention.copy is not None and retention.copy.problem:
+        notes.append(retention.copy.problem)
+    return notes
 
 
 def _newest_intact(env: BackupEnv, name: str) -> tuple[Backup | None, list[str]]:

@@ -171,27 +171,82 @@ class Source(ABC):
         return lambda: self.restore(raw, work, manifest)
 
 
+COUNTED = {"redis": ("database", "keys")}
+"""What a kind's manifest counts, if not rows per table: Redis counts keys per database."""
+
+
+def compared(manifest: Manifest, restored: Restored) -> list[dict[str, Any]]:
+    """Given a manifest and what a scratch restore holds, return each comparison made: one
+    per counted table (or Redis database) with the manifest's count and the restored one,
+    and one per file with both sha256 (None where the restore lacks it); each says whether
+    they match. Something restored that the manifest does not list is an entry too."""
+    unit_of, counted = COUNTED.get(manifest.source_details.kind, ("table", "rows"))
+    entries: list[dict[str, Any]] = []
+    expected_counts = manifest.row_counts or {}
+    for name, count in sorted(expected_counts.items()):
+        found = restored.counts.get(name)
+        entries.append(
+            {
+                "kind": unit_of,
+                "name": name,
+                "unit": counted,
+                "manifest": count,
+                "restored": found,
+                "ok": found == count,
+            }
+        )
+    if expected_counts:
+        for name in sorted(set(restored.counts) - set(expected_counts)):
+            entries.append(
+                {
+                    "kind": unit_of,
+                    "name": name,
+                    "unit": counted,
+                    "manifest": None,
+                    "restored": restored.counts[name],
+                    "ok": False,
+                }
+            )
+    for name, facts in sorted((manifest.files or {}).items()):
+        found_file = restored.files.get(name)
+        found_sha = found_file["sha256"] if found_file is not None else None
+        entries.append(
+            {
+                "kind": "file",
+                "name": name,
+                "unit": "sha256",
+                "manifest": facts.sha256,
+                "restored": found_sha,
+                "ok": found_sha == facts.sha256,
+            }
+        )
+    return entries
+
+
 def compare(manifest: Manifest, restored: Restored) -> list[str]:
     """Return every difference between what the manifest recorded and what the restore
     holds (empty if it matches)."""
     problems = []
-    expected_counts = manifest.row_counts or {}
-    for table, count in sorted(expected_counts.items()):
-        found = restored.counts.get(table)
-        if found is None:
-            problems.append(f"{table}: missing after restore (expected {count} rows)")
-        elif found != count:
-            problems.append(f"{table}: {found} rows after restore, {count} in the manifest")
-    for table in sorted(set(restored.counts) - set(expected_counts)):
-        if expected_counts:
-            problems.append(f"{table}: restored but not in the manifest")
-    expected_files = manifest.files or {}
-    for name, facts in sorted(expected_files.items()):
-        found_file = restored.files.get(name)
-        if found_file is None:
-            problems.append(f"{name}: missing after restore")
-        elif found_file["sha256"] != facts.sha256:
-            problems.append(f"{name}: content differs (sha256 {found_file['sha256'][:12]}…)")
+    for entry in compared(manifest, restored):
+        if entry["ok"]:
+            continue
+        name, unit, expected, found = (
+            entry["name"],
+            entry["unit"],
+            entry["manifest"],
+            entry["restored"],
+        )
+        if entry["kind"] == "file":
+            if found is None:
+                problems.append(f"{name}: missing after restore")
+            else:
+                problems.append(f"{name}: content differs (sha256 {found[:12]}…)")
+        elif found is None:
+            problems.append(f"{name}: missing after restore (expected {expected} {unit})")
+        elif expected is None:
+            problems.append(f"{name}: restored but not in the manifest")
+        else:
+            problems.append(f"{name}: {found} {unit} after restore, {expected} in the manifest")
     return problems
 
 

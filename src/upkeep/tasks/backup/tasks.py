@@ -22,7 +22,7 @@ from upkeep.core.models import Reference, StrictModel
 from upkeep.core.text import human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
-from upkeep.tasks.backup.checks import SourceChecks, check_source
+from upkeep.tasks.backup.checks import SourceChecks, check_source, drill_result
 from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 
@@ -100,6 +100,23 @@ async def _check_source(context: TaskContext, source: str) -> SourceChecks:
     return await check_source(context.config, source, context.run_check)
 
 
+async def _record_drill(context: TaskContext, report: service.DrillReport) -> list[str]:
+    """Record the drill's verdict as upkeep's own drill check of the source (it alerts
+    through the routes); return why it could not be recorded, if it could not."""
+    if context.config is None or context.record_results is None:
+        return []
+    result = drill_result(context.config, report, context.redactor)
+    if result is None:
+        return []
+    try:
+        await context.record_results([result])
+    except Exception as error:  # noqa: BLE001 - the drill's own outcome must stand
+        from upkeep.store.store import error_reason
+
+        return [f"check {result.check} not recorded: {error_reason(error)}"]
+    return []
+
+
 def _with_checks(text: str, checks: SourceChecks) -> str:
     """Given a step's message, return it with what the source's checks found."""
     summary = checks.summary()
@@ -138,12 +155,8 @@ class BackupCreate(_BackupTask):
         if env.config.copy_to:
             changes.append(Change("copy", name, "to the second destination"))
         if not env.config.retention.is_empty():
-            decisions = await asyncio.to_thread(service.prune, env, name, dry_run=True)
-            changes += [
-                Change("remove", decision.candidate.id, "no retention rule keeps it")
-                for decision in decisions
-                if not decision.keep
-            ]
+            retention = await asyncio.to_thread(service.prune, env, name, dry_run=True)
+            changes += _removals(retention)
         return TaskPlan(changes=changes, note="the new backup itself may change what is kept")
 
     async def run(
@@ -176,11 +189,9 @@ class BackupCreate(_BackupTask):
         outcome.changes += [
             Change("copy", backup_id, "to the second destination") for backup_id in report.copied
         ]
-        outcome.changes += [
-            Change("remove", decision.candidate.id, "no retention rule keeps it")
-            for decision in report.pruned
-            if not decision.keep
-        ]
+        outcome.changes += _removals(service.RetentionReport(report.pruned, report.copy_retention))
+        if report.copy_retention is not None and report.copy_retention.problem:
+            outcome.message += f"; {report.copy_retention.problem}"
         outcome.message = _with_checks(outcome.message, checks)
         return outcome
 
@@ -250,19 +261,15 @@ class BackupPrune(_BackupTask):
     ) -> TaskPlan:
         """List every backup that would go, and why the others stay."""
         name = source_name(context, target, params)
-        decisions = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=True)
-        return TaskPlan(
-            changes=[
-                Change("remove", decision.candidate.id, "no retention rule keeps it")
-                for decision in decisions
-                if not decision.keep
-            ],
-            note="; ".join(
-                f"keep {decision.candidate.id} ({', '.join(decision.reasons)})"
-                for decision in decisions
-                if decision.keep
-            ),
-        )
+        retention = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=True)
+        notes = [
+            f"keep {decision.candidate.id} ({', '.join(decision.reasons)})"
+            for decision in retention.decisions
+            if decision.keep
+        ]
+        if retention.copy is not None and retention.copy.problem:
+            notes.append(retention.copy.problem)
+        return TaskPlan(changes=_removals(retention), note="; ".join(notes))
 
     async def run(
         self, target: TargetBase | None, params: SourceParams, context: TaskContext
@@ -270,18 +277,24 @@ class BackupPrune(_BackupTask):
         """Remove what the rules do not keep; raise TaskFailed after a failed backup."""
         name = source_name(context, target, params)
         try:
-            decisions = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=False)
+            retention = await asyncio.to_thread(service.prune, env_of(context), name, dry_run=False)
         except service.BackupFailed as error:
             raise TaskFailed(str(error)) from None
-        removed = [decision for decision in decisions if not decision.keep]
+        decisions = retention.decisions
+        removed = retention.removed
+        copy = retention.copy
         outcome = TaskOutcome(
-            message=f"{len(removed)} of {len(decisions)} backup(s) of {name} removed",
-            figures={"removed": len(removed), "kept": len(decisions) - len(removed)},
+            message=f"{len(removed)} of {len(decisions)} backup(s) of {name} removed"
+            + (f", {len(copy.removed)} from {copy.destination}" if copy is not None else ""),
+            figures={
+                "removed": len(removed),
+                "kept": len(decisions) - len(removed),
+                **({"copy_removed": len(copy.removed)} if copy is not None else {}),
+            },
         )
-        outcome.changes += [
-            Change("remove", decision.candidate.id, "no retention rule keeps it")
-            for decision in removed
-        ]
+        outcome.changes += _removals(retention)
+        if copy is not None and copy.problem:
+            raise TaskFailed(f"{outcome.message}; {copy.problem}")
         return outcome
 
 
@@ -321,6 +334,7 @@ class BackupDrill(_BackupTask):
             take_backup=params.take_backup,
         )
         checks = await _check_source(context, name)
+        checks.problems.extend(await _record_drill(context, report))
         summary = drill_summary(report)
         if not report.passed:
             problems = "; ".join(report.problems)
@@ -331,6 +345,19 @@ class BackupDrill(_BackupTask):
                 key: value for key, value in report.to_json().items() if key in ("rto_s", "rpo_s")
             },
         )
+
+
+def _removals(retention: service.RetentionReport) -> list[Change]:
+    """Return the removals retention made (or would make) in each destination."""
+    changes = [
+        Change("remove", backup_id, "no retention rule keeps it") for backup_id in retention.removed
+    ]
+    if retention.copy is not None:
+        changes += [
+            Change("remove", backup_id, f"from {retention.copy.destination}")
+            for backup_id in retention.copy.removed
+        ]
+    return changes
 
 
 def drill_summary(report: service.DrillReport) -> str:

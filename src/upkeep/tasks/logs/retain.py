@@ -15,6 +15,12 @@ or another log's archive of the same name) is never overwritten: that archive st
 others go on, and the run fails naming it. Without ``archive_to``, past retention means
 deleted.
 
+The second store is kept by the same classes: an archive deleted here for its class is
+deleted there too (its copy, proven to be that archive, is not kept past it), and any copy
+there older than its class's ``keep`` (dated by the stamp in its name) goes as well, so
+nothing outlives its class anywhere. ``keep_count`` counts this directory's archives only:
+it never judges copies in a second store that other hosts may share.
+
 Only files with the archive name shape ``<log>-YYYYmmdd-HHMMSS[.N][.zst|.gz]`` directly in
 the target's directory are considered; links are never followed or deleted, and nothing
 outside the directory is touched: archives are listed, opened, copied and deleted relative
@@ -29,8 +35,9 @@ import contextlib
 import fnmatch
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
@@ -99,6 +106,49 @@ class _Archive:
         return self.path.name
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """An archive's copy in the second store, dated by the stamp in its name."""
+
+    name: str
+    log: str
+    mtime: float
+
+
+class _Dated(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def log(self) -> str: ...
+
+    @property
+    def mtime(self) -> float: ...
+
+
+DatedT = TypeVar("DatedT", bound=_Dated)
+
+
+def _copy_named(name: str) -> _Copy | None:
+    """Return the copy an archive name stands for, dated by its stamp (UTC, as the
+    rotation writes it); None if the name is not an archive's."""
+    match = ARCHIVE_NAME.match(name)
+    if match is None:
+        return None
+    try:
+        stamp = datetime.strptime(match.group("stamp"), "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None  # digits that are no date: not an archive of ours
+    return _Copy(name, match.group("log"), stamp.timestamp())
+
+
+def _copies(store: CopyStore) -> list[_Copy]:
+    """Return the archives in the second store, oldest first (raise TaskFailed if it
+    cannot be listed)."""
+    found = [copy for name in store.names() if (copy := _copy_named(name)) is not None]
+    return sorted(found, key=lambda copy: (copy.mtime, copy.name))
+
+
 def _root(target: LogsTarget) -> Directory:
     """Open the target's directory (its path is the operator's, followed as written);
     raise TaskFailed if it is not a directory, is a link, or is ``/``."""
@@ -146,23 +196,28 @@ def _reason(rule: LogClass | None) -> str:
     return f"class {rule.match!r}: keep the newest {rule.keep_count}"
 
 
-def _expired(archives: list[_Archive], classes: list[LogClass], now: float) -> list[_Archive]:
-    by_log: dict[str, list[_Archive]] = {}
+def _expired(
+    archives: list[DatedT], classes: list[LogClass], now: float, *, count: bool = True
+) -> list[DatedT]:
+    """Given archives (or their copies) oldest first, return those past their class's
+    retention: older than ``keep``, or (with ``count``) beyond the newest ``keep_count`` of
+    their log."""
+    by_log: dict[str, list[DatedT]] = {}
     for archive in archives:
         by_log.setdefault(archive.log, []).append(archive)
-    doomed: list[_Archive] = []
+    doomed: list[DatedT] = []
     for log, own in by_log.items():
         rule = _class_of(log, classes)
         if rule is None:
             continue
         chosen = {
-            archive.path
+            archive.name
             for archive in own
             if rule.keep is not None and now - archive.mtime > rule.keep.total_seconds()
         }
-        if rule.keep_count is not None and len(own) > rule.keep_count:
-            chosen |= {archive.path for archive in own[: len(own) - rule.keep_count]}
-        doomed += [archive for archive in own if archive.path in chosen]
+        if count and rule.keep_count is not None and len(own) > rule.keep_count:
+            chosen |= {archive.name for archive in own[: len(own) - rule.keep_count]}
+        doomed += [archive for archive in own if archive.name in chosen]
     return doomed
 
 
@@ -233,18 +288,30 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
 
 
 def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[list[Change], str]:
-    """Return the copies a run would make and, if the second store could not be looked at,
-    why (every archive is then listed as a copy)."""
+    """Return the copies a run would make and the copies it would delete there, and, if
+    the second store could not be looked at, why (every archive is then listed as a copy)."""
     assert params.archive_to is not None  # noqa: S101 - the caller checked
     problem = ""
     with open_store(params.archive_to, params.sftp) as store:
         try:
             missing = [archive for archive in archives if not store.has(archive.name)]
+            there = _copies(store)
         except TaskFailed as error:
             missing, problem = archives, f"could not list the second store: {error}"
-        return [
+            there = []
+        changes = [
             Change("copy", str(archive.path), f"to {store.description}") for archive in missing
-        ], problem
+        ]
+        if problem:
+            return changes, problem
+        # Copies of the archives deleted here go too, and copies past their class's age.
+        doomed = {archive.name for archive in _expired(archives, params.classes, time.time())}
+        doomed |= {copy.name for copy in _expired(there, params.classes, time.time(), count=False)}
+        changes += [
+            Change("delete", name, f"from {store.description}: past retention")
+            for name in sorted(doomed)
+        ]
+        return changes, problem
 
 
 def _apply(
@@ -289,13 +356,34 @@ def _apply(
             continue  # gone or replaced since it was listed: not ours to delete
         deleted += 1
         outcome.changes.append(Change("delete", str(archive.path), "past retention"))
+    pruned = 0
+    if store is not None and not conflicts:
+        # Only after a run without conflicts: a name that conflicted is not known to be ours.
+        # The same classes in the second store: the copies of what was deleted here (each
+        # proven to be that archive), and any copy older than its class keeps.
+        doomed = {change.subject for change in outcome.changes if change.action == "delete"}
+        names = [Path(subject).name for subject in sorted(doomed)]
+        names += [
+            copy.name
+            for copy in _expired(_copies(store), params.classes, time.time(), count=False)
+            if copy.name not in names
+        ]
+        for name in names:
+            if store.remove(name):
+                pruned += 1
+                outcome.changes.append(
+                    Change("delete", name, f"from {store.description}: past retention")
+                )
     outcome.figures = {
         "archives": len(archives),
         "copied": copied,
         "deleted": deleted,
         "kept_unproven": kept,
+        "deleted_copies": pruned,
     }
     outcome.message = f"{len(archives)} archive(s): copied {copied}, deleted {deleted}"
+    if store is not None:
+        outcome.message += f"; {pruned} copies past retention deleted from {store.description}"
     if kept:
         outcome.message += f", kept {kept} whose copy could not be proven"
     if conflicts:

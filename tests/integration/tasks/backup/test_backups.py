@@ -98,6 +98,19 @@ def test_a_backup_restores_into_a_scratch_copy_that_matches_its_manifest(
 
     verified = service.verify(env, backup.id, restore=True)
     assert verified.ok, verified.problems
+    # What was compared, per kind: rows per table, keys per Redis database, files by sha256.
+    compared = verified.figures["compared"]
+    expected_counts = manifest.get("row_counts") or {}
+    counted = {e["name"]: (e["manifest"], e["restored"]) for e in compared if e["kind"] != "file"}
+    assert counted == {name: (count, count) for name, count in expected_counts.items()}
+    units = {(e["kind"], e["unit"]) for e in compared}
+    if kind == "redis":
+        assert units == {("database", "keys")}
+    elif kind == "files":
+        assert units == {("file", "sha256")} and len(compared) == len(manifest["files"])
+    else:
+        assert units == {("table", "rows")}
+    assert all(entry["ok"] for entry in compared)
     drill = service.drill(env, "src")
     assert drill.passed, drill.problems
     assert drill.rto_s is not None and 0 < drill.rto_s < 300

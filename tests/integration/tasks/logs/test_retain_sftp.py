@@ -69,7 +69,8 @@ async def test_archives_go_to_sftp_and_are_deleted_only_once_proven(
     assert sorted((change.action, Path(change.subject).name) for change in plan.changes) == [
         ("copy", old.name),
         ("copy", recent.name),
-        ("delete", old.name),
+        ("delete", old.name),  # here
+        ("delete", old.name),  # and its copy there
     ]
     assert all(
         sshd.url(remote) in change.detail for change in plan.changes if change.action == "copy"
@@ -77,12 +78,29 @@ async def test_archives_go_to_sftp_and_are_deleted_only_once_proven(
     assert not remote.exists() and not remote.parent.exists()  # the dry run created nothing
 
     outcome = await LogsRetain().run(_target(logs), params, task_context)
-    assert outcome.figures == {"archives": 2, "copied": 2, "deleted": 1, "kept_unproven": 0}
+    assert outcome.figures == {
+        "archives": 2,
+        "copied": 2,
+        "deleted": 1,
+        "kept_unproven": 0,
+        "deleted_copies": 1,
+    }
     assert not old.exists() and recent.exists()
-    assert {path.name: path.read_bytes() for path in remote.iterdir()} == expected
+    # The remote copy of what expired goes too: retention holds in every destination.
+    assert {path.name: path.read_bytes() for path in remote.iterdir()} == {
+        recent.name: expected[recent.name]
+    }
     # A second run finds intact copies and copies nothing again.
     again = await LogsRetain().run(_target(logs), params, task_context)
     assert again.figures["copied"] == 0 and again.figures["deleted"] == 0
+    # A copy past its class's age that an earlier run left there (its original long
+    # gone) is removed by the next run; a link planted there is left alone.
+    stale = _archive(remote, "app.log", 31)
+    (remote / "app.log-20000101-000000.zst").symlink_to(remote / recent.name)
+    third = await LogsRetain().run(_target(logs), params, task_context)
+    assert third.figures["deleted_copies"] == 1 and not stale.exists()
+    assert (remote / "app.log-20000101-000000.zst").is_symlink()
+    assert (remote / recent.name).is_file()
 
 
 async def test_a_different_remote_file_of_the_same_name_is_never_overwritten(

@@ -87,7 +87,9 @@ async def test_archives_are_deleted_only_once_their_copy_is_proven(
     outcome = await LogsRetain().run(_target(logs), params, task_context)
     assert outcome.figures["copied"] == 3 and outcome.figures["deleted"] == 2
     assert not old.exists() and not older.exists() and recent.exists()
-    assert (store / old.name).read_bytes() == b"app.log 40"
+    # Retention holds in the second store too: the copies of what expired here are gone.
+    assert sorted(path.name for path in store.iterdir()) == [recent.name]
+    assert outcome.figures["deleted_copies"] == 2
     assert not list(store.glob(".upkeep-tmp-*"))
     # A different file under an archive's name in the second store (damaged, or another
     # log's archive of the same name) is never overwritten: the local archive stays.
@@ -98,8 +100,9 @@ async def test_archives_are_deleted_only_once_their_copy_is_proven(
     assert doomed.exists() and (store / doomed.name).read_bytes() == b"damaged"
     (store / doomed.name).unlink()  # the operator sorts it out
     outcome = await LogsRetain().run(_target(logs), params, task_context)
-    assert not doomed.exists() and (store / doomed.name).read_bytes() == b"app.log 45"
-    assert outcome.figures["deleted"] == 1
+    assert not doomed.exists() and not (store / doomed.name).exists()
+    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 1
+    assert (store / recent.name).read_bytes() == b"app.log 1"
 
 
 async def test_two_logs_with_one_archive_name_never_overwrite_each_others_copy(
@@ -108,17 +111,16 @@ async def test_two_logs_with_one_archive_name_never_overwrite_each_others_copy(
     site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
     site_a.mkdir()
     site_b.mkdir()
-    first = _archive(site_a, "access.log", 40)
+    first = _archive(site_a, "access.log", 10)
     second = site_b / first.name  # rotated in the same second on another site
     second.write_bytes(b"site b's own lines")
     os.utime(second, (first.stat().st_mtime, first.stat().st_mtime))
     params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(store)})
     await LogsRetain().run(_target(site_a), params, task_context)
-    assert not first.exists()
     with pytest.raises(TaskFailed, match="kept locally"):
         await LogsRetain().run(_target(site_b), params, task_context)
     assert second.read_bytes() == b"site b's own lines"
-    assert (store / first.name).read_bytes() == b"access.log 40"
+    assert (store / first.name).read_bytes() == b"access.log 10"
 
 
 async def test_a_second_store_that_leads_back_to_the_log_directory_proves_nothing(
@@ -144,3 +146,35 @@ def test_a_relative_or_same_archive_directory_is_refused(tmp_path: Path) -> None
     assert LogsRetain().validate(_target(tmp_path), same) == [
         "archive_to must not be the log directory itself"
     ]
+
+
+async def test_the_second_store_is_kept_by_the_same_classes(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    logs, store = tmp_path / "logs", tmp_path / "second-store"
+    logs.mkdir()
+    store.mkdir()
+    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(store)})
+    # Copies an earlier run left behind (their originals deleted long ago): the error class
+    # keeps 90 days, the default class 30; another host's recent copy in a shared store
+    # is not this directory's to count.
+    left = {
+        "error.log": _archive(store, "error.log", 120),
+        "error-recent": _archive(store, "error.log", 60),
+        "app.log": _archive(store, "app.log", 45),
+        "other-host": _archive(store, "app.log", 2, index=7),
+        "foreign": store / "notes.txt",
+    }
+    left["foreign"].write_text("not an archive")
+    mine = [_archive(logs, "app.log", days, index) for index, days in enumerate([6, 5, 4, 3], 1)]
+    plan = await LogsRetain().plan(_target(logs), params, task_context)
+    planned = sorted(c.subject for c in plan.changes if c.action == "delete")
+    assert planned == sorted(
+        [left["error.log"].name, left["app.log"].name, mine[0].name, str(mine[0])]
+    )
+    outcome = await LogsRetain().run(_target(logs), params, task_context)
+    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 3
+    assert sorted(path.name for path in store.iterdir()) == sorted(
+        [left["error-recent"].name, left["other-host"].name, "notes.txt"]
+        + [path.name for path in mine[1:]]
+    )
