@@ -813,6 +813,12 @@ def _check_references(
         names = known(reference.section)
         if names is None or name in names or name in reference.extra:
             continue
+        if any(
+            name.startswith(prefix)
+            and ((members := known(section)) is None or name.removeprefix(prefix) in members)
+            for prefix, section in reference.families
+        ):
+            continue
         collector.add(
             path,
             f"no {reference.what} named {name!r} "

@@ -28,6 +28,7 @@ from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import TargetBase
 from upkeep.probes.registry import TARGET_KINDS
 from upkeep.store.outbox import DeliveryConfig
+from upkeep.tasks.backup.checks import DRILL_CHECK_PREFIX
 from upkeep.tasks.backup.config import BackupsConfig
 
 Severity = Literal["P1", "P2", "P3", "P4"]
@@ -49,8 +50,17 @@ SYSTEM_CHECKS = frozenset({STORE_CHECK})
 
 TargetName = Annotated[str, Reference(("targets",), "target")]
 CheckName = Annotated[str, Reference(("checks",), "check")]
-AlertCheckName = Annotated[str, Reference(("checks",), "check", extra=SYSTEM_CHECKS)]
-"""A check an alert may come from: a configured one or upkeep's own (``upkeep:store``)."""
+AlertCheckName = Annotated[
+    str,
+    Reference(
+        ("checks",),
+        "check",
+        extra=SYSTEM_CHECKS,
+        families=((DRILL_CHECK_PREFIX, ("backups", "sources")),),
+    ),
+]
+"""A check an alert may come from: a configured one or upkeep's own (``upkeep:store``,
+``upkeep:drill:<backup source>``)."""
 ChannelName = Annotated[str, Reference(("channels",), "channel")]
 WindowName = Annotated[str, Reference(("windows",), "window")]
 

@@ -76,9 +76,11 @@ class Reference:
     and nested models too) and lists each name that is not there, so ``upkeep validate``
     (and every dry run) catches it, never the run. ``section`` is the section's key path
     from the top (``("backups", "sources")``); ``extra`` holds names valid without an
-    entry (``upkeep:store``).
+    entry (``upkeep:store``); ``families`` holds name prefixes followed by an entry of
+    another section (``upkeep:drill:`` and a backup source's name).
     """
 
     section: tuple[str, ...]
     what: str
     extra: frozenset[str] = frozenset()
+    families: tuple[tuple[str, tuple[str, ...]], ...] = ()

@@ -413,6 +413,25 @@ def test_every_reference_to_another_section_is_checked(
     assert found[0][0] == where and found[0][1].startswith(f"no {what} named 'nosuch' ("), found
 
 
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("upkeep:drill:db", True), ("upkeep:drill:nosuch", False), ("upkeep:drill:", False)],
+)
+def test_a_route_may_name_a_drill_verdict_of_a_backup_source(
+    tmp_path: Path, name: str, valid: bool
+) -> None:
+    """A drill's verdict is upkeep's own check ``upkeep:drill:<source>``: a route or a
+    window may name it when the source exists, and not otherwise."""
+    path = reference_config(tmp_path, None)
+    path.write_text(path.read_text().replace("checks: [upkeep:store]", f"checks: [{name!r}]"))
+    if valid:
+        assert load_config(path, environ={}).config.routes[0].match.checks == [name]
+    else:
+        assert issues_of(path) == [
+            ("routes[0].match.checks[0]", f"no check named {name!r} (checks: a)")
+        ]
+
+
 def test_every_field_naming_another_section_is_marked_as_a_reference() -> None:
     """A guard for new probes and tasks: a str field whose description says it names an
     entry of another section carries ``Reference``, so the loader checks it."""
