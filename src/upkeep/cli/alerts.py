@@ -10,10 +10,30 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
-from upkeep.cli.output import cells
+from upkeep.cli.output import Column, print_table
 
 if TYPE_CHECKING:
     from upkeep.store.alerts import AlertRecord, Silence
+
+ALERT_COLUMNS = (
+    Column("id", "number"),
+    Column("sev"),
+    Column("state", "words"),
+    Column("check"),
+    Column("target"),
+    Column("since"),
+    Column("ack", "words"),
+    Column("message", "text"),
+)
+SILENCE_COLUMNS = (
+    Column("id", "number"),
+    Column("matchers", "words"),
+    Column("from"),
+    Column("until"),
+    Column("by"),
+    Column("state", "words"),
+    Column("comment", "text"),
+)
 
 
 def _age(moment: datetime, now: datetime) -> str:
@@ -37,8 +57,6 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
     """Print open alerts (or, with ``show_all``, every alert opened since ``since``);
     return 0, or 2 if the config or store cannot be opened or ``since`` is not a duration.
     """
-    from rich.table import Table
-
     from upkeep.cli.common import console
     from upkeep.core.durations import parse_duration
 
@@ -58,9 +76,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
         return 0
     zone = ZoneInfo(loaded.config.timezone)
     targets = {str(k): v for k, v in loaded.config.alerting.response_targets.items()}
-    table = Table(title="alerts" if show_all else "open alerts")
-    for column in ("id", "sev", "state", "check", "target", "since", "ack", "message"):
-        table.add_column(column, overflow="fold")
+    rows: list[tuple[object, ...]] = []
     for record in records:
         state = record.state + (" (flapping)" if record.flapping else "")
         if record.held:
@@ -75,8 +91,8 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
         else:
             due = _ack_due(record, targets, now)
             ack = f"due {due}" if due else ""
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(record.id),
                 record.severity,
                 state,
@@ -93,7 +109,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
             "no open alerts" if not show_all else f"no alerts since {since} ago", markup=False
         )
         return 0
-    out.print(table)
+    print_table(out, ALERT_COLUMNS, rows, title="alerts" if show_all else "open alerts")
     return 0
 
 
@@ -201,8 +217,6 @@ def _matchers_text(silence: Silence) -> str:
 
 def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool) -> int:
     """Print silences not yet over (every one with ``show_all``); return 0 or 2."""
-    from rich.table import Table
-
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
@@ -215,9 +229,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
         print_json({"silences": [silence.to_json(now) for silence in found]})
         return 0
     zone = ZoneInfo(loaded.config.timezone)
-    table = Table(title="silences")
-    for column in ("id", "matchers", "from", "until", "by", "state", "comment"):
-        table.add_column(column, overflow="fold")
+    rows: list[tuple[object, ...]] = []
     for silence in found:
         if silence.removed_at is not None:
             state = f"removed by {silence.removed_by}"
@@ -225,8 +237,8 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
             state = "active"
         else:
             state = "ended" if silence.ends_at <= now else "scheduled"
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(silence.id),
                 _matchers_text(silence),
                 local_time(silence.starts_at, zone),
@@ -239,7 +251,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
     if not found:
         console().print("no silences", markup=False)
         return 0
-    console().print(table)
+    print_table(console(), SILENCE_COLUMNS, rows, title="silences")
     return 0
 
 
