@@ -13,6 +13,9 @@ from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_er
 from upkeep.cli.output import Column, print_table
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from upkeep.config.loader import CompiledCheck
     from upkeep.store.alerts import AlertRecord, Silence
 
 ALERT_COLUMNS = (
@@ -203,12 +206,65 @@ def add_silence(
         except (ValueError, AlertError) as error:
             print_error(str(error))
             return EXIT_USAGE
-    console().print(
+        open_alerts = store.alerts.list_alerts(open_only=True)
+    out = console()
+    out.print(
         f"silence {silence.id} ({_matchers_text(silence)}) by {silence.author}: "
         f"{local_time(silence.starts_at, zone)} to {local_time(silence.ends_at, zone)}",
         markup=False,
+        soft_wrap=True,
     )
+    for line in silence_coverage(parsed, open_alerts, loaded.checks.values()):
+        out.print(line, markup=False, soft_wrap=True)
     return 0
+
+
+def silence_coverage(
+    matchers: dict[str, str],
+    open_alerts: Iterable[AlertRecord],
+    checks: Iterable[CompiledCheck],
+) -> list[str]:
+    """Given a silence's matchers, the open alerts and the configured checks, return what
+    it matches now, for people: the open alerts it mutes (id, check, target, state) and the
+    checks whose alerts it would mute (a ``status`` matcher is left out for checks: their
+    status is only known when they alert), or that it matches nothing yet."""
+    from upkeep.alerting.routing import AlertFacts, silence_matches
+
+    alerts = [
+        record
+        for record in open_alerts
+        if silence_matches(
+            matchers,
+            AlertFacts(
+                record.check, record.target, record.severity, record.status.label, record.labels
+            ),
+        )
+    ]
+    check_matchers = {key: value for key, value in matchers.items() if key != "status"}
+    matched_checks = sorted(
+        check.name
+        for check in checks
+        if silence_matches(
+            check_matchers,
+            AlertFacts(check.name, check.target_name, check.severity, "", check.labels),
+        )
+    )
+    lines = []
+    if alerts:
+        shown = ", ".join(
+            f"#{record.id} {record.check} on {record.target} ({record.state})" for record in alerts
+        )
+        lines.append(f"mutes {len(alerts)} open alert(s) now: {shown}")
+    else:
+        lines.append("mutes no open alert now")
+    if matched_checks:
+        lines.append(f"matches {len(matched_checks)} check(s): {', '.join(matched_checks)}")
+    else:
+        lines.append(
+            "matches no configured check: it mutes only alerts whose fields match later "
+            "(check the spelling: matchers are check, target, severity, status or a label)"
+        )
+    return lines
 
 
 def _matchers_text(silence: Silence) -> str:

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
+from upkeep.cli.common import (
+    EXIT_USAGE,
+    config_and_store,
+    local_time,
+    local_times_in,
+    print_error,
+    print_json,
+    who,
+)
 from upkeep.cli.output import untrusted
 from upkeep.core.text import human_duration
 
@@ -199,13 +207,13 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         out.print(untrusted(line, one_line=True))
     out.print("timeline:")
     for event in events:
-        entry = Text(f"  {event.at.astimezone(zone):%Y-%m-%d %H:%M:%S}  ")
+        entry = Text(f"  {local_time(event.at, zone, seconds=True)}  ")
         entry.append(f"{event.kind:<14}", style=EVENT_STYLE.get(event.kind, ""))
         said = ""
         if event.author:
             said += f" {event.author}" + (":" if event.detail else "")
         if event.detail:
-            said += f" {event.detail}"
+            said += f" {local_times_in(event.detail, zone)}"
         # Authors and notes come from people and API clients: one escaped line each.
         entry.append_text(untrusted(said, one_line=True))
         out.print(entry)

@@ -4,13 +4,87 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from upkeep import __version__
 
+METAVARS = {
+    "config": "FILE",
+    "label": "KEY=VALUE",
+    "mute_label": "KEY=VALUE",
+    "match": "KEY=PATTERN",
+    "since": "DURATION",
+    "for_": "DURATION",
+    "duration": "DURATION",
+    "rto": "DURATION",
+    "rpo": "DURATION",
+    "start": "TIME",
+    "limit": "N",
+    "count": "N",
+    "top": "N",
+    "step": "N",
+    "comment": "TEXT",
+    "text": "TEXT",
+    "author": "NAME",
+    "listen": "HOST:PORT",
+    "target": "TARGET",
+    "log_format": "FORMAT",
+    "pattern": "REGEX",
+    "status": "STATUS",
+    "to": "NAME",
+    "names": "CHECK",
+    "check_name": "[CHECK]",
+    "runbook": "RUNBOOK",
+    "run_id": "RUN",
+    "alert_id": "ALERT",
+    "window_id": "WINDOW",
+    "silence_id": "SILENCE",
+    "incident_id": "INCIDENT",
+    "backup_id": "BACKUP",
+    "targets": "TARGET",
+    "sources": "SOURCE",
+    "source": "SOURCE",
+    "paths": "FILE",
+    "channel": "CHANNEL",
+    "name": "NAME",
+}
+"""The metavar of each parameter by its name, so every command says DURATION, TIME, RUN or
+CHECK alike (typer's own would be ``<str>``, ``<list[str]>``, ``<path>``). A parameter
+with a metavar of its own keeps it; ``tests/e2e/test_readable_output.py`` checks that
+every parameter of every command has one."""
+
+
+def first_sentence(text: str) -> str:
+    """Given a command's help, return its first sentence, whole: the summary in the
+    command list (click would cut it at the screen's width with ``...``)."""
+    paragraph = text.strip().split("\n\n")[0]
+    flat = " ".join(paragraph.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[: end + 1]
+
+
+class ReadableGroup(TyperGroup):
+    """A command group whose commands are listed with whole one-sentence summaries and
+    whose parameters all carry a metavar from ``METAVARS``."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """Given a command's name, return the command with its summary and metavars set."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            return None
+        if not command.short_help and command.help:
+            command.short_help = first_sentence(command.help)
+        for parameter in command.params:
+            if getattr(parameter, "metavar", None) is None and parameter.name in METAVARS:
+                parameter.metavar = METAVARS[parameter.name]
+        return command
+
+
 app = typer.Typer(
+    cls=ReadableGroup,
     name="upkeep",
     help="Runbooks as code: health checks, maintenance, backups and alerts from one upkeep.yaml.",
     no_args_is_help=True,
@@ -93,10 +167,13 @@ def check(
 def history(
     check_name: Annotated[
         str | None,
-        typer.Argument(metavar="[CHECK]", help="One check, or one runbook with --runs."),
+        typer.Argument(metavar="CHECK", help="One check, or one runbook with --runs."),
     ] = None,
     since: Annotated[
-        str, typer.Option(help="How far back: a duration (24h, 7d) or an ISO time.")
+        str,
+        typer.Option(
+            metavar="DURATION|TIME", help="How far back: a duration (24h, 7d) or an ISO time."
+        ),
     ] = "24h",
     limit: Annotated[int, typer.Option(help="At most this many entries.")] = 200,
     runs: Annotated[bool, typer.Option("--runs", help="Show runbook runs, not results.")] = False,
@@ -168,14 +245,16 @@ def serve(
     raise typer.Exit(run_serve(config, listen))
 
 
-runs_app = typer.Typer(help="Recorded runbook runs.", no_args_is_help=True)
+runs_app = typer.Typer(cls=ReadableGroup, help="Recorded runbook runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
 @runs_app.command("list")
 def runs_list(
     runbook: Annotated[str | None, typer.Argument(help="Only this runbook.")] = None,
-    since: Annotated[str, typer.Option(help="How far back (24h, 7d) or an ISO time.")] = "7d",
+    since: Annotated[
+        str, typer.Option(metavar="DURATION|TIME", help="How far back (24h, 7d) or an ISO time.")
+    ] = "7d",
     limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -188,7 +267,7 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(
-    run_id: Annotated[int, typer.Argument(metavar="ID", help="The run's id.")],
+    run_id: Annotated[int, typer.Argument(help="The run's id.")],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -214,7 +293,7 @@ def approve(
     raise typer.Exit(decide(config, run_id, reject=reject, comment=comment, step=step))
 
 
-window_app = typer.Typer(help="Maintenance windows.", no_args_is_help=True)
+window_app = typer.Typer(cls=ReadableGroup, help="Maintenance windows.", no_args_is_help=True)
 app.add_typer(window_app, name="window")
 
 
@@ -249,7 +328,7 @@ def window_list(config: ConfigOption = None, json_output: JsonOption = False) ->
 
 @window_app.command("remove")
 def window_remove(
-    window_id: Annotated[int, typer.Argument(metavar="ID", help="A one-off window's id.")],
+    window_id: Annotated[int, typer.Argument(help="A one-off window's id.")],
     config: ConfigOption = None,
 ) -> None:
     """Remove a one-off window."""
@@ -301,7 +380,9 @@ def ack(
     raise typer.Exit(acknowledge(config, alert_id, duration=for_, comment=comment, author=author))
 
 
-silence_app = typer.Typer(help="Silences: mute matching alerts for a while.", no_args_is_help=True)
+silence_app = typer.Typer(
+    cls=ReadableGroup, help="Silences: mute matching alerts for a while.", no_args_is_help=True
+)
 app.add_typer(silence_app, name="silence")
 
 
@@ -343,7 +424,7 @@ def silence_list(
 
 @silence_app.command("remove")
 def silence_remove(
-    silence_id: Annotated[int, typer.Argument(metavar="ID", help="The silence's id.")],
+    silence_id: Annotated[int, typer.Argument(help="The silence's id.")],
     config: ConfigOption = None,
 ) -> None:
     """End a silence now."""
@@ -354,7 +435,9 @@ def silence_remove(
 
 # --- logs (issue #5) ------------------------------------------------------------------------
 
-logs_app = typer.Typer(help="Logs: rotation, retention, analysis.", no_args_is_help=True)
+logs_app = typer.Typer(
+    cls=ReadableGroup, help="Logs: rotation, retention, analysis.", no_args_is_help=True
+)
 app.add_typer(logs_app, name="logs")
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="List every action; change nothing.")]
 LogsTargetsArgument = Annotated[
@@ -435,7 +518,7 @@ def logs_analyze(
 # --- backups and drills (issue #6) ---------------------------------------------------------
 
 backup_app = typer.Typer(
-    help="Backups: list, create, verify, restore, prune.", no_args_is_help=True
+    cls=ReadableGroup, help="Backups: list, create, verify, restore, prune.", no_args_is_help=True
 )
 app.add_typer(backup_app, name="backup")
 
@@ -467,7 +550,7 @@ def backup_create(
 
 @backup_app.command("verify")
 def backup_verify(
-    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    backup_id: Annotated[str, typer.Argument(help="A backup id.")],
     restore: Annotated[
         bool, typer.Option("--restore", help="Restore into a scratch copy and compare.")
     ] = False,
@@ -483,7 +566,7 @@ def backup_verify(
 
 @backup_app.command("restore")
 def backup_restore(
-    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    backup_id: Annotated[str, typer.Argument(help="A backup id.")],
     to: Annotated[
         str | None, typer.Option("--to", help="A source or target (default: the backup's).")
     ] = None,
@@ -549,14 +632,18 @@ LabelOption = Annotated[
     list[str] | None,
     typer.Option("--label", "-l", help="Only alerts/checks with label k=v (repeatable)."),
 ]
-incidents_app = typer.Typer(help="Incidents: alerts that fired, with their timelines.")
+incidents_app = typer.Typer(
+    cls=ReadableGroup, help="Incidents: alerts that fired, with their timelines."
+)
 app.add_typer(incidents_app, name="incidents")
 
 
 @incidents_app.callback(invoke_without_command=True)
 def incidents_list(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    since: Annotated[
+        str, typer.Option(metavar="DURATION|TIME", help="How far back (24h, 30d) or an ISO time.")
+    ] = "30d",
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
     label: LabelOption = None,
     config: ConfigOption = None,
@@ -574,7 +661,7 @@ def incidents_list(
 
 @incidents_app.command("show")
 def incidents_show(
-    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    incident_id: Annotated[int, typer.Argument(help="The incident's id.")],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -586,7 +673,7 @@ def incidents_show(
 
 @incidents_app.command("note")
 def incidents_note(
-    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    incident_id: Annotated[int, typer.Argument(help="The incident's id.")],
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The note.")],
     author: Annotated[
         str | None, typer.Option(help="Who writes it (default: the OS user).")
@@ -601,7 +688,9 @@ def incidents_note(
 
 @app.command()
 def stats(
-    since: Annotated[str, typer.Option(help="How far back (24h, 30d) or an ISO time.")] = "30d",
+    since: Annotated[
+        str, typer.Option(metavar="DURATION|TIME", help="How far back (24h, 30d) or an ISO time.")
+    ] = "30d",
     label: LabelOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -614,7 +703,9 @@ def stats(
 
 # --- notification channels and the outbox (issue #4) ------------------------------------------
 
-notify_app = typer.Typer(help="Notification channels and the outbox.", no_args_is_help=True)
+notify_app = typer.Typer(
+    cls=ReadableGroup, help="Notification channels and the outbox.", no_args_is_help=True
+)
 app.add_typer(notify_app, name="notify")
 
 

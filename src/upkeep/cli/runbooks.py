@@ -15,6 +15,7 @@ from upkeep.cli.common import (
     config_and_store,
     load_for_command,
     local_time,
+    local_times_in,
     print_error,
     print_json,
     who,
@@ -135,7 +136,8 @@ def run_runbook(
         line = Text(f"run {record.id} ")
         line.append(record.status, style=style)
         line.append(f" in {human_duration(record.duration_s or 0.0)}: ")
-        line.append_text(untrusted(record.message, one_line=True))
+        message = local_times_in(record.message, ZoneInfo(loaded.config.timezone))
+        line.append_text(untrusted(message, one_line=True))
         console().print(line)
     return 0 if record.status == "succeeded" else EXIT_FAILED
 
@@ -487,7 +489,7 @@ def list_runs(
                 trigger,
                 local_time(record.started_at, zone),
                 took,
-                record.message,
+                local_times_in(record.message, zone),
             )
         )
     out = console()
@@ -529,7 +531,7 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         f"started:   {local_time(record.started_at, zone)}",
         f"finished:  {local_time(record.finished_at, zone)}"
         + (f" ({human_duration(record.duration_s)})" if record.duration_s is not None else ""),
-        f"message:   {record.message}",
+        f"message:   {local_times_in(record.message, zone)}",
         f"owner:     {record.owner}",
     ]
     for line in lines:
