@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from upkeep.store.alerts import AlertRecord, Silence
 
 ALERT_COLUMNS = (
-    Column("id", "number"),
+    Column("id"),
     Column("sev"),
     Column("state", "words"),
     Column("check"),
@@ -29,7 +29,7 @@ ALERT_COLUMNS = (
     Column("message", "text"),
 )
 SILENCE_COLUMNS = (
-    Column("id", "number"),
+    Column("id"),
     Column("matchers", "words"),
     Column("from"),
     Column("until"),

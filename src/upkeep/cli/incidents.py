@@ -123,7 +123,7 @@ def list_incidents(
 
     zone = ZoneInfo(loaded.config.timezone)
     columns = (
-        Column("id", "number"),
+        Column("id"),
         Column("check"),
         Column("target"),
         Column("sev"),

@@ -126,7 +126,7 @@ def list_outbox(
 
     zone = ZoneInfo(loaded.config.timezone)
     columns = (
-        Column("id", "number"),
+        Column("id"),
         Column("channel"),
         Column("alert"),
         Column("check"),

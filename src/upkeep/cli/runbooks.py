@@ -467,7 +467,7 @@ def list_runs(
 
     zone = ZoneInfo(loaded.config.timezone)
     columns = (
-        Column("id", "number"),
+        Column("id"),
         Column("runbook"),
         Column("status"),
         Column("trigger", "words"),
@@ -693,7 +693,7 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     from upkeep.cli.output import Column, print_table
 
     columns = (
-        Column("id", "number"),
+        Column("id"),
         Column("window"),
         Column("source", "words"),
         Column("state", "words"),
