@@ -133,6 +133,7 @@ def test_run_with_yes_lists_steps_and_records_the_run(upkeep: Upkeep, project: P
     for step in document["steps"]:
         assert set(step) == {
             "position",
+            "number",
             "name",
             "kind",
             "status",

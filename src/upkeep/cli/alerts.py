@@ -10,10 +10,33 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
-from upkeep.cli.output import cells
+from upkeep.cli.output import Column, print_table
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from upkeep.config.loader import CompiledCheck
     from upkeep.store.alerts import AlertRecord, Silence
+
+ALERT_COLUMNS = (
+    Column("id"),
+    Column("sev"),
+    Column("state", "words"),
+    Column("check"),
+    Column("target"),
+    Column("since"),
+    Column("ack", "words"),
+    Column("message", "text"),
+)
+SILENCE_COLUMNS = (
+    Column("id"),
+    Column("matchers", "words"),
+    Column("from"),
+    Column("until"),
+    Column("by"),
+    Column("state", "words"),
+    Column("comment", "text"),
+)
 
 
 def _age(moment: datetime, now: datetime) -> str:
@@ -37,8 +60,6 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
     """Print open alerts (or, with ``show_all``, every alert opened since ``since``);
     return 0, or 2 if the config or store cannot be opened or ``since`` is not a duration.
     """
-    from rich.table import Table
-
     from upkeep.cli.common import console
     from upkeep.core.durations import parse_duration
 
@@ -58,9 +79,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
         return 0
     zone = ZoneInfo(loaded.config.timezone)
     targets = {str(k): v for k, v in loaded.config.alerting.response_targets.items()}
-    table = Table(title="alerts" if show_all else "open alerts")
-    for column in ("id", "sev", "state", "check", "target", "since", "ack", "message"):
-        table.add_column(column, overflow="fold")
+    rows: list[tuple[object, ...]] = []
     for record in records:
         state = record.state + (" (flapping)" if record.flapping else "")
         if record.held:
@@ -75,8 +94,8 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
         else:
             due = _ack_due(record, targets, now)
             ack = f"due {due}" if due else ""
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(record.id),
                 record.severity,
                 state,
@@ -93,7 +112,7 @@ def list_alerts(config_path: Path | None, *, show_all: bool, since: str, json_ou
             "no open alerts" if not show_all else f"no alerts since {since} ago", markup=False
         )
         return 0
-    out.print(table)
+    print_table(out, ALERT_COLUMNS, rows, title="alerts" if show_all else "open alerts")
     return 0
 
 
@@ -187,12 +206,65 @@ def add_silence(
         except (ValueError, AlertError) as error:
             print_error(str(error))
             return EXIT_USAGE
-    console().print(
+        open_alerts = store.alerts.list_alerts(open_only=True)
+    out = console()
+    out.print(
         f"silence {silence.id} ({_matchers_text(silence)}) by {silence.author}: "
         f"{local_time(silence.starts_at, zone)} to {local_time(silence.ends_at, zone)}",
         markup=False,
+        soft_wrap=True,
     )
+    for line in silence_coverage(parsed, open_alerts, loaded.checks.values()):
+        out.print(line, markup=False, soft_wrap=True)
     return 0
+
+
+def silence_coverage(
+    matchers: dict[str, str],
+    open_alerts: Iterable[AlertRecord],
+    checks: Iterable[CompiledCheck],
+) -> list[str]:
+    """Given a silence's matchers, the open alerts and the configured checks, return what
+    it matches now, for people: the open alerts it mutes (id, check, target, state) and the
+    checks whose alerts it would mute (a ``status`` matcher is left out for checks: their
+    status is only known when they alert), or that it matches nothing yet."""
+    from upkeep.alerting.routing import AlertFacts, silence_matches
+
+    alerts = [
+        record
+        for record in open_alerts
+        if silence_matches(
+            matchers,
+            AlertFacts(
+                record.check, record.target, record.severity, record.status.label, record.labels
+            ),
+        )
+    ]
+    check_matchers = {key: value for key, value in matchers.items() if key != "status"}
+    matched_checks = sorted(
+        check.name
+        for check in checks
+        if silence_matches(
+            check_matchers,
+            AlertFacts(check.name, check.target_name, check.severity, "", check.labels),
+        )
+    )
+    lines = []
+    if alerts:
+        shown = ", ".join(
+            f"#{record.id} {record.check} on {record.target} ({record.state})" for record in alerts
+        )
+        lines.append(f"mutes {len(alerts)} open alert(s) now: {shown}")
+    else:
+        lines.append("mutes no open alert now")
+    if matched_checks:
+        lines.append(f"matches {len(matched_checks)} check(s): {', '.join(matched_checks)}")
+    else:
+        lines.append(
+            "matches no configured check: it mutes only alerts whose fields match later "
+            "(check the spelling: matchers are check, target, severity, status or a label)"
+        )
+    return lines
 
 
 def _matchers_text(silence: Silence) -> str:
@@ -201,8 +273,6 @@ def _matchers_text(silence: Silence) -> str:
 
 def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool) -> int:
     """Print silences not yet over (every one with ``show_all``); return 0 or 2."""
-    from rich.table import Table
-
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
@@ -215,9 +285,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
         print_json({"silences": [silence.to_json(now) for silence in found]})
         return 0
     zone = ZoneInfo(loaded.config.timezone)
-    table = Table(title="silences")
-    for column in ("id", "matchers", "from", "until", "by", "state", "comment"):
-        table.add_column(column, overflow="fold")
+    rows: list[tuple[object, ...]] = []
     for silence in found:
         if silence.removed_at is not None:
             state = f"removed by {silence.removed_by}"
@@ -225,8 +293,8 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
             state = "active"
         else:
             state = "ended" if silence.ends_at <= now else "scheduled"
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(silence.id),
                 _matchers_text(silence),
                 local_time(silence.starts_at, zone),
@@ -239,7 +307,7 @@ def list_silences(config_path: Path | None, *, show_all: bool, json_output: bool
     if not found:
         console().print("no silences", markup=False)
         return 0
-    console().print(table)
+    print_table(console(), SILENCE_COLUMNS, rows, title="silences")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +14,12 @@ from upkeep.cli.common import (
     EXIT_USAGE,
     console,
     load_for_command,
+    local_time,
     print_error,
     print_json,
     try_open_store,
 )
-from upkeep.cli.output import cells, untrusted
+from upkeep.cli.output import Column, print_table, untrusted
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -170,25 +172,35 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
                 }
             )
             return 0
-        from rich.table import Table
 
-        table = Table("source", "taken (UTC)", "dumped", "stored", "status", "verified", "label")
-        table.add_column("id", no_wrap=True)
-        for row in rows:
-            table.add_row(
-                *cells(
-                    row["source"],
-                    row["started_at"][:16].replace("T", " "),
+        columns = (
+            Column("id"),
+            Column("source"),
+            Column("taken"),
+            Column("dumped", "number"),
+            Column("stored", "number"),
+            Column("status", "text"),
+            Column("verified", "words"),
+            Column("label", "text"),
+        )
+        out = console()
+        print_table(
+            out,
+            columns,
+            [
+                (
+                    backup.id,
+                    backup.source,
+                    local_time(backup.taken_at, env.zone),
                     _size(row["raw_bytes"]),
                     _size(row["stored_bytes"]),
                     "ok" if row["intact"] else f"DAMAGED: {row['problem']}",
-                    row["verified"],
+                    _verified_text(backup, env.zone),
                     row["label"] or "",
-                    row["id"],
                 )
-            )
-        out = console()
-        out.print(table)
+                for backup, row in zip(backups, rows, strict=True)
+            ],
+        )
         damaged = sum(1 for row in rows if not row["intact"])
         out.print(
             f"{len(rows)} backup(s) in {env.repository.root}"
@@ -204,7 +216,8 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         for record in failures[:5]:
             out.print(
                 untrusted(
-                    f"failed attempt {record.started_at:%Y-%m-%d %H:%M:%S} {record.source}: "
+                    f"failed attempt {local_time(record.started_at, env.zone, seconds=True)} "
+                    f"{record.source}: "
                     f"{record.message}",
                     one_line=True,
                 )
@@ -236,6 +249,21 @@ def _row(backup: Backup) -> dict[str, Any]:
         "label": manifest.label if manifest else None,
         "path": str(backup.path),
     }
+
+
+def _verified_text(backup: Backup, zone: tzinfo) -> str:
+    """Return a backup's last verification for people: ``never``, or the verdict, how it
+    was checked and when, in the config's zone (``ok (hash) 2026-03-01 09:00 CET``)."""
+    verification = backup.verification()
+    if verification is None:
+        return "never"
+    verdict = "ok" if verification.get("ok") else "FAILED"
+    how = "restore" if verification.get("restored") else "hash"
+    try:
+        at = local_time(datetime.fromisoformat(str(verification.get("at"))), zone)
+    except ValueError:
+        at = "?"
+    return f"{verdict} ({how}) {at}"
 
 
 def _size(count: int | None) -> str:
@@ -362,20 +390,25 @@ def _print_compared(out: Any, entries: list[dict[str, Any]]) -> None:
     counted = [entry for entry in entries if entry["kind"] != "file"]
     files = [entry for entry in entries if entry["kind"] == "file"]
     if counted:
-        from rich.table import Table
-
         kind, unit = counted[0]["kind"], counted[0]["unit"]
-        table = Table(kind, f"manifest {unit}", f"restored {unit}", "")
-        for entry in counted:
-            table.add_row(
-                *cells(
+        print_table(
+            out,
+            [
+                Column(kind),
+                Column(f"manifest {unit}", "number"),
+                Column(f"restored {unit}", "number"),
+                Column(""),
+            ],
+            [
+                (
                     entry["name"],
                     _count(entry["manifest"]),
                     _count(entry["restored"]),
                     "ok" if entry["ok"] else "DIFFERS",
                 )
-            )
-        out.print(table)
+                for entry in counted
+            ],
+        )
     if files:
         matched = sum(1 for entry in files if entry["ok"])
         out.print(

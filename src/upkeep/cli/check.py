@@ -112,7 +112,7 @@ def run_check(
             for check in selected
         }
         out = console()
-        out.print(results_table(results, condition_names, out.width))
+        out.print(results_table(results, condition_names, out.width), crop=False)
         out.print(
             summary_line([result.status for result in results]) + f" - worst: {overall.label}",
             markup=False,

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 from upkeep.core.redaction import Redactor
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from rich.console import Console
 
     from upkeep.config.loader import LoadedConfig
@@ -204,11 +202,38 @@ def who() -> str:
         return "unknown"
 
 
-def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
-    """Given a moment (or None) and a zone, return it as ``YYYY-MM-DD HH:MM TZ`` there (``-``)."""
+def local_time(moment: datetime | None, zone: tzinfo, *, seconds: bool = False) -> str:
+    """Given a moment (or None) and a zone (the config's ``timezone``), return it as
+    ``YYYY-MM-DD HH:MM TZ`` there (``HH:MM:SS`` with ``seconds``), or ``-`` for None: the
+    one form every command prints a time in."""
     if moment is None:
         return "-"
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zone).strftime(
+        "%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z"
+    )
+
+
+_ISO_MOMENT = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?P<seconds>:\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def local_times_in(text: str, zone: tzinfo) -> str:
+    """Given stored text (an event's detail, a run's message) and the config's zone, return
+    it with every ISO 8601 moment that has an offset (``2026-03-01T08:00:00+00:00``)
+    written as ``local_time`` writes it (seconds kept when it had them); other text is
+    unchanged. Stored text says moments in UTC, written before a zone was known."""
+    from datetime import datetime
+
+    def replace(match: re.Match[str]) -> str:
+        shown = match.group()
+        try:
+            moment = datetime.fromisoformat(shown.replace("Z", "+00:00"))
+        except ValueError:
+            return shown
+        return local_time(moment, zone, seconds=match.group("seconds") is not None)
+
+    return _ISO_MOMENT.sub(replace, text)
 
 
 def load_for_command(config_path: Path | None, level: int | None = None) -> LoadedConfig | None:

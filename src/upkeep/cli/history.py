@@ -65,38 +65,40 @@ def run_history(
         ]
         print_json({"results": document})
         return 0
-    from rich.table import Table
-    from rich.text import Text
-
-    from upkeep.cli.output import STYLE, cells, format_value
-
-    table = Table(header_style="bold", pad_edge=False)
-    for column in ("at", "status", "check", "metrics", "message", "ms"):
-        table.add_column(column, justify="right" if column == "ms" else "left", overflow="fold")
-    zone = loaded.config.timezone
     from zoneinfo import ZoneInfo
 
-    for row in rows:
-        # Escaped Text cells: stored messages and metric values are plugin output, which
-        # rich would read as markup and a terminal as escape sequences.
-        table.add_row(
-            *cells(
-                row.at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S"),
-                Text(row.status.label.upper(), style=STYLE[row.status]),
-                row.check,
-                " ".join(
-                    f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
-                ),
-                row.message,
-                f"{row.duration_ms:.0f}",
-            )
-        )
-    out = console()
-    out.print(table)
-    out.print(
-        f"{len(rows)} result(s) since {start.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}",
-        markup=False,
+    from rich.text import Text
+
+    from upkeep.cli.common import local_time
+    from upkeep.cli.output import STYLE, Column, format_value, print_table
+
+    zone = ZoneInfo(loaded.config.timezone)
+    columns = (
+        Column("at"),
+        Column("status"),
+        Column("check"),
+        Column("metrics", "words"),
+        Column("message", "text"),
+        Column("ms", "number"),
     )
+    # Cells are escaped by print_table: stored messages and metric values are plugin
+    # output, which rich would read as markup and a terminal as escape sequences.
+    table_rows = [
+        (
+            local_time(row.at, zone, seconds=True),
+            Text(row.status.label.upper(), style=STYLE[row.status]),
+            row.check,
+            " ".join(
+                f"{key}={format_value(value)}" for key, value in list(row.metrics.items())[:4]
+            ),
+            row.message,
+            f"{row.duration_ms:.0f}",
+        )
+        for row in rows
+    ]
+    out = console()
+    print_table(out, columns, table_rows)
+    out.print(f"{len(rows)} result(s) since {local_time(start, zone)}", markup=False)
     return 0
 
 

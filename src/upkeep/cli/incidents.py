@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
-from upkeep.cli.output import cells, untrusted
+from upkeep.cli.common import (
+    EXIT_USAGE,
+    config_and_store,
+    local_time,
+    local_times_in,
+    print_error,
+    print_json,
+    who,
+)
+from upkeep.cli.output import untrusted
 from upkeep.core.text import human_duration
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console
 
     from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures
 
@@ -121,19 +129,28 @@ def list_incidents(
     if json_output:
         print_json([incident_to_json(incident, now) for incident in incidents])
         return 0
-    from rich.table import Table
     from rich.text import Text
 
+    from upkeep.cli.output import Column, print_table
+
     zone = ZoneInfo(loaded.config.timezone)
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "check", "target", "sev", "opened", "duration", "acked by", "state"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    columns = (
+        Column("id"),
+        Column("check"),
+        Column("target"),
+        Column("sev"),
+        Column("opened"),
+        Column("duration", "words"),
+        Column("acked by", "words"),
+        Column("state"),
+    )
+    rows: list[tuple[object, ...]] = []
     for incident in incidents:
         duration = human_duration(incident.duration_s(now))
         if incident.resolved_at is None:
             duration = f"ongoing ({duration})"
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(incident.id),
                 incident.check,
                 incident.target,
@@ -145,7 +162,7 @@ def list_incidents(
             )
         )
     out = console()
-    out.print(table)
+    print_table(out, columns, rows)
     which = "open incident(s)" if open_only else "incident(s)"
     out.print(f"{len(incidents)} {which} since {local_time(start, zone)}", markup=False)
     return 0
@@ -202,13 +219,13 @@ def show_incident(config_path: Path | None, incident_id: int, *, json_output: bo
         out.print(untrusted(line, one_line=True))
     out.print("timeline:")
     for event in events:
-        entry = Text(f"  {event.at.astimezone(zone):%Y-%m-%d %H:%M:%S}  ")
+        entry = Text(f"  {local_time(event.at, zone, seconds=True)}  ")
         entry.append(f"{event.kind:<14}", style=EVENT_STYLE.get(event.kind, ""))
         said = ""
         if event.author:
             said += f" {event.author}" + (":" if event.detail else "")
         if event.detail:
-            said += f" {event.detail}"
+            said += f" {local_times_in(event.detail, zone)}"
         # Authors and notes come from people and API clients: one escaped line each.
         entry.append_text(untrusted(said, one_line=True))
         out.print(entry)
@@ -297,7 +314,7 @@ def show_stats(
         out.print("no checks with results in the period", markup=False)
         return 0
     for title, rows in (("check", checks), ("target", targets)):
-        out.print(_stats_table(title, rows))
+        _print_stats_table(out, title, rows)
         out.print()
     out.print(
         f"since {local_time(start, zone)}; MTTR and MTBF over outages, MTTA over incidents "
@@ -307,14 +324,25 @@ def show_stats(
     return 0
 
 
-def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
-    from rich.table import Table
+def _print_stats_table(out: Console, title: str, rows: list[ReliabilityFigures]) -> None:
     from rich.text import Text
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column(title, no_wrap=True, overflow="ellipsis")
-    for column in ("uptime", "incidents", "open", "MTTR", "MTBF", "MTTA", "acked", "response met"):
-        table.add_column(column, justify="right", no_wrap=True)
+    from upkeep.cli.output import Column, print_table
+
+    columns = [Column(title)] + [
+        Column(header, "number")
+        for header in (
+            "uptime",
+            "incidents",
+            "open",
+            "MTTR",
+            "MTBF",
+            "MTTA",
+            "acked",
+            "response met",
+        )
+    ]
+    table_rows: list[tuple[object, ...]] = []
     for figure in rows:
         uptime = format_percent(figure.uptime_percent)
         style = "" if figure.downtime_s == 0 else "yellow"
@@ -324,8 +352,8 @@ def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
             if judged
             else "-"
         )
-        table.add_row(
-            *cells(
+        table_rows.append(
+            (
                 figure.name,
                 Text(uptime, style=style),
                 str(figure.incidents),
@@ -338,4 +366,4 @@ def _stats_table(title: str, rows: list[ReliabilityFigures]) -> Table:
                 response,
             )
         )
-    return table
+    print_table(out, columns, table_rows)

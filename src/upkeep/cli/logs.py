@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import (
     EXIT_FAILED,
@@ -15,18 +16,20 @@ from upkeep.cli.common import (
     print_json,
     print_problems,
 )
-from upkeep.cli.output import cells, untrusted
+from upkeep.cli.output import untrusted
 
 if TYPE_CHECKING:
-    from upkeep.analysis.logs import Analysis, Format
+    from upkeep.analysis.logs import Analysis, EndpointFigures, Format
     from upkeep.config.loader import LoadedConfig
 
 
 def _paths(
     config_path: Path | None, paths: list[Path], target: str | None
-) -> tuple[list[Path], Path | None] | None:
-    """Return the files to analyze and, for a target's, the directory they were found in
-    (opened through it, see ``open_log``); None after saying what is wrong."""
+) -> tuple[list[Path], Path | None, tzinfo] | None:
+    """Return the files to analyze, for a target's the directory they were found in
+    (opened through it, see ``open_log``), and the zone to show times in (the config's
+    for a target, else UTC: files named on the command line need no config); None after
+    saying what is wrong."""
     if target is None:
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
@@ -34,7 +37,7 @@ def _paths(
             return None
         # Paths typed by the operator are theirs to follow; files found in a target's
         # directory are not (see list_log_files).
-        return [path.resolve() for path in paths], None
+        return [path.resolve() for path in paths], None, UTC
     loaded = load_for_command(config_path)
     if loaded is None:
         return None
@@ -54,7 +57,11 @@ def _paths(
 
     try:
         files = list_log_files(found.path, found.pattern)
-        return [log.path for log in files], target_directory(files)
+        return (
+            [log.path for log in files],
+            target_directory(files),
+            ZoneInfo(loaded.config.timezone),
+        )
     except TargetUnreachable as error:
         print_error(str(error))
         return None
@@ -80,7 +87,7 @@ def analyze_logs(
     found = _paths(config_path, paths, target)
     if found is None:
         return EXIT_USAGE
-    files, below = found
+    files, below, zone = found
     if not files:
         print_error("no log files to analyze")
         return EXIT_USAGE
@@ -109,15 +116,14 @@ def analyze_logs(
     if json_output:
         print_json(result.to_json(top))
         return 0
-    _print(result, top)
+    _print(result, top, zone)
     return 0
 
 
-def _print(result: Analysis, top: int) -> None:
-    from rich.table import Table
-
-    from upkeep.analysis.logs import sparkline
-    from upkeep.cli.common import console
+def _print(result: Analysis, top: int, zone: tzinfo = UTC) -> None:
+    from upkeep.analysis.logs import EndpointFigures, sparkline
+    from upkeep.cli.common import console, local_time
+    from upkeep.cli.output import Column, print_table
 
     out = console()
     formats = ", ".join(f"{count} {name}" for name, count in result.formats.items())
@@ -140,30 +146,58 @@ def _print(result: Analysis, top: int) -> None:
             )
     if not result.endpoints:
         return
-    table = Table(title="endpoints (busiest first)")
-    for column in ("endpoint", "requests", "5xx %", "p50 ms", "p95 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    columns = [Column("endpoint")] + [
+        Column(header, "number")
+        for header in ("requests", "5xx", "5xx %", "p50 ms", "p95 ms", "p99 ms")
+    ]
     busiest = sorted(result.endpoints.items(), key=lambda item: -item[1].requests)[:top]
-    for name, figures in busiest:
-        summary = figures.summary()
-        table.add_row(
-            *cells(name),
-            str(summary["requests"]),
-            f"{summary['error_rate_percent']:.2f}",
-            *(
-                str(summary[key]) if summary[key] is not None else "-"
-                for key in ("p50_ms", "p95_ms", "p99_ms")
-            ),
-        )
-    out.print(table)
+    rows = [(name, *_figures_cells(figures)) for name, figures in busiest]
+    if len(result.endpoints) > 1:
+        total = EndpointFigures()
+        for figures in result.endpoints.values():
+            total.requests += figures.requests
+            total.errors += figures.errors
+            total.times_ms.extend(figures.times_ms)
+        rows.append((f"all {len(result.endpoints)} endpoints", *_figures_cells(total)))
+    print_table(out, columns, rows, title="endpoints (busiest first)")
     if result.bins:
         ordered = sorted(result.bins.items())
         counts = [figures.requests for _, figures in ordered]
-        out.print(
-            f"requests per 5 min, {ordered[0][0]:%Y-%m-%d %H:%M} to {ordered[-1][0]:%H:%M} UTC: "
-            f"{sparkline(counts)} (max {max(counts)})",
-            markup=False,
+        line = (
+            f"requests per 5 min, {local_time(ordered[0][0], zone)} to "
+            f"{local_time(ordered[-1][0], zone)}: {sparkline(counts)} (max {max(counts)})"
         )
+        summaries = [(start, figures.summary()) for start, figures in ordered]
+        worst_rate = max(summaries, key=lambda item: item[1]["error_rate_percent"])
+        if worst_rate[1]["errors"]:
+            line += (
+                f"; worst 5xx rate {worst_rate[1]['error_rate_percent']:.2f}% "
+                f"from {worst_rate[0].astimezone(zone):%H:%M}"
+            )
+        timed = [item for item in summaries if item[1]["p95_ms"] is not None]
+        if timed:
+            worst_p95 = max(timed, key=lambda item: item[1]["p95_ms"])
+            line += (
+                f"; worst p95 {_milliseconds(worst_p95[1]['p95_ms'])} ms "
+                f"from {worst_p95[0].astimezone(zone):%H:%M}"
+            )
+        out.print(line, markup=False, soft_wrap=True)
+
+
+def _milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _figures_cells(figures: EndpointFigures) -> tuple[str, ...]:
+    """Given an endpoint's figures, return its cells: requests, 5xx count, 5xx rate and
+    p50/p95/p99 in whole milliseconds (``-`` without response times)."""
+    summary = figures.summary()
+    return (
+        str(summary["requests"]),
+        str(summary["errors"]),
+        f"{summary['error_rate_percent']:.2f}",
+        *(_milliseconds(summary[key]) for key in ("p50_ms", "p95_ms", "p99_ms")),
+    )
 
 
 def run_log_task(

@@ -4,14 +4,88 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from upkeep import __version__
 from upkeep.cli import options
 
+METAVARS = {
+    "config": "FILE",
+    "label": "KEY=VALUE",
+    "mute_label": "KEY=VALUE",
+    "match": "KEY=PATTERN",
+    "since": "DURATION",
+    "for_": "DURATION",
+    "duration": "DURATION",
+    "rto": "DURATION",
+    "rpo": "DURATION",
+    "start": "TIME",
+    "limit": "N",
+    "count": "N",
+    "top": "N",
+    "step": "N",
+    "comment": "TEXT",
+    "text": "TEXT",
+    "author": "NAME",
+    "listen": "HOST:PORT",
+    "target": "TARGET",
+    "log_format": "FORMAT",
+    "pattern": "REGEX",
+    "status": "STATUS",
+    "to": "NAME",
+    "names": "CHECK",
+    "check_name": "[CHECK]",
+    "runbook": "RUNBOOK",
+    "run_id": "RUN",
+    "alert_id": "ALERT",
+    "window_id": "WINDOW",
+    "silence_id": "SILENCE",
+    "incident_id": "INCIDENT",
+    "backup_id": "BACKUP",
+    "targets": "TARGET",
+    "sources": "SOURCE",
+    "source": "SOURCE",
+    "paths": "FILE",
+    "channel": "CHANNEL",
+    "name": "NAME",
+}
+"""The metavar of each parameter by its name, so every command says DURATION, TIME, RUN or
+CHECK alike (typer's own would be ``<str>``, ``<list[str]>``, ``<path>``). A parameter
+with a metavar of its own keeps it; ``tests/e2e/test_readable_output.py`` checks that
+every parameter of every command has one."""
+
+
+def first_sentence(text: str) -> str:
+    """Given a command's help, return its first sentence, whole: the summary in the
+    command list (click would cut it at the screen's width with ``...``)."""
+    paragraph = text.strip().split("\n\n")[0]
+    flat = " ".join(paragraph.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[: end + 1]
+
+
+class ReadableGroup(TyperGroup):
+    """A command group whose commands are listed with whole one-sentence summaries and
+    whose parameters all carry a metavar from ``METAVARS``."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """Given a command's name, return the command with its summary and metavars set."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            return None
+        if not command.short_help and command.help:
+            command.short_help = first_sentence(command.help)
+        for parameter in command.params:
+            if getattr(parameter, "metavar", None) is None and parameter.name in METAVARS:
+                parameter.metavar = METAVARS[parameter.name]
+        return command
+
+
 app = typer.Typer(
+    cls=ReadableGroup,
     name="upkeep",
     help="Runbooks as code: health checks, maintenance, backups and alerts from one upkeep.yaml.",
     no_args_is_help=True,
@@ -96,12 +170,14 @@ def check(
 def history(
     check_name: Annotated[
         str | None,
-        typer.Argument(metavar="[CHECK]", help="One check, or one runbook with --runs."),
+        typer.Argument(metavar="CHECK", help="One check, or one runbook with --runs."),
     ] = None,
     since: Annotated[
         str,
         typer.Option(
-            help="How far back: a duration (24h, 7d) or an ISO time.", parser=options.since_text
+            metavar="DURATION|TIME",
+            help="How far back: a duration (24h, 7d) or an ISO time.",
+            parser=options.since_text,
         ),
     ] = "24h",
     limit: Annotated[
@@ -181,7 +257,7 @@ def serve(
     raise typer.Exit(run_serve(config, listen))
 
 
-runs_app = typer.Typer(help="Recorded runbook runs.", no_args_is_help=True)
+runs_app = typer.Typer(cls=ReadableGroup, help="Recorded runbook runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
@@ -189,7 +265,12 @@ app.add_typer(runs_app, name="runs")
 def runs_list(
     runbook: Annotated[str | None, typer.Argument(help="Only this runbook.")] = None,
     since: Annotated[
-        str, typer.Option(help="How far back (24h, 7d) or an ISO time.", parser=options.since_text)
+        str,
+        typer.Option(
+            metavar="DURATION|TIME",
+            help="How far back (24h, 7d) or an ISO time.",
+            parser=options.since_text,
+        ),
     ] = "7d",
     limit: Annotated[int, typer.Option(help="At most this many runs.", parser=options.count)] = 50,
     config: ConfigOption = None,
@@ -239,7 +320,7 @@ def approve(
     raise typer.Exit(decide(config, run_id, reject=reject, comment=comment, step=step))
 
 
-window_app = typer.Typer(help="Maintenance windows.", no_args_is_help=True)
+window_app = typer.Typer(cls=ReadableGroup, help="Maintenance windows.", no_args_is_help=True)
 app.add_typer(window_app, name="window")
 
 
@@ -348,7 +429,9 @@ def ack(
     raise typer.Exit(acknowledge(config, alert_id, duration=for_, comment=comment, author=author))
 
 
-silence_app = typer.Typer(help="Silences: mute matching alerts for a while.", no_args_is_help=True)
+silence_app = typer.Typer(
+    cls=ReadableGroup, help="Silences: mute matching alerts for a while.", no_args_is_help=True
+)
 app.add_typer(silence_app, name="silence")
 
 
@@ -412,7 +495,9 @@ def silence_remove(
 
 # --- logs (issue #5) ------------------------------------------------------------------------
 
-logs_app = typer.Typer(help="Logs: rotation, retention, analysis.", no_args_is_help=True)
+logs_app = typer.Typer(
+    cls=ReadableGroup, help="Logs: rotation, retention, analysis.", no_args_is_help=True
+)
 app.add_typer(logs_app, name="logs")
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="List every action; change nothing.")]
 LogsTargetsArgument = Annotated[
@@ -509,7 +594,7 @@ def logs_analyze(
 # --- backups and drills (issue #6) ---------------------------------------------------------
 
 backup_app = typer.Typer(
-    help="Backups: list, create, verify, restore, prune.", no_args_is_help=True
+    cls=ReadableGroup, help="Backups: list, create, verify, restore, prune.", no_args_is_help=True
 )
 app.add_typer(backup_app, name="backup")
 
@@ -541,7 +626,7 @@ def backup_create(
 
 @backup_app.command("verify")
 def backup_verify(
-    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    backup_id: Annotated[str, typer.Argument(help="A backup id.")],
     restore: Annotated[
         bool, typer.Option("--restore", help="Restore into a scratch copy and compare.")
     ] = False,
@@ -557,7 +642,7 @@ def backup_verify(
 
 @backup_app.command("restore")
 def backup_restore(
-    backup_id: Annotated[str, typer.Argument(metavar="ID", help="A backup id.")],
+    backup_id: Annotated[str, typer.Argument(help="A backup id.")],
     to: Annotated[
         str | None, typer.Option("--to", help="A source or target (default: the backup's).")
     ] = None,
@@ -632,7 +717,9 @@ LabelOption = Annotated[
         parser=options.pair_text,
     ),
 ]
-incidents_app = typer.Typer(help="Incidents: alerts that fired, with their timelines.")
+incidents_app = typer.Typer(
+    cls=ReadableGroup, help="Incidents: alerts that fired, with their timelines."
+)
 app.add_typer(incidents_app, name="incidents")
 
 
@@ -640,7 +727,12 @@ app.add_typer(incidents_app, name="incidents")
 def incidents_list(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option(help="How far back (24h, 30d) or an ISO time.", parser=options.since_text)
+        str,
+        typer.Option(
+            metavar="DURATION|TIME",
+            help="How far back (24h, 30d) or an ISO time.",
+            parser=options.since_text,
+        ),
     ] = "30d",
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
     label: LabelOption = None,
@@ -693,7 +785,12 @@ def incidents_note(
 @app.command()
 def stats(
     since: Annotated[
-        str, typer.Option(help="How far back (24h, 30d) or an ISO time.", parser=options.since_text)
+        str,
+        typer.Option(
+            metavar="DURATION|TIME",
+            help="How far back (24h, 30d) or an ISO time.",
+            parser=options.since_text,
+        ),
     ] = "30d",
     label: LabelOption = None,
     config: ConfigOption = None,
@@ -707,7 +804,9 @@ def stats(
 
 # --- notification channels and the outbox (issue #4) ------------------------------------------
 
-notify_app = typer.Typer(help="Notification channels and the outbox.", no_args_is_help=True)
+notify_app = typer.Typer(
+    cls=ReadableGroup, help="Notification channels and the outbox.", no_args_is_help=True
+)
 app.add_typer(notify_app, name="notify")
 
 

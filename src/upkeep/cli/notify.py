@@ -82,6 +82,13 @@ def list_outbox(
             status=None if status is None else OutboxStatus(status), limit=max(1, limit)
         )
         counts = store.outbox.counts()
+        # Each row names its alert and the alert's check; a pruned alert has no check left.
+        alert_ids = {row.alert_id for row in rows if row.alert_id is not None}
+        checks = {
+            alert_id: record.check
+            for alert_id in alert_ids
+            if (record := store.alerts.get(alert_id)) is not None
+        }
     from upkeep.cli.common import active_redactor, console
 
     redact = active_redactor().redact
@@ -96,6 +103,7 @@ def list_outbox(
                         "channel": row.channel,
                         "kind": row.kind,
                         "alert_id": row.alert_id,
+                        "check": checks.get(row.alert_id) if row.alert_id is not None else None,
                         "severity": row.severity,
                         "title": redact(row.title),
                         "status": row.status,
@@ -112,21 +120,36 @@ def list_outbox(
             }
         )
         return 0
-    from rich.table import Table
     from rich.text import Text
 
-    from upkeep.cli.output import cells
+    from upkeep.cli.output import Column, print_table
 
     zone = ZoneInfo(loaded.config.timezone)
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "channel", "kind", "status", "attempts", "next attempt", "last error"):
-        table.add_column(column, overflow="fold")
+    columns = (
+        Column("id"),
+        Column("channel"),
+        Column("alert"),
+        Column("check"),
+        Column("kind"),
+        Column("status"),
+        Column("attempts", "number"),
+        Column("next attempt"),
+        Column("last error", "text"),
+    )
+    table_rows: list[tuple[object, ...]] = []
     for row in rows:
         waiting = row.status in WAITING_STATUSES
-        table.add_row(
-            *cells(
+        if row.alert_id is None:
+            alert, check = "-", "-"
+        else:
+            alert = f"#{row.alert_id}" + (f" {row.severity}" if row.severity else "")
+            check = checks.get(row.alert_id, "(pruned)")
+        table_rows.append(
+            (
                 str(row.id),
                 row.channel,
+                alert,
+                check,
                 row.kind,
                 Text(row.status, style=STATUS_STYLE.get(row.status, "")),
                 str(row.attempts),
@@ -138,7 +161,7 @@ def list_outbox(
         )
     out = console()
     if rows:
-        out.print(table)
+        print_table(out, columns, table_rows)
     else:
         out.print("no notifications in the outbox" + (f" with status {status}" if status else ""))
     out.print("  ".join(f"{name} {count}" for name, count in counts.items()), markup=False)

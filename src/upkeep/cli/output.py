@@ -14,16 +14,28 @@ reorder what a line seems to say. The rules, applied by this module:
 * ``make_console`` is the only console the CLI prints through: markup, emoji codes and
   highlighting are off, and it escapes every piece of text it renders as a last line of
   defence, so a renderer that forgot ``untrusted`` still prints nothing raw. Styles are
-  given as ``Text`` styles, never as markup in strings.
+  given as ``Text`` styles, never as markup in strings. Its width is the terminal's (or
+  ``$COLUMNS``); output that goes to a pipe or a file without ``$COLUMNS`` is not wrapped
+  at all (``UNWRAPPED_WIDTH``), so ``grep`` and ``awk`` see whole lines.
+
+Tables follow one rule, applied by ``print_table`` to every table the CLI prints: a *key*
+column (an id, a name, a date, a status, a number: what a person copies into the next
+command or compares down the column) is as wide as its widest cell and is never cut,
+wrapped or ellipsized; a *words* column (``name=value`` figures) may wrap between its
+words, never inside one; *text* columns (messages, comments) take what is left and wrap.
+When even the key columns do not fit, the table is printed wider than the screen (the
+terminal wraps the line) rather than cutting an id.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from upkeep.core.status import Status
 
@@ -108,10 +120,181 @@ def _safe_console_class() -> type[Console]:
     return SafeConsole
 
 
+UNWRAPPED_WIDTH = 10_000
+"""The width of output to a pipe or a file without ``$COLUMNS``: wide enough that no line
+upkeep prints is wrapped, so a script reads one record per line."""
+
+
+def console_width(stream: TextIO, environment: dict[str, str] | None = None) -> int | None:
+    """Given the stream a console writes to and the environment, return the width to force,
+    or None to let rich measure it: None at a terminal or when ``$COLUMNS`` is a positive
+    number (rich reads it), else ``UNWRAPPED_WIDTH``.
+
+    Rich alone falls back to 80 columns for a pipe (or takes the size of whichever of
+    stdin/stdout/stderr is a terminal), which cut tables and wrapped lines in ``make run``
+    and ``| grep``.
+    """
+    columns = (os.environ if environment is None else environment).get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return None
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):  # a closed or odd stream: treat it as a pipe
+        pass
+    return UNWRAPPED_WIDTH
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """Return the console the CLI prints through (stdout, or stderr): markup, emoji and
-    highlighting off, every rendered text escaped (see the module docstring)."""
-    return _safe_console_class()(stderr=stderr, markup=False, emoji=False, highlight=False)
+    highlighting off, every rendered text escaped, as wide as the terminal or unwrapped
+    into a pipe (see the module docstring)."""
+    import sys
+
+    width = console_width(sys.stderr if stderr else sys.stdout)
+    return _safe_console_class()(
+        stderr=stderr, markup=False, emoji=False, highlight=False, width=width
+    )
+
+
+ColumnKind = Literal["key", "number", "words", "text"]
+TEXT_MIN_WIDTH = 20
+"""The narrowest a text column is made (narrower, a message reads a word a line): when
+the other columns leave less, the table grows past the screen instead."""
+WORDS_MIN_WIDTH = 14
+"""The narrowest a words column is made while the table still fits the screen that way
+(on a narrower screen it goes down to its longest word)."""
+COLUMN_GAP = 2
+"""Spaces between two columns."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table printed by ``print_table``.
+
+    ``kind`` is ``key`` (never cut or wrapped), ``number`` (a key, right-aligned),
+    ``words`` (wraps between words, never inside one) or ``text`` (free text: takes what
+    the others leave and wraps).
+    """
+
+    header: str
+    kind: ColumnKind = "key"
+
+
+def _word_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(word) for word in text.split()), default=0)
+
+
+def column_widths(
+    columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int
+) -> list[int]:
+    """Given columns, rows of escaped cells and the screen width, return each column's
+    content width by the rule of the module docstring: key and number columns as wide as
+    their widest cell; words and text columns at their natural width when everything
+    fits, else shrunk towards a comfortable minimum (``WORDS_MIN_WIDTH`` but at least the
+    longest word, ``TEXT_MIN_WIDTH``) in proportion to what they would lose, and when
+    even that does not fit, words columns down to their longest word. The sum (plus
+    ``COLUMN_GAP`` between columns) exceeds ``width`` only when the narrowest does."""
+    from rich.cells import cell_len
+
+    natural = [
+        max([cell_len(column.header), *(cell_len(row[index].plain) for row in rows)])
+        for index, column in enumerate(columns)
+    ]
+    room = width - COLUMN_GAP * (len(columns) - 1)
+    if sum(natural) <= room:
+        return natural
+
+    def minimums(comfortable: bool) -> list[int]:
+        """The narrowest each column may be: comfortable, or as narrow as is whole."""
+        found: list[int] = []
+        for index, column in enumerate(columns):
+            header = cell_len(column.header)
+            if column.kind in ("key", "number"):
+                found.append(natural[index])
+                continue
+            longest = max([_word_width(row[index].plain) for row in rows] or [0])
+            words_floor = WORDS_MIN_WIDTH if comfortable else 0
+            floor = TEXT_MIN_WIDTH if column.kind == "text" else words_floor
+            found.append(
+                max(header, longest if column.kind == "words" else 0, min(floor, natural[index]), 1)
+            )
+        return found
+
+    minimum = minimums(comfortable=True)
+    if sum(minimum) > room:
+        minimum = minimums(comfortable=False)
+    spare = room - sum(minimum)
+    if spare <= 0:
+        return minimum
+    # Each flexible column gets back a share of the spare room in proportion to what it
+    # would lose at its minimum; rounding leftovers go to the columns in order.
+    losses = [natural[index] - minimum[index] for index in range(len(columns))]
+    total_loss = sum(losses)
+    widths = [minimum[index] + spare * losses[index] // total_loss for index in range(len(columns))]
+    leftover = room - sum(widths)
+    for index in range(len(columns)):
+        if leftover <= 0:
+            break
+        if widths[index] < natural[index]:
+            widths[index] += 1
+            leftover -= 1
+    return widths
+
+
+def make_table(
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[object]],
+    width: int,
+    *,
+    title: str | None = None,
+) -> Table:
+    """Given columns, rows (values as for ``cells``) and the screen width, return a table
+    laid out by the rule of the module docstring; print it with ``print_table`` (the
+    table is wider than ``width`` when its key columns need it)."""
+    from rich.table import Table
+
+    escaped = [cells(*row) for row in rows]
+    widths = column_widths(columns, escaped, width)
+    total = sum(widths) + COLUMN_GAP * (len(columns) - 1)
+    table = Table(
+        title=title,
+        header_style="bold",
+        box=None,
+        pad_edge=False,
+        padding=(0, COLUMN_GAP, 0, 0),
+        # Set only past the screen: a table with a width is stretched to it by rich.
+        width=total if total > width else None,
+    )
+    for column, size in zip(columns, widths, strict=True):
+        fixed = column.kind in ("key", "number")
+        # "fold" everywhere: a key column is as wide as its widest cell, so it never
+        # folds; were a measurement ever off, a folded id still shows every character,
+        # where "ellipsis" would hide some (and "ignore" loses right-justification).
+        table.add_column(
+            column.header,
+            width=size,
+            no_wrap=fixed,
+            overflow="fold",
+            justify="right" if column.kind == "number" else "left",
+        )
+    for row in escaped:
+        table.add_row(*row)
+    return table
+
+
+def print_table(
+    out: Console,
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[object]],
+    *,
+    title: str | None = None,
+) -> None:
+    """Print rows as a table laid out for ``out``'s width (see ``make_table``), never
+    cropped at the screen's edge."""
+    out.print(make_table(columns, rows, out.width, title=title), crop=False)
 
 
 STYLE = {
@@ -140,82 +323,40 @@ def headline_metrics(result: CheckResult, condition_names: frozenset[str]) -> st
     return " ".join(f"{name}={format_value(result.metrics[name])}" for name in chosen[:VALUE_LIMIT])
 
 
+RESULT_COLUMNS = (
+    Column("status"),
+    Column("check"),
+    Column("target"),
+    Column("value", "words"),
+    Column("why", "text"),
+    Column("ms", "number"),
+)
+
+
 def results_table(
     results: Sequence[CheckResult], condition_names: dict[str, frozenset[str]], width: int
 ) -> Table:
     """Given results, each check's condition metric names and the screen width, return a
-    table with one line per result, worst first.
-
-    Long text is cut at the edge rather than wrapped (the full message is in ``--json`` and
-    ``upkeep history``), so a screenful reads at a glance at any width.
-    """
-    from rich.table import Table
+    table with one row per result, worst first, laid out by ``make_table``: status, check
+    and target whole, the figures wrapped between ``name=value`` pairs, the message
+    wrapped in what is left. Print it with ``crop=False`` (see ``print_table``)."""
     from rich.text import Text
 
     order = {Status.CRITICAL: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.OK: 3}
     rows = [
         (
-            result,
+            # Escaped Text, not str: rich would read "[/dev/sda1]" in a plugin's message
+            # as markup, and an escape sequence in it would reach the terminal.
+            Text(result.status.label.upper(), style=STYLE[result.status]),
+            result.check,
+            result.target,
             headline_metrics(result, condition_names.get(result.check, frozenset())),
+            result.message,
             f"{result.duration_ms:.0f}",
         )
         for result in sorted(results, key=lambda item: (order[item.status], item.check))
     ]
-
-    def fit(values: list[str], header: str, cap: int) -> int:
-        return min(cap, max([len(header), *(len(value) for value in values)]))
-
-    check_width = fit([row[0].check for row in rows], "check", 28)
-    target_width = fit([row[0].target for row in rows], "target", 16)
-    value_width = fit([row[1] for row in rows], "value", 32)
-    ms_width = fit([row[2] for row in rows], "ms", 7)
-    gaps = 2 * 5
-    why_width = width - (8 + check_width + target_width + value_width + ms_width + gaps)
-    # On a narrow screen the value, check and target columns give up room before "why".
-    for _ in range(64):
-        if why_width >= 20:
-            break
-        widest = max(
-            ("value", value_width),
-            ("check", check_width),
-            ("target", target_width),
-            key=lambda pair: pair[1],
-        )
-        if widest[1] <= 10:
-            break
-        if widest[0] == "value":
-            value_width -= 1
-        elif widest[0] == "check":
-            check_width -= 1
-        else:
-            target_width -= 1
-        why_width += 1
-    why_width = max(why_width, 12)
-
-    table = Table(header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("status", width=8, no_wrap=True)
-    for header, size in (
-        ("check", check_width),
-        ("target", target_width),
-        ("value", value_width),
-        ("why", why_width),
-    ):
-        table.add_column(header, width=size, no_wrap=True, overflow="ellipsis")
-    table.add_column("ms", width=ms_width, justify="right", no_wrap=True)
-    for result, value, milliseconds in rows:
-        # Escaped Text, not str: rich would read "[/dev/sda1]" in a plugin's message as
-        # markup, and an escape sequence in it would reach the terminal.
-        table.add_row(
-            *cells(
-                Text(result.status.label.upper(), style=STYLE[result.status]),
-                result.check,
-                result.target,
-                value,
-                result.message,
-                milliseconds,
-            )
-        )
-    return table
+    return make_table(RESULT_COLUMNS, rows, width)
 
 
 def summary_line(statuses: Sequence[Status]) -> str:

@@ -15,10 +15,12 @@ from upkeep.cli.common import (
     config_and_store,
     load_for_command,
     local_time,
+    local_times_in,
     print_error,
     print_json,
     who,
 )
+from upkeep.core.text import human_duration
 
 if TYPE_CHECKING:
     from upkeep.alerting.windows import WindowCalendar
@@ -133,8 +135,9 @@ def run_runbook(
         style = RUN_STATUS_STYLE.get(record.status, "")
         line = Text(f"run {record.id} ")
         line.append(record.status, style=style)
-        line.append(f" in {record.duration_s or 0:.1f}s: ")
-        line.append_text(untrusted(record.message, one_line=True))
+        line.append(f" in {human_duration(record.duration_s or 0.0)}: ")
+        message = local_times_in(record.message, ZoneInfo(loaded.config.timezone))
+        line.append_text(untrusted(message, one_line=True))
         console().print(line)
     return 0 if record.status == "succeeded" else EXIT_FAILED
 
@@ -152,8 +155,10 @@ async def _execute(
     from upkeep.store.runs import keep_alive, new_instance_id
 
     out = console()
+    started: list[int] = []
 
     def on_start(run_id: int) -> None:
+        started.append(run_id)
         if not quiet:
             mode = "dry run" if dry_run else "run"
             out.print(untrusted(f"{mode} {run_id} of runbook {name}"))
@@ -171,7 +176,8 @@ async def _execute(
         for output_line in output_lines(report.output)[:40]:
             out.print(untrusted(f"       {output_line}", one_line=True))
         if report.status == "waiting":
-            out.print("       waiting for approval")
+            run = f" (upkeep approve {started[-1]} --step {position + 1})" if started else ""
+            out.print(f"       waiting for approval{run}", markup=False, soft_wrap=True)
 
     async def confirm(text: str) -> bool:
         import typer
@@ -252,16 +258,21 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
     if json_output:
         print_json(rows)
         return 0
-    from rich.table import Table
+    from upkeep.cli.output import Column, print_table
 
-    from upkeep.cli.output import cells
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("runbook", "schedule", "window", "steps", "next firing", "description"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            *cells(
+    columns = (
+        Column("runbook"),
+        Column("schedule"),
+        Column("window"),
+        Column("steps", "number"),
+        Column("next firing"),
+        Column("description", "text"),
+    )
+    print_table(
+        console(),
+        columns,
+        [
+            (
                 row["runbook"],
                 row["schedule"] or "manual",
                 row["window"] or "-",
@@ -269,8 +280,9 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
                 row["next_local"],
                 row["description"],
             )
-        )
-    console().print(table)
+            for row in rows
+        ],
+    )
     return 0
 
 
@@ -299,17 +311,15 @@ def show_schedule(config_path: Path | None, *, count: int, json_output: bool) ->
     if json_output:
         print_json({"firings": entries, "checks": cadence})
         return 0
-    from rich.table import Table
+    from upkeep.cli.output import Column, print_table
 
-    from upkeep.cli.output import cells
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("when", "kind", "name", "note"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(*cells(entry["local"], entry["kind"], entry["name"], entry["note"]))
+    columns = (Column("when"), Column("kind"), Column("name"), Column("note", "text"))
     out = console()
-    out.print(table)
+    print_table(
+        out,
+        columns,
+        [(entry["local"], entry["kind"], entry["name"], entry["note"]) for entry in entries],
+    )
     summary = ", ".join(f"{number} every {every}" for every, number in sorted(cadence.items()))
     out.print(f"checks: {summary or 'none enabled'}", markup=False)
     return 0
@@ -454,34 +464,39 @@ def list_runs(
 
         print_json([run_to_json(r) for r in records])
         return 0
-    from rich.table import Table
     from rich.text import Text
 
-    from upkeep.cli.output import cells
+    from upkeep.cli.output import Column, print_table
 
     zone = ZoneInfo(loaded.config.timezone)
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "runbook", "status", "trigger", "started", "took", "message"):
-        # One line per run: the full message is in `upkeep runs show`.
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    columns = (
+        Column("id"),
+        Column("runbook"),
+        Column("status"),
+        Column("trigger", "words"),
+        Column("started"),
+        Column("took", "number"),
+        Column("message", "text"),
+    )
+    rows: list[tuple[object, ...]] = []
     for record in records:
-        took = f"{record.duration_s:.1f}s" if record.duration_s is not None else "-"
+        took = human_duration(record.duration_s) if record.duration_s is not None else "-"
         trigger = record.trigger + (f" ({record.triggered_by})" if record.triggered_by else "")
         if record.dry_run:
             trigger += " dry-run"
-        table.add_row(
-            *cells(
+        rows.append(
+            (
                 str(record.id),
                 record.runbook,
                 Text(record.status, style=RUN_STATUS_STYLE.get(record.status, "")),
                 trigger,
                 local_time(record.started_at, zone),
                 took,
-                record.message,
+                local_times_in(record.message, zone),
             )
         )
     out = console()
-    out.print(table)
+    print_table(out, columns, rows)
     out.print(f"{len(records)} run(s) since {local_time(start, zone)}", markup=False)
     return 0
 
@@ -518,8 +533,8 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         f"scheduled: {local_time(record.scheduled_for, zone)}",
         f"started:   {local_time(record.started_at, zone)}",
         f"finished:  {local_time(record.finished_at, zone)}"
-        + (f" ({record.duration_s:.1f}s)" if record.duration_s is not None else ""),
-        f"message:   {record.message}",
+        + (f" ({human_duration(record.duration_s)})" if record.duration_s is not None else ""),
+        f"message:   {local_times_in(record.message, zone)}",
         f"owner:     {record.owner}",
     ]
     for line in lines:
@@ -528,7 +543,7 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         out.print(untrusted(line, one_line=True))
     for step in record.steps:
         took = (
-            f" {(step.finished_at - step.started_at).total_seconds():.1f}s"
+            f" {human_duration(step.finished_at - step.started_at)}"
             if step.started_at and step.finished_at
             else ""
         )
@@ -664,22 +679,27 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     if json_output:
         print_json(rows)
         return 0
-    from rich.table import Table
     from rich.text import Text
 
-    from upkeep.cli.output import cells
+    from upkeep.cli.output import Column, print_table
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "window", "source", "state", "next opening", "comment"):
-        table.add_column(column)
+    columns = (
+        Column("id"),
+        Column("window"),
+        Column("source", "words"),
+        Column("state", "words"),
+        Column("next opening"),
+        Column("comment", "text"),
+    )
+    table_rows: list[tuple[object, ...]] = []
 
     def local(text: str | None) -> str:
         return local_time(datetime.fromisoformat(text), zone) if text else "-"
 
     for row in rows:
         state = f"open until {local(row['until'])}" if row["open_now"] else "closed"
-        table.add_row(
-            *cells(
+        table_rows.append(
+            (
                 str(row["id"] or "-"),
                 row["name"],
                 row["source"],
@@ -688,7 +708,7 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
                 row["comment"],
             )
         )
-    console().print(table)
+    print_table(console(), columns, table_rows)
     return 0
 
 

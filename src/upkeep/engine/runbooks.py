@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
+from upkeep.core.durations import format_duration
 from upkeep.core.status import Status, worst
 from upkeep.store.runs import ApprovalDecision, RunStatus, RunTrigger, StepStatus
 
@@ -82,6 +84,12 @@ def step_title(step: StepConfig) -> str:
         return f"command {step.command[0]}"
     text = step.manual if step.manual is not None else step.approval or ""
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _shown(span: timedelta | None) -> str:
+    """Given a configured timeout, return it as the config writes it (``1h``, not
+    ``1:00:00``); ``none`` for no limit."""
+    return format_duration(span) if span is not None else "none"
 
 
 def _cap(text: str) -> str:
@@ -196,7 +204,7 @@ class RunbookExecutor:
         except TimeoutError:
             await asyncio.to_thread(self._close_unfinished, run_id, StepStatus.TIMED_OUT)
             status = RunStatus.FAILED
-            message = f"runbook timed out after {runbook.timeout}"
+            message = f"runbook timed out after {_shown(runbook.timeout)}"
             plan = []
         except asyncio.CancelledError as cancelled:
             # The canceller may say why (the CLI: "interrupted by SIGTERM"); the daemon's
@@ -244,6 +252,14 @@ class RunbookExecutor:
                 await asyncio.to_thread(
                     run_log.update_step, run_id, position, status=StepStatus.NOT_RUN
                 )
+                # Reported like any other step, so a person watching the run sees what
+                # the stop left undone, not a list that ends at the failure.
+                if self.on_step is not None:
+                    self.on_step(
+                        position,
+                        title,
+                        StepReport(StepStatus.NOT_RUN, "not run: an earlier step failed", {}),
+                    )
                 continue
             started_at = self.clock.now()
             await asyncio.to_thread(
@@ -360,7 +376,9 @@ class RunbookExecutor:
             async with asyncio.timeout(timeout_s):
                 results = await self.checks.run_many(selected)
         except TimeoutError:
-            return StepReport(StepStatus.TIMED_OUT, f"checks did not finish within {step.timeout}")
+            return StepReport(
+                StepStatus.TIMED_OUT, f"checks did not finish within {_shown(step.timeout)}"
+            )
         await self._record(results, run_id)
         worst_status = worst([result.status for result in results])
         lines = [f"{result.status.label:<8} {result.check}: {result.message}" for result in results]
@@ -440,7 +458,9 @@ class RunbookExecutor:
                     return StepReport(StepStatus.PLANNED, "\n".join(lines), plan.as_dict())
                 outcome = await task.run(compiled.target, compiled.params, context)
         except TimeoutError:
-            return StepReport(StepStatus.TIMED_OUT, f"{step.task} did not finish within {timeout}")
+            return StepReport(
+                StepStatus.TIMED_OUT, f"{step.task} did not finish within {_shown(timeout)}"
+            )
         except TaskFailed as error:
             return StepReport(StepStatus.FAILED, f"{step.task} failed: {error}")
         except Exception as error:  # noqa: BLE001 - a task bug is recorded on the run, not a crash
@@ -466,13 +486,16 @@ class RunbookExecutor:
 
         argv = step.command or []
         if dry_run:
+            # Quoted as a shell would need it: ["sh", "-c", "echo 'a b'"] is three words,
+            # which " ".join would show as five.
+            shown = shlex.join(argv)
             return StepReport(
                 StepStatus.PLANNED,
-                f"would run {' '.join(argv)}; its effect cannot be predicted",
+                f"would run {shown}; its effect cannot be predicted",
                 {
                     "predictable": False,
                     "note": "an external command's effect cannot be known in advance",
-                    "changes": [{"action": "run", "subject": " ".join(argv), "detail": ""}],
+                    "changes": [{"action": "run", "subject": shown, "detail": ""}],
                 },
             )
         timeout = step.timeout or DEFAULT_COMMAND_TIMEOUT
@@ -495,7 +518,7 @@ class RunbookExecutor:
         }
         if result.timed_out:
             return StepReport(
-                StepStatus.TIMED_OUT, output + f"\n[timed out after {timeout}]", detail
+                StepStatus.TIMED_OUT, output + f"\n[timed out after {_shown(timeout)}]", detail
             )
         status = StepStatus.OK if result.exit_code == 0 else StepStatus.FAILED
         return StepReport(status, output, detail)
@@ -521,7 +544,7 @@ class RunbookExecutor:
         if dry_run:
             return StepReport(
                 StepStatus.PLANNED,
-                f"would wait up to {timeout} for approval: {text}",
+                f"would wait up to {_shown(timeout)} for approval: {text}",
                 {"approval": text},
             )
         run_log = self.store.runs
@@ -532,7 +555,7 @@ class RunbookExecutor:
             run_id,
             text,
             run_id,
-            timeout,
+            _shown(timeout),
         )
         deadline = self.clock.monotonic() + timeout.total_seconds()
         try:
@@ -543,7 +566,7 @@ class RunbookExecutor:
                 if self.clock.monotonic() >= deadline:
                     return StepReport(
                         StepStatus.EXPIRED,
-                        f"no decision within {timeout}: {text}",
+                        f"no decision within {_shown(timeout)}: {text}",
                         {"approval": text},
                     )
                 await self.clock.sleep(self.approval_poll_s)

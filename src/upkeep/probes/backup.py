@@ -26,6 +26,7 @@ from upkeep.core.models import Reference, StrictModel
 from upkeep.core.redaction import SecretMarker
 from upkeep.core.results import MetricValue
 from upkeep.core.status import Status
+from upkeep.core.text import format_bytes, human_duration
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
     MetricSpec,
@@ -162,8 +163,10 @@ def _freshness(root: Path, source: str, key: str | None) -> ProbeOutcome:
     if verified:
         values["last_verified_age_s"] = _age(max(verified), now) or 0.0
     message = (
-        f"newest {'intact ' if damaged else ''}backup {newest.id}, {values['age_s']:.0f}s old, "
-        f"{values['size_bytes']} bytes ({values['size_change_percent']:+.1f} %)"
+        f"newest {'intact ' if damaged else ''}backup {newest.id}, "
+        f"{human_duration(now - newest.taken_at)} old, "
+        f"{format_bytes(newest.intact_manifest.data.stored_bytes)} "
+        f"({values['size_change_percent']:+.1f} %)"
     )
     if not verified:
         message += "; never verified"
@@ -232,9 +235,9 @@ def _drill_message(report: dict[str, Any]) -> str:
     verdict = "passed" if report.get("passed") else "failed"
     parts = [f"last drill {verdict}"]
     if report.get("rto_s") is not None:
-        parts.append(f"RTO {report['rto_s']:.1f}s")
+        parts.append(f"RTO {human_duration(float(report['rto_s']))}")
     if report.get("rpo_s") is not None:
-        parts.append(f"RPO {report['rpo_s']:.0f}s")
+        parts.append(f"RPO {human_duration(float(report['rpo_s']))}")
     problems = report.get("problems") or []
     if problems:
         parts.append("; ".join(str(problem) for problem in problems[:3]))

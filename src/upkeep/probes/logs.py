@@ -33,6 +33,7 @@ from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import StrictModel
 from upkeep.core.results import MetricValue
+from upkeep.core.text import format_bytes
 from upkeep.io.safefs import Identity, UnsafeFileError
 from upkeep.io.threads import run_blocking
 from upkeep.probes.base import (
@@ -363,7 +364,7 @@ class SizeProbe(Probe[LogsTarget, StrictModel]):
         total = sum(log.size for log in files)
         return ProbeOutcome(
             {"bytes": total, "files": len(files)},
-            message=f"{len(files)} files, {total} bytes",
+            message=f"{len(files)} files, {format_bytes(total)}",
         )
 
 

@@ -21,7 +21,7 @@ from pydantic import field_validator
 from upkeep.core.durations import Duration
 from upkeep.core.models import StrictModel
 from upkeep.core.redaction import SecretMarker
-from upkeep.core.text import format_bytes, one_line
+from upkeep.core.text import format_bytes, human_duration, one_line
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
@@ -340,13 +340,17 @@ class ReplicationProbe(Probe[PostgresTarget, NoParams]):
                            pg_last_xact_replay_timestamp() IS NOT NULL
                     """,
                 )
-                message = f"standby: {lag_bytes} bytes and {lag_s:.1f}s behind its primary"
+                message = (
+                    f"standby: {format_bytes(lag_bytes)} and {human_duration(lag_s)} "
+                    "behind its primary"
+                )
                 if not replayed_any:
                     message += " (no transaction replayed yet)"
             else:
                 lag_bytes, lag_s = worst_bytes, worst_s
                 message = (
-                    f"primary with {replicas} replicas, worst {lag_bytes} bytes / {lag_s:.1f}s"
+                    f"primary with {replicas} replicas, worst {format_bytes(lag_bytes)} / "
+                    f"{human_duration(lag_s)}"
                     if replicas
                     else "primary with no replicas"
                 )

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from upkeep.core.redaction import SecretMarker
 from upkeep.core.results import MetricValue
-from upkeep.core.text import one_line
+from upkeep.core.text import format_bytes, one_line
 from upkeep.probes.base import (
     MetricSpec,
     NoParams,
@@ -144,10 +144,10 @@ class MemoryProbe(Probe[RedisTarget, NoParams]):
         }
         if limit:
             metrics["used_percent"] = used / limit * 100.0
-            basis = f"of maxmemory {limit} bytes"
+            basis = f"of maxmemory {format_bytes(limit)}"
         elif system:
             metrics["used_percent"] = used / system * 100.0
-            basis = f"of system memory {system} bytes (no maxmemory set)"
+            basis = f"of system memory {format_bytes(system)} (no maxmemory set)"
         else:
             basis = "(no maxmemory set and system memory not reported: used_percent unknown)"
         percent = metrics.get("used_percent")
@@ -155,7 +155,7 @@ class MemoryProbe(Probe[RedisTarget, NoParams]):
         return ProbeOutcome(
             metrics_from(metrics),
             message=(
-                f"{used} bytes used, {shown}{basis}; "
+                f"{format_bytes(used)} used, {shown}{basis}; "
                 f"fragmentation {metrics['fragmentation_ratio']:.2f}"
             ),
         )

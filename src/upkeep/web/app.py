@@ -132,6 +132,8 @@ def run_to_json(record: RunRecord) -> dict[str, Any]:
         "steps": [
             {
                 "position": step.position,
+                # The number the text output and `upkeep approve --step` use (1-based).
+                "number": step.position + 1,
                 "name": step.name,
                 "kind": step.kind,
                 "status": step.status,

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from upkeep.core.text import one_line
+from upkeep.core.durations import format_duration
+from upkeep.core.text import human_duration, one_line
 from upkeep.store import crypto
 from upkeep.store.backups import BackupEventKind, BackupEventStatus, BackupStatus
 from upkeep.store.repository import (
@@ -665,9 +666,15 @@ def drill(
     rto_objective = rto.total_seconds() if rto else None
     rpo_objective = rpo.total_seconds() if rpo else None
     if _met(rto_s, rto_objective) is False:
-        problems.append(f"RTO {rto_s:.1f}s exceeds the objective of {rto_objective:g}s")
+        problems.append(
+            f"RTO {human_duration(rto_s or 0.0)} exceeds the objective of "
+            f"{format_duration(timedelta(seconds=rto_objective or 0.0))}"
+        )
     if _met(rpo_s, rpo_objective) is False:
-        problems.append(f"RPO {rpo_s:.1f}s exceeds the objective of {rpo_objective:g}s")
+        problems.append(
+            f"RPO {human_duration(rpo_s or 0.0)} exceeds the objective of "
+            f"{format_duration(timedelta(seconds=rpo_objective or 0.0))}"
+        )
     if take_backup and backup is not None and not env.config.retention.is_empty():
         # The drill's own backup counts like any other: retention runs once it is restored
         # (never before, so the drill cannot lose what it restores).

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from upkeep.core.durations import Duration, format_duration
 from upkeep.core.models import Reference, StrictModel
-from upkeep.core.text import human_duration
+from upkeep.core.text import format_bytes, human_duration
 from upkeep.probes.base import TargetBase
 from upkeep.tasks.backup import service
 from upkeep.tasks.backup.checks import SourceChecks, check_source, drill_result
@@ -174,8 +174,9 @@ class BackupCreate(_BackupTask):
         manifest = report.backup.intact_manifest
         outcome = TaskOutcome(
             message=(
-                f"backup {report.backup.id} of {name}: {manifest.data.raw_bytes} bytes dumped, "
-                f"{manifest.data.stored_bytes} stored"
+                f"backup {report.backup.id} of {name}: "
+                f"{format_bytes(manifest.data.raw_bytes)} dumped, "
+                f"{format_bytes(manifest.data.stored_bytes)} stored"
                 + (f"; {report.catalog_error}" if report.catalog_error else "")
             ),
             figures={
