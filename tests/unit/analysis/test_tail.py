@@ -370,9 +370,9 @@ def test_lines_a_truncation_carried_are_counted_once(tmp_path: Path, monkeypatch
     _append(log, _lines(300, start=2000))
     real = rotation._ArchiveWriter.commit
 
-    def slow_commit(writer: Any) -> Path:
+    def slow_commit(writer: Any, before_naming: Any = None) -> Path:
         _append(log, _lines(7, start=2300))  # appended while the archive is verified
-        return real(writer)
+        return real(writer, before_naming)
 
     monkeypatch.setattr(rotation._ArchiveWriter, "commit", slow_commit)
     result = rotation.rotate(log, moment=datetime.now(UTC), compression="zstd", mode="truncate")
