@@ -158,14 +158,14 @@ def find_cut(fd: int, size: int, block: int) -> Cut | str:
             at = ((size - 1) // block) * block
             return Cut(at, at)
         return (
-            f"{format_bytes(size)} without a whole line yet, less than one filesystem block "
-            f"({format_bytes(block)}) of whole lines to rotate"
+            f"no whole line yet ({format_bytes(size)}); a lossless rotation cuts whole "
+            f"filesystem blocks ({format_bytes(block)}) of whole lines"
         )
     at = (min(last + 1, size - 1) // block) * block
     if at == 0:
         return (
-            f"{format_bytes(last + 1)} of whole lines, less than one filesystem block "
-            f"({format_bytes(block)}) to rotate"
+            f"only {format_bytes(last + 1)} of whole lines; a lossless rotation cuts whole "
+            f"filesystem blocks ({format_bytes(block)}) of them"
         )
     if os.pread(fd, 1, at - 1) == b"\n":
         return Cut(at, at)
