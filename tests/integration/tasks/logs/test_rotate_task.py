@@ -182,3 +182,26 @@ async def test_what_an_interrupted_rename_rotation_left_is_archived_before_the_n
     assert sorted(archives) == archives
     assert archives[0].name == "app.log-20261101-000000.zst"
     assert not leftover.exists() and (tmp_path / "app.log").read_bytes() == b""
+
+
+async def test_the_dry_run_and_the_run_agree_on_logs_with_too_little_to_cut(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    """A collapse cuts whole filesystem blocks of whole lines. The dry run listed a 28-byte
+    log to rotate and the run then rotated nothing, saying only 'rotated 0'. Likewise a log
+    past a block whose only long line is still being written (no newline yet)."""
+    block = os.statvfs(tmp_path).f_bsize
+    (tmp_path / "tiny.log").write_bytes(b"2026-11-23 INFO one line\n")  # 25 bytes
+    (tmp_path / "unfinished.log").write_bytes(LINE + b"x" * (2 * block))  # no newline yet
+    (tmp_path / "big.log").write_bytes(LINE * 2000)
+    plan = await LogsRotate().plan(_target(tmp_path), _params(), task_context)
+    assert [Path(change.subject).name for change in plan.changes] == ["big.log"]
+    assert "tiny.log: only 25 B of whole lines" in plan.note
+    assert "unfinished.log: only 50 B of whole lines" in plan.note
+    outcome = await LogsRotate().run(_target(tmp_path), _params(), task_context)
+    assert outcome.figures["rotated"] == 1
+    assert [Path(change.subject).name for change in outcome.changes] == ["big.log"]
+    assert "left alone: " in outcome.message
+    assert "tiny.log: only 25 B of whole lines; a lossless rotation cuts whole" in outcome.message
+    assert (tmp_path / "tiny.log").read_bytes() == b"2026-11-23 INFO one line\n"
+    assert (tmp_path / "unfinished.log").read_bytes() == LINE + b"x" * (2 * block)
