@@ -60,7 +60,7 @@ def state_directory(directory: Directory, *, create: bool) -> Directory | None:
 
 
 class RotationState:
-    """The per-log state file: the carried part line and a pending cut, if any."""
+    """The per-log state file: the filler, the carry and a pending cut, if any."""
 
     def __init__(self, directory: Directory, log_name: str, *, create: bool = True) -> None:
         self.file_name = f"{log_name}.json"
@@ -171,9 +171,11 @@ def read_state(log: Path) -> RotationState | None:
 
 
 def carried_part_line(log: Path, fd: int) -> bytes:
-    """Given a log and an open descriptor of it, return the part line upkeep's last collapse
-    of it carried (the start of the line the file now begins with), or b"" if there is none
-    or the file no longer continues it (replaced or truncated since)."""
+    """Given a log and an open descriptor of it, return what upkeep's last rotation of it
+    carried (a copy-and-truncate: the lines appended while its archive was verified; a
+    collapse by an upkeep from before the filler: the start of the line the file begins
+    with), or b"" if there is none or the file no longer continues it (replaced or
+    truncated since)."""
     state = read_state(log)
     if state is None or not state.carry or state.inode is None:
         return b""

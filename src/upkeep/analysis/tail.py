@@ -20,8 +20,9 @@ If it does not, the file was rotated in place:
 * **truncated, or collapsed past what was read**: reading starts again at 0. What was
   appended between the last refresh and the rotation is in the new archive beside the log
   (``<log>-…`` or ``<log>.…``): the fingerprint is looked for in the newest ones and the
-  lines after it are counted. The part line upkeep's collapse carried is joined to the
-  file's first bytes, so that line counts whole.
+  lines after it are counted. Reading the file starts after a collapse's filler; what a
+  copy-and-truncate carried (or, from an upkeep before the filler, the part line a
+  collapse carried) is joined to the file's first bytes, so that line counts whole.
 
 A file that is no longer listed (renamed away) is looked for among the archives beside it
 by inode, and read to its end; else its gap is recovered from the archives as above. Its
@@ -309,8 +310,8 @@ class LogTail:
         self, handle: BinaryIO, state: _FileState, size: int, now: datetime
     ) -> None:
         """The file was cut or truncated: resume after the fingerprint if a collapse left it
-        in the file; else start at 0, count the gap from the new archive, and join the part
-        line upkeep's collapse carried."""
+        in the file; else start after the filler, count the gap from the new archive, and
+        join what upkeep's rotation carried."""
         # Collapse cuts whole filesystem blocks (f_bsize), as upkeep's rotation does.
         block = os.fstatvfs(handle.fileno()).f_bsize
         filled = filled_head(state.path, handle.fileno())
