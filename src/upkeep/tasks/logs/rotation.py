@@ -145,39 +145,38 @@ def _last_newline(fd: int, size: int) -> int:
     return -1
 
 
-def find_cut(fd: int, size: int, block: int) -> Cut | str:
-    """Given an open log, its size and its filesystem's block size, return where a rotation
-    cuts it: the last block boundary at or before the end of its last whole line (and before
-    its end: the kernel refuses a range that reaches it), so the line the cut falls in is
-    complete; or, if there is no such boundary past 0, why there is nothing to rotate. A
-    log whose last ``MAX_CARRY_BYTES`` hold no newline is not lines: it is cut at its last
-    block boundary."""
+def find_cut(fd: int, size: int, block: int, skip: int = 0) -> Cut | str:
+    """Given an open log, its size, its filesystem's block size and how many of its first
+    bytes are the last cut's filler, return where a rotation cuts it: the last block
+    boundary at or before the end of its last whole line (and before its end: the kernel
+    refuses a range that reaches it), so the line the cut falls in is complete; or, if the
+    archive would hold no whole line (no such boundary past 0, or none past the filler),
+    why there is nothing to rotate. A log whose last ``MAX_CARRY_BYTES`` hold no newline is
+    not lines: it is cut at its last block boundary."""
     last = _last_newline(fd, size)
-    if last < 0:
-        if size > MAX_CARRY_BYTES:
-            at = ((size - 1) // block) * block
-            return Cut(at, at)
-        return (
-            f"no whole line yet ({format_bytes(size)}); a lossless rotation cuts whole "
-            f"filesystem blocks ({format_bytes(block)}) of whole lines"
-        )
-    at = (min(last + 1, size - 1) // block) * block
-    if at == 0:
-        return (
-            f"only {format_bytes(last + 1)} of whole lines; a lossless rotation cuts whole "
-            f"filesystem blocks ({format_bytes(block)}) of them"
-        )
-    if os.pread(fd, 1, at - 1) == b"\n":
+    if last < 0 and size > MAX_CARRY_BYTES:
+        at = ((size - 1) // block) * block
         return Cut(at, at)
-    # The line ``at`` falls in ends at ``last`` or before, which is less than a block on.
-    following = os.pread(fd, min(block, last + 1 - at), at)
-    return Cut(at, at + following.index(b"\n") + 1)
+    at = max(0, min(last + 1, size - 1)) // block * block
+    cut = Cut(at, at)
+    if at > 0 and os.pread(fd, 1, at - 1) != b"\n":
+        # The line ``at`` falls in ends at ``last`` or before, less than a block on.
+        following = os.pread(fd, min(block, last + 1 - at), at)
+        cut = Cut(at, at + following.index(b"\n") + 1)
+    if at == 0 or cut.end <= skip:
+        whole = max(0, last + 1 - skip)
+        since = " since the last rotation" if skip else ""
+        return (
+            f"only {format_bytes(whole)} of whole lines{since}; a lossless rotation cuts "
+            f"whole filesystem blocks ({format_bytes(block)}) of them"
+        )
+    return cut
 
 
 def readiness(directory: Directory, name: str, expect: Identity | None = None) -> str | None:
     """Given a log's directory and name (and the inode a listing saw), return why a
     rotation would leave it as it is (too little to cut), or None if it would rotate it;
-    read only. Raise RotationError if the log cannot be opened safely."""
+    read only. Raise RotationError if the log or its state cannot be trusted."""
     try:
         fd = directory.open_file(name, os.O_RDONLY, expect=expect, single_link=True)
     except UnsafeFileError as error:
@@ -185,7 +184,9 @@ def readiness(directory: Directory, name: str, expect: Identity | None = None) -
             f"refusing to rotate {directory.path / name}: {error.strerror}"
         ) from None
     try:
-        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize)
+        with state_of(directory, name, create=False) as state:
+            skip = state.filler(fd)
+        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize, skip)
     finally:
         os.close(fd)
     return cut if isinstance(cut, str) else None
@@ -526,7 +527,9 @@ def _rotate_locked(
     """``rotate_in`` once the rotation lock is held and any interrupted cut finished."""
     fd = _open_log(directory, name, expect)
     try:
-        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize)
+        with state_of(directory, name) as state:
+            skip = state.filler(fd)
+        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize, skip)
         if isinstance(cut, str):
             return None
         if mode != "truncate":

@@ -245,3 +245,31 @@ def test_a_state_from_before_the_filler_still_joins_its_carried_part_line(
     assert content.startswith(_line(30))
     _assert_head_whole(log)
     assert whole[:start] + content + _rest(log) == whole
+
+
+def test_a_log_holding_only_filler_and_an_unfinished_line_is_not_rotated_into_an_empty_archive(
+    tmp_path: Path,
+) -> None:
+    """The filler can be a whole block (the cut line ended a block after the cut); its
+    newlines are no lines: with only an unfinished line after them there is nothing to
+    archive, and the dry run's rule says so."""
+    from upkeep.io.safefs import Directory
+    from upkeep.tasks.logs.rotation import readiness
+
+    block = os.statvfs(tmp_path).f_bsize
+    log = tmp_path / "app.log"
+    # Short lines up to within a line of the first block's end; the next one, long, ends
+    # exactly at the second block's end: the cut at the first falls in it.
+    first = b"".join(b"%067d\n" % n for n in range(block // 68 - 1))
+    long_line = b"x" * (2 * block - len(first) - 1) + b"\n"
+    log.write_bytes(first + long_line)
+    result = rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC))
+    assert result is not None and _content(result.archive) == first + long_line
+    assert log.read_bytes() == b"\n" * block
+    with open(log, "ab") as handle:
+        handle.write(b"an unfinished line, still being written")
+    assert rotate(log, moment=datetime(2026, 11, 23, 0, 0, 1, tzinfo=UTC)) is None
+    with Directory.open(tmp_path) as directory:
+        why = readiness(directory, "app.log")
+    assert why is not None and "0 B of whole lines since the last rotation" in why
+    assert len(list(tmp_path.glob("app.log-*"))) == 1
