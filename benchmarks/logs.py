@@ -11,15 +11,19 @@ before it starts, so both find the same bytes in the page cache and no dirty pag
    ``copytruncate``, ``compress`` (``/bin/gzip``, level 6), ``rotate 1``, ``missingok``.
    Measured per contender: wall time (whole process, start-up included); CPU (user +
    system, children such as ``gzip`` included) and peak RSS from GNU ``/usr/bin/time``
-   (its ``wait4``); the output's size. Each output is checked: decompressed archive (+ carry + live file) must equal the
-   generated text byte for byte.
+   (its ``wait4``); the output's size. Each output is checked: decompressed archive (+ carry
+   + live file after its filler) must equal the generated text byte for byte.
 2. **Under a concurrent writer**: the log starts as the same text; a writer process
    appends ``--writer-lines`` more numbered lines, one ``os.write`` per line through
    ``O_APPEND``, as fast as it can; when a third of them are written, one rotation starts
    (upkeep zstd in ``auto`` mode; logrotate copytruncate + compress). After the writer
-   ends, every line is counted: upkeep = archive + carry (state file) + live file;
-   logrotate = ``app.log.1.gz`` + live file. Lines lost, doubled, out of order and torn
-   are reported.
+   ends, every line is counted: upkeep = archive + carry (state file) + live file after its
+   filler; logrotate = ``app.log.1.gz`` + live file. Lines lost, doubled, out of order and
+   torn are reported, and whether the live file's first non-empty line is whole.
+
+upkeep's collapse archives the line its block-aligned cut falls in whole and leaves the
+rest of it in the live file as newlines (the *filler*, as many as its state file records):
+the live file is read from after them, and every one of them is checked to be a newline.
 
 Prints tables of figures and the speed ratio (logrotate wall / upkeep wall). Exits 1 if
 upkeep lost, doubled, reordered or tore a line, or an output did not verify.
@@ -37,6 +41,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +60,8 @@ TIME = "/usr/bin/time"
 CHUNK = 8 << 20
 RID = b"rid="
 RID_WIDTH = 10
+WHOLE_LINE = re.compile(rb"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3} - - \[.*rid=\d{10}$")
+"""A generated (or written) line from its first byte to its last."""
 ROTATE_TIMEOUT_S = 1800.0
 """Named timeout: how long one rotation (either contender) may take."""
 WRITER_TIMEOUT_S = 1800.0
@@ -283,8 +290,9 @@ def logrotate_command(log: Path) -> list[str]:
     return [LOGROTATE, "-f", "-s", str(log.parent / "logrotate.status"), str(conf)]
 
 
-def chunks_of(path: Path) -> Iterator[bytes]:
+def chunks_of(path: Path, start: int = 0) -> Iterator[bytes]:
     with open(path, "rb") as handle:
+        handle.seek(start)
         while chunk := handle.read(CHUNK):
             yield chunk
 
@@ -306,19 +314,42 @@ def decompressed(path: Path) -> Iterator[bytes]:
         yield from chunks_of(path)
 
 
-def carry_of(log: Path) -> bytes:
+def state_of(log: Path) -> dict[str, Any]:
     state = log.parent / ".upkeep-rotate" / f"{log.name}.json"
     if not state.exists():
-        return b""
-    return base64.b64decode(json.loads(state.read_text(encoding="utf-8"))["carry"])
+        return {}
+    loaded: dict[str, Any] = json.loads(state.read_text(encoding="utf-8"))
+    return loaded
+
+
+def filler_of(log: Path) -> int:
+    """Return how many of the live file's first bytes are upkeep's filler (newlines in
+    place of the end of the line its last cut archived whole); exit 1 if they are not all
+    newlines."""
+    filled = int(state_of(log).get("filled", 0))
+    with open(log, "rb") as handle:
+        if handle.read(filled) != b"\n" * filled:
+            raise SystemExit(f"the first {filled} bytes of {log} are not all filler newlines")
+    return filled
 
 
 def stream_of(log: Path, archives: list[Path]) -> Iterator[bytes]:
-    """Archives in order, the carried part line (upkeep), then the live file."""
+    """Archives in order, what a copy-and-truncate carried (upkeep), then the live file
+    after upkeep's filler."""
     for archive in archives:
         yield from decompressed(archive)
-    yield carry_of(log)
-    yield from chunks_of(log)
+    yield base64.b64decode(state_of(log).get("carry", ""))
+    yield from chunks_of(log, start=filler_of(log))
+
+
+def head_is_whole(log: Path) -> bool:
+    """Return whether the live file's first non-empty line is one of the generated lines,
+    whole (or there is none)."""
+    with open(log, "rb") as handle:
+        head = handle.read(1 << 16).lstrip(b"\n")
+    if b"\n" not in head:
+        return not head
+    return WHOLE_LINE.match(head[: head.index(b"\n")]) is not None
 
 
 def sha256_of(chunks: Iterable[bytes]) -> str:
@@ -442,9 +473,11 @@ def with_writer(
         archives = [log.with_name("app.log.1.gz")]
         method = "copytruncate"
     count = count_lines(stream_of(log, archives), first + lines)
+    whole_head = head_is_whole(log)
     return {
         "run": run,
         "count": count,
+        "head_whole": whole_head,
         "method": method,
         "writer_s": writer_end - writer_start,
         "writer_rate": lines / (writer_end - writer_start),
@@ -490,9 +523,9 @@ def report(static: dict[str, dict[str, Any]], writer: dict[str, dict[str, Any]])
     print("\none rotation under a concurrent O_APPEND writer\n")
     print(
         "| contender | method | writer lines/s | rotation (writer s) | wall s | CPU s |"
-        " lines checked | lost | doubled | out of order | torn |"
+        " lines checked | lost | doubled | out of order | torn | live head whole |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, figures in writer.items():
         run = figures["run"]
         if "error" in figures:
@@ -506,7 +539,8 @@ def report(static: dict[str, dict[str, Any]], writer: dict[str, dict[str, Any]])
         print(
             f"| {name} | {figures['method']} | {figures['writer_rate']:,.0f} | {span} | "
             f"{run.wall_s:.2f} | {run.cpu_s:.2f} | {count.lines:,} | {count.lost:,} | "
-            f"{count.doubled:,} | {count.out_of_order:,} | {count.torn:,} |"
+            f"{count.doubled:,} | {count.out_of_order:,} | {count.torn:,} | "
+            f"{'yes' if figures['head_whole'] else 'NO'} |"
         )
         if count.lost:
             print(f"    lost lines numbered {count.first_lost:,} .. {count.last_lost:,}")
@@ -577,6 +611,7 @@ def drive(args: argparse.Namespace, directory: Path) -> bool:
     else:
         count: Count = upkeep_writer["count"]
         upkeep_bad |= bool(count.lost or count.doubled or count.out_of_order or count.torn)
+        upkeep_bad |= not upkeep_writer["head_whole"]
     if upkeep_bad:
         print("\nupkeep lost, doubled, reordered or tore a line, or failed: see above")
     return upkeep_bad

@@ -306,7 +306,10 @@ def feed_line(
 ) -> None:
     """Given one line of a log of ``kind`` (combined, json, plain), add everything it holds
     to ``result``. Choosing the lines (a time window) is the caller's job, done before
-    this, so that every figure is counted over the same lines."""
+    this, so that every figure is counted over the same lines. An empty line is no line
+    and counts nothing."""
+    if is_empty_line(line):
+        return
     result.lines += 1
     for name, regex in compiled:
         if regex.search(line):
@@ -319,8 +322,16 @@ def feed_line(
         _plain(result, line)
 
 
+def is_empty_line(line: bytes) -> bool:
+    """Return whether a line (with or without its line end) holds nothing: no record, and
+    what upkeep's lossless rotation leaves at the head of a live log in place of the end of
+    the line it archived whole."""
+    return not line.rstrip(b"\r\n")
+
+
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    yield from stream
+    # Empty lines are no lines: the format sample, the window and every figure skip them.
+    return (line for line in stream if not is_empty_line(line))
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:

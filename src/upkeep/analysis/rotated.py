@@ -1,10 +1,14 @@
 """What upkeep's log rotation leaves beside a log, as its readers need to know it.
 
 ``logs.rotate`` (``upkeep.tasks.logs.rotation``) writes a state file per log in a private
-``.upkeep-rotate`` directory: the part line it carried over the last cut, the inode and
-first bytes of the file after that cut, and how many bytes it has collapsed out of it.
-The tail of the logs probes reads the same files to follow a log across a cut. The format
-lives here, below both, so that the reader does not import the rotator.
+``.upkeep-rotate`` directory: the inode and first bytes of the file after the last cut,
+how many bytes it has collapsed out of it, how many of its first bytes are *filler* (the
+end of the line the block-aligned cut fell in: archived whole, and overwritten in the live
+file with newlines, so that the file begins with empty lines and then a whole line), and
+what a copy-and-truncate carried over (the lines appended between its last read and the
+truncation, which begin the next archive). The tail of the logs probes reads the same files
+to follow a log across a cut. The format lives here, below both, so that the reader does
+not import the rotator.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ MAX_STATE_BYTES = 8 << 20
 
 
 STATE_DIR = ".upkeep-rotate"
+
+FILLER = b"\n"
+"""The byte a collapse writes over the archived end of the line its cut fell in: a newline,
+so that every reader of the live file sees empty lines there, never part of a line."""
 
 
 RENAMED_PREFIX = f"{TEMP_PREFIX}renamed-"
@@ -52,7 +60,7 @@ def state_directory(directory: Directory, *, create: bool) -> Directory | None:
 
 
 class RotationState:
-    """The per-log state file: the carried part line and a pending cut, if any."""
+    """The per-log state file: the filler, the carry and a pending cut, if any."""
 
     def __init__(self, directory: Directory, log_name: str, *, create: bool = True) -> None:
         self.file_name = f"{log_name}.json"
@@ -65,6 +73,9 @@ class RotationState:
         # Bytes collapsed out of this inode so far: lets a reader of the log (the logs
         # probes' tail) find where its read position went after a cut.
         self.collapsed = 0
+        # How many of the file's first bytes are filler standing for bytes already archived
+        # (the end of the line the last cut fell in): the next archive starts after them.
+        self.filled = 0
         self.exists = False
         self.directory = state_directory(directory, create=create)
         if self.directory is None:
@@ -83,6 +94,7 @@ class RotationState:
             self.inode = data.get("inode")
             self.head = base64.b64decode(data.get("head", ""))
             self.collapsed = int(data.get("collapsed", 0))
+            self.filled = int(data.get("filled", 0))
         except (ValueError, TypeError, AttributeError, binascii.Error) as error:
             self.close()
             raise RotationError(
@@ -103,6 +115,17 @@ class RotationState:
             return self.carry
         return self.carry if self.carry.endswith(b"\n") else self.carry + b"\n"
 
+    def filler(self, fd: int) -> int:
+        """Return how many of the open log's first bytes are the last cut's filler (already
+        archived, to be skipped): the recorded length while the file is the one cut (same
+        inode, same first bytes) and still begins with that many newlines, else 0."""
+        if self.filled <= 0 or os.fstat(fd).st_ino != self.inode:
+            return 0
+        start = os.pread(fd, max(self.filled, len(self.head)), 0)
+        if not start.startswith(self.head) or start[: self.filled] != FILLER * self.filled:
+            return 0
+        return self.filled
+
     def save(self) -> None:
         """Write the state atomically (0600 temporary file, fsync, rename, fsync dir)."""
         if self.directory is None:
@@ -113,6 +136,7 @@ class RotationState:
             "inode": self.inode,
             "head": base64.b64encode(self.head).decode(),
             "collapsed": self.collapsed,
+            "filled": self.filled,
         }
         self.directory.write_atomic(self.file_name, json.dumps(document).encode())
 
@@ -147,15 +171,25 @@ def read_state(log: Path) -> RotationState | None:
 
 
 def carried_part_line(log: Path, fd: int) -> bytes:
-    """Given a log and an open descriptor of it, return the part line upkeep's last collapse
-    of it carried (the start of the line the file now begins with), or b"" if there is none
-    or the file no longer continues it (replaced or truncated since)."""
+    """Given a log and an open descriptor of it, return what upkeep's last rotation of it
+    carried (a copy-and-truncate: the lines appended while its archive was verified; a
+    collapse by an upkeep from before the filler: the start of the line the file begins
+    with), or b"" if there is none or the file no longer continues it (replaced or
+    truncated since)."""
     state = read_state(log)
     if state is None or not state.carry or state.inode is None:
         return b""
     if os.fstat(fd).st_ino == state.inode and os.pread(fd, len(state.head), 0) == state.head:
         return state.carry
     return b""
+
+
+def filled_head(log: Path, fd: int) -> int:
+    """Given a log and an open descriptor of it, return how many of its first bytes are the
+    newlines upkeep's last collapse wrote over the end of the line it cut (that line is whole
+    in an archive): 0 if none, or if the file was replaced or truncated since."""
+    state = read_state(log)
+    return 0 if state is None else state.filler(fd)
 
 
 def collapsed_bytes(log: Path, fd: int) -> int | None:

@@ -13,12 +13,16 @@ If it does not, the file was rotated in place:
 
 * **collapsed** (upkeep's lossless ``copytruncate``): the bytes after the cut are unchanged
   and moved down by whole filesystem blocks, so the fingerprint is looked for at each
-  position the cut could have left it; found, reading resumes right after it;
+  position the cut could have left it; found, reading resumes right after it. The end of
+  the line the cut fell in is archived whole and left in the file as newlines (filler):
+  where the fingerprint reaches into it, those bytes match whatever they stood for, and
+  the filler is neither counted nor fingerprinted (the next archive does not hold it);
 * **truncated, or collapsed past what was read**: reading starts again at 0. What was
   appended between the last refresh and the rotation is in the new archive beside the log
   (``<log>-…`` or ``<log>.…``): the fingerprint is looked for in the newest ones and the
-  lines after it are counted. The part line upkeep's collapse carried is joined to the
-  file's first bytes, so that line counts whole.
+  lines after it are counted. Reading the file starts after a collapse's filler; what a
+  copy-and-truncate carried (or, from an upkeep before the filler, the part line a
+  collapse carried) is joined to the file's first bytes, so that line counts whole.
 
 A file that is no longer listed (renamed away) is looked for among the archives beside it
 by inode, and read to its end; else its gap is recovered from the archives as above. Its
@@ -54,8 +58,22 @@ from typing import IO, BinaryIO
 
 import zstandard
 
-from upkeep.analysis.logs import Analysis, Clock, Format, detect_format, feed_line, open_log
-from upkeep.analysis.rotated import RENAMED_PREFIX, carried_part_line, collapsed_bytes
+from upkeep.analysis.logs import (
+    Analysis,
+    Clock,
+    Format,
+    detect_format,
+    feed_line,
+    is_empty_line,
+    open_log,
+)
+from upkeep.analysis.rotated import (
+    FILLER,
+    RENAMED_PREFIX,
+    carried_part_line,
+    collapsed_bytes,
+    filled_head,
+)
 from upkeep.analysis.timestamps import parse_timestamp
 from upkeep.io.safefs import (
     Directory,
@@ -235,6 +253,10 @@ class LogTail:
                     state.offset = opened.st_size  # nothing in it is recent
                     state.fingerprint = _bytes_before(handle, opened.st_size)
                     return True, 0
+                else:
+                    # A rotation's filler is archived already: read, and fingerprint, after.
+                    state.offset = filled_head(path, handle.fileno())
+                    state.stream_offset = 0 if state.offset else -1
                 state.last_stamp = datetime.fromtimestamp(opened.st_mtime, UTC)
             state.path = path
             if state.archive:
@@ -288,33 +310,38 @@ class LogTail:
         self, handle: BinaryIO, state: _FileState, size: int, now: datetime
     ) -> None:
         """The file was cut or truncated: resume after the fingerprint if a collapse left it
-        in the file; else start at 0, count the gap from the new archive, and join the part
-        line upkeep's collapse carried."""
+        in the file; else start after the filler, count the gap from the new archive, and
+        join what upkeep's rotation carried."""
         # Collapse cuts whole filesystem blocks (f_bsize), as upkeep's rotation does.
         block = os.fstatvfs(handle.fileno()).f_bsize
+        filled = filled_head(state.path, handle.fileno())
         position = None
         collapsed = collapsed_bytes(state.path, handle.fileno())
         if collapsed is not None and state.collapsed is not None and collapsed > state.collapsed:
             # upkeep's rotation says how much it cut: trust that alone (a search could
             # match falsely on a log whose lines repeat with the block size).
             moved = state.offset - (collapsed - state.collapsed)
-            if moved > 0 and _ends_at(handle, moved, state.fingerprint):
-                position = moved
+            if moved > 0 and _ends_at(handle, max(moved, filled), state.fingerprint, filled):
+                position = max(moved, filled)
         else:
+            # Caught between the cut and its record: the filler, if written, lies within
+            # the first block.
             position = _realign(handle, state.offset, state.fingerprint, size, block)
         if position is not None:
             # The next archive will begin with the part line carried at this cut and then
-            # the file's bytes: the fingerprint must be findable there too.
+            # the file's bytes after the filler: the fingerprint must be findable there.
+            position = max(position, filled)
             carried = carried_part_line(state.path, handle.fileno())
-            handle.seek(max(0, position - FINGERPRINT_BYTES))
-            head = handle.read(min(position, FINGERPRINT_BYTES))
+            start = max(filled, position - FINGERPRINT_BYTES)
+            handle.seek(start)
+            head = handle.read(position - start)
             state.offset = position
             state.fingerprint = (carried + head)[-FINGERPRINT_BYTES:]
-            state.stream_offset = len(carried) + position
+            state.stream_offset = len(carried) + position - filled
             return
         self._recover_gap(state, now)
         state.prefix = carried_part_line(state.path, handle.fileno())
-        state.offset, state.fingerprint, state.stream_offset = 0, b"", len(state.prefix)
+        state.offset, state.fingerprint, state.stream_offset = filled, b"", len(state.prefix)
 
     def _follow_renamed(self, key: tuple[int, int], state: _FileState, now: datetime) -> int:
         """A live file left the listing: read the rest of it where it went (same inode
@@ -448,6 +475,8 @@ class LogTail:
     # --- lines ---------------------------------------------------------------------------
 
     def _line(self, state: _FileState, line: bytes, now: datetime) -> None:
+        if is_empty_line(line):
+            return  # no record (a rotation's filler among them): not in the format sample
         if state.kind is None:
             state.head.append(line)
             if len(state.head) >= 20 or self.log_format != "auto":
@@ -490,11 +519,22 @@ def _bytes_before(handle: BinaryIO, offset: int) -> bytes:
     return handle.read(offset - start)
 
 
-def _ends_at(handle: BinaryIO, position: int, fingerprint: bytes) -> bool:
-    """Return whether the bytes before ``position`` are the fingerprint's tail."""
+def _ends_at(handle: BinaryIO, position: int, fingerprint: bytes, filler_below: int = 0) -> bool:
+    """Return whether the bytes before ``position`` are the fingerprint's tail. The newlines
+    the file begins with, up to ``filler_below``, match any bytes: they may be a rotation's
+    filler, written over bytes the fingerprint holds (archived whole)."""
     width = min(len(fingerprint), position)
-    handle.seek(position - width)
-    return handle.read(width) == fingerprint[len(fingerprint) - width :]
+    start = position - width
+    expected = fingerprint[len(fingerprint) - width :]
+    if start >= filler_below:
+        handle.seek(start)
+        return handle.read(width) == expected
+    handle.seek(0)
+    before = handle.read(position)  # less than a block and a fingerprint
+    limit = min(filler_below, position)
+    filler = limit - len(before[:limit].lstrip(FILLER))
+    compared = max(filler, start)
+    return before[compared:] == expected[compared - start :]
 
 
 def _realign(handle: BinaryIO, old: int, fingerprint: bytes, size: int, block: int) -> int | None:
@@ -513,8 +553,7 @@ def _realign(handle: BinaryIO, old: int, fingerprint: bytes, size: int, block: i
         position = old - k * block
         if position <= 0:
             return None
-        handle.seek(max(0, position - width))
-        if handle.read(min(width, position)) == fingerprint[-position:]:
+        if _ends_at(handle, position, fingerprint, block):
             return position
         k += 1
     return None

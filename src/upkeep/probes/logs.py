@@ -143,10 +143,13 @@ def count_recent_matches(
     Each line's time is its own timestamp, else the previous line's (continuations of a
     multi-line record belong to it), else ``initial`` (the file's modification time).
     Lines stamped after ``now`` still count: they are recent, whatever the sender's clock.
+    Empty lines are no lines (a rotation's filler among them): they never match.
     """
     current = initial
     count = 0
     for line in lines:
+        if not line:
+            continue
         stamp = parse_timestamp(line, now=now, local_tz=local_tz)
         if stamp is not None:
             current = stamp

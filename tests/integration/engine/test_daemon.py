@@ -972,11 +972,15 @@ def test_the_daemon_rotates_retains_and_watches_logs_on_schedule(
         assert len(archives) == 1
         with archives[0].open("rb") as raw:
             archived = zstandard.ZstdDecompressor().stream_reader(raw).read()
-        # The archive holds whole lines up to the last block, the part line cut there waits
-        # in the rotation state for the next archive, and the log keeps the rest.
+        # The archive holds whole lines up to the end of the line the last block boundary
+        # falls in; the log keeps the rest, that line's end overwritten with newlines.
         state = json.loads((logs / ".upkeep-rotate" / "app.log.json").read_text())
         carry = base64.b64decode(state["carry"])
-        assert archived + carry + (logs / "app.log").read_bytes() == content
+        live = (logs / "app.log").read_bytes()
+        filled = state["filled"]
+        assert live[:filled] == b"\n" * filled and live[filled : filled + 1] != b"\n"
+        assert archived.endswith(b"\n") and carry == b""
+        assert archived + live[filled:] == content
         assert not expired.exists() and audit.exists()
         assert sorted(path.name for path in second_store.iterdir()) == sorted(
             [archives[0].name, expired.name, audit.name]

@@ -219,3 +219,49 @@ def test_a_date_in_a_request_path_is_not_the_lines_time(tmp_path: Path) -> None:
         [_combined(0, 0, 500, "/reports/2026-11-23T12:30:00Z")], [], tmp_path / "a.log"
     )
     assert analyze([log], since=SINCE, log_format="combined").to_json()["lines"] == 0
+
+
+def _rotated(log: Path, data: bytes) -> bytes:
+    """Write ``data`` to ``log``, rotate it losslessly and return what the live log holds."""
+    from upkeep.tasks.logs.rotation import rotate
+
+    log.write_bytes(data)
+    assert rotate(log, moment=datetime(2026, 11, 23, tzinfo=UTC)) is not None
+    return log.read_bytes()
+
+
+def test_a_rotated_plain_log_counts_as_many_lines_as_levels(tmp_path: Path) -> None:
+    """After a collapse the live log began with the end of a line (``37:32,270 INFO …``
+    or worse, no level at all): 32 lines, 31 levels. Now it begins with empty lines, which
+    count nothing, then whole lines."""
+    log = tmp_path / "app.log"
+    data = b"".join(
+        b"2026-11-23 13:%02d:%02d,270 %s request %05d served by worker %s\n"
+        % (n // 60 % 60, n % 60, (b"INFO", b"WARN", b"ERROR")[n % 3], n, b"w" * (n % 50))
+        for n in range(100)
+    )
+    live = _rotated(log, data)
+    assert live.startswith(b"\n")
+    whole = live.lstrip(b"\n")
+    assert data.endswith(whole) and data[: len(data) - len(whole)].endswith(b"\n")
+    found = analyze([log])
+    assert found.lines == sum(found.levels.values()) == whole.count(b"\n")
+
+
+def test_a_rotated_json_log_is_still_json_whatever_number_of_empty_lines_it_begins_with(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    line = json.dumps({"level": "error", "message": "x" * 960}).encode() + b"\n"
+    live = _rotated(log, line * 10)  # the cut at 8 KiB falls 754 bytes before a line ends
+    assert len(live) - len(live.lstrip(b"\n")) > 20  # more than the format sample
+    found = analyze([log])
+    assert found.formats == {"json": 1}
+    assert found.lines == found.levels["ERROR"] == 1
+
+
+def test_empty_lines_are_no_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"\n\r\n2026-11-23 INFO a\n\n2026-11-23 ERROR b\r\n\n")
+    found = analyze([log], patterns=["^"])
+    assert (found.lines, dict(found.levels), found.patterns["^"]) == (2, {"INFO": 1, "ERROR": 1}, 2)

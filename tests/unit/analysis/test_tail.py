@@ -370,9 +370,9 @@ def test_lines_a_truncation_carried_are_counted_once(tmp_path: Path, monkeypatch
     _append(log, _lines(300, start=2000))
     real = rotation._ArchiveWriter.commit
 
-    def slow_commit(writer: Any) -> Path:
+    def slow_commit(writer: Any, before_naming: Any = None) -> Path:
         _append(log, _lines(7, start=2300))  # appended while the archive is verified
-        return real(writer)
+        return real(writer, before_naming)
 
     monkeypatch.setattr(rotation._ArchiveWriter, "commit", slow_commit)
     result = rotation.rotate(log, moment=datetime.now(UTC), compression="zstd", mode="truncate")
@@ -382,3 +382,78 @@ def test_lines_a_truncation_carried_are_counted_once(tmp_path: Path, monkeypatch
     _append(log, _lines(5, start=2307))
     _refresh(tail, log)
     assert _errors(tail) == 2312
+
+
+def _filled(log: Path) -> int:
+    data = log.read_bytes()
+    return len(data) - len(data.lstrip(b"\n"))
+
+
+def test_a_tail_started_after_a_rotation_skips_the_filler_and_follows_the_next_cut(
+    tmp_path: Path,
+) -> None:
+    """A tail that first reads a log just rotated begins after the filler (newlines written
+    over the end of the line archived whole): no fragment counted, and its fingerprint holds
+    only bytes the next archive holds, so what is appended between a refresh and the next
+    rotation is counted from that archive, once."""
+    log = tmp_path / "app.log"
+    log.write_text(_lines(2000, level="INFO"))
+    rotation.rotate(log, moment=datetime.now(UTC), compression="zstd")
+    assert _filled(log) > 0
+    kept = log.read_bytes().count(b"INFO")
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    window = tail.window(datetime.now(UTC) - HOUR)
+    assert window.lines == window.levels["INFO"] == kept  # whole lines only
+    _append(log, _lines(1, start=5000))  # less than a fingerprint past the filler
+    _refresh(tail, log)
+    _append(log, _lines(400, start=5001))
+    time.sleep(1.05)  # the next archive's name: a new second
+    rotation.rotate(log, moment=datetime.now(UTC), compression="zstd")
+    _append(log, _lines(3, start=5401))
+    _refresh(tail, log)
+    assert _errors(tail) == 404
+    window = tail.window(datetime.now(UTC) - HOUR)
+    assert window.lines == kept + 404
+
+
+def test_a_tail_that_read_past_the_cut_line_resumes_through_the_filler(tmp_path: Path) -> None:
+    """Its fingerprint (the last 256 bytes read) reaches back into the end of the line the
+    cut fell in, which is newlines now: they match what they stood for."""
+    log = tmp_path / "app.log"
+    block = os.statvfs(tmp_path).f_bsize
+    line = _lines(1)
+    log.write_text(_lines(block // len(line) + 3))  # the cut line ends < 256 bytes from the end
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    total = block // len(line) + 3
+    rotation.rotate(log, moment=datetime.now(UTC), compression="none")
+    assert _filled(log) > 0 and len(log.read_bytes().lstrip(b"\n")) < 256
+    _append(log, _lines(2, start=total))
+    read, _ = _refresh(tail, log)
+    assert read == len(_lines(2, start=total))  # resumed exactly where it stopped
+    assert _errors(tail) == total + 2
+
+
+def test_a_tail_caught_between_the_cut_and_its_record_counts_each_line_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Between the collapse (and fill) and the final state the rotation state still gives
+    the old count: the tail realigns on whole blocks, the filler within its fingerprint
+    matching what it stood for."""
+    log = tmp_path / "app.log"
+    total = os.statvfs(tmp_path).f_bsize // len(_lines(1)) + 3
+    log.write_text(_lines(total))  # the cut line ends < 256 bytes from the end
+    tail = LogTail("auto", ())
+    _refresh(tail, log)
+    monkeypatch.setattr(rotation, "_finish_cut", lambda *_: None)  # the state not final yet
+    rotation.rotate(log, moment=datetime.now(UTC), compression="zstd")
+    monkeypatch.undo()
+    assert _filled(log) > 0
+    _append(log, _lines(5, start=total))
+    _refresh(tail, log)
+    assert _errors(tail) == total + 5
+    assert rotation.recover(log) is True  # the next run finishes the record
+    _append(log, _lines(5, start=total + 5))
+    _refresh(tail, log)
+    assert _errors(tail) == total + 10

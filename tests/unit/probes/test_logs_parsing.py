@@ -306,3 +306,13 @@ def test_logs_target_rejects_an_absolute_glob() -> None:
 def test_fixed_offset_zone_works_as_local_zone() -> None:
     plus_two = timezone(timedelta(hours=2))
     assert stamp("2026-11-23 11:00:00 x", local_tz=plus_two) == utc(2026, 11, 23, 9)
+
+
+def test_empty_lines_never_match_even_a_pattern_that_matches_nothing() -> None:
+    """A rotated log begins with empty lines (the filler standing for the end of the line
+    the cut fell in): they are no lines, whatever the pattern."""
+    lines = ["", "", "2026-11-23T09:30:00Z INFO fine", ""]
+    matched = count_recent_matches(
+        lines, re.compile(r"^\s*$|fine"), since=utc(2026, 11, 23, 9), now=NOW, initial=NOW
+    )
+    assert matched == 1

@@ -315,11 +315,19 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
     def _candidates(
         self, places: _Places, params: RotateParams, now: float
     ) -> tuple[list[tuple[FoundFile, str]], list[str]]:
+        """Return the logs to rotate (with why) and, for the record, what was left alone and
+        why: what matched but is no log to rotate, and in copytruncate mode each log with
+        less than one filesystem block of whole lines (a collapse cuts whole blocks; the dry
+        run and the run apply this one rule, so they agree)."""
         minimum = parse_size(params.min_size) if params.min_size is not None else 1
         chosen = []
         logs, refused = list_logs(places.root, places.only, places.pattern)
         for log in logs:
             if log.info.st_size < minimum:
+                continue
+            waiting = self._too_little(places, log) if params.mode == "copytruncate" else None
+            if waiting is not None:
+                refused.append(f"{log.relative}: {waiting}")
                 continue
             reason = f"{format_bytes(log.info.st_size)}"
             if params.every is not None:
@@ -330,6 +338,15 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                 reason += f", last archive older than {format_duration(params.every)}"
             chosen.append((log, reason))
         return chosen, refused
+
+    @staticmethod
+    def _too_little(places: _Places, log: FoundFile) -> str | None:
+        """Return why a copytruncate rotation would leave the log as it is (too little to
+        cut), or None: also when it cannot be opened safely, which its rotation reports."""
+        try:
+            return rotation.readiness(places.parent(log), log.name, log.identity)
+        except (rotated.RotationError, OSError):
+            return None
 
     def _plan(self, target: LogsTarget, params: RotateParams) -> TaskPlan:
         now = time.time()
@@ -392,6 +409,9 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
                     )
                     continue
                 if result is None:
+                    # Shrunk (or replaced) since it was chosen: say so, never a silent 0.
+                    why = await asyncio.to_thread(self._too_little, places, log)
+                    refused.append(f"{log.relative}: {why or 'nothing to cut any more'}")
                     continue
                 rotated_count += 1
                 lost_window = max(lost_window, result.loss_window_s)

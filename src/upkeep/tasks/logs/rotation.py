@@ -8,17 +8,29 @@ at a block-aligned offset (what logrotate's unmerged ``copyreduce`` proposes): t
 shifts the rest of the file down under the inode lock that ``O_APPEND`` writes also take,
 so an append lands either before the cut (and is in the copy) or after it (and stays).
 
-The cut is block-aligned, so it usually falls inside a line. The archive ends at the last
-whole line before the cut; the part line after it (the *carry*, less than a block) is kept
-in the file's state and starts the next archive. Archives therefore hold whole lines, and
-all archives in order followed by the live file are the writer's exact byte stream.
+The cut is block-aligned, so it usually falls inside a line. The archive runs past the cut
+to the end of that line, so it holds the line whole; after the collapse, the rest of that
+line (now the first bytes of the live file, less than a block, already archived) is
+overwritten with newlines (``_fill_head``). The live file therefore begins with empty lines
+and then a whole line, never with part of one. Overwriting is safe under a writer: those
+bytes are complete and writers only append. The state records how many bytes are filler;
+the next archive starts after them. Archives hold whole lines, and all archives in order
+followed by the live file without its filler are the writer's exact byte stream. The cut is
+the last block boundary at or before the end of the last whole line, so the line it falls
+in is always complete (a line still being written is never cut); a log with less than one
+block of whole lines is not rotated (``find_cut`` says so, and the dry run with it).
 
-Crash safety: the archive is written under a temporary name, compressed, fsynced, verified
-by decompressing it, and renamed; only then is the cut recorded as pending in the state
-file (written atomically), performed, and the state finalised. A run that finds a pending
-cut checks the file's first bytes against the recorded hash: still there, it performs the
-cut; gone, the cut was done and it only finalises. A temporary archive left by a crash is
-removed and the rotation done again. Nothing half-written ever carries an archive's name.
+Crash safety: the archive is written under a temporary name, compressed, fsynced and
+verified by decompressing it; the cut is recorded as pending in the state file (written
+atomically, naming the archive and its inode, the hash of the bytes to cut and of the line
+end to fill) before the archive is renamed to its final name; then the cut is made, the
+head filled (fdatasync), and the state finalised. A run that finds a pending cut whose
+archive never got its name drops it (the log was not touched; the temporary is removed and
+the rotation done again). Otherwise it checks the file's first bytes against the recorded
+hash: still there, it performs the cut; gone, the cut was done. Then it fills the head if
+it still holds the recorded line end (already newlines: done; anything else: not touched).
+A kill at any step thus neither loses nor doubles a line. Nothing half-written ever carries
+an archive's name.
 
 Where the filesystem cannot collapse (tmpfs, btrfs), the file is copied and truncated like
 logrotate, but in the safe order: the archive is complete, verified and named first (a full
@@ -28,6 +40,9 @@ read to the truncation) is measured and reported. A run that finds a recorded tr
 the log still begins with archives the rest from the recorded offset and truncates then; one
 the log no longer begins with was done, and only its carry is kept. A crash between the
 truncation and the last state write loses what was appended during that one state write.
+There the live file begins with what the writer appended after the truncation (a whole
+line from a writer that writes a line at a time); the lines appended while the archive was
+verified wait in the state as the carry and begin the next archive.
 
 Two rotations of logs in one directory never overlap (the daemon's and an operator's
 ``upkeep logs rotate``): each holds a lock on the directory's state directory, and one that
@@ -55,13 +70,14 @@ import gzip
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from upkeep.analysis.rotated import RotationError, state_directory, state_of
+from upkeep.analysis.rotated import FILLER, RotationError, RotationState, state_directory, state_of
+from upkeep.core.text import format_bytes
 from upkeep.io.safefs import (
     Directory,
     Identity,
@@ -73,7 +89,9 @@ FALLOC_FL_COLLAPSE_RANGE = 0x08
 CHUNK_BYTES = 1 << 20
 """Read and compress this much at a time: memory stays bounded whatever the log's size."""
 MAX_CARRY_BYTES = 1 << 20
-"""A part line longer than this (a log without newlines) is archived split, not carried."""
+"""A copy-and-truncate carries at most this much over to the next archive; and a log whose
+last this many bytes hold no newline is not made of lines: it is cut at a block boundary
+(its "line" archived split)."""
 HEAD_BYTES = 64
 """How many of a log's first bytes after a cut are remembered, to know it is still the same."""
 ARCHIVE_NAME_ATTEMPTS = 1000
@@ -96,6 +114,82 @@ class RotationResult:
     method: Literal["collapse", "truncate", "rename"]
     loss_window_s: float = 0.0
     """For ``truncate``: the time appends could have been lost in (0 for ``collapse``)."""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a collapse cuts a log: ``at``, a block boundary, and ``end``, the end of the
+    line ``at`` falls in (``at`` itself when it falls between two lines). The archive holds
+    the bytes before ``end``; the ``end - at`` bytes between them stay in the live file as
+    its first bytes and become filler."""
+
+    at: int
+    end: int
+
+
+NEWLINE_SEARCH_BYTES = 1 << 16
+"""Look for the last newline this many bytes at a time, from the end."""
+
+
+def _last_newline(fd: int, size: int) -> int:
+    """Return the offset of the last newline in the file's first ``size`` bytes, looking at
+    most ``MAX_CARRY_BYTES`` back from there; -1 if there is none."""
+    end = size
+    floor = max(0, size - MAX_CARRY_BYTES)
+    while end > floor:
+        start = max(floor, end - NEWLINE_SEARCH_BYTES)
+        found = os.pread(fd, end - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        end = start
+    return -1
+
+
+def find_cut(fd: int, size: int, block: int, skip: int = 0) -> Cut | str:
+    """Given an open log, its size, its filesystem's block size and how many of its first
+    bytes are the last cut's filler, return where a rotation cuts it: the last block
+    boundary at or before the end of its last whole line (and before its end: the kernel
+    refuses a range that reaches it), so the line the cut falls in is complete; or, if the
+    archive would hold no whole line (no such boundary past 0, or none past the filler),
+    why there is nothing to rotate. A log whose last ``MAX_CARRY_BYTES`` hold no newline is
+    not lines: it is cut at its last block boundary."""
+    last = _last_newline(fd, size)
+    if last < 0 and size > MAX_CARRY_BYTES:
+        at = ((size - 1) // block) * block
+        return Cut(at, at)
+    at = max(0, min(last + 1, size - 1)) // block * block
+    cut = Cut(at, at)
+    if at > 0 and os.pread(fd, 1, at - 1) != b"\n":
+        # The line ``at`` falls in ends at ``last`` or before, less than a block on.
+        following = os.pread(fd, min(block, last + 1 - at), at)
+        cut = Cut(at, at + following.index(b"\n") + 1)
+    if at == 0 or cut.end <= skip:
+        whole = max(0, last + 1 - skip)
+        since = " since the last rotation" if skip else ""
+        return (
+            f"only {format_bytes(whole)} of whole lines{since}; a lossless rotation cuts "
+            f"whole filesystem blocks ({format_bytes(block)}) of them"
+        )
+    return cut
+
+
+def readiness(directory: Directory, name: str, expect: Identity | None = None) -> str | None:
+    """Given a log's directory and name (and the inode a listing saw), return why a
+    rotation would leave it as it is (too little to cut), or None if it would rotate it;
+    read only. Raise RotationError if the log or its state cannot be trusted."""
+    try:
+        fd = directory.open_file(name, os.O_RDONLY, expect=expect, single_link=True)
+    except UnsafeFileError as error:
+        raise RotationError(
+            f"refusing to rotate {directory.path / name}: {error.strerror}"
+        ) from None
+    try:
+        with state_of(directory, name, create=False) as state:
+            skip = state.filler(fd)
+        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize, skip)
+    finally:
+        os.close(fd)
+    return cut if isinstance(cut, str) else None
 
 
 def _libc() -> Any:
@@ -219,17 +313,17 @@ class _ArchiveWriter:
         self._hash.update(data)
         self.size += len(data)
 
-    def commit(self) -> Path:
+    def commit(self, before_naming: Callable[[str, int], None] | None = None) -> Path:
         """Finish, fsync and verify (decompress and compare the hash) the archive, then
         give it a free archive name and return its path; raise RotationError (removing the
-        temporary) if it does not verify."""
+        temporary) if it does not verify. ``before_naming`` is called with each name about
+        to be given and the archive's inode, before it is (to record the cut first)."""
         if self._stream is not self.temporary.handle:
             self._stream.close()
         self.temporary.finish()
         check = hashlib.sha256()
-        descriptor = self.directory.open_file(
-            self.temporary.name, expect=Identity.of(os.fstat(self.temporary.fd))
-        )
+        identity = Identity.of(os.fstat(self.temporary.fd))
+        descriptor = self.directory.open_file(self.temporary.name, expect=identity)
         with os.fdopen(descriptor, "rb") as reader:
             for chunk in decompressed(reader, self.compression):
                 check.update(chunk)
@@ -238,6 +332,8 @@ class _ArchiveWriter:
             raise RotationError(f"the archive of {self.log_name} did not verify; nothing changed")
         for _ in range(ARCHIVE_NAME_ATTEMPTS):
             final = archive_name(self.log_name, self.directory, self.moment, self.compression)
+            if before_naming is not None:
+                before_naming(final, identity.inode)
             try:
                 self.final = self.temporary.commit(final)
             except FileExistsError:
@@ -282,29 +378,40 @@ def recover_in(
     archive_dir: Directory | None = None,
     expect: Identity | None = None,
 ) -> bool:
-    """Given a log's directory and name, finish a rotation a crash interrupted (perform or
-    confirm its pending cut) and remove its temporary archives; return whether there was a
-    cut to finish. Raise RotationError if the log or the state cannot be trusted."""
+    """Given a log's directory and name (and where its archives go, if not beside it),
+    finish a rotation a crash interrupted and remove its temporary archives; return whether
+    there was one. A cut whose archive never got its name is dropped (the log was not
+    touched); else the cut is made if it was not, and the head filled if it was not. Raise
+    RotationError if the log or the state cannot be trusted."""
     for place in {id(directory): directory, id(archive_dir): archive_dir}.values():
         if place is not None:
             place.remove_temporaries(name)
     with state_of(directory, name, create=False) as state:
         if state.directory is not None:
             state.directory.remove_temporaries(state.file_name)
-        if state.pending is None:
+        pending = state.pending
+        if pending is None:
             return False
-        cut = int(state.pending["cut"])
-        truncating = state.pending.get("method") == "truncate"
+        if not _archive_named(pending, directory, archive_dir):
+            # Killed before the archive was named: the log is whole, the carry not used.
+            state.pending = None
+            state.save()
+            return True
+        # The archive holds the carry: it must not begin another one.
+        state.carry = b""
+        cut = int(pending["cut"])
+        truncating = pending.get("method") == "truncate"
         fd = _open_log(directory, name, expect)
         try:
             size = os.fstat(fd).st_size
             still_there = (size >= cut if truncating else size > cut) and _prefix_sha256(
                 fd, cut
-            ) == state.pending["prefix_sha256"]
+            ) == pending["prefix_sha256"]
             if still_there and truncating:
                 # The archive was named but the log never truncated: archive the rest from
                 # the recorded cut and truncate now (its own record replaces this one).
-                compression = cast("Compression", state.pending.get("compression", "zstd"))
+                compression = cast("Compression", pending.get("compression", "zstd"))
+                state.save()  # the carry cleared; the record stays until the next replaces it
                 state.close()
                 _rotate_truncate(
                     directory,
@@ -318,13 +425,66 @@ def recover_in(
                 return True
             if still_there:
                 collapse_prefix(fd, cut)
-            state.carry = base64.b64decode(state.pending["fragment"])
-            state.pending = None
-            state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
+            if "fill" in pending:
+                # Only in the file that was cut: a file put in its place is not touched.
+                ours = pending.get("inode") == os.fstat(fd).st_ino
+                fill = int(pending["fill"]) if ours else 0
+                filled = _fill_head(fd, fill, str(pending["fill_sha256"]))
+                _finish_cut(state, fd, cut if ours else 0, filled)
+            else:
+                # A state written before the filler existed: its part line is carried.
+                state.carry = base64.b64decode(pending["fragment"])
+                state.pending = None
+                state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
+                state.filled = 0
+                state.save()
         finally:
             os.close(fd)
-        state.save()
     return True
+
+
+def _archive_named(
+    pending: dict[str, Any], directory: Directory, archive_dir: Directory | None
+) -> bool:
+    """Return whether the archive a pending cut records got its name (the very inode
+    written). A record from before names were recorded first, or one whose archive
+    directory is not known here, counts as named (it was named before it was recorded)."""
+    inode = pending.get("archive_inode")
+    if inode is None:
+        return True
+    if archive_dir is None and not pending.get("beside", True):
+        return True
+    info = (archive_dir or directory).lstat(str(pending["archive"]))
+    return info is not None and info.st_ino == int(inode)
+
+
+def _fill_head(fd: int, length: int, line_end_sha256: str) -> int:
+    """Overwrite the first ``length`` bytes of the log (the end of the line the cut fell in,
+    archived whole) with newlines, only if they are still those bytes; return ``length`` if
+    they are newlines now, 0 if the file holds something else there (replaced or
+    truncated by someone else since: left untouched). Safe under an appending writer: those
+    bytes are complete and only their own newline is kept in place."""
+    if length <= 0:
+        return 0
+    head = os.pread(fd, length, 0)
+    if head == FILLER * length:
+        return length
+    if len(head) != length or hashlib.sha256(head).hexdigest() != line_end_sha256:
+        return 0
+    os.pwrite(fd, FILLER * (length - 1), 0)
+    # Durable before the state says so: after a power cut the part line never reappears.
+    os.fdatasync(fd)
+    return length
+
+
+def _finish_cut(state: RotationState, fd: int, cut: int, filled: int) -> None:
+    """Record a finished cut of ``cut`` bytes from the open log, whose first ``filled``
+    bytes are now filler, and save the state."""
+    inode = os.fstat(fd).st_ino
+    state.collapsed = (state.collapsed if state.inode == inode else 0) + cut
+    state.carry, state.pending, state.filled = b"", None, filled
+    state.inode, state.head = inode, os.pread(fd, HEAD_BYTES, 0)
+    state.save()
 
 
 def rotate_in(
@@ -367,15 +527,14 @@ def _rotate_locked(
     """``rotate_in`` once the rotation lock is held and any interrupted cut finished."""
     fd = _open_log(directory, name, expect)
     try:
-        block = os.fstatvfs(fd).f_bsize
-        size = os.fstat(fd).st_size
-        if size <= block:
+        with state_of(directory, name) as state:
+            skip = state.filler(fd)
+        cut = find_cut(fd, os.fstat(fd).st_size, os.fstatvfs(fd).f_bsize, skip)
+        if isinstance(cut, str):
             return None
         if mode != "truncate":
             try:
-                return _rotate_collapse(
-                    directory, name, fd, block, size, archives, moment, compression
-                )
+                return _rotate_collapse(directory, name, fd, cut, archives, moment, compression)
             except OSError as error:
                 if mode == "collapse" or error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise RotationError(
@@ -418,65 +577,70 @@ def rotate(
             )
 
 
-def recover(log: Path) -> bool:
-    """``recover_in`` for a log given by path (under the rotation lock)."""
+def recover(log: Path, *, archive_dir: Path | None = None) -> bool:
+    """``recover_in`` for a log given by path (under the rotation lock); ``archive_dir``:
+    where its archives go, if not beside it."""
     with Directory.open(log.parent) as directory, _rotation_lock(directory):
-        return recover_in(directory, log.name)
+        if archive_dir is None:
+            return recover_in(directory, log.name)
+        with Directory.open(archive_dir) as archives:
+            return recover_in(directory, log.name, archive_dir=archives)
 
 
 def _rotate_collapse(
     directory: Directory,
     name: str,
     fd: int,
-    block: int,
-    size: int,
+    cut: Cut,
     archives: Directory,
     moment: datetime,
     compression: Compression,
 ) -> RotationResult:
     with state_of(directory, name) as state:
-        # Strictly before the end: the kernel refuses a range that reaches EOF.
-        cut = ((size - 1) // block) * block
+        # The last cut's filler stands for bytes archived then: hashed, never archived again.
+        start = min(state.filler(fd), cut.at)
         writer = _ArchiveWriter(archives, name, moment, compression, os.fstat(fd))
         prefix = hashlib.sha256()
         try:
             writer.write(state.carried_line(fd))
-            held = b""
-            position = 0
-            while position < cut:
-                chunk = os.pread(fd, min(CHUNK_BYTES, cut - position), position)
-                if not chunk:
-                    raise RotationError(
-                        f"{directory.path / name} shrank while it was being rotated"
-                    )
-                prefix.update(chunk)
-                position += len(chunk)
-                data = held + chunk
-                end = data.rfind(b"\n") + 1
-                if end == 0 and len(data) > MAX_CARRY_BYTES:
-                    end = len(data)  # no newline for a megabyte: archive it split
-                writer.write(data[:end])
-                held = data[end:]
+            position = _read_range(fd, 0, start, prefix.update)
+            position = _read_range(fd, position, cut.at, lambda chunk: _both(chunk, prefix, writer))
+            line_end = os.pread(fd, cut.end - cut.at, cut.at) if cut.end > cut.at else b""
+            if position < cut.at or len(line_end) < cut.end - cut.at:
+                raise RotationError(f"{directory.path / name} shrank while it was being rotated")
+            writer.write(line_end)
             # Probe the filesystem before naming the archive: if it cannot collapse, nothing
             # is left behind and the caller falls back to truncating.
             _probe_collapse(directory)
-            archive = writer.commit()
+            line_end_sha256 = hashlib.sha256(line_end).hexdigest()
+            record: dict[str, Any] = {
+                "cut": cut.at,
+                "prefix_sha256": prefix.hexdigest(),
+                "fill": cut.end - cut.at,
+                "fill_sha256": line_end_sha256,
+                "inode": os.fstat(fd).st_ino,
+            }
+            archive = writer.commit(_recorder(state, record, archives is directory))
         except BaseException:
             writer.abort()
             raise
-        state.pending = {
-            "cut": cut,
-            "prefix_sha256": prefix.hexdigest(),
-            "archive": writer.final,
-            "fragment": base64.b64encode(held).decode(),
-        }
-        state.save()
-        collapse_prefix(fd, cut)
-        state.collapsed = (state.collapsed if state.inode == os.fstat(fd).st_ino else 0) + cut
-        state.carry, state.pending = held, None
-        state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
-        state.save()
+        collapse_prefix(fd, cut.at)
+        _finish_cut(state, fd, cut.at, _fill_head(fd, cut.end - cut.at, line_end_sha256))
     return RotationResult(archive, writer.size, "collapse")
+
+
+def _recorder(
+    state: RotationState, record: dict[str, Any], beside: bool
+) -> Callable[[str, int], None]:
+    """Return the hook that records a cut as pending, naming its archive and the archive's
+    inode, before the archive gets that name: a kill after the naming finds the cut to
+    finish; a kill before it, an unnamed archive and a log untouched."""
+
+    def before_naming(final: str, inode: int) -> None:
+        state.pending = {**record, "archive": final, "archive_inode": inode, "beside": beside}
+        state.save()
+
+    return before_naming
 
 
 def _probe_collapse(directory: Directory) -> None:
@@ -511,24 +675,24 @@ def _rotate_truncate(
         prefix = hashlib.sha256()
         try:
             writer.write(state.carried_line(fd))
-            position = _read_range(fd, 0, start, prefix.update)
+            # A collapse's filler stands for bytes archived then: hashed, not archived again.
+            position = _read_range(fd, 0, max(start, state.filler(fd)), prefix.update)
             position = _read_range(fd, position, None, lambda chunk: _both(chunk, prefix, writer))
-            archive = writer.commit()
+            # The archive holds the carry and [start, position): once it has its name a
+            # repeat would double them, so the cut is recorded before it is named.
+            record = {
+                "method": "truncate",
+                "cut": position,
+                "prefix_sha256": prefix.hexdigest(),
+                "compression": compression,
+                "fragment": "",
+            }
+            archive = writer.commit(_recorder(state, record, archives is directory))
         except BaseException:
             writer.abort()
             raise
-        # The archive holds the carry and [start, position): from here a repeat would
-        # double them, so the cut is recorded before it is made.
+        assert state.pending is not None  # noqa: S101 - recorded before the naming
         state.carry = b""
-        state.pending = {
-            "method": "truncate",
-            "cut": position,
-            "prefix_sha256": prefix.hexdigest(),
-            "archive": writer.final,
-            "compression": compression,
-            "fragment": "",
-        }
-        state.save()
         late = _read_tail(fd, position, MAX_CARRY_BYTES)
         if late is None:
             # More was appended while the archive was verified than a carry may hold: the
@@ -541,7 +705,7 @@ def _rotate_truncate(
         last_read = time.perf_counter()
         os.ftruncate(fd, 0)
         window = time.perf_counter() - last_read
-        state.carry, state.pending = late + extra, None
+        state.carry, state.pending, state.filled = late + extra, None, 0
         state.inode, state.head = os.fstat(fd).st_ino, os.pread(fd, HEAD_BYTES, 0)
         state.save()
     return RotationResult(archive, writer.size, "truncate", window)

@@ -65,21 +65,33 @@ async def test_rotation_archives_verifiably_and_retention_keeps_the_newest(
     assert stranger.exists() and outside.exists()
 
 
-async def test_a_log_replaced_between_rotations_gets_its_predecessor_s_part_line_alone(
+async def test_a_log_replaced_between_rotations_is_archived_alone(
     tmp_path: Path, task_context: TaskContext
 ) -> None:
+    """The first rotation archives the line its cut falls in whole and leaves newlines in
+    its place; a file put in the log's place since holds none of that filler, and its
+    archive holds its own lines only, from its first."""
     log = tmp_path / "app.log"
     log.write_bytes(LINE * 1000)  # 51,000 bytes: the cut at 49,152 falls inside a line
     await LogsRotate().run(_target(tmp_path), _params(), task_context)
+    first = (
+        zstandard.ZstdDecompressor()
+        .decompressobj()
+        .decompress(archives_of(log, tmp_path)[-1].read_bytes())
+    )
+    assert first == LINE * (49_152 // len(LINE) + 1)  # the cut line whole, nothing after
+    assert log.read_bytes() == b"\n" * (len(first) - 49_152) + LINE * (
+        1000 - len(first) // len(LINE)
+    )
     log.unlink()
-    log.write_bytes(b"fresh %05d\n" % 0 + b"".join(b"fresh %05d\n" % n for n in range(1, 2000)))
+    fresh = b"".join(b"fresh %05d\n" % n for n in range(2000))  # 22,000 bytes
+    log.write_bytes(fresh)
     time.sleep(1.05)
     await LogsRotate().run(_target(tmp_path), _params(), task_context)
     second = archives_of(log, tmp_path)[-1]
     text = zstandard.ZstdDecompressor().decompressobj().decompress(second.read_bytes())
-    first_line, next_line = text.split(b"\n")[:2]
-    assert LINE.startswith(first_line) and first_line  # the old part line, on its own
-    assert next_line == b"fresh 00000"
+    assert text == fresh[: fresh.index(b"\n", 20_480) + 1]
+    assert log.read_bytes().lstrip(b"\n") == fresh[len(text) :]
 
 
 async def test_rename_mode_tells_a_real_writer_to_reopen_and_loses_nothing(
@@ -170,3 +182,26 @@ async def test_what_an_interrupted_rename_rotation_left_is_archived_before_the_n
     assert sorted(archives) == archives
     assert archives[0].name == "app.log-20261101-000000.zst"
     assert not leftover.exists() and (tmp_path / "app.log").read_bytes() == b""
+
+
+async def test_the_dry_run_and_the_run_agree_on_logs_with_too_little_to_cut(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    """A collapse cuts whole filesystem blocks of whole lines. The dry run listed a 28-byte
+    log to rotate and the run then rotated nothing, saying only 'rotated 0'. Likewise a log
+    past a block whose only long line is still being written (no newline yet)."""
+    block = os.statvfs(tmp_path).f_bsize
+    (tmp_path / "tiny.log").write_bytes(b"2026-11-23 INFO one line\n")  # 25 bytes
+    (tmp_path / "unfinished.log").write_bytes(LINE + b"x" * (2 * block))  # no newline yet
+    (tmp_path / "big.log").write_bytes(LINE * 2000)
+    plan = await LogsRotate().plan(_target(tmp_path), _params(), task_context)
+    assert [Path(change.subject).name for change in plan.changes] == ["big.log"]
+    assert "tiny.log: only 25 B of whole lines" in plan.note
+    assert "unfinished.log: only 50 B of whole lines" in plan.note
+    outcome = await LogsRotate().run(_target(tmp_path), _params(), task_context)
+    assert outcome.figures["rotated"] == 1
+    assert [Path(change.subject).name for change in outcome.changes] == ["big.log"]
+    assert "left alone: " in outcome.message
+    assert "tiny.log: only 25 B of whole lines; a lossless rotation cuts whole" in outcome.message
+    assert (tmp_path / "tiny.log").read_bytes() == b"2026-11-23 INFO one line\n"
+    assert (tmp_path / "unfinished.log").read_bytes() == LINE + b"x" * (2 * block)
