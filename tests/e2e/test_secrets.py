@@ -154,3 +154,30 @@ channels:
     assert result.returncode == 2
     hint = "(no scheme://, e.g. mailto://, json://, slack://)"
     assert result.stderr.count(hint) == 2, result.stderr
+
+
+def test_a_short_secret_glued_to_a_flag_is_never_shown(upkeep: Upkeep, tmp_path: Path) -> None:
+    """Found in review: masking short secrets only as whole tokens printed ``-phunter22``
+    in a dry run, its JSON and the stored run record."""
+    (tmp_path / "upkeep.yaml").write_text(
+        """\
+runbooks:
+  dump:
+    steps:
+      - command: [/bin/sh, -c, 'echo "connecting with -p$DB_PASS and x${DB_PASS}y"', "-p${DB_PASS}"]
+"""
+    )
+    env = {"DB_PASS": "hunter22"}
+    outputs = [
+        upkeep("run", "dump", "--dry-run", env=env),
+        upkeep("run", "dump", "--dry-run", "--json", env=env),
+        upkeep("run", "dump", "--yes", env=env),
+        upkeep("runs", "list", "--json", env=env),
+    ]
+    run_id = json.loads(outputs[-1].stdout)[0]["id"]
+    outputs.append(upkeep("runs", "show", str(run_id), "--json", env=env))
+    combined = "\n".join(result.stdout + result.stderr for result in outputs)
+    assert "-p***" in combined
+    assert "hunter22" not in combined, combined
+    for path in (tmp_path / ".upkeep").iterdir():
+        assert b"hunter22" not in path.read_bytes(), path

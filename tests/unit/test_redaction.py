@@ -112,19 +112,29 @@ def test_a_secret_line_cut_where_output_stops_is_masked() -> None:
     assert redactor.redact_cut("x pässw\ufffd") == "x ***\ufffd"
 
 
-# --- what is masked where: short values as tokens, our own hints never ----------------------
+# --- what is masked where: every occurrence, our own hints never ---------------------------
 
 
-def test_a_short_secret_is_masked_only_as_a_whole_token() -> None:
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("env=prod mode=json", "env=*** mode=***"),
+        ("json://hook prod.", "***://hook ***."),
+        # Glued to other text: a short password after a flag, URL-encoded, before a byte.
+        ("mysql -uroot -phunter22", "mysql -uroot -p***"),
+        ("password%3Dhunter22&x=1", "password%3D***&x=1"),
+        ("\x00hunter22X", "\x00***X"),
+        # A common word inside a longer one is garbled rather than risk a secret showing.
+        ("production", "***uction"),
+        ('"a\ns3cr3t"', '"a\n***"'),
+    ],
+)
+def test_a_short_secret_is_masked_wherever_it_occurs(text: str, masked: str) -> None:
+    """Masking only whole tokens printed ``-phunter22``: a secret next to a letter or digit
+    showed in run output, JSON and the stored record."""
     redactor = Redactor()
-    redactor.extend(["prod", "json", "s3cr3t"])
-    assert redactor.redact("env=prod mode=json") == "env=*** mode=***"
-    assert redactor.redact("json://hook prod.") == "***://hook ***."
-    # A common word inside a longer one is not the secret: it was masked before.
-    assert redactor.redact("production jsonl products") == "production jsonl products"
-    assert redactor.redact("password=s3cr3t;") == "password=***;"
-    # An escaped line break before it is a separator, not a letter glued to it.
-    assert redactor.redact('"a\\ns3cr3t"') == '"a\\n***"'
+    redactor.extend(["prod", "json", "s3cr3t", "hunter22"])
+    assert redactor.redact(text) == masked
 
 
 def test_a_long_secret_is_masked_wherever_it_occurs() -> None:

@@ -17,10 +17,6 @@ MASK = "***"
 # Masking a two-character "secret" would shred every message that contains those letters;
 # anything this short is not a secret worth the name, so it is left alone.
 MIN_SECRET_LENGTH = 4
-WHOLE_TOKEN_BELOW = 12
-"""A secret shorter than this (``json``, ``prod``, a short password) is masked only where
-it stands as a whole token, not glued to a letter or digit: masked in ``password=prod``
-and ``prod://``, left in ``production``. Longer ones are masked wherever they occur."""
 MIN_PUBLISHED_LENGTH = 16
 """A static text shorter than this is not registered by ``published``: a short one could
 coincide with output that holds a secret."""
@@ -149,18 +145,6 @@ def _published_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _glued(text: str, start: int, end: int) -> bool:
-    """Given the span of an occurrence, return whether a letter or digit touches it on
-    either side. The ``n`` of an escaped line break before it (``\\nSECRET`` in JSON or a
-    repr) is a separator, not a letter."""
-    before = start - 1
-    if before >= 0 and text[before].isalnum():
-        escaped = text[before] in "nrt" and before >= 1 and text[before - 1] == "\\"
-        if not escaped:
-            return True
-    return end < len(text) and text[end].isalnum()
-
-
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Given ``(start, end)`` spans, return them merged where they overlap or touch, sorted."""
     merged: list[tuple[int, int]] = []
@@ -216,20 +200,18 @@ class Redactor:
         """Given text, return it with every occurrence of a known secret replaced by ``***``.
 
         Occurrences that overlap or touch (two secrets sharing characters) become one
-        ``***``, so no part of either shows. A secret shorter than ``WHOLE_TOKEN_BELOW`` is
-        masked only as a whole token; an occurrence inside a ``published`` text of ours is
-        left as it is.
+        ``***``, so no part of either shows. Every occurrence is masked, glued to other
+        text or not (``-phunter22``, ``%3Dsecret``): a short secret may garble a word that
+        contains it, never show. Only an occurrence inside a ``published`` text of ours
+        (a fixed hint, which reveals nothing) is left as it is.
         """
         if not self._secrets or not text:
             return text
         found: list[tuple[int, int]] = []
         for secret in self._secrets:
-            whole_token = len(secret) < WHOLE_TOKEN_BELOW
             start = text.find(secret)
             while start >= 0:
-                end = start + len(secret)
-                if not whole_token or not _glued(text, start, end):
-                    found.append((start, end))
+                found.append((start, start + len(secret)))
                 start = text.find(secret, start + 1)
         if not found:
             return text
