@@ -346,9 +346,9 @@ class Store:
                     f'(CREATE SCHEMA {schema} AUTHORIZATION "{connection.engine.url.username}"), '
                     "or name one it may use as store.schema"
                 ) from None
-            # SQLAlchemy read the default schema at the first connection, when there was
-            # none to be current; Alembic and reflection go by it.
-            connection.dialect.default_schema_name = schema
+        # SQLAlchemy read the default schema at the first connection, when there may have
+        # been none to be current yet; Alembic and reflection go by it.
+        connection.dialect.default_schema_name = schema
         if schema != LEGACY_SCHEMA:
             self._adopt_public_store(connection, schema)
 

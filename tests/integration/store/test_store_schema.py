@@ -133,6 +133,33 @@ def test_a_store_in_public_is_moved_to_its_schema_with_its_rows_once(
     assert tables_by_schema(database) == {DEFAULT_SCHEMA: OUR_TABLES, "public": {"app_users"}}
 
 
+def test_nodes_opening_a_store_in_public_at_once_move_it_once(
+    database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Several nodes upgraded together start at once: one moves the store, the others
+    wait for the migration lock and find it moved; none fails, none creates a second."""
+    old_layout_store(database, tmp_path)
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def open_and_close() -> None:
+        start.wait(30)
+        try:
+            Store.open(database, tmp_path).close()
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    with caplog.at_level(logging.WARNING, logger="upkeep.store.store"):
+        nodes = [threading.Thread(target=open_and_close) for _ in range(4)]
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.join(60)
+    assert failures == []
+    assert sum("moved the store" in record.getMessage() for record in caplog.records) == 1
+    assert tables_by_schema(database) == {DEFAULT_SCHEMA: OUR_TABLES}
+
+
 def test_a_store_in_public_at_an_older_revision_is_moved_then_migrated(
     database: str, tmp_path: Path
 ) -> None:
