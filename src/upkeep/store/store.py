@@ -224,7 +224,8 @@ class Store:
         is not a plain identifier, or the URL sets ``search_path`` itself.
         """
         full_url = normalise_url(url, base_dir or Path.cwd())
-        postgres = full_url.startswith("postgresql+psycopg://")
+        # Any PostgreSQL driver a URL may name, not only the psycopg the config's selects.
+        postgres = full_url.split("://", 1)[0].split("+", 1)[0] == "postgresql"
         if postgres:
             problem = schema_problem(schema)
             if problem is None and url_sets_search_path(full_url):
