@@ -165,13 +165,12 @@ def measure_engine(n: int, directory: Path, profile: str | None) -> list[dict[st
     from upkeep.config.loader import load_config
     from upkeep.engine.runner import CheckRunner, run_checks, select_checks
     from upkeep.io.http import HttpClient
-    from upkeep.store.store import Store
 
     setup = Meter()
     loaded = load_config(directory / "upkeep.yaml")
     config_load = setup.stop()
     setup = Meter()
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     store_open = setup.stop()
     checks = select_checks(loaded.checks.values())
     concurrency = loaded.config.engine.concurrency

@@ -87,7 +87,6 @@ def measure_daemon(config: Path, duration_s: float, warmup_s: float) -> dict[str
     from upkeep.config.loader import load_config
     from upkeep.engine.scheduler import Scheduler
     from upkeep.serve.daemon import Daemon
-    from upkeep.store.store import Store
 
     loaded = load_config(config)
     schedulers: list[Scheduler] = []
@@ -121,7 +120,7 @@ def measure_daemon(config: Path, duration_s: float, warmup_s: float) -> dict[str
     stats = schedulers[0].stats
     steady_lags = stats.lags_s[int(marks["warm_lags"]) :]
     steady_checks = marks["end_checks"] - marks["warm_checks"]
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     rows = store.count_results()
     store.close()
     return {

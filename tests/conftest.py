@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from upkeep.config.models import StoreConfig
 from upkeep.core.redaction import Redactor
 from upkeep.io.http import HttpClient
 from upkeep.probes.base import Probe, ProbeContext, ProbeOutcome, TargetBase
@@ -79,12 +80,13 @@ def redis_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Yield a store URL for each backend: SQLite under tmp_path, or a fresh PostgreSQL
-    schema (dropped afterwards) so tests never see each other's rows.
+def store_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreConfig]:
+    """Yield a store for each backend: SQLite under tmp_path, or PostgreSQL in a schema of
+    its own (which opening the store creates, and which is dropped afterwards) so tests
+    never see each other's rows nor wait for each other's locks.
     """
     if request.param == "sqlite":
-        yield "sqlite:///.upkeep/upkeep.db"
+        yield StoreConfig(url="sqlite:///.upkeep/upkeep.db")
         return
     from sqlalchemy import create_engine, text
 
@@ -92,14 +94,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     dsn = request.getfixturevalue("postgres_dsn")
     schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(dsn, tmp_path))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{dsn}?options=-csearch_path%3D{schema}"
+        yield StoreConfig.model_validate({"url": dsn, "schema": schema})
     finally:
+        admin = create_engine(normalise_url(dsn, tmp_path))
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from upkeep.config.conditions import parse_condition
 from upkeep.config.loader import CompiledCheck, LoadedConfig, load_config
+from upkeep.config.models import StoreConfig
 from upkeep.probes.base import NoParams, Probe, TargetBase
 
 
@@ -44,3 +46,8 @@ def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) 
     path = tmp_path / "upkeep.yaml"
     path.write_text(text, encoding="utf-8")
     return load_config(path, environ=environ or {})
+
+
+def store_yaml(store: StoreConfig) -> str:
+    """Given a store's config, return it as a YAML flow mapping for ``store:``."""
+    return json.dumps({"url": store.url, "schema": store.schema_name})

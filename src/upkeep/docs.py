@@ -406,7 +406,10 @@ engine:
   http: {max_body_bytes: 1048576, header_timeout: 10s}
 """,
     "store": """\
-store: postgresql://upkeep:${UPKEEP_DB_PASSWORD}@127.0.0.1:5432/test
+# or just the URL: store: postgresql://upkeep:${UPKEEP_DB_PASSWORD}@127.0.0.1:5432/test
+store:
+  url: postgresql://upkeep:${UPKEEP_DB_PASSWORD}@127.0.0.1:5432/test
+  schema: upkeep
 """,
     "timezone": """\
 timezone: Europe/Berlin
@@ -457,8 +460,18 @@ def _section_notes(section: str) -> list[str]:
         ]
     if section == "store":
         return [
-            "`sqlite:///path` (relative to the config file's directory) or",
-            "`postgresql://user[:password]@host[:port]/db`; the password is secret.",
+            "`store:` is the URL alone, or a mapping with the keys below. A PostgreSQL store",
+            "keeps its tables (and Alembic's `alembic_version`) in its own schema, `upkeep`",
+            "unless `schema:` names another, never in `public`: each connection's",
+            "`search_path` is that schema alone. Several stores can share one database in",
+            "different schemas; each has its own leader and locks. The schema is created",
+            "if missing, which needs the right to create schemas in the database once",
+            "(or create it for upkeep's role: `CREATE SCHEMA upkeep AUTHORIZATION role`).",
+            "A store an earlier version kept in `public` is moved into the schema, rows and",
+            "all, in one transaction the first time this version opens it; upgrade every",
+            "node and cron job that uses the store together. An `upkeep: true` backup",
+            "source dumps the store's schema only. Set the schema here, not with",
+            "`options=-csearch_path=…` in the URL (refused).",
             "",
         ]
     if section == "timezone":

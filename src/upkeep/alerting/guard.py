@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from upkeep.alerting.manager import AlertManager, AlertProcessingError, AlertReport
-from upkeep.config.models import STORE_CHECK, STORE_PROBE
+from upkeep.config.models import STORE_CHECK, STORE_PROBE, StoreConfig
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.redaction import display_url
 from upkeep.core.results import CheckResult
@@ -443,7 +443,7 @@ class StoreGuard:
 
     # --- the spill --------------------------------------------------------------------------
 
-    def _settings(self) -> tuple[str, Any, str | None]:
+    def _settings(self) -> tuple[StoreConfig, Any, str | None]:
         config = self.loaded.config
         return config.store, self.loaded.base_dir, config.alerting.store_failure.spill_dir
 
@@ -455,8 +455,8 @@ class StoreGuard:
             return
         self._last_spill_look = self.clock.monotonic()
         if self._spill is None:
-            url, base_dir, directory = self._settings()
-            self._spill = Spill.find(url, base_dir, directory)
+            store, base_dir, directory = self._settings()
+            self._spill = Spill.find(store.url, base_dir, directory, schema=store.schema_name)
         if self._spill is None:
             return
         try:
@@ -478,8 +478,10 @@ class StoreGuard:
         if self._spill is not None and (self._spill.in_memory or not memory):
             return self._spill
         self._drop_spill()
-        url, base_dir, directory = self._settings()
-        self._spill = Spill.open(url, base_dir, directory, memory=memory)
+        store, base_dir, directory = self._settings()
+        self._spill = Spill.open(
+            store.url, base_dir, directory, memory=memory, schema=store.schema_name
+        )
         return self._spill
 
     def _drop_spill(self) -> None:
@@ -501,8 +503,8 @@ class StoreGuard:
         if self._episode is None:
             source = self.main
             if source is None:
-                url, base_dir, _ = self._settings()
-                source = read_only_snapshot(url, base_dir)
+                store, base_dir, _ = self._settings()
+                source = read_only_snapshot(store.url, base_dir)
             try:
                 self._episode = spill.begin(self._redact(reason), source, self.clock.now())
             finally:
@@ -605,7 +607,7 @@ class StoreGuard:
             self._reported = _Reported(where, status)
             return []
         config = self.loaded.config
-        url = display_url(normalise_url(config.store, self.loaded.base_dir))
+        url = display_url(normalise_url(config.store.url, self.loaded.base_dir))
         if problems:
             message = "; ".join(problems)
             if health.spill or force:

@@ -57,7 +57,8 @@ def _session(config_path: Path | None) -> Iterator[_Session | None]:
             store.backups if store is not None else None,
             ZoneInfo(loaded.config.timezone),
             config_path=loaded.path,
-            store_url=normalise_url(loaded.config.store, loaded.base_dir),
+            store_url=normalise_url(loaded.config.store.url, loaded.base_dir),
+            store_schema=loaded.config.store.schema_name,
         )
         yield _Session(env, loaded, store, open_error)
     finally:

@@ -152,10 +152,10 @@ def load_or_report(path: Path | None, *, check_channels: bool = False) -> Loaded
 def try_open_store(loaded: LoadedConfig) -> tuple[Store | None, str | None]:
     """Given a config, return (its open store, None), or print why it cannot be opened and
     return (None, the reason, redacted)."""
-    from upkeep.store.store import Store, StoreError
+    from upkeep.store.store import StoreError
 
     try:
-        return Store.open(loaded.config.store, loaded.base_dir), None
+        return loaded.config.store.open(loaded.base_dir), None
     except StoreError as error:
         reason = _active.redact(str(error))
         print_error(reason)

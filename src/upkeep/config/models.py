@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +29,7 @@ from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import TargetBase
 from upkeep.probes.registry import TARGET_KINDS
 from upkeep.store.outbox import DeliveryConfig
+from upkeep.store.store import DEFAULT_SCHEMA, Store, schema_problem, url_sets_search_path
 from upkeep.tasks.backup.checks import DRILL_CHECK_PREFIX
 from upkeep.tasks.backup.config import BackupsConfig
 
@@ -629,16 +631,66 @@ class AlertingConfig(StrictModel):
         return {**_default_response_targets(), **value}
 
 
+def _valid_schema(value: str) -> str:
+    problem = schema_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+class StoreConfig(StrictModel):
+    """Where upkeep keeps results, runs, alerts and the outbox: a database URL and, for
+    PostgreSQL, the schema of the store's tables. ``store:`` may be the URL alone; the
+    schema is then the default."""
+
+    url: Annotated[str, SecretMarker(part="password")] = Field(
+        default="sqlite:///.upkeep/upkeep.db",
+        description="`sqlite:///path` (relative to the config file's directory) or "
+        "`postgresql://user[:password]@host[:port]/db`; the password is secret",
+    )
+    schema_name: Annotated[str, AfterValidator(_valid_schema), Field(alias="schema")] = Field(
+        default=DEFAULT_SCHEMA,
+        description="PostgreSQL: the schema the store's tables live in, created if missing "
+        "(a plain lower-case name); a store an earlier version kept in `public` is moved "
+        "into it when first opened. SQLite ignores it",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, value: Any) -> Any:
+        """Take ``store: URL`` as ``store: {url: URL}``; refuse anything but a URL or a
+        mapping, saying both forms."""
+        if isinstance(value, str):
+            return {"url": value}
+        if not isinstance(value, dict | StoreConfig):
+            raise ValueError("expected a database URL or a mapping {url: …, schema: …}")
+        return value
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _no_search_path(cls, value: str) -> str:
+        if url_sets_search_path(value):
+            raise ValueError(
+                "the URL sets search_path in options; give the schema as store.schema instead"
+            )
+        return value
+
+    def open(self, base_dir: Path) -> Store:
+        """Given the config's directory, return this store opened (and migrated); raise
+        ``StoreError`` if it cannot be."""
+        return Store.open(self.url, base_dir, schema=self.schema_name)
+
+
 class UpkeepConfig(StrictModel):
     """The whole of ``upkeep.yaml``."""
 
     timezone: str = Field(
         default="UTC", description="the zone of schedules, windows and the times commands print"
     )
-    store: Annotated[str, SecretMarker(part="password")] = Field(
-        default="sqlite:///.upkeep/upkeep.db",
+    store: StoreConfig = Field(
+        default=StoreConfig(),
         description="where results, runs, alerts and the outbox are kept: a SQLite or "
-        "PostgreSQL URL",
+        "PostgreSQL URL, or `{url: …, schema: …}`",
     )
     retention: RetentionConfig = Field(
         default=RetentionConfig(), description="how long the store keeps what"

@@ -2,7 +2,8 @@
 
 PostgreSQL store
     The leader holds a session-level advisory lock (``pg_try_advisory_lock``) on a
-    connection of its own. If the leader dies, even with ``kill -9``, PostgreSQL ends its
+    connection of its own, its key derived from the store's schema (one leader per
+    store, not per database). If the leader dies, even with ``kill -9``, PostgreSQL ends its
     session and releases the lock; a standby retrying every ``engine.takeover_interval``
     takes over within that interval (plus TCP keepalive time if the leader's host
     vanished without closing the socket). The leader checks its connection on the same
@@ -27,11 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from upkeep.store.locks import LEADER_LOCK_KEY, lock_key
+
 if TYPE_CHECKING:
     from upkeep.store.store import Store
-
-LEADER_LOCK_KEY = 0x75706B66
-"""The advisory lock key of the scheduler ("upkf"); migrations use a different key."""
 
 
 class Leadership(ABC):
@@ -53,9 +53,10 @@ class Leadership(ABC):
 class PostgresLeadership(Leadership):
     """Leadership through a session-level advisory lock on a dedicated connection."""
 
-    def __init__(self, store: Store, key: int = LEADER_LOCK_KEY) -> None:
+    def __init__(self, store: Store, purpose: int = LEADER_LOCK_KEY) -> None:
         self._store = store
-        self._key = key
+        # The store's own key: daemons of stores in other schemas of the database each lead.
+        self._key = lock_key(purpose, store.schema)
         self._connection: Any = None
 
     def _acquire(self) -> bool:

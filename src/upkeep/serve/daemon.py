@@ -109,10 +109,9 @@ class Daemon:
 
         Raise ``StoreError`` if the store cannot be opened at start.
         """
-        from upkeep.store.store import Store
         from upkeep.web.app import DaemonState
 
-        store = await asyncio.to_thread(Store.open, self.loaded.config.store, self.loaded.base_dir)
+        store = await asyncio.to_thread(self.loaded.config.store.open, self.loaded.base_dir)
         self._store = store
         pipeline = await asyncio.to_thread(self._new_pipeline, store)
         self._state = DaemonState(

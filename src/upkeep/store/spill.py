@@ -60,7 +60,7 @@ from upkeep.store.schema import (
     schedule_marks,
     silences,
 )
-from upkeep.store.store import Store, normalise_url
+from upkeep.store.store import DEFAULT_SCHEMA, Store, normalise_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -128,12 +128,18 @@ class ReconcileReport:
     already_imported: bool = False
 
 
-def spill_file_name(store_url: str) -> str:
-    """Given a normalised store URL, return the spill's file name: one per store, the same
-    for every process and config using that store (passwords do not count)."""
+def spill_file_name(store_url: str, schema: str = DEFAULT_SCHEMA) -> str:
+    """Given a normalised store URL and its schema (which only a PostgreSQL store has),
+    return the spill's file name: one per store, the same for every process and config
+    using that store (passwords do not count). A store in the default schema keeps the
+    name it had before stores had schemas (it is the store moved there from ``public``,
+    so an episode spilled before the upgrade is found); any other schema is part of it.
+    """
     masked = store_url
     for password in url_passwords(store_url):
         masked = masked.replace(password, MASK)
+    if store_url.startswith("postgresql") and schema != DEFAULT_SCHEMA:
+        masked += f"#schema={schema}"
     return f"spill-{hashlib.sha256(masked.encode()).hexdigest()[:16]}.db"
 
 
@@ -282,8 +288,9 @@ class Spill:
         *,
         memory: bool = False,
         environment: Mapping[str, str] | None = None,
+        schema: str = DEFAULT_SCHEMA,
     ) -> Spill:
-        """Given the store URL (as in the config), the config's directory and
+        """Given the store URL and schema (as in the config), the config's directory and
         ``spill_dir``, return the spill of that store: in the first usable directory,
         preferring one on another file system than a SQLite store's, else in memory
         (also when ``memory`` is asked for). Raise nothing: memory always works.
@@ -298,7 +305,7 @@ class Spill:
                 directories.sort(key=lambda directory: _device(directory) == store_device)
             for directory in directories:
                 try:
-                    path = private_directory(directory) / spill_file_name(full_url)
+                    path = private_directory(directory) / spill_file_name(full_url, schema)
                     spill = cls(Store.open(f"sqlite:///{path}"), str(path))
                 except Exception as error:  # noqa: BLE001 - any failure here means: try the next place
                     logger.warning("spill directory %s cannot be used: %s", directory, error)
@@ -316,12 +323,13 @@ class Spill:
         configured_dir: str | None = None,
         *,
         environment: Mapping[str, str] | None = None,
+        schema: str = DEFAULT_SCHEMA,
     ) -> Spill | None:
         """Given what ``open`` takes, return the store's spill if a spill file exists in
         one of its directories (it may hold an episode another process left), else None.
         Costs a few ``stat`` calls when there is none: every ``upkeep check`` asks."""
         full_url = normalise_url(store_url, base_dir)
-        name = spill_file_name(full_url)
+        name = spill_file_name(full_url, schema)
         directories, _ = candidate_directories(configured_dir, base_dir, environment)
         for directory in directories:
             path = directory / name

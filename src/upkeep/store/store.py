@@ -7,6 +7,12 @@ batch costs one fsync at checkpoint rather than one per row. PostgreSQL
 an advisory lock so two nodes starting at once don't race, and under a file lock beside
 the database for SQLite, so two commands opening a new store at once don't either.
 
+A PostgreSQL store lives in a schema of its own (``upkeep`` unless configured): every
+connection's ``search_path`` is that schema alone, so the tables, Alembic's
+``alembic_version`` and every query land there without naming it, and the advisory lock
+keys include it (``locks.lock_key``). A store an earlier version made in ``public`` is
+moved into the schema the first time this version opens it (``_adopt_public_store``).
+
 ``check_integrity`` says whether the store is sound (SQLite: ``PRAGMA quick_check``;
 PostgreSQL: reachable, not a read-only standby, results writable by this role). While
 the store cannot take results, ``store/spill.py`` keeps alerting going without it.
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -38,9 +46,9 @@ from sqlalchemy.exc import (
 from upkeep.core.redaction import display_url
 from upkeep.core.status import Status
 from upkeep.core.text import one_line
-from upkeep.store.locks import serialise
+from upkeep.store.locks import MIGRATION_LOCK_KEY, SCHEMA_OPTION, lock_key, serialise
 from upkeep.store.rows import inserted_id
-from upkeep.store.schema import check_results, checks, result_rollups
+from upkeep.store.schema import check_results, checks, metadata, result_rollups
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -51,9 +59,17 @@ if TYPE_CHECKING:
     from upkeep.store.outbox import OutboxStore
     from upkeep.store.runs import RunLog
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_REVISION = "0004"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
-MIGRATION_LOCK_KEY = 0x75706B65  # "upke": the advisory lock that serialises migrations
+DEFAULT_SCHEMA = "upkeep"
+"""The PostgreSQL schema a store lives in unless the config names another."""
+LEGACY_SCHEMA = "public"
+"""Where versions before the store had a schema of its own kept it."""
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+"""A schema name as the config may give it: a plain, lower-case PostgreSQL identifier,
+which means the same quoted or not (at most 63 bytes, PostgreSQL's limit)."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """Named timeout: how long a SQLite writer waits for another process's write lock."""
 POSTGRES_CONNECT_TIMEOUT_S = 10
@@ -127,6 +143,29 @@ class PruneReport:
     rollups_deleted: int
 
 
+def schema_problem(schema: str) -> str | None:
+    """Given a schema name from the config, return why it cannot be a store's schema, or
+    None if it can."""
+    if not SCHEMA_NAME.fullmatch(schema):
+        return (
+            f"{schema!r} is not a plain schema name: lower-case letters, digits and _, "
+            "not starting with a digit, at most 63 characters"
+        )
+    if schema.startswith("pg_"):
+        return f"{schema!r} starts with pg_, which PostgreSQL keeps for its own schemas"
+    return None
+
+
+def url_sets_search_path(url: str) -> bool:
+    """Given a store URL, return whether its ``options`` query parameter sets PostgreSQL's
+    ``search_path`` (the schema is configured as ``store.schema`` instead: two ways of
+    saying it could disagree, and the one in the URL would be silently overridden)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(url).query)
+    return any("search_path" in value.lower() for value in query.get("options", []))
+
+
 def normalise_url(url: str, base_dir: Path) -> str:
     """Given a store URL from the config, return a SQLAlchemy URL.
 
@@ -142,6 +181,21 @@ def normalise_url(url: str, base_dir: Path) -> str:
     return url
 
 
+def _set_search_path(schema: str, dbapi_connection: Any, _record: Any) -> None:
+    """On each new PostgreSQL connection, make ``schema`` the only schema names resolve in
+    (``pg_catalog`` is always searched too), outside any transaction so it lasts the
+    session. A ``connect`` event rather than ``options=-csearch_path=…`` in the startup
+    packet: it keeps whatever ``options`` the URL has, and works through poolers (such as
+    PgBouncer) that refuse startup options."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f'SET search_path TO "{schema}"')
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -154,18 +208,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Store:
     """Results history over one SQLAlchemy engine; safe to share between threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
         self.engine = engine
+        self.schema = schema
+        """The PostgreSQL schema the store lives in; None for SQLite."""
         self._check_ids: dict[str, tuple[int, str, str, Any]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, base_dir: Path | None = None) -> Store:
-        """Given a store URL, return an open store with its schema at the current revision.
+    def open(cls, url: str, base_dir: Path | None = None, *, schema: str = DEFAULT_SCHEMA) -> Store:
+        """Given a store URL (and, for PostgreSQL, the schema it lives in; SQLite has none
+        and ignores it), return an open store with its tables at the current revision.
 
-        Raise ``StoreError`` if the database cannot be reached or migrated.
+        Raise ``StoreError`` if the database cannot be reached or migrated, the schema name
+        is not a plain identifier, or the URL sets ``search_path`` itself.
         """
         full_url = normalise_url(url, base_dir or Path.cwd())
+        # Any PostgreSQL driver a URL may name, not only the psycopg the config's selects.
+        postgres = full_url.split("://", 1)[0].split("+", 1)[0] == "postgresql"
+        if postgres:
+            problem = schema_problem(schema)
+            if problem is None and url_sets_search_path(full_url):
+                problem = (
+                    "its URL sets search_path in options; give the schema as store.schema instead"
+                )
+            if problem is not None:
+                raise StoreError(f"cannot open store {display_url(full_url)}: {problem}")
         connect_args: dict[str, Any] = {}
         if full_url.startswith("sqlite:///"):
             database = Path(full_url.removeprefix("sqlite:///"))
@@ -177,10 +245,15 @@ class Store:
                     f"{error.strerror or error}: {database.parent}"
                 ) from None
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
-        elif full_url.startswith("postgresql+psycopg://"):
+        elif postgres:
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
         try:
-            engine = create_engine(full_url, connect_args=connect_args, pool_pre_ping=True)
+            engine = create_engine(
+                full_url,
+                connect_args=connect_args,
+                pool_pre_ping=True,
+                execution_options={SCHEMA_OPTION: schema} if postgres else {},
+            )
         except NoSuchModuleError:
             raise StoreError(
                 f"cannot open store {display_url(full_url)}: expected sqlite:/// or postgresql://"
@@ -194,9 +267,18 @@ class Store:
             ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        store = cls(engine)
+        elif engine.dialect.name == "postgresql":
+            # insert=True: before SQLAlchemy's own first-connect set-up, which reads the
+            # default schema (Alembic and reflection go by it).
+            event.listen(
+                engine, "connect", functools.partial(_set_search_path, schema), insert=True
+            )
+        store = cls(engine, schema if engine.dialect.name == "postgresql" else None)
         try:
             store.migrate()
+        except StoreError as error:  # says why itself (the schema could not be created)
+            engine.dispose()
+            raise StoreError(f"cannot open store {display_url(full_url)}: {error}") from None
         except (DBAPIError, OSError) as error:
             # DBAPIError: unreachable, read-only, full or damaged ("database disk image is
             # malformed" is a DatabaseError, not an OperationalError); OSError: the lock file.
@@ -239,12 +321,79 @@ class Store:
         # Alembic reads the current revision again inside the lock, so whoever comes second
         # finds the schema at head and changes nothing.
         with self.engine.begin() as connection:
-            if self.engine.dialect.name == "postgresql":
+            if self.schema is not None:
                 connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": lock_key(MIGRATION_LOCK_KEY, self.schema)},
                 )
+                self._prepare_schema(connection, self.schema)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def _prepare_schema(self, connection: Connection, schema: str) -> None:
+        """Given the migration's transaction (holding the migration lock), create the
+        store's schema if it is missing and move in a store an earlier version left in
+        ``public``. Existence is looked up first: ``CREATE SCHEMA IF NOT EXISTS`` needs
+        the right to create schemas even when the schema is there."""
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+        ).first()
+        if exists is None:
+            try:
+                connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            except ProgrammingError as error:  # InsufficientPrivilege: may not create schemas
+                raise StoreError(
+                    f"{error_reason(error)}: create the schema {schema} for this role "
+                    f'(CREATE SCHEMA {schema} AUTHORIZATION "{connection.engine.url.username}"), '
+                    "or name one it may use as store.schema"
+                ) from None
+        # SQLAlchemy read the default schema at the first connection, when there may have
+        # been none to be current yet; Alembic and reflection go by it.
+        connection.dialect.default_schema_name = schema
+        if schema != LEGACY_SCHEMA:
+            self._adopt_public_store(connection, schema)
+
+    def _adopt_public_store(self, connection: Connection, schema: str) -> None:
+        """Given the migration's transaction, move a store an earlier version made in
+        ``public`` (its ``alembic_version`` and our tables there, none in ``schema``) into
+        ``schema``, in this one transaction: ``ALTER TABLE … SET SCHEMA`` takes a table's
+        indexes, constraints and owned sequences along and keeps its rows. Tables of
+        others in ``public`` stay. Also under the key earlier versions migrated under, so
+        one of them migrating ``public`` at this moment finishes first."""
+
+        def tables_in(namespace: str) -> set[str]:
+            return set(
+                connection.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"),
+                    {"schema": namespace},
+                ).scalars()
+            )
+
+        if "alembic_version" not in tables_in(LEGACY_SCHEMA):
+            return
+        if "alembic_version" in tables_in(schema):
+            logger.warning(
+                "the store's schema %s and the schema public both hold an upkeep store; "
+                "using %s and leaving public as it is",
+                schema,
+                schema,
+            )
+            return
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(MIGRATION_LOCK_KEY, None)}
+        )
+        in_public = tables_in(LEGACY_SCHEMA)  # again: it may have moved while we waited
+        if "alembic_version" not in in_public:
+            return
+        ours = sorted(in_public & {*metadata.tables, "alembic_version"})
+        for table in ours:
+            connection.execute(text(f'ALTER TABLE public."{table}" SET SCHEMA "{schema}"'))
+        logger.warning(
+            "moved the store from the schema public to %s (%d tables); "
+            "every upkeep using this store must now be this version or later",
+            schema,
+            len(ours),
+        )
 
     @contextlib.contextmanager
     def _sqlite_migration_lock(self) -> Iterator[None]:

@@ -187,6 +187,20 @@ class ConfiguredCheck(Protocol):
         ...
 
 
+class StoreSettings(Protocol):
+    """What a task reads of the ``store:`` section: where upkeep's own store is."""
+
+    @property
+    def url(self) -> str:
+        """Return the store's URL as written."""
+        ...
+
+    @property
+    def schema_name(self) -> str:
+        """Return the schema of a PostgreSQL store (SQLite ignores it)."""
+        ...
+
+
 class WholeConfig(Protocol):
     """What tasks that act on a section of the config read of it (the backup tasks).
 
@@ -215,8 +229,8 @@ class WholeConfig(Protocol):
         ...
 
     @property
-    def store(self) -> str:
-        """Return the store's URL as written."""
+    def store(self) -> StoreSettings:
+        """Return where upkeep's own store is."""
         ...
 
 

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from tests.helpers import load_text
+from tests.helpers import load_text, store_yaml
 from tests.support.receivers import WebhookReceiver
 from upkeep.alerting import guard as guard_module
 from upkeep.alerting.delivery import deliver_now
 from upkeep.alerting.guard import StoreGuard
 from upkeep.config.loader import LoadedConfig
+from upkeep.config.models import StoreConfig
 from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
@@ -31,7 +32,7 @@ from upkeep.store.spill import Spill
 from upkeep.store.store import Store, normalise_url
 
 CONFIG = """
-store: "{store}"
+store: {store}
 targets:
   db: {{kind: tcp, host: 127.0.0.1, port: 2}}
   staging: {{kind: tcp, host: 127.0.0.1, port: 3}}
@@ -130,10 +131,10 @@ def rows(store: Store) -> list[dict[str, Any]]:
 
 
 def test_results_the_store_refuses_are_alerted_from_the_spill_and_written_back_once(
-    tmp_path: Path, store_url: str, receiver: WebhookReceiver
+    tmp_path: Path, store_config: StoreConfig, receiver: WebhookReceiver
 ) -> None:
-    loaded = loaded_for(tmp_path, store_url, receiver)
-    store = Store.open(store_url, tmp_path)
+    loaded = loaded_for(tmp_path, store_yaml(store_config), receiver)
+    store = store_config.open(tmp_path)
     refusal = Refusal(store)
     guard = StoreGuard(loaded, store)
     try:
@@ -188,12 +189,12 @@ def test_results_the_store_refuses_are_alerted_from_the_spill_and_written_back_o
 
 
 def test_alerts_the_store_refuses_are_processed_in_the_spill_and_written_back(
-    tmp_path: Path, store_url: str, receiver: WebhookReceiver
+    tmp_path: Path, store_config: StoreConfig, receiver: WebhookReceiver
 ) -> None:
     """The results table takes rows but the outbox does not: the results stay in the
     store, their alerts are processed and delivered from the spill."""
-    loaded = loaded_for(tmp_path, store_url, receiver)
-    store = Store.open(store_url, tmp_path)
+    loaded = loaded_for(tmp_path, store_yaml(store_config), receiver)
+    store = store_config.open(tmp_path)
     refusal = Refusal(store, "outbox")
     guard = StoreGuard(loaded, store)
     try:
@@ -257,9 +258,10 @@ def test_an_import_cut_short_before_the_spill_was_emptied_is_not_imported_twice(
 
 
 @pytest.fixture
-def restricted_store(postgres_dsn: str, tmp_path: Path) -> Iterator[tuple[str, str, Any]]:
-    """A schema owned by a login role of its own (not a superuser); yield its URL, the
-    role, and an admin engine to take rights from it."""
+def restricted_store(postgres_dsn: str, tmp_path: Path) -> Iterator[tuple[StoreConfig, str, Any]]:
+    """A schema owned by a login role of its own (not a superuser, which may not create
+    schemas in the database); yield the store in it, the role, and an admin engine to
+    take rights from it."""
     suffix = uuid.uuid4().hex[:10]
     role, schema = f"upkeep_role_{suffix}", f"upkeep_guard_{suffix}"
     admin = create_engine(normalise_url(postgres_dsn, tmp_path), isolation_level="AUTOCOMMIT")
@@ -267,9 +269,9 @@ def restricted_store(postgres_dsn: str, tmp_path: Path) -> Iterator[tuple[str, s
         connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
         connection.execute(text(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"'))
     base = postgres_dsn.split("?", 1)[0]
-    url = base.replace("postgres@", f"{role}@", 1) + f"?options=-csearch_path%3D{schema}"
+    url = base.replace("postgres@", f"{role}@", 1)
     try:
-        yield url, role, admin
+        yield StoreConfig.model_validate({"url": url, "schema": schema}), role, admin
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -279,14 +281,14 @@ def restricted_store(postgres_dsn: str, tmp_path: Path) -> Iterator[tuple[str, s
 
 
 def test_a_postgres_role_that_loses_its_write_rights_alerts_from_the_spill(
-    tmp_path: Path, restricted_store: tuple[str, str, Any], receiver: WebhookReceiver
+    tmp_path: Path, restricted_store: tuple[StoreConfig, str, Any], receiver: WebhookReceiver
 ) -> None:
-    url, role, admin = restricted_store
-    assert url.startswith(f"postgresql://{role}@")
-    loaded = loaded_for(tmp_path, url, receiver)
-    store = Store.open(url, tmp_path)
+    store_config, role, admin = restricted_store
+    assert store_config.url.startswith(f"postgresql://{role}@")
+    loaded = loaded_for(tmp_path, store_yaml(store_config), receiver)
+    store = store_config.open(tmp_path)
     guard = StoreGuard(loaded, store)
-    schema = url.rsplit("%3D", 1)[1]
+    schema = store_config.schema_name
     try:
         assert guard.record([result("db-up", Status.OK)]).stored
         assert guard.check_integrity() is not None and guard.health.integrity_ok
@@ -322,14 +324,14 @@ def test_a_postgres_role_that_loses_its_write_rights_alerts_from_the_spill(
 
 
 def test_a_second_outage_alerts_from_the_spill_like_the_first(
-    tmp_path: Path, store_url: str, receiver: WebhookReceiver
+    tmp_path: Path, store_config: StoreConfig, receiver: WebhookReceiver
 ) -> None:
     """Writing an episode back empties the spill's tables, its checks included; the
     spill's store still had their ids cached, so the first batch of the next outage failed
     on them ("alerts could not be processed in the spill either"): its alerts were not
     processed, /healthz said unhealthy, and results could land under another check's id."""
-    loaded = loaded_for(tmp_path, store_url, receiver)
-    store = Store.open(store_url, tmp_path)
+    loaded = loaded_for(tmp_path, store_yaml(store_config), receiver)
+    store = store_config.open(tmp_path)
     refusal = Refusal(store)
     guard = StoreGuard(loaded, store)
     try:

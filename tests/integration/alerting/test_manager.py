@@ -13,6 +13,7 @@ from sqlalchemy import select
 from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
 from upkeep.config.loader import LoadedConfig
+from upkeep.config.models import StoreConfig
 from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
@@ -58,9 +59,9 @@ Setup = tuple[LoadedConfig, Store, AlertManager, FakeClock]
 
 
 @pytest.fixture
-def setup(tmp_path: Path, store_url: str) -> Iterator[Setup]:
+def setup(tmp_path: Path, store_config: StoreConfig) -> Iterator[Setup]:
     loaded = load_text(tmp_path, CONFIG)
-    store = Store.open(store_url, tmp_path)
+    store = store_config.open(tmp_path)
     clock = FakeClock(T0)
     yield loaded, store, AlertManager(loaded, store, clock=clock), clock
     store.close()
@@ -255,10 +256,10 @@ def test_flapping_sends_one_notice_instead_of_one_per_flip(setup: Setup) -> None
 
 
 def test_processing_the_same_transition_twice_from_two_managers_queues_it_once(
-    setup: Setup, tmp_path: Path, store_url: str
+    setup: Setup, tmp_path: Path, store_config: StoreConfig
 ) -> None:
     loaded, store, manager, _ = setup
-    other = AlertManager(loaded, Store.open(store_url, tmp_path))
+    other = AlertManager(loaded, store_config.open(tmp_path))
     manager.process([result("db-up", Status.CRITICAL, T0)])
     manager.tick(T0 + timedelta(minutes=31))
     other.tick(T0 + timedelta(minutes=31))
@@ -468,12 +469,12 @@ def test_a_pruned_alert_s_id_is_never_reused_so_new_notices_are_not_dropped(
 
 
 def test_two_processes_handling_one_check_at_once_open_one_alert(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_config: StoreConfig
 ) -> None:
     import threading
 
     loaded = load_text(tmp_path, CONFIG)
-    stores = [Store.open(store_url, tmp_path) for _ in range(2)]
+    stores = [store_config.open(tmp_path) for _ in range(2)]
     managers = [AlertManager(loaded, store) for store in stores]
     errors: list[BaseException] = []
     start = threading.Barrier(2)

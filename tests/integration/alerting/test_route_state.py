@@ -19,13 +19,13 @@ from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
 from upkeep.alerting.routing import route_ids
 from upkeep.config.loader import LoadedConfig
+from upkeep.config.models import StoreConfig
 from upkeep.core.clock import FakeClock
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.store.alerts import AlertRecord
 from upkeep.store.outbox import OutboxStatus
 from upkeep.store.schema import alerts, outbox
-from upkeep.store.store import Store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -71,9 +71,9 @@ REORDERED = HEAD + "routes:" + CATCH_ALL + "    continue: true\n" + STAGING + UR
 class Setup:
     """A store, a clock, and a manager for whichever config is loaded last."""
 
-    def __init__(self, tmp_path: Path, store_url: str) -> None:
+    def __init__(self, tmp_path: Path, store_config: StoreConfig) -> None:
         self.tmp_path = tmp_path
-        self.store = Store.open(store_url, tmp_path)
+        self.store = store_config.open(tmp_path)
         self.clock = FakeClock(T0)
         self.loaded = self.reload(BEFORE)
 
@@ -101,8 +101,8 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, store_url: str) -> Iterator[Setup]:
-    built = Setup(tmp_path, store_url)
+def setup(tmp_path: Path, store_config: StoreConfig) -> Iterator[Setup]:
+    built = Setup(tmp_path, store_config)
     yield built
     built.store.close()
 

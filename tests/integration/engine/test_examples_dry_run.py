@@ -18,7 +18,6 @@ from upkeep.engine.runbooks import RunbookExecutor
 from upkeep.engine.runner import CheckRunner
 from upkeep.io.http import HttpClient
 from upkeep.store.runs import RunStatus, StepStatus, new_instance_id
-from upkeep.store.store import Store
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.parent.name)
@@ -26,7 +25,7 @@ async def test_every_runbook_of_the_example_dry_runs(path: Path, tmp_path: Path)
     copy = tmp_path / "upkeep.yaml"
     copy.write_text(move_example_paths(path.read_text(encoding="utf-8"), tmp_path))
     loaded = load_config(copy, environ=example_environment())
-    store = Store.open(loaded.config.store, tmp_path)
+    store = loaded.config.store.open(tmp_path)
     http = HttpClient()
     try:
         executor = RunbookExecutor(

@@ -119,7 +119,7 @@ async def schedule(tmp_path: Path) -> AsyncIterator[Start]:
     ) -> Schedule:
         loaded = load_text(tmp_path, config)
         if not stores:
-            stores.append(Store.open(loaded.config.store, loaded.base_dir))
+            stores.append(loaded.config.store.open(loaded.base_dir))
         for name, until in (marks or {}).items():
             stores[0].runs.set_schedule_mark(runbook_mark(name), until)
         running = Schedule(loaded, stores[0], FakeClock(at))

@@ -20,20 +20,17 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
     """Yield a function that opens another ``Store`` (its own engine and lock, like another
     process) on one fresh database: SQLite in tmp_path, or a PostgreSQL schema."""
     opened: list[Store] = []
+    schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
     if request.param == "sqlite":
         url = "sqlite:///.upkeep/upkeep.db"
         admin = None
-        schema = ""
     else:
         dsn = request.getfixturevalue("postgres_dsn")
-        schema = f"upkeep_test_{uuid.uuid4().hex[:12]}"
         admin = create_engine(normalise_url(dsn, tmp_path))
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{dsn}?options=-csearch_path%3D{schema}"
+        url = dsn
 
     def another() -> Store:
-        store = Store.open(url, tmp_path)
+        store = Store.open(url, tmp_path, schema=schema)
         opened.append(store)
         return store
 
@@ -42,7 +39,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
         store.close()
     if admin is not None:
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
 

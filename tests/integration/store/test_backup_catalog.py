@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from upkeep.config.models import StoreConfig
 from upkeep.store.backups import BackupEventKind, BackupEventStatus, BackupRecord, BackupStatus
 from upkeep.store.store import Store
 
@@ -15,8 +16,8 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(store_url, tmp_path)
+def store(store_config: StoreConfig, tmp_path: Path) -> Iterator[Store]:
+    opened = store_config.open(tmp_path)
     yield opened
     opened.close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from upkeep.config.models import StoreConfig
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.store.store import SCHEMA_REVISION, Store, StoreError
@@ -29,8 +30,8 @@ def result(check: str, at: datetime, status: Status = Status.OK, **metrics: floa
 
 
 @pytest.fixture
-def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(store_url, tmp_path)
+def store(store_config: StoreConfig, tmp_path: Path) -> Iterator[Store]:
+    opened = store_config.open(tmp_path)
     yield opened
     opened.close()
 

@@ -57,10 +57,11 @@ def test_each_entry_is_the_kind_its_key_or_its_target_says() -> None:
 
 
 def test_upkeeps_own_store_is_copied_by_the_kind_that_dumps_it() -> None:
-    assert isinstance(source_for_store("sqlite:////var/lib/upkeep.db"), SqliteSource)
-    found = source_for_store("postgresql+psycopg://upkeep:pw@db.internal:5432/upkeep")
+    assert isinstance(source_for_store("sqlite:////var/lib/upkeep.db", "upkeep"), SqliteSource)
+    found = source_for_store("postgresql+psycopg://upkeep:pw@db.internal:5432/upkeep", "ops")
     assert isinstance(found, PostgresSource) and found.options["dbname"] == "upkeep"
-    assert source_for_store("mysql://db.internal/upkeep") is None
+    assert found.schema == "ops"  # the store's schema only, not the database it shares
+    assert source_for_store("mysql://db.internal/upkeep", "upkeep") is None
 
 
 def test_every_source_problem_is_listed_at_its_key(tmp_path: Path) -> None:

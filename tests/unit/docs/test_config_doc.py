@@ -100,7 +100,9 @@ def test_logs_retain_classes_shape_and_secret_keys_are_documented() -> None:
         assert re.search(rf"^\| `{secret}` \| [^|]*(\\\|[^|]*)*\(secret\)", text, re.MULTILINE), (
             secret
         )
-    assert "| [`store`](#store) | str (secret) |" in text
+    # The store's URL is secret (its password), in either form of ``store:``.
+    assert "| [`store`](#store) | StoreConfig |" in text
+    assert re.search(r"^\| `url` \| str \(secret\) \| `\"sqlite:///", text, re.MULTILINE)
 
 
 @pytest.mark.parametrize("section", CONFIG_SECTIONS)

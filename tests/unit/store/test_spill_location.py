@@ -3,6 +3,7 @@ could write in), preferably on another file system than the store, else memory."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from datetime import UTC, datetime
@@ -70,13 +71,23 @@ def test_a_directory_others_may_write_in_is_refused_and_one_they_may_read_is_clo
 
 
 def test_one_spill_per_store_whatever_its_password() -> None:
-    one = spill_file_name("postgresql+psycopg://u:secret1@db/upkeep?options=-csearch_path%3Da")
-    two = spill_file_name("postgresql+psycopg://u:other22@db/upkeep?options=-csearch_path%3Da")
-    other_schema = spill_file_name(
-        "postgresql+psycopg://u:secret1@db/upkeep?options=-csearch_path%3Db"
-    )
+    one = spill_file_name("postgresql+psycopg://u:secret1@db/upkeep", "a")
+    two = spill_file_name("postgresql+psycopg://u:other22@db/upkeep", "a")
+    other_schema = spill_file_name("postgresql+psycopg://u:secret1@db/upkeep", "b")
     assert one == two != other_schema
     assert "secret1" not in one
+
+
+def test_the_default_schema_keeps_the_spill_of_the_store_it_was_moved_from() -> None:
+    """A store an earlier version kept in public is moved to the default schema: an
+    episode it spilled before the upgrade is found under the name it had then (the hash
+    of the URL alone). A SQLite store has no schema, whatever is passed."""
+    url = "postgresql+psycopg://u@db/upkeep"
+    before = f"spill-{hashlib.sha256(url.encode()).hexdigest()[:16]}.db"
+    assert spill_file_name(url) == spill_file_name(url, "upkeep") == before
+    assert spill_file_name(url, "tenant_b") != before
+    sqlite = "sqlite:////srv/upkeep.db"
+    assert spill_file_name(sqlite, "x") == spill_file_name(sqlite)
 
 
 def test_where_a_spill_may_go(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from upkeep.alerting.manager import AlertManager
 from upkeep.core.results import CheckResult
 from upkeep.core.status import Status
 from upkeep.engine.metrics import DaemonMetrics
-from upkeep.store.store import Store
 from upkeep.web.app import DaemonState
 
 CONFIG = """\
@@ -36,7 +35,7 @@ routes:
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[DaemonState]:
     loaded = load_text(tmp_path, CONFIG, {"API_TOKEN": TOKEN})
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     AlertManager(loaded, store).process(
         [
             CheckResult(

@@ -31,7 +31,7 @@ TOKEN = "t0ken-for-the-api-7f3a"
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[DaemonState]:
     loaded = load_text(tmp_path, CONFIG, {"API_TOKEN": TOKEN})
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     yield DaemonState(instance_id="host:1:abc", loaded=loaded, store=store, metrics=DaemonMetrics())
     store.close()
 

@@ -53,7 +53,7 @@ BASE = "http://127.0.0.1:9464"
 def state_for(tmp_path: Path, text: str) -> DaemonState:
     digest = "sha256:" + hashlib.sha256(CI.encode()).hexdigest()
     loaded = load_text(tmp_path, text, {"ALICE": ALICE, "CI_DIGEST": digest})
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     return DaemonState(
         instance_id="host:1:abc", loaded=loaded, store=store, metrics=DaemonMetrics()
     )

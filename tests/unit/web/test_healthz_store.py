@@ -14,14 +14,13 @@ from prometheus_client import generate_latest
 from tests.helpers import load_text
 from upkeep.alerting.guard import StoreHealth
 from upkeep.engine.metrics import DaemonMetrics
-from upkeep.store.store import Store
 from upkeep.web.app import DaemonState, create_app
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[DaemonState]:
     loaded = load_text(tmp_path, "checks: {}\n")
-    store = Store.open(loaded.config.store, loaded.base_dir)
+    store = loaded.config.store.open(loaded.base_dir)
     yield DaemonState(instance_id="host:1:abc", loaded=loaded, store=store, metrics=DaemonMetrics())
     store.close()
 

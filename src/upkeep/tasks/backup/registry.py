@@ -64,10 +64,11 @@ def kind_for(config: BackupSourceConfig, target: TargetBase | None) -> type[Sour
     return None
 
 
-def source_for_store(store_url: str) -> Source | None:
-    """Given upkeep's own store (a full URL), return the source that dumps it, or None."""
+def source_for_store(store_url: str, schema: str) -> Source | None:
+    """Given upkeep's own store (a full URL and, for PostgreSQL, its schema), return the
+    source that dumps it, or None."""
     for kind in SOURCE_KINDS.values():
-        found = kind.for_store(store_url)
+        found = kind.for_store(store_url, schema)
         if found is not None:
             return found
     return None

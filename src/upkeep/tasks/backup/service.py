@@ -41,6 +41,7 @@ from upkeep.store.repository import (
     scratch_directory,
     stored_sha256,
 )
+from upkeep.store.store import DEFAULT_SCHEMA
 from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
 from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
@@ -79,6 +80,8 @@ class BackupEnv:
     snapshot beside it)."""
     store_url: str | None = None
     """upkeep's own store, as a full URL (for an ``upkeep: true`` source)."""
+    store_schema: str = DEFAULT_SCHEMA
+    """The schema of upkeep's own store, if it is a PostgreSQL one."""
 
     @property
     def repository(self) -> Repository:
@@ -125,7 +128,7 @@ class BackupEnv:
         kind = kind_for(config, found)
         if kind is None:
             raise BackupFailed(f"a {getattr(found, 'kind', '?')} target cannot be backed up")
-        place = SourcePlace(found, self.config_path, self.store_url)
+        place = SourcePlace(found, self.config_path, self.store_url, self.store_schema)
         try:
             return kind.from_config(config, place)
         except SourceError as error:

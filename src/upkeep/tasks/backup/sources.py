@@ -48,6 +48,7 @@ from urllib.parse import quote, unquote, urlsplit
 from upkeep.io.process import ProcessFailed, StreamedProcess
 from upkeep.io.safefs import Directory, UnsafeFileError, open_regular
 from upkeep.store.repository import Manifest
+from upkeep.store.store import DEFAULT_SCHEMA
 from upkeep.tasks.backup.archive import (
     Member,
     extract,
@@ -101,6 +102,8 @@ class SourcePlace:
     config_path: Path | None = None
     store_url: str | None = None
     """upkeep's own store, as a full URL."""
+    store_schema: str = DEFAULT_SCHEMA
+    """The schema of upkeep's own store, if it is a PostgreSQL one."""
 
 
 class Source(ABC):
@@ -136,10 +139,10 @@ class Source(ABC):
         SourceError if it cannot be backed up as configured."""
 
     @classmethod
-    def for_store(cls, store_url: str) -> Source | None:
-        """Given upkeep's own store (a full URL), return a source that dumps it, or None if
-        this kind cannot."""
-        del store_url
+    def for_store(cls, store_url: str, schema: str) -> Source | None:
+        """Given upkeep's own store (a full URL and, for PostgreSQL, its schema), return a
+        source that dumps it, or None if this kind cannot."""
+        del store_url, schema
         return None
 
     @abstractmethod
@@ -302,15 +305,20 @@ class PostgresSource(Source):
         return cls(_target_url(place, "dsn"), dump_format=config.format, jobs=config.jobs)
 
     @classmethod
-    def for_store(cls, store_url: str) -> Source | None:
-        """Return the source dumping a PostgreSQL store (psycopg's URL as libpq's DSN)."""
+    def for_store(cls, store_url: str, schema: str) -> Source | None:
+        """Return the source dumping a PostgreSQL store: its schema only, not the rest of
+        the database it shares (psycopg's URL as libpq's DSN)."""
         scheme, separator, rest = store_url.partition("://")
         if not separator or scheme.split("+")[0] != "postgresql":
             return None
-        return cls(f"postgresql://{rest}")
+        return cls(f"postgresql://{rest}", schema=schema)
 
-    def __init__(self, dsn: str, *, dump_format: str = "custom", jobs: int = 1) -> None:
+    def __init__(
+        self, dsn: str, *, dump_format: str = "custom", jobs: int = 1, schema: str | None = None
+    ) -> None:
         self.dsn = dsn
+        self.schema = schema
+        """Dump and count this schema only (upkeep's own store); None: the whole database."""
         self.dump_format = dump_format
         self.jobs = max(1, jobs)
         self.options, self.password = _pg_parts(dsn)
@@ -352,10 +360,14 @@ class PostgresSource(Source):
             server = connection.execute("SHOW server_version").fetchone()[0]
             conninfo = _pg_conninfo(self.options)
             common = ["--no-password", f"--snapshot={snapshot}", f"--dbname={conninfo}"]
+            if self.schema is not None:
+                # Quoted: a pattern matching this one schema exactly, not a wildcard.
+                common.append(f'--schema="{self.schema}"')
             versions = {"pg_dump": _version(["pg_dump", "--version"]), "server": server}
 
             def finish() -> dict[str, Any]:
-                return {"row_counts": _pg_counts(connection), "tool_versions": versions}
+                counts = _pg_counts(connection, self.schema)
+                return {"row_counts": counts, "tool_versions": versions}
 
             if self.dump_format == "directory":
                 target = work / "dump"
@@ -398,7 +410,7 @@ class PostgresSource(Source):
             self._pg_restore(raw, work, manifest, dbname=scratch, clean=False)
             connection = self._connect(scratch)
             try:
-                counts = _pg_counts(connection)
+                counts = _pg_counts(connection, self.schema)
 
                 def run_query(sql: str) -> list[tuple[Any, ...]]:
                     with connection.transaction():
@@ -454,21 +466,25 @@ class PostgresSource(Source):
             _checked(process, "pg_restore")
 
 
-def _pg_counts(connection: Any) -> dict[str, int]:
+def _pg_counts(connection: Any, schema: str | None = None) -> dict[str, int]:
+    """Given a connection, return the rows of each table ("schema.table"), of ``schema``
+    only if given, else of every schema but the system's."""
     from psycopg import sql
 
     tables = connection.execute(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
         " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+        " AND n.nspname NOT LIKE 'pg_toast%%' AND (%s::text IS NULL OR n.nspname = %s)"
+        " ORDER BY 1, 2",
+        (schema, schema),
     ).fetchall()
     counts = {}
-    for schema, table in tables:
+    for namespace, table in tables:
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)
+            sql.Identifier(namespace), sql.Identifier(table)
         )
-        counts[f"{schema}.{table}"] = int(connection.execute(query).fetchone()[0])
+        counts[f"{namespace}.{table}"] = int(connection.execute(query).fetchone()[0])
     return counts
 
 
@@ -819,8 +835,9 @@ class SqliteSource(Source):
         return cls(Path(config.sqlite))
 
     @classmethod
-    def for_store(cls, store_url: str) -> Source | None:
+    def for_store(cls, store_url: str, schema: str) -> Source | None:
         """Return the source copying a SQLite store's file."""
+        del schema  # a SQLite store has none
         if not store_url.startswith("sqlite:///"):
             return None
         return cls(Path(store_url.removeprefix("sqlite:///")))
@@ -1027,13 +1044,15 @@ class UpkeepSource(Source):
     kind: ClassVar[str] = "upkeep"
     config_key: ClassVar[str] = "upkeep"
 
-    def __init__(self, config_path: Path, store_url: str) -> None:
+    def __init__(
+        self, config_path: Path, store_url: str, store_schema: str = DEFAULT_SCHEMA
+    ) -> None:
         from upkeep.tasks.backup.registry import source_for_store
 
         self.config_path = config_path
         self.store_url = store_url
-        # The kind that can dump the store (a SQLite file, a PostgreSQL database) copies it.
-        store = source_for_store(store_url)
+        # The kind that can dump the store (a SQLite file, a PostgreSQL schema) copies it.
+        store = source_for_store(store_url, store_schema)
         if store is None or store.store_copy_name is None:
             raise SourceError(f"no source kind can back up a {self._store_scheme()} store")
         self.store = store
@@ -1045,7 +1064,7 @@ class UpkeepSource(Source):
         del config
         if place.config_path is None or place.store_url is None:
             raise SourceError("backing up upkeep itself needs its config file and store")
-        return cls(place.config_path, place.store_url)
+        return cls(place.config_path, place.store_url, place.store_schema)
 
     def _store_scheme(self) -> str:
         return urlsplit(self.store_url).scheme.split("+")[0]

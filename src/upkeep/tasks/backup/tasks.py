@@ -67,7 +67,8 @@ def env_of(context: TaskContext) -> service.BackupEnv:
         catalog,
         ZoneInfo(config.timezone),
         config_path=context.config_path,
-        store_url=normalise_url(config.store, base) if base is not None else None,
+        store_url=normalise_url(config.store.url, base) if base is not None else None,
+        store_schema=config.store.schema_name,
     )
 
 
