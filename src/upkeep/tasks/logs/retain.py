@@ -15,11 +15,15 @@ or another log's archive of the same name) is never overwritten: that archive st
 others go on, and the run fails naming it. Without ``archive_to``, past retention means
 deleted.
 
-The second store is kept by the same classes: an archive deleted here for its class is
-deleted there too (its copy, proven to be that archive, is not kept past it), and any copy
-there older than its class's ``keep`` (dated by the stamp in its name) goes as well, so
-nothing outlives its class anywhere. ``keep_count`` counts this directory's archives only:
-it never judges copies in a second store that other hosts may share.
+The second store is kept by the same classes: a copy is kept as long as its class's
+``archive_keep`` says (dated by the stamp in its name), or, without one, as long as
+``keep`` and no longer than the archive here, so nothing outlives its class anywhere. An
+archive whose copy would be past retention too is deleted without being copied first;
+one whose copy outlives it (``archive_keep`` longer than ``keep``) is deleted here only
+once its copy is proven. ``keep_count`` counts this directory's archives only, and only copies
+of this target's logs (the log its path names, logs its pattern matches, logs it has
+archives of) are judged at all: a second store shared with other targets or hosts keeps
+their copies by their own classes.
 
 Only files with the archive name shape ``<log>-YYYYmmdd-HHMMSS[.N][.zst|.gz]`` directly in
 the target's directory are considered; links are never followed or deleted, and nothing
@@ -34,9 +38,10 @@ import asyncio
 import contextlib
 import fnmatch
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
@@ -64,6 +69,12 @@ class LogClass(StrictModel):
     match: str = Field(description="glob on the log's name: error*.log, audit*, *")
     keep: Duration | None = Field(default=None, description="delete archives older than this")
     keep_count: int | None = Field(default=None, ge=0, le=100_000, description="keep the newest N")
+    archive_keep: Duration | None = Field(
+        default=None,
+        description="how long the copy in archive_to is kept (default: as long as keep, and a "
+        "copy goes with an archive keep_count deletes); longer keeps the copy after the "
+        "archive here is deleted",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -142,11 +153,28 @@ def _copy_named(name: str) -> _Copy | None:
     return _Copy(name, match.group("log"), stamp.timestamp())
 
 
-def _copies(store: CopyStore) -> list[_Copy]:
-    """Return the archives in the second store, oldest first (raise TaskFailed if it
-    cannot be listed)."""
-    found = [copy for name in store.names() if (copy := _copy_named(name)) is not None]
+def _copies(store: CopyStore, owned: Callable[[str], bool]) -> list[_Copy]:
+    """Return the copies in the second store of the logs ``owned`` accepts, oldest first
+    (raise TaskFailed if it cannot be listed). Other hosts' or targets' copies in a shared
+    store are never this target's to judge."""
+    found = [
+        copy
+        for name in store.names()
+        if (copy := _copy_named(name)) is not None and owned(copy.log)
+    ]
     return sorted(found, key=lambda copy: (copy.mtime, copy.name))
+
+
+def _owner(target: LogsTarget, archives: list[_Archive]) -> Callable[[str], bool]:
+    """Given a logs target and its archives, return a test of whether a log name is this
+    target's: the log its path names, a log its pattern matches, or one it has archives of."""
+    root = Path(target.path)
+    if root.is_file():
+        names = {root.name}
+        return lambda log: log in names
+    pattern = PurePosixPath(target.pattern).name
+    known = {archive.log for archive in archives}
+    return lambda log: log in known or fnmatch.fnmatchcase(log, pattern)
 
 
 def _root(target: LogsTarget) -> Directory:
@@ -196,12 +224,71 @@ def _reason(rule: LogClass | None) -> str:
     return f"class {rule.match!r}: keep the newest {rule.keep_count}"
 
 
-def _expired(
-    archives: list[DatedT], classes: list[LogClass], now: float, *, count: bool = True
-) -> list[DatedT]:
-    """Given archives (or their copies) oldest first, return those past their class's
-    retention: older than ``keep``, or (with ``count``) beyond the newest ``keep_count`` of
-    their log."""
+def _outlives(archive: _Dated, classes: list[LogClass], now: float) -> bool:
+    """Return whether an archive's copy in the second store is still to be kept by its
+    class's ``archive_keep`` (so the archive is copied before it is deleted here)."""
+    rule = _class_of(archive.log, classes)
+    return (
+        rule is not None
+        and rule.archive_keep is not None
+        and now - archive.mtime <= rule.archive_keep.total_seconds()
+    )
+
+
+def _expired_copies(copies: list[_Copy], classes: list[LogClass], now: float) -> list[_Copy]:
+    """Given the copies in the second store, return those past their class's
+    ``archive_keep`` (else its ``keep``); ``keep_count`` never judges a shared store."""
+    doomed = []
+    for copy in copies:
+        rule = _class_of(copy.log, classes)
+        keep = (rule.archive_keep or rule.keep) if rule is not None else None
+        if keep is not None and now - copy.mtime > keep.total_seconds():
+            doomed.append(copy)
+    return doomed
+
+
+def _gone_everywhere(archives: list[_Archive], classes: list[LogClass], now: float) -> set[str]:
+    """Return the names of the archives past retention here whose copies would be past
+    retention in the second store too (so they are deleted without being copied)."""
+    return {
+        archive.name
+        for archive in _expired(archives, classes, now)
+        if not _outlives(archive, classes, now)
+    }
+
+
+def _prune_copies(
+    store: CopyStore,
+    outcome: TaskOutcome,
+    gone: set[str],
+    classes: list[LogClass],
+    owned: Callable[[str], bool],
+) -> int:
+    """Delete from the second store the copies of archives deleted here past retention
+    everywhere, and every copy older than its class keeps copies; note each in
+    ``outcome`` and return how many were deleted."""
+    there = _copies(store, owned)
+    present = {copy.name for copy in there}
+    deleted_here = {
+        Path(change.subject).name for change in outcome.changes if change.action == "delete"
+    }
+    names = sorted(deleted_here & gone & present)
+    names += [
+        copy.name for copy in _expired_copies(there, classes, time.time()) if copy.name not in names
+    ]
+    pruned = 0
+    for name in names:
+        if store.remove(name):
+            pruned += 1
+            outcome.changes.append(
+                Change("delete", name, f"from {store.description}: past retention")
+            )
+    return pruned
+
+
+def _expired(archives: list[DatedT], classes: list[LogClass], now: float) -> list[DatedT]:
+    """Given archives oldest first, return those past their class's retention here: older
+    than ``keep``, or beyond the newest ``keep_count`` of their log."""
     by_log: dict[str, list[DatedT]] = {}
     for archive in archives:
         by_log.setdefault(archive.log, []).append(archive)
@@ -215,7 +302,7 @@ def _expired(
             for archive in own
             if rule.keep is not None and now - archive.mtime > rule.keep.total_seconds()
         }
-        if count and rule.keep_count is not None and len(own) > rule.keep_count:
+        if rule.keep_count is not None and len(own) > rule.keep_count:
             chosen |= {archive.name for archive in own[: len(own) - rule.keep_count]}
         doomed += [archive for archive in own if archive.name in chosen]
     return doomed
@@ -234,8 +321,19 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
     target_required: ClassVar[bool] = True
 
     def validate(self, target: LogsTarget, params: RetainParams) -> list[str]:
-        """Return problems: a relative ``archive_to``, or one inside the log directory."""
+        """Return problems: a relative ``archive_to``, or one inside the log directory; an
+        ``archive_keep`` without ``archive_to``, or shorter than its class's ``keep``."""
         problems = []
+        for index, rule in enumerate(params.classes):
+            if rule.archive_keep is None:
+                continue
+            if params.archive_to is None:
+                problems.append(f"classes[{index}].archive_keep needs archive_to")
+            elif rule.keep is not None and rule.archive_keep < rule.keep:
+                problems.append(
+                    f"classes[{index}].archive_keep ({format_duration(rule.archive_keep)}) is "
+                    f"shorter than keep ({format_duration(rule.keep)}): the copy would go first"
+                )
         if params.archive_to is not None:
             problems += location_problems(params.archive_to, params.sftp)
             if not problems and "://" not in params.archive_to:
@@ -260,7 +358,7 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         changes = []
         note = f"{len(archives)} archive(s) under {root.path}"
         if params.archive_to is not None:
-            copies, problem = _planned_copies(archives, params)
+            copies, problem = _planned_copies(archives, params, _owner(target, archives))
             changes += copies
             if problem:
                 note += f"; {problem}"
@@ -282,12 +380,14 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         with contextlib.closing(_root(target)) as root:
             archives = _archives(root)
             if params.archive_to is None:
-                return _apply(root, archives, params, None)
+                return _apply(root, archives, params, None, _owner(target, archives))
             with open_store(params.archive_to, params.sftp) as store:
-                return _apply(root, archives, params, store)
+                return _apply(root, archives, params, store, _owner(target, archives))
 
 
-def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[list[Change], str]:
+def _planned_copies(
+    archives: list[_Archive], params: RetainParams, owned: Callable[[str], bool]
+) -> tuple[list[Change], str]:
     """Return the copies a run would make and the copies it would delete there, and, if
     the second store could not be looked at, why (every archive is then listed as a copy)."""
     assert params.archive_to is not None  # noqa: S101 - the caller checked
@@ -295,18 +395,22 @@ def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[lis
     with open_store(params.archive_to, params.sftp) as store:
         try:
             missing = [archive for archive in archives if not store.has(archive.name)]
-            there = _copies(store)
+            there = _copies(store, owned)
         except TaskFailed as error:
             missing, problem = archives, f"could not list the second store: {error}"
             there = []
+        now = time.time()
+        # An archive past retention everywhere is not copied; its copy (if any) goes too.
+        gone = _gone_everywhere(archives, params.classes, now)
         changes = [
-            Change("copy", str(archive.path), f"to {store.description}") for archive in missing
+            Change("copy", str(archive.path), f"to {store.description}")
+            for archive in missing
+            if archive.name not in gone
         ]
         if problem:
             return changes, problem
-        # Copies of the archives deleted here go too, and copies past their class's age.
-        doomed = {archive.name for archive in _expired(archives, params.classes, time.time())}
-        doomed |= {copy.name for copy in _expired(there, params.classes, time.time(), count=False)}
+        present = {copy.name for copy in there}
+        doomed = (gone & present) | {c.name for c in _expired_copies(there, params.classes, now)}
         changes += [
             Change("delete", name, f"from {store.description}: past retention")
             for name in sorted(doomed)
@@ -315,7 +419,11 @@ def _planned_copies(archives: list[_Archive], params: RetainParams) -> tuple[lis
 
 
 def _apply(
-    root: Directory, archives: list[_Archive], params: RetainParams, store: CopyStore | None
+    root: Directory,
+    archives: list[_Archive],
+    params: RetainParams,
+    store: CopyStore | None,
+    owned: Callable[[str], bool],
 ) -> TaskOutcome:
     """Copy every archive to ``store`` (if any) and prove it, then delete what retention
     expires and whose copy still reads back intact; raise TaskFailed if a copy fails."""
@@ -323,8 +431,14 @@ def _apply(
     checksums: dict[str, str] = {}
     conflicts: list[str] = []
     copied = 0
+    now = time.time()
+    doomed_here = _expired(archives, params.classes, now)
+    # Past retention here and, by its class, in the second store too: never copied.
+    gone = _gone_everywhere(archives, params.classes, now)
     if store is not None:
         for archive in archives:
+            if archive.name in gone:
+                continue
             try:
                 source = CopySource.open(root, archive.name, expect=archive.identity)
             except FileNotFoundError:
@@ -345,10 +459,15 @@ def _apply(
                     Change("copy", str(archive.path), f"to {store.description}, sha256 verified")
                 )
     deleted = kept = 0
-    for archive in _expired(archives, params.classes, time.time()):
+    for archive in doomed_here:
         # Proven now, not only when copied: the second store may have lost it since.
-        if store is not None and (
-            archive.name not in checksums or not store.proven(archive.name, checksums[archive.name])
+        if (
+            store is not None
+            and archive.name not in gone
+            and (
+                archive.name not in checksums
+                or not store.proven(archive.name, checksums[archive.name])
+            )
         ):
             kept += 1
             continue
@@ -359,21 +478,7 @@ def _apply(
     pruned = 0
     if store is not None and not conflicts:
         # Only after a run without conflicts: a name that conflicted is not known to be ours.
-        # The same classes in the second store: the copies of what was deleted here (each
-        # proven to be that archive), and any copy older than its class keeps.
-        doomed = {change.subject for change in outcome.changes if change.action == "delete"}
-        names = [Path(subject).name for subject in sorted(doomed)]
-        names += [
-            copy.name
-            for copy in _expired(_copies(store), params.classes, time.time(), count=False)
-            if copy.name not in names
-        ]
-        for name in names:
-            if store.remove(name):
-                pruned += 1
-                outcome.changes.append(
-                    Change("delete", name, f"from {store.description}: past retention")
-                )
+        pruned = _prune_copies(store, outcome, gone, params.classes, owned)
     outcome.figures = {
         "archives": len(archives),
         "copied": copied,

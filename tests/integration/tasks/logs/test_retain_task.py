@@ -18,6 +18,9 @@ CLASSES = [
     {"match": "security*", "keep": "1y"},
     {"match": "*", "keep": "30d", "keep_count": 3},
 ]
+# Archives here 30 days, their copies in the second store a year (seed 001: 30 days in
+# CloudWatch, 90 days in S3): an archive is deleted here only once its copy is proven.
+ARCHIVED = [{"match": "*", "keep": "30d", "archive_keep": "1y"}]
 
 
 def _archive(directory: Path, log: str, days_old: float, index: int = 0) -> Path:
@@ -82,14 +85,16 @@ async def test_archives_are_deleted_only_once_their_copy_is_proven(
     old = _archive(logs, "app.log", 40)
     older = _archive(logs, "app.log", 50)
     recent = _archive(logs, "app.log", 1)
-    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(store)})
+    params = RetainParams.model_validate({"classes": ARCHIVED, "archive_to": str(store)})
     assert LogsRetain().validate(_target(logs), params) == []
     outcome = await LogsRetain().run(_target(logs), params, task_context)
     assert outcome.figures["copied"] == 3 and outcome.figures["deleted"] == 2
     assert not old.exists() and not older.exists() and recent.exists()
-    # Retention holds in the second store too: the copies of what expired here are gone.
-    assert sorted(path.name for path in store.iterdir()) == [recent.name]
-    assert outcome.figures["deleted_copies"] == 2
+    # The copies outlive the archives here, by archive_keep.
+    assert sorted(path.name for path in store.iterdir()) == sorted(
+        [old.name, older.name, recent.name]
+    )
+    assert outcome.figures["deleted_copies"] == 0
     assert not list(store.glob(".upkeep-tmp-*"))
     # A different file under an archive's name in the second store (damaged, or another
     # log's archive of the same name) is never overwritten: the local archive stays.
@@ -100,8 +105,8 @@ async def test_archives_are_deleted_only_once_their_copy_is_proven(
     assert doomed.exists() and (store / doomed.name).read_bytes() == b"damaged"
     (store / doomed.name).unlink()  # the operator sorts it out
     outcome = await LogsRetain().run(_target(logs), params, task_context)
-    assert not doomed.exists() and not (store / doomed.name).exists()
-    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 1
+    assert not doomed.exists() and (store / doomed.name).read_bytes() == b"app.log 45"
+    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 0
     assert (store / recent.name).read_bytes() == b"app.log 1"
 
 
@@ -131,7 +136,7 @@ async def test_a_second_store_that_leads_back_to_the_log_directory_proves_nothin
     old = _archive(logs, "app.log", 40)
     looped = tmp_path / "looped"
     looped.symlink_to(logs)
-    params = RetainParams.model_validate({"classes": CLASSES, "archive_to": str(looped)})
+    params = RetainParams.model_validate({"classes": ARCHIVED, "archive_to": str(looped)})
     with pytest.raises(TaskFailed, match="not a second copy"):
         await LogsRetain().run(_target(logs), params, task_context)
     assert old.exists()
@@ -163,18 +168,71 @@ async def test_the_second_store_is_kept_by_the_same_classes(
         "error-recent": _archive(store, "error.log", 60),
         "app.log": _archive(store, "app.log", 45),
         "other-host": _archive(store, "app.log", 2, index=7),
+        # Another target's log (its pattern is not ours) is judged by its own classes.
+        "other-target": _archive(store, "worker.out", 400),
         "foreign": store / "notes.txt",
     }
     left["foreign"].write_text("not an archive")
     mine = [_archive(logs, "app.log", days, index) for index, days in enumerate([6, 5, 4, 3], 1)]
     plan = await LogsRetain().plan(_target(logs), params, task_context)
     planned = sorted(c.subject for c in plan.changes if c.action == "delete")
-    assert planned == sorted(
-        [left["error.log"].name, left["app.log"].name, mine[0].name, str(mine[0])]
-    )
+    # The oldest of ours is past keep_count: with no archive_keep its copy would be past
+    # retention too, so it is deleted here without being copied first.
+    assert planned == sorted([left["error.log"].name, left["app.log"].name, str(mine[0])])
+    assert mine[0].name not in {
+        c.subject.rsplit("/", 1)[-1] for c in plan.changes if c.action == "copy"
+    }
     outcome = await LogsRetain().run(_target(logs), params, task_context)
-    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 3
+    assert outcome.figures["deleted"] == 1 and outcome.figures["deleted_copies"] == 2
+    assert outcome.figures["copied"] == 3
     assert sorted(path.name for path in store.iterdir()) == sorted(
-        [left["error-recent"].name, left["other-host"].name, "notes.txt"]
+        [left["error-recent"].name, left["other-host"].name, left["other-target"].name]
+        + ["notes.txt"]
         + [path.name for path in mine[1:]]
     )
+
+
+async def test_an_archive_past_retention_everywhere_goes_with_its_copy_and_is_not_copied(
+    tmp_path: Path, task_context: TaskContext
+) -> None:
+    """Without archive_keep a copy lives as long as its archive here; with it, an archive
+    past archive_keep is deleted here without being copied, and its old copy goes too."""
+    logs, store = tmp_path / "logs", tmp_path / "second-store"
+    logs.mkdir()
+    expired, kept = _archive(logs, "app.log", 40), _archive(logs, "app.log", 2)
+    store.mkdir()
+    (store / expired.name).write_bytes(expired.read_bytes())  # copied by an earlier run
+    plain = RetainParams.model_validate(
+        {"classes": [{"match": "*", "keep": "30d"}], "archive_to": str(store)}
+    )
+    outcome = await LogsRetain().run(_target(logs), plain, task_context)
+    assert not expired.exists() and not (store / expired.name).exists()
+    assert outcome.figures == {
+        "archives": 2,
+        "copied": 1,
+        "deleted": 1,
+        "kept_unproven": 0,
+        "deleted_copies": 1,
+    }
+    ancient = _archive(logs, "app.log", 400)
+    archived = RetainParams.model_validate({"classes": ARCHIVED, "archive_to": str(store)})
+    outcome = await LogsRetain().run(_target(logs), archived, task_context)
+    assert not ancient.exists() and not (store / ancient.name).exists()
+    assert outcome.figures["copied"] == 0 and outcome.figures["deleted"] == 1
+    assert sorted(path.name for path in store.iterdir()) == [kept.name]
+
+
+def test_archive_keep_needs_archive_to_and_is_not_shorter_than_keep(tmp_path: Path) -> None:
+    alone = RetainParams.model_validate({"classes": ARCHIVED})
+    shorter = RetainParams.model_validate(
+        {
+            "classes": [{"match": "*", "keep": "30d", "archive_keep": "7d"}],
+            "archive_to": str(tmp_path / "store"),
+        }
+    )
+    assert LogsRetain().validate(_target(tmp_path), alone) == [
+        "classes[0].archive_keep needs archive_to"
+    ]
+    assert LogsRetain().validate(_target(tmp_path), shorter) == [
+        "classes[0].archive_keep (7d) is shorter than keep (30d): the copy would go first"
+    ]

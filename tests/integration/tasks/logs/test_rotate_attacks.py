@@ -253,7 +253,7 @@ async def test_retain_copies_keep_the_mode_and_never_follow_planted_links(
     (store / f".upkeep-tmp-{names[0]}").symlink_to(victim)
     (store / names[1]).symlink_to(victim)  # a link at the copy's very name
     params = RetainParams.model_validate(
-        {"classes": [{"match": "*", "keep": "30d"}], "archive_to": str(store)}
+        {"classes": [{"match": "*", "keep": "30d", "archive_keep": "1y"}], "archive_to": str(store)}
     )
     with pytest.raises(TaskFailed, match=rf"{names[1]}.*not a regular file"):
         await LogsRetain().run(_target(logs), params, task_context)
