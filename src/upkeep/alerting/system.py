@@ -5,7 +5,8 @@ read-only, damaged or unreachable) or the store fails its integrity check, and o
 once it is sound and writable. ``upkeep:drill:<source>`` is a restore drill's verdict
 (``tasks/backup/checks.py``): critical when it failed or missed its RTO/RPO objective, ok
 when it passed. Their names cannot clash with a configured check (a colon is not allowed
-in names), and routes and window mutes may name ``upkeep:store`` in ``checks:``.
+in names), and routes and window mutes may name either in ``checks:`` (a drill only
+of a source or target that exists).
 """
 
 from __future__ import annotations

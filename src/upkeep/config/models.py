@@ -58,7 +58,8 @@ AlertCheckName = Annotated[
         ("checks",),
         "check",
         extra=SYSTEM_CHECKS,
-        families=((DRILL_CHECK_PREFIX, ("backups", "sources")),),
+        # A drill names a backup source, or a database target drilled with the defaults.
+        families=((DRILL_CHECK_PREFIX, ("backups", "sources")), (DRILL_CHECK_PREFIX, ("targets",))),
     ),
 ]
 """A check an alert may come from: a configured one or upkeep's own (``upkeep:store``,

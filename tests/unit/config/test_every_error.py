@@ -415,7 +415,12 @@ def test_every_reference_to_another_section_is_checked(
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("upkeep:drill:db", True), ("upkeep:drill:nosuch", False), ("upkeep:drill:", False)],
+    [
+        ("upkeep:drill:db", True),  # a backup source
+        ("upkeep:drill:backups-db", True),  # a target, drilled with the defaults
+        ("upkeep:drill:nosuch", False),
+        ("upkeep:drill:", False),
+    ],
 )
 def test_a_route_may_name_a_drill_verdict_of_a_backup_source(
     tmp_path: Path, name: str, valid: bool
