@@ -233,12 +233,13 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
     target_kinds: ClassVar[tuple[str, ...]] = ("logs",)
     target_required: ClassVar[bool] = True
 
-    def validate(self, target: LogsTarget, params: RetainParams) -> list[str]:
-        """Return problems: a relative ``archive_to``, or one inside the log directory."""
+    def validate(self, target: LogsTarget | None, params: RetainParams) -> list[str]:
+        """Return problems: a relative ``archive_to``, or one inside the log directory
+        (judged only with the target)."""
         problems = []
         if params.archive_to is not None:
             problems += location_problems(params.archive_to, params.sftp)
-            if not problems and "://" not in params.archive_to:
+            if not problems and "://" not in params.archive_to and target is not None:
                 root = Path(target.path)
                 root = root.parent if root.is_file() else root
                 if Path(params.archive_to).resolve() == root.resolve():
