@@ -752,3 +752,24 @@ def test_every_task_rule_judges_params_that_miss_everything(tmp_path: Path, task
     assert ("runbooks.r.steps[0].with.bogus", "unknown key") in [
         (where, message[:11]) for where, message in found
     ], found
+
+
+@pytest.mark.parametrize(
+    ("condition", "valid"),
+    [("passed == 0", True), ("rto_met != 1", True), ("passed > 0", False), ("passed == 2", False)],
+)
+def test_a_drill_check_may_compare_its_verdict_with_0_or_1(
+    tmp_path: Path, condition: str, valid: bool
+) -> None:
+    path = reference_config(tmp_path, None)
+    path.write_text(
+        path.read_text().replace(
+            "checks:\n",
+            f"checks:\n  drill: {{target: backups-db, probe: drill, crit: {condition}}}\n",
+        )
+    )
+    if valid:
+        assert load_config(path, environ={}).checks["drill"].crit is not None
+    else:
+        found = issues_of(path)
+        assert [where for where, _ in found] == ["checks.drill.crit"], found
