@@ -3,6 +3,7 @@ never ``internal error`` (issue #13): the real CLI, as a user runs it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,70 @@ def test_validate_lists_the_issues_repros_in_one_run(upkeep: Upkeep, tmp_path: P
     ):
         assert fragment in finished.stderr, finished.stderr
     assert "Input should" not in finished.stderr
+
+
+# Every command reading a time from --since or --start, and the years it takes.
+TIME_OPTIONS = [
+    ["history", "--since"],
+    ["runs", "list", "--since"],
+    ["incidents", "--since"],
+    ["stats", "--since"],
+    ["window", "add", "w", "--duration", "1h", "--start"],
+    ["silence", "add", "-m", "check=a", "--for", "1h", "--start"],
+]
+
+
+@pytest.mark.parametrize("command", TIME_OPTIONS, ids=lambda command: " ".join(command[:2]))
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00+05:00", "0001-01-01", "9999-12-31T23:59-05:00", "1969-12-31T23:59"],
+)
+def test_a_time_outside_the_calendar_upkeep_keeps_is_refused_by_every_command(
+    upkeep: Upkeep, configured: Path, command: list[str], moment: str
+) -> None:
+    finished = upkeep(*command, moment)
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert f"Invalid value for '{command[-1]}'" in finished.stderr
+    assert "between the years 1970 and 9000" in finished.stderr
+    assert "internal error" not in finished.stderr
+    assert not (configured / "upkeep.db").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("command", TIME_OPTIONS, ids=lambda command: " ".join(command[:2]))
+@pytest.mark.parametrize("moment", ["1970-01-01T00:00+14:00", "9000-12-31T23:59-12:00"])
+def test_the_first_and_last_times_upkeep_keeps_are_taken_by_every_command(
+    upkeep: Upkeep, configured: Path, command: list[str], moment: str
+) -> None:
+    finished = upkeep(*command, moment)
+    assert "internal error" not in finished.stderr, finished.stderr
+    if command[0] == "stats" and moment.startswith("9000"):
+        assert finished.returncode == 2 and "--since must be in the past" in finished.stderr
+    else:
+        assert finished.returncode == 0, (finished.stdout, finished.stderr)
+
+
+def test_a_time_naming_no_zone_is_read_in_the_config_timezone_by_every_command(
+    upkeep: Upkeep, configured: Path
+) -> None:
+    """One reading of a time without a zone: the config's timezone, for --since as for
+    --start (history read it as UTC). At +14:00 the wall time 10 hours ahead of UTC is
+    four hours ago."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    config = configured / "upkeep.yaml"
+    config.write_text("timezone: Pacific/Kiritimati\n" + CONFIG, encoding="utf-8")
+    zone = ZoneInfo("Pacific/Kiritimati")
+    now = datetime.now(UTC)
+    wall = (now.astimezone(zone) - timedelta(hours=4)).replace(tzinfo=None, second=0, microsecond=0)
+    written = wall.isoformat(timespec="minutes")
+    finished = upkeep("stats", "--since", written, "--json")
+    # Read as UTC it would lie 10 hours ahead: "--since must be in the past".
+    assert finished.returncode == 0, finished.stderr
+    finished = upkeep("window", "add", "w", "--start", written, "--duration", "5h")
+    assert finished.returncode == 0, finished.stderr
+    finished = upkeep("window", "list", "--json")
+    (window,) = json.loads(finished.stdout)
+    until = wall.replace(tzinfo=zone) + timedelta(hours=5)
+    assert window["open_now"] is True
+    assert datetime.fromisoformat(window["until"]) == until, window

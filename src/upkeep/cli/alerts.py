@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
+from upkeep.cli.options import start_time
 from upkeep.cli.output import Column, print_table
 
 if TYPE_CHECKING:
@@ -191,11 +192,7 @@ def add_silence(
         loaded, store = opened
         zone = ZoneInfo(loaded.config.timezone)
         try:
-            if start == "now":
-                starts_at = datetime.now(UTC)
-            else:
-                moment = datetime.fromisoformat(start)
-                starts_at = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+            starts_at = start_time(start, zone, datetime.now(UTC))
             silence = store.alerts.add_silence(
                 parsed,
                 starts_at=starts_at,

@@ -6,24 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """Given ``24h``/``7d`` or an ISO 8601 time, return the aware start time; raise ValueError."""
-    from upkeep.core.durations import parse_duration
-
-    moment = now or datetime.now(UTC)
-    try:
-        return moment - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"--since expects a duration (24h, 7d) or an ISO time, got {text!r}"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def run_history(
     config_path: Path | None, check: str | None, since: str, limit: int, *, json_output: bool
 ) -> int:
@@ -33,8 +15,12 @@ def run_history(
     loaded = load_or_report(config_path)
     if loaded is None:
         return 2
+    from zoneinfo import ZoneInfo
+
+    from upkeep.cli.options import since_start
+
     try:
-        start = parse_since(since)
+        start = since_start(since, ZoneInfo(loaded.config.timezone), datetime.now(UTC))
     except ValueError as error:
         console(stderr=True).print(f"upkeep: {error}", markup=False)
         return 2

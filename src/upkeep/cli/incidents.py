@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from upkeep.alerting.stats import IncidentSpan, ReliabilityFigures
+    from upkeep.config.loader import LoadedConfig
 
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 EVENT_STYLE = {
@@ -57,12 +58,14 @@ def format_percent(value: float | None) -> str:
     return f"{units // scale}.{units % scale:0{PERCENT_DECIMALS}d}%"
 
 
-def _parse_filters(since: str, label_pairs: list[str]) -> tuple[datetime, dict[str, str]] | None:
+def _parse_filters(
+    since: str, label_pairs: list[str], loaded: LoadedConfig, now: datetime
+) -> tuple[datetime, dict[str, str]] | None:
     from upkeep.cli.common import parse_labels
-    from upkeep.cli.history import parse_since
+    from upkeep.cli.options import since_start
 
     try:
-        return parse_since(since), parse_labels(label_pairs)
+        return since_start(since, ZoneInfo(loaded.config.timezone), now), parse_labels(label_pairs)
     except ValueError as error:
         print_error(str(error))
         return None
@@ -115,15 +118,15 @@ def list_incidents(
     from upkeep.alerting.stats import load_incidents
     from upkeep.cli.common import console
 
-    filters = _parse_filters(since, label_pairs)
-    if filters is None:
-        return EXIT_USAGE
-    start, labels = filters
     now = datetime.now(UTC)
     with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
+        filters = _parse_filters(since, label_pairs, loaded, now)
+        if filters is None:
+            return EXIT_USAGE
+        start, labels = filters
         incidents = load_incidents(store.engine, start, now, labels, open_only=open_only)
     incidents.reverse()
     if json_output:
@@ -277,18 +280,18 @@ def show_stats(
     from upkeep.alerting.stats import compute_stats, first_seen, load_incidents
     from upkeep.cli.common import console
 
-    filters = _parse_filters(since, label_pairs)
-    if filters is None:
-        return EXIT_USAGE
-    start, labels = filters
     now = datetime.now(UTC)
-    if start >= now:
-        print_error("--since must be in the past")
-        return EXIT_USAGE
     with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
+        filters = _parse_filters(since, label_pairs, loaded, now)
+        if filters is None:
+            return EXIT_USAGE
+        start, labels = filters
+        if start >= now:
+            print_error("--since must be in the past")
+            return EXIT_USAGE
         incidents = load_incidents(store.engine, start, now, labels)
         monitored = first_seen(store.engine, labels)
     targets_by_severity = {

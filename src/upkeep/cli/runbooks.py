@@ -447,17 +447,17 @@ def list_runs(
 ) -> int:
     """Print recorded runs newest first; return 0 or 2."""
     from upkeep.cli.common import console
-    from upkeep.cli.history import parse_since
+    from upkeep.cli.options import since_start
 
-    try:
-        start = parse_since(since)
-    except ValueError as error:
-        print_error(str(error))
-        return EXIT_USAGE
     with config_and_store(config_path) as opened:
         if opened is None:
             return EXIT_USAGE
         loaded, store = opened
+        try:
+            start = since_start(since, ZoneInfo(loaded.config.timezone), datetime.now(UTC))
+        except ValueError as error:
+            print_error(str(error))
+            return EXIT_USAGE
         records = store.runs.list_runs(runbook=runbook, since=start, limit=limit)
     if json_output:
         from upkeep.web.app import run_to_json
@@ -608,12 +608,10 @@ def add_window(
     if loaded is None:
         return EXIT_USAGE
     zone = ZoneInfo(loaded.config.timezone)
+    from upkeep.cli.options import start_time
+
     try:
-        if start == "now":
-            starts_at = datetime.now(UTC)
-        else:
-            parsed = datetime.fromisoformat(start)
-            starts_at = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+        starts_at = start_time(start, zone, datetime.now(UTC))
         length = parse_duration(duration)
         labels = parse_labels(mute_labels)
     except ValueError as error:

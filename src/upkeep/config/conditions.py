@@ -368,6 +368,10 @@ def _comparison_problem(
             )
     if types[0] == types[1]:
         return None
+    if sorted(types) == ["bool", "number"]:
+        problem = _truth_number_problem(comparison, shown)
+        if problem != "":
+            return problem
     words = [
         f"{side.text} is {_TYPE_WORDS[value_type]}"
         for side, value_type in zip(sides, types, strict=True)
@@ -379,10 +383,58 @@ def _comparison_problem(
     for side in sides:
         if side.kind == "string" and "number" in types and _NUMBER.fullmatch(side.text[1:-1]):
             hint = f"; write {side.text[1:-1]} without quotes"
+        if side.kind == "number" and "bool" in types:
+            hint = "; true/false equals only 0 (false) and 1 (true), with == or !="
     return f"in {shown!r}: {' and '.join(words)}, which never compare{always}{hint}"
 
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_TRUTH_NUMBERS = {0.0: "false", 1.0: "true"}
+"""The numbers a true/false value equals when evaluated (false == 0, true == 1)."""
+
+
+def _truth_number_problem(comparison: Comparison, shown: str) -> str | None:
+    """Given a comparison of a true/false side with a number side, return None if it is
+    ``==`` or ``!=`` against the number 0 or 1 (as configs wrote ``passed == 0``: it holds
+    exactly when the value is false, 0 and false being equal when evaluated), why an
+    ordering is refused (with the equality meant), or "" for the general type message.
+
+    An ordering of true and false (``passed > 0``) is refused although it evaluates: it
+    reads as a count ("more than zero passed"), which the metric is not, and one written
+    with another bound always or never holds (``passed >= 0``); the equality is plain.
+    """
+    number = next(
+        (side for side in (comparison.left, comparison.right) if side.kind == "number"), None
+    )
+    truth = next(
+        (side for side in (comparison.left, comparison.right) if side.kind != "number"), None
+    )
+    if number is None or truth is None:
+        return ""  # a number metric against a true/false value: the general message
+    value = _TRUTH_NUMBERS.get(float(number.text))
+    if value is None:
+        return ""
+    if comparison.symbol in ("==", "!="):
+        return None
+    holds = _ordering_truth(comparison, number is comparison.right, float(number.text))
+    meant = {
+        frozenset(): f"it never holds; {truth.text} is true/false",
+        frozenset({"true", "false"}): f"it always holds; {truth.text} is true/false",
+        frozenset({"true"}): f"{truth.text} is true/false: write {truth.text} == true",
+        frozenset({"false"}): f"{truth.text} is true/false: write {truth.text} == false",
+    }[holds]
+    return f"in {shown!r}: true/false has no order; {meant}"
+
+
+def _ordering_truth(comparison: Comparison, number_right: bool, number: float) -> frozenset[str]:
+    """Given an ordering of a true/false side and a number, return the truth values it
+    holds for (each evaluated as 0 or 1, as the evaluator does)."""
+    compare = _COMPARATORS[comparison.symbol]
+    return frozenset(
+        name
+        for value, name in ((0.0, "false"), (1.0, "true"))
+        if (compare(value, number) if number_right else compare(number, value))
+    )
 
 
 @dataclass(frozen=True)

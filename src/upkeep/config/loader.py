@@ -13,13 +13,14 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidatorFunctionWrapHandler
 
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
@@ -474,13 +475,18 @@ def _validate_all(
     return _Validated(None, removed, rounds)
 
 
-def _compile_checks(config: UpkeepConfig, collector: _Collector) -> dict[str, CompiledCheck]:
+def _compile_checks(
+    config: UpkeepConfig, collector: _Collector, set_aside: set[KeyPath]
+) -> dict[str, CompiledCheck]:
     """Given a config, return its checks compiled and list every problem of each: its
-    probe, its params, the syntax of its conditions, their metric names and types.
+    probe, its params (their own errors and the probe's rules), the syntax of its
+    conditions, their metric names and types; add to ``set_aside`` each params value set
+    aside for its own errors (in the file's terms).
 
     Each part is checked whatever the others hold (conditions are parsed even when the
-    target is unknown, params are checked even when a condition is wrong), so fixing one
-    problem never reveals another. A missing target is the reference check's to report.
+    target is unknown, params are checked even when a condition is wrong, the probe's
+    rules run on the params that are valid), so fixing one problem never reveals another.
+    A missing target is the reference check's to report.
     """
     from upkeep.probes.registry import TARGET_KINDS
 
@@ -502,13 +508,14 @@ def _compile_checks(config: UpkeepConfig, collector: _Collector) -> dict[str, Co
                 )
         params = None
         if target is not None and probe_class is not None:
-            validated = _validate_all(
-                probe_class.Params, check.params, collector, (*path, "params")
-            )
-            if validated.model is not None and not validated.removed:
-                params = validated.model
-                for problem in probe_class().validate(target, params):
+            checked = _check_params(probe_class.Params, check.params, collector, (*path, "params"))
+            set_aside |= {(*path, "params", *gone) for gone in checked.removed}
+            if checked.model is not None:
+                problems = probe_class().validate(target, checked.model)
+                for problem in _unaffected(problems, checked.set_aside):
                     collector.add((*path, "params"), problem)
+                if checked.complete:
+                    params = checked.model
         conditions = {
             key: _compile_condition(check, key, path, probe_class, collector)
             for key in ("warn", "crit")
@@ -575,10 +582,16 @@ def _compile_condition(
 
 
 def _compile_tasks(
-    config: UpkeepConfig, collector: _Collector, redactor: Redactor
+    config: UpkeepConfig, collector: _Collector, redactor: Redactor, set_aside: set[KeyPath]
 ) -> dict[tuple[str, int], CompiledTask]:
     """Given a config, return its task steps compiled and list every problem of each: the
-    task, the kind of its target and its params (checked whatever the target holds)."""
+    task, the kind of its target, its params' own errors and the task's rules; add to
+    ``set_aside`` each params value set aside for its own errors (in the file's terms).
+
+    The task's rules (``Task.validate``) run whatever the target and the other params
+    hold: on the params that are valid, with the target only when it is one the task
+    takes (else None), leaving out what they say about a key that is itself wrong.
+    """
     from upkeep.tasks.registry import TASK_KINDS
 
     compiled: dict[tuple[str, int], CompiledTask] = {}
@@ -608,15 +621,115 @@ def _compile_tasks(
                 accepted = ", ".join(task_class.target_kinds)
                 collector.add(path, f"task {step.task} needs a target ({accepted})")
                 target_ok = False
-            validated = _validate_all(task_class.Params, step.with_, collector, (*path, "with"))
-            if validated.model is None or validated.removed or not target_ok:
+            checked = _check_params(task_class.Params, step.with_, collector, (*path, "with"))
+            set_aside |= {
+                _original_path((*path, "with", *gone), collector.rounds) for gone in checked.removed
+            }
+            if checked.model is None:
                 continue
-            params = validated.model
+            params = checked.model
             _collect_secrets(params, redactor)
-            for problem in task_class().validate(target, params):
+            # With a wrong target the task's rules still judge the params; what they say
+            # about the target waits for one the task takes.
+            problems = task_class().validate(target if target_ok else None, params)
+            unknown = checked.set_aside if target_ok else checked.set_aside | {"target"}
+            for problem in _unaffected(problems, unknown):
                 collector.add((*path, "with"), problem)
-            compiled[(name, index)] = CompiledTask(task_class, step.target, target, params)
+            if checked.complete and target_ok:
+                compiled[(name, index)] = CompiledTask(task_class, step.target, target, params)
     return compiled
+
+
+@dataclass(frozen=True)
+class _CheckedParams:
+    """A probe's or task's params as far as they are valid.
+
+    ``model`` holds every valid value, a default for each value set aside and None for a
+    required key that is missing or set aside (None if even that cannot be built);
+    ``complete`` says nothing was set aside; ``set_aside`` names the keys (at the top of
+    the params) that were; ``removed`` holds the paths set aside, in the params' terms.
+    """
+
+    model: Any
+    complete: bool
+    set_aside: frozenset[str]
+    removed: frozenset[KeyPath]
+
+
+def _check_params(
+    model_type: type[StrictModel], data: Any, collector: _Collector, prefix: KeyPath
+) -> _CheckedParams:
+    """Given a probe's or task's Params class, the params as written and where they are,
+    list their errors and return them as far as they are valid (``_CheckedParams``), so
+    the probe's or task's own rules can judge the rest in the same run."""
+    validated = _validate_all(model_type, data, collector, prefix)
+    removed = frozenset(validated.removed)
+    set_aside = {str(path[0]) for path in removed if path}
+    if validated.model is not None:
+        return _CheckedParams(validated.model, not removed, frozenset(set_aside), removed)
+    if not isinstance(data, dict):
+        return _CheckedParams(None, False, frozenset(set_aside), removed)
+    # A required key is missing, or a rule of the whole params failed: their errors are
+    # listed; this pass only builds what the probe's or task's own rules judge.
+    rest = remove_paths(data, removed)
+    missing = tuple(
+        name
+        for name, model_field in model_type.model_fields.items()
+        if model_field.is_required() and (model_field.alias or name) not in rest
+    )
+    again = _validate_all(
+        _stand_in(model_type, missing), rest, _Collector(collector.file, collector.positions)
+    )
+    if again.model is None:
+        return _CheckedParams(None, False, frozenset(set_aside), removed)
+    return _CheckedParams(again.model, False, frozenset(set_aside | set(missing)), removed)
+
+
+def _pass_through(cls: type[BaseModel], data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    del cls
+    return handler(data)
+
+
+@functools.cache
+def _stand_in(model_type: type[StrictModel], missing: tuple[str, ...]) -> type[StrictModel]:
+    """Given a Params class and its required fields that are missing, return a subclass
+    for the params as far as they are valid: each missing field None unless given, and
+    the rules of the whole params (reported already) not applied.
+
+    ``Task.validate`` and ``Probe.validate`` must judge such params without failing: a
+    test holds every task and probe to it.
+    """
+    from pydantic import create_model, model_validator
+
+    fields: dict[str, Any] = {
+        name: (Union[model_type.model_fields[name].annotation, None], None)  # noqa: UP007 - built at run time
+        for name in missing
+    }
+    rules: dict[str, Any] = {
+        name: model_validator(mode="wrap")(_pass_through)
+        for name, rule in model_type.__pydantic_decorators__.model_validators.items()
+        if rule.info.mode != "before"
+    }
+    stand_in: type[StrictModel] = create_model(
+        model_type.__name__, __base__=model_type, __validators__=rules, **fields
+    )
+    return stand_in
+
+
+def _unaffected(problems: Iterable[str], set_aside: frozenset[str]) -> list[str]:
+    """Given what a probe's or task's rules found and the keys whose values were set aside,
+    return the problems that name none of them.
+
+    A default stands in for each value set aside, and a problem about that key may be the
+    default's, not the file's (``needs stop or pidfile`` when ``stop`` was written wrong);
+    its own error is listed, and the rule judges the real value once it is valid. Rules
+    name every key they are about (``Task.validate``'s contract).
+    """
+    if not set_aside:
+        return list(problems)
+    names = "|".join(re.escape(name) for name in sorted(set_aside))
+    named = re.compile(rf"(?<![\w-])(?:{names})(?![\w-])")
+    return [problem for problem in problems if not named.search(problem)]
 
 
 _NAMES_SHOWN = 20
@@ -747,43 +860,120 @@ def _reference_fields(
     return tuple(fields)
 
 
-def _references(model: BaseModel, at: KeyPath) -> Iterable[tuple[KeyPath, Reference, str]]:
-    """Given a model and its key path, yield every name in it that refers to another
-    section: where it is written, the field's ``Reference`` and the name."""
-    pending: list[tuple[Any, KeyPath]] = [(model, at)]
+_ParamsOf = Callable[[type[BaseModel], Mapping[str, Any]], tuple[str, type[BaseModel]] | None]
+"""Given a model class and an entry of it as written, return the key of its probe's or
+task's params and their Params class, or None (not such an entry, or its probe or task is
+not known)."""
+
+
+def _params_of(config: UpkeepConfig) -> _ParamsOf:
+    """Given the validated config, return how to find the Params class of a check's
+    ``params`` (by its target's kind and its probe) and a step's ``with`` (by its task)."""
+    from upkeep.config.models import CheckConfig, StepConfig
+    from upkeep.probes.registry import TARGET_KINDS
+    from upkeep.tasks.registry import TASK_KINDS
+
+    def params_of(
+        model_type: type[BaseModel], entry: Mapping[str, Any]
+    ) -> tuple[str, type[BaseModel]] | None:
+        if model_type is StepConfig:
+            task = entry.get("task")
+            task_class = TASK_KINDS.get(task) if isinstance(task, str) else None
+            return ("with", task_class.Params) if task_class is not None else None
+        if model_type is CheckConfig:
+            name = entry.get("target")
+            target = config.targets.get(name) if isinstance(name, str) else None
+            if target is None:
+                return None
+            kind = TARGET_KINDS[target.kind]
+            probe_name = entry.get("probe") or kind.default_probe
+            probe = kind.probe(probe_name) if isinstance(probe_name, str) else None
+            return ("params", probe.Params) if probe is not None else None
+        return None
+
+    return params_of
+
+
+def _model_arms(arms: tuple[Any, ...], data: Any) -> list[Any]:
+    """Given the arms of a union and a value as written, return the arms it may be: the
+    models whose ``kind`` it names, if any does (a target), else every arm."""
+    if isinstance(data, dict) and isinstance(data.get("kind"), str):
+        named = [
+            arm
+            for arm in arms
+            if isinstance(arm, type)
+            and issubclass(arm, BaseModel)
+            and "kind" in arm.model_fields
+            and data["kind"] in get_args(arm.model_fields["kind"].annotation)
+        ]
+        if named:
+            return named
+    return list(arms)
+
+
+def _references(
+    model_type: type[BaseModel], data: Any, params_of: _ParamsOf
+) -> dict[KeyPath, tuple[Reference, str]]:
+    """Given a model class and data as written, return every name in it that refers to
+    another section: where it is written, the field's ``Reference`` and the name.
+
+    The data as written is walked, not the validated model, so the names in an entry set
+    aside for its own errors (a check missing its target, a step with two actions, params
+    with one wrong value) are checked in the same run; only names of the right type are.
+    """
+    found: dict[KeyPath, tuple[Reference, str]] = {}
+    pending: list[tuple[Any, Any, KeyPath]] = [(model_type, data, ())]
     while pending:
-        current, path = pending.pop()
-        if isinstance(current, BaseModel):
-            for name, key, reference in _reference_fields(type(current)):
-                value = getattr(current, name)
-                here = (*path, key)
+        annotation, value, at = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if not isinstance(value, dict):
+                continue
+            for name, key, reference in _reference_fields(annotation):
+                if key not in value:
+                    continue
+                here = (*at, key)
+                item = value[key]
                 if reference is None:
-                    pending.append((value, here))
-                elif isinstance(value, str):
-                    yield here, reference, value
-                elif isinstance(value, list | tuple):
-                    for index, item in enumerate(value):
-                        if isinstance(item, str):
-                            yield (*here, index), reference, item
-        elif isinstance(current, list | tuple):
-            pending.extend((item, (*path, index)) for index, item in enumerate(current))
-        elif isinstance(current, dict):
-            pending.extend((item, (*path, key)) for key, item in current.items())
+                    pending.append((annotation.model_fields[name].annotation, item, here))
+                elif isinstance(item, str):
+                    found[here] = (reference, item)
+                elif isinstance(item, list):
+                    for index, part in enumerate(item):
+                        if isinstance(part, str):
+                            found[(*here, index)] = (reference, part)
+            params = params_of(annotation, value)
+            if params is not None and params[0] in value:
+                pending.append((params[1], value[params[0]], (*at, params[0])))
+            continue
+        origin = get_origin(annotation)
+        arguments = get_args(annotation)
+        if origin is Annotated:
+            pending.append((arguments[0], value, at))
+        elif origin in (list, tuple, Sequence) and isinstance(value, list) and arguments:
+            pending.extend((arguments[0], item, (*at, index)) for index, item in enumerate(value))
+        elif origin in (dict, Mapping) and isinstance(value, dict) and len(arguments) == 2:
+            pending.extend((arguments[1], item, (*at, key)) for key, item in value.items())
+        elif origin in (Union, UnionType):
+            pending.extend((arm, value, at) for arm in _model_arms(arguments, value))
+    return found
 
 
 def _check_references(
     config: UpkeepConfig,
-    compiled: Mapping[str, CompiledCheck],
-    tasks: Mapping[tuple[str, int], CompiledTask],
+    written: Any,
     collector: _Collector,
     removed: set[KeyPath],
+    set_aside: set[KeyPath],
 ) -> None:
-    """List every name that should name an entry of another section and does not.
+    """Given the validated config, the config as written, the entries set aside whole and
+    every value set aside for its own errors (all in the file's terms), list every name
+    that should name an entry of another section and does not.
 
     Every field marked with ``Reference`` is checked, in the config's own models and in
-    each probe's and task's params, so a new task or probe cannot forget. A name whose
-    entry was set aside for its own errors counts as known (its error is listed); so
-    does every name into a section that was set aside whole.
+    each probe's and task's params, so a new task or probe cannot forget; the names in
+    an entry set aside are checked too. A name whose entry was set aside for its own
+    errors counts as known (its error is listed); so does every name into a section that
+    was set aside whole, and a value set aside has its own error instead.
     """
     sections: dict[tuple[str, ...], set[str] | None] = {}
 
@@ -804,12 +994,14 @@ def _check_references(
                 sections[section] = names
         return sections[section]
 
-    found = list(_references(config, ()))
-    for name, check in compiled.items():
-        found += _references(check.params, ("checks", name, "params"))
-    for (runbook, index), task in tasks.items():
-        found += _references(task.params, ("runbooks", runbook, "steps", index, "with"))
-    for path, reference, name in found:
+    from upkeep.config.models import UpkeepConfig
+
+    # The names are found in the file's terms: no list index to map back.
+    found = _Collector(collector.file, collector.positions)
+    references = _references(UpkeepConfig, written, _params_of(config))
+    for path, (reference, name) in references.items():
+        if path in set_aside or path in removed:
+            continue
         names = known(reference.section)
         if names is None or name in names or name in reference.extra:
             continue
@@ -819,11 +1011,12 @@ def _check_references(
             for prefix, section in reference.families
         ):
             continue
-        collector.add(
+        found.add(
             path,
             f"no {reference.what} named {name!r} "
             f"({reference.what}s: {_some(names) or 'none defined'})",
         )
+    collector.issues += found.issues
 
 
 def _check_routes(config: UpkeepConfig, collector: _Collector) -> None:
@@ -964,9 +1157,10 @@ def load_config(
     config = _resolve_target_paths(config, config_path.parent.resolve(), collector)
     config = _review_sections(config, config_path.parent.resolve(), collector)
     _collect_secrets(config, redactor)
-    compiled = _compile_checks(config, collector)
-    tasks = _compile_tasks(config, collector, redactor)
-    _check_references(config, compiled, tasks, collector, validated.removed)
+    set_aside = set(unresolved)
+    compiled = _compile_checks(config, collector, set_aside)
+    tasks = _compile_tasks(config, collector, redactor, set_aside)
+    _check_references(config, expanded, collector, validated.removed, set_aside)
     _check_routes(config, collector)
     _check_dependencies(config, collector)
     if check_channels:

@@ -493,6 +493,51 @@ class HttpServerConfig(StrictModel):
     _positive = field_validator("header_timeout", "idle_timeout", "body_timeout")(_longer_than_zero)
 
 
+def _one_default_problem(data: dict[str, Any]) -> str | None:
+    """Given an engine section as written, return why its tokens clash, or None."""
+    tokens = data.get("api_tokens")
+    if (
+        given_keys(data, ("api_token",))
+        and isinstance(tokens, dict)
+        and LEGACY_TOKEN_NAME in tokens
+    ):
+        return (
+            f"api_token is the token named {LEGACY_TOKEN_NAME!r}; api_tokens must not "
+            "name another one so"
+        )
+    return None
+
+
+def _number(data: dict[str, Any], key: str, model_type: type[StrictModel]) -> float | None:
+    """Given an entry as written, return the number at ``key`` as the field will read it,
+    its default when it is not written, or None if it is no number (its own error says so)."""
+    if key not in data:
+        default = model_type.model_fields[key].default
+        return float(default) if isinstance(default, int | float) else None
+    value = data[key]
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return None
+
+
+def _order_problem(
+    data: dict[str, Any], keys: tuple[str, str], model_type: type[StrictModel], problem: str
+) -> str | None:
+    """Given an entry as written, two keys and the problem, return the problem if the first
+    is not below the second (a default standing in for a key not written), else None.
+
+    Checked on the values as written, with the fields' own errors: a rule of the whole entry
+    checked after the fields would stay silent while any field of the entry is wrong.
+    """
+    low, high = (_number(data, key, model_type) for key in keys)
+    if low is not None and high is not None and low >= high:
+        return problem
+    return None
+
+
 class EngineConfig(StrictModel):
     """How the engine and the daemon (``upkeep serve``) behave."""
 
@@ -542,14 +587,12 @@ class EngineConfig(StrictModel):
         description="limits of the HTTP server: body size, connections, timeouts",
     )
 
-    @model_validator(mode="after")
-    def _one_default(self) -> EngineConfig:
-        if self.api_token is not None and LEGACY_TOKEN_NAME in self.api_tokens:
-            raise ValueError(
-                f"api_token is the token named {LEGACY_TOKEN_NAME!r}; api_tokens must not "
-                "name another one so"
-            )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_default(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> EngineConfig:
+        # A rule over the keys written, checked with the fields' own errors (not after
+        # them), so a bad concurrency does not hide it until the next run.
+        return validate_with_key_rule(cls, data, handler, _one_default_problem)
 
 
 class FlappingConfig(StrictModel):
@@ -562,11 +605,17 @@ class FlappingConfig(StrictModel):
         default=5.0, ge=0, lt=100, description="percent state change that ends flapping"
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> FlappingConfig:
-        if self.low >= self.high:
-            raise ValueError("flapping.low must be lower than flapping.high")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ordered(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> FlappingConfig:
+        return validate_with_key_rule(
+            cls,
+            data,
+            handler,
+            lambda given: _order_problem(
+                given, ("low", "high"), cls, "flapping.low must be lower than flapping.high"
+            ),
+        )
 
 
 def _default_response_targets() -> dict[Severity, timedelta]:

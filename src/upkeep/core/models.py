@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 
 class StrictModel(BaseModel):
@@ -50,12 +50,7 @@ def validate_with_key_rule(
     try:
         handler(data)
     except ValidationError as error:
-        details = [
-            InitErrorDetails(
-                type=item["type"], loc=item["loc"], input=item["input"], ctx=item.get("ctx", {})
-            )
-            for item in error.errors()
-        ]
+        details = [_same_error(item) for item in error.errors()]
     details.append(
         InitErrorDetails(
             # The problem is the context, not the template: braces in it stay text.
@@ -65,6 +60,27 @@ def validate_with_key_rule(
         )
     )
     raise ValidationError.from_exception_data(model_type.__name__, details)
+
+
+_MESSAGE_KEY = "upkeep_message"
+"""The context key holding a re-raised error's message as pydantic wrote it."""
+
+
+def _same_error(item: ErrorDetails) -> InitErrorDetails:
+    """Given an error pydantic reported, return it to raise again unchanged: its type, where
+    it is, its input, its context and its message as written.
+
+    Rebuilding an error from its type name alone needs the context pydantic requires of that
+    type, which a custom error of the same name lacks (a rule's ``value_error`` from a nested
+    model holds no ``error``); a custom error of the same type carries any context. Its
+    message is the last context entry, so nothing in it is taken for a placeholder.
+    """
+    context = {**dict(item.get("ctx") or {}), _MESSAGE_KEY: item["msg"]}
+    return InitErrorDetails(
+        type=PydanticCustomError(item["type"], "{" + _MESSAGE_KEY + "}", context),
+        loc=item["loc"],
+        input=item["input"],
+    )
 
 
 @dataclass(frozen=True)

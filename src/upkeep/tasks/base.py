@@ -323,8 +323,17 @@ class Task(ABC, Generic[TargetT, ParamsT]):
     """Target kinds the task accepts; empty means it takes no target."""
     target_required: ClassVar[bool] = False
 
-    def validate(self, target: TargetT, params: ParamsT) -> list[str]:
-        """Given a parsed target (or None) and params, return problems the models cannot express."""
+    def validate(self, target: TargetT | None, params: ParamsT) -> list[str]:
+        """Given a parsed target (or None) and params, return problems the models cannot express.
+
+        The loader calls it in the same run as the params' own errors, so that fixing one
+        never reveals another: ``target`` is None also when the step's target is missing
+        or of a kind the task does not take, and ``params`` may hold defaults for values
+        set aside, None for a missing required param, and break the model's own rules
+        (all reported already). Each problem names every param it is about (or "target"):
+        a problem naming a param set aside is left out. A rule over which keys are
+        written belongs in the Params model (``validate_with_key_rule``) instead.
+        """
         del target, params
         return []
 

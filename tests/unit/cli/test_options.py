@@ -58,3 +58,26 @@ def test_the_outbox_statuses_are_the_stores() -> None:
     from upkeep.store.outbox import OUTBOX_STATUSES
 
     assert tuple(options.OUTBOX_STATUSES) == tuple(OUTBOX_STATUSES)
+
+
+def test_since_and_start_read_a_time_without_a_zone_in_the_config_timezone() -> None:
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Asia/Kathmandu")
+    now = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+    local = datetime(2030, 1, 1, 0, 0, tzinfo=zone)
+    assert options.since_start("2030-01-01T00:00", zone, now) == local
+    assert options.start_time("2030-01-01T00:00", zone, now) == local
+    assert options.since_start("2030-01-01T00:00Z", zone, now) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert options.since_start("2h", zone, now) == now - timedelta(hours=2)
+    assert options.start_time("now", zone, now) == now
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00", "1969-12-31"]
+)
+def test_since_and_start_take_the_years_from_1970_to_9000(moment: str) -> None:
+    for parser in (options.since_text, options.moment_text):
+        with pytest.raises(typer.BadParameter, match="between the years 1970 and 9000"):
+            parser(moment)

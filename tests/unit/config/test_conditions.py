@@ -7,6 +7,7 @@ from upkeep.config.conditions import (
     MAX_CONDITION_LENGTH,
     ConditionEvaluationError,
     ConditionSyntaxError,
+    MetricType,
     parse_condition,
 )
 
@@ -208,9 +209,64 @@ def test_type_problems_name_each_wrong_comparison() -> None:
         "size_bytes": MetricType("number", "bytes"),
         "valid": MetricType("bool", None),
     }
-    condition = parse_condition("status_code != '200' or size_bytes > 5s or valid == 1")
+    condition = parse_condition("status_code != '200' or size_bytes > 5s or valid == 2")
     problems = condition.type_problems(types)
     assert [column for column, _ in problems] == [1, 25, 44]
     assert "a duration (5s)" in problems[1][1] and "valid is true/false" in problems[2][1]
+    assert "true/false equals only 0 (false) and 1 (true)" in problems[2][1]
     # A metric the probe does not declare (perfdata) has no type to check against.
     assert parse_condition("`load` > '5'").type_problems(types) == []
+
+
+TRUTH = {"passed": MetricType("bool", None), "status_code": MetricType("number", None)}
+
+
+@pytest.mark.parametrize(
+    ("source", "holds_when_true", "holds_when_false"),
+    [
+        ("passed == 0", False, True),
+        ("passed != 0", True, False),
+        ("passed == 1", True, False),
+        ("passed != 1", False, True),
+        ("0 == passed", False, True),
+        ("passed == 1.0", True, False),
+        ("passed == 0.0", False, True),
+        ("(status_code > 499) == 0", False, True),
+    ],
+)
+def test_true_false_equals_0_and_1_as_written_before_and_as_evaluated(
+    source: str, holds_when_true: bool, holds_when_false: bool
+) -> None:
+    """Configs wrote ``passed == 0``: valid, and it holds exactly when passed is false."""
+    condition = parse_condition(source)
+    assert condition.type_problems(TRUTH) == []
+    assert condition.holds({"passed": True, "status_code": 600}) is holds_when_true
+    assert condition.holds({"passed": False, "status_code": 200}) is holds_when_false
+    # The same as its spelling with true/false.
+    spelled = (source.replace("1.0", "true").replace("0.0", "false").replace("1", "true")).replace(
+        "0", "false"
+    )
+    if "status_code" not in source:
+        for value in (True, False):
+            assert condition.holds({"passed": value}) is parse_condition(spelled).holds(
+                {"passed": value}
+            )
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("passed == 2", "true/false equals only 0 (false) and 1 (true), with == or !="),
+        ("passed != -1", "true/false equals only 0 (false) and 1 (true)"),
+        ("passed > 0", "true/false has no order; passed is true/false: write passed == true"),
+        ("passed >= 1", "write passed == true"),
+        ("passed < 1", "write passed == false"),
+        ("1 > passed", "write passed == false"),
+        ("passed >= 0", "it always holds"),
+        ("passed > 1", "it never holds"),
+        ("status_code == true", "status_code is a number and true is true/false"),
+    ],
+)
+def test_other_numbers_and_orderings_of_true_false_are_refused(source: str, fragment: str) -> None:
+    problems = parse_condition(source).type_problems(TRUTH)
+    assert len(problems) == 1 and fragment in problems[0][1], problems

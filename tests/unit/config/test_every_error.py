@@ -4,6 +4,7 @@ plain words; fixing one never reveals another; every cross-reference is checked.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -480,3 +481,300 @@ def test_every_field_naming_another_section_is_marked_as_a_reference() -> None:
             if names_one and "str" in text and not marked:
                 unmarked.append(f"{model.__name__}.{name}")
     assert not unmarked, unmarked
+
+
+# --- rules of a whole entry, task rules and references beside errors of the same entry -----
+
+# The reviewer's repro, each error independent of the others: name -> (as written with the
+# error, fixed, where the error is, a fragment of its message).
+ENTRY_ERRORS: dict[str, tuple[str, str, str, str]] = {
+    "concurrency": (
+        "  concurrency: 0\n",
+        "  concurrency: 4\n",
+        "engine.concurrency",
+        "must be at least 1",
+    ),
+    "one default": (
+        "  api_token: first-token-0123456789\n",
+        "",
+        "engine",
+        "api_token is the token named 'default'",
+    ),
+    "signal": ("          signal: BOGUS\n", "", "runbooks.r.steps[0].with.signal", "BOGUS"),
+    "verify 0": (
+        "          verify: nocheck\n",
+        "          verify: a\n",
+        "runbooks.r.steps[0].with.verify",
+        "no check named 'nocheck'",
+    ),
+    "stop 0": (
+        "",
+        "          pidfile: /run/app.pid\n",
+        "runbooks.r.steps[0].with",
+        "needs `stop` (a command) or `pidfile`",
+    ),
+    "target 1": (
+        "        target: api\n",
+        "",
+        "runbooks.r.steps[1].target",
+        "takes no target, not a http target",
+    ),
+    "verify 1": (
+        "          verify: nocheck\n",
+        "          verify: a\n",
+        "runbooks.r.steps[1].with.verify",
+        "no check named 'nocheck'",
+    ),
+    "stop 1": (
+        "",
+        "          stop: [/bin/true]\n",
+        "runbooks.r.steps[1].with",
+        "needs `stop` (a command) or `pidfile`",
+    ),
+    "flapping": (
+        "    low: 30\n",
+        "    low: 10\n",
+        "alerting.flapping",
+        "flapping.low must be lower than flapping.high",
+    ),
+    "flapping key": ("    bogus: 1\n", "", "alerting.flapping.bogus", "unknown key"),
+}
+
+ENTRY_TEMPLATE = """\
+targets:
+  api: {{kind: http, url: "http://127.0.0.1:1/"}}
+checks:
+  a: {{target: api}}
+engine:
+{concurrency}{one default}  api_tokens: {{default: second-token-0123456789}}
+alerting:
+  flapping:
+    high: 25
+{flapping}{flapping key}runbooks:
+  r:
+    steps:
+      - task: service.restart
+        with:
+          start: [/bin/true]
+{signal}{verify 0}{stop 0}      - task: service.restart
+{target 1}        with:
+          start: [/bin/true]
+{verify 1}{stop 1}"""
+
+
+def entry_config(tmp_path: Path, fixed: frozenset[str] = frozenset()) -> Path:
+    parts = {
+        name: (good if name in fixed else bad) for name, (bad, good, _, _) in ENTRY_ERRORS.items()
+    }
+    return write(tmp_path, ENTRY_TEMPLATE.format_map(parts))
+
+
+def entry_expected(fixed: frozenset[str]) -> list[tuple[str, str]]:
+    return sorted(
+        (where, fragment)
+        for name, (_, _, where, fragment) in ENTRY_ERRORS.items()
+        if name not in fixed
+    )
+
+
+def test_rules_of_an_entry_are_listed_with_the_errors_of_its_fields(tmp_path: Path) -> None:
+    found = issues_of(entry_config(tmp_path))
+    assert matches(found, entry_expected(frozenset())), found
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_ERRORS))
+def test_fixing_an_error_of_an_entry_reveals_no_other(tmp_path: Path, name: str) -> None:
+    found = issues_of(entry_config(tmp_path, frozenset({name})))
+    assert matches(found, entry_expected(frozenset({name}))), found
+
+
+def test_the_entries_with_every_error_fixed_are_valid(tmp_path: Path) -> None:
+    loaded = load_config(entry_config(tmp_path, frozenset(ENTRY_ERRORS)), environ={})
+    assert set(loaded.tasks) == {("r", 0), ("r", 1)}
+
+
+def test_a_task_rule_runs_on_the_params_that_are_valid(tmp_path: Path) -> None:
+    # A variant: the task's own rule (validate) beside a wrong value and a wrong target.
+    found = issues_of(
+        write(
+            tmp_path,
+            "targets:\n  api: {kind: http, url: 'http://127.0.0.1:1/'}\n"
+            "runbooks:\n  r:\n    steps:\n"
+            "      - task: files.cleanup\n        target: api\n"
+            "        with: {root: /tmp/x, older_than: soon, remove_empty_dirs: true}\n",
+        )
+    )
+    assert sorted(where for where, _ in found) == [
+        "runbooks.r.steps[0].target",
+        "runbooks.r.steps[0].with",
+        "runbooks.r.steps[0].with.older_than",
+    ], found
+    assert ("runbooks.r.steps[0].with", "remove_empty_dirs needs recursive: true") in found
+
+
+def test_a_rule_about_a_value_set_aside_waits_for_that_value(tmp_path: Path) -> None:
+    # `url` is written (wrongly): "needs url" would be the default's problem, not the file's.
+    found = issues_of(
+        write(
+            tmp_path,
+            "runbooks:\n  r:\n    steps:\n      - task: http.request\n        with: {url: 5}\n",
+        )
+    )
+    assert [where for where, _ in found] == ["runbooks.r.steps[0].with.url"], found
+
+
+def test_a_step_set_aside_whole_still_has_its_names_checked(tmp_path: Path) -> None:
+    found = issues_of(
+        write(
+            tmp_path,
+            "runbooks:\n  r:\n    steps:\n"
+            "      - task: service.restart\n        command: [x]\n"
+            "        with: {start: [x], stop: [x], verify: nosuch}\n"
+            "      - {checks: {names: [ghost]}, manual: do it}\n"
+            "checks:\n  c: {depends_on: [phantom]}\n",
+        )
+    )
+    assert sorted(where for where, _ in found) == [
+        "checks.c.depends_on[0]",
+        "checks.c.target",
+        "runbooks.r.steps[0]",
+        "runbooks.r.steps[0].with.verify",
+        "runbooks.r.steps[1]",
+        "runbooks.r.steps[1].checks.names[0]",
+    ], found
+
+
+def test_a_wrong_name_in_params_with_a_wrong_value_is_one_error(tmp_path: Path) -> None:
+    # The verify value is itself wrong (too short): its own error, not "no check named ''".
+    found = issues_of(
+        write(
+            tmp_path,
+            "runbooks:\n  r:\n    steps:\n      - task: service.restart\n"
+            "        with: {start: [x], stop: [x], verify: ''}\n",
+        )
+    )
+    assert [where for where, _ in found] == ["runbooks.r.steps[0].with.verify"], found
+    assert "character" in found[0][1], found
+
+
+def test_probe_params_with_a_wrong_value_still_have_their_names_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe whose params name another check (none ships one yet: the mechanism is the
+    same for every probe) with one wrong param and one unknown name: both in one run."""
+    from dataclasses import replace
+    from typing import Annotated, ClassVar
+
+    from pydantic import Field
+
+    from upkeep.core.models import Reference, StrictModel
+    from upkeep.probes import registry
+    from upkeep.probes.base import MetricSpec, ProbeOutcome
+    from upkeep.probes.host import ProcessProbe
+
+    class PairedParams(StrictModel):
+        partner: Annotated[str, Reference(("checks",), "check")] | None = None
+        depth: int = Field(default=1, ge=1)
+
+    class PairedProbe(ProcessProbe):
+        name: ClassVar[str] = "paired"
+        Params: ClassVar[type[StrictModel]] = PairedParams
+        metrics: ClassVar[tuple[MetricSpec, ...]] = ProcessProbe.metrics
+
+        async def run(self, target: Any, params: Any, context: Any) -> ProbeOutcome:
+            raise NotImplementedError  # never run: the test only loads the config
+
+    host = registry.TARGET_KINDS["host"]
+    monkeypatch.setitem(
+        registry.TARGET_KINDS, "host", replace(host, probes=(*host.probes, PairedProbe))
+    )
+    found = issues_of(
+        write(
+            tmp_path,
+            "targets:\n  box: {kind: host}\nchecks:\n"
+            "  p: {target: box, probe: paired, params: {partner: nosuch, depth: 0}}\n",
+        )
+    )
+    assert sorted(where for where, _ in found) == [
+        "checks.p.params.depth",
+        "checks.p.params.partner",
+    ], found
+
+
+def test_no_config_model_has_a_rule_checked_after_its_fields() -> None:
+    """A rule of a whole entry checked after its fields (mode="after") stays silent while
+    any field is wrong, so fixing that field reveals it: every such rule is a key rule
+    (``validate_with_key_rule``), checked with the fields."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from upkeep.config.models import UpkeepConfig
+    from upkeep.probes.registry import TARGET_KINDS
+    from upkeep.tasks.registry import TASK_KINDS
+
+    models: list[type[BaseModel]] = [UpkeepConfig]
+    for kind in TARGET_KINDS.values():
+        models.append(kind.model)
+        models.extend(probe.Params for probe in kind.probes)
+    models.extend(task.Params for task in TASK_KINDS.values())
+    seen: set[type[BaseModel]] = set()
+    after = []
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, rule in model.__pydantic_decorators__.model_validators.items():
+            if rule.info.mode == "after":
+                after.append(f"{model.__name__}.{name}")
+        for field in model.model_fields.values():
+            nested = [field.annotation]
+            while nested:
+                annotation = nested.pop()
+                nested.extend(typing.get_args(annotation))
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    models.append(annotation)
+    assert len(seen) > 30
+    assert not after, after
+
+
+def _task_names() -> list[str]:
+    from upkeep.tasks.registry import TASK_KINDS
+
+    return sorted(TASK_KINDS)
+
+
+@pytest.mark.parametrize("task", _task_names())
+def test_every_task_rule_judges_params_that_miss_everything(tmp_path: Path, task: str) -> None:
+    """``Task.validate`` runs on params as far as they are valid: no target, every required
+    param missing, the model's own rules broken. It must say what is wrong, never fail."""
+    path = write(
+        tmp_path,
+        f"runbooks:\n  r:\n    steps:\n      - task: {task}\n        with: {{bogus: 1}}\n",
+    )
+    found = issues_of(path)
+    assert ("runbooks.r.steps[0].with.bogus", "unknown key") in [
+        (where, message[:11]) for where, message in found
+    ], found
+
+
+@pytest.mark.parametrize(
+    ("condition", "valid"),
+    [("passed == 0", True), ("rto_met != 1", True), ("passed > 0", False), ("passed == 2", False)],
+)
+def test_a_drill_check_may_compare_its_verdict_with_0_or_1(
+    tmp_path: Path, condition: str, valid: bool
+) -> None:
+    path = reference_config(tmp_path, None)
+    path.write_text(
+        path.read_text().replace(
+            "checks:\n",
+            f"checks:\n  drill: {{target: backups-db, probe: drill, crit: {condition}}}\n",
+        )
+    )
+    if valid:
+        assert load_config(path, environ={}).checks["drill"].crit is not None
+    else:
+        found = issues_of(path)
+        assert [where for where, _ in found] == ["checks.drill.crit"], found

@@ -320,9 +320,10 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
     target_kinds: ClassVar[tuple[str, ...]] = ("logs",)
     target_required: ClassVar[bool] = True
 
-    def validate(self, target: LogsTarget, params: RetainParams) -> list[str]:
-        """Return problems: a relative ``archive_to``, or one inside the log directory; an
-        ``archive_keep`` without ``archive_to``, or shorter than its class's ``keep``."""
+    def validate(self, target: LogsTarget | None, params: RetainParams) -> list[str]:
+        """Return problems: a relative ``archive_to``, or one inside the log directory
+        (judged only with the target); an ``archive_keep`` without ``archive_to``, or
+        shorter than its class's ``keep``."""
         problems = []
         for index, rule in enumerate(params.classes):
             if rule.archive_keep is None:
@@ -335,8 +336,9 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
                     f"shorter than keep ({format_duration(rule.keep)}): the copy would go first"
                 )
         if params.archive_to is not None:
-            problems += location_problems(params.archive_to, params.sftp)
-            if not problems and "://" not in params.archive_to:
+            location = location_problems(params.archive_to, params.sftp)
+            problems += location
+            if not location and "://" not in params.archive_to and target is not None:
                 root = Path(target.path)
                 root = root.parent if root.is_file() else root
                 if Path(params.archive_to).resolve() == root.resolve():

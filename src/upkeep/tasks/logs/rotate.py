@@ -289,7 +289,7 @@ class LogsRotate(Task[LogsTarget, RotateParams]):
     target_kinds: ClassVar[tuple[str, ...]] = ("logs",)
     target_required: ClassVar[bool] = True
 
-    def validate(self, target: LogsTarget, params: RotateParams) -> list[str]:
+    def validate(self, target: LogsTarget | None, params: RotateParams) -> list[str]:
         """Return problems: rename mode without a way to reopen, a reopen signal without a
         pidfile, a relative pidfile, reopen settings in copytruncate mode, an archive_dir
         that climbs out of the log directory."""

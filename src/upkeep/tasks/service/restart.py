@@ -47,10 +47,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 from upkeep.core.durations import Duration, format_duration
-from upkeep.core.models import Reference, StrictModel
+from upkeep.core.models import Reference, StrictModel, given_keys, validate_with_key_rule
 from upkeep.core.redaction import Redactor, SecretMarker
 from upkeep.core.status import Status
 from upkeep.io import signals as signals_io
@@ -76,6 +76,19 @@ OUTPUT_TAIL_CHARS = 400
 DEFAULT_SIGNAL = "SIGTERM"
 
 Argv = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+def _stop_problem(data: dict[str, Any]) -> str | None:
+    """Given restart params as written, return how stopping is asked for wrongly (neither
+    ``stop`` nor ``pidfile``; ``signal`` beside ``stop``), or None."""
+    if not given_keys(data, ("stop", "pidfile")):
+        return (
+            "service.restart needs `stop` (a command) or `pidfile` (whose pid gets "
+            "`signal`); it never matches processes by name"
+        )
+    if given_keys(data, ("stop",)) and given_keys(data, ("signal",)):
+        return "`signal` applies only without `stop`: the stop command does the stopping"
+    return None
 
 
 class RestartParams(StrictModel):
@@ -112,6 +125,20 @@ class RestartParams(StrictModel):
     env: Annotated[dict[str, str], SecretMarker()] = Field(
         default_factory=dict, description="added to the environment of both commands; secret"
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _how_to_stop(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> RestartParams:
+        # Rules over the keys written, checked with the fields' own errors: a wrong signal
+        # must not hide that neither stop nor pidfile is given.
+        return validate_with_key_rule(cls, data, handler, _stop_problem)
+
+    @field_validator("pidfile")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError(f"pidfile {value!r} must be an absolute path")
+        return value
 
     @field_validator("signal")
     @classmethod
@@ -403,28 +430,8 @@ class ServiceRestart(Task[None, RestartParams]):
     Params: ClassVar[type[StrictModel]] = RestartParams
     target_kinds: ClassVar[tuple[str, ...]] = ()
 
-    def validate(self, target: None, params: RestartParams) -> list[str]:
-        """Given params, return problems: neither ``stop`` nor ``pidfile``, a ``signal``
-        beside a ``stop`` command (which does the stopping), a relative pidfile."""
-        del target
-        problems: list[str] = []
-        if params.stop is None and params.pidfile is None:
-            problems.append(
-                "service.restart needs `stop` (a command) or `pidfile` (whose pid gets "
-                "`signal`); it never matches processes by name"
-            )
-        if params.stop is not None and params.signal is not None:
-            problems.append(
-                "`signal` applies only without `stop`: the stop command does the stopping"
-            )
-        if params.pidfile is not None and not Path(params.pidfile).is_absolute():
-            problems.append(f"pidfile {params.pidfile!r} must be an absolute path")
-        return problems
-
     def _check(self, params: RestartParams, context: TaskContext) -> None:
-        problems = self.validate(None, params)
-        if problems:
-            raise TaskFailed("; ".join(problems))
+        # How to stop is checked by RestartParams itself: params exist only valid.
         context.redactor.extend(params.env.values())
 
     async def plan(self, target: None, params: RestartParams, context: TaskContext) -> TaskPlan:

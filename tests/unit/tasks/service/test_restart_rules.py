@@ -57,22 +57,32 @@ def test_unknown_signals_and_non_positive_timeouts_are_rejected() -> None:
         params(pidfile="/run/app.pid", verify_retries=-1)
 
 
-def test_validate_needs_a_stop_command_or_a_pidfile() -> None:
-    task = ServiceRestart()
-    (problem,) = task.validate(None, params())
+def test_the_params_need_a_stop_command_or_a_pidfile() -> None:
+    # A rule of the params themselves (checked with their fields' errors, not after them).
+    with pytest.raises(ValidationError) as caught:
+        params()
+    (problem,) = [item["msg"] for item in caught.value.errors()]
     assert "needs `stop` (a command) or `pidfile`" in problem
     assert "never matches processes by name" in problem
-    assert task.validate(None, params(pidfile="/run/app.pid")) == []
-    assert task.validate(None, params(stop=["/usr/sbin/service-ctl", "stop"])) == []
-    assert task.validate(None, params(stop=["app-ctl", "stop"], pidfile="/run/app.pid")) == []
+    assert params(pidfile="/run/app.pid").pidfile == "/run/app.pid"
+    assert params(stop=["/usr/sbin/service-ctl", "stop"]).stop is not None
+    both = params(stop=["app-ctl", "stop"], pidfile="/run/app.pid")
+    assert ServiceRestart().validate(None, both) == []
 
 
-def test_validate_rejects_a_signal_beside_a_stop_command_and_a_relative_pidfile() -> None:
-    task = ServiceRestart()
-    (problem,) = task.validate(None, params(stop=["app-ctl", "stop"], signal="HUP"))
-    assert "`signal` applies only without `stop`" in problem
-    (problem,) = task.validate(None, params(pidfile="run/app.pid"))
-    assert "must be an absolute path" in problem
+def test_the_params_refuse_a_signal_beside_a_stop_command_and_a_relative_pidfile() -> None:
+    with pytest.raises(ValidationError, match="`signal` applies only without `stop`"):
+        params(stop=["app-ctl", "stop"], signal="HUP")
+    with pytest.raises(ValidationError, match="must be an absolute path"):
+        params(pidfile="run/app.pid")
+
+
+def test_the_rule_is_listed_with_the_errors_of_the_fields() -> None:
+    with pytest.raises(ValidationError) as caught:
+        RestartParams.model_validate({"signal": "BOGUS"})
+    found = {item["loc"]: item["msg"] for item in caught.value.errors()}
+    assert set(found) == {("start",), ("signal",), ()}, found
+    assert "needs `stop`" in found[()]
 
 
 def test_commands_are_shown_with_secrets_masked_even_when_quoting_would_split_them() -> None:
