@@ -383,7 +383,7 @@ runbooks:
     record = await h.run("bounded")
     assert time.monotonic() - started < 10
     assert record.status == "failed"
-    assert record.message == "runbook timed out after 0:00:01"
+    assert record.message == "runbook timed out after 1s"
     assert statuses(record) == ["ok", "timed_out", "not_run"]
     assert record.finished_at is not None
 

@@ -26,6 +26,7 @@ from tests.conftest import run_probe
 from tests.integration.probes import pg_pair
 from tests.integration.probes.pg_pair import StreamingPair
 from upkeep.core.redaction import SecretMarker
+from upkeep.core.text import format_bytes
 from upkeep.probes.base import ProbeOutcome, TargetUnreachable
 from upkeep.probes.postgres import (
     CacheHitProbe,
@@ -127,7 +128,10 @@ async def test_connections_rise_with_extra_idle_connections(postgres_dsn: str) -
     metrics = after.metrics
     maximum = int(scalar(postgres_dsn, "SHOW max_connections"))
     assert metrics["max"] == maximum
-    assert int(metrics["total"]) >= int(before.metrics["total"]) + 3
+    # Other test workers share the server: their connections come and go meanwhile, so the
+    # total is compared with what this test holds, not with the figure before.
+    assert int(before.metrics["total"]) >= 1
+    assert int(metrics["total"]) >= 3 + 1  # the three extra connections and the probe's
     assert int(metrics["idle"]) >= 3  # the three extra connections
     assert int(metrics["active"]) >= 1  # the probe's own query
     assert int(metrics["active"]) + int(metrics["idle"]) <= int(metrics["total"])
@@ -299,10 +303,10 @@ async def test_replication_from_both_sides_of_a_streaming_pair(
     replicas = 1 if streaming_pair.owned else int(idle_primary.metrics["replicas"])
     assert replicas >= 1
     assert idle_primary.metrics == {"lag_bytes": 0, "lag_s": 0.0, "replicas": replicas}
-    assert idle_primary.message == f"primary with {replicas} replicas, worst 0 bytes / 0.0s"
+    assert idle_primary.message == f"primary with {replicas} replicas, worst 0 B / 0s"
     assert idle_standby.metrics["lag_bytes"] == 0
     assert idle_standby.metrics["lag_s"] == 0.0
-    assert idle_standby.message.startswith("standby: 0 bytes and 0.0s behind")
+    assert idle_standby.message.startswith("standby: 0 B and 0s behind")
 
     assert behind_primary.metrics["replicas"] == replicas
     assert int(behind_primary.metrics["lag_bytes"]) >= written
@@ -310,12 +314,14 @@ async def test_replication_from_both_sides_of_a_streaming_pair(
     if stuck_primary is not None:
         assert int(stuck_primary.metrics["lag_bytes"]) >= written
         assert stuck_primary.message.startswith(f"primary with {replicas} replicas, worst ")
-    assert f"worst {behind_primary.metrics['lag_bytes']} bytes" in behind_primary.message
+    shown = format_bytes(int(behind_primary.metrics["lag_bytes"]))
+    assert f"worst {shown} / " in behind_primary.message
 
     assert float(behind_standby.metrics["lag_s"]) > 0.0
     assert int(later_standby.metrics["lag_bytes"]) >= written
     assert float(later_standby.metrics["lag_s"]) >= float(behind_standby.metrics["lag_s"]) + 0.4
-    assert later_standby.message.startswith(f"standby: {later_standby.metrics['lag_bytes']} bytes")
+    later_bytes = format_bytes(int(later_standby.metrics["lag_bytes"]))
+    assert later_standby.message.startswith(f"standby: {later_bytes} and ")
 
     assert resumed_standby.metrics["lag_bytes"] == 0
     assert resumed_primary.metrics == {"lag_bytes": 0, "lag_s": 0.0, "replicas": replicas}
