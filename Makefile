@@ -52,7 +52,7 @@ unit: dev-install
 # default), each CLI process a test spawns would otherwise compile every module again.
 test: dev-install services lint typecheck
 	$(BIN)/python -m compileall -q src tests > /dev/null
-	$(BIN)/pytest -q -n 4 --dist load --cov=upkeep --cov-report= --cov-fail-under=87
+	$(BIN)/pytest -q -n 4 --dist worksteal --cov=upkeep --cov-report= --cov-fail-under=87
 
 # The peers the benchmarks compare against (logrotate, GoAccess) come from Debian's packages.
 bench-tools:
