@@ -271,3 +271,40 @@ def test_a_failed_backup_alerts_from_the_spill_when_the_store_cannot_be_opened(
         assert "internal error" not in failed.stderr
         titles = [delivery.json()["title"] for delivery in receiver.deliveries]
         assert any("FIRING app-backup-fresh" in title for title in titles), titles
+
+
+def test_a_restore_that_cannot_load_says_so_end_to_end(
+    upkeep: Upkeep, tmp_path: Path, redis_url: str
+) -> None:
+    # A Redis restore printed "restored ID into cache", took a safety backup of a server it
+    # never touches and exited as a restore; upkeep's own backup did the same.
+    (tmp_path / "upkeep.yaml").write_text(
+        f"targets:\n  cache: {{kind: redis, url: '{redis_url}'}}\n"
+        "backups:\n  repository: repo\n  sources:\n"
+        "    cache: {target: cache}\n    self: {upkeep: true}\n"
+    )
+    ids = {}
+    for name in ("cache", "self"):
+        created = upkeep("backup", "create", name, "--json")
+        assert created.returncode == 0, created.stdout + created.stderr
+        ids[name] = json.loads(created.stdout)["results"][0]["id"]
+
+    # No terminal and no --yes: nothing is overwritten, so nothing needs confirming.
+    text = upkeep("backup", "restore", ids["cache"])
+    assert text.returncode == 0, text.stdout + text.stderr
+    (written,) = tmp_path.glob("redis-restored-*")
+    said = " ".join(text.stdout.split())  # the terminal is 200 columns wide
+    assert f"written to {written}; not loaded: to load it, stop Redis" in said
+    assert f"replace the file at CONFIG GET dir/dbfilename with {written}/dump.rdb" in said
+    assert "restored" not in said.replace("redis-restored-", "")
+    assert "safety backup" not in said
+
+    as_json = json.loads(upkeep("backup", "restore", ids["self"], "--json").stdout)
+    (extracted,) = tmp_path.glob("upkeep-restored-*")
+    assert as_json["loaded"] is False and as_json["written_to"] == str(extracted)
+    assert as_json["safety_backup"] is None
+    assert (extracted / "upkeep.yaml").is_file()
+    assert (extracted.stat().st_mode & 0o777) == 0o700  # the config holds secrets
+
+    listed = json.loads(upkeep("backup", "list", "--json").stdout)["backups"]
+    assert sorted(backup["id"] for backup in listed) == sorted(ids.values())

@@ -44,7 +44,7 @@ from upkeep.store.repository import (
 from upkeep.store.store import DEFAULT_SCHEMA
 from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
-from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, SOURCE_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
 from upkeep.tasks.backup.sources import (
     Source,
@@ -748,13 +748,26 @@ def _newest_intact(env: BackupEnv, name: str) -> tuple[Backup | None, list[str]]
 
 @dataclass
 class RestoreReport:
-    """What a restore did."""
+    """What a restore did: loaded the backup into its destination, or (``loaded`` False)
+    wrote it to ``written_to`` for loading by hand, changing nothing at the destination."""
 
     backup: Backup
     destination: str
     safety_backup: str | None
     message: str
     duration_s: float
+    loaded: bool = True
+    written_to: str | None = None
+
+
+def loads_in_place(backup: Backup) -> bool:
+    """Given a backup, return whether restoring it changes its source (False: the restore
+    writes it out for loading by hand, so there is nothing to confirm and nothing to take a
+    safety backup of). True for a damaged backup: the restore refuses it anyway."""
+    if not backup.intact:
+        return True
+    kind = SOURCE_KINDS.get(backup.intact_manifest.source_details.kind)
+    return kind is None or kind.loads_in_place
 
 
 def restore(
@@ -767,6 +780,11 @@ def restore(
 ) -> RestoreReport:
     """Restore a backup over its source (or over ``to``, a target of the same kind),
     after taking a safety backup of what is there now; record and return what was done.
+
+    A kind that cannot load a backup into its source (``Source.loads_in_place`` False:
+    Redis, upkeep itself) writes it into a new private directory instead: no safety backup
+    is taken (nothing at the destination changes), the report says ``loaded`` False and
+    where it was written, and the catalog records the restore as ``written``.
 
     Refused (BackupFailed, nothing touched) if the backup is damaged, if it is not
     authenticated and the repository is writable by anyone but upkeep, or if the source
@@ -797,6 +815,8 @@ def restore(
     expected = backup.intact_manifest.source_details.kind
     if source.kind != expected:
         raise BackupFailed(f"backup {backup_id} is a {expected} dump; {to} is {source.kind}")
+    # Nothing to keep safe where nothing is overwritten.
+    safety = safety and source.loads_in_place
     safety_name = name if target is None else None
     if safety and safety_name is None:
         raise BackupFailed(
@@ -842,7 +862,7 @@ def restore(
                 label=f"before restoring {backup_id}",
             ).backup.id
         try:
-            message = apply()
+            restoration = apply()
         except (*failures, OSError) as error:
             failure = one_line(error)
             _event(
@@ -864,6 +884,10 @@ def restore(
                 )
             ) from None
     duration = round(time.monotonic() - began, 3)
+    written_to = str(restoration.written_to) if restoration.written_to is not None else None
+    message = restoration.message
+    if written_to is not None:
+        message = f"written to {written_to}; not loaded: {message}"
     _event(
         env,
         BackupEventKind.RESTORE,
@@ -872,9 +896,18 @@ def restore(
         True,
         started,
         message,
-        {"safety_backup": safety_id, "to": to or name, "duration_s": duration},
+        {
+            "safety_backup": safety_id,
+            "to": to or name,
+            "duration_s": duration,
+            "loaded": restoration.loaded,
+            "written_to": written_to,
+        },
+        status=None if restoration.loaded else BackupEventStatus.WRITTEN,
     )
-    return RestoreReport(backup, to or name, safety_id, message, duration)
+    return RestoreReport(
+        backup, to or name, safety_id, message, duration, restoration.loaded, written_to
+    )
 
 
 # --- records read by the backup target's probes ------------------------------------------
@@ -913,9 +946,14 @@ def _event(
     started_at: datetime,
     message: str,
     detail: dict[str, Any],
+    *,
+    status: BackupEventStatus | None = None,
 ) -> None:
-    """Record a verification, restore, drill or prune in the catalog (if there is one)."""
+    """Record a verification, restore, drill or prune in the catalog (if there is one), as
+    ok or failed by ``ok`` unless ``status`` says otherwise."""
     finished_at = datetime.now(UTC)
+    if status is None:
+        status = BackupEventStatus.OK if ok else BackupEventStatus.FAILED
     _catalogue(
         env,
         f"the {kind} of {source}",
@@ -923,7 +961,7 @@ def _event(
             kind=kind,
             source=source,
             backup_id=backup_id,
-            status=BackupEventStatus.OK if ok else BackupEventStatus.FAILED,
+            status=status,
             started_at=started_at,
             finished_at=finished_at,
             message=message,
