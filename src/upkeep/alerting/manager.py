@@ -118,6 +118,8 @@ class AlertReport:
     escalated: int = 0
     notifications: int = 0
     muted: int = 0
+    queued: list[int] = field(default_factory=list)
+    """The outbox ids of the pending notices queued (muted ones are not)."""
     events: list[str] = field(default_factory=list)
     lifecycle: list[Lifecycle] = field(default_factory=list)
     """Alerts that fired or resolved, in order (logged by the manager after the commit)."""
@@ -214,6 +216,13 @@ class AlertManager:
         self.route_ids = route_ids(self.config.routes)
         self._where = " (in the spill: the store is down)" if key_prefix else ""
 
+    def _committed(self, report: AlertReport) -> AlertReport:
+        """Given what a committed pass did, log its alerts' lifecycle and tell the outbox
+        which notices this process queued (a one-shot command waits for those only);
+        return the report."""
+        self.store.outbox.note_queued(report.queued)
+        return _log_lifecycle(report, self._where)
+
     # --- results ---------------------------------------------------------------------------
 
     def process(self, results: Sequence[CheckResult], run_id: int | None = None) -> AlertReport:
@@ -225,7 +234,7 @@ class AlertManager:
         """
         with self.alerts.transaction() as connection:
             report = self.process_in(connection, results, run_id)
-        return _log_lifecycle(report, self._where)
+        return self._committed(report)
 
     def record(
         self, results: Sequence[CheckResult], run_id: int | None = None
@@ -254,7 +263,7 @@ class AlertManager:
             )
             written = self.store.write_results(results, run_id)
             raise AlertProcessingError(written) from error
-        return written, _log_lifecycle(report, self._where)
+        return written, self._committed(report)
 
     def process_in(
         self, connection: Connection, results: Sequence[CheckResult], run_id: int | None = None
@@ -458,7 +467,7 @@ class AlertManager:
             states = self.alerts.states(connection, parents)
             for record in open_alerts.values():
                 self._tick_one(work, record, states)
-        return _log_lifecycle(work.report, self._where)
+        return self._committed(work.report)
 
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
@@ -807,7 +816,7 @@ class AlertManager:
                 )
                 for channel in targets
             ]
-            added = add_notifications(
+            inserted = add_notifications(
                 work.connection,
                 notifications,
                 now,
@@ -824,9 +833,10 @@ class AlertManager:
             queued.update(notification.channel for notification in notifications)
             if muted_by is None:
                 changes["sent"] = state.sent + 1
-                work.report.notifications += added
+                work.report.notifications += len(inserted)
+                work.report.queued += inserted
             else:
-                work.report.muted += added
+                work.report.muted += len(inserted)
             routing = routing.with_state(route_id, state.model_copy(update=changes))
         columns: dict[str, Any] = {"routing": routing}
         if muted_by is not None and kind != "resolved":
