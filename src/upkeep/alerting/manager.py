@@ -45,7 +45,7 @@ from upkeep.alerting.routing import (
     route_ids,
 )
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
-from upkeep.alerting.system import system_checks
+from upkeep.alerting.system import superseded_checks, system_checks
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
@@ -201,6 +201,8 @@ class AlertManager:
         self.zone = ZoneInfo(self.config.timezone)
         # The configured checks and upkeep's own (``upkeep:store``), whose names cannot clash.
         self.checks: dict[str, CheckConfig] = {**system_checks(self.config), **self.config.checks}
+        # upkeep's own checks a configured one took over: their open alerts resolve, naming it.
+        self.superseded = superseded_checks(self.config)
         flapping = self.config.alerting.flapping
         self.policies = {
             name: Policy(
@@ -442,6 +444,19 @@ class AlertManager:
         if record.fired_at is not None and record.routing.any_sent:
             self._notify(work, self._reload(connection, record.id), "resolved")
 
+    def _supersede(self, work: _Pass, record: AlertRecord, successor: str) -> None:
+        """Close an alert of upkeep's own check that configured check ``successor`` took
+        over, saying so (in its timeline, the log and, if its firing was notified, a
+        resolved notice): nothing else would ever resolve it."""
+        connection, now = work.connection, work.now
+        why = f"superseded by check {successor}, which reports this from now on"
+        self.alerts.update_alert(connection, record.id, state=AlertState.RESOLVED, resolved_at=now)
+        self.alerts.add_event(connection, record.id, now, "resolved", why)
+        work.report.resolved += 1
+        work.report.lifecycle.append(_lifecycle("resolved", record, why))
+        if record.fired_at is not None and record.routing.any_sent:
+            self._notify(work, self._reload(connection, record.id), "resolved", ended=why)
+
     # --- time ------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> AlertReport:
@@ -471,6 +486,9 @@ class AlertManager:
 
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
+        if record.check in self.superseded:
+            self._supersede(work, record, self.superseded[record.check])
+            return
         if record.check not in self.checks:
             self.alerts.update_alert(
                 connection, record.id, state=AlertState.RESOLVED, resolved_at=now
@@ -748,10 +766,12 @@ class AlertManager:
         channels: list[str] | None = None,
         detail: str = "",
         delay: timedelta = timedelta(0),
+        ended: str | None = None,
     ) -> None:
         """Queue ``kind`` notices of an alert on its routes (or the given ones), to the
         routes' channels (or the given ones); a muted alert's notices are recorded as muted
-        and the alert is held until the mute ends.
+        and the alert is held until the mute ends. ``ended`` says why a resolved alert
+        ended when it is not that its check is ok again.
         """
         facts = self._facts(record)
         taken = matching_routes(self.config.routes, facts) if routes is None else routes
@@ -778,6 +798,7 @@ class AlertManager:
             zone=self.zone,
             public_url=self.config.alerting.public_url,
             detail=detail,
+            ended=ended,
         )
         title, body = self.loaded.redactor.redact(title), self.loaded.redactor.redact(body)
         routing = self._routing(record)
