@@ -308,3 +308,30 @@ def test_a_restore_that_cannot_load_says_so_end_to_end(
 
     listed = json.loads(upkeep("backup", "list", "--json").stdout)["backups"]
     assert sorted(backup["id"] for backup in listed) == sorted(ids.values())
+
+
+def test_prune_leaves_another_hosts_copies_alone_and_says_so(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    (tmp_path / "data" / "etc").mkdir(parents=True)
+    (tmp_path / "data" / "etc" / "app.conf").write_text("port = 80\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    foreign = "20200101T000000Z-abcdef"  # older than anything here: it went first
+    for file_name in ("data.zst", "manifest.json"):
+        (shared / f"etc--{foreign}--{file_name}").write_text("another host's backup")
+    (tmp_path / "upkeep.yaml").write_text(
+        f"backups:\n  repository: repo\n  copy_to: {shared}\n  retention: {{keep_last: 1}}\n"
+        "  sources:\n    etc: {paths: [data/etc]}\n"
+    )
+    for _ in range(2):
+        created = upkeep("backup", "create", "etc")
+        assert created.returncode == 0, created.stdout + created.stderr
+    pruned = upkeep("backup", "prune", "etc")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert f"left alone in {shared}: etc {foreign} (not this repository's backups)" in " ".join(
+        pruned.stdout.split()
+    )
+    document = json.loads(upkeep("backup", "prune", "etc", "--json").stdout)
+    assert document["sources"][0]["copy"]["foreign"] == [foreign]
+    assert (shared / f"etc--{foreign}--manifest.json").exists()

@@ -461,6 +461,7 @@ def backup_prune(
                     "backups": _decision_rows(copy.decisions),
                     "removed": copy.removed,
                     "problem": copy.problem,
+                    "foreign": copy.foreign,
                 }
                 failed = failed or copy.problem is not None
             documents.append(document)
@@ -478,6 +479,12 @@ def backup_prune(
                     if copy.problem:
                         out.print(
                             f"not pruned {name} in {copy.destination}: {copy.problem}", markup=False
+                        )
+                    if copy.foreign:
+                        out.print(
+                            f"left alone in {copy.destination}: {name} "
+                            f"{', '.join(copy.foreign)} (not this repository's backups)",
+                            markup=False,
                         )
         if json_output:
             print_json({"sources": documents})
