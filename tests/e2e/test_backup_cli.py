@@ -295,7 +295,8 @@ def test_a_restore_that_cannot_load_says_so_end_to_end(
     (written,) = tmp_path.glob("redis-restored-*")
     said = " ".join(text.stdout.split())  # the terminal is 200 columns wide
     assert f"written to {written}; not loaded: to load it, stop Redis" in said
-    assert f"replace the file at CONFIG GET dir/dbfilename with {written}/dump.rdb" in said
+    assert "replace the file at CONFIG GET dir/dbfilename (read it first) with" in said
+    assert f"with {written}/dump.rdb, start it (with appendonly yes" in said
     assert "restored" not in said.replace("redis-restored-", "")
     assert "safety backup" not in said
 

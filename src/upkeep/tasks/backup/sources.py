@@ -806,8 +806,12 @@ class RedisSource(Source):
                 snapshot.abort()
                 raise
         return Restoration(
+            # CONFIG GET answers only while the server runs; with appendonly on, a restarted
+            # server loads its AOF and ignores the RDB.
             f"to load it, stop Redis on {self.host}:{self.port}, replace the file at CONFIG "
-            f"GET dir/dbfilename with {target / 'dump.rdb'}, start it",
+            f"GET dir/dbfilename (read it first) with {target / 'dump.rdb'}, start it (with "
+            "appendonly yes, start it with appendonly no, else it loads its AOF instead, then "
+            "CONFIG SET appendonly yes)",
             written_to=target,
         )
 
