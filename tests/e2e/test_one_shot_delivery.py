@@ -66,13 +66,13 @@ def test_a_group_wait_beyond_the_cap_is_left_to_the_daemon(tmp_path: Path, upkee
     with WebhookReceiver() as receiver:
         _config(tmp_path, receiver, "1s", "10m")
         began = time.monotonic()
-        done = upkeep("check")
+        done = upkeep("check", timeout=600)
         took = time.monotonic() - began
         assert done.returncode == 2, done.stderr
         titles = _titles(receiver)
     # The P1 route's second is waited for; the 10 minutes of the other are not.
     assert [title[:12] for title in titles] == ["[P1] FIRING "]
-    assert took < 300  # the 10-minute group is not waited for (bound generous for load)
+    assert took < 300  # far from the 10-minute group (a bound generous for a loaded machine)
     (waiting,) = _pending(tmp_path)
     assert waiting.severity == "P3" and waiting.attempts == 0
     assert waiting.next_attempt_at - waiting.created_at >= timedelta(minutes=10)
