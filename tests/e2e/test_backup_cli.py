@@ -271,3 +271,68 @@ def test_a_failed_backup_alerts_from_the_spill_when_the_store_cannot_be_opened(
         assert "internal error" not in failed.stderr
         titles = [delivery.json()["title"] for delivery in receiver.deliveries]
         assert any("FIRING app-backup-fresh" in title for title in titles), titles
+
+
+def test_a_restore_that_cannot_load_says_so_end_to_end(
+    upkeep: Upkeep, tmp_path: Path, redis_url: str
+) -> None:
+    # A Redis restore printed "restored ID into cache", took a safety backup of a server it
+    # never touches and exited as a restore; upkeep's own backup did the same.
+    (tmp_path / "upkeep.yaml").write_text(
+        f"targets:\n  cache: {{kind: redis, url: '{redis_url}'}}\n"
+        "backups:\n  repository: repo\n  sources:\n"
+        "    cache: {target: cache}\n    self: {upkeep: true}\n"
+    )
+    ids = {}
+    for name in ("cache", "self"):
+        created = upkeep("backup", "create", name, "--json")
+        assert created.returncode == 0, created.stdout + created.stderr
+        ids[name] = json.loads(created.stdout)["results"][0]["id"]
+
+    # No terminal and no --yes: nothing is overwritten, so nothing needs confirming.
+    text = upkeep("backup", "restore", ids["cache"])
+    assert text.returncode == 0, text.stdout + text.stderr
+    (written,) = tmp_path.glob("redis-restored-*")
+    said = " ".join(text.stdout.split())  # the terminal is 200 columns wide
+    assert f"written to {written}; not loaded: to load it, stop Redis" in said
+    assert "replace the file at CONFIG GET dir/dbfilename (read it first) with" in said
+    assert f"with {written}/dump.rdb, start it (with appendonly yes" in said
+    assert "restored" not in said.replace("redis-restored-", "")
+    assert "safety backup" not in said
+
+    as_json = json.loads(upkeep("backup", "restore", ids["self"], "--json").stdout)
+    (extracted,) = tmp_path.glob("upkeep-restored-*")
+    assert as_json["loaded"] is False and as_json["written_to"] == str(extracted)
+    assert as_json["safety_backup"] is None
+    assert (extracted / "upkeep.yaml").is_file()
+    assert (extracted.stat().st_mode & 0o777) == 0o700  # the config holds secrets
+
+    listed = json.loads(upkeep("backup", "list", "--json").stdout)["backups"]
+    assert sorted(backup["id"] for backup in listed) == sorted(ids.values())
+
+
+def test_prune_leaves_another_hosts_copies_alone_and_says_so(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    (tmp_path / "data" / "etc").mkdir(parents=True)
+    (tmp_path / "data" / "etc" / "app.conf").write_text("port = 80\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    foreign = "20200101T000000Z-abcdef"  # older than anything here: it went first
+    for file_name in ("data.zst", "manifest.json"):
+        (shared / f"etc--{foreign}--{file_name}").write_text("another host's backup")
+    (tmp_path / "upkeep.yaml").write_text(
+        f"backups:\n  repository: repo\n  copy_to: {shared}\n  retention: {{keep_last: 1}}\n"
+        "  sources:\n    etc: {paths: [data/etc]}\n"
+    )
+    for _ in range(2):
+        created = upkeep("backup", "create", "etc")
+        assert created.returncode == 0, created.stdout + created.stderr
+    pruned = upkeep("backup", "prune", "etc")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert f"left alone in {shared}: etc {foreign} (not this repository's backups)" in " ".join(
+        pruned.stdout.split()
+    )
+    document = json.loads(upkeep("backup", "prune", "etc", "--json").stdout)
+    assert document["sources"][0]["copy"]["foreign"] == [foreign]
+    assert (shared / f"etc--{foreign}--manifest.json").exists()

@@ -56,3 +56,32 @@ def test_a_missed_objective_alerts_and_the_next_passing_drill_resolves_it(
         assert _titles(receiver)[2] == "[P2] FIRING upkeep:drill:etc (etc): CRITICAL"
         alerts = json.loads(upkeep("alerts", "--json").stdout)
         assert [alert["check"] for alert in alerts["alerts"]] == ["upkeep:drill:etc"]
+
+
+def test_a_drill_alert_resolves_when_a_configured_drill_check_takes_over(
+    upkeep: Upkeep, tmp_path: Path
+) -> None:
+    # Once a drill check was configured, upkeep's own verdict was never recorded again, so
+    # its open alert stayed open for ever.
+    (tmp_path / "data" / "etc").mkdir(parents=True)
+    (tmp_path / "data" / "etc" / "app.conf").write_text("port = 80\n")
+    with webhook() as receiver:
+        (tmp_path / "upkeep.yaml").write_text(CONFIG.format(hook=receiver.url()))
+        assert upkeep("backup", "create", "etc").returncode == 0
+        assert upkeep("drill", "etc", "--rpo", "1ms").returncode == 1
+        assert _titles(receiver) == ["[P2] FIRING upkeep:drill:etc (etc): CRITICAL"]
+
+        with (tmp_path / "upkeep.yaml").open("a", encoding="utf-8") as config:
+            config.write(
+                "targets:\n  etc-backups: {kind: backup, source: etc}\n"
+                "checks:\n  etc-drill: {target: etc-backups, probe: drill, crit: not passed}\n"
+            )
+        checked = upkeep("check", "etc-drill")
+        assert checked.returncode == 2, checked.stdout + checked.stderr  # the last drill failed
+        deliveries = {str(d.json()["title"]): str(d.json()["message"]) for d in receiver.deliveries}
+        resolved = [title for title in deliveries if "RESOLVED upkeep:drill:etc (etc)" in title]
+        assert len(resolved) == 1, deliveries
+        assert "superseded by check etc-drill" in deliveries[resolved[0]]
+        assert any(title.startswith("[P3] FIRING etc-drill") for title in deliveries), deliveries
+        alerts = json.loads(upkeep("alerts", "--json").stdout)
+        assert [alert["check"] for alert in alerts["alerts"]] == ["etc-drill"]

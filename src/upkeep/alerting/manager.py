@@ -45,7 +45,7 @@ from upkeep.alerting.routing import (
     route_ids,
 )
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
-from upkeep.alerting.system import system_checks
+from upkeep.alerting.system import superseded_checks, system_checks
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
@@ -118,6 +118,8 @@ class AlertReport:
     escalated: int = 0
     notifications: int = 0
     muted: int = 0
+    queued: list[int] = field(default_factory=list)
+    """The outbox ids of the pending notices queued (muted ones are not)."""
     events: list[str] = field(default_factory=list)
     lifecycle: list[Lifecycle] = field(default_factory=list)
     """Alerts that fired or resolved, in order (logged by the manager after the commit)."""
@@ -199,6 +201,8 @@ class AlertManager:
         self.zone = ZoneInfo(self.config.timezone)
         # The configured checks and upkeep's own (``upkeep:store``), whose names cannot clash.
         self.checks: dict[str, CheckConfig] = {**system_checks(self.config), **self.config.checks}
+        # upkeep's own checks a configured one took over: their open alerts resolve, naming it.
+        self.superseded = superseded_checks(self.config)
         flapping = self.config.alerting.flapping
         self.policies = {
             name: Policy(
@@ -214,6 +218,13 @@ class AlertManager:
         self.route_ids = route_ids(self.config.routes)
         self._where = " (in the spill: the store is down)" if key_prefix else ""
 
+    def _committed(self, report: AlertReport) -> AlertReport:
+        """Given what a committed pass did, log its alerts' lifecycle and tell the outbox
+        which notices this process queued (a one-shot command waits for those only);
+        return the report."""
+        self.store.outbox.note_queued(report.queued)
+        return _log_lifecycle(report, self._where)
+
     # --- results ---------------------------------------------------------------------------
 
     def process(self, results: Sequence[CheckResult], run_id: int | None = None) -> AlertReport:
@@ -225,7 +236,7 @@ class AlertManager:
         """
         with self.alerts.transaction() as connection:
             report = self.process_in(connection, results, run_id)
-        return _log_lifecycle(report, self._where)
+        return self._committed(report)
 
     def record(
         self, results: Sequence[CheckResult], run_id: int | None = None
@@ -254,7 +265,7 @@ class AlertManager:
             )
             written = self.store.write_results(results, run_id)
             raise AlertProcessingError(written) from error
-        return written, _log_lifecycle(report, self._where)
+        return written, self._committed(report)
 
     def process_in(
         self, connection: Connection, results: Sequence[CheckResult], run_id: int | None = None
@@ -433,6 +444,19 @@ class AlertManager:
         if record.fired_at is not None and record.routing.any_sent:
             self._notify(work, self._reload(connection, record.id), "resolved")
 
+    def _supersede(self, work: _Pass, record: AlertRecord, successor: str) -> None:
+        """Close an alert of upkeep's own check that configured check ``successor`` took
+        over, saying so (in its timeline, the log and, if its firing was notified, a
+        resolved notice): nothing else would ever resolve it."""
+        connection, now = work.connection, work.now
+        why = f"superseded by check {successor}, which reports this from now on"
+        self.alerts.update_alert(connection, record.id, state=AlertState.RESOLVED, resolved_at=now)
+        self.alerts.add_event(connection, record.id, now, "resolved", why)
+        work.report.resolved += 1
+        work.report.lifecycle.append(_lifecycle("resolved", record, why))
+        if record.fired_at is not None and record.routing.any_sent:
+            self._notify(work, self._reload(connection, record.id), "resolved", ended=why)
+
     # --- time ------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> AlertReport:
@@ -458,10 +482,13 @@ class AlertManager:
             states = self.alerts.states(connection, parents)
             for record in open_alerts.values():
                 self._tick_one(work, record, states)
-        return _log_lifecycle(work.report, self._where)
+        return self._committed(work.report)
 
     def _tick_one(self, work: _Pass, record: AlertRecord, states: dict[str, CheckState]) -> None:
         connection, now = work.connection, work.now
+        if record.check in self.superseded:
+            self._supersede(work, record, self.superseded[record.check])
+            return
         if record.check not in self.checks:
             self.alerts.update_alert(
                 connection, record.id, state=AlertState.RESOLVED, resolved_at=now
@@ -739,10 +766,12 @@ class AlertManager:
         channels: list[str] | None = None,
         detail: str = "",
         delay: timedelta = timedelta(0),
+        ended: str | None = None,
     ) -> None:
         """Queue ``kind`` notices of an alert on its routes (or the given ones), to the
         routes' channels (or the given ones); a muted alert's notices are recorded as muted
-        and the alert is held until the mute ends.
+        and the alert is held until the mute ends. ``ended`` says why a resolved alert
+        ended when it is not that its check is ok again.
         """
         facts = self._facts(record)
         taken = matching_routes(self.config.routes, facts) if routes is None else routes
@@ -769,6 +798,7 @@ class AlertManager:
             zone=self.zone,
             public_url=self.config.alerting.public_url,
             detail=detail,
+            ended=ended,
         )
         title, body = self.loaded.redactor.redact(title), self.loaded.redactor.redact(body)
         routing = self._routing(record)
@@ -807,7 +837,7 @@ class AlertManager:
                 )
                 for channel in targets
             ]
-            added = add_notifications(
+            inserted = add_notifications(
                 work.connection,
                 notifications,
                 now,
@@ -824,9 +854,10 @@ class AlertManager:
             queued.update(notification.channel for notification in notifications)
             if muted_by is None:
                 changes["sent"] = state.sent + 1
-                work.report.notifications += added
+                work.report.notifications += len(inserted)
+                work.report.queued += inserted
             else:
-                work.report.muted += added
+                work.report.muted += len(inserted)
             routing = routing.with_state(route_id, state.model_copy(update=changes))
         columns: dict[str, Any] = {"routing": routing}
         if muted_by is not None and kind != "resolved":

@@ -68,11 +68,14 @@ def compose(
     zone: ZoneInfo,
     public_url: str | None,
     detail: str = "",
+    ended: str | None = None,
 ) -> tuple[str, str, str]:
     """Given a notification kind and the alert, return (title, body, level).
 
     Kinds: firing, repeat, escalation, unmuted, flapping, resolved. ``detail`` is one
-    extra line (which escalation step, what ended the mute, why flapping stopped).
+    extra line (which escalation step, what ended the mute, why flapping stopped);
+    ``ended`` says why a resolved alert ended when it is not that its check is ok again
+    (it replaces "is ok again").
     """
     labels = ", ".join(f"{key}={value}" for key, value in sorted(facts.labels.items()))
     state = facts.status.label.upper()
@@ -81,7 +84,9 @@ def compose(
         outage = human_duration((facts.resolved_at or now) - facts.opened_at)
         title = f"[{facts.severity}] RESOLVED {subject} after {outage}"
         lines = [
-            f"{facts.check} on {facts.target} is ok again.",
+            f"{facts.check} on {facts.target}: {ended}."
+            if ended
+            else f"{facts.check} on {facts.target} is ok again.",
             f"Out for {outage}, since {_when(facts.opened_at, zone)}.",
         ]
         level = "success"

@@ -4,9 +4,11 @@
 read-only, damaged or unreachable) or the store fails its integrity check, and ok again
 once it is sound and writable. ``upkeep:drill:<source>`` is a restore drill's verdict
 (``tasks/backup/checks.py``): critical when it failed or missed its RTO/RPO objective, ok
-when it passed. Their names cannot clash with a configured check (a colon is not allowed
-in names), and routes and window mutes may name either in ``checks:`` (a drill only
-of a source or target that exists).
+when it passed; it is not in force for a source that a configured ``drill`` check covers
+(``superseded_checks``: an alert of it still open resolves, naming that check). Their
+names cannot clash with a configured check (a colon is not allowed in names), and routes
+and window mutes may name either in ``checks:`` (a drill only of a source or target that
+exists).
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def system_checks(config: UpkeepConfig) -> dict[str, CheckConfig]:
         for name, target in config.targets.items()
         if target.kind in BACKUP_TARGET_KINDS and name not in config.backups.sources
     ]
+    superseded = superseded_checks(config)
     for source in sources:
+        if drill_check_name(source) in superseded:
+            continue
         checks[drill_check_name(source)] = CheckConfig(
             target=source,
             probe=DRILL_PROBE,
@@ -62,3 +67,23 @@ def system_checks(config: UpkeepConfig) -> dict[str, CheckConfig]:
             description=f"restore drills of {source}: pass and meet their objectives",
         )
     return checks
+
+
+def superseded_checks(config: UpkeepConfig) -> dict[str, str]:
+    """Given the config, return upkeep's own checks that configured checks replace, each
+    with the first configured check that does: a source's drill verdict
+    (``upkeep:drill:<source>``) where a configured ``drill`` check of the source exists.
+    ``system_checks`` leaves them out, and the alert manager resolves an alert of one that
+    is still open, saying which check took over (else nothing would ever resolve it)."""
+    from upkeep.tasks.backup.checks import drill_check_name, drill_checks
+
+    sources = {
+        getattr(config.targets.get(check.target), "source", None)
+        for check in config.checks.values()
+    }
+    superseded: dict[str, str] = {}
+    for source in sorted(source for source in sources if isinstance(source, str)):
+        taken_by = drill_checks(config, source)
+        if taken_by:
+            superseded[drill_check_name(source)] = taken_by[0]
+    return superseded

@@ -461,6 +461,7 @@ def backup_prune(
                     "backups": _decision_rows(copy.decisions),
                     "removed": copy.removed,
                     "problem": copy.problem,
+                    "foreign": copy.foreign,
                 }
                 failed = failed or copy.problem is not None
             documents.append(document)
@@ -478,6 +479,12 @@ def backup_prune(
                     if copy.problem:
                         out.print(
                             f"not pruned {name} in {copy.destination}: {copy.problem}", markup=False
+                        )
+                    if copy.foreign:
+                        out.print(
+                            f"left alone in {copy.destination}: {name} "
+                            f"{', '.join(copy.foreign)} (not this repository's backups)",
+                            markup=False,
                         )
         if json_output:
             print_json({"sources": documents})
@@ -498,10 +505,13 @@ def backup_restore(
     json_output: bool,
 ) -> int:
     """Restore a backup over its source (or ``to``) after confirmation and a safety
-    backup; exit 1 if it failed, 2 if refused."""
+    backup; exit 1 if it failed, 2 if refused. A kind that cannot load a backup into its
+    source (Redis, upkeep itself) writes it into a new directory instead, asks nothing and
+    takes no safety backup (nothing at the source changes), and says it was not loaded and
+    how to load it (JSON: ``loaded`` false, ``written_to``); that exits 0."""
     import sys
 
-    from upkeep.tasks.backup.service import BackupFailed, restore
+    from upkeep.tasks.backup.service import BackupFailed, loads_in_place, restore
 
     with _env(config_path) as env:
         if env is None:
@@ -512,7 +522,7 @@ def backup_restore(
             print_error(str(error))
             return EXIT_USAGE
         destination = to or backup.source
-        if not yes:
+        if not yes and loads_in_place(backup):
             if not sys.stdin.isatty():
                 print_error("restoring overwrites data: confirm at a terminal or pass --yes")
                 return EXIT_USAGE
@@ -538,20 +548,23 @@ def backup_restore(
         document = {
             "id": backup_id,
             "to": report.destination,
+            "loaded": report.loaded,
+            "written_to": report.written_to,
             "safety_backup": report.safety_backup,
             "message": report.message,
             "duration_s": report.duration_s,
         }
         if json_output:
             print_json(document)
+        elif not report.loaded:
+            # Never "restored": the destination holds what it held before.
+            console().print(f"backup {backup_id} {report.message}", markup=False)
         else:
             console().print(
                 f"restored {backup_id} into {report.destination} in {report.duration_s:.1f}s"
                 + (f"; safety backup {report.safety_backup}" if report.safety_backup else ""),
                 markup=False,
             )
-            # What the kind did, and for a kind that cannot finish on its own (Redis) what
-            # is left to do by hand.
             console().print(report.message, markup=False)
         return 0
 

@@ -657,7 +657,10 @@ def backup_restore(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Restore a backup (asks first, takes a safety backup, records everything)."""
+    """Restore a backup (asks first, takes a safety backup, records everything).
+
+    A Redis backup (and upkeep's own) is written to a new directory beside the config
+    and not loaded: the output says how to load it."""
     from upkeep.cli.backup import backup_restore as run
 
     raise typer.Exit(

@@ -213,7 +213,7 @@ async def _execute(
         )
         record = await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
         if not dry_run:
-            print_problems(await asyncio.to_thread(pipeline.tick_and_deliver))
+            print_problems(await pipeline.tick_and_deliver_async())
         return record
     finally:
         if heartbeat is not None:

@@ -54,6 +54,39 @@ ONE_SHOT_WAIT_CAP_S = 30.0
 after its own work: longer group_waits are the daemon's (or the next run's) to deliver."""
 
 
+class _DeliveryRounds:
+    """A one-shot command's deliveries after its work: each ``next_wait`` delivers what is
+    due now in ``target`` and says how long to wait before the next round (None: done)."""
+
+    def __init__(
+        self,
+        deliver: Callable[[Store, list[str]], bool],
+        clock: Clock,
+        target: Store | None,
+        horizon: datetime,
+        problems: list[str],
+    ) -> None:
+        self.deliver = deliver
+        self.clock = clock
+        self.target = target
+        self.horizon = horizon
+        self.problems = problems
+        self.last_due: datetime | None = None
+
+    def next_wait(self) -> float | None:
+        """Deliver what is due now; return the seconds until the next notice this process
+        queued is due (0 or less: at once), or None if there is none by the horizon, the
+        outbox cannot be read or there is nothing to deliver to. Blocks."""
+        target = self.target
+        if target is None or not self.deliver(target, self.problems):
+            return None
+        due = target.outbox.first_attempt_due(self.horizon, target.outbox.queued_here())
+        if due is None or (self.last_due is not None and due <= self.last_due):
+            return None  # nothing more, or a row another process holds: not ours to wait on
+        self.last_due = due
+        return (due - self.clock.now()).total_seconds()
+
+
 @dataclass(frozen=True)
 class Settled:
     """What became of a one-shot command's results: whether the store is sound (it took
@@ -185,36 +218,47 @@ class Pipeline:
         what is due there now; return what failed, one sentence each (never raises: what
         is not delivered stays in the outbox for the next run or the daemon).
 
-        Notices that become due within the longest group_wait of the routes (at most
-        ``ONE_SHOT_WAIT_CAP_S``) are waited for and delivered before it returns, so a
-        command never leaves its own grouped notice for the next run.
+        Notices this process queued that become due within the longest group_wait of the
+        routes (at most ``ONE_SHOT_WAIT_CAP_S``) are waited for and delivered before it
+        returns, so a command never leaves its own grouped notice for the next run; a
+        daemon's pending notices are delivered if due, never waited for.
 
         Without a daemon each command is also the clock: repeats, escalation steps,
         lapsed acknowledgements and ended mutes happen here (their keys make a daemon's
-        tick and this one write each notice once). Call it outside any event loop (or
-        from a worker thread).
+        tick and this one write each notice once). Call it outside any event loop, in the
+        main thread (SIGINT/SIGTERM end the wait there); a coroutine awaits
+        ``tick_and_deliver_async`` instead.
         """
+        rounds = self._delivery_rounds()
+        while (delay := rounds.next_wait()) is not None:
+            if delay > 0:
+                asyncio.run(self.clock.sleep(delay))
+        return rounds.problems
+
+    async def tick_and_deliver_async(self) -> list[str]:
+        """``tick_and_deliver`` for a coroutine: the store's work runs in worker threads
+        and the waits on the caller's event loop, so cancelling the caller (the CLI's
+        SIGINT/SIGTERM) ends the wait at once."""
+        rounds = await asyncio.to_thread(self._delivery_rounds)
+        while (delay := await asyncio.to_thread(rounds.next_wait)) is not None:
+            if delay > 0:
+                await self.clock.sleep(delay)
+        return rounds.problems
+
+    def _delivery_rounds(self) -> _DeliveryRounds:
+        """Run the alerts' clock once and return the delivery rounds that follow it."""
         problems: list[str] = []
         try:
             self.guard.tick()
         except Exception as error:  # noqa: BLE001 - reported; the next run ticks again
             problems.append(self._say(f"the alerts' clock did not run: {error_reason(error)}"))
         target = self.guard.spill_store or self.guard.main
-        if target is None or not self.loaded.config.channels:
-            return problems
+        if not self.loaded.config.channels:
+            target = None
         # Stay for what becomes due within the routes' group_wait (capped): a notice queued
         # by this command must not wait for the next one.
         horizon = self.clock.now() + timedelta(seconds=self.one_shot_wait_s())
-        last_due: datetime | None = None
-        while self._deliver_round(target, problems):
-            due = target.outbox.first_attempt_due(horizon)
-            if due is None or (last_due is not None and due <= last_due):
-                break  # nothing more, or a row another process holds: not ours to wait on
-            last_due = due
-            delay = (due - self.clock.now()).total_seconds()
-            if delay > 0:
-                asyncio.run(self.clock.sleep(delay))
-        return problems
+        return _DeliveryRounds(self._deliver_round, self.clock, target, horizon, problems)
 
     def one_shot_wait_s(self) -> float:
         """Return how long a one-shot command may stay to deliver notices grouped after

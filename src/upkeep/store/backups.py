@@ -48,6 +48,8 @@ class BackupEventStatus(StrEnum):
 
     OK = "ok"
     FAILED = "failed"
+    WRITTEN = "written"
+    """A restore that wrote the backup out for loading by hand: the source is unchanged."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ the next owner did.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,8 +36,6 @@ from upkeep.store.locks import OUTBOX_CLAIM_LOCK_KEY, serialise
 from upkeep.store.schema import outbox
 
 if TYPE_CHECKING:
-    import threading
-
     from sqlalchemy import Engine
     from sqlalchemy.engine import Connection
 
@@ -200,11 +199,11 @@ def add_notifications(
     *,
     deliver_after: datetime | None = None,
     muted_by: str | None = None,
-) -> int:
+) -> list[int]:
     """Given an open transaction and notifications, insert those whose key is new
     (``pending`` from ``deliver_after`` or now, or ``muted`` when ``muted_by`` is given)
-    and return how many were inserted. A key already present is left as it is, even when
-    another transaction inserts it at the same moment: enqueuing is idempotent."""
+    and return the ids of the rows inserted. A key already present is left as it is, even
+    when another transaction inserts it at the same moment: enqueuing is idempotent."""
     unique = list({notification.key: notification for notification in notifications}.values())
     rows = [
         {
@@ -228,10 +227,10 @@ def add_notifications(
         }
         for notification in unique
     ]
-    inserted = 0
+    inserted: list[int] = []
     for start in range(0, len(rows), INSERT_CHUNK):
         statement = _insert(connection).values(rows[start : start + INSERT_CHUNK])
-        inserted += len(connection.execute(statement.returning(outbox.c.id)).all())
+        inserted += [int(row.id) for row in connection.execute(statement.returning(outbox.c.id))]
     return inserted
 
 
@@ -241,6 +240,23 @@ class OutboxStore:
     def __init__(self, engine: Engine, lock: threading.Lock) -> None:
         self.engine = engine
         self._lock = lock
+        self._queued_here: set[int] = set()
+        self._queued_lock = threading.Lock()
+
+    # --- what this process queued ------------------------------------------------------------
+
+    def note_queued(self, ids: Iterable[int]) -> None:
+        """Given the ids of pending rows a committed transaction of this process inserted
+        through this store, remember them (see ``queued_here``)."""
+        with self._queued_lock:
+            self._queued_here.update(ids)
+
+    def queued_here(self) -> frozenset[int]:
+        """Return the ids of the pending rows this process queued through this store (a
+        daemon sharing the store queues its own through its own ``Store``): what a one-shot
+        command waits for, and nothing else."""
+        with self._queued_lock:
+            return frozenset(self._queued_here)
 
     # --- enqueue ---------------------------------------------------------------------------
 
@@ -260,8 +276,10 @@ class OutboxStore:
         if not notifications:
             return 0
         with self._lock, self.engine.begin() as connection:
-            return add_notifications(
-                connection, notifications, now, deliver_after=deliver_after, muted_by=muted_by
+            return len(
+                add_notifications(
+                    connection, notifications, now, deliver_after=deliver_after, muted_by=muted_by
+                )
             )
 
     # --- claims ----------------------------------------------------------------------------
@@ -574,19 +592,24 @@ class OutboxStore:
             moments = [connection.execute(query).scalar() for query in (pending, sending)]
         return min((moment for moment in moments if moment is not None), default=None)
 
-    def first_attempt_due(self, by: datetime) -> datetime | None:
-        """Return when the earliest ``pending`` row that was never attempted (one waiting
-        for its route's group_wait) is due, if that is no later than ``by``; else None.
-        Retries of failed rows do not count: a one-shot command waits for grouping, never
-        for a channel's backoff."""
-        query = select(func.min(outbox.c.next_attempt_at)).where(
+    def first_attempt_due(self, by: datetime, among: Collection[int]) -> datetime | None:
+        """Given a time and row ids, return when the earliest of those rows that is
+        ``pending`` and was never attempted (one waiting for its route's group_wait) is due,
+        if that is no later than ``by``; else None. Retries of failed rows do not count: a
+        one-shot command waits for grouping, never for a channel's backoff; and it waits
+        only for the rows it queued (``among``), never for a daemon's."""
+        if not among:
+            return None
+        query = select(outbox.c.id, outbox.c.next_attempt_at).where(
             outbox.c.status == OutboxStatus.PENDING,
             outbox.c.attempts == 0,
             outbox.c.next_attempt_at <= by,
+            # Bounds the scan; the exact set is filtered below (it may be long).
+            outbox.c.id >= min(among),
         )
         with self.engine.connect() as connection:
-            found: datetime | None = connection.execute(query).scalar()
-        return found
+            due = [moment for row_id, moment in connection.execute(query) if row_id in among]
+        return min(due, default=None)
 
 
 class DeliveryConfig(StrictModel):

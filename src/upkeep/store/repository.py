@@ -8,6 +8,8 @@ Layout (every directory 0700, every file 0600, made by upkeep)::
     <repository>/<source>/<id>/verified.json    the last verification's result
     <repository>/<source>/last-attempt.json     the last backup attempt
     <repository>/<source>/last-drill.json       the last restore drill
+    <repository>/<source>/removed.json          ids retention removed here whose copies in
+                                                the second destination may remain
     <repository>/<source>/.upkeep-tmp-<id>.<random>/   a backup being written (never listed)
 
 A backup is written into a temporary directory with an unguessable name: the data streams
@@ -870,6 +872,13 @@ LAST_ATTEMPT = "last-attempt.json"
 
 
 LAST_DRILL = "last-drill.json"
+
+
+REMOVED = "removed.json"
+"""A source's record of the backup ids retention removed from this repository while their
+copies in the second destination (``copy_to``) may remain: with the ids the repository
+holds, the only copies there that retention may judge. A copy of any other id (another
+host backing up a source of the same name into the same place) is never touched."""
 
 
 def read_attempt(root: Path, name: str, key: str | None = None) -> dict[str, Any] | None:

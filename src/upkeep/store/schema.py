@@ -346,7 +346,8 @@ backup_events = Table(
     Column("kind", String(12), nullable=False),
     Column("source", String(200), nullable=False),
     Column("backup_id", String(64), nullable=True),
-    # ok | failed (a drill that restored but missed an objective is failed too)
+    # ok | failed | written (a drill that restored but missed an objective is failed too;
+    # a restore that wrote the backup out for loading by hand, the source unchanged, is written)
     Column("status", String(12), nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=False),

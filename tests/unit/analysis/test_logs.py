@@ -191,13 +191,22 @@ def test_since_windows_every_figure_of_a_json_log(tmp_path: Path) -> None:
     )
 
 
+def _naive(minute: int, second: int) -> str:
+    """Return 12:MM:SS UTC on the test's day as a plain log without an offset writes it: in
+    the local time of the machine (the documented reading of a time without an offset),
+    so the test holds in every zone the suite runs in."""
+    moment = datetime(2026, 11, 23, 12, minute, second, tzinfo=UTC).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def test_since_windows_every_figure_of_a_plain_log(tmp_path: Path) -> None:
+    # It wrote 12:00 without an offset and read it as UTC: wrong wherever TZ is not UTC.
     log = _old_and_new(
         [
-            "2026-11-23 12:00:01 ERROR Failed password for root",
+            f"{_naive(0, 1)} ERROR Failed password for root",
             "  at a stack trace line of the old error",
         ],
-        ["2026-11-23 12:03:00 WARNING slow", "2026-11-23 12:04:00 ERROR timeout"],
+        [f"{_naive(3, 0)} WARNING slow", f"{_naive(4, 0)} ERROR timeout"],
         tmp_path / "app.log",
     )
     report = analyze([log], since=SINCE, patterns=["stack", "slow"]).to_json()

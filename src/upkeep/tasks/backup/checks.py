@@ -6,7 +6,8 @@ check on a ``backup`` target of that source. A drill also alerts without any suc
 its verdict is the result of upkeep's own check ``upkeep:drill:<source>`` (``drill_result``:
 critical when the drill failed or missed an objective, ok when it passed, so the alert
 resolves on the next passing drill), unless a configured ``drill`` check of the source
-already says the same. The backup tasks run them through their
+already says the same: then upkeep's own is not in force, and an alert of it still open
+resolves as superseded by that check (``alerting/manager.py``) at the next tick. The backup tasks run them through their
 runbook (``TaskContext.run_check``), the ``upkeep backup`` commands through the pipeline
 (``engine/pipeline.py``); both through ``check_source``, with one error policy: the
 operation's outcome stands. A check that cannot run, or whose result the store does not
@@ -73,10 +74,19 @@ def drill_check_name(source: str) -> str:
     return f"{DRILL_CHECK_PREFIX}{source}"
 
 
+def drill_checks(config: WholeConfig, source: str) -> list[str]:
+    """Given the config and a source, return the configured checks that run the ``drill``
+    probe on a ``backup`` target of ``source``, in config order."""
+    return [
+        name for name in source_checks(config, source) if config.checks[name].probe == DRILL_PROBE
+    ]
+
+
 def has_drill_check(config: WholeConfig, source: str) -> bool:
     """Return whether a configured check runs the ``drill`` probe on a ``backup`` target of
-    ``source`` (then that check alerts on the drill, and upkeep's own stays silent)."""
-    return any(config.checks[name].probe == DRILL_PROBE for name in source_checks(config, source))
+    ``source``: then that check alerts on the drill, upkeep's own is not in force
+    (``alerting.system.system_checks``) and an alert of it resolves as superseded."""
+    return bool(drill_checks(config, source))
 
 
 def drill_result(

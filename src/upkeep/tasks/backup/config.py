@@ -86,7 +86,12 @@ class BackupsConfig(StrictModel):
         default=".upkeep/backups", description="directory of the repository (beside the config)"
     )
     copy_to: Annotated[str | None, SecretMarker(part="password")] = Field(
-        default=None, description="a second destination: an absolute path or sftp://"
+        default=None,
+        description=(
+            "a second destination: an absolute path or sftp://; retention applies there too, "
+            "to this repository's copies only (other hosts' copies of a source of the same "
+            "name are left alone)"
+        ),
     )
     sftp: SftpOptions | None = Field(default=None, description="login for an sftp:// copy_to")
     key: Annotated[str | None, SecretMarker()] = Field(

@@ -33,6 +33,7 @@ from upkeep.store.backups import BackupEventKind, BackupEventStatus, BackupStatu
 from upkeep.store.repository import (
     LAST_ATTEMPT,
     LAST_DRILL,
+    REMOVED,
     Backup,
     Repository,
     RepositoryError,
@@ -44,7 +45,7 @@ from upkeep.store.repository import (
 from upkeep.store.store import DEFAULT_SCHEMA
 from upkeep.tasks.backup.archive import ArchiveError
 from upkeep.tasks.backup.config import BackupsConfig, BackupSourceConfig
-from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, kind_for
+from upkeep.tasks.backup.registry import BACKUP_TARGET_KINDS, SOURCE_KINDS, kind_for
 from upkeep.tasks.backup.retention import Candidate, Decision, decide
 from upkeep.tasks.backup.sources import (
     Source,
@@ -254,6 +255,9 @@ class CopyRetention:
     removed: list[str] = field(default_factory=list)
     problem: str | None = None
     """Why the second destination was not pruned (then nothing there was removed)."""
+    foreign: list[str] = field(default_factory=list)
+    """Ids of copies there this repository never had (another host's backups of a source
+    of the same name): never judged, never removed."""
 
 
 @dataclass
@@ -279,7 +283,10 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool, copy: bool = True) -> Ret
     The second destination loses what the rules do not keep among the backups it holds,
     and everything the repository just lost, but only while it holds every backup the
     repository keeps: a destination that missed copies (unreachable, failing) keeps all it
-    has until a copy catches it up. Its failure is reported in the result, never raised:
+    has until a copy catches it up. Only copies of backups this repository holds or removed
+    (``repository.REMOVED``) are judged there: a copy of an id it never had (another host
+    backing up a source of the same name to the same place) is never counted or removed.
+    Its failure is reported in the result, never raised:
     the repository's retention stands. ``copy=False`` leaves the second destination alone
     (a run whose copy just failed does not reach for it again)."""
     last = env.repository.read_record(name, LAST_ATTEMPT)
@@ -295,6 +302,10 @@ def prune(env: BackupEnv, name: str, *, dry_run: bool, copy: bool = True) -> Ret
         by_id = {backup.id: backup for backup in backups}
         started = datetime.now(UTC)
         removed = []
+        doomed = {decision.candidate.id for decision in decisions if not decision.keep}
+        if doomed and env.config.copy_to is not None:
+            # Before the removal: a crash after it still knows those copies are ours.
+            _record_removed(env, name, _removed_ids(env, name) | doomed)
         for decision in decisions:
             if not decision.keep:
                 env.repository.remove(by_id[decision.candidate.id])
@@ -334,23 +345,13 @@ def _prune_copy(
 
     destination = env.config.copy_to
     assert destination is not None  # noqa: S101 - the caller checked
-    prefix = f"{name}--"
     with open_store(destination, env.config.sftp) as store:
         outcome = CopyRetention(store.description)
         try:
-            files: dict[str, list[str]] = {}
-            for file_name in store.names():
-                parts = file_name[len(prefix) :].split("--")
-                if not file_name.startswith(prefix) or len(parts) != 2:
-                    continue
-                if parts[1] not in COPY_FILES:
-                    continue
-                try:
-                    id_time(parts[0])
-                except ValueError:
-                    continue  # not a backup id: not ours to judge
-                files.setdefault(parts[0], []).append(file_name)
             removed = {decision.candidate.id for decision in decisions if not decision.keep}
+            recorded = _removed_ids(env, name)
+            ours = {backup.id for backup in backups} | recorded | removed
+            files, outcome.foreign = _copies_there(store.names(), name, ours)
             missing = [
                 decision.candidate.id
                 for decision in decisions
@@ -393,11 +394,54 @@ def _prune_copy(
                     for file_name in sorted(files[backup_id], key=lambda f: "data" in f):
                         store.remove(file_name)
                 outcome.removed.append(backup_id)
+            if not dry_run:
+                # Ids whose copies are gone need no remembering: the record stays short.
+                still_there = recorded & (set(files) - doomed)
+                if still_there != recorded:
+                    _record_removed(env, name, still_there)
         except TaskFailed as error:
             outcome.problem = f"pruning {store.description} failed: {error}"
     if outcome.problem is not None:
         logger.warning("%s", outcome.problem)
     return outcome
+
+
+def _copies_there(
+    names: Iterable[str], source: str, ours: set[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Given the file names in the second destination, a source and the ids of the backups
+    this repository holds or removed, return the files of each of those ids there, and the
+    ids of the source's copies there this repository never had (not ours to judge)."""
+    from upkeep.store.repository import id_time
+
+    prefix = f"{source}--"
+    files: dict[str, list[str]] = {}
+    foreign: set[str] = set()
+    for file_name in names:
+        parts = file_name[len(prefix) :].split("--")
+        if not file_name.startswith(prefix) or len(parts) != 2 or parts[1] not in COPY_FILES:
+            continue
+        try:
+            id_time(parts[0])
+        except ValueError:
+            continue  # not a backup id: not ours to judge
+        if parts[0] in ours:
+            files.setdefault(parts[0], []).append(file_name)
+        else:
+            foreign.add(parts[0])
+    return files, sorted(foreign)
+
+
+def _removed_ids(env: BackupEnv, name: str) -> set[str]:
+    """Return the ids retention removed from the repository whose copies may remain
+    (``repository.REMOVED``; none if the record is missing or not authentic)."""
+    record = env.repository.read_record(name, REMOVED) or {}
+    ids = record.get("ids")
+    return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+
+
+def _record_removed(env: BackupEnv, name: str, ids: set[str]) -> None:
+    env.repository.write_record(name, REMOVED, {"ids": sorted(ids)})
 
 
 def _retention(env: BackupEnv, backups: list[Backup]) -> list[Decision]:
@@ -748,13 +792,26 @@ def _newest_intact(env: BackupEnv, name: str) -> tuple[Backup | None, list[str]]
 
 @dataclass
 class RestoreReport:
-    """What a restore did."""
+    """What a restore did: loaded the backup into its destination, or (``loaded`` False)
+    wrote it to ``written_to`` for loading by hand, changing nothing at the destination."""
 
     backup: Backup
     destination: str
     safety_backup: str | None
     message: str
     duration_s: float
+    loaded: bool = True
+    written_to: str | None = None
+
+
+def loads_in_place(backup: Backup) -> bool:
+    """Given a backup, return whether restoring it changes its source (False: the restore
+    writes it out for loading by hand, so there is nothing to confirm and nothing to take a
+    safety backup of). True for a damaged backup: the restore refuses it anyway."""
+    if not backup.intact:
+        return True
+    kind = SOURCE_KINDS.get(backup.intact_manifest.source_details.kind)
+    return kind is None or kind.loads_in_place
 
 
 def restore(
@@ -767,6 +824,11 @@ def restore(
 ) -> RestoreReport:
     """Restore a backup over its source (or over ``to``, a target of the same kind),
     after taking a safety backup of what is there now; record and return what was done.
+
+    A kind that cannot load a backup into its source (``Source.loads_in_place`` False:
+    Redis, upkeep itself) writes it into a new private directory instead: no safety backup
+    is taken (nothing at the destination changes), the report says ``loaded`` False and
+    where it was written, and the catalog records the restore as ``written``.
 
     Refused (BackupFailed, nothing touched) if the backup is damaged, if it is not
     authenticated and the repository is writable by anyone but upkeep, or if the source
@@ -797,6 +859,8 @@ def restore(
     expected = backup.intact_manifest.source_details.kind
     if source.kind != expected:
         raise BackupFailed(f"backup {backup_id} is a {expected} dump; {to} is {source.kind}")
+    # Nothing to keep safe where nothing is overwritten.
+    safety = safety and source.loads_in_place
     safety_name = name if target is None else None
     if safety and safety_name is None:
         raise BackupFailed(
@@ -842,7 +906,7 @@ def restore(
                 label=f"before restoring {backup_id}",
             ).backup.id
         try:
-            message = apply()
+            restoration = apply()
         except (*failures, OSError) as error:
             failure = one_line(error)
             _event(
@@ -864,6 +928,10 @@ def restore(
                 )
             ) from None
     duration = round(time.monotonic() - began, 3)
+    written_to = str(restoration.written_to) if restoration.written_to is not None else None
+    message = restoration.message
+    if written_to is not None:
+        message = f"written to {written_to}; not loaded: {message}"
     _event(
         env,
         BackupEventKind.RESTORE,
@@ -872,9 +940,18 @@ def restore(
         True,
         started,
         message,
-        {"safety_backup": safety_id, "to": to or name, "duration_s": duration},
+        {
+            "safety_backup": safety_id,
+            "to": to or name,
+            "duration_s": duration,
+            "loaded": restoration.loaded,
+            "written_to": written_to,
+        },
+        status=None if restoration.loaded else BackupEventStatus.WRITTEN,
     )
-    return RestoreReport(backup, to or name, safety_id, message, duration)
+    return RestoreReport(
+        backup, to or name, safety_id, message, duration, restoration.loaded, written_to
+    )
 
 
 # --- records read by the backup target's probes ------------------------------------------
@@ -913,9 +990,14 @@ def _event(
     started_at: datetime,
     message: str,
     detail: dict[str, Any],
+    *,
+    status: BackupEventStatus | None = None,
 ) -> None:
-    """Record a verification, restore, drill or prune in the catalog (if there is one)."""
+    """Record a verification, restore, drill or prune in the catalog (if there is one), as
+    ok or failed by ``ok`` unless ``status`` says otherwise."""
     finished_at = datetime.now(UTC)
+    if status is None:
+        status = BackupEventStatus.OK if ok else BackupEventStatus.FAILED
     _catalogue(
         env,
         f"the {kind} of {source}",
@@ -923,7 +1005,7 @@ def _event(
             kind=kind,
             source=source,
             backup_id=backup_id,
-            status=BackupEventStatus.OK if ok else BackupEventStatus.FAILED,
+            status=status,
             started_at=started_at,
             finished_at=finished_at,
             message=message,

@@ -94,6 +94,23 @@ class Restored:
 
 
 @dataclass(frozen=True)
+class Restoration:
+    """What a restore over a source did: loaded the backup into the source, or (a kind whose
+    ``loads_in_place`` is False) wrote it out for someone to load by hand."""
+
+    message: str
+    """What was done (loaded), or how to load what was written (not loaded)."""
+    written_to: Path | None = None
+    """Where the backup was written, for a restore that did not load it; None if the source
+    now holds the backup."""
+
+    @property
+    def loaded(self) -> bool:
+        """Return whether the source now holds the backup."""
+        return self.written_to is None
+
+
+@dataclass(frozen=True)
 class SourcePlace:
     """Where a source is: the target it backs up (if it is a target's), and upkeep's own
     config file and store (for the ``upkeep`` kind)."""
@@ -122,6 +139,11 @@ class Source(ABC):
     store_copy_name: ClassVar[str | None] = None
     """For a kind that can back up upkeep's own store (``for_store``): the copy's file name
     inside an ``upkeep`` backup."""
+    loads_in_place: ClassVar[bool] = True
+    """Whether ``restore`` puts the backup into the source itself. False: it writes the
+    backup into a new private directory for loading by hand (a running Redis cannot load an
+    RDB file, upkeep cannot replace its own running store), so nothing the source holds
+    changes, no safety backup is taken and the restore is recorded as written, not loaded."""
 
     @classmethod
     def validate(
@@ -160,12 +182,13 @@ class Source(ABC):
         """Restore the raw dump into a scratch copy (removed when the block ends)."""
 
     @abstractmethod
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
-        """Restore the raw dump over the source itself; return what was done."""
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
+        """Restore the raw dump over the source itself (or, if ``loads_in_place`` is False,
+        write it out beside the config); return what was done."""
 
     def prepare_restore(
         self, raw: Iterable[bytes], work: Path, manifest: Manifest
-    ) -> Callable[[], str]:
+    ) -> Callable[[], Restoration]:
         """Check and stage a restore without touching the source; return the step that
         restores (and returns what was done). Raise SourceError (or ArchiveError) if the
         restore is refused: then nothing was written over the source.
@@ -424,11 +447,11 @@ class PostgresSource(Source):
                 admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
             admin.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
         """pg_restore --clean --if-exists over the source database."""
         database = str(self.options.get("dbname", ""))
         self._pg_restore(raw, work, manifest, dbname=database, clean=True)
-        return f"restored into database {database}"
+        return Restoration(f"restored into database {database}")
 
     def _pg_restore(
         self,
@@ -642,11 +665,11 @@ class MysqlSource(Source):
                 cursor.execute(f"DROP DATABASE IF EXISTS `{scratch}`")
             admin.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
         """Load the dump into the source database (its tables are dropped and recreated)."""
         del work, manifest
         self._load(raw, self.database)
-        return f"restored into database {self.database}"
+        return Restoration(f"restored into database {self.database}")
 
     def _load(self, raw: Iterable[bytes], database: str) -> None:
         argv = ["mariadb", *self._client_args(client=True), "--batch", database]
@@ -680,18 +703,20 @@ class RedisSource(Source):
     kind: ClassVar[str] = "redis"
     config_key: ClassVar[str] = "target"
     target_kind: ClassVar[str | None] = "redis"
+    loads_in_place: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, config: BackupSourceConfig, place: SourcePlace) -> Source:
         """Return the source of the entry's ``redis`` target."""
         del config
-        beside = place.config_path.parent if place.config_path is not None else None
+        # Absolute: the path is printed for someone to copy from another directory.
+        beside = place.config_path.absolute().parent if place.config_path is not None else None
         return cls(_target_url(place, "url"), restore_dir=beside)
 
     def __init__(self, url: str, *, restore_dir: Path | None = None) -> None:
         """Given the server's URL and where a restore writes the snapshot (default: the
         current directory), make the source."""
-        self.restore_dir = restore_dir or Path.cwd()
+        self.restore_dir = (restore_dir or Path.cwd()).absolute()
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -762,10 +787,10 @@ class RedisSource(Source):
                     time.sleep(0.05)
             yield Restored(counts=counts, location=f"redis-server on 127.0.0.1:{port}")
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
         """Write the snapshot as ``dump.rdb`` into a new private directory beside the config
-        (a running Redis cannot load an RDB over the network) and say how to put it in
-        place; the server itself is not touched."""
+        and say how to load it (a running Redis cannot load an RDB file over the network,
+        and loading it means stopping the server); the server itself is not touched."""
         del work, manifest
         target = self.restore_dir / f"redis-restored-{secrets.token_hex(8)}"
         with (
@@ -780,11 +805,14 @@ class RedisSource(Source):
             except BaseException:
                 snapshot.abort()
                 raise
-        return (
-            f"wrote the snapshot to {target / 'dump.rdb'}; a running Redis server cannot load "
-            f"an RDB file over the network: stop the server on {self.host}:{self.port}, replace "
-            "the dump.rdb in its data directory (redis-cli CONFIG GET dir) with this one, "
-            "and start it again"
+        return Restoration(
+            # CONFIG GET answers only while the server runs; with appendonly on, a restarted
+            # server loads its AOF and ignores the RDB.
+            f"to load it, stop Redis on {self.host}:{self.port}, replace the file at CONFIG "
+            f"GET dir/dbfilename (read it first) with {target / 'dump.rdb'}, start it (with "
+            "appendonly yes, start it with appendonly no, else it loads its AOF instead, then "
+            "CONFIG SET appendonly yes)",
+            written_to=target,
         )
 
 
@@ -901,7 +929,7 @@ class SqliteSource(Source):
         finally:
             connection.close()
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
         """Write the copy beside the database under an unguessable temporary name (never
         through a link: the database's directory is often the application's to write),
         give it the database's owner and mode, and rename it over (atomic)."""
@@ -918,7 +946,7 @@ class SqliteSource(Source):
             except BaseException:
                 temporary.abort()
                 raise
-        return f"restored {self.path}"
+        return Restoration(f"restored {self.path}")
 
 
 def _sqlite_counts(connection: sqlite3.Connection) -> dict[str, int]:
@@ -997,7 +1025,7 @@ class FilesSource(Source):
 
     def prepare_restore(
         self, raw: Iterable[bytes], work: Path, manifest: Manifest
-    ) -> Callable[[], str]:
+    ) -> Callable[[], Restoration]:
         """Stage the archive in the scratch directory, refusing any member outside the
         configured paths and any file that differs from the manifest, then check the live
         paths (no link or mount on the way, nothing but files and links replaced); return
@@ -1026,13 +1054,13 @@ class FilesSource(Source):
         placed = place(extracted.members, roots)
         plan_install(placed)
 
-        def apply() -> str:
+        def apply() -> Restoration:
             with Directory.open(work / "stage") as stage:
-                return install(stage, placed).summary()
+                return Restoration(install(stage, placed).summary())
 
         return apply
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
         """Stage, check and install (see ``prepare_restore``)."""
         return self.prepare_restore(raw, work, manifest)()
 
@@ -1043,6 +1071,7 @@ class UpkeepSource(Source):
 
     kind: ClassVar[str] = "upkeep"
     config_key: ClassVar[str] = "upkeep"
+    loads_in_place: ClassVar[bool] = False
 
     def __init__(
         self, config_path: Path, store_url: str, store_schema: str = DEFAULT_SCHEMA
@@ -1112,18 +1141,19 @@ class UpkeepSource(Source):
                 raise SourceError(f"the store copy fails integrity_check: {verdict}")
         yield Restored(files=extracted.files, location=str(target))
 
-    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> str:
-        """Extract beside the config (never over the running store) and say where."""
+    def restore(self, raw: Iterable[bytes], work: Path, manifest: Manifest) -> Restoration:
+        """Extract into a new private directory beside the config (never over the running
+        store: the config and the store copy hold secrets) and say how to put them in place."""
         del work, manifest
-        target = self.config_path.parent / f"upkeep-restored-{secrets.token_hex(8)}"
+        target = self.config_path.absolute().parent / f"upkeep-restored-{secrets.token_hex(8)}"
         with (
             Directory.open(target.parent) as beside,
-            beside.child(target.name, create=True) as into,
+            beside.private_child(target.name) as into,
         ):
             extract(raw, into, links=False)
-        return (
-            f"extracted into {target}: stop upkeep, put the config and the store copy in "
-            "place, and start it again"
+        return Restoration(
+            "to load it, stop upkeep, put the config and the store copy in place, start it",
+            written_to=target,
         )
 
 

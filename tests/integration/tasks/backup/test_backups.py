@@ -14,6 +14,7 @@ from upkeep.io.safefs import TEMP_PREFIX
 from upkeep.probes.backup import BackupTarget, DrillProbe, FreshnessProbe
 from upkeep.probes.base import TargetUnreachable
 from upkeep.store import repository
+from upkeep.store.backups import BackupEventKind, BackupEventStatus
 from upkeep.tasks.backup import service
 
 KEY = "backup-key-from-a-secret-store"
@@ -269,18 +270,42 @@ def test_a_directory_with_a_broken_manifest_is_not_a_backup(
     assert [backup.id for backup in env.repository.backups("app")] == [good.id]
 
 
-def test_a_redis_restore_writes_the_snapshot_out_and_says_how_to_load_it(
+def test_a_redis_restore_writes_the_snapshot_out_and_says_it_did_not_load_it(
     request: pytest.FixtureRequest, backup_env: EnvFactory, tmp_path: Path
 ) -> None:
-    # It refused and pointed at `upkeep backup export`, a command that does not exist.
+    # It refused and pointed at `upkeep backup export`, a command that does not exist; then
+    # it wrote the file but took a safety backup for nothing and recorded a restore.
     source, targets, _, _ = _case("redis", request)
     env = backup_env({"cache": source}, targets)
     backup = service.create(env, "cache").backup
     env.config_path = tmp_path / "upkeep.yaml"
-    report = service.restore(env, backup.id, to=None, safety=False)
+    report = service.restore(env, backup.id, to=None)  # a safety backup asked for
     written = list(tmp_path.glob("redis-restored-*/dump.rdb"))
     assert len(written) == 1, report.message
     assert written[0].read_bytes().startswith(b"REDIS")
     assert (written[0].parent.stat().st_mode & 0o777) == 0o700
-    assert str(written[0]) in report.message
-    assert "CONFIG GET dir" in report.message and "upkeep backup export" not in report.message
+    assert report.loaded is False and report.written_to == str(written[0].parent)
+    assert report.message.startswith(f"written to {written[0].parent}; not loaded: ")
+    assert "CONFIG GET dir/dbfilename" in report.message
+    assert "upkeep backup export" not in report.message
+    # Nothing on the server changes, so there is nothing to keep safe.
+    assert report.safety_backup is None
+    assert [b.id for b in env.repository.backups("cache")] == [backup.id]
+    assert env.catalog is not None
+    (event,) = env.catalog.events(source="cache", kind=BackupEventKind.RESTORE)
+    assert event.status == BackupEventStatus.WRITTEN
+    assert event.detail["loaded"] is False and event.message == report.message
+    assert not service.loads_in_place(backup)
+
+
+def test_a_loaded_restore_is_recorded_as_loaded(
+    sqlite_database: Path, backup_env: EnvFactory
+) -> None:
+    env = backup_env({"app": {"sqlite": str(sqlite_database)}})
+    backup = service.create(env, "app").backup
+    report = service.restore(env, backup.id, to=None)
+    assert report.loaded is True and report.written_to is None and report.safety_backup
+    assert env.catalog is not None
+    (event,) = env.catalog.events(source="app", kind=BackupEventKind.RESTORE)
+    assert event.status == BackupEventStatus.OK and event.detail["loaded"] is True
+    assert service.loads_in_place(backup)

@@ -134,3 +134,51 @@ def test_an_sftp_copy_keeps_what_the_repository_keeps(
         ),
         "files--not-an-id--data.zst",
     }
+
+
+def test_copies_another_repository_made_of_a_source_of_the_same_name_are_never_judged(
+    tmp_path: Path, backup_env: EnvFactory
+) -> None:
+    # Another host backs up its own "files" into the same second destination: its copies
+    # counted in this repository's keep_last, and went as older than what it keeps.
+    second = tmp_path / "shared-disk"
+    data = _data(tmp_path)
+    other = backup_env(
+        {"files": {"paths": [str(data)]}},
+        repository=str(tmp_path / "other-host"),
+        copy_to=str(second),
+    )
+    theirs = sorted(service.create(other, "files").backup.id for _ in range(3))
+    env = backup_env(
+        {"files": {"paths": [str(data)]}}, copy_to=str(second), retention={"keep_last": 2}
+    )
+    made = [service.create(env, "files") for _ in range(4)]
+    assert made[-1].copy_retention is not None
+    assert made[-1].copy_retention.foreign == theirs
+    assert made[-1].copy_retention.removed == [made[1].backup.id]
+    assert _copied_ids(second) == sorted([*theirs, *_local_ids(env)])
+    # A dry run and an explicit prune leave them alone as well.
+    dry = service.prune(env, "files", dry_run=True)
+    assert dry.copy is not None and dry.copy.removed == [] and dry.copy.foreign == theirs
+    assert {d.candidate.id for d in dry.copy.decisions} == set(_local_ids(env))
+
+
+def test_a_backup_removed_while_the_copy_was_left_alone_leaves_the_copy_later(
+    tmp_path: Path, backup_env: EnvFactory
+) -> None:
+    second = tmp_path / "second-disk"
+    data = _data(tmp_path)
+    without_rules = backup_env({"files": {"paths": [str(data)]}}, copy_to=str(second))
+    made = [service.create(without_rules, "files").backup.id for _ in range(3)]
+    env = backup_env(
+        {"files": {"paths": [str(data)]}}, copy_to=str(second), retention={"keep_last": 1}
+    )
+    # The copy was not reached (as after a failed copy): the repository remembers what it
+    # removed, so the next prune still knows those copies are its own.
+    service.prune(env, "files", dry_run=False, copy=False)
+    assert _local_ids(env) == [made[-1]] and _copied_ids(second) == sorted(made)
+    later = service.prune(env, "files", dry_run=False)
+    assert later.copy is not None and sorted(later.copy.removed) == sorted(made[:2])
+    assert _copied_ids(second) == [made[-1]]
+    # Gone there too: nothing left to remember.
+    assert env.repository.read_record("files", "removed.json") == {"ids": []}
