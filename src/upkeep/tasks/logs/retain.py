@@ -325,7 +325,7 @@ class LogsRetain(Task[LogsTarget, RetainParams]):
         (judged only with the target); an ``archive_keep`` without ``archive_to``, or
         shorter than its class's ``keep``."""
         problems = []
-        for index, rule in enumerate(params.classes):
+        for index, rule in enumerate(params.classes or []):
             if rule.archive_keep is None:
                 continue
             if params.archive_to is None:
