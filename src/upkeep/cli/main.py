@@ -105,6 +105,14 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SinceOption = Annotated[
+    str,
+    typer.Option(
+        metavar="DURATION|TIME",
+        help="How far back: a duration (24h, 7d) or a time (ISO, in the config's zone).",
+        parser=options.since_text,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -172,14 +180,7 @@ def history(
         str | None,
         typer.Argument(metavar="CHECK", help="One check, or one runbook with --runs."),
     ] = None,
-    since: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION|TIME",
-            help="How far back: a duration (24h, 7d) or an ISO time.",
-            parser=options.since_text,
-        ),
-    ] = "24h",
+    since: SinceOption = "24h",
     limit: Annotated[
         int, typer.Option(help="At most this many entries.", parser=options.count)
     ] = 200,
@@ -264,14 +265,7 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("list")
 def runs_list(
     runbook: Annotated[str | None, typer.Argument(help="Only this runbook.")] = None,
-    since: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION|TIME",
-            help="How far back (24h, 7d) or an ISO time.",
-            parser=options.since_text,
-        ),
-    ] = "7d",
+    since: SinceOption = "7d",
     limit: Annotated[int, typer.Option(help="At most this many runs.", parser=options.count)] = 50,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -729,14 +723,7 @@ app.add_typer(incidents_app, name="incidents")
 @incidents_app.callback(invoke_without_command=True)
 def incidents_list(
     ctx: typer.Context,
-    since: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION|TIME",
-            help="How far back (24h, 30d) or an ISO time.",
-            parser=options.since_text,
-        ),
-    ] = "30d",
+    since: SinceOption = "30d",
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
     label: LabelOption = None,
     config: ConfigOption = None,
@@ -787,14 +774,7 @@ def incidents_note(
 
 @app.command()
 def stats(
-    since: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION|TIME",
-            help="How far back (24h, 30d) or an ISO time.",
-            parser=options.since_text,
-        ),
-    ] = "30d",
+    since: SinceOption = "30d",
     label: LabelOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
