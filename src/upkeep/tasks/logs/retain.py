@@ -99,7 +99,8 @@ class RetainParams(StrictModel):
     archive_to: Annotated[str | None, SecretMarker(part="password")] = Field(
         default=None,
         description="an absolute directory or sftp://user@host[:port]/dir that gets a "
-        "verified copy of every archive",
+        "verified copy of every archive not yet past its class's archive_keep (else keep); "
+        "copies are pruned by the same classes, only this target's logs' copies",
     )
     sftp: SftpOptions | None = Field(default=None, description="login for an sftp:// archive_to")
 
