@@ -21,6 +21,15 @@ LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    """Return the label values of every series a labelled gauge holds."""
+    return [
+        tuple(sample.labels[name] for name in sorted(sample.labels))
+        for metric in gauge.collect()
+        for sample in metric.samples
+    ]
+
+
 class DaemonMetrics:
     """The daemon's Prometheus metrics, fed by the scheduler's callbacks."""
 
@@ -45,6 +54,22 @@ class DaemonMetrics:
             ["check"],
             registry=registry,
         )
+        self.probe_metric = Gauge(
+            "upkeep_probe_metric",
+            "the latest value of each numeric metric a check's probe returned (true/false as "
+            "1/0), for graphing what upkeep measures",
+            ["check", "target", "metric"],
+            registry=registry,
+        )
+        self.check_last_duration = Gauge(
+            "upkeep_check_last_duration_seconds",
+            "how long each check's latest probe took",
+            ["check", "target"],
+            registry=registry,
+        )
+        # What each check's series are labelled with now: a metric the next result no
+        # longer returns, or a check the config no longer has, stops being exported.
+        self._series: dict[str, tuple[str, frozenset[str]]] = {}
         self.check_lag = Histogram(
             "upkeep_check_lag_seconds",
             "delay between a check's due time and its start",
@@ -131,12 +156,45 @@ class DaemonMetrics:
         )
 
     def observe_result(self, result: CheckResult, lag_s: float) -> None:
-        """Given a check result and its lag, count it."""
+        """Given a check result and its lag, count it and export its numeric metrics."""
         label = result.status.label
         self.check_results.labels(label).inc()
         self.check_status.labels(result.check).set(int(result.status))
         self.check_lag.observe(max(lag_s, 0.0))
         self.check_duration.observe(result.duration_ms / 1000)
+        numbers = {
+            name: float(value)
+            for name, value in result.metrics.items()
+            if isinstance(value, int | float)  # bool is an int: true/false as 1/0
+        }
+        self._forget(result.check, keep_target=result.target, keep_metrics=set(numbers))
+        for name, value in numbers.items():
+            self.probe_metric.labels(result.check, result.target, name).set(value)
+        self.check_last_duration.labels(result.check, result.target).set(result.duration_ms / 1000)
+        self._series[result.check] = (result.target, frozenset(numbers))
+
+    def keep_checks(self, names: set[str]) -> None:
+        """Given the checks of the loaded config, stop exporting the series of any other
+        (a check removed or renamed by a reload)."""
+        for check in set(self._series) - names:
+            self._forget(check)
+            del self._series[check]
+        for check in {labels[0] for labels in _label_sets(self.check_status)} - names:
+            self.check_status.remove(check)
+
+    def _forget(
+        self, check: str, keep_target: str | None = None, keep_metrics: set[str] | None = None
+    ) -> None:
+        """Remove the series of ``check`` except those of ``keep_target`` and
+        ``keep_metrics``."""
+        if check not in self._series:
+            return
+        target, metrics = self._series[check]
+        for metric in metrics:
+            if target != keep_target or metric not in (keep_metrics or set()):
+                self.probe_metric.remove(check, target, metric)
+        if target != keep_target:
+            self.check_last_duration.remove(check, target)
 
     def observe_run(self, record: RunRecord) -> None:
         """Given a finished run, count it."""

@@ -502,6 +502,7 @@ class Daemon:
         self.metrics.checks_configured.set(
             sum(1 for check in loaded.checks.values() if check.enabled)
         )
+        self.metrics.keep_checks(set(loaded.checks))
         return Scheduler(
             loaded,
             self._store,

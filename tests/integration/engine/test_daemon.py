@@ -344,6 +344,9 @@ def test_serve_answers_healthz_and_metrics_and_stores_check_results(
 
     metrics = daemon.metrics()
     assert 'upkeep_check_results_total{status="ok"}' in metrics
+    # What the probe measured, per check, for Grafana.
+    assert 'upkeep_probe_metric{check="beat",metric="seconds",target="local"}' in metrics
+    assert 'upkeep_check_last_duration_seconds{check="beat",target="local"}' in metrics
     assert "upkeep_check_lag_seconds_bucket" in metrics
     assert "upkeep_check_lag_seconds_count" in metrics
     assert "upkeep_leader 1.0" in metrics
