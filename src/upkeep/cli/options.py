@@ -101,24 +101,27 @@ def start_time(value: str, zone: tzinfo, now: datetime) -> datetime:
         ) from None
 
 
-def since_text(value: str) -> str:
-    """Given how far back (``24h``, ``7d``) or an ISO time from ``FIRST_YEAR`` to
-    ``LAST_YEAR``, return it; raise BadParameter otherwise."""
+def _time_checked(value: str, read: Callable[[str, tzinfo, datetime], datetime]) -> str:
+    """Given option text and the reader its command uses, return the text if it reads
+    (in UTC: the config's zone is not known yet, and the range check does not need it);
+    raise BadParameter with the reader's reason otherwise."""
     try:
-        since_start(value, UTC, datetime.now(UTC))
+        read(value, UTC, datetime.now(UTC))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return value
+
+
+def since_text(value: str) -> str:
+    """Given how far back (``24h``, ``7d``) or an ISO time from ``FIRST_YEAR`` to
+    ``LAST_YEAR``, return it; raise BadParameter otherwise."""
+    return _time_checked(value, since_start)
 
 
 def moment_text(value: str) -> str:
     """Given ``now`` or an ISO time (the config's timezone when it names none) between
     ``FIRST_YEAR`` and ``LAST_YEAR``, return it; raise BadParameter otherwise."""
-    try:
-        start_time(value, UTC, datetime.now(UTC))
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    return value
+    return _time_checked(value, start_time)
 
 
 def regex_text(value: str) -> str:

@@ -24,7 +24,13 @@ from pydantic import (
 
 from upkeep.config.cron import validate_cron
 from upkeep.core.durations import Duration
-from upkeep.core.models import Reference, StrictModel, given_keys, validate_with_key_rule
+from upkeep.core.models import (
+    Reference,
+    StrictModel,
+    exactly_one_of,
+    given_keys,
+    validate_with_key_rule,
+)
 from upkeep.core.redaction import SecretMarker
 from upkeep.probes.base import TargetBase
 from upkeep.probes.registry import TARGET_KINDS
@@ -381,16 +387,10 @@ class WindowConfig(StrictModel):
     @model_validator(mode="wrap")
     @classmethod
     def _one_kind(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> WindowConfig:
-        return validate_with_key_rule(
-            cls,
-            data,
-            handler,
-            lambda given: (
-                None
-                if len(given_keys(given, ("schedule", "start"))) == 1
-                else "a window needs either schedule (recurring) or start (one-off)"
-            ),
+        rule = exactly_one_of(
+            ("schedule", "start"), "a window needs either schedule (recurring) or start (one-off)"
         )
+        return validate_with_key_rule(cls, data, handler, rule)
 
     @field_validator("start")
     @classmethod

@@ -3,7 +3,7 @@ given, and the marker of a field that names an entry of another section."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,6 +26,18 @@ def given_keys(data: Any, keys: Iterable[str]) -> list[str]:
     if not isinstance(data, dict):
         return []
     return [key for key in keys if data.get(key) is not None]
+
+
+def exactly_one_of(keys: Sequence[str], problem: str) -> Callable[[Any], str | None]:
+    """Given key names and what to say otherwise, return a key rule (for
+    ``validate_with_key_rule``) that holds when exactly one of them is written."""
+    return lambda data: None if len(given_keys(data, keys)) == 1 else problem
+
+
+def some_of(keys: Sequence[str], problem: str) -> Callable[[Any], str | None]:
+    """Given key names and what to say otherwise, return a key rule that holds when at
+    least one of them is written."""
+    return lambda data: None if given_keys(data, keys) else problem
 
 
 def validate_with_key_rule(

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
 from upkeep.core.durations import Duration
-from upkeep.core.models import Reference, StrictModel, given_keys, validate_with_key_rule
+from upkeep.core.models import Reference, StrictModel, exactly_one_of, validate_with_key_rule
 from upkeep.core.redaction import SecretMarker
 from upkeep.probes.backup import BackupTarget
 from upkeep.tasks.backup.registry import CONFIG_KEYS, PATH_KEYS, kind_for
@@ -67,16 +67,8 @@ class BackupSourceConfig(StrictModel):
     @classmethod
     def _one_kind(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> BackupSourceConfig:
         keys = f"{', '.join(CONFIG_KEYS[:-1])} or {CONFIG_KEYS[-1]}"
-        return validate_with_key_rule(
-            cls,
-            data,
-            handler,
-            lambda given: (
-                None
-                if len(given_keys(given, CONFIG_KEYS)) == 1
-                else f"a backup source has exactly one of {keys}"
-            ),
-        )
+        rule = exactly_one_of(CONFIG_KEYS, f"a backup source has exactly one of {keys}")
+        return validate_with_key_rule(cls, data, handler, rule)
 
 
 class BackupsConfig(StrictModel):

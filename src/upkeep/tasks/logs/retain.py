@@ -47,7 +47,7 @@ from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
 from upkeep.core.durations import Duration, format_duration
-from upkeep.core.models import StrictModel, given_keys, validate_with_key_rule
+from upkeep.core.models import StrictModel, some_of, validate_with_key_rule
 from upkeep.core.redaction import SecretMarker
 from upkeep.io.safefs import Directory, Identity, UnsafeFileError
 from upkeep.probes.logs import LogsTarget
@@ -79,16 +79,8 @@ class LogClass(StrictModel):
     @model_validator(mode="wrap")
     @classmethod
     def _some_rule(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> LogClass:
-        return validate_with_key_rule(
-            cls,
-            data,
-            handler,
-            lambda given: (
-                None
-                if given_keys(given, ("keep", "keep_count"))
-                else "a log class needs keep, keep_count or both"
-            ),
-        )
+        rule = some_of(("keep", "keep_count"), "a log class needs keep, keep_count or both")
+        return validate_with_key_rule(cls, data, handler, rule)
 
 
 class RetainParams(StrictModel):
