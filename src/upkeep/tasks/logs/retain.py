@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, ValidatorFunctionWrapHandler, model_validator
 
@@ -117,20 +117,6 @@ class _Copy:
     name: str
     log: str
     mtime: float
-
-
-class _Dated(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def log(self) -> str: ...
-
-    @property
-    def mtime(self) -> float: ...
-
-
-DatedT = TypeVar("DatedT", bound=_Dated)
 
 
 def _copy_named(name: str) -> _Copy | None:
@@ -217,7 +203,7 @@ def _reason(rule: LogClass | None) -> str:
     return f"class {rule.match!r}: keep the newest {rule.keep_count}"
 
 
-def _outlives(archive: _Dated, classes: list[LogClass], now: float) -> bool:
+def _outlives(archive: _Archive, classes: list[LogClass], now: float) -> bool:
     """Return whether an archive's copy in the second store is still to be kept by its
     class's ``archive_keep`` (so the archive is copied before it is deleted here)."""
     rule = _class_of(archive.log, classes)
@@ -279,13 +265,13 @@ def _prune_copies(
     return pruned
 
 
-def _expired(archives: list[DatedT], classes: list[LogClass], now: float) -> list[DatedT]:
+def _expired(archives: list[_Archive], classes: list[LogClass], now: float) -> list[_Archive]:
     """Given archives oldest first, return those past their class's retention here: older
     than ``keep``, or beyond the newest ``keep_count`` of their log."""
-    by_log: dict[str, list[DatedT]] = {}
+    by_log: dict[str, list[_Archive]] = {}
     for archive in archives:
         by_log.setdefault(archive.log, []).append(archive)
-    doomed: list[DatedT] = []
+    doomed: list[_Archive] = []
     for log, own in by_log.items():
         rule = _class_of(log, classes)
         if rule is None:
