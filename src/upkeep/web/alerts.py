@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
+from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, Word, api_duration
+from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, Word, api_duration, needs
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
@@ -54,7 +55,12 @@ def alert_router(state: DaemonState) -> APIRouter:
     request that reaches them; ``actor`` names its token)."""
     router = APIRouter()
 
-    @router.get("/api/alerts", responses=READ_REFUSALS, response_description="alerts, newest first")
+    @router.get(
+        "/api/alerts",
+        responses=READ_REFUSALS,
+        response_description="alerts, newest first",
+        dependencies=[needs(Scope.READ)],
+    )
     async def list_alerts(
         include_resolved: Annotated[
             bool, Query(alias="all", description="resolved alerts too, not only open ones")
@@ -73,6 +79,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         "/api/alerts/{alert_id}",
         responses={**READ_REFUSALS, 404: {"description": "no alert with this id"}},
         response_description="the alert with its timeline and notifications",
+        dependencies=[needs(Scope.READ)],
     )
     async def show_alert(alert_id: RecordId) -> dict[str, Any]:
         """Show one alert with its timeline (opened, notified, escalated, acknowledged,
@@ -97,7 +104,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         response_description="the acknowledged alert",
     )
     async def acknowledge(
-        alert_id: RecordId, by: Actor, body: Acknowledgement | None = None
+        alert_id: RecordId, who: Acker, body: Acknowledgement | None = None
     ) -> dict[str, Any]:
         """Acknowledge an alert: escalation stops (until `for` lapses), recorded as made by
         the token's name. The body may be left out."""
@@ -110,7 +117,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         try:
             record = await asyncio.to_thread(
                 lambda: manager.acknowledge(
-                    alert_id, author=by, duration=duration, comment=request.comment
+                    alert_id, author=who.actor, duration=duration, comment=request.comment
                 )
             )
         except AlertError as error:
@@ -121,6 +128,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         "/api/silences",
         responses=READ_REFUSALS,
         response_description="silences, each with whether it mutes now",
+        dependencies=[needs(Scope.READ)],
     )
     async def list_silences() -> list[dict[str, Any]]:
         """List the silences added at run time."""
@@ -134,7 +142,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         responses=CHANGE_REFUSALS,
         response_description="the new silence's `id` and `ends_at`",
     )
-    async def add_silence(body: SilenceRequest, by: Actor) -> dict[str, Any]:
+    async def add_silence(body: SilenceRequest, who: Acker) -> dict[str, Any]:
         """Add a silence: alerts matching every matcher are muted from now for `for`; what
         was muted is recorded, and an alert still firing when it ends is notified then."""
         from upkeep.store.alerts import AlertError
@@ -147,7 +155,7 @@ def alert_router(state: DaemonState) -> APIRouter:
                     body.matchers,
                     starts_at=now,
                     ends_at=now + length,
-                    author=by,
+                    author=who.actor,
                     comment=body.comment,
                 )
             )
@@ -160,10 +168,10 @@ def alert_router(state: DaemonState) -> APIRouter:
         responses={**CHANGE_REFUSALS, 404: {"description": "no active silence with this id"}},
         response_description="`id` and `removed: true`",
     )
-    async def remove_silence(silence_id: RecordId, by: Actor) -> dict[str, Any]:
+    async def remove_silence(silence_id: RecordId, who: Acker) -> dict[str, Any]:
         """Remove an active silence (recorded as removed by the token's name)."""
         removed = await asyncio.to_thread(
-            lambda: state.store.alerts.remove_silence(silence_id, by=by)
+            lambda: state.store.alerts.remove_silence(silence_id, by=who.actor)
         )
         if not removed:
             raise HTTPException(status_code=404, detail=f"no active silence {silence_id}")

@@ -20,9 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from upkeep.core.access import Scope
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS, ApiGuard, GuardSettings
-from upkeep.web.inputs import Actor, ApiBody, Comment, RecordId, RunbookName
+from upkeep.web.inputs import ApiBody, Approver, Comment, RecordId, RunbookName, needs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -222,7 +223,12 @@ def create_app(state: DaemonState) -> FastAPI:
         payload = await asyncio.to_thread(generate_latest, state.metrics.registry)
         return Response(content=payload, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/runs", responses=READ_REFUSALS, response_description="runs, newest first")
+    @app.get(
+        "/api/runs",
+        responses=READ_REFUSALS,
+        response_description="runs, newest first",
+        dependencies=[needs(Scope.READ)],
+    )
     async def list_runs(
         limit: Annotated[int, Query(description="at most this many (1 to 1000)")] = 50,
         runbook: Annotated[
@@ -239,6 +245,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}",
         responses={**READ_REFUSALS, 404: {"description": "no run with this id"}},
         response_description="the run: trigger, who, status, times, steps with output",
+        dependencies=[needs(Scope.READ)],
     )
     async def show_run(run_id: RecordId) -> dict[str, Any]:
         """Show one run and its steps."""
@@ -271,19 +278,23 @@ def create_app(state: DaemonState) -> FastAPI:
         responses=decision_responses,
         response_description="the run, which goes on",
     )
-    async def approve(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+    async def approve(
+        run_id: RecordId, who: Approver, body: Decision | None = None
+    ) -> dict[str, Any]:
         """Approve the approval step a run waits on (recorded as the token's name); the body
         may be left out."""
-        return await decide(run_id, ApprovalDecision.APPROVED, body or Decision(), by)
+        return await decide(run_id, ApprovalDecision.APPROVED, body or Decision(), who.actor)
 
     @app.post(
         "/api/runs/{run_id}/reject",
         responses=decision_responses,
         response_description="the run, which stops",
     )
-    async def reject(run_id: RecordId, by: Actor, body: Decision | None = None) -> dict[str, Any]:
+    async def reject(
+        run_id: RecordId, who: Approver, body: Decision | None = None
+    ) -> dict[str, Any]:
         """Reject the approval step a run waits on: the run stops; the body may be left out."""
-        return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), by)
+        return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), who.actor)
 
     from upkeep.web.alerts import alert_router
 

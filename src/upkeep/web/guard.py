@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from upkeep.core.access import Principal
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 ACTOR_KEY = "upkeep.actor"
 """Where the guard puts the request's actor (``api:<token name>``) in the ASGI scope."""
+PRINCIPAL_KEY = "upkeep.principal"
+"""Where the guard puts the request's ``Principal`` (who, and with which scopes)."""
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Paths answered without a credential (GET and HEAD only)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -63,12 +67,16 @@ BAD_CREDENTIAL_MESSAGE = "a valid API token is required: send `Authorization: Be
 READ_REFUSALS: dict[int | str, dict[str, str]] = {
     400: {"description": "a header sent twice or not ASCII, or a query string not ASCII"},
     401: {"description": "no valid API token (`Authorization: Bearer <token>`)"},
+    403: {"description": "the token or user lacks the scope this route needs"},
     421: {"description": "the Host names no host of this server (DNS-rebinding guard)"},
 }
 """What the guard answers an ``/api/*`` request it refuses, as OpenAPI responses."""
 CHANGE_REFUSALS: dict[int | str, dict[str, str]] = {
     **READ_REFUSALS,
-    403: {"description": "the change comes from another site or origin"},
+    403: {
+        "description": "the token or user lacks the scope this route needs, or the change "
+        "comes from another site or origin"
+    },
     408: {"description": "the body did not arrive within engine.http.body_timeout"},
     413: {"description": "the body is larger than engine.http.max_body_bytes"},
     415: {
@@ -275,7 +283,7 @@ class ApiGuard:
             return
         settings = self.settings()
         try:
-            actor = self._admit(scope, settings)
+            principal = self._admit(scope, settings)
             body = await self._read_body(scope, receive, settings)
         except RefusedError as refusal:
             await _refuse(send, refusal)
@@ -291,10 +299,13 @@ class ApiGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app({**scope, ACTOR_KEY: actor}, replay, send)
+        await self.app(
+            {**scope, ACTOR_KEY: principal.actor, PRINCIPAL_KEY: principal}, replay, send
+        )
 
-    def _admit(self, scope: Scope, settings: GuardSettings) -> str:
-        """Given a request head, return its actor; raise RefusedError if it may not go on."""
+    def _admit(self, scope: Scope, settings: GuardSettings) -> Principal:
+        """Given a request head, return who it acts as; raise RefusedError if it may not
+        go on. A token of ``engine.api_tokens`` acts with every scope."""
         host = _text_header(scope, b"host")
         if host is None or not settings.allows_host(host):
             raise RefusedError(
@@ -315,7 +326,7 @@ class ApiGuard:
         if scope["method"] not in SAFE_METHODS:
             self._same_origin(scope, settings, host)
             self._json_only(scope)
-        return f"api:{name}"
+        return Principal.token(name)
 
     @staticmethod
     def _same_origin(scope: Scope, settings: GuardSettings, host: str) -> None:

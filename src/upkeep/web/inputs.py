@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from upkeep.web.guard import ACTOR_KEY
+from upkeep.core.access import Principal, Scope
+from upkeep.web.guard import ACTOR_KEY, PRINCIPAL_KEY
 
 MAX_RECORD_ID = 2**63 - 1
 """Ids are 64-bit signed integers in every store."""
@@ -70,8 +71,51 @@ class ApiBody(BaseModel):
         return data
 
 
+def principal(request: Request) -> Principal:
+    """Given a request the guard admitted, return who it acts as; raise 401 if nobody."""
+    found = request.scope.get(PRINCIPAL_KEY)
+    if not isinstance(found, Principal):
+        raise HTTPException(status_code=401, detail="a valid API token or session is required")
+    return found
+
+
+def needs(scope: Scope) -> Any:
+    """Given the scope a route needs, return the FastAPI dependency that admits a caller
+    holding it (returning its ``Principal``) and answers 403 to anyone else.
+
+    Every ``/api`` route declares exactly one (``tests/unit/web/test_scopes.py`` walks
+    the routes): a route without one would be open to any credential.
+    """
+
+    def dependency(request: Request) -> Principal:
+        caller = principal(request)
+        if not caller.allows(scope):
+            raise HTTPException(
+                status_code=403,
+                detail=f"{caller.actor} may not do this: it needs the {scope.value!r} scope",
+            )
+        return caller
+
+    dependency.required_scope = scope  # type: ignore[attr-defined]
+    dependency.__name__ = f"needs_{scope.value}"
+    return Depends(dependency)
+
+
+Reader = Annotated[Principal, needs(Scope.READ)]
+"""A caller that may read (every role)."""
+Acker = Annotated[Principal, needs(Scope.ACK)]
+"""A caller that may acknowledge, note, silence and open windows (operator, admin)."""
+Runner = Annotated[Principal, needs(Scope.RUN)]
+"""A caller that may run checks, runbooks, backups and drills (operator, admin)."""
+Approver = Annotated[Principal, needs(Scope.APPROVE)]
+"""A caller that may approve or reject a waiting step (admin)."""
+Administrator = Annotated[Principal, needs(Scope.ADMIN)]
+"""A caller that may manage users and tokens (admin)."""
+
+
 def actor(request: Request) -> str:
-    """Given a request the guard admitted, return its actor (``api:<token name>``)."""
+    """Given a request the guard admitted, return its actor (``api:<token name>`` or
+    ``user:<name>``)."""
     found = request.scope.get(ACTOR_KEY)
     if not isinstance(found, str):
         raise HTTPException(status_code=401, detail="a valid API token is required")
@@ -79,7 +123,8 @@ def actor(request: Request) -> str:
 
 
 Actor = Annotated[str, Depends(actor)]
-"""The request's actor, ``api:<token name>``, as the guard identified it."""
+"""The request's actor, as the guard identified it (no scope checked: use with a
+``needs`` dependency)."""
 
 
 def api_duration(text: str, field: str) -> timedelta:
