@@ -52,6 +52,9 @@ PRINCIPAL_KEY = "upkeep.principal"
 """Where the guard puts the request's ``Principal`` (who, and with which scopes)."""
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Paths answered without a credential (GET and HEAD only)."""
+OPEN_PREFIXES: tuple[str, ...] = ()
+"""Path prefixes answered without a credential (GET and HEAD only): public pages that
+hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods that change nothing; every other one is a change."""
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
@@ -278,7 +281,9 @@ class ApiGuard:
                 send, RefusedError(400, "the query string is not ASCII (percent-encode it)")
             )
             return
-        if scope["method"] in ("GET", "HEAD") and scope["path"] in OPEN_PATHS:
+        if scope["method"] in ("GET", "HEAD") and (
+            scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         settings = self.settings()
