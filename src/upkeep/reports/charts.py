@@ -19,8 +19,8 @@ import matplotlib
 # The SVG backend: no display, no GUI toolkit.
 matplotlib.use("svg")
 
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402 - after use()
-from matplotlib.figure import Figure  # noqa: E402 - after use()
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
 
 _DRAWING = threading.Lock()
 """matplotlib's text layout caches are not thread-safe; charts are drawn one at a time."""
