@@ -76,10 +76,19 @@ def metric_chart(
         figure = _figure(width_in, height_in)
         axes = figure.add_subplot()
         if times:
-            axes.plot(list(times), list(values), color=LINE_COLOUR, linewidth=1.4, label=title)
-            locator = AutoDateLocator()
+            # matplotlib plots datetimes through its date converter; its stubs say floats.
+            axes.plot(
+                list(times),  # type: ignore[arg-type]
+                list(values),
+                color=LINE_COLOUR,
+                linewidth=1.4,
+                label=title,
+            )
+            locator = AutoDateLocator()  # type: ignore[no-untyped-call]
             axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+            axes.xaxis.set_major_formatter(
+                ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+            )
         else:
             axes.text(0.5, 0.5, "no data in this period", ha="center", va="center")
         for threshold in thresholds:
