@@ -446,3 +446,24 @@ def load_incident(engine: Engine, incident_id: int) -> IncidentSpan | None:
     with engine.connect() as connection:
         row = connection.execute(query).first()
     return None if row is None else _span(row)
+
+
+def period_stats(
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    label_filter: Mapping[str, str] | None = None,
+    response_targets: Mapping[str, timedelta] | None = None,
+) -> list[ReliabilityFigures]:
+    """Given a store's engine, a period ``[start, end)``, labels ``k=v`` that must all
+    match and the response target per severity, return the figures of every matching
+    check and target (checks first, each sorted by name).
+
+    The one composition of ``load_incidents``, ``first_seen`` and ``compute_stats``:
+    ``upkeep stats``, the dashboard, the status page and reports all call it, so a figure
+    is the same wherever it is shown. Raise ValueError on a naive datetime or an empty or
+    reversed period.
+    """
+    incidents = load_incidents(engine, start, end, label_filter)
+    monitored = first_seen(engine, label_filter)
+    return compute_stats(incidents, start, end, monitored, response_targets)

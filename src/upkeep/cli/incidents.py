@@ -277,7 +277,7 @@ def show_stats(
 ) -> int:
     """Print uptime, incidents, MTTR, MTBF, MTTA and response targets met per check and per
     target over ``since``..now; return 0, or 2 on bad input or an unusable config/store."""
-    from upkeep.alerting.stats import compute_stats, first_seen, load_incidents
+    from upkeep.alerting.stats import period_stats
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
@@ -292,13 +292,11 @@ def show_stats(
         if start >= now:
             print_error("--since must be in the past")
             return EXIT_USAGE
-        incidents = load_incidents(store.engine, start, now, labels)
-        monitored = first_seen(store.engine, labels)
-    targets_by_severity = {
-        str(severity): target
-        for severity, target in loaded.config.alerting.response_targets.items()
-    }
-    figures = compute_stats(incidents, start, now, monitored, targets_by_severity)
+        targets_by_severity = {
+            str(severity): target
+            for severity, target in loaded.config.alerting.response_targets.items()
+        }
+        figures = period_stats(store.engine, start, now, labels, targets_by_severity)
     checks = [figure for figure in figures if figure.scope == "check"]
     targets = [figure for figure in figures if figure.scope == "target"]
     if json_output:
