@@ -50,6 +50,9 @@ ensure_package() {
 ensure_package monitoring-plugins-basic /usr/lib/nagios/plugins/check_dummy || failed=1
 ensure_package openssh-server /usr/sbin/sshd || failed=1
 ensure_package logrotate /usr/sbin/logrotate || failed=1
+# Browser tests drive Debian's Chromium through its ChromeDriver (tests/e2e/browser).
+ensure_package chromium /usr/bin/chromium || failed=1
+ensure_package chromium-driver /usr/bin/chromedriver || failed=1
 # Only the benchmarks need GoAccess (the log-analysis peer).
 if [ "${UPKEEP_BENCH_TOOLS:-0}" = 1 ]; then
   ensure_package goaccess /usr/bin/goaccess || failed=1
