@@ -198,7 +198,9 @@ async def health_answer(state: DaemonState) -> Response:
 def create_app(state: DaemonState) -> FastAPI:
     """Given the daemon's state, return the FastAPI application serving it."""
     app = FastAPI(title="upkeep", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    app.add_middleware(ApiGuard, settings=_guard_settings(state))
+    app.add_middleware(
+        ApiGuard, settings=_guard_settings(state), accounts=lambda: state.store.accounts
+    )
     app.add_exception_handler(RequestValidationError, _validation_failed)
 
     @app.get(
