@@ -59,7 +59,11 @@ TOKEN_PREFIX = "upk_"  # noqa: S105 - a prefix, not a secret
 
 
 class AccountError(ValueError):
-    """A change to accounts that cannot be made: a name taken or unknown, a bad value."""
+    """A change to accounts that cannot be made: a name or password refused."""
+
+
+class NameTakenError(AccountError):
+    """A user or token of that name exists already."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,7 @@ class AccountStore:
                     )
                 )
         except IntegrityError:
-            raise AccountError(f"there is already a user {name!r}") from None
+            raise NameTakenError(f"there is already a user {name!r}") from None
         found = self.get_user(name)
         if found is None:  # pragma: no cover - removed between the two transactions
             raise AccountError(f"no user {name!r}")
@@ -456,7 +460,7 @@ class AccountStore:
                     )
                 )
         except IntegrityError:
-            raise AccountError(f"there is already a token {name!r}") from None
+            raise NameTakenError(f"there is already a token {name!r}") from None
         return token, TokenRecord(name, scopes, moment, created_by, None, expires_at)
 
     def list_tokens(self) -> list[TokenRecord]:

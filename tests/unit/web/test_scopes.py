@@ -12,6 +12,8 @@ from upkeep.web.guard import SAFE_METHODS
 
 OPEN_ROUTES = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Routes that answer without a credential (the guard lets them through)."""
+ADMIN_READS = ("/api/users", "/api/tokens")
+"""Reads that need the admin scope: the accounts."""
 
 
 def _scopes_of(route: APIRoute) -> list[Scope]:
@@ -44,7 +46,10 @@ def test_every_api_route_declares_exactly_one_scope(daemon_app: Any) -> None:
         methods = route.methods or set()
         scopes = _scopes_of(route)
         assert len(scopes) == 1, f"{sorted(methods)} {route.path} declares {scopes}"
-        if methods <= SAFE_METHODS:
+        if methods <= SAFE_METHODS and route.path.startswith(ADMIN_READS):
+            # Who has an account, and which tokens exist, is for admins only.
+            assert scopes == [Scope.ADMIN], f"{route.path} reads accounts but needs {scopes}"
+        elif methods <= SAFE_METHODS:
             assert scopes == [Scope.READ], f"{route.path} reads but needs {scopes}"
         else:
             assert scopes[0] != Scope.READ, f"{sorted(methods)} {route.path} changes "
