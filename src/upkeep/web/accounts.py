@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import Field
 
 from upkeep.core.access import Role, Scope
@@ -81,16 +81,24 @@ def accounts_api_router(state: DaemonState, hashing: asyncio.Semaphore) -> APIRo
     @router.get(
         "/api/me",
         responses=READ_REFUSALS,
-        response_description="the caller: actor, kind (user or token), name, role, scopes",
+        response_description="the caller: actor, kind (user or token), name, role, scopes, "
+        "and for a session its CSRF token and expiry",
     )
-    async def me(who: Reader) -> dict[str, Any]:
-        """Who the request acts as and what it may do."""
+    async def me(request: Request, who: Reader) -> dict[str, Any]:
+        """Who the request acts as and what it may do. A signed-in user's answer also
+        holds the CSRF token their changes send in `X-CSRF-Token` (only a page of this
+        origin can read it)."""
+        from upkeep.web.auth import current_session
+
+        session = current_session(request)
         return {
             "actor": who.actor,
             "kind": who.kind,
             "name": who.name,
             "role": who.role.value if who.role else None,
             "scopes": sorted(scope.value for scope in who.scopes),
+            "csrf_token": session.csrf_token if session else None,
+            "session_expires_at": session.expires_at.isoformat() if session else None,
         }
 
     _user_routes(router, state, hashing)
