@@ -3,7 +3,6 @@ tokens, and the author of a removed window."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,9 +34,8 @@ REAL_HASHER = accounts_module.password_hasher
 
 
 @pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(accounts_module, "password_hasher", lambda: CHEAP)
-    yield
 
 
 def stored_hash(store: Store, name: str) -> str:
