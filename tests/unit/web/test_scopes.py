@@ -29,14 +29,23 @@ def _scopes_of(route: APIRoute) -> list[Scope]:
 
 
 def api_routes(app: Any) -> list[APIRoute]:
-    """Given an app, return its routes under /api that need a credential."""
-    return [
-        route
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        and route.path.startswith("/api/")
-        and route.path not in OPEN_ROUTES
-    ]
+    """Given an app, return its routes under /api that need a credential, those of included
+    routers too (FastAPI keeps an included router whole in ``app.routes``; its routes are
+    only reached through ``iter_route_contexts``)."""
+    from fastapi.routing import iter_route_contexts
+
+    found: list[APIRoute] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.path.startswith("/api/"):
+            if route.path not in OPEN_ROUTES and route.path == context.path:
+                found.append(route)
+    return found
+
+
+def test_the_walk_reaches_the_routes_of_included_routers(daemon_app: Any) -> None:
+    paths = {route.path for route in api_routes(daemon_app)}
+    assert {"/api/runs", "/api/alerts", "/api/silences", "/api/users", "/api/me"} <= paths
 
 
 def test_every_api_route_declares_exactly_one_scope(daemon_app: Any) -> None:
