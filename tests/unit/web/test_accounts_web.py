@@ -293,7 +293,7 @@ def changing_routes(app: Any) -> list[tuple[str, str]]:
     for route in api_routes(app):
         path = re.sub(r"\{name\}", "somebody", route.path)
         path = re.sub(r"\{[^}]+\}", "1", path)
-        found.extend((method, path) for method in sorted(route.methods - SAFE_METHODS))
+        found.extend((method, path) for method in sorted((route.methods or set()) - SAFE_METHODS))
     return found
 
 

@@ -37,9 +37,13 @@ def api_routes(app: Any) -> list[APIRoute]:
     found: list[APIRoute] = []
     for context in iter_route_contexts(app.routes):
         route = context.original_route
-        if isinstance(route, APIRoute) and route.path.startswith("/api/"):
-            if route.path not in OPEN_ROUTES and route.path == context.path:
-                found.append(route)
+        if (
+            isinstance(route, APIRoute)
+            and route.path.startswith("/api/")
+            and route.path not in OPEN_ROUTES
+            and route.path == context.path
+        ):
+            found.append(route)
     return found
 
 
