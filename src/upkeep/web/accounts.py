@@ -53,7 +53,10 @@ class UserChange(ApiBody):
     """The body of a request changing a user: any of role, password, disabled."""
 
     role: Role | None = Field(default=None, description="the new role")
-    password: Password | None = None
+    password: Password | None = Field(
+        default=None,
+        description="a new password (at least 10 characters): the user's sessions end",
+    )
     disabled: bool | None = Field(
         default=None, description="true: the user cannot sign in and their sessions end"
     )

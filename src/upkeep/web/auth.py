@@ -55,10 +55,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from upkeep.core.access import Principal
@@ -95,8 +95,22 @@ HASHING_AT_ONCE = 2
 """Password hashes computed at once (each takes 64 MiB)."""
 MAX_NEXT_CHARS = 2000
 """A longer ``next`` is replaced by ``/``."""
+MAX_QUERY_NEXT_CHARS = 16_384
+"""A longer ``next`` in the sign-in form's address is a 422 (shorter, too long ones go to
+``/``)."""
 MAX_FORM_FIELDS = 8
 """The sign-in form has four fields; a post with more than this many is refused."""
+LOGIN_REFUSALS: dict[int | str, dict[str, str]] = {
+    400: {"description": "the body is not a UTF-8 form of at most 8 fields"},
+    401: {"description": "wrong user name or password (the form again)"},
+    403: {
+        "description": "the form's `csrf` field is not its `upkeep_login_csrf` cookie, or "
+        "the post comes from another origin or site"
+    },
+    415: {"description": "not `application/x-www-form-urlencoded`"},
+    429: {"description": "too many failures for this address or name: `Retry-After` says when"},
+}
+"""What ``POST /login`` answers besides success, as OpenAPI responses."""
 PAGE_HEADERS = {
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -278,16 +292,31 @@ class SignIn:
         )
         return response
 
-    async def show_login(self, request: Request) -> Response:
-        """The sign-in form (or, signed in already, where ``next`` points)."""
-        next_path = safe_next(request.query_params.get("next"))
+    async def show_login(
+        self,
+        request: Request,
+        next: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_QUERY_NEXT_CHARS,
+                description="where to go after signing in: a path of this site (anything "
+                "else, or longer than 2000 characters, goes to `/`)",
+            ),
+        ] = None,
+    ) -> Response:
+        """The sign-in form, a page that works without script (or, signed in already, a
+        redirect to `next`)."""
+        next_path = safe_next(next)
         who = current_principal(request)
         if who is not None and who.kind == "user":
             return RedirectResponse(next_path, status_code=303)
         return self.login_page(request, next_path=next_path)
 
     async def log_in(self, request: Request) -> Response:
-        """Check a name and password; open a session and go to ``next``."""
+        """Sign in: a form (`application/x-www-form-urlencoded`) with `username`,
+        `password`, `csrf` (the value of the `upkeep_login_csrf` cookie the form came with)
+        and `next`. Checks the name and password, opens a new session and goes to `next`.
+        No credential needed; failures are rate-limited per address and per name."""
         from upkeep.store.accounts import MAX_PASSWORD_CHARS
 
         fields = await _form(request)
@@ -364,8 +393,8 @@ class SignIn:
         return response
 
     async def log_out(self, request: Request) -> Response:
-        """End the session (its CSRF token in the form's ``csrf_token`` field or in
-        ``X-CSRF-Token``) and go to the sign-in form."""
+        """Sign out: ends the session (its CSRF token in the form's `csrf_token` field or
+        in `X-CSRF-Token`) and goes to the sign-in form."""
         session = current_session(request)
         if session is not None:
             sent = request.headers.get("x-csrf-token", "")
@@ -416,8 +445,37 @@ def auth_router(state: DaemonState, settings: Callable[[], GuardSettings]) -> AP
 
     sign_in = SignIn(state, settings)
     router = APIRouter()
-    router.add_api_route(LOGIN_PATH, sign_in.show_login, methods=["GET"], include_in_schema=False)
-    router.add_api_route(LOGIN_PATH, sign_in.log_in, methods=["POST"], include_in_schema=False)
-    router.add_api_route(LOGOUT_PATH, sign_in.log_out, methods=["POST"], include_in_schema=False)
+    router.add_api_route(
+        LOGIN_PATH,
+        sign_in.show_login,
+        methods=["GET"],
+        response_class=HTMLResponse,
+        response_description="the sign-in form (HTML), with the form's CSRF cookie",
+        responses={303: {"description": "signed in already: to `next`"}},
+    )
+    router.add_api_route(
+        LOGIN_PATH,
+        sign_in.log_in,
+        methods=["POST"],
+        response_class=HTMLResponse,
+        status_code=303,
+        response_description="signed in: the session cookie is set; to `next` (a path of "
+        "this site) or `/`",
+        responses=LOGIN_REFUSALS,
+    )
+    router.add_api_route(
+        LOGOUT_PATH,
+        sign_in.log_out,
+        methods=["POST"],
+        status_code=303,
+        response_description="signed out: the session ends, its cookie is cleared; to /login",
+        responses={
+            403: {
+                "description": "the form's `csrf_token` (or `X-CSRF-Token`) is not the "
+                "session's, or the post comes from another origin"
+            },
+            415: {"description": "neither a form nor JSON"},
+        },
+    )
     router.include_router(accounts_api_router(state, sign_in.hashing))
     return router
