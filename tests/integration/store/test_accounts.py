@@ -215,3 +215,23 @@ def test_a_removed_window_keeps_who_removed_it(store: Store) -> None:
     with store.engine.connect() as connection:
         row = connection.execute(select(maintenance_windows)).one()
     assert (row.created_by, row.removed_by, row.removed_at) == ("user:otto", "user:ann", now)
+
+
+def test_an_unknown_name_costs_one_verification_like_a_wrong_password(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.accounts.add_user("ann", Role.VIEWER, PASSWORD, created_by="t")
+    verified: list[str] = []
+    real_verify = accounts_module.verify_password
+
+    def counting(stored: str, password: str) -> bool:
+        verified.append(stored)
+        return real_verify(stored, password)
+
+    monkeypatch.setattr(accounts_module, "verify_password", counting)
+    assert store.accounts.authenticate("ann", "wrong password!") is None
+    assert store.accounts.authenticate("nobody", "wrong password!") is None
+    assert store.accounts.authenticate("<not a name>", "x" * 5000) is None
+    assert len(verified) == 3
+    assert verified[0] == stored_hash(store, "ann")
+    assert verified[1] != verified[0] and verified[1].startswith("$argon2id$")
