@@ -650,9 +650,9 @@ def _cell(text: str) -> str:
 
 def _route_access(path: str, method: str) -> str:
     """Given a route, return what a request to it needs past the guard."""
-    from upkeep.web.guard import OPEN_PATHS, SAFE_METHODS
+    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, SAFE_METHODS
 
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path in ACCOUNT_PATHS:
         return "none"
     if method.upper() in SAFE_METHODS:
         return "token"
@@ -731,14 +731,20 @@ def render_api() -> str:
         "The daemon listens on `engine.listen` (`127.0.0.1:9464` by default, or",
         "`upkeep serve --listen`). Access (the *access* column below):",
         "",
-        "- *none*: `GET`/`HEAD` of `/healthz` and `/metrics` answer anyone.",
-        "- *token*: every `/api/…` request needs `Authorization: Bearer <token>` naming a",
-        "  token of `engine.api_tokens` (docs/config.md); without any configured token the",
-        "  API refuses everything. A change is recorded as made by `api:<token name>`; a",
-        "  body cannot say who it is from (`by` is refused).",
+        "- *none*: `GET`/`HEAD` of `/healthz` and `/metrics` answer anyone; so do the",
+        "  sign-in and sign-out forms (`/login`, `/logout`), which carry their own CSRF token.",
+        "- *token*: every other request needs a credential: `Authorization: Bearer <token>`",
+        "  naming a token of `engine.api_tokens` (docs/config.md; every scope) or one made",
+        "  with `upkeep token add` (its scopes), or the session cookie of a user signed in at",
+        "  `/login` (their role's scopes). Each route needs one scope: `read` for reads (`admin`",
+        "  for `/api/users` and `/api/tokens`), `ack`, `run`, `approve` or `admin` for changes;",
+        "  a caller without it gets a 403 naming it. A change is recorded as made by",
+        "  `api:<token name>` or `user:<name>`; a body cannot say who it is from (`by` is",
+        "  refused).",
         "- *a change* (any method but GET, HEAD, OPTIONS) must come from the server's own",
         "  origin and carry `Content-Type: application/json`, even when its body is left",
-        "  out (a DELETE without a body needs none).",
+        "  out (a DELETE without a body needs none); made with a session cookie, it also",
+        "  sends the session's CSRF token in `X-CSRF-Token`.",
         "",
         "[docs/security.md](security.md) explains these rules. Durations are written `30m`,",
         "`2h`, `7d`; times in answers are ISO 8601. A 422 answer is",

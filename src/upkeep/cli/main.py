@@ -825,6 +825,124 @@ def notify_outbox(
     raise typer.Exit(list_outbox(config, status=status, limit=limit, json_output=json_output))
 
 
+# --- accounts of the web face (issue #14) -------------------------------------------------------
+
+user_app = typer.Typer(
+    cls=ReadableGroup, help="Users who sign in to the web face.", no_args_is_help=True
+)
+app.add_typer(user_app, name="user")
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of stdin instead of asking twice.",
+    ),
+]
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The user's name (letters, digits, . _ @ -).")],
+    role: Annotated[
+        str,
+        typer.Option(
+            metavar="ROLE",
+            help="viewer (reads), operator (acks, silences, runs) or admin (approves, "
+            "manages users and tokens).",
+            parser=options.one_of("viewer", "operator", "admin"),
+        ),
+    ],
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add a user; the password is asked for twice (never an argument)."""
+    from upkeep.cli.accounts import add_user
+
+    raise typer.Exit(add_user(config, name, role, password_stdin=password_stdin))
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List users: name, role, state, who added them and when."""
+    from upkeep.cli.accounts import list_users
+
+    raise typer.Exit(list_users(config, json_output=json_output))
+
+
+@user_app.command("remove")
+def user_remove(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a user and end their sessions."""
+    from upkeep.cli.accounts import remove_user
+
+    raise typer.Exit(remove_user(config, name))
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set a user's password (asked for twice) and end their sessions."""
+    from upkeep.cli.accounts import change_password
+
+    raise typer.Exit(change_password(config, name, password_stdin=password_stdin))
+
+
+token_app = typer.Typer(
+    cls=ReadableGroup, help="API tokens kept in the store.", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("add")
+def token_add(
+    name: Annotated[str, typer.Argument(help="The token's name (letters, digits, . _ @ -).")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            metavar="SCOPES",
+            help="What it may do, separated by commas: read, ack, run, approve, admin.",
+        ),
+    ],
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Expire after this long (90d); it never expires without it.",
+            parser=options.duration_text,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make an API token and print it once on stdout (only its SHA-256 is kept)."""
+    from upkeep.cli.accounts import add_token
+
+    raise typer.Exit(add_token(config, name, scope, expires_in=expires))
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List stored tokens: name, scopes, who made them, last use, expiry (never the token)."""
+    from upkeep.cli.accounts import list_tokens
+
+    raise typer.Exit(list_tokens(config, json_output=json_output))
+
+
+@token_app.command("remove")
+def token_remove(
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a stored token."""
+    from upkeep.cli.accounts import remove_token
+
+    raise typer.Exit(remove_token(config, name))
+
+
 def main() -> None:
     """Run the CLI; report unexpected failures in one redacted line and exit 3 (unknown).
 

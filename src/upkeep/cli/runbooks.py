@@ -718,7 +718,7 @@ def remove_window(config_path: Path | None, window_id: int) -> int:
         if opened is None:
             return EXIT_USAGE
         _, store = opened
-        removed = store.runs.remove_window(window_id)
+        removed = store.runs.remove_window(window_id, by=who())
     if not removed:
         print_error(f"no one-off window {window_id}")
         return EXIT_USAGE

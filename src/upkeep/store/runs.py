@@ -656,19 +656,29 @@ class RunLog:
             window_id, name, starts_at, ends_at, mute, comment, created_by, created_at
         )
 
-    def remove_window(self, window_id: int) -> bool:
-        """Given a one-off window's id, delete it; return whether it existed."""
+    def remove_window(self, window_id: int, *, by: str, now: datetime | None = None) -> bool:
+        """Given a one-off window's id and who removes it, end it for good; return whether
+        it existed and was not removed already. The row stays, marked with who removed it
+        and when, so the record keeps the author of every change."""
         with self._lock, self.engine.begin() as connection:
             return bool(
                 connection.execute(
-                    delete(maintenance_windows).where(maintenance_windows.c.id == window_id)
+                    update(maintenance_windows)
+                    .where(
+                        maintenance_windows.c.id == window_id,
+                        maintenance_windows.c.removed_at.is_(None),
+                    )
+                    .values(removed_at=now or datetime.now(UTC), removed_by=by)
                 ).rowcount
             )
 
     def list_windows(self, *, ending_after: datetime | None = None) -> list[OneOffWindow]:
-        """Return one-off windows (optionally only those ending after a moment), by start."""
-        query = select(maintenance_windows).order_by(
-            maintenance_windows.c.starts_at, maintenance_windows.c.id
+        """Return one-off windows not removed (optionally only those ending after a moment),
+        by start."""
+        query = (
+            select(maintenance_windows)
+            .where(maintenance_windows.c.removed_at.is_(None))
+            .order_by(maintenance_windows.c.starts_at, maintenance_windows.c.id)
         )
         if ending_after is not None:
             query = query.where(maintenance_windows.c.ends_at > ending_after)

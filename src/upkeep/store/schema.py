@@ -20,7 +20,11 @@ Designed for months of results from thousands of checks:
 * ``check_states`` keeps each check's recent statuses (flapping, soft/hard counts);
   ``alerts`` is one row per alert (a fired one is an incident) with its timeline in
   ``alert_events``; ``silences`` are muting rules added at run time; ``outbox`` is every
-  notification, persisted before it is sent and keyed so it is never sent twice.
+  notification, persisted before it is sent and keyed so it is never sent twice;
+* ``users`` are the people who sign in to the web face (a role and an Argon2id hash);
+  ``sessions`` are their signed-in browsers, keyed by the SHA-256 of the cookie's secret
+  (the secret itself is never stored); ``api_tokens`` are tokens made with ``upkeep token
+  add`` or the API, kept as the SHA-256 of the token with the scopes it carries.
 """
 
 from __future__ import annotations
@@ -180,6 +184,8 @@ maintenance_windows = Table(
     Column("comment", Text, nullable=False, default=""),
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+    Column("removed_by", String(200), nullable=True),
     Index("ix_maintenance_windows_ends_at", "ends_at"),
 )
 
@@ -354,4 +360,46 @@ backup_events = Table(
     Column("message", Text, nullable=False, default=""),
     Column("detail", JSON, nullable=False, default=dict),
     Index("ix_backup_events_source_kind", "source", "kind"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(12), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("scopes", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    UniqueConstraint("name"),
+    UniqueConstraint("digest"),
 )

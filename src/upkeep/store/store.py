@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from upkeep.core.results import CheckResult
+    from upkeep.store.accounts import AccountStore
     from upkeep.store.alerts import AlertStore
     from upkeep.store.backups import BackupCatalog
     from upkeep.store.outbox import OutboxStore
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005_accounts"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 DEFAULT_SCHEMA = "upkeep"
 """The PostgreSQL schema a store lives in unless the config names another."""
@@ -462,6 +463,13 @@ class Store:
         from upkeep.store.backups import BackupCatalog
 
         return BackupCatalog(self.engine, self._lock)
+
+    @functools.cached_property
+    def accounts(self) -> AccountStore:
+        """Return the accounts (users, sessions, stored API tokens)."""
+        from upkeep.store.accounts import AccountStore
+
+        return AccountStore(self.engine, self._lock)
 
     def close(self) -> None:
         """Release every pooled connection."""

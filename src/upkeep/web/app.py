@@ -1,10 +1,12 @@
-"""The daemon's HTTP application: ``/healthz``, ``/metrics``, the runs and alerts API.
+"""The daemon's HTTP application: ``/healthz``, ``/metrics``, the runs and alerts API,
+signing in (``/login``) and the accounts API.
 
 Served by uvicorn inside the daemon's event loop on ``engine.listen`` (loopback by
 default; see ``upkeep.web.server``). ``/healthz`` and ``/metrics`` answer anyone; every
-``/api/*`` request, reading or changing, passes ``upkeep.web.guard.ApiGuard`` first: a
-named API token, a Host of this server, JSON from the same origin for changes, a capped
-body. A change is recorded as made by the token's name (``api:<name>``).
+other request, reading or changing, passes ``upkeep.web.guard.ApiGuard`` first: an API
+token or a signed-in user's session, a Host of this server, JSON from the same origin
+(and a session's CSRF token) for changes, a capped body. A change is recorded as made by
+the token's or user's name (``api:<name>``, ``user:<name>``).
 """
 
 from __future__ import annotations
@@ -198,7 +200,8 @@ async def health_answer(state: DaemonState) -> Response:
 def create_app(state: DaemonState) -> FastAPI:
     """Given the daemon's state, return the FastAPI application serving it."""
     app = FastAPI(title="upkeep", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    app.add_middleware(ApiGuard, settings=_guard_settings(state))
+    guard_settings = _guard_settings(state)
+    app.add_middleware(ApiGuard, settings=guard_settings, accounts=lambda: state.store.accounts)
     app.add_exception_handler(RequestValidationError, _validation_failed)
 
     @app.get(
@@ -299,4 +302,7 @@ def create_app(state: DaemonState) -> FastAPI:
     from upkeep.web.alerts import alert_router
 
     app.include_router(alert_router(state))
+    from upkeep.web.auth import auth_router
+
+    app.include_router(auth_router(state, guard_settings))
     return app

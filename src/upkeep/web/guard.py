@@ -1,29 +1,46 @@
-"""The gate in front of the HTTP API: every check that needs only the request head.
+"""The gate in front of the HTTP face: every check that needs only the request head.
 
 ``ApiGuard`` is an ASGI middleware that runs before FastAPI sees a request, so nothing a
 client sends is parsed, or even read, before it has passed:
 
 1. A query string must be ASCII (400), on every path.
-2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` pass untouched: monitoring scrapes
-   them without a credential, and they hold no secret, no output and no message.
-3. Everything else is the API. Its ``Host`` must name this server: an IP address, a
-   loopback name, the listen host, a host of ``engine.allowed_hosts`` or of
-   ``alerting.public_url`` (421 otherwise). A DNS-rebinding page can only ever send the
-   attacker's own name; an IP address cannot be rebound.
-4. It needs ``Authorization: Bearer <token>`` naming a configured token (401 otherwise,
-   and always while no token is configured). Tokens are compared by their SHA-256 in
-   constant time; a header that is not ASCII, or not a bearer token, is a 401 like any
-   wrong one. The token's name becomes the request's actor, ``api:<name>``.
+2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` (and of ``OPEN_PREFIXES``) pass
+   untouched: monitoring scrapes them without a credential, and they hold no secret, no
+   output and no message.
+3. Everything else needs a ``Host`` naming this server: an IP address, a loopback name,
+   the listen host, a host of ``engine.allowed_hosts`` or of ``alerting.public_url`` (421
+   otherwise). A DNS-rebinding page can only ever send the attacker's own name; an IP
+   address cannot be rebound.
+4. It needs a credential, the first of:
+
+   * ``Authorization: Bearer <token>`` naming a token of ``engine.api_tokens`` (every
+     scope) or a token stored with ``upkeep token add`` (its own scopes). Tokens are
+     compared by their SHA-256, configured ones in constant time; a stored one is found
+     by its digest (the token has 256 random bits, so the lookup's timing tells nothing
+     usable). A header that is not ASCII, not a bearer token or no known token is a 401,
+     and a cookie sent beside it is not looked at;
+   * the ``upkeep_session`` cookie of a signed-in user (``upkeep.web.auth``): the user acts
+     with their role's scopes.
+
+   Without one, ``GET /login`` and ``POST /login``/``/logout`` still pass (they sign in
+   and out); a browser asking for a page (``GET``, ``Accept`` preferring ``text/html``,
+   not under ``/api/``) is sent to ``/login?next=<path>`` (303); anything else is a 401.
 5. A request that changes something (any method but GET, HEAD, OPTIONS) must not come
    from another site (``Origin`` other than the server's own, or ``Sec-Fetch-Site``
    ``cross-site``/``same-site``: 403) and carries JSON only (``Content-Type:
-   application/json``; 415 otherwise), which a cross-site form cannot send.
+   application/json``; 415 otherwise), which a cross-site form cannot send. The one
+   exception is the sign-in and sign-out forms (``application/x-www-form-urlencoded``),
+   which carry their own CSRF token. A change made with a session cookie must also send
+   the session's CSRF token in ``X-CSRF-Token`` (403 otherwise): the cookie is
+   ``SameSite=Strict`` already, the token holds where a browser does not honour that.
 6. A body larger than ``engine.http.max_body_bytes`` is refused (413) unread when its
    ``Content-Length`` says so, and as soon as the cap is passed when it is chunked; a body
    that does not arrive within ``engine.http.body_timeout`` is a 408. Each refusal closes
    the connection, so an unread body is never drained.
 
-The body is read here, once, and handed to the application whole.
+The body is read here, once, and handed to the application whole. The request's
+``Principal`` goes into the ASGI scope under ``PRINCIPAL_KEY``, its actor under
+``ACTOR_KEY``, and a session's record under ``SESSION_KEY``.
 """
 
 from __future__ import annotations
@@ -32,10 +49,11 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote, urlsplit
 
 import orjson
 
@@ -45,11 +63,28 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from upkeep.config.models import EngineConfig, UpkeepConfig
+    from upkeep.store.accounts import AccountStore, SessionRecord
+
+logger = logging.getLogger(__name__)
+Found = TypeVar("Found")
 
 ACTOR_KEY = "upkeep.actor"
 """Where the guard puts the request's actor (``api:<token name>``) in the ASGI scope."""
 PRINCIPAL_KEY = "upkeep.principal"
 """Where the guard puts the request's ``Principal`` (who, and with which scopes)."""
+SESSION_KEY = "upkeep.session"
+"""Where the guard puts a signed-in user's ``SessionRecord`` (its CSRF token, its expiry)."""
+SESSION_COOKIE = "upkeep_session"
+"""The cookie carrying a session's secret (HttpOnly, SameSite=Strict, Path=/)."""
+CSRF_HEADER = b"x-csrf-token"
+"""The header a change made with a session cookie carries its CSRF token in."""
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+ACCOUNT_PATHS = frozenset({LOGIN_PATH, LOGOUT_PATH})
+"""Paths that pass without a credential: signing in and out (the routes check the rest)."""
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_COOKIE_BYTES = 8192
+"""A Cookie header longer than this is not parsed (no session is read from it)."""
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Paths answered without a credential (GET and HEAD only)."""
 OPEN_PREFIXES: tuple[str, ...] = ()
@@ -63,13 +98,17 @@ MAX_AUTHORIZATION_BYTES = 4096
 """An Authorization header longer than this is refused without hashing it."""
 NO_CREDENTIAL_MESSAGE = (
     "the API is closed: no API token is configured. Add one under engine.api_tokens "
-    "(`upkeep init` writes one) and send `Authorization: Bearer <token>`"
+    "(`upkeep init` writes one) or with `upkeep token add`, and send "
+    "`Authorization: Bearer <token>`; or sign in at /login (`upkeep user add`)"
 )
-BAD_CREDENTIAL_MESSAGE = "a valid API token is required: send `Authorization: Bearer <token>`"
+BAD_CREDENTIAL_MESSAGE = (
+    "a valid API token or session is required: send `Authorization: Bearer <token>`, "
+    "or sign in at /login"
+)
 
 READ_REFUSALS: dict[int | str, dict[str, str]] = {
     400: {"description": "a header sent twice or not ASCII, or a query string not ASCII"},
-    401: {"description": "no valid API token (`Authorization: Bearer <token>`)"},
+    401: {"description": "no valid API token (`Authorization: Bearer <token>`) or session"},
     403: {"description": "the token or user lacks the scope this route needs"},
     421: {"description": "the Host names no host of this server (DNS-rebinding guard)"},
 }
@@ -77,8 +116,8 @@ READ_REFUSALS: dict[int | str, dict[str, str]] = {
 CHANGE_REFUSALS: dict[int | str, dict[str, str]] = {
     **READ_REFUSALS,
     403: {
-        "description": "the token or user lacks the scope this route needs, or the change "
-        "comes from another site or origin"
+        "description": "the token or user lacks the scope this route needs, the change "
+        "comes from another site or origin, or a session's change lacks its `X-CSRF-Token`"
     },
     408: {"description": "the body did not arrive within engine.http.body_timeout"},
     413: {"description": "the body is larger than engine.http.max_body_bytes"},
@@ -168,6 +207,8 @@ class GuardSettings:
     origins: frozenset[str]
     max_body_bytes: int
     body_timeout_s: float
+    secure_cookies: bool = False
+    """Whether ``alerting.public_url`` is https: cookies are then always ``Secure``."""
 
     @classmethod
     def from_config(cls, config: UpkeepConfig, listen: str) -> GuardSettings:
@@ -176,8 +217,10 @@ class GuardSettings:
         names = {name.lower().rstrip(".") for name in engine.allowed_hosts}
         names.add(host_name(listen.rpartition(":")[0]))
         origins: set[str] = set()
+        secure = False
         if config.alerting.public_url:
             public = urlsplit(config.alerting.public_url)
+            secure = public.scheme.lower() == "https"
             if public.hostname:
                 names.add(public.hostname.lower().rstrip("."))
             origins.add(f"{public.scheme}://{public.netloc}".lower())
@@ -187,6 +230,7 @@ class GuardSettings:
             origins=frozenset(origins),
             max_body_bytes=engine.http.max_body_bytes,
             body_timeout_s=engine.http.body_timeout.total_seconds(),
+            secure_cookies=secure,
         )
 
     def allows_host(self, header: str) -> bool:
@@ -205,15 +249,8 @@ class GuardSettings:
     def identify(self, authorization: bytes) -> str | None:
         """Given an ``Authorization`` header, return the name of the token it carries, or
         None if it carries none of the configured tokens (or is not a bearer token)."""
-        if len(authorization) > MAX_AUTHORIZATION_BYTES:
-            return None
-        try:
-            text = authorization.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        scheme, _, token = text.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or not token.isprintable():
+        token = bearer_token(authorization)
+        if token is None:
             return None
         presented = token_digest(token)
         found: str | None = None
@@ -224,14 +261,89 @@ class GuardSettings:
         return found
 
 
+def bearer_token(authorization: bytes) -> str | None:
+    """Given an ``Authorization`` header, return the bearer token it carries, or None if it
+    is too long, not ASCII, not ``Bearer`` or empty."""
+    if len(authorization) > MAX_AUTHORIZATION_BYTES:
+        return None
+    try:
+        text = authorization.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    scheme, _, token = text.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not token.isprintable():
+        return None
+    return token
+
+
+def cookie_value(scope: Scope, name: str) -> str | None:
+    """Given a request and a cookie's name, return the first value sent for it, or None
+    (a Cookie header too long or not ASCII is ignored whole)."""
+    for header in _header(scope, b"cookie"):
+        if len(header) > MAX_COOKIE_BYTES or not header.isascii():
+            continue
+        for pair in header.decode("ascii").split(";"):
+            key, separator, value = pair.strip().partition("=")
+            if separator and key == name:
+                return value.strip().strip('"')
+    return None
+
+
+def cookie_is_secure(scope: Scope, settings: GuardSettings) -> bool:
+    """Given a request and the settings, return whether cookies set on it must be
+    ``Secure``: it came over https, or the public URL is https."""
+    return scope.get("scheme") == "https" or settings.secure_cookies
+
+
+def wants_page(scope: Scope) -> bool:
+    """Given a request, return whether a browser asks for a page: a ``GET`` outside
+    ``/api/`` whose ``Accept`` puts ``text/html`` before (or without) JSON."""
+    if scope["method"] != "GET" or scope["path"].startswith("/api/"):
+        return False
+    accept = b",".join(_header(scope, b"accept")).decode("latin-1").lower()
+    html = accept.find("text/html")
+    if html < 0:
+        return False
+    json = accept.find("application/json")
+    return json < 0 or html < json
+
+
+def login_location(scope: Scope) -> str:
+    """Given a request for a page, return the sign-in address that brings the user back."""
+    target = scope["path"]
+    query = scope.get("query_string", b"")
+    if query:
+        target += "?" + query.decode("ascii")
+    return f"{LOGIN_PATH}?next={quote(target, safe='')}"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Who a request the guard admitted acts as: a principal, or nobody (sign-in and
+    sign-out only), and a signed-in user's session."""
+
+    principal: Principal | None
+    session: SessionRecord | None = None
+
+
 class RefusedError(Exception):
     """A request the guard answers itself, with a status and a message."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        close: bool = True,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.close = close
+        """Whether to close the connection (a body the client may still send is unread)."""
 
 
 def _header(scope: Scope, name: bytes) -> list[bytes]:
@@ -265,9 +377,16 @@ def _is_json(content_type: str) -> bool:
 class ApiGuard:
     """ASGI middleware applying the module's rules before the application runs."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], GuardSettings]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Callable[[], GuardSettings],
+        accounts: Callable[[], AccountStore] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.accounts = accounts
+        """The store's accounts (stored tokens, sessions); None: configured tokens only."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Given an ASGI request, answer it with a refusal or hand it to the application."""
@@ -288,7 +407,7 @@ class ApiGuard:
             return
         settings = self.settings()
         try:
-            principal = self._admit(scope, settings)
+            admission = await self._admit(scope, settings)
             body = await self._read_body(scope, receive, settings)
         except RefusedError as refusal:
             await _refuse(send, refusal)
@@ -304,11 +423,15 @@ class ApiGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(
-            {**scope, ACTOR_KEY: principal.actor, PRINCIPAL_KEY: principal}, replay, send
-        )
+        admitted = dict(scope)
+        if admission.principal is not None:
+            admitted[ACTOR_KEY] = admission.principal.actor
+            admitted[PRINCIPAL_KEY] = admission.principal
+        if admission.session is not None:
+            admitted[SESSION_KEY] = admission.session
+        await self.app(admitted, replay, send)
 
-    def _admit(self, scope: Scope, settings: GuardSettings) -> Principal:
+    async def _admit(self, scope: Scope, settings: GuardSettings) -> Admission:
         """Given a request head, return who it acts as; raise RefusedError if it may not
         go on. A token of ``engine.api_tokens`` acts with every scope."""
         host = _text_header(scope, b"host")
@@ -318,20 +441,77 @@ class ApiGuard:
                 "this server does not answer to that Host; name it in engine.allowed_hosts "
                 "if it is really this server",
             )
-        if not settings.tokens:
-            raise RefusedError(
-                401, NO_CREDENTIAL_MESSAGE, {"www-authenticate": 'Bearer realm="upkeep"'}
-            )
+        admission = await self._credential(scope, settings)
+        path = scope["path"]
+        if admission.principal is None and path not in ACCOUNT_PATHS:
+            if wants_page(scope):
+                raise RefusedError(
+                    303, "sign in first", {"location": login_location(scope)}, close=False
+                )
+            message = BAD_CREDENTIAL_MESSAGE if settings.tokens else NO_CREDENTIAL_MESSAGE
+            raise RefusedError(401, message, {"www-authenticate": 'Bearer realm="upkeep"'})
+        if scope["method"] not in SAFE_METHODS:
+            self._same_origin(scope, settings, host)
+            if path in ACCOUNT_PATHS:
+                self._form_or_json(scope, json_allowed=path == LOGOUT_PATH)
+            else:
+                self._json_only(scope)
+                if admission.session is not None:
+                    self._csrf(scope, admission.session)
+        return admission
+
+    async def _credential(self, scope: Scope, settings: GuardSettings) -> Admission:
+        """Given a request head, return the principal its token or session cookie names
+        (None: it sends neither); raise RefusedError 401 if it sends a token nobody has."""
         authorization = _header(scope, b"authorization")
-        name = settings.identify(authorization[0]) if len(authorization) == 1 else None
-        if name is None:
+        if authorization:
+            name = settings.identify(authorization[0]) if len(authorization) == 1 else None
+            if name is not None:
+                return Admission(Principal.token(name))
+            token = bearer_token(authorization[0]) if len(authorization) == 1 else None
+            if token is not None and self.accounts is not None:
+                accounts = self.accounts()
+                stored = await self._from_store(lambda: accounts.token_for(token))
+                if stored is not None:
+                    return Admission(Principal.token(stored.name, stored.scopes))
             raise RefusedError(
                 401, BAD_CREDENTIAL_MESSAGE, {"www-authenticate": 'Bearer realm="upkeep"'}
             )
-        if scope["method"] not in SAFE_METHODS:
-            self._same_origin(scope, settings, host)
-            self._json_only(scope)
-        return Principal.token(name)
+        secret = cookie_value(scope, SESSION_COOKIE)
+        if secret and self.accounts is not None and len(secret) <= MAX_AUTHORIZATION_BYTES:
+            accounts = self.accounts()
+            session = await self._from_store(lambda: accounts.session_for(secret))
+            if session is not None:
+                return Admission(Principal.user(session.user, session.role), session)
+        return Admission(None)
+
+    @staticmethod
+    async def _from_store(lookup: Callable[[], Found]) -> Found:
+        """Run a store lookup on a worker thread; raise RefusedError 503 if the store fails
+        (a credential that cannot be checked admits nobody, and is no 500)."""
+        try:
+            return await asyncio.to_thread(lookup)
+        except Exception as error:  # noqa: BLE001 - any store failure refuses, never raises
+            logger.warning("could not check a credential in the store: %s", type(error).__name__)
+            raise RefusedError(
+                503, "the store cannot be read to check this credential; try again"
+            ) from None
+
+    @staticmethod
+    def _csrf(scope: Scope, session: SessionRecord) -> None:
+        sent = _single_header(scope, CSRF_HEADER) or b""
+        if not hmac.compare_digest(sent, session.csrf_token.encode("ascii")):
+            raise RefusedError(
+                403, "a change made with a session must send its CSRF token in X-CSRF-Token"
+            )
+
+    @staticmethod
+    def _form_or_json(scope: Scope, *, json_allowed: bool) -> None:
+        content_type = _text_header(scope, b"content-type") or ""
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type == FORM_TYPE or (json_allowed and _is_json(content_type)):
+            return
+        raise RefusedError(415, f"this form takes `Content-Type: {FORM_TYPE}`")
 
     @staticmethod
     def _same_origin(scope: Scope, settings: GuardSettings, host: str) -> None:
@@ -398,12 +578,13 @@ class ApiGuard:
 
 async def _refuse(send: Send, refusal: RefusedError) -> None:
     """Answer a refused request with its status and a JSON message, closing the connection
-    (a body the client may still be sending is never read)."""
+    (a body the client may still be sending is never read) unless the refusal says not to
+    (a redirect to sign in, of a GET that has no body)."""
     body = orjson.dumps({"detail": refusal.message})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
+        *([(b"connection", b"close")] if refusal.close else []),
         *((key.encode(), value.encode()) for key, value in refusal.headers.items()),
     ]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})

@@ -268,8 +268,8 @@ def test_windows_add_list_remove(store: Store) -> None:
     assert stored.starts_at == now - timedelta(minutes=5)
     assert stored.ends_at == now + timedelta(hours=1)
     assert [w.id for w in store.runs.list_windows(ending_after=now)] == [current.id, later.id]
-    assert store.runs.remove_window(current.id) is True
-    assert store.runs.remove_window(current.id) is False
+    assert store.runs.remove_window(current.id, by="user:dora") is True
+    assert store.runs.remove_window(current.id, by="user:dora") is False
     assert [w.id for w in store.runs.list_windows()] == [past.id, later.id]
     with pytest.raises(ValueError, match="end after it starts"):
         store.runs.add_window("empty", now, now, created_by="alice")

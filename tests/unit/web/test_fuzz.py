@@ -50,6 +50,9 @@ paths = st.one_of(
     st.builds("/api/alerts/{}".format, ids),
     st.builds("/api/alerts/{}/ack".format, ids),
     st.builds("/api/silences/{}".format, ids),
+    st.sampled_from(["/login", "/logout", "/api/me", "/api/users", "/api/tokens"]),
+    st.builds("/api/users/{}".format, ids),
+    st.builds("/api/tokens/{}".format, ids),
     st.text(max_size=60).map(lambda text: "/" + text),
 )
 queries = st.one_of(
@@ -77,7 +80,17 @@ authorizations = st.one_of(
 )
 content_types = st.one_of(
     st.sampled_from([b"application/json", b"application/json; charset=utf-8"]),
-    st.one_of(st.none(), st.sampled_from([b"text/plain", b"APPLICATION/JSON"]), header_values),
+    st.one_of(
+        st.none(),
+        st.sampled_from([b"text/plain", b"APPLICATION/JSON", b"application/x-www-form-urlencoded"]),
+        header_values,
+    ),
+)
+cookies = st.one_of(
+    st.none(),
+    st.sampled_from([b"upkeep_session=abc", b"upkeep_login_csrf=" + b"k" * 43, b"a=b; c"]),
+    header_values.map(lambda value: b"upkeep_session=" + value),
+    header_values,
 )
 durations = st.one_of(
     st.sampled_from(["1h", "1y", "366d", "1000000000d", "0s", "1e9s", "9" * 39 + "s", "soon"]),
@@ -100,6 +113,12 @@ model_bodies = st.fixed_dictionaries(
         "for": durations,
         "comment": st.one_of(st.text(max_size=100), json_values),
         "by": st.text(max_size=10),
+        "name": st.one_of(st.sampled_from(["ann", "ops", "<b>"]), st.text(max_size=70)),
+        "role": st.one_of(st.sampled_from(["viewer", "admin"]), json_values),
+        "password": st.one_of(st.text(max_size=20), json_values),
+        "scopes": st.one_of(st.lists(st.sampled_from(["read", "ack", "root"])), json_values),
+        "expires_in": durations,
+        "disabled": json_values,
     },
 )
 # JSON that is valid but hard to take in: nesting past any recursion limit, numbers past
@@ -139,7 +158,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
             )
         )
         headers.append((b"content-length", str(len(body)).encode()))
-        method = draw(st.sampled_from(["GET", "POST", "DELETE"]))
+        method = draw(st.sampled_from(["GET", "POST", "DELETE", "PATCH"]))
     else:
         for name, strategy in (
             (
@@ -149,6 +168,8 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
                 ),
             ),
             (b"authorization", authorizations),
+            (b"cookie", cookies),
+            (b"accept", st.one_of(st.none(), st.just(b"text/html"), header_values)),
             (b"content-type", content_types),
             (b"origin", st.one_of(st.none(), st.just(b"http://127.0.0.1:9464"), header_values)),
             (

@@ -12,6 +12,8 @@ from upkeep.web.guard import SAFE_METHODS
 
 OPEN_ROUTES = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Routes that answer without a credential (the guard lets them through)."""
+ADMIN_READS = ("/api/users", "/api/tokens")
+"""Reads that need the admin scope: the accounts."""
 
 
 def _scopes_of(route: APIRoute) -> list[Scope]:
@@ -27,14 +29,27 @@ def _scopes_of(route: APIRoute) -> list[Scope]:
 
 
 def api_routes(app: Any) -> list[APIRoute]:
-    """Given an app, return its routes under /api that need a credential."""
-    return [
-        route
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        and route.path.startswith("/api/")
-        and route.path not in OPEN_ROUTES
-    ]
+    """Given an app, return its routes under /api that need a credential, those of included
+    routers too (FastAPI keeps an included router whole in ``app.routes``; its routes are
+    only reached through ``iter_route_contexts``)."""
+    from fastapi.routing import iter_route_contexts
+
+    found: list[APIRoute] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if (
+            isinstance(route, APIRoute)
+            and route.path.startswith("/api/")
+            and route.path not in OPEN_ROUTES
+            and route.path == context.path
+        ):
+            found.append(route)
+    return found
+
+
+def test_the_walk_reaches_the_routes_of_included_routers(daemon_app: Any) -> None:
+    paths = {route.path for route in api_routes(daemon_app)}
+    assert {"/api/runs", "/api/alerts", "/api/silences", "/api/users", "/api/me"} <= paths
 
 
 def test_every_api_route_declares_exactly_one_scope(daemon_app: Any) -> None:
@@ -44,7 +59,10 @@ def test_every_api_route_declares_exactly_one_scope(daemon_app: Any) -> None:
         methods = route.methods or set()
         scopes = _scopes_of(route)
         assert len(scopes) == 1, f"{sorted(methods)} {route.path} declares {scopes}"
-        if methods <= SAFE_METHODS:
+        if methods <= SAFE_METHODS and route.path.startswith(ADMIN_READS):
+            # Who has an account, and which tokens exist, is for admins only.
+            assert scopes == [Scope.ADMIN], f"{route.path} reads accounts but needs {scopes}"
+        elif methods <= SAFE_METHODS:
             assert scopes == [Scope.READ], f"{route.path} reads but needs {scopes}"
         else:
             assert scopes[0] != Scope.READ, f"{sorted(methods)} {route.path} changes "
