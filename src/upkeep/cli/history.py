@@ -17,7 +17,7 @@ def run_history(
         return 2
     from zoneinfo import ZoneInfo
 
-    from upkeep.cli.options import since_start
+    from upkeep.core.moments import since_start
 
     try:
         start = since_start(since, ZoneInfo(loaded.config.timezone), datetime.now(UTC))

@@ -1118,3 +1118,30 @@ def _failed_record(name: str, started_at: datetime, message: str, root: Path) ->
         location=str(root),
         message=message,
     )
+
+
+def backup_row(backup: Backup) -> dict[str, Any]:
+    """Given a backup of the repository, return it as ``upkeep backup list --json`` and
+    ``GET /api/backups`` show it: what the manifest says only when it is intact (a
+    damaged backup's manifest may be forged or another backup's)."""
+    verification = backup.verification()
+    if verification is None:
+        verified = "never"
+    else:
+        verdict = "ok" if verification.get("ok") else "FAILED"
+        how = "restore" if verification.get("restored") else "hash"
+        verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
+    manifest = backup.intact_manifest if backup.intact else None
+    return {
+        "id": backup.id,
+        "source": backup.source,
+        "started_at": backup.taken_at.isoformat(),
+        "intact": backup.intact,
+        "problem": backup.problem,
+        "raw_bytes": manifest.data.raw_bytes if manifest else None,
+        "stored_bytes": manifest.data.stored_bytes if manifest else None,
+        "encrypted": manifest.data.encrypted if manifest else False,
+        "verified": verified,
+        "label": manifest.label if manifest else None,
+        "path": str(backup.path),
+    }
