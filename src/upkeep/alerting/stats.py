@@ -469,6 +469,20 @@ def period_stats(
     return compute_stats(incidents, start, end, monitored, response_targets)
 
 
+def stats_document(
+    start: datetime, end: datetime, figures: Sequence[ReliabilityFigures]
+) -> dict[str, Any]:
+    """Given a period and its figures (``period_stats``), return the document ``upkeep
+    stats --json`` prints and ``GET /api/stats`` answers: the period, then the figures of
+    the checks and of the targets."""
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "checks": [figure.to_json() for figure in figures if figure.scope == "check"],
+        "targets": [figure.to_json() for figure in figures if figure.scope == "target"],
+    }
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 

@@ -272,23 +272,7 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
             except BackupFailed as error:
                 results.append({"source": name, "ok": False, "error": str(error)})
                 continue
-            results.append(
-                {
-                    "source": name,
-                    "ok": True,
-                    **backup_row(report.backup),
-                    "duration_s": report.backup.intact_manifest.duration_s,
-                    "copied": report.copied,
-                    "removed": [d.candidate.id for d in report.pruned if not d.keep],
-                    "copy_removed": (
-                        report.copy_retention.removed if report.copy_retention else []
-                    ),
-                    "copy_problem": (
-                        report.copy_retention.problem if report.copy_retention else None
-                    ),
-                    "catalog_error": report.catalog_error,
-                }
-            )
+            results.append({"source": name, "ok": True, **report.to_json()})
             if report.catalog_error is not None:
                 print_error(report.catalog_error)
             if report.copy_retention is not None and report.copy_retention.problem:
@@ -334,13 +318,7 @@ def backup_verify(
             print_error(str(error))
             return EXIT_USAGE
         _check_sources(session, [report.backup.source])
-        document = {
-            "id": backup_id,
-            "ok": report.ok,
-            "restored": report.restored,
-            "problems": report.problems,
-            **report.figures,
-        }
+        document = report.to_json()
         if json_output:
             print_json(document)
         else:

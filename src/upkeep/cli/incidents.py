@@ -277,14 +277,9 @@ def show_stats(
     checks = [figure for figure in figures if figure.scope == "check"]
     targets = [figure for figure in figures if figure.scope == "target"]
     if json_output:
-        print_json(
-            {
-                "since": start.isoformat(),
-                "until": now.isoformat(),
-                "checks": [figure.to_json() for figure in checks],
-                "targets": [figure.to_json() for figure in targets],
-            }
-        )
+        from upkeep.alerting.stats import stats_document
+
+        print_json(stats_document(start, now, figures))
         return 0
     zone = ZoneInfo(loaded.config.timezone)
     out = console()

@@ -133,6 +133,19 @@ class StoredResult:
     duration_ms: float
     at: datetime
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as ``upkeep history --json`` and ``GET /api/checks/{name}/history``
+        show it (the shape of a fresh result's ``CheckResult.to_json``)."""
+        return {
+            "check": self.check,
+            "target": self.target,
+            "status": self.status.label,
+            "metrics": self.metrics,
+            "message": self.message,
+            "duration_ms": round(self.duration_ms, 3),
+            "at": self.at.isoformat(),
+        }
+
 
 @dataclass(frozen=True)
 class PruneReport:

@@ -50,9 +50,9 @@ ACTOR_KEY = "upkeep.actor"
 """Where the guard puts the request's actor (``api:<token name>``) in the ASGI scope."""
 PRINCIPAL_KEY = "upkeep.principal"
 """Where the guard puts the request's ``Principal`` (who, and with which scopes)."""
-OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Paths answered without a credential (GET and HEAD only)."""
-OPEN_PREFIXES: tuple[str, ...] = ()
+OPEN_PREFIXES: tuple[str, ...] = ("/api/docs",)
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -149,6 +149,19 @@ class CreateReport:
     catalog_error: str | None = None
     """Why the store did not record the backup (it stands in the repository all the same)."""
 
+    def to_json(self) -> dict[str, Any]:
+        """Return what was done as ``upkeep backup create --json`` and the API show it: the
+        backup's row, how long it took, where it was copied and what retention removed."""
+        return {
+            **backup_row(self.backup),
+            "duration_s": self.backup.intact_manifest.duration_s,
+            "copied": self.copied,
+            "removed": [decision.candidate.id for decision in self.pruned if not decision.keep],
+            "copy_removed": self.copy_retention.removed if self.copy_retention else [],
+            "copy_problem": self.copy_retention.problem if self.copy_retention else None,
+            "catalog_error": self.catalog_error,
+        }
+
 
 def create(
     env: BackupEnv,
@@ -488,6 +501,16 @@ class VerifyReport:
     problems: list[str]
     restored: bool
     figures: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the verdict as ``upkeep backup verify --json`` and the API show it."""
+        return {
+            "id": self.backup.id,
+            "ok": self.ok,
+            "restored": self.restored,
+            "problems": self.problems,
+            **self.figures,
+        }
 
 
 def verify(
