@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
+from starlette.types import Receive, Scope, Send
 
 from tests.helpers import load_text
 from upkeep.alerting.manager import AlertManager
@@ -147,7 +147,7 @@ def client_as(state: DaemonState, role: Role) -> httpx.AsyncClient:
     app.user_middleware = []
     who = Principal.user("vera", role)
 
-    async def as_user(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def as_user(scope: Scope, receive: Receive, send: Send) -> None:
         scope[PRINCIPAL_KEY] = who
         await app(scope, receive, send)
 
