@@ -11,7 +11,16 @@ from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, Word, api_duration, needs
+from upkeep.web.inputs import (
+    Acker,
+    ApiBody,
+    Comment,
+    RecordId,
+    Word,
+    api_duration,
+    invalid,
+    needs,
+)
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
@@ -160,7 +169,7 @@ def alert_router(state: DaemonState) -> APIRouter:
                 )
             )
         except AlertError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+            raise invalid(("body", "matchers"), str(error)) from None
         return {"id": silence.id, "ends_at": silence.ends_at.isoformat()}
 
     @router.delete(

@@ -311,7 +311,7 @@ def backup_router(state: DaemonState) -> APIRouter:
     @router.post(
         "/api/drills/{source}",
         status_code=202,
-        responses={**job_responses, 422: {"description": "a bad body, or rto/rpo no duration"}},
+        responses=job_responses,
         response_description="the job running the drill",
     )
     async def run_drill(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import ApiBody, Runner, Word, needs
+from upkeep.web.inputs import ApiBody, Runner, Word, invalid, needs
 from upkeep.web.queries import CheckName, Since, label_filters, period_start
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def check_router(state: DaemonState) -> APIRouter:
         """What a silence with these matchers would mute now, before adding it."""
         matchers = label_filters(matcher, "matcher")
         if not matchers:
-            raise HTTPException(status_code=422, detail="at least one matcher is needed")
+            raise invalid(("query", "matcher"), "at least one matcher is needed")
         alerts, checks = await asyncio.to_thread(preview_silence, state, matchers)
         return SilencePreview(matchers=matchers, alerts=alerts, checks=checks)
 

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, needs
+from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, invalid, needs
 from upkeep.web.queries import Filters, Since, label_filters, period_start
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def incident_router(state: DaemonState) -> APIRouter:
         start = period_start(since, ZoneInfo(state.loaded.config.timezone), now)
         labels = label_filters(label)
         if start >= now:
-            raise HTTPException(status_code=422, detail="since must be in the past")
+            raise invalid(("query", "since"), "since must be in the past")
         targets = {
             str(severity): target
             for severity, target in state.loaded.config.alerting.response_targets.items()

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Annotated
 
-from fastapi import HTTPException, Path, Query
+from fastapi import Path, Query
+
+from upkeep.web.inputs import invalid
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """How the config spells a name (``upkeep.config.models.NAME_PATTERN``)."""
@@ -58,26 +60,26 @@ Filters = Annotated[
 
 def period_start(text: str, zone: tzinfo, now: datetime, field: str = "since") -> datetime:
     """Given a ``since`` as a client sent it, the config's timezone and now, return when
-    the span starts; raise HTTPException 422 if it is neither a duration nor an ISO time
+    the span starts; raise RequestValidationError (a 422) if it is neither a duration nor an ISO time
     of the years the commands accept (the answer does not quote the input)."""
     from upkeep.core.moments import FIRST_YEAR, LAST_YEAR, since_start
 
     try:
         return since_start(text, zone, now)
     except (ValueError, OverflowError):
-        raise HTTPException(
-            status_code=422,
-            detail=f"{field} must be a duration (24h, 7d) or an ISO time of the years "
+        raise invalid(
+            ("query", field),
+            f"{field} must be a duration (24h, 7d) or an ISO time of the years "
             f"{FIRST_YEAR} to {LAST_YEAR} (2026-03-01T00:00)",
         ) from None
 
 
 def label_filters(pairs: list[str], field: str = "label") -> dict[str, str]:
-    """Given ``k=v`` texts from a query, return them as a mapping; raise HTTPException 422
+    """Given ``k=v`` texts from a query, return them as a mapping; raise RequestValidationError (a 422)
     if there are more than ``MAX_FILTERS``, one is longer than ``MAX_FILTER_CHARS``, holds
     a control character, or has no ``=`` or an empty key."""
     if len(pairs) > MAX_FILTERS:
-        raise HTTPException(status_code=422, detail=f"at most {MAX_FILTERS} {field} filters")
+        raise invalid(("query", field), f"at most {MAX_FILTERS} {field} filters")
     found: dict[str, str] = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
@@ -87,9 +89,9 @@ def label_filters(pairs: list[str], field: str = "label") -> dict[str, str]:
             or not key.strip()
             or not pair.isprintable()
         ):
-            raise HTTPException(
-                status_code=422,
-                detail=f"each {field} is key=value (e.g. env=prod), one line, at most "
+            raise invalid(
+                ("query", field),
+                f"each {field} is key=value (e.g. env=prod), one line, at most "
                 f"{MAX_FILTER_CHARS} characters",
             )
         found[key.strip()] = value.strip()

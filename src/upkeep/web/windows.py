@@ -12,7 +12,16 @@ from pydantic import BaseModel, Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, Word, api_duration, needs
+from upkeep.web.inputs import (
+    Acker,
+    ApiBody,
+    Comment,
+    RecordId,
+    Word,
+    api_duration,
+    invalid,
+    needs,
+)
 from upkeep.web.queries import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -104,9 +113,8 @@ def window_router(state: DaemonState) -> APIRouter:
                 body.start, ZoneInfo(state.loaded.config.timezone), datetime.now(UTC)
             )
         except (ValueError, OverflowError):
-            raise HTTPException(
-                status_code=422,
-                detail="start must be 'now' or an ISO time of the years 1970 to 9000",
+            raise invalid(
+                ("body", "start"), "start must be 'now' or an ISO time of the years 1970 to 9000"
             ) from None
         mute: dict[str, Any] | None = {"labels": body.mute_labels} if body.mute_labels else None
         window = await asyncio.to_thread(

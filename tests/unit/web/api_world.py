@@ -4,6 +4,7 @@ for running checks and runbooks (``upkeep.serve.daemon.Daemon``, without its ser
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -74,10 +75,9 @@ def failing(check: str, target: str, at: datetime, labels: dict[str, str]) -> Ch
     )
 
 
-@contextlib.asynccontextmanager
-async def world(tmp_path: Path, config: str = CONFIG) -> AsyncIterator[World]:
-    """Yield a seeded world whose daemon runs checks and runbooks as ``upkeep serve``'s
-    leader does; close it all afterwards."""
+def build_world(tmp_path: Path, config: str = CONFIG) -> World:
+    """Return a seeded world whose daemon runs checks and runbooks as ``upkeep serve``'s
+    leader does (its HTTP client opens its session in the loop that first uses it)."""
     loaded = load_text(tmp_path, config, {"API_TOKEN": TOKEN})
     store = loaded.config.store.open(loaded.base_dir)
     now = datetime.now(UTC)
@@ -104,7 +104,7 @@ async def world(tmp_path: Path, config: str = CONFIG) -> AsyncIterator[World]:
     )
     daemon = Daemon(loaded)
     daemon._store = store
-    pipeline = daemon._new_pipeline(store)
+    daemon._new_pipeline(store)
     state = DaemonState(
         instance_id=daemon.instance_id,
         loaded=loaded,
@@ -117,17 +117,30 @@ async def world(tmp_path: Path, config: str = CONFIG) -> AsyncIterator[World]:
     daemon._state = state
     http = HttpClient()
     state.start_runbook = daemon._runbook_starter(http)
+    return World(state, daemon, http, alert_id, run_id, silence.id, window.id)
+
+
+async def close_world(seeded: World) -> None:
+    """Cancel the runs the world's daemon started, close its client, pipeline and store."""
+    daemon = seeded.daemon
+    tasks = list(daemon._running_runbooks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await seeded.http.close()
+    if daemon._pipeline is not None:
+        daemon._pipeline.close()
+    seeded.state.store.close()
+
+
+@contextlib.asynccontextmanager
+async def world(tmp_path: Path, config: str = CONFIG) -> AsyncIterator[World]:
+    """Yield a seeded world (``build_world``); close it all afterwards."""
+    seeded = build_world(tmp_path, config)
     try:
-        yield World(state, daemon, http, alert_id, run_id, silence.id, window.id)
+        yield seeded
     finally:
-        for task in list(daemon._running_runbooks.values()):
-            task.cancel()
-        for task in list(daemon._running_runbooks.values()):
-            with contextlib.suppress(BaseException):
-                await task
-        await http.close()
-        pipeline.close()
-        store.close()
+        await close_world(seeded)
 
 
 def client(state: DaemonState, token: str | None = TOKEN) -> httpx.AsyncClient:
