@@ -25,8 +25,14 @@ from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.web.alerts import alert_router
 from upkeep.web.backups import backup_router
 from upkeep.web.checks import check_router
-from upkeep.web.docs_ui import docs_router
-from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS, ApiGuard, GuardSettings
+from upkeep.web.docs_ui import declare_bearer, docs_router
+from upkeep.web.guard import (
+    CHANGE_REFUSALS,
+    OPEN_PATHS,
+    READ_REFUSALS,
+    ApiGuard,
+    GuardSettings,
+)
 from upkeep.web.incidents import incident_router
 from upkeep.web.inputs import ApiBody, Approver, Comment, RecordId, RunbookName, needs
 from upkeep.web.jobs import JobTable
@@ -329,4 +335,5 @@ def create_app(state: DaemonState) -> FastAPI:
     app.include_router(backup_router(state))
     app.include_router(notify_router(state))
     app.include_router(docs_router())
+    declare_bearer(app, OPEN_PATHS)
     return app

@@ -6,8 +6,9 @@ secret, and every operation tried from the page still needs a token."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
@@ -18,6 +19,38 @@ ASSETS = {
     "favicon-32x32.png": "image/png",
 }
 """The bundle's files the page loads, with their media types (nothing else is served)."""
+
+
+BEARER_SCHEME = "token"
+"""The name of the schema's security scheme: `Authorization: Bearer <token>`."""
+
+
+def declare_bearer(app: FastAPI, open_paths: frozenset[str]) -> None:
+    """Given the app and the paths answered without a credential, make its schema say
+    that every other operation needs a bearer token (Swagger UI's *Authorize* then sends
+    it). The guard, not FastAPI, checks it: this only describes what the guard does."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            BEARER_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API token of `engine.api_tokens`",
+            }
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path in open_paths:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{BEARER_SCHEME: []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _asset_directory() -> Path:

@@ -73,6 +73,11 @@ class JobTable:
         """Given an id, return the job, or None if there is none (or it was forgotten)."""
         return self._jobs.get(job_id)
 
+    @property
+    def busy(self) -> bool:
+        """Return whether a job is still running."""
+        return any(job.status == "running" for job in self._jobs.values())
+
     def start(
         self,
         kind: str,

@@ -7,6 +7,9 @@ runbooks. Derandomized and bounded: the same cases every run, well under a minut
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +51,10 @@ runbooks:
   tidy:
     steps:
       - manual: Look at the disk
+backups:
+  repository: repo
+  sources:
+    db: {sqlite: data/app.db}
 """
 """Runbooks of manual steps only: a run the fuzzer starts ends at once (no approval
 waits past the test)."""
@@ -65,8 +72,18 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
-    seeded = build_world(tmp_path_factory.mktemp("fuzz"), FUZZ_CONFIG)
+    base = tmp_path_factory.mktemp("fuzz")
+    (base / "data").mkdir()
+    with contextlib.closing(sqlite3.connect(base / "data" / "app.db")) as database:
+        database.execute("CREATE TABLE t (x INTEGER)")
+        database.commit()
+    seeded = build_world(base, FUZZ_CONFIG)
     yield Fuzzed(create_app(seeded.state), seeded)
+    # Backups the fuzzer started run on in their threads: they end before the store closes.
+    for _ in range(1000):
+        if not seeded.state.jobs.busy:
+            break
+        time.sleep(0.01)
     asyncio.run(close_world(seeded))
 
 
