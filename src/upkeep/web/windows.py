@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ from upkeep.web.queries import NAME_PATTERN
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
+
+logger = logging.getLogger(__name__)
 
 
 class WindowRow(BaseModel):
@@ -142,10 +145,11 @@ def window_router(state: DaemonState) -> APIRouter:
     )
     async def remove_window(window_id: RecordId, who: Acker) -> dict[str, Any]:
         """Remove a one-off window, as `upkeep window remove` (config windows stay)."""
-        del who
         removed = await asyncio.to_thread(state.store.runs.remove_window, window_id)
         if not removed:
             raise HTTPException(status_code=404, detail=f"no one-off window {window_id}")
+        # The window's row goes; who removed it stays in the daemon's log.
+        logger.info("one-off window %d removed by %s", window_id, who.actor)
         return {"id": window_id, "removed": True}
 
     return router
