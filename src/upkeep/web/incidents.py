@@ -1,5 +1,5 @@
-"""The incidents API (``upkeep incidents list|show|note``) and reliability figures
-(``upkeep stats``), read through the same ``upkeep.alerting.stats`` functions."""
+"""The incidents API (``upkeep incidents``, with its ``show`` and ``note``) and reliability
+figures (``upkeep stats``), read through the same ``upkeep.alerting.stats`` functions."""
 
 from __future__ import annotations
 
