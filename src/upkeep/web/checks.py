@@ -107,11 +107,11 @@ def _summaries(state: DaemonState) -> list[CheckSummary]:
     names = sorted(loaded.checks)
     with store.engine.connect() as connection:
         states = store.alerts.states(connection, names)
+    latest = store.latest()
     found: list[CheckSummary] = []
     for name in names:
         check = loaded.checks[name]
-        latest = store.history(name, limit=1)
-        last = latest[0] if latest else None
+        last = latest.get(name)
         remembered = states.get(name)
         status = last.status if last else None
         failing = status is not None and status not in (Status.OK, Status.UNKNOWN)
