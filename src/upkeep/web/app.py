@@ -36,6 +36,7 @@ from upkeep.web.guard import (
 from upkeep.web.incidents import incident_router
 from upkeep.web.inputs import ApiBody, Approver, Comment, RecordId, RunbookName, needs
 from upkeep.web.jobs import JobTable
+from upkeep.web.models import RunModel
 from upkeep.web.notify import notify_router
 from upkeep.web.runbooks import runbook_router
 from upkeep.web.windows import window_router
@@ -258,6 +259,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs",
         responses=READ_REFUSALS,
         response_description="runs, newest first",
+        response_model=list[RunModel],
         dependencies=[needs(Scope.READ)],
     )
     async def list_runs(
@@ -276,6 +278,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}",
         responses={**READ_REFUSALS, 404: {"description": "no run with this id"}},
         response_description="the run: trigger, who, status, times, steps with output",
+        response_model=RunModel,
         dependencies=[needs(Scope.READ)],
     )
     async def show_run(run_id: RecordId) -> dict[str, Any]:
@@ -308,6 +311,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}/approve",
         responses=decision_responses,
         response_description="the run, which goes on",
+        response_model=RunModel,
     )
     async def approve(
         run_id: RecordId, who: Approver, body: Decision | None = None
@@ -320,6 +324,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}/reject",
         responses=decision_responses,
         response_description="the run, which stops",
+        response_model=RunModel,
     )
     async def reject(
         run_id: RecordId, who: Approver, body: Decision | None = None

@@ -16,12 +16,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import ApiBody, RecordId, Runner, needs
 from upkeep.web.jobs import JobBusy
+from upkeep.web.models import Answer
 from upkeep.web.queries import NAME_PATTERN, BackupId, SourceName
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
 
 
-class BackupRow(BaseModel):
+class BackupRow(Answer):
     """A backup in the repository (`upkeep backup list --json`)."""
 
     id: str
@@ -45,7 +46,7 @@ class BackupRow(BaseModel):
     path: str
 
 
-class BackupList(BaseModel):
+class BackupList(Answer):
     """The repository's backups, the latest failed attempts, and whether others may write it."""
 
     backups: list[BackupRow]
@@ -53,7 +54,7 @@ class BackupList(BaseModel):
     repository_exposed: list[str]
 
 
-class JobModel(BaseModel):
+class JobModel(Answer):
     """Long work the API started: poll `GET /api/jobs/{id}` until it is not `running`."""
 
     id: int

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import ApiBody, Runner, Word, invalid, needs
+from upkeep.web.models import AlertModel, Answer
 from upkeep.web.queries import CheckName, Since, label_filters, period_start
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ MAX_NAMES = 1000
 """A run-now request names at most this many checks."""
 
 
-class CheckSummary(BaseModel):
+class CheckSummary(Answer):
     """A configured check and what it last said."""
 
     name: str
@@ -44,7 +45,7 @@ class CheckSummary(BaseModel):
     message: str | None = Field(description="its latest result's message")
 
 
-class StoredResultModel(BaseModel):
+class StoredResultModel(Answer):
     """A check result (``upkeep check --json`` / ``upkeep history --json``)."""
 
     check: str
@@ -56,7 +57,7 @@ class StoredResultModel(BaseModel):
     at: str
 
 
-class History(BaseModel):
+class History(Answer):
     """Stored results, newest first (``upkeep history --json``)."""
 
     results: list[StoredResultModel]
@@ -77,7 +78,7 @@ class CheckRunRequest(ApiBody):
     )
 
 
-class CheckRunAnswer(BaseModel):
+class CheckRunAnswer(Answer):
     """The results of a run now (``upkeep check --json``), and what went wrong recording them."""
 
     results: list[StoredResultModel]
@@ -88,11 +89,11 @@ class CheckRunAnswer(BaseModel):
     )
 
 
-class SilencePreview(BaseModel):
+class SilencePreview(Answer):
     """What a silence with these matchers would mute now."""
 
     matchers: dict[str, str]
-    alerts: list[dict[str, Any]] = Field(description="open alerts it matches")
+    alerts: list[AlertModel] = Field(description="open alerts it matches")
     checks: list[str] = Field(
         description="configured checks whose alerts it would match (by check, target, "
         "severity and labels; a `status` matcher is judged on `critical`)"
@@ -284,6 +285,8 @@ def check_router(state: DaemonState) -> APIRouter:
         if not matchers:
             raise invalid(("query", "matcher"), "at least one matcher is needed")
         alerts, checks = await asyncio.to_thread(preview_silence, state, matchers)
-        return SilencePreview(matchers=matchers, alerts=alerts, checks=checks)
+        return SilencePreview.model_validate(
+            {"matchers": matchers, "alerts": alerts, "checks": checks}
+        )
 
     return router

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, invalid, needs
+from upkeep.web.models import Answer, DeliveryModel, EventModel
 from upkeep.web.queries import Filters, Since, label_filters, period_start
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class Incident(BaseModel):
+class Incident(Answer):
     """An incident (a fired alert) as `upkeep incidents --json` shows it."""
 
     id: int
@@ -44,8 +45,8 @@ class Incident(BaseModel):
 class IncidentDetail(Incident):
     """An incident with its timeline and the notifications sent for it."""
 
-    timeline: list[dict[str, Any]]
-    notifications: list[dict[str, Any]]
+    timeline: list[EventModel]
+    notifications: list[DeliveryModel]
 
 
 def _not_blank(text: str) -> str:
@@ -62,7 +63,7 @@ class NoteRequest(ApiBody):
     )
 
 
-class NoteAdded(BaseModel):
+class NoteAdded(Answer):
     """The note recorded."""
 
     incident: int
@@ -70,7 +71,7 @@ class NoteAdded(BaseModel):
     at: str
 
 
-class Figures(BaseModel):
+class Figures(Answer):
     """One check's or target's figures over the period (seconds, percentages, counts)."""
 
     scope: str
@@ -91,7 +92,7 @@ class Figures(BaseModel):
     response_target_met_percent: float | None
 
 
-class Stats(BaseModel):
+class Stats(Answer):
     """`upkeep stats --json`'s document."""
 
     since: str

@@ -10,18 +10,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import ApiBody, Runner, needs
+from upkeep.web.models import Answer
 from upkeep.web.queries import NAME_PATTERN
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
 
 
-class OutboxEntry(BaseModel):
+class OutboxEntry(Answer):
     """One notification in the outbox (`upkeep notify outbox --json`)."""
 
     id: int
@@ -42,7 +43,7 @@ class OutboxEntry(BaseModel):
     batch: str | None
 
 
-class Outbox(BaseModel):
+class Outbox(Answer):
     """How many notifications are in each status, and the latest ones, newest first."""
 
     counts: dict[str, int]
@@ -55,7 +56,7 @@ class TestRequest(ApiBody):
     channel: str = Field(pattern=NAME_PATTERN, max_length=200, description="a channel's name")
 
 
-class TestSent(BaseModel):
+class TestSent(Answer):
     """The channel took the test message."""
 
     channel: str

@@ -8,18 +8,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
 from upkeep.web.inputs import ApiBody, Runner, needs
+from upkeep.web.models import Answer
 from upkeep.web.queries import RunbookPathName
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
 
 
-class RunbookSummary(BaseModel):
+class RunbookSummary(Answer):
     """A configured runbook (``upkeep runbooks --json``) with its next firings."""
 
     runbook: str
@@ -41,7 +42,7 @@ class RunRequest(ApiBody):
     force: bool = Field(default=False, description="run even though the runbook's window is closed")
 
 
-class RunStarted(BaseModel):
+class RunStarted(Answer):
     """A run the daemon started; follow it at `GET /api/runs/{run_id}`."""
 
     run_id: int

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
@@ -23,6 +23,7 @@ from upkeep.web.inputs import (
     invalid,
     needs,
 )
+from upkeep.web.models import Answer, Removed
 from upkeep.web.queries import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class WindowRow(BaseModel):
+class WindowRow(Answer):
     """A window as `upkeep window list --json` shows it."""
 
     id: int | None = Field(description="a one-off window's id; null for a config window")
@@ -66,7 +67,7 @@ class WindowRequest(ApiBody):
     )
 
 
-class WindowAdded(BaseModel):
+class WindowAdded(Answer):
     """The window recorded."""
 
     id: int
@@ -143,13 +144,13 @@ def window_router(state: DaemonState) -> APIRouter:
         responses={**CHANGE_REFUSALS, 404: {"description": "no one-off window with this id"}},
         response_description="`id` and `removed: true`",
     )
-    async def remove_window(window_id: RecordId, who: Acker) -> dict[str, Any]:
+    async def remove_window(window_id: RecordId, who: Acker) -> Removed:
         """Remove a one-off window, as `upkeep window remove` (config windows stay)."""
         removed = await asyncio.to_thread(state.store.runs.remove_window, window_id)
         if not removed:
             raise HTTPException(status_code=404, detail=f"no one-off window {window_id}")
         # The window's row goes; who removed it stays in the daemon's log.
         logger.info("one-off window %d removed by %s", window_id, who.actor)
-        return {"id": window_id, "removed": True}
+        return Removed(id=window_id, removed=True)
 
     return router
