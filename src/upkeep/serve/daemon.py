@@ -145,6 +145,7 @@ class Daemon:
             logger.info("upkeep serve: instance %s listening on %s", self.instance_id, self.listen)
             await self._lead_or_wait(leadership, events)
         finally:
+            await self._drain_jobs()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await leadership.release()
@@ -155,6 +156,16 @@ class Daemon:
             store.close()
             self._remove_signals()
         return self.exit_code
+
+    async def _drain_jobs(self) -> None:
+        """Let backups, verifications and drills the API started end (within
+        ``engine.drain_timeout``) before the store they record in closes."""
+        if self._state is None:
+            return
+        drain = self.loaded.config.engine.drain_timeout.total_seconds()
+        left = await self._state.jobs.drain(drain)
+        if left:
+            logger.warning("stopping while API jobs still run: %s", ", ".join(left))
 
     def _new_pipeline(self, store: Store) -> Pipeline:
         """Return the pipeline that records results (in the store, or in the spill while

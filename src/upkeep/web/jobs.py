@@ -6,7 +6,8 @@ What a job does is recorded where the same command records it (the backup catalo
 the outcome outlives this table, which keeps only the latest ``MAX_JOBS`` jobs of this
 process. One job per key (a source) runs at a time: a second is refused (409), as two
 backups of one source at once would race for its repository. A daemon that stops waits
-for running jobs' threads, like every worker thread, before it exits.
+for running jobs up to ``engine.drain_timeout`` before it closes the store (``drain``),
+and its process for their threads before it exits.
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ class JobTable:
 
         self._tasks[job.id] = asyncio.create_task(run(), name=f"job-{job.id}")
         return job
+
+    async def drain(self, timeout_s: float) -> list[str]:
+        """Given a grace period, wait for running jobs to end; return what still ran after
+        it (``kind key`` each). Their threads cannot be stopped: the caller says so, and
+        the process waits for them when it exits."""
+        running = list(self._tasks.values())
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        return [f"{job.kind} {job.key}" for job in self._jobs.values() if job.status == "running"]
 
     def _forget_old(self) -> None:
         while len(self._jobs) > MAX_JOBS:

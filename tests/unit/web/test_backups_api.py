@@ -102,3 +102,14 @@ async def test_backup_requests_are_refused_with_the_reason(tmp_path: Path) -> No
         assert (await viewer.get("/api/backups")).status_code == 200
         assert (await viewer.post("/api/backups/app", headers=JSON)).status_code == 403
         assert (await viewer.post("/api/drills/app", headers=JSON)).status_code == 403
+
+
+async def test_a_stopping_daemon_waits_for_the_jobs_it_started(tmp_path: Path) -> None:
+    _database(tmp_path / "data" / "app.db")
+    async with world(tmp_path, CONFIG) as seeded:
+        taken = await client(seeded.state).post("/api/backups/app", headers=JSON)
+        assert taken.status_code == 202
+        assert seeded.state.jobs.busy
+        assert await seeded.state.jobs.drain(30) == []
+        assert not seeded.state.jobs.busy
+        assert seeded.state.jobs.get(taken.json()["id"]) is not None
