@@ -79,9 +79,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         database.commit()
     seeded = build_world(base, FUZZ_CONFIG)
     yield Fuzzed(create_app(seeded.state), seeded)
-    # Backups the fuzzer started run on in their threads: they end before the store closes.
+    # Backups and runs the fuzzer started go on in the loop it calls the app in (another
+    # thread's): they end before the store closes.
     for _ in range(1000):
-        if not seeded.state.jobs.busy:
+        if not seeded.state.jobs.busy and not seeded.daemon._running_runbooks:
             break
         time.sleep(0.01)
     asyncio.run(close_world(seeded))
