@@ -467,3 +467,42 @@ def period_stats(
     incidents = load_incidents(engine, start, end, label_filter)
     monitored = first_seen(engine, label_filter)
     return compute_stats(incidents, start, end, monitored, response_targets)
+
+
+def stats_document(
+    start: datetime, end: datetime, figures: Sequence[ReliabilityFigures]
+) -> dict[str, Any]:
+    """Given a period and its figures (``period_stats``), return the document ``upkeep
+    stats --json`` prints and ``GET /api/stats`` answers: the period, then the figures of
+    the checks and of the targets."""
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "checks": [figure.to_json() for figure in figures if figure.scope == "check"],
+        "targets": [figure.to_json() for figure in figures if figure.scope == "target"],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def incident_to_json(incident: IncidentSpan, now: datetime) -> dict[str, Any]:
+    """Given an incident and the current time, return its JSON form (``upkeep incidents
+    --json`` and ``GET /api/incidents`` both)."""
+    return {
+        "id": incident.id,
+        "check": incident.check,
+        "target": incident.target,
+        "severity": incident.severity,
+        "state": incident.state,
+        "labels": dict(incident.labels),
+        "message": incident.message,
+        "opened_at": _iso(incident.opened_at),
+        "fired_at": _iso(incident.fired_at),
+        "resolved_at": _iso(incident.resolved_at),
+        "duration_s": incident.duration_s(now),
+        "ongoing": incident.resolved_at is None,
+        "first_acked_at": _iso(incident.first_acked_at),
+        "acked_by": incident.acked_by,
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from upkeep.config.schedule import CronSchedule
@@ -169,3 +169,31 @@ class WindowCalendar:
         """Given an aware moment, return the openings of every window open then."""
         found = [self.opening_at(name, moment) for name in self.names()]
         return [opening for opening in found if opening is not None]
+
+
+def window_rows(
+    config: UpkeepConfig, one_offs: Sequence[OneOffWindow], now: datetime
+) -> list[dict[str, Any]]:
+    """Given the config, the stored one-off windows not yet over and an aware moment,
+    return every window once (``WindowCalendar.entries``) as ``upkeep window list --json``
+    and ``GET /api/windows`` show it: id (one-offs), name, source, schedule, whether open
+    now and until when, next opening, comment."""
+    rows: list[dict[str, Any]] = []
+    for entry in WindowCalendar(config, one_offs).entries(now):
+        one_off, window = entry.one_off, entry.config
+        comment = one_off.comment if one_off else ""
+        if window is not None:
+            comment = window.description or ""
+        rows.append(
+            {
+                "id": one_off.id if one_off else None,
+                "name": entry.name,
+                "source": f"one-off by {one_off.created_by}" if one_off else "config",
+                "schedule": window.schedule if window else None,
+                "open_now": entry.current is not None,
+                "until": entry.current.end.isoformat() if entry.current else None,
+                "next_opening": entry.following.start.isoformat() if entry.following else None,
+                "comment": comment,
+            }
+        )
+    return rows

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from upkeep.cli.common import EXIT_USAGE, config_and_store, local_time, print_error, print_json, who
-from upkeep.cli.options import start_time
 from upkeep.cli.output import Column, print_table
+from upkeep.core.moments import start_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

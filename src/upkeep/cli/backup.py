@@ -20,6 +20,7 @@ from upkeep.cli.common import (
     try_open_store,
 )
 from upkeep.cli.output import Column, print_table, untrusted
+from upkeep.tasks.backup.service import backup_row
 
 if TYPE_CHECKING:
     from upkeep.config.loader import LoadedConfig
@@ -163,7 +164,7 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
             if env.catalog is not None
             else []
         )
-        rows = [_row(backup) for backup in backups]
+        rows = [backup_row(backup) for backup in backups]
         if json_output:
             print_json(
                 {
@@ -226,32 +227,6 @@ def backup_list(config_path: Path | None, source: str | None, *, json_output: bo
         return 0
 
 
-def _row(backup: Backup) -> dict[str, Any]:
-    """Return one backup as a row: what the manifest says only when it is intact (a
-    damaged backup's manifest may be forged or another backup's)."""
-    verification = backup.verification()
-    if verification is None:
-        verified = "never"
-    else:
-        verdict = "ok" if verification.get("ok") else "FAILED"
-        how = "restore" if verification.get("restored") else "hash"
-        verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
-    manifest = backup.intact_manifest if backup.intact else None
-    return {
-        "id": backup.id,
-        "source": backup.source,
-        "started_at": backup.taken_at.isoformat(),
-        "intact": backup.intact,
-        "problem": backup.problem,
-        "raw_bytes": manifest.data.raw_bytes if manifest else None,
-        "stored_bytes": manifest.data.stored_bytes if manifest else None,
-        "encrypted": manifest.data.encrypted if manifest else False,
-        "verified": verified,
-        "label": manifest.label if manifest else None,
-        "path": str(backup.path),
-    }
-
-
 def _verified_text(backup: Backup, zone: tzinfo) -> str:
     """Return a backup's last verification for people: ``never``, or the verdict, how it
     was checked and when, in the config's zone (``ok (hash) 2026-03-01 09:00 CET``)."""
@@ -297,23 +272,7 @@ def backup_create(config_path: Path | None, sources: list[str], *, json_output: 
             except BackupFailed as error:
                 results.append({"source": name, "ok": False, "error": str(error)})
                 continue
-            results.append(
-                {
-                    "source": name,
-                    "ok": True,
-                    **_row(report.backup),
-                    "duration_s": report.backup.intact_manifest.duration_s,
-                    "copied": report.copied,
-                    "removed": [d.candidate.id for d in report.pruned if not d.keep],
-                    "copy_removed": (
-                        report.copy_retention.removed if report.copy_retention else []
-                    ),
-                    "copy_problem": (
-                        report.copy_retention.problem if report.copy_retention else None
-                    ),
-                    "catalog_error": report.catalog_error,
-                }
-            )
+            results.append({"source": name, "ok": True, **report.to_json()})
             if report.catalog_error is not None:
                 print_error(report.catalog_error)
             if report.copy_retention is not None and report.copy_retention.problem:
@@ -359,13 +318,7 @@ def backup_verify(
             print_error(str(error))
             return EXIT_USAGE
         _check_sources(session, [report.backup.source])
-        document = {
-            "id": backup_id,
-            "ok": report.ok,
-            "restored": report.restored,
-            "problems": report.problems,
-            **report.figures,
-        }
+        document = report.to_json()
         if json_output:
             print_json(document)
         else:

@@ -17,7 +17,7 @@ def run_history(
         return 2
     from zoneinfo import ZoneInfo
 
-    from upkeep.cli.options import since_start
+    from upkeep.core.moments import since_start
 
     try:
         start = since_start(since, ZoneInfo(loaded.config.timezone), datetime.now(UTC))
@@ -37,18 +37,7 @@ def run_history(
     if json_output:
         from upkeep.cli.common import print_json
 
-        document = [
-            {
-                "check": row.check,
-                "target": row.target,
-                "status": row.status.label,
-                "metrics": row.metrics,
-                "message": row.message,
-                "duration_ms": round(row.duration_ms, 3),
-                "at": row.at.isoformat(),
-            }
-            for row in rows
-        ]
+        document = [row.to_json() for row in rows]
         print_json({"results": document})
         return 0
     from zoneinfo import ZoneInfo

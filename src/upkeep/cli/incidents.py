@@ -6,9 +6,10 @@ import math
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from upkeep.alerting.stats import incident_to_json
 from upkeep.cli.common import (
     EXIT_USAGE,
     config_and_store,
@@ -62,7 +63,7 @@ def _parse_filters(
     since: str, label_pairs: list[str], loaded: LoadedConfig, now: datetime
 ) -> tuple[datetime, dict[str, str]] | None:
     from upkeep.cli.common import parse_labels
-    from upkeep.cli.options import since_start
+    from upkeep.core.moments import since_start
 
     try:
         return since_start(since, ZoneInfo(loaded.config.timezone), now), parse_labels(label_pairs)
@@ -76,30 +77,6 @@ def _acked_by(incident: IncidentSpan) -> str:
         return incident.acked_by
     # The acknowledgement expired or was withdrawn; who it was is in the timeline.
     return "(expired)" if incident.first_acked_at is not None else "-"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def incident_to_json(incident: IncidentSpan, now: datetime) -> dict[str, Any]:
-    """Given an incident and the current time, return its ``--json`` form."""
-    return {
-        "id": incident.id,
-        "check": incident.check,
-        "target": incident.target,
-        "severity": incident.severity,
-        "state": incident.state,
-        "labels": dict(incident.labels),
-        "message": incident.message,
-        "opened_at": _iso(incident.opened_at),
-        "fired_at": _iso(incident.fired_at),
-        "resolved_at": _iso(incident.resolved_at),
-        "duration_s": incident.duration_s(now),
-        "ongoing": incident.resolved_at is None,
-        "first_acked_at": _iso(incident.first_acked_at),
-        "acked_by": incident.acked_by,
-    }
 
 
 # --- upkeep incidents ----------------------------------------------------------------------------
@@ -300,14 +277,9 @@ def show_stats(
     checks = [figure for figure in figures if figure.scope == "check"]
     targets = [figure for figure in figures if figure.scope == "target"]
     if json_output:
-        print_json(
-            {
-                "since": start.isoformat(),
-                "until": now.isoformat(),
-                "checks": [figure.to_json() for figure in checks],
-                "targets": [figure.to_json() for figure in targets],
-            }
-        )
+        from upkeep.alerting.stats import stats_document
+
+        print_json(stats_document(start, now, figures))
         return 0
     zone = ZoneInfo(loaded.config.timezone)
     out = console()

@@ -97,24 +97,9 @@ def list_outbox(
             {
                 "counts": counts,
                 "rows": [
-                    {
-                        "id": row.id,
-                        "key": row.key,
-                        "channel": row.channel,
-                        "kind": row.kind,
-                        "alert_id": row.alert_id,
-                        "check": checks.get(row.alert_id) if row.alert_id is not None else None,
-                        "severity": row.severity,
-                        "title": redact(row.title),
-                        "status": row.status,
-                        "muted_by": row.muted_by,
-                        "attempts": row.attempts,
-                        "created_at": _iso(row.created_at),
-                        "next_attempt_at": _iso(row.next_attempt_at),
-                        "sent_at": _iso(row.sent_at),
-                        "last_error": redact(row.last_error) if row.last_error else None,
-                        "batch": row.batch,
-                    }
+                    row.to_json(
+                        checks.get(row.alert_id) if row.alert_id is not None else None, redact
+                    )
                     for row in rows
                 ],
             }

@@ -230,30 +230,19 @@ async def _execute(
 def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
     """Print every runbook: schedule, window, steps and next firing; return 0 or 2."""
     from upkeep.cli.common import console
-    from upkeep.config.schedule import CronSchedule
-    from upkeep.engine.runbooks import step_kind
 
     loaded = load_for_command(config_path)
     if loaded is None:
         return EXIT_USAGE
-    now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    for name, runbook in loaded.config.runbooks.items():
-        zone = ZoneInfo(runbook.timezone or loaded.config.timezone)
-        following = (
-            CronSchedule(runbook.schedule, zone).next_after(now) if runbook.schedule else None
-        )
-        rows.append(
-            {
-                "runbook": name,
-                "description": runbook.description or "",
-                "schedule": runbook.schedule,
-                "timezone": zone.key,
-                "window": runbook.window,
-                "steps": [step_kind(step) for step in runbook.steps],
-                "next": following.isoformat() if following else None,
-                "next_local": local_time(following, zone) if following else "-",
-            }
+    from upkeep.engine.runbooks import runbook_summaries
+
+    rows = runbook_summaries(loaded.config, datetime.now(UTC))
+    for row in rows:
+        following = row["next"]
+        row["next_local"] = (
+            local_time(datetime.fromisoformat(following), ZoneInfo(row["timezone"]))
+            if following
+            else "-"
         )
     if json_output:
         print_json(rows)
@@ -447,7 +436,7 @@ def list_runs(
 ) -> int:
     """Print recorded runs newest first; return 0 or 2."""
     from upkeep.cli.common import console
-    from upkeep.cli.options import since_start
+    from upkeep.core.moments import since_start
 
     with config_and_store(config_path) as opened:
         if opened is None:
@@ -608,7 +597,7 @@ def add_window(
     if loaded is None:
         return EXIT_USAGE
     zone = ZoneInfo(loaded.config.timezone)
-    from upkeep.cli.options import start_time
+    from upkeep.core.moments import start_time
 
     try:
         starts_at = start_time(start, zone, datetime.now(UTC))
@@ -645,7 +634,7 @@ def add_window(
 
 def list_windows(config_path: Path | None, *, json_output: bool) -> int:
     """Print config windows (next opening) and one-off windows not yet over; return 0 or 2."""
-    from upkeep.alerting.windows import WindowCalendar
+    from upkeep.alerting.windows import window_rows
     from upkeep.cli.common import console
 
     now = datetime.now(UTC)
@@ -654,26 +643,8 @@ def list_windows(config_path: Path | None, *, json_output: bool) -> int:
             return EXIT_USAGE
         loaded, store = opened
         one_offs = store.runs.list_windows(ending_after=now)
-    calendar = WindowCalendar(loaded.config, one_offs)
     zone = ZoneInfo(loaded.config.timezone)
-    rows: list[dict[str, Any]] = []
-    for entry in calendar.entries(now):
-        one_off, window = entry.one_off, entry.config
-        comment = one_off.comment if one_off else ""
-        if window is not None:
-            comment = window.description or ""
-        rows.append(
-            {
-                "id": one_off.id if one_off else None,
-                "name": entry.name,
-                "source": f"one-off by {one_off.created_by}" if one_off else "config",
-                "schedule": window.schedule if window else None,
-                "open_now": entry.current is not None,
-                "until": entry.current.end.isoformat() if entry.current else None,
-                "next_opening": entry.following.start.isoformat() if entry.following else None,
-                "comment": comment,
-            }
-        )
+    rows = window_rows(loaded.config, one_offs, now)
     if json_output:
         print_json(rows)
         return 0

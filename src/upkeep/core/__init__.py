@@ -2,4 +2,14 @@
 results, durations, the text forms for people, secret redaction, the clock. It imports
 nothing else of upkeep."""
 
-__all__ = ["access", "clock", "durations", "models", "redaction", "results", "status", "text"]
+__all__ = [
+    "access",
+    "clock",
+    "durations",
+    "models",
+    "moments",
+    "redaction",
+    "results",
+    "status",
+    "text",
+]

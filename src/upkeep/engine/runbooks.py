@@ -39,7 +39,7 @@ from upkeep.store.runs import ApprovalDecision, RunStatus, RunTrigger, StepStatu
 if TYPE_CHECKING:
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
-    from upkeep.config.models import RunbookConfig, StepConfig
+    from upkeep.config.models import RunbookConfig, StepConfig, UpkeepConfig
     from upkeep.core.results import CheckResult
     from upkeep.engine.runner import CheckRunner
     from upkeep.io.http import HttpClient
@@ -586,3 +586,31 @@ class RunbookExecutor:
         if decision == ApprovalDecision.APPROVED:
             return StepReport(StepStatus.APPROVED, f"approved by {by}: {text}{suffix}", detail)
         return StepReport(StepStatus.REJECTED, f"rejected by {by}: {text}{suffix}", detail)
+
+
+def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any]]:
+    """Given the config and an aware moment, return every runbook as ``upkeep runbooks
+    --json`` and ``GET /api/runbooks`` show it: name, description, schedule, timezone,
+    window, step kinds and its next firing after ``now`` (ISO 8601, None if unscheduled)."""
+    from zoneinfo import ZoneInfo
+
+    from upkeep.config.schedule import CronSchedule
+
+    rows: list[dict[str, Any]] = []
+    for name, runbook in config.runbooks.items():
+        zone = ZoneInfo(runbook.timezone or config.timezone)
+        following = (
+            CronSchedule(runbook.schedule, zone).next_after(now) if runbook.schedule else None
+        )
+        rows.append(
+            {
+                "runbook": name,
+                "description": runbook.description or "",
+                "schedule": runbook.schedule,
+                "timezone": zone.key,
+                "window": runbook.window,
+                "steps": [step_kind(step) for step in runbook.steps],
+                "next": following.isoformat() if following else None,
+            }
+        )
+    return rows

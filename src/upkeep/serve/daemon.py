@@ -40,7 +40,10 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
-    from upkeep.config.loader import LoadedConfig
+    from collections.abc import Sequence
+
+    from upkeep.config.loader import CompiledCheck, LoadedConfig
+    from upkeep.core.results import CheckResult
     from upkeep.engine.pipeline import Pipeline
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
@@ -122,6 +125,8 @@ class Daemon:
             store_health=lambda: pipeline.health,
             clock=self.clock,
             started_at=self.clock.now(),
+            run_checks_now=self._run_checks_now,
+            record_results=self._record_results,
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
@@ -140,6 +145,7 @@ class Daemon:
             logger.info("upkeep serve: instance %s listening on %s", self.instance_id, self.listen)
             await self._lead_or_wait(leadership, events)
         finally:
+            await self._drain_jobs()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await leadership.release()
@@ -150,6 +156,16 @@ class Daemon:
             store.close()
             self._remove_signals()
         return self.exit_code
+
+    async def _drain_jobs(self) -> None:
+        """Let backups, verifications and drills the API started end (within
+        ``engine.drain_timeout``) before the store they record in closes."""
+        if self._state is None:
+            return
+        drain = self.loaded.config.engine.drain_timeout.total_seconds()
+        left = await self._state.jobs.drain(drain)
+        if left:
+            logger.warning("stopping while API jobs still run: %s", ", ".join(left))
 
     def _new_pipeline(self, store: Store) -> Pipeline:
         """Return the pipeline that records results (in the store, or in the spill while
@@ -163,6 +179,107 @@ class Daemon:
         self.metrics.observe_store_health(pipeline.health)
         self._pipeline = pipeline
         return pipeline
+
+    # --- what the API asks of the daemon ---------------------------------------------------
+
+    async def _run_checks_now(
+        self, checks: Sequence[CompiledCheck]
+    ) -> tuple[list[CheckResult], list[str]]:
+        """Run checks now (``POST /api/checks/run``) and record them through the pipeline
+        as the schedule's are; return the results and what went wrong recording them."""
+        from upkeep.engine.runner import run_checks
+
+        loaded = self.loaded
+        results = await run_checks(
+            checks, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency
+        )
+        for result in results:
+            self.metrics.observe_result(result, 0.0)
+        return results, await self._record_results(results)
+
+    async def _record_results(self, results: Sequence[CheckResult]) -> list[str]:
+        """Record results through the pipeline (stored or spilled, alerted on); return what
+        went wrong. The leader's delivery loop sends what they cause; a standby has none,
+        so it ticks and delivers at once, as ``upkeep check`` does."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return ["results were not recorded: the daemon has no pipeline yet"]
+        leading = self._state is not None and self._state.role == "leader"
+        settle = pipeline.take if leading else pipeline.settle
+        settled = await asyncio.to_thread(settle, results)
+        return settled.problems
+
+    def _runbook_starter(self, http: HttpClient) -> Any:
+        """Given the lead's HTTP client, return the function the API starts runs with
+        (``DaemonState.start_runbook``): one run of a runbook at a time, dry runs aside;
+        the run is the daemon's like a scheduled one (drained on stop)."""
+        from upkeep.engine.runbooks import RunbookExecutor
+        from upkeep.engine.runner import CheckRunner
+        from upkeep.web.runbooks import RunRefused
+
+        dry_runs = iter(range(1, 2**62))
+
+        async def start(name: str, dry_run: bool, by: str) -> int:
+            store, pipeline = self._store, self._pipeline
+            if store is None or pipeline is None:
+                raise RunRefused(503, "the daemon is not ready")
+            running = self._running_runbooks.get(name)
+            if not dry_run and running is not None and not running.done():
+                raise RunRefused(409, f"runbook {name} is already running")
+            loop = asyncio.get_running_loop()
+            started: asyncio.Future[int] = loop.create_future()
+
+            def on_start(run_id: int) -> None:
+                if not started.done():
+                    started.set_result(run_id)
+
+            loaded = self.loaded
+            executor = RunbookExecutor(
+                loaded,
+                store,
+                http=http,
+                checks=CheckRunner(
+                    redactor=loaded.redactor,
+                    http=http,
+                    concurrency=loaded.config.engine.concurrency,
+                    clock=self.clock,
+                ),
+                owner=self.instance_id,
+                on_start=on_start,
+                alerts=pipeline.manager,
+                clock=self.clock,
+            )
+
+            async def run() -> None:
+                record = await executor.execute(
+                    name, trigger="api", triggered_by=by, dry_run=dry_run
+                )
+                if record is not None:
+                    self.metrics.observe_run(record)
+
+            key = f"{name} (dry run {next(dry_runs)})" if dry_run else name
+            task = asyncio.create_task(run(), name=f"runbook-{key}")
+            self._running_runbooks[key] = task
+
+            def forget(done: asyncio.Task[None]) -> None:
+                if self._running_runbooks.get(key) is done:
+                    del self._running_runbooks[key]
+                if not done.cancelled() and done.exception() is not None:
+                    logger.error(
+                        "runbook %s failed to run: %s",
+                        name,
+                        self._redact(f"{type(done.exception()).__name__}: {done.exception()}"),
+                    )
+
+            task.add_done_callback(forget)
+            either: set[asyncio.Future[Any]] = {started, task}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if started.done():
+                return started.result()
+            started.cancel()
+            raise RunRefused(503, f"the run of {name} could not be recorded (see the log)")
+
+        return start
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -344,6 +461,7 @@ class Daemon:
             pipeline.run_deliveries(delivery_stop, self.instance_id), name="deliveries"
         )
         schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        self._state.start_runbook = self._runbook_starter(http)
         lost = False
         try:
             while True:
@@ -363,6 +481,7 @@ class Daemon:
                     lost = True
                     break
         finally:
+            self._state.start_runbook = None
             scheduler.stop()
             await asyncio.gather(schedule_task, return_exceptions=True)
             drain = timedelta(0) if lost else self.loaded.config.engine.drain_timeout
@@ -377,10 +496,15 @@ class Daemon:
             delivery_stop.set()
             await asyncio.gather(housekeeping, alerting, delivery, return_exceptions=True)
             await http.close()
-            self.metrics.leader.set(0)
-            self._state.role = "standby"
+            self._stand_down()
             if lost:
                 await leadership.release()
+
+    def _stand_down(self) -> None:
+        """Count and show this daemon as a standby again."""
+        self.metrics.leader.set(0)
+        if self._state is not None:
+            self._state.role = "standby"
 
     async def _lead_without_store(self, leadership: Leadership) -> bool:
         """The lead's lock session is gone; return whether to keep running the schedule.

@@ -115,6 +115,34 @@ class OutboxRow:
             "muted_by": self.muted_by,
         }
 
+    def to_json(self, check: str | None, redact: Callable[[str], str]) -> dict[str, Any]:
+        """Given the check of its alert (None if none, or pruned) and the config's
+        redaction, return the row as ``upkeep notify outbox --json`` and ``GET
+        /api/outbox`` show it (title and error redacted again: the config in force may
+        know more secrets than the one that stored them)."""
+
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment is not None else None
+
+        return {
+            "id": self.id,
+            "key": self.key,
+            "channel": self.channel,
+            "kind": self.kind,
+            "alert_id": self.alert_id,
+            "check": check,
+            "severity": self.severity,
+            "title": redact(self.title),
+            "status": self.status,
+            "muted_by": self.muted_by,
+            "attempts": self.attempts,
+            "created_at": iso(self.created_at),
+            "next_attempt_at": iso(self.next_attempt_at),
+            "sent_at": iso(self.sent_at),
+            "last_error": redact(self.last_error) if self.last_error else None,
+            "batch": self.batch,
+        }
+
 
 @dataclass(frozen=True)
 class Batch:

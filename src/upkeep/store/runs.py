@@ -89,8 +89,8 @@ class ApprovalDecision(StrEnum):
     REJECTED = "rejected"
 
 
-RunTrigger = Literal["schedule", "cli"]
-"""How a run was started: by the scheduler, or by ``upkeep run``."""
+RunTrigger = Literal["schedule", "cli", "api"]
+"""How a run was started: by the scheduler, by ``upkeep run``, or through the API."""
 
 ACTIVE_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING)
 """Run statuses that mean "not finished": a dead owner turns them into ``interrupted``."""

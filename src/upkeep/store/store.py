@@ -134,6 +134,19 @@ class StoredResult:
     duration_ms: float
     at: datetime
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as ``upkeep history --json`` and ``GET /api/checks/{name}/history``
+        show it (the shape of a fresh result's ``CheckResult.to_json``)."""
+        return {
+            "check": self.check,
+            "target": self.target,
+            "status": self.status.label,
+            "metrics": self.metrics,
+            "message": self.message,
+            "duration_ms": round(self.duration_ms, 3),
+            "at": self.at.isoformat(),
+        }
+
 
 @dataclass(frozen=True)
 class PruneReport:
@@ -726,6 +739,49 @@ class Store:
                 )
                 for row in connection.execute(query)
             ]
+
+    def latest(self) -> dict[str, StoredResult]:
+        """Return each check's newest stored result, by check name, in one query (the
+        ``(check_id, at)`` index finds each check's newest time)."""
+        newest = (
+            select(check_results.c.check_id, func.max(check_results.c.at).label("at"))
+            .group_by(check_results.c.check_id)
+            .subquery()
+        )
+        query = (
+            select(
+                checks.c.name,
+                checks.c.target,
+                checks.c.probe,
+                check_results.c.status,
+                check_results.c.metrics,
+                check_results.c.message,
+                check_results.c.duration_ms,
+                check_results.c.at,
+            )
+            .join(checks, checks.c.id == check_results.c.check_id)
+            .join(
+                newest,
+                (newest.c.check_id == check_results.c.check_id)
+                & (newest.c.at == check_results.c.at),
+            )
+            .order_by(check_results.c.id)
+        )
+        found: dict[str, StoredResult] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                # Two results of one check at the same instant: the one stored last wins.
+                found[row.name] = StoredResult(
+                    check=row.name,
+                    target=row.target,
+                    probe=row.probe,
+                    status=Status(row.status),
+                    metrics=row.metrics,
+                    message=row.message,
+                    duration_ms=row.duration_ms,
+                    at=row.at,
+                )
+        return found
 
     def known_checks(self) -> list[str]:
         """Return the names of every check that has stored results."""

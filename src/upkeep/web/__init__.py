@@ -2,4 +2,4 @@
 guard in front of it, and the server that runs it.
 """
 
-__all__ = ["app", "guard", "server"]
+__all__ = ["app", "guard", "runbooks", "server"]

@@ -11,7 +11,23 @@ from pydantic import Field
 
 from upkeep.core.access import Scope
 from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS
-from upkeep.web.inputs import Acker, ApiBody, Comment, RecordId, Word, api_duration, needs
+from upkeep.web.inputs import (
+    Acker,
+    ApiBody,
+    Comment,
+    RecordId,
+    Word,
+    api_duration,
+    invalid,
+    needs,
+)
+from upkeep.web.models import (
+    AlertDetail,
+    AlertModel,
+    Removed,
+    SilenceAdded,
+    SilenceModel,
+)
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
@@ -59,6 +75,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         "/api/alerts",
         responses=READ_REFUSALS,
         response_description="alerts, newest first",
+        response_model=list[AlertModel],
         dependencies=[needs(Scope.READ)],
     )
     async def list_alerts(
@@ -79,6 +96,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         "/api/alerts/{alert_id}",
         responses={**READ_REFUSALS, 404: {"description": "no alert with this id"}},
         response_description="the alert with its timeline and notifications",
+        response_model=AlertDetail,
         dependencies=[needs(Scope.READ)],
     )
     async def show_alert(alert_id: RecordId) -> dict[str, Any]:
@@ -102,6 +120,7 @@ def alert_router(state: DaemonState) -> APIRouter:
             409: {"description": "no such alert, or it is already resolved"},
         },
         response_description="the acknowledged alert",
+        response_model=AlertModel,
     )
     async def acknowledge(
         alert_id: RecordId, who: Acker, body: Acknowledgement | None = None
@@ -128,6 +147,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         "/api/silences",
         responses=READ_REFUSALS,
         response_description="silences, each with whether it mutes now",
+        response_model=list[SilenceModel],
         dependencies=[needs(Scope.READ)],
     )
     async def list_silences() -> list[dict[str, Any]]:
@@ -141,6 +161,7 @@ def alert_router(state: DaemonState) -> APIRouter:
         status_code=201,
         responses=CHANGE_REFUSALS,
         response_description="the new silence's `id` and `ends_at`",
+        response_model=SilenceAdded,
     )
     async def add_silence(body: SilenceRequest, who: Acker) -> dict[str, Any]:
         """Add a silence: alerts matching every matcher are muted from now for `for`; what
@@ -160,13 +181,14 @@ def alert_router(state: DaemonState) -> APIRouter:
                 )
             )
         except AlertError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+            raise invalid(("body", "matchers"), str(error)) from None
         return {"id": silence.id, "ends_at": silence.ends_at.isoformat()}
 
     @router.delete(
         "/api/silences/{silence_id}",
         responses={**CHANGE_REFUSALS, 404: {"description": "no active silence with this id"}},
         response_description="`id` and `removed: true`",
+        response_model=Removed,
     )
     async def remove_silence(silence_id: RecordId, who: Acker) -> dict[str, Any]:
         """Remove an active silence (recorded as removed by the token's name)."""

@@ -24,14 +24,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from upkeep.core.access import Scope
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
-from upkeep.web.guard import CHANGE_REFUSALS, READ_REFUSALS, ApiGuard, GuardSettings
+from upkeep.web.alerts import alert_router
+from upkeep.web.backups import backup_router
+from upkeep.web.checks import check_router
+from upkeep.web.docs_ui import declare_bearer, docs_router
+from upkeep.web.guard import (
+    CHANGE_REFUSALS,
+    OPEN_PATHS,
+    READ_REFUSALS,
+    ApiGuard,
+    GuardSettings,
+)
+from upkeep.web.incidents import incident_router
 from upkeep.web.inputs import ApiBody, Approver, Comment, RecordId, RunbookName, needs
+from upkeep.web.jobs import JobTable
+from upkeep.web.models import RunModel
+from upkeep.web.notify import notify_router
+from upkeep.web.runbooks import runbook_router
+from upkeep.web.windows import window_router
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from upkeep.alerting.guard import StoreHealth
-    from upkeep.config.loader import LoadedConfig
+    from upkeep.config.loader import CompiledCheck, LoadedConfig
+    from upkeep.core.results import CheckResult
     from upkeep.engine.metrics import DaemonMetrics
     from upkeep.engine.scheduler import SchedulerStats
     from upkeep.store.runs import RunRecord
@@ -58,6 +75,21 @@ class DaemonState:
     """The store's health as the daemon's ``StoreGuard`` knows it (None: not guarded)."""
     clock: Clock = SYSTEM_CLOCK
     """The daemon's one clock: acknowledgements are stamped on the time its ticks read."""
+    run_checks_now: (
+        Callable[[Sequence[CompiledCheck]], Awaitable[tuple[list[CheckResult], list[str]]]] | None
+    ) = None
+    """Run checks now and record their results through the daemon's pipeline (stored,
+    alerted on); return the results and what went wrong recording them. None: no daemon
+    (the API answers 503)."""
+    record_results: Callable[[Sequence[CheckResult]], Awaitable[list[str]]] | None = None
+    """Record results made elsewhere (a drill's verdict) through the daemon's pipeline;
+    return what went wrong. None: no daemon."""
+    start_runbook: Callable[[str, bool, str], Awaitable[int]] | None = None
+    """Start a run of a runbook (name, dry run, who) in the leading daemon and return its
+    id once recorded; raise ``upkeep.web.runbooks.RunRefused`` if it may not start. None
+    while this daemon does not lead."""
+    jobs: JobTable = field(default_factory=JobTable)
+    """The backups, verifications and drills the API started (``upkeep.web.jobs``)."""
 
 
 class Decision(ApiBody):
@@ -230,6 +262,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs",
         responses=READ_REFUSALS,
         response_description="runs, newest first",
+        response_model=list[RunModel],
         dependencies=[needs(Scope.READ)],
     )
     async def list_runs(
@@ -248,6 +281,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}",
         responses={**READ_REFUSALS, 404: {"description": "no run with this id"}},
         response_description="the run: trigger, who, status, times, steps with output",
+        response_model=RunModel,
         dependencies=[needs(Scope.READ)],
     )
     async def show_run(run_id: RecordId) -> dict[str, Any]:
@@ -280,6 +314,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}/approve",
         responses=decision_responses,
         response_description="the run, which goes on",
+        response_model=RunModel,
     )
     async def approve(
         run_id: RecordId, who: Approver, body: Decision | None = None
@@ -292,6 +327,7 @@ def create_app(state: DaemonState) -> FastAPI:
         "/api/runs/{run_id}/reject",
         responses=decision_responses,
         response_description="the run, which stops",
+        response_model=RunModel,
     )
     async def reject(
         run_id: RecordId, who: Approver, body: Decision | None = None
@@ -299,10 +335,16 @@ def create_app(state: DaemonState) -> FastAPI:
         """Reject the approval step a run waits on: the run stops; the body may be left out."""
         return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), who.actor)
 
-    from upkeep.web.alerts import alert_router
-
     app.include_router(alert_router(state))
     from upkeep.web.auth import auth_router
 
     app.include_router(auth_router(state, guard_settings))
+    app.include_router(check_router(state))
+    app.include_router(runbook_router(state))
+    app.include_router(window_router(state))
+    app.include_router(incident_router(state))
+    app.include_router(backup_router(state))
+    app.include_router(notify_router(state))
+    app.include_router(docs_router())
+    declare_bearer(app, OPEN_PATHS)
     return app

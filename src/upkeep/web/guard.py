@@ -85,9 +85,9 @@ ACCOUNT_PATHS = frozenset({LOGIN_PATH, LOGOUT_PATH})
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_COOKIE_BYTES = 8192
 """A Cookie header longer than this is not parsed (no session is read from it)."""
-OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Paths answered without a credential (GET and HEAD only)."""
-OPEN_PREFIXES: tuple[str, ...] = ()
+OPEN_PREFIXES: tuple[str, ...] = ("/api/docs",)
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

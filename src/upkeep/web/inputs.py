@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from upkeep.core.access import Principal, Scope
@@ -127,24 +128,30 @@ Actor = Annotated[str, Depends(actor)]
 ``needs`` dependency)."""
 
 
+def invalid(where: tuple[str, ...], message: str) -> RequestValidationError:
+    """Given where a value was sent (``("body", "for")``, ``("query", "since")``) and what
+    is wrong with it, return the error to raise: answered as every 422 is (``{"detail":
+    [{"loc", "msg", "type"}]}``, the shape the schema declares), never quoting the value."""
+    return RequestValidationError([{"loc": where, "msg": message, "type": "value_error"}])
+
+
 def api_duration(text: str, field: str) -> timedelta:
-    """Given a duration literal from a client, return it; raise HTTPException 422 unless
-    it parses and is longer than 0s and at most ``MAX_API_DURATION``."""
+    """Given a duration literal from a client, return it; raise RequestValidationError (a 422) unless
+    it parses and is longer than 0s and at most ``MAX_API_DURATION`` (``field`` names
+    the body's field)."""
     from upkeep.core.durations import format_duration, parse_duration
 
     try:
         length = parse_duration(text)
     except (ValueError, OverflowError):
         # Not the parser's message: it quotes the input, and an answer never echoes one.
-        raise HTTPException(
-            status_code=422,
-            detail=f"{field} must be a duration such as 30m, 2h or 7d, at most 1y",
+        raise invalid(
+            ("body", field), f"{field} must be a duration such as 30m, 2h or 7d, at most 1y"
         ) from None
     if length <= timedelta(0):
-        raise HTTPException(status_code=422, detail=f"{field} must be longer than 0s")
+        raise invalid(("body", field), f"{field} must be longer than 0s")
     if length > MAX_API_DURATION:
-        raise HTTPException(
-            status_code=422,
-            detail=f"{field} must be at most {format_duration(MAX_API_DURATION)} (1y)",
+        raise invalid(
+            ("body", field), f"{field} must be at most {format_duration(MAX_API_DURATION)} (1y)"
         )
     return length

@@ -63,6 +63,17 @@ def test_write_and_read_history(store: Store) -> None:
     assert store.known_checks() == ["disk", "memory"]
 
 
+def test_latest_is_each_checks_newest_result(store: Store) -> None:
+    now = datetime.now(UTC)
+    store.write_results([result("disk", now - timedelta(minutes=m)) for m in (3, 1, 2)])
+    store.write_results([result("memory", now - timedelta(hours=1), Status.CRITICAL)])
+    latest = store.latest()
+    assert set(latest) == {"disk", "memory"}
+    assert latest["disk"].at == now - timedelta(minutes=1)
+    assert latest["memory"].status is Status.CRITICAL and latest["memory"].at.tzinfo is not None
+    assert latest["disk"].to_json()["status"] == "ok"
+
+
 def test_check_dimension_follows_changes(store: Store) -> None:
     now = datetime.now(UTC)
     store.write_results([result("disk", now)])

@@ -6,6 +6,7 @@ import pytest
 import typer
 
 from upkeep.cli import options
+from upkeep.core import moments
 
 
 @pytest.mark.parametrize(
@@ -67,11 +68,11 @@ def test_since_and_start_read_a_time_without_a_zone_in_the_config_timezone() -> 
     zone = ZoneInfo("Asia/Kathmandu")
     now = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
     local = datetime(2030, 1, 1, 0, 0, tzinfo=zone)
-    assert options.since_start("2030-01-01T00:00", zone, now) == local
-    assert options.start_time("2030-01-01T00:00", zone, now) == local
-    assert options.since_start("2030-01-01T00:00Z", zone, now) == datetime(2030, 1, 1, tzinfo=UTC)
-    assert options.since_start("2h", zone, now) == now - timedelta(hours=2)
-    assert options.start_time("now", zone, now) == now
+    assert moments.since_start("2030-01-01T00:00", zone, now) == local
+    assert moments.start_time("2030-01-01T00:00", zone, now) == local
+    assert moments.since_start("2030-01-01T00:00Z", zone, now) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert moments.since_start("2h", zone, now) == now - timedelta(hours=2)
+    assert moments.start_time("now", zone, now) == now
 
 
 @pytest.mark.parametrize(

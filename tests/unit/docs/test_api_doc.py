@@ -34,7 +34,9 @@ def _served(routes: Sequence[object]) -> list[APIRoute]:
     found: list[APIRoute] = []
     for route in routes:
         if isinstance(route, APIRoute):
-            found.append(route)
+            # Swagger UI's page and files are no API operation (left out of the schema).
+            if route.include_in_schema:
+                found.append(route)
         elif isinstance(original := getattr(route, "original_router", None), APIRouter):
             found += _served(original.routes)
     return found

@@ -149,6 +149,19 @@ class CreateReport:
     catalog_error: str | None = None
     """Why the store did not record the backup (it stands in the repository all the same)."""
 
+    def to_json(self) -> dict[str, Any]:
+        """Return what was done as ``upkeep backup create --json`` and the API show it: the
+        backup's row, how long it took, where it was copied and what retention removed."""
+        return {
+            **backup_row(self.backup),
+            "duration_s": self.backup.intact_manifest.duration_s,
+            "copied": self.copied,
+            "removed": [decision.candidate.id for decision in self.pruned if not decision.keep],
+            "copy_removed": self.copy_retention.removed if self.copy_retention else [],
+            "copy_problem": self.copy_retention.problem if self.copy_retention else None,
+            "catalog_error": self.catalog_error,
+        }
+
 
 def create(
     env: BackupEnv,
@@ -488,6 +501,16 @@ class VerifyReport:
     problems: list[str]
     restored: bool
     figures: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the verdict as ``upkeep backup verify --json`` and the API show it."""
+        return {
+            "id": self.backup.id,
+            "ok": self.ok,
+            "restored": self.restored,
+            "problems": self.problems,
+            **self.figures,
+        }
 
 
 def verify(
@@ -1118,3 +1141,30 @@ def _failed_record(name: str, started_at: datetime, message: str, root: Path) ->
         location=str(root),
         message=message,
     )
+
+
+def backup_row(backup: Backup) -> dict[str, Any]:
+    """Given a backup of the repository, return it as ``upkeep backup list --json`` and
+    ``GET /api/backups`` show it: what the manifest says only when it is intact (a
+    damaged backup's manifest may be forged or another backup's)."""
+    verification = backup.verification()
+    if verification is None:
+        verified = "never"
+    else:
+        verdict = "ok" if verification.get("ok") else "FAILED"
+        how = "restore" if verification.get("restored") else "hash"
+        verified = f"{verdict} ({how}) {str(verification.get('at', ''))[:16].replace('T', ' ')}"
+    manifest = backup.intact_manifest if backup.intact else None
+    return {
+        "id": backup.id,
+        "source": backup.source,
+        "started_at": backup.taken_at.isoformat(),
+        "intact": backup.intact,
+        "problem": backup.problem,
+        "raw_bytes": manifest.data.raw_bytes if manifest else None,
+        "stored_bytes": manifest.data.stored_bytes if manifest else None,
+        "encrypted": manifest.data.encrypted if manifest else False,
+        "verified": verified,
+        "label": manifest.label if manifest else None,
+        "path": str(backup.path),
+    }
