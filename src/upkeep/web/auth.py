@@ -444,10 +444,13 @@ def auth_router(state: DaemonState, settings: Callable[[], GuardSettings]) -> AP
     from upkeep.web.accounts import accounts_api_router
 
     sign_in = SignIn(state, settings)
+    # The sign-in pages are HTML forms for people, not API operations: they are left out of
+    # the OpenAPI schema (docs/api.md and docs/security.md describe them in prose).
     router = APIRouter()
     router.add_api_route(
         LOGIN_PATH,
         sign_in.show_login,
+        include_in_schema=False,
         methods=["GET"],
         response_class=HTMLResponse,
         response_description="the sign-in form (HTML), with the form's CSRF cookie",
@@ -456,6 +459,7 @@ def auth_router(state: DaemonState, settings: Callable[[], GuardSettings]) -> AP
     router.add_api_route(
         LOGIN_PATH,
         sign_in.log_in,
+        include_in_schema=False,
         methods=["POST"],
         response_class=HTMLResponse,
         status_code=303,
@@ -466,6 +470,7 @@ def auth_router(state: DaemonState, settings: Callable[[], GuardSettings]) -> AP
     router.add_api_route(
         LOGOUT_PATH,
         sign_in.log_out,
+        include_in_schema=False,
         methods=["POST"],
         status_code=303,
         response_description="signed out: the session ends, its cookie is cleared; to /login",
