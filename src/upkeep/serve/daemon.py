@@ -485,6 +485,7 @@ class Daemon:
             http=http,
             concurrency=loaded.config.engine.concurrency,
             clock=self.clock,
+            store=self._store,
         )
         # The pipeline follows the config in force (``_use``): its alert manager is this
         # config's, and results the store does not take go to its spill.

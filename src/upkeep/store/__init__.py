@@ -10,6 +10,7 @@ __all__ = [
     "crypto",
     "locks",
     "outbox",
+    "pings",
     "repository",
     "runs",
     "schema",

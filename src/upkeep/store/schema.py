@@ -20,7 +20,11 @@ Designed for months of results from thousands of checks:
 * ``check_states`` keeps each check's recent statuses (flapping, soft/hard counts);
   ``alerts`` is one row per alert (a fired one is an incident) with its timeline in
   ``alert_events``; ``silences`` are muting rules added at run time; ``outbox`` is every
-  notification, persisted before it is sent and keyed so it is never sent twice.
+  notification, persisted before it is sent and keyed so it is never sent twice;
+* ``pings`` are the signals cron jobs send to their heartbeats (start, success, fail,
+  log), keyed by the SHA-256 of the heartbeat's id (the id is the ping URL's credential
+  and is never stored); ``heartbeats`` remembers when each was first seen, so a heartbeat
+  that never pinged is judged from then.
 """
 
 from __future__ import annotations
@@ -354,4 +358,29 @@ backup_events = Table(
     Column("message", Text, nullable=False, default=""),
     Column("detail", JSON, nullable=False, default=dict),
     Index("ix_backup_events_source_kind", "source", "kind"),
+)
+
+# --- heartbeats (issue #14) ------------------------------------------------------------
+
+pings = Table(
+    "pings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The SHA-256 (hex) of the heartbeat's id, never the id itself: it is a credential.
+    Column("heartbeat", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # start | success | fail | log
+    Column("exit_code", SmallInteger, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(64), nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    # The newest ping of each kind per heartbeat is what the probe reads.
+    Index("ix_pings_heartbeat_kind_received_at", "heartbeat", "kind", "received_at"),
+    Index("ix_pings_received_at", "received_at"),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("heartbeat", String(64), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
 )
