@@ -32,7 +32,7 @@ from upkeep.core.text import human_duration
 from upkeep.probes.base import MetricSpec, Probe, ProbeContext, ProbeOutcome, TargetBase
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from upkeep.store.pings import PingSummary
 
@@ -119,6 +119,19 @@ class HeartbeatTarget(TargetBase):
                 f"unknown timezone {value!r}; expected an IANA name such as Europe/Berlin"
             ) from None
         return value
+
+
+def heartbeat_digests(targets: Mapping[str, TargetBase]) -> dict[str, tuple[str, ...]]:
+    """Given the config's targets, return the digest (``store.pings.heartbeat_digest``) of
+    each heartbeat id with the names of the targets that have it."""
+    from upkeep.store.pings import heartbeat_digest
+
+    index: dict[str, tuple[str, ...]] = {}
+    for name, target in targets.items():
+        if isinstance(target, HeartbeatTarget):
+            digest = heartbeat_digest(target.id)
+            index[digest] = (*index.get(digest, ()), name)
+    return index
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class Daemon:
         self.reload_timeout_s = RELOAD_TIMEOUT_S
         self._pipeline: Pipeline | None = None
         self._leading_blind = False
+        self._scheduler: Scheduler | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -122,6 +123,7 @@ class Daemon:
             store_health=lambda: pipeline.health,
             clock=self.clock,
             started_at=self.clock.now(),
+            on_ping=self._heartbeat_pinged,
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
@@ -150,6 +152,17 @@ class Daemon:
             store.close()
             self._remove_signals()
         return self.exit_code
+
+    def _heartbeat_pinged(self, targets: tuple[str, ...]) -> None:
+        """Given the heartbeat targets a ping came for, run their checks now if this
+        daemon schedules (a standby's leader finds the ping at the checks' next run)."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        names = [
+            check.name for check in scheduler.loaded.checks.values() if check.target_name in targets
+        ]
+        scheduler.run_now(names)
 
     def _new_pipeline(self, store: Store) -> Pipeline:
         """Return the pipeline that records results (in the store, or in the spill while
@@ -363,6 +376,7 @@ class Daemon:
                     lost = True
                     break
         finally:
+            self._scheduler = None
             scheduler.stop()
             await asyncio.gather(schedule_task, return_exceptions=True)
             drain = timedelta(0) if lost else self.loaded.config.engine.drain_timeout
@@ -504,7 +518,8 @@ class Daemon:
             sum(1 for check in loaded.checks.values() if check.enabled)
         )
         self.metrics.keep_checks(set(loaded.checks))
-        return Scheduler(
+        # The newest scheduler is the one a ping's checks run on (``_heartbeat_pinged``).
+        self._scheduler = Scheduler(
             loaded,
             self._store,
             checks=checks,
@@ -518,9 +533,12 @@ class Daemon:
             guard=pipeline.guard,
             clock=self.clock,
         )
+        return self._scheduler
 
     async def _housekeeping(self) -> None:
         """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
+        from upkeep.probes.heartbeat import heartbeat_digests
+
         if self._store is None:
             return
         store = self._store
@@ -559,6 +577,13 @@ class Daemon:
                     backup_rows = await asyncio.to_thread(
                         store.backups.prune, self.clock.now() - retention.runs
                     )
+                    pings_deleted = await asyncio.to_thread(
+                        store.pings.prune,
+                        self.clock.now() - retention.results,
+                        set(heartbeat_digests(self.loaded.config.targets)),
+                    )
+                    if pings_deleted:
+                        logger.info("retention: %d heartbeat ping(s) deleted", pings_deleted)
                     if backup_rows:
                         logger.info("retention: %d backup record(s) deleted", backup_rows)
                     logger.info(

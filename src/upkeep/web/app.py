@@ -56,6 +56,9 @@ class DaemonState:
     """The store's health as the daemon's ``StoreGuard`` knows it (None: not guarded)."""
     clock: Clock = SYSTEM_CLOCK
     """The daemon's one clock: acknowledgements are stamped on the time its ticks read."""
+    on_ping: Callable[[tuple[str, ...]], None] | None = None
+    """Told the heartbeat targets a ping just came for (stored already), so the daemon
+    runs their checks now (None: nobody to tell; they run at their interval)."""
 
 
 class Decision(ApiBody):
@@ -299,4 +302,7 @@ def create_app(state: DaemonState) -> FastAPI:
     from upkeep.web.alerts import alert_router
 
     app.include_router(alert_router(state))
+    from upkeep.web.pings import ping_router
+
+    app.include_router(ping_router(state))
     return app
