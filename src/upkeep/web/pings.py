@@ -160,26 +160,28 @@ def ping_router(state: DaemonState) -> APIRouter:
             state.on_ping(targets)
         return _text(200, "OK")
 
-    @router.api_route(
-        "/ping/{heartbeat_id}",
-        methods=["GET", "HEAD", "POST"],
-        responses=PING_RESPONSES,
-        response_class=Response,
-    )
     async def ping(heartbeat_id: HeartbeatId, request: Request) -> Response:
         """Record a success of the heartbeat (a body, of any type, is kept as its log; no
         token: the id is the credential)."""
         return await receive(request, heartbeat_id, None)
 
-    @router.api_route(
-        "/ping/{heartbeat_id}/{signal}",
-        methods=["GET", "HEAD", "POST"],
-        responses=PING_RESPONSES,
-        response_class=Response,
-    )
     async def ping_signal(heartbeat_id: HeartbeatId, signal: Signal, request: Request) -> Response:
         """Record a start, a failure, a log message or an exit code of the heartbeat (no
         token: the id is the credential)."""
         return await receive(request, heartbeat_id, signal)
 
+    # One route per method, so each has an operation of its own in the OpenAPI schema.
+    for method in ("GET", "HEAD", "POST"):
+        for path, endpoint in (
+            ("/ping/{heartbeat_id}", ping),
+            ("/ping/{heartbeat_id}/{signal}", ping_signal),
+        ):
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                responses=PING_RESPONSES,
+                response_class=Response,
+                name=f"{endpoint.__name__}_{method.lower()}",
+            )
     return router
