@@ -865,7 +865,9 @@ def ping(
     retries: Annotated[
         int,
         typer.Option(
-            min=0, max=100, metavar="N", help="Tries after a failed one (1 s, 2 s, 4 s... apart)."
+            metavar="N",
+            parser=options.retries,
+            help="Tries after a failed one, 1 s, 2 s, 4 s... apart (0 to 100).",
         ),
     ] = 5,
     config: ConfigOption = None,

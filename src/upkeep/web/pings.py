@@ -157,7 +157,14 @@ def ping_router(state: DaemonState) -> APIRouter:
             )
             return _text(503, "the store cannot take the ping now; retry")
         if state.on_ping is not None and kind is not PingKind.LOG:
-            state.on_ping(targets)
+            try:
+                state.on_ping(targets)
+            except Exception as error:  # noqa: BLE001 - stored: the checks run at their interval
+                logger.warning(
+                    "could not run the checks of %s at once: %s",
+                    ", ".join(targets),
+                    redact(f"{type(error).__name__}: {error}"),
+                )
         return _text(200, "OK")
 
     async def ping(heartbeat_id: HeartbeatId, request: Request) -> Response:

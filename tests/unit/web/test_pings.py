@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +174,65 @@ def test_a_store_that_fails_is_a_503_the_client_retries(
     monkeypatch.setattr(state.store.pings, "record", full)
     (answer,) = send(state, ("POST", PATH, {"content": b"x"}))
     assert answer.status_code == 503 and "retry" in answer.text
+
+
+def test_a_checks_run_that_cannot_start_does_not_lose_the_ping(state: DaemonState) -> None:
+    def broken(targets: tuple[str, ...]) -> None:
+        raise RuntimeError("no scheduler")
+
+    state.on_ping = broken
+    (answer,) = send(state, ("GET", f"{PATH}/fail", {}))
+    assert answer.status_code == 200 and [ping.kind for ping in stored(state)] == [PingKind.FAIL]
+
+
+async def _raw(state: DaemonState, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> int:
+    """Send a ping through the ASGI app as a server would, its body in ``chunks`` (the
+    last one never ends the body: a client that stops sending); return the status."""
+    app = create_app(state)
+    messages = iter(
+        [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    )
+    answered: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        message = next(messages, None)
+        if message is None:
+            await asyncio.sleep(3600)  # the client went quiet
+        return message or {"type": "http.disconnect"}
+
+    async def send_message(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:9464"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 9464),
+    }
+    await app(scope, receive, send_message)
+    return answered[0]
+
+
+def test_a_slow_or_endless_chunked_body_is_refused_like_any_other(
+    state: DaemonState, tmp_path: Path
+) -> None:
+    state.loaded = load_text(
+        tmp_path,
+        CONFIG.replace(
+            "http: {max_body_bytes: 4096}", "http: {max_body_bytes: 4096, body_timeout: 1s}"
+        ),
+        {"DB_PASSWORD": SECRET},
+    )
+    chunked = [(b"transfer-encoding", b"chunked")]
+    assert asyncio.run(_raw(state, chunked, [b"x" * 1000] * 5)) == 413
+    assert asyncio.run(_raw(state, chunked, [b"started the dump"])) == 408
+    assert stored(state) == []
