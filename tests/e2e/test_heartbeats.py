@@ -80,6 +80,9 @@ def test_a_missed_heartbeat_alerts_and_a_ping_resolves_it(
     again = upkeep("ping", QUICK, "--url", url)
     assert again.returncode == 0, again.stderr
     wait_for(lambda: "quick" not in open_alerts(daemon), 10, "the alert to resolve")
+    # The store keeps the id's digest only: the credential is in no byte of it.
+    for part in tmp_path.glob("store.db*"):
+        assert QUICK.encode() not in part.read_bytes(), part
 
 
 def test_a_failure_ping_alerts_at_once_and_the_wrapper_reports_the_command(
