@@ -37,7 +37,9 @@ def write_config(tmp_path: Path) -> Path:
         "store": f"sqlite:///{tmp_path / 'store.db'}",
         "engine": {"takeover_interval": "1s", "api_tokens": {"ops": TOKEN}},
         "targets": {
-            "quick": {"kind": "heartbeat", "id": QUICK, "period": "2s", "grace": "1s"},
+            # Long enough for the first pings (a CLI start each) to come before it is late:
+            # late, then down, then up again is one outage, not flapping.
+            "quick": {"kind": "heartbeat", "id": QUICK, "period": "6s", "grace": "1s"},
             "hourly": {"kind": "heartbeat", "id": HOURLY, "period": "1h"},
         },
         "checks": {
@@ -64,7 +66,11 @@ def test_a_missed_heartbeat_alerts_and_a_ping_resolves_it(
 ) -> None:
     daemon = start(write_config(tmp_path))
     url = f"http://127.0.0.1:{daemon.port}"
-    pinged = upkeep("ping", QUICK, "--url", url)
+    # The first signal at once (a CLI's start takes a second, more on a busy machine).
+    assert daemon.request("POST", f"/ping/{QUICK}/start", body=b"") == (200, "OK")
+    log = tmp_path / "job.log"
+    log.write_text("x" * 20_000 + "\nall 42 tables dumped\n", encoding="utf-8")
+    pinged = upkeep("ping", QUICK, "--url", url, "--data-file", str(log))
     assert (pinged.returncode, pinged.stdout, pinged.stderr) == (0, "", "")
     assert "quick" not in open_alerts(daemon)
     # Late (a warning) for the grace, then down (critical).
@@ -72,7 +78,7 @@ def test_a_missed_heartbeat_alerts_and_a_ping_resolves_it(
         lambda: (
             (found := open_alerts(daemon).get("quick")) and found["status"] == "critical" and found
         ),
-        15,
+        20,
         "the missed heartbeat's critical alert",
     )
     assert "late (grace 1s)" in alert["message"]
@@ -80,6 +86,13 @@ def test_a_missed_heartbeat_alerts_and_a_ping_resolves_it(
     again = upkeep("ping", QUICK, "--url", url)
     assert again.returncode == 0, again.stderr
     wait_for(lambda: "quick" not in open_alerts(daemon), 10, "the alert to resolve")
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        pings = store.pings.recent(heartbeat_digest(QUICK))
+    finally:
+        store.close()
+    assert [ping.kind for ping in pings] == [PingKind.SUCCESS, PingKind.SUCCESS, PingKind.START]
+    assert pings[1].body.endswith("\nall 42 tables dumped\n") and len(pings[1].body) == 10 * 1024
     # The store keeps the id's digest only: the credential is in no byte of it.
     for part in tmp_path.glob("store.db*"):
         assert QUICK.encode() not in part.read_bytes(), part
