@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from upkeep.store.rows import inserted_id
 from upkeep.store.schema import heartbeats, pings
 
 if TYPE_CHECKING:
@@ -144,8 +145,7 @@ class PingLog:
                     body=body[-MAX_PING_BODY_CHARS:] if body else "",
                 )
             )
-            key = result.inserted_primary_key
-            return int(key[0]) if key is not None and key[0] is not None else 0
+            return inserted_id(result)
 
     def recent(self, digest: str, *, limit: int = 50) -> list[Ping]:
         """Given a heartbeat's digest, return its newest pings (of every kind), newest first."""
@@ -178,13 +178,7 @@ class PingLog:
                 and_(pings.c.received_at == last.received_at, pings.c.id < last.id),
             )
             previous = self._newest(connection, digest, and_(completed, before_last))
-            start_condition = and_(
-                pings.c.kind == PingKind.START.value,
-                or_(
-                    pings.c.received_at < last.received_at,
-                    and_(pings.c.received_at == last.received_at, pings.c.id < last.id),
-                ),
-            )
+            start_condition = and_(pings.c.kind == PingKind.START.value, before_last)
             if previous is not None:
                 start_condition = and_(start_condition, pings.c.received_at >= previous.received_at)
             run_start = self._newest(connection, digest, start_condition)

@@ -38,8 +38,6 @@ PING_RATE = 5.0
 """Pings a second one heartbeat takes once its burst is spent."""
 PING_BURST = 5.0
 """Pings one heartbeat takes at once."""
-MAX_SIGNAL_CHARS = 5
-"""The longest signal segment (``start``)."""
 _ID = re.compile(HEARTBEAT_ID_PATTERN)
 _TEXT = "text/plain; charset=utf-8"
 _NOT_FOUND = "not found"
