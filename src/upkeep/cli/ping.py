@@ -175,7 +175,7 @@ def run_ping(
 ) -> int:
     """Send one ping, or wrap a command in a start and its exit code; return the exit
     code: 0 (taken), 1 (refused or not delivered), 2 (bad input), or the command's."""
-    if not _ID.match(heartbeat_id):
+    if not _ID.fullmatch(heartbeat_id):
         _say("a heartbeat id is 22 to 128 letters, digits, - and _")
         return EXIT_USAGE
     segment = signal_path(start, fail, log, exit_code)

@@ -126,10 +126,10 @@ def ping_router(state: DaemonState) -> APIRouter:
 
     async def receive(request: Request, heartbeat_id: str, signal: str | None) -> Response:
         parsed = parse_signal(signal)
-        targets = index().get(heartbeat_digest(heartbeat_id)) if _ID.match(heartbeat_id) else None
+        digest = heartbeat_digest(heartbeat_id) if _ID.fullmatch(heartbeat_id) else ""
+        targets = index().get(digest)
         if parsed is None or targets is None:
             return _text(404, _NOT_FOUND)
-        digest = heartbeat_digest(heartbeat_id)
         if not limiter.allow(digest, time.monotonic()):
             return _text(429, "too many pings", {"retry-after": "1"})
         kind, exit_code = parsed

@@ -236,3 +236,8 @@ def test_a_slow_or_endless_chunked_body_is_refused_like_any_other(
     assert asyncio.run(_raw(state, chunked, [b"x" * 1000] * 5)) == 413
     assert asyncio.run(_raw(state, chunked, [b"started the dump"])) == 408
     assert stored(state) == []
+
+
+def test_an_id_with_a_trailing_newline_is_no_id(state: DaemonState) -> None:
+    (answer,) = send(state, ("GET", f"{PATH}%0A", {}))
+    assert answer.status_code == 404 and stored(state) == []
