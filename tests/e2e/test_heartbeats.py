@@ -144,6 +144,8 @@ def test_ping_refusals_and_failures_never_print_the_id(upkeep: Upkeep, tmp_path:
     assert unreachable.returncode == 1
     assert "/ping/***" in unreachable.stderr and QUICK not in unreachable.stderr
     assert upkeep("ping", "short-id", "--url", nobody).returncode == 2
+    nowhere = upkeep("ping", QUICK)  # no --url and no config to find the daemon in
+    assert nowhere.returncode == 2 and "--url" in nowhere.stderr
     both = upkeep("ping", QUICK, "--start", "--fail", "--url", nobody)
     assert both.returncode == 2 and "one of" in both.stderr
     code = upkeep("ping", QUICK, "--exit-code", "256", "--url", nobody)
