@@ -650,10 +650,12 @@ def _cell(text: str) -> str:
 
 def _route_access(path: str, method: str) -> str:
     """Given a route, return what a request to it needs past the guard."""
-    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, SAFE_METHODS
+    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, PING_PREFIX, SAFE_METHODS
 
     if path in OPEN_PATHS or path in ACCOUNT_PATHS:
         return "none"
+    if path.startswith(PING_PREFIX):
+        return "heartbeat id"
     if method.upper() in SAFE_METHODS:
         return "token"
     return "token; a change: JSON, same origin"
@@ -744,6 +746,8 @@ def render_api() -> str:
         "  a caller without it gets a 403 naming it. A change is recorded as made by",
         "  `api:<token name>` or `user:<name>`; a body cannot say who it is from (`by` is",
         "  refused).",
+        "- *heartbeat id*: `/ping/…` needs no token, Host or content type: the heartbeat's",
+        "  id in the path is the credential (an unknown one is a 404); the body cap holds.",
         "- *a change* (any method but GET, HEAD, OPTIONS) must come from the server's own",
         "  origin and carry `Content-Type: application/json`, even when its body is left",
         "  out (a DELETE without a body needs none); made with a session cookie, it also",

@@ -98,7 +98,9 @@ def _check_sources(session: _Session, sources: list[str], drill: DrillReport | N
         problems.extend(pipeline.take([own]).problems)
 
     async def run_check(name: str) -> CheckResult:
-        results = await run_checks([loaded.checks[name]], redactor=loaded.redactor, concurrency=1)
+        results = await run_checks(
+            [loaded.checks[name]], redactor=loaded.redactor, concurrency=1, store=session.store
+        )
         settled = await asyncio.to_thread(pipeline.take, results)
         problems.extend(settled.problems)
         return results[0]

@@ -83,7 +83,10 @@ def run_check(
     try:
         results = run_async(
             run_checks(
-                selected, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency
+                selected,
+                redactor=loaded.redactor,
+                concurrency=loaded.config.engine.concurrency,
+                store=history,
             )
         )
         if store:

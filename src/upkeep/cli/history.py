@@ -80,6 +80,7 @@ def run_history(
 def run_prune(config_path: Path | None) -> int:
     """Apply the config's retention to the store now; print what was done; return 0 or 2."""
     from upkeep.cli.common import console, load_or_report, open_store
+    from upkeep.probes.heartbeat import heartbeat_digests
 
     loaded = load_or_report(config_path)
     if loaded is None:
@@ -97,6 +98,11 @@ def run_prune(config_path: Path | None) -> int:
         # Backup history (removed and failed backups, verifications, drills, restores)
         # is kept as long as runs: the repository itself keeps the backups.
         backup_rows = store.backups.prune(datetime.now(UTC) - retention.runs)
+        # Heartbeat pings are results of their jobs: kept as long, the newest of each
+        # kind of a configured heartbeat always (a quarterly job's last success stays).
+        pings_deleted = store.pings.prune(
+            datetime.now(UTC) - retention.results, set(heartbeat_digests(loaded.config.targets))
+        )
     finally:
         store.close()
     console().print(
@@ -106,7 +112,8 @@ def run_prune(config_path: Path | None) -> int:
     )
     console().print(
         f"deleted {runs_deleted} old run(s), {alerts_deleted} resolved alert(s), "
-        f"{notices_deleted} finished notification(s) and {backup_rows} old backup record(s)",
+        f"{notices_deleted} finished notification(s), {backup_rows} old backup record(s) "
+        f"and {pings_deleted} heartbeat ping(s)",
         markup=False,
     )
     return 0

@@ -943,6 +943,75 @@ def token_remove(
     raise typer.Exit(remove_token(config, name))
 
 
+@app.command()
+def ping(
+    heartbeat_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The heartbeat's id (its `id:` in the config).")
+    ],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[-- COMMAND...]",
+            help="Run this command: send a start, then its exit code with the end of its "
+            "output; exit with its exit code.",
+            show_default=False,
+        ),
+    ] = None,
+    start: Annotated[bool, typer.Option("--start", help="The job started.")] = False,
+    fail: Annotated[bool, typer.Option("--fail", help="The job failed.")] = False,
+    log: Annotated[bool, typer.Option("--log", help="A message only (changes no state).")] = False,
+    exit_code: Annotated[
+        int | None,
+        typer.Option(
+            "--exit-code", metavar="N", help="The job's exit code: 0 success, 1-255 failure."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            envvar="UPKEEP_URL",
+            help="The daemon's address (default: alerting.public_url, else engine.listen).",
+        ),
+    ] = None,
+    data_file: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE", help="Send the end (10 KiB) of this file as the log; - reads stdin."
+        ),
+    ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            parser=options.retries,
+            help="Tries after a failed one, 1 s, 2 s, 4 s... apart (0 to 100).",
+        ),
+    ] = 5,
+    config: ConfigOption = None,
+) -> None:
+    """Ping a heartbeat from a script or crontab: success, --start, --fail, --exit-code N.
+
+    `upkeep ping ID -- COMMAND ARGS...` wraps a job: start, run, exit code and output.
+    """
+    from upkeep.cli.ping import run_ping
+
+    raise typer.Exit(
+        run_ping(
+            heartbeat_id,
+            start=start,
+            fail=fail,
+            log=log,
+            exit_code=exit_code,
+            url=url,
+            data_file=data_file,
+            retries=retries,
+            config_path=config,
+            command=command or [],
+        )
+    )
+
+
 def main() -> None:
     """Run the CLI; report unexpected failures in one redacted line and exit 3 (unknown).
 

@@ -107,6 +107,22 @@ def count(value: str) -> int:
     return number
 
 
+MAX_RETRIES = 100
+"""The most retries ``upkeep ping --retries`` takes (their waits double up to a minute)."""
+
+
+def retries(value: str) -> int:
+    """Given a number of retries as typed, return it; raise BadParameter unless it is a
+    whole number from 0 to ``MAX_RETRIES``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a whole number, not {value!r}") from None
+    if not 0 <= number <= MAX_RETRIES:
+        raise typer.BadParameter(f"expected a number from 0 to {MAX_RETRIES}, not {number}")
+    return number
+
+
 def host_port(value: str) -> str:
     """Given ``host:port``, return it; raise BadParameter if it is not one (port 1 to 65535)."""
     match = _HOST_PORT.match(value)

@@ -203,7 +203,10 @@ async def _execute(
             store,
             http=http,
             checks=CheckRunner(
-                redactor=loaded.redactor, http=http, concurrency=loaded.config.engine.concurrency
+                redactor=loaded.redactor,
+                http=http,
+                concurrency=loaded.config.engine.concurrency,
+                store=store,
             ),
             owner=instance,
             manual_confirm=confirm if interactive else None,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError, ValidatorFunctionWrapHandler
 
 from upkeep.config.conditions import Condition, ConditionSyntaxError, parse_condition
+from upkeep.config.cron import validate_cron
 from upkeep.config.errors import ConfigError, ConfigIssue, KeyPath
 from upkeep.config.files import FileReadError, read_text_file
 from upkeep.config.models import NAME_PATTERN
@@ -530,7 +531,11 @@ def _compile_checks(
             params=params,
             warn=conditions["warn"],
             crit=conditions["crit"],
-            every=check.every,
+            every=(
+                probe_class.default_every
+                if probe_class.default_every is not None and "every" not in check.model_fields_set
+                else check.every
+            ),
             timeout=check.timeout,
             severity=check.severity,
             labels={**target.labels, **check.labels},
@@ -758,7 +763,9 @@ def _resolve_target_paths(
     config: UpkeepConfig, base_dir: Path, collector: _Collector
 ) -> UpkeepConfig:
     """Given a valid config, return it with each target's ``path_fields`` resolved against
-    ``base_dir`` (the config file's directory), and list every missing ``required_files``.
+    ``base_dir`` (the config file's directory) and its ``zone_fields`` left out set to the
+    config's timezone; list every missing ``required_files`` and every ``cron_fields``
+    value the cron grammar refuses.
 
     Relative paths must not depend on where upkeep was started from, just as the store
     path and ``${file:}`` do not. Targets are frozen, so a changed one is a copy, and so
@@ -781,6 +788,16 @@ def _resolve_target_paths(
                 program = _resolve_path(value[0], base_dir)
                 if program != value[0]:
                     update[field_name] = [program, *value[1:]]
+        for field_name in target.cron_fields:
+            expression = getattr(target, field_name)
+            if isinstance(expression, str):
+                try:
+                    validate_cron(expression)
+                except ValueError as error:
+                    collector.add(("targets", name, field_name), str(error))
+        for field_name in target.zone_fields:
+            if getattr(target, field_name) is None:
+                update[field_name] = config.timezone
         if update:
             changed[name] = target.model_copy(update=update)
     if not changed:

@@ -117,7 +117,8 @@ class CheckConfig(StrictModel):
     )
     every: Duration = Field(
         default=timedelta(minutes=1),
-        description="how often the daemon runs it (spread over the interval by a stable jitter)",
+        description="how often the daemon runs it (spread over the interval by a stable "
+        "jitter); a heartbeat's check runs every 30s unless given",
     )
     timeout: Duration = Field(
         default=timedelta(seconds=10),
@@ -750,7 +751,8 @@ class UpkeepConfig(StrictModel):
         description="the engine and the daemon: listen address, API tokens, limits",
     )
     targets: dict[Name, AnyTarget] = Field(
-        default={}, description="the things checked, by name: services, hosts, logs, backups"
+        default={},
+        description="the things checked, by name: services, hosts, logs, backups, heartbeats",
     )
     checks: dict[Name, CheckConfig] = Field(
         default={}, description="probes of targets on a schedule, with conditions and alerting"

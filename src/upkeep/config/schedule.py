@@ -35,6 +35,7 @@ across restarts instead of starting its clock at boot.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -241,3 +242,15 @@ def next_interval_firing(key: str, every: timedelta, after: datetime) -> datetim
     step = every // _MICROSECOND
     elapsed = (after.astimezone(UTC) - phase) // _MICROSECOND
     return phase + timedelta(microseconds=(elapsed // step + 1) * step)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cron_schedule(expression: str, zone: str) -> CronSchedule:
+    return CronSchedule(expression, ZoneInfo(zone))
+
+
+def next_cron_firing(expression: str, zone: str, after: datetime) -> datetime:
+    """Given a cron expression, an IANA zone name and an aware datetime, return the first
+    firing strictly after it (schedules are built once per expression and zone); raise
+    ValueError if the expression or the zone is invalid or ``after`` is naive."""
+    return _cron_schedule(expression, zone).next_after(after)

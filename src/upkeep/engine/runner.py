@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from upkeep.config.schedule import next_cron_firing
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.results import CheckResult, MetricValue
 from upkeep.core.status import Status
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from upkeep.config.loader import CompiledCheck
     from upkeep.core.redaction import Redactor
     from upkeep.io.http import HttpClient
+    from upkeep.store.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,11 @@ class CheckRunner:
         http: HttpClient,
         concurrency: int = 256,
         clock: Clock = SYSTEM_CLOCK,
+        store: Store | None = None,
     ) -> None:
         self._redactor = redactor
+        # What probes judging recorded signals read (heartbeats' pings); None: no store.
+        self._store = store
         # A result's time is the clock's (the scheduler's lag is measured against it); the
         # check's timeout and its duration are real time: they bound and measure real work.
         self.clock = clock
@@ -58,7 +63,14 @@ class CheckRunner:
         async with self._limit:
             at = self.clock.now()
             started = time.perf_counter()
-            context = ProbeContext(timeout=check.timeout, http=self._http, redactor=self._redactor)
+            context = ProbeContext(
+                timeout=check.timeout,
+                http=self._http,
+                redactor=self._redactor,
+                store=self._store,
+                clock=self.clock,
+                next_firing=next_cron_firing,
+            )
             timeout_s = check.timeout.total_seconds()
             # Overwritten on every path below: by the except clauses or by the verdict.
             status = Status.UNKNOWN
@@ -151,15 +163,20 @@ def select_checks(
 
 
 async def run_checks(
-    checks: Iterable[CompiledCheck], *, redactor: Redactor, concurrency: int = 256
+    checks: Iterable[CompiledCheck],
+    *,
+    redactor: Redactor,
+    concurrency: int = 256,
+    store: Store | None = None,
 ) -> list[CheckResult]:
-    """Given checks, run them with a fresh HTTP client and return their results."""
+    """Given checks (and the store probes may read, if any), run them with a fresh HTTP
+    client and return their results."""
     from upkeep.io.http import HttpClient
 
     http = HttpClient()
     try:
-        return await CheckRunner(redactor=redactor, http=http, concurrency=concurrency).run_many(
-            checks
-        )
+        return await CheckRunner(
+            redactor=redactor, http=http, concurrency=concurrency, store=store
+        ).run_many(checks)
     finally:
         await http.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -230,6 +230,24 @@ class Scheduler:
                 self.stats.checks_skipped_busy += 1
                 continue
             self._start_check(check, due)
+
+    def run_now(self, names: Iterable[str]) -> int:
+        """Given check names, start those that are enabled and not running now (outside
+        their grid, which goes on unchanged); return how many were started. Unknown names
+        and a stopped scheduler start nothing."""
+        started = 0
+        for name in names:
+            check = self.loaded.checks.get(name)
+            if (
+                check is None
+                or not check.enabled
+                or name in self._running_checks
+                or self._stopping.is_set()
+            ):
+                continue
+            self._start_check(check, self.clock.now().timestamp())
+            started += 1
+        return started
 
     def _start_check(self, check: CompiledCheck, due: float) -> None:
         self._running_checks.add(check.name)

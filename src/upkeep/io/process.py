@@ -217,13 +217,15 @@ _Captured = tuple[bytes, bool]
 
 
 class _Capture(asyncio.SubprocessProtocol):
-    """Keeps up to ``cap`` bytes of stdout and of stderr, counts the rest, and tells when
-    the supervisor has exited and when each pipe has closed (separately: a pipe can
-    outlive the process that held it)."""
+    """Keeps up to ``cap`` bytes of stdout and of stderr (the first ones, or with ``tail``
+    the last ones), notes that there were more, and tells when the supervisor has exited
+    and when each pipe has closed (separately: a pipe can outlive the process that held
+    it)."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, *, tail: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self.cap = cap
+        self.tail = tail
         self.kept = {1: bytearray(), 2: bytearray()}
         self.cut = {1: False, 2: False}
         self.closed = {1: loop.create_future(), 2: loop.create_future()}
@@ -231,6 +233,14 @@ class _Capture(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
         kept = self.kept[fd]
+        if self.tail:
+            kept.extend(data[-self.cap :])
+            if len(data) > self.cap:
+                self.cut[fd] = True
+            if len(kept) > self.cap:
+                del kept[: len(kept) - self.cap]
+                self.cut[fd] = True
+            return
         room = self.cap - len(kept)
         if room > 0:
             kept.extend(data[:room])
@@ -284,6 +294,7 @@ async def run_process(
     cwd: str | None = None,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
     leave_detached: bool = False,
+    keep_tail: bool = False,
 ) -> ProcessResult:
     """Given argv and a deadline, run the command and return its exit code and output.
 
@@ -292,12 +303,14 @@ async def run_process(
     daemon a start command launched must); on timeout the whole tree gets SIGTERM, then
     SIGKILL after ``KILL_GRACE_S``, and ``timed_out`` is set; on cancellation the tree is
     ended before CancelledError propagates. A negative exit code is the signal that ended
-    the command. Raise ``ProcessStartError`` if the program cannot be started.
+    the command. Of each of stdout and stderr the first ``max_output_bytes`` are kept, or
+    with ``keep_tail`` the last (the end of a job's log says how it ended). Raise
+    ``ProcessStartError`` if the program cannot be started.
     """
     launch = _Launch(argv, leave_detached)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    capture = _Capture(max_output_bytes)
+    capture = _Capture(max_output_bytes, tail=keep_tail)
     try:
         transport, _ = await loop.subprocess_exec(
             lambda: capture,

@@ -4,4 +4,4 @@ per kind. Other packages reach a kind through the registry; the target models of
 with the tasks and commands that work on the same targets.
 """
 
-__all__ = ["backup", "base", "http", "logs", "mysql", "postgres", "redis", "registry"]
+__all__ = ["backup", "base", "heartbeat", "http", "logs", "mysql", "postgres", "redis", "registry"]

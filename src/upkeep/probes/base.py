@@ -17,13 +17,14 @@ Target models live beside their probes (``probes/<kind>.py``) and mark secret fi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field
 
+from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.core.models import StrictModel
 from upkeep.core.results import MetricValue
 from upkeep.core.status import Status
@@ -31,6 +32,7 @@ from upkeep.core.status import Status
 if TYPE_CHECKING:
     from upkeep.core.redaction import Redactor
     from upkeep.io.http import HttpClient
+    from upkeep.store.store import Store
 
 MetricType = Literal["number", "bool", "string"]
 
@@ -44,10 +46,16 @@ class TargetBase(StrictModel):
     is a path, and only when written with a slash (``./check.sh``), since a bare name is
     looked up on ``PATH``. ``required_files`` names those of them that must exist when the
     config is loaded (a CA bundle; not a log directory, which may appear later).
+
+    ``cron_fields`` names fields holding a cron expression, which the loader checks with
+    the config's one cron grammar (this layer sits below it); ``zone_fields`` names fields
+    holding an IANA zone, which the loader sets to the config's ``timezone`` when left out.
     """
 
     path_fields: ClassVar[tuple[str, ...]] = ()
     required_files: ClassVar[tuple[str, ...]] = ()
+    cron_fields: ClassVar[tuple[str, ...]] = ()
+    zone_fields: ClassVar[tuple[str, ...]] = ()
 
     kind: str
     labels: dict[str, str] = Field(
@@ -111,14 +119,24 @@ class ProbeOutcome:
     status: Status | None = None
 
 
+NextFiring = Callable[[str, str, datetime], datetime]
+"""Given a cron expression, an IANA zone and a moment, return the expression's next firing
+after it (the config's cron grammar, which this layer cannot import)."""
+
+
 @dataclass
 class ProbeContext:
-    """Everything a probe run may use: the deadline and the process-wide seams."""
+    """Everything a probe run may use: the deadline and the process-wide seams; the store
+    (None when the run keeps none), the clock and the cron schedule for probes that judge
+    what was recorded against time (heartbeats)."""
 
     timeout: timedelta
     http: HttpClient
     redactor: Redactor
     extra: dict[str, Any] = field(default_factory=dict)
+    store: Store | None = None
+    clock: Clock = SYSTEM_CLOCK
+    next_firing: NextFiring | None = None
 
     @property
     def timeout_s(self) -> float:
@@ -141,6 +159,9 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     # Probes whose metric names come from the target (Nagios perfdata labels) cannot have
     # their conditions checked against a fixed list; the fixed ones are still listed.
     dynamic_metrics: ClassVar[bool] = False
+    # How often a check of this probe runs when it gives no ``every:`` (None: the check's
+    # own default). Heartbeats run more often, so a missed deadline alerts soon after it.
+    default_every: ClassVar[timedelta | None] = None
 
     @classmethod
     def metric_names(cls) -> frozenset[str]:

@@ -9,7 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from upkeep.probes import backup, command, host, http, logs, mysql, postgres, redis, tcp, tls
+from upkeep.probes import (
+    backup,
+    command,
+    heartbeat,
+    host,
+    http,
+    logs,
+    mysql,
+    postgres,
+    redis,
+    tcp,
+    tls,
+)
 from upkeep.probes.base import Probe, TargetBase
 
 
@@ -82,5 +94,6 @@ TARGET_KINDS: dict[str, TargetKind] = {
         TargetKind("tls", tls.TlsTarget, (tls.ExpiryProbe,)),
         TargetKind("command", command.CommandTarget, (command.RunProbe,)),
         TargetKind("backup", backup.BackupTarget, (backup.FreshnessProbe, backup.DrillProbe)),
+        TargetKind("heartbeat", heartbeat.HeartbeatTarget, (heartbeat.StatusProbe,)),
     )
 }

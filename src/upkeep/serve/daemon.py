@@ -106,6 +106,7 @@ class Daemon:
         self.reload_timeout_s = RELOAD_TIMEOUT_S
         self._pipeline: Pipeline | None = None
         self._leading_blind = False
+        self._scheduler: Scheduler | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -127,6 +128,7 @@ class Daemon:
             started_at=self.clock.now(),
             run_checks_now=self._run_checks_now,
             record_results=self._record_results,
+            on_ping=self._heartbeat_pinged,
         )
         events = _Events(asyncio.Event(), asyncio.Event())
         self._install_signals(events)
@@ -166,6 +168,17 @@ class Daemon:
         left = await self._state.jobs.drain(drain)
         if left:
             logger.warning("stopping while API jobs still run: %s", ", ".join(left))
+
+    def _heartbeat_pinged(self, targets: tuple[str, ...]) -> None:
+        """Given the heartbeat targets a ping came for, run their checks now if this
+        daemon schedules (a standby's leader finds the ping at the checks' next run)."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        names = [
+            check.name for check in scheduler.loaded.checks.values() if check.target_name in targets
+        ]
+        scheduler.run_now(names)
 
     def _new_pipeline(self, store: Store) -> Pipeline:
         """Return the pipeline that records results (in the store, or in the spill while
@@ -481,7 +494,7 @@ class Daemon:
                     lost = True
                     break
         finally:
-            self._state.start_runbook = None
+            self._stop_taking_work()
             scheduler.stop()
             await asyncio.gather(schedule_task, return_exceptions=True)
             drain = timedelta(0) if lost else self.loaded.config.engine.drain_timeout
@@ -499,6 +512,13 @@ class Daemon:
             self._stand_down()
             if lost:
                 await leadership.release()
+
+    def _stop_taking_work(self) -> None:
+        """As the lead ends: refuse runbooks the API asks for, and let pings wait for the
+        next leader's checks."""
+        if self._state is not None:
+            self._state.start_runbook = None
+        self._scheduler = None
 
     def _stand_down(self) -> None:
         """Count and show this daemon as a standby again."""
@@ -609,6 +629,7 @@ class Daemon:
             http=http,
             concurrency=loaded.config.engine.concurrency,
             clock=self.clock,
+            store=self._store,
         )
         # The pipeline follows the config in force (``_use``): its alert manager is this
         # config's, and results the store does not take go to its spill.
@@ -627,7 +648,8 @@ class Daemon:
             sum(1 for check in loaded.checks.values() if check.enabled)
         )
         self.metrics.keep_checks(set(loaded.checks))
-        return Scheduler(
+        # The newest scheduler is the one a ping's checks run on (``_heartbeat_pinged``).
+        self._scheduler = Scheduler(
             loaded,
             self._store,
             checks=checks,
@@ -641,9 +663,12 @@ class Daemon:
             guard=pipeline.guard,
             clock=self.clock,
         )
+        return self._scheduler
 
     async def _housekeeping(self) -> None:
         """Sweep orphaned runs every minute and apply retention every hour, as the leader."""
+        from upkeep.probes.heartbeat import heartbeat_digests
+
         if self._store is None:
             return
         store = self._store
@@ -682,6 +707,13 @@ class Daemon:
                     backup_rows = await asyncio.to_thread(
                         store.backups.prune, self.clock.now() - retention.runs
                     )
+                    pings_deleted = await asyncio.to_thread(
+                        store.pings.prune,
+                        self.clock.now() - retention.results,
+                        set(heartbeat_digests(self.loaded.config.targets)),
+                    )
+                    if pings_deleted:
+                        logger.info("retention: %d heartbeat ping(s) deleted", pings_deleted)
                     if backup_rows:
                         logger.info("retention: %d backup record(s) deleted", backup_rows)
                     logger.info(

@@ -11,6 +11,7 @@ __all__ = [
     "crypto",
     "locks",
     "outbox",
+    "pings",
     "repository",
     "runs",
     "schema",

@@ -25,6 +25,10 @@ Designed for months of results from thousands of checks:
   ``sessions`` are their signed-in browsers, keyed by the SHA-256 of the cookie's secret
   (the secret itself is never stored); ``api_tokens`` are tokens made with ``upkeep token
   add`` or the API, kept as the SHA-256 of the token with the scopes it carries.
+* ``pings`` are the signals cron jobs send to their heartbeats (start, success, fail,
+  log), keyed by the SHA-256 of the heartbeat's id (the id is the ping URL's credential
+  and is never stored); ``heartbeats`` remembers when each was first seen, so a heartbeat
+  that never pinged is judged from then.
 """
 
 from __future__ import annotations
@@ -402,4 +406,29 @@ api_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     UniqueConstraint("name"),
     UniqueConstraint("digest"),
+)
+
+# --- heartbeats (issue #14) ------------------------------------------------------------
+
+pings = Table(
+    "pings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The SHA-256 (hex) of the heartbeat's id, never the id itself: it is a credential.
+    Column("heartbeat", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # start | success | fail | log
+    Column("exit_code", SmallInteger, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(64), nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    # The newest ping of each kind per heartbeat is what the probe reads.
+    Index("ix_pings_heartbeat_kind_received_at", "heartbeat", "kind", "received_at"),
+    Index("ix_pings_received_at", "received_at"),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("heartbeat", String(64), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
 )

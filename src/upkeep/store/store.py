@@ -58,11 +58,12 @@ if TYPE_CHECKING:
     from upkeep.store.alerts import AlertStore
     from upkeep.store.backups import BackupCatalog
     from upkeep.store.outbox import OutboxStore
+    from upkeep.store.pings import PingLog
     from upkeep.store.runs import RunLog
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_REVISION = "0005_accounts"
+SCHEMA_REVISION = "0006_heartbeat"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 DEFAULT_SCHEMA = "upkeep"
 """The PostgreSQL schema a store lives in unless the config names another."""
@@ -483,6 +484,13 @@ class Store:
         from upkeep.store.accounts import AccountStore
 
         return AccountStore(self.engine, self._lock)
+
+    @functools.cached_property
+    def pings(self) -> PingLog:
+        """Return the pings of heartbeats (and when each heartbeat was first seen)."""
+        from upkeep.store.pings import PingLog
+
+        return PingLog(self.engine, self._lock)
 
     def close(self) -> None:
         """Release every pooled connection."""

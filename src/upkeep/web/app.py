@@ -90,6 +90,9 @@ class DaemonState:
     while this daemon does not lead."""
     jobs: JobTable = field(default_factory=JobTable)
     """The backups, verifications and drills the API started (``upkeep.web.jobs``)."""
+    on_ping: Callable[[tuple[str, ...]], None] | None = None
+    """Told the heartbeat targets a ping just came for (stored already), so the daemon
+    runs their checks now (None: nobody to tell; they run at their interval)."""
 
 
 class Decision(ApiBody):
@@ -229,6 +232,27 @@ async def health_answer(state: DaemonState) -> Response:
     return Response(content=orjson.dumps(body), media_type="application/json")
 
 
+def _include_routers(
+    app: FastAPI, state: DaemonState, guard_settings: Callable[[], GuardSettings]
+) -> None:
+    """Given the app, add every router of the HTTP face, then describe in the schema which
+    operations need a bearer token (every one but the open paths and the pings)."""
+    from upkeep.web.auth import auth_router
+    from upkeep.web.pings import ping_router
+
+    app.include_router(alert_router(state))
+    app.include_router(auth_router(state, guard_settings))
+    app.include_router(check_router(state))
+    app.include_router(runbook_router(state))
+    app.include_router(window_router(state))
+    app.include_router(incident_router(state))
+    app.include_router(backup_router(state))
+    app.include_router(notify_router(state))
+    app.include_router(docs_router())
+    app.include_router(ping_router(state))
+    declare_bearer(app, OPEN_PATHS)
+
+
 def create_app(state: DaemonState) -> FastAPI:
     """Given the daemon's state, return the FastAPI application serving it."""
     app = FastAPI(title="upkeep", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -335,16 +359,5 @@ def create_app(state: DaemonState) -> FastAPI:
         """Reject the approval step a run waits on: the run stops; the body may be left out."""
         return await decide(run_id, ApprovalDecision.REJECTED, body or Decision(), who.actor)
 
-    app.include_router(alert_router(state))
-    from upkeep.web.auth import auth_router
-
-    app.include_router(auth_router(state, guard_settings))
-    app.include_router(check_router(state))
-    app.include_router(runbook_router(state))
-    app.include_router(window_router(state))
-    app.include_router(incident_router(state))
-    app.include_router(backup_router(state))
-    app.include_router(notify_router(state))
-    app.include_router(docs_router())
-    declare_bearer(app, OPEN_PATHS)
+    _include_routers(app, state, guard_settings)
     return app

@@ -12,6 +12,8 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from upkeep.web.guard import PING_PREFIX
+
 DOCS_PATH = "/api/docs"
 ASSETS = {
     "swagger-ui-bundle.js": "application/javascript",
@@ -43,7 +45,7 @@ def declare_bearer(app: FastAPI, open_paths: frozenset[str]) -> None:
             }
         }
         for path, operations in schema.get("paths", {}).items():
-            if path in open_paths:
+            if path in open_paths or path.startswith(PING_PREFIX):
                 continue
             for operation in operations.values():
                 operation["security"] = [{BEARER_SCHEME: []}]

@@ -41,6 +41,14 @@ client sends is parsed, or even read, before it has passed:
 The body is read here, once, and handed to the application whole. The request's
 ``Principal`` goes into the ASGI scope under ``PRINCIPAL_KEY``, its actor under
 ``ACTOR_KEY``, and a session's record under ``SESSION_KEY``.
+
+Heartbeat pings (``PING_PREFIX``, ``/ping/<id>...``) are the one exception, handled first
+and apart: cron jobs send them with ``curl`` from anywhere, with any content type and no
+token, because the heartbeat's id in the path is their credential (the route answers 404
+for an unknown one). So only rules 1 and 6 apply: the query string, and the body cap and
+timeout. There is no Host check either: nothing is read back but ``OK``, so a
+DNS-rebinding page gains nothing it could not get by sending the request itself, and a
+job on another machine may reach the daemon by any name (a load balancer, an alias).
 """
 
 from __future__ import annotations
@@ -87,6 +95,8 @@ MAX_COOKIE_BYTES = 8192
 """A Cookie header longer than this is not parsed (no session is read from it)."""
 OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Paths answered without a credential (GET and HEAD only)."""
+PING_PREFIX = "/ping/"
+"""Paths of heartbeat pings: no token, Host or JSON rule; only the body cap and timeout."""
 OPEN_PREFIXES: tuple[str, ...] = ("/api/docs",)
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
@@ -400,6 +410,9 @@ class ApiGuard:
                 send, RefusedError(400, "the query string is not ASCII (percent-encode it)")
             )
             return
+        if scope["path"].startswith(PING_PREFIX):
+            await self._pass_ping(scope, receive, send)
+            return
         if scope["method"] in ("GET", "HEAD") and (
             scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES)
         ):
@@ -430,6 +443,18 @@ class ApiGuard:
         if admission.session is not None:
             admitted[SESSION_KEY] = admission.session
         await self.app(admitted, replay, send)
+
+    async def _pass_ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand a heartbeat ping to the application with its body read within the cap and
+        the body timeout (refused otherwise), and no principal: the id is its credential."""
+        try:
+            body = await self._read_body(scope, receive, self.settings())
+        except RefusedError as refusal:
+            await _refuse(send, refusal)
+            return
+        if body is None:
+            return  # the client went away while sending its body
+        await self.app(scope, _replaying(body, receive), send)
 
     async def _admit(self, scope: Scope, settings: GuardSettings) -> Admission:
         """Given a request head, return who it acts as; raise RefusedError if it may not
@@ -574,6 +599,21 @@ class ApiGuard:
                 408, f"the request body did not arrive within {settings.body_timeout_s:g}s"
             ) from None
         return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """Given a body already read and the request's receive, return a receive that hands
+    the application the body whole, then whatever comes after (a disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _refuse(send: Send, refusal: RefusedError) -> None:

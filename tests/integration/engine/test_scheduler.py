@@ -170,6 +170,29 @@ async def test_a_check_fires_on_its_phase_grid_and_results_are_written_per_inter
     assert running.scheduler.stats.results_written == 3
 
 
+async def test_run_now_starts_named_checks_off_their_grid_once_and_only_enabled_ones(
+    schedule: Start,
+) -> None:
+    config = """\
+targets:
+  local: {kind: host}
+  stuck: {kind: command, command: [sleep, "30"]}
+checks:
+  beat: {target: local, probe: uptime, every: 1h}
+  off: {target: local, probe: uptime, every: 1h, enabled: false}
+  hung: {target: stuck, every: 1h, timeout: 60s}
+"""
+    running = await schedule(config, MONDAY)
+    scheduler = running.scheduler
+    assert scheduler.run_now(["beat", "off", "nonexistent", "hung"]) == 2
+    await eventually(lambda: running.results, "the result run now")
+    assert [result.check for result, _ in running.results] == ["beat"]
+    assert scheduler.run_now(["hung"]) == 0  # still running: not started twice
+    assert scheduler.stats.checks_started == 1
+    scheduler.stop()
+    assert scheduler.run_now(["beat"]) == 0
+
+
 async def test_a_check_still_running_at_its_next_slot_skips_that_slot(schedule: Start) -> None:
     config = """\
 targets: {stuck: {kind: command, command: [sleep, "30"]}}

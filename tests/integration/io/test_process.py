@@ -451,3 +451,22 @@ async def test_many_timed_out_launches_leak_no_fd_and_no_process(
     finally:
         for pid in sleepers:
             kill_quietly(pid)
+
+
+async def test_keep_tail_keeps_the_end_of_each_stream() -> None:
+    script = (
+        "import sys\n"
+        "for n in range(5000): print(f'line {n}')\n"
+        "sys.stderr.write('e' * 300 + 'last error')\n"
+    )
+    head = await run_process([sys.executable, "-c", script], timeout_s=30, max_output_bytes=100)
+    tail = await run_process(
+        [sys.executable, "-c", script], timeout_s=30, max_output_bytes=100, keep_tail=True
+    )
+    assert head.stdout.startswith("line 0\n") and head.truncated
+    assert tail.stdout.endswith("line 4999\n") and len(tail.stdout) == 100 and tail.truncated
+    assert tail.stderr.endswith("last error") and len(tail.stderr) == 100
+    whole = await run_process(
+        [sys.executable, "-c", "print('short')"], timeout_s=30, keep_tail=True
+    )
+    assert (whole.stdout, whole.truncated) == ("short\n", False)

@@ -60,6 +60,17 @@ ADDED_METRICS |= {
     },
     ("backup", "drill"): {"age_s", "passed", "rto_s", "rpo_s", "rto_met", "rpo_met"},
 }
+# Heartbeats of the presentation issue (#14): cron jobs that report in.
+ADDED_METRICS |= {
+    ("heartbeat", "status"): {
+        "state",
+        "last_ping_age_s",
+        "last_duration_s",
+        "last_exit_code",
+        "running_s",
+        "deadline_in_s",
+    },
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",
@@ -71,6 +82,7 @@ SPEC_DEFAULTS = {
     "tls": "expiry",
     "command": "run",
     "backup": "freshness",
+    "heartbeat": "status",
 }
 
 
