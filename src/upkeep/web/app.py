@@ -299,4 +299,7 @@ def create_app(state: DaemonState) -> FastAPI:
     from upkeep.web.alerts import alert_router
 
     app.include_router(alert_router(state))
+    from upkeep.web.ui.routes import dashboard_router
+
+    app.include_router(dashboard_router(state))
     return app
