@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from upkeep.core.redaction import Redactor
     from upkeep.store.alerts import AlertRecord, Silence
     from upkeep.store.backups import BackupEvent, BackupRecord
-    from upkeep.store.store import Store
+    from upkeep.store.store import Store, StoredResult
 
 UPTIME_PERIODS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -541,6 +541,20 @@ def known_metrics(check: CompiledCheck | None, seen: Iterable[Mapping[str, Any]]
             if isinstance(value, int | float) and not isinstance(value, bool)
         )
     return sorted(names)
+
+
+def default_metric(check: CompiledCheck | None, recent: Sequence[StoredResult]) -> str:
+    """Given a check and its recent results (newest first), return the metric its page
+    charts unless asked for another: the one its conditions compare (crit's first), else
+    the first numeric metric its newest result has, else ``duration_ms``."""
+    for condition in (check.crit, check.warn) if check is not None else ():
+        if condition is not None and condition.metric_names:
+            return sorted(condition.metric_names)[0]
+    for result in recent[:1]:
+        for name, value in sorted(result.metrics.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return name
+    return "duration_ms"
 
 
 _WORD = re.compile(r"\b(or|not)\b")

@@ -618,9 +618,7 @@ def _check_context(
         return None
     recent = state.store.history(name, limit=200)
     metrics = views.known_metrics(compiled, (result.metrics for result in recent))
-    chosen = metric if metric in metrics else None
-    if chosen is None:
-        chosen = next((m for m in metrics if m != "duration_ms"), "duration_ms")
+    chosen = metric if metric in metrics else views.default_metric(compiled, recent)
     times, values = views.metric_series(state.store, name, chosen, now - span, now)
     lines = views.thresholds(compiled, chosen)
     chart = metric_chart(times, values, title=f"{name}: {chosen}", thresholds=lines)
