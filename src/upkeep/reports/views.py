@@ -14,6 +14,7 @@ result is ok (checks without any result yet are left out of the share).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, and_, func, select
+from sqlalchemy import and_, func, select
 
 from upkeep.alerting.routing import AlertFacts, silence_matches
 from upkeep.alerting.stats import ReliabilityFigures, period_stats
@@ -74,6 +75,7 @@ def status_word(status: Status | None) -> str:
     return "none" if status is None else status.label
 
 
+@functools.lru_cache(maxsize=8192)
 def percent_text(value: float | None) -> str:
     """Given a percentage in [0, 100] or None, return it with ``PERCENT_DECIMALS`` decimals,
     truncated (so anything short of 100 never reads 100.000%), or ``-`` for None."""
@@ -235,42 +237,52 @@ class StatusStrips:
             for hour in [hour for hour in slots if hour < first]:
                 del slots[hour]
 
-    def strip(self, check: str, end: datetime) -> list[Status | None]:
+    def strip(self, check: str, end: datetime) -> tuple[Status | None, ...]:
         """Given a check and a moment, return its ``hours`` hourly slots ending with the hour
         holding ``end``, oldest first (None: no result that hour)."""
         last = int(end.timestamp() // 3600)
         slots = self.slots.get(check, {})
-        return [slots.get(hour) for hour in range(last - self.hours + 1, last + 1)]
-
-
-def _hour_number(engine: Engine) -> Any:
-    """Given a store's engine, return the SQL expression of a result's hour (whole hours
-    since the epoch), as its backend spells it."""
-    if engine.dialect.name == "sqlite":
-        # Times are stored as UTC text; strftime reads them as UTC.
-        return func.cast(func.strftime("%s", check_results.c.at), Integer) / 3600
-    return func.floor(func.extract("epoch", check_results.c.at) / 3600)
+        return tuple(slots.get(hour) for hour in range(last - self.hours + 1, last + 1))
 
 
 def load_strips(engine: Engine, end: datetime, hours: int = STRIP_HOURS) -> StatusStrips:
     """Given a store's engine and a moment, return the strips of every check over the
     ``hours`` hours ending then, from the raw results: a range scan of the ``at`` index
-    that the database groups by check, hour and status, so only those few rows travel."""
+    (forced on SQLite, whose planner would rather walk the whole ``(check_id, at)`` index
+    for the grouping) that the database groups by check, hour and status, so only those
+    few rows travel. Its cost grows with the results of those hours, not with the history
+    kept."""
     strips = StatusStrips(hours=hours)
     start = datetime.fromtimestamp((int(end.timestamp() // 3600) - hours + 1) * 3600, UTC)
-    hour = _hour_number(engine).label("hour")
+    sqlite = engine.dialect.name == "sqlite"
+    # SQLite keeps UTC times as ISO text: the hour is its first 13 characters.
+    hour = (
+        func.substr(check_results.c.at, 1, 13)
+        if sqlite
+        else func.floor(func.extract("epoch", check_results.c.at) / 3600)
+    ).label("hour")
     query = (
         select(check_results.c.check_id, hour, check_results.c.status)
         .where(check_results.c.at >= start, check_results.c.at <= end)
         .group_by(check_results.c.check_id, hour, check_results.c.status)
+        .with_hint(check_results, "INDEXED BY ix_check_results_at", "sqlite")
     )
+    moments: dict[Any, datetime] = {}
     with engine.connect() as connection:
         names = dict(connection.execute(select(checks.c.id, checks.c.name)).all())
         for row in connection.execute(query):
             name = names.get(row.check_id)
-            if name is not None:
-                moment = datetime.fromtimestamp(int(row.hour) * 3600, UTC)
-                strips.add(name, moment, Status(row.status))
+            if name is None:
+                continue
+            moment = moments.get(row.hour)
+            if moment is None:
+                moment = (
+                    datetime.strptime(row.hour, "%Y-%m-%d %H").replace(tzinfo=UTC)
+                    if sqlite
+                    else datetime.fromtimestamp(int(row.hour) * 3600, UTC)
+                )
+                moments[row.hour] = moment
+            strips.add(name, moment, Status(row.status))
     return strips
 
 
@@ -282,11 +294,16 @@ class StripView:
     glyphs: str
     summary: str
     worst: str
+    uniform: str = ""
+    """The one status of every slot (``none``: no result in any), or empty if they differ."""
 
 
-def strip_view(slots: Sequence[Status | None]) -> StripView:
-    """Given hourly slots (oldest first), return the glyphs and a summary in words such as
-    ``24 h: 22 ok, 2 critical``."""
+@functools.lru_cache(maxsize=4096)
+def strip_view(slots: tuple[Status | None, ...]) -> StripView:
+    """Given hourly slots (oldest first), return the glyphs, a summary in words such as
+    ``last 24 h: 22 ok, 2 critical``, the worst status and, when every slot holds the same
+    status, that status (a page draws such a strip with its stylesheet: most strips are
+    uniform, and 1,000 rows of glyphs would weigh 100 KB). Memoised: strips repeat."""
     glyphs = "".join(
         STRIP_GLYPHS[slot.label] if slot is not None else STRIP_EMPTY for slot in slots
     )
@@ -300,7 +317,8 @@ def strip_view(slots: Sequence[Status | None]) -> StripView:
     )
     present = [slot for slot in slots if slot is not None]
     worst = max(present, key=lambda status: _RANK[status]).label if present else "none"
-    return StripView(glyphs, summary, worst)
+    uniform = status_word(slots[0]) if slots and len(set(slots)) == 1 else ""
+    return StripView(glyphs, summary, worst, uniform)
 
 
 # --- uptime ----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ after result id ``N`` (newest per check), and the cursor to ask after next.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import logging
 import re
 import threading
 import time
@@ -29,16 +31,25 @@ from upkeep.web.inputs import MAX_RECORD_ID, RecordId, needs
 
 if TYPE_CHECKING:
     from jinja2 import Environment
+    from starlette.types import Receive, Send
+    from starlette.types import Scope as AsgiScope
 
     from upkeep.alerting.stats import ReliabilityFigures
-    from upkeep.reports.views import StatusStrips
+    from upkeep.reports.views import LatestResult, StatusStrips, StoredCheck
     from upkeep.web.app import DaemonState
+
+logger = logging.getLogger(__name__)
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 """The static files served, by suffix; nothing else under ``static/`` is served."""
-UPTIME_MAX_AGE_S = 15.0
-"""Uptime figures (three ``period_stats`` passes) are reused for this long; the page says
-when they were computed. Status, since-when and messages are read on every request."""
+UPTIME_MAX_AGE_S = 60.0
+"""Uptime figures (three ``period_stats`` passes) are refreshed in the background once
+this old; the page says as of when. Status, since-when and messages are current on every
+request."""
+GZIP_FROM_BYTES = 4096
+"""A page at least this large is compressed for a client that accepts gzip."""
+TAIL_BATCH = 20000
+"""New results are read at most this many at a time."""
 LIVE_POLL_MS = 1000
 """How often an open page asks ``/ui/live`` for new results."""
 MAX_QUERY_TEXT = 200
@@ -62,19 +73,46 @@ PAGE_HEADERS = {
 inline styles, which matplotlib writes)."""
 
 
+class _Page(HTMLResponse):
+    """A page, sent gzip-compressed to a client that accepts it (every browser does): the
+    overview of 1,000 checks is a few hundred KB of repetitive markup, a few tens
+    compressed."""
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        """Send the page, compressed when the request's Accept-Encoding names gzip."""
+        accepted = b",".join(
+            value for key, value in scope.get("headers", []) if key.lower() == b"accept-encoding"
+        )
+        if len(self.body) >= GZIP_FROM_BYTES and b"gzip" in accepted.lower():
+            self.body = gzip.compress(self.body, compresslevel=5)
+            self.headers["content-encoding"] = "gzip"
+            self.headers["content-length"] = str(len(self.body))
+        self.headers["vary"] = "Accept-Encoding"
+        await super().__call__(scope, receive, send)
+
+
 @dataclass
 class _Board:
-    """What the overview keeps between requests: the hourly strips, fed from new results
-    (an id cursor) instead of re-reading 24 hours each time, and the uptime figures of the
-    last ``UPTIME_MAX_AGE_S`` seconds."""
+    """What the overview keeps between requests, so a request reads only what is new.
+
+    The newest result of each check, the checks the store knows and the hourly strips are
+    loaded once, then fed with the results stored since (the primary key is the cursor:
+    a range scan of the newest rows). The uptime figures are recomputed in the background
+    once older than ``UPTIME_MAX_AGE_S``; a request meanwhile shows the previous ones (the
+    page says as of when)."""
 
     strips: StatusStrips | None = None
+    latest: dict[str, LatestResult] = field(default_factory=dict)
+    registered: dict[str, StoredCheck] = field(default_factory=dict)
     cursor: int = 0
     loaded_for: int = -1
     uptime: dict[str, dict[str, ReliabilityFigures]] = field(default_factory=dict)
     uptime_at: datetime | None = None
-    uptime_taken: float = -1e9
+    uptime_taken: float = 0.0
+    uptime_for: int = -1
+    refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    uptime_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _templates(state: DaemonState) -> Environment:
@@ -206,7 +244,15 @@ class _Dashboard:
         self.environment = _templates(state)
         self.board = _Board()
 
-    def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def render(
+        self,
+        template: str,
+        status_code: int = 200,
+        started: float | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """Given a template and what it shows, return the page (with the time it took since
+        ``started``, a ``perf_counter`` reading, as a ``Server-Timing`` header)."""
         now = self.state.clock.now()
         page = self.environment.get_template(template).render(
             now=now,
@@ -215,47 +261,93 @@ class _Dashboard:
             csrf_token="",
             **context,
         )
-        return HTMLResponse(page, status_code=status_code, headers=PAGE_HEADERS)
+        headers = dict(PAGE_HEADERS)
+        if started is not None:
+            headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return _Page(page, status_code=status_code, headers=headers)
 
-    def strips_now(self, now: datetime) -> tuple[StatusStrips, int]:
+    def board_now(
+        self, now: datetime
+    ) -> tuple[StatusStrips, dict[str, LatestResult], dict[str, StoredCheck], int]:
+        """Return the strips, each check's newest result, the stored checks and the result
+        cursor, brought up to date with the results stored since the last request; all
+        loaded afresh the first time and when the config changes."""
         from upkeep.reports import views
 
-        """Return the strips, brought up to date with the results stored since the last
-        request (a read of the newest rows only); reloaded when the config changes."""
-        with self.board.lock:
-            if self.board.strips is None or self.board.loaded_for != id(self.state.loaded):
-                _, cursor = views.results_after(
-                    self.state.store.engine, 0, self.state.loaded.redactor
-                )
-                self.board.strips = views.load_strips(self.state.store.engine, now)
-                self.board.cursor = cursor
-                self.board.loaded_for = id(self.state.loaded)
+        board = self.board
+        engine = self.state.store.engine
+        redactor = self.state.loaded.redactor
+        with board.lock:
+            if board.strips is None or board.loaded_for != id(self.state.loaded):
+                # The cursor first: a result stored while the rest loads is read again
+                # from the tail, which changes nothing it already counted.
+                _, board.cursor = views.results_after(engine, 0, redactor)
+                board.latest = views.latest_results(engine, redactor)
+                board.registered = views.stored_checks(engine)
+                board.strips = views.load_strips(engine, now)
+                board.loaded_for = id(self.state.loaded)
             else:
                 while True:
-                    found, self.board.cursor = views.results_after(
-                        self.state.store.engine, self.board.cursor, self.state.loaded.redactor
+                    found, board.cursor = views.results_after(
+                        engine, board.cursor, redactor, limit=TAIL_BATCH
                     )
+                    unknown = False
                     for result in found:
-                        self.board.strips.add(result.check, result.at, result.status)
-                    if len(found) < 20000:
+                        board.strips.add(result.check, result.at, result.status)
+                        known = board.latest.get(result.check)
+                        if known is None or known.result_id < result.result_id:
+                            board.latest[result.check] = result
+                        unknown = unknown or result.check not in board.registered
+                    if unknown:
+                        board.registered = views.stored_checks(engine)
+                    if len(found) < TAIL_BATCH:
                         break
-                self.board.strips.forget_before(now - timedelta(hours=views.STRIP_HOURS + 1))
-            return self.board.strips, self.board.cursor
+                board.strips.forget_before(now - timedelta(hours=views.STRIP_HOURS + 1))
+            return board.strips, dict(board.latest), board.registered, board.cursor
 
-    def uptime_now(
-        self, now: datetime
-    ) -> tuple[dict[str, dict[str, ReliabilityFigures]], datetime]:
+    def uptime_now(self) -> tuple[dict[str, dict[str, ReliabilityFigures]], datetime]:
+        """Return each check's uptime figures per period and as of when: computed now the
+        first time (and after a config change), else the last ones, refreshed in the
+        background once older than ``UPTIME_MAX_AGE_S``."""
+        board = self.board
+        with board.uptime_lock:
+            if board.uptime_at is None or board.uptime_for != id(self.state.loaded):
+                self._compute_uptime()
+            elif time.monotonic() - board.uptime_taken > UPTIME_MAX_AGE_S and not board.refreshing:
+                board.refreshing = True
+                threading.Thread(
+                    target=self._refresh_uptime, name="dashboard-uptime", daemon=True
+                ).start()
+            if board.uptime_at is None:  # pragma: no cover - _compute_uptime sets it
+                raise RuntimeError("no uptime figures")
+            return board.uptime, board.uptime_at
+
+    def _compute_uptime(self) -> None:
         from upkeep.reports import views
 
-        with self.board.lock:
-            fresh = time.monotonic() - self.board.uptime_taken < UPTIME_MAX_AGE_S
-            if not fresh or self.board.uptime_at is None or self.board.uptime_at > now:
-                self.board.uptime = views.uptime_by_period(
-                    self.state.store.engine, now, views.response_targets(self.state.loaded)
-                )
-                self.board.uptime_at = now
+        now = self.state.clock.now()
+        figures = views.uptime_by_period(
+            self.state.store.engine, now, views.response_targets(self.state.loaded)
+        )
+        self.board.uptime, self.board.uptime_at = figures, now
+        self.board.uptime_taken = time.monotonic()
+        self.board.uptime_for = id(self.state.loaded)
+
+    def _refresh_uptime(self) -> None:
+        from upkeep.reports import views
+
+        try:
+            now = self.state.clock.now()
+            figures = views.uptime_by_period(
+                self.state.store.engine, now, views.response_targets(self.state.loaded)
+            )
+            with self.board.uptime_lock:
+                self.board.uptime, self.board.uptime_at = figures, now
                 self.board.uptime_taken = time.monotonic()
-            return self.board.uptime, self.board.uptime_at
+        except Exception:  # the old figures stay; the next request tries again
+            logger.warning("could not refresh the dashboard's uptime figures", exc_info=True)
+        finally:
+            self.board.refreshing = False
 
 
 def dashboard_router(state: DaemonState) -> APIRouter:
@@ -350,6 +442,7 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
         q: Annotated[str | None, Query(max_length=MAX_QUERY_TEXT)] = None,
     ) -> HTMLResponse:
         """Every check grouped by a label, with status, since-when, message, strip, uptime."""
+        started = time.perf_counter()
         now = state.clock.now()
         wanted = views.OverviewFilter(
             group_by=_cut(group),
@@ -360,12 +453,12 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
 
         def build() -> tuple[views.Overview, datetime]:
             engine = state.store.engine
-            strips, cursor = dashboard.strips_now(now)
-            uptime, uptime_at = dashboard.uptime_now(now)
+            strips, latest, registered, cursor = dashboard.board_now(now)
+            uptime, uptime_at = dashboard.uptime_now()
             model = views.build_overview(
                 state.loaded,
-                views.stored_checks(engine),
-                views.latest_results(engine, state.loaded.redactor),
+                registered,
+                latest,
                 views.status_since(engine),
                 strips,
                 uptime,
@@ -378,6 +471,7 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
         model, uptime_at = await asyncio.to_thread(build)
         return render(
             "overview.html",
+            started=started,
             page="overview",
             model=model,
             wanted=wanted,

@@ -14,7 +14,7 @@ async def test_a_check_turning_critical_reaches_the_next_poll(seeded: Seeded) ->
     state = seeded.state
     async with seeded.client() as client:
         page = (await client.get("/")).text
-        assert 'id="c-api-us" class="r-ok"' in page
+        assert '<tr class="r-ok"><th><a href="/checks/api-us">' in page
         start = (await client.get("/ui/live", params={"after": 0})).json()
         assert start["checks"] == [] and start["cursor"] > 0
         quiet = (await client.get("/ui/live", params={"after": start["cursor"]})).json()

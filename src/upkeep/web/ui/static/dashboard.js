@@ -157,23 +157,37 @@
   var more = false;
   var period = parseInt(document.body.getAttribute("data-poll-ms"), 10) || 1000;
 
+  var rows = {};
+  Array.prototype.forEach.call(document.querySelectorAll("table.checks tbody tr"), function (row) {
+    var link = row.querySelector("th a");
+    if (link) { rows[link.textContent] = row; }
+  });
+
   function applyCheck(change) {
-    var row = document.getElementById("c-" + change.check);
-    if (!row) { return; }
-    var before = row.className;
-    row.className = "r-" + change.status + (row.tagName === "TR" ? " changed" : "");
-    var cell = row.querySelector(".s");
-    if (cell) { badge(cell, change.status); }
-    var message = row.querySelector(".msg");
-    if (message) {
-      var pre = message.querySelector("pre");
-      (pre || message).textContent = change.message;
+    var changed = false;
+    var row = rows[change.check];
+    if (row) {
+      changed = row.className.split(" ")[0] !== "r-" + change.status;
+      row.className = "r-" + change.status + (changed ? " changed" : "");
+      var word = row.querySelector(".s");
+      if (word) { word.textContent = change.status; }
+      var message = row.querySelector(".m");
+      if (message) { message.textContent = change.message; }
+      var since = row.querySelector(".t");
+      if (since && changed) { since.textContent = "just now"; }
     }
-    var since = row.querySelector(".since");
-    if (since && before.indexOf("r-" + change.status) !== 0) { since.textContent = "just now"; }
-    if (before.indexOf("r-" + change.status) !== 0) {
-      announce(change.check + " is " + change.status);
+    var facts = document.getElementById("c-" + change.check);
+    if (facts) {
+      changed = changed || facts.className !== "r-" + change.status;
+      facts.className = "r-" + change.status;
+      var cell = facts.querySelector(".s");
+      if (cell) { badge(cell, change.status); }
+      var text = facts.querySelector(".msg pre");
+      if (text) { text.textContent = change.message; }
+      var when = facts.querySelector(".since");
+      if (when && changed) { when.textContent = "just now"; }
     }
+    if (changed) { announce(change.check + " is " + change.status); }
   }
 
   function applyRun(run) {
