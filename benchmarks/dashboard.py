@@ -226,6 +226,8 @@ def free_port() -> int:
 
 SERVER_TIMES: list[float] = []
 """The overview's own measure of each request (its ``Server-Timing`` header), seconds."""
+SERVER_CPU: list[float] = []
+"""The server process's CPU time over each overview request, seconds."""
 
 
 def timed_get(client: Any, path: str) -> tuple[float, int, str]:
@@ -237,9 +239,14 @@ def timed_get(client: Any, path: str) -> tuple[float, int, str]:
     took = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
-    timing = response.headers.get("server-timing", "")
-    if "dur=" in timing:
-        SERVER_TIMES.append(float(timing.rpartition("dur=")[2]) / 1000)
+    timing = dict(
+        part.strip().split(";dur=")
+        for part in response.headers.get("server-timing", "").split(",")
+        if ";dur=" in part
+    )
+    if "page" in timing:
+        SERVER_TIMES.append(float(timing["page"]) / 1000)
+        SERVER_CPU.append(float(timing["cpu"]) / 1000)
     return took, len(body), response.text
 
 
@@ -258,9 +265,11 @@ def report(name: str, samples: list[float]) -> None:
     )
 
 
-def measure(client: Any, store: Any, loaded: Any, newest: Any, requests: int) -> tuple[float, int]:
-    """Measure the served app through ``client``; return the server's p95 over the
-    overview requests (seconds) and the page's uncompressed size."""
+def measure(
+    client: Any, store: Any, loaded: Any, newest: Any, requests: int
+) -> tuple[float, float, int]:
+    """Measure the served app through ``client``; return the server's p95 wall and CPU
+    time over the overview requests (seconds) and the page's uncompressed size."""
     from upkeep.core.results import CheckResult
     from upkeep.web.ui.routes import UPTIME_MAX_AGE_S
 
@@ -274,11 +283,13 @@ def measure(client: Any, store: Any, loaded: Any, newest: Any, requests: int) ->
         f"rows; {compressed} bytes ({compressed / 1024:.1f} KiB) sent gzip-compressed"
     )
     SERVER_TIMES.clear()
+    SERVER_CPU.clear()
     load_before = os.getloadavg()[0]
     warm = [timed_get(client, "/")[0] for _ in range(requests)]
     report("overview, one request after another (client: to the last byte)", warm)
     server = list(SERVER_TIMES)
-    report("overview, the same requests (server: Server-Timing)", server)
+    report("overview, the same requests (server: Server-Timing, wall)", server)
+    report("overview, the same requests (server: CPU time of its process)", list(SERVER_CPU))
     print(
         f"load average (1 min) before and after: {load_before:.2f}, "
         f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
@@ -319,7 +330,7 @@ def measure(client: Any, store: Any, loaded: Any, newest: Any, requests: int) ->
         f"live poll with one new result per check ({len(newest)}): "
         f"{took * 1000:.1f} ms, {body_size} bytes"
     )
-    return percentile(server, 0.95), size
+    return percentile(server, 0.95), percentile(SERVER_CPU, 0.95), size
 
 
 def main() -> int:
@@ -379,17 +390,17 @@ def main() -> int:
                     if time.monotonic() > deadline or child.poll() is not None:
                         raise
                     time.sleep(0.1)
-            p95, size = measure(client, store, loaded, newest, arguments.requests)
+            p95, cpu95, size = measure(client, store, loaded, newest, arguments.requests)
             client.close()
         finally:
             child.terminate()
             child.wait(timeout=30)
             store.close()
-    budget_ok = p95 < 0.150 and size < 300 * 1024
     print(
-        "budget (server p95 < 150 ms, page < 300 KB uncompressed): "
-        + ("met" if budget_ok else "NOT met")
-        + "; no peer measured (Uptime Kuma, Gatus: not installable offline)"
+        f"budget: server p95 < 150 ms: {'met' if p95 < 0.150 else 'NOT met'} "
+        f"(wall {p95 * 1000:.1f} ms, CPU {cpu95 * 1000:.1f} ms); page < 300 KB: "
+        f"{'met' if size < 300 * 1024 else 'NOT met'} ({size / 1024:.1f} KiB uncompressed); "
+        "no peer measured (Uptime Kuma, Gatus: not installable offline)"
     )
     return 0
 

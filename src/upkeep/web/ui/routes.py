@@ -248,11 +248,12 @@ class _Dashboard:
         self,
         template: str,
         status_code: int = 200,
-        started: float | None = None,
+        started: tuple[float, float] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        """Given a template and what it shows, return the page (with the time it took since
-        ``started``, a ``perf_counter`` reading, as a ``Server-Timing`` header)."""
+        """Given a template and what it shows, return the page; with ``started`` (readings
+        of ``perf_counter`` and ``process_time``), say how long it took in a
+        ``Server-Timing`` header."""
         now = self.state.clock.now()
         page = self.environment.get_template(template).render(
             now=now,
@@ -263,7 +264,12 @@ class _Dashboard:
         )
         headers = dict(PAGE_HEADERS)
         if started is not None:
-            headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.1f}"
+            wall_started, cpu_started = started
+            # Wall time from the route's start, and the CPU time this process spent meanwhile
+            # (on a busy machine the first waits for the CPU; the second does not).
+            wall_ms = (time.perf_counter() - wall_started) * 1000
+            cpu_ms = (time.process_time() - cpu_started) * 1000
+            headers["Server-Timing"] = f"page;dur={wall_ms:.1f}, cpu;dur={cpu_ms:.1f}"
         return _Page(page, status_code=status_code, headers=headers)
 
     def board_now(
@@ -442,7 +448,7 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
         q: Annotated[str | None, Query(max_length=MAX_QUERY_TEXT)] = None,
     ) -> HTMLResponse:
         """Every check grouped by a label, with status, since-when, message, strip, uptime."""
-        started = time.perf_counter()
+        started = (time.perf_counter(), time.process_time())
         now = state.clock.now()
         wanted = views.OverviewFilter(
             group_by=_cut(group),
