@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from starlette.types import Scope as AsgiScope
 
     from upkeep.alerting.stats import ReliabilityFigures
-    from upkeep.reports.views import LatestResult, StatusStrips, StoredCheck
+    from upkeep.reports.views import CheckRow, LatestResult, StatusStrips, StoredCheck
     from upkeep.web.app import DaemonState
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class _Board:
     uptime_taken: float = 0.0
     uptime_for: int = -1
     refreshing: bool = False
+    rows: dict[str, tuple[tuple[Any, ...], CheckRow]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     uptime_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -471,6 +472,7 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
                 wanted,
                 now,
                 cursor,
+                dashboard.board.rows,
             )
             return model, uptime_at
 
