@@ -5,7 +5,8 @@ client sends is parsed, or even read, before it has passed:
 
 1. A query string must be ASCII (400), on every path.
 2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` pass untouched: monitoring scrapes
-   them without a credential, and they hold no secret, no output and no message.
+   them without a credential, and they hold no secret, no output and no message. So do
+   the paths under ``OPEN_PREFIXES`` (the dashboard's stylesheet and script, ``/static/``).
 3. Everything else is the API. Its ``Host`` must name this server: an IP address, a
    loopback name, the listen host, a host of ``engine.allowed_hosts`` or of
    ``alerting.public_url`` (421 otherwise). A DNS-rebinding page can only ever send the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from typing import Any
 
 from tests.unit.web.ui.conftest import NOW, SECRET, Seeded, result
 from upkeep.alerting.manager import AlertManager
@@ -55,6 +56,37 @@ def group_headings(page: str) -> list[str]:
         " ".join(html.unescape(re.sub(r"<[^>]+>", " ", heading)).split())
         for heading in re.findall(r"<h2 id=\"g\d+\">(.*?)</h2>", page, re.DOTALL)
     ]
+
+
+def test_every_dashboard_route_but_the_static_files_needs_the_read_scope(seeded: Seeded) -> None:
+    from fastapi.routing import APIRoute
+
+    from tests.unit.web.test_scopes import _scopes_of
+    from upkeep.core.access import Scope
+    from upkeep.web.app import create_app
+
+    def walk(routes: list[Any]) -> list[APIRoute]:
+        # FastAPI keeps an included router whole (its routes are not copied into the app's).
+        found: list[APIRoute] = []
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.append(route)
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                found.extend(walk(list(included.routes)))
+        return found
+
+    pages = [
+        route
+        for route in walk(list(create_app(seeded.state).routes))
+        if not route.path.startswith(("/api/", "/healthz", "/metrics"))
+    ]
+    paths = {route.path for route in pages}
+    assert {"/", "/checks/{name:path}", "/alerts", "/alerts/{alert_id}", "/runs"} <= paths
+    assert {"/runs/{run_id}", "/runbooks", "/backups", "/outbox", "/ui/live"} <= paths
+    for route in pages:
+        expected = [] if route.path.startswith("/static/") else [Scope.READ]
+        assert _scopes_of(route) == expected, route.path
 
 
 async def test_every_page_needs_a_credential_but_static_files_do_not(seeded: Seeded) -> None:
