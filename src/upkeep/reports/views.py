@@ -295,6 +295,9 @@ class StripView:
     summary: str
     worst: str
     uniform: str = ""
+    pending: bool = False
+    """Uniform but for the hour in progress, which has no result yet (just after the
+    hour turned): drawn as uniform with that one slot empty."""
     """The one status of every slot (``none``: no result in any), or empty if they differ."""
 
 
@@ -317,8 +320,12 @@ def strip_view(slots: tuple[Status | None, ...]) -> StripView:
     )
     present = [slot for slot in slots if slot is not None]
     worst = max(present, key=lambda status: _RANK[status]).label if present else "none"
-    uniform = status_word(slots[0]) if slots and len(set(slots)) == 1 else ""
-    return StripView(glyphs, summary, worst, uniform)
+    if slots and len(set(slots)) == 1:
+        return StripView(glyphs, summary, worst, status_word(slots[0]))
+    earlier = set(slots[:-1])
+    if len(slots) > 1 and slots[-1] is None and len(earlier) == 1 and None not in earlier:
+        return StripView(glyphs, summary, worst, status_word(slots[0]), pending=True)
+    return StripView(glyphs, summary, worst)
 
 
 # --- uptime ----------------------------------------------------------------------------------

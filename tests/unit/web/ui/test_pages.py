@@ -169,6 +169,9 @@ async def test_the_strip_shows_each_hours_worst_status_in_glyphs_and_words(
     # The hour now beginning (12:00) has no result yet.
     assert glyphs == "\u2581" * 21 + "\u2588" * 2 + "\u00b7"
     assert 'aria-label="last 24 h: 21 ok, 2 critical, 1 no data"' in eu
+    # db-up was ok every hour; the hour that began at 12:00 has no result yet.
+    db = row_of(page, "db-up")
+    assert '<td class="sp u-ok p"><i>24 h: all ok, none yet this hour</i>' in db
     stage = strip(row_of(page, "stage-eu"))
     assert stage[15] == "\u2592" and stage.count("\u2581") == 22
 

@@ -91,6 +91,10 @@ def test_a_strip_says_its_status_in_glyphs_and_words_and_knows_when_it_is_unifor
     )
     assert strip_view((ok,) * 24).uniform == "ok"
     assert strip_view((None,) * 24).uniform == "none"
+    # Just after the hour turned: uniform but for the hour in progress.
+    turned = strip_view((ok,) * 23 + (None,))
+    assert (turned.uniform, turned.pending) == ("ok", True)
+    assert strip_view((None,) * 23 + (ok,)).uniform == ""
 
 
 def test_strips_keep_the_worst_status_of_each_hour_and_forget_old_hours() -> None:

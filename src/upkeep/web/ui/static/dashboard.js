@@ -169,12 +169,10 @@
     if (row) {
       changed = row.className.split(" ")[0] !== "r-" + change.status;
       row.className = "r-" + change.status + (changed ? " changed" : "");
-      var word = row.querySelector(".s");
-      if (word) { word.textContent = change.status; }
-      var message = row.querySelector(".m");
-      if (message) { message.textContent = change.message; }
-      var since = row.querySelector(".t");
-      if (since && changed) { since.textContent = "just now"; }
+      // The cells: the name (th), status, since, message, strip, uptime.
+      row.cells[1].textContent = change.status;
+      row.cells[3].textContent = change.message;
+      if (changed) { row.cells[2].textContent = "just now"; }
     }
     var facts = document.getElementById("c-" + change.check);
     if (facts) {
