@@ -72,25 +72,27 @@
     var holder = button.parentNode;
     send(button.getAttribute("data-url"), button.getAttribute("data-method") || "POST", body)
       .then(function (data) {
-        var text = "Done.";
-        if (data && data.id && button.closest(".runbook")) {
-          var link = "/runs/" + data.id;
-          text = (body.dry_run ? "Dry run" : "Run") + " #" + data.id + " started.";
-          reportTo(holder, text, false);
+        var runbook = button.closest(".runbook");
+        if (!runbook) {
+          // A check run, a silence removed: the page shows the new state after a reload.
+          reportTo(holder, "Done.", false);
+          window.setTimeout(function () { window.location.reload(); }, 600);
+          return;
+        }
+        button.disabled = false;
+        var started = data && data.id ? (body.dry_run ? "Dry run" : "Run") + " #" + data.id + " started." : "Started.";
+        reportTo(holder, started, false);
+        if (data && data.id) {
           var anchor = document.createElement("a");
-          anchor.href = link;
+          anchor.href = "/runs/" + data.id;
           anchor.textContent = " Open run #" + data.id;
           holder.querySelector(".result").appendChild(anchor);
-          if (body.dry_run) {
-            var wet = button.closest(".runbook").querySelector("button.wet");
-            if (wet) { wet.disabled = false; }
-          }
-        } else {
-          reportTo(holder, text, false);
         }
-        button.disabled = button.classList.contains("wet") ? false : button.disabled;
-        if (!button.closest(".runbook")) { window.setTimeout(function () { window.location.reload(); }, 600); }
-        else { button.disabled = false; }
+        if (body.dry_run) {
+          // Run now is offered once the same runbook's dry run started from this page.
+          var wet = runbook.querySelector("button.wet");
+          if (wet) { wet.disabled = false; }
+        }
       })
       .catch(function (error) {
         button.disabled = false;
