@@ -177,34 +177,37 @@ def results_after(
     return found, (found[-1].result_id if found else after_id)
 
 
-def status_since(engine: Engine) -> dict[str, datetime]:
-    """Given a store's engine, return since when each check is in its present state, as
-    the alerting records say: a failing check since its ``bad_since`` (its first bad result
-    of this episode); a healthy one since its last alert resolved, else since it was first
-    seen."""
+def status_since(
+    engine: Engine, first_seen: Mapping[str, datetime | None] | None = None
+) -> dict[str, datetime]:
+    """Given a store's engine (and each check's first-seen time, if the caller has them),
+    return since when each check is in its present state, as the alerting records say: a
+    failing check since its ``bad_since`` (its first bad result of this episode); a
+    healthy one since its last alert resolved, else since it was first seen.
+
+    Only checks that failed or alerted cost a row: the rest take their first-seen time
+    (read from ``checks`` unless given)."""
+    bad = select(check_states.c.check, check_states.c.bad_since).where(
+        check_states.c.bad_since.is_not(None)
+    )
     resolved = (
-        select(alerts.c.check, func.max(alerts.c.resolved_at).label("resolved_at"))
+        select(alerts.c.check, func.max(alerts.c.resolved_at))
         .where(alerts.c.resolved_at.is_not(None))
         .group_by(alerts.c.check)
-        .subquery()
-    )
-    query = (
-        select(
-            checks.c.name,
-            checks.c.first_seen,
-            check_states.c.bad_since,
-            resolved.c.resolved_at,
-        )
-        .outerjoin(check_states, check_states.c.check == checks.c.name)
-        .outerjoin(resolved, resolved.c.check == checks.c.name)
     )
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
+        failing: dict[str, datetime] = {row[0]: row[1] for row in connection.execute(bad)}
+        recovered: dict[str, datetime] = {row[0]: row[1] for row in connection.execute(resolved)}
+        if first_seen is None:
+            first_seen = {
+                row[0]: row[1]
+                for row in connection.execute(select(checks.c.name, checks.c.first_seen))
+            }
     found: dict[str, datetime] = {}
-    for row in rows:
-        moment = row.bad_since or row.resolved_at or row.first_seen
+    for name, seen in first_seen.items():
+        moment = failing.get(name) or recovered.get(name) or seen
         if moment is not None:
-            found[row.name] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            found[name] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return found
 
 
@@ -437,13 +440,20 @@ class StoredCheck:
     target: str
     probe: str
     labels: Mapping[str, str]
+    first_seen: datetime | None = None
 
 
 def stored_checks(engine: Engine) -> dict[str, StoredCheck]:
     """Given a store's engine, return every registered check."""
     with engine.connect() as connection:
         rows = connection.execute(
-            select(checks.c.name, checks.c.target, checks.c.probe, checks.c.labels)
+            select(
+                checks.c.name,
+                checks.c.target,
+                checks.c.probe,
+                checks.c.labels,
+                checks.c.first_seen,
+            )
         ).all()
     return {
         row.name: StoredCheck(
@@ -451,6 +461,7 @@ def stored_checks(engine: Engine) -> dict[str, StoredCheck]:
             row.target,
             row.probe,
             {str(key): str(value) for key, value in (row.labels or {}).items()},
+            row.first_seen,
         )
         for row in rows
     }

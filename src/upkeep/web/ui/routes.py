@@ -31,11 +31,12 @@ from upkeep.web.inputs import MAX_RECORD_ID, RecordId, needs
 
 if TYPE_CHECKING:
     from jinja2 import Environment
+    from markupsafe import Markup
     from starlette.types import Receive, Send
     from starlette.types import Scope as AsgiScope
 
     from upkeep.alerting.stats import ReliabilityFigures
-    from upkeep.reports.views import CheckRow, LatestResult, StatusStrips, StoredCheck
+    from upkeep.reports.views import CheckRow, LatestResult, Overview, StatusStrips, StoredCheck
     from upkeep.web.app import DaemonState
 
 logger = logging.getLogger(__name__)
@@ -112,16 +113,22 @@ class _Board:
     uptime_for: int = -1
     refreshing: bool = False
     rows: dict[str, tuple[tuple[Any, ...], CheckRow]] = field(default_factory=dict)
+    fragments: dict[str, tuple[CheckRow, str, Markup]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     uptime_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _templates(state: DaemonState) -> Environment:
     from jinja2 import Environment, PackageLoader, select_autoescape
+    from markupsafe import Markup
 
     def finalize(value: Any) -> Any:
         # Every printed text is masked: the one place a secret could slip past a template.
-        return state.loaded.redactor.redact(value) if isinstance(value, str) else value
+        # Markup is already a page's fragment (a row rendered by its own template, whose
+        # texts were masked there; a chart): masking it again could cut through markup.
+        if isinstance(value, str) and not isinstance(value, Markup):
+            return state.loaded.redactor.redact(value)
+        return value
 
     environment = Environment(
         loader=PackageLoader("upkeep.web.ui", "templates"),
@@ -312,6 +319,30 @@ class _Dashboard:
                 board.strips.forget_before(now - timedelta(hours=views.STRIP_HOURS + 1))
             return board.strips, dict(board.latest), board.registered, board.cursor
 
+    def row_fragments(self, model: Overview, now: datetime) -> dict[str, Markup]:
+        """Given the overview's model and the time, return each shown check's table row,
+        rendered by ``overview_row.html``; a row is rendered again only when it or its
+        since-when text changed, so a page of 1,000 unchanged checks costs little more
+        than joining them."""
+        from markupsafe import Markup
+
+        template = self.environment.get_template("overview_row.html")
+        fragments: dict[str, Markup] = {}
+        cache = self.board.fragments
+        for group in model.groups:
+            for row in group.rows:
+                since = _ago(row.since, now)
+                found = cache.get(row.name)
+                if found is not None and found[0] is row and found[1] == since:
+                    fragments[row.name] = found[2]
+                    continue
+                # The row template autoescapes and masks like every page: its output is
+                # markup, safe to insert as such.
+                html = Markup(template.render(row=row, since=since))  # noqa: S704
+                cache[row.name] = (row, since, html)
+                fragments[row.name] = html
+        return fragments
+
     def uptime_now(self) -> tuple[dict[str, dict[str, ReliabilityFigures]], datetime]:
         """Return each check's uptime figures per period and as of when: computed now the
         first time (and after a config change), else the last ones, refreshed in the
@@ -458,7 +489,7 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
             search=_cut(q).strip(),
         )
 
-        def build() -> tuple[views.Overview, datetime]:
+        def build() -> tuple[views.Overview, datetime, dict[str, Markup]]:
             engine = state.store.engine
             strips, latest, registered, cursor = dashboard.board_now(now)
             uptime, uptime_at = dashboard.uptime_now()
@@ -466,7 +497,9 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
                 state.loaded,
                 registered,
                 latest,
-                views.status_since(engine),
+                views.status_since(
+                    engine, {name: check.first_seen for name, check in registered.items()}
+                ),
                 strips,
                 uptime,
                 wanted,
@@ -474,14 +507,15 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
                 cursor,
                 dashboard.board.rows,
             )
-            return model, uptime_at
+            return model, uptime_at, dashboard.row_fragments(model, now)
 
-        model, uptime_at = await asyncio.to_thread(build)
+        model, uptime_at, rows = await asyncio.to_thread(build)
         return render(
             "overview.html",
             started=started,
             page="overview",
             model=model,
+            rows=rows,
             wanted=wanted,
             uptime_at=uptime_at,
             periods=[name for name, _ in views.UPTIME_PERIODS],
