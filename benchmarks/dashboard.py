@@ -21,10 +21,11 @@ settings) in a child process, so the client's work is not counted, and measures:
 No peer runs here: Uptime Kuma and Gatus are not installable offline, so the figures stand
 against the issue's budget (p95 < 150 ms, page < 300 KB), not against another tool.
 
-The tail of the server's times is Python's full collections: each one walks every object
-the daemon holds (some 165,000 once matplotlib, SQLAlchemy and the config are loaded).
-``--freeze-gc`` moves those out of the collector's sight after start (``gc.freeze()``)
-to show the difference.
+A full collection of Python's garbage collector walks every object the daemon holds (some
+165,000 once matplotlib, SQLAlchemy and the config are loaded), 100 ms and more; the
+overview reuses its rendered rows so that it allocates too little to cause one often.
+``--freeze-gc`` moves the daemon's objects out of the collector's sight after start
+(``gc.freeze()``) to show what remains.
 
 Usage: .venv/bin/python benchmarks/dashboard.py [--checks 1000] [--hours 24]
        [--interval 300] [--requests 200] [--freeze-gc]
