@@ -239,6 +239,7 @@ def _include_routers(
     operations need a bearer token (every one but the open paths and the pings)."""
     from upkeep.web.auth import auth_router
     from upkeep.web.pings import ping_router
+    from upkeep.web.ui.routes import dashboard_router
 
     app.include_router(alert_router(state))
     app.include_router(auth_router(state, guard_settings))
@@ -250,6 +251,7 @@ def _include_routers(
     app.include_router(notify_router(state))
     app.include_router(docs_router())
     app.include_router(ping_router(state))
+    app.include_router(dashboard_router(state))
     declare_bearer(app, OPEN_PATHS)
 
 

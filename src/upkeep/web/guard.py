@@ -4,9 +4,10 @@
 client sends is parsed, or even read, before it has passed:
 
 1. A query string must be ASCII (400), on every path.
-2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` (and of ``OPEN_PREFIXES``) pass
-   untouched: monitoring scrapes them without a credential, and they hold no secret, no
-   output and no message.
+2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` (and of ``OPEN_PREFIXES``: the API
+   schema and Swagger UI, the dashboard's stylesheet and script) pass untouched:
+   monitoring scrapes them without a credential, and they hold no secret, no output and
+   no message.
 3. Everything else needs a ``Host`` naming this server: an IP address, a loopback name,
    the listen host, a host of ``engine.allowed_hosts`` or of ``alerting.public_url`` (421
    otherwise). A DNS-rebinding page can only ever send the attacker's own name; an IP
@@ -97,7 +98,7 @@ OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Paths answered without a credential (GET and HEAD only)."""
 PING_PREFIX = "/ping/"
 """Paths of heartbeat pings: no token, Host or JSON rule; only the body cap and timeout."""
-OPEN_PREFIXES: tuple[str, ...] = ("/api/docs",)
+OPEN_PREFIXES: tuple[str, ...] = ("/api/docs", "/static/")
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
