@@ -20,7 +20,9 @@ Designed for months of results from thousands of checks:
 * ``check_states`` keeps each check's recent statuses (flapping, soft/hard counts);
   ``alerts`` is one row per alert (a fired one is an incident) with its timeline in
   ``alert_events``; ``silences`` are muting rules added at run time; ``outbox`` is every
-  notification, persisted before it is sent and keyed so it is never sent twice.
+  notification, persisted before it is sent and keyed so it is never sent twice;
+* ``incident_updates`` are what an operator published about an incident for the public
+  status page (nothing else of an incident reaches it).
 """
 
 from __future__ import annotations
@@ -354,4 +356,21 @@ backup_events = Table(
     Column("message", Text, nullable=False, default=""),
     Column("detail", JSON, nullable=False, default=dict),
     Index("ix_backup_events_source_kind", "source", "kind"),
+)
+
+# --- the public status page (issue #14) -----------------------------------------------
+
+incident_updates = Table(
+    "incident_updates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    # Published by an operator for the public status page, redacted before it is stored;
+    # the only text of an incident the public ever sees.
+    Column("text", Text, nullable=False),
+    Index("ix_incident_updates_alert_id_at", "alert_id", "at"),
 )
