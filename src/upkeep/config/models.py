@@ -446,7 +446,9 @@ class StatusComponentConfig(StrictModel):
             return True
         if not enabled:
             return False
-        if any(_is_pattern(pattern) and fnmatch.fnmatchcase(name, pattern) for pattern in self.checks):
+        if any(
+            _is_pattern(pattern) and fnmatch.fnmatchcase(name, pattern) for pattern in self.checks
+        ):
             return True
         return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
 

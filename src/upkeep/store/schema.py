@@ -364,9 +364,7 @@ incident_updates = Table(
     "incident_updates",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column(
-        "alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("author", String(200), nullable=False),
     # Published by an operator for the public status page, redacted before it is stored;

@@ -38,7 +38,12 @@ class IncidentUpdate:
     def to_json(self) -> dict[str, Any]:
         """Return the update as JSON (time as ISO 8601); the author is left out: the
         public sees what was said, not which operator account said it."""
-        return {"id": self.id, "incident": self.incident_id, "at": self.at.isoformat(), "text": self.text}
+        return {
+            "id": self.id,
+            "incident": self.incident_id,
+            "at": self.at.isoformat(),
+            "text": self.text,
+        }
 
 
 def publish_update(

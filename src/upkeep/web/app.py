@@ -299,4 +299,7 @@ def create_app(state: DaemonState) -> FastAPI:
     from upkeep.web.alerts import alert_router
 
     app.include_router(alert_router(state))
+    from upkeep.web.status.routes import status_router
+
+    app.include_router(status_router(state))
     return app

@@ -52,7 +52,7 @@ PRINCIPAL_KEY = "upkeep.principal"
 """Where the guard puts the request's ``Principal`` (who, and with which scopes)."""
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Paths answered without a credential (GET and HEAD only)."""
-OPEN_PREFIXES: tuple[str, ...] = ()
+OPEN_PREFIXES: tuple[str, ...] = ("/status",)
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

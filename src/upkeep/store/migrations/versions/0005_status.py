@@ -34,9 +34,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
-    op.create_index(
-        "ix_incident_updates_alert_id_at", "incident_updates", ["alert_id", "at"]
-    )
+    op.create_index("ix_incident_updates_alert_id_at", "incident_updates", ["alert_id", "at"])
 
 
 def downgrade() -> None:

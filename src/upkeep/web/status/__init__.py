@@ -1,0 +1,1 @@
+"""The public status page: figures, the snapshot, its formats and routes."""
