@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -137,7 +136,7 @@ def free_port() -> int:
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def measure(base: str, requests: int, state: DaemonState, rebuild: int) -> None:

@@ -1098,13 +1098,18 @@ def _parents(config: UpkeepConfig, name: str) -> list[str]:
 def _check_status_components(
     config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
 ) -> None:
-    """List every status page component's check name that names no check, each pattern
-    that matches none, and labels that no enabled check carries: a component that silently
-    groups nothing would show a service as up that nobody watches."""
+    """List every status page component named twice (its name is its badges' URL), each
+    check name that names no check, each pattern that matches none, and labels that no
+    enabled check carries: a component that silently groups nothing would show a service
+    as up that nobody watches."""
     names = set(config.checks)
     enabled = {name for name, check in config.checks.items() if check.enabled}
+    seen: set[str] = set()
     for index, component in enumerate(config.status_page.components):
         at: KeyPath = ("status_page", "components", index)
+        if component.name in seen:
+            collector.add((*at, "name"), f"another component is named {component.name!r} already")
+        seen.add(component.name)
         for position, pattern in enumerate(component.checks):
             if not any(character in pattern for character in "*?["):
                 if pattern not in names:

@@ -503,16 +503,6 @@ class StatusPageConfig(StrictModel):
         lambda value: _check_timezone(value) if value is not None else value
     )
 
-    @field_validator("components")
-    @classmethod
-    def _unique(cls, value: list[StatusComponentConfig]) -> list[StatusComponentConfig]:
-        seen: set[str] = set()
-        for component in value:
-            if component.name in seen:
-                raise ValueError(f"two components are named {component.name!r}")
-            seen.add(component.name)
-        return value
-
 
 class RetentionConfig(StrictModel):
     """How long the store keeps raw check results, hourly rollups, runbook runs, resolved

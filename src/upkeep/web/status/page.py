@@ -127,7 +127,7 @@ class ComponentView:
         """Return its bars: one per day, but consecutive plain days (no data, or 100% up
         with no incident, maintenance or unknown hour) drawn as one bar as wide as they
         are many, with the dates they cover in its text (keeps the page small: 100
-        components × 90 days would be 9,000 elements)."""
+        components by 90 days would be 9,000 elements)."""
         bars: list[BarView] = []
         for day in self.days:
             plain = day.plain

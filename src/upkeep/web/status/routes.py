@@ -223,7 +223,7 @@ def status_router(state: DaemonState) -> APIRouter:
         body, compressed, etag = await asyncio.to_thread(service.body, key, make)
         return _answer(request, body, compressed, etag, media_type)
 
-    @router.api_route("/status", methods=["GET", "HEAD"], response_description="the page (HTML)")
+    @_get_and_head(router, "/status", response_description="the page (HTML)")
     async def status_page(request: Request) -> Response:
         """The public status page: components, daily uptime, incidents, maintenance."""
         base = _base_url(state, request)
@@ -235,9 +235,7 @@ def status_router(state: DaemonState) -> APIRouter:
             "text/html; charset=utf-8",
         )
 
-    @router.api_route(
-        "/status.json", methods=["GET", "HEAD"], response_description="the page as JSON"
-    )
+    @_get_and_head(router, "/status.json", response_description="the page as JSON")
     async def status_json(request: Request) -> Response:
         """The status page as JSON (`schema` 1): components with state and daily figures,
         incidents with published updates, maintenance."""
@@ -251,7 +249,7 @@ def status_router(state: DaemonState) -> APIRouter:
             "application/json",
         )
 
-    @router.api_route("/status/feed.atom", methods=["GET", "HEAD"], response_description="Atom 1.0")
+    @_get_and_head(router, "/status/feed.atom", response_description="Atom 1.0")
     async def status_atom(request: Request) -> Response:
         """Incidents and maintenance as an Atom feed."""
         base = _base_url(state, request)
@@ -262,7 +260,7 @@ def status_router(state: DaemonState) -> APIRouter:
             "application/atom+xml; charset=utf-8",
         )
 
-    @router.api_route("/status/feed.rss", methods=["GET", "HEAD"], response_description="RSS 2.0")
+    @_get_and_head(router, "/status/feed.rss", response_description="RSS 2.0")
     async def status_rss(request: Request) -> Response:
         """Incidents and maintenance as an RSS feed."""
         base = _base_url(state, request)
@@ -309,6 +307,19 @@ def _publish_route(router: APIRouter, state: DaemonState) -> None:
         return update.to_json()
 
 
+def _get_and_head(router: APIRouter, path: str, **settings: Any) -> Callable[[Any], Any]:
+    """Return a decorator adding a function as the GET route of a path and as its HEAD
+    route (FastAPI answers HEAD only where it is declared; two routes, so each has its
+    own operation id)."""
+
+    def register(function: Any) -> Any:
+        router.add_api_route(path, function, methods=["GET"], **settings)
+        router.add_api_route(path, function, methods=["HEAD"], **settings)
+        return function
+
+    return register
+
+
 def _known(state: DaemonState, name: str) -> None:
     """Raise a 404 unless the status page has a component of this name."""
     if name not in {component.name for component in state.loaded.config.status_page.components}:
@@ -324,9 +335,9 @@ def _badge_routes(
         body, compressed, etag = await asyncio.to_thread(service.body, key, make)
         return _answer(request, body, compressed, etag, "image/svg+xml")
 
-    @router.api_route(
+    @_get_and_head(
+        router,
         "/status/badge/{component}/status.svg",
-        methods=["GET", "HEAD"],
         responses={404: {"description": "no such component"}},
         response_description="an SVG badge",
     )
@@ -341,9 +352,9 @@ def _badge_routes(
 
         return await served(request, ("status-badge", component), make)
 
-    @router.api_route(
+    @_get_and_head(
+        router,
         "/status/badge/{component}/uptime.svg",
-        methods=["GET", "HEAD"],
         responses={404: {"description": "no such component"}, 422: {"description": "a bad period"}},
         response_description="an SVG badge",
     )
@@ -368,9 +379,9 @@ def _badge_routes(
 
         return await served(request, ("uptime-badge", component, period), make)
 
-    @router.api_route(
+    @_get_and_head(
+        router,
         "/status/badge/{component}/response.svg",
-        methods=["GET", "HEAD"],
         responses={404: {"description": "no such component"}, 422: {"description": "a bad period"}},
         response_description="an SVG badge",
     )
