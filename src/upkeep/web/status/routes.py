@@ -68,13 +68,17 @@ class StatusService:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._building = False
-        self._snapshot: tuple[LoadedConfig, float, StatusSnapshot] | None = None
+        self._snapshot: tuple[LoadedConfig, float, int, StatusSnapshot] | None = None
+        """The config it was built for, when (monotonic), its generation, the snapshot.
+        Rendered bodies are keyed by the generation, so a body made from a snapshot
+        replaced meanwhile is never served for its successor."""
+        self._generation = 0
         self._bodies: dict[tuple[str, ...], tuple[bytes, bytes, str]] = {}
         self._period_inputs: dict[tuple[int, timedelta], tuple[float, StatusInputs]] = {}
 
-    def snapshot(self) -> StatusSnapshot:
-        """Return the current snapshot. The first one, and the first after a reload, is
-        built now; a stale one (older than ``SNAPSHOT_TTL_S``) is still answered while
+    def current(self) -> tuple[int, StatusSnapshot]:
+        """Return the current snapshot and its generation. The first one, and the first
+        after a reload, is built now; a stale one (older than ``SNAPSHOT_TTL_S``) is still answered while
         one thread builds its successor, so no reader waits for a rebuild."""
         loaded = self.state.loaded
         with self._lock:
@@ -85,21 +89,22 @@ class StatusService:
                     threading.Thread(
                         target=self._rebuild, args=(loaded,), name="status-snapshot", daemon=True
                     ).start()
-                return found[2]
+                return found[2], found[3]
         with self._build_lock:
             with self._lock:
                 found = self._snapshot
                 if found is not None and found[0] is loaded:
-                    return found[2]
+                    return found[2], found[3]
             return self._build(loaded)
 
-    def _build(self, loaded: LoadedConfig) -> StatusSnapshot:
+    def _build(self, loaded: LoadedConfig) -> tuple[int, StatusSnapshot]:
         snapshot = build_snapshot(loaded, self.state.store, self.state.clock.now())
         with self._lock:
-            self._snapshot = (loaded, time.monotonic(), snapshot)
+            self._generation += 1
+            self._snapshot = (loaded, time.monotonic(), self._generation, snapshot)
             self._bodies.clear()
             self._period_inputs.clear()
-        return snapshot
+            return self._generation, snapshot
 
     def _rebuild(self, loaded: LoadedConfig) -> None:
         try:
@@ -114,7 +119,8 @@ class StatusService:
     def body(self, key: tuple[str, ...], make: Any) -> tuple[bytes, bytes, str]:
         """Given a key (format, base URL, ...) and a function of the snapshot making the
         body, return the body, it gzipped, and its ETag, made once per snapshot."""
-        snapshot = self.snapshot()
+        generation, snapshot = self.current()
+        key = (str(generation), *key)
         with self._lock:
             found = self._bodies.get(key)
         if found is not None:
@@ -134,11 +140,11 @@ class StatusService:
     def inputs_for(self, period: timedelta) -> tuple[StatusInputs, datetime]:
         """Given a period ending now, return inputs covering it (the snapshot's when they
         do) and the snapshot's time."""
-        snapshot = self.snapshot()
+        generation, snapshot = self.current()
         now = snapshot.generated_at
         if now - period >= snapshot.inputs.start:
             return snapshot.inputs, now
-        key = (id(snapshot), period)
+        key = (generation, period)
         with self._lock:
             found = self._period_inputs.get(key)
         if found is not None:
