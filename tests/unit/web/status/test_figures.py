@@ -249,3 +249,39 @@ def test_span_arithmetic() -> None:
         (at(0), at(2)),
         (at(3), at(5)),
     ]
+
+
+def test_a_stored_one_off_window_counts_too(opened: tuple[LoadedConfig, Store]) -> None:
+    loaded, store = opened
+    day = TODAY - DAY
+    store.runs.add_window(
+        "hotfix",
+        day + timedelta(hours=1),
+        day + timedelta(hours=4),
+        created_by="user:ann",
+        comment="hotfix of the web tier",
+        mute={"labels": {"tier": "front"}},
+    )
+    result = snapshot(loaded, store)
+    for name in ("site", "front"):
+        assert component(result, name)[1][day.date()].maintenance_s == 3 * 3600
+    assert component(result, "database")[1][day.date()].maintenance_s == 0
+    hotfix = next(item for item in result.maintenance if item.window == "hotfix")
+    assert hotfix.components == ("site", "front") and hotfix.description == "hotfix of the web tier"
+
+
+def test_incidents_can_be_left_off(tmp_path: Path) -> None:
+    loaded = load_text(
+        tmp_path,
+        config().replace("  history_days: 7\n", "  history_days: 7\n  publish_incidents: false\n"),
+    )
+    store = loaded.config.store.open(loaded.base_dir)
+    try:
+        seed_results(store, "web", NOW - 3 * DAY, NOW)
+        seed_incident(store, "web", NOW - DAY, NOW - DAY + timedelta(hours=1))
+        result = snapshot(loaded, store)
+        assert result.incidents == []
+        # The downtime still counts: only the list is left off.
+        assert component(result, "front")[1][(NOW - DAY).date()].downtime_s == 3600
+    finally:
+        store.close()
