@@ -16,7 +16,7 @@ records and the same composition ``upkeep stats`` uses:
   (severity aside); a window without ``mute:`` only gates runbooks and is not shown.
   Time inside such a window is counted apart: neither uptime nor downtime;
 * **unknown time** — a whole hour (UTC) in which none of its checks reported (raw results
-  or hourly rollups) and no incident was open counts by ``unknown_policy``: ``up``, ``down``, or
+  or hourly rollups; the hour under way is not judged yet) and no incident was open counts by ``unknown_policy``: ``up``, ``down``, or
   ``excluded`` from the uptime. An incident is downtime whatever the policy (the alert
   record proves it), and time before the component's first result is never counted
   (``compute_stats``' observed period).
@@ -340,7 +340,13 @@ def load_inputs(
         if moments:
             monitored[component] = min(moments)
     runs = reported_runs(store.engine, start, end)
-    period = [(start.replace(minute=0, second=0, microsecond=0), end)]
+    # The hour under way is not judged yet: a check due later in it has not failed to report.
+    period = [
+        (
+            start.replace(minute=0, second=0, microsecond=0),
+            end.replace(minute=0, second=0, microsecond=0),
+        )
+    ]
     unreported = {
         component: subtract_spans(
             period, merge_spans(span for name in names for span in runs.get(name, []))

@@ -285,3 +285,12 @@ def test_incidents_can_be_left_off(tmp_path: Path) -> None:
         assert component(result, "front")[1][(NOW - DAY).date()].downtime_s == 3600
     finally:
         store.close()
+
+
+def test_the_hour_under_way_is_not_judged(opened: tuple[LoadedConfig, Store]) -> None:
+    """Results stop at 12:00: at 12:30 nothing is unknown yet; at 14:30 the two whole
+    hours 12:00-14:00 are."""
+    loaded, store = opened
+    for moment, unknown in ((NOW + timedelta(minutes=30), 0), (NOW + timedelta(hours=2.5), 7200)):
+        result = build_snapshot(loaded, store, moment)
+        assert component(result, "site")[1][TODAY.date()].unknown_s == unknown
