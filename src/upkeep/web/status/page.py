@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from upkeep.web.status.figures import (
     STATE_ORDER,
     ComponentState,
+    ReportedHours,
     SpanFigures,
     StatusInputs,
     current_states,
@@ -224,10 +225,13 @@ def duration_text(seconds: float) -> str:
     return human_duration(seconds)
 
 
-def build_snapshot(loaded: LoadedConfig, store: Store, now: datetime) -> StatusSnapshot:
-    """Given the config, its store and the current (aware) time, return the page's
-    snapshot: every component's state, bars and overall figures, incidents with their
-    published updates, and the maintenance to announce."""
+def build_snapshot(
+    loaded: LoadedConfig, store: Store, now: datetime, hours: ReportedHours | None = None
+) -> StatusSnapshot:
+    """Given the config, its store, the current (aware) time and what is remembered of
+    reported hours (``figures.ReportedHours``, optional), return the page's snapshot:
+    every component's state, bars and overall figures, incidents with their published
+    updates, and the maintenance to announce."""
     from upkeep.store.updates import published_updates
 
     page = loaded.config.status_page
@@ -235,7 +239,7 @@ def build_snapshot(loaded: LoadedConfig, store: Store, now: datetime) -> StatusS
     today = now.astimezone(zone).date()
     first_day = today - timedelta(days=page.history_days - 1)
     bounds = day_starts(first_day, page.history_days, zone)
-    inputs = load_inputs(loaded, store, bounds[0], now)
+    inputs = load_inputs(loaded, store, bounds[0], now, hours=hours)
     states = current_states(store, inputs.members, inputs, now)
     components: list[ComponentView] = []
     for component in page.components:

@@ -26,7 +26,12 @@ from upkeep.config.models import NAME_PATTERN
 from upkeep.store.updates import MAX_UPDATE_CHARS
 from upkeep.web.guard import CHANGE_REFUSALS
 from upkeep.web.inputs import Acker, ApiBody, RecordId
-from upkeep.web.status.figures import load_inputs, mean_response_ms, span_figures
+from upkeep.web.status.figures import (
+    ReportedHours,
+    load_inputs,
+    mean_response_ms,
+    span_figures,
+)
 from upkeep.web.status.page import build_snapshot, percent_text, snapshot_json
 from upkeep.web.status.render import (
     STATE_COLOURS,
@@ -73,6 +78,7 @@ class StatusService:
         Rendered bodies are keyed by the generation, so a body made from a snapshot
         replaced meanwhile is never served for its successor."""
         self._generation = 0
+        self._hours = ReportedHours()
         self._bodies: dict[tuple[str, ...], tuple[bytes, bytes, str]] = {}
         self._period_inputs: dict[tuple[int, timedelta], tuple[float, StatusInputs]] = {}
 
@@ -98,7 +104,7 @@ class StatusService:
             return self._build(loaded)
 
     def _build(self, loaded: LoadedConfig) -> tuple[int, StatusSnapshot]:
-        snapshot = build_snapshot(loaded, self.state.store, self.state.clock.now())
+        snapshot = build_snapshot(loaded, self.state.store, self.state.clock.now(), self._hours)
         with self._lock:
             self._generation += 1
             self._snapshot = (loaded, time.monotonic(), self._generation, snapshot)
@@ -149,7 +155,9 @@ class StatusService:
             found = self._period_inputs.get(key)
         if found is not None:
             return found[1], now
-        inputs = load_inputs(self.state.loaded, self.state.store, now - period, now)
+        inputs = load_inputs(
+            self.state.loaded, self.state.store, now - period, now, hours=self._hours
+        )
         with self._lock:
             if len(self._period_inputs) >= MAX_BODY_CACHE:
                 self._period_inputs.clear()

@@ -294,3 +294,33 @@ def test_the_hour_under_way_is_not_judged(opened: tuple[LoadedConfig, Store]) ->
     for moment, unknown in ((NOW + timedelta(minutes=30), 0), (NOW + timedelta(hours=2.5), 7200)):
         result = build_snapshot(loaded, store, moment)
         assert component(result, "site")[1][TODAY.date()].unknown_s == unknown
+
+
+def test_reported_hours_are_read_in_part_between_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upkeep.web.status import figures
+
+    loaded = load_text(tmp_path, config())
+    store = loaded.config.store.open(loaded.base_dir)
+    hour = timedelta(hours=1)
+    try:
+        seed_results(store, "web", TODAY, TODAY + 2 * hour)
+        hours = figures.ReportedHours()
+        assert hours.runs(store.engine, TODAY - DAY, TODAY + 3 * hour) == {
+            "web": [(TODAY, TODAY + 2 * hour)]
+        }
+        # New results since the last read, and a late one within the margin, are found.
+        seed_results(store, "web", TODAY + 3 * hour, TODAY + 4 * hour)
+        seed_results(store, "web", TODAY + 2 * hour, TODAY + 2 * hour + timedelta(minutes=1))
+        # One written very late, long before the last read, waits for the next full read.
+        seed_results(store, "web", TODAY - 10 * hour, TODAY - 9 * hour)
+        assert hours.runs(store.engine, TODAY - DAY, TODAY + 5 * hour) == {
+            "web": [(TODAY, TODAY + 4 * hour)]
+        }
+        monkeypatch.setattr(figures, "FULL_REFRESH_S", 0.0)
+        assert hours.runs(store.engine, TODAY - DAY, TODAY + 5 * hour) == {
+            "web": [(TODAY - 10 * hour, TODAY - 9 * hour), (TODAY, TODAY + 4 * hour)]
+        }
+    finally:
+        store.close()
