@@ -208,6 +208,7 @@ class StatusSnapshot:
     maintenance: list[MaintenanceView]
     inputs: StatusInputs
     openings_capped: bool
+    publish_incidents: bool
 
 
 def percent_text(value: float) -> str:
@@ -322,6 +323,7 @@ def build_snapshot(
         maintenance=maintenance,
         inputs=inputs,
         openings_capped=inputs.openings_capped,
+        publish_incidents=page.publish_incidents,
     )
 
 

@@ -57,7 +57,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(snapshot: StatusSnapshot, base_url: str, *, publish_incidents: bool) -> str:
+def render_html(snapshot: StatusSnapshot, base_url: str) -> str:
     """Given a snapshot and the page's base URL, return the page as HTML."""
     zone = ZoneInfo(snapshot.timezone)
 
@@ -76,7 +76,6 @@ def render_html(snapshot: StatusSnapshot, base_url: str, *, publish_incidents: b
             overall_text=OVERALL_WORDS[snapshot.state],
             state_words=STATE_WORDS,
             policy_text=POLICY_TEXT[snapshot.unknown_policy],
-            publish_incidents=publish_incidents,
             local=local,
             iso=iso,
             pct=percent_text,

@@ -16,6 +16,8 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,8 +46,6 @@ from upkeep.web.status.render import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from upkeep.config.loader import LoadedConfig
     from upkeep.web.app import DaemonState
     from upkeep.web.status.figures import StatusInputs
@@ -64,105 +64,145 @@ ComponentName = Annotated[
 ]
 
 
+Made = tuple[bytes, bytes, str]
+"""A rendered answer: its body, the body gzipped, its ETag."""
+Maker = Callable[["StatusSnapshot"], bytes]
+"""Renders one answer (a format for a base URL, a badge) from a snapshot."""
+
+
+@dataclass(frozen=True)
+class _Current:
+    loaded: LoadedConfig
+    built_at: float
+    generation: int
+    snapshot: StatusSnapshot
+
+
+def _made(content: bytes) -> Made:
+    return (
+        content,
+        gzip.compress(content, compresslevel=6, mtime=0),
+        '"' + hashlib.sha256(content).hexdigest()[:32] + '"',
+    )
+
+
 class StatusService:
-    """Builds and keeps the snapshot of the config in force; safe to share between
-    threads (one builds, the others wait for it)."""
+    """Builds and keeps the snapshot of the config in force and the answers rendered
+    from it; safe to share between threads.
+
+    The first snapshot, and the first after a reload, is built when asked for. After
+    that a stale one (older than ``SNAPSHOT_TTL_S``) keeps answering while one thread
+    builds its successor and renders again every answer asked for since (up to
+    ``MAX_BODY_CACHE``), then swaps both in at once: no reader waits for a rebuild or
+    a render. Reported hours are remembered between builds (``ReportedHours``).
+    """
 
     def __init__(self, state: DaemonState) -> None:
         self.state = state
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._building = False
-        self._snapshot: tuple[LoadedConfig, float, int, StatusSnapshot] | None = None
-        """The config it was built for, when (monotonic), its generation, the snapshot.
-        Rendered bodies are keyed by the generation, so a body made from a snapshot
-        replaced meanwhile is never served for its successor."""
-        self._generation = 0
+        self._current: _Current | None = None
         self._hours = ReportedHours()
-        self._bodies: dict[tuple[str, ...], tuple[bytes, bytes, str]] = {}
-        self._period_inputs: dict[tuple[int, timedelta], tuple[float, StatusInputs]] = {}
+        self._bodies: dict[tuple[str, ...], Made] = {}
+        """Answers rendered from the current snapshot."""
+        self._makers: dict[tuple[str, ...], Maker] = {}
+        """How to render each answer asked for, to render it again for the next snapshot."""
+        self._period_inputs: dict[tuple[datetime, timedelta], StatusInputs] = {}
 
     def current(self) -> tuple[int, StatusSnapshot]:
-        """Return the current snapshot and its generation. The first one, and the first
-        after a reload, is built now; a stale one (older than ``SNAPSHOT_TTL_S``) is still answered while
-        one thread builds its successor, so no reader waits for a rebuild."""
+        """Return the current snapshot and its generation (see the class)."""
         loaded = self.state.loaded
         with self._lock:
-            found = self._snapshot
-            if found is not None and found[0] is loaded:
-                if time.monotonic() - found[1] >= SNAPSHOT_TTL_S and not self._building:
+            found = self._current
+            if found is not None and found.loaded is loaded:
+                if time.monotonic() - found.built_at >= SNAPSHOT_TTL_S and not self._building:
                     self._building = True
                     threading.Thread(
                         target=self._rebuild, args=(loaded,), name="status-snapshot", daemon=True
                     ).start()
-                return found[2], found[3]
+                return found.generation, found.snapshot
         with self._build_lock:
             with self._lock:
-                found = self._snapshot
-                if found is not None and found[0] is loaded:
-                    return found[2], found[3]
-            return self._build(loaded)
+                found = self._current
+                if found is not None and found.loaded is loaded:
+                    return found.generation, found.snapshot
+            return self._build(loaded, render=False)
 
-    def _build(self, loaded: LoadedConfig) -> tuple[int, StatusSnapshot]:
+    def _build(self, loaded: LoadedConfig, *, render: bool) -> tuple[int, StatusSnapshot]:
+        """Build a snapshot (and, with ``render``, every answer asked for) and swap it in."""
         snapshot = build_snapshot(loaded, self.state.store, self.state.clock.now(), self._hours)
+        bodies: dict[tuple[str, ...], Made] = {}
+        if render:
+            with self._lock:
+                makers = list(self._makers.items())
+            for key, maker in makers:
+                try:
+                    bodies[key] = _made(maker(snapshot))
+                except Exception:
+                    logger.debug("could not render %s ahead", key[0], exc_info=True)
         with self._lock:
-            self._generation += 1
-            self._snapshot = (loaded, time.monotonic(), self._generation, snapshot)
-            self._bodies.clear()
-            self._period_inputs.clear()
-            return self._generation, snapshot
+            generation = (self._current.generation if self._current else 0) + 1
+            self._current = _Current(loaded, time.monotonic(), generation, snapshot)
+            self._bodies = bodies
+            self._period_inputs = {}
+            if not render:
+                # A new config: what was asked of the old one may name what is gone.
+                self._makers = {}
+            return generation, snapshot
 
     def _rebuild(self, loaded: LoadedConfig) -> None:
         try:
             with self._build_lock:
-                self._build(loaded)
+                self._build(loaded, render=True)
         except Exception:
             logger.warning("could not rebuild the status page", exc_info=True)
         finally:
             with self._lock:
                 self._building = False
 
-    def body(self, key: tuple[str, ...], make: Any) -> tuple[bytes, bytes, str]:
-        """Given a key (format, base URL, ...) and a function of the snapshot making the
-        body, return the body, it gzipped, and its ETag, made once per snapshot."""
+    def body(self, key: tuple[str, ...], make: Maker) -> Made:
+        """Given a key (format, base URL, ...) and how to render it from a snapshot,
+        return the answer rendered from the current snapshot, rendering it once."""
         generation, snapshot = self.current()
-        key = (str(generation), *key)
         with self._lock:
-            found = self._bodies.get(key)
+            found = self._bodies.get(key) if self._generation_is(generation) else None
         if found is not None:
             return found
-        content: bytes = make(snapshot)
-        made = (
-            content,
-            gzip.compress(content, compresslevel=6, mtime=0),
-            '"' + hashlib.sha256(content).hexdigest()[:32] + '"',
-        )
+        made = _made(make(snapshot))
         with self._lock:
-            if len(self._bodies) >= MAX_BODY_CACHE:
-                self._bodies.clear()
-            self._bodies[key] = made
+            if len(self._makers) >= MAX_BODY_CACHE and key not in self._makers:
+                self._makers.clear()
+            self._makers[key] = make
+            # Rendered from a snapshot replaced meanwhile: answered, never kept.
+            if self._generation_is(generation):
+                if len(self._bodies) >= MAX_BODY_CACHE:
+                    self._bodies.clear()
+                self._bodies[key] = made
         return made
 
-    def inputs_for(self, period: timedelta) -> tuple[StatusInputs, datetime]:
-        """Given a period ending now, return inputs covering it (the snapshot's when they
-        do) and the snapshot's time."""
-        generation, snapshot = self.current()
+    def _generation_is(self, generation: int) -> bool:
+        return self._current is not None and self._current.generation == generation
+
+    def inputs_for(self, snapshot: StatusSnapshot, period: timedelta) -> StatusInputs:
+        """Given a snapshot and a period ending at its time, return inputs covering the
+        period: the snapshot's when they do, else read once per snapshot and period."""
         now = snapshot.generated_at
         if now - period >= snapshot.inputs.start:
-            return snapshot.inputs, now
-        key = (generation, period)
+            return snapshot.inputs
+        key = (now, period)
         with self._lock:
             found = self._period_inputs.get(key)
         if found is not None:
-            return found[1], now
+            return found
         inputs = load_inputs(
             self.state.loaded, self.state.store, now - period, now, hours=self._hours
         )
         with self._lock:
             if len(self._period_inputs) >= MAX_BODY_CACHE:
                 self._period_inputs.clear()
-            self._period_inputs[key] = (time.monotonic(), inputs)
-        return inputs, now
+            self._period_inputs[key] = inputs
+        return inputs
 
 
 def _period(text: str, bounds: tuple[timedelta, timedelta]) -> timedelta:
@@ -241,11 +281,10 @@ def status_router(state: DaemonState) -> APIRouter:
     async def status_page(request: Request) -> Response:
         """The public status page: components, daily uptime, incidents, maintenance."""
         base = _base_url(state, request)
-        publish = state.loaded.config.status_page.publish_incidents
         return await served(
             request,
             ("html", base),
-            lambda snapshot: render_html(snapshot, base, publish_incidents=publish).encode(),
+            lambda snapshot: render_html(snapshot, base).encode(),
             "text/html; charset=utf-8",
         )
 
@@ -384,8 +423,9 @@ def _badge_routes(
         length = _period(period, UPTIME_PERIODS)
         policy = state.loaded.config.status_page.unknown_policy
 
-        def make(_snapshot: StatusSnapshot) -> bytes:
-            inputs, now = service.inputs_for(length)
+        def make(snapshot: StatusSnapshot) -> bytes:
+            inputs = service.inputs_for(snapshot, length)
+            now = snapshot.generated_at
             figures = span_figures(inputs, component, now - length, now, policy, now)
             uptime = figures.uptime_percent
             message = "no data" if uptime is None else percent_text(uptime)

@@ -106,3 +106,30 @@ def test_days_are_cut_in_the_page_timezone(state: DaemonState, tmp_path: Path) -
     assert by_day["UTC"][date(2030, 6, 8)] == 3600 and by_day["UTC"][date(2030, 6, 9)] == 0
     assert by_day["Europe/Berlin"][date(2030, 6, 9)] == 3600
     assert by_day["Europe/Berlin"][date(2030, 6, 8)] == 0
+
+
+def test_answers_are_rendered_again_with_the_next_snapshot(
+    state: DaemonState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = StatusService(state)
+    rendered: list[int] = []
+
+    def make(snapshot: StatusSnapshot) -> bytes:
+        rendered.append(id(snapshot))
+        return f"{snapshot.generated_at.isoformat()} {len(rendered)}".encode()
+
+    def never(snapshot: StatusSnapshot) -> bytes:
+        raise AssertionError("rendered on the request path")
+
+    first = service.body(("test",), make)
+    assert service.body(("test",), never) == first  # kept for its snapshot
+    generation = service.current()[0]
+    monkeypatch.setattr(routes, "SNAPSHOT_TTL_S", 0.0)
+    service.current()  # stale: a rebuild starts
+    monkeypatch.setattr(routes, "SNAPSHOT_TTL_S", 3600.0)  # and no other after it
+    for _ in range(500):
+        if service.current()[0] != generation:
+            break
+        threading.Event().wait(0.02)
+    second = service.body(("test",), never)  # rendered by the rebuild, before the swap
+    assert len(rendered) == 2 and second[0].endswith(b" 2") and second[2] != first[2]
