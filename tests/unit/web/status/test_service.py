@@ -71,6 +71,7 @@ def test_a_stale_snapshot_is_served_while_its_successor_is_built(
     assert service.current() == (generation, first)
     assert started.wait(10)
     assert service.current() == (generation, first)  # still building: no second build
+    monkeypatch.setattr(routes, "SNAPSHOT_TTL_S", 3600.0)
     release.set()
     for _ in range(200):
         if service.current()[0] != generation:
