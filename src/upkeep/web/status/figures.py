@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 import math
 import threading
 from collections import defaultdict
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
     from upkeep.config.models import MuteConfig
     from upkeep.store.store import Store
 
+logger = logging.getLogger(__name__)
+
 ComponentState = Literal["operational", "degraded", "outage", "unknown", "maintenance"]
 STATE_ORDER: dict[ComponentState, int] = {
     "operational": 0,
@@ -78,8 +81,7 @@ STATE_ORDER: dict[ComponentState, int] = {
 outranks the rest: while a window is open its component's alerts are expected)."""
 MAX_OPENINGS = 5000
 """Openings of one window looked at per snapshot: a window opening every half hour for
-three months; beyond it later openings are left out (and the page says maintenance
-time is at least what it shows)."""
+three months; beyond it later openings are left out, with a warning in the log."""
 ANNOUNCE_AHEAD = timedelta(days=30)
 """Windows opening within this long from now are announced."""
 HOUR = timedelta(hours=1)
@@ -407,6 +409,12 @@ def load_inputs(
         for component, names in members.items()
     }
     openings, capped = _window_openings(loaded, store, members, start, end + ahead)
+    if capped:
+        logger.warning(
+            "a window opens more than %d times in the status page's history; later "
+            "openings are not shown",
+            MAX_OPENINGS,
+        )
     maintenance: dict[str, list[Span]] = {component: [] for component in members}
     for opening in openings:
         for component in opening.components:
