@@ -154,6 +154,7 @@ CONFIG_SECTIONS = (
     "windows",
     "alerting",
     "backups",
+    "status_page",
     "retention",
     "engine",
     "store",
@@ -365,6 +366,26 @@ windows:
     mute: {severity: [P3, P4]}
     description: database migration
 """,
+    "status_page": """\
+targets:
+  shop: {kind: http, url: "http://127.0.0.1:3000/health", labels: {public: "yes"}}
+  db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test"}
+checks:
+  shop-home: {target: shop}
+  shop-api: {target: shop, probe: request}
+  db-up: {target: db}
+windows:
+  db-upgrade: {start: 2030-05-04T22:00:00+02:00, duration: 2h, mute: {checks: [db-up]}, description: database upgrade}
+status_page:
+  enabled: true
+  title: Example Shop status
+  base_url: https://status.example.com
+  unknown_policy: excluded      # hours without any result: neither up nor down
+  components:
+    - {name: shop, description: the web shop, checks: ["shop-*"]}
+    - {name: database, checks: [db-up]}
+    - {name: public, labels: {public: "yes"}}
+""",
     "alerting": """\
 alerting:
   public_url: https://upkeep.example.org
@@ -472,6 +493,22 @@ def _section_notes(section: str) -> list[str]:
             "node and cron job that uses the store together. An `upkeep: true` backup",
             "source dumps the store's schema only. Set the schema here, not with",
             "`options=-csearch_path=…` in the URL (refused).",
+            "",
+        ]
+    if section == "status_page":
+        return [
+            "`upkeep serve` answers `/status` (HTML without JavaScript), `/status.json`,",
+            "`/status/feed.atom`, `/status/feed.rss` and badges",
+            "`/status/badge/<component>/status.svg`, `uptime.svg?period=30d` (1d to 365d) and",
+            "`response.svg?period=24h` (the mean of the stored check durations, 1h to 365d)",
+            "to anyone, without a credential. A component is down while one of its checks has",
+            "a firing alert; its downtime is the union of its checks' incidents, as",
+            "`upkeep stats` counts a target's. A window whose `mute:` matches one of a",
+            "component's checks is announced and shown on its bars, and its time is counted",
+            "apart, never against the uptime; a window without `mute:` is not shown.",
+            "Incidents show their components and times; their messages and notes never",
+            "appear, only updates published with `upkeep incidents publish ID TEXT` or",
+            "`POST /api/incidents/{id}/updates`, with secrets masked.",
             "",
         ]
     if section == "timezone":
@@ -650,9 +687,11 @@ def _cell(text: str) -> str:
 
 def _route_access(path: str, method: str) -> str:
     """Given a route, return what a request to it needs past the guard."""
-    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, PING_PREFIX, SAFE_METHODS
+    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, OPEN_PREFIXES, PING_PREFIX, SAFE_METHODS
 
-    if path in OPEN_PATHS or path in ACCOUNT_PATHS:
+    if path in ACCOUNT_PATHS or (
+        method.upper() in ("GET", "HEAD") and (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
+    ):
         return "none"
     if path.startswith(PING_PREFIX):
         return "heartbeat id"

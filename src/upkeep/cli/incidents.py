@@ -1,4 +1,4 @@
-"""``upkeep incidents`` (list, show, note) and ``upkeep stats``."""
+"""``upkeep incidents`` (list, show, note, publish) and ``upkeep stats``."""
 
 from __future__ import annotations
 
@@ -243,6 +243,40 @@ def note_incident(
         print_error(f"no incident {incident_id}")
         return EXIT_USAGE
     console().print(f"note added to incident {incident_id} by {writer}", markup=False)
+    return 0
+
+
+def publish_update(
+    config_path: Path | None, incident_id: int, text: str, *, author: str | None
+) -> int:
+    """Publish an update on an incident for the public status page (redacted with the
+    config's secrets before it is stored); return 0, or 2 if there is no such incident or
+    the text is empty or too long."""
+    from upkeep.cli.common import console
+    from upkeep.store.updates import publish_update as store_update
+
+    writer = author or who()
+    with config_and_store(config_path) as opened:
+        if opened is None:
+            return EXIT_USAGE
+        loaded, store = opened
+        try:
+            update = store_update(
+                store.engine,
+                incident_id,
+                loaded.redactor.redact(text),
+                writer,
+                datetime.now(UTC),
+            )
+        except ValueError as error:
+            print_error(str(error))
+            return EXIT_USAGE
+    if update is None:
+        print_error(f"no incident {incident_id}")
+        return EXIT_USAGE
+    console().print(
+        f"update {update.id} published on incident {incident_id} by {writer}", markup=False
+    )
     return 0
 
 

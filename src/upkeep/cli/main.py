@@ -729,7 +729,7 @@ def incidents_list(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List incidents newest first (or: incidents show ID, incidents note ID TEXT)."""
+    """List incidents newest first (or: incidents show ID, note ID TEXT, publish ID TEXT)."""
     if ctx.invoked_subcommand is not None:
         return
     from upkeep.cli.incidents import list_incidents
@@ -770,6 +770,27 @@ def incidents_note(
     from upkeep.cli.incidents import note_incident
 
     raise typer.Exit(note_incident(config, incident_id, text, author=author))
+
+
+@incidents_app.command("publish")
+def incidents_publish(
+    incident_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", help="The incident's id.", parser=options.record_id),
+    ],
+    text: Annotated[
+        str, typer.Argument(metavar="TEXT", help="What the public status page should say.")
+    ],
+    author: Annotated[
+        str | None, typer.Option(help="Who publishes it (default: the OS user).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Publish an update on an incident for the public status page (its notes and
+    messages never appear there; secrets are masked)."""
+    from upkeep.cli.incidents import publish_update
+
+    raise typer.Exit(publish_update(config, incident_id, text, author=author))
 
 
 @app.command()

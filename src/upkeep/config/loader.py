@@ -8,6 +8,7 @@ each with file, line, column, key path and what was expected.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import json
 import os
@@ -1111,6 +1112,42 @@ def _parents(config: UpkeepConfig, name: str) -> list[str]:
     return [parent for parent in check.depends_on if parent != name and parent in config.checks]
 
 
+def _check_status_components(
+    config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
+) -> None:
+    """List every status page component named twice (its name is its badges' URL), each
+    check name that names no check, each pattern that matches none, and labels that no
+    enabled check carries: a component that silently groups nothing would show a service
+    as up that nobody watches."""
+    names = set(config.checks)
+    enabled = {name for name, check in config.checks.items() if check.enabled}
+    seen: set[str] = set()
+    for index, component in enumerate(config.status_page.components):
+        at: KeyPath = ("status_page", "components", index)
+        if component.name in seen:
+            collector.add((*at, "name"), f"another component is named {component.name!r} already")
+        seen.add(component.name)
+        for position, pattern in enumerate(component.checks):
+            if not any(character in pattern for character in "*?["):
+                if pattern not in names:
+                    collector.add(
+                        (*at, "checks", position),
+                        f"no check named {pattern!r} (checks: {_some(names) or 'none defined'})",
+                    )
+            elif not any(fnmatch.fnmatchcase(name, pattern) for name in enabled):
+                collector.add(
+                    (*at, "checks", position), f"the pattern {pattern!r} matches no enabled check"
+                )
+        if component.labels and not any(
+            check.enabled
+            and all(check.labels.get(key) == value for key, value in component.labels.items())
+            for check in compiled.values()
+        ):
+            # A check whose target or probe is wrong is not compiled; its own error says so.
+            wanted = ", ".join(f"{key}={value}" for key, value in component.labels.items())
+            collector.add((*at, "labels"), f"no enabled check carries all of {wanted}")
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -1180,6 +1217,7 @@ def load_config(
     _check_references(config, expanded, collector, validated.removed, set_aside)
     _check_routes(config, collector)
     _check_dependencies(config, collector)
+    _check_status_components(config, compiled, collector)
     if check_channels:
         _check_channel_urls(config, collector)
     if collector.issues:

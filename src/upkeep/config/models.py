@@ -7,7 +7,9 @@ validated against the chosen probe's own model by the loader, which knows the ta
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -402,6 +404,107 @@ class WindowConfig(StrictModel):
         return value
 
 
+UnknownPolicy = Literal["up", "down", "excluded"]
+CHECK_PATTERN = r"^[A-Za-z0-9_.*?\[\]!-]+$"
+"""A check's name, or a shell-style pattern of names (``db-*``, ``web-?``, ``[ab]-api``)."""
+
+
+class StatusComponentConfig(StrictModel):
+    """A part of the service as the public sees it: a group of checks with one state."""
+
+    name: Name = Field(
+        description="its name on the page and in badge URLs (`/status/badge/<name>/...`)"
+    )
+    description: str | None = Field(default=None, description="free text shown under its name")
+    checks: list[Annotated[str, Field(pattern=CHECK_PATTERN, max_length=200)]] = Field(
+        default=[],
+        description="checks it groups: names or shell-style patterns (`web-*`); a pattern "
+        "takes only enabled checks",
+    )
+    labels: dict[str, str] = Field(
+        default={},
+        description="and/or the enabled checks carrying all of these labels (their own or "
+        "their target's)",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _selects_something(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> StatusComponentConfig:
+        def problem(given: dict[str, Any]) -> str | None:
+            if given_keys(given, ("checks", "labels")):
+                return None
+            return "a component needs checks (names or patterns), labels, or both"
+
+        return validate_with_key_rule(cls, data, handler, problem)
+
+    def selects(self, name: str, labels: Mapping[str, str], *, enabled: bool) -> bool:
+        """Given a check's name, its labels (target's and its own) and whether it is
+        enabled, return whether this component groups it: named exactly, or (enabled)
+        matched by one of its patterns or carrying all of its labels."""
+        if name in self.checks:
+            return True
+        if not enabled:
+            return False
+        if any(
+            _is_pattern(pattern) and fnmatch.fnmatchcase(name, pattern) for pattern in self.checks
+        ):
+            return True
+        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+
+
+def _is_pattern(text: str) -> bool:
+    return any(character in text for character in "*?[")
+
+
+class StatusPageConfig(StrictModel):
+    """The public status page that `upkeep serve` answers at `/status` (no credential):
+    components and their state, daily uptime bars, incidents with the updates published
+    for them, maintenance announcements, feeds, badges and a JSON form."""
+
+    enabled: bool = Field(
+        default=False, description="serve the page (off: /status and its parts answer 404)"
+    )
+    title: str = Field(default="Status", max_length=200, description="the page's title")
+    description: str | None = Field(
+        default=None, max_length=2000, description="a line shown under the title"
+    )
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the page's public address (a custom domain, e.g. "
+        "`https://status.example.com`): feed, badge and page links are built on it; "
+        "default: the address each request came to",
+    )
+    timezone: str | None = Field(
+        default=None, description="the IANA zone of day boundaries (default: the config's)"
+    )
+    history_days: int = Field(
+        default=90, ge=1, le=365, description="days of uptime bars and of incident history"
+    )
+    unknown_policy: UnknownPolicy = Field(
+        default="excluded",
+        description="how an hour in which no check of a component reported counts: `up`, "
+        "`down`, or `excluded` (left out of the uptime: neither up nor down); an incident "
+        "in such an hour is downtime whatever the policy, and time before a component's "
+        "first result is never counted",
+    )
+    publish_incidents: bool = Field(
+        default=True,
+        description="list incidents (component, start, end); their messages and notes are "
+        "never shown, only the updates published with `upkeep incidents publish`. false: "
+        "no incident list at all",
+    )
+    components: list[StatusComponentConfig] = Field(
+        default=[], max_length=1000, description="the components shown, in this order"
+    )
+
+    _timezone = field_validator("timezone")(
+        lambda value: _check_timezone(value) if value is not None else value
+    )
+
+
 class RetentionConfig(StrictModel):
     """How long the store keeps raw check results, hourly rollups, runbook runs, resolved
     alerts and finished notifications."""
@@ -776,6 +879,10 @@ class UpkeepConfig(StrictModel):
     backups: BackupsConfig = Field(
         default=BackupsConfig(),
         description="backups: the repository, a second destination, retention, sources",
+    )
+    status_page: StatusPageConfig = Field(
+        default=StatusPageConfig(),
+        description="the public status page: components, uptime bars, incidents, feeds, badges",
     )
 
     _timezone = field_validator("timezone")(_check_timezone)

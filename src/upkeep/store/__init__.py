@@ -17,4 +17,5 @@ __all__ = [
     "schema",
     "spill",
     "store",
+    "updates",
 ]

@@ -28,7 +28,14 @@ from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
 from upkeep.store.outbox import FINISHED_STATUSES, WAITING_STATUSES, OutboxStatus
 from upkeep.store.rows import inserted_id
-from upkeep.store.schema import alert_events, alerts, check_states, outbox, silences
+from upkeep.store.schema import (
+    alert_events,
+    alerts,
+    check_states,
+    incident_updates,
+    outbox,
+    silences,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -554,6 +561,7 @@ class AlertStore:
                 alerts.c.state == AlertState.RESOLVED, alerts.c.resolved_at < alert_cutoff
             )
             connection.execute(delete(alert_events).where(alert_events.c.alert_id.in_(old)))
+            connection.execute(delete(incident_updates).where(incident_updates.c.alert_id.in_(old)))
             # The notices of a deleted alert go with it, whatever their own retention.
             connection.execute(
                 delete(outbox).where(

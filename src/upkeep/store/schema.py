@@ -29,6 +29,8 @@ Designed for months of results from thousands of checks:
   log), keyed by the SHA-256 of the heartbeat's id (the id is the ping URL's credential
   and is never stored); ``heartbeats`` remembers when each was first seen, so a heartbeat
   that never pinged is judged from then.
+* ``incident_updates`` are what an operator published about an incident for the public
+  status page (nothing else of an incident reaches it).
 """
 
 from __future__ import annotations
@@ -431,4 +433,19 @@ heartbeats = Table(
     metadata,
     Column("heartbeat", String(64), primary_key=True),
     Column("first_seen", UTCDateTime, nullable=False),
+)
+
+# --- the public status page (issue #14) -----------------------------------------------
+
+incident_updates = Table(
+    "incident_updates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    # Published by an operator for the public status page, redacted before it is stored;
+    # the only text of an incident the public ever sees.
+    Column("text", Text, nullable=False),
+    Index("ix_incident_updates_alert_id_at", "alert_id", "at"),
 )

@@ -239,6 +239,7 @@ def _include_routers(
     operations need a bearer token (every one but the open paths and the pings)."""
     from upkeep.web.auth import auth_router
     from upkeep.web.pings import ping_router
+    from upkeep.web.status.routes import status_router
     from upkeep.web.ui.routes import dashboard_router
 
     app.include_router(alert_router(state))
@@ -252,6 +253,7 @@ def _include_routers(
     app.include_router(docs_router())
     app.include_router(ping_router(state))
     app.include_router(dashboard_router(state))
+    app.include_router(status_router(state))
     declare_bearer(app, OPEN_PATHS)
 
 

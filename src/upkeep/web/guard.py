@@ -98,7 +98,7 @@ OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Paths answered without a credential (GET and HEAD only)."""
 PING_PREFIX = "/ping/"
 """Paths of heartbeat pings: no token, Host or JSON rule; only the body cap and timeout."""
-OPEN_PREFIXES: tuple[str, ...] = ("/api/docs", "/static/")
+OPEN_PREFIXES: tuple[str, ...] = ("/api/docs", "/static/", "/status")
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
 hold nothing secret."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -1,7 +1,7 @@
 """Heartbeats: the pings cron jobs send, and when each heartbeat was first seen.
 
 Revision ID: 0006_heartbeat
-Revises: 0004
+Revises: 0005_accounts
 Create Date: 2026-12-07
 """
 
