@@ -365,9 +365,16 @@ def _get_and_head(router: APIRouter, path: str, **settings: Any) -> Callable[[An
     route (FastAPI answers HEAD only where it is declared; two routes, so each has its
     own operation id)."""
 
+    # Every public route may answer these: the page switched off, and an unchanged answer.
+    responses = {
+        404: {"description": "the status page is not enabled, or no such component"},
+        304: {"description": "unchanged since the `If-None-Match` ETag"},
+        **settings.pop("responses", {}),
+    }
+
     def register(function: Any) -> Any:
-        router.add_api_route(path, function, methods=["GET"], **settings)
-        router.add_api_route(path, function, methods=["HEAD"], **settings)
+        router.add_api_route(path, function, methods=["GET"], responses=responses, **settings)
+        router.add_api_route(path, function, methods=["HEAD"], responses=responses, **settings)
         return function
 
     return register
@@ -391,7 +398,6 @@ def _badge_routes(
     @_get_and_head(
         router,
         "/status/badge/{component}/status.svg",
-        responses={404: {"description": "no such component"}},
         response_description="an SVG badge",
     )
     async def status_badge(request: Request, component: ComponentName) -> Response:
@@ -408,7 +414,7 @@ def _badge_routes(
     @_get_and_head(
         router,
         "/status/badge/{component}/uptime.svg",
-        responses={404: {"description": "no such component"}, 422: {"description": "a bad period"}},
+        responses={422: {"description": "a bad period"}},
         response_description="an SVG badge",
     )
     async def uptime_badge(
@@ -436,7 +442,7 @@ def _badge_routes(
     @_get_and_head(
         router,
         "/status/badge/{component}/response.svg",
-        responses={404: {"description": "no such component"}, 422: {"description": "a bad period"}},
+        responses={422: {"description": "a bad period"}},
         response_description="an SVG badge",
     )
     async def response_badge(
