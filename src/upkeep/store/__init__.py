@@ -15,4 +15,5 @@ __all__ = [
     "schema",
     "spill",
     "store",
+    "summaries",
 ]
