@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
@@ -41,8 +41,9 @@ class Period:
 
     @property
     def length(self) -> timedelta:
-        """Return how long the period is."""
-        return self.end - self.start
+        """Return how long the period is (elapsed time: a local day across a daylight-saving
+        change is 23 or 25 hours; Python subtracts times of one zone as wall times)."""
+        return self.end.astimezone(UTC) - self.start.astimezone(UTC)
 
     def to_json(self) -> dict[str, str]:
         """Return the period as ISO times."""
@@ -83,7 +84,9 @@ def calendar_periods(kind: ReportKind, now: datetime, zone: tzinfo) -> tuple[Per
         edges = [_midnight(today.replace(year=y, month=m, day=1), zone) for y, m in months]
     else:
         raise ValueError(f"unknown report kind {kind!r}; expected {', '.join(REPORT_KINDS)}")
-    return Period(edges[1], edges[2]), Period(edges[0], edges[1])
+    # In UTC from here on: arithmetic on times of one zone would be wall-clock arithmetic.
+    utc = [edge.astimezone(UTC) for edge in edges]
+    return Period(utc[1], utc[2]), Period(utc[0], utc[1])
 
 
 def span_periods(start: datetime, end: datetime) -> tuple[Period, Period]:
