@@ -123,7 +123,8 @@ def build(store: Store, checks: int, days: int, interval: timedelta, now: dateti
             scheduled_for=started_at,
             now=started_at,
         )
-        assert run_id is not None
+        if run_id is None:
+            raise SystemExit("a seeded run was not recorded")
         status = RunStatus.FAILED if run % 10 == 0 else RunStatus.SUCCEEDED
         store.runs.finish_run(run_id, status, now=started_at + timedelta(minutes=3))
     for day in range(days):
@@ -158,7 +159,7 @@ def run_report(directory: Path, *arguments: str) -> dict[str, float]:
     """Run ``upkeep report monthly ARGUMENTS`` in its own process; return its wall time
     and peak RSS (its ``wait4``)."""
     started = time.perf_counter()
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "upkeep.cli.main", "report", "monthly", *arguments],
         cwd=directory,
         stdout=subprocess.DEVNULL,
