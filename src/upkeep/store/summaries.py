@@ -87,12 +87,23 @@ def _rank(total: Any, percent: int) -> Any:
     return case((position > total, total), else_=position)
 
 
-def check_summaries(engine: Engine, start: datetime, end: datetime) -> list[CheckSummary]:
-    """Given a store's engine and a period ``[start, end)``, return a summary of every
-    check with results (raw or rolled up) in it, sorted by name. Raise ValueError on a
-    naive datetime."""
+def check_summaries(
+    engine: Engine, start: datetime, end: datetime, only: Iterable[str] | None = None
+) -> list[CheckSummary]:
+    """Given a store's engine, a period ``[start, end)`` and optionally the names of the
+    only checks wanted, return a summary of every (wanted) check with results (raw or
+    rolled up) in the period, sorted by name. Raise ValueError on a naive datetime."""
     _require_aware(start, end)
     in_period = and_(check_results.c.at >= start, check_results.c.at < end)
+    in_rollups = and_(
+        result_rollups.c.resolution == "1h",
+        result_rollups.c.bucket_start >= start,
+        result_rollups.c.bucket_start < end,
+    )
+    if only is not None:
+        wanted = select(checks.c.id).where(checks.c.name.in_(list(only)))
+        in_period = and_(in_period, check_results.c.check_id.in_(wanted))
+        in_rollups = and_(in_rollups, result_rollups.c.check_id.in_(wanted))
     status = check_results.c.status
     counted = select(
         check_results.c.check_id,
@@ -118,11 +129,7 @@ def check_summaries(engine: Engine, start: datetime, end: datetime) -> list[Chec
             ),
             func.max(result_rollups.c.duration_ms_max).label("duration_max"),
         )
-        .where(
-            result_rollups.c.resolution == "1h",
-            result_rollups.c.bucket_start >= start,
-            result_rollups.c.bucket_start < end,
-        )
+        .where(in_rollups)
         .group_by(result_rollups.c.check_id)
     )
     ordered = (

@@ -95,6 +95,11 @@ def test_rollups_add_counts_but_no_percentiles(store: Store) -> None:
     assert summary.duration_ms_max == 90.0
     assert summary.duration_ms_avg == round((60 * 20.0 + 40.0) / 61, 3)
     assert summary.p95_ms == 40.0  # from the one raw result
+    other = add_check(store, "other", "box", START)
+    _insert(store, other, [(START + timedelta(hours=1), 0, 5.0)])
+    assert [s.check for s in check_summaries(store.engine, START, END)] == ["old", "other"]
+    assert [s.check for s in check_summaries(store.engine, START, END, only=["other"])] == ["other"]
+    assert check_summaries(store.engine, START, END, only=[]) == []
 
 
 def test_latest_metrics_before_a_moment(store: Store) -> None:
