@@ -15,7 +15,13 @@ from upkeep.analysis.logs import EndpointFigures
 from upkeep.store.runs import RunStatus, StepStatus
 from upkeep.store.schema import check_results, result_rollups
 from upkeep.store.store import Store
-from upkeep.store.summaries import check_summaries, latest_metrics, runbook_summaries
+from upkeep.store.summaries import (
+    check_summaries,
+    latest_metrics,
+    runbook_summaries,
+    slowest_checks,
+    with_percentiles,
+)
 
 store = backends.store
 
@@ -56,7 +62,9 @@ def test_percentiles_follow_the_log_analyzers_nearest_rank_rule(store: Store) ->
     )
     # Outside the period: never counted.
     _insert(store, web, [(END, 2, 10_000.0), (START - timedelta(seconds=1), 2, 10_000.0)])
-    (summary,) = check_summaries(store.engine, START, END)
+    (summary,) = with_percentiles(
+        store.engine, START, END, check_summaries(store.engine, START, END)
+    )
     reference = EndpointFigures()
     for duration in durations:
         reference.add(200, duration)
@@ -69,6 +77,29 @@ def test_percentiles_follow_the_log_analyzers_nearest_rank_rule(store: Store) ->
     assert summary.results == 997 and summary.critical == 100 and summary.failures == 100
     assert summary.duration_ms_max == max(durations)
     assert abs((summary.duration_ms_avg or 0) - sum(durations) / len(durations)) < 0.001
+    low, high = summary.p95_bounds or (0.0, 0.0)
+    assert low <= (summary.p95_ms or 0.0) < high <= low * 1.11 + 0.02
+
+
+def test_slowest_checks_are_exactly_the_top_by_p95(store: Store) -> None:
+    chooser = random.Random(11)  # noqa: S311 - test data, not secrets
+    exact: dict[str, float] = {}
+    for number in range(40):
+        name = f"check-{number:02d}"
+        check_id = add_check(store, name, "box", START)
+        centre = chooser.choice([5.0, 50.0, 51.0, 52.0, 500.0])
+        durations = [round(chooser.lognormvariate(0, 0.3) * centre, 3) for _ in range(60)]
+        _insert(
+            store, check_id, [(START + timedelta(minutes=i), 0, d) for i, d in enumerate(durations)]
+        )
+        ordered = sorted(durations)
+        exact[name] = ordered[min(59, 60 * 95 // 100)]
+    summaries = check_summaries(store.engine, START, END)
+    top = slowest_checks(store.engine, START, END, summaries, 7)
+    expected = sorted(exact, key=lambda name: (-exact[name], name))[:7]
+    assert [summary.check for summary in top] == expected
+    assert [summary.p95_ms for summary in top] == [exact[name] for name in expected]
+    assert slowest_checks(store.engine, START, END, [], 7) == []
 
 
 def test_rollups_add_counts_but_no_percentiles(store: Store) -> None:
@@ -94,7 +125,9 @@ def test_rollups_add_counts_but_no_percentiles(store: Store) -> None:
     assert (summary.results, summary.ok, summary.failures) == (61, 51, 10)
     assert summary.duration_ms_max == 90.0
     assert summary.duration_ms_avg == round((60 * 20.0 + 40.0) / 61, 3)
-    assert summary.p95_ms == 40.0  # from the one raw result
+    assert summary.raw_results == 1 and summary.p95_bounds is not None
+    (filled,) = with_percentiles(store.engine, START, END, [summary])
+    assert filled.p95_ms == 40.0  # from the one raw result
     other = add_check(store, "other", "box", START)
     _insert(store, other, [(START + timedelta(hours=1), 0, 5.0)])
     assert [s.check for s in check_summaries(store.engine, START, END)] == ["old", "other"]

@@ -24,27 +24,33 @@ def _failure_rate(summary: CheckSummary | None) -> float | None:
 def collect(context: ReportContext) -> SectionData | None:
     """Given the report's context, return the slowest and most failing checks, or None
     when no check has results in the period."""
-    from upkeep.store.summaries import check_summaries
+    from upkeep.store.summaries import check_summaries, slowest_checks, with_percentiles
 
     engine = context.store.engine
     now = check_summaries(engine, context.period.start, context.period.end)
     if not now:
         return None
     top = context.loaded.config.reports.top
-    slowest = sorted(
-        (summary for summary in now if summary.p95_ms is not None),
-        key=lambda summary: (-(summary.p95_ms or 0.0), summary.check),
-    )[:top]
-    failing = sorted(
-        (summary for summary in now if summary.failures),
-        key=lambda summary: (-summary.failures, summary.check),
-    )[:top]
+    period, previous_period = context.period, context.previous
+    slowest = slowest_checks(engine, period.start, period.end, now, top)
+    failing = with_percentiles(
+        engine,
+        period.start,
+        period.end,
+        sorted(
+            (summary for summary in now if summary.failures),
+            key=lambda summary: (-summary.failures, summary.check),
+        )[:top],
+    )
     # The previous period only of the checks shown: half the work on a large store.
-    shown = {summary.check for summary in (*slowest, *failing)}
+    shown = sorted({summary.check for summary in (*slowest, *failing)})
     before = {
         summary.check: summary
-        for summary in check_summaries(
-            engine, context.previous.start, context.previous.end, only=sorted(shown)
+        for summary in with_percentiles(
+            engine,
+            previous_period.start,
+            previous_period.end,
+            check_summaries(engine, previous_period.start, previous_period.end, only=shown),
         )
     }
 
@@ -148,7 +154,7 @@ def collect(context: ReportContext) -> SectionData | None:
                 ),
             )
         )
-    if any(summary.p95_ms is None for summary in now):
+    if any(summary.raw_results < summary.results for summary in now):
         data.notes.append(
             "percentiles come from raw results; checks whose period is covered only by "
             "hourly rollups (older than retention.results) show none"
