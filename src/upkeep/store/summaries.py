@@ -185,20 +185,24 @@ def check_summaries(
     buckets: dict[int, list[tuple[float, float, int]]] = {}
     with engine.connect() as connection:
         known = {int(row.id): row for row in connection.execute(names)}
+        # Tuples, not named rows: a large store has a hundred buckets per check.
         for query, is_raw in ((histogram, True), (rolled, False)):
-            for row in connection.execute(query):
-                into = totals.setdefault(int(row.check_id), [0, 0, 0, 0, 0, 0.0, -1.0, 0])
-                count = int(row.results or 0)
-                into[0] += count
-                for index, value in enumerate((row.ok, row.warning, row.critical, row.unknown)):
-                    into[1 + index] += int(value or 0)
-                into[5] += float(row.duration_sum or 0.0)
-                if row.duration_max is not None:
-                    into[6] = max(into[6], float(row.duration_max))
+            for row in connection.execute(query).tuples():
                 if is_raw:
-                    into[7] += count
-                    low, high = _bucket_bounds(int(row.digits), str(row.leading))
-                    buckets.setdefault(int(row.check_id), []).append((low, high, count))
+                    check_id, digit_count, lead, count, *statuses, duration_sum, duration_max = row
+                    low, high = _bucket_bounds(int(digit_count), str(lead))
+                    buckets.setdefault(check_id, []).append((low, high, int(count)))
+                else:
+                    check_id, count, *statuses, duration_sum, duration_max = row
+                into = totals.setdefault(check_id, [0, 0, 0, 0, 0, 0.0, -1.0, 0])
+                into[0] += int(count or 0)
+                for index, value in enumerate(statuses):
+                    into[1 + index] += int(value or 0)
+                into[5] += float(duration_sum or 0.0)
+                if duration_max is not None and duration_max > into[6]:
+                    into[6] = float(duration_max)
+                if is_raw:
+                    into[7] += int(count)
     summaries: list[CheckSummary] = []
     for check_id, values in totals.items():
         named = known.get(check_id)
