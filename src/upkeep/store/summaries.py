@@ -187,7 +187,7 @@ def check_summaries(
         known = {int(row.id): row for row in connection.execute(names)}
         # Tuples, not named rows: a large store has a hundred buckets per check.
         for query, is_raw in ((histogram, True), (rolled, False)):
-            for row in connection.execute(query).tuples():
+            for row in connection.execute(query):
                 if is_raw:
                     check_id, digit_count, lead, count, *statuses, duration_sum, duration_max = row
                     low, high = _bucket_bounds(int(digit_count), str(lead))
