@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005_reports"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 DEFAULT_SCHEMA = "upkeep"
 """The PostgreSQL schema a store lives in unless the config names another."""

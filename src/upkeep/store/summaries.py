@@ -16,6 +16,7 @@ is the one at index ``min(n - 1, floor(q * n))``.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Engine,
+    Integer,
     String,
     and_,
     bindparam,
@@ -34,6 +36,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
 from upkeep.store.schema import check_results, checks, result_rollups, run_steps, runs
 
@@ -106,13 +109,45 @@ def _nearest_rank(ordered: Sequence[float], percent: int) -> float | None:
     return round(ordered[min(len(ordered) - 1, len(ordered) * percent // 100)], 3)
 
 
-def _bucket_bounds(digits: int, leading: str) -> tuple[float, float]:
-    """Given a histogram bucket (the digit count and the first two digits of a run time
-    in hundredths of a millisecond, as whole numbers), return the ``[low, high)`` in ms it
-    stands for, widened by a millionth against float rounding."""
-    lead = int(leading)
-    scale = 10 ** max(0, digits - 2)
-    return lead * scale / 100 * (1 - 1e-6), (lead + 1) * scale / 100 * (1 + 1e-6)
+LOG_STEPS = 20
+"""Histogram buckets per factor e of ``run time + 1 ms``: each about 5 % wide."""
+_WIDEN = 1e-6
+"""Bucket bounds are widened by this share against float rounding in either database."""
+
+
+def _bucket_bounds(first: int, second: str) -> tuple[float, float]:
+    """Given a histogram bucket as the query names it, return the ``[low, high)`` in ms
+    it stands for (widened by ``_WIDEN``).
+
+    With logarithms (PostgreSQL; SQLite built with its math functions) the bucket is
+    ``first = floor(ln(ms + 1) * LOG_STEPS)`` and ``second`` is empty; without, it is the
+    digit count (``first``) and the first two digits (``second``) of the time in
+    hundredths of a millisecond, at most 10 % wide.
+    """
+    if not second:
+        low = math.exp(first / LOG_STEPS) - 1
+        high = math.exp((first + 1) / LOG_STEPS) - 1
+        return max(0.0, low - (low + 1) * _WIDEN), high + (high + 1) * _WIDEN
+    lead = int(second)
+    scale = 10 ** max(0, first - 2)
+    return lead * scale / 100 * (1 - _WIDEN), (lead + 1) * scale / 100 * (1 + _WIDEN)
+
+
+_LOGARITHMS: dict[str, bool] = {}
+
+
+def _has_logarithms(engine: Engine) -> bool:
+    """Return whether the database has ``ln`` (PostgreSQL; SQLite only when built with
+    its math functions), asking once per database."""
+    key = str(engine.url)
+    if key not in _LOGARITHMS:
+        try:
+            with engine.connect() as connection:
+                connection.execute(select(func.ln(1.0))).scalar()
+            _LOGARITHMS[key] = True
+        except DBAPIError:
+            _LOGARITHMS[key] = False
+    return _LOGARITHMS[key]
 
 
 def check_summaries(
@@ -125,9 +160,8 @@ def check_summaries(
     ValueError on a naive datetime.
 
     One ``GROUP BY`` pass over the period's raw results (along the time index) counts them
-    per check and per histogram bucket of the run time: the first two digits and the digit
-    count of the time in hundredths of a millisecond, so a bucket is at most 10 % wide
-    (plain text functions: SQLite has no logarithm everywhere). Rollups are summed the
+    per check and per histogram bucket of the run time (``_bucket_bounds``: about 5 % wide
+    with logarithms, at most 10 % without). Rollups are summed the
     same way. Nothing is sorted and no row reaches Python: a month of 1,000 checks every
     15 minutes is 2.9 million results and a few tens of thousands of buckets.
     """
@@ -145,15 +179,23 @@ def check_summaries(
         ids = select(checks.c.id).where(checks.c.name.in_(wanted))
         in_period = and_(in_period, check_results.c.check_id.in_(ids))
         in_rollups = and_(in_rollups, result_rollups.c.check_id.in_(ids))
-    hundredths = cast(cast(check_results.c.duration_ms * 100, BigInteger), String)
-    digits = func.length(hundredths).label("digits")
-    leading = func.substr(hundredths, 1, 2).label("leading")
+    if _has_logarithms(engine):
+        # Whole numbers group faster than text: a month of 1,000 checks in two thirds of
+        # the time.
+        first = cast(func.ln(check_results.c.duration_ms + 1.0) * LOG_STEPS, Integer).label("first")
+        second = literal("").label("second")
+        group = [check_results.c.check_id, first]
+    else:
+        hundredths = cast(cast(check_results.c.duration_ms * 100, BigInteger), String)
+        first = func.length(hundredths).label("first")
+        second = func.substr(hundredths, 1, 2).label("second")
+        group = [check_results.c.check_id, first, second]
     status = check_results.c.status
     histogram = (
         select(
             check_results.c.check_id,
-            digits,
-            leading,
+            first,
+            second,
             func.count().label("results"),
             func.sum(case((status == 0, 1), else_=0)).label("ok"),
             func.sum(case((status == 1, 1), else_=0)).label("warning"),
@@ -163,7 +205,7 @@ def check_summaries(
             func.max(check_results.c.duration_ms).label("duration_max"),
         )
         .where(in_period)
-        .group_by(check_results.c.check_id, digits, leading)
+        .group_by(*group)
     )
     rolled = (
         select(
@@ -189,8 +231,8 @@ def check_summaries(
         for query, is_raw in ((histogram, True), (rolled, False)):
             for row in connection.execute(query):
                 if is_raw:
-                    check_id, digit_count, lead, count, *statuses, duration_sum, duration_max = row
-                    low, high = _bucket_bounds(int(digit_count), str(lead))
+                    check_id, bucket, part, count, *statuses, duration_sum, duration_max = row
+                    low, high = _bucket_bounds(int(bucket), str(part))
                     buckets.setdefault(check_id, []).append((low, high, int(count)))
                 else:
                     check_id, count, *statuses, duration_sum, duration_max = row

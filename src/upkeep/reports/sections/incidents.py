@@ -29,6 +29,10 @@ def collect(context: ReportContext) -> SectionData:
     start, end = context.period.start, context.period.end
     spans = incidents(context)
     checks = [f for f in reliability(context) if f.scope == "check" and f.incidents]
+    # The table lists the checks that were down longest; the figures keep every one.
+    worst = sorted(checks, key=lambda figure: (-figure.downtime_s, figure.name))[
+        : context.loaded.config.reports.top
+    ]
     fired_here = [span for span in spans if start <= span.fired_at < end]
     repairs = [
         (span.resolved_at - span.opened_at).total_seconds()
@@ -86,7 +90,7 @@ def collect(context: ReportContext) -> SectionData:
                 ],
             ),
             Table(
-                "Per check",
+                "Per check, longest down first",
                 (
                     ("check", "left"),
                     ("uptime", "right"),
@@ -106,7 +110,7 @@ def collect(context: ReportContext) -> SectionData:
                         seconds(figure.mtta_s),
                         f"{figure.response_met}/{figure.response_met + figure.response_missed}",
                     )
-                    for figure in checks
+                    for figure in worst
                 ],
             ),
         ],
@@ -134,6 +138,11 @@ def collect(context: ReportContext) -> SectionData:
             ],
         },
     )
+    if len(checks) > len(worst):
+        data.notes.append(
+            f"per check: the {len(worst)} of {len(checks)} checks with incidents that were "
+            "down longest (all of them in upkeep stats)"
+        )
     if len(fired_here) > MAX_LISTED:
         data.notes.append(f"the {MAX_LISTED} latest of {len(fired_here)} incidents are listed")
     return data
