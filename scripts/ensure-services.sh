@@ -53,6 +53,11 @@ ensure_package logrotate /usr/sbin/logrotate || failed=1
 # Browser tests drive Debian's Chromium through its ChromeDriver (tests/e2e/browser).
 ensure_package chromium /usr/bin/chromium || failed=1
 ensure_package chromium-driver /usr/bin/chromedriver || failed=1
+# WeasyPrint (PDF reports) loads Pango through ctypes, and needs a font to lay text out.
+libdir="/usr/lib/$(uname -m)-linux-gnu"
+ensure_package libpango-1.0-0 "$libdir/libpango-1.0.so.0" || failed=1
+ensure_package libpangoft2-1.0-0 "$libdir/libpangoft2-1.0.so.0" || failed=1
+ensure_package fonts-dejavu-core /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || failed=1
 # Only the benchmarks need GoAccess (the log-analysis peer).
 if [ "${UPKEEP_BENCH_TOOLS:-0}" = 1 ]; then
   ensure_package goaccess /usr/bin/goaccess || failed=1

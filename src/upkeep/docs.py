@@ -155,6 +155,7 @@ CONFIG_SECTIONS = (
     "alerting",
     "backups",
     "status_page",
+    "reports",
     "retention",
     "engine",
     "store",
@@ -411,6 +412,17 @@ backups:
 checks:
   db-backup-fresh: {target: db-backups, crit: age_s > 26h}
   db-drill: {target: db-backups, probe: drill, crit: passed == false or rto_met == false}
+""",
+    "reports": """\
+targets:
+  web: {kind: http, url: "https://example.org/health"}
+checks:
+  web-up: {target: web, labels: {env: prod}}
+reports:
+  uptime_target: 99.9
+  group_by: [env]
+  targets: {"env=prod": 99.95}
+  top: 10
 """,
     "retention": """\
 retention: {results: 30d, rollups: 1y, runs: 180d, alerts: 1y, notifications: 30d}

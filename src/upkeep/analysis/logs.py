@@ -264,6 +264,7 @@ def analyze(
     patterns: Sequence[str] = (),
     since: datetime | None = None,
     below: Path | None = None,
+    until: datetime | None = None,
 ) -> Analysis:
     """Given log files, return what they hold. ``patterns`` are regular expressions counted
     per line; ``below``: the logs target's directory the files were found in (see
@@ -272,12 +273,14 @@ def analyze(
     ``since`` keeps only the lines of that moment or later, in every format and for every
     figure (lines, levels, patterns, security events, statuses, endpoints, bins): a line's
     time is its own (``line_time``), else the previous line's (a stack trace belongs to the
-    line that began it); lines before a file's first timestamp are kept.
+    line that began it); lines before a file's first timestamp are kept. ``until`` keeps
+    only the lines before that moment, by the same rule (a report's period).
     """
     result = Analysis()
     compiled = [(pattern, re.compile(pattern.encode())) for pattern in patterns]
     clock = Clock()
     since_utc = since.astimezone(UTC) if since else None
+    until_utc = until.astimezone(UTC) if until else None
     now = datetime.now(UTC)
     for path in paths:
         with open_log(path, below=below) as stream:
@@ -287,11 +290,14 @@ def analyze(
             result.formats[kind] += 1
             stamp: datetime | None = None
             for line in _chain(head, lines):
-                if since_utc is not None:
+                if since_utc is not None or until_utc is not None:
                     # The one window filter, before any figure is counted, so no format can
                     # count a figure over the whole file.
                     stamp = line_time(kind, line, clock, now=now) or stamp
-                    if stamp is not None and stamp < since_utc:
+                    if stamp is not None and (
+                        (since_utc is not None and stamp < since_utc)
+                        or (until_utc is not None and stamp >= until_utc)
+                    ):
                         continue
                 feed_line(result, kind, line, clock, compiled)
     return result

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -20,7 +18,7 @@ from upkeep.cli.common import (
     who,
 )
 from upkeep.cli.output import untrusted
-from upkeep.core.text import human_duration
+from upkeep.core.text import format_percent, human_duration
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,26 +35,6 @@ EVENT_STYLE = {
     "unacknowledged": "yellow",
     "note": "bold",
 }
-
-
-PERCENT_DECIMALS = 3
-
-
-def format_percent(value: float | None) -> str:
-    """Given a percentage in [0, 100] (or None), return it with exactly
-    ``PERCENT_DECIMALS`` decimals, truncated rather than rounded, or ``-`` for None.
-
-    Truncation is done on the float's exact value (not on ``value * 1000``, which can
-    itself round up), so anything below 100 reads below ``100.000%``: an incident stays
-    visible however short it was. Raise ValueError on a value outside [0, 100] or NaN.
-    """
-    if value is None:
-        return "-"
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(f"a percentage must be within [0, 100], not {value!r}")
-    scale = 10**PERCENT_DECIMALS
-    units = math.floor(Fraction(value) * scale)
-    return f"{units // scale}.{units % scale:0{PERCENT_DECIMALS}d}%"
 
 
 def _parse_filters(
@@ -284,12 +262,19 @@ def publish_update(
 
 
 def show_stats(
-    config_path: Path | None, since: str, label_pairs: list[str], *, json_output: bool
+    config_path: Path | None,
+    since: str,
+    label_pairs: list[str],
+    *,
+    json_output: bool,
+    until: str | None = None,
 ) -> int:
     """Print uptime, incidents, MTTR, MTBF, MTTA and response targets met per check and per
-    target over ``since``..now; return 0, or 2 on bad input or an unusable config/store."""
+    target over ``since``..``until`` (default now); return 0, or 2 on bad input or an
+    unusable config/store."""
     from upkeep.alerting.stats import period_stats
     from upkeep.cli.common import console
+    from upkeep.core.moments import start_time
 
     now = datetime.now(UTC)
     with config_and_store(config_path) as opened:
@@ -300,8 +285,12 @@ def show_stats(
         if filters is None:
             return EXIT_USAGE
         start, labels = filters
+        if until is not None:
+            now = start_time(until, ZoneInfo(loaded.config.timezone), now)
         if start >= now:
-            print_error("--since must be in the past")
+            print_error(
+                "--since must be in the past" if until is None else "--since must be before --until"
+            )
             return EXIT_USAGE
         targets_by_severity = {
             str(severity): target

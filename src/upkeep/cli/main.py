@@ -796,6 +796,14 @@ def incidents_publish(
 @app.command()
 def stats(
     since: SinceOption = "30d",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="End of the period (default now): 'now' or an ISO time.",
+            parser=options.moment_text,
+        ),
+    ] = None,
     label: LabelOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -803,7 +811,73 @@ def stats(
     """Show uptime, incidents, MTTR, MTBF, MTTA and response targets met per check and target."""
     from upkeep.cli.incidents import show_stats
 
-    raise typer.Exit(show_stats(config, since, label or [], json_output=json_output))
+    raise typer.Exit(show_stats(config, since, label or [], json_output=json_output, until=until))
+
+
+# --- reports (issue #14) ---------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            metavar="KIND",
+            help="daily, weekly, monthly or quarterly.",
+            parser=options.one_of("daily", "weekly", "monthly", "quarterly"),
+        ),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION|TIME",
+            help="Start of the period instead of the last complete day/week/month/quarter: "
+            "a duration back from now (7d) or a time (ISO, in the config's zone).",
+            parser=options.since_text,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="End of a --since period (default now): 'now' or an ISO time.",
+            parser=options.moment_text,
+        ),
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="html, md or pdf.",
+            parser=options.one_of("html", "md", "pdf"),
+        ),
+    ] = "html",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the report to FILE (default: stdout)."),
+    ] = None,
+    config: ConfigOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report's figures as JSON instead.")
+    ] = False,
+) -> None:
+    """Report on the last complete day, ISO week, month or quarter (in the config's
+    timezone): uptime against targets, incidents, slowest and failing checks, runs,
+    backups and drills, logs, certificates."""
+    from upkeep.cli.report import run_report
+
+    raise typer.Exit(
+        run_report(
+            config,
+            kind,
+            since=since,
+            until=until,
+            output_format=output_format,
+            out=out,
+            json_output=json_output,
+        )
+    )
 
 
 # --- notification channels and the outbox (issue #4) ------------------------------------------

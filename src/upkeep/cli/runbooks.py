@@ -186,6 +186,7 @@ async def _execute(
         return await asyncio.to_thread(typer.confirm, prompt, default=False)
 
     from upkeep.cli.common import new_pipeline, print_problems
+    from upkeep.reports.service import ReportService
 
     # Results of checks steps (and of the checks the backup tasks run) alert through the
     # routes, as in the daemon; due notices are delivered when the run ends.
@@ -213,6 +214,7 @@ async def _execute(
             on_step=on_step,
             on_start=on_start,
             alerts=pipeline.manager,
+            reports=ReportService(loaded, store),
         )
         record = await executor.execute(name, trigger="cli", triggered_by=who(), dry_run=dry_run)
         if not dry_run:

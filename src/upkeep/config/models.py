@@ -530,6 +530,36 @@ class RetentionConfig(StrictModel):
     )
 
 
+Percent = Annotated[float, Field(ge=0, le=100)]
+LabelKey = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+
+
+class ReportsConfig(StrictModel):
+    """What ``upkeep report`` and the ``report.send`` task measure against."""
+
+    uptime_target: Percent = Field(
+        default=99.9,
+        description="the uptime (percent) every group is held to unless `targets` names it",
+    )
+    group_by: list[LabelKey] = Field(
+        default=[],
+        max_length=8,
+        description="check labels whose values form the report's groups (e.g. [env, role]); "
+        "empty: one group per target",
+    )
+    targets: dict[Annotated[str, Field(min_length=1, max_length=200)], Percent] = Field(
+        default={},
+        description="uptime target (percent) per group, by its name as the report shows it "
+        "(a target's name, or `label=value` with `group_by`)",
+    )
+    top: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="how many checks the slowest and most failing tables list",
+    )
+
+
 LEGACY_TOKEN_NAME = "default"  # noqa: S105 - a token's name, not a token
 """The name of the token given as ``engine.api_token``."""
 MIN_TOKEN_LENGTH = 16
@@ -883,6 +913,10 @@ class UpkeepConfig(StrictModel):
     status_page: StatusPageConfig = Field(
         default=StatusPageConfig(),
         description="the public status page: components, uptime bars, incidents, feeds, badges",
+    )
+    reports: ReportsConfig = Field(
+        default=ReportsConfig(),
+        description="reports: uptime targets per group and how checks are grouped",
     )
 
     _timezone = field_validator("timezone")(_check_timezone)

@@ -9,7 +9,9 @@ duration that echoes a config setting (a timeout, a window) is written by
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+from fractions import Fraction
 
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 """Each unit 1024 times the one before it; a size past 1024 TiB stays in TiB."""
@@ -78,3 +80,23 @@ def one_line(text: str | BaseException, limit: int | None = None) -> str:
     if limit is not None and len(folded) > limit:
         return folded[: limit - 1] + "…"
     return folded
+
+
+PERCENT_DECIMALS = 3
+
+
+def format_percent(value: float | None) -> str:
+    """Given a percentage in [0, 100] (or None), return it with exactly
+    ``PERCENT_DECIMALS`` decimals, truncated rather than rounded, or ``-`` for None.
+
+    Truncation is done on the float's exact value (not on ``value * 1000``, which can
+    itself round up), so anything below 100 reads below ``100.000%``: an incident stays
+    visible however short it was. Raise ValueError on a value outside [0, 100] or NaN.
+    """
+    if value is None:
+        return "-"
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"a percentage must be within [0, 100], not {value!r}")
+    scale = 10**PERCENT_DECIMALS
+    units = math.floor(Fraction(value) * scale)
+    return f"{units // scale}.{units % scale:0{PERCENT_DECIMALS}d}%"

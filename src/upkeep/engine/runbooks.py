@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from upkeep.io.http import HttpClient
     from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
+    from upkeep.tasks.base import ReportMaker
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,11 @@ class RunbookExecutor:
         on_start: Callable[[int], None] | None = None,
         alerts: AlertManager | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        reports: ReportMaker | None = None,
     ) -> None:
         self.loaded = loaded
+        # Reports sit above the engine; whoever builds the executor hands them down.
+        self.reports = reports
         # Run and step times, retry pauses and the wait for an approval follow it; the
         # timeouts of the work itself (runbook, step, command) are real time.
         self.clock = clock
@@ -443,6 +447,7 @@ class RunbookExecutor:
             config=self.loaded.config,
             store=self.store,
             config_path=self.loaded.path,
+            reports=self.reports,
         )
         started = time.perf_counter()
         try:

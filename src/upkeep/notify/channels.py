@@ -17,12 +17,15 @@ concurrent sends do not read each other's errors), then redact them before they 
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from upkeep.core.redaction import Redactor, published
@@ -56,6 +59,9 @@ NO_SCHEME_HINT = published("e.g. mailto://, json://, slack://")
 """Our own example schemes: a channel value that is one of these words stays readable here."""
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 _APPRISE_LOGGER = "apprise"
+
+BodyFormat = Literal["text", "html"]
+"""How a message's body is written: plain text, or HTML (a report as an e-mail body)."""
 
 _load_lock = threading.Lock()
 _loaded = False
@@ -160,6 +166,9 @@ def send(
     key: str,
     timeout_s: float = DELIVERY_TIMEOUT_S,
     redactor: Redactor | None = None,
+    *,
+    body_format: BodyFormat = "text",
+    attachments: Sequence[Path] = (),
 ) -> DeliveryResult:
     """Given a channel's Apprise URL, a message (title, body, level: one of ``LEVELS``),
     its idempotency key and a timeout, deliver the message once and return the result.
@@ -167,7 +176,9 @@ def send(
     The key travels as ``Idempotency-Key`` and ``X-Upkeep-Key`` headers where the service
     has headers (webhooks, e-mail), and as a last ``ref: <key>`` line of the body for every
     service that is not a plain webhook. ``timeout_s`` is each socket's connect and read
-    timeout. Never raises for a delivery problem: an invalid URL, a refused connection or
+    timeout. ``body_format="html"`` sends the body as HTML (an e-mail's HTML part; Apprise
+    converts it for services that take text); ``attachments`` are files sent with it where
+    the service takes attachments (e-mail). Never raises for a delivery problem: an invalid URL, a refused connection or
     a rejected message is ``ok=False`` with an error redacted by ``redactor`` and by the
     URL's own secrets.
 
@@ -198,7 +209,10 @@ def send(
         headers[IDEMPOTENCY_HEADER] = key
         headers[KEY_HEADER] = key
     if _scheme(url) not in WEBHOOK_SCHEMES:
-        body = f"{body}\n\nref: {key}" if body else f"ref: {key}"
+        if body_format == "html":
+            body = f"{body}\n<p>ref: {html.escape(key)}</p>"
+        else:
+            body = f"{body}\n\nref: {key}" if body else f"ref: {key}"
     notify_type = level if level in LEVELS else "info"
     notifier = apprise.Apprise()
     notifier.add(plugin)
@@ -207,8 +221,11 @@ def send(
             body=body,
             title=title,
             notify_type=apprise.NotifyType(notify_type),
-            body_format=apprise.NotifyFormat.TEXT,
+            body_format=apprise.NotifyFormat(body_format),
             log_level=logging.DEBUG,
+            attach=apprise.AppriseAttachment([str(path) for path in attachments])
+            if attachments
+            else None,
         )
     except Exception as crash:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
         return DeliveryResult(

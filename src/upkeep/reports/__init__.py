@@ -1,4 +1,4 @@
 """The presentation layer: the views the dashboard, the status page and reports share,
-and the charts they draw."""
+the report sections and their rendering, and the charts they draw."""
 
-__all__ = ["charts"]
+__all__ = ["charts", "model", "render", "sections", "service", "views"]

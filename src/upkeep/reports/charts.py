@@ -115,11 +115,13 @@ def bar_chart(
     title: str,
     unit: str = "",
     target: float | None = None,
+    floor: float | None = None,
     width_in: float = 8.0,
     height_in: float = 2.8,
 ) -> str:
     """Given one value per label (uptime per day, failures per check), return a bar chart
-    as SVG text, with ``target`` drawn as a line when given.
+    as SVG text, with ``target`` drawn as a line when given; ``floor`` starts the value
+    axis there instead of at 0 (uptimes of 99.9 and 99.99 differ visibly).
 
     Raise ValueError if ``labels`` and ``values`` differ in length.
     """
@@ -133,6 +135,9 @@ def bar_chart(
         axes.set_xticks(positions, list(labels), rotation=45, ha="right", fontsize=7)
         if target is not None:
             axes.axhline(target, color=CRITICAL_COLOUR, linestyle="--", linewidth=1.0)
+        if floor is not None:
+            top = max([floor, *values, *([] if target is None else [target])])
+            axes.set_ylim(floor, top + (top - floor) * 0.05 or 1.0)
         axes.set_title(title, fontsize=10, loc="left")
         if unit:
             axes.set_ylabel(unit)

@@ -619,6 +619,7 @@ class Daemon:
         from upkeep.engine.runbooks import RunbookExecutor
         from upkeep.engine.runner import CheckRunner
         from upkeep.engine.scheduler import Scheduler, SchedulerStats
+        from upkeep.reports.service import ReportService
 
         pipeline = self._pipeline
         if self._store is None or self._state is None or pipeline is None:
@@ -641,6 +642,7 @@ class Daemon:
             owner=self.instance_id,
             alerts=pipeline.manager,
             clock=self.clock,
+            reports=ReportService(loaded, self._store),
         )
         stats = self._state.stats or SchedulerStats()
         self._state.stats = stats

@@ -17,5 +17,6 @@ __all__ = [
     "schema",
     "spill",
     "store",
+    "summaries",
     "updates",
 ]

@@ -156,11 +156,22 @@ class BackupCatalog:
             row = connection.execute(select(backups).where(backups.c.id == backup_id)).first()
         return _record(row._mapping) if row is not None else None
 
-    def records(self, source: str | None = None, *, limit: int = 500) -> list[BackupRecord]:
-        """Return backups (of one source), newest first."""
+    def records(
+        self,
+        source: str | None = None,
+        *,
+        limit: int = 500,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[BackupRecord]:
+        """Return backups (of one source; started in ``[since, until)``), newest first."""
         query = select(backups).order_by(backups.c.started_at.desc()).limit(limit)
         if source is not None:
             query = query.where(backups.c.source == source)
+        if since is not None:
+            query = query.where(backups.c.started_at >= since)
+        if until is not None:
+            query = query.where(backups.c.started_at < until)
         with self._engine.connect() as connection:
             return [_record(row._mapping) for row in connection.execute(query)]
 
@@ -198,9 +209,15 @@ class BackupCatalog:
         source: str | None = None,
         kind: BackupEventKind | None = None,
         limit: int = 200,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[BackupEvent]:
-        """Return events, newest first."""
+        """Return events (started in ``[since, until)``), newest first."""
         query = select(backup_events).order_by(backup_events.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(backup_events.c.started_at >= since)
+        if until is not None:
+            query = query.where(backup_events.c.started_at < until)
         if source is not None:
             query = query.where(backup_events.c.source == source)
         if kind is not None:

@@ -540,15 +540,19 @@ class RunLog:
         *,
         runbook: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
         statuses: Sequence[RunStatus] = (),
         limit: int = 200,
     ) -> list[RunRecord]:
-        """Given filters, return runs newest first (without their steps)."""
+        """Given filters (runs started in ``[since, until)``), return runs newest first
+        (without their steps)."""
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         if runbook is not None:
             query = query.where(runs.c.runbook == runbook)
         if since is not None:
             query = query.where(runs.c.started_at >= since)
+        if until is not None:
+            query = query.where(runs.c.started_at < until)
         if statuses:
             query = query.where(runs.c.status.in_(list(statuses)))
         with self.engine.connect() as connection:

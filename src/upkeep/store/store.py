@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_REVISION = "0007_status"
+SCHEMA_REVISION = "0008_reports"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 DEFAULT_SCHEMA = "upkeep"
 """The PostgreSQL schema a store lives in unless the config names another."""

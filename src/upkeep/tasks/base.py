@@ -279,6 +279,51 @@ class SelfCheckingSection(Protocol):
         ...
 
 
+ReportFormat = Literal["html", "md", "pdf"]
+"""The formats a report is rendered in."""
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    """A report rendered for delivery: its title, its bytes in one format, and the HTML
+    version as an e-mail body (the same document, whatever the format)."""
+
+    title: str
+    content: bytes
+    media_type: str
+    """``text/html; charset=utf-8``, ``text/markdown; charset=utf-8`` or ``application/pdf``."""
+    filename: str
+    """A file name for the report (``upkeep-weekly-2026-11-30.pdf``): no directory."""
+    html: str
+    """The report as self-contained HTML (inline CSS and SVG), fit for an e-mail body."""
+    summary: str
+    """One line for people: the period and the headline figures."""
+
+
+class ReportMaker(Protocol):
+    """What the ``report.send`` task uses to make a report: implemented by
+    ``upkeep.reports.service.ReportService`` and handed to the task through
+    ``TaskContext.reports`` by whoever builds the runbook executor (the daemon, ``upkeep
+    run``). A protocol because reports sit above tasks in the layering: they read the
+    whole config and the store's history, which tasks do not know."""
+
+    def period_text(self, kind: str, now: datetime) -> str:
+        """Given a report kind (daily, weekly, monthly, quarterly) and now, return the
+        period it would cover, for people; raise ValueError for an unknown kind."""
+        ...
+
+    def render(self, kind: str, output_format: ReportFormat, now: datetime) -> RenderedReport:
+        """Given a report kind, a format and now, return the report of the last complete
+        period before now (blocking: call it from a worker thread); raise ValueError for
+        an unknown kind."""
+        ...
+
+    def channel_url(self, name: str) -> str | None:
+        """Given a channel's name, return its Apprise URL (a secret), or None if the
+        config has no such channel."""
+        ...
+
+
 @dataclass
 class TaskContext:
     """Everything a task may use: its deadline, the process-wide seams, and named checks."""
@@ -297,6 +342,8 @@ class TaskContext:
     """The store, for tasks that keep a record of their own (the backup catalog)."""
     config_path: Path | None = None
     """The config file the run was loaded from (backing up upkeep itself)."""
+    reports: ReportMaker | None = None
+    """Makes reports (``report.send``); None where no one provided it."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

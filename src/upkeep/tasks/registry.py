@@ -14,6 +14,7 @@ from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
+from upkeep.tasks.reports.send import ReportSend
 from upkeep.tasks.service.restart import ServiceRestart
 
 TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
@@ -27,6 +28,7 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         HttpRequest,
         LogsRetain,
         LogsRotate,
+        ReportSend,
         ServiceRestart,
     )
 }

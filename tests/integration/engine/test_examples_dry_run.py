@@ -17,6 +17,7 @@ from upkeep.config.loader import load_config
 from upkeep.engine.runbooks import RunbookExecutor
 from upkeep.engine.runner import CheckRunner
 from upkeep.io.http import HttpClient
+from upkeep.reports.service import ReportService
 from upkeep.store.runs import RunStatus, StepStatus, new_instance_id
 
 
@@ -34,6 +35,7 @@ async def test_every_runbook_of_the_example_dry_runs(path: Path, tmp_path: Path)
             http=http,
             checks=CheckRunner(redactor=loaded.redactor, http=http),
             owner=new_instance_id(),
+            reports=ReportService(loaded, store),
         )
         for name, runbook in loaded.config.runbooks.items():
             record = await executor.execute(name, trigger="cli", dry_run=True)

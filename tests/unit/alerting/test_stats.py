@@ -21,7 +21,7 @@ from upkeep.alerting.stats import (
     compute_stats,
     exact_percent,
 )
-from upkeep.cli.incidents import format_percent
+from upkeep.core.text import format_percent
 from upkeep.store.alerts import AlertState
 
 START = datetime(2030, 1, 1, tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""Report tasks: make a report and deliver it (``report.send``)."""
