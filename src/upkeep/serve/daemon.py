@@ -203,8 +203,12 @@ class Daemon:
         from upkeep.engine.runner import run_checks
 
         loaded = self.loaded
+        # The store as the schedule's runner has it: a heartbeat's check reads its pings.
         results = await run_checks(
-            checks, redactor=loaded.redactor, concurrency=loaded.config.engine.concurrency
+            checks,
+            redactor=loaded.redactor,
+            concurrency=loaded.config.engine.concurrency,
+            store=self._store,
         )
         for result in results:
             self.metrics.observe_result(result, 0.0)
@@ -228,6 +232,7 @@ class Daemon:
         the run is the daemon's like a scheduled one (drained on stop)."""
         from upkeep.engine.runbooks import RunbookExecutor
         from upkeep.engine.runner import CheckRunner
+        from upkeep.reports.service import ReportService
         from upkeep.web.runbooks import RunRefused
 
         dry_runs = iter(range(1, 2**62))
@@ -256,11 +261,14 @@ class Daemon:
                     http=http,
                     concurrency=loaded.config.engine.concurrency,
                     clock=self.clock,
+                    store=store,
                 ),
                 owner=self.instance_id,
                 on_start=on_start,
                 alerts=pipeline.manager,
                 clock=self.clock,
+                # As the schedule's executor (``_new_scheduler``): report.send needs it.
+                reports=ReportService(loaded, store),
             )
 
             async def run() -> None:
