@@ -699,11 +699,9 @@ def _cell(text: str) -> str:
 
 def _route_access(path: str, method: str) -> str:
     """Given a route, return what a request to it needs past the guard."""
-    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PATHS, OPEN_PREFIXES, PING_PREFIX, SAFE_METHODS
+    from upkeep.web.guard import ACCOUNT_PATHS, PING_PREFIX, SAFE_METHODS, is_open_path
 
-    if path in ACCOUNT_PATHS or (
-        method.upper() in ("GET", "HEAD") and (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
-    ):
+    if path in ACCOUNT_PATHS or (method.upper() in ("GET", "HEAD") and is_open_path(path)):
         return "none"
     if path.startswith(PING_PREFIX):
         return "heartbeat id"

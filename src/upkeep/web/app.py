@@ -30,7 +30,6 @@ from upkeep.web.checks import check_router
 from upkeep.web.docs_ui import declare_bearer, docs_router
 from upkeep.web.guard import (
     CHANGE_REFUSALS,
-    OPEN_PATHS,
     READ_REFUSALS,
     ApiGuard,
     GuardSettings,
@@ -254,7 +253,7 @@ def _include_routers(
     app.include_router(ping_router(state))
     app.include_router(dashboard_router(state))
     app.include_router(status_router(state))
-    declare_bearer(app, OPEN_PATHS)
+    declare_bearer(app)
 
 
 def create_app(state: DaemonState) -> FastAPI:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from upkeep.web.guard import PING_PREFIX
+from upkeep.web.guard import ACCOUNT_PATHS, PING_PREFIX, is_open_path
 
 DOCS_PATH = "/api/docs"
 ASSETS = {
@@ -27,10 +27,11 @@ BEARER_SCHEME = "token"
 """The name of the schema's security scheme: `Authorization: Bearer <token>`."""
 
 
-def declare_bearer(app: FastAPI, open_paths: frozenset[str]) -> None:
-    """Given the app and the paths answered without a credential, make its schema say
-    that every other operation needs a bearer token (Swagger UI's *Authorize* then sends
-    it). The guard, not FastAPI, checks it: this only describes what the guard does."""
+def declare_bearer(app: FastAPI) -> None:
+    """Given the app, make its schema say that every operation the guard does not answer
+    without a credential (``guard.is_open_path`` for GET and HEAD, pings, signing in and
+    out) needs a bearer token (Swagger UI's *Authorize* then sends it). The guard, not
+    FastAPI, checks it: this only describes what the guard does."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -45,9 +46,11 @@ def declare_bearer(app: FastAPI, open_paths: frozenset[str]) -> None:
             }
         }
         for path, operations in schema.get("paths", {}).items():
-            if path in open_paths or path.startswith(PING_PREFIX):
+            if path in ACCOUNT_PATHS or path.startswith(PING_PREFIX):
                 continue
-            for operation in operations.values():
+            for method, operation in operations.items():
+                if method in ("get", "head") and is_open_path(path):
+                    continue
                 operation["security"] = [{BEARER_SCHEME: []}]
         app.openapi_schema = schema
         return schema

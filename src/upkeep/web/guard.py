@@ -94,13 +94,16 @@ ACCOUNT_PATHS = frozenset({LOGIN_PATH, LOGOUT_PATH})
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_COOKIE_BYTES = 8192
 """A Cookie header longer than this is not parsed (no session is read from it)."""
-OPEN_PATHS = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/metrics", "/api/openapi.json", "/api/docs", "/status", "/status.json"}
+)
 """Paths answered without a credential (GET and HEAD only)."""
 PING_PREFIX = "/ping/"
 """Paths of heartbeat pings: no token, Host or JSON rule; only the body cap and timeout."""
-OPEN_PREFIXES: tuple[str, ...] = ("/api/docs", "/static/", "/status")
+OPEN_PREFIXES: tuple[str, ...] = ("/api/docs/", "/static/", "/status/")
 """Path prefixes answered without a credential (GET and HEAD only): public pages that
-hold nothing secret."""
+hold nothing secret. Each ends with ``/``, so a path that merely begins with the same
+letters (``/statusXYZ``) is not opened with them."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods that change nothing; every other one is a change."""
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
@@ -138,6 +141,12 @@ CHANGE_REFUSALS: dict[int | str, dict[str, str]] = {
     },
 }
 """What the guard answers a change (any method but GET, HEAD, OPTIONS) it refuses."""
+
+
+def is_open_path(path: str) -> bool:
+    """Given a request's path, return whether a GET or HEAD of it is answered without a
+    credential (``OPEN_PATHS``, or under one of ``OPEN_PREFIXES``)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def token_digest(token: str) -> bytes:
@@ -414,9 +423,7 @@ class ApiGuard:
         if scope["path"].startswith(PING_PREFIX):
             await self._pass_ping(scope, receive, send)
             return
-        if scope["method"] in ("GET", "HEAD") and (
-            scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES)
-        ):
+        if scope["method"] in ("GET", "HEAD") and is_open_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         settings = self.settings()

@@ -8,7 +8,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from upkeep.core.access import ROLE_SCOPES, Principal, Role, Scope, parse_scopes
-from upkeep.web.guard import OPEN_PREFIXES, SAFE_METHODS
+from upkeep.web.guard import SAFE_METHODS, is_open_path
 
 OPEN_ROUTES = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
 """Routes that answer without a credential (the guard lets them through)."""
@@ -41,7 +41,7 @@ def api_routes(app: Any) -> list[APIRoute]:
             isinstance(route, APIRoute)
             and route.path.startswith("/api/")
             and route.path not in OPEN_ROUTES
-            and not route.path.startswith(OPEN_PREFIXES)
+            and not is_open_path(route.path)
             and route.path == context.path
         ):
             found.append(route)

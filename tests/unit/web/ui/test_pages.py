@@ -64,7 +64,7 @@ def test_every_page_but_the_public_ones_needs_the_read_scope(seeded: Seeded) -> 
     from tests.unit.web.test_scopes import _scopes_of
     from upkeep.core.access import Scope
     from upkeep.web.app import create_app
-    from upkeep.web.guard import ACCOUNT_PATHS, OPEN_PREFIXES, PING_PREFIX
+    from upkeep.web.guard import ACCOUNT_PATHS, PING_PREFIX, is_open_path
 
     def walk(routes: list[Any]) -> list[APIRoute]:
         # FastAPI keeps an included router whole (its routes are not copied into the app's).
@@ -85,11 +85,14 @@ def test_every_page_but_the_public_ones_needs_the_read_scope(seeded: Seeded) -> 
     paths = {route.path for route in pages}
     assert {"/", "/checks/{name:path}", "/alerts", "/alerts/{alert_id}", "/runs"} <= paths
     assert {"/runs/{run_id}", "/runbooks", "/backups", "/outbox", "/ui/live"} <= paths
-    public = (*OPEN_PREFIXES, PING_PREFIX)
     for route in pages:
         # What the guard lets through without a credential needs no scope; every other
         # page needs the read scope.
-        anyone = route.path in ACCOUNT_PATHS or route.path.startswith(public)
+        anyone = (
+            route.path in ACCOUNT_PATHS
+            or is_open_path(route.path)
+            or route.path.startswith(PING_PREFIX)
+        )
         expected = [] if anyone else [Scope.READ]
         assert _scopes_of(route) == expected, route.path
 
