@@ -80,12 +80,13 @@
           return;
         }
         button.disabled = false;
-        var started = data && data.id ? (body.dry_run ? "Dry run" : "Run") + " #" + data.id + " started." : "Started.";
+        var runId = data && data.run_id;
+        var started = runId ? (body.dry_run ? "Dry run" : "Run") + " #" + runId + " started." : "Started.";
         reportTo(holder, started, false);
-        if (data && data.id) {
+        if (runId) {
           var anchor = document.createElement("a");
-          anchor.href = "/runs/" + data.id;
-          anchor.textContent = " Open run #" + data.id;
+          anchor.href = "/runs/" + runId;
+          anchor.textContent = " Open run #" + runId;
           holder.querySelector(".result").appendChild(anchor);
         }
         if (body.dry_run) {
