@@ -8,6 +8,7 @@ its SHA-256 is kept. Every change is recorded with its actor (``created_by``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +22,10 @@ from upkeep.web.inputs import Administrator, ApiBody, Reader, api_duration
 
 if TYPE_CHECKING:
     from upkeep.web.app import DaemonState
+
+logger = logging.getLogger(__name__)
+"""Each change to an account is logged with its actor (``who.actor``): the store keeps only
+who made a user or token, the log who changed, disabled, removed or revoked it."""
 
 AccountName = Annotated[
     str,
@@ -144,6 +149,7 @@ def _user_routes(router: APIRouter, state: DaemonState, hashing: asyncio.Semapho
             raise HTTPException(status_code=409, detail=str(error)) from None
         except AccountError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
+        logger.info("user %s added (role %s) by %s", record.name, body.role.value, who.actor)
         return record.to_json()
 
     @router.patch(
@@ -152,7 +158,6 @@ def _user_routes(router: APIRouter, state: DaemonState, hashing: asyncio.Semapho
     async def change_user(name: AccountName, body: UserChange, who: Administrator) -> Any:
         """Change a user's role, reset their password (ending their sessions), or disable
         or enable them."""
-        del who
         accounts = state.store.accounts
         found = True
         try:
@@ -160,10 +165,17 @@ def _user_routes(router: APIRouter, state: DaemonState, hashing: asyncio.Semapho
                 password = body.password
                 async with hashing:
                     found = await asyncio.to_thread(accounts.set_password, name, password)
+                if found:
+                    logger.info("user %s: password set by %s", name, who.actor)
             if found and body.role is not None:
                 found = await asyncio.to_thread(accounts.set_role, name, body.role)
+                if found:
+                    logger.info("user %s: role set to %s by %s", name, body.role.value, who.actor)
             if found and body.disabled is not None:
                 found = await asyncio.to_thread(accounts.set_disabled, name, body.disabled)
+                if found:
+                    change = "disabled" if body.disabled else "enabled"
+                    logger.info("user %s: %s by %s", name, change, who.actor)
         except AccountError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         record = await asyncio.to_thread(accounts.get_user, name) if found else None
@@ -178,9 +190,9 @@ def _user_routes(router: APIRouter, state: DaemonState, hashing: asyncio.Semapho
     )
     async def remove_user(name: AccountName, who: Administrator) -> dict[str, Any]:
         """Remove a user and end their sessions."""
-        del who
         if not await asyncio.to_thread(state.store.accounts.remove_user, name):
             raise HTTPException(status_code=404, detail=f"no user {name!r}")
+        logger.info("user %s removed by %s", name, who.actor)
         return {"removed": name}
 
 
@@ -228,6 +240,8 @@ def _token_routes(router: APIRouter, state: DaemonState) -> None:
             raise HTTPException(status_code=409, detail=str(error)) from None
         except AccountError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
+        scopes = ",".join(sorted(scope.value for scope in record.scopes))
+        logger.info("token %s added (scopes %s) by %s", record.name, scopes, who.actor)
         return {"token": token, **record.to_json()}
 
     @router.delete(
@@ -237,7 +251,7 @@ def _token_routes(router: APIRouter, state: DaemonState) -> None:
     )
     async def remove_token(name: AccountName, who: Administrator) -> dict[str, Any]:
         """Revoke a stored API token."""
-        del who
         if not await asyncio.to_thread(state.store.accounts.remove_token, name):
             raise HTTPException(status_code=404, detail=f"no stored token {name!r}")
+        logger.info("token %s revoked by %s", name, who.actor)
         return {"removed": name}
