@@ -4,10 +4,11 @@
 client sends is parsed, or even read, before it has passed:
 
 1. A query string must be ASCII (400), on every path.
-2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` (and of ``OPEN_PREFIXES``: the API
-   schema and Swagger UI, the dashboard's stylesheet and script) pass untouched:
-   monitoring scrapes them without a credential, and they hold no secret, no output and
-   no message.
+2. ``GET``/``HEAD`` of ``/healthz`` and ``/metrics`` (and of the rest of ``OPEN_PATHS``
+   and ``OPEN_PREFIXES``: the API schema and Swagger UI, the dashboard's stylesheet and
+   script, the public status page) pass untouched: monitoring scrapes them without a
+   credential, and they hold no secret, no output and no message. A prefix ends with
+   ``/``, so ``/statusXYZ`` is not opened by ``/status/`` (``is_open_path``).
 3. Everything else needs a ``Host`` naming this server: an IP address, a loopback name,
    the listen host, a host of ``engine.allowed_hosts`` or of ``alerting.public_url`` (421
    otherwise). A DNS-rebinding page can only ever send the attacker's own name; an IP
