@@ -130,11 +130,13 @@ async def send_ping(
                     keep_body=True,
                 )
             except HttpError as error:
-                reason = f"{shown}: {error}"
+                # The client's own description may name the URL (a redirect loop does).
+                reason = f"{shown}: {str(error).replace(heartbeat_id, '***')}"
                 continue
             if response.status_code == 200:
                 return PingOutcome(True)
             answer = response.body[:200].decode("utf-8", "replace").strip()
+            answer = answer.replace(heartbeat_id, "***")
             reason = f"{shown}: HTTP {response.status_code} {answer}".rstrip()
             if response.status_code not in RETRIED_STATUSES:
                 break
