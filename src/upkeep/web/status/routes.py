@@ -58,7 +58,8 @@ SNAPSHOT_TTL_S = 30.0
 UPTIME_PERIODS = (timedelta(days=1), timedelta(days=365))
 RESPONSE_PERIODS = (timedelta(hours=1), timedelta(days=365))
 MAX_BODY_CACHE = 64
-"""Rendered answers kept per snapshot (per base URL and format)."""
+"""Rendered answers kept per snapshot (per base URL and format; the least recently asked
+for dropped first)."""
 ComponentName = Annotated[
     str, Path(pattern=NAME_PATTERN, max_length=200, description="a component's name")
 ]
@@ -167,17 +168,22 @@ class StatusService:
         generation, snapshot = self.current()
         with self._lock:
             found = self._bodies.get(key) if self._generation_is(generation) else None
+            if found is not None:
+                # Least recently asked for goes first: a flood of new keys (a new Host on
+                # every request) cannot push out what readers keep asking for.
+                self._bodies[key] = self._bodies.pop(key)
+                self._makers[key] = self._makers.pop(key, make)
         if found is not None:
             return found
         made = _made(make(snapshot))
         with self._lock:
-            if len(self._makers) >= MAX_BODY_CACHE and key not in self._makers:
-                self._makers.clear()
+            self._makers.pop(key, None)
+            _keep_at_most(self._makers, MAX_BODY_CACHE - 1)
             self._makers[key] = make
             # Rendered from a snapshot replaced meanwhile: answered, never kept.
             if self._generation_is(generation):
-                if len(self._bodies) >= MAX_BODY_CACHE:
-                    self._bodies.clear()
+                self._bodies.pop(key, None)
+                _keep_at_most(self._bodies, MAX_BODY_CACHE - 1)
                 self._bodies[key] = made
         return made
 
@@ -203,6 +209,13 @@ class StatusService:
                 self._period_inputs.clear()
             self._period_inputs[key] = inputs
         return inputs
+
+
+def _keep_at_most(found: dict[Any, Any], count: int) -> None:
+    """Given a dict kept in order of last use and a count, drop its least recently used
+    entries until at most that many are left."""
+    while len(found) > count:
+        del found[next(iter(found))]
 
 
 def _period(text: str, bounds: tuple[timedelta, timedelta]) -> timedelta:
