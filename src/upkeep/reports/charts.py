@@ -13,14 +13,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-# The SVG backend: no display, no GUI toolkit.
-matplotlib.use("svg")
-
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _DRAWING = threading.Lock()
 """matplotlib's text layout caches are not thread-safe; charts are drawn one at a time."""
@@ -49,6 +45,13 @@ def _svg(figure: Figure) -> str:
 
 
 def _figure(width_in: float, height_in: float) -> Figure:
+    # matplotlib is imported on the first chart, not with the module: it costs ~0.5 s,
+    # which every daemon start and every command would otherwise pay.
+    import matplotlib
+
+    matplotlib.use("svg")  # the SVG backend: no display, no GUI toolkit
+    from matplotlib.figure import Figure
+
     # A fixed salt makes the element ids stable: the same data gives the same bytes.
     matplotlib.rcParams["svg.hashsalt"] = "upkeep"
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, small
@@ -84,6 +87,8 @@ def metric_chart(
                 linewidth=1.4,
                 label=title,
             )
+            from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
             locator = AutoDateLocator()  # type: ignore[no-untyped-call]
             axes.xaxis.set_major_locator(locator)
             axes.xaxis.set_major_formatter(
