@@ -191,13 +191,24 @@ def sign_in(driver: Any, site: Site, name: str, *, path: str = "/") -> None:
 
 def wait_until(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
     """Poll ``condition`` every 50 ms until it is true; return its value, or fail (naming
-    the page the browser ``driver`` shows, if one is given)."""
+    the page the browser ``driver`` shows, if one is given).
+
+    An element that goes away while the condition reads it (the page reloads after a
+    change, or the live poll replaces it) only means "not yet": the condition runs again.
+    """
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.monotonic() + timeout
+    last_error: WebDriverException | None = None
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except WebDriverException as error:
+            value, last_error = None, error
         if value:
             return value
         if time.monotonic() > deadline:
             where = f" on {driver.current_url}" if driver is not None else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{where}")
+            also = f" (last: {last_error.msg})" if last_error is not None else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{where}{also}")
         time.sleep(0.05)
