@@ -124,6 +124,12 @@ def test_a_check_turning_critical_shows_red_on_the_open_page_within_2_s(
     )
     assert "\u2716" in icon  # the heavy multiplication x of the critical status
     assert "flag present" in cells[2].text
+    # The group's health and counts, and the page's summary, follow the row.
+    web = browser.find_element(by("XPATH"), "//section[h2[starts-with(., 'service: web')]]")
+    assert web.find_element(by("CLASS_NAME"), "health").text == "health 50.000%"
+    assert web.find_element(by("CLASS_NAME"), "counts").text == "1 ok 1 critical"
+    summary = browser.find_element(by("CSS_SELECTOR"), "p.summary").text
+    assert "critical 2" in summary, summary  # payments-up and shop-up
 
     history = site.history("shop-up")
     last_ok = max(i for i, result in enumerate(history) if result["status"] == "ok")
