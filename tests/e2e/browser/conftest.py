@@ -135,4 +135,5 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (a ``Site``): started on first use, killed after the last test of this package."""
     from tests.e2e.browser.site import start_site
 
+    _require_browser()  # no daemon for tests that will be skipped
     yield from start_site(tmp_path_factory.mktemp("site"))
