@@ -5,7 +5,8 @@ Checks
     check keeps its phase across restarts and 10,000 checks with ``every: 60s`` spread
     evenly over the minute. Due checks go through the shared ``CheckRunner`` (its
     concurrency limit holds), results are buffered and written in one transaction per
-    ``engine.write_interval``. A check still running when its next slot comes skips that
+    ``engine.write_interval`` (a result whose status differs from the check's previous one
+    is written at once, with whatever else waits). A check still running when its next slot comes skips that
     slot rather than piling up; the lag between due time and start is measured.
 
 Runbooks
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.core.results import CheckResult
+    from upkeep.core.status import Status
     from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.runner import CheckRunner
     from upkeep.store.runs import RunRecord
@@ -133,6 +135,8 @@ class Scheduler:
         # on the next flush, so no transition is lost, and bounded like the write buffer.
         self._alert_backlog: list[CheckResult] = []
         self._buffer_full = asyncio.Event()
+        # Each check's latest status since this scheduler started: a change is written at once.
+        self._last_status: dict[str, Status] = {}
         self._check_tasks: set[asyncio.Task[None]] = set()
         self._running_checks: set[str] = set()
         # Shared between the schedulers of one daemon (the daemon passes one table), so a
@@ -263,7 +267,14 @@ class Scheduler:
             if self.stats.keep_lags:
                 self.stats.lags_s.append(lag)
             self._buffer.append(result)
-            if len(self._buffer) >= WRITE_BATCH_LIMIT:
+            previous = self._last_status.get(check.name)
+            self._last_status[check.name] = result.status
+            if len(self._buffer) >= WRITE_BATCH_LIMIT or (
+                previous is not None and previous != result.status
+            ):
+                # A change of status is written now, not at the end of the interval: an
+                # open dashboard shows it within its poll (issue #14: red within 2 s) and
+                # alerting acts on it sooner. Steady results still go out in batches.
                 self._buffer_full.set()
             if self.on_result is not None:
                 self.on_result(result, lag)

@@ -127,3 +127,13 @@ def browser_without_javascript(request: pytest.FixtureRequest) -> Iterator[Any]:
     request.node.upkeep_browsers = [*getattr(request.node, "upkeep_browsers", []), driver]
     yield driver
     close_browser(driver)
+
+
+@pytest.fixture(scope="package")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``upkeep serve`` of ``tests/e2e/browser/site.py`` shared by the browser tests
+    (a ``Site``): started on first use, killed after the last test of this package."""
+    from tests.e2e.browser.site import start_site
+
+    _require_browser()  # no daemon for tests that will be skipped
+    yield from start_site(tmp_path_factory.mktemp("site"))

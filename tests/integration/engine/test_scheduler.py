@@ -170,6 +170,32 @@ async def test_a_check_fires_on_its_phase_grid_and_results_are_written_per_inter
     assert running.scheduler.stats.results_written == 3
 
 
+async def test_a_result_that_changes_the_status_is_written_at_once(
+    schedule: Start, tmp_path: Path
+) -> None:
+    """Steady results wait for the write interval; a change of status does not (the
+    dashboard's "red within 2 s" of issue #14 rests on it)."""
+    flag = tmp_path / "down.flag"
+    config = f"""\
+engine: {{write_interval: 1h}}
+targets: {{flagged: {{kind: command, command: [sh, -c, 'test ! -e "$0" || exit 2', "{flag}"]}}}}
+checks:
+  flagged: {{target: flagged, every: 10s}}
+"""
+    first = next_interval_firing("flagged", timedelta(seconds=10), MONDAY)
+    running = await schedule(config, first - timedelta(seconds=1))
+    await running.clock.advance(1)
+    await eventually(lambda: len(running.results) == 1, "the first result")
+    await running.clock.advance(10)
+    await eventually(lambda: len(running.results) == 2, "the second result")
+    assert running.stored_times("flagged") == []  # both ok: buffered for the hour
+    flag.touch()
+    await running.clock.advance(10)
+    await eventually(lambda: len(running.stored_times("flagged")) == 3, "the critical result")
+    stored = running.store.history("flagged", limit=10)
+    assert sorted(row.status.label for row in stored) == ["critical", "ok", "ok"]
+
+
 async def test_run_now_starts_named_checks_off_their_grid_once_and_only_enabled_ones(
     schedule: Start,
 ) -> None:

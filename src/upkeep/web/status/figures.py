@@ -58,7 +58,7 @@ from upkeep.alerting.stats import (
 )
 from upkeep.core.status import Status, worst
 from upkeep.store.alerts import AlertState
-from upkeep.store.schema import alerts, check_results, check_states, checks, result_rollups
+from upkeep.store.schema import alerts, check_results, checks, result_rollups
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Engine
@@ -558,12 +558,6 @@ def current_states(
                 )
             )
         }
-        reported = {
-            row.check
-            for row in connection.execute(
-                select(check_states.c.check).where(check_states.c.last_at.is_not(None))
-            )
-        }
     states: dict[str, ComponentState] = {}
     for component, names in members.items():
         if any(start <= now < end for start, end in inputs.maintenance.get(component, [])):
@@ -572,7 +566,8 @@ def current_states(
         statuses = [firing[name] for name in names if name in firing]
         if statuses:
             states[component] = _BY_STATUS[worst(statuses)]
-        elif not any(name in reported for name in names):
+        elif component not in inputs.monitored_since:
+            # Not check_states: alerting stores no state for a check that was only ever ok.
             states[component] = "unknown"
         else:
             states[component] = "operational"

@@ -31,12 +31,15 @@ from upkeep.core.access import Scope
 from upkeep.web.inputs import MAX_RECORD_ID, RecordId, needs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jinja2 import Environment
     from markupsafe import Markup
     from starlette.types import Receive, Send
     from starlette.types import Scope as AsgiScope
 
     from upkeep.alerting.stats import ReliabilityFigures
+    from upkeep.core.access import Principal
     from upkeep.reports.views import CheckRow, LatestResult, Overview, StatusStrips, StoredCheck
     from upkeep.web.app import DaemonState
 
@@ -256,14 +259,29 @@ async def _remember_request(request: Request) -> None:
 
 
 def _account_context() -> dict[str, Any]:
-    """Return who the page is for and the CSRF token its changes send (empty for a token's
-    request, which needs none)."""
+    """Return who the page is for, the CSRF token its changes send (empty for a token's
+    request, which needs none) and ``may``, which says whether they hold a scope."""
     from upkeep.web.auth import csrf_token, current_principal
 
     request = _REQUEST.get()
     if request is None:
-        return {"principal": None, "csrf_token": ""}
-    return {"principal": current_principal(request), "csrf_token": csrf_token(request) or ""}
+        return {"principal": None, "csrf_token": "", "may": _allowed_to(None)}
+    principal = current_principal(request)
+    return {
+        "principal": principal,
+        "csrf_token": csrf_token(request) or "",
+        "may": _allowed_to(principal),
+    }
+
+
+def _allowed_to(principal: Principal | None) -> Callable[[str], bool]:
+    """Given who a page is for, return ``may(scope name)``: whether its forms for that
+    scope are worth showing (the API checks again). Without a principal, every form is."""
+
+    def may(scope: str) -> bool:
+        return principal is None or principal.allows(Scope(scope))
+
+    return may
 
 
 class _Dashboard:

@@ -95,6 +95,19 @@ def test_state_is_the_worst_firing_alert_of_the_component(
     assert snapshot(loaded, store).state == "outage"
 
 
+def test_a_component_whose_checks_were_only_ever_ok_is_operational(tmp_path: Path) -> None:
+    """Alerting stores no state for a check whose results were all ok; its results alone
+    make it reported (a daemon's fresh site showed such components as unknown)."""
+    loaded = load_text(tmp_path, config())
+    store = loaded.config.store.open(loaded.base_dir)
+    try:
+        seed_results(store, "db", NOW - timedelta(hours=2), NOW, target="other")
+        states = {view.name: view.state for view in snapshot(loaded, store).components}
+        assert (states["database"], states["site"]) == ("operational", "unknown")
+    finally:
+        store.close()
+
+
 def test_a_pending_alert_is_no_outage(opened: tuple[LoadedConfig, Store]) -> None:
     loaded, store = opened
     with store.alerts.transaction() as connection:

@@ -35,8 +35,7 @@
     });
   }
 
-  function badge(element, word) {
-    element.textContent = "";
+  function badgeSpan(word) {
     var span = document.createElement("span");
     span.className = "st st-" + word;
     var icon = document.createElement("span");
@@ -44,7 +43,12 @@
     icon.textContent = ICONS[word] || "\u2022";
     span.appendChild(icon);
     span.appendChild(document.createTextNode(" " + word));
-    element.appendChild(span);
+    return span;
+  }
+
+  function badge(element, word) {
+    element.textContent = "";
+    element.appendChild(badgeSpan(word));
   }
 
   function reportTo(holder, text, failed) {
@@ -189,6 +193,51 @@
       if (when && changed) { when.textContent = "just now"; }
     }
     if (changed) { announce(change.check + " is " + change.status); }
+    return changed;
+  }
+
+  /* The overview's figures that follow from its rows, recounted after a row changed. */
+  var WORDS = ["ok", "warning", "critical", "unknown", "none"];
+
+  function percent(ok, measured) {
+    // As the server's percent_text: three decimals, truncated (short of 100 never reads 100.000%).
+    if (!measured) { return "-"; }
+    var units = Math.floor(ok * 100000 / measured);
+    return Math.floor(units / 1000) + "." + String(units % 1000).padStart(3, "0") + "%";
+  }
+
+  function countRows(rows) {
+    var counts = {};
+    Array.prototype.forEach.call(rows, function (row) {
+      var word = row.className.split(" ")[0].slice(2);
+      counts[word] = (counts[word] || 0) + 1;
+    });
+    return counts;
+  }
+
+  function recount() {
+    Array.prototype.forEach.call(checksBox.querySelectorAll("section.group"), function (section) {
+      var counts = countRows(section.querySelectorAll("table.checks tbody tr"));
+      var measured = WORDS.reduce(function (sum, word) { return word === "none" ? sum : sum + (counts[word] || 0); }, 0);
+      var health = section.querySelector(".health");
+      if (health) { health.textContent = "health " + percent(counts.ok || 0, measured); }
+      var place = section.querySelector(".counts");
+      if (place) {
+        place.textContent = WORDS.filter(function (word) { return counts[word]; })
+          .map(function (word) { return " " + counts[word] + " " + word; }).join("");
+      }
+    });
+    // The summary counts every check; only an unfiltered page has a row for each.
+    var summary = document.querySelector("p.summary");
+    if (!summary || summary.getAttribute("data-shown") !== summary.getAttribute("data-total")) { return; }
+    var totals = countRows(checksBox.querySelectorAll("table.checks tbody tr"));
+    while (summary.childNodes.length > 1) { summary.removeChild(summary.lastChild); }
+    WORDS.forEach(function (word) {
+      if (!totals[word]) { return; }
+      summary.appendChild(document.createTextNode(" "));
+      summary.appendChild(badgeSpan(word));
+      summary.appendChild(document.createTextNode(" " + totals[word]));
+    });
   }
 
   function applyRun(run) {
@@ -217,7 +266,10 @@
           var first = cursor === "0";
           more = !!data.more;
           cursor = String(data.cursor);
-          if (!first) { data.checks.forEach(applyCheck); }
+          if (!first) {
+            var moved = data.checks.map(applyCheck).some(Boolean);
+            if (moved && checksBox) { recount(); }
+          }
           if (runBox && data.run) { applyRun(data.run); }
         }
       })
