@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -26,7 +26,9 @@ from upkeep.core.redaction import published
 
 if TYPE_CHECKING:
     from upkeep.alerting.windows import WindowCalendar
+    from upkeep.config.loader import CompiledCheck
     from upkeep.config.models import MuteConfig, RouteConfig, RouteMatch
+    from upkeep.store.alerts import AlertRecord
 
 RESERVED_FIELDS = ("check", "target", "severity", "status")
 MATCHER_HINT = published("e.g. env=prod, check=db-*")
@@ -140,6 +142,50 @@ def silence_matches(matchers: Mapping[str, str], facts: AlertFacts) -> bool:
         key in values and fnmatch.fnmatchcase(values[key], pattern)
         for key, pattern in matchers.items()
     )
+
+
+@dataclass(frozen=True)
+class SilencePreview:
+    """What a silence's matchers select now: the open alerts it would mute and the
+    configured checks whose alerts it would mute."""
+
+    alerts: list[AlertRecord]
+    checks: list[str]
+
+
+def silence_preview(
+    matchers: Mapping[str, str],
+    open_alerts: Iterable[AlertRecord],
+    configured: Iterable[CompiledCheck],
+) -> SilencePreview:
+    """Given matchers (``key`` to shell-style pattern), the open alerts and the configured
+    checks, return what a silence with those matchers would select now: the open alerts
+    ``silence_matches`` mutes, and the checks whose alerts it would mute (a ``status``
+    matcher is left out for checks, whose status is only known once they alert).
+
+    ``upkeep silence add``, ``GET /api/silences/preview`` and the dashboard's silence form
+    all show this one answer.
+    """
+    selected = [
+        record
+        for record in open_alerts
+        if silence_matches(
+            matchers,
+            AlertFacts(
+                record.check, record.target, record.severity, record.status.label, record.labels
+            ),
+        )
+    ]
+    check_matchers = {key: value for key, value in matchers.items() if key != "status"}
+    names = sorted(
+        check.name
+        for check in configured
+        if silence_matches(
+            check_matchers,
+            AlertFacts(check.name, check.target_name, check.severity, "", check.labels),
+        )
+    )
+    return SilencePreview(selected, names)
 
 
 @dataclass(frozen=True)

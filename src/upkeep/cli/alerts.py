@@ -225,27 +225,10 @@ def silence_coverage(
     it matches now, for people: the open alerts it mutes (id, check, target, state) and the
     checks whose alerts it would mute (a ``status`` matcher is left out for checks: their
     status is only known when they alert), or that it matches nothing yet."""
-    from upkeep.alerting.routing import AlertFacts, silence_matches
+    from upkeep.alerting.routing import silence_preview
 
-    alerts = [
-        record
-        for record in open_alerts
-        if silence_matches(
-            matchers,
-            AlertFacts(
-                record.check, record.target, record.severity, record.status.label, record.labels
-            ),
-        )
-    ]
-    check_matchers = {key: value for key, value in matchers.items() if key != "status"}
-    matched_checks = sorted(
-        check.name
-        for check in checks
-        if silence_matches(
-            check_matchers,
-            AlertFacts(check.name, check.target_name, check.severity, "", check.labels),
-        )
-    )
+    preview = silence_preview(matchers, open_alerts, checks)
+    alerts, matched_checks = preview.alerts, preview.checks
     lines = []
     if alerts:
         shown = ", ".join(

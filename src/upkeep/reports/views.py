@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.core.redaction import Redactor
-    from upkeep.store.alerts import AlertRecord, Silence
+    from upkeep.store.alerts import Silence
     from upkeep.store.backups import BackupEvent, BackupRecord
     from upkeep.store.store import Store, StoredResult
 
@@ -700,46 +700,6 @@ def metric_series(
 
 
 # --- silences --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SilencePreview:
-    """What a silence's matchers select now: the open alerts it would mute and the
-    configured checks whose alerts it would mute."""
-
-    alerts: list[AlertRecord]
-    checks: list[str]
-
-
-def silence_preview(
-    matchers: Mapping[str, str],
-    open_alerts: Iterable[AlertRecord],
-    configured: Iterable[CompiledCheck],
-) -> SilencePreview:
-    """Given matchers (``key`` to shell-style pattern), the open alerts and the configured
-    checks, return what a silence with those matchers would select now (the same rule as
-    ``upkeep silence add`` prints: a ``status`` matcher is ignored for checks, whose status
-    is only known once they alert)."""
-    selected = [
-        record
-        for record in open_alerts
-        if silence_matches(
-            matchers,
-            AlertFacts(
-                record.check, record.target, record.severity, record.status.label, record.labels
-            ),
-        )
-    ]
-    check_matchers = {key: value for key, value in matchers.items() if key != "status"}
-    names = sorted(
-        check.name
-        for check in configured
-        if silence_matches(
-            check_matchers,
-            AlertFacts(check.name, check.target_name, check.severity, "", check.labels),
-        )
-    )
-    return SilencePreview(selected, names)
 
 
 def silences_covering(

@@ -138,30 +138,17 @@ def _summaries(state: DaemonState) -> list[CheckSummary]:
 def preview_silence(
     state: DaemonState, matchers: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Given matchers, return the open alerts they select now and the configured checks
-    whose alerts they would select (``alerting.routing.silence_matches``, the test the
-    muter applies)."""
-    from upkeep.alerting.routing import AlertFacts, silence_matches
+    """Given matchers, return the open alerts they select now (as JSON) and the configured
+    checks whose alerts they would select: ``alerting.routing.silence_preview``, the answer
+    ``upkeep silence add`` and the dashboard show."""
+    from upkeep.alerting.routing import silence_preview
 
-    alerts = [
-        record.to_json()
-        for record in state.store.alerts.list_alerts(open_only=True, limit=1000)
-        if silence_matches(
-            matchers,
-            AlertFacts(
-                record.check, record.target, record.severity, record.status.label, record.labels
-            ),
-        )
-    ]
-    checks = [
-        check.name
-        for check in state.loaded.checks.values()
-        if silence_matches(
-            matchers,
-            AlertFacts(check.name, check.target_name, check.severity, "critical", check.labels),
-        )
-    ]
-    return alerts, sorted(checks)
+    preview = silence_preview(
+        matchers,
+        state.store.alerts.list_alerts(open_only=True, limit=1000),
+        state.loaded.checks.values(),
+    )
+    return [record.to_json() for record in preview.alerts], preview.checks
 
 
 def check_router(state: DaemonState) -> APIRouter:

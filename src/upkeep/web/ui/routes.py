@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from upkeep.alerting import routing
 from upkeep.core.access import Scope
 from upkeep.web.inputs import MAX_RECORD_ID, RecordId, needs
 
@@ -591,7 +592,6 @@ def _overview_and_check(router: APIRouter, dashboard: _Dashboard) -> None:
 
 def _alert_pages(router: APIRouter, dashboard: _Dashboard) -> None:
     """Add the alerts pages and the silence preview."""
-    from upkeep.reports import views
 
     state = dashboard.state
     render = dashboard.render
@@ -610,7 +610,7 @@ def _alert_pages(router: APIRouter, dashboard: _Dashboard) -> None:
 
             open_alerts = state.store.alerts.list_alerts(open_only=True, limit=1000)
             preview = (
-                views.silence_preview(typed, open_alerts, state.loaded.checks.values())
+                routing.silence_preview(typed, open_alerts, state.loaded.checks.values())
                 if typed
                 else None
             )
@@ -639,11 +639,11 @@ def _alert_pages(router: APIRouter, dashboard: _Dashboard) -> None:
         """The preview fragment of the silence form: what the matchers select now."""
         typed, problems = _matchers(matchers)
 
-        def build() -> views.SilencePreview | None:
+        def build() -> routing.SilencePreview | None:
             if not typed:
                 return None
             open_alerts = state.store.alerts.list_alerts(open_only=True, limit=1000)
-            return views.silence_preview(typed, open_alerts, state.loaded.checks.values())
+            return routing.silence_preview(typed, open_alerts, state.loaded.checks.values())
 
         preview = await asyncio.to_thread(build)
         return render("preview.html", preview=preview, problems=problems, matchers=matchers)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.helpers import compiled
+from upkeep.alerting.routing import silence_preview
 from upkeep.config.loader import CompiledCheck
 from upkeep.core.status import Status
 from upkeep.probes.host import DiskProbe, HostTarget, MemoryProbe
@@ -22,7 +23,6 @@ from upkeep.reports.views import (
     known_metrics,
     percent_text,
     shorten,
-    silence_preview,
     strip_view,
     thresholds,
 )
