@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select
@@ -48,8 +47,6 @@ UPTIME_PERIODS: tuple[tuple[str, timedelta], ...] = (
 """The periods the overview shows uptime over, by the name shown."""
 STRIP_HOURS = 24
 """The status strip shows this many hourly slots, the newest last."""
-PERCENT_DECIMALS = 3
-"""Percentages are shown with this many decimals, truncated (as ``upkeep stats`` does)."""
 OVERVIEW_MESSAGE_CHARS = 120
 """The overview shows at most this much of a message; the check's page shows it whole."""
 NO_LABEL = "(none)"
@@ -77,14 +74,14 @@ def status_word(status: Status | None) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def percent_text(value: float | None) -> str:
-    """Given a percentage in [0, 100] or None, return it with ``PERCENT_DECIMALS`` decimals,
-    truncated (so anything short of 100 never reads 100.000%), or ``-`` for None."""
+    """Given a percentage or None, return it as every figure of upkeep is printed
+    (``core.text.format_percent``: three decimals, truncated, ``-`` for None or NaN), a
+    value a float's error put just outside [0, 100] brought back inside first."""
+    from upkeep.core.text import format_percent
+
     if value is None or math.isnan(value):
         return "-"
-    clamped = min(100.0, max(0.0, value))
-    scale = 10**PERCENT_DECIMALS
-    units = math.floor(Fraction(clamped) * scale)
-    return f"{units // scale}.{units % scale:0{PERCENT_DECIMALS}d}%"
+    return format_percent(min(100.0, max(0.0, value)))
 
 
 def shorten(text: str, limit: int) -> str:

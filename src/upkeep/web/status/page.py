@@ -9,10 +9,8 @@ descriptions. An incident's message, notes, check names and outputs never are.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -212,11 +210,12 @@ class StatusSnapshot:
 
 
 def percent_text(value: float) -> str:
-    """Given a percentage in [0, 100], return it with three decimals, truncated (on the
-    float's exact value) so that a figure below 100 never reads 100.000% — as ``upkeep
-    stats`` prints it."""
-    units = math.floor(Fraction(value) * 1000)
-    return f"{units // 1000}.{units % 1000:03d}%"
+    """Given a percentage in [0, 100], return it as ``upkeep stats`` prints it
+    (``core.text.format_percent``: three decimals, truncated, so a figure below 100
+    never reads 100.000%)."""
+    from upkeep.core.text import format_percent
+
+    return format_percent(value)
 
 
 def duration_text(seconds: float) -> str:
