@@ -171,9 +171,6 @@ class RunNotifier:
         self.clock = clock
         self.route_ids = route_ids(self.config.routes)
         self.zone = ZoneInfo(self.config.timezone)
-        self.queued: list[int] = []
-        """Outbox ids of the notices this notifier inserted (a one-shot command waits for
-        those; see ``OutboxStore.note_queued``)."""
 
     @property
     def wanted(self) -> bool:
@@ -182,13 +179,15 @@ class RunNotifier:
 
     # --- as runs change -------------------------------------------------------------------
 
-    def on_change(self, connection: Connection, changes: Sequence[RunChange]) -> None:
+    def on_change(self, connection: Connection, changes: Sequence[RunChange]) -> list[int]:
         """Given the transaction recording run changes and the changes, queue their
-        notices on the routes that take them (``RunLog.observe``'s observer). A dry run,
-        a status that is no event, or a run no route takes queues nothing."""
+        notices on the routes that take them (``RunLog.observe``'s observer) and return
+        the outbox ids inserted. A dry run, a status that is no event, or a run no route
+        takes queues nothing."""
         if not self.wanted:
-            return
+            return []
         now = self.clock.now()
+        inserted: list[int] = []
         for change in changes:
             event = EVENT_OF.get(change.status)
             record = run_in(connection, change.run_id) if event is not None else None
@@ -208,21 +207,22 @@ class RunNotifier:
                 _Notice(index, stem, kind, self.config.routes[index].notify)
                 for index in matching_run_routes(self.config.routes, facts)
             ]
-            self._queue(connection, record, facts, step, notices, now)
+            inserted += self._queue(connection, record, facts, step, notices, now)
+        return inserted
 
     # --- as time passes -------------------------------------------------------------------
 
-    def tick(self, store: Store) -> int:
+    def tick(self, store: Store) -> list[int]:
         """Given the store, queue the reminders (route ``repeat``) and escalation steps
-        (route ``escalate``) due for approvals still waiting; return how many notices were
-        queued. Each run's are written in one transaction that first reads the step again:
+        (route ``escalate``) due for approvals still waiting; return the outbox ids
+        inserted. Each run's are written in one transaction that first reads the step again:
         a decision taken meanwhile stops them."""
         if not any(
             route.match.runs is not None and (route.repeat or route.escalations)
             for route in self.config.routes
         ):
-            return 0
-        before = len(self.queued)
+            return []
+        inserted: list[int] = []
         for waiting in store.runs.waiting_runs():
             if waiting.dry_run:
                 continue
@@ -234,8 +234,8 @@ class RunNotifier:
                     continue
                 facts = self._facts(record, "waiting")
                 notices = self._due_reminders(record.id, facts, step, now)
-                self._queue(connection, record, facts, step, notices, now)
-        return len(self.queued) - before
+                inserted += self._queue(connection, record, facts, step, notices, now)
+        return inserted
 
     def _due_reminders(
         self, run_id: int, facts: RunFacts, step: StepRecord, now: datetime
@@ -290,7 +290,10 @@ class RunNotifier:
         step: StepRecord | None,
         notices: Sequence[_Notice],
         now: datetime,
-    ) -> None:
+    ) -> list[int]:
+        """Queue the notices of one run in the caller's transaction; return the outbox
+        ids inserted (a key already there is left as it is)."""
+        inserted: list[int] = []
         for notice in notices:
             route = self.config.routes[notice.route]
             route_id = self.route_ids[notice.route]
@@ -325,7 +328,8 @@ class RunNotifier:
                 # Notices arriving while the group's first one waits go out with it.
                 waiting = group_due(connection, notifications[0].channel, group, now)
                 due = min(waiting, due) if waiting is not None else due
-            self.queued += add_notifications(connection, notifications, now, deliver_after=due)
+            inserted += add_notifications(connection, notifications, now, deliver_after=due)
+        return inserted
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:

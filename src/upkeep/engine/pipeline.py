@@ -167,11 +167,9 @@ class Pipeline:
     def _observe_runs(self, connection: Connection, changes: Sequence[RunChange]) -> None:
         """Queue the notices of run changes in the transaction recording them (the run
         log's observer), by the config in force; a one-shot command waits for them."""
-        notifier = self._notifier
-        before = len(notifier.queued)
-        notifier.on_change(connection, changes)
+        queued = self._notifier.on_change(connection, changes)
         if self.store is not None:
-            self.store.outbox.note_queued(notifier.queued[before:])
+            self.store.outbox.note_queued(queued)
 
     def notice_tick(self) -> None:
         """Queue what time alone makes due besides alerts: reminders and escalation steps
@@ -181,10 +179,7 @@ class Pipeline:
         store = self.store
         if store is None or self.guard.spilling:
             return
-        notifier = self._notifier
-        before = len(notifier.queued)
-        notifier.tick(store)
-        store.outbox.note_queued(notifier.queued[before:])
+        store.outbox.note_queued(self._notifier.tick(store))
         store.outbox.note_queued(announce_windows(self.loaded, store, self.clock.now()))
 
     def check_integrity(self, *, only_if_due: bool = False) -> IntegrityReport | None:
