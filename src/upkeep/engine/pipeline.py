@@ -162,11 +162,12 @@ class Pipeline:
         queuing run notices for the store."""
         self.guard.close()
         if self.store is not None:
-            self.store.runs.observe(None)
+            self.store.runs.forget(self._observe_runs)
 
     def _observe_runs(self, connection: Connection, changes: Sequence[RunChange]) -> None:
         """Queue the notices of run changes in the transaction recording them (the run
-        log's observer), by the config in force; a one-shot command waits for them."""
+        log's observer), by the config in force; a one-shot command waits for them (ids
+        of a transaction that then rolls back name no row: waiting for them is a no-op)."""
         queued = self._notifier.on_change(connection, changes)
         if self.store is not None:
             self.store.outbox.note_queued(queued)

@@ -227,6 +227,12 @@ class RunLog:
         observer that raises is logged and undone, and the run's record stands."""
         self._observer = observer
 
+    def forget(self, observer: RunObserver) -> None:
+        """Given an observer, stop telling it, if it is the one told (another installed
+        since stays)."""
+        if self._observer == observer:
+            self._observer = None
+
     def _tell(self, connection: Connection, changes: Sequence[RunChange]) -> None:
         observer = self._observer
         if observer is None or not changes:
@@ -234,9 +240,15 @@ class RunLog:
         try:
             with connection.begin_nested():
                 observer(connection, changes)
-        except Exception:
-            # A notice must never cost the run's own record; the error is a bug to see.
-            logger.exception("run notices for run(s) %s failed", [c.run_id for c in changes])
+        except Exception as error:  # noqa: BLE001 - a notice must never cost the run's record
+            from upkeep.store.store import error_reason
+
+            # One line without SQL parameters: notice texts are redacted, but not for logs.
+            logger.error(
+                "run notices for run(s) %s were not queued: %s",
+                ", ".join(str(change.run_id) for change in changes),
+                error_reason(error),
+            )
 
     # --- instances ---------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from upkeep.engine.pipeline import Pipeline
 from upkeep.engine.runbooks import RunbookExecutor
 from upkeep.engine.runner import CheckRunner
 from upkeep.io.http import HttpClient
+from upkeep.notify.message import Notification
+from upkeep.store.outbox import add_notifications
 from upkeep.store.runs import (
     ApprovalDecision,
     RunChange,
@@ -235,3 +237,32 @@ windows:
     body = receiver.deliveries[0].json()["message"]
     assert "Database upgrades; the shop may be slow." in body
     assert "mutes alerts of labels env=prod" in body
+
+
+def test_an_observer_that_fails_costs_the_run_nothing(tmp_path: Path) -> None:
+    store = Store.open("sqlite:///.upkeep/upkeep.db", tmp_path)
+    told: list[RunStatus] = []
+
+    def broken(connection: Any, changes: Any) -> None:
+        told.extend(change.status for change in changes)
+        note = Notification(
+            key="half-written", channel="ops", kind="run", group_key="g", title="t", body="b"
+        )
+        assert add_notifications(connection, [note], datetime.now(UTC))  # undone with it
+        raise RuntimeError("a bug in the notifier")
+
+    try:
+        store.runs.observe(broken)
+        run_id = store.runs.start_run(
+            runbook="deploy", trigger="cli", owner="me", steps=[("go", "manual")]
+        )
+        assert run_id is not None
+        store.runs.finish_run(run_id, RunStatus.FAILED, "step 1 failed")
+        record = store.runs.get_run(run_id)
+        assert record is not None and record.status == RunStatus.FAILED
+        assert told == [RunStatus.FAILED] and _rows(store) == []
+        store.runs.forget(lambda connection, changes: None)  # not the one told: stays
+        store.runs.set_run_status(run_id, RunStatus.WAITING)  # finished: no change, untold
+        assert told == [RunStatus.FAILED]
+    finally:
+        store.close()
