@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 DELIVERY_POLL_S = 1.0
 """How often a leading daemon looks for due notifications in the outbox (and the spill's)."""
+ANNOUNCE_INTERVAL_S = 30.0
+"""How often a leading daemon looks for windows' announcements due: the precision of an
+announcement's moment (each costs a calendar walk and an insert per window announced)."""
 ONE_SHOT_WAIT_CAP_S = 30.0
 """The longest a one-shot command stays to deliver notices whose route's group_wait ends
 after its own work: longer group_waits are the daemon's (or the next run's) to deliver."""
@@ -126,6 +129,7 @@ class Pipeline:
             loaded, store, open_error=open_error, on_change=on_health, clock=clock
         )
         self._notifier = RunNotifier(loaded, clock=clock)
+        self._next_announce = float("-inf")
         if store is not None:
             # Run notices are queued in the transaction that records the run's change.
             store.runs.observe(self._observe_runs)
@@ -148,6 +152,7 @@ class Pipeline:
         from now on."""
         self.loaded = loaded
         self._notifier = RunNotifier(loaded, clock=self.clock)
+        self._next_announce = float("-inf")  # a window just added is looked at at once
         self.guard.use_config(
             loaded, AlertManager(loaded, self.store, clock=self.clock) if self.store else None
         )
@@ -174,14 +179,17 @@ class Pipeline:
 
     def notice_tick(self) -> None:
         """Queue what time alone makes due besides alerts: reminders and escalation steps
-        of approvals still waiting, and windows' announcements. Does nothing while the
+        of approvals still waiting, and windows' announcements (looked for at most every
+        ``ANNOUNCE_INTERVAL_S``; the first call always looks). Does nothing while the
         store fails (they wait for it: their keys hold them to once). Blocks; raises what
         the store raises."""
         store = self.store
         if store is None or self.guard.spilling:
             return
         store.outbox.note_queued(self._notifier.tick(store))
-        store.outbox.note_queued(announce_windows(self.loaded, store, self.clock.now()))
+        if self.clock.monotonic() >= self._next_announce:
+            self._next_announce = self.clock.monotonic() + ANNOUNCE_INTERVAL_S
+            store.outbox.note_queued(announce_windows(self.loaded, store, self.clock.now()))
 
     def check_integrity(self, *, only_if_due: bool = False) -> IntegrityReport | None:
         """Check the store's integrity (see ``StoreGuard.check_integrity``)."""

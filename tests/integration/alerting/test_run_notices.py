@@ -213,11 +213,12 @@ windows:
             datetime(2026, 11, 24, 3, 20, tzinfo=UTC),  # closed 20 minutes ago
         ]
         clock = FakeClock(moments[0])
+        # The daemon's and a one-shot command's way: the pipeline's tick, then delivery.
+        pipeline = Pipeline(loaded, store, clock=clock)
         try:
             for moment in moments:
                 clock.set(moment)
-                announce_windows(loaded, store, moment)
-                deliver_now(loaded, store, clock=clock)
+                assert pipeline.tick_and_deliver() == []
             # A restarted process at the same moment queues nothing again.
             again = store_config.open(tmp_path)
             try:
@@ -226,6 +227,7 @@ windows:
                 again.close()
             deliver_now(loaded, store, clock=clock)
         finally:
+            pipeline.close()
             store.close()
     titles = [delivery.json()["title"] for delivery in receiver.deliveries]
     assert titles == [
