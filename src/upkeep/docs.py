@@ -356,11 +356,22 @@ routes:
       - {after: 15m, notify: [oncall]}
     fallback: oncall
     continue: true
+  - name: runs
+    match: {runs: {events: [failed, interrupted, missed, waiting]}}
+    notify: [ops]
+    escalate: {after: 30m, notify: [oncall]}
   - notify: [ops]
 """,
     "windows": """\
+channels:
+  status: "json://127.0.0.1:9000/hooks/status"
 windows:
   nightly: {schedule: "0 3 * * *", duration: 1h, timezone: Europe/Berlin, mute: {labels: {env: prod}}}
+  patching:
+    schedule: "0 22 * * SAT"
+    duration: 2h
+    description: kernel updates; the shop may be slow
+    announce: {notify: [status], before: 24h}
   migration:
     start: 2030-05-04T22:00:00+02:00
     duration: 4h

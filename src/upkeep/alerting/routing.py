@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from upkeep.core.redaction import published
 
@@ -58,8 +58,10 @@ class AlertFacts:
 
 def route_matches(match: RouteMatch | MuteConfig, facts: AlertFacts) -> bool:
     """Given a route's ``match`` (or a window's ``mute``) and an alert, return whether all
-    of its criteria hold; an empty match takes every alert.
+    of its criteria hold; an empty match takes every alert, a run route (``runs:``) none.
     """
+    if getattr(match, "runs", None) is not None:
+        return False
     if match.severity is not None and facts.severity not in match.severity:
         return False
     if match.checks is not None and facts.check not in match.checks:
@@ -85,12 +87,20 @@ DIGEST_PREFIX = "match:"
 def route_digest(route: RouteConfig) -> str:
     """Given a route, return the digest of its definition: its match criteria and its
     channels, as sets (the order they are written in does not matter)."""
-    definition = {
+    definition: dict[str, object] = {
         "severity": sorted(route.match.severity) if route.match.severity is not None else None,
         "checks": sorted(route.match.checks) if route.match.checks is not None else None,
         "labels": dict(sorted(route.match.labels.items())),
         "notify": sorted(set(route.notify)),
     }
+    runs = route.match.runs
+    if runs is not None:
+        # Only run routes carry this key: an alert route's digest (and state) is unchanged.
+        definition["runs"] = {
+            "runbooks": sorted(runs.runbooks) if runs.runbooks is not None else None,
+            "labels": dict(sorted(runs.labels.items())),
+            "events": sorted(set(runs.events)),
+        }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return DIGEST_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -111,9 +121,17 @@ def route_ids(routes: Sequence[RouteConfig]) -> list[str]:
     return ids
 
 
-def group_key(route_id: str, route: RouteConfig, facts: AlertFacts) -> str:
-    """Given a route (and its id) and an alert, return the key joining alerts sent as one
-    message. The route's part is a digest of its id: as stable as the id, and short."""
+class Described(Protocol):
+    """What grouping reads of an alert or a run notice: its fields by name."""
+
+    def fields(self) -> dict[str, str]:
+        """Return the fields ``group_by`` may name."""
+        ...
+
+
+def group_key(route_id: str, route: RouteConfig, facts: Described) -> str:
+    """Given a route (and its id) and an alert (or a run notice), return the key joining
+    those sent as one message. The route's part is a digest of its id: as stable as the id, and short."""
     values = facts.fields()
     parts = [f"{name}={values.get(name, '')}" for name in route.group_by]
     token = hashlib.sha256(route_id.encode()).hexdigest()[:16]

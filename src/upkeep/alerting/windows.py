@@ -138,6 +138,30 @@ class WindowCalendar:
                 candidates.append(Opening(name, start, start + window.duration))
         return min(candidates, key=lambda opening: opening.start, default=None)
 
+    def closed_within(self, name: str, since: datetime, until: datetime) -> Opening | None:
+        """Given a window name and a span, return its latest opening that ended in
+        ``(since, until]``, or None if none did (an unknown name has none)."""
+        ended = [
+            Opening(name, one_off.starts_at, one_off.ends_at)
+            for one_off in self._one_offs
+            if one_off.name == name and since < one_off.ends_at <= until
+        ]
+        window = self._config.windows.get(name)
+        if window is not None:
+            if window.start is not None:
+                start = _aware(window.start, self._zone(window))
+                if since < start + window.duration <= until:
+                    ended.append(Opening(name, start, start + window.duration))
+            else:
+                latest = _latest_firing(
+                    self._schedules[name],
+                    after=since - window.duration,
+                    until=until - window.duration,
+                )
+                if latest is not None:
+                    ended.append(Opening(name, latest, latest + window.duration))
+        return max(ended, key=lambda opening: opening.end, default=None)
+
     def entries(self, now: datetime) -> list[WindowEntry]:
         """Given an aware moment, return every window once by its identity: each config
         window (by name, with its current and next opening), then each stored one-off

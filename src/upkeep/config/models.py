@@ -74,6 +74,7 @@ AlertCheckName = Annotated[
 ``upkeep:drill:<backup source>``)."""
 ChannelName = Annotated[str, Reference(("channels",), "channel")]
 WindowName = Annotated[str, Reference(("windows",), "window")]
+RunbookName = Annotated[str, Reference(("runbooks",), "runbook")]
 
 if TYPE_CHECKING:
     AnyTarget = TargetBase
@@ -259,7 +260,9 @@ class RunbookConfig(StrictModel):
         default=None, description="the whole run is cancelled after this long"
     )
     labels: dict[str, str] = Field(
-        default={}, description="free labels for people (upkeep does not read them)"
+        default={},
+        description="free labels: routes' `match.runs.labels` select this runbook's run "
+        "notices by them",
     )
     steps: Annotated[list[StepConfig], Field(min_length=1)] = Field(
         description="what it does, in order (at least one)"
@@ -273,25 +276,80 @@ class RunbookConfig(StrictModel):
     )
 
 
+RunEvent = Literal["failed", "interrupted", "missed", "waiting", "succeeded", "cancelled"]
+"""What a run notice reports: the run failed, its owner died (``interrupted``), a
+scheduled firing was not run (``missed``), an approval step waits (``waiting``), the run
+succeeded, or upkeep itself stopped it (``cancelled``)."""
+DEFAULT_RUN_EVENTS: tuple[RunEvent, ...] = ("failed", "interrupted", "missed", "waiting")
+"""The events a run route takes when it names none: everything someone must act on."""
+
+
+class RunMatch(StrictModel):
+    """Which run notices a route takes: all given criteria must hold."""
+
+    runbooks: list[RunbookName] | None = Field(
+        default=None, description="runs of these runbooks (default: any)"
+    )
+    labels: dict[str, str] = Field(default={}, description="labels the runbook carries")
+    events: Annotated[list[RunEvent], Field(min_length=1)] = Field(
+        default=list(DEFAULT_RUN_EVENTS),
+        description="failed, interrupted, missed, waiting (an approval step waits), "
+        "succeeded, cancelled (default: failed, interrupted, missed, waiting)",
+    )
+
+
+_ALERT_CRITERIA = ("severity", "labels", "checks")
+
+
+def _alerts_or_runs(data: Any) -> str | None:
+    if "runs" in data and given_keys(data, _ALERT_CRITERIA):
+        return (
+            "a route matches alerts (severity, labels, checks) or runs (runs:), not both; "
+            "write two routes"
+        )
+    return None
+
+
 class RouteMatch(StrictModel):
-    """Which alerts a route takes: all given criteria must hold."""
+    """Which alerts a route takes: all given criteria must hold. With ``runs:`` instead, it
+    takes run notices and no alerts; without it, alerts and no run notices."""
 
     severity: list[Severity] | None = Field(
         default=None, description="one severity or a list (default: any)"
     )
     labels: dict[str, str] = Field(default={}, description="labels the alert's check carries")
     checks: list[AlertCheckName] | None = Field(default=None, description="alerts of these checks")
+    runs: RunMatch | None = Field(
+        default=None,
+        description="take run notices instead of alerts: failed or interrupted runs, "
+        "missed firings, approvals waiting (`runs: {}` takes the default events of every "
+        "runbook); a route without it never gets run notices",
+    )
 
     @field_validator("severity", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _empty_runs(cls, value: Any) -> Any:
+        # ``runs:`` written with nothing after it still means "run notices", not alerts.
+        return {} if value is None else value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_subject(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> RouteMatch:
+        return validate_with_key_rule(cls, data, handler, _alerts_or_runs)
+
 
 class EscalationConfig(StrictModel):
     """Notify more channels when an alert stays unacknowledged for ``after``."""
 
-    after: Duration = Field(description="time since the alert fired, unacknowledged")
+    after: Duration = Field(
+        description="time since the alert fired, unacknowledged (a run route: since the "
+        "approval step started waiting, undecided)"
+    )
     notify: Annotated[list[ChannelName], Field(min_length=1)] = Field(
         description="channels notified then, besides the route's"
     )
@@ -313,7 +371,9 @@ class RouteConfig(StrictModel):
         description="channels of `channels:` that get its alerts"
     )
     repeat: Duration | None = Field(
-        default=None, description="notify again this often while the alert fires unacknowledged"
+        default=None,
+        description="notify again this often while the alert fires unacknowledged (a run "
+        "route: while an approval waits)",
     )
     escalate: EscalationConfig | list[EscalationConfig] | None = Field(
         default=None, description="one step or a list: more channels while nobody acknowledges"
@@ -321,7 +381,8 @@ class RouteConfig(StrictModel):
     group_by: list[str] = Field(
         default=["check"],
         description="alerts with equal values of these (check, target, severity or a label) "
-        "arriving within group_wait are sent as one message",
+        "arriving within group_wait are sent as one message (run notices: runbook, event "
+        "or a runbook label; `check` reads as the runbook)",
     )
     group_wait: Duration = Field(
         default=timedelta(seconds=0),
@@ -358,6 +419,23 @@ class MuteConfig(StrictModel):
     severity: list[Severity] | None = Field(default=None, description="these severities")
 
 
+class AnnounceConfig(StrictModel):
+    """Notices a window sends about each of its openings, each once per opening."""
+
+    notify: Annotated[list[ChannelName], Field(min_length=1)] = Field(
+        description="channels of `channels:` that get the notices"
+    )
+    before: Duration | None = Field(
+        default=None, description="announce each opening this long before it (none: not ahead)"
+    )
+    opened: bool = Field(default=True, description="announce that it opened")
+    closed: bool = Field(default=True, description="announce that it closed")
+
+    _positive = field_validator("before")(
+        lambda value, info: _longer_than_zero(value, info) if value is not None else value
+    )
+
+
 class WindowConfig(StrictModel):
     """A maintenance window: recurring (``schedule``) or one-off (``start``), for ``duration``."""
 
@@ -377,6 +455,11 @@ class WindowConfig(StrictModel):
         "one still firing at the end is notified then",
     )
     description: str | None = Field(default=None, description="free text for people")
+    announce: AnnounceConfig | None = Field(
+        default=None,
+        description="notices about each opening: a set time before it, when it opens, "
+        "when it closes (none: the window is silent)",
+    )
 
     _schedule = field_validator("schedule")(
         lambda value: _check_schedule(value) if value is not None else value

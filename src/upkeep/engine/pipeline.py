@@ -36,19 +36,26 @@ from upkeep.alerting.guard import (
     location_label,
 )
 from upkeep.alerting.manager import TICK_INTERVAL_S, AlertManager, AlertProcessingError
+from upkeep.alerting.notices import RunNotifier, announce_windows
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
 from upkeep.store.store import error_reason
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from upkeep.alerting.delivery import Dispatcher
     from upkeep.config.loader import LoadedConfig
     from upkeep.core.results import CheckResult
+    from upkeep.store.runs import RunChange
     from upkeep.store.store import IntegrityReport, Store
 
 logger = logging.getLogger(__name__)
 
 DELIVERY_POLL_S = 1.0
 """How often a leading daemon looks for due notifications in the outbox (and the spill's)."""
+ANNOUNCE_INTERVAL_S = 30.0
+"""How often a leading daemon looks for windows' announcements due: the precision of an
+announcement's moment (each costs a calendar walk and an insert per window announced)."""
 ONE_SHOT_WAIT_CAP_S = 30.0
 """The longest a one-shot command stays to deliver notices whose route's group_wait ends
 after its own work: longer group_waits are the daemon's (or the next run's) to deliver."""
@@ -121,6 +128,11 @@ class Pipeline:
         self.guard = StoreGuard(
             loaded, store, open_error=open_error, on_change=on_health, clock=clock
         )
+        self._notifier = RunNotifier(loaded, clock=clock)
+        self._next_announce = float("-inf")
+        if store is not None:
+            # Run notices are queued in the transaction that records the run's change.
+            store.runs.observe(self._observe_runs)
 
     # --- what the outside sees ----------------------------------------------------------------
 
@@ -136,8 +148,11 @@ class Pipeline:
         return self.guard.health
 
     def use_config(self, loaded: LoadedConfig) -> None:
-        """Given a reloaded config, record, alert and deliver by it from now on."""
+        """Given a reloaded config, record, alert, notify about runs and deliver by it
+        from now on."""
         self.loaded = loaded
+        self._notifier = RunNotifier(loaded, clock=self.clock)
+        self._next_announce = float("-inf")  # a window just added is looked at at once
         self.guard.use_config(
             loaded, AlertManager(loaded, self.store, clock=self.clock) if self.store else None
         )
@@ -148,8 +163,33 @@ class Pipeline:
             dispatcher.redactor = loaded.redactor
 
     def close(self) -> None:
-        """Release the spill (a spill in memory, and its episode, end here)."""
+        """Release the spill (a spill in memory, and its episode, end here) and stop
+        queuing run notices for the store."""
         self.guard.close()
+        if self.store is not None:
+            self.store.runs.forget(self._observe_runs)
+
+    def _observe_runs(self, connection: Connection, changes: Sequence[RunChange]) -> None:
+        """Queue the notices of run changes in the transaction recording them (the run
+        log's observer), by the config in force; a one-shot command waits for them (ids
+        of a transaction that then rolls back name no row: waiting for them is a no-op)."""
+        queued = self._notifier.on_change(connection, changes)
+        if self.store is not None:
+            self.store.outbox.note_queued(queued)
+
+    def notice_tick(self) -> None:
+        """Queue what time alone makes due besides alerts: reminders and escalation steps
+        of approvals still waiting, and windows' announcements (looked for at most every
+        ``ANNOUNCE_INTERVAL_S``; the first call always looks). Does nothing while the
+        store fails (they wait for it: their keys hold them to once). Blocks; raises what
+        the store raises."""
+        store = self.store
+        if store is None or self.guard.spilling:
+            return
+        store.outbox.note_queued(self._notifier.tick(store))
+        if self.clock.monotonic() >= self._next_announce:
+            self._next_announce = self.clock.monotonic() + ANNOUNCE_INTERVAL_S
+            store.outbox.note_queued(announce_windows(self.loaded, store, self.clock.now()))
 
     def check_integrity(self, *, only_if_due: bool = False) -> IntegrityReport | None:
         """Check the store's integrity (see ``StoreGuard.check_integrity``)."""
@@ -252,6 +292,10 @@ class Pipeline:
             self.guard.tick()
         except Exception as error:  # noqa: BLE001 - reported; the next run ticks again
             problems.append(self._say(f"the alerts' clock did not run: {error_reason(error)}"))
+        try:
+            self.notice_tick()
+        except Exception as error:  # noqa: BLE001 - reported; the next run ticks again
+            problems.append(self._say(f"run and window notices not queued: {error_reason(error)}"))
         target = self.guard.spill_store or self.guard.main
         if not self.loaded.config.channels:
             target = None
@@ -299,6 +343,10 @@ class Pipeline:
                     logger.info("escalated %d alert(s)", report.escalated)
             except Exception as error:  # noqa: BLE001 - retried on the next tick
                 logger.warning("alert tick failed: %s", self._say(str(error)))
+            try:
+                await asyncio.to_thread(self.notice_tick)
+            except Exception as error:  # noqa: BLE001 - retried on the next tick
+                logger.warning("run and window notices failed: %s", self._say(str(error)))
             await self.clock.sleep(TICK_INTERVAL_S)
 
     async def run_deliveries(self, stop: asyncio.Event, owner: str) -> None:

@@ -19,6 +19,9 @@ NotificationKind = Literal[
     "test",  # `upkeep notify test CHANNEL`
     "fallback",  # a copy sent to a route's fallback channel after its channel kept failing
     "drill",  # a backup drill missed an objective (issue #6)
+    "run",  # a run failed, was interrupted, missed, cancelled or succeeded (a run route)
+    "approval",  # a run's approval step waits for a decision (a run route)
+    "window",  # a maintenance window opens soon, opened or closed (its announce:)
 ]
 NOTIFICATION_KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
 

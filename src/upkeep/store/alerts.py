@@ -22,11 +22,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
 
 from upkeep.core.status import Status
 from upkeep.store.locks import ALERTING_LOCK_KEY, serialise
-from upkeep.store.outbox import FINISHED_STATUSES, WAITING_STATUSES, OutboxStatus
+from upkeep.store.outbox import FINISHED_STATUSES, WAITING_STATUSES, OutboxStatus, group_due
 from upkeep.store.rows import inserted_id
 from upkeep.store.schema import (
     alert_events,
@@ -439,19 +439,9 @@ class AlertStore:
         self, connection: Connection, channel: str, group_key: str, now: datetime
     ) -> datetime | None:
         """Return when the earliest notice of a group still waiting for its group's wait
-        to end is due, or None if none is waiting.
+        to end is due, or None if none is waiting (``outbox.group_due``).
         """
-        value = connection.execute(
-            select(func.min(outbox.c.next_attempt_at)).where(
-                outbox.c.channel == channel,
-                outbox.c.group_key == group_key,
-                outbox.c.status == OutboxStatus.PENDING,
-                outbox.c.batch.is_(None),
-                outbox.c.attempts == 0,
-                outbox.c.next_attempt_at > now,
-            )
-        ).scalar()
-        return value if isinstance(value, datetime) else None
+        return group_due(connection, channel, group_key, now)
 
     def add_event(
         self,

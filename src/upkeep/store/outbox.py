@@ -262,6 +262,25 @@ def add_notifications(
     return inserted
 
 
+def group_due(
+    connection: Connection, channel: str, group_key: str, now: datetime
+) -> datetime | None:
+    """Given a transaction, a channel and a group key, return when the earliest notice of
+    that group still waiting for its group's wait to end is due, or None if none is: new
+    notices of the group take that moment, so they go out with it as one message."""
+    value = connection.execute(
+        select(func.min(outbox.c.next_attempt_at)).where(
+            outbox.c.channel == channel,
+            outbox.c.group_key == group_key,
+            outbox.c.status == OutboxStatus.PENDING,
+            outbox.c.batch.is_(None),
+            outbox.c.attempts == 0,
+            outbox.c.next_attempt_at > now,
+        )
+    ).scalar()
+    return value if isinstance(value, datetime) else None
+
+
 class OutboxStore:
     """Reads and writes the ``outbox`` table; safe to share between threads."""
 

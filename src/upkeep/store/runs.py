@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import threading
 
     from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +194,61 @@ class OneOffWindow:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class RunChange:
+    """A run took a status someone may need to hear about: it ``failed``, ``succeeded``,
+    was ``cancelled``, ``interrupted`` or ``missed``, or started ``waiting`` for approval."""
+
+    run_id: int
+    status: RunStatus
+    at: datetime
+
+
+RunObserver = Callable[["Connection", Sequence[RunChange]], None]
+"""Told of run changes inside the transaction that records them (``RunLog.observe``)."""
+
+
 class RunLog:
-    """Reads and writes the run-related tables of a store; safe to share between threads."""
+    """Reads and writes the run-related tables of a store; safe to share between threads.
+
+    An observer (``observe``) is told of every change of a run's status to waiting or to a
+    final one, inside the transaction that records it: what it writes (the notices of
+    ``alerting/notices.py``) commits with the change or not at all.
+    """
 
     def __init__(self, engine: Engine, lock: threading.Lock) -> None:
         self.engine = engine
         self._lock = lock
+        self._observer: RunObserver | None = None
+
+    def observe(self, observer: RunObserver | None) -> None:
+        """Given an observer (None: none), tell it from now on of every run that starts
+        waiting or ends, inside the transaction recording that. It runs in a savepoint: an
+        observer that raises is logged and undone, and the run's record stands."""
+        self._observer = observer
+
+    def forget(self, observer: RunObserver) -> None:
+        """Given an observer, stop telling it, if it is the one told (another installed
+        since stays)."""
+        if self._observer == observer:
+            self._observer = None
+
+    def _tell(self, connection: Connection, changes: Sequence[RunChange]) -> None:
+        observer = self._observer
+        if observer is None or not changes:
+            return
+        try:
+            with connection.begin_nested():
+                observer(connection, changes)
+        except Exception as error:  # noqa: BLE001 - a notice must never cost the run's record
+            from upkeep.store.store import error_reason
+
+            # One line without SQL parameters: notice texts are redacted, but not for logs.
+            logger.error(
+                "run notices for run(s) %s were not queued: %s",
+                ", ".join(str(change.run_id) for change in changes),
+                error_reason(error),
+            )
 
     # --- instances ---------------------------------------------------------------------
 
@@ -275,6 +325,16 @@ class RunLog:
         if not dead:
             return []
         with self._lock, self.engine.begin() as connection:
+            # The runs still unfinished now (one may have ended since the read above): only
+            # those are interrupted, and only those are told.
+            taken = [
+                int(row.id)
+                for row in connection.execute(
+                    select(runs.c.id).where(
+                        runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES)
+                    )
+                )
+            ]
             connection.execute(
                 update(runs)
                 .where(runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES))
@@ -296,6 +356,9 @@ class RunLog:
                 update(run_steps)
                 .where(run_steps.c.run_id.in_(dead), run_steps.c.status == StepStatus.PENDING)
                 .values(status=StepStatus.NOT_RUN)
+            )
+            self._tell(
+                connection, [RunChange(run_id, RunStatus.INTERRUPTED, moment) for run_id in taken]
             )
         return dead
 
@@ -372,7 +435,7 @@ class RunLog:
         moment = now or datetime.now(UTC)
         try:
             with self._lock, self.engine.begin() as connection:
-                return inserted_id(
+                run_id = inserted_id(
                     connection.execute(
                         insert(runs).values(
                             runbook=runbook,
@@ -388,6 +451,8 @@ class RunLog:
                         )
                     )
                 )
+                self._tell(connection, [RunChange(run_id, RunStatus.MISSED, moment)])
+                return run_id
         except IntegrityError:
             return None
 
@@ -401,30 +466,31 @@ class RunLog:
     ) -> None:
         """Given a run id, record its final status, message and detail (finished at ``now``,
         by default the current time)."""
-        values: dict[str, Any] = {
-            "status": status,
-            "message": message,
-            "finished_at": now or datetime.now(UTC),
-        }
+        moment = now or datetime.now(UTC)
+        values: dict[str, Any] = {"status": status, "message": message, "finished_at": moment}
         if detail is not None:
             values["detail"] = detail
         # Only an unfinished run takes a final status: one already marked interrupted (its
         # owner looked dead) or cancelled keeps that record.
         with self._lock, self.engine.begin() as connection:
-            connection.execute(
+            changed = connection.execute(
                 update(runs)
                 .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
                 .values(**values)
-            )
+            ).rowcount
+            if changed:
+                self._tell(connection, [RunChange(run_id, status, moment)])
 
     def set_run_status(self, run_id: int, status: RunStatus) -> None:
         """Given a run id, set its (unfinished) status: ``running`` or ``waiting``."""
         with self._lock, self.engine.begin() as connection:
-            connection.execute(
+            changed = connection.execute(
                 update(runs)
                 .where(runs.c.id == run_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
                 .values(status=status)
-            )
+            ).rowcount
+            if changed and status == RunStatus.WAITING:
+                self._tell(connection, [RunChange(run_id, status, datetime.now(UTC))])
 
     def update_step(self, run_id: int, position: int, **values: Any) -> None:
         """Given a run id and step position, update the step's columns."""
@@ -503,6 +569,15 @@ class RunLog:
         decision = ApprovalDecision(row.decision) if row.decision is not None else None
         return decision, row.decided_by
 
+    def waiting_runs(self) -> list[RunRecord]:
+        """Return every run waiting for approval, with its steps, oldest first."""
+        with self.engine.connect() as connection:
+            ids = connection.execute(
+                select(runs.c.id).where(runs.c.status == RunStatus.WAITING).order_by(runs.c.id)
+            ).scalars()
+            found = [run_in(connection, int(run_id)) for run_id in ids]
+        return [record for record in found if record is not None]
+
     def get_run(self, run_id: int) -> RunRecord | None:
         """Given a run id, return the run with its steps, or None if there is none."""
         with self.engine.connect() as connection:
@@ -517,23 +592,7 @@ class RunLog:
             rows = connection.execute(
                 select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.position)
             ).all()
-        return [
-            StepRecord(
-                position=row.position,
-                name=row.name,
-                kind=row.kind,
-                status=StepStatus(row.status),
-                started_at=row.started_at,
-                finished_at=row.finished_at,
-                attempts=row.attempts,
-                output=row.output,
-                detail=row.detail or {},
-                decided_by=row.decided_by,
-                decided_at=row.decided_at,
-                decision=ApprovalDecision(row.decision) if row.decision else None,
-            )
-            for row in rows
-        ]
+        return [_step_record(row) for row in rows]
 
     def list_runs(
         self,
@@ -700,6 +759,35 @@ class RunLog:
                 )
                 for row in connection.execute(query)
             ]
+
+
+def run_in(connection: Connection, run_id: int) -> RunRecord | None:
+    """Given an open connection (a transaction's: it sees what that wrote) and a run id,
+    return the run with its steps, or None if there is none."""
+    row = connection.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None:
+        return None
+    steps = connection.execute(
+        select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.position)
+    ).all()
+    return _run_record(row, [_step_record(step) for step in steps])
+
+
+def _step_record(row: Any) -> StepRecord:
+    return StepRecord(
+        position=row.position,
+        name=row.name,
+        kind=row.kind,
+        status=StepStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+        output=row.output,
+        detail=row.detail or {},
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        decision=ApprovalDecision(row.decision) if row.decision else None,
+    )
 
 
 def _run_record(row: Any, steps: list[StepRecord]) -> RunRecord:
