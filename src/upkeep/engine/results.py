@@ -39,7 +39,9 @@ def judge(check: CompiledCheck, outcome: ProbeOutcome) -> Verdict:
         elif check.warn is not None and check.warn.holds(metrics):
             status, fired = Status.WARNING, f"warn: {check.warn.explain(metrics)}"
     except ConditionEvaluationError as error:
-        return Verdict(Status.UNKNOWN, f"cannot evaluate condition: {error}", None)
+        # The probe's message says why a metric is missing (a JSONPath that found nothing).
+        said = f"; {outcome.message}" if outcome.message else ""
+        return Verdict(Status.UNKNOWN, f"cannot evaluate condition: {error}{said}", None)
     if outcome.status is not None:
         combined = worst([status, outcome.status])
         if combined is not status:

@@ -159,6 +159,9 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     # Probes whose metric names come from the target (Nagios perfdata labels) cannot have
     # their conditions checked against a fixed list; the fixed ones are still listed.
     dynamic_metrics: ClassVar[bool] = False
+    # Probes whose params name further metrics (an http check's extracted values) say so;
+    # ``declared_metrics`` then lists them, and conditions are checked against that list.
+    params_declare_metrics: ClassVar[bool] = False
     # How often a check of this probe runs when it gives no ``every:`` (None: the check's
     # own default). Heartbeats run more often, so a missed deadline alerts soon after it.
     default_every: ClassVar[timedelta | None] = None
@@ -167,6 +170,12 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     def metric_names(cls) -> frozenset[str]:
         """Return the names of the metrics this probe always declares."""
         return frozenset(spec.name for spec in cls.metrics)
+
+    def declared_metrics(self, params: ParamsT) -> tuple[MetricSpec, ...]:
+        """Given parsed params, return every metric a check with them returns: the fixed
+        ``metrics`` and, for a probe with ``params_declare_metrics``, those its params name."""
+        del params
+        return self.metrics
 
     def validate(self, target: TargetT, params: ParamsT) -> list[str]:
         """Given a parsed target and params, return problems the models cannot express.
