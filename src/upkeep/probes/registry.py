@@ -19,6 +19,7 @@ from upkeep.probes import (
     mysql,
     postgres,
     redis,
+    systemd,
     tcp,
     tls,
 )
@@ -78,6 +79,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 host.LoadProbe,
                 host.ProcessProbe,
                 host.UptimeProbe,
+                systemd.SystemdProbe,
             ),
         ),
         TargetKind(
