@@ -1161,6 +1161,27 @@ def _check_status_components(
             collector.add((*at, "labels"), f"no enabled check carries all of {wanted}")
 
 
+def _bind_checks(
+    config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
+) -> None:
+    """Given the compiled checks, let each probe that reads other checks' results (a
+    group's health) bind its target to them (``Probe.bind_checks``), once per target, and
+    list what it finds wrong under that target's keys."""
+    from upkeep.probes.base import CheckInfo
+
+    infos = [
+        CheckInfo(check.name, check.target.kind, check.labels, check.every, check.enabled)
+        for check in compiled.values()
+    ]
+    bound: set[str] = set()
+    for check in compiled.values():
+        if check.target_name in bound:
+            continue
+        bound.add(check.target_name)
+        for subpath, problem in check.probe().bind_checks(check.target, infos):
+            collector.add(("targets", check.target_name, *subpath), problem)
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -1230,6 +1251,7 @@ def load_config(
     _check_references(config, expanded, collector, validated.removed, set_aside)
     _check_routes(config, collector)
     _check_dependencies(config, collector)
+    _bind_checks(config, compiled, collector)
     _check_status_components(config, compiled, collector)
     if check_channels:
         _check_channel_urls(config, collector)

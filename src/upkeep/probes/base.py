@@ -17,7 +17,7 @@ Target models live beside their probes (``probes/<kind>.py``) and mark secret fi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
@@ -101,6 +101,19 @@ class MetricSpec:
         return metric_unit(self.name)
 
 
+@dataclass(frozen=True)
+class CheckInfo:
+    """A configured check as a probe that reads other checks' results sees it (the config
+    layer above builds these): its name, its target's kind, its labels (its target's and
+    its own), how often it runs and whether it is enabled."""
+
+    name: str
+    target_kind: str
+    labels: Mapping[str, str]
+    every: timedelta
+    enabled: bool
+
+
 class TargetUnreachable(Exception):  # noqa: N818 - reads as a state, like TimeoutError
     """The target could not be reached or refused us; the check becomes ``critical``."""
 
@@ -176,6 +189,15 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
         ``metrics`` and, for a probe with ``params_declare_metrics``, those its params name."""
         del params
         return self.metrics
+
+    def bind_checks(
+        self, target: TargetT, checks: Sequence[CheckInfo]
+    ) -> list[tuple[tuple[str | int, ...], str]]:
+        """Given a target and every check of the config, let a probe that reads other
+        checks' results (a group's health) fix which ones on the target, and return the
+        problems as (key path within the target, message). The default reads none."""
+        del target, checks
+        return []
 
     def validate(self, target: TargetT, params: ParamsT) -> list[str]:
         """Given a parsed target and params, return problems the models cannot express.

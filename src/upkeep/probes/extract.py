@@ -51,7 +51,7 @@ def compile_jsonpath(expression: str) -> JSONPath:
     Raise ValueError with the parser's reason if it does not parse.
     """
     from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-    from jsonpath_ng.ext import parse
+    from jsonpath_ng.ext.parser import parse
 
     if len(expression) > MAX_EXPRESSION_CHARS:
         raise ValueError(f"a JSONPath is at most {MAX_EXPRESSION_CHARS} characters")

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from upkeep.config.conditions import parse_condition
+from upkeep.config.loader import CompiledCheck
 from upkeep.core.clock import FakeClock
 from upkeep.core.redaction import Redactor
 from upkeep.core.status import Status
+from upkeep.engine.results import judge
 from upkeep.io.http import HttpClient
 from upkeep.probes.base import ProbeContext, ProbeOutcome
 from upkeep.probes.host import HostTarget
@@ -175,3 +178,29 @@ async def test_without_systemctl_the_unit_is_unknown(
 )
 def test_timestamps(text: str, moment: datetime | None) -> None:
     assert parse_timestamp(text) == moment
+
+
+async def test_a_condition_on_a_missing_units_absent_metric_keeps_it_critical(
+    fake_systemctl: Path,
+) -> None:
+    outcome = await probe("nosuch")
+    check = CompiledCheck(
+        name="nosuch",
+        target_name="box",
+        target=HostTarget(),
+        probe=SystemdProbe,
+        params=SystemdParams(unit="nosuch"),
+        warn=parse_condition("in_state_s < 5m"),
+        crit=None,
+        every=timedelta(minutes=1),
+        timeout=timedelta(seconds=10),
+        severity="P2",
+        labels={},
+        enabled=True,
+    )
+    verdict = judge(check, outcome)
+    assert verdict.status is Status.CRITICAL
+    assert verdict.message == (
+        "cannot evaluate condition: metric 'in_state_s' was not returned by the probe; "
+        "unit nosuch.service does not exist"
+    )
