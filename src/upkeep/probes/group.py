@@ -115,9 +115,12 @@ class HealthProbe(Probe[GroupTarget, StrictModel]):
     target_kind: ClassVar[str] = "group"
     name: ClassVar[str] = "health"
     summary: ClassVar[str] = (
-        "A health score: how many of the group's checks are ok, warning, critical or unknown "
-        "(a result older than `max_age`, or none, is unknown), read from the store, and the "
-        "share that is ok."
+        "A health score: how many of the group's checks are ok, warning, critical or unknown, "
+        "from their newest stored results, and the share that is ok. Members are the enabled "
+        "checks the group selects, less checks of group targets (its own included); a result "
+        "older than `max_age`, or none, is unknown; a member in a maintenance window counts "
+        "by the status it stored (windows mute notices, not measurements). Without a store "
+        "the group is unknown."
     )
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("healthy_percent", "number", "members whose newest result is ok, in % of all"),
