@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidatorFunctionWrapHandler, model_validator
 
 from upkeep.core.durations import Duration
-from upkeep.core.models import StrictModel
+from upkeep.core.models import StrictModel, some_of, validate_with_key_rule
 from upkeep.core.status import Status
 from upkeep.core.text import human_duration
 from upkeep.io.threads import run_blocking
@@ -86,13 +86,14 @@ class GroupTarget(TargetBase):
     # Set when the config loads (``HealthProbe.bind_checks``): the checks counted.
     _members: tuple[Member, ...] = PrivateAttr(default=())
 
-    @model_validator(mode="after")
-    def _selects_something(self) -> GroupTarget:
-        if not self.checks and not self.match_labels:
-            raise ValueError(
-                "a group selects its checks: give checks (names, globs), match_labels or both"
-            )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _selects_something(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> GroupTarget:
+        rule = some_of(
+            ("checks", "match_labels"),
+            "a group selects its checks: give checks (names, globs), match_labels or both",
+        )
+        return validate_with_key_rule(cls, data, handler, rule)
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -101,7 +102,10 @@ class GroupTarget(TargetBase):
 
 
 def _selected(target: GroupTarget, check: CheckInfo) -> bool:
-    """Given a group and a check, return whether the group's selector matches the check."""
+    """Given a group and a check, return whether the group's selector matches the check
+    (an empty selector, ``checks: []`` alone, matches none)."""
+    if not target.checks and not target.match_labels:
+        return False
     if any(check.labels.get(key) != value for key, value in target.match_labels.items()):
         return False
     return not target.checks or any(

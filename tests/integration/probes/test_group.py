@@ -174,6 +174,8 @@ def test_selectors_that_match_nothing_are_errors(tmp_path: Path) -> None:
     (line,) = errors(tmp_path, config_text(group="{kind: group, checks: ['*-health']}"))
     assert "targets.platform.checks: the group selects only platform-health" in line
     assert "disabled checks and group checks are not counted" in line
+    (line,) = errors(tmp_path, config_text(group="{kind: group, checks: []}"))
+    assert "targets.platform.checks: the group selects no check" in line
     (line,) = errors(tmp_path, config_text(group="{kind: group}"))
     assert "targets.platform: a group selects its checks" in line
 
