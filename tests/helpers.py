@@ -10,7 +10,7 @@ from typing import Any
 from upkeep.config.conditions import parse_condition
 from upkeep.config.loader import CompiledCheck, LoadedConfig, load_config
 from upkeep.config.models import StoreConfig
-from upkeep.probes.base import NoParams, Probe, TargetBase
+from upkeep.probes.base import Probe, TargetBase
 
 
 def compiled(
@@ -30,7 +30,7 @@ def compiled(
         target_name=f"{name}-target",
         target=target,
         probe=probe,
-        params=params if params is not None else NoParams(),
+        params=params if params is not None else probe.Params(),
         warn=parse_condition(warn) if warn else None,
         crit=parse_condition(crit) if crit else None,
         every=timedelta(minutes=1),

@@ -36,7 +36,7 @@ from upkeep.core.redaction import Redactor, SecretMarker
 if TYPE_CHECKING:
     from upkeep.config.models import UpkeepConfig
     from upkeep.core.models import StrictModel
-    from upkeep.probes.base import Probe, TargetBase
+    from upkeep.probes.base import MetricSpec, Probe, TargetBase
     from upkeep.tasks.base import Task
 
 CONFIG_ENV = "UPKEEP_CONFIG"
@@ -509,6 +509,8 @@ def _compile_checks(
                     f"expected one of {choices}",
                 )
         params = None
+        declared = probe_class.metrics if probe_class is not None else ()
+        declared_in_full = True
         if target is not None and probe_class is not None:
             checked = _check_params(probe_class.Params, check.params, collector, (*path, "params"))
             set_aside |= {(*path, "params", *gone) for gone in checked.removed}
@@ -518,8 +520,14 @@ def _compile_checks(
                     collector.add((*path, "params"), problem)
                 if checked.complete:
                     params = checked.model
+                declared = probe_class().declared_metrics(checked.model)
+            # A metric named by a params value set aside for its own error is not declared;
+            # a condition reading it is not wrong for that.
+            declared_in_full = checked.complete or not probe_class.params_declare_metrics
         conditions = {
-            key: _compile_condition(check, key, path, probe_class, collector)
+            key: _compile_condition(
+                check, key, path, probe_class, collector, declared, declared_in_full
+            )
             for key in ("warn", "crit")
         }
         if target is None or probe_class is None or params is None:
@@ -551,9 +559,13 @@ def _compile_condition(
     path: KeyPath,
     probe_class: type[Probe[Any, Any]] | None,
     collector: _Collector,
+    declared: tuple[MetricSpec, ...] = (),
+    declared_in_full: bool = True,
 ) -> Condition | None:
-    """Given a check, ``warn`` or ``crit``, and its probe (None if unknown), return the
-    parsed condition, or None if there is none or it is wrong (each problem listed)."""
+    """Given a check, ``warn`` or ``crit``, its probe (None if unknown) and the metrics a
+    check of it with these params returns (``Probe.declared_metrics``; ``declared_in_full``
+    False when params naming metrics were set aside), return the parsed condition, or None
+    if there is none or it is wrong (each problem listed)."""
     from upkeep.config.conditions import MetricType
 
     source = getattr(check, key)
@@ -570,17 +582,18 @@ def _compile_condition(
     if probe_class is None:
         return condition  # its metrics are checked once the probe is known
     described = f"{probe_class.target_kind}.{probe_class.name}"
-    if not probe_class.dynamic_metrics:
-        unknown = sorted(condition.metric_names - probe_class.metric_names())
+    declared = declared or probe_class.metrics
+    if not probe_class.dynamic_metrics and declared_in_full:
+        unknown = sorted(condition.metric_names - {spec.name for spec in declared})
         if unknown:
-            returns = ", ".join(spec.name for spec in probe_class.metrics)
+            returns = ", ".join(spec.name for spec in declared)
             collector.add(
                 (*path, key),
                 f"unknown metric {', '.join(map(repr, unknown))} for probe "
                 f"{described}; it returns: {returns}",
             )
             return None
-    types = {spec.name: MetricType(spec.type, spec.unit) for spec in probe_class.metrics}
+    types = {spec.name: MetricType(spec.type, spec.unit) for spec in declared}
     problems = condition.type_problems(types)
     for column, problem in problems:
         collector.add((*path, key), problem, column_offset=offset + (column or 1))
@@ -1148,6 +1161,27 @@ def _check_status_components(
             collector.add((*at, "labels"), f"no enabled check carries all of {wanted}")
 
 
+def _bind_checks(
+    config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
+) -> None:
+    """Given the compiled checks, let each probe that reads other checks' results (a
+    group's health) bind its target to them (``Probe.bind_checks``), once per target, and
+    list what it finds wrong under that target's keys."""
+    from upkeep.probes.base import CheckInfo
+
+    infos = [
+        CheckInfo(check.name, check.target.kind, check.labels, check.every, check.enabled)
+        for check in compiled.values()
+    ]
+    bound: set[str] = set()
+    for check in compiled.values():
+        if check.target_name in bound:
+            continue
+        bound.add(check.target_name)
+        for subpath, problem in check.probe().bind_checks(check.target, infos):
+            collector.add(("targets", check.target_name, *subpath), problem)
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -1217,6 +1251,7 @@ def load_config(
     _check_references(config, expanded, collector, validated.removed, set_aside)
     _check_routes(config, collector)
     _check_dependencies(config, collector)
+    _bind_checks(config, compiled, collector)
     _check_status_components(config, compiled, collector)
     if check_channels:
         _check_channel_urls(config, collector)

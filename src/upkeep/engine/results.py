@@ -39,7 +39,13 @@ def judge(check: CompiledCheck, outcome: ProbeOutcome) -> Verdict:
         elif check.warn is not None and check.warn.holds(metrics):
             status, fired = Status.WARNING, f"warn: {check.warn.explain(metrics)}"
     except ConditionEvaluationError as error:
-        return Verdict(Status.UNKNOWN, f"cannot evaluate condition: {error}", None)
+        # The probe's message says why a metric is missing (a JSONPath that found nothing),
+        # and a status the probe found by itself (a unit that does not exist) still counts.
+        why = f"; {outcome.message}" if outcome.message else ""
+        own = [outcome.status] if outcome.status is not None else []
+        return Verdict(
+            worst([Status.UNKNOWN, *own]), f"cannot evaluate condition: {error}{why}", None
+        )
     if outcome.status is not None:
         combined = worst([status, outcome.status])
         if combined is not status:

@@ -17,7 +17,7 @@ Target models live beside their probes (``probes/<kind>.py``) and mark secret fi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
@@ -101,6 +101,19 @@ class MetricSpec:
         return metric_unit(self.name)
 
 
+@dataclass(frozen=True)
+class CheckInfo:
+    """A configured check as a probe that reads other checks' results sees it (the config
+    layer above builds these): its name, its target's kind, its labels (its target's and
+    its own), how often it runs and whether it is enabled."""
+
+    name: str
+    target_kind: str
+    labels: Mapping[str, str]
+    every: timedelta
+    enabled: bool
+
+
 class TargetUnreachable(Exception):  # noqa: N818 - reads as a state, like TimeoutError
     """The target could not be reached or refused us; the check becomes ``critical``."""
 
@@ -159,6 +172,9 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     # Probes whose metric names come from the target (Nagios perfdata labels) cannot have
     # their conditions checked against a fixed list; the fixed ones are still listed.
     dynamic_metrics: ClassVar[bool] = False
+    # Probes whose params name further metrics (an http check's extracted values) say so;
+    # ``declared_metrics`` then lists them, and conditions are checked against that list.
+    params_declare_metrics: ClassVar[bool] = False
     # How often a check of this probe runs when it gives no ``every:`` (None: the check's
     # own default). Heartbeats run more often, so a missed deadline alerts soon after it.
     default_every: ClassVar[timedelta | None] = None
@@ -167,6 +183,21 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     def metric_names(cls) -> frozenset[str]:
         """Return the names of the metrics this probe always declares."""
         return frozenset(spec.name for spec in cls.metrics)
+
+    def declared_metrics(self, params: ParamsT) -> tuple[MetricSpec, ...]:
+        """Given parsed params, return every metric a check with them returns: the fixed
+        ``metrics`` and, for a probe with ``params_declare_metrics``, those its params name."""
+        del params
+        return self.metrics
+
+    def bind_checks(
+        self, target: TargetT, checks: Sequence[CheckInfo]
+    ) -> list[tuple[tuple[str | int, ...], str]]:
+        """Given a target and every check of the config, let a probe that reads other
+        checks' results (a group's health) fix which ones on the target, and return the
+        problems as (key path within the target, message). The default reads none."""
+        del target, checks
+        return []
 
     def validate(self, target: TargetT, params: ParamsT) -> list[str]:
         """Given a parsed target and params, return problems the models cannot express.

@@ -12,6 +12,7 @@ from typing import Any
 from upkeep.probes import (
     backup,
     command,
+    group,
     heartbeat,
     host,
     http,
@@ -19,6 +20,7 @@ from upkeep.probes import (
     mysql,
     postgres,
     redis,
+    systemd,
     tcp,
     tls,
 )
@@ -78,6 +80,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 host.LoadProbe,
                 host.ProcessProbe,
                 host.UptimeProbe,
+                systemd.SystemdProbe,
             ),
         ),
         TargetKind(
@@ -95,5 +98,6 @@ TARGET_KINDS: dict[str, TargetKind] = {
         TargetKind("command", command.CommandTarget, (command.RunProbe,)),
         TargetKind("backup", backup.BackupTarget, (backup.FreshnessProbe, backup.DrillProbe)),
         TargetKind("heartbeat", heartbeat.HeartbeatTarget, (heartbeat.StatusProbe,)),
+        TargetKind("group", group.GroupTarget, (group.HealthProbe,)),
     )
 }

@@ -587,7 +587,11 @@ def known_metrics(check: CompiledCheck | None, seen: Iterable[Mapping[str, Any]]
     probe's declared numeric metrics, and numbers seen in results (a plugin's perfdata)."""
     names = {"duration_ms"}
     if check is not None:
-        names.update(spec.name for spec in check.probe.metrics if spec.type == "number")
+        names.update(
+            spec.name
+            for spec in check.probe().declared_metrics(check.params)
+            if spec.type == "number"
+        )
     for metrics in seen:
         names.update(
             name

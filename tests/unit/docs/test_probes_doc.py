@@ -71,6 +71,20 @@ ADDED_METRICS |= {
         "deadline_in_s",
     },
 }
+# Metrics from the application (#15): a systemd unit's state, a group's health score.
+ADDED_METRICS |= {
+    ("host", "systemd"): {
+        "active",
+        "active_state",
+        "sub_state",
+        "load_state",
+        "restarts",
+        "main_pid",
+        "in_state_s",
+        "active_for_s",
+    },
+    ("group", "health"): {"healthy_percent", "ok", "warning", "critical", "unknown", "total"},
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",
@@ -83,6 +97,7 @@ SPEC_DEFAULTS = {
     "command": "run",
     "backup": "freshness",
     "heartbeat": "status",
+    "group": "health",
 }
 
 
