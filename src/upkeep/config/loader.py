@@ -519,7 +519,7 @@ def _compile_checks(
                 if checked.complete:
                     params = checked.model
         conditions = {
-            key: _compile_condition(check, key, path, probe_class, collector)
+            key: _compile_condition(check, key, path, probe_class, params, collector)
             for key in ("warn", "crit")
         }
         if target is None or probe_class is None or params is None:
@@ -550,10 +550,14 @@ def _compile_condition(
     key: str,
     path: KeyPath,
     probe_class: type[Probe[Any, Any]] | None,
+    params: StrictModel | None,
     collector: _Collector,
 ) -> Condition | None:
-    """Given a check, ``warn`` or ``crit``, and its probe (None if unknown), return the
-    parsed condition, or None if there is none or it is wrong (each problem listed)."""
+    """Given a check, ``warn`` or ``crit``, its probe (None if unknown) and its params
+    (None if wrong), return the parsed condition, or None if there is none or it is wrong
+    (each problem listed). The metric names are those the probe returns with these params
+    (a ``query`` check's declared ``metrics``); they go unchecked while the params that
+    declare them are wrong, which is reported already."""
     from upkeep.config.conditions import MetricType
 
     source = getattr(check, key)
@@ -570,17 +574,20 @@ def _compile_condition(
     if probe_class is None:
         return condition  # its metrics are checked once the probe is known
     described = f"{probe_class.target_kind}.{probe_class.name}"
+    specs = probe_class.metrics_for(params)
+    if specs is None:
+        return condition
     if not probe_class.dynamic_metrics:
-        unknown = sorted(condition.metric_names - probe_class.metric_names())
+        unknown = sorted(condition.metric_names - {spec.name for spec in specs})
         if unknown:
-            returns = ", ".join(spec.name for spec in probe_class.metrics)
+            returns = ", ".join(spec.name for spec in specs)
             collector.add(
                 (*path, key),
                 f"unknown metric {', '.join(map(repr, unknown))} for probe "
                 f"{described}; it returns: {returns}",
             )
             return None
-    types = {spec.name: MetricType(spec.type, spec.unit) for spec in probe_class.metrics}
+    types = {spec.name: MetricType(spec.type, spec.unit) for spec in specs}
     problems = condition.type_problems(types)
     for column, problem in problems:
         collector.add((*path, key), problem, column_offset=offset + (column or 1))
