@@ -13,7 +13,8 @@ the given values. Nothing else:
 * **Batches, each its own short transaction.** Every batch deletes at most ``batch_size``
   rows under ``lock_wait`` (how long it may wait for a lock) and ``max_lock`` (how long
   the statement may run, so how long it holds the locks it took), then commits and
-  sleeps ``pause``, so writers of the same table wait at most about one batch. On
+  sleeps ``pause``, so writers of the same table wait at most about one batch. The run
+  ends with the first batch that finds nothing to delete. On
   PostgreSQL a batch is ``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT n))``
   (a TID scan, whatever the indexes); on MySQL/MariaDB ``DELETE ... ORDER BY <primary
   key> LIMIT n`` (the table needs a primary key). A batch that hits either limit is rolled
@@ -163,6 +164,10 @@ def _check_name(name: str) -> None:
         )
 
 
+class TableUnusable(TaskFailed):
+    """The table is missing or of a kind the task refuses (a dry run says so)."""
+
+
 class BatchLimitHit(Exception):  # noqa: N818 - reads as an event, like TimeoutError
     """A batch hit ``lock_wait`` or ``max_lock`` and was rolled back."""
 
@@ -292,9 +297,9 @@ class _Postgres(_Backend):
         ).fetchone()
         await self.connection.rollback()
         if row is None:
-            raise TaskFailed(f"PostgreSQL has no table {self.params.table}")
+            raise TableUnusable(f"PostgreSQL has no table {self.params.table}")
         if row[0] != "r" or row[1]:
-            raise TaskFailed(
+            raise TableUnusable(
                 f"{self.params.table} is partitioned or has inheritance children; run "
                 "sql.retention on each partition (or drop old partitions) instead"
             )
@@ -439,9 +444,9 @@ class _Mysql(_Backend):
             found = cursor.fetchone()
         self.connection.commit()
         if not found or not found[0]:
-            raise TaskFailed(f"MySQL has no table {self.params.table}")
+            raise TableUnusable(f"MySQL has no table {self.params.table}")
         if not self.key:
-            raise TaskFailed(
+            raise TableUnusable(
                 f"{self.params.table} has no primary key; sql.retention deletes MySQL rows "
                 "in primary-key order"
             )
@@ -577,12 +582,19 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
     async def plan(
         self, target: TargetBase, params: RetentionParams, context: TaskContext
     ) -> TaskPlan:
-        """Given the target and params, count the rows due; change nothing."""
+        """Given the target and params, count the rows due; change nothing.
+
+        A missing or refused table is the plan's finding ("the run would fail: ..."), not
+        a failure of the dry run; raise TaskFailed if the server cannot be reached or the
+        count fails.
+        """
         cutoff = datetime.now(UTC) - params.older_than
         backend = _backend(target, params, context.timeout_s)
         try:
             await backend.open()
             due = await backend.count(cutoff)
+        except TableUnusable as error:
+            return TaskPlan(note=f"the run would fail: {error}")
         finally:
             await backend.close()
         where = f"{params.column} before {cutoff.isoformat(timespec='seconds')}"
@@ -649,7 +661,10 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
                 failures = 0
                 done.batch_ms.append((time.perf_counter() - batch_started) * 1000)
                 done.rows += deleted
-                if deleted < size:
+                # Only an empty batch ends the run: a batch can delete fewer rows than
+                # it picked while more are due (a writer updated a picked row, which
+                # moves it to a new ctid, between the batch's scan and its delete).
+                if deleted == 0:
                     complete = True
                     break
                 await asyncio.sleep(params.pause.total_seconds())
