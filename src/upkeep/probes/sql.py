@@ -80,6 +80,8 @@ class QueryParams(StrictModel):
     )
     null_as: float | None = Field(
         default=None,
+        ge=-1e15,
+        le=1e15,
         description=(
             "the value of a metric whose column is NULL or when no row comes back; "
             "unset, either makes the check unknown"
@@ -296,8 +298,14 @@ class QueryProbeMixin:
 
     name: ClassVar[str] = "query"
     summary: ClassVar[str] = (
-        "Run a read-only SQL query; its columns named in `metrics` are the metrics "
-        "(NULL or no row: unknown unless `null_as`)."
+        "Run one SQL statement in a read-only transaction under `statement_timeout` and "
+        "`lock_timeout` (a write fails: 'the query tried to write'); the columns named in "
+        "`metrics` are the metrics. One row: the first row's values (`rows` counts all, "
+        "more than `max_rows` is an error). With `key_column`: per-key metrics and their "
+        "`aggregate`. Integers, decimals, booleans (0/1) and intervals (seconds) are "
+        "numbers; text or dates are an error (cast in the query); NULL or no row makes "
+        "the check unknown unless `null_as` gives the value. Use a read-only database "
+        "role too: functions with side effects are not writes to the server."
     )
     Params: ClassVar[type[StrictModel]] = QueryParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = FIXED_METRICS

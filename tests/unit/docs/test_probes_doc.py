@@ -71,6 +71,11 @@ ADDED_METRICS |= {
         "deadline_in_s",
     },
 }
+# SQL checks of issue #15: the query's own figures; the rest are named in its params.
+ADDED_METRICS |= {
+    ("postgres", "query"): {"elapsed_ms", "rows"},
+    ("mysql", "query"): {"elapsed_ms", "rows"},
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",

@@ -56,7 +56,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -81,7 +81,16 @@ DEFAULT_BATCH_SIZE = 5000
 DEADLINE_MARGIN_S = 1.0
 """Seconds kept free before the step's timeout besides one batch's own limits."""
 
-MatchValue = str | int | float | bool | None
+MAX_MATCH_NUMBER = 2**53
+"""The largest number a ``match`` value may be (the exact integers of a double)."""
+
+MatchValue = (
+    bool
+    | Annotated[int, Field(ge=-MAX_MATCH_NUMBER, le=MAX_MATCH_NUMBER)]
+    | Annotated[float, Field(ge=-MAX_MATCH_NUMBER, le=MAX_MATCH_NUMBER)]
+    | Annotated[str, Field(max_length=1000)]
+    | None
+)
 
 
 class RetentionParams(StrictModel):
