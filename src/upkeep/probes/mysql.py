@@ -176,10 +176,10 @@ def _unreachable(
     cause = getattr(error, "original_exception", None) or error.__context__
     if isinstance(cause, TimeoutError):
         return TargetUnreachable(f"MySQL at {where} did not answer within {timeout:g}s")
-    return TargetUnreachable(f"{what} {where}: {_describe(error)}")
+    return TargetUnreachable(f"{what} {where}: {describe_error(error)}")
 
 
-def _describe(error: Exception) -> str:
+def describe_error(error: Exception) -> str:
     """Given a PyMySQL error, return its message without the error-code tuple syntax."""
     match error.args:
         case (int(code), str(text)):
@@ -416,7 +416,7 @@ def _query_failed(
     """Given a PyMySQL error of the configured query, return the QueryFailed to raise."""
     if code == _READ_ONLY:
         return QueryFailed(
-            f"the query tried to write, and query checks run read-only: {_describe(error)}"
+            f"the query tried to write, and query checks run read-only: {describe_error(error)}"
         )
     if code in _LOCK_WAIT:
         return QueryFailed(
@@ -425,4 +425,4 @@ def _query_failed(
         )
     if code in _STATEMENT_TIMEOUT:
         return QueryFailed(f"the query ran longer than statement_timeout ({statement_s:g}s)")
-    return QueryFailed(f"the query failed: {_describe(error)}")
+    return QueryFailed(f"the query failed: {describe_error(error)}")

@@ -48,6 +48,8 @@ FIXED_METRICS: tuple[MetricSpec, ...] = (
 )
 """The metrics every ``query`` check returns besides the declared ones."""
 
+DEFAULT_STATEMENT_SHARE = 0.9
+"""The share of the check's timeout a query may run for at most (and by default)."""
 MAX_KEY_LENGTH = 200
 """The longest key (``key_column`` value) kept in a metric name; longer ones are cut."""
 
@@ -92,7 +94,10 @@ class QueryParams(StrictModel):
     )
     statement_timeout: Duration | None = Field(
         default=None,
-        description="the server cancels the query after this (default: the check's timeout)",
+        description=(
+            "the server cancels the query after this (at most, and by default, 90 % of "
+            "the check's timeout)"
+        ),
     )
     lock_timeout: Duration = Field(
         default=timedelta(seconds=2),
@@ -154,10 +159,13 @@ def declared_metrics(params: QueryParams) -> tuple[MetricSpec, ...]:
 
 def statement_timeout_s(params: QueryParams, check_timeout_s: float) -> float:
     """Given params and the check's timeout, return the server-side statement timeout in
-    seconds: the param, never longer than the check's own timeout."""
+    seconds: the param, never longer than ``DEFAULT_STATEMENT_SHARE`` of the check's own
+    timeout (the default), so the server's cancel, which names the limit, arrives before
+    the check gives up on an unanswering server."""
+    ceiling = check_timeout_s * DEFAULT_STATEMENT_SHARE
     if params.statement_timeout is None:
-        return check_timeout_s
-    return min(params.statement_timeout.total_seconds(), check_timeout_s)
+        return ceiling
+    return min(params.statement_timeout.total_seconds(), ceiling)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def test_params_rules() -> None:
         "key_column 'a' cannot also be one of metrics"
     ]
     assert validate_params(params(aggregate="sum")) == ["aggregate applies only with key_column"]
-    assert statement_timeout_s(params(statement_timeout="1m"), 10.0) == 10.0
+    assert statement_timeout_s(params(statement_timeout="1m"), 10.0) == 9.0
+    assert statement_timeout_s(params(), 10.0) == 9.0
     assert statement_timeout_s(params(statement_timeout="2s"), 10.0) == 2.0
     assert [spec.name for spec in QueryProbe.metrics_for(params())] == ["a", "elapsed_ms", "rows"]  # type: ignore[union-attr]
     assert QueryProbe.metrics_for(None) is None
