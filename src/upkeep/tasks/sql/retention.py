@@ -19,8 +19,11 @@ the given values. Nothing else:
   (a TID scan, whatever the indexes); on MySQL/MariaDB ``DELETE ... ORDER BY <column>,
   <primary key> LIMIT n`` (the table needs a primary key; an index on ``column`` keeps
   each batch from scanning and sorting every due row). A batch that hits either limit is rolled
-  back and retried with half the rows, up to ``retries`` times in a row; then the task
-  fails, saying how many rows it deleted before.
+  back and retried with half the rows (for the rest of the run), up to ``retries`` times
+  in a row; then the task fails, saying how many rows it deleted before. MariaDB's
+  ``max_statement_time`` bounds a ``DELETE``; MySQL's ``max_execution_time`` bounds only
+  ``SELECT``, so there ``max_lock`` bounds the batch's backup read and ``lock_wait`` its
+  waits, and the step's timeout the rest.
 * **Backups before deletes.** With ``backup_to`` each batch's rows are written as
   zstandard-compressed JSON lines (one object per row) to a new file in that directory,
   under a temporary name, fsynced and renamed into place (``io/safefs.py``), and only then
@@ -585,8 +588,15 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
 
     name: ClassVar[str] = "sql.retention"
     summary: ClassVar[str] = (
-        "Delete rows older than `older_than` from a table in short batches under lock and "
-        "statement timeouts, optionally writing each batch to a backup file first."
+        "Delete rows whose `column` is older than `older_than` from one table in batches, "
+        "each its own transaction under `lock_wait` and `max_lock` (PostgreSQL: ctid "
+        "batches; MySQL/MariaDB: `ORDER BY column, primary key LIMIT n`, a primary key is "
+        "required), with `pause` between them; a batch hitting a limit is retried with "
+        "half the rows. Names are quoted identifiers, `match` values bound parameters. "
+        "With `backup_to`, each batch's rows go to a zstd JSON-lines file, fsynced and "
+        "renamed into place, before the batch commits. The dry run counts the rows due. "
+        "The run stops before the step's timeout (`complete: false`); figures: "
+        "rows_deleted, batches, max_batch_ms, p95_batch_ms, lock_retries, backup_files."
     )
     Params: ClassVar[type[StrictModel]] = RetentionParams
     target_kinds: ClassVar[tuple[str, ...]] = ("postgres", "mysql")
