@@ -680,8 +680,8 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
                     done.retries += 1
                     if failures > params.retries:
                         raise TaskFailed(
-                            f"{failures} batches in a row hit lock_wait or max_lock "
-                            f"({error}); {done.rows} rows deleted before"
+                            f"batches hit lock_wait or max_lock {failures} time(s) in a "
+                            f"row ({error}); {done.rows} rows deleted before"
                         ) from error
                     size = max(1, size // 2)
                     await asyncio.sleep(params.pause.total_seconds())

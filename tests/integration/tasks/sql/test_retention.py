@@ -105,7 +105,7 @@ async def test_postgres_match_limits_the_rows_and_a_held_lock_fails_after_retrie
     with psycopg.connect(postgres_dsn) as holder:
         holder.execute(f"LOCK TABLE {pg_table} IN ROW EXCLUSIVE MODE")
         holder.execute(f"SELECT * FROM {pg_table} WHERE id = 1 FOR UPDATE")
-        with pytest.raises(TaskFailed, match="2 batches in a row hit lock_wait or max_lock"):
+        with pytest.raises(TaskFailed, match=r"hit lock_wait or max_lock 2 time\(s\) in a row"):
             await SqlRetention().run(
                 target, params(pg_table, lock_wait="100ms", retries=1), task_context
             )
@@ -191,6 +191,26 @@ async def test_mariadb_plan_run_and_backup(
     assert saved[0]["amount"] == "1.50"
     remaining = mysql_run(mysql_dsn, f"SELECT min(id), count(*) FROM {my_table}")
     assert remaining == [(21, 10)]
+
+
+@pytest.mark.mysql
+async def test_mariadb_batch_waiting_for_a_held_row_lock_gives_up(
+    mysql_dsn: str, my_table: str, task_context: TaskContext
+) -> None:
+    holder = mysql_connect(mysql_dsn)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {my_table} WHERE id = 1 FOR UPDATE")
+        with pytest.raises(TaskFailed, match=r"max_lock 1 time\(s\) in a row \(Lock wait"):
+            await SqlRetention().run(
+                MysqlTarget(dsn=mysql_dsn),
+                params(my_table, lock_wait="1s", retries=0),
+                task_context,
+            )
+    finally:
+        holder.rollback()
+        holder.close()
+    assert mysql_run(mysql_dsn, f"SELECT count(*) FROM {my_table}") == [(30,)]
 
 
 @pytest.mark.mysql
