@@ -221,15 +221,18 @@ def _column_index(columns: Sequence[str], name: str) -> int:
     raise QueryFailed(f"the query returns {len(matches)} columns named {name!r}")
 
 
-def _value(number: int | float | None, column: str, params: QueryParams) -> int | float:
-    """Given a column's number (None for NULL), return it, or ``null_as`` for NULL; raise
-    QueryFailed for NULL without ``null_as``."""
+def _value(
+    number: int | float | None, column: str, params: QueryParams, key: str | None = None
+) -> int | float:
+    """Given a column's number (None for NULL) and its row's key, return the number, or
+    ``null_as`` for NULL; raise QueryFailed for NULL without ``null_as``."""
     if number is not None:
         return number
     if params.null_as is None:
+        where = f" in the row of key {key!r}" if key is not None else ""
         raise QueryFailed(
-            f"column {column!r} is NULL; set null_as (e.g. 0) if that means a value, "
-            "or coalesce() it in the query"
+            f"column {column!r} is NULL{where}; set null_as (e.g. 0) if that means a "
+            "value, or coalesce() it in the query"
         )
     return int(params.null_as) if params.null_as.is_integer() else params.null_as
 
@@ -269,7 +272,7 @@ def result_metrics(result: QueryResult, params: QueryParams) -> tuple[dict[str, 
         for row in result.rows:
             key = _key_text(row[key_index])
             for name, index in indexes.items():
-                value = _value(to_number(row[index], name), name, params)
+                value = _value(to_number(row[index], name), name, params, key)
                 metrics[f"{name}.{key}"] = value
                 per_name[name].append(value)
         for name, values in per_name.items():

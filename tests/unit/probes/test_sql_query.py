@@ -101,6 +101,8 @@ def test_key_column_gives_per_key_metrics_and_aggregates() -> None:
     summed = metrics_of(["table", "a"], rows[:2], key_column="table", aggregate="sum")
     assert summed["a"] == 1200
     assert metrics_of(["table", "a"], [], key_column="table", null_as=0)["a"] == 0
+    with pytest.raises(QueryFailed, match="column 'a' is NULL in the row of key 'gone'; set"):
+        metrics_of(["table", "a"], [("gone", None)], key_column="table")
 
 
 def test_params_rules() -> None:
