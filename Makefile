@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= upkeep.yaml
 
-.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup docs clean
+.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup bench-sql docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench: dev-install bench-tools
 
 bench-backup: dev-install services
 	$(BIN)/python benchmarks/backup.py
+
+bench-sql: dev-install services
+	$(BIN)/python benchmarks/sql_retention.py --mariadb
 
 bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs.py

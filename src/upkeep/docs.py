@@ -105,6 +105,8 @@ def render() -> str:
             lines += [
                 f"| `{spec.name}` | {spec.type} | {spec.description} |" for spec in probe.metrics
             ]
+            if probe.params_metrics:
+                lines.append(f"| *declared in params* | number | {probe.params_metrics} |")
             if probe.dynamic_metrics:
                 lines.append(
                     "| *perfdata labels* | number | every perfdata label the plugin prints |"

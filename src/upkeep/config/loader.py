@@ -36,7 +36,7 @@ from upkeep.core.redaction import Redactor, SecretMarker
 if TYPE_CHECKING:
     from upkeep.config.models import UpkeepConfig
     from upkeep.core.models import StrictModel
-    from upkeep.probes.base import MetricSpec, Probe, TargetBase
+    from upkeep.probes.base import Probe, TargetBase
     from upkeep.tasks.base import Task
 
 CONFIG_ENV = "UPKEEP_CONFIG"
@@ -509,8 +509,6 @@ def _compile_checks(
                     f"expected one of {choices}",
                 )
         params = None
-        declared = probe_class.metrics if probe_class is not None else ()
-        declared_in_full = True
         if target is not None and probe_class is not None:
             checked = _check_params(probe_class.Params, check.params, collector, (*path, "params"))
             set_aside |= {(*path, "params", *gone) for gone in checked.removed}
@@ -520,14 +518,8 @@ def _compile_checks(
                     collector.add((*path, "params"), problem)
                 if checked.complete:
                     params = checked.model
-                declared = probe_class().declared_metrics(checked.model)
-            # A metric named by a params value set aside for its own error is not declared;
-            # a condition reading it is not wrong for that.
-            declared_in_full = checked.complete or not probe_class.params_declare_metrics
         conditions = {
-            key: _compile_condition(
-                check, key, path, probe_class, collector, declared, declared_in_full
-            )
+            key: _compile_condition(check, key, path, probe_class, params, collector)
             for key in ("warn", "crit")
         }
         if target is None or probe_class is None or params is None:
@@ -558,14 +550,14 @@ def _compile_condition(
     key: str,
     path: KeyPath,
     probe_class: type[Probe[Any, Any]] | None,
+    params: StrictModel | None,
     collector: _Collector,
-    declared: tuple[MetricSpec, ...] = (),
-    declared_in_full: bool = True,
 ) -> Condition | None:
-    """Given a check, ``warn`` or ``crit``, its probe (None if unknown) and the metrics a
-    check of it with these params returns (``Probe.declared_metrics``; ``declared_in_full``
-    False when params naming metrics were set aside), return the parsed condition, or None
-    if there is none or it is wrong (each problem listed)."""
+    """Given a check, ``warn`` or ``crit``, its probe (None if unknown) and its params
+    (None if wrong), return the parsed condition, or None if there is none or it is wrong
+    (each problem listed). The metric names are those the probe returns with these params
+    (a ``query`` check's declared ``metrics``); they go unchecked while the params that
+    declare them are wrong, which is reported already."""
     from upkeep.config.conditions import MetricType
 
     source = getattr(check, key)
@@ -582,18 +574,20 @@ def _compile_condition(
     if probe_class is None:
         return condition  # its metrics are checked once the probe is known
     described = f"{probe_class.target_kind}.{probe_class.name}"
-    declared = declared or probe_class.metrics
-    if not probe_class.dynamic_metrics and declared_in_full:
-        unknown = sorted(condition.metric_names - {spec.name for spec in declared})
+    specs = probe_class.metrics_for(params)
+    if specs is None:
+        return condition
+    if not probe_class.dynamic_metrics:
+        unknown = sorted(condition.metric_names - {spec.name for spec in specs})
         if unknown:
-            returns = ", ".join(spec.name for spec in declared)
+            returns = ", ".join(spec.name for spec in specs)
             collector.add(
                 (*path, key),
                 f"unknown metric {', '.join(map(repr, unknown))} for probe "
                 f"{described}; it returns: {returns}",
             )
             return None
-    types = {spec.name: MetricType(spec.type, spec.unit) for spec in declared}
+    types = {spec.name: MetricType(spec.type, spec.unit) for spec in specs}
     problems = condition.type_problems(types)
     for column, problem in problems:
         collector.add((*path, key), problem, column_offset=offset + (column or 1))

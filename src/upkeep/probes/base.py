@@ -172,9 +172,9 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     # Probes whose metric names come from the target (Nagios perfdata labels) cannot have
     # their conditions checked against a fixed list; the fixed ones are still listed.
     dynamic_metrics: ClassVar[bool] = False
-    # Probes whose params name further metrics (an http check's extracted values) say so;
-    # ``declared_metrics`` then lists them, and conditions are checked against that list.
-    params_declare_metrics: ClassVar[bool] = False
+    # Probes whose metrics are named in their params (the SQL ``query`` probe) describe
+    # them here for the docs and return them from ``metrics_for``.
+    params_metrics: ClassVar[str | None] = None
     # How often a check of this probe runs when it gives no ``every:`` (None: the check's
     # own default). Heartbeats run more often, so a missed deadline alerts soon after it.
     default_every: ClassVar[timedelta | None] = None
@@ -184,11 +184,13 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
         """Return the names of the metrics this probe always declares."""
         return frozenset(spec.name for spec in cls.metrics)
 
-    def declared_metrics(self, params: ParamsT) -> tuple[MetricSpec, ...]:
-        """Given parsed params, return every metric a check with them returns: the fixed
-        ``metrics`` and, for a probe with ``params_declare_metrics``, those its params name."""
+    @classmethod
+    def metrics_for(cls, params: StrictModel | None) -> tuple[MetricSpec, ...] | None:
+        """Given a check's params (None if they are wrong), return every metric the check
+        returns; None if that depends on params that are wrong (its conditions cannot be
+        checked yet). The default is the fixed ``metrics``, whatever the params."""
         del params
-        return self.metrics
+        return cls.metrics
 
     def bind_checks(
         self, target: TargetT, checks: Sequence[CheckInfo]

@@ -83,7 +83,9 @@ class RequestProbe(Probe[HttpTarget, RequestParams]):
         "it is unknown."
     )
     Params: ClassVar[type[StrictModel]] = RequestParams
-    params_declare_metrics: ClassVar[bool] = True
+    params_metrics: ClassVar[str | None] = (
+        "each name in `extract_json` and `extract_regex`: the number read from the body"
+    )
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("status_code", "number", "HTTP status of the final response"),
         MetricSpec("response_time_ms", "number", "time from sending to the last body byte"),
@@ -91,8 +93,12 @@ class RequestProbe(Probe[HttpTarget, RequestParams]):
         MetricSpec("cert_days_left", "number", "days until the server certificate expires (https)"),
     )
 
-    def declared_metrics(self, params: RequestParams) -> tuple[MetricSpec, ...]:
-        """Given params, return the fixed metrics and one per extracted name."""
+    @classmethod
+    def metrics_for(cls, params: StrictModel | None) -> tuple[MetricSpec, ...] | None:
+        """Given a check's params, return the fixed metrics and one per extracted name;
+        None when the params are wrong (the names they declare are not known)."""
+        if not isinstance(params, RequestParams):
+            return None
         extracted = (
             *(
                 MetricSpec(name, "number", f"read from the JSON body at {path}")
@@ -103,7 +109,7 @@ class RequestProbe(Probe[HttpTarget, RequestParams]):
                 for name, pattern in params.extract_regex.items()
             ),
         )
-        return (*self.metrics, *extracted)
+        return (*cls.metrics, *extracted)
 
     def validate(self, target: HttpTarget, params: RequestParams) -> list[str]:
         """Given params, return each extracted name that is taken twice or by a fixed metric."""

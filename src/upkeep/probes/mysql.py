@@ -1,4 +1,4 @@
-"""MySQL and MariaDB targets: reachability and connections.
+"""MySQL and MariaDB targets: reachability, connections and read-only queries.
 
 PyMySQL is synchronous, so each probe runs its whole session (connect, query, close) on a
 daemon thread (``run_blocking``). Its socket timeouts, all taken from the check's timeout,
@@ -8,6 +8,7 @@ it is abandoned rather than waited for. PyMySQL is imported lazily to keep CLI s
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ from upkeep.probes.base import (
     TargetBase,
     TargetUnreachable,
     metrics_from,
+)
+from upkeep.probes.sql import (
+    QueryFailed,
+    QueryParams,
+    QueryProbeMixin,
+    QueryResult,
+    result_metrics,
+    statement_timeout_s,
+    validate_params,
 )
 
 if TYPE_CHECKING:
@@ -166,10 +176,10 @@ def _unreachable(
     cause = getattr(error, "original_exception", None) or error.__context__
     if isinstance(cause, TimeoutError):
         return TargetUnreachable(f"MySQL at {where} did not answer within {timeout:g}s")
-    return TargetUnreachable(f"{what} {where}: {_describe(error)}")
+    return TargetUnreachable(f"{what} {where}: {describe_error(error)}")
 
 
-def _describe(error: Exception) -> str:
+def describe_error(error: Exception) -> str:
     """Given a PyMySQL error, return its message without the error-code tuple syntax."""
     match error.args:
         case (int(code), str(text)):
@@ -296,3 +306,123 @@ class ConnectionsProbe(_MysqlProbe):
                 f"{running} running, {idle} idle"
             ),
         )
+
+
+# Server error codes of a query stopped by the limits set for it: ER_LOCK_WAIT_TIMEOUT,
+# ER_LOCK_DEADLOCK, MySQL's ER_QUERY_TIMEOUT (max_execution_time), MariaDB's
+# ER_STATEMENT_TIMEOUT (max_statement_time), and ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+_LOCK_WAIT = frozenset({1205, 1213})
+_STATEMENT_TIMEOUT = frozenset({3024, 1969})
+_READ_ONLY = 1792
+
+
+def is_mariadb(connection: Connection[Any]) -> bool:
+    """Given a connection, return whether the server is MariaDB (its version says so)."""
+    (version,) = _fetch_one(connection, "SELECT VERSION()")
+    return "mariadb" in str(version).lower()
+
+
+def set_session_limits(
+    connection: Connection[Any], *, statement_s: float, lock_wait_s: float
+) -> None:
+    """Given a connection, cap every later statement of its session at ``statement_s`` and
+    every lock wait at ``lock_wait_s`` (InnoDB rows and metadata locks take whole seconds,
+    at least 1).
+
+    MariaDB's ``max_statement_time`` (seconds) covers every statement; MySQL's
+    ``max_execution_time`` (ms) covers only SELECT, so a write there is bounded by the
+    lock waits and the client's read timeout.
+    """
+    lock_s = max(1, math.ceil(lock_wait_s))
+    with connection.cursor() as cursor:
+        if is_mariadb(connection):
+            cursor.execute("SET SESSION max_statement_time = %s", (statement_s,))
+        else:
+            cursor.execute(
+                "SET SESSION max_execution_time = %s", (max(1, math.ceil(statement_s * 1000)),)
+            )
+        cursor.execute(
+            "SET SESSION innodb_lock_wait_timeout = %s, lock_wait_timeout = %s", (lock_s, lock_s)
+        )
+
+
+def error_code(error: Exception) -> int | None:
+    """Given a PyMySQL error, return the server's error code (None if it has none)."""
+    match error.args:
+        case (int(code), *_):
+            return code
+        case _:
+            return None
+
+
+class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
+    """Run a configured query in a read-only transaction; its named columns are metrics."""
+
+    target_kind: ClassVar[str] = "mysql"
+
+    def validate(self, target: MysqlTarget, params: QueryParams) -> list[str]:
+        """Given a target and params, return the rules the params model cannot express."""
+        del target
+        return validate_params(params)
+
+    async def run(
+        self, target: MysqlTarget, params: QueryParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target and a query, return its metrics (see ``probes/sql.py``).
+
+        The session is set ``TRANSACTION READ ONLY`` with the statement limit
+        (``max_statement_time`` on MariaDB, ``max_execution_time`` on MySQL) and lock wait
+        limits, and the query runs in a ``START TRANSACTION READ ONLY`` that is rolled back.
+        PyMySQL sends one statement only (multi-statements stay off). Raise
+        TargetUnreachable if the server is down, QueryFailed if the query writes, times
+        out, fails, or returns no metrics.
+        """
+        import pymysql
+
+        statement_s = statement_timeout_s(params, context.timeout_s)
+
+        def work(connection: Connection[Any]) -> QueryResult:
+            set_session_limits(
+                connection,
+                statement_s=statement_s,
+                lock_wait_s=params.lock_timeout.total_seconds(),
+            )
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION READ ONLY")
+                cursor.execute("START TRANSACTION READ ONLY")
+                started = time.perf_counter()
+                try:
+                    # No args: PyMySQL then leaves % in the query alone.
+                    cursor.execute(params.query)
+                    rows = cursor.fetchmany(params.max_rows + 1) if cursor.description else ()
+                except pymysql.err.MySQLError as error:
+                    code = error_code(error)
+                    if code in _CONNECTION_LOST:
+                        raise
+                    raise _query_failed(error, code, params, statement_s) from error
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                columns = [str(column[0]) for column in cursor.description or ()]
+            connection.rollback()
+            return QueryResult(columns, [tuple(row) for row in rows], elapsed_ms)
+
+        result, _ = await _run_session(target, context, work)
+        metrics, message = result_metrics(result, params)
+        return ProbeOutcome(metrics, message=message)
+
+
+def _query_failed(
+    error: Exception, code: int | None, params: QueryParams, statement_s: float
+) -> QueryFailed:
+    """Given a PyMySQL error of the configured query, return the QueryFailed to raise."""
+    if code == _READ_ONLY:
+        return QueryFailed(
+            f"the query tried to write, and query checks run read-only: {describe_error(error)}"
+        )
+    if code in _LOCK_WAIT:
+        return QueryFailed(
+            f"the query waited longer than lock_timeout "
+            f"({params.lock_timeout.total_seconds():g}s) for a lock"
+        )
+    if code in _STATEMENT_TIMEOUT:
+        return QueryFailed(f"the query ran longer than statement_timeout ({statement_s:g}s)")
+    return QueryFailed(f"the query failed: {describe_error(error)}")

@@ -32,6 +32,15 @@ from upkeep.probes.base import (
     TargetUnreachable,
     metrics_from,
 )
+from upkeep.probes.sql import (
+    QueryFailed,
+    QueryParams,
+    QueryProbeMixin,
+    QueryResult,
+    result_metrics,
+    statement_timeout_s,
+    validate_params,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -499,3 +508,72 @@ class CacheHitProbe(Probe[PostgresTarget, NoParams]):
             metrics_from({"hit_percent": hit_percent}),
             message=f"{hit_percent:.2f}% of {requested} block requests served from cache",
         )
+
+
+class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
+    """Run a configured query in a read-only transaction; its named columns are metrics."""
+
+    target_kind: ClassVar[str] = "postgres"
+
+    def validate(self, target: PostgresTarget, params: QueryParams) -> list[str]:
+        """Given a target and params, return the rules the params model cannot express."""
+        del target
+        return validate_params(params)
+
+    async def run(
+        self, target: PostgresTarget, params: QueryParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target and a query, return its metrics (see ``probes/sql.py``).
+
+        The query runs in a ``READ ONLY`` transaction (never committed) with
+        ``statement_timeout`` and ``lock_timeout`` set for it alone, as one prepared
+        statement, so a second statement (``; COMMIT; DELETE ...``) cannot escape the
+        transaction. Raise TargetUnreachable if the server is down, QueryFailed if the query
+        writes, times out, fails, or returns no metrics.
+        """
+        import psycopg
+        from psycopg import errors
+
+        statement_s = statement_timeout_s(params, context.timeout_s)
+        async with _connect(target, context) as connection:
+            await connection.execute("BEGIN READ ONLY")
+            try:
+                await connection.execute(
+                    "SELECT set_config('statement_timeout', %s, true), "
+                    "set_config('lock_timeout', %s, true)",
+                    (_ms_setting(statement_s), _ms_setting(params.lock_timeout.total_seconds())),
+                )
+                started = time.perf_counter()
+                # prepare=True sends the query as one prepared statement: the server then
+                # refuses several commands, and psycopg leaves % in the text alone.
+                cursor = await connection.execute(params.query, prepare=True)
+                rows = await cursor.fetchmany(params.max_rows + 1) if cursor.description else []
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                columns = [column.name for column in cursor.description or ()]
+            except errors.ReadOnlySqlTransaction as error:
+                raise QueryFailed(
+                    f"the query tried to write, and query checks run read-only: {one_line(error)}"
+                ) from error
+            except errors.LockNotAvailable as error:
+                raise QueryFailed(
+                    f"the query waited longer than lock_timeout "
+                    f"({params.lock_timeout.total_seconds():g}s) for a lock"
+                ) from error
+            except errors.QueryCanceled as error:
+                raise QueryFailed(
+                    f"the query ran longer than statement_timeout ({statement_s:g}s)"
+                ) from error
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as error:
+                raise QueryFailed(f"the query failed: {one_line(error)}") from error
+            # No ROLLBACK: closing the connection (leaving this block) ends the transaction,
+            # also after a timeout, when the connection may still be busy.
+        metrics, message = result_metrics(QueryResult(columns, rows, elapsed_ms), params)
+        return ProbeOutcome(metrics, message=message)
+
+
+def _ms_setting(seconds: float) -> str:
+    """Given seconds, return a PostgreSQL time setting in whole milliseconds (at least 1:
+    0 would mean no limit)."""
+    return f"{max(1, math.ceil(seconds * 1000))}ms"

@@ -64,9 +64,14 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 postgres.SizeProbe,
                 postgres.VacuumProbe,
                 postgres.CacheHitProbe,
+                postgres.QueryProbe,
             ),
         ),
-        TargetKind("mysql", mysql.MysqlTarget, (mysql.PingProbe, mysql.ConnectionsProbe)),
+        TargetKind(
+            "mysql",
+            mysql.MysqlTarget,
+            (mysql.PingProbe, mysql.ConnectionsProbe, mysql.QueryProbe),
+        ),
         TargetKind(
             "redis", redis.RedisTarget, (redis.PingProbe, redis.MemoryProbe, redis.StatsProbe)
         ),

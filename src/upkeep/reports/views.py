@@ -589,7 +589,7 @@ def known_metrics(check: CompiledCheck | None, seen: Iterable[Mapping[str, Any]]
     if check is not None:
         names.update(
             spec.name
-            for spec in check.probe().declared_metrics(check.params)
+            for spec in check.probe.metrics_for(check.params) or check.probe.metrics
             if spec.type == "number"
         )
     for metrics in seen:

@@ -16,6 +16,7 @@ from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
 from upkeep.tasks.reports.send import ReportSend
 from upkeep.tasks.service.restart import ServiceRestart
+from upkeep.tasks.sql.retention import SqlRetention
 
 TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
     task.name: task
@@ -30,5 +31,6 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         LogsRotate,
         ReportSend,
         ServiceRestart,
+        SqlRetention,
     )
 }

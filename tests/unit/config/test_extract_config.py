@@ -44,7 +44,7 @@ def test_extracted_names_are_metrics_conditions_read(tmp_path: Path) -> None:
     loaded = load_config(path, environ={})
     check = loaded.checks["status"]
     assert check.warn is not None and check.crit is not None
-    declared = {spec.name: spec for spec in check.probe().declared_metrics(check.params)}
+    declared = {spec.name: spec for spec in check.probe.metrics_for(check.params) or ()}
     assert declared["api_latency_ms"].unit == "ms"
     assert {"health", "orders_per_minute", "status_code"} <= set(declared)
 

@@ -85,6 +85,11 @@ ADDED_METRICS |= {
     },
     ("group", "health"): {"healthy_percent", "ok", "warning", "critical", "unknown", "total"},
 }
+# SQL checks of issue #15: the query's own figures; the rest are named in its params.
+ADDED_METRICS |= {
+    ("postgres", "query"): {"elapsed_ms", "rows"},
+    ("mysql", "query"): {"elapsed_ms", "rows"},
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",

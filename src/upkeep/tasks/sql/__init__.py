@@ -1,0 +1,1 @@
+"""Tasks on application databases (PostgreSQL, MySQL/MariaDB targets)."""
