@@ -279,7 +279,7 @@ class RunbookConfig(StrictModel):
 
 
 class RouteMatch(StrictModel):
-    """Which alerts a route takes: all given criteria must hold."""
+    """Which alerts a route (or a runbook's `on_alert`) takes: all given criteria must hold."""
 
     severity: list[Severity] | None = Field(
         default=None, description="one severity or a list (default: any)"
@@ -304,7 +304,7 @@ class OnAlertConfig(StrictModel):
         description="which alerts start it, as a route's `match:` (checks, labels, "
         "severity); at least one criterion"
     )
-    max_runs: Annotated[int, Field(ge=1)] = Field(
+    max_runs: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=3, description="at most this many alert-started runs per `per`"
     )
     per: Duration = Field(
