@@ -630,6 +630,7 @@ def render_config() -> str:
         )
     lines.append("")
     seen: set[type[BaseModel]] = set()
+    _FIRST_PATH.clear()
     for section in CONFIG_SECTIONS:
         field = fields[section]
         description = field.description or ""  # checked above

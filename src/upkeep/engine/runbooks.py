@@ -599,7 +599,8 @@ class RunbookExecutor:
 def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any]]:
     """Given the config and an aware moment, return every runbook as ``upkeep runbooks
     --json`` and ``GET /api/runbooks`` show it: name, description, schedule, timezone,
-    window, step kinds and its next firing after ``now`` (ISO 8601, None if unscheduled)."""
+    window, step kinds, its next firing after ``now`` (ISO 8601, None if unscheduled) and
+    the alerts that start it (``on_alert``, None if none do)."""
     from zoneinfo import ZoneInfo
 
     from upkeep.config.schedule import CronSchedule
@@ -619,6 +620,11 @@ def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any
                 "window": runbook.window,
                 "steps": [step_kind(step) for step in runbook.steps],
                 "next": following.isoformat() if following else None,
+                "on_alert": (
+                    runbook.on_alert.model_dump(mode="json", exclude_none=True)
+                    if runbook.on_alert is not None
+                    else None
+                ),
             }
         )
     return rows

@@ -44,6 +44,7 @@ targets:
 checks:
   flagged: {{target: flag, severity: P2}}
   unrelated: {{target: other, severity: P2}}
+  spare: {{target: other, severity: P2}}
 runbooks:
   mend:
     on_alert: {on_alert}
@@ -329,8 +330,9 @@ async def test_a_trigger_outlives_a_crash_before_the_run_and_after_it(
 async def test_held_running_and_resolved_triggers_are_not_started(world: Any, flag: Path) -> None:
     steps = """\
       - approval: "go ahead?"
+      - checks: {names: [flagged]}
 """
-    w: World = world("{match: {checks: [flagged, unrelated]}, cooldown: 0s}", steps)
+    w: World = world("{match: {checks: [flagged, unrelated, spare]}, cooldown: 0s}", steps)
     daemon = w.daemon()
     # A silenced check's firing asks for nothing: someone is at work on it.
     w.store.alerts.add_silence(
@@ -345,7 +347,8 @@ async def test_held_running_and_resolved_triggers_are_not_started(world: Any, fl
     assert held.status == TriggerStatus.SUPPRESSED
     assert held.reason.startswith("held: muted by silence #")
 
-    # The approval step waits as in any run; another firing meanwhile is not started.
+    # The approval step waits as in any run; other firings meanwhile are not started, and
+    # one of a check the runbook's own steps run is the loop guard's.
     w.feed(Status.CRITICAL)
     [decision] = await daemon.remediator.step()
     assert decision.started is not None
@@ -357,8 +360,13 @@ async def test_held_running_and_resolved_triggers_are_not_started(world: Any, fl
     assert runs[0].status == RunStatus.WAITING
     w.feed(Status.OK)
     w.feed(Status.CRITICAL)
-    [refused] = await daemon.remediator.step()
-    assert refused.reason == f"already running (run {runs[0].id})"
+    w.feed(Status.CRITICAL, "spare")
+    own, other = await daemon.remediator.step()
+    assert own.reason == (
+        f"loop guard: check flagged is one of the runbook's own checks and run {runs[0].id} "
+        "of it is running"
+    )
+    assert other.reason == f"already running (run {runs[0].id})"
     decision.started.cancel()
     await asyncio.gather(decision.started, return_exceptions=True)
 
