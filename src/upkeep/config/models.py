@@ -279,7 +279,7 @@ class RunbookConfig(StrictModel):
 
 
 class RouteMatch(StrictModel):
-    """Which alerts a route (or a runbook's `on_alert`) takes: all given criteria must hold."""
+    """Which alerts a route takes: all given criteria must hold."""
 
     severity: list[Severity] | None = Field(
         default=None, description="one severity or a list (default: any)"
