@@ -122,8 +122,13 @@ class Remediator:
         log = self.store.remediations
         decisions: list[Decision] = []
         for trigger in await asyncio.to_thread(log.pending):
-            reason = await asyncio.to_thread(self._refusal, trigger)
+            busy = self._busy(trigger.runbook)
+            reason = await asyncio.to_thread(self._refusal, trigger, busy)
+            if reason is None and self._busy(trigger.runbook):
+                # The API or the schedule started it while the refusal was looked up.
+                reason = "already running (a run)"
             if reason is None:
+                # No await since ``_busy``: nothing else can take the runbook in between.
                 decisions.append(Decision(trigger, started=self._start(trigger)))
                 continue
             if await asyncio.to_thread(log.suppress, trigger, reason, self.clock.now()):
@@ -139,8 +144,9 @@ class Remediator:
             await self._note_outcome(trigger, trigger.run_id or 0, status, message)
         return decisions
 
-    def _refusal(self, trigger: Trigger) -> str | None:
-        """Given a pending trigger, return why it must not start now, or None (blocking)."""
+    def _refusal(self, trigger: Trigger, busy: bool) -> str | None:
+        """Given a pending trigger and whether this daemon runs its runbook now, return why
+        it must not start now, or None (blocking: it reads the store)."""
         loaded = self.current()
         runbook = loaded.config.runbooks.get(trigger.runbook)
         rule = runbook.on_alert if runbook is not None else None
@@ -152,9 +158,8 @@ class Remediator:
         alert = self.store.alerts.get(trigger.alert_id)
         if alert is None or alert.state == AlertState.RESOLVED:
             return "the alert resolved before the run could start"
-        task = self.running.get(trigger.runbook)
         active = log.active_run(trigger.runbook)
-        if active is not None or (task is not None and not task.done()):
+        if active is not None or busy:
             which = f"run {active}" if active is not None else "a run"
             if trigger.check in own_checks(loaded, runbook):
                 return (
@@ -179,6 +184,11 @@ class Remediator:
                 f"{format_duration(rule.per)} (max_runs {rule.max_runs})"
             )
         return None
+
+    def _busy(self, runbook: str) -> bool:
+        """Return whether this daemon runs the runbook now (any trigger)."""
+        task = self.running.get(runbook)
+        return task is not None and not task.done()
 
     def _start(self, trigger: Trigger) -> asyncio.Task[None]:
         """Start the trigger's run as a task the daemon drains like any run; return it."""
