@@ -256,14 +256,32 @@ def _summary(model: type[BaseModel]) -> str:
     return " ".join(text.split("\n\n")[0].split())
 
 
+_FIRST_PATH: dict[type[BaseModel], str] = {}
+"""Where each model's table was first written in the reference being rendered."""
+
+
+def _pointer(path: str, model: type[BaseModel], level: str) -> list[str]:
+    """Given a key path whose model has its table elsewhere, return a short section that
+    points there (a reader looking for the key finds it), or nothing if it was not a
+    table of its own."""
+    first = _FIRST_PATH.get(model)
+    # One key that takes a model or a list of it (``escalate``) is one place, not two.
+    if first is None or first.replace("[]", "") == path.replace("[]", ""):
+        return []
+    if "." not in path and "[" not in path:
+        return []
+    return [f"{level} `{path}`", "", f"The same keys as `{first}`.", ""]
+
+
 def _model_tables(
     path: str, model: type[BaseModel], seen: set[type[BaseModel]], level: str = "###"
 ) -> list[str]:
     """Given a key path and the model found there, return its table, then those of the
     models nested in it (each model once)."""
     if model in seen:
-        return []
+        return _pointer(path, model, level)
     seen.add(model)
+    _FIRST_PATH[model] = path
     # A section that is one model (``engine:``) gets its table under the section's heading.
     heading = [f"{level} `{path}`", ""] if "." in path or "[" in path else []
     lines = [*heading, _summary(model), "", *config_table(model), ""]
@@ -625,6 +643,7 @@ def render_config() -> str:
         )
     lines.append("")
     seen: set[type[BaseModel]] = set()
+    _FIRST_PATH.clear()
     for section in CONFIG_SECTIONS:
         field = fields[section]
         description = field.description or ""  # checked above

@@ -43,6 +43,7 @@ from upkeep.alerting.routing import (
     group_key,
     matching_routes,
     route_ids,
+    route_matches,
 )
 from upkeep.alerting.state import OpenAlert, Policy, Step, Transition, advance
 from upkeep.alerting.system import superseded_checks, system_checks
@@ -61,6 +62,7 @@ from upkeep.store.alerts import (
 )
 from upkeep.store.locks import ALERTING_LOCK_KEY
 from upkeep.store.outbox import add_notifications
+from upkeep.store.remediations import queue_triggers
 from upkeep.store.schema import alerts as alerts_table
 
 if TYPE_CHECKING:
@@ -216,6 +218,12 @@ class AlertManager:
         }
         self.depths = _dependency_depths(self.checks)
         self.route_ids = route_ids(self.config.routes)
+        # Runbooks an alert's firing starts (``on_alert:``), with what they match.
+        self.remedies = [
+            (name, runbook.on_alert.match)
+            for name, runbook in self.config.runbooks.items()
+            if runbook.on_alert is not None
+        ]
         self._where = " (in the spill: the store is down)" if key_prefix else ""
 
     def _committed(self, report: AlertReport) -> AlertReport:
@@ -368,6 +376,7 @@ class AlertManager:
                 )
                 record = self._reload(connection, alert_id)
             blocking = self._critical_parent(check, states)
+            self._ask_remediation(work, record, blocking)
             if blocking is not None:
                 self._suppress(work, record, blocking)
                 return self._reload(connection, alert_id)
@@ -392,6 +401,37 @@ class AlertManager:
             self._resolve(work, record, at)
             return None
         return self._reload(connection, alert_id)
+
+    def _ask_remediation(self, work: _Pass, record: AlertRecord, blocking: str | None) -> None:
+        """Record, with the firing, a trigger of each runbook whose ``on_alert`` matches the
+        alert: pending, for the leader to start, or suppressed at once while the alert is
+        held (a critical parent, or a mute: someone is at work on it).
+
+        A manager working on the spill records none: runs are recorded in the store only,
+        and the spill's alerts are copied back without their triggers.
+        """
+        if self.key_prefix or not self.remedies:
+            return
+        facts = self._facts(record)
+        wanted = [name for name, match in self.remedies if route_matches(match, facts)]
+        if not wanted:
+            return
+        reason: str | None = None
+        if blocking is not None:
+            reason = f"held: depends on {blocking}, which is critical"
+        else:
+            muted_by = work.muter.muted_by(facts, work.now)
+            if muted_by is not None:
+                reason = f"held: muted by {muted_by}"
+        queue_triggers(
+            work.connection,
+            alert_id=record.id,
+            check=record.check,
+            fired_at=record.fired_at or work.now,
+            source_run=work.run_id,
+            asks=[(name, reason) for name in wanted],
+            now=work.now,
+        )
 
     def _open_or_update(
         self,

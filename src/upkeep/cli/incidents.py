@@ -34,6 +34,7 @@ EVENT_STYLE = {
     "acknowledged": "cyan",
     "unacknowledged": "yellow",
     "note": "bold",
+    "remediation": "magenta",
 }
 
 

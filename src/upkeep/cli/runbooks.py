@@ -268,7 +268,7 @@ def list_runbooks(config_path: Path | None, *, json_output: bool) -> int:
         [
             (
                 row["runbook"],
-                row["schedule"] or "manual",
+                row["schedule"] or ("on alert" if row["on_alert"] else "manual"),
                 row["window"] or "-",
                 str(len(row["steps"])),
                 row["next_local"],

@@ -267,6 +267,11 @@ class RunbookConfig(StrictModel):
     steps: Annotated[list[StepConfig], Field(min_length=1)] = Field(
         description="what it does, in order (at least one)"
     )
+    on_alert: OnAlertConfig | None = Field(
+        default=None,
+        description="remediation: the leader daemon starts the runbook when a matching "
+        "alert fires, within guard rails (none: never started by an alert)",
+    )
 
     _schedule = field_validator("schedule")(
         lambda value: _check_schedule(value) if value is not None else value
@@ -341,6 +346,68 @@ class RouteMatch(StrictModel):
     @classmethod
     def _one_subject(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> RouteMatch:
         return validate_with_key_rule(cls, data, handler, _alerts_or_runs)
+
+
+class OnAlertConfig(StrictModel):
+    """When an alert starts a runbook (remediation), and the rails that bound it.
+
+    Only a firing starts it (not a repeat, a change or a resolution), once per alert;
+    the runbook's approval steps still wait for a person.
+    """
+
+    match: RouteMatch = Field(
+        description="which alerts start it, as a route's `match:` (checks, labels, "
+        "severity); at least one criterion"
+    )
+    max_runs: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=3, description="at most this many alert-started runs per `per`"
+    )
+    per: Duration = Field(
+        default=timedelta(hours=1), description="the period `max_runs` counts over"
+    )
+    cooldown: Duration = Field(
+        default=timedelta(minutes=10),
+        description="no alert starts it again for this long after an alert-started run ends",
+    )
+    dry_run_only: bool = Field(
+        default=False,
+        description="record a dry run (the plan) instead of running it: to watch what "
+        "remediation would do before letting it act",
+    )
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _alerts_only(cls, value: Any) -> Any:
+        # A route may take run notices (``runs:``); what starts a runbook is an alert.
+        if isinstance(value, dict) and "runs" in value:
+            raise ValueError(
+                "on_alert matches alerts (checks, labels, severity); `runs:` belongs to "
+                "a route's match"
+            )
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _not_every_alert(cls, value: RouteMatch) -> RouteMatch:
+        if value.severity is None and value.checks is None and not value.labels:
+            raise ValueError(
+                "name checks, labels or severity: a runbook started by every alert would "
+                "run for failures it cannot mend"
+            )
+        return value
+
+    @field_validator("per")
+    @classmethod
+    def _positive_period(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+# ``RunbookConfig`` is written before the route models it shares ``match`` with: its
+# fields are collected again now that ``OnAlertConfig`` exists, so the loader's walk of
+# references sees ``on_alert.match.checks``.
+RunbookConfig.model_rebuild(force=True)
 
 
 class EscalationConfig(StrictModel):

@@ -173,10 +173,12 @@ class RunbookExecutor:
         triggered_by: str | None = None,
         scheduled_for: datetime | None = None,
         dry_run: bool = False,
+        alert_id: int | None = None,
     ) -> RunRecord | None:
         """Given a runbook name and how it was triggered, run it and return the stored run.
 
-        Return None if ``scheduled_for`` names a firing another process has claimed.
+        Return None if ``scheduled_for`` names a firing another process has claimed, or
+        ``alert_id`` an alert whose trigger of this runbook was decided elsewhere.
         Cancellation (a draining daemon, a signalled CLI) records the current step and the
         run as ``cancelled`` (with the cancel message as the reason, if one was given)
         before it propagates; a command step's process tree has ended by then. Raise
@@ -196,6 +198,7 @@ class RunbookExecutor:
             steps=steps,
             dry_run=dry_run,
             now=self.clock.now(),
+            alert_id=alert_id,
         )
         if run_id is None:
             return None
@@ -596,7 +599,8 @@ class RunbookExecutor:
 def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any]]:
     """Given the config and an aware moment, return every runbook as ``upkeep runbooks
     --json`` and ``GET /api/runbooks`` show it: name, description, schedule, timezone,
-    window, step kinds and its next firing after ``now`` (ISO 8601, None if unscheduled)."""
+    window, step kinds, its next firing after ``now`` (ISO 8601, None if unscheduled) and
+    the alerts that start it (``on_alert``, None if none do)."""
     from zoneinfo import ZoneInfo
 
     from upkeep.config.schedule import CronSchedule
@@ -616,6 +620,11 @@ def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any
                 "window": runbook.window,
                 "steps": [step_kind(step) for step in runbook.steps],
                 "next": following.isoformat() if following else None,
+                "on_alert": (
+                    runbook.on_alert.model_dump(mode="json", exclude_none=True)
+                    if runbook.on_alert is not None
+                    else None
+                ),
             }
         )
     return rows

@@ -5,7 +5,8 @@ Lifecycle
     instance, serve HTTP on ``engine.listen``, then try to lead (``leader.py``). A standby
     keeps serving /healthz and retries every ``engine.takeover_interval``. The leader first
     marks runs whose owner died as ``interrupted``, records firings missed while nobody
-    ran, then runs the scheduler and an hourly retention pass.
+    ran, then runs the scheduler, the remediator (runbooks that alerts start,
+    ``engine/remediation.py``) and an hourly retention pass.
 
     SIGTERM / SIGINT: stop scheduling, let running checks and runbooks finish within
     ``engine.drain_timeout``, cancel what is left (recorded ``cancelled``), flush results,
@@ -40,11 +41,13 @@ from upkeep.engine.metrics import DaemonMetrics
 from upkeep.store.runs import keep_alive, new_instance_id
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.core.results import CheckResult
     from upkeep.engine.pipeline import Pipeline
+    from upkeep.engine.remediation import Remediator
+    from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
     from upkeep.store.store import Store
@@ -107,6 +110,7 @@ class Daemon:
         self._pipeline: Pipeline | None = None
         self._leading_blind = False
         self._scheduler: Scheduler | None = None
+        self._remediation: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code.
@@ -230,9 +234,6 @@ class Daemon:
         """Given the lead's HTTP client, return the function the API starts runs with
         (``DaemonState.start_runbook``): one run of a runbook at a time, dry runs aside;
         the run is the daemon's like a scheduled one (drained on stop)."""
-        from upkeep.engine.runbooks import RunbookExecutor
-        from upkeep.engine.runner import CheckRunner
-        from upkeep.reports.service import ReportService
         from upkeep.web.runbooks import RunRefused
 
         dry_runs = iter(range(1, 2**62))
@@ -251,25 +252,7 @@ class Daemon:
                 if not started.done():
                     started.set_result(run_id)
 
-            loaded = self.loaded
-            executor = RunbookExecutor(
-                loaded,
-                store,
-                http=http,
-                checks=CheckRunner(
-                    redactor=loaded.redactor,
-                    http=http,
-                    concurrency=loaded.config.engine.concurrency,
-                    clock=self.clock,
-                    store=store,
-                ),
-                owner=self.instance_id,
-                on_start=on_start,
-                alerts=pipeline.manager,
-                clock=self.clock,
-                # As the schedule's executor (``_new_scheduler``): report.send needs it.
-                reports=ReportService(loaded, store),
-            )
+            executor = self._executor(http, on_start=on_start)
 
             async def run() -> None:
                 record = await executor.execute(
@@ -301,6 +284,38 @@ class Daemon:
             raise RunRefused(503, f"the run of {name} could not be recorded (see the log)")
 
         return start
+
+    def _executor(
+        self, http: HttpClient, on_start: Callable[[int], None] | None = None
+    ) -> RunbookExecutor:
+        """Given the lead's HTTP client, return an executor of the config in force for a
+        run the API or an alert starts, recording through the pipeline's alert manager."""
+        from upkeep.engine.runbooks import RunbookExecutor
+        from upkeep.engine.runner import CheckRunner
+        from upkeep.reports.service import ReportService
+
+        store, pipeline = self._store, self._pipeline
+        if store is None or pipeline is None:
+            raise RuntimeError("the store is open before runs start")
+        loaded = self.loaded
+        return RunbookExecutor(
+            loaded,
+            store,
+            http=http,
+            checks=CheckRunner(
+                redactor=loaded.redactor,
+                http=http,
+                concurrency=loaded.config.engine.concurrency,
+                clock=self.clock,
+                store=store,
+            ),
+            owner=self.instance_id,
+            on_start=on_start,
+            alerts=pipeline.manager,
+            clock=self.clock,
+            # As the schedule's executor (``_new_scheduler``): report.send needs it.
+            reports=ReportService(loaded, store),
+        )
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -482,7 +497,7 @@ class Daemon:
             pipeline.run_deliveries(delivery_stop, self.instance_id), name="deliveries"
         )
         schedule_task = asyncio.create_task(scheduler.run(), name="scheduler")
-        self._state.start_runbook = self._runbook_starter(http)
+        self._take_work(http)
         lost = False
         try:
             while True:
@@ -521,11 +536,36 @@ class Daemon:
             if lost:
                 await leadership.release()
 
+    def _remediator(self, http: HttpClient) -> Remediator:
+        """Given the lead's HTTP client, return what starts the runbooks alerts ask for
+        (``on_alert:``): the leader's only, so one daemon decides each firing."""
+        from upkeep.engine.remediation import Remediator
+
+        if self._store is None:
+            raise RuntimeError("the store is open before leading")
+        return Remediator(
+            lambda: self.loaded,
+            self._store,
+            executor=lambda: self._executor(http),
+            running=self._running_runbooks,
+            clock=self.clock,
+            on_run=self.metrics.observe_run,
+        )
+
+    def _take_work(self, http: HttpClient) -> None:
+        """As the lead begins: start runbooks the API asks for and those alerts ask for."""
+        if self._state is not None:
+            self._state.start_runbook = self._runbook_starter(http)
+        self._remediation = asyncio.create_task(self._remediator(http).run(), name="remediation")
+
     def _stop_taking_work(self) -> None:
-        """As the lead ends: refuse runbooks the API asks for, and let pings wait for the
-        next leader's checks."""
+        """As the lead ends: refuse runbooks the API asks for, start none for alerts (those
+        running drain with the rest), and let pings wait for the next leader's checks."""
         if self._state is not None:
             self._state.start_runbook = None
+        if self._remediation is not None:
+            self._remediation.cancel()
+            self._remediation = None
         self._scheduler = None
 
     def _stand_down(self) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "locks",
     "outbox",
     "pings",
+    "remediations",
     "repository",
     "runs",
     "schema",

@@ -34,6 +34,7 @@ from upkeep.store.schema import (
     check_states,
     incident_updates,
     outbox,
+    remediations,
     silences,
 )
 
@@ -552,6 +553,7 @@ class AlertStore:
             )
             connection.execute(delete(alert_events).where(alert_events.c.alert_id.in_(old)))
             connection.execute(delete(incident_updates).where(incident_updates.c.alert_id.in_(old)))
+            connection.execute(delete(remediations).where(remediations.c.alert_id.in_(old)))
             # The notices of a deleted alert go with it, whatever their own retention.
             connection.execute(
                 delete(outbox).where(

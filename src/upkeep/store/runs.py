@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from upkeep.store.remediations import claim_for_run
 from upkeep.store.rows import inserted_id
 from upkeep.store.schema import instances, maintenance_windows, run_steps, runs, schedule_marks
 
@@ -90,8 +91,9 @@ class ApprovalDecision(StrEnum):
     REJECTED = "rejected"
 
 
-RunTrigger = Literal["schedule", "cli", "api"]
-"""How a run was started: by the scheduler, by ``upkeep run``, or through the API."""
+RunTrigger = Literal["schedule", "cli", "api", "alert"]
+"""How a run was started: by the scheduler, by ``upkeep run``, through the API, or by an
+alert that fired (``on_alert:``)."""
 
 ACTIVE_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING)
 """Run statuses that mean "not finished": a dead owner turns them into ``interrupted``."""
@@ -171,6 +173,8 @@ class RunRecord:
     message: str
     detail: dict[str, Any]
     steps: list[StepRecord] = field(default_factory=list)
+    alert_id: int | None = None
+    """The alert whose firing started it (trigger ``alert``)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -375,11 +379,14 @@ class RunLog:
         scheduled_for: datetime | None = None,
         dry_run: bool = False,
         now: datetime | None = None,
+        alert_id: int | None = None,
     ) -> int | None:
         """Given a runbook, its trigger and its steps (name, kind), record a ``running`` run.
 
         Return its id, or None if the scheduled firing ``(runbook, scheduled_for)`` was
-        already claimed by another process (the claim is the unique key).
+        already claimed by another process (the claim is the unique key), or, for a run
+        an alert starts (``alert_id``), if that alert's trigger of the runbook is not
+        pending any more (started or suppressed elsewhere: ``store.remediations``).
         """
         moment = now or datetime.now(UTC)
         try:
@@ -396,9 +403,19 @@ class RunLog:
                         owner=owner,
                         message="",
                         detail={},
+                        alert_id=alert_id,
                     )
                 )
                 run_id = inserted_id(inserted)
+                if alert_id is not None and not claim_for_run(
+                    connection,
+                    runbook=runbook,
+                    alert_id=alert_id,
+                    run_id=run_id,
+                    dry_run=dry_run,
+                    now=moment,
+                ):
+                    raise _Unclaimed
                 if steps:
                     connection.execute(
                         insert(run_steps),
@@ -416,8 +433,10 @@ class RunLog:
                             for position, (name, kind) in enumerate(steps)
                         ],
                     )
+        except _Unclaimed:
+            return None
         except IntegrityError:
-            if scheduled_for is None:
+            if scheduled_for is None and alert_id is None:
                 raise
             return None
         return int(run_id)
@@ -790,6 +809,11 @@ def _step_record(row: Any) -> StepRecord:
     )
 
 
+class _Unclaimed(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside ``start_run``'s transaction to roll the run back: its alert trigger
+    was decided by someone else."""
+
+
 def _run_record(row: Any, steps: list[StepRecord]) -> RunRecord:
     return RunRecord(
         id=row.id,
@@ -805,4 +829,5 @@ def _run_record(row: Any, steps: list[StepRecord]) -> RunRecord:
         message=row.message,
         detail=row.detail or {},
         steps=steps,
+        alert_id=row.alert_id,
     )

@@ -29,6 +29,9 @@ Designed for months of results from thousands of checks:
   log), keyed by the SHA-256 of the heartbeat's id (the id is the ping URL's credential
   and is never stored); ``heartbeats`` remembers when each was first seen, so a heartbeat
   that never pinged is judged from then.
+* ``remediations`` are the alert firings that asked for a runbook (``on_alert:``): written
+  with the firing, in its transaction, then started (claimed by the run's insert) or
+  suppressed with the reason, once per (runbook, alert);
 * ``incident_updates`` are what an operator published about an incident for the public
   status page (nothing else of an incident reaches it).
 """
@@ -157,9 +160,12 @@ runs = Table(
     Column("owner", String(200), nullable=False),
     Column("message", Text, nullable=False, default=""),
     Column("detail", JSON, nullable=False, default=dict),
+    # The alert that started a remediation run (``on_alert:``); one run per runbook and alert.
+    Column("alert_id", BigInteger, nullable=True),
     UniqueConstraint("runbook", "scheduled_for"),
     Index("ix_runs_started_at", "started_at"),
     Index("ix_runs_status", "status"),
+    Index("ux_runs_runbook_alert_id", "runbook", "alert_id", unique=True),
 )
 
 run_steps = Table(
@@ -280,6 +286,24 @@ alert_events = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("author", String(200), nullable=True),
     Index("ix_alert_events_alert_id_at", "alert_id", "at"),
+)
+
+remediations = Table(
+    "remediations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("runbook", String(200), nullable=False),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("check", String(200), nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    # The run whose result fired the alert, if a runbook's step recorded it (loop guard).
+    Column("source_run", BigInteger, nullable=True),
+    Column("status", String(20), nullable=False),  # pending | started | suppressed | done
+    Column("reason", Text, nullable=False, default=""),
+    Column("run_id", BigInteger, nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    UniqueConstraint("runbook", "alert_id"),
+    Index("ix_remediations_status", "status"),
 )
 
 silences = Table(

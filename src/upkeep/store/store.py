@@ -59,11 +59,12 @@ if TYPE_CHECKING:
     from upkeep.store.backups import BackupCatalog
     from upkeep.store.outbox import OutboxStore
     from upkeep.store.pings import PingLog
+    from upkeep.store.remediations import RemediationLog
     from upkeep.store.runs import RunLog
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_REVISION = "0008_reports"
+SCHEMA_REVISION = "0009_remedy"
 """The Alembic head this code expects; a test asserts it matches the migration scripts."""
 DEFAULT_SCHEMA = "upkeep"
 """The PostgreSQL schema a store lives in unless the config names another."""
@@ -456,6 +457,13 @@ class Store:
         from upkeep.store.runs import RunLog
 
         return RunLog(self.engine, self._lock)
+
+    @functools.cached_property
+    def remediations(self) -> RemediationLog:
+        """Return the remediation triggers (alert firings that asked for a runbook)."""
+        from upkeep.store.remediations import RemediationLog
+
+        return RemediationLog(self.engine, self._lock)
 
     @functools.cached_property
     def outbox(self) -> OutboxStore:

@@ -159,6 +159,7 @@ def run_to_json(record: RunRecord) -> dict[str, Any]:
         "runbook": record.runbook,
         "trigger": record.trigger,
         "triggered_by": record.triggered_by,
+        "alert_id": record.alert_id,
         "status": record.status,
         "dry_run": record.dry_run,
         "scheduled_for": iso(record.scheduled_for),

@@ -40,8 +40,13 @@ class RunModel(Answer):
 
     id: int
     runbook: str
-    trigger: str = Field(description="`schedule`, `cli` or `api`")
-    triggered_by: str | None
+    trigger: str = Field(description="`schedule`, `cli`, `api` or `alert`")
+    triggered_by: str | None = Field(
+        description="who started it: a user or token, or `alert:<id> <check>`"
+    )
+    alert_id: int | None = Field(
+        default=None, description="the alert whose firing started it (trigger `alert`)"
+    )
     status: str
     dry_run: bool
     scheduled_for: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
@@ -31,6 +31,11 @@ class RunbookSummary(Answer):
     steps: list[str] = Field(description="each step's kind, in order")
     next: str | None = Field(description="its next firing (ISO 8601); null if unscheduled")
     firings: list[str] = Field(description="its next firings (ISO 8601), `count` at most")
+    on_alert: dict[str, Any] | None = Field(
+        default=None,
+        description="the alerts that start it and its guard rails, as `on_alert:` writes "
+        "them; null if no alert does",
+    )
 
 
 class RunRequest(ApiBody):

@@ -177,6 +177,9 @@ def _icons() -> dict[str, str]:
         "missed": STATUS_ICONS["warning"],
         "not_run": STATUS_ICONS["none"],
         "muted": "\u2205",
+        # A remediation trigger's states (the alert page): started, suppressed, done.
+        "started": "\u21bb",
+        "suppressed": "\u2205",
     }
     return {**STATUS_ICONS, **extra}
 
@@ -650,7 +653,8 @@ def _alert_pages(router: APIRouter, dashboard: _Dashboard) -> None:
 
     @router.get("/alerts/{alert_id}", dependencies=read)
     async def alert_page(alert_id: RecordId) -> HTMLResponse:
-        """One alert: its state, acknowledgement, timeline, notifications; ack and note."""
+        """One alert: its state, acknowledgement, timeline, the runbooks its firing
+        started (or why not), notifications; ack and note."""
 
         def build() -> dict[str, Any] | None:
             record = state.store.alerts.get(alert_id)
@@ -660,6 +664,7 @@ def _alert_pages(router: APIRouter, dashboard: _Dashboard) -> None:
                 "alert": record,
                 "events": state.store.alerts.events(alert_id),
                 "deliveries": state.store.outbox.for_alert(alert_id),
+                "remediations": state.store.remediations.for_alert(alert_id),
             }
 
         context = await asyncio.to_thread(build)
