@@ -132,6 +132,31 @@ def step_title(step: StepConfig) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def planned_steps(loaded: LoadedConfig, runbook: RunbookConfig) -> list[tuple[str, str, str]]:
+    """Given a config and one of its runbooks, return its steps as a run records them:
+    (title, kind, phase), steps first, then the rollback, then ``finally``."""
+    # A title is made from config text, which may hold a secret: redact it too.
+    return [
+        (loaded.redactor.redact(step_title(entry.step)), step_kind(entry.step), entry.phase)
+        for entry in runbook.flow()
+    ]
+
+
+def can_resume(loaded: LoadedConfig, record: RunRecord) -> bool:
+    """Given a config and an unfinished run (with its steps) whose owner is gone, return
+    whether a daemon on this config can take it over: not a dry run, not started by
+    ``upkeep run``, its runbook's steps unchanged in this config, and stopped inside a
+    wait, watch or approval step."""
+    runbook = loaded.config.runbooks.get(record.runbook)
+    if record.dry_run or record.trigger == "cli" or runbook is None:
+        return False
+    recorded = [(step.name, step.kind, step.phase) for step in record.steps]
+    if recorded != planned_steps(loaded, runbook):
+        return False
+    current = [step for step in record.steps if step.status in _IN_PROGRESS]
+    return len(current) == 1 and current[0].kind in RESUMABLE_KINDS
+
+
 def _shown(span: timedelta | None) -> str:
     """Given a configured timeout, return it as the config writes it (``1h``, not
     ``1:00:00``); ``none`` for no limit."""
@@ -243,7 +268,7 @@ class RunbookExecutor:
             triggered_by=triggered_by,
             scheduled_for=scheduled_for,
             owner=self.owner,
-            steps=self._planned(runbook),
+            steps=planned_steps(self.loaded, runbook),
             dry_run=dry_run,
             now=started_at,
         )
@@ -251,29 +276,12 @@ class RunbookExecutor:
             return None
         if self.on_start is not None:
             self.on_start(run_id)
-        return await self._drive(name, runbook, run_id, dry_run, started_at, {})
-
-    def _planned(self, runbook: RunbookConfig) -> list[tuple[str, str, str]]:
-        """Given a runbook, return its steps as a run records them: (title, kind, phase)."""
-        # A title is made from config text, which may hold a secret: redact it too.
-        return [
-            (self._redact(step_title(entry.step)), step_kind(entry.step), entry.phase)
-            for entry in runbook.flow()
-        ]
+        return await self._drive(name, runbook, run_id, trigger, dry_run, started_at, {})
 
     def can_resume(self, record: RunRecord) -> bool:
-        """Given an unfinished run (with its steps) whose owner is gone, return whether
-        this executor can take it over: not a dry run, not started by ``upkeep run``, its
-        runbook's steps unchanged in this config, and stopped inside a wait, watch or
-        approval step."""
-        runbook = self.loaded.config.runbooks.get(record.runbook)
-        if record.dry_run or record.trigger == "cli" or runbook is None:
-            return False
-        recorded = [(step.name, step.kind, step.phase) for step in record.steps]
-        if recorded != self._planned(runbook):
-            return False
-        current = [step for step in record.steps if step.status in _IN_PROGRESS]
-        return len(current) == 1 and current[0].kind in RESUMABLE_KINDS
+        """Given an unfinished run, return whether this executor can take it over
+        (``can_resume`` on its config)."""
+        return can_resume(self.loaded, record)
 
     async def resume(self, run_id: int) -> RunRecord | None:
         """Given the id of a run this process has taken over (``RunLog.sweep_orphans``),
@@ -309,7 +317,13 @@ class RunbookExecutor:
         runbook = self.loaded.config.runbooks[record.runbook]
         recorded = {step.position: step for step in record.steps}
         return await self._drive(
-            record.runbook, runbook, run_id, record.dry_run, record.started_at, recorded
+            record.runbook,
+            runbook,
+            run_id,
+            record.trigger,
+            record.dry_run,
+            record.started_at,
+            recorded,
         )
 
     async def _drive(
@@ -317,6 +331,7 @@ class RunbookExecutor:
         name: str,
         runbook: RunbookConfig,
         run_id: int,
+        trigger: str,
         dry_run: bool,
         started_at: datetime,
         recorded: dict[int, StepRecord],
@@ -361,7 +376,9 @@ class RunbookExecutor:
             )
         except asyncio.CancelledError as cancelled:
             current = progress.current
-            if self.hand_over and not dry_run and current in RESUMABLE_KINDS:
+            # As ``can_resume`` rules: never a dry run, nor a run of ``upkeep run``.
+            resumable = not dry_run and trigger != "cli" and current in RESUMABLE_KINDS
+            if self.hand_over and resumable:
                 released = await asyncio.shield(
                     asyncio.to_thread(run_log.release_run, run_id, self.owner)
                 )
