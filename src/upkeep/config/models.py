@@ -298,6 +298,17 @@ class RunbookConfig(StrictModel):
     window: WindowName | None = Field(
         default=None, description="a window of `windows:`; the runbook runs only inside it"
     )
+    timeout: Duration | None = Field(
+        default=None,
+        description="its steps are cancelled after this long (then the rollback, if any, "
+        "and `finally` run)",
+    )
+    labels: dict[str, str] = Field(
+        default={}, description="free labels for people (upkeep does not read them)"
+    )
+    steps: Annotated[list[StepConfig], Field(min_length=1)] = Field(
+        description="what it does, in order (at least one)"
+    )
     on_failure: OnFailure | list[StepConfig] = Field(
         default="stop",
         description="after a failed step: stop, or continue with the next; or a list of "
@@ -308,15 +319,6 @@ class RunbookConfig(StrictModel):
         default=[],
         description="steps that always run last: after the steps and any rollback, "
         "whether they succeeded, failed or timed out (not when the run is cancelled)",
-    )
-    timeout: Duration | None = Field(
-        default=None, description="the whole run is cancelled after this long"
-    )
-    labels: dict[str, str] = Field(
-        default={}, description="free labels for people (upkeep does not read them)"
-    )
-    steps: Annotated[list[StepConfig], Field(min_length=1)] = Field(
-        description="what it does, in order (at least one)"
     )
 
     _schedule = field_validator("schedule")(
