@@ -561,7 +561,8 @@ def _runbook_extras() -> list[str]:
         "| `manual` | a checklist item a person confirms; a dry run lists it |",
         "| `approval` | waits until `upkeep approve RUN` (or the API) decides; a rejection stops the run |",
         "| `wait` | pauses the run for a duration (`wait: 1h`, between rollout stages) |",
-        "| `watch` | runs checks every `every` for `for`; fails as soon as one is critical or unknown (`fail_on: warning`: a warning too) |",
+        "| `watch` | runs checks every `every` for `for`; fails as soon as one is critical or "
+        "unknown (`fail_on: warning`: a warning too) |",
         "",
         "`retries` does not apply to `manual`, `approval`, `wait` and `watch`.",
         "",

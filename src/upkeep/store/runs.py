@@ -73,7 +73,8 @@ class StepStatus(StrEnum):
     EXPIRED = "expired"
     """An approval step with no decision within its timeout."""
     NOT_RUN = "not_run"
-    """Left out: an earlier step failed with ``on_failure: stop``, or the run ended."""
+    """Left out: an earlier step failed with ``on_failure: stop``, the run ended, or no
+    step failed, so the rollback was not needed."""
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
 
