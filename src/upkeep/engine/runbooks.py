@@ -379,9 +379,15 @@ class RunbookExecutor:
             # As ``can_resume`` rules: never a dry run, nor a run of ``upkeep run``.
             resumable = not dry_run and trigger != "cli" and current in RESUMABLE_KINDS
             if self.hand_over and resumable:
-                released = await asyncio.shield(
-                    asyncio.to_thread(run_log.release_run, run_id, self.owner)
-                )
+                try:
+                    released = await asyncio.shield(
+                        asyncio.to_thread(run_log.release_run, run_id, self.owner)
+                    )
+                except Exception as error:  # noqa: BLE001 - then it is recorded cancelled, if it can be
+                    logger.warning(
+                        "run %d could not be handed over: %s", run_id, self._redact(str(error))
+                    )
+                    released = False
                 if released:
                     logger.warning(
                         "run %d of runbook %s left in its %s step for the next leader to resume",
@@ -559,12 +565,11 @@ class RunbookExecutor:
         return await self._approval_step(call)
 
     async def _save_state(self, call: _Call, state: dict[str, Any]) -> None:
-        """Keep what a waiting step needs to be resumed in its detail (with its phase)."""
+        """Keep what a waiting step needs to be resumed in its detail (with its phase),
+        redacted as every stored detail is (an approval's question is config text)."""
+        detail = self.loaded.redactor.redact_value({**state, **_phase_detail(call.phase)})
         await asyncio.to_thread(
-            self.store.runs.update_step,
-            call.run_id,
-            call.position,
-            detail={**state, **_phase_detail(call.phase)},
+            self.store.runs.update_step, call.run_id, call.position, detail=detail
         )
 
     def _deadline(self, call: _Call, span: timedelta) -> datetime:
