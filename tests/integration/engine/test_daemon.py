@@ -610,23 +610,27 @@ def test_after_kill_9_a_new_daemon_resumes_a_run_in_its_watch_with_the_time_left
 
         second = serve(config, clock=clock)
         second.wait_role("leader")
+        leading_since = clock.now()
 
         def finished() -> RunRecord | None:
             record = store.runs.get_run(running.id)
             return record if record is not None and record.finished_at is not None else None
 
-        record = wait_for(finished, 15, "the resumed run to finish")
+        record = wait_for(finished, 30, "the resumed run to finish")
         assert record.status == "succeeded", record.message
         watch, after = record.steps
         assert (watch.status, after.status) == ("ok", "ok")
         assert record.owner != running.owner
-        # It watched on, a round a second, to the watch's own end (not 15 s from the
-        # restart).
-        assert watch.finished_at is not None
-        assert timedelta(0) <= watch.finished_at - until < timedelta(seconds=1.5)
         assert watch.detail["until"] == until.isoformat()
-        rounds_after = record.steps[0].detail["rounds"] - running.steps[0].detail["rounds"]
-        assert rounds_after >= 3, watch.detail
+        # It watched to the watch's own end, not for 15 s from the restart: at `until`, or
+        # at once if the new daemon led only after it (a slow start on a loaded machine).
+        assert watch.finished_at is not None
+        assert until <= watch.finished_at < max(until, leading_since) + timedelta(seconds=1.5)
+        rounds_after = watch.detail["rounds"] - running.steps[0].detail["rounds"]
+        # A round on resuming, then one a second (plus the round's own time) for the time
+        # left: it kept watching, not one look and done.
+        left_s = (until - leading_since).total_seconds()
+        assert rounds_after >= max(1, int(left_s / 2)), (watch.detail, leading_since, until)
         assert "took over 1 run(s)" in second.log()
         assert "resuming run" in second.log()
         # One run of that firing, resumed, never interrupted nor run again.
