@@ -526,3 +526,19 @@ def test_two_sweeping_daemons_take_a_run_over_exactly_once(store: Store) -> None
     [winner] = [owner for owner, ids in taken.items() if ids == [run_id]]
     stored = store.runs.get_run(run_id)
     assert stored is not None and stored.owner == winner and stored.status == "running"
+
+
+async def test_runs_show_names_the_phase_of_rollback_and_finally_steps(
+    tmp_path: Path, store: Store, http: HttpClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from upkeep.cli.runbooks import show_run
+
+    loaded = load_text(tmp_path, ROLLOUT.format(failing="false"))
+    record = await executor(loaded, store, http).execute("deploy", trigger="cli")
+    assert record is not None
+    assert await asyncio.to_thread(show_run, loaded.path, record.id, json_output=False) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("rollback ran: 1 step(s) ok" in line for line in lines), lines
+    assert any(line.startswith("4. ok") and "command  rollback: undo" in line for line in lines)
+    assert any(line.startswith("5. ok") and "command  finally: tidy" in line for line in lines)
+    assert any(line.startswith("1. ok") and "command  command true" in line for line in lines)
