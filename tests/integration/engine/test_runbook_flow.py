@@ -542,3 +542,34 @@ async def test_runs_show_names_the_phase_of_rollback_and_finally_steps(
     assert any(line.startswith("4. ok") and "command  rollback: undo" in line for line in lines)
     assert any(line.startswith("5. ok") and "command  finally: tidy" in line for line in lines)
     assert any(line.startswith("1. ok") and "command  command true" in line for line in lines)
+
+
+async def test_task_steps_in_the_rollback_and_finally_run_with_their_own_params(
+    tmp_path: Path, store: Store, http: HttpClient
+) -> None:
+    import os
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for name in ("app-1", "app-2", "keep-1"):
+        (scratch / name).write_text("x")
+        os.utime(scratch / name, (0, 0))
+    loaded = load_text(
+        tmp_path,
+        f"""\
+runbooks:
+  deploy:
+    on_failure:
+      - task: files.cleanup
+        with: {{root: {scratch}, pattern: "app-1", older_than: 1d}}
+    finally:
+      - task: files.cleanup
+        with: {{root: {scratch}, pattern: "app-2", older_than: 1d}}
+    steps:
+      - command: ["false"]
+""",
+    )
+    record = await executor(loaded, store, http).execute("deploy", trigger="cli")
+    assert record is not None
+    assert shape(record) == [("main", "failed"), ("rollback", "ok"), ("finally", "ok")]
+    assert sorted(path.name for path in scratch.iterdir()) == ["keep-1"]
