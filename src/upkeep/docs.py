@@ -354,6 +354,17 @@ runbooks:
         on_failure: continue
       - manual: Read the weekly capacity report
       - approval: Apply the schema change?
+  canary:
+    description: one stage of a rollout, rolled back if the error rate turns bad
+    on_failure:
+      - name: roll back
+        command: [kubectl, rollout, undo, deployment/web]
+    finally:
+      - command: [kubectl, annotate, deployment/web, --overwrite, "rollout=idle"]
+    steps:
+      - command: [kubectl, scale, deployment/web-canary, --replicas=1]
+      - watch: {checks: {labels: {service: web}}, for: 1h, every: 1m}
+      - wait: 10m
 """,
     "channels": """\
 channels:
@@ -580,6 +591,36 @@ def _runbook_extras() -> list[str]:
         "| `command` | runs an argv (no shell) with `env:` added; fails on a non-zero exit |",
         "| `manual` | a checklist item a person confirms; a dry run lists it |",
         "| `approval` | waits until `upkeep approve RUN` (or the API) decides; a rejection stops the run |",
+        "| `wait` | pauses the run for a duration (`wait: 1h`, between rollout stages) |",
+        "| `watch` | runs checks every `every` for `for`; fails as soon as one is critical or "
+        "unknown (`fail_on: warning`: a warning too) |",
+        "",
+        "`retries` does not apply to `manual`, `approval`, `wait` and `watch`.",
+        "",
+        "### Rollback and finally",
+        "",
+        "A runbook's `on_failure` is either a policy (`stop`, `continue`) or a list of",
+        "rollback steps. With a list, a failed step stops the run (unless the step says",
+        "`on_failure: continue`) and, if any step failed or the runbook's `timeout` cut it,",
+        "the rollback steps run; otherwise they are recorded `not_run`. `finally:` steps run",
+        "last in every case: after success, failure, timeout and rollback (a failed one does",
+        "not stop the others unless it says `on_failure: stop`). The runbook's `timeout`",
+        "bounds its steps only; rollback and `finally` steps have their own. Neither runs",
+        "when the run is cancelled or its process is killed. Every step is recorded with its",
+        "phase (`main`, `rollback`, `finally`); the run's message says whether the rollback",
+        "ran and how it ended, and any failed step, rollback or `finally` included, fails the",
+        "run.",
+        "",
+        "### Restarts",
+        "",
+        "A run of the daemon (scheduled or started through the API) that is inside a `wait`,",
+        "`watch` or `approval` step when its daemon stops or dies is taken over by the next",
+        "leader and resumed with the time left (the step's deadline is kept in the store); a",
+        "watch starts again with a round at once. Exactly one daemon takes each run over. A",
+        "run that stopped in any other step, or whose runbook's steps changed meanwhile, is",
+        "marked `interrupted`, and its rollback and `finally` steps are not run: after a step",
+        "that stopped halfway, whether undoing it is safe is for a person to judge. Runs of",
+        "`upkeep run` are not resumed.",
         "",
         "### Tasks",
         "",

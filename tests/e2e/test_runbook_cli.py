@@ -136,6 +136,7 @@ def test_run_with_yes_lists_steps_and_records_the_run(upkeep: Upkeep, project: P
             "number",
             "name",
             "kind",
+            "phase",
             "status",
             "started_at",
             "finished_at",

@@ -169,7 +169,8 @@ async def _execute(
         line = Text(f"  {position + 1}. ")
         line.append(f"{report.status:<9}", style=STEP_STATUS_STYLE.get(report.status, ""))
         line.append(" ")
-        line.append_text(untrusted(title, one_line=True))
+        phase = report.detail.get("phase")
+        line.append_text(untrusted(f"{phase}: {title}" if phase else title, one_line=True))
         out.print(line)
         # The command's own output: every line escaped (no "\r" overwrites a line, no
         # escape sequence reaches the terminal), each indented under its step.
@@ -543,7 +544,8 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
         )
         step_line = Text(f"{step.position + 1}. ")
         step_line.append(f"{step.status:<11}", style=STEP_STATUS_STYLE.get(step.status, ""))
-        described = f" {step.kind:<8} {step.name}{took}"
+        phase = f"{step.phase}: " if step.phase != "main" else ""
+        described = f" {step.kind:<8} {phase}{step.name}{took}"
         if step.attempts > 1:
             described += f" ({step.attempts} attempts)"
         if step.decision:

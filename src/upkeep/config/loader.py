@@ -81,7 +81,8 @@ class CompiledTask:
 @dataclass(frozen=True)
 class LoadedConfig:
     """A valid config, its origin, the redactor knowing its secrets, compiled checks and
-    compiled task steps (keyed by runbook name and step index)."""
+    compiled task steps (keyed by runbook name and the step's position in a run: steps,
+    then rollback, then finally)."""
 
     path: Path
     config: UpkeepConfig
@@ -609,10 +610,11 @@ def _compile_tasks(
 
     compiled: dict[tuple[str, int], CompiledTask] = {}
     for name, runbook in config.runbooks.items():
-        for index, step in enumerate(runbook.steps):
+        # Keyed by the step's position in the run (steps, then rollback, then finally).
+        for index, (_phase, key, step) in enumerate(runbook.flow()):
             if step.task is None:
                 continue
-            path: KeyPath = ("runbooks", name, "steps", index)
+            path: KeyPath = ("runbooks", name, *key)
             task_class = TASK_KINDS.get(step.task)
             if task_class is None:
                 choices = ", ".join(sorted(TASK_KINDS))

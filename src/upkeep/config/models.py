@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -177,10 +177,39 @@ class CheckSelector(StrictModel):
 
 
 OnFailure = Literal["stop", "continue"]
+Phase = Literal["main", "rollback", "finally"]
+"""Where a runbook step belongs: ``steps``, the rollback (``on_failure`` as a list) or
+``finally``."""
+
+
+class WatchConfig(StrictModel):
+    """A watch: the selected checks run every ``every`` for ``for``; the step fails as soon
+    as one turns bad."""
+
+    checks: CheckSelector = Field(description="which checks to watch (as a checks step selects)")
+    for_: Annotated[Duration, Field(alias="for")] = Field(
+        description="how long to watch; the step succeeds when this passes clean"
+    )
+    every: Duration = Field(
+        default=timedelta(minutes=1), description="how often the checks run meanwhile"
+    )
+    fail_on: Literal["critical", "warning"] = Field(
+        default="critical",
+        description="critical: a critical or unknown result fails the step; warning: a "
+        "warning does too",
+    )
+
+    @field_validator("for_", "every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class StepConfig(StrictModel):
-    """One runbook step: exactly one of checks, task, command, manual or approval."""
+    """One runbook step: exactly one of checks, task, command, manual, approval, wait or
+    watch."""
 
     name: str | None = Field(default=None, description="how output and records name the step")
     checks: CheckSelector | None = Field(
@@ -205,9 +234,19 @@ class StepConfig(StrictModel):
         description="a question the run waits on until `upkeep approve RUN` (or the API) "
         "decides; a rejection stops the run",
     )
+    wait: Duration | None = Field(
+        default=None,
+        description="pause the run this long (between rollout stages); a daemon restart "
+        "resumes the wait with the time left",
+    )
+    watch: WatchConfig | None = Field(
+        default=None,
+        description="run checks every `every` for `for`; fail as soon as one turns bad",
+    )
     on_failure: OnFailure | None = Field(
         default=None,
-        description="stop or continue the run when this step fails (default: the runbook's)",
+        description="stop or continue the run when this step fails (default: the runbook's; "
+        "in `finally`: continue)",
     )
     timeout: Duration | None = Field(
         default=None, description="the step is cancelled and fails after this long"
@@ -226,8 +265,15 @@ class StepConfig(StrictModel):
             raise ValueError("command needs at least the program to run")
         return value
 
+    @field_validator("wait")
+    @classmethod
+    def _positive_wait(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("a wait must be longer than zero")
+        return value
 
-_STEP_ACTIONS = ("checks", "task", "command", "manual", "approval")
+
+_STEP_ACTIONS = ("checks", "task", "command", "manual", "approval", "wait", "watch")
 
 
 def _one_action_problem(data: Any) -> str | None:
@@ -253,11 +299,10 @@ class RunbookConfig(StrictModel):
     window: WindowName | None = Field(
         default=None, description="a window of `windows:`; the runbook runs only inside it"
     )
-    on_failure: OnFailure = Field(
-        default="stop", description="after a failed step: stop, or continue with the next"
-    )
     timeout: Duration | None = Field(
-        default=None, description="the whole run is cancelled after this long"
+        default=None,
+        description="its steps are cancelled after this long (then the rollback, if any, "
+        "and `finally` run)",
     )
     labels: dict[str, str] = Field(
         default={},
@@ -272,6 +317,17 @@ class RunbookConfig(StrictModel):
         description="remediation: the leader daemon starts the runbook when a matching "
         "alert fires, within guard rails (none: never started by an alert)",
     )
+    on_failure: OnFailure | list[StepConfig] = Field(
+        default="stop",
+        description="after a failed step: stop, or continue with the next; or a list of "
+        "rollback steps: the run stops at a failed step (unless the step says continue) "
+        "and, if any step failed or the runbook timed out, runs these",
+    )
+    finally_: Annotated[list[StepConfig], Field(alias="finally")] = Field(
+        default=[],
+        description="steps that always run last: after the steps and any rollback, "
+        "whether they succeeded, failed or timed out (not when the run is cancelled)",
+    )
 
     _schedule = field_validator("schedule")(
         lambda value: _check_schedule(value) if value is not None else value
@@ -279,6 +335,40 @@ class RunbookConfig(StrictModel):
     _timezone = field_validator("timezone")(
         lambda value: _check_timezone(value) if value is not None else value
     )
+
+    @property
+    def policy(self) -> OnFailure:
+        """Return what a failed step does to the run by default: stop or continue (a
+        rollback list means stop)."""
+        return self.on_failure if isinstance(self.on_failure, str) else "stop"
+
+    @property
+    def rollback(self) -> list[StepConfig]:
+        """Return the rollback steps (empty unless ``on_failure`` is a list)."""
+        return [] if isinstance(self.on_failure, str) else self.on_failure
+
+    def flow(self) -> list[FlowStep]:
+        """Return every step in the order a run records them: the steps, the rollback,
+        then ``finally``; each with its phase and its key path inside the runbook."""
+        sections: tuple[tuple[Phase, str, list[StepConfig]], ...] = (
+            ("main", "steps", self.steps),
+            ("rollback", "on_failure", self.rollback),
+            ("finally", "finally", self.finally_),
+        )
+        return [
+            FlowStep(phase, (key, index), step)
+            for phase, key, steps in sections
+            for index, step in enumerate(steps)
+        ]
+
+
+class FlowStep(NamedTuple):
+    """One step of a runbook's flow: its phase, its key path in the runbook
+    (``("steps", 2)``, ``("on_failure", 0)``, ``("finally", 1)``) and its config."""
+
+    phase: Phase
+    key: tuple[str, int]
+    step: StepConfig
 
 
 RunEvent = Literal["failed", "interrupted", "missed", "waiting", "succeeded", "cancelled"]

@@ -11,18 +11,43 @@ Step kinds and what "failed" means for each:
 * ``manual`` — a checklist item for a person: confirmed at the prompt of an interactive
   ``upkeep run``, otherwise recorded as ``todo`` and never blocks the run;
 * ``approval`` — the run waits (status ``waiting``) until someone approves or rejects it
-  through ``upkeep approve`` or the API, or until the step's timeout (default 1h).
+  through ``upkeep approve`` or the API, or until the step's timeout (default 1h);
+* ``wait`` — the run pauses for the given duration (between the stages of a rollout);
+* ``watch`` — the selected checks run every ``every`` for ``for``, their results stored
+  with the run; the step fails as soon as one is ``critical`` or ``unknown`` (with
+  ``fail_on: warning``, a ``warning`` too) and succeeds when the period passes clean.
 
-Each step has ``timeout``, ``retries`` (not for manual and approval) and ``on_failure``
-(``stop``: the remaining steps are recorded ``not_run``; ``continue``). The runbook's own
-``timeout`` bounds the whole run. A dry run records every step's plan and changes nothing:
-tasks say what they would change (or that it cannot be predicted), commands say they would
-run and that their effect cannot be predicted.
+Each step has ``timeout``, ``retries`` (not for manual, approval, wait and watch) and
+``on_failure`` (``stop``: the remaining steps are recorded ``not_run``; ``continue``). The
+runbook's own ``timeout`` bounds its steps.
+
+Phases: a runbook's ``on_failure`` may be a list of rollback steps instead of a policy;
+they run (phase ``rollback``) when a step failed or the runbook timed out, and are recorded
+``not_run`` otherwise. ``finally`` steps run last, always (after success, failure, timeout
+and rollback alike; a failed ``finally`` step does not stop the others unless it says
+``on_failure: stop``). Neither runs when the run is cancelled or its process dies. A
+failed rollback or ``finally`` step fails the run; the run's message says whether the
+rollback ran and how it ended.
+
+Resuming: the times a wait, watch or approval step waits for are wall-clock deadlines kept
+in the step's detail (``until``; a watch also keeps its rounds and counts). When a daemon
+stops while a run is in such a step, it hands the run over (``RunLog.release_run``); when
+it dies, the run is orphaned; either way the next leader takes the run over
+(``RunLog.sweep_orphans`` with ``can_resume``) and ``resume`` continues it with the time
+left, then the remaining steps. A run that stopped in any other step, or whose runbook
+changed meanwhile, is marked ``interrupted``, without its rollback or ``finally``: which of
+them is safe to run after an unknown partial step is the operator's call. Runs started
+by ``upkeep run`` are never resumed by a daemon (their person is at the terminal).
+
+A dry run records every step's plan, rollback and ``finally`` included, and changes
+nothing: tasks say what they would change (or that it cannot be predicted), commands say
+they would run and that their effect cannot be predicted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
 import time
@@ -39,11 +64,18 @@ from upkeep.store.runs import ApprovalDecision, RunStatus, RunTrigger, StepStatu
 if TYPE_CHECKING:
     from upkeep.alerting.manager import AlertManager
     from upkeep.config.loader import LoadedConfig
-    from upkeep.config.models import RunbookConfig, StepConfig, UpkeepConfig
+    from upkeep.config.models import (
+        CheckSelector,
+        FlowStep,
+        Phase,
+        RunbookConfig,
+        StepConfig,
+        UpkeepConfig,
+    )
     from upkeep.core.results import CheckResult
     from upkeep.engine.runner import CheckRunner
     from upkeep.io.http import HttpClient
-    from upkeep.store.runs import RunRecord
+    from upkeep.store.runs import RunRecord, StepRecord
     from upkeep.store.store import Store
     from upkeep.tasks.base import ReportMaker
 
@@ -59,14 +91,20 @@ APPROVAL_POLL_S = 1.0
 RETRY_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 """Pause before retry N (the last value repeats)."""
 
+STEP_KINDS = ("checks", "task", "command", "manual", "approval", "wait", "watch")
+RESUMABLE_KINDS = frozenset({"wait", "watch", "approval"})
+"""Steps that only wait (on the clock or a person): a run stopped in one can be resumed."""
+UNTRIED_KINDS = frozenset({"manual", "approval", "wait", "watch"})
+"""Steps ``retries`` does not apply to."""
+
 ManualConfirm = Callable[[str], Awaitable[bool]]
 StepListener = Callable[[int, str, "StepReport"], None]
 """Called with (position, step title, report) as each step ends: the CLI prints progress."""
 
 
 def step_kind(step: StepConfig) -> str:
-    """Given a step, return its kind: checks, task, command, manual or approval."""
-    for kind in ("checks", "task", "command", "manual", "approval"):
+    """Given a step, return its kind: checks, task, command, manual, approval, wait or watch."""
+    for kind in STEP_KINDS:
         if getattr(step, kind) is not None:
             return kind
     raise ValueError("a step has no action")  # the config model makes this unreachable
@@ -83,8 +121,40 @@ def step_title(step: StepConfig) -> str:
         return f"{step.task} {step.target}" if step.target else step.task
     if step.command is not None:
         return f"command {step.command[0]}"
+    if step.wait is not None:
+        return f"wait {format_duration(step.wait)}"
+    if step.watch is not None:
+        selector = step.watch.checks
+        parts = [*selector.names, *(f"{k}={v}" for k, v in selector.labels.items())]
+        watched = " ".join(parts) if parts else "all checks"
+        return f"watch {watched} for {format_duration(step.watch.for_)}"
     text = step.manual if step.manual is not None else step.approval or ""
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def planned_steps(loaded: LoadedConfig, runbook: RunbookConfig) -> list[tuple[str, str, str]]:
+    """Given a config and one of its runbooks, return its steps as a run records them:
+    (title, kind, phase), steps first, then the rollback, then ``finally``."""
+    # A title is made from config text, which may hold a secret: redact it too.
+    return [
+        (loaded.redactor.redact(step_title(entry.step)), step_kind(entry.step), entry.phase)
+        for entry in runbook.flow()
+    ]
+
+
+def can_resume(loaded: LoadedConfig, record: RunRecord) -> bool:
+    """Given a config and an unfinished run (with its steps) whose owner is gone, return
+    whether a daemon on this config can take it over: not a dry run, not started by
+    ``upkeep run``, its runbook's steps unchanged in this config, and stopped inside a
+    wait, watch or approval step."""
+    runbook = loaded.config.runbooks.get(record.runbook)
+    if record.dry_run or record.trigger == "cli" or runbook is None:
+        return False
+    recorded = [(step.name, step.kind, step.phase) for step in record.steps]
+    if recorded != planned_steps(loaded, runbook):
+        return False
+    current = [step for step in record.steps if step.status in _IN_PROGRESS]
+    return len(current) == 1 and current[0].kind in RESUMABLE_KINDS
 
 
 def _shown(span: timedelta | None) -> str:
@@ -144,12 +214,17 @@ class RunbookExecutor:
         alerts: AlertManager | None = None,
         clock: Clock = SYSTEM_CLOCK,
         reports: ReportMaker | None = None,
+        hand_over: bool = False,
     ) -> None:
         self.loaded = loaded
+        # The daemon's executors leave a run stopped in a wait, watch or approval step for
+        # the next leader (``resume``); the CLI's cancel it (its person is there).
+        self.hand_over = hand_over
         # Reports sit above the engine; whoever builds the executor hands them down.
         self.reports = reports
-        # Run and step times, retry pauses and the wait for an approval follow it; the
-        # timeouts of the work itself (runbook, step, command) are real time.
+        # Run and step times, retry pauses, waits, watches and the wait for an approval
+        # follow it; the timeouts of the work itself (runbook, step, command) are real
+        # time.
         self.clock = clock
         self.store = store
         self.alerts = alerts
@@ -181,39 +256,149 @@ class RunbookExecutor:
         ``alert_id`` an alert whose trigger of this runbook was decided elsewhere.
         Cancellation (a draining daemon, a signalled CLI) records the current step and the
         run as ``cancelled`` (with the cancel message as the reason, if one was given)
-        before it propagates; a command step's process tree has ended by then. Raise
-        KeyError if there is no such runbook.
+        before it propagates; a command step's process tree has ended by then. An executor
+        that hands runs over (``hand_over``, the daemon's) leaves a run cancelled in a
+        wait, watch or approval step unfinished for the next leader to resume instead.
+        Raise KeyError if there is no such runbook.
         """
         runbook = self.loaded.config.runbooks[name]
-        # A title is made from config text, which may hold a secret: redact it too.
-        steps = [(self._redact(step_title(step)), step_kind(step)) for step in runbook.steps]
-        run_log = self.store.runs
+        started_at = self.clock.now()
         run_id = await asyncio.to_thread(
-            run_log.start_run,
+            self.store.runs.start_run,
             runbook=name,
             trigger=trigger,
             triggered_by=triggered_by,
             scheduled_for=scheduled_for,
             owner=self.owner,
-            steps=steps,
+            steps=planned_steps(self.loaded, runbook),
             dry_run=dry_run,
-            now=self.clock.now(),
+            now=started_at,
             alert_id=alert_id,
         )
         if run_id is None:
             return None
         if self.on_start is not None:
             self.on_start(run_id)
-        timeout_s = runbook.timeout.total_seconds() if runbook.timeout else None
+        return await self._drive(name, runbook, run_id, trigger, dry_run, started_at, {})
+
+    def can_resume(self, record: RunRecord) -> bool:
+        """Given an unfinished run, return whether this executor can take it over
+        (``can_resume`` on its config)."""
+        return can_resume(self.loaded, record)
+
+    async def resume(self, run_id: int) -> RunRecord | None:
+        """Given the id of a run this process has taken over (``RunLog.sweep_orphans``),
+        continue it from the step it stopped in, with that step's time left, then run the
+        remaining steps as ``execute`` does; return the stored run (None if there is no
+        such run). A run this executor cannot resume (``can_resume``) is marked
+        ``interrupted`` instead.
+        """
+        run_log = self.store.runs
+        record = await asyncio.to_thread(run_log.get_run, run_id)
+        if record is None:
+            return None
+        if not self.can_resume(record):
+            await asyncio.to_thread(self._close_unfinished, run_id, StepStatus.INTERRUPTED)
+            await asyncio.to_thread(
+                run_log.finish_run,
+                run_id,
+                RunStatus.INTERRUPTED,
+                "the process running it stopped and the run cannot be resumed here "
+                "(its runbook changed)",
+                None,
+                self.clock.now(),
+            )
+            return await asyncio.to_thread(run_log.get_run, run_id)
+        current = next(step for step in record.steps if step.status in _IN_PROGRESS)
+        logger.warning(
+            "resuming run %d of runbook %s at step %d (%s)",
+            run_id,
+            record.runbook,
+            current.position + 1,
+            current.kind,
+        )
+        runbook = self.loaded.config.runbooks[record.runbook]
+        recorded = {step.position: step for step in record.steps}
+        return await self._drive(
+            record.runbook,
+            runbook,
+            run_id,
+            record.trigger,
+            record.dry_run,
+            record.started_at,
+            recorded,
+        )
+
+    async def _drive(
+        self,
+        name: str,
+        runbook: RunbookConfig,
+        run_id: int,
+        trigger: str,
+        dry_run: bool,
+        started_at: datetime,
+        recorded: dict[int, StepRecord],
+    ) -> RunRecord | None:
+        """Run (or, with ``recorded`` steps, continue) a run's phases and record its end."""
+        run_log = self.store.runs
+        progress = _Progress()
+        flow = list(enumerate(runbook.flow()))
+        phases = {
+            phase: [(position, entry) for position, entry in flow if entry.phase == phase]
+            for phase in ("main", "rollback", "finally")
+        }
+        main_positions = [position for position, _ in phases["main"]]
         try:
-            async with asyncio.timeout(timeout_s):
-                status, message, plan = await self._run_steps(name, runbook, run_id, dry_run)
-        except TimeoutError:
-            await asyncio.to_thread(self._close_unfinished, run_id, StepStatus.TIMED_OUT)
-            status = RunStatus.FAILED
-            message = f"runbook timed out after {_shown(runbook.timeout)}"
-            plan = []
+            if runbook.timeout is None:
+                await self._run_phase(
+                    name, runbook, phases["main"], run_id, dry_run, progress, recorded
+                )
+            else:
+                # A resumed run has only the time its first process left it.
+                left = runbook.timeout - (self.clock.now() - started_at)
+                try:
+                    async with asyncio.timeout(max(left.total_seconds(), 0.0)):
+                        await self._run_phase(
+                            name, runbook, phases["main"], run_id, dry_run, progress, recorded
+                        )
+                except TimeoutError:
+                    progress.timed_out = True
+                    progress.current = None
+                    await asyncio.to_thread(
+                        self._close_unfinished, run_id, StepStatus.TIMED_OUT, main_positions
+                    )
+            if dry_run or progress.phase("main").failures or progress.timed_out:
+                await self._run_phase(
+                    name, runbook, phases["rollback"], run_id, dry_run, progress, recorded
+                )
+            else:
+                for position, entry in phases["rollback"]:
+                    await self._skip(position, entry, run_id, "not run: no step failed")
+            await self._run_phase(
+                name, runbook, phases["finally"], run_id, dry_run, progress, recorded
+            )
         except asyncio.CancelledError as cancelled:
+            current = progress.current
+            # As ``can_resume`` rules: never a dry run, nor a run of ``upkeep run``.
+            resumable = not dry_run and trigger != "cli" and current in RESUMABLE_KINDS
+            if self.hand_over and resumable:
+                try:
+                    released = await asyncio.shield(
+                        asyncio.to_thread(run_log.release_run, run_id, self.owner)
+                    )
+                except Exception as error:  # noqa: BLE001 - then it is recorded cancelled, if it can be
+                    logger.warning(
+                        "run %d could not be handed over: %s", run_id, self._redact(str(error))
+                    )
+                    released = False
+                if released:
+                    logger.warning(
+                        "run %d of runbook %s left in its %s step for the next leader to resume",
+                        run_id,
+                        name,
+                        current,
+                    )
+                    raise
             # The canceller may say why (the CLI: "interrupted by SIGTERM"); the daemon's
             # drain does not.
             why = str(cancelled.args[0]) if cancelled.args else "upkeep is shutting down"
@@ -221,12 +406,13 @@ class RunbookExecutor:
                 asyncio.to_thread(self._cancel_run, run_id, self._redact(f"cancelled: {why}"))
             )
             raise
+        status, message = _outcome(runbook, progress, dry_run)
         await asyncio.to_thread(
             run_log.finish_run,
             run_id,
             status,
             self._redact(message),
-            {"plan": plan},
+            {"plan": progress.plan} if not progress.timed_out else {"plan": []},
             self.clock.now(),
         )
         return await asyncio.to_thread(run_log.get_run, run_id)
@@ -235,9 +421,15 @@ class RunbookExecutor:
         self._close_unfinished(run_id, StepStatus.CANCELLED)
         self.store.runs.finish_run(run_id, RunStatus.CANCELLED, message, now=self.clock.now())
 
-    def _close_unfinished(self, run_id: int, status: StepStatus) -> None:
+    def _close_unfinished(
+        self, run_id: int, status: StepStatus, positions: list[int] | None = None
+    ) -> None:
+        """Given a run, record its running steps (of ``positions``, default all) as
+        ``status`` and its pending ones as ``not_run``."""
         moment = self.clock.now()
         for step in self.store.runs.get_run_steps(run_id):
+            if positions is not None and step.position not in positions:
+                continue
             if step.status in (StepStatus.RUNNING, StepStatus.WAITING):
                 self.store.runs.update_step(
                     run_id, step.position, status=status, finished_at=moment
@@ -245,46 +437,79 @@ class RunbookExecutor:
             elif step.status == StepStatus.PENDING:
                 self.store.runs.update_step(run_id, step.position, status=StepStatus.NOT_RUN)
 
-    async def _run_steps(
-        self, name: str, runbook: RunbookConfig, run_id: int, dry_run: bool
-    ) -> tuple[RunStatus, str, list[dict[str, Any]]]:
-        run_log = self.store.runs
-        failures: list[str] = []
-        todo: list[str] = []
-        plan: list[dict[str, Any]] = []
-        stopped = False
-        for position, step in enumerate(runbook.steps):
-            title = self._redact(step_title(step))
-            if stopped:
-                await asyncio.to_thread(
-                    run_log.update_step, run_id, position, status=StepStatus.NOT_RUN
-                )
-                # Reported like any other step, so a person watching the run sees what
-                # the stop left undone, not a list that ends at the failure.
-                if self.on_step is not None:
-                    self.on_step(
-                        position,
-                        title,
-                        StepReport(StepStatus.NOT_RUN, "not run: an earlier step failed", {}),
-                    )
-                continue
-            started_at = self.clock.now()
-            await asyncio.to_thread(
-                run_log.update_step,
-                run_id,
+    async def _skip(self, position: int, entry: FlowStep, run_id: int, why: str) -> None:
+        """Record a step ``not_run`` and tell the listener why."""
+        await asyncio.to_thread(
+            self.store.runs.update_step, run_id, position, status=StepStatus.NOT_RUN
+        )
+        # Reported like any other step, so a person watching the run sees what was left
+        # undone, not a list that ends at the failure.
+        if self.on_step is not None:
+            self.on_step(
                 position,
-                status=StepStatus.RUNNING,
-                started_at=started_at,
+                self._redact(step_title(entry.step)),
+                StepReport(StepStatus.NOT_RUN, why, _phase_detail(entry.phase)),
             )
-            raw_report, attempts = await self._run_with_retries(
-                name, position, step, run_id, dry_run
+
+    async def _run_phase(
+        self,
+        name: str,
+        runbook: RunbookConfig,
+        entries: list[tuple[int, FlowStep]],
+        run_id: int,
+        dry_run: bool,
+        progress: _Progress,
+        recorded: dict[int, StepRecord],
+    ) -> None:
+        """Run one phase's steps (position, step) in order, keeping count in ``progress``;
+        steps ``recorded`` as ended by an earlier process count as they ended."""
+        run_log = self.store.runs
+        for position, entry in entries:
+            step = entry.step
+            state = progress.phase(entry.phase)
+            # The runbook's policy rules its steps and the rollback; ``finally`` steps all
+            # run unless one says stop.
+            policy = step.on_failure or (runbook.policy if entry.phase != "finally" else "continue")
+            title = self._redact(step_title(step))
+            before = recorded.get(position)
+            if before is not None and before.status not in _UNSTARTED:
+                state.count(title, before.status, policy, progress)
+                continue
+            if state.stopped:
+                await self._skip(position, entry, run_id, "not run: an earlier step failed")
+                continue
+            resumed = before is not None and before.status in _IN_PROGRESS
+            if not resumed:
+                await asyncio.to_thread(
+                    run_log.update_step,
+                    run_id,
+                    position,
+                    status=StepStatus.RUNNING,
+                    started_at=self.clock.now(),
+                )
+            call = _Call(
+                name,
+                position,
+                entry.phase,
+                step,
+                run_id,
+                dry_run,
+                before.detail if resumed and before is not None else None,
             )
+            progress.current = step_kind(step)
+            raw_report, attempts = await self._run_with_retries(call)
+            progress.current = None
             # Everything recorded or shown from here on is redacted and capped.
             report = StepReport(
                 raw_report.status,
                 _cap(self._redact(raw_report.output)),
                 # redact_value keeps the shape: a dict comes back a dict.
-                cast("dict[str, Any]", self.loaded.redactor.redact_value(raw_report.detail)),
+                cast(
+                    "dict[str, Any]",
+                    self.loaded.redactor.redact_value(
+                        {**raw_report.detail, **_phase_detail(entry.phase)}
+                    ),
+                ),
             )
             await asyncio.to_thread(
                 run_log.update_step,
@@ -299,41 +524,25 @@ class RunbookExecutor:
             if self.on_step is not None:
                 self.on_step(position, title, report)
             if dry_run:
-                plan.append({"step": title, "kind": step_kind(step), **report.detail})
-            if report.status == StepStatus.TODO:
-                todo.append(title)
-            if report.failed:
-                failures.append(f"{title}: {report.status}")
-                if (step.on_failure or runbook.on_failure) == "stop":
-                    stopped = True
-        if failures:
-            return RunStatus.FAILED, "; ".join(failures), plan
-        if dry_run:
-            return (
-                RunStatus.SUCCEEDED,
-                f"dry run: {len(plan)} step(s) planned, nothing changed",
-                plan,
-            )
-        message = f"{len(runbook.steps)} step(s) done"
-        if todo:
-            message += f"; manual item(s) left to do: {', '.join(todo)}"
-        return RunStatus.SUCCEEDED, message, plan
+                plan = {k: v for k, v in report.detail.items() if k != "phase"}
+                progress.plan.append(
+                    {"step": title, "kind": step_kind(step), **_phase_detail(entry.phase), **plan}
+                )
+            state.count(title, report.status, policy, progress)
 
-    async def _run_with_retries(
-        self, runbook: str, position: int, step: StepConfig, run_id: int, dry_run: bool
-    ) -> tuple[StepReport, int]:
-        kind = step_kind(step)
-        tries = 1 if dry_run or kind in ("manual", "approval") else step.retries + 1
+    async def _run_with_retries(self, call: _Call) -> tuple[StepReport, int]:
+        kind = step_kind(call.step)
+        tries = 1 if call.dry_run or kind in UNTRIED_KINDS else call.step.retries + 1
         report = StepReport(StepStatus.FAILED)
         for attempt in range(1, tries + 1):
-            report = await self._run_step(runbook, position, step, run_id, dry_run)
+            report = await self._run_step(call)
             if not report.failed or attempt == tries:
                 return report, attempt
             pause = RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)]
             logger.info(
                 "runbook %s step %d failed (attempt %d of %d); retrying in %gs",
-                runbook,
-                position,
+                call.runbook,
+                call.position,
                 attempt,
                 tries,
                 pause,
@@ -341,32 +550,53 @@ class RunbookExecutor:
             await self.clock.sleep(pause)
         return report, tries
 
-    async def _run_step(
-        self, runbook: str, position: int, step: StepConfig, run_id: int, dry_run: bool
-    ) -> StepReport:
-        kind = step_kind(step)
+    async def _run_step(self, call: _Call) -> StepReport:
+        kind = step_kind(call.step)
+        step, run_id, dry_run = call.step, call.run_id, call.dry_run
         if kind == "checks":
             return await self._checks_step(step, run_id, dry_run)
         if kind == "task":
-            return await self._task_step(runbook, position, step, run_id, dry_run)
+            return await self._task_step(call.runbook, call.position, step, run_id, dry_run)
         if kind == "command":
             return await self._command_step(step, dry_run)
         if kind == "manual":
             return await self._manual_step(step, dry_run)
-        return await self._approval_step(position, step, run_id, dry_run)
+        if kind == "wait":
+            return await self._wait_step(call)
+        if kind == "watch":
+            return await self._watch_step(call)
+        return await self._approval_step(call)
+
+    async def _save_state(self, call: _Call, state: dict[str, Any]) -> None:
+        """Keep what a waiting step needs to be resumed in its detail (with its phase),
+        redacted as every stored detail is (an approval's question is config text)."""
+        detail = self.loaded.redactor.redact_value({**state, **_phase_detail(call.phase)})
+        await asyncio.to_thread(
+            self.store.runs.update_step, call.run_id, call.position, detail=detail
+        )
+
+    def _deadline(self, call: _Call, span: timedelta) -> datetime:
+        """Return when a waiting step ends: as its first process recorded it when resumed,
+        else ``span`` from now."""
+        until = (call.resume or {}).get("until")
+        if isinstance(until, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(until)
+                if parsed.tzinfo is not None:
+                    return parsed
+        return self.clock.now() + span
 
     # --- step kinds ------------------------------------------------------------------------
 
-    def _selected_checks(self, step: StepConfig) -> list[Any]:
+    def _selected_checks(self, selector: CheckSelector | None) -> list[Any]:
         from upkeep.engine.runner import select_checks
 
-        selector = step.checks
         names = selector.names if selector else []
         labels = selector.labels if selector else {}
         return select_checks(self.loaded.checks.values(), names, labels)
 
     async def _checks_step(self, step: StepConfig, run_id: int, dry_run: bool) -> StepReport:
-        selected = self._selected_checks(step)
+        selected = self._selected_checks(step.checks)
         names = [check.name for check in selected]
         if dry_run:
             return StepReport(
@@ -544,43 +774,132 @@ class RunbookExecutor:
             {"manual": text, "confirmed": done},
         )
 
-    async def _approval_step(
-        self, position: int, step: StepConfig, run_id: int, dry_run: bool
-    ) -> StepReport:
+    async def _wait_step(self, call: _Call) -> StepReport:
+        span = call.step.wait or timedelta(0)
+        if call.dry_run:
+            return StepReport(
+                StepStatus.PLANNED,
+                f"would wait {_shown(span)}",
+                {"wait": _shown(span), "predictable": True, "changes": []},
+            )
+        until = self._deadline(call, span)
+        await self._save_state(call, {"wait": _shown(span), "until": until.isoformat()})
+        await self.clock.sleep_until(until)
+        resumed = " (resumed after a restart)" if call.resume is not None else ""
+        return StepReport(
+            StepStatus.OK,
+            f"waited {_shown(span)}{resumed}",
+            {"wait": _shown(span), "until": until.isoformat()},
+        )
+
+    async def _watch_step(self, call: _Call) -> StepReport:
+        watch = call.step.watch
+        if watch is None:  # the step's kind says otherwise; unreachable
+            raise ValueError("a watch step has no watch")
+        selected = self._selected_checks(watch.checks)
+        names = [check.name for check in selected]
+        period = f"every {_shown(watch.every)} for {_shown(watch.for_)}"
+        if call.dry_run:
+            return StepReport(
+                StepStatus.PLANNED,
+                f"would run {len(names)} check(s) {period}: {', '.join(names) or 'none'} "
+                "(read-only)",
+                {"checks": names, "predictable": True, "changes": []},
+            )
+        if not selected:
+            return StepReport(
+                StepStatus.FAILED, "no check matches this step's selection", {"checks": []}
+            )
+        bad = {Status.CRITICAL, Status.UNKNOWN}
+        if watch.fail_on == "warning":
+            bad.add(Status.WARNING)
+        until = self._deadline(call, watch.for_)
+        previous = call.resume or {}
+        rounds = int(previous.get("rounds", 0))
+        counts: dict[str, int] = {
+            str(label): int(count) for label, count in dict(previous.get("counts", {})).items()
+        }
+        timeout_s = call.step.timeout.total_seconds() if call.step.timeout else None
+        while True:
+            # A resumed watch looks at once: nobody watched while no process ran it.
+            try:
+                async with asyncio.timeout(timeout_s):
+                    results = await self.checks.run_many(selected)
+            except TimeoutError:
+                return StepReport(
+                    StepStatus.TIMED_OUT,
+                    f"checks did not finish within {_shown(call.step.timeout)}",
+                    {"checks": names, "until": until.isoformat(), "rounds": rounds},
+                )
+            await self._record(results, call.run_id)
+            rounds += 1
+            for result in results:
+                counts[result.status.label] = counts.get(result.status.label, 0) + 1
+            state: dict[str, Any] = {
+                "checks": names,
+                "until": until.isoformat(),
+                "every": _shown(watch.every),
+                "rounds": rounds,
+                "counts": counts,
+                "worst": worst([Status.from_label(label) for label in counts]).label,
+            }
+            turned = [result for result in results if result.status in bad]
+            if turned:
+                lines = [f"{r.status.label:<8} {r.check}: {r.message}" for r in turned]
+                return StepReport(
+                    StepStatus.FAILED,
+                    f"turned bad in round {rounds} at {self.clock.now().isoformat()}:\n"
+                    + "\n".join(lines),
+                    state,
+                )
+            now = self.clock.now()
+            if now >= until:
+                warned = counts.get(Status.WARNING.label, 0)
+                summary = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
+                return StepReport(
+                    StepStatus.WARNING if warned else StepStatus.OK,
+                    f"watched {len(names)} check(s) {period}: {rounds} round(s), {summary}",
+                    state,
+                )
+            await self._save_state(call, state)
+            await self.clock.sleep_until(min(now + watch.every, until))
+
+    async def _approval_step(self, call: _Call) -> StepReport:
+        step, run_id, position = call.step, call.run_id, call.position
         text = step.approval or ""
         timeout = step.timeout or DEFAULT_APPROVAL_TIMEOUT
-        if dry_run:
+        if call.dry_run:
             return StepReport(
                 StepStatus.PLANNED,
                 f"would wait up to {_shown(timeout)} for approval: {text}",
                 {"approval": text},
             )
         run_log = self.store.runs
+        until = self._deadline(call, timeout)
         await asyncio.to_thread(run_log.update_step, run_id, position, status=StepStatus.WAITING)
+        await self._save_state(call, {"approval": text, "until": until.isoformat()})
         await asyncio.to_thread(run_log.set_run_status, run_id, RunStatus.WAITING)
         logger.warning(
-            "run %d waits for approval: %s (upkeep approve %d, within %s)",
+            "run %d waits for approval: %s (upkeep approve %d, until %s)",
             run_id,
             text,
             run_id,
-            _shown(timeout),
+            until.isoformat(),
         )
-        deadline = self.clock.monotonic() + timeout.total_seconds()
-        try:
-            while True:
-                decision, by = await asyncio.to_thread(run_log.step_decision, run_id, position)
-                if decision is not None:
-                    break
-                if self.clock.monotonic() >= deadline:
-                    return StepReport(
-                        StepStatus.EXPIRED,
-                        f"no decision within {_shown(timeout)}: {text}",
-                        {"approval": text},
-                    )
-                await self.clock.sleep(self.approval_poll_s)
-        finally:
-            await asyncio.shield(
-                asyncio.to_thread(run_log.set_run_status, run_id, RunStatus.RUNNING)
+        while True:
+            decision, by = await asyncio.to_thread(run_log.step_decision, run_id, position)
+            if decision is not None or self.clock.now() >= until:
+                break
+            await self.clock.sleep(
+                min(self.approval_poll_s, (until - self.clock.now()).total_seconds())
+            )
+        # Not on cancellation: a run handed over in this step stays ``waiting``.
+        await asyncio.to_thread(run_log.set_run_status, run_id, RunStatus.RUNNING)
+        if decision is None:
+            return StepReport(
+                StepStatus.EXPIRED,
+                f"no decision within {_shown(timeout)}: {text}",
+                {"approval": text},
             )
         # The decider's comment is stored in the step's detail by ``RunLog.decide``; keep it,
         # since recording this step's end replaces the detail.
@@ -594,6 +913,94 @@ class RunbookExecutor:
         if decision == ApprovalDecision.APPROVED:
             return StepReport(StepStatus.APPROVED, f"approved by {by}: {text}{suffix}", detail)
         return StepReport(StepStatus.REJECTED, f"rejected by {by}: {text}{suffix}", detail)
+
+
+_IN_PROGRESS = (StepStatus.RUNNING, StepStatus.WAITING)
+_UNSTARTED = (StepStatus.PENDING, *_IN_PROGRESS)
+"""Recorded step statuses a resumed run still has to run (or finish)."""
+
+
+def _phase_detail(phase: str) -> dict[str, Any]:
+    """Return what a step's detail says about its phase: nothing for the main steps."""
+    return {} if phase == "main" else {"phase": phase}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One step to run: where it is in the run, and what its first process left (a
+    resumed wait, watch or approval) or None."""
+
+    runbook: str
+    position: int
+    phase: Phase
+    step: StepConfig
+    run_id: int
+    dry_run: bool
+    resume: dict[str, Any] | None
+
+
+@dataclass
+class _PhaseState:
+    """How one phase went so far: steps that ran, failures, and whether it stopped."""
+
+    ran: int = 0
+    failures: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    def count(self, title: str, status: StepStatus, policy: str, progress: _Progress) -> None:
+        """Given how a step ended and its ``on_failure`` policy, count it."""
+        if status == StepStatus.NOT_RUN:
+            return
+        self.ran += 1
+        if status == StepStatus.TODO:
+            progress.todo.append(title)
+        if status.failed:
+            self.failures.append(f"{title}: {status}")
+            if policy == "stop":
+                self.stopped = True
+
+
+@dataclass
+class _Progress:
+    """A run's progress: per phase, the manual items left, the dry run's plan, whether the
+    runbook timed out, and the kind of the step running now."""
+
+    phases: dict[str, _PhaseState] = field(default_factory=dict)
+    todo: list[str] = field(default_factory=list)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    timed_out: bool = False
+    current: str | None = None
+
+    def phase(self, name: str) -> _PhaseState:
+        """Given a phase's name, return its state."""
+        return self.phases.setdefault(name, _PhaseState())
+
+
+def _outcome(runbook: RunbookConfig, progress: _Progress, dry_run: bool) -> tuple[RunStatus, str]:
+    """Given a runbook and how its run went, return the run's final status and message."""
+    main, rollback, final = (progress.phase(name) for name in ("main", "rollback", "finally"))
+    parts = (
+        [f"runbook timed out after {_shown(runbook.timeout)}"]
+        if progress.timed_out
+        else list(main.failures)
+    )
+    if rollback.failures:
+        parts.append(f"rollback failed: {'; '.join(rollback.failures)}")
+    elif rollback.ran and not dry_run:
+        parts.append(f"rollback ran: {rollback.ran} step(s) ok")
+    if final.failures:
+        parts.append(f"finally failed: {'; '.join(final.failures)}")
+    if progress.timed_out or main.failures or rollback.failures or final.failures:
+        return RunStatus.FAILED, "; ".join(parts)
+    if dry_run:
+        return (
+            RunStatus.SUCCEEDED,
+            f"dry run: {len(progress.plan)} step(s) planned, nothing changed",
+        )
+    message = f"{len(runbook.steps)} step(s) done"
+    if progress.todo:
+        message += f"; manual item(s) left to do: {', '.join(progress.todo)}"
+    return RunStatus.SUCCEEDED, message
 
 
 def runbook_summaries(config: UpkeepConfig, now: datetime) -> list[dict[str, Any]]:

@@ -490,6 +490,34 @@ class Scheduler:
         self._runbook_tasks[name] = task
         return None
 
+    def resume(self, runs: Iterable[tuple[int, str]]) -> None:
+        """Given runs this process took over (``RunLog.sweep_orphans``) as (id, runbook),
+        continue each in the background like a firing: it counts as its runbook's running
+        run, and ``drain`` waits for it and then cancels it."""
+        for run_id, name in runs:
+            key = name
+            if key in self._runbook_tasks and not self._runbook_tasks[key].done():
+                key = f"{name} (run {run_id})"
+            self._runbook_tasks[key] = asyncio.create_task(
+                self._resume_runbook(run_id, name), name=f"runbook-{name}-resumed"
+            )
+
+    async def _resume_runbook(self, run_id: int, name: str) -> None:
+        try:
+            record = await self.runbooks.resume(run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one runbook's failure must not stop the daemon
+            logger.error(
+                "run %d of runbook %s failed to resume: %s",
+                run_id,
+                name,
+                self.loaded.redactor.redact(f"{type(error).__name__}: {error}"),
+            )
+            return
+        if record is not None and self.on_run is not None:
+            self.on_run(record)
+
     async def _run_runbook(self, name: str, scheduled_for: datetime) -> None:
         try:
             record = await self.runbooks.execute(

@@ -4,13 +4,16 @@ Lifecycle
     Start: load the config (refuse to start on any error), open the store, register this
     instance, serve HTTP on ``engine.listen``, then try to lead (``leader.py``). A standby
     keeps serving /healthz and retries every ``engine.takeover_interval``. The leader first
-    marks runs whose owner died as ``interrupted``, records firings missed while nobody
-    ran, then runs the scheduler, the remediator (runbooks that alerts start,
-    ``engine/remediation.py``) and an hourly retention pass.
+    takes over the runs whose owner died in a wait, watch or approval step and resumes
+    them, marks the other runs of dead owners ``interrupted`` (it sweeps again every
+    minute), records firings missed while nobody ran, then runs the scheduler, the
+    remediator (runbooks that alerts start, ``engine/remediation.py``) and an hourly
+    retention pass.
 
     SIGTERM / SIGINT: stop scheduling, let running checks and runbooks finish within
-    ``engine.drain_timeout``, cancel what is left (recorded ``cancelled``), flush results,
-    release the lead and exit 0.
+    ``engine.drain_timeout``, cancel what is left (recorded ``cancelled``; a run in a
+    wait, watch or approval step is handed over to the next leader instead), flush
+    results, release the lead and exit 0.
 
     SIGHUP: reload the config on a worker thread (the event loop keeps serving /healthz
     and running checks meanwhile); if it is valid the scheduler restarts on it (running
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from upkeep.engine.runbooks import RunbookExecutor
     from upkeep.engine.scheduler import Scheduler
     from upkeep.io.http import HttpClient
+    from upkeep.store.runs import RunRecord
     from upkeep.store.store import Store
     from upkeep.web.app import DaemonState
 
@@ -313,6 +317,9 @@ class Daemon:
             on_start=on_start,
             alerts=pipeline.manager,
             clock=self.clock,
+            # A run waiting (wait, watch, approval) when this daemon stops is handed over
+            # to the next leader rather than cancelled.
+            hand_over=True,
             # As the schedule's executor (``_new_scheduler``): report.send needs it.
             reports=ReportService(loaded, store),
         )
@@ -486,11 +493,11 @@ class Daemon:
             raise RuntimeError("the store is open before leading")
         self._state.role = "leader"
         self.metrics.leader.set(1)
-        await self._clean_up_after_the_dead(self._store)
+        resumed = await self._clean_up_after_the_dead(self._store)
         http = HttpClient()
         interval = self.loaded.config.engine.takeover_interval.total_seconds()
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
-        scheduler = self._new_scheduler(http)
+        scheduler = self._new_scheduler(http, resume=resumed)
         alerting = asyncio.create_task(pipeline.run_ticks(), name="alert-ticks")
         delivery_stop = asyncio.Event()
         delivery = asyncio.create_task(
@@ -600,25 +607,55 @@ class Daemon:
         self._leading_blind = True
         return True
 
-    async def _clean_up_after_the_dead(self, store: Store) -> None:
-        """On taking the lead: register as leader, mark runs of dead owners interrupted and
-        hand their outbox claims back, so their notices go out now, not after the lease.
-        A store that takes no writes (full, read-only) is logged and led anyway: the alarm
-        works from the spill, and housekeeping sweeps again every minute.
+    async def _clean_up_after_the_dead(self, store: Store) -> list[tuple[int, str]]:
+        """On taking the lead: register as leader, take over the runs of dead owners that
+        can be resumed (``_sweep_orphans``; returned as (run id, runbook) for the scheduler
+        to resume), mark the others interrupted, and hand the dead's outbox claims back, so
+        their notices go out now, not after the lease. A store that takes no writes (full,
+        read-only) is logged and led anyway: the alarm works from the spill, and
+        housekeeping sweeps again every minute.
         """
         try:
             await asyncio.to_thread(store.runs.register_instance, self.instance_id, "leader")
-            interrupted = await asyncio.to_thread(store.runs.interrupt_orphans)
-            if interrupted:
-                logger.warning("marked %d run(s) interrupted: their owner died", len(interrupted))
+            resumed = await asyncio.to_thread(self._sweep_orphans, store)
             released = await asyncio.to_thread(
                 store.outbox.release_dead_claims, store.runs.owner_is_dead
             )
         except Exception as error:  # noqa: BLE001 - see the docstring
             logger.error("could not clean up after dead instances: %s", self._redact(str(error)))
-            return
+            return []
         if released:
             logger.warning("took back %d notification(s) a dead instance was sending", released)
+        return resumed
+
+    def _sweep_orphans(self, store: Store) -> list[tuple[int, str]]:
+        """Take over the unfinished runs of dead owners that stopped in a wait, watch or
+        approval step of a runbook this config still has unchanged (``can_resume``), mark
+        the other orphans interrupted; return the runs taken over as (id, runbook).
+
+        The takeover is a compare-and-set on the run's owner, so a run goes to one daemon
+        only, even should two believe they lead for a moment.
+        """
+        from upkeep.engine.runbooks import can_resume
+
+        loaded = self.loaded
+        names: dict[int, str] = {}
+
+        def resumable(record: RunRecord) -> bool:
+            if not can_resume(loaded, record):
+                return False
+            names[record.id] = record.runbook
+            return True
+
+        swept = store.runs.sweep_orphans(new_owner=self.instance_id, resumable=resumable)
+        if swept.interrupted:
+            logger.warning("marked %d run(s) interrupted: their owner died", len(swept.interrupted))
+        if swept.resumed:
+            logger.warning(
+                "took over %d run(s) whose owner died in a wait, watch or approval step",
+                len(swept.resumed),
+            )
+        return [(run_id, names[run_id]) for run_id in swept.resumed]
 
     async def _reload_schedule(
         self,
@@ -663,7 +700,10 @@ class Daemon:
         fresh = self._new_scheduler(http)
         return fresh, asyncio.create_task(fresh.run(), name="scheduler")
 
-    def _new_scheduler(self, http: HttpClient) -> Scheduler:
+    def _new_scheduler(self, http: HttpClient, resume: Sequence[tuple[int, str]] = ()) -> Scheduler:
+        """Given the lead's HTTP client, return a scheduler on the config in force (the
+        one pings use), resuming the runs ``resume`` names (id, runbook) taken over from
+        dead owners."""
         from upkeep.engine.runbooks import RunbookExecutor
         from upkeep.engine.runner import CheckRunner
         from upkeep.engine.scheduler import Scheduler, SchedulerStats
@@ -691,6 +731,7 @@ class Daemon:
             alerts=pipeline.manager,
             clock=self.clock,
             reports=ReportService(loaded, self._store),
+            hand_over=True,
         )
         stats = self._state.stats or SchedulerStats()
         self._state.stats = stats
@@ -713,6 +754,7 @@ class Daemon:
             guard=pipeline.guard,
             clock=self.clock,
         )
+        self._scheduler.resume(resume)
         return self._scheduler
 
     async def _housekeeping(self) -> None:
@@ -737,7 +779,10 @@ class Daemon:
                 except Exception as error:  # noqa: BLE001 - retried at the next interval
                     logger.warning("integrity check failed to run: %s", self._redact(str(error)))
             try:
-                await asyncio.to_thread(store.runs.interrupt_orphans)
+                # Orphans are swept only with a scheduler to resume what is taken over.
+                scheduler = self._scheduler
+                if scheduler is not None:
+                    scheduler.resume(await asyncio.to_thread(self._sweep_orphans, store))
                 if since_retention >= RETENTION_INTERVAL_S:
                     since_retention = 0.0
                     retention = self.loaded.config.retention

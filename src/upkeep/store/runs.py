@@ -1,8 +1,9 @@
 """The run log: runbook runs and their steps, one-off windows, schedule marks, instances.
 
 Every write is its own short transaction, so a run's record is current at every step and a
-crash leaves at most one step ``running`` — which the next start marks ``interrupted``
-once it knows the owner is gone.
+crash leaves at most one step ``running`` — which the next leader marks ``interrupted``
+once it knows the owner is gone, unless the step is one the engine can resume (a wait, a
+watch, an approval: ``sweep_orphans``), in which case the leader takes the run over.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class StepStatus(StrEnum):
     EXPIRED = "expired"
     """An approval step with no decision within its timeout."""
     NOT_RUN = "not_run"
-    """Left out: an earlier step failed with ``on_failure: stop``, or the run ended."""
+    """Left out: an earlier step failed with ``on_failure: stop``, the run ended, or no
+    step failed, so the rollback was not needed."""
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
 
@@ -105,6 +107,11 @@ INSTANCE_STALE_AFTER = timedelta(seconds=60)
 """An instance whose heartbeat is older than this is considered dead."""
 HEARTBEAT_INTERVAL_S = 15.0
 """How often a live instance refreshes its heartbeat (well inside ``INSTANCE_STALE_AFTER``)."""
+
+
+RELEASED_OWNER = "released"
+"""The owner of a run its daemon handed over while stopping (in a wait, watch or approval
+step): no process, so the next leader takes it over at once."""
 
 
 def new_instance_id() -> str:
@@ -154,6 +161,21 @@ class StepRecord:
     decided_by: str | None = None
     decided_at: datetime | None = None
     decision: ApprovalDecision | None = None
+
+    @property
+    def phase(self) -> str:
+        """Return where the step belongs: ``main`` (the runbook's steps), ``rollback`` or
+        ``finally`` (kept in its detail)."""
+        return str(self.detail.get("phase", "main"))
+
+
+@dataclass(frozen=True)
+class OrphanSweep:
+    """What a sweep did with runs whose owner died: the ids it marked ``interrupted`` and
+    the ids it took over to resume."""
+
+    interrupted: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -293,9 +315,12 @@ class RunLog:
         """Given a run's owner id, return whether that process is certainly gone.
 
         Gone means: on this host with its pid no longer alive, or its heartbeat older than
-        ``INSTANCE_STALE_AFTER``, or no instance row at all for another host.
+        ``INSTANCE_STALE_AFTER``, or no instance row at all for another host; a released
+        run (``RELEASED_OWNER``) has no owner at all.
         """
         moment = now or datetime.now(UTC)
+        if owner == RELEASED_OWNER:
+            return True
         try:
             host, pid_text, _token = owner.rsplit(":", 2)
             pid = int(pid_text)
@@ -319,15 +344,42 @@ class RunLog:
 
         Their unfinished steps become ``interrupted`` too, so nothing stays ``running``.
         """
+        return self.sweep_orphans(is_dead=is_dead, now=now).interrupted
+
+    def sweep_orphans(
+        self,
+        *,
+        new_owner: str | None = None,
+        resumable: Callable[[RunRecord], bool] | None = None,
+        is_dead: Callable[[str], bool] | None = None,
+        now: datetime | None = None,
+    ) -> OrphanSweep:
+        """Given this process's id and a rule saying which runs it can resume, take over
+        every unfinished run of a dead owner the rule accepts (its owner becomes
+        ``new_owner``) and mark every other one ``interrupted``; return both lists of ids.
+
+        The takeover is a compare-and-set on the owner, so when several processes sweep at
+        once each run goes to exactly one of them (the others see it taken and leave it).
+        Without ``new_owner`` or ``resumable`` every orphan is interrupted.
+        """
         moment = now or datetime.now(UTC)
         check = is_dead or (lambda owner: self.owner_is_dead(owner, moment))
         with self.engine.connect() as connection:
             candidates = connection.execute(
                 select(runs.c.id, runs.c.owner).where(runs.c.status.in_(ACTIVE_RUN_STATUSES))
             ).all()
-        dead = [row.id for row in candidates if check(row.owner)]
+        orphans = [(row.id, row.owner) for row in candidates if check(row.owner)]
+        resumed: list[int] = []
+        dead: list[int] = []
+        for run_id, owner in orphans:
+            record = self.get_run(run_id) if resumable is not None else None
+            if new_owner and record is not None and resumable is not None and resumable(record):
+                if self._take_over(run_id, owner, new_owner):
+                    resumed.append(run_id)
+                continue
+            dead.append(run_id)
         if not dead:
-            return []
+            return OrphanSweep([], resumed)
         with self._lock, self.engine.begin() as connection:
             # The runs still unfinished now (one may have ended since the read above): only
             # those are interrupted, and only those are told.
@@ -364,7 +416,29 @@ class RunLog:
             self._tell(
                 connection, [RunChange(run_id, RunStatus.INTERRUPTED, moment) for run_id in taken]
             )
-        return dead
+        return OrphanSweep(dead, resumed)
+
+    def _take_over(self, run_id: int, old_owner: str, new_owner: str) -> bool:
+        """Given an unfinished run, its dead owner and this process's id, make this process
+        its owner unless another process did first; return whether this one did."""
+        with self._lock, self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(runs)
+                    .where(
+                        runs.c.id == run_id,
+                        runs.c.owner == old_owner,
+                        runs.c.status.in_(ACTIVE_RUN_STATUSES),
+                    )
+                    .values(owner=new_owner)
+                ).rowcount
+            )
+
+    def release_run(self, run_id: int, owner: str) -> bool:
+        """Given an unfinished run this process owns, hand it over (owner
+        ``RELEASED_OWNER``) for the next leader to resume; return whether it was still
+        this process's."""
+        return self._take_over(run_id, owner, RELEASED_OWNER)
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -374,14 +448,15 @@ class RunLog:
         runbook: str,
         trigger: RunTrigger,
         owner: str,
-        steps: Sequence[tuple[str, str]],
+        steps: Sequence[tuple[str, str] | tuple[str, str, str]],
         triggered_by: str | None = None,
         scheduled_for: datetime | None = None,
         dry_run: bool = False,
         now: datetime | None = None,
         alert_id: int | None = None,
     ) -> int | None:
-        """Given a runbook, its trigger and its steps (name, kind), record a ``running`` run.
+        """Given a runbook, its trigger and its steps (name, kind, and optionally phase:
+        ``main`` unless given), record a ``running`` run.
 
         Return its id, or None if the scheduled firing ``(runbook, scheduled_for)`` was
         already claimed by another process (the claim is the unique key), or, for a run
@@ -423,14 +498,14 @@ class RunLog:
                             {
                                 "run_id": run_id,
                                 "position": position,
-                                "name": name,
-                                "kind": kind,
+                                "name": step[0],
+                                "kind": step[1],
                                 "status": StepStatus.PENDING,
                                 "attempts": 0,
                                 "output": "",
-                                "detail": {},
+                                "detail": _phase_detail(step),
                             }
-                            for position, (name, kind) in enumerate(steps)
+                            for position, step in enumerate(steps)
                         ],
                     )
         except _Unclaimed:
@@ -778,6 +853,13 @@ class RunLog:
                 )
                 for row in connection.execute(query)
             ]
+
+
+def _phase_detail(step: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """Given a step as ``start_run`` takes it, return its first detail: its phase, if it
+    is not ``main`` (a main step's detail stays as before: empty)."""
+    phase = step[2] if len(step) > 2 else "main"
+    return {} if phase == "main" else {"phase": phase}
 
 
 def run_in(connection: Connection, run_id: int) -> RunRecord | None:

@@ -174,6 +174,8 @@ def run_to_json(record: RunRecord) -> dict[str, Any]:
                 "number": step.position + 1,
                 "name": step.name,
                 "kind": step.kind,
+                # main (the runbook's steps), rollback or finally.
+                "phase": step.phase,
                 "status": step.status,
                 "started_at": iso(step.started_at),
                 "finished_at": iso(step.finished_at),

@@ -4,7 +4,7 @@ what each answer holds (and schemathesis holds every answer to it)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,9 @@ class StepModel(Answer):
     number: int = Field(description="1-based, as `upkeep approve --step` takes it")
     name: str
     kind: str
+    phase: Literal["main", "rollback", "finally"] = Field(
+        description="main (the runbook's steps), rollback (its `on_failure` list) or finally"
+    )
     status: str
     started_at: str | None
     finished_at: str | None

@@ -571,6 +571,74 @@ def test_after_kill_9_the_run_becomes_interrupted_and_missed_firings_are_caught_
         store.close()
 
 
+def test_after_kill_9_a_new_daemon_resumes_a_run_in_its_watch_with_the_time_left(
+    tmp_path: Path, serve: ServeFactory, sqlite_url: str, clock: OffsetClock
+) -> None:
+    port = free_port()
+    watched = {
+        "schedule": "* * * * *",
+        "steps": [
+            # Long enough to outlast the restart (a few seconds), so the new daemon watches
+            # for the time left.
+            {"watch": {"checks": {"names": ["beat"]}, "for": "15s", "every": "1s"}},
+            {"name": "after", "command": ["true"]},
+        ],
+    }
+    config = write_config(
+        tmp_path / "upkeep.yaml",
+        store=sqlite_url,
+        listen=port,
+        checks={"beat": beat("1h")},
+        runbooks={"canary": watched},
+    )
+    store = open_store(sqlite_url)
+    try:
+        started = clock.start_at_second(FIRST_SECOND)
+        set_mark(store, "canary", started - timedelta(minutes=1, seconds=30))
+        first = serve(config, clock=clock)
+        first.wait_role("leader")
+
+        def watched_twice() -> RunRecord | None:
+            record = active_run(store, "canary")
+            rounds = record.steps[0].detail.get("rounds", 0) if record else 0
+            return record if rounds >= 2 else None
+
+        running = wait_for(watched_twice, 15, "the watch's second round")
+        until = datetime.fromisoformat(running.steps[0].detail["until"])
+        first.process.kill()
+        first.wait_exit(5)
+
+        second = serve(config, clock=clock)
+        second.wait_role("leader")
+        leading_since = clock.now()
+
+        def finished() -> RunRecord | None:
+            record = store.runs.get_run(running.id)
+            return record if record is not None and record.finished_at is not None else None
+
+        record = wait_for(finished, 30, "the resumed run to finish")
+        assert record.status == "succeeded", record.message
+        watch, after = record.steps
+        assert (watch.status, after.status) == ("ok", "ok")
+        assert record.owner != running.owner
+        assert watch.detail["until"] == until.isoformat()
+        # It watched to the watch's own end, not for 15 s from the restart: at `until`, or
+        # at once if the new daemon led only after it (a slow start on a loaded machine).
+        assert watch.finished_at is not None
+        assert until <= watch.finished_at < max(until, leading_since) + timedelta(seconds=1.5)
+        rounds_after = watch.detail["rounds"] - running.steps[0].detail["rounds"]
+        # A round on resuming, then one a second (plus the round's own time) for the time
+        # left: it kept watching, not one look and done.
+        left_s = (until - leading_since).total_seconds()
+        assert rounds_after >= max(1, int(left_s / 2)), (watch.detail, leading_since, until)
+        assert "took over 1 run(s)" in second.log()
+        assert "resuming run" in second.log()
+        # One run of that firing, resumed, never interrupted nor run again.
+        assert [r.id for r in runs_of(store, "canary") if r.status != "missed"] == [running.id]
+    finally:
+        store.close()
+
+
 # --- 4. SIGHUP reload --------------------------------------------------------------------------
 
 

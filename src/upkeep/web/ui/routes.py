@@ -770,6 +770,7 @@ def _run_json(record: Any, state: DaemonState) -> dict[str, Any]:
         "steps": [
             {
                 "number": step.position + 1,
+                "phase": step.phase,
                 "status": str(step.status),
                 "attempts": step.attempts,
                 "output": redact(step.output),
