@@ -362,11 +362,9 @@ def compose_run(
     subject = f"run #{record.id} of {record.runbook}"
     lines: list[str] = []
     if step is not None:
-        config_step = (
-            runbook.steps[step.position]
-            if runbook is not None and step.position < len(runbook.steps)
-            else None
-        )
+        # A run's step positions count its whole flow (steps, rollback, ``finally``).
+        flow = runbook.flow() if runbook is not None else []
+        config_step = flow[step.position].step if step.position < len(flow) else None
         text = (config_step.approval if config_step else None) or step.name
         verb = {"escalation": "APPROVAL ESCALATED", "repeat": "STILL WAITING"}.get(
             kind, "APPROVAL NEEDED"
