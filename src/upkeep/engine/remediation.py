@@ -6,11 +6,11 @@ takes (``store.remediations``), in the firing's own transaction. The leader daem
 
 * the runbook is no longer started by alerts: suppressed;
 * the alert fired on a result that a run of this very runbook recorded (its ``checks``
-  step, a task's check): suppressed (loop guard);
+  step, a watch, a task's check): suppressed (loop guard);
 * the alert resolved before the decision (a leader that comes late): suppressed;
 * the runbook has an unfinished run (any trigger, this daemon's or another's):
-  suppressed; when the alert's check is one the runbook's own ``checks`` steps select,
-  the reason says it is the loop guard;
+  suppressed; when the alert's check is one the runbook's own ``checks`` or ``watch``
+  steps select, the reason says it is the loop guard;
 * an alert-started run of it ended less than ``cooldown`` ago, or ``max_runs`` of them
   started within ``per``: suppressed;
 * otherwise it starts, ``trigger: alert``, ``triggered_by: alert:<id> <check>``, as a dry
@@ -63,15 +63,18 @@ class Decision:
 
 
 def own_checks(loaded: LoadedConfig, runbook: RunbookConfig) -> set[str]:
-    """Given the config and a runbook, return the checks its ``checks`` steps select."""
+    """Given the config and a runbook, return the checks its ``checks`` and ``watch``
+    steps select, in every phase (steps, rollback, ``finally``)."""
     from upkeep.engine.runner import select_checks
 
     selected: set[str] = set()
-    for step in runbook.steps:
-        if step.checks is None:
+    for entry in runbook.flow():
+        step = entry.step
+        selector = step.watch.checks if step.watch is not None else step.checks
+        if selector is None:
             continue
         try:
-            chosen = select_checks(loaded.checks.values(), step.checks.names, step.checks.labels)
+            chosen = select_checks(loaded.checks.values(), selector.names, selector.labels)
         except KeyError:
             continue  # the loader refuses unknown names; a stale config selects nothing
         selected.update(check.name for check in chosen)
