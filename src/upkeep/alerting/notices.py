@@ -3,9 +3,9 @@
 **Runs.** A route with ``match.runs`` takes run notices (and no alerts; a route without it
 takes alerts and never run notices, so configs written before run notices existed keep
 their behaviour). The store's run log tells ``RunNotifier.on_change`` of every run that
-fails, succeeds, is cancelled, interrupted (its owner died: the leader's
-``interrupt_orphans``) or missed (``engine/scheduler.py``), and of every approval step
-that starts waiting, inside the transaction recording that change
+fails, succeeds, is cancelled, interrupted (its owner died and the leader does not
+resume it: ``RunLog.sweep_orphans``) or missed (``engine/scheduler.py``), and of every
+approval step that starts waiting, inside the transaction recording that change
 (``RunLog.observe``): the notice commits with the change or not at all, so a crash never
 loses one. Keys are made of the run, the event (and the step), the route's stable id and
 the channel, so two processes, a retry or a restart enqueue each notice once (the outbox
@@ -362,11 +362,9 @@ def compose_run(
     subject = f"run #{record.id} of {record.runbook}"
     lines: list[str] = []
     if step is not None:
-        config_step = (
-            runbook.steps[step.position]
-            if runbook is not None and step.position < len(runbook.steps)
-            else None
-        )
+        # A run's step positions count its whole flow (steps, rollback, ``finally``).
+        flow = runbook.flow() if runbook is not None else []
+        config_step = flow[step.position].step if step.position < len(flow) else None
         text = (config_step.approval if config_step else None) or step.name
         verb = {"escalation": "APPROVAL ESCALATED", "repeat": "STILL WAITING"}.get(
             kind, "APPROVAL NEEDED"

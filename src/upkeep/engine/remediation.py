@@ -6,11 +6,13 @@ takes (``store.remediations``), in the firing's own transaction. The leader daem
 
 * the runbook is no longer started by alerts: suppressed;
 * the alert fired on a result that a run of this very runbook recorded (its ``checks``
-  step, a task's check): suppressed (loop guard);
+  step, a watch, a task's check): suppressed (loop guard);
 * the alert resolved before the decision (a leader that comes late): suppressed;
+* the runbook has a ``window:`` that is closed now: suppressed, as the schedule, ``upkeep
+  run`` and the API refuse it (a ``dry_run_only`` run changes nothing and may start);
 * the runbook has an unfinished run (any trigger, this daemon's or another's):
-  suppressed; when the alert's check is one the runbook's own ``checks`` steps select,
-  the reason says it is the loop guard;
+  suppressed; when the alert's check is one the runbook's own ``checks`` or ``watch``
+  steps select, the reason says it is the loop guard;
 * an alert-started run of it ended less than ``cooldown`` ago, or ``max_runs`` of them
   started within ``per``: suppressed;
 * otherwise it starts, ``trigger: alert``, ``triggered_by: alert:<id> <check>``, as a dry
@@ -63,15 +65,18 @@ class Decision:
 
 
 def own_checks(loaded: LoadedConfig, runbook: RunbookConfig) -> set[str]:
-    """Given the config and a runbook, return the checks its ``checks`` steps select."""
+    """Given the config and a runbook, return the checks its ``checks`` and ``watch``
+    steps select, in every phase (steps, rollback, ``finally``)."""
     from upkeep.engine.runner import select_checks
 
     selected: set[str] = set()
-    for step in runbook.steps:
-        if step.checks is None:
+    for entry in runbook.flow():
+        step = entry.step
+        selector = step.watch.checks if step.watch is not None else step.checks
+        if selector is None:
             continue
         try:
-            chosen = select_checks(loaded.checks.values(), step.checks.names, step.checks.labels)
+            chosen = select_checks(loaded.checks.values(), selector.names, selector.labels)
         except KeyError:
             continue  # the loader refuses unknown names; a stale config selects nothing
         selected.update(check.name for check in chosen)
@@ -158,6 +163,9 @@ class Remediator:
         alert = self.store.alerts.get(trigger.alert_id)
         if alert is None or alert.state == AlertState.RESOLVED:
             return "the alert resolved before the run could start"
+        closed = self._window_closed(loaded, runbook)
+        if closed is not None:
+            return closed
         active = log.active_run(trigger.runbook)
         if active is not None or busy:
             which = f"run {active}" if active is not None else "a run"
@@ -184,6 +192,27 @@ class Remediator:
                 f"{format_duration(rule.per)} (max_runs {rule.max_runs})"
             )
         return None
+
+    def _window_closed(self, loaded: LoadedConfig, runbook: RunbookConfig) -> str | None:
+        """Given a runbook, return why its real run may not start now (it has a window,
+        which is closed), or None: as the schedule, ``upkeep run`` and the API, an alert
+        runs it only inside its window; a dry run (``dry_run_only``) changes nothing and
+        may run any time (blocking: it reads the store's one-off windows)."""
+        from upkeep.alerting.windows import WindowCalendar
+
+        rule = runbook.on_alert
+        if runbook.window is None or (rule is not None and rule.dry_run_only):
+            return None
+        now = self.clock.now()
+        calendar = WindowCalendar(loaded.config, self.store.runs.list_windows(ending_after=now))
+        if calendar.is_open(runbook.window, now):
+            return None
+        opening = calendar.next_opening(runbook.window, now)
+        when = opening.start.isoformat() if opening is not None else "never"
+        return (
+            f"window {runbook.window} is closed (the runbook runs only inside it); "
+            f"it next opens {when}"
+        )
 
     def _busy(self, runbook: str) -> bool:
         """Return whether this daemon runs the runbook now (any trigger)."""

@@ -110,7 +110,7 @@ class QueryParams(StrictModel):
         reserved = {spec.name for spec in FIXED_METRICS}
         seen: set[str] = set()
         for name in value:
-            if not METRIC_NAME.match(name):
+            if not METRIC_NAME.fullmatch(name):
                 raise ValueError(
                     f"metric name {name!r} must be letters, digits and _ "
                     "(not starting with a digit); alias the column in the query"

@@ -393,3 +393,40 @@ async def test_dry_run_only_records_the_plan_and_changes_nothing(world: Any, fla
     assert flag.exists()  # nothing was mended
     started = f"remediation: runbook mend started: run {run.id} (a dry run: dry_run_only)"
     assert started in w.timeline(w.alert().id)
+
+
+async def test_a_runbook_with_a_window_starts_only_inside_it(world: Any, flag: Path) -> None:
+    # As the schedule, the CLI and the API: an alert does not run it outside its window
+    # (12:00 UTC here; the window opens at 03:00), but a dry run (dry_run_only) may.
+    def windowed(w: World, on_alert: str) -> World:
+        text = config(flag, on_alert, MEND.replace("{flag}", str(flag)))
+        text = text.replace("  mend:\n", "  mend:\n    window: night\n")
+        text += 'windows:\n  night: {schedule: "0 3 * * *", duration: 1h}\n'
+        w.loaded = load_text(flag.parent, text)
+        w.manager = AlertManager(w.loaded, w.store, clock=w.clock)
+        return w
+
+    w = windowed(world("{match: {checks: [flagged]}}", MEND), "{match: {checks: [flagged]}}")
+    daemon = w.daemon()
+    flag.touch()
+    await w.check()
+    [decision] = await daemon.remediator.step()
+    assert decision.started is None
+    assert decision.reason == (
+        "window night is closed (the runbook runs only inside it); it next opens "
+        "2026-12-08T03:00:00+00:00"
+    )
+    assert w.alert_runs() == []
+    assert flag.exists()
+
+    dry = windowed(
+        world("{match: {checks: [unrelated]}}", MEND),
+        "{match: {checks: [flagged]}, dry_run_only: true}",
+    )
+    dry_daemon = dry.daemon()
+    dry.feed(Status.OK)
+    dry.feed(Status.CRITICAL)
+    [started] = await dry_daemon.remediator.step()
+    assert started.started is not None
+    await finish(dry_daemon)
+    assert [run.dry_run for run in dry.alert_runs()] == [True]

@@ -237,3 +237,30 @@ def test_notice_keys_fit_the_outbox_and_stay_stable() -> None:
     assert len(long) <= 128 and long.startswith("window-")
     assert long == notice_key("window", "w" * 200, "20261123T120000Z", "opened", "ops")
     assert long != notice_key("window", "w" * 200, "20261123T120000Z", "closed", "ops")
+
+
+def test_a_waiting_approval_of_the_rollback_or_finally_quotes_its_own_question() -> None:
+    # Step positions count the whole flow: the rollback's approval is position 1 here.
+    runbook = RunbookConfig.model_validate(
+        {
+            "steps": [{"manual": "drain"}],
+            "on_failure": [{"approval": "Restore last night's backup?", "timeout": "3h"}],
+            "finally": [{"approval": "Reopen the shop?", "timeout": "30m"}],
+        }
+    )
+    for position, question, expires in (
+        (1, "Restore last night's backup?", "2026-11-23 16:00 CET"),
+        (2, "Reopen the shop?", "2026-11-23 13:30 CET"),
+    ):
+        step = _step(position, "ask", "approval", StepStatus.WAITING)
+        _, body, _ = compose_run(
+            _run(steps=[step]),
+            RunFacts("deploy", "waiting"),
+            step,
+            runbook,
+            kind="approval",
+            zone=BERLIN,
+            public_url=None,
+        )
+        assert f"({step.name}): {question}" in body
+        assert f"it expires {expires} undecided" in body

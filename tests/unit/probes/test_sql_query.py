@@ -166,3 +166,8 @@ def test_wrong_params_leave_the_condition_names_unchecked(tmp_path: Path) -> Non
         f"{path}:9:7: checks.constraints.params.metrics: metric name 'rows' is reserved: "
         "every query check has it"
     ]
+
+
+def test_a_metric_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must be letters, digits and _"):
+        QueryParams.model_validate({"query": "select 1 as n", "metrics": ["n\n"]})

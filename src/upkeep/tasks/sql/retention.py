@@ -139,7 +139,7 @@ class RetentionParams(StrictModel):
     @classmethod
     def _table(cls, value: str) -> str:
         parts = value.split(".")
-        if len(parts) > 2 or not all(SQL_NAME.match(part) for part in parts):
+        if len(parts) > 2 or not all(SQL_NAME.fullmatch(part) for part in parts):
             raise ValueError(
                 "must be a plain name or schema.name (letters, digits, _ and $, "
                 "not starting with a digit)"
@@ -176,7 +176,7 @@ class RetentionParams(StrictModel):
 
 def _check_name(name: str) -> None:
     """Raise ValueError unless ``name`` is a plain SQL name."""
-    if not SQL_NAME.match(name):
+    if not SQL_NAME.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a plain SQL name (letters, digits, _ and $, "
             "not starting with a digit)"
@@ -510,7 +510,7 @@ class _Mysql(_Backend):
         # key) then gives the batch's rows in order, and the scan stops after `limit`.
         # Ordered by the key alone, the optimizer may read every due row through that
         # index and sort them all for each batch (seconds on millions of rows).
-        order = ", ".join(f"`{name}`" for name in [self.params.column, *self.key])
+        order = ", ".join(_backticked(name) for name in [self.params.column, *self.key])
         try:
             set_session_limits(
                 connection,
@@ -558,12 +558,18 @@ class _Mysql(_Backend):
         positions = [columns.index(name) for name in self.key]
         keys = [tuple(row[index] for index in positions) for row in rows]
         one = "(" + ", ".join(["%s"] * len(self.key)) + ")"
-        key_sql = "(" + ", ".join(f"`{name}`" for name in self.key) + ")"
+        key_sql = "(" + ", ".join(_backticked(name) for name in self.key) + ")"
         deleted: int = cursor.execute(
             f"DELETE FROM {self._table()} WHERE {key_sql} IN ({', '.join([one] * len(keys))})",
             [value for key in keys for value in key],
         )
         return deleted
+
+
+def _backticked(name: str) -> str:
+    """Given a MySQL name, return it quoted: in backticks, a backtick in it doubled (the
+    primary key's names come from the server, not through ``SQL_NAME``)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _backend(target: TargetBase, params: RetentionParams, timeout_s: float) -> _Backend:

@@ -235,3 +235,39 @@ def test_names_must_be_plain_and_values_are_bound() -> None:
     assert SqlRetention().validate(None, params("t", match={"created": None})) == [
         "match: column 'created' is already the date column"
     ]
+
+
+@pytest.mark.mysql
+async def test_mariadb_primary_key_names_read_from_the_server_are_quoted(
+    mysql_dsn: str, task_context: TaskContext, tmp_path: Path
+) -> None:
+    # The key's name comes from the server, not the config: a backtick in it must stay
+    # inside the quoted name (doubled), in the plain delete and the backed-up one alike.
+    name = f"ret_{uuid.uuid4().hex[:12]}"
+    mysql_run(
+        mysql_dsn,
+        f"CREATE TABLE {name} (`i``d` int PRIMARY KEY, created datetime)",
+        f"INSERT INTO {name} SELECT seq, IF(seq <= 4, UTC_TIMESTAMP() - INTERVAL 2 YEAR, "
+        "UTC_TIMESTAMP()) FROM seq_1_to_6",
+    )
+    try:
+        target = MysqlTarget(dsn=mysql_dsn)
+        outcome = await SqlRetention().run(target, params(name, batch_size=3), task_context)
+        assert outcome.figures["rows_deleted"] == 4
+        mysql_run(mysql_dsn, f"UPDATE {name} SET created = UTC_TIMESTAMP() - INTERVAL 2 YEAR")
+        backed_up = await SqlRetention().run(
+            target, params(name, backup_to=str(tmp_path / "b")), task_context
+        )
+        assert backed_up.figures["rows_deleted"] == 2
+        assert sorted(row["i`d"] for row in read_backups(tmp_path / "b")) == [5, 6]
+    finally:
+        mysql_run(mysql_dsn, f"DROP TABLE IF EXISTS {name}")
+
+
+def test_names_with_a_trailing_newline_are_not_plain() -> None:
+    with pytest.raises(ValidationError, match=r"plain name or schema\.name"):
+        params("users\n")
+    with pytest.raises(ValidationError, match="not a plain SQL name"):
+        RetentionParams.model_validate(
+            {"table": "users", "column": "created\n", "older_than": "1d"}
+        )
