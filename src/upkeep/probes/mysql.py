@@ -38,6 +38,7 @@ from upkeep.probes.sql import (
     result_metrics,
     statement_timeout_s,
     validate_params,
+    writing_problem,
 )
 
 if TYPE_CHECKING:
@@ -363,7 +364,7 @@ class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
     def validate(self, target: MysqlTarget, params: QueryParams) -> list[str]:
         """Given a target and params, return the rules the params model cannot express."""
         del target
-        return validate_params(params)
+        return validate_params(params, "mysql")
 
     async def run(
         self, target: MysqlTarget, params: QueryParams, context: ProbeContext
@@ -379,6 +380,9 @@ class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
         """
         import pymysql
 
+        writing = writing_problem(params.query, "mysql")
+        if writing is not None:
+            raise QueryFailed(writing)  # validated at load; params may come from elsewhere
         statement_s = statement_timeout_s(params, context.timeout_s)
 
         def work(connection: Connection[Any]) -> QueryResult:

@@ -40,6 +40,7 @@ from upkeep.probes.sql import (
     result_metrics,
     statement_timeout_s,
     validate_params,
+    writing_problem,
 )
 
 if TYPE_CHECKING:
@@ -518,7 +519,7 @@ class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
     def validate(self, target: PostgresTarget, params: QueryParams) -> list[str]:
         """Given a target and params, return the rules the params model cannot express."""
         del target
-        return validate_params(params)
+        return validate_params(params, "postgres")
 
     async def run(
         self, target: PostgresTarget, params: QueryParams, context: ProbeContext
@@ -534,6 +535,9 @@ class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
         import psycopg
         from psycopg import errors
 
+        writing = writing_problem(params.query, "postgres")
+        if writing is not None:
+            raise QueryFailed(writing)  # validated at load; params may come from elsewhere
         statement_s = statement_timeout_s(params, context.timeout_s)
         async with _connect(target, context) as connection:
             await connection.execute("BEGIN READ ONLY")

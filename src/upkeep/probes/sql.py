@@ -130,9 +130,66 @@ class QueryParams(StrictModel):
         return value
 
 
-def validate_params(params: QueryParams) -> list[str]:
-    """Given query params, return the problems the model alone cannot express."""
+Dialect = Literal["postgres", "mysql"]
+
+READING_STATEMENTS = frozenset({"select", "with", "values", "table", "show"})
+"""The first words of a statement a ``query`` check may run: statements that only read."""
+WRITING_WORDS: dict[Dialect, frozenset[str]] = {
+    # A read-only transaction does not stop these: they write files on the server
+    # (INTO OUTFILE/DUMPFILE; lo_export, adminpack's pg_file_*) or act through another
+    # connection (dblink), which has its own transaction.
+    "mysql": frozenset({"outfile", "dumpfile"}),
+    "postgres": frozenset(
+        {"lo_export", "pg_file_write", "pg_file_rename", "pg_file_unlink", "dblink_exec", "dblink"}
+    ),
+}
+_LEADING = {
+    # Whitespace, opening parentheses and comments before the first word.
+    "postgres": re.compile(r"(?:\s+|\(|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S),
+    "mysql": re.compile(r"(?:\s+|\(|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S),
+}
+_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def writing_problem(query: str, dialect: Dialect) -> str | None:
+    """Given a query's text and the server's dialect, return why it may write despite the
+    read-only transaction it runs in, or None if it reads only as far as can be told.
+
+    Deliberately coarse: every word counts, including those inside string literals,
+    quoted identifiers and comments, so no quoting or comment hides one (a literal holding
+    such a word is refused too; the message says which word). A database role without
+    file or superuser privileges is the other half of this guard (docs/probes.md).
+    """
+    lowered = query.lower()
+    leading = _LEADING[dialect].match(lowered)
+    first = _WORD.match(lowered, leading.end() if leading else 0)
+    if first is None or first.group() not in READING_STATEMENTS:
+        shown = first.group() if first else lowered.lstrip()[:20]
+        return (
+            f"the query must be one statement that reads (SELECT, WITH, VALUES, TABLE or "
+            f"SHOW), not {shown!r}"
+        )
+    if dialect == "postgres" and re.search(r"\bu&\s*[\"']", lowered):
+        # Unicode escapes could spell a function name no word search would see.
+        return "the query may not use U&'...' or U&\"...\" escapes"
+    words = set(_WORD.findall(lowered))
+    found = sorted(words & WRITING_WORDS[dialect])
+    if found:
+        return (
+            f"the query names {', '.join(found)}, which can write outside the read-only "
+            "transaction; query checks only read"
+        )
+    return None
+
+
+def validate_params(params: QueryParams, dialect: Dialect) -> list[str]:
+    """Given query params and the server's dialect, return the problems the model alone
+    cannot express: a query that may write (``writing_problem``), a key column that is
+    also a metric, an aggregate without a key column."""
     problems: list[str] = []
+    writing = writing_problem(params.query, dialect)
+    if writing is not None:
+        problems.append(writing)
     if params.key_column is not None and params.key_column.lower() in {
         name.lower() for name in params.metrics
     }:
@@ -315,8 +372,12 @@ class QueryProbeMixin:
         "more than `max_rows` is an error). With `key_column`: per-key metrics and their "
         "`aggregate`. Integers, decimals, booleans (0/1) and intervals (seconds) are "
         "numbers; text or dates are an error (cast in the query); NULL or no row makes "
-        "the check unknown unless `null_as` gives the value. Use a read-only database "
-        "role too: functions with side effects are not writes to the server."
+        "the check unknown unless `null_as` gives the value. The config is refused if "
+        "the statement does not start with SELECT, WITH, VALUES, TABLE or SHOW, or names "
+        "what writes outside the transaction (`INTO OUTFILE`/`DUMPFILE`; `lo_export`, "
+        "`pg_file_*`, `dblink`), even in a literal. Still give the check a database role "
+        "without file, superuser or write privileges: that is the guard no text check "
+        "replaces."
     )
     Params: ClassVar[type[StrictModel]] = QueryParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = FIXED_METRICS

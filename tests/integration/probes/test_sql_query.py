@@ -96,9 +96,17 @@ async def test_postgres_counts_decimals_keys_and_nulls(postgres_dsn: str, pg_tab
 async def test_postgres_refuses_writes_and_second_statements(
     postgres_dsn: str, pg_table: str
 ) -> None:
-    with pytest.raises(QueryFailed, match="tried to write, and query checks run read-only"):
+    with pytest.raises(QueryFailed, match="must be one statement that reads"):
         await pg_query(
             postgres_dsn, query=f"delete from {pg_table} returning id as n", metrics=["n"]
+        )
+    # A statement that starts by reading but writes: the read-only transaction stops it.
+    with pytest.raises(QueryFailed, match="tried to write, and query checks run read-only"):
+        await pg_query(
+            postgres_dsn,
+            query=f"with gone as (delete from {pg_table} returning id) "
+            "select count(*) as n from gone",
+            metrics=["n"],
         )
     with pytest.raises(QueryFailed, match="cannot insert multiple commands"):
         await pg_query(
@@ -164,8 +172,20 @@ async def test_mariadb_counts_decimals_keys_and_nulls(mysql_dsn: str, my_table: 
 
 @pytest.mark.mysql
 async def test_mariadb_refuses_writes_and_second_statements(mysql_dsn: str, my_table: str) -> None:
-    with pytest.raises(QueryFailed, match="tried to write, and query checks run read-only"):
+    with pytest.raises(QueryFailed, match="must be one statement that reads"):
         await my_query(mysql_dsn, query=f"delete from {my_table}", metrics=["n"])
+    # A SELECT whose function writes (a side effect): the read-only transaction stops it.
+    writer = f"{my_table}_w"
+    mysql_execute(
+        mysql_dsn,
+        f"CREATE FUNCTION {writer}() RETURNS int MODIFIES SQL DATA "
+        f"BEGIN DELETE FROM {my_table}; RETURN 1; END",
+    )
+    try:
+        with pytest.raises(QueryFailed, match="tried to write, and query checks run read-only"):
+            await my_query(mysql_dsn, query=f"select {writer}() as n", metrics=["n"])
+    finally:
+        mysql_execute(mysql_dsn, f"DROP FUNCTION {writer}")
     with pytest.raises(QueryFailed, match="the query failed: You have an error in your SQL"):
         await my_query(mysql_dsn, query=f"select 1 as n; delete from {my_table}", metrics=["n"])
     with pytest.raises(QueryFailed, match=r"longer than statement_timeout \(0.2s\)"):

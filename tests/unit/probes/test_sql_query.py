@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from upkeep.probes.sql import (
     statement_timeout_s,
     to_number,
     validate_params,
+    writing_problem,
 )
 
 
@@ -114,10 +115,12 @@ def test_params_rules() -> None:
         params(metrics=["a", "A"])
     with pytest.raises(ValidationError, match="longer than 0s"):
         params(lock_timeout="0s")
-    assert validate_params(params(key_column="a")) == [
+    assert validate_params(params(key_column="a"), "postgres") == [
         "key_column 'a' cannot also be one of metrics"
     ]
-    assert validate_params(params(aggregate="sum")) == ["aggregate applies only with key_column"]
+    assert validate_params(params(aggregate="sum"), "mysql") == [
+        "aggregate applies only with key_column"
+    ]
     assert statement_timeout_s(params(statement_timeout="1m"), 10.0) == 9.0
     assert statement_timeout_s(params(), 10.0) == 9.0
     assert statement_timeout_s(params(statement_timeout="2s"), 10.0) == 2.0
@@ -171,3 +174,40 @@ def test_wrong_params_leave_the_condition_names_unchecked(tmp_path: Path) -> Non
 def test_a_metric_name_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ValidationError, match="must be letters, digits and _"):
         QueryParams.model_validate({"query": "select 1 as n", "metrics": ["n\n"]})
+
+
+@pytest.mark.parametrize(
+    ("dialect", "query", "words"),
+    [
+        ("mysql", "SELECT 1 AS n INTO OUTFILE '/tmp/x'", "outfile"),
+        ("mysql", "select 1 as n into/**/dumpfile '/tmp/x'", "dumpfile"),
+        ("mysql", "select 1 as n /*! INTO OUTFILE '/tmp/x' */", "outfile"),
+        ("postgres", "select lo_export(16400, '/tmp/x') as n", "lo_export"),
+        ("postgres", "select 1 as n from \"dblink_exec\"('x', 'delete from t')", "dblink_exec"),
+        ("postgres", "COPY (select 1) TO '/tmp/x'", "'copy'"),
+        ("postgres", "/* a comment */ copy t to '/tmp/x'", "'copy'"),
+        ("mysql", "# comment\n delete from t", "'delete'"),
+        ("postgres", "select U&\"\\006co_export\"(1, '/tmp/x') as n", "U&"),
+    ],
+)
+def test_queries_that_may_write_despite_the_read_only_transaction_are_refused(
+    dialect: Literal["postgres", "mysql"], query: str, words: str
+) -> None:
+    problem = writing_problem(query, dialect)
+    assert problem is not None
+    assert words in problem
+
+
+@pytest.mark.parametrize(
+    ("dialect", "query"),
+    [
+        ("postgres", "-- leading comment\n(select count(*) as n from pg_constraint)"),
+        ("postgres", "with t as (select 1 as n) select n from t"),
+        ("mysql", "/* x */ SELECT COUNT(*) AS n FROM information_schema.tables"),
+        ("mysql", "show global status like 'Threads_connected'"),
+        # '#' is an operator on PostgreSQL, not a comment: the words after it still count.
+        ("postgres", "select 1 # 2 as n"),
+    ],
+)
+def test_reading_queries_pass(dialect: Literal["postgres", "mysql"], query: str) -> None:
+    assert writing_problem(query, dialect) is None
