@@ -33,7 +33,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from zoneinfo import ZoneInfo
 
 from upkeep.alerting.routing import group_key, route_ids
@@ -376,8 +376,11 @@ def compose_run(
             f"{text}",
             f"waiting since {_local(since, zone)} ({ago_marker(since)})",
         ]
-        if config_step is not None and config_step.timeout is not None:
-            lines.append(f"it expires {_local(since + config_step.timeout, zone)} undecided")
+        expires = _saved_deadline(step.detail)
+        if expires is None and config_step is not None and config_step.timeout is not None:
+            expires = since + config_step.timeout
+        if expires is not None:
+            lines.append(f"it expires {_local(expires, zone)} undecided")
         command = f"upkeep approve {record.id} --step {step.position + 1}"
         lines += [f"approve: {command}", f"reject:  {command} --reject"]
     elif event == "missed":
@@ -525,3 +528,16 @@ def announce_windows(
         return []
     with store.alerts.transaction() as connection:
         return add_notifications(connection, due, now)
+
+
+def _saved_deadline(detail: Mapping[str, Any]) -> datetime | None:
+    """Given a waiting step's stored detail, return the deadline the executor saved there
+    (``until``: the step's own timeout or the default one), or None if there is none."""
+    until = detail.get("until")
+    if not isinstance(until, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(until)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

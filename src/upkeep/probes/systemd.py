@@ -167,9 +167,9 @@ def parse_timestamp(value: str) -> datetime | None:
     if value.startswith("@"):
         try:
             seconds = float(value[1:])
-        except ValueError:
-            return None
-        return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+            return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+        except (ValueError, OverflowError, OSError):
+            return None  # not a number, or a moment no datetime holds (``@inf``, ``@1e300``)
     match = _DEFAULT_TIMESTAMP.match(value)
     if match is None:
         return None

@@ -180,6 +180,9 @@ async def test_without_systemctl_the_unit_is_unknown(
         ("", None),
         ("@0", None),
         ("n/a", None),
+        ("@inf", None),
+        ("@1e300", None),
+        ("@nan", None),
     ],
 )
 def test_timestamps(text: str, moment: datetime | None) -> None:

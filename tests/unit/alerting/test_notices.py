@@ -264,3 +264,34 @@ def test_a_waiting_approval_of_the_rollback_or_finally_quotes_its_own_question()
         )
         assert f"({step.name}): {question}" in body
         assert f"it expires {expires} undecided" in body
+
+
+def test_an_approval_without_its_own_timeout_says_the_deadline_the_executor_saved() -> None:
+    # The default timeout (or a resumed step's first deadline) is in the step's detail.
+    runbook = RunbookConfig.model_validate({"steps": [{"approval": "Go ahead?"}]})
+    saved = StepRecord(
+        0,
+        "ask",
+        "approval",
+        StepStatus.WAITING,
+        T0,
+        None,
+        1,
+        "",
+        {"until": "2026-11-23T12:00:00+00:00"},
+    )
+    bare = _step(0, "ask", "approval", StepStatus.WAITING)
+    bodies = [
+        compose_run(
+            _run(steps=[step]),
+            RunFacts("deploy", "waiting"),
+            step,
+            runbook,
+            kind="approval",
+            zone=BERLIN,
+            public_url=None,
+        )[1]
+        for step in (saved, bare)
+    ]
+    assert "it expires 2026-11-23 13:00 CET undecided" in bodies[0]
+    assert "expires" not in bodies[1]

@@ -121,7 +121,8 @@ class RetentionParams(StrictModel):
     )
     max_lock: Duration = Field(
         default=timedelta(seconds=2),
-        description="statement timeout of each batch: the longest it holds its locks",
+        description="statement timeout of each batch's statements: with `backup_to`, the "
+        "batch also holds its locks while its rows are written and synced to the file",
     )
     lock_wait: Duration = Field(
         default=timedelta(seconds=1),
@@ -317,10 +318,17 @@ class _Postgres(_Backend):
         await self.connection.rollback()
         if row is None:
             raise TableUnusable(f"PostgreSQL has no table {self.params.table}")
-        if row[0] != "r" or row[1]:
+        if row[0] == "p" or row[1]:
             raise TableUnusable(
                 f"{self.params.table} is partitioned or has inheritance children; run "
                 "sql.retention on each partition (or drop old partitions) instead"
+            )
+        if row[0] != "r":
+            # A ctid names a row of one plain table; views and foreign tables have none.
+            kinds = {"v": "a view", "m": "a materialized view", "f": "a foreign table"}
+            raise TableUnusable(
+                f"{self.params.table} is {kinds.get(row[0], f'of relkind {row[0]!r}')}, not "
+                "a table; sql.retention deletes from plain tables only"
             )
 
     def _open_connection(self) -> AsyncConnection[Any]:

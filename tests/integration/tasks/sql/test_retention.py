@@ -271,3 +271,32 @@ def test_names_with_a_trailing_newline_are_not_plain() -> None:
         RetentionParams.model_validate(
             {"table": "users", "column": "created\n", "older_than": "1d"}
         )
+
+
+@pytest.mark.postgres
+async def test_postgres_views_and_partitioned_tables_are_named_for_what_they_are(
+    postgres_dsn: str, pg_table: str, task_context: TaskContext
+) -> None:
+    view, parent = f"{pg_table}_v", f"{pg_table}_p"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {pg_table}")
+        connection.execute(
+            f"CREATE TABLE {parent} (id int, created timestamptz) PARTITION BY RANGE (created)"
+        )
+    try:
+        view_plan = await SqlRetention().plan(
+            PostgresTarget(dsn=postgres_dsn), params(view), task_context
+        )
+        assert view_plan.summary() == (
+            f"the run would fail: {view} is a view, not a table; "
+            "sql.retention deletes from plain tables only"
+        )
+        parent_plan = await SqlRetention().plan(
+            PostgresTarget(dsn=postgres_dsn), params(parent), task_context
+        )
+        assert "is partitioned or has inheritance children" in parent_plan.summary()
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+            connection.execute(f"DROP VIEW {view}")
+            connection.execute(f"DROP TABLE {parent}")
+    assert len(pg_ids(postgres_dsn, pg_table)) == 30
