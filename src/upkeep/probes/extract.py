@@ -20,6 +20,11 @@ which ``warn:`` and ``crit:`` may read like any other. The rules, in one place:
   one cannot be parsed as JSON and leaves every JSONPath metric out (its regexes search
   the start of what was kept). A body that is not JSON (or not UTF-8) leaves them out too.
 
+* **Threads**: extraction runs on a thread under the check's deadline; a thread that
+  outlives it cannot be stopped, so at most ``MAX_RUNNING_EXTRACTIONS`` run at once in the
+  process, and a check that finds them all busy leaves its metrics out and says so rather
+  than piling more work on the CPU.
+
 Expressions are compiled when the config loads, so a JSONPath that does not parse or a
 regex that does not compile (or has no group, or several) is a config error naming its
 file, line and key.
@@ -28,6 +33,7 @@ file, line and key.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -42,6 +48,10 @@ REGEX_TIMEOUT_S = 1.0
 """How long one regex search may take before its metric is left out."""
 MAX_EXPRESSION_CHARS = 1024
 """The longest JSONPath or regex accepted in a config."""
+MAX_RUNNING_EXTRACTIONS = 2
+"""How many extractions may run at once in the process (threads past their check's
+deadline included)."""
+_RUNNING = threading.BoundedSemaphore(MAX_RUNNING_EXTRACTIONS)
 
 
 @lru_cache(maxsize=1024)
@@ -148,10 +158,19 @@ def extract(
     (name → JSONPath, name → regex), return the values found and a reason per metric left
     out; never raise for what the body holds."""
     found = Extracted()
-    if json_paths:
-        _from_json(body, body_bytes, json_paths, found)
-    if regexes:
-        _from_text(body, regexes, found)
+    if not _RUNNING.acquire(blocking=False):
+        for name in (*json_paths, *regexes):
+            found.problems.append(
+                f"{name}: not read, {MAX_RUNNING_EXTRACTIONS} earlier extractions still run"
+            )
+        return found
+    try:
+        if json_paths:
+            _from_json(body, body_bytes, json_paths, found)
+        if regexes:
+            _from_text(body, regexes, found)
+    finally:
+        _RUNNING.release()
     return found
 
 

@@ -82,3 +82,22 @@ def test_a_backtracking_regex_is_cut_off_at_its_time_limit(
         "(nested repetition backtracks)"
     ]
     assert elapsed < 1.5  # the module checks its clock now and then, not at every step
+
+
+def test_extractions_past_the_limit_leave_their_metrics_out_and_say_why() -> None:
+    held = [
+        extract_module._RUNNING.acquire(blocking=False)
+        for _ in range(extract_module.MAX_RUNNING_EXTRACTIONS)
+    ]
+    try:
+        assert all(held)
+        busy = extract(b'{"a": 1}', 8, {"a": "$.a"}, {"b": "(\\d)"})
+        assert busy.metrics == {}
+        assert busy.problems == [
+            "a: not read, 2 earlier extractions still run",
+            "b: not read, 2 earlier extractions still run",
+        ]
+    finally:
+        for _ in held:
+            extract_module._RUNNING.release()
+    assert extract(b'{"a": 1}', 8, {"a": "$.a"}, {}).metrics == {"a": 1}
