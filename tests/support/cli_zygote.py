@@ -21,6 +21,7 @@ machine; the suite starts the CLI hundreds of times.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import locale
 import os
@@ -162,6 +163,10 @@ def serve_forever() -> None:
         raise RuntimeError(f"an import started a thread: {threading.enumerate()}")
     # The client bound and listens on it, so its calls queue up while this imports.
     listener = socket.socket(fileno=int(sys.argv[1]))
+    # What is imported now lives as long as the server: no collection in a child needs to
+    # walk it, and walking it would write to (so copy) every page the fork shares.
+    gc.collect()
+    gc.freeze()
     request, fds = _serve(listener)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _become(request, fds)
