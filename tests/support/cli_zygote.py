@@ -40,6 +40,8 @@ from typing import Any
 START_TIMEOUT_S = 60.0
 """Named timeout: how long the server may take to import everything and answer a first
 call (seconds of CPU on a loaded two-core machine)."""
+ORPHAN_CHECK_S = 5.0
+"""How often an idle server checks that the test process that started it still runs."""
 HEADER = struct.Struct("!I")
 PRELOAD = (
     "typer.main",
@@ -99,8 +101,16 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 def _serve(listener: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """Answer connections until one forks a child; in that child, return its request."""
+    parent = os.getppid()
+    listener.settimeout(ORPHAN_CHECK_S)
     while True:
-        connection, _address = listener.accept()
+        try:
+            connection, _address = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the test process died without stopping us
+                sys.exit(0)
+            continue
+        connection.settimeout(None)
         with connection:
             try:
                 request, fds = _receive(connection)
