@@ -48,9 +48,12 @@ unit: dev-install
 # Bytecode is compiled once up front: where PYTHONDONTWRITEBYTECODE is set (this machine's
 # default), each CLI process a test spawns would otherwise compile every module again.
 # Four workers on two cores: many tests wait on subprocesses, services and sockets.
+# The end-to-end tests fork each CLI call from a server that has imported the CLI once
+# (tests/support/cli_zygote.py); UPKEEP_TEST_EXEC=1 starts a fresh interpreter per call.
+# --durations=25 lists the slowest tests, so a slow new one shows in CI's output.
 test: dev-install services lint typecheck
 	$(BIN)/python -m compileall -q src tests > /dev/null
-	$(BIN)/pytest -q -n 4 --dist worksteal
+	$(BIN)/pytest -q -n 4 --dist worksteal --durations=25
 
 # Coverage of upkeep, the CLI and daemons the tests start included (pyproject.toml's
 # [tool.coverage.*]); one total line here, `$(BIN)/coverage report` for each file's figure.

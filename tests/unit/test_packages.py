@@ -9,6 +9,7 @@ or in the tests, imports it.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +55,17 @@ def _module_of(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> Iterator[Import]:
+@functools.cache
+def _imports(path: Path) -> tuple[Import, ...]:
+    """Given a file, return its imports (parsed once per test process: two tests read them)."""
     shown = path.relative_to(ROOT).as_posix()
+    found: list[Import] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=shown)):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield Import(shown, node.lineno, alias.name, None)
+            found += [Import(shown, node.lineno, alias.name, None) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                yield Import(shown, node.lineno, node.module, alias.name)
+            found += [Import(shown, node.lineno, node.module, alias.name) for alias in node.names]
+    return tuple(found)
 
 
 def _python_files() -> Iterator[Path]:
@@ -78,8 +81,10 @@ def _package_of(module: str) -> str | None:
     return parts[1]
 
 
+@functools.cache
 def _declared(package: str) -> tuple[str | None, list[str] | None]:
-    """Given a package, return its docstring and its ``__all__`` (None for either missing)."""
+    """Given a package, return its docstring and its ``__all__`` (None for either missing).
+    Read once per package: every import across packages is checked against it."""
     tree = ast.parse((PACKAGE_ROOT / package / "__init__.py").read_text(encoding="utf-8"))
     names: list[str] | None = None
     for node in tree.body:

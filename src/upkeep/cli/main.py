@@ -1,6 +1,9 @@
-"""``upkeep``: the entry point. Imports stay lazy so ``upkeep --help`` answers at once."""
+"""``upkeep``: the entry point. Imports stay lazy so ``upkeep --help`` answers at once.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typer reads every command's parameters on
+every run, and string annotations cost it ~900 ``eval`` calls (~40 ms, a quarter of
+``upkeep --help``); these annotations are evaluated once, when the module runs.
+"""
 
 import sys
 from pathlib import Path
