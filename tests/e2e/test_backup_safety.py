@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import tarfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,14 +78,6 @@ def _fresh(upkeep: Upkeep, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     return checked.returncode, result
 
 
-def _into_the_next_second() -> None:
-    """Sleep into the next whole second. A damaged backup's time is the one in its id,
-    whole seconds only, so one taken in the same second as an intact backup would sort
-    before it; the test needs the damaged one to be the newer (a second CLI start used to
-    take that long by itself)."""
-    time.sleep(1.01 - time.time() % 1)
-
-
 def _snapshot(root: Path) -> dict[str, bytes | str]:
     """Every entry under ``root``: a file's bytes, a link's target, a directory."""
     found: dict[str, bytes | str] = {}
@@ -140,7 +131,6 @@ def test_a_damaged_backup_is_listed_damaged_alerts_and_is_never_kept_over_an_int
         _tree(tmp_path / "data" / name / "etc")
     env = _config(tmp_path, more=DAMAGES)
     first = _create(upkeep, env)  # one backup of every source
-    _into_the_next_second()
     second = _create(upkeep, env, "etc")["etc"]
     expected = {second["id"]: _damage(Path(second["path"]), "truncated", tmp_path)}
     for name in DAMAGES:

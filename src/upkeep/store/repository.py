@@ -48,7 +48,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -242,10 +242,16 @@ class Backup:
     @property
     def taken_at(self) -> datetime:
         """Return when the dump started (UTC): the manifest's time if intact, else the
-        time in the id (a damaged manifest's own claims are not believed)."""
+        time in the id (a damaged backup's own claims are not believed), refined by its
+        manifest's time only where that falls within the id's second, so two backups of one
+        second keep their order whichever of them is damaged."""
         if self.intact:
             return self.intact_manifest.started_at
-        return id_time(self.id)
+        second = id_time(self.id)
+        claimed = self.manifest.started_at if self.manifest is not None else None
+        if claimed is not None and second <= claimed < second + timedelta(seconds=1):
+            return claimed
+        return second
 
     @property
     def data_name(self) -> str:

@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +272,25 @@ def test_a_scratch_directory_others_can_write_is_refused_before_anything_is_dump
         service.create(env, "etc")
     assert os.listdir(shared) == []
     assert env.repository.backups("etc") == []
+
+
+async def test_a_damaged_newest_backup_of_the_same_second_is_still_the_newest(
+    file_tree: Path, backup_env: EnvFactory
+) -> None:
+    # Two backups within one second: the id alone cannot order them, the manifest can.
+    env = _files_env(backup_env, file_tree, key=KEY)
+    second = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    first, newer = (
+        env.repository.write(
+            "etc",
+            [b"data"],
+            details={"source_details": {"kind": "files"}},
+            secret=KEY,
+            started_at=second + timedelta(seconds=at),
+        )
+        for at in (0.2, 0.7)
+    )
+    assert first.id[:16] == newer.id[:16]
+    _truncate(newer.data_path)
+    assert [backup.id for backup in env.repository.inventory("etc")] == [first.id, newer.id]
+    assert env.repository.inventory("etc")[-1].taken_at == second + timedelta(seconds=0.7)
