@@ -182,6 +182,12 @@ def _kind_of(value: Any) -> str:
 _PATTERNS = {
     NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
     r"^https?://": "a URL starting with http:// or https://",
+    # The http probe's extracted metric names and the systemd probe's unit (written out:
+    # importing the probes here would load them for every config; a test holds them equal).
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}$": "a metric name of at most 64 letters, digits and '_', not starting "
+    "with a digit",
+    r"^[A-Za-z0-9:_.@\\-]{1,255}$": "a systemd unit name of letters, digits, ':', '_', '.', '@', '-' and '\\' "
+    "(no '/' or spaces), such as nginx or backup@daily.timer",
 }
 """Plain words for the patterns fields are checked against; others are shown as written."""
 
