@@ -1144,7 +1144,8 @@ def _check_step_selections(
         phases.append(("finally", runbook.finally_))
         for key, steps in phases:
             for index, step in enumerate(steps):
-                selector, where = step.checks, ("checks",)
+                where: tuple[str, ...] = ("checks",)
+                selector = step.checks
                 if step.watch is not None:
                     selector, where = step.watch.checks, ("watch", "checks")
                 if selector is None or not selector.labels:
