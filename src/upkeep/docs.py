@@ -326,8 +326,10 @@ checks:
 targets:
   db: {kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test", labels: {role: database}}
   app-logs: {kind: logs, path: /var/log/app}
+  web: {kind: http, url: "http://127.0.0.1:3000/health", labels: {service: web}}
 checks:
   db-up: {target: db, labels: {env: prod}}
+  web-up: {target: web, crit: status_code != 200 or response_time_ms > 2s}
 runbooks:
   daily-health-check:
     schedule: "0 9 * * *"

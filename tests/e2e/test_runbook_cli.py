@@ -118,6 +118,7 @@ def test_run_with_yes_lists_steps_and_records_the_run(upkeep: Upkeep, project: P
         "runbook",
         "trigger",
         "triggered_by",
+        "alert_id",
         "status",
         "dry_run",
         "scheduled_for",
@@ -128,6 +129,7 @@ def test_run_with_yes_lists_steps_and_records_the_run(upkeep: Upkeep, project: P
         "steps",
     }
     assert document["id"] == 1 and document["scheduled_for"] is None
+    assert document["alert_id"] is None  # a run no alert started
     assert [step["status"] for step in document["steps"]] == ["ok", "ok", "ok", "todo"]
     assert [step["kind"] for step in document["steps"]] == ["checks", "command", "task", "manual"]
     for step in document["steps"]:

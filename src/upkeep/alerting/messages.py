@@ -48,9 +48,9 @@ def _footer(facts: MessageFacts, public_url: str | None) -> list[str]:
     if not public_url:
         return [f"alert #{facts.alert_id}"]
     base = public_url.rstrip("/")
-    lines = [f"alert #{facts.alert_id} · {base}/api/alerts/{facts.alert_id}"]
+    lines = [f"alert #{facts.alert_id} · {base}/alerts/{facts.alert_id}"]
     if facts.run_id is not None:
-        lines.append(f"run #{facts.run_id} · {base}/api/runs/{facts.run_id}")
+        lines.append(f"run #{facts.run_id} · {base}/runs/{facts.run_id}")
     return lines
 
 

@@ -336,6 +336,24 @@ def _local(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
+WHY_CHARS = 200
+"""How much of a failed step's last output line a run notice quotes."""
+
+
+def _why(step: StepRecord) -> str:
+    """Given a failed or interrupted step, return what it ended with, for a notice: a
+    command's non-zero exit code and the last line of its (stored, redacted) output,
+    shortened to ``WHY_CHARS``; empty when it recorded neither."""
+    parts: list[str] = []
+    code = step.detail.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        parts.append(f"exit {code}")
+    last = next((line.strip() for line in reversed(step.output.splitlines()) if line.strip()), "")
+    if last:
+        parts.append(last if len(last) <= WHY_CHARS else last[: WHY_CHARS - 1] + "…")
+    return " (" + "; ".join(parts) + ")" if parts else ""
+
+
 def _link(public_url: str | None, run_id: int) -> str | None:
     return f"{public_url.rstrip('/')}/runs/{run_id}" if public_url else None
 
@@ -397,7 +415,7 @@ def compose_run(
         if record.scheduled_for is not None:
             lines.append(f"scheduled for {_local(record.scheduled_for, zone)}")
         ended = [
-            f"step {s.position + 1} {s.name}: {s.status}"
+            f"step {s.position + 1} {s.name}: {s.status}{_why(s)}"
             for s in record.steps
             if s.status.failed or s.status == StepStatus.INTERRUPTED
         ]

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from upkeep.core.status import Status, worst
+
+if TYPE_CHECKING:
+    from upkeep.config.loader import CompiledCheck, LoadedConfig
+    from upkeep.core.results import CheckResult
+    from upkeep.store.store import Store
 
 EXIT_CONFIG_ERROR = 2
 """``validate`` exits 2 on an invalid config, as the spec says."""
@@ -49,13 +55,12 @@ def run_check(
     from upkeep.cli.common import (
         console,
         load_or_report,
-        new_pipeline,
         parse_labels,
         print_problems,
         setup_logging,
         try_open_store,
     )
-    from upkeep.engine.runner import run_checks, select_checks
+    from upkeep.engine.runner import select_checks
 
     setup_logging()
     err = console(stderr=True)
@@ -77,26 +82,9 @@ def run_check(
 
     # Opened first: the checks still run if it cannot be, and alerting works from the spill.
     history, open_error = try_open_store(loaded) if store else (None, None)
-    from upkeep.cli.interrupts import run_async
-
-    sound = True
     try:
-        results = run_async(
-            run_checks(
-                selected,
-                redactor=loaded.redactor,
-                concurrency=loaded.config.engine.concurrency,
-                store=history,
-            )
-        )
-        if store:
-            pipeline = new_pipeline(loaded, history, open_error)
-            try:
-                settled = pipeline.settle(results)
-            finally:
-                pipeline.close()
-            print_problems(settled.problems)
-            sound = settled.sound
+        results, problems, sound = _run_in_waves(loaded, selected, history, open_error, store=store)
+        print_problems(problems)
     finally:
         if history is not None:
             history.close()
@@ -123,3 +111,52 @@ def run_check(
     if not sound and overall in (Status.OK, Status.WARNING):
         return int(Status.UNKNOWN)
     return int(overall)
+
+
+def _run_in_waves(
+    loaded: LoadedConfig,
+    selected: list[CompiledCheck],
+    history: Store | None,
+    open_error: str | None,
+    *,
+    store: bool,
+) -> tuple[list[CheckResult], list[str], bool]:
+    """Given the selected checks and the opened store, run them (and with ``store``,
+    settle their results); return the results, the problems met and whether the store
+    stayed sound.
+
+    Group checks read their members' newest stored results, so they run in a second
+    wave, after this run's member results are stored: a score never lags one run behind.
+    """
+    from upkeep.cli.common import new_pipeline
+    from upkeep.cli.interrupts import run_async
+    from upkeep.engine.runner import run_checks
+    from upkeep.probes.group import GroupTarget
+
+    waves = [
+        [check for check in selected if not isinstance(check.target, GroupTarget)],
+        [check for check in selected if isinstance(check.target, GroupTarget)],
+    ]
+    sound = True
+    results: list[CheckResult] = []
+    problems: list[str] = []
+    pipeline = new_pipeline(loaded, history, open_error) if store else None
+    try:
+        for wave in (wave for wave in waves if wave):
+            done = run_async(
+                run_checks(
+                    wave,
+                    redactor=loaded.redactor,
+                    concurrency=loaded.config.engine.concurrency,
+                    store=history,
+                )
+            )
+            results += done
+            if pipeline is not None:
+                settled = pipeline.settle(done)
+                problems += [text for text in settled.problems if text not in problems]
+                sound = sound and settled.sound
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+    return results, problems, sound

@@ -23,6 +23,8 @@ from upkeep.cli.common import (
 from upkeep.core.text import human_duration
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from upkeep.alerting.windows import WindowCalendar
     from upkeep.config.loader import LoadedConfig
     from upkeep.core.clock import Clock
@@ -169,8 +171,7 @@ async def _execute(
         line = Text(f"  {position + 1}. ")
         line.append(f"{report.status:<9}", style=STEP_STATUS_STYLE.get(report.status, ""))
         line.append(" ")
-        phase = report.detail.get("phase")
-        line.append_text(untrusted(f"{phase}: {title}" if phase else title, one_line=True))
+        line.append_text(untrusted(_step_heading(title, report.detail), one_line=True))
         out.print(line)
         # The command's own output: every line escaped (no "\r" overwrites a line, no
         # escape sequence reaches the terminal), each indented under its step.
@@ -550,6 +551,7 @@ def show_run(config_path: Path | None, run_id: int, *, json_output: bool) -> int
             described += f" ({step.attempts} attempts)"
         if step.decision:
             described += f" - {step.decision} by {step.decided_by}"
+        described += exit_note(step.detail)
         step_line.append_text(untrusted(described, one_line=True))
         out.print(step_line)
         # The command's output as stored: every line escaped and indented under its step.
@@ -702,3 +704,19 @@ def remove_window(config_path: Path | None, window_id: int) -> int:
         return EXIT_USAGE
     console().print(f"window {window_id} removed", markup=False)
     return 0
+
+
+def exit_note(detail: Mapping[str, object]) -> str:
+    """Given a step's detail, return `` (exit N)`` for a command that exited non-zero, else
+    an empty text: the output alone does not say how a failed command ended."""
+    code = detail.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        return f" (exit {code})"
+    return ""
+
+
+def _step_heading(title: str, detail: Mapping[str, object]) -> str:
+    """Given a step's title and detail as a run reports it, return its heading: the phase
+    (rollback, finally) first, a command's non-zero exit last."""
+    phase = detail.get("phase")
+    return (f"{phase}: {title}" if phase else title) + exit_note(detail)

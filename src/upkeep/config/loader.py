@@ -34,7 +34,7 @@ from upkeep.core.models import Reference
 from upkeep.core.redaction import Redactor, SecretMarker
 
 if TYPE_CHECKING:
-    from upkeep.config.models import UpkeepConfig
+    from upkeep.config.models import StepConfig, UpkeepConfig
     from upkeep.core.models import StrictModel
     from upkeep.probes.base import Probe, TargetBase
     from upkeep.tasks.base import Task
@@ -182,6 +182,12 @@ def _kind_of(value: Any) -> str:
 _PATTERNS = {
     NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
     r"^https?://": "a URL starting with http:// or https://",
+    # The http probe's extracted metric names and the systemd probe's unit (written out:
+    # importing the probes here would load them for every config; a test holds them equal).
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}$": "a metric name of at most 64 letters, digits and '_', not starting "
+    "with a digit",
+    r"^[A-Za-z0-9:_.@\\-]{1,255}$": "a systemd unit name of letters, digits, ':', '_', '.', '@', '-' and '\\' "
+    "(no '/' or spaces), such as nginx or backup@daily.timer",
 }
 """Plain words for the patterns fields are checked against; others are shown as written."""
 
@@ -1121,6 +1127,45 @@ def _parents(config: UpkeepConfig, name: str) -> list[str]:
     return [parent for parent in check.depends_on if parent != name and parent in config.checks]
 
 
+def _check_step_selections(
+    config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
+) -> None:
+    """List every ``checks`` or ``watch`` step of a runbook (rollback and ``finally``
+    included) whose ``labels`` select no check, as the run selects them: a typo in a
+    label would otherwise pass validation and fail the step at run time (or leave a
+    rollout unwatched). Said only when every check compiled; a check that did not has its
+    own error, and unknown names are the reference check's."""
+    if len(compiled) != len(config.checks):
+        return
+    for name, runbook in config.runbooks.items():
+        phases: list[tuple[str, list[StepConfig]]] = [("steps", runbook.steps)]
+        if isinstance(runbook.on_failure, list):
+            phases.append(("on_failure", runbook.on_failure))
+        phases.append(("finally", runbook.finally_))
+        for key, steps in phases:
+            for index, step in enumerate(steps):
+                where: tuple[str, ...] = ("checks",)
+                selector = step.checks
+                if step.watch is not None:
+                    selector, where = step.watch.checks, ("watch", "checks")
+                if selector is None or not selector.labels:
+                    continue
+                if any(wanted not in compiled for wanted in selector.names):
+                    continue
+                if any(
+                    (check.name in selector.names if selector.names else check.enabled)
+                    and all(check.labels.get(k) == v for k, v in selector.labels.items())
+                    for check in compiled.values()
+                ):
+                    continue
+                wanted = ", ".join(f"{k}={v}" for k, v in selector.labels.items())
+                which = "none of the checks named" if selector.names else "no enabled check"
+                collector.add(
+                    ("runbooks", name, key, index, *where, "labels"),
+                    f"{which} carries all of {wanted}",
+                )
+
+
 def _check_status_components(
     config: UpkeepConfig, compiled: Mapping[str, CompiledCheck], collector: _Collector
 ) -> None:
@@ -1249,6 +1294,7 @@ def load_config(
     _check_dependencies(config, collector)
     _bind_checks(config, compiled, collector)
     _check_status_components(config, compiled, collector)
+    _check_step_selections(config, compiled, collector)
     if check_channels:
         _check_channel_urls(config, collector)
     if collector.issues:

@@ -23,7 +23,9 @@ from upkeep.probes.base import (
 )
 from upkeep.probes.extract import Extracted, check_jsonpath, check_regex, extract
 
-MetricName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+"""A metric name an extraction declares: a name conditions can spell."""
+MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
 """A metric's name as conditions read it: a letter or ``_``, then letters, digits, ``_``."""
 
 

@@ -279,13 +279,25 @@ def _column_index(columns: Sequence[str], name: str) -> int:
 
 
 def _value(
-    number: int | float | None, column: str, params: QueryParams, key: str | None = None
+    number: int | float | None,
+    column: str,
+    params: QueryParams,
+    key: str | None = None,
+    *,
+    no_row: bool = False,
 ) -> int | float:
-    """Given a column's number (None for NULL) and its row's key, return the number, or
-    ``null_as`` for NULL; raise QueryFailed for NULL without ``null_as``."""
+    """Given a column's number (None for NULL, or for no row with ``no_row``) and its row's
+    key, return the number, or ``null_as`` for NULL; raise QueryFailed for NULL (or no
+    row) without ``null_as``, saying which of the two it was."""
     if number is not None:
         return number
     if params.null_as is None:
+        if no_row:
+            raise QueryFailed(
+                f"the query returned no row, so {column!r} has no value; set null_as "
+                "(e.g. 0) if that means a value, or aggregate in the query (count(*), "
+                "coalesce(max(...), 0))"
+            )
         where = f" in the row of key {key!r}" if key is not None else ""
         raise QueryFailed(
             f"column {column!r} is NULL{where}; set null_as (e.g. 0) if that means a "
@@ -322,7 +334,7 @@ def result_metrics(result: QueryResult, params: QueryParams) -> tuple[dict[str, 
                 metrics[name] = _value(to_number(row[index], name), name, params)
         else:
             for name in params.metrics:
-                metrics[name] = _value(None, name, params)
+                metrics[name] = _value(None, name, params, no_row=True)
     else:
         key_index = _column_index(result.columns, params.key_column)
         per_name: dict[str, list[int | float]] = {name: [] for name in params.metrics}
@@ -334,7 +346,9 @@ def result_metrics(result: QueryResult, params: QueryParams) -> tuple[dict[str, 
                 per_name[name].append(value)
         for name, values in per_name.items():
             metrics[name] = (
-                _aggregate(values, params.aggregate) if values else _value(None, name, params)
+                _aggregate(values, params.aggregate)
+                if values
+                else _value(None, name, params, no_row=True)
             )
     metrics["elapsed_ms"] = result.elapsed_ms
     metrics["rows"] = len(result.rows)

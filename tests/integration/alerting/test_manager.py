@@ -362,8 +362,8 @@ def test_alerts_of_one_group_within_group_wait_arrive_as_one_message(tmp_path: P
             assert len(receiver.deliveries) == 1
             message = receiver.deliveries[0].json()
             assert "a-up" in message["message"] and "b-up" in message["message"]
-            assert "https://upkeep.example.org/api/alerts/" in message["message"]
-            assert "run #42 · https://upkeep.example.org/api/runs/42" in message["message"]
+            assert "https://upkeep.example.org/alerts/" in message["message"]
+            assert "run #42 · https://upkeep.example.org/runs/42" in message["message"]
         finally:
             store.close()
 

@@ -185,13 +185,14 @@ async def test_checks_step_with_no_match_fails(harness: Any) -> None:
 targets:
   box: {kind: host}
 checks:
-  up: {target: box, probe: uptime}
+  up: {target: box, probe: uptime, enabled: false}
 runbooks:
   health:
     steps:
-      - checks: {labels: {env: nowhere}}
+      - checks: {}
 """
     )
+    # Labels that match no check are a config error; all checks disabled is not.
     record = await h.run("health")
     assert record.status == "failed"
     assert "no check matches" in record.steps[0].output

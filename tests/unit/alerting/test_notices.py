@@ -146,9 +146,13 @@ def test_a_failed_run_names_its_failed_steps_and_a_missed_one_its_firing() -> No
         message="step 2 failed",
         steps=[
             _step(0, "backup", "task", StepStatus.OK),
-            _step(1, "migrate", "command", StepStatus.FAILED),
+            StepRecord(
+                1, "migrate", "command", StepStatus.FAILED, T0, None, 1,
+                "applying 0042\nERROR: relation \"users\" is locked\n\n", {"exit_code": 3},
+            ),
+            StepRecord(2, "smoke", "watch", StepStatus.FAILED, T0, None, 1, "x" * 300, {}),
         ],
-    )
+    )  # fmt: skip
     title, body, level = compose_run(
         failed,
         RunFacts("deploy", "failed", {"team": "web"}),
@@ -159,7 +163,8 @@ def test_a_failed_run_names_its_failed_steps_and_a_missed_one_its_firing() -> No
         public_url=None,
     )
     assert title == "FAILED run #12 of deploy after 3m"
-    assert "step 2 migrate: failed" in body and "backup" not in body
+    assert 'step 2 migrate: failed (exit 3; ERROR: relation "users" is locked)' in body
+    assert f"step 3 smoke: failed ({'x' * 199}…)" in body and "backup" not in body
     assert "labels: team=web" in body and level == "failure"
     missed = _run(status=RunStatus.MISSED, scheduled_for=T0, message="still running")
     title, body, _ = compose_run(

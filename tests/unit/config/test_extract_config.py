@@ -94,7 +94,7 @@ def test_names_must_be_metric_names_and_not_taken(tmp_path: Path) -> None:
 """,
     )
     text = "\n".join(lines)
-    assert "checks.status.params.extract_json.two words: expected text of the form" in text
+    assert "checks.status.params.extract_json.two words: expected a metric name of" in text
     assert "'status_code' is a metric the probe returns itself" in text
     (line,) = errors_of(
         tmp_path,
@@ -104,3 +104,25 @@ def test_names_must_be_metric_names_and_not_taken(tmp_path: Path) -> None:
 """,
     )
     assert "checks.status.params: extract_json and extract_regex both name 'dup'" in line
+
+
+def test_the_metric_and_unit_name_patterns_are_said_in_words(tmp_path: Path) -> None:
+    from upkeep.config.loader import _PATTERNS
+    from upkeep.probes.http import METRIC_NAME_PATTERN
+    from upkeep.probes.systemd import UNIT_PATTERN
+
+    # The loader words the probes' patterns by their text: they must stay the same.
+    assert {METRIC_NAME_PATTERN, UNIT_PATTERN} <= _PATTERNS.keys()
+    path = tmp_path / "upkeep.yaml"
+    path.write_text(
+        """targets:
+  box: {kind: host}
+checks:
+  unit: {target: box, probe: systemd, params: {unit: ../etc/passwd}}
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    (line,) = [str(issue) for issue in caught.value.issues]
+    assert "checks.unit.params.unit: expected a systemd unit name of letters" in line

@@ -68,8 +68,10 @@ def test_values_that_are_not_numbers_are_refused_without_quoting_them(value: Any
 def test_null_and_no_row_are_unknown_unless_null_as() -> None:
     with pytest.raises(QueryFailed, match="column 'a' is NULL; set null_as"):
         metrics_of(["a"], [(None,)])
-    with pytest.raises(QueryFailed, match="column 'a' is NULL"):
+    with pytest.raises(QueryFailed, match="the query returned no row, so 'a' has no value"):
         metrics_of(["a"], [])
+    with pytest.raises(QueryFailed, match="returned no row, so 'a' has no value"):
+        metrics_of(["table", "a"], [], key_column="table")
     assert metrics_of(["a"], [], null_as=0)["a"] == 0
     assert metrics_of(["a"], [(None,)], null_as=0.5)["a"] == 0.5
 
