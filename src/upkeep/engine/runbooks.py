@@ -53,7 +53,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from upkeep.core.clock import SYSTEM_CLOCK, Clock
@@ -848,7 +848,8 @@ class RunbookExecutor:
                 lines = [f"{r.status.label:<8} {r.check}: {r.message}" for r in turned]
                 return StepReport(
                     StepStatus.FAILED,
-                    f"turned bad in round {rounds} at {self.clock.now().isoformat()}:\n"
+                    f"turned bad in round {rounds} at "
+                    f"{self.clock.now().astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC:\n"
                     + "\n".join(lines),
                     state,
                 )

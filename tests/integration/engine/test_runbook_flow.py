@@ -360,7 +360,8 @@ async def test_a_watch_fails_as_soon_as_a_check_turns_bad_and_the_rollback_runs(
     assert shape(record) == [("main", "failed"), ("main", "not_run"), ("rollback", "ok")]
     watch = record.steps[0]
     assert watch.finished_at == START + timedelta(minutes=3)
-    assert watch.output.startswith("turned bad in round 4")
+    moment = (START + timedelta(minutes=3)).astimezone(UTC)
+    assert watch.output.startswith(f"turned bad in round 4 at {moment:%Y-%m-%d %H:%M:%S} UTC:\n")
     assert "critical errors: round 4" in watch.output
     assert watch.detail["worst"] == "critical"
     assert record.message.endswith("rollback ran: 1 step(s) ok")

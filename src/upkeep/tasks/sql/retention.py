@@ -248,6 +248,8 @@ class _Run:
     rows: int = 0
     batch_ms: list[float] = field(default_factory=list)
     retries: int = 0
+    deleting: int = 0
+    """Batches that deleted at least one row."""
 
 
 class _Backend(ABC):
@@ -705,6 +707,7 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
                 failures = 0
                 done.batch_ms.append((time.perf_counter() - batch_started) * 1000)
                 done.rows += deleted
+                done.deleting += 1 if deleted else 0
                 # Only an empty batch ends the run: a batch can delete fewer rows than
                 # it picked while more are due (a writer updated a picked row, which
                 # moves it to a new ctid, between the batch's scan and its delete).
@@ -716,7 +719,8 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
             await backend.close()
         figures: dict[str, float | int | str | bool] = {
             "rows_deleted": done.rows,
-            "batches": len(done.batch_ms),
+            # Batches that deleted rows; the empty one that ends a run is timed, not counted.
+            "batches": done.deleting,
             "max_batch_ms": round(max(done.batch_ms, default=0.0), 3),
             "p95_batch_ms": round(_p95(done.batch_ms), 3),
             "lock_retries": done.retries,
@@ -726,7 +730,7 @@ class SqlRetention(Task[TargetBase, RetentionParams]):
         }
         message = (
             f"deleted {done.rows} rows of {params.table} older than "
-            f"{format_duration(params.older_than)} in {len(done.batch_ms)} batches "
+            f"{format_duration(params.older_than)} in {done.deleting} batches "
             f"(longest {figures['max_batch_ms']} ms)"
         )
         if not complete:

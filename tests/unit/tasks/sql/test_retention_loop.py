@@ -73,7 +73,7 @@ async def test_a_short_batch_does_not_end_the_run_only_an_empty_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend, outcome = await run(monkeypatch, [5, 3, 5, 0], batch_size=5)
-    assert (outcome.figures["rows_deleted"], outcome.figures["batches"]) == (13, 4)
+    assert (outcome.figures["rows_deleted"], outcome.figures["batches"]) == (13, 3)
     assert outcome.figures["complete"] is True
     assert backend.closed
 
