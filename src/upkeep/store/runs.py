@@ -135,6 +135,24 @@ async def keep_alive(
             logger.warning("heartbeat failed, retrying: %s", redact(str(error)))
 
 
+def interrupted_end(
+    sweep: datetime, heartbeat: datetime | None, recorded: datetime
+) -> tuple[datetime, bool]:
+    """Given the moment a sweep found a run's owner dead, the owner's last heartbeat (None:
+    no instance row, as for a released run or another host's vanished process) and the
+    latest moment the run recorded (its start, its steps' starts and ends), return when the
+    run ended and whether that is a moment its owner was seen alive.
+
+    The owner was alive at its last heartbeat and at whatever the run recorded, so the run
+    ended at the later of the two, never after the sweep (a clock ahead of the sweeper's
+    must not end a run in the future). With no heartbeat nothing says when the process
+    stopped, and the sweep moment stands.
+    """
+    if heartbeat is None:
+        return sweep, False
+    return min(max(heartbeat, recorded), sweep), True
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -361,6 +379,11 @@ class RunLog:
         The takeover is a compare-and-set on the owner, so when several processes sweep at
         once each run goes to exactly one of them (the others see it taken and leave it).
         Without ``new_owner`` or ``resumable`` every orphan is interrupted.
+
+        An interrupted run (and its unfinished steps) ends when its owner was last known
+        alive, not when the sweep noticed (``interrupted_end``): its duration is how long the
+        process worked on it. All of them are marked in one transaction, and the observer is
+        told each one's end.
         """
         moment = now or datetime.now(UTC)
         check = is_dead or (lambda owner: self.owner_is_dead(owner, moment))
@@ -383,39 +406,61 @@ class RunLog:
         with self._lock, self.engine.begin() as connection:
             # The runs still unfinished now (one may have ended since the read above): only
             # those are interrupted, and only those are told.
-            taken = [
-                int(row.id)
+            still = connection.execute(
+                select(runs.c.id, runs.c.owner, runs.c.started_at).where(
+                    runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES)
+                )
+            ).all()
+            taken = [int(row.id) for row in still]
+            heartbeats: dict[str, datetime] = {
+                row.id: row.heartbeat_at
                 for row in connection.execute(
-                    select(runs.c.id).where(
-                        runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES)
+                    select(instances.c.id, instances.c.heartbeat_at).where(
+                        instances.c.id.in_(sorted({row.owner for row in still}))
                     )
                 )
-            ]
-            connection.execute(
-                update(runs)
-                .where(runs.c.id.in_(dead), runs.c.status.in_(ACTIVE_RUN_STATUSES))
-                .values(
-                    status=RunStatus.INTERRUPTED,
-                    finished_at=moment,
-                    message="the process running it stopped before it finished",
+            }
+            recorded: dict[int, datetime] = {}
+            for row in connection.execute(
+                select(run_steps.c.run_id, run_steps.c.started_at, run_steps.c.finished_at).where(
+                    run_steps.c.run_id.in_(taken)
                 )
-            )
-            connection.execute(
-                update(run_steps)
-                .where(
-                    run_steps.c.run_id.in_(dead),
-                    run_steps.c.status.in_((StepStatus.RUNNING, StepStatus.WAITING)),
+            ):
+                for stamp in (row.started_at, row.finished_at):
+                    if stamp is not None:
+                        run_id = int(row.run_id)
+                        recorded[run_id] = max(recorded.get(run_id, stamp), stamp)
+            changes: list[RunChange] = []
+            for row in still:
+                ended, seen = interrupted_end(
+                    moment,
+                    heartbeats.get(row.owner),
+                    max(row.started_at, recorded.get(row.id, row.started_at)),
                 )
-                .values(status=StepStatus.INTERRUPTED, finished_at=moment)
-            )
-            connection.execute(
-                update(run_steps)
-                .where(run_steps.c.run_id.in_(dead), run_steps.c.status == StepStatus.PENDING)
-                .values(status=StepStatus.NOT_RUN)
-            )
-            self._tell(
-                connection, [RunChange(run_id, RunStatus.INTERRUPTED, moment) for run_id in taken]
-            )
+                message = "the process running it stopped before it finished"
+                if seen:
+                    alive_at = ended.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                    message += f" (last seen alive at {alive_at} UTC)"
+                connection.execute(
+                    update(runs)
+                    .where(runs.c.id == row.id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
+                    .values(status=RunStatus.INTERRUPTED, finished_at=ended, message=message)
+                )
+                connection.execute(
+                    update(run_steps)
+                    .where(
+                        run_steps.c.run_id == row.id,
+                        run_steps.c.status.in_((StepStatus.RUNNING, StepStatus.WAITING)),
+                    )
+                    .values(status=StepStatus.INTERRUPTED, finished_at=ended)
+                )
+                connection.execute(
+                    update(run_steps)
+                    .where(run_steps.c.run_id == row.id, run_steps.c.status == StepStatus.PENDING)
+                    .values(status=StepStatus.NOT_RUN)
+                )
+                changes.append(RunChange(int(row.id), RunStatus.INTERRUPTED, ended))
+            self._tell(connection, changes)
         return OrphanSweep(dead, resumed)
 
     def _take_over(self, run_id: int, old_owner: str, new_owner: str) -> bool:

@@ -6,13 +6,24 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from tests.integration.store import test_store as backends
-from upkeep.store.runs import INSTANCE_STALE_AFTER, ApprovalDecision, RunStatus, new_instance_id
+from upkeep.store.runs import (
+    INSTANCE_STALE_AFTER,
+    ApprovalDecision,
+    RunChange,
+    RunStatus,
+    new_instance_id,
+)
 from upkeep.store.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import Connection
 
 # The same two-backend fixture as the store tests: SQLite in tmp_path, PostgreSQL in a schema.
 store = backends.store
@@ -158,6 +169,90 @@ def test_finished_runs_are_never_interrupted(store: Store) -> None:
     assert record is not None and record.status == "succeeded"
     assert record.detail == {"plan": []} and record.message == "all good"
     assert record.duration_s is not None and record.duration_s >= 0
+
+
+def _swept(store: Store, now: datetime) -> tuple[list[RunChange], int]:
+    """Sweep at ``now`` with an observer installed; return what it was told and the one
+    run interrupted."""
+    told: list[RunChange] = []
+
+    def observer(_connection: Connection, changes: Sequence[RunChange]) -> None:
+        told.extend(changes)
+
+    store.runs.observe(observer)
+    interrupted = store.runs.interrupt_orphans(now=now)
+    assert len(interrupted) == 1
+    return told, interrupted[0]
+
+
+T0 = datetime(2030, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def test_an_interrupted_run_ends_at_its_owners_last_heartbeat(store: Store) -> None:
+    owner = "gone-host.example:4242:5eedcafe"
+    store.runs.register_instance(owner, "serve", now=T0)
+    run_id = start(store, owner=owner, now=T0)
+    assert run_id is not None
+    store.runs.update_step(run_id, 0, status="running", started_at=T0 + timedelta(seconds=2))
+    heartbeat = T0 + timedelta(seconds=10)
+    store.runs.register_instance(owner, "serve", now=heartbeat)
+    sweep = heartbeat + INSTANCE_STALE_AFTER + timedelta(seconds=1)
+
+    told, interrupted = _swept(store, sweep)
+
+    assert interrupted == run_id
+    assert told == [RunChange(run_id, RunStatus.INTERRUPTED, heartbeat)]
+    record = store.runs.get_run(run_id)
+    assert record is not None and record.status == "interrupted"
+    assert record.finished_at == heartbeat and record.duration_s == 10
+    assert record.message == (
+        "the process running it stopped before it finished "
+        "(last seen alive at 2030-03-01 02:00:10 UTC)"
+    )
+    assert [(s.status, s.finished_at) for s in record.steps] == [
+        ("interrupted", heartbeat),
+        ("not_run", None),
+    ]
+
+
+def test_an_interrupted_run_never_ends_before_a_step_it_recorded(store: Store) -> None:
+    owner = "gone-host.example:4343:5eedf00d"
+    store.runs.register_instance(owner, "cli", now=T0)
+    run_id = start(store, owner=owner, now=T0)
+    assert run_id is not None
+    heartbeat = T0 + timedelta(seconds=10)
+    store.runs.register_instance(owner, "cli", now=heartbeat)
+    # The first step ended 15 s after the last beat: the owner was alive then.
+    step_end = heartbeat + timedelta(seconds=15)
+    store.runs.update_step(run_id, 0, status="ok", started_at=T0, finished_at=step_end)
+    store.runs.update_step(run_id, 1, status="running", started_at=step_end)
+
+    told, _ = _swept(store, heartbeat + INSTANCE_STALE_AFTER + timedelta(seconds=1))
+
+    assert told == [RunChange(run_id, RunStatus.INTERRUPTED, step_end)]
+    record = store.runs.get_run(run_id)
+    assert record is not None and record.finished_at == step_end
+    assert record.message.endswith("(last seen alive at 2030-03-01 02:00:25 UTC)")
+    assert [(s.status, s.finished_at) for s in record.steps] == [
+        ("ok", step_end),
+        ("interrupted", step_end),
+    ]
+
+
+def test_an_owner_without_an_instance_row_ends_its_run_at_the_sweep(store: Store) -> None:
+    owner = "vanished-host.example:77:deadc0de"  # never registered, or its row is gone
+    run_id = start(store, owner=owner, now=T0)
+    assert run_id is not None
+    store.runs.update_step(run_id, 0, status="running", started_at=T0 + timedelta(seconds=3))
+    sweep = T0 + timedelta(seconds=70)
+
+    told, _ = _swept(store, sweep)
+
+    assert told == [RunChange(run_id, RunStatus.INTERRUPTED, sweep)]
+    record = store.runs.get_run(run_id)
+    assert record is not None and record.finished_at == sweep
+    assert record.message == "the process running it stopped before it finished"
+    assert record.steps[0].finished_at == sweep
 
 
 # --- schedule marks ------------------------------------------------------------------------
