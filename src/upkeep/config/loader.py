@@ -236,7 +236,10 @@ def _union_of(
 
 
 def _resolve_unions(
-    raw: Any, errors: Sequence[Mapping[str, Any]], start: Mapping[int, int] | None = None
+    raw: Any,
+    errors: Sequence[Mapping[str, Any]],
+    model_type: type[BaseModel] | None = None,
+    start: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Given the data and pydantic's errors of it, return them with one entry per value
     that failed a union: the errors of the member the value clearly meant (the first
@@ -270,7 +273,9 @@ def _resolve_unions(
             tagged = [
                 {**errors[n], UNION_TAGS: (*errors[n].get(UNION_TAGS, ()), at)} for n in meant
             ]
-            resolved += _resolve_unions(raw, tagged, dict.fromkeys(range(len(tagged)), at + 1))
+            resolved += _resolve_unions(
+                raw, tagged, model_type, dict.fromkeys(range(len(tagged)), at + 1)
+            )
             continue
         own = [errors[n] for numbers in members.values() for n in numbers if shape_mismatch(n)]
         first_error = own[0]
@@ -280,7 +285,7 @@ def _resolve_unions(
             {
                 "type": "union_mismatch",
                 "loc": prefix,
-                "msg": f"expected {_alternatives(own, path)}; got "
+                "msg": f"expected {_alternatives(own, path, _list_items(model_type, path))}; got "
                 f"{_kind_of(first_error.get('input'))}",
                 "input": first_error.get("input"),
                 UNION_TAGS: tags,
@@ -289,12 +294,67 @@ def _resolve_unions(
     return resolved
 
 
-def _alternatives(errors: Sequence[Mapping[str, Any]], path: KeyPath) -> str:
-    """Given each union member's shape error of one value, return what the members take
-    in one phrase: ``stop or continue, or a list``; ``a whole number or a text``."""
+def _bare(annotation: Any) -> Any:
+    """Given an annotation, return it without ``Annotated`` and ``| None``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation):
+            arms = [arm for arm in get_args(annotation) if arm is not type(None)]
+            if len(arms) != 1:
+                return Union[tuple(arms)]  # noqa: UP007 - built at run time
+            annotation = arms[0]
+        else:
+            return annotation
+
+
+def _list_items(model_type: type[BaseModel] | None, path: KeyPath) -> str | None:
+    """Given the model validated and the key path of a value that failed a union, return
+    what the union's list member holds in words (``steps`` for ``list[StepConfig]``), or
+    None when that is not known (no list member, no ``...Config`` model in it)."""
+    annotation: Any = model_type
+    for part in path:
+        annotation = _bare(annotation)
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+            named = next(
+                (
+                    info
+                    for name, info in fields.items()
+                    if part in (name, info.alias) or name == f"{part}_"
+                ),
+                None,
+            )
+            if named is None:
+                return None
+            annotation = named.annotation
+        elif origin is dict and isinstance(part, str):
+            annotation = get_args(annotation)[1]
+        elif origin is list and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        else:
+            return None
+    for arm in get_args(_bare(annotation)):
+        if get_origin(arm) is list:
+            item = _bare(get_args(arm)[0])
+            if isinstance(item, type) and item.__name__.endswith("Config"):
+                words = re.sub(r"(?<!^)(?=[A-Z])", " ", item.__name__.removesuffix("Config"))
+                return f"{words.lower()}s" if words else None
+    return None
+
+
+def _alternatives(
+    errors: Sequence[Mapping[str, Any]], path: KeyPath, list_of: str | None = None
+) -> str:
+    """Given each union member's shape error of one value (and what the list member holds,
+    if known), return what the members take in one phrase: ``stop or continue, or a list
+    of steps``; ``a whole number or a text``."""
     phrases: list[str] = []
     for error in errors:
-        if error["type"] == "literal_error":
+        if error["type"] in ("list_type", "tuple_type") and list_of:
+            expected = f"a list of {list_of}"
+        elif error["type"] == "literal_error":
             expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
         else:
             expected = _describe(error, path).removeprefix("expected ").split(", got ")[0]
@@ -602,7 +662,7 @@ def _validate_all(
             return _Validated(model_type.model_validate(current), removed, rounds)
         except ValidationError as error:
             cut: set[KeyPath] = set()
-            for item in _resolve_unions(current, error.errors()):
+            for item in _resolve_unions(current, error.errors(), model_type):
                 here = _data_path(current, tuple(item["loc"]), item[UNION_TAGS])
                 path = _original_path(here, rounds)
                 caused_by_us = any(

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from upkeep.config.errors import ConfigError
-from upkeep.config.loader import load_config
+from upkeep.config.loader import UNION_TAGS, _data_path, _resolve_unions, load_config
+from upkeep.core.models import StrictModel
 
 HEAD = """\
 targets:
@@ -33,14 +35,20 @@ def runbook(on_failure: str) -> str:
 
 def test_a_number_for_on_failure_is_one_error_naming_both_members(tmp_path: Path) -> None:
     assert errors_of(tmp_path, runbook("5")) == [
-        "9:17: runbooks.r.on_failure: expected stop or continue, or a list; got a number"
+        "9:17: runbooks.r.on_failure: expected stop or continue, or a list of steps; got a number"
     ]
 
 
 def test_a_mapping_for_on_failure_names_no_member_tag(tmp_path: Path) -> None:
     assert errors_of(tmp_path, runbook("{manual: x}")) == [
-        "9:5: runbooks.r.on_failure: expected stop or continue, or a list; "
+        "9:5: runbooks.r.on_failure: expected stop or continue, or a list of steps; "
         "got a mapping (key: value)"
+    ]
+
+
+def test_a_misspelt_word_for_on_failure_is_one_error(tmp_path: Path) -> None:
+    assert errors_of(tmp_path, runbook("stopp")) == [
+        "9:17: runbooks.r.on_failure: expected stop or continue, or a list of steps; got a text"
     ]
 
 
@@ -81,7 +89,8 @@ def route(escalate: str) -> str:
 
 def test_a_number_for_escalate_names_the_mapping_and_the_list(tmp_path: Path) -> None:
     assert errors_of(tmp_path, route("5")) == [
-        "7:15: routes[0].escalate: expected a mapping (key: value) or a list; got a number"
+        "7:15: routes[0].escalate: expected a mapping (key: value) or a list of escalations; "
+        "got a number"
     ]
 
 
@@ -97,3 +106,17 @@ def test_a_list_for_escalate_reports_inside_the_list(tmp_path: Path) -> None:
     assert errors_of(tmp_path, route("[{after: 5m, notify: [ops]}, {after: 5m}]")) == [
         "7:44: routes[0].escalate[1].notify: required key is missing"
     ]
+
+
+class Nested(StrictModel):
+    value: int | list[bool | str]
+
+
+def test_a_union_inside_the_member_meant_is_resolved_in_turn() -> None:
+    data = {"value": [True, [1], "ok"]}
+    with pytest.raises(ValidationError) as caught:
+        Nested.model_validate(data)
+    resolved = _resolve_unions(data, caught.value.errors(), Nested)
+    assert [
+        (_data_path(data, item["loc"], item[UNION_TAGS]), item["msg"]) for item in resolved
+    ] == [(("value", 1), "expected true or false, or a text; got a list")]
