@@ -128,19 +128,26 @@ def _target_kind_names() -> tuple[str, ...]:
     return tuple(TARGET_KINDS)
 
 
-def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
-    """Map a pydantic error location onto the keys really present in the data.
+def _walk_loc(
+    raw: Any, loc: tuple[int | str, ...], tags: Iterable[int] = ()
+) -> tuple[KeyPath, tuple[int, ...]]:
+    """Given the data, a pydantic error location and the indexes in it known to be union
+    member tags, return the key path really present in the data and the indexes of the
+    other parts that name no key in the data (so may be union member tags).
 
-    Pydantic puts union tags (``http``), aliases' field names and wrapper names into
-    ``loc``; only the keys that exist in the YAML can be found in the file. The target
-    union's tag stands only at ``targets.<name>.<tag>`` (index 2); anywhere else a part
-    named like a kind (``host``, ``command``) is a real key and is named.
+    Pydantic puts union member tags (``http``, ``bool``, ``list[...]``), aliases' field
+    names and wrapper names into ``loc``; only the keys that exist in the YAML can be found
+    in the file. The target union's tag stands only at ``targets.<name>.<tag>`` (index 2);
+    anywhere else a part named like a kind (``host``, ``command``) is a real key and is
+    named. A part that names no key of a mapping, and is not a known tag, is a missing key.
     """
+    skip = frozenset(tags)
     path: list[str | int] = []
+    candidates: list[int] = []
     node = raw
     for index, part in enumerate(loc):
-        if index == 2 and loc[0] == "targets" and part in _target_kind_names():
-            continue  # the union tag, even when the target has a key of that name
+        if index in skip or (index == 2 and loc[0] == "targets" and part in _target_kind_names()):
+            continue  # a union tag, even when the value has a key of that name
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
@@ -151,12 +158,212 @@ def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part not in node:
-            # A missing key (union tags were skipped above): name it.
+            # A missing key (known union tags were skipped above): name it.
+            candidates.append(index)
             path.append(part)
             node = None
+        elif isinstance(part, str):
+            candidates.append(index)
+    return tuple(path), tuple(candidates)
+
+
+def _data_path(raw: Any, loc: tuple[int | str, ...], tags: Iterable[int] = ()) -> KeyPath:
+    """Given the data, a pydantic error location and the indexes in it that are union
+    member tags, return the key path of the error in the data (see ``_walk_loc``)."""
+    return _walk_loc(raw, loc, tags)[0]
+
+
+_SHAPE_MISMATCHES = frozenset(
+    {
+        "bool_type",
+        "bool_parsing",
+        "int_type",
+        "int_parsing",
+        "int_from_float",
+        "float_type",
+        "float_parsing",
+        "string_type",
+        "list_type",
+        "tuple_type",
+        "set_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+        "literal_error",
+        "time_delta_type",
+        "time_delta_parsing",
+        "datetime_type",
+        "datetime_parsing",
+        "datetime_from_date_parsing",
+        "is_instance_of",
+        "none_required",
+    }
+)
+"""Error types saying a value is not of a union member's kind at all (rather than of its
+kind and wrong inside or against a limit)."""
+
+UNION_TAGS = "upkeep_union_tags"
+"""Key of an error (as ``_resolve_unions`` returns it) listing its loc's union tags."""
+
+
+def _union_of(
+    raw: Any, errors: Sequence[Mapping[str, Any]], start: Mapping[int, int]
+) -> list[int | None]:
+    """Given the data, errors and from which loc index on each is still unresolved, return
+    for each error the loc index of the first union member tag at or after it, or None.
+
+    A part is a union tag when it names no key of the data and errors of the same value
+    (the same loc before it) name at least two different such parts: each member of a
+    failed union fails with its own tag.
+    """
+    candidates: list[tuple[int, ...]] = []
+    tags_at: dict[tuple[int | str, ...], set[int | str]] = {}
+    for number, error in enumerate(errors):
+        loc = tuple(error["loc"])
+        found = tuple(
+            index
+            for index in _walk_loc(raw, loc, error.get(UNION_TAGS, ()))[1]
+            if index >= start.get(number, 0)
+        )
+        candidates.append(found)
+        for index in found:
+            tags_at.setdefault(loc[:index], set()).add(loc[index])
+    unions = {prefix for prefix, tags in tags_at.items() if len(tags) > 1}
+    return [
+        next((index for index in found if tuple(error["loc"])[:index] in unions), None)
+        for error, found in zip(errors, candidates, strict=True)
+    ]
+
+
+def _resolve_unions(
+    raw: Any,
+    errors: Sequence[Mapping[str, Any]],
+    model_type: type[BaseModel] | None = None,
+    start: Mapping[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Given the data and pydantic's errors of it, return them with one entry per value
+    that failed a union: the errors of the member the value clearly meant (the first
+    whose kind it has: a list for a list member, a mapping for a model, a whole number
+    for an int), which keep their own paths, or else one error naming every member.
+
+    Every returned error lists, under ``UNION_TAGS``, the loc indexes that are union tags.
+    """
+    start = start or {}
+    firsts = _union_of(raw, errors, start)
+    resolved: list[dict[str, Any]] = []
+    groups: dict[tuple[int | str, ...], dict[int | str, list[int]]] = {}
+    for number, (error, first) in enumerate(zip(errors, firsts, strict=True)):
+        if first is None:
+            resolved.append({**error, UNION_TAGS: tuple(error.get(UNION_TAGS, ()))})
         else:
+            loc = tuple(error["loc"])
+            groups.setdefault(loc[:first], {}).setdefault(loc[first], []).append(number)
+    for prefix, members in groups.items():
+        at = len(prefix)
+
+        def shape_mismatch(number: int, at: int = at) -> bool:
+            error = errors[number]
+            return len(error["loc"]) == at + 1 and error["type"] in _SHAPE_MISMATCHES
+
+        meant = next(
+            (numbers for numbers in members.values() if not any(map(shape_mismatch, numbers))),
+            None,
+        )
+        if meant is not None:
+            tagged = [
+                {**errors[n], UNION_TAGS: (*errors[n].get(UNION_TAGS, ()), at)} for n in meant
+            ]
+            resolved += _resolve_unions(
+                raw, tagged, model_type, dict.fromkeys(range(len(tagged)), at + 1)
+            )
             continue
-    return tuple(path)
+        own = [errors[n] for numbers in members.values() for n in numbers if shape_mismatch(n)]
+        first_error = own[0]
+        tags = tuple(first_error.get(UNION_TAGS, ()))
+        path = _data_path(raw, prefix, tags)
+        resolved.append(
+            {
+                "type": "union_mismatch",
+                "loc": prefix,
+                "msg": f"expected {_alternatives(own, path, _list_items(model_type, path))}; got "
+                f"{_kind_of(first_error.get('input'))}",
+                "input": first_error.get("input"),
+                UNION_TAGS: tags,
+            }
+        )
+    return resolved
+
+
+def _bare(annotation: Any) -> Any:
+    """Given an annotation, return it without ``Annotated`` and ``| None``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation):
+            arms = [arm for arm in get_args(annotation) if arm is not type(None)]
+            if len(arms) != 1:
+                return Union[tuple(arms)]  # noqa: UP007 - built at run time
+            annotation = arms[0]
+        else:
+            return annotation
+
+
+def _list_items(model_type: type[BaseModel] | None, path: KeyPath) -> str | None:
+    """Given the model validated and the key path of a value that failed a union, return
+    what the union's list member holds in words (``steps`` for ``list[StepConfig]``), or
+    None when that is not known (no list member, no ``...Config`` model in it)."""
+    annotation: Any = model_type
+    for part in path:
+        annotation = _bare(annotation)
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+            named = next(
+                (
+                    info
+                    for name, info in fields.items()
+                    if part in (name, info.alias) or name == f"{part}_"
+                ),
+                None,
+            )
+            if named is None:
+                return None
+            annotation = named.annotation
+        elif origin is dict and isinstance(part, str):
+            annotation = get_args(annotation)[1]
+        elif origin is list and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        else:
+            return None
+    for arm in get_args(_bare(annotation)):
+        if get_origin(arm) is list:
+            item = _bare(get_args(arm)[0])
+            if isinstance(item, type) and item.__name__.endswith("Config"):
+                words = re.sub(r"(?<!^)(?=[A-Z])", " ", item.__name__.removesuffix("Config"))
+                return f"{words.lower()}s" if words else None
+    return None
+
+
+def _alternatives(
+    errors: Sequence[Mapping[str, Any]], path: KeyPath, list_of: str | None = None
+) -> str:
+    """Given each union member's shape error of one value (and what the list member holds,
+    if known), return what the members take in one phrase: ``stop or continue, or a list
+    of steps``; ``a whole number or a text``."""
+    phrases: list[str] = []
+    for error in errors:
+        if error["type"] in ("list_type", "tuple_type") and list_of:
+            expected = f"a list of {list_of}"
+        elif error["type"] == "literal_error":
+            expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
+        else:
+            expected = _describe(error, path).removeprefix("expected ").split(", got ")[0]
+        if expected not in phrases:
+            phrases.append(expected)
+    if len(phrases) == 1:
+        return phrases[0]
+    last = ", or " if " or " in phrases[-2] else " or "
+    return ", ".join(phrases[:-1]) + last + phrases[-1]
 
 
 _KIND_OF_VALUE: tuple[tuple[type | tuple[type, ...], str], ...] = (
@@ -455,8 +662,8 @@ def _validate_all(
             return _Validated(model_type.model_validate(current), removed, rounds)
         except ValidationError as error:
             cut: set[KeyPath] = set()
-            for item in error.errors():
-                here = _data_path(current, tuple(item["loc"]))
+            for item in _resolve_unions(current, error.errors(), model_type):
+                here = _data_path(current, tuple(item["loc"]), item[UNION_TAGS])
                 path = _original_path(here, rounds)
                 caused_by_us = any(
                     gone[: len(path)] == path
