@@ -2,4 +2,4 @@
 escalation, incidents and their figures, and the dispatcher that delivers the outbox.
 """
 
-__all__ = ["delivery", "guard", "manager", "messages", "routing", "stats", "windows"]
+__all__ = ["delivery", "guard", "manager", "messages", "notices", "routing", "stats", "windows"]

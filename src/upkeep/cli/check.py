@@ -125,17 +125,17 @@ def _run_in_waves(
     settle their results); return the results, the problems met and whether the store
     stayed sound.
 
-    Group checks read their members' newest stored results, so they run in a second
-    wave, after this run's member results are stored: a score never lags one run behind.
+    Checks whose probe reads other checks' stored results (``Probe.reads_results``: a
+    group's health) run in a second wave, after this run's other results are stored: a
+    score never lags one run behind.
     """
     from upkeep.cli.common import new_pipeline
     from upkeep.cli.interrupts import run_async
     from upkeep.engine.runner import run_checks
-    from upkeep.probes.group import GroupTarget
 
     waves = [
-        [check for check in selected if not isinstance(check.target, GroupTarget)],
-        [check for check in selected if isinstance(check.target, GroupTarget)],
+        [check for check in selected if not check.probe.reads_results],
+        [check for check in selected if check.probe.reads_results],
     ]
     sound = True
     results: list[CheckResult] = []

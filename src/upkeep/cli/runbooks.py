@@ -171,7 +171,7 @@ async def _execute(
         line = Text(f"  {position + 1}. ")
         line.append(f"{report.status:<9}", style=STEP_STATUS_STYLE.get(report.status, ""))
         line.append(" ")
-        line.append_text(untrusted(_step_heading(title, report.detail), one_line=True))
+        line.append_text(untrusted(step_heading(title, report.detail), one_line=True))
         out.print(line)
         # The command's own output: every line escaped (no "\r" overwrites a line, no
         # escape sequence reaches the terminal), each indented under its step.
@@ -715,7 +715,7 @@ def exit_note(detail: Mapping[str, object]) -> str:
     return ""
 
 
-def _step_heading(title: str, detail: Mapping[str, object]) -> str:
+def step_heading(title: str, detail: Mapping[str, object]) -> str:
     """Given a step's title and detail as a run reports it, return its heading: the phase
     (rollback, finally) first, a command's non-zero exit last."""
     phase = detail.get("phase")

@@ -167,7 +167,7 @@ def _walk_loc(
     return tuple(path), tuple(candidates)
 
 
-def _data_path(raw: Any, loc: tuple[int | str, ...], tags: Iterable[int] = ()) -> KeyPath:
+def data_path(raw: Any, loc: tuple[int | str, ...], tags: Iterable[int] = ()) -> KeyPath:
     """Given the data, a pydantic error location and the indexes in it that are union
     member tags, return the key path of the error in the data (see ``_walk_loc``)."""
     return _walk_loc(raw, loc, tags)[0]
@@ -203,7 +203,7 @@ _SHAPE_MISMATCHES = frozenset(
 kind and wrong inside or against a limit)."""
 
 UNION_TAGS = "upkeep_union_tags"
-"""Key of an error (as ``_resolve_unions`` returns it) listing its loc's union tags."""
+"""Key of an error (as ``resolve_unions`` returns it) listing its loc's union tags."""
 
 
 def _union_of(
@@ -235,7 +235,7 @@ def _union_of(
     ]
 
 
-def _resolve_unions(
+def resolve_unions(
     raw: Any,
     errors: Sequence[Mapping[str, Any]],
     model_type: type[BaseModel] | None = None,
@@ -273,14 +273,14 @@ def _resolve_unions(
             tagged = [
                 {**errors[n], UNION_TAGS: (*errors[n].get(UNION_TAGS, ()), at)} for n in meant
             ]
-            resolved += _resolve_unions(
+            resolved += resolve_unions(
                 raw, tagged, model_type, dict.fromkeys(range(len(tagged)), at + 1)
             )
             continue
         own = [errors[n] for numbers in members.values() for n in numbers if shape_mismatch(n)]
         first_error = own[0]
         tags = tuple(first_error.get(UNION_TAGS, ()))
-        path = _data_path(raw, prefix, tags)
+        path = data_path(raw, prefix, tags)
         resolved.append(
             {
                 "type": "union_mismatch",
@@ -386,7 +386,7 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-_PATTERNS = {
+PATTERN_WORDS = {
     NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
     r"^https?://": "a URL starting with http:// or https://",
     # The http probe's extracted metric names and the systemd probe's unit (written out:
@@ -463,7 +463,9 @@ def _describe(error: Mapping[str, Any], path: KeyPath = ()) -> str:
         "string_too_short": f"needs at least {context.get('min_length')} character(s)",
         "string_too_long": f"takes at most {context.get('max_length')} characters",
         "string_pattern_mismatch": "expected "
-        + _PATTERNS.get(str(context.get("pattern")), f"text of the form {context.get('pattern')}"),
+        + PATTERN_WORDS.get(
+            str(context.get("pattern")), f"text of the form {context.get('pattern')}"
+        ),
         "time_delta_type": f"expected a duration such as 30s, 5m or 2h, got {_kind_of(value)}",
         "time_delta_parsing": "expected a duration such as 30s, 5m or 2h",
         "datetime_type": "expected a date and time such as 2025-06-01T02:00:00+02:00",
@@ -662,8 +664,8 @@ def _validate_all(
             return _Validated(model_type.model_validate(current), removed, rounds)
         except ValidationError as error:
             cut: set[KeyPath] = set()
-            for item in _resolve_unions(current, error.errors(), model_type):
-                here = _data_path(current, tuple(item["loc"]), item[UNION_TAGS])
+            for item in resolve_unions(current, error.errors(), model_type):
+                here = data_path(current, tuple(item["loc"]), item[UNION_TAGS])
                 path = _original_path(here, rounds)
                 caused_by_us = any(
                     gone[: len(path)] == path

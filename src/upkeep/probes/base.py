@@ -175,6 +175,9 @@ class Probe(ABC, Generic[TargetT, ParamsT]):
     # Probes whose metrics are named in their params (the SQL ``query`` probe) describe
     # them here for the docs and return them from ``metrics_for``.
     params_metrics: ClassVar[str | None] = None
+    # Probes that read other checks' stored results (a group's health) say so: a run of
+    # several checks runs them after the others' results are stored.
+    reads_results: ClassVar[bool] = False
     # How often a check of this probe runs when it gives no ``every:`` (None: the check's
     # own default). Heartbeats run more often, so a missed deadline alerts soon after it.
     default_every: ClassVar[timedelta | None] = None

@@ -118,6 +118,7 @@ class HealthProbe(Probe[GroupTarget, StrictModel]):
 
     target_kind: ClassVar[str] = "group"
     name: ClassVar[str] = "health"
+    reads_results: ClassVar[bool] = True
     summary: ClassVar[str] = (
         "A health score: how many of the group's checks are ok, warning, critical or unknown, "
         "from their newest stored results, and the share that is ok. Members are the enabled "

@@ -3,7 +3,7 @@ command's exit code last."""
 
 from __future__ import annotations
 
-from upkeep.cli.runbooks import _step_heading, exit_note
+from upkeep.cli.runbooks import exit_note, step_heading
 
 
 def test_a_command_that_exited_non_zero_says_its_code() -> None:
@@ -11,5 +11,5 @@ def test_a_command_that_exited_non_zero_says_its_code() -> None:
     assert exit_note({"exit_code": 0}) == ""
     assert exit_note({"exit_code": True}) == ""
     assert exit_note({}) == ""
-    assert _step_heading("undo", {"phase": "rollback", "exit_code": 1}) == "rollback: undo (exit 1)"
-    assert _step_heading("break", {"exit_code": -9}) == "break (exit -9)"
+    assert step_heading("undo", {"phase": "rollback", "exit_code": 1}) == "rollback: undo (exit 1)"
+    assert step_heading("break", {"exit_code": -9}) == "break (exit -9)"

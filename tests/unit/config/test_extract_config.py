@@ -107,12 +107,12 @@ def test_names_must_be_metric_names_and_not_taken(tmp_path: Path) -> None:
 
 
 def test_the_metric_and_unit_name_patterns_are_said_in_words(tmp_path: Path) -> None:
-    from upkeep.config.loader import _PATTERNS
+    from upkeep.config.loader import PATTERN_WORDS
     from upkeep.probes.http import METRIC_NAME_PATTERN
     from upkeep.probes.systemd import UNIT_PATTERN
 
     # The loader words the probes' patterns by their text: they must stay the same.
-    assert {METRIC_NAME_PATTERN, UNIT_PATTERN} <= _PATTERNS.keys()
+    assert {METRIC_NAME_PATTERN, UNIT_PATTERN} <= PATTERN_WORDS.keys()
     path = tmp_path / "upkeep.yaml"
     path.write_text(
         """targets:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from upkeep.config.errors import ConfigError
-from upkeep.config.loader import UNION_TAGS, _data_path, _resolve_unions, load_config
+from upkeep.config.loader import UNION_TAGS, data_path, load_config, resolve_unions
 from upkeep.core.models import StrictModel
 
 HEAD = """\
@@ -116,7 +116,7 @@ def test_a_union_inside_the_member_meant_is_resolved_in_turn() -> None:
     data = {"value": [True, [1], "ok"]}
     with pytest.raises(ValidationError) as caught:
         Nested.model_validate(data)
-    resolved = _resolve_unions(data, caught.value.errors(), Nested)
-    assert [
-        (_data_path(data, item["loc"], item[UNION_TAGS]), item["msg"]) for item in resolved
-    ] == [(("value", 1), "expected true or false, or a text; got a list")]
+    resolved = resolve_unions(data, caught.value.errors(), Nested)
+    assert [(data_path(data, item["loc"], item[UNION_TAGS]), item["msg"]) for item in resolved] == [
+        (("value", 1), "expected true or false, or a text; got a list")
+    ]
