@@ -10,6 +10,7 @@ from upkeep.core.status import Status, worst
 if TYPE_CHECKING:
     from upkeep.config.loader import CompiledCheck, LoadedConfig
     from upkeep.core.results import CheckResult
+    from upkeep.engine.pipeline import Pipeline
     from upkeep.store.store import Store
 
 EXIT_CONFIG_ERROR = 2
@@ -140,7 +141,7 @@ def _run_in_waves(
     sound = True
     results: list[CheckResult] = []
     problems: list[str] = []
-    pipeline = new_pipeline(loaded, history, open_error) if store else None
+    pipeline: Pipeline | None = None
     try:
         for wave in (wave for wave in waves if wave):
             done = run_async(
@@ -152,7 +153,10 @@ def _run_in_waves(
                 )
             )
             results += done
-            if pipeline is not None:
+            if store:
+                # Made once the first results are in, as before waves: a signal during
+                # the checks leaves no pipeline to unwind.
+                pipeline = pipeline or new_pipeline(loaded, history, open_error)
                 settled = pipeline.settle(done)
                 problems += [text for text in settled.problems if text not in problems]
                 sound = sound and settled.sound
