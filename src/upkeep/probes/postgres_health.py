@@ -162,8 +162,9 @@ class SequencesProbe(Probe[PostgresTarget, SequencesParams]):
         """Given a target and ``over_percent``, return sequence usage; raise TargetUnreachable.
 
         A sequence's range runs from ``min_value`` to ``max_value`` in the direction of its
-        increment; when it feeds an ``smallint`` or ``integer`` column (serial, identity or
-        ``OWNED BY``) whose type ends sooner, the type's limit is the real one. Cycling
+        increment; when it feeds a ``smallint`` or ``integer`` column (serial, identity,
+        ``OWNED BY`` or a ``nextval()`` default) whose type ends sooner, the type's limit is
+        the real one. Cycling
         sequences never run out and are left out, as are those never used and those whose
         value this role may not read (``last_value`` is NULL for both).
         """
@@ -171,20 +172,32 @@ class SequencesProbe(Probe[PostgresTarget, SequencesParams]):
             await _limit_statements(connection, context.timeout_s)
             cursor = await connection.execute(
                 """
-                WITH owned AS (
-                    SELECT d.objid AS seqid,
-                           max(CASE a.atttypid WHEN 'int2'::regtype THEN 32767
-                                               WHEN 'int4'::regtype THEN 2147483647
-                               END) AS column_max,
-                           min(CASE a.atttypid WHEN 'int2'::regtype THEN -32768
-                                               WHEN 'int4'::regtype THEN -2147483648
-                               END) AS column_min
+                WITH feeds AS (
+                    -- Owned sequences (serial, identity, OWNED BY) depend on their column.
+                    SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum
                     FROM pg_depend d
-                    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                     WHERE d.classid = 'pg_class'::regclass
                       AND d.refclassid = 'pg_class'::regclass
-                      AND d.deptype IN ('a', 'i')
-                    GROUP BY d.objid
+                      AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+                    UNION
+                    -- A column default calling nextval() depends on the sequence.
+                    SELECT d.refobjid, ad.adrelid, ad.adnum
+                    FROM pg_depend d JOIN pg_attrdef ad ON ad.oid = d.objid
+                    WHERE d.classid = 'pg_attrdef'::regclass
+                      AND d.refclassid = 'pg_class'::regclass
+                ),
+                owned AS (
+                    -- Of several columns fed by one sequence the narrowest runs out first.
+                    SELECT f.seqid,
+                           min(CASE a.atttypid WHEN 'int2'::regtype THEN 32767
+                                               WHEN 'int4'::regtype THEN 2147483647
+                               END) AS column_max,
+                           max(CASE a.atttypid WHEN 'int2'::regtype THEN -32768
+                                               WHEN 'int4'::regtype THEN -2147483648
+                               END) AS column_min
+                    FROM feeds f
+                    JOIN pg_attribute a ON a.attrelid = f.relid AND a.attnum = f.attnum
+                    GROUP BY f.seqid
                 ),
                 ranges AS (
                     SELECT s.schemaname || '.' || s.sequencename AS name,

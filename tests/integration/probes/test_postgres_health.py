@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from tests.conftest import run_probe
 from tests.integration.probes.test_postgres import eventually, scalar
-from upkeep.probes.postgres import PostgresTarget, VacuumProbe
+from upkeep.probes.postgres import PostgresTarget, VacuumProbe, _limit_statements
 from upkeep.probes.postgres_health import (
     WRAPAROUND_LIMIT,
     ReplicationSlotsProbe,
@@ -121,6 +121,10 @@ async def test_wraparound_reports_the_oldest_database(postgres_dsn: str) -> None
 
 
 async def test_sequences_near_their_limit_or_their_columns(scratch: str) -> None:
+    empty = await run_probe(SequencesProbe, PostgresTarget, {"dsn": scratch})
+    assert empty.metrics == {"near_exhaustion": 0, "used_percent_max": 0.0, "sequences": 0}
+    assert empty.message == "no used, non-cycling sequence"
+
     with psycopg.connect(scratch, autocommit=True) as connection:
         connection.execute("CREATE SEQUENCE small MAXVALUE 100")
         connection.execute("SELECT setval('small', 95)")
@@ -129,6 +133,10 @@ async def test_sequences_near_their_limit_or_their_columns(scratch: str) -> None
         connection.execute("CREATE TABLE ids (id int DEFAULT nextval('wide'))")
         connection.execute("ALTER SEQUENCE wide OWNED BY ids.id")
         connection.execute("SELECT setval('wide', 1073741824)")
+        # So does one a smallint column merely takes its default from.
+        connection.execute("CREATE SEQUENCE loose AS bigint")
+        connection.execute("CREATE TABLE loose_ids (id smallint DEFAULT nextval('loose'))")
+        connection.execute("SELECT setval('loose', 30000)")
         connection.execute("CREATE SEQUENCE round_and_round MAXVALUE 10 CYCLE")
         connection.execute("SELECT setval('round_and_round', 10)")
         connection.execute("CREATE SEQUENCE unused")
@@ -138,16 +146,17 @@ async def test_sequences_near_their_limit_or_their_columns(scratch: str) -> None
     )
 
     assert outcome.metrics == {
-        "near_exhaustion": 1,
+        "near_exhaustion": 2,  # small and loose (91.6% of smallint)
         "used_percent_max": round(94 / 99 * 100, 3),
-        "sequences": 2,
+        "sequences": 3,
     }
+    assert "2 of 3 sequences past 90% of their range" in outcome.message
     assert "worst public.small: 95 in 1..100 (94.9% used)" in outcome.message
 
     wide_only = await run_probe(
         SequencesProbe, PostgresTarget, {"dsn": scratch}, {"over_percent": 40}
     )
-    assert wide_only.metrics["near_exhaustion"] == 2  # wide is half way through int4
+    assert wide_only.metrics["near_exhaustion"] == 3  # wide is half way through int4
 
 
 async def test_an_inactive_slot_and_the_wal_it_keeps(postgres_dsn: str) -> None:
@@ -238,3 +247,16 @@ async def test_idle_transaction_and_a_query_blocked_behind_it(postgres_dsn: str)
     assert strict.metrics["blocked"] == 0
     # The limits decide what counts, not what is measured: the wait is still reported.
     assert float(strict.metrics["blocked_longest_s"]) > 0
+
+
+async def test_health_sessions_are_read_only_and_bounded(postgres_dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as connection:
+        await _limit_statements(connection, 2.5)
+        settings = await (
+            await connection.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+            )
+        ).fetchone()
+        assert settings == ("2500ms", "2500ms")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            await connection.execute("CREATE TEMPORARY TABLE upkeep_never (id int)")
