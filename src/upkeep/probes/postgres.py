@@ -413,15 +413,43 @@ class SizeProbe(Probe[PostgresTarget, NoParams]):
 
 
 class VacuumProbe(Probe[PostgresTarget, NoParams]):
-    """Report dead tuples and stale statistics across user tables."""
+    """Report dead tuples, stale statistics and tables past their effective autovacuum
+    and autoanalyze thresholds."""
 
     target_kind: ClassVar[str] = "postgres"
     name: ClassVar[str] = "vacuum"
-    summary: ClassVar[str] = "Dead-tuple share, tables due for vacuum, age of the oldest analyze."
+    summary: ClassVar[str] = (
+        "Dead-tuple share, tables past their effective autovacuum / autoanalyze / insert "
+        "thresholds (per-table settings included), age of the oldest analyze."
+    )
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("dead_tuple_percent_max", "number", "highest dead/(live+dead) of any table"),
         MetricSpec(
-            "tables_needing_vacuum", "number", "tables past the server's autovacuum threshold"
+            "tables_needing_vacuum",
+            "number",
+            "tables whose dead tuples exceed their effective autovacuum threshold",
+        ),
+        MetricSpec(
+            "tables_needing_analyze",
+            "number",
+            "tables whose rows changed since the last analyze exceed their effective "
+            "autoanalyze threshold",
+        ),
+        MetricSpec(
+            "tables_needing_insert_vacuum",
+            "number",
+            "tables whose rows inserted since the last vacuum exceed their effective insert "
+            "threshold (PostgreSQL 13+; 0 before)",
+        ),
+        MetricSpec(
+            "vacuum_threshold_ratio_max",
+            "number",
+            "dead tuples / effective autovacuum threshold of the table furthest past it",
+        ),
+        MetricSpec(
+            "autovacuum_disabled_tables",
+            "number",
+            "tables with autovacuum_enabled = false (all tables if autovacuum is off)",
         ),
         MetricSpec(
             "oldest_analyze_s",
@@ -435,47 +463,229 @@ class VacuumProbe(Probe[PostgresTarget, NoParams]):
     ) -> ProbeOutcome:
         """Given a target, return vacuum and analyze health; raise TargetUnreachable if down.
 
-        A table needs vacuum when ``n_dead_tup`` exceeds ``autovacuum_vacuum_threshold +
-        autovacuum_vacuum_scale_factor * n_live_tup`` (server settings; per-table storage
-        parameters are not consulted). A table never analysed counts from when statistics
-        began: the database's stats reset, else the server's start.
+        Each threshold is the one autovacuum itself applies: ``base + scale_factor *
+        reltuples``, where base and scale factor come from the table's storage parameters
+        (``ALTER TABLE ... SET (autovacuum_vacuum_threshold = ...)``) or else the server's
+        settings, and are compared with ``n_dead_tup`` (vacuum), ``n_mod_since_analyze``
+        (analyze) and ``n_ins_since_vacuum`` (insert-triggered vacuum, PostgreSQL 13+;
+        a base of -1 disables it); on PostgreSQL 18+ ``autovacuum_vacuum_max_threshold``
+        caps the vacuum threshold. Tables for which autovacuum is disabled still count
+        when past a threshold: nothing will vacuum them. A table never analysed counts
+        from when statistics began: the database's stats reset, else the server's start.
+        Only counters and catalog rows are read, never a table.
         """
         async with _connect(target, context) as connection:
-            dead_max, needing, oldest_s, never_analysed, tables = await _fetch_one(
-                connection,
-                """
-                WITH since AS (
-                    SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS at
-                    FROM pg_stat_database WHERE datname = current_database()
-                )
-                SELECT coalesce(max(100.0 * n_dead_tup
-                                    / nullif(n_live_tup + n_dead_tup, 0)), 0)::float8,
-                       count(*) FILTER (WHERE n_dead_tup >
-                           current_setting('autovacuum_vacuum_threshold')::float8
-                           + current_setting('autovacuum_vacuum_scale_factor')::float8
-                             * n_live_tup),
-                       coalesce(extract(epoch FROM clock_timestamp() - min(coalesce(
-                           greatest(last_analyze, last_autoanalyze),
-                           (SELECT at FROM since)))), 0)::float8,
-                       count(*) FILTER (WHERE last_analyze IS NULL
-                                          AND last_autoanalyze IS NULL),
-                       count(*)
-                FROM pg_stat_user_tables
-                """,
+            await _limit_statements(connection, context.timeout_s)
+            (version,) = await _fetch_one(
+                connection, "SELECT current_setting('server_version_num')::int"
             )
+            cursor = await connection.execute(_vacuum_query(int(version)))
+            row = await cursor.fetchone()
+        if row is None:
+            raise RuntimeError("a catalog query that always yields one row yielded none")
+        (
+            tables,
+            dead_max,
+            needing,
+            needing_analyze,
+            needing_insert,
+            ratio_max,
+            disabled,
+            oldest_s,
+            never_analysed,
+            worst_vacuum,
+            worst_analyze,
+            worst_insert,
+        ) = row
+        parts = [f"{tables} tables: {needing} past their vacuum threshold"]
+        if worst_vacuum is not None:
+            parts[0] += f" (worst {_threshold_evidence(worst_vacuum, 'dead tuples')})"
+        parts.append(f"{needing_analyze} past their analyze threshold")
+        if worst_analyze is not None:
+            parts[-1] += f" (worst {_threshold_evidence(worst_analyze, 'rows changed')})"
+        if int(version) >= _PG13:
+            parts.append(f"{needing_insert} past their insert threshold")
+            if worst_insert is not None:
+                parts[-1] += f" (worst {_threshold_evidence(worst_insert, 'rows inserted')})"
+        parts.append(f"{disabled} with autovacuum disabled")
+        parts.append(f"worst {dead_max:.1f}% dead tuples")
+        parts.append(f"oldest analyze {oldest_s:.0f}s ago ({never_analysed} never analysed)")
         return ProbeOutcome(
             metrics_from(
                 {
                     "dead_tuple_percent_max": float(dead_max),
                     "tables_needing_vacuum": int(needing),
+                    "tables_needing_analyze": int(needing_analyze),
+                    "tables_needing_insert_vacuum": int(needing_insert),
+                    "vacuum_threshold_ratio_max": float(ratio_max),
+                    "autovacuum_disabled_tables": int(disabled),
                     "oldest_analyze_s": float(oldest_s),
                 }
             ),
-            message=(
-                f"{tables} tables: {needing} need vacuum, worst {dead_max:.1f}% dead tuples; "
-                f"oldest analyze {oldest_s:.0f}s ago ({never_analysed} never analysed)"
-            ),
+            message="; ".join(parts),
         )
+
+
+_PG13 = 130000
+_PG18 = 180000
+
+
+def _vacuum_query(version: int) -> LiteralString:
+    """Given ``server_version_num``, return the vacuum probe's one-row query.
+
+    Its columns: table count, highest dead-tuple percent, counts past the vacuum, analyze
+    and insert thresholds, the highest dead/threshold ratio, tables with autovacuum off,
+    seconds since the oldest analyze, tables never analysed, and for each of the three
+    thresholds the table furthest past it as ``name|observed|threshold|disabled`` (NULL
+    if none is past it).
+    """
+    inserted: LiteralString = "s.n_ins_since_vacuum" if version >= _PG13 else "NULL::bigint"
+    # PostgreSQL 18 caps the vacuum threshold of big tables; -1 turns the cap off.
+    cap: LiteralString = (
+        "coalesce(vac_max::float8, current_setting('autovacuum_vacuum_max_threshold')::float8)"
+        if version >= _PG18
+        else "-1::float8"
+    )
+    insert_base: LiteralString = (
+        "coalesce(ins_base::float8, current_setting('autovacuum_vacuum_insert_threshold')::float8)"
+        if version >= _PG13
+        else "-1::float8"
+    )
+    insert_scale: LiteralString = (
+        "coalesce(ins_scale::float8, "
+        "current_setting('autovacuum_vacuum_insert_scale_factor')::float8)"
+        if version >= _PG13
+        else "0::float8"
+    )
+    return (
+        """
+        WITH since AS (
+            SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS at
+            FROM pg_stat_database WHERE datname = current_database()
+        ),
+        options AS (
+            SELECT s.relid,
+                   s.schemaname || '.' || s.relname AS name,
+                   s.n_dead_tup, s.n_live_tup, s.n_mod_since_analyze,
+                   """
+        + inserted
+        + """ AS n_ins,
+                   s.last_analyze, s.last_autoanalyze,
+                   -- -1 (PostgreSQL 14+) means never vacuumed nor analysed: autovacuum
+                   -- then takes 0 rows.
+                   greatest(c.reltuples, 0)::float8 AS reltuples,
+                   o.*
+            FROM pg_stat_user_tables s
+            JOIN pg_class c ON c.oid = s.relid
+            CROSS JOIN LATERAL (
+                SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_enabled')
+                           AS enabled,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_vacuum_threshold') AS vac_base,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_vacuum_scale_factor') AS vac_scale,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_vacuum_max_threshold') AS vac_max,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_analyze_threshold') AS anl_base,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_analyze_scale_factor')
+                           AS anl_scale,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_vacuum_insert_threshold')
+                           AS ins_base,
+                       max(option_value) FILTER (
+                           WHERE option_name = 'autovacuum_vacuum_insert_scale_factor')
+                           AS ins_scale
+                FROM pg_options_to_table(c.reloptions)
+            ) o
+            -- Partitioned parents hold no rows; autovacuum visits their partitions.
+            WHERE c.relkind IN ('r', 'm')
+        ),
+        limits AS (
+            SELECT name, n_dead_tup, n_live_tup, n_mod_since_analyze, n_ins,
+                   last_analyze, last_autoanalyze,
+                   NOT (current_setting('autovacuum')::bool
+                        AND coalesce(enabled::bool, true)) AS disabled,
+                   CASE WHEN """
+        + cap
+        + """ >= 0
+                        THEN least(raw_vacuum, """
+        + cap
+        + """)
+                        ELSE raw_vacuum END AS vacuum_limit,
+                   coalesce(anl_base::float8,
+                            current_setting('autovacuum_analyze_threshold')::float8)
+                   + coalesce(anl_scale::float8,
+                              current_setting('autovacuum_analyze_scale_factor')::float8)
+                     * reltuples AS analyze_limit,
+                   CASE WHEN """
+        + insert_base
+        + """ >= 0
+                        THEN """
+        + insert_base
+        + " + "
+        + insert_scale
+        + """ * reltuples
+                   END AS insert_limit
+            FROM options
+            CROSS JOIN LATERAL (
+                SELECT coalesce(vac_base::float8,
+                                current_setting('autovacuum_vacuum_threshold')::float8)
+                       + coalesce(vac_scale::float8,
+                                  current_setting('autovacuum_vacuum_scale_factor')::float8)
+                         * reltuples AS raw_vacuum
+            ) r
+        )
+        SELECT count(*),
+               coalesce(max(100.0 * n_dead_tup
+                            / nullif(n_live_tup + n_dead_tup, 0)), 0)::float8,
+               count(*) FILTER (WHERE n_dead_tup > vacuum_limit),
+               count(*) FILTER (WHERE n_mod_since_analyze > analyze_limit),
+               count(*) FILTER (WHERE n_ins > insert_limit),
+               coalesce(max(n_dead_tup / greatest(vacuum_limit, 1)), 0)::float8,
+               count(*) FILTER (WHERE disabled),
+               coalesce(extract(epoch FROM clock_timestamp() - min(coalesce(
+                   greatest(last_analyze, last_autoanalyze),
+                   (SELECT at FROM since)))), 0)::float8,
+               count(*) FILTER (WHERE last_analyze IS NULL AND last_autoanalyze IS NULL),
+               (SELECT concat_ws('|', name, n_dead_tup, round(vacuum_limit), disabled)
+                FROM limits WHERE n_dead_tup > vacuum_limit
+                ORDER BY n_dead_tup / greatest(vacuum_limit, 1) DESC, name LIMIT 1),
+               (SELECT concat_ws('|', name, n_mod_since_analyze, round(analyze_limit),
+                                 disabled)
+                FROM limits WHERE n_mod_since_analyze > analyze_limit
+                ORDER BY n_mod_since_analyze / greatest(analyze_limit, 1) DESC, name
+                LIMIT 1),
+               (SELECT concat_ws('|', name, n_ins, round(insert_limit), disabled)
+                FROM limits WHERE n_ins > insert_limit
+                ORDER BY n_ins / greatest(insert_limit, 1) DESC, name LIMIT 1)
+        FROM limits
+        """
+    )
+
+
+def _threshold_evidence(packed: str, what: str) -> str:
+    """Given ``name|observed|threshold|disabled`` from the vacuum query and what was
+    counted, return e.g. ``public.t: 500 dead tuples, threshold 150 (3.3x)``."""
+    name, observed, threshold, disabled = packed.rsplit("|", 3)
+    ratio = float(observed) / max(float(threshold), 1.0)
+    text = f"{name}: {observed} {what}, threshold {threshold} ({ratio:.1f}x)"
+    if disabled in ("t", "true"):  # concat_ws writes booleans as t/f
+        text += ", autovacuum disabled"
+    return text
+
+
+async def _limit_statements(connection: AsyncConnection[Row], timeout_s: float) -> None:
+    """Given an open connection and the check's timeout, make the session read-only and
+    bound each statement (and each lock wait) by that timeout, so a catalog query that
+    runs long or queues behind a lock is cancelled on the server, not only abandoned."""
+    await connection.execute(
+        "SELECT set_config('statement_timeout', %s, false), "
+        "set_config('lock_timeout', %s, false), "
+        "set_config('default_transaction_read_only', 'on', false)",
+        (_ms_setting(timeout_s), _ms_setting(timeout_s)),
+    )
 
 
 class CacheHitProbe(Probe[PostgresTarget, NoParams]):

@@ -394,6 +394,10 @@ async def test_vacuum_with_no_user_tables_is_all_zero(scratch_dsn: str) -> None:
     assert outcome.metrics == {
         "dead_tuple_percent_max": 0.0,
         "tables_needing_vacuum": 0,
+        "tables_needing_analyze": 0,
+        "tables_needing_insert_vacuum": 0,
+        "vacuum_threshold_ratio_max": 0.0,
+        "autovacuum_disabled_tables": 0,
         "oldest_analyze_s": 0.0,
     }
 

@@ -90,6 +90,39 @@ ADDED_METRICS |= {
     ("postgres", "query"): {"elapsed_ms", "rows"},
     ("mysql", "query"): {"elapsed_ms", "rows"},
 }
+# Vacuum and transaction health of the database-upkeep issue (#16): effective thresholds
+# extend the spec's vacuum probe, the rest are probes of their own.
+ADDED_METRICS |= {
+    ("postgres", "vacuum"): SPEC_METRICS[("postgres", "vacuum")]
+    | {
+        "tables_needing_analyze",
+        "tables_needing_insert_vacuum",
+        "vacuum_threshold_ratio_max",
+        "autovacuum_disabled_tables",
+    },
+    ("postgres", "wraparound"): {
+        "xid_age",
+        "xid_freeze_percent",
+        "xid_wraparound_percent",
+        "mxid_age",
+        "mxid_freeze_percent",
+        "mxid_wraparound_percent",
+    },
+    ("postgres", "sequences"): {"near_exhaustion", "used_percent_max", "sequences"},
+    ("postgres", "replication_slots"): {
+        "slots",
+        "inactive",
+        "retained_wal_bytes_max",
+        "inactive_retained_wal_bytes",
+        "lost",
+    },
+    ("postgres", "transactions"): {
+        "idle_in_transaction",
+        "idle_in_transaction_longest_s",
+        "blocked",
+        "blocked_longest_s",
+    },
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",
