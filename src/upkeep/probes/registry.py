@@ -64,6 +64,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 postgres.SizeProbe,
                 postgres.VacuumProbe,
                 postgres.CacheHitProbe,
+                postgres.IndexesProbe,
                 postgres.QueryProbe,
             ),
         ),
