@@ -6,6 +6,7 @@ One schema per module holds every finding the probe looks for; each test reads i
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from psycopg import sql
 from tests.conftest import POSTGRES_DSN, require_service, run_probe
 from upkeep.probes.postgres import IndexesProbe, PostgresTarget
 from upkeep.probes.registry import TARGET_KINDS
+from upkeep.probes.sql import QueryFailed
 
 pytestmark = pytest.mark.postgres
 
@@ -155,3 +157,17 @@ async def test_a_schema_without_indexes_reports_zeroes(postgres_dsn: str) -> Non
     assert metrics["indexes"] == metrics["index_bytes"] == metrics["unused"] == 0
     assert metrics["fk_without_index"] == metrics["invalid"] == 0
     assert message.startswith("0 indexes, 0 B; none unused in ")
+
+
+async def test_an_index_locked_exclusively_fails_after_lock_timeout(
+    postgres_dsn: str, schema: str
+) -> None:
+    # REINDEX in a transaction holds ACCESS EXCLUSIVE on the index until it ends, the
+    # lock a long REINDEX or VACUUM FULL holds; reading the index's size waits for it.
+    with psycopg.connect(postgres_dsn) as holder:
+        holder.execute(sql.SQL("REINDEX INDEX {}.child_a").format(sql.Identifier(schema)))
+        started = time.monotonic()
+        with pytest.raises(QueryFailed, match=r"longer than lock_timeout \(0\.2s\)"):
+            await probe(postgres_dsn, schema, lock_timeout="200ms")
+        holder.rollback()
+    assert time.monotonic() - started < 5
