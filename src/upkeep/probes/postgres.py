@@ -600,6 +600,11 @@ class IndexesParams(StrictModel):
             "server's start) are too short a record: `unused` is then left out"
         ),
     )
+    max_scans: int = Field(
+        default=0,
+        ge=0,
+        description="an index scanned at most this often since statistics began is unused",
+    )
     largest: int = Field(
         default=5, ge=0, le=50, description="how many of the largest indexes the message names"
     )
@@ -837,7 +842,9 @@ class IndexesProbe(Probe[PostgresTarget, IndexesParams]):
         MetricSpec(
             "unused",
             "number",
-            "indexes never scanned, unique and constraint ones excepted; left out while "
+            "indexes scanned at most `max_scans` times (never, by default), unique and "
+            "constraint ones excepted (partitioned parents too: they are not scanned); "
+            "left out while "
             "statistics are younger than `min_stats_age`",
         ),
         MetricSpec("unused_bytes", "number", "size of the unused indexes (left out with them)"),
@@ -949,13 +956,18 @@ def _indexes_outcome(
         unused = [
             index
             for index in by_size
-            if index.valid and not index.unique and not index.constraint and index.scans == 0
+            if index.valid
+            and not index.unique
+            and not index.constraint
+            and index.scans is not None
+            and index.scans <= params.max_scans
         ]
         unused_bytes = sum(index.size for index in unused)
         values |= {"unused": len(unused), "unused_bytes": unused_bytes}
         if unused:
             parts.append(
-                f"{len(unused)} unused ({format_bytes(unused_bytes)}) in "
+                f"{len(unused)} unused ({format_bytes(unused_bytes)}"
+                f"{f', at most {params.max_scans} scans' if params.max_scans else ''}) in "
                 f"{human_duration(stats_age_s)} of statistics (since {since}"
                 f"{', on this standby' if in_recovery else ''}): {_names(unused)}"
             )

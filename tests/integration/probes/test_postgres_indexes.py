@@ -171,3 +171,13 @@ async def test_an_index_locked_exclusively_fails_after_lock_timeout(
             await probe(postgres_dsn, schema, lock_timeout="200ms")
         holder.rollback()
     assert time.monotonic() - started < 5
+
+
+async def test_max_scans_counts_rarely_scanned_indexes_as_unused(
+    postgres_dsn: str, schema: str
+) -> None:
+    metrics, message = await probe(postgres_dsn, schema, min_stats_age="0s", max_scans=1)
+
+    # child_a_b, scanned once, joins the six never scanned.
+    assert metrics["unused"] == 7
+    assert "7 unused (" in message and ", at most 1 scans) in " in message
