@@ -621,6 +621,7 @@ class IndexInfo:
     ``opclasses``, ``collations`` and ``options`` are per key column."""
 
     name: str
+    schema: str
     table: str
     table_oid: int
     method: str
@@ -746,7 +747,7 @@ def unsupported_foreign_keys(
 # read from the files' lengths (pg_relation_size), which waits for a lock only behind an
 # ACCESS EXCLUSIVE one: lock_timeout bounds that.
 _INDEXES_SQL: LiteralString = """
-    SELECT c.relname, n.nspname || '.' || t.relname, i.indrelid::bigint, am.amname,
+    SELECT c.relname, n.nspname, n.nspname || '.' || t.relname, i.indrelid::bigint, am.amname,
            string_to_array(i.indkey::text, ' ')::int2[], i.indnkeyatts,
            string_to_array(i.indclass::text, ' ')::oid[]::bigint[],
            string_to_array(i.indcollation::text, ' ')::oid[]::bigint[],
@@ -795,11 +796,12 @@ _STATS_SINCE_SQL: LiteralString = """
 
 def _index_info(row: Row) -> IndexInfo:
     """Given a row of ``_INDEXES_SQL``, return it as an IndexInfo."""
-    (name, table, table_oid, method, columns, key_count, opclasses, collations, options,
+    (name, schema, table, table_oid, method, columns, key_count, opclasses, collations, options,
      expressions, predicate, unique, constraint, valid, building, scans, size) = row  # fmt: skip
     keys = tuple(int(each) for each in columns[:key_count])
     return IndexInfo(
         name=str(name),
+        schema=str(schema),
         table=str(table),
         table_oid=int(table_oid),
         method=str(method),
@@ -821,7 +823,9 @@ def _index_info(row: Row) -> IndexInfo:
 
 def _names(indexes: Sequence[IndexInfo], limit: int = 5) -> str:
     """Given indexes, return up to ``limit`` of their names with sizes, and how many more."""
-    shown = ", ".join(f"{index.name} ({format_bytes(index.size)})" for index in indexes[:limit])
+    shown = ", ".join(
+        f"{index.schema}.{index.name} ({format_bytes(index.size)})" for index in indexes[:limit]
+    )
     more = len(indexes) - limit
     return f"{shown} and {more} more" if more > 0 else shown
 
@@ -976,26 +980,27 @@ def _indexes_outcome(
     if duplicates:
         parts.append(
             f"{len(duplicates)} duplicate: "
-            + ", ".join(f"{extra.name} = {kept.name}" for extra, kept in duplicates[:5])
+            + ", ".join(
+                f"{extra.name} = {kept.name} on {kept.table}" for extra, kept in duplicates[:5]
+            )
         )
     if redundant:
         parts.append(
             f"{len(redundant)} redundant: "
             + ", ".join(
-                f"{covered.name} leads {covering.name}" for covered, covering in redundant[:5]
+                f"{covered.name} leads {covering.name} on {covering.table}"
+                for covered, covering in redundant[:5]
             )
         )
     if invalid:
         leftovers = sum("_ccnew" in index.name or "_ccold" in index.name for index in invalid)
-        parts.append(
-            f"{len(invalid)} invalid ({leftovers} REINDEX CONCURRENTLY leftovers): "
-            f"{_names(invalid)}"
-        )
+        kinds = f" ({leftovers} left by REINDEX CONCURRENTLY)" if leftovers else ""
+        parts.append(f"{len(invalid)} invalid{kinds}: {_names(invalid)}")
     if building:
         parts.append(f"{len(building)} being built now")
     if unindexed:
         parts.append(
-            f"{len(unindexed)} foreign keys without an index: "
+            f"{len(unindexed)} foreign key{'s' if len(unindexed) > 1 else ''} without an index: "
             + ", ".join(f"{key.table}({', '.join(key.column_names)})" for key in unindexed[:5])
         )
     return ProbeOutcome(metrics_from(values), message="; ".join(parts))

@@ -88,14 +88,14 @@ async def test_each_finding_is_counted_and_named(postgres_dsn: str, schema: str)
     metrics, message = await probe(postgres_dsn, schema, min_stats_age="0s")
 
     assert metrics["duplicate"] == 1
-    assert "child_b_2 = child_b_1" in message
+    assert f"child_b_2 = child_b_1 on {schema}.child" in message
     assert metrics["redundant"] == 1
-    assert "child_a leads child_a_b" in message
+    assert f"child_a leads child_a_b on {schema}.child" in message
     assert metrics["invalid"] == 2
-    assert "2 invalid (1 REINDEX CONCURRENTLY leftovers): " in message
-    assert "child_code (" in message and "child_code_ccnew (" in message
+    assert "2 invalid (1 left by REINDEX CONCURRENTLY): " in message
+    assert f"{schema}.child_code (" in message and f"{schema}.child_code_ccnew (" in message
     assert metrics["fk_without_index"] == 1
-    assert f"1 foreign keys without an index: {schema}.child(parent_id)" in message
+    assert f"1 foreign key without an index: {schema}.child(parent_id)" in message
 
 
 async def test_unused_counts_valid_non_unique_indexes_never_scanned(

@@ -18,6 +18,7 @@ def index(name: str, keys: tuple[int, ...], **fields: Any) -> IndexInfo:
     """Given a name, key columns and any other fields, return a valid btree index on t."""
     values: dict[str, Any] = {
         "name": name,
+        "schema": "public",
         "table": "public.t",
         "table_oid": 1,
         "method": "btree",
