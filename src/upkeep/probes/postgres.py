@@ -1,9 +1,11 @@
-"""PostgreSQL targets: reachability, connections, long queries, replication, size, vacuum, cache.
+"""PostgreSQL targets: reachability, connections, long queries, replication, size, vacuum,
+cache, index findings.
 
 Every probe opens one short-lived connection (autocommit, so statistics views are read
-fresh rather than from a transaction snapshot), runs one or two catalog queries and closes
-it. psycopg is imported inside the functions that use it: importing it costs more than the
-rest of the CLI's start-up, and most commands never touch PostgreSQL.
+fresh rather than from a transaction snapshot), runs a few catalog queries and closes it;
+``indexes`` and ``query`` run theirs in one read-only transaction under timeouts.
+psycopg is imported inside the functions that use it: importing it costs more than the rest
+of the CLI's start-up, and most commands never touch PostgreSQL.
 """
 
 from __future__ import annotations
@@ -618,7 +620,8 @@ class IndexesParams(StrictModel):
 class IndexInfo:
     """One index as the catalog describes it; ``keys`` are the key columns' attribute
     numbers (0 for an expression), ``columns`` every column's including INCLUDE ones;
-    ``opclasses``, ``collations`` and ``options`` are per key column."""
+    ``opclasses``, ``collations`` and ``options`` are per key column. ``attached`` is a
+    partition's index that belongs to an index of the partitioned table."""
 
     name: str
     schema: str
@@ -638,6 +641,7 @@ class IndexInfo:
     building: bool
     scans: int | None
     size: int
+    attached: bool = False
 
     def _shape(self) -> tuple[Any, ...]:
         return (
@@ -669,10 +673,11 @@ def duplicate_indexes(indexes: Sequence[IndexInfo]) -> list[tuple[IndexInfo, Ind
     the same table: method, key and INCLUDE columns, expressions, predicate, operator
     classes, collations and sort options all alike. In each group the kept one is a
     constraint's index if any (dropping it means dropping the constraint), else a unique
-    one, else the first by name; every other member is an extra."""
+    one, else the first by name; every other member is an extra. A partition's index
+    attached to a partitioned one is judged there, once, not per partition."""
     groups: dict[tuple[Any, ...], list[IndexInfo]] = {}
     for index in sorted(indexes, key=lambda each: each.name):
-        if index.valid:
+        if index.valid and not index.attached:
             groups.setdefault(index._shape(), []).append(index)
     pairs: list[tuple[IndexInfo, IndexInfo]] = []
     for group in groups.values():
@@ -690,7 +695,8 @@ def redundant_indexes(
     (covered, covering) for each non-unique plain btree index whose columns, including
     INCLUDE ones, are a strict prefix of another valid, non-partial btree index's key
     columns on the same table with the same operator classes, collations and sort options.
-    Either having an expression or a predicate rules it out: they are not compared."""
+    Either having an expression or a predicate rules it out: they are not compared.
+    Attached partition indexes are judged on their partitioned index, as duplicates are."""
 
     def plain_btree(index: IndexInfo) -> bool:
         return (
@@ -703,7 +709,7 @@ def redundant_indexes(
     skipped = {id(index) for index in duplicates}
     pairs: list[tuple[IndexInfo, IndexInfo]] = []
     for covered in indexes:
-        if covered.unique or not plain_btree(covered) or id(covered) in skipped:
+        if covered.unique or covered.attached or not plain_btree(covered) or id(covered) in skipped:
             continue
         width, key_width = len(covered.columns), len(covered.keys)
         for covering in indexes:
@@ -760,7 +766,8 @@ _INDEXES_SQL: LiteralString = """
            EXISTS (SELECT FROM pg_stat_progress_create_index p
                    WHERE p.index_relid = i.indexrelid),
            s.idx_scan,
-           pg_relation_size(i.indexrelid)
+           pg_relation_size(i.indexrelid),
+           EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
     FROM pg_index i
     JOIN pg_class c ON c.oid = i.indexrelid
     JOIN pg_class t ON t.oid = i.indrelid
@@ -771,6 +778,8 @@ _INDEXES_SQL: LiteralString = """
       AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
 """
 
+# A foreign key of a partitioned table is cloned onto each partition (conparentid names
+# the original): only the original counts, and an index of the partitioned table covers it.
 _FOREIGN_KEYS_SQL: LiteralString = """
     SELECT k.conname, n.nspname || '.' || t.relname, k.conrelid::bigint, k.conkey,
            array(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, pos)
@@ -779,7 +788,7 @@ _FOREIGN_KEYS_SQL: LiteralString = """
     FROM pg_constraint k
     JOIN pg_class t ON t.oid = k.conrelid
     JOIN pg_namespace n ON n.oid = t.relnamespace
-    WHERE k.contype = 'f'
+    WHERE k.contype = 'f' AND k.conparentid = 0
       AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
       AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
 """
@@ -797,7 +806,8 @@ _STATS_SINCE_SQL: LiteralString = """
 def _index_info(row: Row) -> IndexInfo:
     """Given a row of ``_INDEXES_SQL``, return it as an IndexInfo."""
     (name, schema, table, table_oid, method, columns, key_count, opclasses, collations, options,
-     expressions, predicate, unique, constraint, valid, building, scans, size) = row  # fmt: skip
+     expressions, predicate, unique, constraint, valid, building, scans, size,
+     attached) = row  # fmt: skip
     keys = tuple(int(each) for each in columns[:key_count])
     return IndexInfo(
         name=str(name),
@@ -818,6 +828,7 @@ def _index_info(row: Row) -> IndexInfo:
         building=bool(building),
         scans=None if scans is None else int(scans),
         size=int(size),
+        attached=bool(attached),
     )
 
 

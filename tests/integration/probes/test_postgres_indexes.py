@@ -181,3 +181,32 @@ async def test_max_scans_counts_rarely_scanned_indexes_as_unused(
     # child_a_b, scanned once, joins the six never scanned.
     assert metrics["unused"] == 7
     assert "7 unused (" in message and ", at most 1 scans) in " in message
+
+
+async def test_partitions_count_once_on_their_partitioned_table(postgres_dsn: str) -> None:
+    name = f"upkeep_idx_{uuid.uuid4().hex[:12]}"
+    ident = sql.Identifier(name)
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+        try:
+            for statement in (
+                "CREATE TABLE {s}.parent (id int PRIMARY KEY)",
+                "CREATE TABLE {s}.events (day int, parent_id int REFERENCES {s}.parent,"
+                " kind int) PARTITION BY RANGE (day)",
+                "CREATE TABLE {s}.events_1 PARTITION OF {s}.events FOR VALUES FROM (0) TO (10)",
+                "CREATE TABLE {s}.events_2 PARTITION OF {s}.events FOR VALUES FROM (10) TO (20)",
+                "CREATE INDEX events_kind_1 ON {s}.events (kind)",
+                "CREATE INDEX events_kind_2 ON {s}.events (kind)",
+            ):
+                connection.execute(sql.SQL(statement).format(s=ident))
+            metrics, message = await probe(postgres_dsn, name)
+        finally:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
+
+    # One duplicate and one unindexed key on the partitioned table, none per partition.
+    assert metrics["duplicate"] == 1
+    assert f"events_kind_2 = events_kind_1 on {name}.events" in message
+    assert metrics["fk_without_index"] == 1
+    assert f"{name}.events(parent_id)" in message
+    # The parent's primary key, two partitioned indexes and their four partition indexes.
+    assert metrics["indexes"] == 7
