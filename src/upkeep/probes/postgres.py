@@ -859,8 +859,8 @@ class IndexesProbe(Probe[PostgresTarget, IndexesParams]):
             "number",
             "indexes scanned at most `max_scans` times (never, by default), unique and "
             "constraint ones excepted (partitioned parents too: they are not scanned); "
-            "left out while "
-            "statistics are younger than `min_stats_age`",
+            "left out while statistics are younger than `min_stats_age`. Counts are this "
+            "server's: scans on its replicas are not seen, nor is how new an index is",
         ),
         MetricSpec("unused_bytes", "number", "size of the unused indexes (left out with them)"),
         MetricSpec("duplicate", "number", "indexes identical to another one on the same table"),
