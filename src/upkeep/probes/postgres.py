@@ -1,9 +1,11 @@
-"""PostgreSQL targets: reachability, connections, long queries, replication, size, vacuum, cache.
+"""PostgreSQL targets: reachability, connections, long queries, replication, size, vacuum,
+cache, index findings.
 
 Every probe opens one short-lived connection (autocommit, so statistics views are read
-fresh rather than from a transaction snapshot), runs one or two catalog queries and closes
-it. psycopg is imported inside the functions that use it: importing it costs more than the
-rest of the CLI's start-up, and most commands never touch PostgreSQL.
+fresh rather than from a transaction snapshot), runs a few catalog queries and closes it;
+``indexes`` and ``query`` run theirs in one read-only transaction under timeouts.
+psycopg is imported inside the functions that use it: importing it costs more than the rest
+of the CLI's start-up, and most commands never touch PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, LiteralString
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from upkeep.core.durations import Duration
 from upkeep.core.models import StrictModel
@@ -33,6 +36,7 @@ from upkeep.probes.base import (
     metrics_from,
 )
 from upkeep.probes.sql import (
+    DEFAULT_STATEMENT_SHARE,
     QueryFailed,
     QueryParams,
     QueryProbeMixin,
@@ -95,7 +99,7 @@ class PostgresTarget(TargetBase):
 
 
 @asynccontextmanager
-async def _connect(
+async def connect_target(
     target: PostgresTarget, context: ProbeContext
 ) -> AsyncIterator[AsyncConnection[Row]]:
     """Given a target, yield an open autocommit connection and close it afterwards.
@@ -131,7 +135,7 @@ async def _connect(
         ) from error
 
 
-async def _fetch_one(
+async def fetch_one(
     connection: AsyncConnection[Row], query: LiteralString, params: tuple[Any, ...] = ()
 ) -> Row:
     """Given a connection and a query that yields one row, return that row.
@@ -145,7 +149,7 @@ async def _fetch_one(
     return row
 
 
-def _percent(part: float, whole: float) -> float:
+def percent_of(part: float, whole: float) -> float:
     """Given a part and a whole, return part/whole as a percentage (0.0 if whole is 0)."""
     return part / whole * 100.0 if whole else 0.0
 
@@ -166,9 +170,9 @@ class PingProbe(Probe[PostgresTarget, NoParams]):
     ) -> ProbeOutcome:
         """Given a target, return query latency and version; raise TargetUnreachable if down."""
         started = time.perf_counter()
-        async with _connect(target, context) as connection:
+        async with connect_target(target, context) as connection:
             connected = time.perf_counter()
-            (server_version,) = await _fetch_one(
+            (server_version,) = await fetch_one(
                 connection, "SELECT current_setting('server_version')"
             )
             answered = time.perf_counter()
@@ -205,8 +209,8 @@ class ConnectionsProbe(Probe[PostgresTarget, NoParams]):
         ``max_connections`` slots. Without pg_read_all_stats another role's backends have
         no visible state, so they count in ``total`` but in neither ``active`` nor ``idle``.
         """
-        async with _connect(target, context) as connection:
-            active, idle, idle_in_transaction, total, maximum = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            active, idle, idle_in_transaction, total, maximum = await fetch_one(
                 connection,
                 """
                 SELECT count(*) FILTER (WHERE state = 'active'),
@@ -218,7 +222,7 @@ class ConnectionsProbe(Probe[PostgresTarget, NoParams]):
                 WHERE backend_type = 'client backend'
                 """,
             )
-        usage = _percent(total, maximum)
+        usage = percent_of(total, maximum)
         return ProbeOutcome(
             metrics_from(
                 {
@@ -261,8 +265,8 @@ class LongQueriesProbe(Probe[PostgresTarget, LongQueriesParams]):
 
         This probe's own backend is excluded. Raise TargetUnreachable if the server is down.
         """
-        async with _connect(target, context) as connection:
-            count, longest_s = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            count, longest_s = await fetch_one(
                 connection,
                 """
                 SELECT count(*),
@@ -313,13 +317,13 @@ class ReplicationProbe(Probe[PostgresTarget, NoParams]):
         sends nothing newer to compare with). ``replicas`` counts servers streaming from
         this one, so a standby reports only cascading replicas.
         """
-        async with _connect(target, context) as connection:
-            (in_recovery,) = await _fetch_one(connection, "SELECT pg_is_in_recovery()")
+        async with connect_target(target, context) as connection:
+            (in_recovery,) = await fetch_one(connection, "SELECT pg_is_in_recovery()")
             # pg_basebackup's WAL sender shows up in pg_stat_replication as 'backup';
             # it is a copy in progress, not a replica. replay_lag keeps its last measured
             # value for a while after a replica has caught up, so a replica that has
             # replayed everything counts as 0 seconds behind, as it is.
-            replicas, worst_bytes, worst_s = await _fetch_one(
+            replicas, worst_bytes, worst_s = await fetch_one(
                 connection,
                 """
                 WITH here AS (
@@ -336,7 +340,7 @@ class ReplicationProbe(Probe[PostgresTarget, NoParams]):
                 """,
             )
             if in_recovery:
-                lag_bytes, lag_s, replayed_any = await _fetch_one(
+                lag_bytes, lag_s, replayed_any = await fetch_one(
                     connection,
                     """
                     SELECT coalesce(greatest(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),
@@ -391,8 +395,8 @@ class SizeProbe(Probe[PostgresTarget, NoParams]):
         self, target: PostgresTarget, params: NoParams, context: ProbeContext
     ) -> ProbeOutcome:
         """Given a target, return database and largest-table sizes; raise TargetUnreachable."""
-        async with _connect(target, context) as connection:
-            database, size, largest, largest_name = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            database, size, largest, largest_name = await fetch_one(
                 connection,
                 """
                 SELECT current_database(),
@@ -474,9 +478,9 @@ class VacuumProbe(Probe[PostgresTarget, NoParams]):
         from when statistics began: the database's stats reset, else the server's start.
         Only counters and catalog rows are read, never a table.
         """
-        async with _connect(target, context) as connection:
-            await _limit_statements(connection, context.timeout_s)
-            (version,) = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            await limit_statements(connection, context.timeout_s)
+            (version,) = await fetch_one(
                 connection, "SELECT current_setting('server_version_num')::int"
             )
             cursor = await connection.execute(_vacuum_query(int(version)))
@@ -676,7 +680,7 @@ def _threshold_evidence(packed: str, what: str) -> str:
     return text
 
 
-async def _limit_statements(connection: AsyncConnection[Row], timeout_s: float) -> None:
+async def limit_statements(connection: AsyncConnection[Row], timeout_s: float) -> None:
     """Given an open connection and the check's timeout, make the session read-only and
     bound each statement (and each lock wait) by that timeout, so a catalog query that
     runs long or queues behind a lock is cancelled on the server, not only abandoned."""
@@ -705,8 +709,8 @@ class CacheHitProbe(Probe[PostgresTarget, NoParams]):
 
         With no block requested at all yet nothing has missed the cache, so it is 100.0.
         """
-        async with _connect(target, context) as connection:
-            hits, reads = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            hits, reads = await fetch_one(
                 connection,
                 """
                 SELECT coalesce(blks_hit, 0), coalesce(blks_read, 0)
@@ -714,7 +718,7 @@ class CacheHitProbe(Probe[PostgresTarget, NoParams]):
                 """,
             )
         requested = int(hits) + int(reads)
-        hit_percent = _percent(int(hits), requested) if requested else 100.0
+        hit_percent = percent_of(int(hits), requested) if requested else 100.0
         return ProbeOutcome(
             metrics_from({"hit_percent": hit_percent}),
             message=f"{hit_percent:.2f}% of {requested} block requests served from cache",
@@ -749,7 +753,7 @@ class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
         if writing is not None:
             raise QueryFailed(writing)  # validated at load; params may come from elsewhere
         statement_s = statement_timeout_s(params, context.timeout_s)
-        async with _connect(target, context) as connection:
+        async with connect_target(target, context) as connection:
             await connection.execute("BEGIN READ ONLY")
             try:
                 await connection.execute(
@@ -791,3 +795,433 @@ def _ms_setting(seconds: float) -> str:
     """Given seconds, return a PostgreSQL time setting in whole milliseconds (at least 1:
     0 would mean no limit)."""
     return f"{max(1, math.ceil(seconds * 1000))}ms"
+
+
+class IndexesParams(StrictModel):
+    """Params of ``indexes``: which schemas, how old statistics must be, how many to name."""
+
+    schemas: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="schemas to inspect (default: every schema but pg_* and information_schema)",
+    )
+    min_stats_age: Duration = Field(
+        default=timedelta(days=7),
+        description=(
+            "index scan counts younger than this (since the database's stats reset, else the "
+            "server's start) are too short a record: `unused` is then left out"
+        ),
+    )
+    max_scans: int = Field(
+        default=0,
+        ge=0,
+        description="an index scanned at most this often since statistics began is unused",
+    )
+    largest: int = Field(
+        default=5, ge=0, le=50, description="how many of the largest indexes the message names"
+    )
+    lock_timeout: Duration = Field(
+        default=timedelta(seconds=2),
+        description="the longest reading an index's size waits behind an exclusive lock",
+    )
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """One index as the catalog describes it; ``keys`` are the key columns' attribute
+    numbers (0 for an expression), ``columns`` every column's including INCLUDE ones;
+    ``opclasses``, ``collations`` and ``options`` are per key column. ``attached`` is a
+    partition's index that belongs to an index of the partitioned table."""
+
+    name: str
+    schema: str
+    table: str
+    table_oid: int
+    method: str
+    keys: tuple[int, ...]
+    columns: tuple[int, ...]
+    opclasses: tuple[int, ...]
+    collations: tuple[int, ...]
+    options: tuple[int, ...]
+    expressions: str | None
+    predicate: str | None
+    unique: bool
+    constraint: bool
+    valid: bool
+    building: bool
+    scans: int | None
+    size: int
+    attached: bool = False
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (
+            self.table_oid,
+            self.method,
+            self.columns,
+            self.keys,
+            self.opclasses,
+            self.collations,
+            self.options,
+            self.expressions,
+            self.predicate,
+        )
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key: its name, table, referencing columns' attribute numbers and names."""
+
+    name: str
+    table: str
+    table_oid: int
+    columns: tuple[int, ...]
+    column_names: tuple[str, ...]
+
+
+def duplicate_indexes(indexes: Sequence[IndexInfo]) -> list[tuple[IndexInfo, IndexInfo]]:
+    """Given valid indexes, return (extra, kept) for each index identical to another one on
+    the same table: method, key and INCLUDE columns, expressions, predicate, operator
+    classes, collations and sort options all alike. In each group the kept one is a
+    constraint's index if any (dropping it means dropping the constraint), else a unique
+    one, else the first by name; every other member is an extra. A partition's index
+    attached to a partitioned one is judged there, once, not per partition."""
+    groups: dict[tuple[Any, ...], list[IndexInfo]] = {}
+    for index in sorted(indexes, key=lambda each: each.name):
+        if index.valid and not index.attached:
+            groups.setdefault(index._shape(), []).append(index)
+    pairs: list[tuple[IndexInfo, IndexInfo]] = []
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        kept = min(group, key=lambda each: (not each.constraint, not each.unique))
+        pairs.extend((index, kept) for index in group if index is not kept)
+    return pairs
+
+
+def redundant_indexes(
+    indexes: Sequence[IndexInfo], duplicates: Sequence[IndexInfo] = ()
+) -> list[tuple[IndexInfo, IndexInfo]]:
+    """Given valid indexes (and those already counted as duplicates, left out here), return
+    (covered, covering) for each non-unique plain btree index whose columns, including
+    INCLUDE ones, are a strict prefix of another valid, non-partial btree index's key
+    columns on the same table with the same operator classes, collations and sort options.
+    Either having an expression or a predicate rules it out: they are not compared.
+    Attached partition indexes are judged on their partitioned index, as duplicates are."""
+
+    def plain_btree(index: IndexInfo) -> bool:
+        return (
+            index.valid
+            and index.method == "btree"
+            and index.expressions is None
+            and index.predicate is None
+        )
+
+    skipped = {id(index) for index in duplicates}
+    pairs: list[tuple[IndexInfo, IndexInfo]] = []
+    for covered in indexes:
+        if covered.unique or covered.attached or not plain_btree(covered) or id(covered) in skipped:
+            continue
+        width, key_width = len(covered.columns), len(covered.keys)
+        for covering in indexes:
+            if (
+                covering is not covered
+                and plain_btree(covering)
+                and covering.table_oid == covered.table_oid
+                and len(covering.keys) > width
+                and covering.keys[:width] == covered.columns
+                and covering.opclasses[:key_width] == covered.opclasses
+                and covering.collations[:key_width] == covered.collations
+                and covering.options[:key_width] == covered.options
+            ):
+                pairs.append((covered, covering))
+                break
+    return pairs
+
+
+def unsupported_foreign_keys(
+    foreign_keys: Sequence[ForeignKey], indexes: Sequence[IndexInfo]
+) -> list[ForeignKey]:
+    """Given foreign keys and indexes, return the keys no valid, non-partial index supports:
+    one whose leading key columns are the key's columns in any order. Without one, every
+    delete or key update on the referenced table scans the referencing table."""
+    leading: dict[int, list[tuple[int, ...]]] = {}
+    for index in indexes:
+        if index.valid and index.predicate is None:
+            leading.setdefault(index.table_oid, []).append(index.keys)
+    return [
+        key
+        for key in foreign_keys
+        if not any(
+            set(keys[: len(key.columns)]) == set(key.columns)
+            for keys in leading.get(key.table_oid, ())
+        )
+    ]
+
+
+# Attribute numbers, operator classes, collations and sort options come as arrays; an
+# int2vector/oidvector does not slice, so each is turned into an array here. Sizes are
+# read from the files' lengths (pg_relation_size), which waits for a lock only behind an
+# ACCESS EXCLUSIVE one: lock_timeout bounds that.
+_INDEXES_SQL: LiteralString = """
+    SELECT c.relname, n.nspname, n.nspname || '.' || t.relname, i.indrelid::bigint, am.amname,
+           string_to_array(i.indkey::text, ' ')::int2[], i.indnkeyatts,
+           string_to_array(i.indclass::text, ' ')::oid[]::bigint[],
+           string_to_array(i.indcollation::text, ' ')::oid[]::bigint[],
+           string_to_array(i.indoption::text, ' ')::int2[],
+           pg_get_expr(i.indexprs, i.indrelid), pg_get_expr(i.indpred, i.indrelid),
+           i.indisunique,
+           EXISTS (SELECT FROM pg_constraint k
+                   WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')),
+           i.indisvalid,
+           EXISTS (SELECT FROM pg_stat_progress_create_index p
+                   WHERE p.index_relid = i.indexrelid),
+           s.idx_scan,
+           pg_relation_size(i.indexrelid),
+           EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_am am ON am.oid = c.relam
+    LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
+    WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+      AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
+"""
+
+# A foreign key of a partitioned table is cloned onto each partition (conparentid names
+# the original): only the original counts, and an index of the partitioned table covers it.
+_FOREIGN_KEYS_SQL: LiteralString = """
+    SELECT k.conname, n.nspname || '.' || t.relname, k.conrelid::bigint, k.conkey,
+           array(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, pos)
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
+                 ORDER BY u.pos)
+    FROM pg_constraint k
+    JOIN pg_class t ON t.oid = k.conrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+    WHERE k.contype = 'f' AND k.conparentid = 0
+      AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+      AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
+"""
+
+# Statistics count from the last reset of the database's, else from the server's start
+# (they survive a clean restart, so the true record may be longer: never shorter).
+_STATS_SINCE_SQL: LiteralString = """
+    SELECT extract(epoch FROM clock_timestamp()
+                   - coalesce(stats_reset, pg_postmaster_start_time()))::float8,
+           stats_reset IS NOT NULL, pg_is_in_recovery()
+    FROM pg_stat_database WHERE datname = current_database()
+"""
+
+
+def _index_info(row: Row) -> IndexInfo:
+    """Given a row of ``_INDEXES_SQL``, return it as an IndexInfo."""
+    (name, schema, table, table_oid, method, columns, key_count, opclasses, collations, options,
+     expressions, predicate, unique, constraint, valid, building, scans, size,
+     attached) = row  # fmt: skip
+    keys = tuple(int(each) for each in columns[:key_count])
+    return IndexInfo(
+        name=str(name),
+        schema=str(schema),
+        table=str(table),
+        table_oid=int(table_oid),
+        method=str(method),
+        keys=keys,
+        columns=tuple(int(each) for each in columns),
+        opclasses=tuple(int(each) for each in opclasses),
+        collations=tuple(int(each) for each in collations),
+        options=tuple(int(each) for each in options),
+        expressions=expressions,
+        predicate=predicate,
+        unique=bool(unique),
+        constraint=bool(constraint),
+        valid=bool(valid),
+        building=bool(building),
+        scans=None if scans is None else int(scans),
+        size=int(size),
+        attached=bool(attached),
+    )
+
+
+def _names(indexes: Sequence[IndexInfo], limit: int = 5) -> str:
+    """Given indexes, return up to ``limit`` of their names with sizes, and how many more."""
+    shown = ", ".join(
+        f"{index.schema}.{index.name} ({format_bytes(index.size)})" for index in indexes[:limit]
+    )
+    more = len(indexes) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+class IndexesProbe(Probe[PostgresTarget, IndexesParams]):
+    """Find unused, duplicate, redundant and invalid indexes, unindexed foreign keys, and
+    measure index sizes, from the catalog and the statistics views alone."""
+
+    target_kind: ClassVar[str] = "postgres"
+    name: ClassVar[str] = "indexes"
+    summary: ClassVar[str] = (
+        "Unused, duplicate, redundant and invalid indexes, foreign keys without an index, "
+        "index sizes (catalog only, read-only)."
+    )
+    Params: ClassVar[type[StrictModel]] = IndexesParams
+    default_every: ClassVar[timedelta | None] = timedelta(hours=1)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec(
+            "unused",
+            "number",
+            "indexes scanned at most `max_scans` times (never, by default), unique and "
+            "constraint ones excepted (partitioned parents too: they are not scanned); "
+            "left out while statistics are younger than `min_stats_age`. Counts are this "
+            "server's: scans on its replicas are not seen, nor is how new an index is",
+        ),
+        MetricSpec("unused_bytes", "number", "size of the unused indexes (left out with them)"),
+        MetricSpec("duplicate", "number", "indexes identical to another one on the same table"),
+        MetricSpec(
+            "redundant",
+            "number",
+            "non-unique btree indexes whose columns lead another btree index on the table",
+        ),
+        MetricSpec(
+            "invalid",
+            "number",
+            "invalid indexes not being built now (failed CREATE INDEX or REINDEX "
+            "CONCURRENTLY, `_ccnew` leftovers)",
+        ),
+        MetricSpec("fk_without_index", "number", "foreign keys no index leads with"),
+        MetricSpec("index_bytes", "number", "total size of the indexes inspected"),
+        MetricSpec("indexes", "number", "indexes inspected"),
+        MetricSpec("stats_age_s", "number", "seconds of index statistics (since reset/start)"),
+    )
+
+    async def run(
+        self, target: PostgresTarget, params: IndexesParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target and params, return index findings, the evidence in the message.
+
+        Everything is read from the catalog and statistics views (no table or index is
+        scanned) in a ``READ ONLY`` transaction with ``statement_timeout`` and
+        ``lock_timeout``. Scan counts on a standby are the standby's own. Raise
+        TargetUnreachable if the server is down, QueryFailed if a query times out or fails.
+        """
+        import psycopg
+        from psycopg import errors
+
+        statement_s = context.timeout_s * DEFAULT_STATEMENT_SHARE
+        query_params = {"schemas": params.schemas}
+        async with connect_target(target, context) as connection:
+            await connection.execute("BEGIN READ ONLY")
+            try:
+                # On a large catalog the planner's estimates pass jit_above_cost, and
+                # compiling the plan took 1 s of a 20 ms query: JIT is off for these.
+                await connection.execute(
+                    "SELECT set_config('statement_timeout', %s, true), "
+                    "set_config('lock_timeout', %s, true), set_config('jit', 'off', true)",
+                    (_ms_setting(statement_s), _ms_setting(params.lock_timeout.total_seconds())),
+                )
+                stats_age_s, was_reset, in_recovery = await fetch_one(connection, _STATS_SINCE_SQL)
+                cursor = await connection.execute(_INDEXES_SQL, query_params)
+                indexes = [_index_info(row) for row in await cursor.fetchall()]
+                cursor = await connection.execute(_FOREIGN_KEYS_SQL, query_params)
+                foreign_keys = [
+                    ForeignKey(str(name), str(table), int(oid), tuple(columns), tuple(names))
+                    for name, table, oid, columns, names in await cursor.fetchall()
+                ]
+            except errors.LockNotAvailable as error:
+                raise QueryFailed(
+                    "reading index sizes waited longer than lock_timeout "
+                    f"({params.lock_timeout.total_seconds():g}s) behind an exclusive lock"
+                ) from error
+            except errors.QueryCanceled as error:
+                raise QueryFailed(
+                    f"the catalog queries ran longer than statement_timeout ({statement_s:g}s)"
+                ) from error
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as error:
+                raise QueryFailed(f"the catalog queries failed: {one_line(error)}") from error
+        return _indexes_outcome(
+            indexes, foreign_keys, float(stats_age_s), bool(was_reset), bool(in_recovery), params
+        )
+
+
+def _indexes_outcome(
+    indexes: list[IndexInfo],
+    foreign_keys: list[ForeignKey],
+    stats_age_s: float,
+    was_reset: bool,
+    in_recovery: bool,
+    params: IndexesParams,
+) -> ProbeOutcome:
+    """Given what the catalog said, return the findings as metrics and one message."""
+    by_size = sorted(indexes, key=lambda index: (-index.size, index.name))
+    invalid = [index for index in by_size if not index.valid and not index.building]
+    building = [index for index in indexes if index.building]
+    duplicates = duplicate_indexes(by_size)
+    redundant = redundant_indexes(by_size, [extra for extra, _kept in duplicates])
+    unindexed = unsupported_foreign_keys(foreign_keys, indexes)
+    total = sum(index.size for index in indexes)
+    since = "stats reset" if was_reset else "server start"
+    values: dict[str, float | int] = {
+        "duplicate": len(duplicates),
+        "redundant": len(redundant),
+        "invalid": len(invalid),
+        "fk_without_index": len(unindexed),
+        "index_bytes": total,
+        "indexes": len(indexes),
+        "stats_age_s": stats_age_s,
+    }
+    parts = [f"{len(indexes)} indexes, {format_bytes(total)}"]
+    if params.largest and by_size:
+        parts[0] += f"; largest: {_names(by_size, params.largest)}"
+    min_age_s = params.min_stats_age.total_seconds()
+    if stats_age_s < min_age_s:
+        parts.append(
+            f"unused not judged: statistics are {human_duration(stats_age_s)} old (since "
+            f"{since}), younger than min_stats_age {human_duration(min_age_s)}"
+        )
+    else:
+        unused = [
+            index
+            for index in by_size
+            if index.valid
+            and not index.unique
+            and not index.constraint
+            and index.scans is not None
+            and index.scans <= params.max_scans
+        ]
+        unused_bytes = sum(index.size for index in unused)
+        values |= {"unused": len(unused), "unused_bytes": unused_bytes}
+        if unused:
+            parts.append(
+                f"{len(unused)} unused ({format_bytes(unused_bytes)}"
+                f"{f', at most {params.max_scans} scans' if params.max_scans else ''}) in "
+                f"{human_duration(stats_age_s)} of statistics (since {since}"
+                f"{', on this standby' if in_recovery else ''}): {_names(unused)}"
+            )
+        else:
+            parts.append(f"none unused in {human_duration(stats_age_s)} of statistics")
+    if duplicates:
+        parts.append(
+            f"{len(duplicates)} duplicate: "
+            + ", ".join(
+                f"{extra.name} = {kept.name} on {kept.table}" for extra, kept in duplicates[:5]
+            )
+        )
+    if redundant:
+        parts.append(
+            f"{len(redundant)} redundant: "
+            + ", ".join(
+                f"{covered.name} leads {covering.name} on {covering.table}"
+                for covered, covering in redundant[:5]
+            )
+        )
+    if invalid:
+        leftovers = sum("_ccnew" in index.name or "_ccold" in index.name for index in invalid)
+        kinds = f" ({leftovers} left by REINDEX CONCURRENTLY)" if leftovers else ""
+        parts.append(f"{len(invalid)} invalid{kinds}: {_names(invalid)}")
+    if building:
+        parts.append(f"{len(building)} being built now")
+    if unindexed:
+        parts.append(
+            f"{len(unindexed)} foreign key{'s' if len(unindexed) > 1 else ''} without an index: "
+            + ", ".join(f"{key.table}({', '.join(key.column_names)})" for key in unindexed[:5])
+        )
+    return ProbeOutcome(metrics_from(values), message="; ".join(parts))

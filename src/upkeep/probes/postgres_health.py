@@ -21,10 +21,10 @@ from upkeep.core.text import format_bytes, human_duration
 from upkeep.probes.base import MetricSpec, NoParams, Probe, ProbeContext, ProbeOutcome, metrics_from
 from upkeep.probes.postgres import (
     PostgresTarget,
-    _connect,
-    _fetch_one,
-    _limit_statements,
-    _percent,
+    connect_target,
+    fetch_one,
+    limit_statements,
+    percent_of,
 )
 
 # XIDs compare modulo 2^32, so a database can fall at most 2^31 transactions behind
@@ -67,8 +67,8 @@ class WraparoundProbe(Probe[PostgresTarget, NoParams]):
         names the table with the oldest ``relfrozenxid`` in the connected database, the one
         a manual ``VACUUM (FREEZE)`` should start with.
         """
-        async with _connect(target, context) as connection:
-            await _limit_statements(connection, context.timeout_s)
+        async with connect_target(target, context) as connection:
+            await limit_statements(connection, context.timeout_s)
             (
                 xid_age,
                 xid_database,
@@ -76,7 +76,7 @@ class WraparoundProbe(Probe[PostgresTarget, NoParams]):
                 mxid_database,
                 freeze_max,
                 multixact_freeze_max,
-            ) = await _fetch_one(
+            ) = await fetch_one(
                 connection,
                 """
                 SELECT (SELECT age(datfrozenxid) FROM pg_database
@@ -101,12 +101,12 @@ class WraparoundProbe(Probe[PostgresTarget, NoParams]):
                     """
                 )
             ).fetchone()
-        xid_freeze = _percent(xid_age, freeze_max)
-        mxid_freeze = _percent(mxid_age, multixact_freeze_max)
+        xid_freeze = percent_of(xid_age, freeze_max)
+        mxid_freeze = percent_of(mxid_age, multixact_freeze_max)
         message = (
             f"oldest XID age {xid_age:,} in {xid_database} ({xid_freeze:.1f}% of "
             f"autovacuum_freeze_max_age {freeze_max:,.0f}, "
-            f"{_percent(xid_age, WRAPAROUND_LIMIT):.2f}% of wraparound); "
+            f"{percent_of(xid_age, WRAPAROUND_LIMIT):.2f}% of wraparound); "
             f"oldest multixact age {mxid_age:,} in {mxid_database} ({mxid_freeze:.1f}% of "
             f"autovacuum_multixact_freeze_max_age {multixact_freeze_max:,.0f})"
         )
@@ -117,10 +117,10 @@ class WraparoundProbe(Probe[PostgresTarget, NoParams]):
                 {
                     "xid_age": int(xid_age),
                     "xid_freeze_percent": xid_freeze,
-                    "xid_wraparound_percent": _percent(xid_age, WRAPAROUND_LIMIT),
+                    "xid_wraparound_percent": percent_of(xid_age, WRAPAROUND_LIMIT),
                     "mxid_age": int(mxid_age),
                     "mxid_freeze_percent": mxid_freeze,
-                    "mxid_wraparound_percent": _percent(mxid_age, WRAPAROUND_LIMIT),
+                    "mxid_wraparound_percent": percent_of(mxid_age, WRAPAROUND_LIMIT),
                 }
             ),
             message=message,
@@ -168,8 +168,8 @@ class SequencesProbe(Probe[PostgresTarget, SequencesParams]):
         sequences never run out and are left out, as are those never used and those whose
         value this role may not read (``last_value`` is NULL for both).
         """
-        async with _connect(target, context) as connection:
-            await _limit_statements(connection, context.timeout_s)
+        async with connect_target(target, context) as connection:
+            await limit_statements(connection, context.timeout_s)
             cursor = await connection.execute(
                 """
                 WITH feeds AS (
@@ -269,9 +269,9 @@ class ReplicationSlotsProbe(Probe[PostgresTarget, NoParams]):
         WAL position (the last received one on a standby); a slot that has not reserved WAL
         yet keeps none. The inactive slot keeping the most is named.
         """
-        async with _connect(target, context) as connection:
-            await _limit_statements(connection, context.timeout_s)
-            (version,) = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            await limit_statements(connection, context.timeout_s)
+            (version,) = await fetch_one(
                 connection, "SELECT current_setting('server_version_num')::int"
             )
             lost_column: LiteralString = (
@@ -371,9 +371,9 @@ class TransactionsProbe(Probe[PostgresTarget, TransactionsParams]):
         Without pg_read_all_stats other roles' sessions show no state and are not seen.
         Raise TargetUnreachable if the server is down.
         """
-        async with _connect(target, context) as connection:
-            await _limit_statements(connection, context.timeout_s)
-            (version,) = await _fetch_one(
+        async with connect_target(target, context) as connection:
+            await limit_statements(connection, context.timeout_s)
+            (version,) = await fetch_one(
                 connection, "SELECT current_setting('server_version_num')::int"
             )
             idle_rows = await (

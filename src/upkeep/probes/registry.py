@@ -69,6 +69,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 postgres_health.ReplicationSlotsProbe,
                 postgres_health.TransactionsProbe,
                 postgres.CacheHitProbe,
+                postgres.IndexesProbe,
                 postgres.QueryProbe,
             ),
         ),

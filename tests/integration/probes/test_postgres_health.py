@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from tests.conftest import run_probe
 from tests.integration.probes.test_postgres import eventually, scalar
-from upkeep.probes.postgres import PostgresTarget, VacuumProbe, _limit_statements
+from upkeep.probes.postgres import PostgresTarget, VacuumProbe, limit_statements
 from upkeep.probes.postgres_health import (
     WRAPAROUND_LIMIT,
     ReplicationSlotsProbe,
@@ -251,7 +251,7 @@ async def test_idle_transaction_and_a_query_blocked_behind_it(postgres_dsn: str)
 
 async def test_health_sessions_are_read_only_and_bounded(postgres_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as connection:
-        await _limit_statements(connection, 2.5)
+        await limit_statements(connection, 2.5)
         settings = await (
             await connection.execute(
                 "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"

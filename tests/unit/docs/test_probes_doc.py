@@ -123,6 +123,20 @@ ADDED_METRICS |= {
         "blocked_longest_s",
     },
 }
+# PostgreSQL index findings of issue #16.
+ADDED_METRICS |= {
+    ("postgres", "indexes"): {
+        "unused",
+        "unused_bytes",
+        "duplicate",
+        "redundant",
+        "invalid",
+        "fk_without_index",
+        "index_bytes",
+        "indexes",
+        "stats_age_s",
+    },
+}
 SPEC_DEFAULTS = {
     "http": "request",
     "tcp": "connect",
