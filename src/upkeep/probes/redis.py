@@ -290,7 +290,10 @@ class BigkeysParams(StrictModel):
 
     match: str = Field(default="*", min_length=1, description="SCAN MATCH pattern of keys to size")
     threshold_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=1, description="a key this large or larger counts as big"
+        default=10 * 1024 * 1024,
+        ge=1,
+        le=2**50,
+        description="a key this large or larger counts as big",
     )
     top: int = Field(default=5, ge=1, le=50, description="how many of the largest keys to show")
     max_keys: int = Field(
@@ -426,7 +429,10 @@ class HealthParams(StrictModel):
     """Params of the Redis ``health`` probe."""
 
     slow_ms: float = Field(
-        default=100.0, gt=0, description="a SLOWLOG entry this long or longer counts as slow"
+        default=100.0,
+        gt=0,
+        le=3_600_000,
+        description="a SLOWLOG entry this long or longer counts as slow",
     )
     window: Duration = Field(
         default=timedelta(hours=1),

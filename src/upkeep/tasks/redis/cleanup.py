@@ -75,7 +75,10 @@ class RedisCleanupParams(StrictModel):
         default=200, ge=1, le=5000, description="keys checked and unlinked per script call"
     )
     max_delete: int = Field(
-        default=100_000, ge=1, description="stop after unlinking this many keys (incomplete)"
+        default=100_000,
+        ge=1,
+        le=100_000_000,
+        description="stop after unlinking this many keys (incomplete)",
     )
     time_budget: Duration = Field(
         default=timedelta(minutes=5),
