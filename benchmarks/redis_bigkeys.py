@@ -14,8 +14,8 @@ in a loop, one command at a time on its own connection, and records each round t
 
 Latency is recorded only while the probe runs. Prints p50 / p99 / max of each phase,
 the probe's figures and the server's own time per call of the commands the probe sends
-(INFO commandstats, before and after); database 15 is flushed at the end (the script refuses to start if it holds keys). Traffic goes to
-127.0.0.1 only.
+(INFO commandstats, before and after). Database 15 is flushed at the end (the script
+refuses to start if it holds keys). Traffic goes to 127.0.0.1 only.
 
 Usage: .venv/bin/python benchmarks/redis_bigkeys.py [--keys 1000000] [--seconds 15]
 """
