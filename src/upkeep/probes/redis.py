@@ -303,7 +303,8 @@ class BigkeysParams(StrictModel):
         default=5000,
         ge=1,
         le=1_000_000,
-        description="keys sized per second at most (sleeps between SCAN pages)",
+        description="keys sized (or SCAN COUNT per page, if more) per second at most; "
+        "sleeps between SCAN pages",
     )
     scan_count: int = Field(
         default=100, ge=1, le=10_000, description="SCAN COUNT: keys asked for per page"
@@ -383,7 +384,9 @@ class BigkeysProbe(Probe[RedisTarget, BigkeysParams]):
         stopped = "end of keyspace"
         async with _client(target, context) as client:
             total = int(await client.dbsize())
+            pages = 0
             while True:
+                pages += 1
                 cursor, keys = await client.scan(
                     cursor=cursor, match=params.match, count=params.scan_count
                 )
@@ -401,7 +404,9 @@ class BigkeysProbe(Probe[RedisTarget, BigkeysParams]):
                 if pacer.expired:
                     stopped = f"time budget ({pacer.budget_s:g}s)"
                     break
-                await pacer.pace(sampled)
+                # A pattern that matches few keys returns short pages, but each SCAN still
+                # walks about COUNT slots of the keyspace: pace that work too.
+                await pacer.pace(max(sampled, pages * params.scan_count))
         coverage = min(100.0, sampled / total * 100.0) if total else 100.0
         shown = ", ".join(
             f"{shown_key(item.name)} ({item.type}, {format_bytes(item.size)})" for item in largest

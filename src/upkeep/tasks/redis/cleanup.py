@@ -10,7 +10,8 @@ at least ``idle_longer_than``. Nothing else:
   does not touch a key. UNLINK frees the memory in a background thread, so a large value
   does not block the server.
 * **Rate-limited and bounded.** Keys are examined at most ``max_keys_per_second`` (sleeps
-  between SCAN pages); the run stops at ``max_delete`` deleted keys (give or take one
+  between SCAN pages; a pattern that matches few keys is paced by SCAN COUNT per page, the
+  slots each SCAN walks); the run stops at ``max_delete`` deleted keys (give or take one
   batch), at ``time_budget``
   or before the step's timeout, whichever comes first, and reports the run as
   incomplete (the next run goes on: the keys left still match).
@@ -68,7 +69,10 @@ class RedisCleanupParams(StrictModel):
         description="unlink keys not read or written for at least this long (OBJECT IDLETIME)"
     )
     max_keys_per_second: int = Field(
-        default=5000, ge=1, le=1_000_000, description="keys examined per second at most"
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="keys examined (or SCAN COUNT per page, if more) per second at most",
     )
     scan_count: int = Field(default=500, ge=1, le=10_000, description="SCAN COUNT per page")
     batch_size: int = Field(
@@ -235,8 +239,9 @@ class RedisCleanup(Task[RedisTarget, RedisCleanupParams]):
         try:
             async with redis_client(target.url, context.timeout_s) as client:
                 await _refuse_lfu(client)
-                cursor = 0
+                cursor = pages = 0
                 while True:
+                    pages += 1
                     cursor, keys = await client.scan(
                         cursor=cursor, match=params.match, count=params.scan_count
                     )
@@ -251,7 +256,8 @@ class RedisCleanup(Task[RedisTarget, RedisCleanupParams]):
                     if pacer.expired:
                         sweep.stopped = f"the time budget ({pacer.budget_s:g}s)"
                         break
-                    await pacer.pace(sweep.examined)
+                    # Short pages of a sparse pattern still walk COUNT slots each.
+                    await pacer.pace(max(sweep.examined, pages * params.scan_count))
         except TargetUnreachable as error:
             raise TaskFailed(str(error)) from error
         except ResponseError as error:
