@@ -325,25 +325,28 @@ class BigkeysParams(StrictModel):
 class _SizedKey:
     name: bytes | str
     size: int
-    type: str
 
 
 async def _size_page(client: Redis, keys: list[bytes | str], samples: int) -> list[_SizedKey]:
-    """Given a page of key names, return their MEMORY USAGE and TYPE in one round trip
-    (keys gone meanwhile are left out)."""
+    """Given a page of key names, return their MEMORY USAGE in one round trip (keys gone
+    meanwhile are left out)."""
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key, samples=samples)
-        pipe.type(key)
-    answers = await pipe.execute()
-    sized: list[_SizedKey] = []
-    for index, key in enumerate(keys):
-        size, kind = answers[2 * index], answers[2 * index + 1]
-        if size is None:
-            continue
-        kind_text = kind.decode() if isinstance(kind, bytes) else str(kind)
-        sized.append(_SizedKey(key, int(size), kind_text))
-    return sized
+    sizes = await pipe.execute()
+    return [
+        _SizedKey(key, int(size)) for key, size in zip(keys, sizes, strict=True) if size is not None
+    ]
+
+
+async def _types(client: Redis, keys: list[_SizedKey]) -> list[str]:
+    """Given the largest keys, return each one's TYPE (``none`` if gone since)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key.name)
+    return [
+        kind.decode() if isinstance(kind, bytes) else str(kind) for kind in await pipe.execute()
+    ]
 
 
 class BigkeysProbe(Probe[RedisTarget, BigkeysParams]):
@@ -373,7 +376,9 @@ class BigkeysProbe(Probe[RedisTarget, BigkeysParams]):
         the end of the keyspace, whichever comes first, and says which. Keys are sized a
         SCAN page at a time (one pipelined round trip) and pages are spaced to keep under
         ``max_keys_per_second``; each command is O(1) for strings and O(samples) for
-        aggregates, so the server never runs one long command for us.
+        aggregates, so the server never runs one long command for us. MEMORY USAGE counts
+        as a keyspace hit on the server (its ``keyspace_hits``, which the ``stats`` probe's
+        hit rate reads), one per key sized; TYPE is asked only of the keys shown.
         """
         pacer = Pacer(
             params.max_keys_per_second, scan_budget_s(params.time_budget, context.timeout_s)
@@ -407,9 +412,13 @@ class BigkeysProbe(Probe[RedisTarget, BigkeysParams]):
                 # A pattern that matches few keys returns short pages, but each SCAN still
                 # walks about COUNT slots of the keyspace: pace that work too.
                 await pacer.pace(max(sampled, pages * params.scan_count))
+            # TYPE only for the keys shown: every lookup counts as a keyspace hit on the
+            # server, so asking it per key would double what the scan adds to hit rates.
+            types = await _types(client, largest) if largest else []
         coverage = min(100.0, sampled / total * 100.0) if total else 100.0
         shown = ", ".join(
-            f"{shown_key(item.name)} ({item.type}, {format_bytes(item.size)})" for item in largest
+            f"{shown_key(item.name)} ({kind}, {format_bytes(item.size)})"
+            for item, kind in zip(largest, types, strict=True)
         )
         message = (
             f"sized {sampled} of {total} keys in {pacer.elapsed_s:.1f}s "
