@@ -20,6 +20,7 @@ from upkeep.probes.redis import (
     BigkeysProbe,
     HealthParams,
     HealthProbe,
+    Pacer,
     RedisTarget,
     _policy_findings,
     scan_budget_s,
@@ -125,6 +126,18 @@ async def test_bigkeys_keeps_to_its_rate_and_its_time_budget(
     assert outcome.metrics["complete"] is False
     assert "time budget (0.3s)" in outcome.message
     assert 0.25 <= elapsed < 2.0
+
+
+async def test_pacer_sleeps_to_the_rate_but_never_past_the_budget() -> None:
+    pacer = Pacer(keys_per_second=100, budget_s=1.0)
+    await pacer.pace(20)  # 20 keys at 100/s: due at 0.2 s
+    assert 0.19 <= pacer.elapsed_s < 0.5
+    assert not pacer.expired
+
+    short = Pacer(keys_per_second=10, budget_s=0.1)
+    await short.pace(100)  # due at 10 s, but the budget ends at 0.1 s
+    assert 0.09 <= short.elapsed_s < 0.4
+    assert short.expired
 
 
 def test_scan_budget_stays_under_the_timeout() -> None:
