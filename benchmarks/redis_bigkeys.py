@@ -15,7 +15,9 @@ in a loop, one command at a time on its own connection, and records each round t
 Latency is recorded only while the probe runs. Prints p50 / p99 / max of each phase,
 the probe's figures and the server's own time per call of the commands the probe sends
 (INFO commandstats, before and after). Database 15 is flushed at the end (the script
-refuses to start if it holds keys). Traffic goes to 127.0.0.1 only.
+refuses to start if it holds keys). The server's statistics are not reset: the run adds
+about 200,000 MEMORY USAGE lookups and the client's GETs to ``keyspace_hits``. Traffic
+goes to 127.0.0.1 only.
 
 Usage: .venv/bin/python benchmarks/redis_bigkeys.py [--keys 1000000] [--seconds 15]
 """
