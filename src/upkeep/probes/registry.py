@@ -79,7 +79,15 @@ TARGET_KINDS: dict[str, TargetKind] = {
             (mysql.PingProbe, mysql.ConnectionsProbe, mysql.QueryProbe),
         ),
         TargetKind(
-            "redis", redis.RedisTarget, (redis.PingProbe, redis.MemoryProbe, redis.StatsProbe)
+            "redis",
+            redis.RedisTarget,
+            (
+                redis.PingProbe,
+                redis.MemoryProbe,
+                redis.StatsProbe,
+                redis.BigkeysProbe,
+                redis.HealthProbe,
+            ),
         ),
         TargetKind(
             "host",

@@ -1,0 +1,1 @@
+"""Redis maintenance: ``redis.memory_purge`` and ``redis.cleanup``."""
