@@ -14,6 +14,8 @@ from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
+from upkeep.tasks.postgres.reindex import PostgresReindex
+from upkeep.tasks.postgres.vacuum import PostgresAnalyze, PostgresVacuum
 from upkeep.tasks.reports.send import ReportSend
 from upkeep.tasks.service.restart import ServiceRestart
 from upkeep.tasks.sql.retention import SqlRetention
@@ -29,6 +31,9 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         HttpRequest,
         LogsRetain,
         LogsRotate,
+        PostgresAnalyze,
+        PostgresReindex,
+        PostgresVacuum,
         ReportSend,
         ServiceRestart,
         SqlRetention,
