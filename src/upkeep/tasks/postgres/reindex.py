@@ -30,8 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
+from upkeep.core.models import validate_with_key_rule
 from upkeep.core.text import one_line
 from upkeep.probes.postgres import PostgresTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
@@ -82,11 +83,17 @@ class ReindexParams(LimitedParams):
     def _names(cls, value: list[str]) -> list[str]:
         return checked_names(value)
 
-    @model_validator(mode="after")
-    def _something(self) -> ReindexParams:
-        if not self.indexes and not self.tables:
-            raise ValueError("name at least one of `indexes` or `tables`")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _something(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> ReindexParams:
+        return validate_with_key_rule(cls, data, handler, _names_something)
+
+
+def _names_something(data: dict[str, Any]) -> str | None:
+    """Return the problem of a step that names no index and no table, or None."""
+    if not data.get("indexes") and not data.get("tables"):
+        return "name at least one of `indexes` or `tables`"
+    return None
 
 
 @dataclass(frozen=True)
