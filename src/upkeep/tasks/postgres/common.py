@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from upkeep.core.durations import Duration
 from upkeep.core.models import StrictModel
+from upkeep.tasks.base import TaskFailed
 from upkeep.tasks.sql.session import check_qualified_name, milliseconds
 
 MAX_NAMES = 100
@@ -46,6 +47,10 @@ class LimitedParams(StrictModel):
             f"SET lock_timeout = '{milliseconds(self.lock_timeout.total_seconds())}'; "
             f"SET statement_timeout = '{milliseconds(self.statement_s(step_timeout_s))}'"
         )
+
+
+class NotFound(TaskFailed):
+    """A named table or index does not exist (a dry run reports it as its finding)."""
 
 
 def checked_names(values: list[str]) -> list[str]:

@@ -39,6 +39,7 @@ from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome
 from upkeep.tasks.postgres.common import (
     MAX_NAMES,
     LimitedParams,
+    NotFound,
     checked_names,
     hit_limit,
     human_bytes,
@@ -159,14 +160,14 @@ def _leftover_of(index: IndexInfo) -> str | None:
 async def take_inventory(connection: AsyncConnection[Any], params: ReindexParams) -> Inventory:
     """Given params, return the leftovers to drop and the indexes to rebuild, in order.
 
-    Raise TaskFailed for a name that is not an index (``indexes``) or a table (``tables``).
+    Raise NotFound for a name that is not an index (``indexes``) or a table (``tables``).
     """
     wanted: dict[int, set[str] | None] = {}
     """Per table: the names of the indexes to rebuild, or None for all of them."""
     for name in params.indexes:
         found = await _regclass(connection, name)
         if found is None or found[1] != "i":
-            raise TaskFailed(f"PostgreSQL has no index {name} (partitioned indexes excepted)")
+            raise NotFound(f"PostgreSQL has no index {name} (partitioned indexes excepted)")
         row = await (
             await connection.execute(
                 "SELECT indrelid::int8, c.relname FROM pg_index i "
@@ -175,14 +176,14 @@ async def take_inventory(connection: AsyncConnection[Any], params: ReindexParams
             )
         ).fetchone()
         if row is None:  # dropped between the two statements
-            raise TaskFailed(f"PostgreSQL has no index {name}")
+            raise NotFound(f"PostgreSQL has no index {name}")
         names = wanted.setdefault(int(row[0]), set())
         if names is not None:
             names.add(str(row[1]))
     for name in params.tables:
         found = await _regclass(connection, name)
         if found is None or found[1] not in ("r", "m", "t"):
-            raise TaskFailed(f"PostgreSQL has no table {name}")
+            raise NotFound(f"PostgreSQL has no table {name}")
         wanted[found[0]] = None
     inventory = Inventory([], [])
     for table_oid, names in wanted.items():
@@ -219,7 +220,8 @@ class PostgresReindex(Task[PostgresTarget, ReindexParams]):
         """Given the target and params, return the statements the run would execute, with
         the indexes' current sizes; change nothing.
 
-        Raise TaskFailed if the server cannot be reached or a name is not found.
+        A name not found is the plan's finding ("the run would fail: ..."); raise
+        TaskFailed if the server cannot be reached or the catalog cannot be read.
         """
         import psycopg
 
@@ -234,6 +236,8 @@ class PostgresReindex(Task[PostgresTarget, ReindexParams]):
                 local=False,
             )
             inventory = await take_inventory(connection, params)
+        except NotFound as error:
+            return TaskPlan(note=f"the run would fail: {error}")
         except psycopg.Error as error:
             raise TaskFailed(f"cannot read the indexes: {one_line(error)}") from error
         finally:

@@ -30,6 +30,7 @@ from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome
 from upkeep.tasks.postgres.common import (
     MAX_NAMES,
     LimitedParams,
+    NotFound,
     checked_names,
     hit_limit,
     human_bytes,
@@ -87,10 +88,10 @@ class TableFigures:
 
 
 async def table_figures(connection: AsyncConnection[Any], name: str) -> TableFigures:
-    """Given a table name as written, return its figures now; TaskFailed if no such table."""
+    """Given a table name as written, return its figures now; NotFound if no such table."""
     row = await (await connection.execute(TABLE_FIGURES, (quoted_regclass(name),))).fetchone()
     if row is None:
-        raise TaskFailed(f"PostgreSQL has no table {name}")
+        raise NotFound(f"PostgreSQL has no table {name}")
     return TableFigures(str(row[0]), str(row[1]), int(row[2]), int(row[3]))
 
 
@@ -140,13 +141,16 @@ class _TableTask(Task[PostgresTarget, TablesParams]):
         """Given the target and params, return the statements the run would execute with
         each table's dead rows and size now; change nothing.
 
-        Raise TaskFailed if the server cannot be reached or a table is not found.
+        A table not found is the plan's finding ("the run would fail: ..."); raise
+        TaskFailed if the server cannot be reached or the catalog cannot be read.
         """
         import psycopg
 
         connection = await self._connect(target, params, context, " (dry run)")
         try:
             tables = [await table_figures(connection, name) for name in params.tables]
+        except NotFound as error:
+            return TaskPlan(note=f"the run would fail: {error}")
         except psycopg.Error as error:
             raise TaskFailed(f"cannot read the tables: {one_line(error)}") from error
         finally:

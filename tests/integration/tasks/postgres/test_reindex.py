@@ -155,10 +155,13 @@ async def test_a_reindex_that_cannot_get_its_lock_gives_up_and_readers_go_on(
     assert indexes(postgres_dsn, table) == {f"{table}_pkey": True}
 
 
-async def test_a_missing_index_fails_the_plan_with_its_name(
+async def test_a_missing_index_is_the_plans_finding_and_fails_the_run(
     postgres_dsn: str, names: str, task_context: TaskContext
 ) -> None:
     target = PostgresTarget(dsn=postgres_dsn)
     params = ReindexParams.model_validate({"indexes": [f"{names}_none"]})
+    plan = await PostgresReindex().plan(target, params, task_context)
+    assert plan.note.startswith(f"the run would fail: PostgreSQL has no index {names}_none")
+    assert plan.changes == []
     with pytest.raises(TaskFailed, match=f"no index {names}_none"):
-        await PostgresReindex().plan(target, params, task_context)
+        await PostgresReindex().run(target, params, task_context)

@@ -117,5 +117,7 @@ async def test_vacuum_that_cannot_get_its_lock_gives_up_within_lock_timeout(
 
 async def test_a_missing_table_is_named(postgres_dsn: str, task_context: TaskContext) -> None:
     params = TablesParams.model_validate({"tables": ["no_such_table_here"]})
+    plan = await PostgresAnalyze().plan(PostgresTarget(dsn=postgres_dsn), params, task_context)
+    assert plan.note == "the run would fail: PostgreSQL has no table no_such_table_here"
     with pytest.raises(TaskFailed, match="no table no_such_table_here"):
         await PostgresAnalyze().run(PostgresTarget(dsn=postgres_dsn), params, task_context)
