@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= upkeep.yaml
 
-.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup bench-sql docs clean
+.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup bench-sql bench-pg-reindex docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,9 @@ bench-backup: dev-install services
 
 bench-sql: dev-install services
 	$(BIN)/python benchmarks/sql_retention.py --mariadb
+
+bench-pg-reindex: dev-install services
+	$(BIN)/python benchmarks/pg_reindex.py
 
 bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs.py
