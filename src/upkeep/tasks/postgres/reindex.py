@@ -403,6 +403,9 @@ async def _clean_up_after(connection: AsyncConnection[Any], index: IndexInfo) ->
         for leftover in leftovers
         if (problem := await _drop(connection, leftover))
     ]
+    # A _ccold leftover means the swap happened: the rebuilt index already serves.
+    swapped = any("_ccold" in leftover.name for leftover in leftovers)
+    said = "; the rebuilt index is in place, the old copy is left" if swapped else ""
     if problems:
-        return "; leftover(s) the next run removes: " + ", ".join(problems)
-    return f"; its {len(leftovers)} leftover(s) removed" if leftovers else ""
+        return f"{said}; leftover(s) the next run removes: " + ", ".join(problems)
+    return f"{said}; its {len(leftovers)} leftover(s) removed" if leftovers else ""
