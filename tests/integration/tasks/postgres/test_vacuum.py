@@ -68,10 +68,9 @@ async def test_vacuum_shows_its_sql_then_removes_the_dead_rows(
     outcome = await PostgresVacuum().run(target, params, task_context)
     figures = outcome.figures
     assert figures[f"dead_rows_before:public.{table}"] == 1800
-    # Other sessions on the shared server may hold back the xmin horizon, which keeps
-    # dead rows; alone, all 1800 go (the benchmark shows it).
+    # The module's own database: no other suite's transaction keeps the rows visible.
     after = figures[f"dead_rows_after:public.{table}"]
-    assert isinstance(after, int) and after <= 1800
+    assert after == 0
     assert figures["tables_done"] == 1
     assert figures["gave_up"] == 0
     size = figures[f"bytes_before:public.{table}"]
