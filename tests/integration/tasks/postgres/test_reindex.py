@@ -165,3 +165,21 @@ async def test_a_missing_index_is_the_plans_finding_and_fails_the_run(
     assert plan.changes == []
     with pytest.raises(TaskFailed, match=f"no index {names}_none"):
         await PostgresReindex().run(target, params, task_context)
+
+
+async def test_a_valid_index_named_like_a_leftover_is_rebuilt_never_dropped(
+    postgres_dsn: str, names: str, task_context: TaskContext
+) -> None:
+    table = f"{names}_t"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE TABLE {table} (id int, v int)")
+        connection.execute(f"CREATE INDEX {names}_i ON {table} (id)")
+        connection.execute(f"CREATE INDEX {names}_i_ccnew ON {table} (v)")
+    target = PostgresTarget(dsn=postgres_dsn)
+    params = ReindexParams.model_validate({"tables": [table]})
+    outcome = await PostgresReindex().run(target, params, task_context)
+    assert sorted((change.action, change.subject) for change in outcome.changes) == [
+        ("reindex", f"public.{names}_i"),
+        ("reindex", f"public.{names}_i_ccnew"),
+    ]
+    assert indexes(postgres_dsn, table) == {f"{names}_i": True, f"{names}_i_ccnew": True}
