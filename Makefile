@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= upkeep.yaml
 
-.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup bench-sql bench-redis docs clean
+.PHONY: run test coverage lint typecheck unit services install dev-install bench bench-tools bench-logs bench-backup bench-sql bench-redis bench-pg-reindex docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,9 @@ bench-sql: dev-install services
 
 bench-redis: dev-install services
 	$(BIN)/python benchmarks/redis_bigkeys.py
+
+bench-pg-reindex: dev-install services
+	$(BIN)/python benchmarks/pg_reindex.py
 
 bench-logs: dev-install bench-tools
 	$(BIN)/python benchmarks/logs.py

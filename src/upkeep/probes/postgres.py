@@ -815,6 +815,7 @@ class IndexesParams(StrictModel):
     max_scans: int = Field(
         default=0,
         ge=0,
+        le=10**12,
         description="an index scanned at most this often since statistics began is unused",
     )
     largest: int = Field(

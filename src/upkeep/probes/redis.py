@@ -492,7 +492,7 @@ def _eviction_rate(url: str, info: dict[str, Any]) -> tuple[float, str]:
     return evicted / uptime * 60.0, "since the server started"
 
 
-def _policy_findings(info: dict[str, Any], params: HealthParams) -> tuple[bool, bool, list[str]]:
+def policy_findings(info: dict[str, Any], params: HealthParams) -> tuple[bool, bool, list[str]]:
     """Given INFO and the params, return whether a noeviction server is full (rejecting
     writes), whether a volatile-* policy has no key with a TTL to evict, and findings."""
     policy = str(info.get("maxmemory_policy", "noeviction"))
@@ -648,7 +648,7 @@ class HealthProbe(Probe[RedisTarget, HealthParams]):
                 latest = list(await client.latency_latest())
         allocator_frag = float(info.get("allocator_frag_ratio", 1.0) or 1.0)
         per_min, since = _eviction_rate(target.url, info)
-        rejecting, mismatch, findings = _policy_findings(info, params)
+        rejecting, mismatch, findings = policy_findings(info, params)
         policy = str(info.get("maxmemory_policy", "noeviction"))
         if per_min > 0 and policy == "noeviction":
             findings.append(f"{per_min:.1f} evictions/min {since} under noeviction")

@@ -14,6 +14,8 @@ from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
+from upkeep.tasks.postgres.reindex import PostgresReindex
+from upkeep.tasks.postgres.vacuum import PostgresAnalyze, PostgresVacuum
 from upkeep.tasks.redis.cleanup import RedisCleanup
 from upkeep.tasks.redis.memory_purge import RedisMemoryPurge
 from upkeep.tasks.reports.send import ReportSend
@@ -31,6 +33,9 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         HttpRequest,
         LogsRetain,
         LogsRotate,
+        PostgresAnalyze,
+        PostgresReindex,
+        PostgresVacuum,
         RedisCleanup,
         RedisMemoryPurge,
         ReportSend,

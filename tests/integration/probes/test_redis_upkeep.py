@@ -22,7 +22,7 @@ from upkeep.probes.redis import (
     HealthProbe,
     Pacer,
     RedisTarget,
-    _policy_findings,
+    policy_findings,
     scan_budget_s,
     shown_key,
 )
@@ -188,20 +188,20 @@ def _info(**fields: Any) -> dict[str, Any]:
 def test_policy_findings_name_a_full_noeviction_server_and_an_unfit_policy() -> None:
     params = HealthParams(full_percent=90)
 
-    rejecting, mismatch, findings = _policy_findings(_info(maxmemory_policy="noeviction"), params)
+    rejecting, mismatch, findings = policy_findings(_info(maxmemory_policy="noeviction"), params)
     assert (rejecting, mismatch) == (True, False)
     assert "writes are being rejected" in findings[0]
 
-    rejecting, mismatch, findings = _policy_findings(
+    rejecting, mismatch, findings = policy_findings(
         _info(maxmemory_policy="volatile-lru", db0={"keys": 5, "expires": 0}), params
     )
     assert (rejecting, mismatch) == (False, True)
     assert "volatile-lru but no key has a TTL" in findings[0]
 
-    assert _policy_findings(
+    assert policy_findings(
         _info(maxmemory_policy="volatile-lru", db0={"keys": 5, "expires": 2}), params
     ) == (False, False, [])
-    assert _policy_findings(_info(maxmemory_policy="volatile-ttl", maxmemory=0), params) == (
+    assert policy_findings(_info(maxmemory_policy="volatile-ttl", maxmemory=0), params) == (
         False,
         False,
         [],

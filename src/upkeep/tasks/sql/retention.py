@@ -50,7 +50,6 @@ import asyncio
 import base64
 import json
 import math
-import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -79,13 +78,18 @@ from upkeep.probes.mysql import (
 )
 from upkeep.probes.postgres import PostgresTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
+from upkeep.tasks.sql.session import (
+    check_name,
+    check_qualified_name,
+    connect_postgres,
+    quoted_regclass,
+    set_postgres_limits,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from pymysql.connections import Connection
 
-SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-"""A table, schema or column name the task accepts: what needs no quoting in SQL."""
 DEFAULT_BATCH_SIZE = 5000
 """Rows per batch unless configured."""
 DEADLINE_MARGIN_S = 1.0
@@ -139,25 +143,19 @@ class RetentionParams(StrictModel):
     @field_validator("table")
     @classmethod
     def _table(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) > 2 or not all(SQL_NAME.fullmatch(part) for part in parts):
-            raise ValueError(
-                "must be a plain name or schema.name (letters, digits, _ and $, "
-                "not starting with a digit)"
-            )
-        return value
+        return check_qualified_name(value)
 
     @field_validator("column")
     @classmethod
     def _column(cls, value: str) -> str:
-        _check_name(value)
+        check_name(value)
         return value
 
     @field_validator("match")
     @classmethod
     def _match(cls, value: dict[str, MatchValue]) -> dict[str, MatchValue]:
         for name in value:
-            _check_name(name)
+            check_name(name)
         return value
 
     @field_validator("older_than", "max_lock", "lock_wait")
@@ -173,15 +171,6 @@ class RetentionParams(StrictModel):
         if value is not None and not Path(value).is_absolute():
             raise ValueError("must be an absolute directory path")
         return value
-
-
-def _check_name(name: str) -> None:
-    """Raise ValueError unless ``name`` is a plain SQL name."""
-    if not SQL_NAME.fullmatch(name):
-        raise ValueError(
-            f"{name!r} is not a plain SQL name (letters, digits, _ and $, "
-            "not starting with a digit)"
-        )
 
 
 class TableUnusable(TaskFailed):
@@ -299,22 +288,14 @@ class _Postgres(_Backend):
         return sql.Identifier(*self.params.table.split("."))
 
     async def open(self) -> None:
-        import psycopg
-
-        try:
-            self.connection = await psycopg.AsyncConnection.connect(
-                self.target.dsn,
-                connect_timeout=max(1, math.ceil(min(self.timeout_s, 30))),
-                application_name="upkeep sql.retention",
-                options="-c timezone=UTC",
-            )
-        except psycopg.OperationalError as error:
-            raise TaskFailed(f"cannot connect to PostgreSQL: {one_line(error)}") from error
+        self.connection = await connect_postgres(
+            self.target, self.timeout_s, "upkeep sql.retention"
+        )
         row = await (
             await self.connection.execute(
                 "SELECT c.relkind::text, EXISTS (SELECT 1 FROM pg_inherits i "
                 "WHERE i.inhparent = c.oid) FROM pg_class c WHERE c.oid = to_regclass(%s)",
-                (self._quoted_name(),),
+                (quoted_regclass(self.params.table),),
             )
         ).fetchone()
         await self.connection.rollback()
@@ -339,21 +320,16 @@ class _Postgres(_Backend):
             raise RuntimeError("the backend is used before open()")
         return self.connection
 
-    def _quoted_name(self) -> str:
-        return ".".join(f'"{part}"' for part in self.params.table.split("."))
-
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
 
     async def _limits(self, statement_s: float) -> None:
-        await self._open_connection().execute(
-            "SELECT set_config('statement_timeout', %s, true), "
-            "set_config('lock_timeout', %s, true)",
-            (
-                f"{max(1, math.ceil(statement_s * 1000))}ms",
-                f"{max(1, math.ceil(self.params.lock_wait.total_seconds() * 1000))}ms",
-            ),
+        await set_postgres_limits(
+            self._open_connection(),
+            statement_s=statement_s,
+            lock_s=self.params.lock_wait.total_seconds(),
+            local=True,
         )
 
     async def count(self, cutoff: datetime) -> int:

@@ -1,0 +1,1 @@
+"""Maintenance tasks on PostgreSQL targets: VACUUM, ANALYZE, REINDEX CONCURRENTLY."""
