@@ -15,6 +15,7 @@ from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
 from upkeep.tasks.postgres.reindex import PostgresReindex
+from upkeep.tasks.postgres.terminate import PostgresTerminate
 from upkeep.tasks.postgres.vacuum import PostgresAnalyze, PostgresVacuum
 from upkeep.tasks.redis.cleanup import RedisCleanup
 from upkeep.tasks.redis.memory_purge import RedisMemoryPurge
@@ -35,6 +36,7 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         LogsRotate,
         PostgresAnalyze,
         PostgresReindex,
+        PostgresTerminate,
         PostgresVacuum,
         RedisCleanup,
         RedisMemoryPurge,
