@@ -23,9 +23,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
-from upkeep.core.models import StrictModel
+from upkeep.core.models import StrictModel, validate_with_key_rule
 from upkeep.core.text import one_line
 from upkeep.probes.postgres import PostgresTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
@@ -61,44 +67,100 @@ MultixactFreezeMaxAge = Annotated[int, Field(ge=10_000, le=2_000_000_000)]
 FreezeTableAge = Annotated[int, Field(ge=0, le=2_000_000_000)]
 
 
-def _toast(name: str) -> Any:
-    return Field(default=None, alias=f"toast.{name}", description=f"the TOAST table's {name}")
+def _option(description: str, *, toast: str | None = None) -> Any:
+    if toast is None:
+        return Field(default=None, description=description)
+    return Field(
+        default=None, alias=f"toast.{toast}", description=f"the TOAST table's: {description}"
+    )
 
 
 class TableSettings(StrictModel):
     """The autovacuum storage parameters one table may be given (PostgreSQL's bounds)."""
 
-    autovacuum_enabled: bool | None = Field(default=None, description="autovacuum on or off")
-    autovacuum_vacuum_threshold: Threshold | None = None
-    autovacuum_vacuum_scale_factor: ScaleFactor | None = None
-    autovacuum_vacuum_insert_threshold: InsertThreshold | None = None
-    autovacuum_vacuum_insert_scale_factor: ScaleFactor | None = None
-    autovacuum_analyze_threshold: Threshold | None = None
-    autovacuum_analyze_scale_factor: ScaleFactor | None = None
-    autovacuum_vacuum_cost_delay: CostDelay | None = Field(default=None, description="ms")
-    autovacuum_vacuum_cost_limit: CostLimit | None = None
-    autovacuum_freeze_min_age: FreezeMinAge | None = None
-    autovacuum_freeze_max_age: FreezeMaxAge | None = None
-    autovacuum_freeze_table_age: FreezeTableAge | None = None
-    autovacuum_multixact_freeze_min_age: FreezeMinAge | None = None
-    autovacuum_multixact_freeze_max_age: MultixactFreezeMaxAge | None = None
-    autovacuum_multixact_freeze_table_age: FreezeTableAge | None = None
-    toast_autovacuum_enabled: bool | None = _toast("autovacuum_enabled")
-    toast_autovacuum_vacuum_threshold: Threshold | None = _toast("autovacuum_vacuum_threshold")
-    toast_autovacuum_vacuum_scale_factor: ScaleFactor | None = _toast(
-        "autovacuum_vacuum_scale_factor"
+    autovacuum_enabled: bool | None = _option("autovacuum on (true) or off (false) for the table")
+    autovacuum_vacuum_threshold: Threshold | None = _option(
+        "dead rows before a vacuum, added to the scale factor's share (0 to 2147483647)"
     )
-    toast_autovacuum_vacuum_insert_threshold: InsertThreshold | None = _toast(
-        "autovacuum_vacuum_insert_threshold"
+    autovacuum_vacuum_scale_factor: ScaleFactor | None = _option(
+        "share of the table's rows dead before a vacuum (0 to 100)"
     )
-    toast_autovacuum_vacuum_insert_scale_factor: ScaleFactor | None = _toast(
-        "autovacuum_vacuum_insert_scale_factor"
+    autovacuum_vacuum_insert_threshold: InsertThreshold | None = _option(
+        "inserted rows before a vacuum (-1 turns insert vacuums off; up to 2147483647)"
     )
-    toast_autovacuum_vacuum_cost_delay: CostDelay | None = _toast("autovacuum_vacuum_cost_delay")
-    toast_autovacuum_vacuum_cost_limit: CostLimit | None = _toast("autovacuum_vacuum_cost_limit")
-    toast_autovacuum_freeze_min_age: FreezeMinAge | None = _toast("autovacuum_freeze_min_age")
-    toast_autovacuum_freeze_max_age: FreezeMaxAge | None = _toast("autovacuum_freeze_max_age")
-    toast_autovacuum_freeze_table_age: FreezeTableAge | None = _toast("autovacuum_freeze_table_age")
+    autovacuum_vacuum_insert_scale_factor: ScaleFactor | None = _option(
+        "share of the table's rows inserted before a vacuum (0 to 100)"
+    )
+    autovacuum_analyze_threshold: Threshold | None = _option(
+        "changed rows before an analyze, added to the scale factor's share (0 to 2147483647)"
+    )
+    autovacuum_analyze_scale_factor: ScaleFactor | None = _option(
+        "share of the table's rows changed before an analyze (0 to 100)"
+    )
+    autovacuum_vacuum_cost_delay: CostDelay | None = _option(
+        "autovacuum's cost delay for the table in ms (-1 to 100)"
+    )
+    autovacuum_vacuum_cost_limit: CostLimit | None = _option(
+        "autovacuum's cost limit for the table (-1 to 10000)"
+    )
+    autovacuum_freeze_min_age: FreezeMinAge | None = _option(
+        "vacuum_freeze_min_age for the table (0 to 1000000000)"
+    )
+    autovacuum_freeze_max_age: FreezeMaxAge | None = _option(
+        "XID age that forces an anti-wraparound vacuum (100000 to 2000000000)"
+    )
+    autovacuum_freeze_table_age: FreezeTableAge | None = _option(
+        "vacuum_freeze_table_age for the table (0 to 2000000000)"
+    )
+    autovacuum_multixact_freeze_min_age: FreezeMinAge | None = _option(
+        "vacuum_multixact_freeze_min_age for the table (0 to 1000000000)"
+    )
+    autovacuum_multixact_freeze_max_age: MultixactFreezeMaxAge | None = _option(
+        "multixact age that forces an anti-wraparound vacuum (10000 to 2000000000)"
+    )
+    autovacuum_multixact_freeze_table_age: FreezeTableAge | None = _option(
+        "vacuum_multixact_freeze_table_age for the table (0 to 2000000000)"
+    )
+    toast_autovacuum_enabled: bool | None = _option(
+        "autovacuum on (true) or off (false) for the table",
+        toast="autovacuum_enabled",
+    )
+    toast_autovacuum_vacuum_threshold: Threshold | None = _option(
+        "dead rows before a vacuum, added to the scale factor's share (0 to 2147483647)",
+        toast="autovacuum_vacuum_threshold",
+    )
+    toast_autovacuum_vacuum_scale_factor: ScaleFactor | None = _option(
+        "share of the table's rows dead before a vacuum (0 to 100)",
+        toast="autovacuum_vacuum_scale_factor",
+    )
+    toast_autovacuum_vacuum_insert_threshold: InsertThreshold | None = _option(
+        "inserted rows before a vacuum (-1 turns insert vacuums off; up to 2147483647)",
+        toast="autovacuum_vacuum_insert_threshold",
+    )
+    toast_autovacuum_vacuum_insert_scale_factor: ScaleFactor | None = _option(
+        "share of the table's rows inserted before a vacuum (0 to 100)",
+        toast="autovacuum_vacuum_insert_scale_factor",
+    )
+    toast_autovacuum_vacuum_cost_delay: CostDelay | None = _option(
+        "autovacuum's cost delay for the table in ms (-1 to 100)",
+        toast="autovacuum_vacuum_cost_delay",
+    )
+    toast_autovacuum_vacuum_cost_limit: CostLimit | None = _option(
+        "autovacuum's cost limit for the table (-1 to 10000)",
+        toast="autovacuum_vacuum_cost_limit",
+    )
+    toast_autovacuum_freeze_min_age: FreezeMinAge | None = _option(
+        "vacuum_freeze_min_age for the table (0 to 1000000000)",
+        toast="autovacuum_freeze_min_age",
+    )
+    toast_autovacuum_freeze_max_age: FreezeMaxAge | None = _option(
+        "XID age that forces an anti-wraparound vacuum (100000 to 2000000000)",
+        toast="autovacuum_freeze_max_age",
+    )
+    toast_autovacuum_freeze_table_age: FreezeTableAge | None = _option(
+        "vacuum_freeze_table_age for the table (0 to 2000000000)",
+        toast="autovacuum_freeze_table_age",
+    )
 
     def options(self) -> dict[str, str]:
         """Return the options given, by their PostgreSQL name, as SQL value text (numbers
@@ -143,11 +205,17 @@ class AutovacuumParams(LimitedParams):
                 raise ValueError(f"{name!r} sets no option")
         return value
 
-    @model_validator(mode="after")
-    def _something_to_do(self) -> AutovacuumParams:
-        if not self.rollback and not self.tables:
-            raise ValueError("name at least one table in `tables` (or set `rollback: true`)")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _something_to_do(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> AutovacuumParams:
+        return validate_with_key_rule(cls, data, handler, _something_to_do)
+
+
+def _something_to_do(data: dict[str, Any]) -> str | None:
+    """Return the problem of a step that neither names a table nor rolls back, or None."""
+    if data.get("rollback") is not True and not data.get("tables"):
+        return "name at least one table in `tables` (or set `rollback: true`)"
+    return None
 
 
 @dataclass(frozen=True)
