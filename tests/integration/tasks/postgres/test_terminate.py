@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -16,8 +17,20 @@ from upkeep.tasks.postgres.terminate import PostgresTerminate, TerminateParams
 pytestmark = pytest.mark.postgres
 
 
-async def _idle_in_transaction(dsn: str, application: str) -> psycopg.AsyncConnection[object]:
+@pytest.fixture
+async def opened() -> AsyncIterator[list[psycopg.AsyncConnection[object]]]:
+    """The test's own sessions, closed afterwards however the test ended."""
+    connections: list[psycopg.AsyncConnection[object]] = []
+    yield connections
+    for connection in connections:
+        await connection.close()
+
+
+async def _idle_in_transaction(
+    opened: list[psycopg.AsyncConnection[object]], dsn: str, application: str
+) -> psycopg.AsyncConnection[object]:
     connection = await psycopg.AsyncConnection.connect(dsn, application_name=application)
+    opened.append(connection)
     await connection.execute("SELECT 1")  # opens the transaction, then sits idle in it
     return connection
 
@@ -35,7 +48,7 @@ async def _alive(connection: psycopg.AsyncConnection[object]) -> bool:
 
 
 async def test_ends_the_old_idle_session_and_leaves_the_young_one(
-    postgres_dsn: str, task_context: TaskContext
+    postgres_dsn: str, task_context: TaskContext, opened: list[psycopg.AsyncConnection[object]]
 ) -> None:
     old_app = f"old_{uuid.uuid4().hex[:8]}"
     young_app = f"young_{uuid.uuid4().hex[:8]}"
@@ -45,10 +58,10 @@ async def test_ends_the_old_idle_session_and_leaves_the_young_one(
         admin.execute(f"CREATE ROLE {role} LOGIN")
     user_dsn = psycopg.conninfo.make_conninfo(postgres_dsn, user=role)
     try:
-        old = await _idle_in_transaction(user_dsn, old_app)
-        superuser_old = await _idle_in_transaction(postgres_dsn, old_app)
+        old = await _idle_in_transaction(opened, user_dsn, old_app)
+        superuser_old = await _idle_in_transaction(opened, postgres_dsn, old_app)
         await asyncio.sleep(1.2)
-        young = await _idle_in_transaction(user_dsn, young_app)
+        young = await _idle_in_transaction(opened, user_dsn, young_app)
         target = PostgresTarget(dsn=postgres_dsn)
         params = TerminateParams.model_validate(
             {"idle_longer_than": "1s", "applications": [old_app, young_app]}
@@ -72,8 +85,6 @@ async def test_ends_the_old_idle_session_and_leaves_the_young_one(
         assert not await _alive(old)
         assert await _alive(young)
         assert await _alive(superuser_old)
-        for connection in (old, young, superuser_old):
-            await connection.close()
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute(
@@ -84,7 +95,7 @@ async def test_ends_the_old_idle_session_and_leaves_the_young_one(
 
 
 async def test_a_session_it_may_not_end_is_recorded_not_failed(
-    postgres_dsn: str, task_context: TaskContext
+    postgres_dsn: str, task_context: TaskContext, opened: list[psycopg.AsyncConnection[object]]
 ) -> None:
     app = f"priv_{uuid.uuid4().hex[:8]}"
     victim_role = f"victim_{uuid.uuid4().hex[:8]}"
@@ -95,7 +106,7 @@ async def test_a_session_it_may_not_end_is_recorded_not_failed(
         admin.execute(f"CREATE ROLE {runner_role} LOGIN IN ROLE pg_read_all_stats")
     try:
         victim = await _idle_in_transaction(
-            psycopg.conninfo.make_conninfo(postgres_dsn, user=victim_role), app
+            opened, psycopg.conninfo.make_conninfo(postgres_dsn, user=victim_role), app
         )
         await asyncio.sleep(1.1)
         target = PostgresTarget(dsn=psycopg.conninfo.make_conninfo(postgres_dsn, user=runner_role))
@@ -107,7 +118,6 @@ async def test_a_session_it_may_not_end_is_recorded_not_failed(
         strict = params.model_copy(update={"fail_if_not_ended": True})
         with pytest.raises(Exception, match="not ended: pid"):
             await PostgresTerminate().run(target, strict, task_context)
-        await victim.close()
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute(
