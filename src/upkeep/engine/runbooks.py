@@ -681,6 +681,8 @@ class RunbookExecutor:
             store=self.store,
             config_path=self.loaded.path,
             reports=self.reports,
+            runbook=runbook,
+            step_position=position,
         )
         started = time.perf_counter()
         try:

@@ -344,6 +344,11 @@ class TaskContext:
     """The config file the run was loaded from (backing up upkeep itself)."""
     reports: ReportMaker | None = None
     """Makes reports (``report.send``); None where no one provided it."""
+    runbook: str | None = None
+    """The runbook whose step runs the task (None outside a runbook), for tasks that read
+    what an earlier run of the same step recorded (``postgres.autovacuum`` rollback)."""
+    step_position: int | None = None
+    """The step's position in its runbook (None outside a runbook)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -14,7 +14,9 @@ from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
+from upkeep.tasks.postgres.autovacuum import PostgresAutovacuum
 from upkeep.tasks.postgres.reindex import PostgresReindex
+from upkeep.tasks.postgres.terminate import PostgresTerminate
 from upkeep.tasks.postgres.vacuum import PostgresAnalyze, PostgresVacuum
 from upkeep.tasks.redis.cleanup import RedisCleanup
 from upkeep.tasks.redis.memory_purge import RedisMemoryPurge
@@ -34,7 +36,9 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         LogsRetain,
         LogsRotate,
         PostgresAnalyze,
+        PostgresAutovacuum,
         PostgresReindex,
+        PostgresTerminate,
         PostgresVacuum,
         RedisCleanup,
         RedisMemoryPurge,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from upkeep.tasks.postgres.autovacuum import AutovacuumParams, TableChange, restored_changes
 from upkeep.tasks.postgres.common import human_bytes
 from upkeep.tasks.postgres.reindex import LEFTOVER, ReindexParams
 from upkeep.tasks.postgres.vacuum import VacuumParams
@@ -50,3 +51,38 @@ def test_leftover_names_and_registry() -> None:
         "2.5 MB",
         "3.0 GB",
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "name at least one table in `tables`"),
+        ({"tables": {"a; DROP": {"autovacuum_enabled": True}}}, "plain name or schema.name"),
+        ({"tables": {"t": {}}}, "sets no option"),
+        ({"tables": {"t": {"autovacuum_vacuum_scale_factor": -0.1}}}, "greater than or equal"),
+        ({"tables": {"t": {"toast.autovacuum_analyze_threshold": 5}}}, "Extra inputs"),
+        ({"tables": {"t": {"toast_autovacuum_enabled": False}}}, "Extra inputs"),
+    ],
+)
+def test_autovacuum_params_refuse(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AutovacuumParams.model_validate(values)
+
+
+def test_recorded_values_are_restored_with_set_and_reset_and_checked_again() -> None:
+    (change,) = restored_changes(
+        {
+            "rollback": False,
+            "previous:public.t:autovacuum_vacuum_scale_factor": "0.2",
+            "previous:public.t:toast.autovacuum_enabled": "unset",
+            "tables_done": 1,
+        }
+    )
+    assert change == TableChange(
+        "public.t", {"autovacuum_vacuum_scale_factor": "0.2"}, ("toast.autovacuum_enabled",)
+    )
+    with pytest.raises(ValueError, match="not an autovacuum option"):
+        restored_changes({"previous:public.t:fillfactor": "70"})
+    with pytest.raises(ValueError, match="not valid"):
+        restored_changes({"previous:public.t:autovacuum_vacuum_threshold": "1); DROP TABLE x"})
+    assert {"postgres.autovacuum", "postgres.terminate"} <= set(TASK_KINDS)
