@@ -170,8 +170,9 @@ class _TableTask(Task[MysqlTarget, MysqlTablesParams]):
         self, target: MysqlTarget, params: MysqlTablesParams, context: TaskContext
     ) -> TaskPlan:
         """Given the target and tables, return the exact statements with each table's size
-        now; change nothing. Raise TaskFailed if the server cannot be reached or a named
-        table does not exist."""
+        now; change nothing. A missing table is the plan's finding ("the run would fail:
+        ..."), not a failure of the dry run; raise TaskFailed if the server cannot be
+        reached."""
 
         def work(connection: Connection[Any]) -> list[TableSize | None]:
             return [table_size(connection, name) for name in params.tables]
@@ -181,8 +182,6 @@ class _TableTask(Task[MysqlTarget, MysqlTablesParams]):
         except TargetUnreachable as error:
             raise TaskFailed(str(error)) from error
         missing = [name for name, size in zip(params.tables, sizes, strict=True) if not size]
-        if missing:
-            raise TaskFailed(f"MySQL has no table {', '.join(missing)}")
         changes = [
             Change(
                 self.verb.split()[0].lower(),
@@ -192,6 +191,11 @@ class _TableTask(Task[MysqlTarget, MysqlTablesParams]):
             for size in sizes
             if size is not None
         ]
+        if missing:
+            return TaskPlan(
+                changes=changes,
+                note=f"the run would fail: MySQL has no table {', '.join(missing)}",
+            )
         statement_s = params.statement_s(context.timeout_s)
         return TaskPlan(
             changes=changes,
