@@ -12,8 +12,9 @@ tables, one at a time, under limits, with sizes before and after.
   ``OPTIMIZE TABLE`` of an InnoDB table is a table rebuild (online DDL): writes go on while
   it copies, and it needs the table's metadata lock briefly at the start and end.
 * **Errors as rows.** MySQL reports a table ANALYZE/OPTIMIZE could not handle (no such
-  table, a corrupt one) as result rows with ``Msg_type`` ``error``, not as an exception; the
-  run reads every row and counts such a table as failed, with the server's text.
+  table, a corrupt one; MariaDB a lock wait past ``lock_wait_timeout`` too) as result rows
+  with ``Msg_type`` ``error``, not as an exception; the run reads every row and counts such
+  a table as failed, with the server's text.
 * **Dry run**: the exact statements, with each table's size and free space now.
 * **Figures**, per table: ``bytes_before:<db.table>``/``bytes_after:...`` (DATA_LENGTH +
   INDEX_LENGTH) and ``free_before:...``/``free_after:...`` (DATA_FREE); the sums
@@ -287,7 +288,8 @@ class _TableTask(Task[MysqlTarget, MysqlTablesParams]):
             f"free {format_bytes(sums['free_before'])} → {format_bytes(sums['free_after'])}"
         )
         if problems:
-            raise TaskFailed(f"{self.verb} failed for {'; '.join(problems)} (done: {summary})")
+            done_too = f" (done: {summary})" if outcome.changes else ""
+            raise TaskFailed(f"{self.verb} failed for {'; '.join(problems)}{done_too}")
         outcome.message = summary
         return outcome
 

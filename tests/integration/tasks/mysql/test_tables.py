@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,23 @@ runbooks:
         and "plain name" in line
         for line in found
     ), found
+
+
+async def test_a_table_locked_elsewhere_is_given_up_within_lock_timeout(
+    mysql_dsn: str, fragmented: str, task_context: TaskContext
+) -> None:
+    holder = connect(mysql_dsn)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLES `{fragmented}` WRITE")
+        started = time.monotonic()
+        # MariaDB reports the lock wait as an error row of OPTIMIZE, not an exception.
+        with pytest.raises(
+            TaskFailed, match=f"OPTIMIZE TABLE failed for test.{fragmented}: Lock wait timeout"
+        ):
+            await MysqlOptimize().run(
+                target(mysql_dsn), params(tables=[fragmented], lock_timeout="1s"), task_context
+            )
+        assert time.monotonic() - started < 5
+    finally:
+        holder.close()
