@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from upkeep.core.models import StrictModel
 from upkeep.core.redaction import SecretMarker
 from upkeep.core.text import one_line
 from upkeep.io.threads import run_blocking
@@ -212,7 +213,7 @@ def _status(connection: Connection[Any], *names: str) -> dict[str, int]:
     return {name: values[name.lower()] for name in names}
 
 
-async def _run_session(
+async def run_session(
     target: MysqlTarget, context: ProbeContext, work: Callable[[Connection[Any]], T]
 ) -> tuple[T, float]:
     """Given a target and a function of a connection, run ``_session`` on a daemon thread.
@@ -255,7 +256,7 @@ class PingProbe(_MysqlProbe):
             (version,) = _fetch_one(connection, "SELECT VERSION()")
             return str(version), (time.perf_counter() - started) * 1000
 
-        (version, latency_ms), connect_ms = await _run_session(target, context, work)
+        (version, latency_ms), connect_ms = await run_session(target, context, work)
         return ProbeOutcome(
             metrics_from({"latency_ms": latency_ms, "version": version}),
             message=f"MySQL {version}: query {latency_ms:.1f} ms, connect {connect_ms:.1f} ms",
@@ -285,7 +286,7 @@ class ConnectionsProbe(_MysqlProbe):
             (maximum,) = _fetch_one(connection, "SELECT @@max_connections")
             return status, int(maximum)
 
-        (status, maximum), _ = await _run_session(target, context, work)
+        (status, maximum), _ = await run_session(target, context, work)
         running = status["Threads_running"]
         connected = status["Threads_connected"]
         # The two counters are read at slightly different moments; never report fewer
@@ -409,7 +410,7 @@ class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
             connection.rollback()
             return QueryResult(columns, [tuple(row) for row in rows], elapsed_ms)
 
-        result, _ = await _run_session(target, context, work)
+        result, _ = await run_session(target, context, work)
         metrics, message = result_metrics(result, params)
         return ProbeOutcome(metrics, message=message)
 
@@ -430,3 +431,283 @@ def _query_failed(
     if code in _STATEMENT_TIMEOUT:
         return QueryFailed(f"the query ran longer than statement_timeout ({statement_s:g}s)")
     return QueryFailed(f"the query failed: {describe_error(error)}")
+
+
+# Schemas of the server itself: never judged by the index and fragmentation probes.
+_SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+
+
+def _read_only(connection: Connection[Any], statement_s: float) -> None:
+    """Given a connection, bound its session and make every later statement read-only."""
+    set_session_limits(connection, statement_s=statement_s, lock_wait_s=min(statement_s, 5.0))
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+
+def _schema_filter() -> str:
+    """Return the WHERE clause that picks the DSN's database, or every user schema if the
+    DSN names none (its one bound value is the system schemas' tuple)."""
+    return "TABLE_SCHEMA = COALESCE(DATABASE(), TABLE_SCHEMA) AND TABLE_SCHEMA NOT IN %s"
+
+
+@dataclass(frozen=True)
+class IndexShape:
+    """One index as information_schema.STATISTICS describes it."""
+
+    table: str
+    name: str
+    unique: bool
+    kind: str
+    columns: tuple[tuple[str, int | None], ...]
+    """(column, prefix length) in index order."""
+
+    @property
+    def label(self) -> str:
+        """Return ``table.index`` for messages."""
+        return f"{self.table}.{self.name}"
+
+
+def index_shapes(rows: list[tuple[Any, ...]]) -> list[IndexShape]:
+    """Given STATISTICS rows (schema, table, index, non_unique, type, seq, column, sub_part)
+    ordered by table, index and seq, return one IndexShape per index."""
+    grouped: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        grouped.setdefault((str(row[0]), str(row[1]), str(row[2])), []).append(row)
+    shapes = []
+    for (schema, table, name), parts in grouped.items():
+        first = parts[0]
+        shapes.append(
+            IndexShape(
+                table=f"{schema}.{table}",
+                name=name,
+                unique=not int(first[3]),
+                kind=str(first[4]),
+                columns=tuple(
+                    (str(part[6]), None if part[7] is None else int(part[7])) for part in parts
+                ),
+            )
+        )
+    return shapes
+
+
+def duplicate_and_redundant(
+    shapes: list[IndexShape],
+) -> tuple[list[tuple[IndexShape, IndexShape]], list[tuple[IndexShape, IndexShape]]]:
+    """Given the indexes of some tables, return (duplicates, redundant) as pairs of
+    (the index that could go, the one that covers it).
+
+    A duplicate has the same type and columns, in the same order, as another index of its
+    table; of the pair, the non-unique one (or the later name) is the one that could go, and
+    PRIMARY never is. A redundant index is a strict left prefix of another of the same type,
+    and is not unique itself (a unique index enforces a rule its wider cover does not).
+    """
+    by_table: dict[str, list[IndexShape]] = {}
+    for shape in shapes:
+        by_table.setdefault(shape.table, []).append(shape)
+    duplicates: list[tuple[IndexShape, IndexShape]] = []
+    redundant: list[tuple[IndexShape, IndexShape]] = []
+    for indexes in by_table.values():
+        seen: set[str] = set()
+        for index in indexes:
+            for other in indexes:
+                if other is index or other.kind != index.kind:
+                    continue
+                if other.columns == index.columns:
+                    keep = sorted(
+                        (index, other),
+                        key=lambda shape: (shape.name != "PRIMARY", not shape.unique, shape.name),
+                    )[0]
+                    drop = other if keep is index else index
+                    if drop.name not in seen:
+                        seen.add(drop.name)
+                        duplicates.append((drop, keep))
+                elif (
+                    not index.unique
+                    and len(index.columns) < len(other.columns)
+                    and other.columns[: len(index.columns)] == index.columns
+                    and index.name not in seen
+                ):
+                    seen.add(index.name)
+                    redundant.append((index, other))
+    return duplicates, redundant
+
+
+def _pairs(pairs: list[tuple[IndexShape, IndexShape]], limit: int = 5) -> str:
+    """Given (index, cover) pairs, return them as ``a.b (covered by c)``, at most ``limit``."""
+    shown = [f"{drop.label} (covered by {keep.name})" for drop, keep in pairs[:limit]]
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return ", ".join(shown) + more
+
+
+class IndexesProbe(_MysqlProbe):
+    """Duplicate, redundant and (where performance_schema is on) unused indexes."""
+
+    name: ClassVar[str] = "indexes"
+    summary: ClassVar[str] = (
+        "Duplicate and redundant (left-prefix) indexes from information_schema, and unused "
+        "ones from performance_schema when it is on; names only, never data."
+    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec(
+            "indexes", "number", "indexes in the DSN's database (every user schema if none)"
+        ),
+        MetricSpec(
+            "duplicate", "number", "indexes with the same columns as another of their table"
+        ),
+        MetricSpec(
+            "redundant", "number", "non-unique indexes that are a left prefix of another one"
+        ),
+        MetricSpec(
+            "unused",
+            "number",
+            "non-PRIMARY indexes with no reads or writes since the server started "
+            "(absent when performance_schema is off)",
+        ),
+    )
+
+    async def run(
+        self, target: MysqlTarget, params: NoParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target, return index counts with the offending names in the message.
+
+        Reads information_schema.STATISTICS (and, if ``@@performance_schema`` is 1,
+        table_io_waits_summary_by_index_usage) in a read-only, time-limited session. Raise
+        TargetUnreachable if the server is down.
+        """
+
+        def work(connection: Connection[Any]) -> tuple[list[IndexShape], list[str] | None]:
+            _read_only(connection, context.timeout_s)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, INDEX_TYPE, "
+                    "SEQ_IN_INDEX, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
+                    f"WHERE {_schema_filter()} "
+                    "ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+                    (_SYSTEM_SCHEMAS,),
+                )
+                rows = [tuple(row) for row in cursor.fetchall()]
+            (enabled,) = _fetch_one(connection, "SELECT @@performance_schema")
+            unused: list[str] | None = None
+            if int(enabled):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT OBJECT_SCHEMA, OBJECT_NAME, INDEX_NAME "
+                        "FROM performance_schema.table_io_waits_summary_by_index_usage "
+                        "WHERE INDEX_NAME IS NOT NULL AND INDEX_NAME <> 'PRIMARY' "
+                        "AND COUNT_STAR = 0 "
+                        "AND OBJECT_SCHEMA = COALESCE(DATABASE(), OBJECT_SCHEMA) "
+                        "AND OBJECT_SCHEMA NOT IN %s ORDER BY 1, 2, 3",
+                        (_SYSTEM_SCHEMAS,),
+                    )
+                    unused = [f"{s}.{t}.{i}" for s, t, i in cursor.fetchall()]
+            return index_shapes(rows), unused
+
+        (shapes, unused), _ = await run_session(target, context, work)
+        duplicates, redundant = duplicate_and_redundant(shapes)
+        values: dict[str, float | str] = {
+            "indexes": len(shapes),
+            "duplicate": len(duplicates),
+            "redundant": len(redundant),
+        }
+        parts = [f"{len(shapes)} indexes"]
+        parts.append(
+            f"{len(duplicates)} duplicate: {_pairs(duplicates)}" if duplicates else "no duplicates"
+        )
+        parts.append(
+            f"{len(redundant)} redundant: {_pairs(redundant)}" if redundant else "none redundant"
+        )
+        if unused is None:
+            parts.append(
+                "unused not measured: performance_schema is off "
+                "(set performance_schema=ON in the server config and restart)"
+            )
+        else:
+            values["unused"] = len(unused)
+            shown = ", ".join(unused[:5]) + (
+                f" and {len(unused) - 5} more" if len(unused) > 5 else ""
+            )
+            parts.append(
+                f"{len(unused)} unused since the server started: {shown}"
+                if unused
+                else "none unused since the server started"
+            )
+        return ProbeOutcome(metrics_from(values), message="; ".join(parts))
+
+
+class FragmentationParams(StrictModel):
+    """Params of the MySQL ``fragmentation`` probe."""
+
+    min_free_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=0,
+        le=2**60,
+        description="a table counts as fragmented only with at least this much DATA_FREE",
+    )
+    min_free_percent: float = Field(
+        default=20.0,
+        ge=0,
+        le=100,
+        description="... and only if DATA_FREE is at least this share of data + index + free",
+    )
+
+
+class FragmentationProbe(Probe[MysqlTarget, FragmentationParams]):
+    """Tables whose free space (DATA_FREE) is large against their size."""
+
+    target_kind: ClassVar[str] = "mysql"
+    name: ClassVar[str] = "fragmentation"
+    summary: ClassVar[str] = (
+        "Tables whose DATA_FREE is large in bytes and against their size "
+        "(candidates for mysql.optimize); the worst is named."
+    )
+    Params: ClassVar[type[StrictModel]] = FragmentationParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("fragmented", "number", "tables past both min_free_bytes and min_free_percent"),
+        MetricSpec("free_bytes_max", "number", "the largest DATA_FREE of any table"),
+    )
+
+    async def run(
+        self, target: MysqlTarget, params: FragmentationParams, context: ProbeContext
+    ) -> ProbeOutcome:
+        """Given a target and thresholds, return the fragmented tables' count and the
+        largest free space, naming the worst tables. Raise TargetUnreachable if down."""
+
+        def work(connection: Connection[Any]) -> list[tuple[str, int, int]]:
+            _read_only(connection, context.timeout_s)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), "
+                    "COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0), "
+                    "COALESCE(DATA_FREE, 0) FROM information_schema.TABLES "
+                    f"WHERE TABLE_TYPE = 'BASE TABLE' AND {_schema_filter()} "
+                    "ORDER BY 3 DESC",
+                    (_SYSTEM_SCHEMAS,),
+                )
+                return [(str(n), int(size), int(free)) for n, size, free in cursor.fetchall()]
+
+        tables, _ = await run_session(target, context, work)
+        fragmented = [
+            (name, size, free)
+            for name, size, free in tables
+            if free >= params.min_free_bytes
+            and free > 0
+            and free * 100.0 / (size + free) >= params.min_free_percent
+        ]
+        free_max = max((free for _, _, free in tables), default=0)
+        if fragmented:
+            shown = ", ".join(
+                f"{name} ({free:,} bytes free, {free * 100.0 / (size + free):.0f}% of "
+                f"{size + free:,})"
+                for name, size, free in fragmented[:5]
+            )
+            more = f" and {len(fragmented) - 5} more" if len(fragmented) > 5 else ""
+            message = f"{len(fragmented)} of {len(tables)} tables fragmented: {shown}{more}"
+        else:
+            message = (
+                f"none of {len(tables)} tables has {params.min_free_bytes:,}+ bytes and "
+                f"{params.min_free_percent:g}%+ free; largest free {free_max:,} bytes"
+            )
+        return ProbeOutcome(
+            metrics_from({"fragmented": len(fragmented), "free_bytes_max": free_max}),
+            message=message,
+        )

@@ -76,7 +76,13 @@ TARGET_KINDS: dict[str, TargetKind] = {
         TargetKind(
             "mysql",
             mysql.MysqlTarget,
-            (mysql.PingProbe, mysql.ConnectionsProbe, mysql.QueryProbe),
+            (
+                mysql.PingProbe,
+                mysql.ConnectionsProbe,
+                mysql.QueryProbe,
+                mysql.IndexesProbe,
+                mysql.FragmentationProbe,
+            ),
         ),
         TargetKind(
             "redis",

@@ -14,6 +14,7 @@ from upkeep.tasks.files.cleanup import FilesCleanup
 from upkeep.tasks.http.request import HttpRequest
 from upkeep.tasks.logs.retain import LogsRetain
 from upkeep.tasks.logs.rotate import LogsRotate
+from upkeep.tasks.mysql.tables import MysqlAnalyze, MysqlOptimize
 from upkeep.tasks.postgres.autovacuum import PostgresAutovacuum
 from upkeep.tasks.postgres.reindex import PostgresReindex
 from upkeep.tasks.postgres.terminate import PostgresTerminate
@@ -35,6 +36,8 @@ TASK_KINDS: dict[str, type[Task[Any, Any]]] = {
         HttpRequest,
         LogsRetain,
         LogsRotate,
+        MysqlAnalyze,
+        MysqlOptimize,
         PostgresAnalyze,
         PostgresAutovacuum,
         PostgresReindex,

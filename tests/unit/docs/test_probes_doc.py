@@ -109,6 +109,11 @@ ADDED_METRICS |= {
     ("postgres", "query"): {"elapsed_ms", "rows"},
     ("mysql", "query"): {"elapsed_ms", "rows"},
 }
+# MySQL/MariaDB indexes and fragmentation of the database-upkeep issue (#16).
+ADDED_METRICS |= {
+    ("mysql", "indexes"): {"indexes", "duplicate", "redundant", "unused"},
+    ("mysql", "fragmentation"): {"fragmented", "free_bytes_max"},
+}
 # Vacuum and transaction health of the database-upkeep issue (#16): effective thresholds
 # extend the spec's vacuum probe, the rest are probes of their own.
 ADDED_METRICS |= {

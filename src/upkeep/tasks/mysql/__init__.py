@@ -1,0 +1,1 @@
+"""MySQL/MariaDB maintenance: ``mysql.analyze`` and ``mysql.optimize``."""
