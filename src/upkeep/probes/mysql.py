@@ -32,14 +32,13 @@ from upkeep.probes.base import (
     metrics_from,
 )
 from upkeep.probes.sql import (
+    Dialect,
     QueryFailed,
     QueryParams,
     QueryProbeMixin,
     QueryResult,
     result_metrics,
     statement_timeout_s,
-    validate_params,
-    writing_problem,
 )
 
 if TYPE_CHECKING:
@@ -361,11 +360,7 @@ class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
     """Run a configured query in a read-only transaction; its named columns are metrics."""
 
     target_kind: ClassVar[str] = "mysql"
-
-    def validate(self, target: MysqlTarget, params: QueryParams) -> list[str]:
-        """Given a target and params, return the rules the params model cannot express."""
-        del target
-        return validate_params(params, "mysql")
+    dialect: ClassVar[Dialect] = "mysql"
 
     async def run(
         self, target: MysqlTarget, params: QueryParams, context: ProbeContext
@@ -381,9 +376,7 @@ class QueryProbe(QueryProbeMixin, Probe[MysqlTarget, QueryParams]):
         """
         import pymysql
 
-        writing = writing_problem(params.query, "mysql")
-        if writing is not None:
-            raise QueryFailed(writing)  # validated at load; params may come from elsewhere
+        self.refuse_writing(params)
         statement_s = statement_timeout_s(params, context.timeout_s)
 
         def work(connection: Connection[Any]) -> QueryResult:

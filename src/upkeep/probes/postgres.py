@@ -37,14 +37,13 @@ from upkeep.probes.base import (
 )
 from upkeep.probes.sql import (
     DEFAULT_STATEMENT_SHARE,
+    Dialect,
     QueryFailed,
     QueryParams,
     QueryProbeMixin,
     QueryResult,
     result_metrics,
     statement_timeout_s,
-    validate_params,
-    writing_problem,
 )
 
 if TYPE_CHECKING:
@@ -729,11 +728,7 @@ class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
     """Run a configured query in a read-only transaction; its named columns are metrics."""
 
     target_kind: ClassVar[str] = "postgres"
-
-    def validate(self, target: PostgresTarget, params: QueryParams) -> list[str]:
-        """Given a target and params, return the rules the params model cannot express."""
-        del target
-        return validate_params(params, "postgres")
+    dialect: ClassVar[Dialect] = "postgres"
 
     async def run(
         self, target: PostgresTarget, params: QueryParams, context: ProbeContext
@@ -749,9 +744,7 @@ class QueryProbe(QueryProbeMixin, Probe[PostgresTarget, QueryParams]):
         import psycopg
         from psycopg import errors
 
-        writing = writing_problem(params.query, "postgres")
-        if writing is not None:
-            raise QueryFailed(writing)  # validated at load; params may come from elsewhere
+        self.refuse_writing(params)
         statement_s = statement_timeout_s(params, context.timeout_s)
         async with connect_target(target, context) as connection:
             await connection.execute("BEGIN READ ONLY")

@@ -378,6 +378,7 @@ def _short(value: MetricValue) -> str:
 class QueryProbeMixin:
     """What the ``query`` probes of both servers declare alike."""
 
+    dialect: ClassVar[Dialect]
     name: ClassVar[str] = "query"
     summary: ClassVar[str] = (
         "Run one SQL statement in a read-only transaction under `statement_timeout` and "
@@ -405,3 +406,16 @@ class QueryProbeMixin:
         """Given a check's params, return the declared metrics and the fixed ones; None
         when the params are wrong (the names they declare are not known)."""
         return declared_metrics(params) if isinstance(params, QueryParams) else None
+
+    def validate(self, target: object, params: QueryParams) -> list[str]:
+        """Given a target and params, return the rules the params model cannot express
+        (``validate_params`` in this server's dialect)."""
+        del target
+        return validate_params(params, self.dialect)
+
+    def refuse_writing(self, params: QueryParams) -> None:
+        """Given params, raise QueryFailed if the query may write (``writing_problem``):
+        validated at load, checked again before running, as params may come from elsewhere."""
+        writing = writing_problem(params.query, self.dialect)
+        if writing is not None:
+            raise QueryFailed(writing)

@@ -36,12 +36,7 @@ from upkeep.core.text import one_line
 from upkeep.probes.postgres import PostgresTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.postgres.common import MAX_NAMES, LimitedParams, NotFound, hit_limit
-from upkeep.tasks.sql.session import (
-    check_qualified_name,
-    connect_postgres,
-    quoted_regclass,
-    set_postgres_limits,
-)
+from upkeep.tasks.sql.session import check_qualified_name, connect_limited, quoted_regclass
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -364,20 +359,13 @@ class PostgresAutovacuum(Task[PostgresTarget, AutovacuumParams]):
     async def _connect(
         self, target: PostgresTarget, params: AutovacuumParams, context: TaskContext, suffix: str
     ) -> AsyncConnection[Any]:
-        connection = await connect_postgres(
-            target, context.timeout_s, f"upkeep {self.name}{suffix}", autocommit=True
+        return await connect_limited(
+            target,
+            context.timeout_s,
+            f"upkeep {self.name}{suffix}",
+            statement_s=params.statement_s(context.timeout_s),
+            lock_s=params.lock_timeout.total_seconds(),
         )
-        try:
-            await set_postgres_limits(
-                connection,
-                statement_s=params.statement_s(context.timeout_s),
-                lock_s=params.lock_timeout.total_seconds(),
-                local=False,
-            )
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
 
     async def plan(
         self, target: PostgresTarget, params: AutovacuumParams, context: TaskContext

@@ -32,7 +32,7 @@ from upkeep.core.text import one_line
 from upkeep.probes.postgres import PostgresTarget
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
 from upkeep.tasks.postgres.common import MAX_NAMES
-from upkeep.tasks.sql.session import connect_postgres, milliseconds, set_postgres_limits
+from upkeep.tasks.sql.session import connect_limited, milliseconds
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -168,20 +168,13 @@ class PostgresTerminate(Task[PostgresTarget, TerminateParams]):
     async def _connect(
         self, target: PostgresTarget, context: TaskContext, suffix: str
     ) -> AsyncConnection[Any]:
-        connection = await connect_postgres(
-            target, context.timeout_s, f"upkeep {self.name}{suffix}", autocommit=True
+        return await connect_limited(
+            target,
+            context.timeout_s,
+            f"upkeep {self.name}{suffix}",
+            statement_s=min(STATEMENT_S, context.timeout_s),
+            lock_s=min(STATEMENT_S, context.timeout_s),
         )
-        try:
-            await set_postgres_limits(
-                connection,
-                statement_s=min(STATEMENT_S, context.timeout_s),
-                lock_s=min(STATEMENT_S, context.timeout_s),
-                local=False,
-            )
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
 
     async def plan(
         self, target: PostgresTarget, params: TerminateParams, context: TaskContext

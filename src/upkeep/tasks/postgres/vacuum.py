@@ -35,7 +35,7 @@ from upkeep.tasks.postgres.common import (
     hit_limit,
     human_bytes,
 )
-from upkeep.tasks.sql.session import connect_postgres, quoted_regclass, set_postgres_limits
+from upkeep.tasks.sql.session import connect_limited, quoted_regclass
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -120,20 +120,13 @@ class _TableTask(Task[PostgresTarget, TablesParams]):
     async def _connect(
         self, target: PostgresTarget, params: TablesParams, context: TaskContext, suffix: str
     ) -> AsyncConnection[Any]:
-        connection = await connect_postgres(
-            target, context.timeout_s, f"upkeep {self.name}{suffix}", autocommit=True
+        return await connect_limited(
+            target,
+            context.timeout_s,
+            f"upkeep {self.name}{suffix}",
+            statement_s=params.statement_s(context.timeout_s),
+            lock_s=params.lock_timeout.total_seconds(),
         )
-        try:
-            await set_postgres_limits(
-                connection,
-                statement_s=params.statement_s(context.timeout_s),
-                lock_s=params.lock_timeout.total_seconds(),
-                local=False,
-            )
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
 
     async def plan(
         self, target: PostgresTarget, params: TablesParams, context: TaskContext

@@ -82,6 +82,30 @@ async def connect_postgres(
         raise TaskFailed(f"cannot connect to PostgreSQL: {one_line(error)}") from error
 
 
+async def connect_limited(
+    target: PostgresTarget,
+    timeout_s: float,
+    application_name: str,
+    *,
+    statement_s: float,
+    lock_s: float,
+) -> AsyncConnection[Any]:
+    """Given a target, the step's timeout, a name for ``pg_stat_activity`` and the limits,
+    return an autocommit connection whose session runs every statement under them (what
+    ``VACUUM``, ``ALTER TABLE`` and ``pg_terminate_backend`` steps need).
+
+    Raise TaskFailed as ``connect_postgres`` does; the connection is closed if the limits
+    cannot be set.
+    """
+    connection = await connect_postgres(target, timeout_s, application_name, autocommit=True)
+    try:
+        await set_postgres_limits(connection, statement_s=statement_s, lock_s=lock_s, local=False)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
 async def set_postgres_limits(
     connection: AsyncConnection[Any], *, statement_s: float, lock_s: float, local: bool
 ) -> None:
