@@ -42,7 +42,7 @@ from upkeep.probes.mysql import (
     set_session_limits,
 )
 from upkeep.tasks.base import Change, Task, TaskContext, TaskFailed, TaskOutcome, TaskPlan
-from upkeep.tasks.postgres.common import MAX_NAMES, checked_names
+from upkeep.tasks.postgres.common import MAX_NAMES, LimitedParams, checked_names
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
@@ -63,8 +63,10 @@ TABLE_FIGURES = (
 )
 
 
-class MysqlTablesParams(StrictModel):
-    """Params of ``mysql.analyze`` and ``mysql.optimize``: the tables and the limits."""
+class MysqlTablesParams(LimitedParams):
+    """Params of ``mysql.analyze`` and ``mysql.optimize``: the tables and the limits (their
+    check and the step's cap are ``LimitedParams``'s; the PostgreSQL-only ``limits_sql`` is
+    not used here)."""
 
     tables: list[str] = Field(
         min_length=1, max_length=MAX_NAMES, description="tables, `name` or `database.name`"
@@ -83,18 +85,6 @@ class MysqlTablesParams(StrictModel):
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         return checked_names(value)
-
-    @field_validator("lock_timeout", "statement_timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be longer than 0s")
-        return value
-
-    def statement_s(self, step_timeout_s: float) -> float:
-        """Given the step's timeout, return the statement limit used: never longer than
-        the step, whose end would otherwise leave the server running the statement."""
-        return min(self.statement_timeout.total_seconds(), step_timeout_s)
 
 
 def quoted(schema: str, name: str) -> str:
